@@ -1,0 +1,1 @@
+"""The HTTP API and the review UI: thin routes over `evidence` services."""

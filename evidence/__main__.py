@@ -1,0 +1,3 @@
+from evidence.cli import app
+
+app(prog_name="evidence")

@@ -1,0 +1,1 @@
+"""Users (people, with a role) and devices (docks and cameras, with a key)."""

@@ -1,0 +1,161 @@
+"""The `evidence` command line (Typer). Commands are thin: parse, call one service, print."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from evidence.config import Settings, get_settings
+from evidence.errors import EvidenceError
+
+app = typer.Typer(help="Open evidence store for body-worn video.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+admin = typer.Typer(help="Users and devices.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+verify = typer.Typer(help="Offline verification anyone can run.", no_args_is_help=True)
+app.add_typer(admin, name="admin")
+app.add_typer(db_app, name="db")
+app.add_typer(verify, name="verify")
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _context(settings: Settings | None = None):  # type: ignore[no-untyped-def]
+    from evidence.context import Context
+
+    return Context(settings or get_settings())
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every schema migration to the configured database."""
+    from evidence.migrate import upgrade
+
+    url = get_settings().resolved_database_url()
+    upgrade(url)
+    typer.echo(f"database at head: {url.split('@')[-1]}")
+
+
+@admin.command("create-user")
+def create_user(
+    name: str,
+    role: Annotated[str, typer.Option(help="officer, evidence_officer, cps, auditor or admin")],
+    officer_id: Annotated[Optional[str], typer.Option(help="collar number linking an officer to their clips")] = None,
+) -> None:
+    """Create a user; the password is read from stdin (or prompted for on a terminal)."""
+    from evidence.accounts.service import create_user as create
+
+    if sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    try:
+        user = create(_context().ledger, name, role, password, officer_id=officer_id)
+    except EvidenceError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"created user {user.username} ({user.role}) id {user.id}")
+
+
+@admin.command("create-device")
+def create_device(
+    name: str,
+    kind: Annotated[str, typer.Option(help="dock or camera")] = "dock",
+) -> None:
+    """Create a device; its key is printed once, alone on the last line."""
+    from evidence.accounts.service import create_device as create
+
+    try:
+        new = create(_context().ledger, name, kind=kind)
+    except EvidenceError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"created {new.device.kind} {new.device.name} id {new.device.id}")
+    typer.echo("device key (shown once, store it on the dock now):", err=True)
+    typer.echo(new.key)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+) -> None:
+    """Run the API alone (production: run `evidence db upgrade` first)."""
+    _run_api(host, port)
+
+
+@app.command()
+def up(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+) -> None:
+    """The embedded profile in one command: migrate, then run the API."""
+    from evidence.migrate import upgrade
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url())
+    ctx = _context(settings)
+    typer.echo(f"data directory: {settings.data_dir.resolve()}")
+    typer.echo(f"ledger verifier key: {ctx.ledger.verifier_key}")
+    typer.echo(f"API: http://{host}:{port}/  (OpenAPI docs at http://{host}:{port}/docs)")
+    _run_api(host, port)
+
+
+def _run_api(host: str, port: int) -> None:
+    import uvicorn
+
+    from api.app import create_app
+
+    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+
+
+def _read_key(key: str | None) -> str | None:
+    if key and key.startswith("@"):
+        return Path(key[1:]).read_text().strip()
+    return key
+
+
+@verify.command("ledger")
+def verify_ledger_cmd(
+    api: Annotated[Optional[str], typer.Option(help="base URL of an evidence API")] = None,
+    db: Annotated[Optional[str], typer.Option(help="database URL to read directly")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="a checkpoint saved earlier: prove the log only grew since")] = None,
+    key: Annotated[Optional[str], typer.Option(help="the verifier key string, or @FILE")] = None,
+    token: Annotated[Optional[str], typer.Option(envvar="EVIDENCE_TOKEN", help="bearer token for --api")] = None,
+) -> None:
+    """Recompute every leaf, the chain and the root; check signatures and consistency."""
+    import httpx
+
+    from evidence.verify.ledger import ApiSource, DatabaseSource, verify_ledger
+    from evidence.verify.report import Report
+
+    if (api is None) == (db is None):
+        raise _fail("give exactly one of --api URL or --db URL", 2)
+    pinned = _read_key(key)
+    if db is not None and pinned is None:
+        pub = get_settings().resolved_ledger_key_path().with_suffix(".pub")
+        if pub.exists():
+            pinned = pub.read_text().strip()
+    source = ApiSource(api, token) if api else DatabaseSource(db, pinned)  # type: ignore[arg-type]
+    saved = checkpoint.read_text() if checkpoint else None
+    report = Report(echo=typer.echo)
+    try:
+        verify_ledger(source, report, key=pinned, saved_checkpoint=saved)
+    except EvidenceError as exc:
+        report.add("ledger readable", False, str(exc))
+    except (OSError, httpx.HTTPError) as exc:
+        report.add("ledger readable", False, f"{exc}; check the URL and that the server is up")
+    if report.ok:
+        typer.echo("OK: the ledger verifies")
+        return
+    first = report.failures[0] if report.failures else None
+    raise _fail(f"ledger verification FAILED: {first.name}: {first.detail}" if first else "nothing checked")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

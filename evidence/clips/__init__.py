@@ -1,0 +1,1 @@
+"""Clips (one per distinct original) and their derivatives (proxy, thumbnail, redactions)."""

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from evidence.db import Base
+from evidence.types import UTCDateTime, new_id
+
+
+class ClipState(enum.StrEnum):
+    uploading = "uploading"
+    verifying = "verifying"
+    stored = "stored"  # original verified and write-once; derivatives may follow
+    ready = "ready"  # proxy and thumbnail made
+    unplayable = "unplayable"  # kept as an original, flagged: ffmpeg could not read it
+    rejected = "rejected"  # bytes did not match the declared hash; nothing promoted
+    disposed = "disposed"  # deleted under retention policy; the ledger keeps its tombstone
+
+
+class Clip(Base):
+    __tablename__ = "clips"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    # The same bytes docked twice are one clip: the original's hash is unique.
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    filename: Mapped[str | None] = mapped_column(String(255))
+    officer_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id"), index=True)
+    camera_serial: Mapped[str | None] = mapped_column(String(64))
+    recorded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    ingested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    category: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Media facts from ffprobe; rationals stay strings ("30000/1001") so nothing is rounded.
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger)
+    container: Mapped[str | None] = mapped_column(String(64))
+    video_codec: Mapped[str | None] = mapped_column(String(32))
+    audio_codec: Mapped[str | None] = mapped_column(String(32))
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    frame_rate: Mapped[str | None] = mapped_column(String(32))
+    rotation: Mapped[int | None] = mapped_column(Integer)
+    gps: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    sidecar: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    media_error: Mapped[str | None] = mapped_column(Text)
+
+    derivatives: Mapped[list[Derivative]] = relationship(back_populates="clip")
+
+
+class Derivative(Base):
+    __tablename__ = "derivatives"
+    __table_args__ = (UniqueConstraint("clip_id", "kind"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    clip_id: Mapped[str] = mapped_column(ForeignKey("clips.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # proxy, thumbnail, redaction-...
+    key: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    # How it was made: ffmpeg version, exact arguments, input hash (the court will ask).
+    recipe: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    clip: Mapped[Clip] = relationship(back_populates="derivatives")

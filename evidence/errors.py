@@ -1,0 +1,94 @@
+"""Exceptions that name the failure.
+
+Every error a user can meet says what went wrong and, where it can, what to do next.
+The API maps these to RFC 9457 problem documents; the CLI prints them and exits non-zero.
+"""
+
+
+class EvidenceError(Exception):
+    """Base class for every failure the store reports on purpose."""
+
+    status = 500
+    title = "Internal error"
+
+
+class NotFound(EvidenceError):
+    status = 404
+    title = "Not found"
+
+
+class Conflict(EvidenceError):
+    status = 409
+    title = "Conflict"
+
+
+class InvalidInput(EvidenceError):
+    status = 422
+    title = "Invalid input"
+
+
+class AccessDenied(EvidenceError):
+    status = 403
+    title = "Access denied"
+
+
+class NotAuthenticated(EvidenceError):
+    status = 401
+    title = "Not authenticated"
+
+
+class HashMismatch(EvidenceError):
+    """Bytes did not hash to the SHA-256 they were declared or recorded with."""
+
+    status = 422
+    title = "Hash mismatch"
+
+    def __init__(self, message: str, *, expected: str = "", actual: str = ""):
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class ObjectNotFound(NotFound):
+    title = "Object not found"
+
+
+class WriteOnceViolation(Conflict):
+    """A write-once key already holds different bytes."""
+
+    title = "Write-once object already exists"
+
+
+class ObjectLocked(Conflict):
+    """Retention (Object Lock) or a legal hold forbids deleting or replacing the object."""
+
+    title = "Object is locked"
+
+
+class LedgerError(EvidenceError):
+    title = "Ledger error"
+
+
+class ProofError(LedgerError):
+    """A Merkle inclusion or consistency proof did not verify, or was asked for badly."""
+
+    status = 400
+    title = "Proof error"
+
+
+class SignatureInvalid(LedgerError):
+    title = "Signature invalid"
+
+
+class RangeNotSatisfiable(EvidenceError):
+    """A byte range starts beyond the object's end (HTTP 416).
+
+    `size` is the object's length when known, so a route can answer `Content-Range: bytes */size`.
+    """
+
+    status = 416
+    title = "Range not satisfiable"
+
+    def __init__(self, message: str, *, size: int | None = None):
+        super().__init__(message)
+        self.size = size

@@ -1,0 +1,308 @@
+"""`evidence verify ledger`: recompute every leaf, the chain and the root, check signatures.
+
+The source is either the HTTP API (what anyone outside can see) or the database itself
+(what an auditor with access to a backup can see, including the stored leaf and chain
+columns). Either way the verifier trusts only the verifier key and, when given, a
+checkpoint the auditor saved earlier.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx
+from sqlalchemy import create_engine, text
+
+from evidence.errors import EvidenceError, NotFound
+from evidence.ledger import merkle
+from evidence.ledger.note import Checkpoint, NoteVerifier, open_checkpoint
+from evidence.ledger.service import ZERO_CHAIN, chain_hash
+from evidence.verify.report import Report
+
+
+@dataclass(frozen=True)
+class Row:
+    index: int
+    entry: bytes
+    leaf_hash: bytes | None = None  # as stored, when the source exposes it
+    chain_hash: bytes | None = None
+
+
+class LedgerSource(Protocol):
+    description: str
+
+    def verifier_key(self) -> str: ...
+    def latest_checkpoint(self) -> str: ...
+    def checkpoint_covering(self, size: int) -> str | None: ...
+    def rows(self, end: int) -> Iterator[Row]: ...
+    def consistency_proof(self, first: int, second: int) -> list[bytes]: ...
+
+
+class ApiSource:
+    """Reads the ledger through the public routes of DESIGN.md."""
+
+    PAGE = 1000
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.description = base_url
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+
+    def _get(self, path: str, **params: int) -> httpx.Response:
+        resp = self._http.get(f"/api/v1/ledger/{path}", params=params)
+        if resp.status_code == 404:
+            raise NotFound(resp.json().get("detail", "not found"))
+        resp.raise_for_status()
+        return resp
+
+    def verifier_key(self) -> str:
+        return self._get("key").text.strip()
+
+    def latest_checkpoint(self) -> str:
+        return self._get("checkpoint").text
+
+    def checkpoint_covering(self, size: int) -> str | None:
+        try:
+            return self._get("checkpoint", size=size).text
+        except NotFound:
+            return None
+
+    def rows(self, end: int) -> Iterator[Row]:
+        start = 0
+        while start < end:
+            page = self._get("entries", start=start, end=min(end, start + self.PAGE)).json()
+            if not page["entries"]:
+                return
+            for item in page["entries"]:
+                yield Row(item["index"], base64.b64decode(item["entry"]))
+            start = page["entries"][-1]["index"] + 1
+
+    def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        body = self._get("proofs/consistency", first=first, second=second).json()
+        return [base64.b64decode(h) for h in body["hashes"]]
+
+
+class DatabaseSource:
+    """Reads the tables directly, read-only, without the application's code paths."""
+
+    def __init__(self, url: str, verifier_key: str | None):
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        self.description = url.split("@")[-1]
+        self._engine = create_engine(url)
+        self._key = verifier_key
+
+    def verifier_key(self) -> str:
+        if not self._key:
+            raise EvidenceError("verifying a database needs the verifier key: pass --key")
+        return self._key
+
+    def latest_checkpoint(self) -> str:
+        return self._one("SELECT note FROM checkpoints ORDER BY tree_size DESC LIMIT 1", {})
+
+    def checkpoint_covering(self, size: int) -> str | None:
+        try:
+            return self._one(
+                "SELECT note FROM checkpoints WHERE tree_size >= :n ORDER BY tree_size LIMIT 1",
+                {"n": size},
+            )
+        except NotFound:
+            return None
+
+    def _one(self, sql: str, params: dict[str, int]) -> str:
+        with self._engine.connect() as conn:
+            note = conn.execute(text(sql), params).scalar()
+        if note is None:
+            raise NotFound("no signed checkpoint in the database")
+        return str(note)
+
+    def rows(self, end: int) -> Iterator[Row]:
+        sql = text(
+            "SELECT idx, entry, leaf_hash, chain_hash FROM ledger_entries "
+            "WHERE idx < :end ORDER BY idx"
+        )
+        with self._engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=5000).execute(
+                sql, {"end": end}
+            )
+            for idx, entry, leaf, chain in result:
+                yield Row(int(idx), bytes(entry), bytes(leaf), bytes(chain))
+
+    def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        # The database holds the nodes; the proof is rebuilt from them like the API does.
+        ranges = merkle.consistency_proof_ranges(first, second)
+        wanted = merkle.nodes_needed(ranges)
+        nodes: dict[tuple[int, int], bytes] = {}
+        with self._engine.connect() as conn:
+            for level, pos in wanted:
+                if level == 0:
+                    h = conn.execute(
+                        text("SELECT leaf_hash FROM ledger_entries WHERE idx = :i"), {"i": pos}
+                    ).scalar()
+                else:
+                    h = conn.execute(
+                        text("SELECT hash FROM ledger_nodes WHERE level = :l AND position = :p"),
+                        {"l": level, "p": pos},
+                    ).scalar()
+                if h is None:
+                    raise NotFound(f"tree node ({level}, {pos}) is missing from the database")
+                nodes[(level, pos)] = bytes(h)
+        return merkle.build_proof(ranges, nodes)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+def verify_ledger(
+    source: LedgerSource, report: Report, *, key: str | None = None, saved_checkpoint: str | None = None
+) -> Report:
+    """Run every check; the report says which passed and names the first bad entry."""
+    if key is None:
+        key = source.verifier_key()
+        report.note(
+            f"verifier key taken from {source.description}; pin it with --key to rule out a "
+            "substituted key"
+        )
+    try:
+        verifier = NoteVerifier.from_vkey(key)
+    except EvidenceError as exc:
+        report.add("verifier key", False, str(exc))
+        return report
+    report.add("verifier key", True, key)
+
+    try:
+        latest = open_checkpoint(source.latest_checkpoint(), verifier)
+    except NotFound as exc:
+        report.add("latest checkpoint", False, f"{exc}: nothing vouches for this ledger")
+        return report
+    except EvidenceError as exc:
+        report.add("latest checkpoint signature", False, str(exc))
+        return report
+    report.add("latest checkpoint signature", True, f"{latest.origin}, {latest.size} entries")
+
+    saved = _open_saved(saved_checkpoint, verifier, latest, report)
+    targets = {latest.size: latest}
+    if saved is not None and saved.size < latest.size:
+        targets[saved.size] = saved
+
+    walked = _walk(source, latest.size, targets, report)
+    if walked is False:
+        _pinpoint(source, verifier, latest, report)
+    if walked is not None and saved is not None:
+        _check_consistency(source, saved, latest, report)
+    return report
+
+
+def _open_saved(
+    text_: str | None, verifier: NoteVerifier, latest: Checkpoint, report: Report
+) -> Checkpoint | None:
+    if text_ is None:
+        return None
+    try:
+        saved = open_checkpoint(text_, verifier)
+    except EvidenceError as exc:
+        report.add("saved checkpoint signature", False, str(exc))
+        return None
+    report.add("saved checkpoint signature", True, f"{saved.size} entries")
+    if saved.origin != latest.origin:
+        report.add("saved checkpoint origin", False, f"{saved.origin!r} is not {latest.origin!r}")
+        return None
+    if saved.size > latest.size:
+        report.add(
+            "log only grew", False,
+            f"the saved checkpoint has {saved.size} entries but the log now signs only "
+            f"{latest.size}: entries from index {latest.size} were removed",
+        )
+        return None
+    return saved
+
+
+def _walk(
+    source: LedgerSource, size: int, targets: dict[int, Checkpoint], report: Report
+) -> bool | None:
+    """Stream every entry once: contiguity, stored leaf and chain columns, roots at targets.
+
+    Returns None when a row-level check already named the bad entry, else whether the
+    recomputed root matches the latest checkpoint.
+    """
+    tree = merkle.CompactRange()
+    chain = ZERO_CHAIN
+    expected = 0
+    for row in source.rows(size):
+        if row.index != expected:
+            report.add("entries contiguous", False,
+                       f"entry {expected} is missing (the next entry present is {row.index})")
+            return None
+        leaf = merkle.leaf_hash(row.entry)
+        if row.leaf_hash is not None and row.leaf_hash != leaf:
+            report.add("leaf hashes", False,
+                       f"entry {row.index}: its bytes do not hash to the stored leaf hash (altered)")
+            return None
+        chain = chain_hash(chain, leaf)
+        if row.chain_hash is not None and row.chain_hash != chain:
+            report.add("hash chain", False,
+                       f"entry {row.index}: chain hash breaks here (entry altered, removed or "
+                       "moved at this index)")
+            return None
+        tree.append(leaf)
+        expected += 1
+        if expected in targets and expected != size:
+            _check_root(tree.root(), targets[expected], "saved checkpoint", report)
+    if expected < size:
+        report.add("entries present", False,
+                   f"the checkpoint signs {size} entries but only {expected} exist: "
+                   f"entry {expected} onwards removed")
+        return None
+    report.add("entries", True, f"{expected} entries read, every leaf and chain hash recomputed")
+    return _check_root(tree.root(), targets[size], "latest checkpoint", report)
+
+
+def _check_root(root: bytes, cp: Checkpoint, what: str, report: Report) -> bool:
+    ok = root == cp.root_hash
+    detail = "matches" if ok else (
+        f"recomputed {base64.b64encode(root).decode()} but {what} signs "
+        f"{base64.b64encode(cp.root_hash).decode()}"
+    )
+    return report.add(f"root at size {cp.size} ({what})", ok, detail)
+
+
+def _pinpoint(source: LedgerSource, verifier: NoteVerifier, latest: Checkpoint, report: Report) -> None:
+    """Binary-search the signed checkpoints for the first entry that no longer matches.
+
+    If entry i was altered, every root over more than i entries changes and every root
+    over i or fewer does not, so "root differs at size s" is monotone in s.
+    """
+    tree = merkle.InMemoryTree()
+    for row in source.rows(latest.size):
+        tree.append(merkle.leaf_hash(row.entry))
+    good, bad = 0, latest.size
+    while bad - good > 1:
+        note = source.checkpoint_covering((good + bad) // 2 or 1)
+        if note is None:
+            break
+        try:
+            cp = open_checkpoint(note, verifier)
+        except EvidenceError as exc:
+            report.add("historical checkpoint signature", False, str(exc))
+            break
+        if cp.size >= bad or cp.size <= good:
+            break
+        if tree.root(cp.size) == cp.root_hash:
+            good = cp.size
+        else:
+            bad = cp.size
+    where = f"entry {good}" if bad - good == 1 else f"an entry in [{good}, {bad})"
+    report.add("first bad entry", False, f"{where} differs from what was signed")
+
+
+def _check_consistency(source: LedgerSource, saved: Checkpoint, latest: Checkpoint, report: Report) -> None:
+    try:
+        proof = source.consistency_proof(saved.size, latest.size)
+        merkle.verify_consistency(saved.size, latest.size, proof, saved.root_hash, latest.root_hash)
+    except EvidenceError as exc:
+        report.add(f"consistency {saved.size} -> {latest.size}", False, str(exc))
+        return
+    report.add(f"consistency {saved.size} -> {latest.size}", True, "the log only grew since the saved checkpoint")

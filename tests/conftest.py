@@ -1,0 +1,55 @@
+"""Shared fixtures. Services (PostgreSQL, Ceph RGW, Redis) are real and started here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from evidence import clock
+from evidence.config import Settings
+from evidence.context import Context
+from evidence.migrate import upgrade
+
+pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.s3"]
+
+
+@pytest.fixture(autouse=True)
+def _system_clock() -> Iterator[None]:
+    yield
+    clock.set_clock(None)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database on each engine the store supports."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/evidence.db"
+    else:
+        url = request.getfixturevalue("postgres_server").create_database()
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path}/evidence.db"
+    upgrade(url)
+    return url
+
+
+def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "var", database_url=database_url, storage_backend="local", **overrides
+    )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return make_settings(tmp_path, database_url)
+
+
+@pytest.fixture
+def ctx(settings: Settings) -> Context:
+    return Context(settings)
