@@ -92,3 +92,24 @@ class RangeNotSatisfiable(EvidenceError):
     def __init__(self, message: str, *, size: int | None = None):
         super().__init__(message)
         self.size = size
+
+
+class MediaError(EvidenceError):
+    """ffmpeg could not make a derivative (proxy, thumbnail), or could not be run at all.
+
+    `stderr` is the tail of ffmpeg's own error output (paths replaced by placeholders);
+    `hint` says what to do next. Probing never raises this for bad media: it reports it.
+    """
+
+    status = 422
+    title = "Media processing failed"
+
+    def __init__(self, message: str, *, stderr: str = "", hint: str = ""):
+        text = message
+        if stderr:
+            text += f"\nffmpeg said:\n{stderr}"
+        if hint:
+            text += f"\nWhat to do: {hint}"
+        super().__init__(text)
+        self.stderr = stderr
+        self.hint = hint

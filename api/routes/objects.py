@@ -1,0 +1,125 @@
+"""Presigned object URLs of the local store: the embedded profile's stand-in for S3.
+
+`LocalStore.presign_put/get` produce `/api/v1/objects/{key}?method=&expires=&signature=`;
+these routes check the signature first, then stream the body into the store (PUT) or the
+object out of it, with HTTP Range (GET). With the S3 backend, presigned URLs point at the S3
+server itself, so these routes answer 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from api.deps import store as get_store
+from api.problems import problem
+from evidence.errors import NotFound, RangeNotSatisfiable
+from evidence.storage import parse_range_header
+from evidence.storage.local import LocalStore
+
+router = APIRouter()
+
+
+def _local_store(request: Request) -> LocalStore:
+    store = get_store(request)
+    if not isinstance(store, LocalStore):
+        raise NotFound("object URLs are served by the S3 endpoint with this storage backend")
+    return store
+
+
+@router.put("/api/v1/objects/{key:path}")
+async def put_object(
+    key: str,
+    request: Request,
+    method: str | None = None,
+    expires: str | None = None,
+    signature: str | None = None,
+) -> JSONResponse:
+    store = _local_store(request)
+    _check(store, key, "PUT", method, expires, signature)
+    body = _BodyReader(request.stream())
+    # The store is synchronous (file I/O, fsync): run it in a worker thread that pulls the
+    # request body from the event loop chunk by chunk, so nothing is buffered whole.
+    stored = await anyio.to_thread.run_sync(lambda: store.put(key, body))  # type: ignore[arg-type]
+    return JSONResponse({"key": stored.key, "sha256": stored.sha256, "size": stored.size})
+
+
+@router.get("/api/v1/objects/{key:path}")
+async def get_object(
+    key: str,
+    request: Request,
+    method: str | None = None,
+    expires: str | None = None,
+    signature: str | None = None,
+) -> Response:
+    store = _local_store(request)
+    _check(store, key, "GET", method, expires, signature)
+    info = await anyio.to_thread.run_sync(store.stat, key)
+    try:
+        byte_range = parse_range_header(request.headers.get("range"), info.size)
+    except RangeNotSatisfiable as e:
+        resp = problem(416, "Range not satisfiable", str(e))
+        resp.headers["Content-Range"] = f"bytes */{info.size}"
+        return resp
+    headers = {"Accept-Ranges": "bytes"}
+    if info.sha256:
+        headers["ETag"] = f'"{info.sha256}"'
+    if byte_range is None:
+        chunks = await anyio.to_thread.run_sync(store.open, key)
+        headers["Content-Length"] = str(info.size)
+        status = 200
+    else:
+        start, end = byte_range
+        chunks = await anyio.to_thread.run_sync(store.open, key, start, end)
+        headers["Content-Length"] = str(end - start + 1)
+        headers["Content-Range"] = f"bytes {start}-{end}/{info.size}"
+        status = 206
+    # Starlette iterates a sync iterator in its thread pool, one CHUNK at a time.
+    return StreamingResponse(
+        chunks, status_code=status, media_type="application/octet-stream", headers=headers
+    )
+
+
+def _check(
+    store: LocalStore,
+    key: str,
+    http_method: str,
+    method: str | None,
+    expires: str | None,
+    signature: str | None,
+) -> None:
+    # The signed method must be this request's: a GET URL cannot be replayed as a PUT.
+    store.verify_presigned(key, method if method == http_method else "", expires, signature)
+
+
+class _BodyReader:
+    """A blocking `read(n)` over the request's async body stream, for use in a worker thread
+    started by anyio (it hops back to the event loop for each chunk)."""
+
+    def __init__(self, chunks: AsyncIterator[bytes]):
+        self._chunks = chunks
+        self._buffer = bytearray()
+        self._done = False
+
+    async def _next(self) -> bytes | None:
+        try:
+            return await self._chunks.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    def read(self, n: int = -1) -> bytes:
+        want = n if n is not None and n > 0 else 1024 * 1024
+        while len(self._buffer) < want and not self._done:
+            chunk = anyio.from_thread.run(self._next)
+            if chunk is None:
+                self._done = True
+            else:
+                self._buffer += chunk
+        out = bytes(self._buffer[:want])
+        del self._buffer[:want]
+        return out

@@ -1,0 +1,390 @@
+"""The object store: one interface, two backends with the same semantics.
+
+- `LocalStore` (evidence.storage.local): a directory that behaves like an S3 bucket with
+  Object Lock, for the embedded profile.
+- `S3Store` (evidence.storage.s3): MinIO, AWS S3 or Ceph RGW through the `minio` client, on a
+  bucket with versioning and Object Lock.
+
+Both stream in `CHUNK`-sized pieces and hash on the way, so memory stays flat for any clip size.
+The conformance suite `tests/test_storage.py` runs every rule below against both backends.
+
+Rules both backends follow:
+- Keys are `/`-separated relative paths. Empty segments, `.`/`..`, segments starting with `.`,
+  backslashes and control characters are refused (InvalidInput): keys become file paths in the
+  local store, so this is what makes path traversal impossible. `tmp/` is reserved for the
+  stores' own in-flight uploads.
+- A put never leaves wrong bytes at its key: bytes are staged, hashed, checked, then installed.
+- Write-once: the same bytes again are a no-op, different bytes raise WriteOnceViolation.
+  A plain put over a write-once object is refused the same way.
+- An object under retention or legal hold cannot be deleted or replaced (ObjectLocked);
+  retention can be extended, never shortened. Retention dates have millisecond precision
+  (S3's wire format), so both backends round them down to the millisecond.
+- `delete` is permanent (every version on S3) and idempotent: deleting a missing key is a no-op.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
+
+from evidence import clock
+from evidence.errors import InvalidInput, RangeNotSatisfiable
+
+if TYPE_CHECKING:
+    from evidence.config import Settings
+
+CHUNK = 1024 * 1024
+"""Read/write/hash granularity everywhere: big enough for throughput, small enough for memory."""
+
+TMP_PREFIX = "tmp/"
+"""Reserved key prefix for in-flight uploads (S3 stages there; the local store in `.tmp/`)."""
+
+MAX_PRESIGN_EXPIRY = dt.timedelta(days=7)
+"""S3 SigV4 refuses longer; the local store keeps the same limit so both behave alike."""
+
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_BAD_KEY_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+MAX_KEY_BYTES = 1024  # S3's limit on key length
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """What a write produced: the key and the bytes' SHA-256 and length."""
+
+    key: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """An object's current state. `sha256` is None for bytes that arrived without our hashing
+    (e.g. a presigned PUT straight to S3); re-hash them before trusting them."""
+
+    key: str
+    size: int
+    sha256: str | None
+    retain_until: dt.datetime | None
+    retention_mode: str | None
+    legal_hold: bool
+
+    def locked(self, at: dt.datetime | None = None) -> bool:
+        """True while retention or a legal hold forbids deleting or replacing the object."""
+        at = at or clock.now()
+        return self.legal_hold or (self.retain_until is not None and self.retain_until > at)
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """The object store every part of the evidence store talks to."""
+
+    supports_object_lock: bool
+    """True when the storage itself enforces retention (S3 Object Lock), so that not even a
+    client bypassing this code can delete a locked object. The local store enforces the same
+    rules, but only for callers that go through it: it reports False."""
+
+    def put(
+        self,
+        key: str,
+        stream: BinaryIO,
+        *,
+        expected_sha256: str | None = None,
+        write_once: bool = False,
+        retain_until: dt.datetime | None = None,
+    ) -> StoredObject:
+        """Stream `stream` to `key`, hashing on the way.
+
+        expected_sha256: on mismatch raise HashMismatch and leave `key` as it was.
+        write_once: the same bytes again are a no-op (retention may be extended), different
+        bytes raise WriteOnceViolation. A locked object is never replaced (ObjectLocked).
+        retain_until: Object Lock retention in the configured mode (GOVERNANCE/COMPLIANCE).
+        """
+        ...
+
+    def put_original(
+        self, stream: BinaryIO, sha256: str, *, retain_until: dt.datetime | None = None
+    ) -> StoredObject:
+        """`put("originals/{sha256}", expected_sha256=sha256, write_once=True)`."""
+        ...
+
+    def promote(
+        self, src_key: str, sha256: str, *, retain_until: dt.datetime | None = None
+    ) -> StoredObject:
+        """Move `src_key` to `originals/{sha256}` server-side and remove the source.
+
+        The source is pinned (S3 version id / local hard link) and re-hashed before the
+        move: HashMismatch leaves everything in place. A no-op when the original exists,
+        also when repeated after the source is gone. A locked source is refused.
+        """
+        ...
+
+    def open(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Chunks of bytes `start..end` (inclusive, as HTTP Range; `end` past the object is
+        clamped). Errors (ObjectNotFound, RangeNotSatisfiable, InvalidInput) are raised by
+        the call itself, not on first iteration. Iterate to the end or close() it."""
+        ...
+
+    def stat(self, key: str) -> ObjectInfo:
+        """The current object's size, recorded sha256, retention and hold, or ObjectNotFound."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def delete(self, key: str) -> None:
+        """Remove the object permanently (every S3 version); ObjectLocked while retention or
+        a legal hold stands, leaving it intact. Deleting a missing key is a no-op."""
+        ...
+
+    def set_retention(self, key: str, until: dt.datetime) -> None:
+        """Set or extend retention; shortening raises ObjectLocked, a past date InvalidInput."""
+        ...
+
+    def set_legal_hold(self, key: str, on: bool) -> None: ...
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Objects whose key starts with `prefix`, in key order."""
+        ...
+
+    def presign_put(self, key: str, expires: dt.timedelta) -> str:
+        """A URL anyone may PUT bytes to until it expires (at most 7 days)."""
+        ...
+
+    def presign_get(self, key: str, expires: dt.timedelta) -> str:
+        """A URL anyone may GET (with Range) until it expires (at most 7 days)."""
+        ...
+
+
+class StoreBase:
+    """What both backends share: `put_original`, defined once in terms of `put`."""
+
+    def put(
+        self,
+        key: str,
+        stream: BinaryIO,
+        *,
+        expected_sha256: str | None = None,
+        write_once: bool = False,
+        retain_until: dt.datetime | None = None,
+    ) -> StoredObject:
+        raise NotImplementedError
+
+    def put_original(
+        self, stream: BinaryIO, sha256: str, *, retain_until: dt.datetime | None = None
+    ) -> StoredObject:
+        """Store bytes as `originals/{sha256}`: verified, write-once, idempotent."""
+        sha256 = validate_sha256(sha256)
+        return self.put(
+            original_key(sha256),
+            stream,
+            expected_sha256=sha256,
+            write_once=True,
+            retain_until=retain_until,
+        )
+
+
+# --- hashing ------------------------------------------------------------------------------
+
+
+class HashingReader:
+    """A file-like reader that hashes (SHA-256) and counts every byte passing through it.
+
+    It lets a consumer that pulls bytes (minio's uploader, a file copy loop) compute the digest
+    in the same single pass, instead of reading the stream twice.
+    """
+
+    def __init__(self, raw: BinaryIO):
+        self._raw = raw
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        # read() without a size returns one CHUNK, not the rest of the stream: nothing in the
+        # store may slurp a clip into memory, even by accident.
+        data = self._raw.read(CHUNK if n is None or n < 0 else n)
+        if data:
+            if not isinstance(data, bytes | bytearray | memoryview):
+                raise InvalidInput("the stream must yield bytes")
+            self._hash.update(data)
+            self.size += len(data)
+        return bytes(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def sha256_stream(stream: BinaryIO) -> tuple[str, int]:
+    """(hex SHA-256, size) of everything left in `stream`, read in CHUNK pieces."""
+    h = hashlib.sha256()
+    size = 0
+    while chunk := stream.read(CHUNK):
+        h.update(chunk)
+        size += len(chunk)
+    return h.hexdigest(), size
+
+
+def sha256_chunks(chunks: Iterator[bytes]) -> tuple[str, int]:
+    """(hex SHA-256, size) of an iterator of chunks, e.g. `store.open(key)`."""
+    h = hashlib.sha256()
+    size = 0
+    for chunk in chunks:
+        h.update(chunk)
+        size += len(chunk)
+    return h.hexdigest(), size
+
+
+# --- validation shared by both backends ---------------------------------------------------
+
+
+def validate_key(key: str) -> str:
+    """Return `key` if it is a safe object key, else raise InvalidInput."""
+    if not isinstance(key, str) or not key:
+        raise InvalidInput("an object key must be a non-empty string")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise InvalidInput(f"object key longer than {MAX_KEY_BYTES} bytes")
+    if _BAD_KEY_CHARS.search(key):
+        raise InvalidInput(f"object key {key!r} contains a control character or backslash")
+    if key.startswith("/"):
+        raise InvalidInput(f"object key {key!r} must be relative, not absolute")
+    for segment in key.split("/"):
+        if not segment:
+            raise InvalidInput(f"object key {key!r} has an empty path segment")
+        if segment.startswith("."):
+            # Covers "." and ".." (traversal) and keeps the local store's .meta/.tmp private.
+            raise InvalidInput(f"object key {key!r} has a segment starting with '.'")
+    if key.startswith(TMP_PREFIX):
+        raise InvalidInput(f"object keys under {TMP_PREFIX!r} are reserved for the store")
+    return key
+
+
+def validate_prefix(prefix: str) -> str:
+    """A listing prefix: empty, or a key's beginning (which may end in '/' or mid-segment)."""
+    if prefix == "":
+        return prefix
+    validate_key(prefix.rstrip("/") or "x/")  # "x/" makes a bare "/" fail as absolute
+    if "//" in prefix:
+        raise InvalidInput(f"prefix {prefix!r} has an empty path segment")
+    return prefix
+
+
+def validate_sha256(sha256: str) -> str:
+    if not isinstance(sha256, str) or not _SHA256_RE.fullmatch(sha256):
+        raise InvalidInput(f"not a lowercase hex SHA-256 digest: {sha256!r}")
+    return sha256
+
+
+def original_key(sha256: str) -> str:
+    """Originals are content-addressed: the same bytes docked twice are one original."""
+    return f"originals/{validate_sha256(sha256)}"
+
+
+def to_ms(t: dt.datetime) -> dt.datetime:
+    """UTC, rounded down to the millisecond: the precision S3 keeps retention dates in."""
+    t = t.astimezone(dt.UTC)
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)
+
+
+def validate_retain_until(until: dt.datetime | None) -> dt.datetime | None:
+    """A retention date must be timezone-aware and in the future (S3 refuses past dates)."""
+    if until is None:
+        return None
+    if not isinstance(until, dt.datetime) or until.tzinfo is None:
+        raise InvalidInput("a retention date must be a timezone-aware datetime")
+    until = to_ms(until)
+    if until <= clock.now():
+        raise InvalidInput(f"retention date {until.isoformat()} is not in the future")
+    return until
+
+
+def validate_expiry(expires: dt.timedelta) -> dt.timedelta:
+    if not isinstance(expires, dt.timedelta) or not (
+        dt.timedelta(seconds=1) <= expires <= MAX_PRESIGN_EXPIRY
+    ):
+        raise InvalidInput("a presigned URL must expire between 1 second and 7 days from now")
+    return expires
+
+
+def check_range_args(start: int, end: int | None) -> None:
+    if start < 0 or (end is not None and end < start):
+        raise InvalidInput(f"bad byte range start={start} end={end}")
+
+
+def clamp_range(start: int, end: int | None, size: int) -> tuple[int, int]:
+    """Resolve an inclusive (start, end) against `size` as HTTP Range does.
+
+    `end` beyond the object is clamped. A range that starts at or after the end is
+    unsatisfiable, except the whole-object read (0, None) of an empty object. Returns
+    (start, end_exclusive).
+    """
+    check_range_args(start, end)
+    if (start > 0 or end is not None) and start >= size:
+        raise RangeNotSatisfiable(f"range starts at {start}, object has {size} bytes", size=size)
+    stop = size if end is None else min(end + 1, size)
+    return start, stop
+
+
+def parse_range_header(header: str | None, size: int) -> tuple[int, int] | None:
+    """An HTTP `Range` header against an object of `size` bytes -> inclusive (start, end).
+
+    None means "send the whole object" (no header, or a unit other than bytes, which RFC 9110
+    says to ignore). Like S3, only the first of several ranges is served. A malformed or
+    unsatisfiable byte range raises RangeNotSatisfiable (RGW answers 416 for both).
+    """
+    if not header:
+        return None
+    unit, _, spec = header.strip().partition("=")
+    if unit.strip().lower() != "bytes":
+        return None
+    first = spec.split(",")[0].strip()
+    m = re.fullmatch(r"(\d*)-(\d*)", first)
+    if not m or (not m[1] and not m[2]):
+        raise RangeNotSatisfiable(f"malformed range {header!r}", size=size)
+    if not m[1]:  # suffix: the last N bytes
+        n = int(m[2])
+        if n == 0 or size == 0:
+            raise RangeNotSatisfiable(f"range {header!r} selects no bytes", size=size)
+        return max(0, size - n), size - 1
+    start = int(m[1])
+    end = int(m[2]) if m[2] else None
+    if end is not None and end < start:
+        raise RangeNotSatisfiable(f"range {header!r} ends before it starts", size=size)
+    if start >= size:
+        raise RangeNotSatisfiable(f"range {header!r} starts beyond {size} bytes", size=size)
+    return start, size - 1 if end is None else min(end, size - 1)
+
+
+# --- the factory --------------------------------------------------------------------------
+
+
+def open_store(settings: Settings) -> ObjectStore:
+    """The store `settings` ask for. The S3 bucket is created (with Object Lock, hence
+    versioning) if it does not exist yet."""
+    backend = settings.storage_backend.lower()
+    if backend == "local":
+        from evidence.storage.local import LocalStore
+
+        return LocalStore(settings)
+    if backend == "s3":
+        from evidence.storage.s3 import S3Store
+
+        return S3Store(settings)
+    raise InvalidInput(f"EVIDENCE_STORAGE_BACKEND must be 'local' or 's3', not {backend!r}")
+
+
+__all__ = [
+    "CHUNK",
+    "HashingReader",
+    "ObjectInfo",
+    "ObjectStore",
+    "StoreBase",
+    "StoredObject",
+    "open_store",
+    "original_key",
+    "parse_range_header",
+    "sha256_chunks",
+    "sha256_stream",
+    "validate_key",
+]

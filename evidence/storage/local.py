@@ -1,0 +1,601 @@
+"""The embedded profile's object store: a directory that keeps S3's semantics.
+
+Layout under the store root (`settings.resolved_storage_dir()`):
+
+    {key}           the object's bytes; write-once objects are read-only (0444)
+    .meta/{key}     a JSON record: sha256, size, write_once, retention, legal hold
+    .tmp/           staging files (same filesystem, so installing is a rename or link)
+    .lock           flock'ed around every change of state, across threads and processes
+
+Keys never start a segment with '.', so they cannot reach `.meta`, `.tmp` or `.lock`.
+
+Crash safety: bytes are written to `.tmp`, fsync'ed, then renamed (plain put) or hard-linked
+(write-once: `link` fails if the name exists, an atomic put-if-absent) into place, and the
+directory is fsync'ed. The metadata record is always removed *before* new bytes are installed
+and written after, so a crash can leave an object without a record (its sha256 then reads as
+unknown and is recomputed when needed) but never a record that describes other bytes.
+
+Retention and legal hold are enforced by this code, not by the filesystem: anyone with shell
+access can still delete files, which is why `supports_object_lock` is False here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import stat as stat_mod
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import quote, urlencode
+
+from evidence import clock
+from evidence.config import Settings
+from evidence.errors import (
+    AccessDenied,
+    EvidenceError,
+    HashMismatch,
+    InvalidInput,
+    ObjectLocked,
+    ObjectNotFound,
+    WriteOnceViolation,
+)
+from evidence.storage import (
+    CHUNK,
+    HashingReader,
+    ObjectInfo,
+    StoreBase,
+    StoredObject,
+    clamp_range,
+    original_key,
+    validate_expiry,
+    validate_key,
+    validate_prefix,
+    validate_retain_until,
+    validate_sha256,
+)
+
+PRESIGN_KEY_FILE = "presign.key"
+OBJECTS_ROUTE = "/api/v1/objects/"  # served by api/routes/objects.py
+_SIGNED_METHODS = ("GET", "PUT")
+_LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
+
+
+@dataclass
+class _Meta:
+    """The sidecar record of one object."""
+
+    sha256: str | None
+    size: int
+    write_once: bool = False
+    retain_until: dt.datetime | None = None
+    retention_mode: str | None = None
+    legal_hold: bool = False
+
+    def locked(self) -> bool:
+        return self.legal_hold or (
+            self.retain_until is not None and self.retain_until > clock.now()
+        )
+
+    def to_json(self) -> bytes:
+        d = asdict(self)
+        d["retain_until"] = self.retain_until.isoformat() if self.retain_until else None
+        return json.dumps(d, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> _Meta:
+        d = json.loads(raw)
+        until = d.get("retain_until")
+        return cls(
+            sha256=d.get("sha256"),
+            size=int(d["size"]),
+            write_once=bool(d.get("write_once")),
+            retain_until=dt.datetime.fromisoformat(until) if until else None,
+            retention_mode=d.get("retention_mode"),
+            legal_hold=bool(d.get("legal_hold")),
+        )
+
+
+class LocalStore(StoreBase):
+    supports_object_lock = False
+
+    def __init__(self, settings: Settings):
+        self.root = settings.resolved_storage_dir()
+        self._meta_root = self.root / ".meta"
+        self._tmp_root = self.root / ".tmp"
+        self._lock_file = self.root / ".lock"
+        # 0700: the footage is nobody else's business on a shared machine, whatever the
+        # file modes inside (write-once objects are 0444).
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._meta_root.mkdir(exist_ok=True, mode=0o700)
+        self._tmp_root.mkdir(exist_ok=True, mode=0o700)
+        mode = settings.object_lock_mode.upper()
+        if mode not in _LOCK_MODES:
+            raise InvalidInput(f"EVIDENCE_OBJECT_LOCK_MODE must be one of {_LOCK_MODES}")
+        self._lock_mode = mode
+        self._public_url = settings.public_url.rstrip("/")
+        self._secret = load_or_create_secret(settings.secrets_dir() / PRESIGN_KEY_FILE)
+
+    # --- writing --------------------------------------------------------------------------
+
+    def put(
+        self,
+        key: str,
+        stream: BinaryIO,
+        *,
+        expected_sha256: str | None = None,
+        write_once: bool = False,
+        retain_until: dt.datetime | None = None,
+    ) -> StoredObject:
+        key = validate_key(key)
+        expected = validate_sha256(expected_sha256) if expected_sha256 is not None else None
+        retain_until = validate_retain_until(retain_until)
+        staged = self._staging_path()
+        try:
+            sha, size = self._spool(stream, staged)
+            if expected is not None and sha != expected:
+                raise HashMismatch(
+                    f"{key}: received bytes hash to {sha}, expected {expected}",
+                    expected=expected,
+                    actual=sha,
+                )
+            return self._install(staged, key, sha, size, write_once, retain_until)
+        finally:
+            staged.unlink(missing_ok=True)
+
+    def promote(
+        self, src_key: str, sha256: str, *, retain_until: dt.datetime | None = None
+    ) -> StoredObject:
+        """Move verified bytes (e.g. `incoming/{id}`) to `originals/{sha256}`.
+
+        The source is pinned with a hard link and re-hashed through the pin, so what becomes
+        the original is exactly what hashed to `sha256`, even if a new upload replaces the
+        source meanwhile (that new upload is then left in place).
+        """
+        src = validate_key(src_key)
+        sha = validate_sha256(sha256)
+        key = original_key(sha)
+        retain_until = validate_retain_until(retain_until)
+        src_meta = self._load(src)
+        if src_meta is None:
+            return self._already_promoted(src, key, sha, retain_until)
+        if src_meta.locked():
+            raise ObjectLocked(f"{src} is under retention or legal hold; it cannot be moved")
+        pin = self._staging_path()
+        try:
+            try:
+                os.link(self._path(src), pin)
+            except FileNotFoundError:  # removed since we looked: maybe a concurrent promote
+                return self._already_promoted(src, key, sha, retain_until)
+            actual, size = _hash_file(pin)
+            if actual != sha:
+                raise HashMismatch(
+                    f"{src}: bytes hash to {actual}, expected {sha}; not promoted",
+                    expected=sha,
+                    actual=actual,
+                )
+            result = self._install(pin, key, sha, size, True, retain_until)
+            self._remove_if_pinned(src, pin)
+            return result
+        finally:
+            pin.unlink(missing_ok=True)
+
+    def _already_promoted(
+        self, src: str, key: str, sha: str, retain_until: dt.datetime | None
+    ) -> StoredObject:
+        """A repeated promote finds no source but the original: that is success."""
+        with self._locked():
+            meta = self._load(key, need_sha=True)
+            if meta is None or meta.sha256 != sha:
+                raise ObjectNotFound(f"{src} does not exist and {key} was not promoted")
+            self._extend(key, meta, retain_until)
+            return StoredObject(key, sha, meta.size)
+
+    def _install(
+        self,
+        staged: Path,
+        key: str,
+        sha: str,
+        size: int,
+        write_once: bool,
+        retain_until: dt.datetime | None,
+    ) -> StoredObject:
+        """Put verified staged bytes at `key`, honouring write-once and locks."""
+        path = self._path(key)
+        with self._locked():
+            current = self._load(key, need_sha=True)
+            if current is not None:
+                if write_once or current.write_once:
+                    if current.sha256 != sha:
+                        raise WriteOnceViolation(
+                            f"{key} already holds different bytes (sha256 {current.sha256})"
+                        )
+                    self._extend(key, current, retain_until)
+                    return StoredObject(key, sha, current.size)
+                if current.locked():
+                    raise ObjectLocked(f"{key} is under retention or legal hold")
+            if path.is_dir():
+                raise InvalidInput(f"{key}: objects exist below this key")
+            self._make_parents(path)
+            self._make_parents(self._meta_path(key))
+            self._drop_meta(key)  # no old or orphaned record may describe the new bytes
+            if write_once:
+                os.chmod(staged, 0o444)
+                _link_new(staged, path)
+            else:
+                os.chmod(staged, 0o640)
+                _replace(staged, path)
+            _fsync_dir(path.parent)
+            meta = _Meta(
+                sha256=sha,
+                size=size,
+                write_once=write_once,
+                retain_until=retain_until,
+                retention_mode=self._lock_mode if retain_until else None,
+            )
+            self._write_meta(key, meta)
+        return StoredObject(key, sha, size)
+
+    def _extend(self, key: str, meta: _Meta, until: dt.datetime | None) -> None:
+        """Idempotent re-puts may lengthen retention (never shorten); also repairs a record
+        lost in a crash. Caller holds the lock."""
+        if until is not None and (meta.retain_until is None or until > meta.retain_until):
+            meta.retain_until = until
+            meta.retention_mode = meta.retention_mode or self._lock_mode
+        self._write_meta(key, meta)
+
+    def _remove_if_pinned(self, src: str, pin: Path) -> None:
+        """Remove `src` only if it still is the file we verified (same inode as the pin)."""
+        path = self._path(src)
+        with self._locked():
+            try:
+                same = os.stat(path).st_ino == os.stat(pin).st_ino
+            except FileNotFoundError:
+                return
+            meta = self._load(src)
+            if not same or meta is None or meta.locked():
+                return
+            path.unlink()
+            _fsync_dir(path.parent)
+            self._drop_meta(src)
+            self._prune(path.parent, self.root)
+
+    # --- reading --------------------------------------------------------------------------
+
+    def open(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        path = self._path(key)
+        try:
+            f = open(path, "rb")  # noqa: SIM115 - closed by the generator
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(f"no object {key}") from None
+        try:
+            begin, stop = clamp_range(start, end, os.fstat(f.fileno()).st_size)
+            f.seek(begin)
+        except BaseException:
+            f.close()
+            raise
+        return _read_chunks(f, stop - begin)
+
+    def stat(self, key: str) -> ObjectInfo:
+        key = validate_key(key)
+        meta = self._load(key)
+        if meta is None:
+            raise ObjectNotFound(f"no object {key}")
+        return _info(key, meta)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Objects whose key starts with `prefix`, in key order (as S3 lists them)."""
+        prefix = validate_prefix(prefix)
+        head = prefix.rpartition("/")[0]
+        base = self.root.joinpath(*head.split("/")) if head else self.root
+        yield from self._walk(base, f"{head}/" if head else "", prefix)
+
+    def _walk(self, directory: Path, key_prefix: str, prefix: str) -> Iterator[ObjectInfo]:
+        try:
+            entries = [e for e in os.scandir(directory) if not e.name.startswith(".")]
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        # Sorting a directory's names with "/" after subdirectories gives S3's key order.
+        entries.sort(key=lambda e: e.name + ("/" if e.is_dir(follow_symlinks=False) else ""))
+        for entry in entries:
+            key = key_prefix + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                sub = key + "/"
+                if sub.startswith(prefix) or prefix.startswith(sub):
+                    yield from self._walk(Path(entry.path), sub, prefix)
+            elif entry.is_file(follow_symlinks=False) and key.startswith(prefix):
+                meta = self._load(key)
+                if meta is not None:  # deleted while we walked
+                    yield _info(key, meta)
+
+    # --- deleting and locking -------------------------------------------------------------
+
+    def delete(self, key: str) -> None:
+        key = validate_key(key)
+        path = self._path(key)
+        with self._locked():
+            meta = self._load(key)
+            if meta is None:
+                self._drop_meta(key)  # an orphaned record, if a crash left one
+                return
+            if meta.locked():
+                raise ObjectLocked(f"{key} is under retention or legal hold; not deleted")
+            path.unlink()
+            _fsync_dir(path.parent)
+            self._drop_meta(key)
+            self._prune(path.parent, self.root)
+
+    def set_retention(self, key: str, until: dt.datetime) -> None:
+        key = validate_key(key)
+        until = validate_retain_until(until)
+        assert until is not None
+        with self._locked():
+            meta = self._load(key, need_sha=True)
+            if meta is None:
+                raise ObjectNotFound(f"no object {key}")
+            if meta.retain_until is not None and until < meta.retain_until:
+                raise ObjectLocked(
+                    f"{key} is retained until {meta.retain_until.isoformat()}; "
+                    "retention can be extended, never shortened"
+                )
+            meta.retain_until = until
+            meta.retention_mode = meta.retention_mode or self._lock_mode
+            self._write_meta(key, meta)
+
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        key = validate_key(key)
+        with self._locked():
+            meta = self._load(key, need_sha=True)
+            if meta is None:
+                raise ObjectNotFound(f"no object {key}")
+            meta.legal_hold = bool(on)
+            self._write_meta(key, meta)
+
+    # --- presigned URLs -------------------------------------------------------------------
+
+    def presign_put(self, key: str, expires: dt.timedelta) -> str:
+        return self._presign("PUT", key, expires)
+
+    def presign_get(self, key: str, expires: dt.timedelta) -> str:
+        return self._presign("GET", key, expires)
+
+    def _presign(self, method: str, key: str, expires: dt.timedelta) -> str:
+        key = validate_key(key)
+        deadline = int((clock.now() + validate_expiry(expires)).timestamp())
+        query = urlencode(
+            {"method": method, "expires": deadline, "signature": self._sign(method, key, deadline)}
+        )
+        return f"{self._public_url}{OBJECTS_ROUTE}{quote(key, safe='/')}?{query}"
+
+    def verify_presigned(self, key: str, method: str, expires: object, signature: object) -> None:
+        """Accept a presigned request or raise AccessDenied (bad signature, or expired)."""
+        if method not in _SIGNED_METHODS or not isinstance(signature, str):
+            raise AccessDenied("not a valid presigned URL")
+        try:
+            deadline = int(str(expires))
+        except ValueError:
+            raise AccessDenied("not a valid presigned URL") from None
+        expected = self._sign(method, key, deadline)
+        # Constant-time comparison: the signature must not leak byte by byte.
+        if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
+            raise AccessDenied("presigned URL signature does not match")
+        if clock.now().timestamp() > deadline:
+            raise AccessDenied("presigned URL has expired")
+
+    def _sign(self, method: str, key: str, deadline: int) -> str:
+        # Keys contain no control characters (validate_key), so "\n" separates unambiguously.
+        msg = f"evidence-presign-v1\n{method}\n{key}\n{deadline}".encode()
+        return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _path(self, key: str) -> Path:
+        path = self.root.joinpath(*validate_key(key).split("/"))
+        # Belt and braces behind validate_key: the path must stay inside the root.
+        if os.path.commonpath([self.root, path]) != str(self.root):
+            raise InvalidInput(f"object key {key!r} escapes the store")
+        return path
+
+    def _meta_path(self, key: str) -> Path:
+        return self._meta_root.joinpath(*key.split("/"))
+
+    def _staging_path(self) -> Path:
+        return self._tmp_root / uuid.uuid4().hex
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        # A fresh open file description per use, so flock also serializes this process's
+        # own threads, not just separate processes.
+        with open(self._lock_file, "a+b") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    def _spool(self, stream: BinaryIO, staged: Path) -> tuple[str, int]:
+        """Copy `stream` to `staged` chunk by chunk, hashing on the way, and fsync it."""
+        reader = HashingReader(stream)
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            while chunk := reader.read(CHUNK):
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        return reader.hexdigest(), reader.size
+
+    def _load(self, key: str, *, need_sha: bool = False) -> _Meta | None:
+        """The object's record, or None if there is no object. A missing record (crash) is
+        rebuilt from the file; its sha256 is recomputed only when `need_sha`."""
+        path = self._path(key)
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat_mod.S_ISREG(st.st_mode):
+            return None
+        try:
+            meta = _Meta.from_json(self._meta_path(key).read_bytes())
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError, KeyError):
+            # Only write-once objects are ever made read-only, so the mode still tells.
+            meta = _Meta(sha256=None, size=st.st_size, write_once=not st.st_mode & 0o222)
+        meta.size = st.st_size
+        if need_sha and meta.sha256 is None:
+            meta.sha256, _ = _hash_file(path)
+        return meta
+
+    def _write_meta(self, key: str, meta: _Meta) -> None:
+        target = self._meta_path(key)
+        self._make_parents(target)
+        staged = self._staging_path()
+        try:
+            fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(meta.to_json())
+                f.flush()
+                os.fsync(f.fileno())
+            _replace(staged, target)
+            _fsync_dir(target.parent)
+        finally:
+            staged.unlink(missing_ok=True)
+
+    def _drop_meta(self, key: str) -> None:
+        target = self._meta_path(key)
+        try:
+            target.unlink()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return
+        _fsync_dir(target.parent)
+        self._prune(target.parent, self._meta_root)
+
+    def _make_parents(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise InvalidInput(
+                f"{path.relative_to(self.root)}: a parent segment is already an object "
+                "(the local store cannot hold both 'a' and 'a/b')"
+            ) from None
+
+    @staticmethod
+    def _prune(directory: Path, stop: Path) -> None:
+        """Remove directories left empty by a delete, up to (not including) `stop`."""
+        while directory != stop and stop in directory.parents:
+            try:
+                directory.rmdir()
+            except OSError:
+                return
+            directory = directory.parent
+
+
+def _info(key: str, meta: _Meta) -> ObjectInfo:
+    return ObjectInfo(
+        key=key,
+        size=meta.size,
+        sha256=meta.sha256,
+        retain_until=meta.retain_until,
+        retention_mode=meta.retention_mode if meta.retain_until else None,
+        legal_hold=meta.legal_hold,
+    )
+
+
+def _read_chunks(f: BinaryIO, remaining: int) -> Iterator[bytes]:
+    with f:
+        while remaining > 0:
+            chunk = f.read(min(CHUNK, remaining))
+            if not chunk:
+                return
+            remaining -= len(chunk)
+            yield chunk
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+def _link_new(src: Path, dst: Path) -> None:
+    """Atomic put-if-absent."""
+    try:
+        os.link(src, dst)
+    except FileExistsError:
+        if dst.is_dir():
+            raise InvalidInput(f"{dst.name}: objects exist below this key") from None
+        # Only a writer bypassing the lock can get here; refuse rather than overwrite.
+        raise WriteOnceViolation(f"{dst} appeared while it was being written") from None
+
+
+def _replace(src: Path, dst: Path) -> None:
+    try:
+        os.replace(src, dst)
+    except IsADirectoryError:
+        raise InvalidInput(f"{dst.name}: objects exist below this key") from None
+    except OSError as e:  # ENOTEMPTY/EISDIR variants
+        if e.errno in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
+            raise InvalidInput(f"{dst.name}: objects exist below this key") from None
+        raise
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename/link/unlink in `directory` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The presigning key: generated once (32 random bytes, hex, mode 0600), then reused.
+
+    Published with link() so that concurrent first starts agree on one key and no reader
+    ever sees a half-written file.
+    """
+    try:
+        return _read_secret(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    staged = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(staged, path)
+        except FileExistsError:
+            pass  # another process won the race; use its key
+    finally:
+        staged.unlink(missing_ok=True)
+    return _read_secret(path)
+
+
+def _read_secret(path: Path) -> bytes:
+    try:
+        secret = bytes.fromhex(path.read_text().strip())
+    except ValueError:
+        secret = b""
+    if len(secret) < 32:
+        raise EvidenceError(
+            f"{path} is not a presigning key (64 hex digits); remove it to regenerate"
+        )
+    return secret
