@@ -27,9 +27,16 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _context(settings: Settings | None = None):  # type: ignore[no-untyped-def]
+    """The store's context, after checking the schema is current (a clear error if not)."""
     from evidence.context import Context
+    from evidence.migrate import check_current
 
-    return Context(settings or get_settings())
+    settings = settings or get_settings()
+    try:
+        check_current(settings.resolved_database_url())
+    except EvidenceError as exc:
+        raise _fail(str(exc)) from None
+    return Context(settings)
 
 
 @db_app.command("upgrade")
@@ -85,6 +92,7 @@ def serve(
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
 ) -> None:
     """Run the API alone (production: run `evidence db upgrade` first)."""
+    _context()
     _run_api(host, port)
 
 

@@ -92,3 +92,17 @@ def test_console_script_runs_as_a_process(env: Context) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1].startswith("evd_")
+
+
+def test_commands_on_an_unmigrated_database_say_what_to_do(tmp_path, monkeypatch) -> None:
+    from evidence.config import get_settings
+
+    monkeypatch.setenv("EVIDENCE_DATA_DIR", str(tmp_path / "fresh"))
+    monkeypatch.delenv("EVIDENCE_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["admin", "create-device", "dock-9"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1
+    assert "has no schema yet" in result.output and "evidence db upgrade" in result.output

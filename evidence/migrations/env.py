@@ -22,7 +22,9 @@ def run_migrations_online() -> None:
         _run(connection)
         return
     engine = make_engine(config.get_main_option("sqlalchemy.url"))
-    with engine.connect() as conn:
+    # On SQLite take the write lock up front, so a migration queues behind other writers
+    # instead of failing when its read snapshot goes stale.
+    with engine.execution_options(sqlite_begin="IMMEDIATE").connect() as conn:
         _run(conn)
     engine.dispose()
 

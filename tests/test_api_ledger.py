@@ -1,0 +1,86 @@
+"""The ledger routes of DESIGN.md, spoken to over real HTTP."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import httpx
+import pytest
+
+from evidence.context import Context
+from evidence.ledger import merkle
+from evidence.ledger.note import NoteVerifier, open_checkpoint
+from tests.fixtures.api import running_api
+
+
+@pytest.fixture
+def api(ctx: Context):
+    for i in range(11):
+        ctx.ledger.append("test.event", actor="user:tester", subject={"clip": f"c{i}"}, n=i)
+    with running_api(ctx.settings) as url:
+        yield httpx.Client(base_url=url, timeout=10), ctx
+
+
+def test_checkpoint_and_key_are_plain_text_and_verify(api) -> None:
+    http, ctx = api
+    key = http.get("/api/v1/ledger/key")
+    assert key.status_code == 200 and key.headers["content-type"].startswith("text/plain")
+    cp_resp = http.get("/api/v1/ledger/checkpoint")
+    assert cp_resp.headers["content-type"].startswith("text/plain")
+    cp = open_checkpoint(cp_resp.text, NoteVerifier.from_vkey(key.text.strip()))
+    assert cp.size == 11 and cp.origin == ctx.settings.ledger_origin
+    older = open_checkpoint(http.get("/api/v1/ledger/checkpoint", params={"size": 4}).text,
+                            NoteVerifier.from_vkey(key.text.strip()))
+    assert older.size == 4
+
+
+def test_entries_proofs_round_trip(api) -> None:
+    http, _ = api
+    body = http.get("/api/v1/ledger/entries", params={"start": 2, "end": 6}).json()
+    assert [e["index"] for e in body["entries"]] == [2, 3, 4, 5]
+    assert json.loads(base64.b64decode(body["entries"][0]["entry"]))["n"] == 2
+    all_entries = http.get("/api/v1/ledger/entries", params={"start": 0, "end": 11}).json()["entries"]
+    leaves = [merkle.leaf_hash(base64.b64decode(e["entry"])) for e in all_entries]
+    tree = merkle.InMemoryTree()
+    for leaf in leaves:
+        tree.append(leaf)
+    inc = http.get("/api/v1/ledger/proofs/inclusion", params={"index": 5, "tree_size": 11}).json()
+    assert (inc["index"], inc["tree_size"]) == (5, 11)
+    merkle.verify_inclusion(leaves[5], 5, 11, [base64.b64decode(h) for h in inc["hashes"]], tree.root())
+    con = http.get("/api/v1/ledger/proofs/consistency", params={"first": 3, "second": 11}).json()
+    assert (con["first"], con["second"]) == (3, 11)
+    merkle.verify_consistency(3, 11, [base64.b64decode(h) for h in con["hashes"]],
+                              tree.root(3), tree.root(11))
+
+
+@pytest.mark.parametrize(
+    "path, params, status",
+    [
+        ("/api/v1/ledger/proofs/inclusion", {"index": 11, "tree_size": 11}, 400),
+        ("/api/v1/ledger/proofs/inclusion", {"index": 0, "tree_size": 12}, 400),
+        ("/api/v1/ledger/proofs/consistency", {"first": 5, "second": 3}, 400),
+        ("/api/v1/ledger/proofs/inclusion", {"index": "x", "tree_size": 3}, 422),
+        ("/api/v1/ledger/entries", {"start": 5, "end": 2}, 400),
+        ("/api/v1/ledger/checkpoint", {"size": 99}, 404),
+    ],
+)
+def test_bad_requests_get_problem_json(api, path: str, params: dict, status: int) -> None:
+    http, _ = api
+    resp = http.get(path, params=params)
+    assert resp.status_code == status
+    assert resp.headers["content-type"] == "application/problem+json"
+    body = resp.json()
+    assert body["status"] == status and body["title"]
+
+
+def test_health_readiness_metrics_openapi(api) -> None:
+    http, _ = api
+    assert http.get("/healthz").json() == {"status": "ok"}
+    ready = http.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "object_store": "ok"}
+    assert "python_info" in http.get("/metrics").text
+    paths = http.get("/openapi.json").json()["paths"]
+    for route in ("/api/v1/ledger/checkpoint", "/api/v1/ledger/key", "/api/v1/ledger/entries",
+                  "/api/v1/ledger/proofs/inclusion", "/api/v1/ledger/proofs/consistency"):
+        assert route in paths
