@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, ForeignKey, Index, LargeBinary, SmallInteger, String, Text
+from sqlalchemy import BigInteger, ForeignKey, LargeBinary, SmallInteger, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from evidence.db import Base
@@ -28,7 +28,6 @@ class LedgerRef(Base):
     """Which entries concern which subject ("clip:<id>", "case:<id>"): the custody index."""
 
     __tablename__ = "ledger_refs"
-    __table_args__ = (Index("ix_ledger_refs_ref_idx", "ref", "idx"),)
 
     ref: Mapped[str] = mapped_column(String(120), primary_key=True)
     idx: Mapped[int] = mapped_column(

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, text, tuple_
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from evidence import clock
@@ -224,10 +224,18 @@ class Ledger:
             ):
                 found[(0, idx)] = h
         if inner:
+            # One `level = L AND position IN (...)` term per level: both SQLite and
+            # PostgreSQL answer each from the primary key. (A row-value IN makes SQLite
+            # scan the whole table.)
+            by_level: dict[int, list[int]] = {}
+            for level, pos in inner:
+                by_level.setdefault(level, []).append(pos)
+            terms = [
+                and_(LedgerNode.level == level, LedgerNode.position.in_(positions))
+                for level, positions in by_level.items()
+            ]
             for level, pos, h in session.execute(
-                select(LedgerNode.level, LedgerNode.position, LedgerNode.hash).where(
-                    tuple_(LedgerNode.level, LedgerNode.position).in_(inner)
-                )
+                select(LedgerNode.level, LedgerNode.position, LedgerNode.hash).where(or_(*terms))
             ):
                 found[(level, pos)] = h
         missing = [n for n in wanted if n not in found]
