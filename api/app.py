@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api import problems
-from api.routes import health, ledger
+from api.routes import health, ledger, uploads
 from evidence import __version__
 from evidence.config import Settings, get_settings
 from evidence.context import Context
@@ -27,8 +27,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(health.router)
     app.include_router(ledger.router)
+    app.include_router(uploads.router)
+    app.state.enqueue_processing = _enqueuer(settings)
     if settings.storage_backend == "local":
         from api.routes import objects
 
         app.include_router(objects.router)
     return app
+
+
+def _enqueuer(settings: Settings):  # type: ignore[no-untyped-def]
+    """Send ingest work to the workers' queue (by task name: the API runs no task code)."""
+    from workers.app import make_celery
+
+    celery = make_celery(settings)
+
+    def enqueue(upload_id: str) -> None:
+        celery.send_task("evidence.ingest.process_upload", args=[upload_id])
+
+    return enqueue

@@ -97,11 +97,35 @@ def serve(
 
 
 @app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="worker processes (a transcode takes a core)")] = 0,
+    beat: Annotated[bool, typer.Option(help="also run the scheduler in this process")] = False,
+    hostname: Annotated[Optional[str], typer.Option(help="worker node name, e.g. w1@%h")] = None,
+) -> None:
+    """Run a Celery worker alone (production: as many as you like, on many machines)."""
+    _context()
+    from workers.app import QUEUE
+    from workers.tasks import app as celery
+
+    settings = get_settings()
+    argv = ["worker", "--loglevel=INFO", f"--queues={QUEUE}", "--without-gossip", "--without-mingle"]
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
+    if hostname:
+        argv.append(f"--hostname={hostname}")
+    if beat:
+        argv += ["--beat", f"--schedule={settings.data_dir.resolve()}/beat-schedule"]
+    celery.worker_main(argv)
+
+
+@app.command()
 def up(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
 ) -> None:
-    """The embedded profile in one command: migrate, then run the API."""
+    """The embedded profile in one command: migrate, then run the API, a worker and the scheduler."""
+    import subprocess
+
     from evidence.migrate import upgrade
 
     settings = get_settings()
@@ -110,8 +134,19 @@ def up(
     ctx = _context(settings)
     typer.echo(f"data directory: {settings.data_dir.resolve()}")
     typer.echo(f"ledger verifier key: {ctx.ledger.verifier_key}")
+    worker_proc = subprocess.Popen(
+        [sys.executable, "-m", "evidence", "worker", "--concurrency=1", "--beat"]
+    )
+    typer.echo(f"worker: pid {worker_proc.pid}")
     typer.echo(f"API: http://{host}:{port}/  (OpenAPI docs at http://{host}:{port}/docs)")
-    _run_api(host, port)
+    try:
+        _run_api(host, port)
+    finally:
+        worker_proc.terminate()
+        try:
+            worker_proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker_proc.kill()
 
 
 def _run_api(host: str, port: int) -> None:
@@ -120,6 +155,33 @@ def _run_api(host: str, port: int) -> None:
     from api.app import create_app
 
     uvicorn.run(create_app(), host=host, port=port, log_level="info")
+
+
+@app.command()
+def dock(
+    directory: Annotated[Path, typer.Argument(help="the docked camera's storage (recursively)")],
+    api: Annotated[str, typer.Option(help="the evidence API's base URL, e.g. http://host:8000")],
+    device_key: Annotated[str, typer.Option(
+        envvar="EVIDENCE_DEVICE_KEY", show_envvar=True,
+        help="this dock's key (prefer the environment variable: arguments show in process lists)",
+    )],
+    jobs: Annotated[int, typer.Option(min=1, max=32, help="clips uploaded in parallel")] = 2,
+    retries: Annotated[int, typer.Option(
+        min=1, max=20, help="attempts per request before a clip fails")] = 5,
+) -> None:
+    """Upload every clip in DIRECTORY: resumable, idempotent; exit 1 if any clip failed."""
+    from evidence.dock import DockError, RetryPolicy, UsageError, run
+
+    try:
+        summary = run(directory, api, device_key, jobs=jobs, retry=RetryPolicy(attempts=retries))
+    except UsageError as exc:
+        raise _fail(str(exc), 2) from None
+    except DockError as exc:
+        raise _fail(str(exc)) from None
+    if summary.interrupted:
+        raise typer.Exit(130)
+    if not summary.ok:
+        raise typer.Exit(1)
 
 
 def _read_key(key: str | None) -> str | None:

@@ -53,6 +53,13 @@ class ObjectNotFound(NotFound):
     title = "Object not found"
 
 
+class UploadNotFound(NotFound):
+    """No such multipart upload: never created, already completed or aborted, or it belongs
+    to another key (S3's NoSuchUpload)."""
+
+    title = "Upload not found"
+
+
 class WriteOnceViolation(Conflict):
     """A write-once key already holds different bytes."""
 

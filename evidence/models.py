@@ -4,9 +4,11 @@ from evidence.accounts.models import Device, DeviceKind, Role, User
 from evidence.cases.models import Case, CaseItem, Share
 from evidence.clips.models import Clip, ClipState, Derivative
 from evidence.db import Base
+from evidence.ingest.models import Upload, UploadState
 from evidence.ledger.models import Checkpoint, LedgerEntry, LedgerNode, LedgerRef
 
 __all__ = [
     "Base", "Case", "CaseItem", "Checkpoint", "Clip", "ClipState", "Derivative", "Device",
-    "DeviceKind", "LedgerEntry", "LedgerNode", "LedgerRef", "Role", "Share", "User",
+    "DeviceKind", "LedgerEntry", "LedgerNode", "LedgerRef", "Role", "Share", "Upload",
+    "UploadState", "User",
 ]

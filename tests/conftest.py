@@ -12,7 +12,7 @@ from evidence.config import Settings
 from evidence.context import Context
 from evidence.migrate import upgrade
 
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.s3", "tests.fixtures.media"]
+pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.s3", "tests.fixtures.media", "tests.fixtures.redis"]
 
 
 @pytest.fixture(autouse=True)

@@ -2,23 +2,26 @@
 
 `LocalStore.presign_put/get` produce `/api/v1/objects/{key}?method=&expires=&signature=`;
 these routes check the signature first, then stream the body into the store (PUT) or the
-object out of it, with HTTP Range (GET). With the S3 backend, presigned URLs point at the S3
-server itself, so these routes answer 404.
+object out of it, with HTTP Range (GET). `LocalStore.presign_part` adds `uploadId` and
+`partNumber` (both covered by the signature): such a PUT stores one part of a multipart upload
+and answers its ETag, as S3's UploadPart does. With the S3 backend, presigned URLs point at
+the S3 server itself, so these routes answer 404.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import BinaryIO, cast
 
 import anyio
 import anyio.from_thread
 import anyio.to_thread
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from api.deps import store as get_store
 from api.problems import problem
-from evidence.errors import NotFound, RangeNotSatisfiable
+from evidence.errors import AccessDenied, NotFound, RangeNotSatisfiable
 from evidence.storage import parse_range_header
 from evidence.storage.local import LocalStore
 
@@ -39,14 +42,37 @@ async def put_object(
     method: str | None = None,
     expires: str | None = None,
     signature: str | None = None,
+    upload_id: str | None = Query(None, alias="uploadId"),
+    part_number: str | None = Query(None, alias="partNumber"),
 ) -> JSONResponse:
     store = _local_store(request)
+    if upload_id is not None or part_number is not None:
+        if method != "PUT":
+            raise AccessDenied("not a valid presigned part URL")
+        upload, number = store.verify_presigned_part(
+            key, upload_id, part_number, expires, signature
+        )
+        return await _put_part(store, key, upload, number, request)
     _check(store, key, "PUT", method, expires, signature)
     body = _BodyReader(request.stream())
     # The store is synchronous (file I/O, fsync): run it in a worker thread that pulls the
     # request body from the event loop chunk by chunk, so nothing is buffered whole.
     stored = await anyio.to_thread.run_sync(lambda: store.put(key, body))  # type: ignore[arg-type]
     return JSONResponse({"key": stored.key, "sha256": stored.sha256, "size": stored.size})
+
+
+async def _put_part(
+    store: LocalStore, key: str, upload_id: str, part_number: int, request: Request
+) -> JSONResponse:
+    body = cast(BinaryIO, _BodyReader(request.stream()))  # read(n) is all the store calls
+    md5 = request.headers.get("content-md5")
+    part = await anyio.to_thread.run_sync(
+        lambda: store.put_part(key, upload_id, part_number, body, content_md5=md5)
+    )
+    return JSONResponse(
+        {"part_number": part.number, "size": part.size, "etag": part.etag},
+        headers={"ETag": f'"{part.etag}"'},  # what S3 clients read from UploadPart
+    )
 
 
 @router.get("/api/v1/objects/{key:path}")

@@ -101,3 +101,16 @@ def create_device(
             s, "device.created", actor=actor, subject={"device": device.id}, name=name, kind=kind
         )
     return NewDevice(device, key)
+
+
+def authenticate_device(ledger: Ledger, key: str) -> Device:
+    """The enabled device holding `key`, or NotAuthenticated."""
+    from evidence.errors import NotAuthenticated
+
+    if not key.startswith(DEVICE_KEY_PREFIX):
+        raise NotAuthenticated("not a device key: send `Authorization: Device <key>`")
+    with ledger.db.session() as s:
+        device = s.scalar(select(Device).where(Device.key_hash == hash_device_key(key)))
+    if device is None or device.disabled:
+        raise NotAuthenticated("the device key was refused: check it, or ask an admin to create the device")
+    return device

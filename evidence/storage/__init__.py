@@ -20,16 +20,22 @@ Rules both backends follow:
   retention can be extended, never shortened. Retention dates have millisecond precision
   (S3's wire format), so both backends round them down to the millisecond.
 - `delete` is permanent (every version on S3) and idempotent: deleting a missing key is a no-op.
+- Multipart uploads (resumable, parts PUT straight to storage through presigned URLs): parts
+  numbered 1..MAX_PARTS, a re-sent part replaces the previous one, `list_parts` reports what
+  the storage really holds, `complete_multipart` joins parts 1..N without gaps, every part but
+  the last at least MIN_PART_SIZE (`select_parts`, shared by both backends).
 """
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import hashlib
+import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple, Protocol, runtime_checkable
 
 from evidence import clock
 from evidence.errors import InvalidInput, RangeNotSatisfiable
@@ -43,8 +49,29 @@ CHUNK = 1024 * 1024
 TMP_PREFIX = "tmp/"
 """Reserved key prefix for in-flight uploads (S3 stages there; the local store in `.tmp/`)."""
 
+ORIGINALS_PREFIX = "originals/"
+"""Content-addressed, write-once originals: `originals/{sha256}`."""
+
 MAX_PRESIGN_EXPIRY = dt.timedelta(days=7)
 """S3 SigV4 refuses longer; the local store keeps the same limit so both behave alike."""
+
+MiB = 1024 * 1024
+
+MIN_PART_SIZE = 5 * MiB
+"""S3's minimum for every multipart part but the last; the local store enforces it too."""
+
+MAX_PART_SIZE = 5 * 1024 * MiB
+"""S3's maximum part size (5 GiB); the local store refuses bigger parts too."""
+
+MAX_PARTS = 10_000
+"""S3's highest part number, hence the most parts an upload can have."""
+
+MAX_OBJECT_SIZE = 5 * 1024 * 1024 * MiB
+"""S3's largest object (5 TiB): `plan_parts` refuses to plan anything bigger."""
+
+DEFAULT_PART_SIZE = 8 * MiB
+"""Part size `plan_parts` starts from: a lost part costs little to re-send, and 8 MiB parts
+still cover 78 GiB in 10,000 parts (bigger uploads get bigger parts)."""
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _BAD_KEY_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
@@ -76,6 +103,25 @@ class ObjectInfo:
         """True while retention or a legal hold forbids deleting or replacing the object."""
         at = at or clock.now()
         return self.legal_hold or (self.retain_until is not None and self.retain_until > at)
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    """One part of a multipart upload as the storage holds it. `etag` is the part's MD5 in hex
+    on both backends (S3's ETag for unencrypted parts), so a client can compare it with the
+    MD5 of the bytes it meant to send."""
+
+    number: int
+    size: int
+    etag: str
+
+
+class PlannedPart(NamedTuple):
+    """One part of an upload plan: part `number` is `length` bytes of the file from `offset`."""
+
+    number: int
+    offset: int
+    length: int
 
 
 @runtime_checkable
@@ -157,6 +203,59 @@ class ObjectStore(Protocol):
         """A URL anyone may GET (with Range) until it expires (at most 7 days)."""
         ...
 
+    # Multipart uploads: how a dock sends a big clip in parts straight to storage, and resumes
+    # after being killed knowing only the key and the upload id.
+
+    def create_multipart(self, key: str) -> str:
+        """Start a multipart upload to `key` and return its upload id.
+
+        Only for plain keys (e.g. `incoming/{id}`): a write-once key is refused with
+        WriteOnceViolation, a locked one with ObjectLocked, `originals/` with InvalidInput
+        (originals are only written verified, by put_original/promote). Nothing appears at
+        `key` before `complete_multipart`.
+        """
+        ...
+
+    def presign_part(
+        self, key: str, upload_id: str, part_number: int, expires: dt.timedelta
+    ) -> str:
+        """A URL to HTTP PUT the bytes of part `part_number` (1..MAX_PARTS) of the upload.
+
+        Offline (no request to the storage). The signature covers key, upload id and part
+        number: the URL works for that part of that upload only. PUT answers the part's ETag
+        (MD5 hex, quoted) and refuses a `Content-MD5` header that does not match the body.
+        Sending a part again replaces its earlier bytes. An unknown upload answers 404.
+        """
+        ...
+
+    # builtins.list: inside a store class, plain `list` is the store's own list() method.
+    def list_parts(self, key: str, upload_id: str) -> builtins.list[PartInfo]:
+        """The parts the storage holds for the upload, by part number: what a resumed
+        uploader may skip. UploadNotFound if the upload does not exist (never created,
+        completed or aborted) or belongs to another key."""
+        ...
+
+    def complete_multipart(
+        self, key: str, upload_id: str, parts: Sequence[PartInfo] | None = None
+    ) -> ObjectInfo:
+        """Join the parts into the object at `key` and end the upload.
+
+        `parts=None` joins every listed part; given parts must match what is held (number and
+        ETag). The parts must run 1..N without a gap and all but the last must be at least
+        MIN_PART_SIZE; otherwise InvalidInput names the missing or short part and the upload
+        stays open (send the part, complete again). A key that became write-once or locked
+        since the upload began is refused as a plain put would be (the upload stays open).
+
+        Returns the new object's state. Its `sha256` is known on the local store (hashed
+        while joining) but None on S3 (the server joins the parts; knowing the digest would
+        mean reading everything back): uploads go to `incoming/`, which is re-hashed anyway.
+        """
+        ...
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Drop the upload and every part it holds. Idempotent: an unknown upload is a no-op."""
+        ...
+
 
 class StoreBase:
     """What both backends share: `put_original`, defined once in terms of `put`."""
@@ -184,6 +283,120 @@ class StoreBase:
             write_once=True,
             retain_until=retain_until,
         )
+
+
+# --- multipart: the rules both backends share -----------------------------------------------
+
+
+def plan_parts(size: int, part_size: int | None = None) -> list[PlannedPart]:
+    """Split `size` bytes into upload parts: (number, offset, length), numbered from 1.
+
+    Without `part_size`, parts are DEFAULT_PART_SIZE, grown (in whole MiB) so that there are
+    at most MAX_PARTS. An empty file is one empty part (S3 needs at least one part).
+    """
+    if not isinstance(size, int) or size < 0:
+        raise InvalidInput(f"cannot plan an upload of {size!r} bytes")
+    if size > MAX_OBJECT_SIZE:
+        raise InvalidInput(f"{size} bytes is more than S3's largest object ({MAX_OBJECT_SIZE})")
+    if part_size is None:
+        needed = -(-size // MAX_PARTS)  # ceiling division
+        part_size = max(DEFAULT_PART_SIZE, -(-needed // MiB) * MiB)
+    if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
+        raise InvalidInput(
+            f"part size {part_size} is outside {MIN_PART_SIZE}..{MAX_PART_SIZE} bytes"
+        )
+    count = max(1, -(-size // part_size))
+    if count > MAX_PARTS:
+        raise InvalidInput(
+            f"{size} bytes in parts of {part_size} would take {count} parts; "
+            f"at most {MAX_PARTS} are allowed"
+        )
+    return [
+        PlannedPart(n + 1, n * part_size, min(part_size, size - n * part_size))
+        for n in range(count)
+    ]
+
+
+def select_parts(held: Sequence[PartInfo], wanted: Sequence[PartInfo] | None) -> list[PartInfo]:
+    """The parts a completion joins, checked before the storage is asked to join them.
+
+    `held` is what the storage holds (list_parts), `wanted` the caller's choice (None: all
+    held parts). S3 itself would join parts 1 and 3 without a 2 (RGW does), so a missing
+    middle part would silently truncate a clip: the parts must run 1..N without a gap.
+    """
+    by_number = {p.number: p for p in held}
+    if wanted is None:
+        chosen = sorted(held, key=lambda p: p.number)
+    else:
+        chosen = [_held_part(by_number, p) for p in sorted(wanted, key=lambda p: p.number)]
+        for first, second in itertools.pairwise(chosen):
+            if first.number == second.number:
+                raise InvalidInput(f"part {first.number} is given more than once")
+    if not chosen:
+        raise InvalidInput("no parts have been uploaded: nothing to complete")
+    for expected, part in enumerate(chosen, start=1):
+        if part.number != expected:
+            raise InvalidInput(
+                f"part {expected} is missing (parts must be numbered 1..N without gaps; "
+                f"got {_describe(chosen)}); upload it and complete again"
+            )
+    for part in chosen[:-1]:
+        if part.size < MIN_PART_SIZE:
+            raise InvalidInput(
+                f"part {part.number} is {part.size} bytes; every part but the last must be "
+                f"at least {MIN_PART_SIZE} bytes (5 MiB); re-send it and complete again"
+            )
+    return chosen
+
+
+def _held_part(by_number: dict[int, PartInfo], wanted: PartInfo) -> PartInfo:
+    have = by_number.get(wanted.number)
+    if have is None:
+        raise InvalidInput(f"part {wanted.number} has not been uploaded")
+    if wanted.etag.strip('"') != have.etag:
+        raise InvalidInput(
+            f"part {wanted.number}: ETag {wanted.etag} is not the stored part's {have.etag} "
+            "(sent again since it was listed?)"
+        )
+    return have
+
+
+def _describe(parts: Sequence[PartInfo]) -> str:
+    numbers = [p.number for p in parts]
+    if len(numbers) > 10:
+        return f"{len(numbers)} parts: {numbers[:5]}...{numbers[-3:]}"
+    return f"parts {numbers}"
+
+
+def validate_part_number(part_number: int) -> int:
+    # bool is an int: refuse it explicitly rather than upload "part True".
+    if isinstance(part_number, bool) or not isinstance(part_number, int):
+        raise InvalidInput(f"a part number must be an integer, not {part_number!r}")
+    if not 1 <= part_number <= MAX_PARTS:
+        # RGW accepts 0 and 10001 (and loses part 0): the range is ours to enforce.
+        raise InvalidInput(f"part number {part_number} is outside 1..{MAX_PARTS}")
+    return part_number
+
+
+_UPLOAD_ID_RE = re.compile(r"[\x21-\x7e]{1,1024}")
+
+
+def validate_upload_id(upload_id: str) -> str:
+    """Upload ids are opaque (RGW's look like `2~abc...`): printable ASCII, no spaces."""
+    if not isinstance(upload_id, str) or not _UPLOAD_ID_RE.fullmatch(upload_id):
+        raise InvalidInput(f"not an upload id: {upload_id!r}")
+    return upload_id
+
+
+def validate_multipart_key(key: str) -> str:
+    """A key a multipart upload may target: a valid key outside `originals/`."""
+    key = validate_key(key)
+    if key.startswith(ORIGINALS_PREFIX):
+        raise InvalidInput(
+            f"{key}: originals are written only verified (put_original/promote), "
+            "not by multipart upload; upload to incoming/ instead"
+        )
+    return key
 
 
 # --- hashing ------------------------------------------------------------------------------
@@ -278,7 +491,7 @@ def validate_sha256(sha256: str) -> str:
 
 def original_key(sha256: str) -> str:
     """Originals are content-addressed: the same bytes docked twice are one original."""
-    return f"originals/{validate_sha256(sha256)}"
+    return f"{ORIGINALS_PREFIX}{validate_sha256(sha256)}"
 
 
 def to_ms(t: dt.datetime) -> dt.datetime:
@@ -376,14 +589,21 @@ def open_store(settings: Settings) -> ObjectStore:
 
 __all__ = [
     "CHUNK",
+    "MAX_PARTS",
+    "MAX_PART_SIZE",
+    "MIN_PART_SIZE",
     "HashingReader",
     "ObjectInfo",
     "ObjectStore",
+    "PartInfo",
+    "PlannedPart",
     "StoreBase",
     "StoredObject",
     "open_store",
     "original_key",
     "parse_range_header",
+    "plan_parts",
+    "select_parts",
     "sha256_chunks",
     "sha256_stream",
     "validate_key",

@@ -5,9 +5,21 @@ Layout under the store root (`settings.resolved_storage_dir()`):
     {key}           the object's bytes; write-once objects are read-only (0444)
     .meta/{key}     a JSON record: sha256, size, write_once, retention, legal hold
     .tmp/           staging files (same filesystem, so installing is a rename or link)
+    .multipart/{upload_id}/upload        a multipart upload: JSON {key, initiated}; flock'ed
+                                         around every change to that upload
+    .multipart/{upload_id}/{n:05d}       part n's record: JSON {size, etag, data}
+    .multipart/{upload_id}/{n:05d}.{hex} part n's bytes (the file its record names)
     .lock           flock'ed around every change of state, across threads and processes
 
-Keys never start a segment with '.', so they cannot reach `.meta`, `.tmp` or `.lock`.
+Keys never start a segment with '.', so they cannot reach `.meta`, `.tmp`, `.multipart` or
+`.lock`.
+
+Multipart parts are spooled to `.tmp`, renamed into the upload's directory under a fresh name,
+and only then does the part's record (atomically replaced) point at them: a half-sent part
+never counts, and a crash leaves at worst an unreferenced file, removed with the upload.
+Completing joins the parts into a `.tmp` file (hashing on the way) and installs it like a
+plain put; the upload's directory is renamed away before it is removed, so an upload is
+always either whole or gone.
 
 Crash safety: bytes are written to `.tmp`, fsync'ed, then renamed (plain put) or hard-linked
 (write-once: `link` fails if the name exists, an atomic put-if-absent) into place, and the
@@ -21,6 +33,9 @@ access can still delete files, which is why `supports_object_lock` is False here
 
 from __future__ import annotations
 
+import base64
+import binascii
+import builtins
 import datetime as dt
 import errno
 import fcntl
@@ -28,10 +43,12 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
+import shutil
 import stat as stat_mod
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,27 +64,38 @@ from evidence.errors import (
     InvalidInput,
     ObjectLocked,
     ObjectNotFound,
+    UploadNotFound,
     WriteOnceViolation,
 )
 from evidence.storage import (
     CHUNK,
+    MAX_PART_SIZE,
     HashingReader,
     ObjectInfo,
+    PartInfo,
     StoreBase,
     StoredObject,
     clamp_range,
     original_key,
+    select_parts,
     validate_expiry,
     validate_key,
+    validate_multipart_key,
+    validate_part_number,
     validate_prefix,
     validate_retain_until,
     validate_sha256,
+    validate_upload_id,
 )
 
 PRESIGN_KEY_FILE = "presign.key"
 OBJECTS_ROUTE = "/api/v1/objects/"  # served by api/routes/objects.py
 _SIGNED_METHODS = ("GET", "PUT")
 _LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
+_UPLOAD_RECORD = "upload"
+_LOCAL_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")  # what create_multipart issues (uuid4 hex)
+_PART_RECORD = re.compile(r"\d{5}")
+_PART_NUMBER_PARAM = re.compile(r"[1-9]\d{0,4}")  # canonical decimal, as presign_part writes it
 
 
 @dataclass
@@ -112,12 +140,14 @@ class LocalStore(StoreBase):
         self.root = settings.resolved_storage_dir()
         self._meta_root = self.root / ".meta"
         self._tmp_root = self.root / ".tmp"
+        self._uploads_root = self.root / ".multipart"
         self._lock_file = self.root / ".lock"
         # 0700: the footage is nobody else's business on a shared machine, whatever the
         # file modes inside (write-once objects are 0444).
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._meta_root.mkdir(exist_ok=True, mode=0o700)
         self._tmp_root.mkdir(exist_ok=True, mode=0o700)
+        self._uploads_root.mkdir(exist_ok=True, mode=0o700)
         mode = settings.object_lock_mode.upper()
         if mode not in _LOCK_MODES:
             raise InvalidInput(f"EVIDENCE_OBJECT_LOCK_MODE must be one of {_LOCK_MODES}")
@@ -269,6 +299,167 @@ class LocalStore(StoreBase):
             self._drop_meta(src)
             self._prune(path.parent, self.root)
 
+    # --- multipart uploads ----------------------------------------------------------------
+
+    def create_multipart(self, key: str) -> str:
+        key = validate_multipart_key(key)
+        with self._locked():
+            self._check_replaceable(key)
+        upload_id = uuid.uuid4().hex
+        # Built aside and renamed into place: an upload directory is never half made.
+        building = self._staging_path()
+        building.mkdir(mode=0o700)
+        try:
+            record = {"key": key, "initiated": clock.now().isoformat()}
+            _write_new(building / _UPLOAD_RECORD, json.dumps(record).encode())
+            _fsync_dir(building)
+            os.rename(building, self._uploads_root / upload_id)
+            _fsync_dir(self._uploads_root)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+        return upload_id
+
+    def put_part(
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        stream: BinaryIO,
+        *,
+        content_md5: str | None = None,
+    ) -> PartInfo:
+        """Store one part (the body of a presigned part PUT), replacing an earlier one.
+
+        `content_md5` is the request's Content-MD5 header: a body that does not match it is
+        refused (HashMismatch), as S3 refuses it (BadDigest).
+        """
+        key = validate_multipart_key(key)
+        number = validate_part_number(part_number)
+        self._upload_dir(key, upload_id)  # fail before reading a body nobody will keep
+        staged = self._staging_path()
+        try:
+            etag, size = _spool_part(stream, staged)
+            _check_content_md5(content_md5, etag)
+            with self._upload_locked(key, upload_id) as updir:
+                self._install_part(updir, number, staged, etag, size)
+        finally:
+            staged.unlink(missing_ok=True)
+        return PartInfo(number, size, etag)
+
+    def _install_part(self, updir: Path, number: int, staged: Path, etag: str, size: int) -> None:
+        """Make `staged` part `number`: bytes in under a fresh name, then the record switched
+        to them, then the previous bytes dropped. Caller holds the upload's lock."""
+        name = f"{number:05d}"
+        data = updir / f"{name}.{uuid.uuid4().hex}"
+        os.rename(staged, data)
+        previous = _read_part_record(updir / name)
+        record = {"size": size, "etag": etag, "data": data.name}
+        self._write_atomic(updir / name, json.dumps(record).encode())
+        if previous is not None and previous[1] != data:
+            previous[1].unlink(missing_ok=True)
+
+    def list_parts(self, key: str, upload_id: str) -> builtins.list[PartInfo]:
+        key = validate_multipart_key(key)
+        with self._upload_locked(key, upload_id) as updir:
+            return [part for part, _ in _held_parts(updir)]
+
+    def complete_multipart(
+        self, key: str, upload_id: str, parts: Sequence[PartInfo] | None = None
+    ) -> ObjectInfo:
+        """Join the parts into `key` (streamed, hashed on the way) and drop the upload.
+
+        The upload's lock is held throughout, so no part can change while it is joined (a
+        part PUT meanwhile waits, then finds the upload gone: 404).
+        """
+        key = validate_multipart_key(key)
+        with self._upload_locked(key, upload_id) as updir:
+            held = _held_parts(updir)
+            chosen = select_parts([part for part, _ in held], parts)
+            with self._locked():  # learn about a write-once/locked key before joining GiBs
+                self._check_replaceable(key)
+            files = {part.number: path for part, path in held}
+            staged = self._staging_path()
+            try:
+                sha, size = _join([files[part.number] for part in chosen], staged)
+                self._install(staged, key, sha, size, False, None)
+            finally:
+                staged.unlink(missing_ok=True)
+            self._drop_upload(updir)
+        return ObjectInfo(key, size, sha, retain_until=None, retention_mode=None, legal_hold=False)
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        key = validate_multipart_key(key)
+        try:
+            with self._upload_locked(key, upload_id) as updir:
+                self._drop_upload(updir)
+        except UploadNotFound:
+            pass  # already gone: aborting is idempotent
+
+    def _upload_dir(self, key: str, upload_id: str) -> Path:
+        """The directory of `key`'s upload `upload_id`, or UploadNotFound."""
+        upload_id = validate_upload_id(upload_id)
+        missing = UploadNotFound(f"no multipart upload {upload_id} for {key}")
+        if not _LOCAL_UPLOAD_ID.fullmatch(upload_id):  # also what keeps it a plain file name
+            raise missing
+        updir = self._uploads_root / upload_id
+        try:
+            record = json.loads((updir / _UPLOAD_RECORD).read_bytes())
+        except (FileNotFoundError, NotADirectoryError):
+            raise missing from None
+        if record.get("key") != key:  # an upload id is only good with its own key (as S3)
+            raise missing
+        return updir
+
+    @contextmanager
+    def _upload_locked(self, key: str, upload_id: str) -> Iterator[Path]:
+        """Hold the upload's own lock (not the store's: joining a big upload must not stall
+        every other write). Yields the upload's directory."""
+        updir = self._upload_dir(key, upload_id)
+        try:
+            fd = os.open(updir / _UPLOAD_RECORD, os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            raise UploadNotFound(f"no multipart upload {upload_id} for {key}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            # Completed or aborted while we waited: the file we locked is no longer there.
+            try:
+                current = os.stat(updir / _UPLOAD_RECORD).st_ino
+            except (FileNotFoundError, NotADirectoryError):
+                current = None
+            if current != os.fstat(fd).st_ino:
+                raise UploadNotFound(f"no multipart upload {upload_id} for {key}")
+            yield updir
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _drop_upload(self, updir: Path) -> None:
+        """Remove an upload: renamed away first (atomic), so it is whole or gone, never a
+        half-removed set of parts. Caller holds the upload's lock."""
+        doomed = self._staging_path()
+        os.rename(updir, doomed)
+        _fsync_dir(self._uploads_root)
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    def _check_replaceable(self, key: str) -> None:
+        """Refuse a target a plain put could not replace. Caller holds the store lock."""
+        meta = self._load(key)
+        if meta is not None and meta.write_once:
+            raise WriteOnceViolation(f"{key} is write-once; a multipart upload cannot replace it")
+        if meta is not None and meta.locked():
+            raise ObjectLocked(f"{key} is under retention or legal hold")
+        path = self._path(key)
+        if path.is_dir():
+            raise InvalidInput(f"{key}: objects exist below this key")
+        for parent in path.parents:
+            if parent == self.root:
+                break
+            if parent.is_file():
+                raise InvalidInput(
+                    f"{key}: {parent.relative_to(self.root)} is already an object "
+                    "(the local store cannot hold both 'a' and 'a/b')"
+                )
+
     # --- reading --------------------------------------------------------------------------
 
     def open(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
@@ -379,15 +570,56 @@ class LocalStore(StoreBase):
         )
         return f"{self._public_url}{OBJECTS_ROUTE}{quote(key, safe='/')}?{query}"
 
+    def presign_part(
+        self, key: str, upload_id: str, part_number: int, expires: dt.timedelta
+    ) -> str:
+        key = validate_multipart_key(key)
+        upload_id = validate_upload_id(upload_id)
+        number = validate_part_number(part_number)
+        deadline = int((clock.now() + validate_expiry(expires)).timestamp())
+        signature = self._sign_part(key, upload_id, str(number), deadline)
+        query = urlencode(
+            {
+                "method": "PUT",
+                "uploadId": upload_id,
+                "partNumber": number,
+                "expires": deadline,
+                "signature": signature,
+            }
+        )
+        return f"{self._public_url}{OBJECTS_ROUTE}{quote(key, safe='/')}?{query}"
+
     def verify_presigned(self, key: str, method: str, expires: object, signature: object) -> None:
         """Accept a presigned request or raise AccessDenied (bad signature, or expired)."""
-        if method not in _SIGNED_METHODS or not isinstance(signature, str):
+        if method not in _SIGNED_METHODS:
             raise AccessDenied("not a valid presigned URL")
-        try:
-            deadline = int(str(expires))
-        except ValueError:
-            raise AccessDenied("not a valid presigned URL") from None
-        expected = self._sign(method, key, deadline)
+        deadline = _deadline(expires)
+        self._check_signature(self._sign(method, key, deadline), signature, deadline)
+
+    def verify_presigned_part(
+        self, key: str, upload_id: object, part_number: object, expires: object, signature: object
+    ) -> tuple[str, int]:
+        """Accept a presigned part PUT or raise AccessDenied; returns (upload id, part number).
+
+        Only the exact strings presign_part writes are accepted, so that the signed message
+        (fields separated by newlines) can be read one way only.
+        """
+        if not (
+            isinstance(upload_id, str)
+            and _is_upload_id(upload_id)
+            and isinstance(part_number, str)
+            and _PART_NUMBER_PARAM.fullmatch(part_number)
+        ):
+            raise AccessDenied("not a valid presigned part URL")
+        deadline = _deadline(expires)
+        expected = self._sign_part(key, upload_id, part_number, deadline)
+        self._check_signature(expected, signature, deadline)
+        return upload_id, int(part_number)
+
+    @staticmethod
+    def _check_signature(expected: str, signature: object, deadline: int) -> None:
+        if not isinstance(signature, str):
+            raise AccessDenied("not a valid presigned URL")
         # Constant-time comparison: the signature must not leak byte by byte.
         if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
             raise AccessDenied("presigned URL signature does not match")
@@ -398,6 +630,12 @@ class LocalStore(StoreBase):
         # Keys contain no control characters (validate_key), so "\n" separates unambiguously.
         msg = f"evidence-presign-v1\n{method}\n{key}\n{deadline}".encode()
         return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()
+
+    def _sign_part(self, key: str, upload_id: str, part_number: str, deadline: int) -> str:
+        # Its own prefix: a plain PUT URL's signature can never pass as a part URL's (or the
+        # reverse), and upload id and part number are covered: part 3's URL is not part 4's.
+        msg = f"evidence-presign-part-v1\nPUT\n{key}\n{deadline}\n{upload_id}\n{part_number}"
+        return hmac.new(self._secret, msg.encode(), hashlib.sha256).hexdigest()
 
     # --- internals ------------------------------------------------------------------------
 
@@ -459,13 +697,13 @@ class LocalStore(StoreBase):
     def _write_meta(self, key: str, meta: _Meta) -> None:
         target = self._meta_path(key)
         self._make_parents(target)
+        self._write_atomic(target, meta.to_json())
+
+    def _write_atomic(self, target: Path, payload: bytes) -> None:
+        """Replace `target` with `payload`: readers see the old bytes or the new, never half."""
         staged = self._staging_path()
         try:
-            fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(meta.to_json())
-                f.flush()
-                os.fsync(f.fileno())
+            _write_new(staged, payload)
             _replace(staged, target)
             _fsync_dir(target.parent)
         finally:
@@ -519,6 +757,107 @@ def _read_chunks(f: BinaryIO, remaining: int) -> Iterator[bytes]:
                 return
             remaining -= len(chunk)
             yield chunk
+
+
+def _write_new(path: Path, payload: bytes) -> None:
+    """Create `path` (it must not exist) holding `payload`, fsync'ed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _deadline(expires: object) -> int:
+    try:
+        return int(str(expires))
+    except ValueError:
+        raise AccessDenied("not a valid presigned URL") from None
+
+
+def _is_upload_id(upload_id: str) -> bool:
+    try:
+        validate_upload_id(upload_id)
+    except InvalidInput:
+        return False
+    return True
+
+
+def _spool_part(stream: BinaryIO, staged: Path) -> tuple[str, int]:
+    """Copy a part's bytes to `staged` chunk by chunk; (MD5 hex = its ETag, size).
+
+    MD5 because that is S3's part ETag, so a client can check either backend the same way.
+    More than MAX_PART_SIZE bytes is refused, as S3 refuses it (EntityTooLarge).
+    """
+    md5 = hashlib.md5(usedforsecurity=False)
+    size = 0
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        while chunk := stream.read(CHUNK):
+            size += len(chunk)
+            if size > MAX_PART_SIZE:
+                raise InvalidInput(f"a part may hold at most {MAX_PART_SIZE} bytes (5 GiB)")
+            md5.update(chunk)
+            f.write(chunk)
+        f.flush()
+        os.fsync(f.fileno())
+    return md5.hexdigest(), size
+
+
+def _check_content_md5(header: str | None, md5_hex: str) -> None:
+    """A part PUT's Content-MD5 (base64 of the 16-byte digest) must match its body."""
+    if header is None:
+        return
+    try:
+        claimed = base64.b64decode(header.strip(), validate=True)
+    except binascii.Error:
+        claimed = b""
+    if len(claimed) != 16:
+        raise InvalidInput(f"Content-MD5 {header!r} is not a base64 MD5 digest")
+    if claimed.hex() != md5_hex:
+        raise HashMismatch(
+            f"the part's bytes hash to MD5 {md5_hex}, Content-MD5 said {claimed.hex()}",
+            expected=claimed.hex(),
+            actual=md5_hex,
+        )
+
+
+def _read_part_record(record: Path) -> tuple[PartInfo, Path] | None:
+    """A part's record: (its PartInfo, the file holding its bytes), or None if absent."""
+    try:
+        d = json.loads(record.read_bytes())
+    except FileNotFoundError:
+        return None
+    number = int(record.name)
+    return PartInfo(number, int(d["size"]), str(d["etag"])), record.with_name(d["data"])
+
+
+def _held_parts(updir: Path) -> list[tuple[PartInfo, Path]]:
+    """Every part an upload holds, by number. Caller holds the upload's lock."""
+    held = []
+    for name in sorted(os.listdir(updir)):
+        if _PART_RECORD.fullmatch(name):
+            part = _read_part_record(updir / name)
+            if part is not None:
+                held.append(part)
+    return held
+
+
+def _join(paths: Sequence[Path], staged: Path) -> tuple[str, int]:
+    """Concatenate `paths` into a new file `staged`, CHUNK by CHUNK; (SHA-256 hex, size)."""
+    h = hashlib.sha256()
+    size = 0
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        for path in paths:
+            with open(path, "rb") as part:
+                while chunk := part.read(CHUNK):
+                    h.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    return h.hexdigest(), size
 
 
 def _hash_file(path: Path) -> tuple[str, int]:

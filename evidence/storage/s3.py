@@ -13,6 +13,9 @@ differs from AWS in ways this module works around:
   `x-amz-meta-put-id` by which we find the version we created.
 - minio's `get_object_retention` cannot parse RGW's nanosecond dates; HEAD already returns
   `x-amz-object-lock-*` headers, which we parse ourselves.
+- Multipart: RGW joins parts 1 and 3 without a 2 and accepts part numbers 0 and 10001, so the
+  part rules are checked here before completing (`select_parts`); ListParts on an unknown
+  upload answers NoSuchKey rather than NoSuchUpload.
 
 Write path: bytes go to `tmp/{uuid}` (multipart, hashed on the way), are checked against the
 expected digest, then server-side copied to the final key with their metadata; the staging
@@ -24,19 +27,21 @@ version (retention is applied only after that, so the loser's version is still r
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import hashlib
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from minio import Minio
 from minio.commonconfig import REPLACE, CopySource
-from minio.datatypes import Object
+from minio.datatypes import Object, Part
 from minio.error import S3Error
+from minio.helpers import DictType
 from minio.retention import Retention
 
 from evidence import clock
@@ -48,6 +53,7 @@ from evidence.errors import (
     ObjectLocked,
     ObjectNotFound,
     RangeNotSatisfiable,
+    UploadNotFound,
     WriteOnceViolation,
 )
 from evidence.storage import (
@@ -55,15 +61,20 @@ from evidence.storage import (
     TMP_PREFIX,
     HashingReader,
     ObjectInfo,
+    PartInfo,
     StoreBase,
     StoredObject,
     check_range_args,
     original_key,
+    select_parts,
     validate_expiry,
     validate_key,
+    validate_multipart_key,
+    validate_part_number,
     validate_prefix,
     validate_retain_until,
     validate_sha256,
+    validate_upload_id,
 )
 
 PART_SIZE = 16 * 1024 * 1024
@@ -74,6 +85,10 @@ META_SHA256 = "x-amz-meta-sha256"
 META_WRITE_ONCE = "x-amz-meta-write-once"
 META_PUT_ID = "x-amz-meta-put-id"
 _NOT_FOUND = {"NoSuchKey", "NoSuchVersion", "NoSuchObject", "ResourceNotFound"}
+# RGW answers ListParts for an unknown (completed, aborted, other key's) upload with NoSuchKey.
+_NO_UPLOAD = {"NoSuchUpload", "NoSuchKey"}
+# Refusals of a completion whose parts changed after select_parts checked them.
+_BAD_PARTS = {"InvalidPart", "InvalidPartOrder", "EntityTooSmall"}
 _LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
 
 
@@ -91,6 +106,7 @@ class S3Store(StoreBase):
         # Presigned URLs are signed for the host the dock will call, which may differ from
         # the address the servers use (e.g. a load balancer name).
         self._presigner = _client(settings.s3_public_endpoint or settings.s3_endpoint, settings)
+        self._multipart = _MultipartCalls(self.client, self.bucket)
         self._ensure_bucket(settings.s3_region)
 
     def _ensure_bucket(self, region: str) -> None:
@@ -262,6 +278,49 @@ class S3Store(StoreBase):
             return
         self._put_retention(key, head.version_id, info.retention_mode or self._lock_mode, until)
 
+    # --- multipart uploads ----------------------------------------------------------------
+
+    def create_multipart(self, key: str) -> str:
+        key = validate_multipart_key(key)
+        self._check_replaceable(key)
+        return self._multipart.create(key)
+
+    def list_parts(self, key: str, upload_id: str) -> builtins.list[PartInfo]:
+        return self._multipart.parts(validate_multipart_key(key), validate_upload_id(upload_id))
+
+    def complete_multipart(
+        self, key: str, upload_id: str, parts: Sequence[PartInfo] | None = None
+    ) -> ObjectInfo:
+        """Have the server join the parts. The digest is not known (see the Protocol)."""
+        key = validate_multipart_key(key)
+        upload_id = validate_upload_id(upload_id)
+        chosen = select_parts(self._multipart.parts(key, upload_id), parts)
+        # Check-then-complete, as put's install is: RGW has no conditional writes.
+        self._check_replaceable(key)
+        version = self._multipart.complete(key, upload_id, chosen)
+        head = self._head(key, version)
+        expected = sum(part.size for part in chosen)
+        # A completion can fail inside a 200 response (S3 allows it): check what is there.
+        if head is None or int(head.size or 0) != expected:
+            raise EvidenceError(f"{key}: completed upload {upload_id} is not the joined parts")
+        return _info(key, head)
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        try:
+            self._multipart.abort(validate_multipart_key(key), validate_upload_id(upload_id))
+        except UploadNotFound:
+            pass  # already gone: aborting is idempotent
+
+    def _check_replaceable(self, key: str) -> None:
+        """Refuse a target a plain put could not replace (write-once or locked)."""
+        head = self._head(key)
+        if head is None:
+            return
+        if _is_write_once(head):
+            raise WriteOnceViolation(f"{key} is write-once; a multipart upload cannot replace it")
+        if _info(key, head).locked():
+            raise ObjectLocked(f"{key} is under retention or legal hold")
+
     # --- reading --------------------------------------------------------------------------
 
     def open(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
@@ -346,13 +405,31 @@ class S3Store(StoreBase):
     def presign_get(self, key: str, expires: dt.timedelta) -> str:
         return self._presign("GET", key, expires)
 
-    def _presign(self, method: str, key: str, expires: dt.timedelta) -> str:
+    def presign_part(
+        self, key: str, upload_id: str, part_number: int, expires: dt.timedelta
+    ) -> str:
+        # SigV4 signs the whole query string, so the URL is good for this part of this
+        # upload only (checked: a changed partNumber or uploadId gets 403 from RGW).
+        query: DictType = {
+            "uploadId": validate_upload_id(upload_id),
+            "partNumber": str(validate_part_number(part_number)),
+        }
+        return self._presign("PUT", validate_multipart_key(key), expires, query)
+
+    def _presign(
+        self,
+        method: str,
+        key: str,
+        expires: dt.timedelta,
+        query: DictType | None = None,
+    ) -> str:
         return self._presigner.get_presigned_url(
             method,
             self.bucket,
             validate_key(key),
             expires=validate_expiry(expires),
             request_date=clock.now(),  # the injectable clock, so tests can make URLs expire
+            extra_query_params=query,
         )
 
     # --- internals ------------------------------------------------------------------------
@@ -435,6 +512,74 @@ class S3Store(StoreBase):
                 self.client.remove_object(self.bucket, key, version_id=v.version_id)
         except S3Error:
             pass
+
+
+# --- S3 multipart calls -------------------------------------------------------------------
+
+
+class _MultipartCalls:
+    """The S3 multipart API, through minio's private methods, in this one place.
+
+    Why private methods: minio's public API only runs a whole multipart upload inside one
+    `put_object` call. A dock that PUTs parts itself through presigned URLs, and resumes from
+    another process knowing only the key and upload id, needs the individual S3 calls.
+    `_create_multipart_upload`, `_list_parts`, `_complete_multipart_upload` and
+    `_abort_multipart_upload` are minio's own building blocks for that (read against 7.2.20);
+    if an upgrade changes them, this class is all there is to adapt, and the conformance
+    suite says so.
+    """
+
+    def __init__(self, client: Minio, bucket: str):
+        self._client = client
+        self._bucket = bucket
+
+    def create(self, key: str) -> str:
+        with _mapped(key):
+            return self._client._create_multipart_upload(
+                self._bucket, key, {"Content-Type": "application/octet-stream"}
+            )
+
+    def parts(self, key: str, upload_id: str) -> list[PartInfo]:
+        """Every part the server holds, by number (ListParts pages hold 1000)."""
+        found: list[PartInfo] = []
+        marker: str | None = None
+        while True:
+            with _mapped_upload(key, upload_id):
+                page = self._client._list_parts(
+                    self._bucket, key, upload_id, part_number_marker=marker
+                )
+            found += [PartInfo(p.part_number, int(p.size or 0), p.etag) for p in page.parts]
+            if not page.is_truncated or not page.next_part_number_marker:
+                return sorted(found, key=lambda p: p.number)
+            marker = page.next_part_number_marker
+
+    def complete(self, key: str, upload_id: str, parts: Sequence[PartInfo]) -> str | None:
+        """Join `parts`; the new version's id (RGW returns it, unlike for CopyObject)."""
+        with _mapped_upload(key, upload_id):
+            result = self._client._complete_multipart_upload(
+                self._bucket, key, upload_id, [Part(p.number, p.etag) for p in parts]
+            )
+        return result.version_id
+
+    def abort(self, key: str, upload_id: str) -> None:
+        with _mapped_upload(key, upload_id):
+            self._client._abort_multipart_upload(self._bucket, key, upload_id)
+
+
+@contextmanager
+def _mapped_upload(key: str, upload_id: str) -> Iterator[None]:
+    """S3 errors of multipart calls in the store's terms."""
+    try:
+        yield
+    except S3Error as e:
+        if e.code in _NO_UPLOAD:
+            raise UploadNotFound(f"no multipart upload {upload_id} for {key}") from None
+        if e.code in _BAD_PARTS:
+            raise InvalidInput(
+                f"{key}: the server refused the parts ({e.code}: {e.message}); "
+                "list the parts again and complete"
+            ) from None
+        raise
 
 
 # --- helpers ------------------------------------------------------------------------------

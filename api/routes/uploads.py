@@ -1,0 +1,54 @@
+"""Ingest routes for docking devices (docs/ingest.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from api.auth import current_device
+from evidence.accounts.models import Device
+from evidence.ingest import service
+from evidence.ingest.models import UploadState
+
+router = APIRouter(prefix="/api/v1/uploads", tags=["ingest"])
+
+
+class Declaration(BaseModel):
+    sha256: str = Field(min_length=64, max_length=64, description="SHA-256 of the clip, hex")
+    size: int = Field(ge=0)
+    filename: str = Field(min_length=1, max_length=255)
+    metadata: dict[str, Any] | None = None
+
+
+@router.post("", status_code=201)
+def declare(body: Declaration, request: Request, device: Device = Depends(current_device)) -> JSONResponse:
+    d = service.declare_upload(
+        request.app.state.ctx, device, sha256=body.sha256, size=body.size,
+        filename=body.filename, metadata=body.metadata,
+    )
+    if d.state == UploadState.duplicate:
+        return JSONResponse({"id": d.upload_id, "state": "exists", "clip_id": d.clip_id})
+    return JSONResponse(
+        {"id": d.upload_id, "state": d.state, "part_size": d.part_size,
+         "parts": [p.__dict__ for p in d.parts]},
+        status_code=201,
+    )
+
+
+@router.post("/{upload_id}/complete", status_code=202)
+def complete(upload_id: str, request: Request, device: Device = Depends(current_device)) -> JSONResponse:
+    upload = service.complete_upload(request.app.state.ctx, device, upload_id)
+    if upload.state == UploadState.processing:
+        request.app.state.enqueue_processing(upload.id)
+    return JSONResponse(
+        {"id": upload.id, "state": upload.state, "clip_id": upload.clip_id}, status_code=202
+    )
+
+
+@router.get("/{upload_id}")
+def status(upload_id: str, request: Request, device: Device = Depends(current_device)) -> dict:
+    u = service.get_upload(request.app.state.ctx, device, upload_id)
+    return {"id": u.id, "state": u.state, "clip_id": u.clip_id, "error": u.error}

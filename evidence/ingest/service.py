@@ -1,0 +1,430 @@
+"""The ingest path every clip takes. It must never lose one.
+
+Docks declare a clip (hash, size, sidecar), send its bytes straight to the object store
+through presigned URLs, then complete. A worker then re-hashes what arrived, promotes it
+to a write-once original, probes it and makes the review derivatives. Every step is a
+ledger entry, and every step can run twice without doing anything twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from evidence import clock, media
+from evidence.accounts.models import Device
+from evidence.clips.models import Clip, ClipState, Derivative
+from evidence.context import Context
+from evidence.errors import (
+    AccessDenied, Conflict, InvalidInput, NotFound, ObjectNotFound, UploadNotFound,
+)
+from evidence.ingest.models import Upload, UploadState
+from evidence.storage import DEFAULT_PART_SIZE, original_key, plan_parts
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_FILENAME = 255
+WORKER = "system:worker"
+
+
+@dataclass(frozen=True)
+class PartUrl:
+    number: int
+    offset: int
+    size: int
+    url: str
+    uploaded: bool
+
+
+@dataclass(frozen=True)
+class Declared:
+    upload_id: str
+    state: str
+    clip_id: str | None = None
+    part_size: int = 0
+    parts: list[PartUrl] = field(default_factory=list)
+
+
+def _device_actor(device: Device) -> str:
+    return f"device:{device.name}"
+
+
+def _check_declaration(sha256: str, size: int, filename: str, metadata: Any) -> str:
+    sha256 = sha256.lower()
+    if not _SHA256.match(sha256):
+        raise InvalidInput("sha256 must be 64 hex characters: the SHA-256 of the clip's bytes")
+    if size < 0:
+        raise InvalidInput("size must be zero or more bytes")
+    name = Path(filename.replace("\\", "/")).name
+    if not name or len(name) > MAX_FILENAME:
+        raise InvalidInput("filename must be a file name of 1 to 255 characters")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise InvalidInput("metadata must be a JSON object (the clip's sidecar)")
+    return name
+
+
+def declare_upload(
+    ctx: Context, device: Device, *, sha256: str, size: int, filename: str,
+    metadata: dict[str, Any] | None = None,
+) -> Declared:
+    """A dock declares a clip: it is already stored, or here is where to send it.
+
+    Declaring again from the same device while an upload is pending returns that upload
+    with the parts the store already holds, which is how an interrupted dock resumes.
+    """
+    filename = _check_declaration(sha256, size, filename, metadata)
+    sha256 = sha256.lower()
+    with ctx.db.write_session() as s:
+        clip = s.scalar(select(Clip).where(Clip.sha256 == sha256))
+        if clip is not None and clip.state != ClipState.rejected:
+            upload = _new_upload(device, sha256, size, filename, metadata, UploadState.duplicate)
+            upload.clip_id = clip.id
+            s.add(upload)
+            s.flush()
+            ctx.ledger.append_in(
+                s, "clip.docked_again", actor=_device_actor(device),
+                subject={"clip": clip.id, "upload": upload.id, "device": device.id},
+                sha256=sha256, size=size, filename=filename,
+            )
+            return Declared(upload.id, UploadState.duplicate.value, clip_id=clip.id)
+        upload = s.scalar(
+            select(Upload).where(
+                Upload.device_id == device.id, Upload.sha256 == sha256,
+                Upload.state == UploadState.pending,
+            )
+        )
+        if upload is None:
+            upload = _new_upload(device, sha256, size, filename, metadata, UploadState.pending)
+            s.add(upload)
+            s.flush()
+            if len(plan_parts(size, upload.part_size)) > 1:
+                upload.multipart_id = ctx.store.create_multipart(upload.incoming_key)
+            ctx.ledger.append_in(
+                s, "upload.declared", actor=_device_actor(device),
+                subject={"upload": upload.id, "device": device.id},
+                sha256=sha256, size=size, filename=filename, sidecar=metadata or {},
+            )
+        parts = _part_urls(ctx, upload)
+        return Declared(upload.id, UploadState.pending.value, part_size=upload.part_size, parts=parts)
+
+
+def _new_upload(
+    device: Device, sha256: str, size: int, filename: str, metadata: dict[str, Any] | None,
+    state: UploadState,
+) -> Upload:
+    plan = plan_parts(size)
+    # With one part the size is not a part size; store the default so re-planning agrees.
+    part_size = plan[0].length if len(plan) > 1 else DEFAULT_PART_SIZE
+    return Upload(
+        device_id=device.id, sha256=sha256, size=size, filename=filename, sidecar=metadata,
+        state=state.value, part_size=part_size, created_at=clock.now(),
+    )
+
+
+def _part_urls(ctx: Context, upload: Upload) -> list[PartUrl]:
+    expires = dt.timedelta(seconds=ctx.settings.presign_expiry_seconds)
+    key = upload.incoming_key
+    plan = plan_parts(upload.size, upload.part_size)
+    if upload.multipart_id is None:
+        uploaded = _object_arrived(ctx, upload)
+        return [PartUrl(1, 0, upload.size, ctx.store.presign_put(key, expires), uploaded)]
+    held = {p.number: p.size for p in ctx.store.list_parts(key, upload.multipart_id)}
+    return [
+        PartUrl(n, offset, length,
+                ctx.store.presign_part(key, upload.multipart_id, n, expires),
+                held.get(n) == length)
+        for n, offset, length in plan
+    ]
+
+
+def _object_arrived(ctx: Context, upload: Upload) -> bool:
+    try:
+        return ctx.store.stat(upload.incoming_key).size == upload.size
+    except ObjectNotFound:
+        return False
+
+
+def _own_upload(ctx: Context, device: Device, upload_id: str) -> Upload:
+    with ctx.db.session() as s:
+        upload = s.get(Upload, upload_id)
+    if upload is None:
+        raise NotFound(f"no upload {upload_id}")
+    if upload.device_id != device.id:
+        raise AccessDenied("this upload belongs to another device")
+    return upload
+
+
+def get_upload(ctx: Context, device: Device, upload_id: str) -> Upload:
+    return _own_upload(ctx, device, upload_id)
+
+
+def complete_upload(ctx: Context, device: Device, upload_id: str) -> Upload:
+    """All parts are in: assemble them, create the clip record, hand over to a worker.
+
+    Returns the upload; the caller enqueues `process_upload` when its state is
+    `processing`. Completing again is harmless.
+    """
+    upload = _own_upload(ctx, device, upload_id)
+    if upload.state != UploadState.pending:
+        return upload
+    _assemble(ctx, upload)
+    with ctx.db.write_session() as s:
+        upload = s.get(Upload, upload_id)
+        if upload is None or upload.state != UploadState.pending:
+            return upload  # type: ignore[return-value]  # completed concurrently
+        clip = s.scalar(select(Clip).where(Clip.sha256 == upload.sha256))
+        if clip is None:
+            clip = _new_clip(upload)
+            s.add(clip)
+        elif clip.state == ClipState.rejected:
+            clip.state = ClipState.verifying.value
+        s.flush()
+        upload.clip_id = clip.id
+        upload.state = UploadState.processing.value
+        upload.completed_at = clock.now()
+        ctx.ledger.append_in(
+            s, "upload.completed", actor=_device_actor(device),
+            subject={"upload": upload.id, "clip": clip.id, "device": device.id},
+            sha256=upload.sha256, size=upload.size,
+        )
+        return upload
+
+
+def _assemble(ctx: Context, upload: Upload) -> None:
+    if upload.multipart_id is None:
+        if not _object_arrived(ctx, upload):
+            raise Conflict(
+                f"part 1 has not arrived (expected {upload.size} bytes): PUT it to its URL, "
+                "then complete again"
+            )
+        return
+    plan = plan_parts(upload.size, upload.part_size)
+    try:
+        listed = ctx.store.list_parts(upload.incoming_key, upload.multipart_id)
+    except UploadNotFound:
+        # Assembled by an earlier attempt that died before recording it.
+        if _object_arrived(ctx, upload):
+            return
+        raise Conflict("the upload's parts are gone: declare the clip again") from None
+    held = {p.number: p for p in listed}
+    for n, _offset, length in plan:
+        if n not in held:
+            raise Conflict(f"part {n} of {len(plan)} has not arrived: PUT it, then complete again")
+        if held[n].size != length:
+            raise Conflict(f"part {n} has {held[n].size} bytes, expected {length}: PUT it again")
+    ctx.store.complete_multipart(upload.incoming_key, upload.multipart_id, [held[n] for n, _, _ in plan])
+
+
+def _new_clip(upload: Upload) -> Clip:
+    side = upload.sidecar or {}
+    return Clip(
+        sha256=upload.sha256, size=upload.size, state=ClipState.verifying.value,
+        filename=upload.filename, device_id=upload.device_id,
+        officer_id=_text(side.get("officer_id")), camera_serial=_text(side.get("camera_serial")),
+        recorded_at=_when(side.get("recorded_at")), ingested_at=clock.now(), sidecar=side or None,
+    )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)[:64]
+
+
+def _when(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+# -- the worker's side -----------------------------------------------------------------------
+
+
+def process_upload(
+    ctx: Context, upload_id: str, *, progress: Callable[[str, float], None] | None = None
+) -> str:
+    """Verify, promote, probe and derive. Idempotent: safe to run twice or after a crash.
+
+    Returns the upload's final state.
+    """
+    with ctx.db.session() as s:
+        upload = s.get(Upload, upload_id)
+        if upload is None:
+            raise NotFound(f"no upload {upload_id}")
+        if upload.state in (UploadState.pending, UploadState.duplicate, UploadState.rejected):
+            return upload.state
+        clip = s.get(Clip, upload.clip_id)
+    assert clip is not None
+    with _local_copy(ctx, upload, clip) as (path, actual):
+        if actual != upload.sha256:
+            return _reject(ctx, upload, path, actual)
+        if clip.state == ClipState.verifying:
+            ctx.store.promote(upload.incoming_key, upload.sha256)
+            facts = media.probe(path)
+            _record_ingest(ctx, upload, facts)
+        _make_derivatives(ctx, upload.clip_id, path, upload.sha256, progress)  # type: ignore[arg-type]
+    _finish(ctx, upload.id)
+    return UploadState.stored.value
+
+
+@contextmanager
+def _local_copy(ctx: Context, upload: Upload, clip: Clip) -> Iterator[tuple[Path, str]]:
+    """Stream the bytes to a temporary file while hashing them: one pass serves both.
+
+    The bytes are read from incoming/ if they are still there, else from the original
+    (a crash after promotion); either way they are hashed again here.
+    """
+    key = upload.incoming_key if ctx.store.exists(upload.incoming_key) else original_key(upload.sha256)
+    work = ctx.settings.data_dir / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        path = Path(tmp) / f"clip{Path(upload.filename).suffix[:10]}"
+        digest = hashlib.sha256()
+        with path.open("wb") as out:
+            for chunk in ctx.store.open(key):
+                digest.update(chunk)
+                out.write(chunk)
+        yield path, digest.hexdigest()
+
+
+def _reject(ctx: Context, upload: Upload, copy: Path, actual: str) -> str:
+    """The bytes are not what the dock declared: keep them aside, never as an original."""
+    quarantine = f"quarantine/{upload.id}"
+    if ctx.store.exists(upload.incoming_key):
+        with copy.open("rb") as f:
+            ctx.store.put(quarantine, f)
+        ctx.store.delete(upload.incoming_key)
+    with ctx.db.write_session() as s:
+        u = s.get(Upload, upload.id)
+        assert u is not None
+        if u.state == UploadState.rejected:
+            return u.state
+        u.state = UploadState.rejected.value
+        u.error = f"declared sha256 {upload.sha256} but the bytes hash to {actual}"
+        clip = s.get(Clip, u.clip_id)
+        if clip is not None and clip.state == ClipState.verifying:
+            clip.state = ClipState.rejected.value
+        ctx.ledger.append_in(
+            s, "upload.rejected", actor=WORKER,
+            subject={"upload": u.id, "clip": u.clip_id, "device": u.device_id},
+            declared_sha256=upload.sha256, actual_sha256=actual, size=upload.size,
+            kept_as=quarantine,
+        )
+    return UploadState.rejected.value
+
+
+def _record_ingest(ctx: Context, upload: Upload, facts: media.MediaFacts) -> None:
+    with ctx.db.write_session() as s:
+        clip = s.get(Clip, upload.clip_id)
+        assert clip is not None
+        if clip.state != ClipState.verifying:
+            return  # another worker got here first
+        clip.state = (ClipState.stored if facts.playable else ClipState.unplayable).value
+        clip.duration_ms = facts.duration_ms
+        clip.container = facts.container
+        clip.video_codec = facts.video_codec
+        clip.audio_codec = facts.audio_codec
+        clip.width, clip.height = facts.width, facts.height
+        clip.frame_rate = facts.frame_rate
+        clip.rotation = facts.rotation
+        clip.media_error = facts.error
+        if clip.recorded_at is None:
+            clip.recorded_at = facts.creation_time
+        if clip.gps is None and facts.gps:
+            clip.gps = facts.gps
+        if clip.gps is None and clip.sidecar and isinstance(clip.sidecar.get("gps"), dict):
+            clip.gps = clip.sidecar["gps"]
+        ctx.ledger.append_in(
+            s, "clip.ingested", actor=WORKER,
+            subject={"clip": clip.id, "upload": upload.id, "device": upload.device_id},
+            sha256=upload.sha256, size=upload.size, original=original_key(upload.sha256),
+            officer_id=clip.officer_id, camera_serial=clip.camera_serial,
+            recorded_at=clock.rfc3339(clip.recorded_at) if clip.recorded_at else None,
+            media=facts.as_dict(),
+        )
+
+
+DERIVATIVES: dict[str, tuple[str, str]] = {
+    # kind: (file name in derived/{clip_id}/, media function)
+    "proxy": ("proxy.mp4", "transcode_proxy"),
+    "thumbnail": ("thumbnail.jpg", "make_thumbnail"),
+}
+
+
+def _make_derivatives(
+    ctx: Context, clip_id: str, src: Path, sha256: str,
+    progress: Callable[[str, float], None] | None,
+) -> None:
+    with ctx.db.session() as s:
+        clip = s.get(Clip, clip_id)
+        assert clip is not None
+        if clip.state not in (ClipState.stored, ClipState.ready):
+            return  # unplayable or rejected: nothing to derive
+        done = set(s.scalars(select(Derivative.kind).where(Derivative.clip_id == clip_id)))
+    for kind, (name, fn) in DERIVATIVES.items():
+        if kind in done:
+            continue
+        out = src.parent / name
+        make = getattr(media, fn)
+        if kind == "proxy":
+            recipe = make(src, out, input_sha256=sha256,
+                          progress=(lambda f: progress(kind, f)) if progress else None)
+        else:
+            recipe = make(src, out, input_sha256=sha256)
+        key = f"derived/{clip_id}/{name}"
+        with out.open("rb") as f:
+            stored = ctx.store.put(key, f, expected_sha256=recipe.output_sha256)
+        _record_derivative(ctx, clip_id, kind, key, stored.sha256, stored.size, recipe)
+
+
+def _record_derivative(
+    ctx: Context, clip_id: str, kind: str, key: str, sha256: str, size: int, recipe: media.Recipe
+) -> None:
+    """The derivative row and its ledger entry commit together, exactly once."""
+    try:
+        with ctx.db.write_session() as s:
+            if s.scalar(select(Derivative.id).where(Derivative.clip_id == clip_id, Derivative.kind == kind)):
+                return
+            s.add(Derivative(clip_id=clip_id, kind=kind, key=key, sha256=sha256, size=size,
+                             recipe=recipe.as_dict(), created_at=clock.now()))
+            s.flush()
+            ctx.ledger.append_in(
+                s, "derivative.created", actor=WORKER, subject={"clip": clip_id},
+                kind=kind, key=key, sha256=sha256, size=size, recipe=recipe.as_dict(),
+            )
+    except IntegrityError:
+        return  # a concurrent worker recorded it first: exactly one row, one entry
+
+
+def _finish(ctx: Context, upload_id: str) -> None:
+    with ctx.db.write_session() as s:
+        upload = s.get(Upload, upload_id)
+        assert upload is not None
+        upload.state = UploadState.stored.value
+        clip = s.get(Clip, upload.clip_id)
+        if clip is not None and clip.state == ClipState.stored:
+            kinds = set(s.scalars(select(Derivative.kind).where(Derivative.clip_id == clip.id)))
+            if kinds >= DERIVATIVES.keys():
+                clip.state = ClipState.ready.value
+
+
+def stalled_uploads(ctx: Context, older_than: dt.timedelta) -> list[str]:
+    """Uploads completed long ago but still processing: their task was lost (the embedded
+    broker does not redeliver after a crash). The scheduler enqueues them again."""
+    cutoff = clock.now() - older_than
+    with ctx.db.session() as s:
+        return list(s.scalars(
+            select(Upload.id).where(Upload.state == UploadState.processing,
+                                    Upload.completed_at < cutoff)
+        ))

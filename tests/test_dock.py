@@ -1,0 +1,707 @@
+"""The dock agent against a small real HTTP server that speaks docs/ingest.md.
+
+The fake server below implements the ingest contract faithfully enough to hold the agent to
+it: device-key auth, declare/resume with `uploaded` flags, presigned part URLs it serves itself
+(parts stored whole or not at all, as S3 does), and complete that checks every part. Hooks
+let a test slow parts down, fail them, or refuse a completion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from typer.testing import CliRunner
+
+from evidence import dock
+from evidence.cli import app
+from evidence.dock import Outcome, RetryPolicy, StateDir, find_clips, read_sidecar
+
+DEVICE_KEY = "dock-key-0123456789"
+FAST = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2)
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --- the fake ingest server -----------------------------------------------------------------
+
+
+@dataclass
+class FakeUpload:
+    id: str
+    device: str
+    sha256: str
+    size: int
+    filename: str
+    metadata: dict[str, Any]
+    parts: list[tuple[int, int, int]]  # (number, offset, size)
+    state: str = "pending"
+    clip_id: str | None = None
+
+
+@dataclass
+class FakeIngest:
+    """The server side of docs/ingest.md, in memory plus a directory for the bytes."""
+
+    root: Path
+    part_size: int = 64 * 1024
+    devices: dict[str, str] = field(default_factory=lambda: {DEVICE_KEY: "dock-1"})
+    part_delay: float = 0.0          # seconds to hold each part's answer after storing it
+    # (filename, part number) -> how many more PUTs of it to answer 500
+    fail_parts: dict[tuple[str, int], int] = field(default_factory=dict)
+    refuse_complete: set[str] = field(default_factory=set)  # filenames answered 409 forever
+    base: str = ""
+
+    def __post_init__(self) -> None:
+        self.lock = threading.Lock()
+        self.uploads: dict[str, FakeUpload] = {}
+        self.pending: dict[tuple[str, str], str] = {}  # (device, sha256) -> upload id
+        self.stored: dict[str, str] = {}               # sha256 -> clip id
+        self.part_puts: list[tuple[str, int]] = []     # (filename, number) of every stored part
+        self.part_attempts: Counter[tuple[str, int]] = Counter()
+        self.declares: list[str] = []                  # filenames, in order
+        self.completes: list[str] = []
+        self.auth_on_parts = 0                         # must stay 0: the key never goes to storage
+        self.first_part = threading.Event()
+        self.secret = os.urandom(16)
+        (self.root / "parts").mkdir(parents=True, exist_ok=True)
+        (self.root / "objects").mkdir(exist_ok=True)
+
+    # helpers for tests
+    def object_bytes(self, filename: str) -> bytes:
+        (upload,) = [u for u in self.uploads.values() if u.filename == filename and u.clip_id]
+        return (self.root / "objects" / upload.id).read_bytes()
+
+    def parts_for(self, filename: str) -> list[int]:
+        return sorted(n for f, n in self.part_puts if f == filename)
+
+    def upload_of(self, filename: str) -> FakeUpload:
+        (upload,) = [u for u in self.uploads.values() if u.filename == filename]
+        return upload
+
+    # the routes
+    def plan(self, size: int) -> list[tuple[int, int, int]]:
+        if size == 0:
+            return [(1, 0, 0)]  # S3 needs at least one part, even an empty one
+        return [(i + 1, off, min(self.part_size, size - off))
+                for i, off in enumerate(range(0, size, self.part_size))]
+
+    def sign(self, upload_id: str, number: int) -> str:
+        return hmac.new(self.secret, f"{upload_id}/{number}".encode(), "sha256").hexdigest()
+
+    def part_path(self, upload_id: str, number: int) -> Path:
+        return self.root / "parts" / upload_id / str(number)
+
+    def describe(self, upload: FakeUpload) -> dict[str, Any]:
+        return {
+            "id": upload.id, "state": "pending", "part_size": self.part_size,
+            "parts": [
+                {"number": n, "offset": off, "size": size,
+                 "url": f"{self.base}/store/{upload.id}/{n}?sig={self.sign(upload.id, n)}",
+                 "uploaded": self.part_path(upload.id, n).exists()}
+                for n, off, size in upload.parts
+            ],
+        }
+
+    def declare(self, device: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        sha, size, name = body.get("sha256"), body.get("size"), body.get("filename")
+        if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)
+                and isinstance(size, int) and size >= 0 and isinstance(name, str)
+                and isinstance(body.get("metadata"), dict)):
+            return 422, problem(422, "sha256, size, filename and metadata are required")
+        with self.lock:
+            self.declares.append(name)
+            if sha in self.stored:
+                clip_id = self.stored[sha]
+                return 200, {"id": str(uuid.uuid4()), "state": "exists", "clip_id": clip_id}
+            existing = self.pending.get((device, sha))
+            if existing:
+                return 201, self.describe(self.uploads[existing])
+            upload = FakeUpload(str(uuid.uuid4()), device, sha, size, name, body["metadata"],
+                                self.plan(size))
+            self.uploads[upload.id] = upload
+            self.pending[(device, sha)] = upload.id
+            return 201, self.describe(upload)
+
+    def complete(self, device: str, upload_id: str) -> tuple[int, dict[str, Any]]:
+        with self.lock:
+            upload = self.uploads.get(upload_id)
+            if upload is None or upload.device != device:
+                return 404, problem(404, f"no upload {upload_id}")
+            self.completes.append(upload.filename)
+            if upload.clip_id:  # completing twice: the same answer, with the state it has now
+                return 202, {"id": upload.id, "state": upload.state, "clip_id": upload.clip_id}
+            if upload.filename in self.refuse_complete:
+                return 409, problem(409, "part 1 is missing")
+            for n, _, size in upload.parts:
+                path = self.part_path(upload.id, n)
+                if not path.exists():
+                    return 409, problem(409, f"part {n} is missing")
+                if path.stat().st_size != size:
+                    return 409, problem(409, f"part {n} is short")
+            digest = hashlib.sha256()
+            with (self.root / "objects" / upload.id).open("wb") as out:
+                for n, _, _ in upload.parts:
+                    with self.part_path(upload.id, n).open("rb") as f:
+                        while chunk := f.read(1 << 20):
+                            digest.update(chunk)
+                            out.write(chunk)
+            upload.state = "processing" if digest.hexdigest() == upload.sha256 else "rejected"
+            upload.clip_id = str(uuid.uuid4())
+            self.pending.pop((device, upload.sha256), None)
+            if upload.state == "processing":
+                self.stored[upload.sha256] = upload.clip_id
+            return 202, {"id": upload.id, "state": "processing", "clip_id": upload.clip_id}
+
+
+def problem(status: int, detail: str) -> dict[str, Any]:
+    return {"type": "about:blank", "title": {401: "Not authenticated", 404: "Not found",
+            409: "Conflict", 422: "Invalid input"}.get(status, "Error"), "status": status,
+            "detail": detail}
+
+
+def make_handler(fake: FakeIngest) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def send_json(self, status: int, body: dict[str, Any]) -> None:
+            raw = json.dumps(body).encode()
+            self.send_response(status)
+            ctype = "application/problem+json" if status >= 400 else "application/json"
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def device(self) -> str | None:
+            header = self.headers.get("Authorization", "")
+            scheme, _, key = header.partition(" ")
+            return fake.devices.get(key) if scheme == "Device" else None
+
+        def body_json(self) -> Any:
+            length = int(self.headers.get("Content-Length") or 0)
+            return json.loads(self.rfile.read(length) or b"null")
+
+        def do_GET(self) -> None:
+            path = urlsplit(self.path).path
+            if path == "/healthz":
+                return self.send_json(200, {"status": "ok"})
+            m = re.fullmatch(r"/api/v1/uploads/([\w-]+)", path)
+            device = self.device()
+            if m and device:
+                upload = fake.uploads.get(m[1])
+                if upload and upload.device == device:
+                    return self.send_json(200, {"id": upload.id, "state": upload.state,
+                                                "clip_id": upload.clip_id, "error": None})
+            self.send_json(404 if device else 401, problem(404 if device else 401, "no"))
+
+        def do_POST(self) -> None:
+            path = urlsplit(self.path).path
+            body = self.body_json()
+            device = self.device()
+            if device is None:
+                return self.send_json(401, problem(401, "unknown device key"))
+            if path == "/api/v1/uploads":
+                return self.send_json(*fake.declare(device, body))
+            m = re.fullmatch(r"/api/v1/uploads/([\w-]+)/complete", path)
+            if m:
+                return self.send_json(*fake.complete(device, m[1]))
+            self.send_json(404, problem(404, "no such route"))
+
+        def do_PUT(self) -> None:
+            url = urlsplit(self.path)
+            m = re.fullmatch(r"/store/([\w-]+)/(\d+)", url.path)
+            sig = parse_qs(url.query).get("sig", [""])[0]
+            if self.headers.get("Authorization"):
+                fake.auth_on_parts += 1
+            if not m or not hmac.compare_digest(sig, fake.sign(m[1], int(m[2]))):
+                self.close_connection = True
+                return self.send_json(403, problem(403, "bad signature"))
+            upload, number = fake.uploads[m[1]], int(m[2])
+            if self.headers.get("Transfer-Encoding") or self.headers.get("Content-Length") is None:
+                self.close_connection = True
+                return self.send_json(411, problem(411, "Content-Length required (as S3)"))
+            length = int(self.headers["Content-Length"])
+            expected = next(size for n, _, size in upload.parts if n == number)
+            key = (upload.filename, number)
+            with fake.lock:
+                fake.part_attempts[key] += 1
+                fail = fake.fail_parts.get(key, 0)
+                if fail:
+                    fake.fail_parts[key] = fail - 1
+            target = fake.part_path(upload.id, number)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staged = target.with_name(f"{number}.{uuid.uuid4().hex}.tmp")
+            remaining = length
+            with staged.open("wb") as out:
+                while remaining:
+                    chunk = self.rfile.read(min(remaining, 1 << 20))
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    remaining -= len(chunk)
+            if remaining or fail or length != expected:
+                staged.unlink()  # a part is stored whole or not at all, as on S3
+                if remaining:
+                    self.close_connection = True
+                    return
+                if fail:
+                    return self.send_json(500, problem(500, "injected failure"))
+                return self.send_json(400, problem(400, f"part {number} must be {expected} bytes"))
+            staged.replace(target)
+            with fake.lock:
+                fake.part_puts.append(key)
+            fake.first_part.set()
+            if fake.part_delay:
+                threading.Event().wait(fake.part_delay)
+            self.send_response(200)
+            self.send_header("ETag", '"%s"' % hashlib.md5(target.read_bytes()).hexdigest())
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    return Handler
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[FakeIngest]:
+    fake = FakeIngest(tmp_path / "server")
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(fake))
+    httpd.daemon_threads = True
+    fake.base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield fake
+    httpd.shutdown()
+    httpd.server_close()
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def write_clip(path: Path, size: int, sidecar: Any = None) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = os.urandom(size)
+    path.write_bytes(data)
+    if sidecar is not None:
+        raw = sidecar if isinstance(sidecar, str) else json.dumps(sidecar)
+        path.with_suffix(".json").write_text(raw)
+    return data
+
+
+@pytest.fixture
+def camera(tmp_path: Path) -> dict[str, bytes]:
+    """A docked camera's storage: clips in nested folders, one needing many parts, plus files
+    the agent must leave alone."""
+    root = tmp_path / "camera"
+    files = {
+        "DCIM/100BWV/A_BIG.MP4": write_clip(root / "DCIM/100BWV/A_BIG.MP4", 300_000 + 123,
+                                             {"camera_serial": "AXN-1", "officer_id": "4711"}),
+        "DCIM/100BWV/b.mov": write_clip(root / "DCIM/100BWV/b.mov", 50_000),
+        "DCIM/101BWV/c.m2ts": write_clip(root / "DCIM/101BWV/c.m2ts", 64 * 1024),
+        "d.mkv": write_clip(root / "d.mkv", 0),
+    }
+    write_clip(root / "DCIM/100BWV/notes.txt", 10)
+    write_clip(root / ".Trashes/old.mp4", 10)
+    write_clip(root / "DCIM/100BWV/._A_BIG.MP4", 10)
+    return files
+
+
+def run_dock(root: Path, fake: FakeIngest, **kwargs: Any) -> tuple[dock.Summary, str]:
+    out = io.StringIO()
+    kwargs.setdefault("retry", FAST)
+    summary = dock.run(root, fake.base, DEVICE_KEY, out=out, **kwargs)
+    return summary, out.getvalue()
+
+
+def dock_cli(root: Path, api: str, *extra: str, key: str = DEVICE_KEY) -> subprocess.Popen[str]:
+    env = {**os.environ, "EVIDENCE_DEVICE_KEY": key}
+    return subprocess.Popen(
+        [sys.executable, "-m", "evidence", "dock", str(root), "--api", api, *extra],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def states(root: Path) -> dict[str, dock.ClipState]:
+    result = {}
+    for f in (root / dock.STATE_DIRNAME).glob("*.json"):
+        state = dock.ClipState.from_json(f.read_bytes())
+        result[state.path] = state
+    return result
+
+
+# --- tests -----------------------------------------------------------------------------------
+
+
+def test_finds_clips_case_insensitively_and_skips_hidden(
+    camera: dict[str, bytes], tmp_path: Path
+) -> None:
+    root = tmp_path / "camera"
+    (root / dock.STATE_DIRNAME).mkdir()
+    write_clip(root / dock.STATE_DIRNAME / "x.mp4", 1)
+    for ext in ("MTS", "3gp", "M4V", "avi"):
+        write_clip(root / f"more/clip.{ext}", 1)
+    found = [p.relative_to(root).as_posix() for p in find_clips(root)]
+    assert found == sorted(found)
+    assert set(found) == set(camera) | {f"more/clip.{e}" for e in ("MTS", "3gp", "M4V", "avi")}
+
+
+def test_folder_uploads_completely_and_byte_identical(
+    camera: dict[str, bytes], server: FakeIngest, tmp_path: Path
+) -> None:
+    root = tmp_path / "camera"
+    summary, out = run_dock(root, server, jobs=3)
+    assert summary.ok, out
+    assert summary.count(Outcome.UPLOADED) == 4
+    for rel, data in camera.items():
+        assert server.object_bytes(Path(rel).name) == data, rel
+        upload = server.upload_of(Path(rel).name)
+        assert upload.sha256 == hashlib.sha256(data).hexdigest() and upload.size == len(data)
+    assert server.parts_for("A_BIG.MP4") == [1, 2, 3, 4, 5]  # 300 kB in 64 KiB parts, once each
+    assert server.auth_on_parts == 0, "the device key must never reach the object store"
+    assert summary.sent == sum(len(d) for d in camera.values())
+    assert "summary: 4 clips: 4 uploaded, 0 already stored, 0 done before, 0 failed" in out
+    assert all(s.phase is dock.Phase.DONE and s.clip_id for s in states(root).values())
+    assert len(states(root)) == 4
+
+
+def test_sidecar_metadata_reaches_the_server(server: FakeIngest, tmp_path: Path) -> None:
+    root = tmp_path / "camera"
+    sidecar = {"camera_serial": "AXN-123456", "officer_id": "4711",
+               "recorded_at": "2026-11-26T08:00:00Z", "firmware": "2.14.1",
+               "gps": {"lat": "51.5007", "lon": "-0.1246"}, "vendor_extra": [1, 2]}
+    write_clip(root / "CAM1_0800.mp4", 1000, sidecar)
+    write_clip(root / "bare.mp4", 1000)
+    write_clip(root / "broken.mp4", 1000, '{"officer_id": "47')
+    write_clip(root / "list.MOV", 1000, "[1, 2]")
+    summary, out = run_dock(root, server)
+    assert summary.ok, out
+    assert server.upload_of("CAM1_0800.mp4").metadata == sidecar
+    assert server.upload_of("bare.mp4").metadata == {}
+    broken = server.upload_of("broken.mp4").metadata
+    assert list(broken) == ["sidecar_error"] and "not valid JSON" in broken["sidecar_error"]
+    assert "broken.mp4: warning: sidecar broken.json is not valid JSON" in out
+    assert "holds a JSON list" in server.upload_of("list.MOV").metadata["sidecar_error"]
+    assert summary.count(Outcome.UPLOADED) == 4  # a bad sidecar never holds the footage back
+
+
+def test_unreadable_sidecar_is_reported_not_fatal(tmp_path: Path) -> None:
+    clip = tmp_path / "x.mp4"
+    write_clip(clip, 1, "\xff")
+    clip.with_suffix(".json").write_bytes(b"\xff\xfe")
+    assert read_sidecar(clip).metadata == {"sidecar_error": "x.json is not UTF-8 text"}
+    assert read_sidecar(tmp_path / "none.mp4").metadata == {}
+
+
+def test_rerun_of_finished_folder_sends_nothing_and_says_so(
+    camera: dict[str, bytes], server: FakeIngest, tmp_path: Path
+) -> None:
+    root = tmp_path / "camera"
+    assert run_dock(root, server)[0].ok
+    declares, puts = len(server.declares), len(server.part_puts)
+    proc = dock_cli(root, server.base)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "nothing to send: all 4 clips were uploaded before" in err
+    assert (len(server.declares), len(server.part_puts)) == (declares, puts)
+
+
+def test_exists_answer_sends_no_parts(server: FakeIngest, tmp_path: Path) -> None:
+    data = write_clip(tmp_path / "first/a.mp4", 200_000)
+    write_clip(tmp_path / "second/same_bytes.mp4", 0)
+    (tmp_path / "second/same_bytes.mp4").write_bytes(data)  # docked again from another camera
+    assert run_dock(tmp_path / "first", server)[0].ok
+    puts = len(server.part_puts)
+    summary, out = run_dock(tmp_path / "second", server)
+    assert summary.ok and summary.count(Outcome.EXISTS) == 1 and summary.sent == 0
+    assert len(server.part_puts) == puts
+    assert "already stored as clip" in out
+    (state,) = states(tmp_path / "second").values()
+    assert state.phase is dock.Phase.DONE and state.answer == "exists"
+    assert state.clip_id == server.stored[hashlib.sha256(data).hexdigest()]
+
+
+def test_killed_mid_upload_resumes_with_only_missing_parts(
+    camera: dict[str, bytes], server: FakeIngest, tmp_path: Path
+) -> None:
+    root = tmp_path / "camera"
+    server.part_delay = 30  # the first part is stored, its answer never comes: kill then
+    proc = dock_cli(root, server.base, "--jobs", "1")
+    try:
+        assert server.first_part.wait(30), "no part arrived"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+    assert server.part_puts == [("A_BIG.MP4", 1)]
+    killed = states(root)
+    assert set(killed) == {"DCIM/100BWV/A_BIG.MP4"}
+    big = killed["DCIM/100BWV/A_BIG.MP4"]
+    assert big.phase is dock.Phase.DECLARED  # not done: the server never confirmed
+
+    server.part_delay = 0
+    proc = dock_cli(root, server.base, "--jobs", "1")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert server.parts_for("A_BIG.MP4") == [1, 2, 3, 4, 5]  # part 1 not sent again
+    assert Counter(server.part_puts)[("A_BIG.MP4", 1)] == 1
+    assert "resuming: 1 of 5 parts already on the server, sending 4" in err
+    assert server.object_bytes("A_BIG.MP4") == camera["DCIM/100BWV/A_BIG.MP4"]
+    assert len([u for u in server.uploads.values() if u.filename == "A_BIG.MP4"]) == 1
+    after = states(root)["DCIM/100BWV/A_BIG.MP4"]
+    assert after.phase is dock.Phase.DONE
+    assert after.hashed_at == big.hashed_at and after.sha256 == big.sha256  # not re-hashed
+
+
+def test_hash_is_cached_for_unchanged_files(
+    server: FakeIngest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "camera"
+    write_clip(root / "a.mp4", 100_000)
+    server.refuse_complete.add("a.mp4")  # leaves the clip hashed but not done
+    assert not run_dock(root, server)[0].ok
+    (first,) = states(root).values()
+
+    hashed: list[Path] = []
+    real = dock.sha256_file
+    monkeypatch.setattr(dock, "sha256_file", lambda p, cb: hashed.append(p) or real(p, cb))
+    assert not run_dock(root, server)[0].ok
+    (second,) = states(root).values()
+    assert hashed == [] and second.hashed_at == first.hashed_at
+
+    os.utime(root / "a.mp4", ns=(first.mtime_ns + 10**9, first.mtime_ns + 10**9))
+    server.refuse_complete.clear()
+    assert run_dock(root, server)[0].ok
+    assert hashed == [root / "a.mp4"]  # a touched file is hashed again
+    (third,) = states(root).values()
+    assert third.phase is dock.Phase.DONE and third.mtime_ns == first.mtime_ns + 10**9
+
+
+def test_part_failing_twice_with_500_is_retried(server: FakeIngest, tmp_path: Path) -> None:
+    root = tmp_path / "camera"
+    data = write_clip(root / "a.mp4", 200_000)
+    server.fail_parts[("a.mp4", 2)] = 2
+    summary, out = run_dock(root, server)
+    assert summary.ok, out
+    assert server.part_attempts[("a.mp4", 2)] == 3
+    assert server.parts_for("a.mp4") == [1, 2, 3, 4]
+    assert server.object_bytes("a.mp4") == data
+    assert summary.sent == len(data)  # failed attempts are not counted as sent
+
+
+def test_part_failing_every_time_fails_that_clip_clearly(
+    server: FakeIngest, tmp_path: Path
+) -> None:
+    root = tmp_path / "camera"
+    write_clip(root / "a.mp4", 200_000)
+    write_clip(root / "b.mp4", 1000)
+    server.fail_parts[("a.mp4", 2)] = 100
+    summary, out = run_dock(root, server)
+    assert not summary.ok and summary.count(Outcome.UPLOADED) == 1
+    (failed,) = summary.failed
+    assert failed.error.startswith("part 2: the object store failed after 3 attempts: HTTP 500")
+    assert states(root)["a.mp4"].phase is dock.Phase.DECLARED
+
+
+def test_device_key_refused(camera: dict[str, bytes], server: FakeIngest, tmp_path: Path) -> None:
+    root = tmp_path / "camera"
+    proc = dock_cli(root, server.base, key="not-a-key")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert dock.KEY_REFUSED in err
+    assert "check --device-key or ask an admin to create the device" in err
+    assert "4 failed" in err
+    assert server.part_puts == [] and server.uploads == {}
+    assert not any(s.phase is dock.Phase.DONE for s in states(root).values())
+
+
+def test_api_unreachable(camera: dict[str, bytes], tmp_path: Path) -> None:
+    from tests.fixtures.services import free_port
+
+    root = tmp_path / "camera"
+    api = f"http://127.0.0.1:{free_port()}"
+    result = CliRunner().invoke(app, ["dock", str(root), "--api", api, "--retries", "2"],
+                                env={"EVIDENCE_DEVICE_KEY": DEVICE_KEY})
+    assert result.exit_code == 1
+    assert f"cannot reach {api}" in result.output
+    assert "check --api and that the server is up" in result.output
+    assert states(root) == {}  # it failed before hashing anything
+
+
+def test_api_going_away_after_the_probe_stops_the_other_clips(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fixtures.services import free_port
+
+    root = tmp_path / "camera"
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        write_clip(root / name, 1000)
+    monkeypatch.setattr(dock.Api, "probe", lambda self: None)  # the API was up, then went away
+    out = io.StringIO()
+    api = f"http://127.0.0.1:{free_port()}"
+    summary = dock.run(root, api, DEVICE_KEY, jobs=1, retry=FAST, out=out)
+    assert not summary.ok and len(summary.failed) == 3
+    first, *rest = summary.failed
+    assert first.error.startswith(f"cannot reach {api}") and "check --api" in first.error
+    assert all(r.error.startswith("not attempted: cannot reach") for r in rest)
+    assert not any(s.phase is dock.Phase.DONE for s in states(root).values())
+
+
+def test_one_bad_clip_among_good_ones(server: FakeIngest, tmp_path: Path) -> None:
+    root = tmp_path / "camera"
+    good = {n: write_clip(root / n, 70_000) for n in ("a.mp4", "c.mp4")}
+    write_clip(root / "b.mp4", 70_000)
+    server.refuse_complete.add("b.mp4")
+    proc = dock_cli(root, server.base, "--jobs", "2")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    for name, data in good.items():
+        assert server.object_bytes(name) == data
+    assert "summary: 3 clips: 2 uploaded, 0 already stored, 0 done before, 1 failed" in err
+    assert "b.mp4: the server still reports the upload incomplete: part 1 is missing" in err
+    st = states(root)
+    assert st["b.mp4"].phase is not dock.Phase.DONE
+    assert st["a.mp4"].phase is dock.Phase.DONE and st["c.mp4"].phase is dock.Phase.DONE
+
+
+def test_complete_409_resends_what_the_server_lacks(server: FakeIngest, tmp_path: Path) -> None:
+    root = tmp_path / "camera"
+    data = write_clip(root / "a.mp4", 200_000)
+    real_complete = server.complete
+    lost = []
+
+    def lose_a_part_once(device: str, upload_id: str):  # type: ignore[no-untyped-def]
+        if not lost:  # the store lost part 3 (or never had it): the agent must send it again
+            server.part_path(upload_id, 3).unlink()
+            lost.append(3)
+        return real_complete(device, upload_id)
+
+    server.complete = lose_a_part_once  # type: ignore[method-assign]
+    summary, out = run_dock(root, server)
+    assert summary.ok, out
+    assert Counter(server.part_puts)[("a.mp4", 3)] == 2
+    assert server.object_bytes("a.mp4") == data
+
+
+def test_killed_after_complete_finishes_that_upload(server: FakeIngest, tmp_path: Path) -> None:
+    root = tmp_path / "camera"
+    write_clip(root / "a.mp4", 100_000)
+    summary, _ = run_dock(root, server)
+    (state,) = states(root).values()
+    # As if killed after sending complete but before the 202 was written down.
+    state.phase = dock.Phase.COMPLETING
+    state.clip_id = state.answer = state.done_at = None
+    StateDir(root).save(state)
+    declares = len(server.declares)
+    summary, out = run_dock(root, server)
+    assert summary.ok and summary.count(Outcome.UPLOADED) == 1, out
+    assert len(server.declares) == declares  # completed the known upload, no new declaration
+    (after,) = states(root).values()
+    assert after.phase is dock.Phase.DONE and after.clip_id == server.upload_of("a.mp4").clip_id
+
+
+def test_failing_repeat_completion_falls_back_to_declaring(
+    server: FakeIngest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "camera"
+    write_clip(root / "a.mp4", 100_000)
+    assert run_dock(root, server)[0].ok
+    (state,) = states(root).values()
+    state.phase = dock.Phase.COMPLETING  # killed before the 202 was written down...
+    StateDir(root).save(state)
+    monkeypatch.setattr(server, "complete", lambda device, upload_id: (500, problem(500, "x")))
+    summary, out = run_dock(root, server)  # ...and completing again now fails on the server
+    assert summary.ok and summary.count(Outcome.EXISTS) == 1, out
+    (after,) = states(root).values()
+    assert after.phase is dock.Phase.DONE and after.clip_id == server.upload_of("a.mp4").clip_id
+
+
+def test_upload_rejected_after_a_kill_is_sent_afresh(server: FakeIngest, tmp_path: Path) -> None:
+    root = tmp_path / "camera"
+    data = write_clip(root / "a.mp4", 100_000)
+    assert run_dock(root, server)[0].ok
+    first = server.upload_of("a.mp4")
+    first.state = "rejected"  # the worker found other bytes than declared
+    del server.stored[first.sha256]
+    (state,) = states(root).values()
+    state.phase = dock.Phase.COMPLETING  # killed before the 202 was written down
+    StateDir(root).save(state)
+    summary, out = run_dock(root, server)
+    assert summary.ok and summary.count(Outcome.UPLOADED) == 1, out
+    (second,) = [u for u in server.uploads.values() if u is not first]
+    assert second.clip_id and server.parts_for("a.mp4") == [1, 1, 2, 2]
+    assert (server.root / "objects" / second.id).read_bytes() == data
+
+
+def test_expired_part_url_is_refreshed(server: FakeIngest, tmp_path: Path) -> None:
+    root = tmp_path / "camera"
+    data = write_clip(root / "a.mp4", 200_000)
+    real_describe = server.describe
+    calls = []
+
+    def stale_first(upload: FakeUpload) -> dict[str, Any]:
+        body = real_describe(upload)
+        calls.append(1)
+        if len(calls) == 1:
+            for p in body["parts"]:
+                p["url"] = p["url"].replace("sig=", "sig=expired")
+        return body
+
+    server.describe = stale_first  # type: ignore[method-assign]
+    summary, out = run_dock(root, server)
+    assert summary.ok, out
+    assert "asking the server for fresh URLs" in out
+    assert server.object_bytes("a.mp4") == data
+
+
+def test_state_files_are_written_atomically(tmp_path: Path) -> None:
+    states_dir = StateDir(tmp_path)
+    states_dir.ensure()
+    state = dock.ClipState(path="a/b.mp4", size=1, mtime_ns=2, sha256="0" * 64, hashed_at="t")
+    states_dir.save(state)
+    assert states_dir.load("a/b.mp4") == state
+    assert [p.name for p in states_dir.dir.iterdir()] == [states_dir.file_for("a/b.mp4").name]
+    states_dir.file_for("a/b.mp4").write_text("{torn")
+    assert states_dir.load("a/b.mp4") is None  # unreadable state costs a re-hash, nothing else
+
+
+def test_usage_errors(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["dock", str(tmp_path / "nope"), "--api", "http://x"],
+                           env={"EVIDENCE_DEVICE_KEY": "k"})
+    assert result.exit_code == 2 and "is not a directory" in result.output
+    result = runner.invoke(app, ["dock", str(tmp_path), "--api", "localhost:8000"],
+                           env={"EVIDENCE_DEVICE_KEY": "k"})
+    assert result.exit_code == 2 and "is not an http(s) URL" in result.output
+    result = runner.invoke(app, ["dock", str(tmp_path), "--api", "http://x"], env={})
+    assert result.exit_code == 2 and "--device-key" in result.output
+
+
+def test_progress_without_a_tty_is_plain_lines(camera: dict[str, bytes], server: FakeIngest,
+                                               tmp_path: Path) -> None:
+    summary, out = run_dock(tmp_path / "camera", server, progress_interval=0.01)
+    assert summary.ok
+    assert "\r" not in out and "\x1b" not in out
+    assert "DCIM/100BWV/A_BIG.MP4: uploading 300.1 kB in 5 parts" in out
+    assert "DCIM/100BWV/A_BIG.MP4: uploaded, clip " in out
+    lines = out.splitlines()
+    status = [line for line in lines if line.startswith("progress: ")]
+    assert len(status) == len(set(status))  # only printed when something moved

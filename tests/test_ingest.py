@@ -1,0 +1,295 @@
+"""The ingest path: declare, upload through presigned URLs, complete, verify, promote,
+probe and derive — every step in the ledger, nothing lost, nothing done twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from evidence.accounts.service import create_device
+from evidence.clips.models import Clip, ClipState, Derivative
+from evidence.context import Context
+from evidence.ingest.models import Upload
+from evidence.ingest.service import process_upload
+from evidence.media import probe
+from evidence.storage import original_key
+from tests.fixtures.api import running_api
+from tests.fixtures.media import Clip as ClipFile
+
+
+class Dock:
+    """Speaks the ingest contract (docs/ingest.md) the way a dock does."""
+
+    def __init__(self, http: httpx.Client, key: str):
+        self.http = http
+        self.headers = {"Authorization": f"Device {key}"}
+
+    def declare(self, clip: ClipFile, sha256: str | None = None) -> httpx.Response:
+        return self.http.post("/api/v1/uploads", headers=self.headers, json={
+            "sha256": sha256 or clip.sha256, "size": clip.size, "filename": clip.path.name,
+            "metadata": clip.sidecar,
+        })
+
+    def send(self, clip: ClipFile, declared: dict) -> None:
+        with clip.path.open("rb") as f:
+            for part in declared["parts"]:
+                f.seek(part["offset"])
+                r = httpx.put(part["url"], content=f.read(part["size"]), timeout=60)
+                assert r.status_code in (200, 204), r.text
+
+    def complete(self, upload_id: str) -> httpx.Response:
+        return self.http.post(f"/api/v1/uploads/{upload_id}/complete", headers=self.headers)
+
+    def dock(self, clip: ClipFile, sha256: str | None = None) -> dict:
+        declared = self.declare(clip, sha256)
+        assert declared.status_code in (200, 201), declared.text
+        body = declared.json()
+        if body["state"] == "exists":
+            return body
+        self.send(clip, body)
+        done = self.complete(body["id"])
+        assert done.status_code == 202, done.text
+        return done.json()
+
+
+@pytest.fixture
+def station(ctx: Context):
+    key = create_device(ctx.ledger, "dock-station-1").key
+    with running_api(ctx.settings) as url:
+        http = httpx.Client(base_url=url, timeout=30)
+        ctx.settings = ctx.settings.model_copy(update={"public_url": url})
+        yield Dock(http, key), ctx
+
+
+def entries_about(ctx: Context, ref: str) -> list[dict]:
+    return [json.loads(e) for _, e in ctx.ledger.entries_about(ref)]
+
+
+def test_a_docked_clip_becomes_a_verified_original_with_proxy_and_thumbnail(
+    station, clip_with_sidecar: ClipFile
+) -> None:
+    dock, ctx = station
+    done = dock.dock(clip_with_sidecar)
+    assert done["state"] == "processing" and done["clip_id"]
+    assert process_upload(ctx, done["id"]) == "stored"
+
+    with ctx.db.session() as s:
+        clip = s.get(Clip, done["clip_id"])
+        derivs = {d.kind: d for d in s.scalars(select(Derivative).where(Derivative.clip_id == clip.id))}
+    assert clip.state == ClipState.ready and clip.sha256 == clip_with_sidecar.sha256
+    assert (clip.width, clip.height, clip.video_codec, clip.frame_rate) == (1920, 1080, "h264", "30/1")
+    assert clip.officer_id == "PC1234" and clip.camera_serial == "BWV-7781-0042"
+    assert clip.recorded_at.isoformat().startswith("2024-07-03T21:45:00")
+    assert ctx.store.stat(original_key(clip.sha256)).sha256 == clip.sha256
+    assert not ctx.store.exists(f"incoming/{done['id']}"), "no clip is stored twice"
+    assert set(derivs) == {"proxy", "thumbnail"}
+
+    proxy_path = ctx.settings.data_dir / "proxy-check.mp4"
+    with proxy_path.open("wb") as f:
+        for chunk in ctx.store.open(derivs["proxy"].key):
+            f.write(chunk)
+    facts = probe(proxy_path)
+    assert facts.playable and facts.video_codec == "h264" and facts.audio_codec == "aac"
+    assert max(facts.width, facts.height) <= 1280 and min(facts.width, facts.height) <= 720
+
+    types = [e["type"] for e in entries_about(ctx, f"clip:{clip.id}")]
+    assert types == ["upload.completed", "clip.ingested", "derivative.created", "derivative.created"]
+    ingested = entries_about(ctx, f"clip:{clip.id}")[1]
+    assert ingested["sha256"] == clip.sha256 and ingested["media"]["playable"] is True
+    for entry in entries_about(ctx, f"clip:{clip.id}")[2:]:
+        recipe = entry["recipe"]
+        assert recipe["input_sha256"] == clip.sha256 and recipe["output_sha256"] == entry["sha256"]
+        assert recipe["ffmpeg_version"] and "{input}" in recipe["args"]
+        assert entry["sha256"] == derivs[entry["kind"]].sha256
+
+
+def test_processing_twice_records_each_step_once(station, clip_1080p: ClipFile) -> None:
+    dock, ctx = station
+    done = dock.dock(clip_1080p)
+    process_upload(ctx, done["id"])
+    process_upload(ctx, done["id"])
+    types = [e["type"] for e in entries_about(ctx, f"clip:{done['clip_id']}")]
+    assert types.count("clip.ingested") == 1 and types.count("derivative.created") == 2
+
+
+def test_docking_the_same_bytes_again_is_one_clip_and_a_ledger_entry(
+    station, clip_1080p: ClipFile
+) -> None:
+    dock, ctx = station
+    first = dock.dock(clip_1080p)
+    process_upload(ctx, first["id"])
+    again = dock.declare(clip_1080p)
+    assert again.status_code == 200
+    assert again.json()["state"] == "exists" and again.json()["clip_id"] == first["clip_id"]
+    types = [e["type"] for e in entries_about(ctx, f"clip:{first['clip_id']}")]
+    assert types[-1] == "clip.docked_again"
+    with ctx.db.session() as s:
+        assert len(s.scalars(select(Clip)).all()) == 1
+
+
+def test_bytes_that_do_not_match_the_declared_hash_are_rejected_and_recorded(
+    station, clip_1080p: ClipFile, clip_mov: ClipFile
+) -> None:
+    dock, ctx = station
+    # Declare the 1080p clip's hash and size but send other bytes of the same length.
+    declared = dock.declare(clip_1080p).json()
+    other = clip_mov.path.read_bytes()[: clip_1080p.size].ljust(clip_1080p.size, b"\0")
+    for part in declared["parts"]:
+        httpx.put(part["url"], content=other[part["offset"]: part["offset"] + part["size"]])
+    done = dock.complete(declared["id"]).json()
+    assert process_upload(ctx, done["id"]) == "rejected"
+    (entry,) = [e for e in entries_about(ctx, f"upload:{done['id']}") if e["type"] == "upload.rejected"]
+    assert entry["declared_sha256"] == clip_1080p.sha256 and entry["actual_sha256"] != clip_1080p.sha256
+    assert not ctx.store.exists(original_key(clip_1080p.sha256))
+    assert ctx.store.stat(f"quarantine/{done['id']}").size == clip_1080p.size, "loses nothing"
+    status = dock.http.get(f"/api/v1/uploads/{done['id']}", headers=dock.headers).json()
+    assert status["state"] == "rejected" and "hash to" in status["error"]
+    # The genuine bytes docked later still become the clip.
+    again = dock.dock(clip_1080p)
+    assert process_upload(ctx, again["id"]) == "stored"
+
+
+@pytest.mark.parametrize("name", ["truncated", "truncated-faststart", "corrupt", "empty", "text"])
+def test_bad_input_is_kept_as_an_original_and_flagged(station, bad_clips, name: str) -> None:
+    dock, ctx = station
+    bad = bad_clips[name]
+    done = dock.dock(bad)
+    assert process_upload(ctx, done["id"]) == "stored"
+    with ctx.db.session() as s:
+        clip = s.get(Clip, done["clip_id"])
+        kinds = s.scalars(select(Derivative.kind).where(Derivative.clip_id == clip.id)).all()
+    assert clip.state == ClipState.unplayable and clip.media_error
+    assert kinds == []
+    assert ctx.store.stat(original_key(bad.sha256)).size == bad.size
+    ingested = [e for e in entries_about(ctx, f"clip:{clip.id}") if e["type"] == "clip.ingested"]
+    assert ingested[0]["media"]["playable"] is False and ingested[0]["media"]["error"]
+
+
+def test_device_authentication_and_ownership(station, clip_1080p: ClipFile) -> None:
+    dock, ctx = station
+    http = dock.http
+    body = {"sha256": clip_1080p.sha256, "size": clip_1080p.size, "filename": "a.mp4"}
+    assert http.post("/api/v1/uploads", json=body).status_code == 401
+    r = http.post("/api/v1/uploads", json=body, headers={"Authorization": "Device evd_wrong"})
+    assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json"
+    declared = dock.declare(clip_1080p).json()
+    other = Dock(http, create_device(ctx.ledger, "dock-station-2").key)
+    assert other.complete(declared["id"]).status_code == 403
+    assert http.get(f"/api/v1/uploads/{declared['id']}", headers=other.headers).status_code == 403
+    bad = http.post("/api/v1/uploads", headers=dock.headers, json={**body, "sha256": "x" * 64})
+    assert bad.status_code == 422 and "64 hex" in bad.json()["detail"]
+
+
+def test_complete_names_the_missing_part(station, clip_1080p: ClipFile) -> None:
+    dock, _ = station
+    declared = dock.declare(clip_1080p).json()
+    r = dock.complete(declared["id"])
+    assert r.status_code == 409 and "part 1" in r.json()["detail"]
+
+
+def test_a_worker_process_on_the_embedded_broker_processes_completed_uploads(
+    station, clip_1080p: ClipFile
+) -> None:
+    dock, ctx = station
+    env = {**os.environ, "EVIDENCE_DATA_DIR": str(ctx.settings.data_dir),
+           "EVIDENCE_DATABASE_URL": ctx.db.url}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "evidence", "worker", "--concurrency=1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        done = dock.dock(clip_1080p)
+        deadline = time.monotonic() + 120
+        state = None
+        while time.monotonic() < deadline:
+            state = dock.http.get(f"/api/v1/uploads/{done['id']}", headers=dock.headers).json()["state"]
+            if state == "stored":
+                break
+            time.sleep(0.5)
+        assert state == "stored"
+    finally:
+        worker.terminate()
+        out, _ = worker.communicate(timeout=60)
+    with ctx.db.session() as s:
+        assert s.get(Clip, done["clip_id"]).state == ClipState.ready
+    assert b"evidence.ingest.process_upload" in out
+
+
+def _start_worker(ctx: Context, broker: str | None, name: str) -> subprocess.Popen:
+    env = {**os.environ, "EVIDENCE_DATA_DIR": str(ctx.settings.data_dir),
+           "EVIDENCE_DATABASE_URL": ctx.db.url}
+    if broker:
+        env["EVIDENCE_BROKER_URL"] = broker
+    return subprocess.Popen(
+        [sys.executable, "-m", "evidence", "worker", "--concurrency=1", "--hostname", name],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+
+
+def test_two_workers_on_redis_share_the_queue(ctx: Context, redis_url: str, good_clips) -> None:
+    ctx.settings = ctx.settings.model_copy(update={"broker_url": redis_url})
+    key = create_device(ctx.ledger, "dock-redis").key
+    workers = [_start_worker(ctx, redis_url, f"w{i}@%h") for i in (1, 2)]
+    try:
+        with running_api(ctx.settings) as url:
+            dock = Dock(httpx.Client(base_url=url, timeout=30), key)
+            clips = [good_clips[n] for n in ("1080p", "mov", "tagged", "sidecar")]
+            uploads = [dock.dock(c)["id"] for c in clips]
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                with ctx.db.session() as s:
+                    states = [s.get(Upload, u).state for u in uploads]
+                if all(st == "stored" for st in states):
+                    break
+                time.sleep(0.5)
+            assert states == ["stored"] * 4
+    finally:
+        outs = []
+        for w in workers:
+            w.terminate()
+            outs.append(w.communicate(timeout=60)[0])
+    assert all(b"evidence.ingest.process_upload" in out for out in outs), "both workers took tasks"
+    for u in uploads:
+        with ctx.db.session() as s:
+            clip_id = s.get(Upload, u).clip_id
+        types = [e["type"] for e in entries_about(ctx, f"clip:{clip_id}")]
+        assert types.count("derivative.created") == 2 and types.count("clip.ingested") == 1
+
+
+def test_evidence_dock_on_a_folder_gives_verified_originals_and_proxies(
+    station, clip_with_sidecar: ClipFile, clip_mov: ClipFile, clip_empty: ClipFile, tmp_path: Path
+) -> None:
+    """The issue's done-when: `evidence dock` on a camera folder, then the worker."""
+    dock, ctx = station
+    camera = tmp_path / "DCIM"
+    camera.mkdir()
+    for clip in (clip_with_sidecar, clip_mov, clip_empty):
+        (camera / clip.path.name).write_bytes(clip.path.read_bytes())
+    (camera / f"{clip_with_sidecar.path.stem}.json").write_text(json.dumps(clip_with_sidecar.sidecar))
+    args = [sys.executable, "-m", "evidence", "dock", str(camera), "--api", str(dock.http.base_url),
+            "--device-key", dock.headers["Authorization"].split()[1]]
+    run = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    with ctx.db.session() as s:
+        uploads = s.scalars(select(Upload).where(Upload.state == "processing")).all()
+    assert len(uploads) == 3
+    for u in uploads:
+        process_upload(ctx, u.id)
+    with ctx.db.session() as s:
+        clips = {c.sha256: c for c in s.scalars(select(Clip))}
+    assert clips[clip_with_sidecar.sha256].state == ClipState.ready
+    assert clips[clip_with_sidecar.sha256].officer_id == "PC1234"
+    assert clips[clip_mov.sha256].state == ClipState.ready
+    assert clips[clip_empty.sha256].state == ClipState.unplayable
+    again = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0
+    with ctx.db.session() as s:
+        assert s.scalars(select(Upload).where(Upload.state == "processing")).all() == []

@@ -1,0 +1,53 @@
+"""The Celery application, configured from EVIDENCE_* settings.
+
+Tasks are acknowledged late and re-queued if the worker dies, so a task may run twice:
+every service they call is idempotent. One task at a time per worker process
+(prefetch 1), since a transcode saturates a core.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from evidence.config import Settings, get_settings
+
+QUEUE = "evidence"
+
+
+def broker_url(settings: Settings) -> str:
+    if settings.broker_url:
+        return settings.broker_url
+    # Embedded profile: a SQLite file beside the database, no server to install.
+    return f"sqla+sqlite:///{settings.data_dir.resolve()}/broker.db"
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = broker_url(settings)
+    app = Celery("evidence", broker=url, include=["workers.tasks"])
+    app.conf.update(
+        task_default_queue=QUEUE,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        broker_transport_options=_transport_options(url),
+    )
+    return app
+
+
+def _transport_options(url: str) -> dict[str, object]:
+    # (kombu's SQLAlchemy transport hands every option to create_engine, so the embedded
+    # broker keeps its default one-second polling.)
+    if url.startswith(("redis://", "rediss://")):
+        # A task not acknowledged within this time is delivered again (worker died).
+        return {"visibility_timeout": 3600}
+    return {}
+
+
+app = make_celery()
