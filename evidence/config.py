@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     ledger_key_path: Path | None = None  # default: {data_dir}/keys/ledger.key
 
     broker_url: str | None = None  # default: an embedded SQLite broker in data_dir
+    # Redis: a task not acknowledged within this many seconds is delivered again, so a
+    # worker that died mid-task (kill -9, power loss) does not lose it.
+    broker_visibility_timeout: int = Field(default=3600, ge=1)
 
     presign_expiry_seconds: int = Field(default=3600, ge=60)
 

@@ -293,3 +293,87 @@ def test_evidence_dock_on_a_folder_gives_verified_originals_and_proxies(
     assert again.returncode == 0
     with ctx.db.session() as s:
         assert s.scalars(select(Upload).where(Upload.state == "processing")).all() == []
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
+    """Long enough (20 s of 1080p) that a worker can be killed in the middle of its transcode."""
+    from tests.fixtures.media import lavfi_inputs
+
+    path = tmp_path_factory.mktemp("long") / "long.mp4"
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-y",
+         *lavfi_inputs("1920x1080", "30", 20), "-c:v", "libx264", "-preset", "ultrafast",
+         "-c:a", "aac", "-shortest", str(path)],
+        check=True, timeout=120,
+    )
+    return ClipFile.of(path)
+
+
+def test_a_worker_killed_mid_transcode_leaves_nothing_half_done(
+    ctx: Context, redis_url: str, long_clip: ClipFile
+) -> None:
+    """SIGKILL the whole worker during the proxy transcode: no derivative becomes visible,
+    the task is delivered again, and the ledger ends with exactly one entry per derivative."""
+    import signal
+
+    broker = redis_url.rsplit("/", 1)[0] + "/3"  # a queue of its own
+    ctx.settings = ctx.settings.model_copy(
+        update={"broker_url": broker, "broker_visibility_timeout": 3}
+    )
+    env = {**os.environ, "EVIDENCE_DATA_DIR": str(ctx.settings.data_dir),
+           "EVIDENCE_DATABASE_URL": ctx.db.url, "EVIDENCE_BROKER_URL": broker,
+           "EVIDENCE_BROKER_VISIBILITY_TIMEOUT": "3"}
+    argv = [sys.executable, "-m", "evidence", "worker", "--concurrency=1"]
+    key = create_device(ctx.ledger, "dock-kill").key
+    with running_api(ctx.settings) as url:
+        dock = Dock(httpx.Client(base_url=url, timeout=30), key)
+        victim = subprocess.Popen(argv, env=env, start_new_session=True,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        done = dock.dock(long_clip)
+        work = ctx.settings.data_dir / "work"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(work.rglob("*.partial")):
+            time.sleep(0.05)
+        assert list(work.rglob("*.partial")), "the transcode never started"
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=30)
+
+        with ctx.db.session() as s:
+            assert s.scalars(select(Derivative).where(Derivative.clip_id == done["clip_id"])).all() == []
+        assert [o.key for o in ctx.store.list(f"derived/{done['clip_id']}/")] == []
+
+        rescuer = subprocess.Popen(argv, env=env, start_new_session=True,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                with ctx.db.session() as s:
+                    if s.get(Upload, done["id"]).state == "stored":
+                        break
+                time.sleep(0.5)
+        finally:
+            os.killpg(rescuer.pid, signal.SIGTERM)
+            rescuer.wait(timeout=60)
+    types = [e["type"] for e in entries_about(ctx, f"clip:{done['clip_id']}")]
+    assert types.count("clip.ingested") == 1
+    assert types.count("derivative.created") == 2
+    with ctx.db.session() as s:
+        assert s.get(Clip, done["clip_id"]).state == ClipState.ready
+
+
+def test_uploads_whose_task_was_lost_are_found_for_requeueing(station, clip_1080p: ClipFile) -> None:
+    """The embedded broker cannot redeliver after a crash; the scheduler finds such uploads."""
+    import datetime as dt
+
+    from evidence import clock
+    from evidence.ingest.service import stalled_uploads
+
+    dock, ctx = station
+    done = dock.dock(clip_1080p)
+    assert stalled_uploads(ctx, dt.timedelta(minutes=10)) == []
+    later = clock.now() + dt.timedelta(minutes=11)
+    clock.set_clock(lambda: later)
+    assert stalled_uploads(ctx, dt.timedelta(minutes=10)) == [done["id"]]
+    process_upload(ctx, done["id"])
+    assert stalled_uploads(ctx, dt.timedelta(minutes=10)) == []

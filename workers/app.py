@@ -36,17 +36,24 @@ def make_celery(settings: Settings | None = None) -> Celery:
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
-        broker_transport_options=_transport_options(url),
+        broker_transport_options=_transport_options(url, settings),
     )
     return app
 
 
-def _transport_options(url: str) -> dict[str, object]:
+def _transport_options(url: str, settings: Settings) -> dict[str, object]:
     # (kombu's SQLAlchemy transport hands every option to create_engine, so the embedded
     # broker keeps its default one-second polling.)
     if url.startswith(("redis://", "rediss://")):
         # A task not acknowledged within this time is delivered again (worker died).
-        return {"visibility_timeout": 3600}
+        timeout = settings.broker_visibility_timeout
+        return {
+            "visibility_timeout": timeout,
+            # kombu looks for overdue tasks every interval x throttle seconds (100 s by
+            # default); look every few seconds instead, it is one cheap ZRANGE.
+            "unacked_restore_interval": max(1, min(10, timeout)),
+            "unacked_restore_throttle": 1,
+        }
     return {}
 
 
