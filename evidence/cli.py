@@ -154,7 +154,20 @@ def _run_api(host: str, port: int) -> None:
 
     from api.app import create_app
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(_served_settings(host, port)), host=host, port=port, log_level="info")
+
+
+def _served_settings(host: str, port: int) -> Settings:
+    """Presigned URLs must point where this server listens, unless EVIDENCE_PUBLIC_URL says
+    otherwise (a proxy or a DNS name in front of it)."""
+    settings = get_settings()
+    if "public_url" in settings.model_fields_set:
+        return settings
+    if host in ("0.0.0.0", "::"):
+        typer.echo("note: listening on all addresses; set EVIDENCE_PUBLIC_URL to the address "
+                   "docks use to reach this server", err=True)
+        host = "127.0.0.1"
+    return settings.model_copy(update={"public_url": f"http://{host}:{port}"})
 
 
 @app.command()

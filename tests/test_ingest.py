@@ -377,3 +377,56 @@ def test_uploads_whose_task_was_lost_are_found_for_requeueing(station, clip_1080
     assert stalled_uploads(ctx, dt.timedelta(minutes=10)) == [done["id"]]
     process_upload(ctx, done["id"])
     assert stalled_uploads(ctx, dt.timedelta(minutes=10)) == []
+
+
+def test_evidence_up_then_dock_a_folder(tmp_path: Path, clip_with_sidecar: ClipFile, clip_text: ClipFile) -> None:
+    """What a new user does: `make run` (evidence up) in one terminal, `evidence dock` in another."""
+    import signal
+
+    from tests.fixtures.services import free_port, wait_until
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_")}
+    env["EVIDENCE_DATA_DIR"] = str(tmp_path / "var")
+    up = subprocess.Popen([sys.executable, "-m", "evidence", "up", "--port", str(port)],
+                          env=env, start_new_session=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: _healthy(port), 60, "evidence up")
+        made = subprocess.run([sys.executable, "-m", "evidence", "admin", "create-device", "dock-a"],
+                              env=env, capture_output=True, text=True, check=True)
+        key = made.stdout.strip().splitlines()[-1]
+        camera = tmp_path / "DCIM"
+        camera.mkdir()
+        for clip in (clip_with_sidecar, clip_text):
+            (camera / clip.path.name).write_bytes(clip.path.read_bytes())
+        docked = subprocess.run(
+            [sys.executable, "-m", "evidence", "dock", str(camera), "--api",
+             f"http://127.0.0.1:{port}", "--device-key", key],
+            env=env, capture_output=True, text=True, timeout=120,
+        )
+        assert docked.returncode == 0, docked.stderr
+        from evidence.config import Settings
+
+        ctx = Context(Settings(data_dir=tmp_path / "var"))
+
+        def all_processed() -> bool:
+            with ctx.db.session() as s:
+                states = sorted(c.state for c in s.scalars(select(Clip)))
+            return states == ["ready", "unplayable"]
+
+        wait_until(all_processed, 120, "the embedded worker")
+        verify = subprocess.run([sys.executable, "-m", "evidence", "verify", "ledger", "--api",
+                                 f"http://127.0.0.1:{port}"], env=env, capture_output=True, text=True)
+        assert verify.returncode == 0, verify.stdout
+    finally:
+        os.killpg(up.pid, signal.SIGTERM)
+        out, _ = up.communicate(timeout=60)
+    assert b"ledger verifier key:" in out
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
