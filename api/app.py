@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api import problems
-from api.routes import health, ledger, uploads
+from api.routes import audit, auth, cases, clips, health, ledger, uploads
 from evidence import __version__
 from evidence.config import Settings, get_settings
 from evidence.context import Context
@@ -26,8 +26,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = ctx.store
     problems.install(app)
     app.include_router(health.router)
+    app.include_router(auth.router)
     app.include_router(ledger.router)
     app.include_router(uploads.router)
+    app.include_router(clips.router)
+    app.include_router(cases.router)
+    app.include_router(audit.router)
     app.state.enqueue_processing = _enqueuer(settings)
     if settings.storage_backend == "local":
         from api.routes import objects

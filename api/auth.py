@@ -1,12 +1,21 @@
-"""Who is calling. Devices send `Authorization: Device <key>`; people get JWTs (identity issue)."""
+"""Who is calling. Devices send `Authorization: Device <key>`; people send
+`Authorization: Bearer <token>` (a token from POST /api/v1/auth/token, or the force's IdP)."""
 
 from __future__ import annotations
 
-from fastapi import Request
+from fastapi import HTTPException, Request, Security
+from fastapi.security import OAuth2PasswordBearer
 
+from evidence.access import Principal
 from evidence.accounts.models import Device
 from evidence.accounts.service import authenticate_device
 from evidence.errors import NotAuthenticated
+from evidence.identity import principal_from_token
+
+TOKEN_URL = "/api/v1/auth/token"
+# Declares the bearer scheme in the OpenAPI document (the docs' "Authorize" button, and
+# schemathesis); `current_principal` reads the header itself.
+_bearer_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
 def current_device(request: Request) -> Device:
@@ -15,3 +24,28 @@ def current_device(request: Request) -> Device:
     if scheme.lower() != "device" or not key.strip():
         raise NotAuthenticated("this route is for docking devices: send `Authorization: Device <key>`")
     return authenticate_device(request.app.state.ctx.ledger, key.strip())
+
+
+def current_principal(
+    request: Request, _declared: str | None = Security(_bearer_scheme)
+) -> Principal:
+    """The signed-in person, or 401 with `WWW-Authenticate: Bearer` (RFC 6750 §3).
+
+    A token without a role we know is a 403 (AccessDenied), raised by the identity service.
+    """
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise HTTPException(
+            401, f"sign in first: send `Authorization: Bearer <token>` (POST {TOKEN_URL} issues one)",
+            headers={"WWW-Authenticate": 'Bearer realm="evidence"'},
+        )
+    try:
+        principal = principal_from_token(request.app.state.ctx, token)
+    except NotAuthenticated as exc:
+        raise HTTPException(
+            401, str(exc),
+            headers={"WWW-Authenticate": 'Bearer realm="evidence", error="invalid_token"'},
+        ) from None
+    request.state.principal = principal  # for access logs and audit middleware
+    return principal

@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import ColumnElement, Select, false, or_, select, true
+from sqlalchemy.orm import Session
+
+from evidence import clock
 from evidence.accounts.models import Role
+from evidence.cases.models import AccessGrant, Case, CaseItem, CaseMember, Share
+from evidence.clips.models import Clip
+from evidence.errors import AccessDenied, InvalidInput, NotFound
 
 
 @dataclass(frozen=True)
@@ -28,3 +35,133 @@ class Principal:
     def actor(self) -> str:
         """How the ledger names them."""
         return f"user:{self.username}"
+
+
+# -- what each role may do at all (the route-level gate) ------------------------------------
+# Every API route names one action here (or is public / for devices); the authorization
+# matrix test walks the app's routes and fails on any route without a rule.
+
+R = Role
+ACTIONS: dict[str, frozenset[Role]] = {
+    "clips.search": frozenset({R.officer, R.evidence_officer, R.cps, R.auditor}),
+    "clips.read": frozenset({R.officer, R.evidence_officer, R.cps, R.auditor}),
+    "clips.view_footage": frozenset({R.officer, R.evidence_officer, R.cps, R.auditor}),
+    "clips.tag": frozenset({R.officer, R.evidence_officer}),
+    "clips.bookmark": frozenset({R.officer, R.evidence_officer, R.cps}),
+    "cases.create": frozenset({R.evidence_officer}),
+    "cases.read": frozenset({R.evidence_officer, R.cps, R.auditor, R.officer}),
+    "cases.manage": frozenset({R.evidence_officer}),
+    "ledger.read": frozenset({R.auditor, R.evidence_officer}),
+    "audit.read": frozenset({R.auditor}),
+    "grants.manage": frozenset({R.admin}),
+    "users.manage": frozenset({R.admin}),
+    "devices.manage": frozenset({R.admin}),
+    "session.read": frozenset(R),
+}
+
+def allowed(principal: Principal, action: str) -> bool:
+    return principal.role in ACTIONS[action]
+
+
+def require(principal: Principal, action: str) -> None:
+    if not allowed(principal, action):
+        raise AccessDenied(f"a {principal.role.value} may not {action.replace('.', ' ')}")
+
+
+# -- which objects (the row-level rules, as SQL so lists and counts obey them too) ----------
+
+
+def _active_shares_of(principal: Principal) -> Select[tuple[str]]:
+    now = clock.now()
+    return select(Share.case_id).where(
+        Share.user_id == principal.user_id, Share.revoked_at.is_(None), Share.expires_at > now
+    )
+
+
+def _member_cases_of(principal: Principal) -> Select[tuple[str]]:
+    return select(CaseMember.case_id).where(CaseMember.user_id == principal.user_id)
+
+
+def _granted_clips_of(principal: Principal) -> Select[tuple[str]]:
+    now = clock.now()
+    active = (AccessGrant.user_id == principal.user_id) & AccessGrant.revoked_at.is_(None) & (
+        AccessGrant.expires_at > now
+    )
+    direct = select(AccessGrant.clip_id).where(active, AccessGrant.clip_id.is_not(None))
+    via_case = select(CaseItem.clip_id).join(
+        AccessGrant, AccessGrant.case_id == CaseItem.case_id
+    ).where(active)
+    return direct.union(via_case)  # type: ignore[return-value]
+
+
+def _clips_in(cases: Select[tuple[str]]) -> ColumnElement[bool]:
+    return Clip.id.in_(select(CaseItem.clip_id).where(CaseItem.case_id.in_(cases)))
+
+
+def clip_filter(principal: Principal, *, footage: bool) -> ColumnElement[bool]:
+    """A WHERE clause selecting the clips `principal` may see (`footage`: may play)."""
+    role = principal.role
+    member = _clips_in(_member_cases_of(principal))
+    if role == Role.evidence_officer:
+        return true()
+    if role == Role.officer:
+        own = Clip.officer_id == principal.officer_id if principal.officer_id else false()
+        return or_(own, member)
+    if role == Role.cps:
+        return or_(_clips_in(_active_shares_of(principal)), member)
+    if role == Role.auditor:
+        return true() if not footage else Clip.id.in_(_granted_clips_of(principal))
+    return false()  # admin: manages the system, sees no footage
+
+
+def case_filter(principal: Principal) -> ColumnElement[bool]:
+    role = principal.role
+    member = Case.id.in_(_member_cases_of(principal))
+    if role in (Role.evidence_officer, Role.auditor):
+        return true()
+    if role == Role.cps:
+        return or_(Case.id.in_(_active_shares_of(principal)), member)
+    if role == Role.officer:
+        return member
+    return false()
+
+
+def visible_clip(session: Session, principal: Principal, clip_id: str, *, footage: bool) -> Clip:
+    """The clip if `principal` may see it (and play it, with `footage`).
+
+    A clip they may not know of is "not found"; one they may know of but not play is
+    "access denied" (an auditor without a grant).
+    """
+    clip = session.scalar(select(Clip).where(Clip.id == clip_id, clip_filter(principal, footage=False)))
+    if clip is None:
+        raise NotFound(f"no clip {clip_id} that you can see")
+    if footage and session.scalar(
+        select(Clip.id).where(Clip.id == clip_id, clip_filter(principal, footage=True))
+    ) is None:
+        raise AccessDenied("playing this clip needs an explicit grant for your role")
+    return clip
+
+
+def visible_case(session: Session, principal: Principal, case_id: str) -> Case:
+    case = session.scalar(select(Case).where(Case.id == case_id, case_filter(principal)))
+    if case is None:
+        raise NotFound(f"no case {case_id} that you can see")
+    return case
+
+
+def check_reason(reason: str | None, reasons: tuple[str, ...] | list[str]) -> str:
+    """A reason is one of the configured codes, optionally `code: free text`; `other`
+    needs the text."""
+    text = (reason or "").strip()
+    code, _, detail = text.partition(":")
+    code, detail = code.strip().lower(), detail.strip()
+    if code not in reasons:
+        raise InvalidInput(
+            "playing or downloading footage needs a reason: one of "
+            + ", ".join(reasons) + " (optionally followed by ': details')"
+        )
+    if code == "other" and len(detail) < 5:
+        raise InvalidInput("reason 'other' needs details: 'other: why you need this footage'")
+    if len(text) > 500:
+        raise InvalidInput("a reason is at most 500 characters")
+    return f"{code}: {detail}" if detail else code

@@ -86,6 +86,22 @@ def create_device(
     typer.echo(new.key)
 
 
+@admin.command("enable-totp")
+def enable_totp(name: str) -> None:
+    """Give a user a new TOTP secret (two-factor sign-in); the secret is printed once."""
+    from evidence.identity import set_totp
+
+    try:
+        enrolment = set_totp(_context(), name)
+    except EvidenceError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"two-factor sign-in enabled for {name}; from now on sign-in needs a code")
+    typer.echo("add this to the user's authenticator app (shown once; a QR code of the "
+               "otpauth:// line works too):", err=True)
+    typer.echo(f"secret: {enrolment.secret}")
+    typer.echo(enrolment.uri)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +45,42 @@ class Settings(BaseSettings):
     broker_visibility_timeout: int = Field(default=3600, ge=1)
 
     presign_expiry_seconds: int = Field(default=3600, ge=60)
+
+    # Identity (evidence/identity.py). "local": users with passwords here get short-lived
+    # JWTs; "oidc": only bearer tokens from the force's identity provider; "both".
+    identity_mode: Literal["local", "oidc", "both"] = "local"
+    jwt_ttl_seconds: int = Field(default=900, ge=60, le=86400)
+    jwt_issuer: str = "evidence-store"
+    jwt_audience: str = "evidence-api"
+    # Ed25519 key the API signs its tokens with; default {data_dir}/keys/jwt.key, made on
+    # first use (0600). Every API replica must share it.
+    jwt_key_path: Path | None = None
+    # Lock-out: this many failed sign-ins in a row locks the account for this long.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout_seconds: int = Field(default=900, ge=1)
+    # Per source address (per API process): failed sign-ins allowed in the window before 429.
+    login_rate_limit: int = Field(default=20, ge=1)
+    login_rate_window_seconds: int = Field(default=300, ge=1)
+    # The force's identity provider. Algorithms are pinned: asymmetric ones only.
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    oidc_role_claim: str = "roles"  # a list or a string; a dotted path reaches nested claims
+    oidc_username_claim: str = "preferred_username"
+    oidc_officer_id_claim: str = "officer_id"
+    oidc_leeway_seconds: int = Field(default=30, ge=0, le=300)  # clock skew with the IdP
+    oidc_jwks_cache_seconds: int = Field(default=300, ge=1)
+
+    # Reasons a user picks from to play or download footage (plus free text).
+    access_reasons: list[str] = Field(default_factory=lambda: [
+        "investigation", "charging decision", "disclosure", "court preparation",
+        "complaint or misconduct review", "audit", "other",
+    ])
+    categories: list[str] = Field(default_factory=lambda: [
+        "non-evidential", "evidential", "public order", "violence", "domestic abuse",
+        "road traffic", "stop and search", "complaint",
+    ])
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -120,3 +120,14 @@ class MediaError(EvidenceError):
         super().__init__(text)
         self.stderr = stderr
         self.hint = hint
+
+
+class TooManyAttempts(EvidenceError):
+    """Too many failed sign-ins from one address: wait `retry_after` seconds (HTTP 429)."""
+
+    status = 429
+    title = "Too many attempts"
+
+    def __init__(self, message: str, *, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -11,7 +11,9 @@ import pytest
 from evidence.context import Context
 from evidence.ledger import merkle
 from evidence.ledger.note import NoteVerifier, open_checkpoint
+from evidence.accounts.service import create_user
 from tests.fixtures.api import running_api
+from tests.fixtures.people import PASSWORD, login
 
 
 @pytest.fixture
@@ -19,7 +21,25 @@ def api(ctx: Context):
     for i in range(11):
         ctx.ledger.append("test.event", actor="user:tester", subject={"clip": f"c{i}"}, n=i)
     with running_api(ctx.settings) as url:
-        yield httpx.Client(base_url=url, timeout=10), ctx
+        http = httpx.Client(base_url=url, timeout=10)
+        yield http, ctx
+
+
+def authorise(http: httpx.Client, ctx: Context, role: str = "auditor") -> None:
+    """Entries and proofs are for auditors (and evidence officers); add the user after the
+    ledger was filled so the entry counts above stay as they are."""
+    create_user(ctx.ledger, f"u_{role}", role, PASSWORD)
+    http.headers["Authorization"] = f"Bearer {login(http, f'u_{role}')}"
+
+
+def test_entries_and_proofs_need_an_auditor_but_checkpoint_and_key_are_public(api) -> None:
+    http, ctx = api
+    assert http.get("/api/v1/ledger/entries").status_code == 401
+    assert http.get("/api/v1/ledger/checkpoint").status_code == 200
+    assert http.get("/api/v1/ledger/key").status_code == 200
+    authorise(http, ctx, "officer")
+    assert http.get("/api/v1/ledger/entries").status_code == 403
+    assert http.get("/api/v1/ledger/proofs/inclusion", params={"index": 0, "tree_size": 1}).status_code == 403
 
 
 def test_checkpoint_and_key_are_plain_text_and_verify(api) -> None:
@@ -36,7 +56,8 @@ def test_checkpoint_and_key_are_plain_text_and_verify(api) -> None:
 
 
 def test_entries_proofs_round_trip(api) -> None:
-    http, _ = api
+    http, ctx = api
+    authorise(http, ctx)
     body = http.get("/api/v1/ledger/entries", params={"start": 2, "end": 6}).json()
     assert [e["index"] for e in body["entries"]] == [2, 3, 4, 5]
     assert json.loads(base64.b64decode(body["entries"][0]["entry"]))["n"] == 2
@@ -58,7 +79,7 @@ def test_entries_proofs_round_trip(api) -> None:
     "path, params, status",
     [
         ("/api/v1/ledger/proofs/inclusion", {"index": 11, "tree_size": 11}, 400),
-        ("/api/v1/ledger/proofs/inclusion", {"index": 0, "tree_size": 12}, 400),
+        ("/api/v1/ledger/proofs/inclusion", {"index": 0, "tree_size": 99}, 400),
         ("/api/v1/ledger/proofs/consistency", {"first": 5, "second": 3}, 400),
         ("/api/v1/ledger/proofs/inclusion", {"index": "x", "tree_size": 3}, 422),
         ("/api/v1/ledger/entries", {"start": 5, "end": 2}, 400),
@@ -66,7 +87,8 @@ def test_entries_proofs_round_trip(api) -> None:
     ],
 )
 def test_bad_requests_get_problem_json(api, path: str, params: dict, status: int) -> None:
-    http, _ = api
+    http, ctx = api
+    authorise(http, ctx)
     resp = http.get(path, params=params)
     assert resp.status_code == status
     assert resp.headers["content-type"] == "application/problem+json"

@@ -22,42 +22,8 @@ from evidence.ingest.service import process_upload
 from evidence.media import probe
 from evidence.storage import original_key
 from tests.fixtures.api import running_api
+from tests.fixtures.ingest import Dock
 from tests.fixtures.media import Clip as ClipFile
-
-
-class Dock:
-    """Speaks the ingest contract (docs/ingest.md) the way a dock does."""
-
-    def __init__(self, http: httpx.Client, key: str):
-        self.http = http
-        self.headers = {"Authorization": f"Device {key}"}
-
-    def declare(self, clip: ClipFile, sha256: str | None = None) -> httpx.Response:
-        return self.http.post("/api/v1/uploads", headers=self.headers, json={
-            "sha256": sha256 or clip.sha256, "size": clip.size, "filename": clip.path.name,
-            "metadata": clip.sidecar,
-        })
-
-    def send(self, clip: ClipFile, declared: dict) -> None:
-        with clip.path.open("rb") as f:
-            for part in declared["parts"]:
-                f.seek(part["offset"])
-                r = httpx.put(part["url"], content=f.read(part["size"]), timeout=60)
-                assert r.status_code in (200, 204), r.text
-
-    def complete(self, upload_id: str) -> httpx.Response:
-        return self.http.post(f"/api/v1/uploads/{upload_id}/complete", headers=self.headers)
-
-    def dock(self, clip: ClipFile, sha256: str | None = None) -> dict:
-        declared = self.declare(clip, sha256)
-        assert declared.status_code in (200, 201), declared.text
-        body = declared.json()
-        if body["state"] == "exists":
-            return body
-        self.send(clip, body)
-        done = self.complete(body["id"])
-        assert done.status_code == 202, done.text
-        return done.json()
 
 
 @pytest.fixture
@@ -416,8 +382,15 @@ def test_evidence_up_then_dock_a_folder(tmp_path: Path, clip_with_sidecar: ClipF
             return states == ["ready", "unplayable"]
 
         wait_until(all_processed, 120, "the embedded worker")
+        subprocess.run([sys.executable, "-m", "evidence", "admin", "create-user", "auditor1",
+                        "--role", "auditor"], env=env, input="an auditor's password\n",
+                       capture_output=True, text=True, check=True)
+        token = httpx.post(f"http://127.0.0.1:{port}/api/v1/auth/token",
+                           data={"username": "auditor1", "password": "an auditor's password"}
+                           ).json()["access_token"]
         verify = subprocess.run([sys.executable, "-m", "evidence", "verify", "ledger", "--api",
-                                 f"http://127.0.0.1:{port}"], env=env, capture_output=True, text=True)
+                                 f"http://127.0.0.1:{port}"], env={**env, "EVIDENCE_TOKEN": token},
+                                capture_output=True, text=True)
         assert verify.returncode == 0, verify.stdout
     finally:
         os.killpg(up.pid, signal.SIGTERM)

@@ -15,7 +15,9 @@ from evidence.context import Context
 from evidence.ledger import merkle
 from evidence.verify.ledger import ApiSource, DatabaseSource, verify_ledger
 from evidence.verify.report import Report
+from evidence.accounts.service import create_user
 from tests.fixtures.api import running_api
+from tests.fixtures.people import PASSWORD, login
 
 N = 20
 
@@ -160,18 +162,29 @@ def test_wrong_key_fails(filled: Context) -> None:
     assert "FAIL  latest checkpoint signature" in result.output
 
 
+def auditor_token(ctx: Context, url: str) -> str:
+    create_user(ctx.ledger, "auditor1", "auditor", PASSWORD)
+    import httpx
+
+    return login(httpx.Client(base_url=url), "auditor1")
+
+
 def test_verify_over_the_api_matches(filled: Context, tmp_path: Path) -> None:
     saved = filled.ledger.checkpoint_covering(5)
     with running_api(filled.settings) as url:
-        report = verify_ledger(ApiSource(url), Report(), key=filled.ledger.verifier_key,
+        token = auditor_token(filled, url)
+        size = filled.ledger.size()
+        report = verify_ledger(ApiSource(url, token), Report(), key=filled.ledger.verifier_key,
                                saved_checkpoint=saved)
         assert report.ok, [c.line() for c in report.checks]
-        assert any(c.name == f"consistency 5 -> {N}" and c.ok for c in report.checks)
+        assert any(c.name == f"consistency 5 -> {size}" and c.ok for c in report.checks)
         (tmp_path / "cp").write_text(saved)
         result = CliRunner().invoke(app, ["verify", "ledger", "--api", url, "--checkpoint",
-                                          str(tmp_path / "cp")])
+                                          str(tmp_path / "cp"), "--token", token])
         assert result.exit_code == 0, result.output
         assert "verifier key taken from" in result.output
+        refused = CliRunner().invoke(app, ["verify", "ledger", "--api", url])
+        assert refused.exit_code == 1 and "401" in refused.output
 
 
 def test_api_verify_pinpoints_a_recomputed_edit(filled: Context) -> None:
@@ -180,7 +193,8 @@ def test_api_verify_pinpoints_a_recomputed_edit(filled: Context) -> None:
     behind_the_back(filled, "UPDATE ledger_entries SET entry = :e WHERE idx = 16",
                     params={"e": forged[16]})
     with running_api(filled.settings) as url:
-        report = verify_ledger(ApiSource(url), Report(), key=filled.ledger.verifier_key)
+        token = auditor_token(filled, url)
+        report = verify_ledger(ApiSource(url, token), Report(), key=filled.ledger.verifier_key)
     assert not report.ok
     assert report.failures[-1].detail == "entry 16 differs from what was signed"
 

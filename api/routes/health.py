@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
+
+from api.gates import public
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -11,12 +13,12 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz() -> dict:
+def healthz(_: None = Depends(public)) -> dict:
     return {"status": "ok"}
 
 
 @router.get("/readyz")
-def readyz(request: Request) -> JSONResponse:
+def readyz(request: Request, _: None = Depends(public)) -> JSONResponse:
     """Ready when the database answers and the object store is reachable."""
     ctx = request.app.state.ctx
     checks: dict[str, str] = {}
@@ -37,5 +39,7 @@ def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics")
-def metrics() -> Response:
+def metrics(_: None = Depends(public)) -> Response:
+    # Public on the API port like most Prometheus targets; counts only, no identities.
+    # Firewall it off in production if even counts are sensitive.
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 
+from api.gates import gate, public
+from evidence.access import Principal
 from evidence.errors import ProofError
 from evidence.ledger.service import Ledger
 
@@ -27,19 +29,23 @@ def _b64(h: bytes) -> str:
 
 
 @router.get("/checkpoint", response_class=PlainTextResponse)
-def checkpoint(request: Request, size: int | None = Query(None, ge=1)) -> str:
+def checkpoint(request: Request, size: int | None = Query(None, ge=1),
+               _: None = Depends(public)) -> str:
+    # Public: a tree size and a signed root reveal nothing, and anyone holding an old
+    # checkpoint (the defence, a court) must be able to check the log only grew.
     """The latest signed checkpoint, or with `size` the earliest one covering that many entries."""
     ledger = _ledger(request)
     return ledger.latest_checkpoint() if size is None else ledger.checkpoint_covering(size)
 
 
 @router.get("/key", response_class=PlainTextResponse)
-def key(request: Request) -> str:
+def key(request: Request, _: None = Depends(public)) -> str:
     return _ledger(request).verifier_key + "\n"
 
 
 @router.get("/entries")
-def entries(request: Request, start: int = Query(0, ge=0), end: int | None = Query(None, ge=0)) -> dict:
+def entries(request: Request, start: int = Query(0, ge=0), end: int | None = Query(None, ge=0),
+            _: Principal = Depends(gate("ledger.read"))) -> dict:
     end = start + MAX_ENTRIES_PAGE if end is None else end
     if end < start:
         raise ProofError(f"end ({end}) is before start ({start})")
@@ -49,12 +55,14 @@ def entries(request: Request, start: int = Query(0, ge=0), end: int | None = Que
 
 
 @router.get("/proofs/inclusion")
-def inclusion(request: Request, index: int = Query(..., ge=0), tree_size: int = Query(..., ge=1)) -> dict:
+def inclusion(request: Request, index: int = Query(..., ge=0), tree_size: int = Query(..., ge=1),
+              _: Principal = Depends(gate("ledger.read"))) -> dict:
     hashes = _ledger(request).inclusion_proof(index, tree_size)
     return {"index": index, "tree_size": tree_size, "hashes": [_b64(h) for h in hashes]}
 
 
 @router.get("/proofs/consistency")
-def consistency(request: Request, first: int = Query(..., ge=1), second: int = Query(..., ge=1)) -> dict:
+def consistency(request: Request, first: int = Query(..., ge=1), second: int = Query(..., ge=1),
+                _: Principal = Depends(gate("ledger.read"))) -> dict:
     hashes = _ledger(request).consistency_proof(first, second)
     return {"first": first, "second": second, "hashes": [_b64(h) for h in hashes]}

@@ -16,13 +16,13 @@ from typing import BinaryIO, cast
 import anyio
 import anyio.from_thread
 import anyio.to_thread
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
 
 from api.deps import store as get_store
-from api.problems import problem
-from evidence.errors import AccessDenied, NotFound, RangeNotSatisfiable
-from evidence.storage import parse_range_header
+from api.gates import public
+from api.streaming import ranged_response
+from evidence.errors import AccessDenied, NotFound
 from evidence.storage.local import LocalStore
 
 router = APIRouter()
@@ -44,6 +44,7 @@ async def put_object(
     signature: str | None = None,
     upload_id: str | None = Query(None, alias="uploadId"),
     part_number: str | None = Query(None, alias="partNumber"),
+    _: None = Depends(public),  # the URL's own signature is the access check
 ) -> JSONResponse:
     store = _local_store(request)
     if upload_id is not None or part_number is not None:
@@ -82,33 +83,12 @@ async def get_object(
     method: str | None = None,
     expires: str | None = None,
     signature: str | None = None,
+    _: None = Depends(public),  # the URL's own signature is the access check
 ) -> Response:
     store = _local_store(request)
     _check(store, key, "GET", method, expires, signature)
     info = await anyio.to_thread.run_sync(store.stat, key)
-    try:
-        byte_range = parse_range_header(request.headers.get("range"), info.size)
-    except RangeNotSatisfiable as e:
-        resp = problem(416, "Range not satisfiable", str(e))
-        resp.headers["Content-Range"] = f"bytes */{info.size}"
-        return resp
-    headers = {"Accept-Ranges": "bytes"}
-    if info.sha256:
-        headers["ETag"] = f'"{info.sha256}"'
-    if byte_range is None:
-        chunks = await anyio.to_thread.run_sync(store.open, key)
-        headers["Content-Length"] = str(info.size)
-        status = 200
-    else:
-        start, end = byte_range
-        chunks = await anyio.to_thread.run_sync(store.open, key, start, end)
-        headers["Content-Length"] = str(end - start + 1)
-        headers["Content-Range"] = f"bytes {start}-{end}/{info.size}"
-        status = 206
-    # Starlette iterates a sync iterator in its thread pool, one CHUNK at a time.
-    return StreamingResponse(
-        chunks, status_code=status, media_type="application/octet-stream", headers=headers
-    )
+    return await ranged_response(request, store, info, media_type="application/octet-stream")
 
 
 def _check(

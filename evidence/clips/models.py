@@ -67,3 +67,27 @@ class Derivative(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
     clip: Mapped[Clip] = relationship(back_populates="derivatives")
+
+
+class ClipTag(Base):
+    """A free incident tag on a clip (categories are the clip's `category` column)."""
+
+    __tablename__ = "clip_tags"
+
+    clip_id: Mapped[str] = mapped_column(ForeignKey("clips.id"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    added_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class Bookmark(Base):
+    """A time-coded note on a clip ("00:01:23 suspect enters")."""
+
+    __tablename__ = "bookmarks"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    clip_id: Mapped[str] = mapped_column(ForeignKey("clips.id"), index=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,35 @@
+"""Route gates: every route declares who may call it, in one of three ways.
+
+- `Depends(gate("clips.search"))`: a logged-in person whose role the policy allows
+  (evidence.access.ACTIONS); the route then asks the policy about the object itself;
+- `Depends(current_device)`: a docking device (api.auth);
+- `Depends(public)`: anyone (health, the ledger's key and checkpoint, presigned URLs that
+  carry their own signature, the login form).
+
+The authorization-matrix test walks the app's routes and fails on a route with none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import Depends
+
+from api.auth import current_principal
+from evidence.access import ACTIONS, Principal, require
+
+
+def gate(action: str) -> Callable[..., Principal]:
+    if action not in ACTIONS:
+        raise KeyError(f"no access rule for action {action!r} in evidence.access.ACTIONS")
+
+    def dependency(principal: Principal = Depends(current_principal)) -> Principal:
+        require(principal, action)
+        return principal
+
+    dependency.action = action  # type: ignore[attr-defined]  # read by the matrix test
+    return dependency
+
+
+def public() -> None:
+    """Marks a route anyone may call; its safety is argued where it is declared."""

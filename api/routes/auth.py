@@ -1,0 +1,70 @@
+"""Signing in: the OAuth2 password grant for local users (evidence/identity.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, APIRouter, Form, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from api.gates import public
+from api.problems import problem
+from evidence import identity
+from evidence.errors import NotAuthenticated, TooManyAttempts
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+# RFC 6749 §5.1: token responses (and refusals) must not be cached anywhere.
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class IssuedTokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+_PROBLEM = {"content": {"application/problem+json": {}}}
+
+
+@router.post(
+    "/token",
+    response_model=IssuedTokenOut,
+    responses={401: {"description": "invalid credentials or account locked", **_PROBLEM},
+               429: {"description": "too many failed sign-ins from this address", **_PROBLEM}},
+)
+def token(
+    request: Request,
+    username: Annotated[str, Form(min_length=1, max_length=100)],
+    password: Annotated[str, Form(min_length=1, max_length=1024)],
+    totp: Annotated[str | None, Form(
+        max_length=16, description="the 6-digit code, for accounts with two-factor sign-in")] = None,
+    grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+    _: None = Depends(public),  # the sign-in form itself: rate-limited and audited
+) -> JSONResponse:
+    """OAuth2 password form -> `{access_token, token_type, expires_in}`.
+
+    Every refusal is the same 401, whatever was wrong; 429 with Retry-After when this
+    address failed too often lately.
+    """
+    # The peer address; behind a reverse proxy run uvicorn with --proxy-headers and
+    # --forwarded-allow-ips so this is the client rather than the proxy.
+    source_ip = request.client.host if request.client else "unknown"
+    try:
+        issued = identity.login(
+            request.app.state.ctx, username, password, totp or None, source_ip=source_ip
+        )
+    except TooManyAttempts as exc:
+        resp = problem(exc.status, exc.title, str(exc), error="invalid_grant")
+        resp.headers.update({**_NO_STORE, "Retry-After": str(exc.retry_after)})
+        return resp
+    except NotAuthenticated as exc:
+        resp = problem(exc.status, exc.title, str(exc), error="invalid_grant")
+        resp.headers.update(_NO_STORE)
+        return resp
+    return JSONResponse(
+        {"access_token": issued.access_token, "token_type": issued.token_type,
+         "expires_in": issued.expires_in},
+        headers=_NO_STORE,
+    )

@@ -1,0 +1,140 @@
+"""Clip search, detail, footage (audited, with a reason) and annotations."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from api.gates import gate
+from api.streaming import ranged_response
+from evidence.access import Principal
+from evidence.clips import service
+from evidence.clips.service import SearchFilters
+
+router = APIRouter(prefix="/api/v1", tags=["clips"])
+
+
+def _ctx(request: Request):  # type: ignore[no-untyped-def]
+    return request.app.state.ctx
+
+
+def _ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+@router.get("/clips")
+def search_clips(
+    request: Request,
+    officer_id: str | None = None,
+    device_id: str | None = None,
+    recorded_from: dt.datetime | None = Query(None, alias="from"),
+    recorded_to: dt.datetime | None = Query(None, alias="to"),
+    case_id: str | None = None,
+    category: str | None = None,
+    tag: str | None = None,
+    q: str | None = Query(None, max_length=200),
+    state: str | None = None,
+    page: int = Query(1, ge=1),
+    per_page: int = Query(25, ge=1, le=100),
+    principal: Principal = Depends(gate("clips.search")),
+) -> dict:
+    filters = SearchFilters(officer_id, device_id, _utc(recorded_from), _utc(recorded_to),
+                            case_id, category, tag, q, state)
+    items, total = service.search(_ctx(request), principal, filters, page=page, per_page=per_page)
+    return {"items": items, "total": total, "page": page, "per_page": per_page}
+
+
+def _utc(t: dt.datetime | None) -> dt.datetime | None:
+    if t is None:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+@router.get("/clips/{clip_id}")
+def clip_detail(clip_id: str, request: Request,
+                principal: Principal = Depends(gate("clips.read"))) -> dict:
+    return service.detail(_ctx(request), principal, clip_id)
+
+
+async def _footage(request: Request, principal: Principal, clip_id: str, kind: str,
+                   reason: str | None) -> Response:
+    import anyio.to_thread
+
+    ctx = _ctx(request)
+    footage = await anyio.to_thread.run_sync(
+        lambda: service.open_footage(ctx, principal, clip_id, kind, reason=reason,
+                                     source_ip=_ip(request))
+    )
+    return await ranged_response(
+        request, ctx.store, footage.info, media_type=footage.media_type, private=True,
+        etag=footage.info.sha256,
+        download_name=footage.filename if kind == "original" else None,
+    )
+
+
+@router.get("/clips/{clip_id}/stream")
+async def stream_clip(clip_id: str, request: Request, reason: str | None = None,
+                      principal: Principal = Depends(gate("clips.view_footage"))) -> Response:
+    """The browser proxy, with HTTP Range; needs a reason; audited."""
+    return await _footage(request, principal, clip_id, "proxy", reason)
+
+
+@router.get("/clips/{clip_id}/original")
+async def download_original(clip_id: str, request: Request, reason: str | None = None,
+                            principal: Principal = Depends(gate("clips.view_footage"))) -> Response:
+    """The original bytes as docked; needs a reason; audited."""
+    return await _footage(request, principal, clip_id, "original", reason)
+
+
+@router.get("/clips/{clip_id}/thumbnail")
+async def clip_thumbnail(clip_id: str, request: Request,
+                         principal: Principal = Depends(gate("clips.view_footage"))) -> Response:
+    return await _footage(request, principal, clip_id, "thumbnail", None)
+
+
+class CategoryBody(BaseModel):
+    category: str = Field(min_length=1, max_length=64)
+
+
+@router.put("/clips/{clip_id}/category", status_code=204)
+def set_category(clip_id: str, body: CategoryBody, request: Request,
+                 principal: Principal = Depends(gate("clips.tag"))) -> Response:
+    service.set_category(_ctx(request), principal, clip_id, body.category)
+    return Response(status_code=204)
+
+
+class TagBody(BaseModel):
+    tag: str = Field(min_length=1, max_length=64)
+
+
+@router.post("/clips/{clip_id}/tags")
+def add_tag(clip_id: str, body: TagBody, request: Request,
+            principal: Principal = Depends(gate("clips.tag"))) -> dict:
+    return {"tags": service.add_tag(_ctx(request), principal, clip_id, body.tag)}
+
+
+@router.delete("/clips/{clip_id}/tags/{tag}", status_code=204)
+def remove_tag(clip_id: str, tag: str, request: Request,
+               principal: Principal = Depends(gate("clips.tag"))) -> Response:
+    service.remove_tag(_ctx(request), principal, clip_id, tag)
+    return Response(status_code=204)
+
+
+class BookmarkBody(BaseModel):
+    at_ms: int = Field(ge=0)
+    note: str = Field(min_length=1, max_length=2000)
+
+
+@router.post("/clips/{clip_id}/bookmarks", status_code=201)
+def add_bookmark(clip_id: str, body: BookmarkBody, request: Request,
+                 principal: Principal = Depends(gate("clips.bookmark"))) -> dict:
+    return service.add_bookmark(_ctx(request), principal, clip_id, body.at_ms, body.note)
+
+
+@router.get("/categories")
+def categories(request: Request, principal: Principal = Depends(gate("clips.search"))) -> dict:
+    ctx = _ctx(request)
+    return {"categories": ctx.settings.categories, "reasons": ctx.settings.access_reasons}

@@ -1,0 +1,48 @@
+"""Serving stored objects over HTTP with Range (206), If-Range and a strong ETag."""
+
+from __future__ import annotations
+
+import anyio.to_thread
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+
+from api.problems import problem
+from evidence.errors import RangeNotSatisfiable
+from evidence.storage import ObjectInfo, ObjectStore, parse_range_header
+
+
+async def ranged_response(
+    request: Request, store: ObjectStore, info: ObjectInfo, *, media_type: str,
+    etag: str | None = None, download_name: str | None = None, private: bool = False,
+) -> Response:
+    etag = etag or info.sha256
+    header = request.headers.get("range")
+    if header and request.headers.get("if-range") and etag:
+        # If-Range: serve the range only if the client's copy is still this object.
+        if request.headers["if-range"].strip() != f'"{etag}"':
+            header = None
+    try:
+        byte_range = parse_range_header(header, info.size)
+    except RangeNotSatisfiable as exc:
+        resp = problem(416, "Range not satisfiable", str(exc))
+        resp.headers["Content-Range"] = f"bytes */{info.size}"
+        return resp
+    headers = {"Accept-Ranges": "bytes"}
+    if etag:
+        headers["ETag"] = f'"{etag}"'
+    if private:
+        headers["Cache-Control"] = "private, no-store"
+    if download_name:
+        safe = "".join(ch for ch in download_name if ch.isalnum() or ch in "._-") or "download"
+        headers["Content-Disposition"] = f'attachment; filename="{safe}"'
+    if byte_range is None:
+        chunks = await anyio.to_thread.run_sync(store.open, info.key)
+        headers["Content-Length"] = str(info.size)
+        status = 200
+    else:
+        start, end = byte_range
+        chunks = await anyio.to_thread.run_sync(store.open, info.key, start, end)
+        headers["Content-Length"] = str(end - start + 1)
+        headers["Content-Range"] = f"bytes {start}-{end}/{info.size}"
+        status = 206
+    return StreamingResponse(chunks, status_code=status, media_type=media_type, headers=headers)

@@ -1,0 +1,74 @@
+"""What auditors read: every access to footage and every sign-in, straight from the ledger;
+and the explicit grants that let an auditor play footage."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from sqlalchemy import select
+
+from evidence import clock
+from evidence.access import Principal, require
+from evidence.accounts.models import Role, User
+from evidence.cases.models import AccessGrant, Case
+from evidence.clips.models import Clip
+from evidence.context import Context
+from evidence.errors import InvalidInput, NotFound
+from evidence.ledger.models import LedgerEntry
+
+ACCESS_TYPES = (
+    "clip.viewed", "clip.downloaded", "clip.thumbnail_viewed", "user.logged_in",
+    "user.locked_out", "grant.created", "share.created", "share.revoked", "bundle.downloaded",
+)
+
+
+def recent_access(ctx: Context, principal: Principal, *, limit: int = 100,
+                  before: int | None = None) -> list[dict[str, Any]]:
+    """Access records, newest first; page with `before` (a ledger index)."""
+    require(principal, "audit.read")
+    if not 1 <= limit <= 500:
+        raise InvalidInput("limit is 1 to 500")
+    q = select(LedgerEntry.idx, LedgerEntry.entry).where(LedgerEntry.type.in_(ACCESS_TYPES))
+    if before is not None:
+        q = q.where(LedgerEntry.idx < before)
+    with ctx.db.session() as s:
+        rows = s.execute(q.order_by(LedgerEntry.idx.desc()).limit(limit)).all()
+    return [{"index": i, **json.loads(e)} for i, e in rows]
+
+
+def grant_footage(
+    ctx: Context, principal: Principal, *, username: str, reason: str,
+    expires_at: dt.datetime, clip_id: str | None = None, case_id: str | None = None,
+) -> dict[str, Any]:
+    """An admin lets an auditor play one clip or one case's clips, for a while, for a reason."""
+    require(principal, "grants.manage")
+    if (clip_id is None) == (case_id is None):
+        raise InvalidInput("grant access to exactly one of clip_id or case_id")
+    if expires_at <= clock.now() or expires_at > clock.now() + dt.timedelta(days=90):
+        raise InvalidInput("a grant expires in the future, within 90 days")
+    if len(reason.strip()) < 5:
+        raise InvalidInput("say why the grant is needed (at least 5 characters)")
+    with ctx.db.write_session() as s:
+        user = s.scalar(select(User).where(User.username == username))
+        if user is None or user.role != Role.auditor:
+            raise NotFound(f"no auditor {username!r}: grants are for auditors")
+        if clip_id and s.get(Clip, clip_id) is None:
+            raise NotFound(f"no clip {clip_id}")
+        if case_id and s.get(Case, case_id) is None:
+            raise NotFound(f"no case {case_id}")
+        grant = AccessGrant(user_id=user.id, clip_id=clip_id, case_id=case_id, reason=reason.strip(),
+                            granted_by=principal.user_id, created_at=clock.now(), expires_at=expires_at)
+        s.add(grant)
+        s.flush()
+        subject: dict[str, str | list[str]] = {"grant": grant.id, "user": [user.id, principal.user_id]}
+        if clip_id:
+            subject["clip"] = clip_id
+        if case_id:
+            subject["case"] = case_id
+        ctx.ledger.append_in(s, "grant.created", actor=principal.actor, subject=subject,
+                             grantee=username, reason=grant.reason,
+                             expires_at=clock.rfc3339(expires_at))
+        return {"id": grant.id, "username": username, "clip_id": clip_id, "case_id": case_id,
+                "expires_at": clock.rfc3339(expires_at)}

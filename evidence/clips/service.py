@@ -1,0 +1,311 @@
+"""Finding, reading and annotating clips, always through the access policy.
+
+Every read of footage (proxy, original, thumbnail) is a ledger entry naming who, what,
+when, why and from where.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from evidence import clock
+from evidence.access import Principal, check_reason, clip_filter, require, visible_clip
+from evidence.cases.models import CaseItem
+from evidence.clips.models import Bookmark, Clip, ClipTag, Derivative
+from evidence.context import Context
+from evidence.errors import InvalidInput, NotFound
+from evidence.ledger import merkle
+from evidence.ledger.models import LedgerEntry, LedgerRef
+from evidence.storage import ObjectInfo, original_key
+
+MAX_PAGE = 100
+_TAG = re.compile(r"^[\w][\w .:/-]{0,63}$")
+# Range requests of one viewing (a browser fetches many while playing and seeking) are one
+# ledger entry: a repeat by the same user, same clip, same reason within this window is not.
+VIEW_WINDOW = dt.timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    officer_id: str | None = None
+    device_id: str | None = None
+    recorded_from: dt.datetime | None = None
+    recorded_to: dt.datetime | None = None
+    case_id: str | None = None
+    category: str | None = None
+    tag: str | None = None
+    text: str | None = None
+    state: str | None = None
+
+
+def search(
+    ctx: Context, principal: Principal, f: SearchFilters, *, page: int = 1, per_page: int = 25
+) -> tuple[list[dict[str, Any]], int]:
+    require(principal, "clips.search")
+    if page < 1 or not 1 <= per_page <= MAX_PAGE:
+        raise InvalidInput(f"page starts at 1 and per_page is 1 to {MAX_PAGE}")
+    where = [clip_filter(principal, footage=False)]
+    if f.officer_id:
+        where.append(Clip.officer_id == f.officer_id)
+    if f.device_id:
+        where.append(Clip.device_id == f.device_id)
+    if f.recorded_from:
+        where.append(Clip.recorded_at >= f.recorded_from)
+    if f.recorded_to:
+        where.append(Clip.recorded_at < f.recorded_to)
+    if f.case_id:
+        where.append(Clip.id.in_(select(CaseItem.clip_id).where(CaseItem.case_id == f.case_id)))
+    if f.category:
+        where.append(Clip.category == f.category)
+    if f.tag:
+        where.append(Clip.id.in_(select(ClipTag.clip_id).where(ClipTag.tag == f.tag)))
+    if f.state:
+        where.append(Clip.state == f.state)
+    if f.text:
+        like = f"%{f.text.lower()}%"
+        where.append(or_(
+            func.lower(Clip.filename).like(like), func.lower(Clip.camera_serial).like(like),
+            Clip.sha256 == f.text.lower(), Clip.id == f.text,
+            Clip.id.in_(select(ClipTag.clip_id).where(func.lower(ClipTag.tag).like(like))),
+            Clip.id.in_(select(Bookmark.clip_id).where(func.lower(Bookmark.note).like(like))),
+        ))
+    with ctx.db.session() as s:
+        total = s.scalar(select(func.count()).select_from(Clip).where(and_(*where))) or 0
+        clips = s.scalars(
+            select(Clip).where(and_(*where))
+            .order_by(Clip.recorded_at.desc().nulls_last(), Clip.ingested_at.desc())
+            .offset((page - 1) * per_page).limit(per_page)
+        ).all()
+        tags = _tags_of(s, [c.id for c in clips])
+        return [summary(c, tags.get(c.id, [])) for c in clips], total
+
+
+def _tags_of(s: Session, clip_ids: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    if clip_ids:
+        for clip_id, tag in s.execute(
+            select(ClipTag.clip_id, ClipTag.tag).where(ClipTag.clip_id.in_(clip_ids)).order_by(ClipTag.tag)
+        ):
+            out.setdefault(clip_id, []).append(tag)
+    return out
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    return clock.rfc3339(t) if t else None
+
+
+def summary(c: Clip, tags: list[str]) -> dict[str, Any]:
+    return {
+        "id": c.id, "filename": c.filename, "state": c.state, "sha256": c.sha256,
+        "size": c.size, "officer_id": c.officer_id, "device_id": c.device_id,
+        "camera_serial": c.camera_serial, "recorded_at": _iso(c.recorded_at),
+        "ingested_at": _iso(c.ingested_at), "category": c.category, "tags": tags,
+        "duration_ms": c.duration_ms, "width": c.width, "height": c.height,
+        "playable": c.state in ("stored", "ready"),
+    }
+
+
+def detail(ctx: Context, principal: Principal, clip_id: str) -> dict[str, Any]:
+    """Metadata, hashes, integrity and the custody timeline (its ledger entries)."""
+    require(principal, "clips.read")
+    with ctx.db.session() as s:
+        clip = visible_clip(s, principal, clip_id, footage=False)
+        tags = _tags_of(s, [clip.id]).get(clip.id, [])
+        derivatives = s.scalars(select(Derivative).where(Derivative.clip_id == clip.id)).all()
+        bookmarks = s.scalars(
+            select(Bookmark).where(Bookmark.clip_id == clip.id).order_by(Bookmark.at_ms)
+        ).all()
+        rows = s.execute(
+            select(LedgerEntry.idx, LedgerEntry.entry, LedgerEntry.leaf_hash)
+            .join(LedgerRef, LedgerRef.idx == LedgerEntry.idx)
+            .where(LedgerRef.ref == f"clip:{clip.id}").order_by(LedgerEntry.idx)
+        ).all()
+        out = summary(clip, tags)
+    size = ctx.ledger.size()
+    custody = [_custody_item(idx, entry, leaf, size) for idx, entry, leaf in rows]
+    out.update({
+        "container": clip.container, "video_codec": clip.video_codec,
+        "audio_codec": clip.audio_codec, "frame_rate": clip.frame_rate,
+        "rotation": clip.rotation, "gps": clip.gps, "sidecar": clip.sidecar,
+        "media_error": clip.media_error,
+        "original": {"key": original_key(clip.sha256), "sha256": clip.sha256, "size": clip.size},
+        "derivatives": [
+            {"kind": d.kind, "sha256": d.sha256, "size": d.size, "recipe": d.recipe,
+             "created_at": _iso(d.created_at)} for d in derivatives
+        ],
+        "bookmarks": [
+            {"id": b.id, "at_ms": b.at_ms, "note": b.note, "created_at": _iso(b.created_at)}
+            for b in bookmarks
+        ],
+        "integrity": _integrity(clip, custody),
+        "custody": custody,
+    })
+    return out
+
+
+def _custody_item(index: int, entry: bytes, leaf: bytes, tree_size: int) -> dict[str, Any]:
+    data = json.loads(entry)
+    return {
+        "index": index, "type": data.get("type"), "at": data.get("at"),
+        "actor": data.get("actor"), "entry": data,
+        "leaf_hash": base64.b64encode(leaf).decode(),
+        "leaf_matches": merkle.leaf_hash(entry) == leaf,
+        "proof": f"/api/v1/ledger/proofs/inclusion?index={index}&tree_size={tree_size}",
+    }
+
+
+def _integrity(clip: Clip, custody: list[dict[str, Any]]) -> dict[str, Any]:
+    ingested = [c for c in custody if c["type"] == "clip.ingested"]
+    vouched = bool(ingested) and ingested[0]["entry"].get("sha256") == clip.sha256
+    ok = vouched and all(c["leaf_matches"] for c in custody)
+    return {
+        "status": "verified" if ok else ("pending" if not ingested else "MISMATCH"),
+        "detail": (
+            "the original's SHA-256 was verified at ingest and is committed in the ledger"
+            if ok else "not yet verified" if not ingested
+            else "the ledger does not vouch for this clip's recorded hash"
+        ),
+    }
+
+
+# -- footage ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Footage:
+    key: str
+    info: ObjectInfo
+    media_type: str
+    filename: str
+
+
+FOOTAGE_KINDS = {
+    "proxy": ("clip.viewed", "video/mp4"),
+    "original": ("clip.downloaded", "application/octet-stream"),
+    "thumbnail": ("clip.thumbnail_viewed", "image/jpeg"),
+}
+
+
+def open_footage(
+    ctx: Context, principal: Principal, clip_id: str, kind: str, *, reason: str | None,
+    source_ip: str | None,
+) -> Footage:
+    """Check access, record it in the ledger, and say where the bytes are.
+
+    Proxies and originals need a reason; a thumbnail is recorded with the reason
+    "browsing" since it is shown in search results.
+    """
+    require(principal, "clips.view_footage")
+    entry_type, media_type = FOOTAGE_KINDS[kind]
+    why = "browsing" if kind == "thumbnail" else check_reason(reason, ctx.settings.access_reasons)
+    with ctx.db.session() as s:
+        clip = visible_clip(s, principal, clip_id, footage=True)
+        key, filename, sha256 = _footage_key(s, clip, kind)
+    info = ctx.store.stat(key)
+    if not _recently_recorded(ctx, principal, clip_id, entry_type, why):
+        ctx.ledger.append(
+            entry_type, actor=principal.actor, subject={"clip": clip_id, "user": principal.user_id},
+            role=principal.role.value, reason=why, source_ip=source_ip or "unknown",
+            object=key, sha256=sha256,
+        )
+    return Footage(key, info, media_type, filename)
+
+
+def _footage_key(s: Session, clip: Clip, kind: str) -> tuple[str, str, str]:
+    """(object key, download file name, the SHA-256 the ledger records for it)."""
+    stem = (clip.filename or clip.id).rsplit(".", 1)[0]
+    if kind == "original":
+        return original_key(clip.sha256), clip.filename or f"{clip.id}.bin", clip.sha256
+    d = s.scalar(select(Derivative).where(Derivative.clip_id == clip.id, Derivative.kind == kind))
+    if d is None:
+        raise NotFound(f"clip {clip.id} has no {kind} (state: {clip.state})")
+    return d.key, f"{stem}-{kind}{'.mp4' if kind == 'proxy' else '.jpg'}", d.sha256
+
+
+def _recently_recorded(ctx: Context, p: Principal, clip_id: str, entry_type: str, why: str) -> bool:
+    since = clock.now() - VIEW_WINDOW
+    with ctx.db.session() as s:
+        rows = s.scalars(
+            select(LedgerEntry.entry)
+            .join(LedgerRef, LedgerRef.idx == LedgerEntry.idx)
+            .where(LedgerRef.ref == f"user:{p.user_id}", LedgerEntry.type == entry_type,
+                   LedgerEntry.at >= since)
+            .order_by(LedgerEntry.idx.desc()).limit(50)
+        ).all()
+    for raw in rows:
+        e = json.loads(raw)
+        if e.get("subject", {}).get("clip") == clip_id and e.get("reason") == why:
+            return True
+    return False
+
+
+# -- annotations -----------------------------------------------------------------------------
+
+
+def set_category(ctx: Context, principal: Principal, clip_id: str, category: str) -> None:
+    require(principal, "clips.tag")
+    if category not in ctx.settings.categories:
+        raise InvalidInput(f"unknown category {category!r}; choose one of: {', '.join(ctx.settings.categories)}")
+    with ctx.db.write_session() as s:
+        clip = visible_clip(s, principal, clip_id, footage=False)
+        old = clip.category
+        if old == category:
+            return
+        clip.category = category
+        ctx.ledger.append_in(s, "clip.categorised", actor=principal.actor,
+                             subject={"clip": clip.id, "user": principal.user_id},
+                             category=category, previous=old)
+
+
+def add_tag(ctx: Context, principal: Principal, clip_id: str, tag: str) -> list[str]:
+    require(principal, "clips.tag")
+    tag = tag.strip()
+    if not _TAG.match(tag):
+        raise InvalidInput("a tag is 1-64 letters, digits, spaces or . : / - (e.g. an incident number)")
+    with ctx.db.write_session() as s:
+        clip = visible_clip(s, principal, clip_id, footage=False)
+        if s.get(ClipTag, (clip.id, tag)) is None:
+            s.add(ClipTag(clip_id=clip.id, tag=tag, added_by=principal.user_id, added_at=clock.now()))
+            ctx.ledger.append_in(s, "clip.tagged", actor=principal.actor,
+                                 subject={"clip": clip.id, "user": principal.user_id}, tag=tag)
+        s.flush()
+        return _tags_of(s, [clip.id]).get(clip.id, [])
+
+
+def remove_tag(ctx: Context, principal: Principal, clip_id: str, tag: str) -> None:
+    require(principal, "clips.tag")
+    with ctx.db.write_session() as s:
+        clip = visible_clip(s, principal, clip_id, footage=False)
+        row = s.get(ClipTag, (clip.id, tag))
+        if row is None:
+            raise NotFound(f"clip has no tag {tag!r}")
+        s.delete(row)
+        ctx.ledger.append_in(s, "clip.untagged", actor=principal.actor,
+                             subject={"clip": clip.id, "user": principal.user_id}, tag=tag)
+
+
+def add_bookmark(ctx: Context, principal: Principal, clip_id: str, at_ms: int, note: str) -> dict[str, Any]:
+    require(principal, "clips.bookmark")
+    note = note.strip()
+    if not 1 <= len(note) <= 2000 or at_ms < 0:
+        raise InvalidInput("a bookmark needs a time (ms, >= 0) and a note of 1-2000 characters")
+    with ctx.db.write_session() as s:
+        clip = visible_clip(s, principal, clip_id, footage=True)
+        if clip.duration_ms is not None and at_ms > clip.duration_ms:
+            raise InvalidInput(f"the clip is only {clip.duration_ms} ms long")
+        b = Bookmark(clip_id=clip.id, user_id=principal.user_id, at_ms=at_ms, note=note,
+                     created_at=clock.now())
+        s.add(b)
+        s.flush()
+        ctx.ledger.append_in(s, "clip.bookmarked", actor=principal.actor,
+                             subject={"clip": clip.id, "user": principal.user_id},
+                             bookmark=b.id, at_ms=at_ms, note=note)
+        return {"id": b.id, "at_ms": at_ms, "note": note, "created_at": _iso(b.created_at)}

@@ -1,0 +1,183 @@
+"""Reviewing footage through the API: each role sees what the policy says, every play and
+download needs a reason and leaves a ledger entry, Range requests work as browsers need."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+import httpx
+import pytest
+
+from evidence.accounts.service import create_device
+from evidence.context import Context
+from evidence.ingest.service import process_upload
+from tests.fixtures.api import running_api
+from tests.fixtures.ingest import Dock
+from tests.fixtures.media import SIDECAR
+from tests.fixtures.people import Force, make_force
+
+
+@pytest.fixture
+def force(ctx: Context, clip_with_sidecar, clip_mov):
+    """Two clips: one recorded by PC1234 (sidecar), one with no officer."""
+    key = create_device(ctx.ledger, "dock-1").key
+    with running_api(ctx.settings) as url:
+        http = httpx.Client(base_url=url, timeout=30)
+        dock = Dock(http, key)
+        ids = {}
+        for name, clip in (("own", clip_with_sidecar), ("other", clip_mov)):
+            done = dock.dock(clip)
+            process_upload(ctx, done["id"])
+            ids[name] = done["clip_id"]
+        yield make_force(ctx, http), ids, ctx
+
+
+def entries(ctx: Context, type_: str) -> list[dict]:
+    out = []
+    for _, raw in ctx.ledger.entries(0, ctx.ledger.size()):
+        e = json.loads(raw)
+        if e["type"] == type_:
+            out.append(e)
+    return out
+
+
+def search_ids(f: Force, user: str, **params) -> set[str]:
+    r = f.http.get("/api/v1/clips", headers=f.as_(user), params=params)
+    assert r.status_code == 200, r.text
+    return {c["id"] for c in r.json()["items"]}
+
+
+def test_each_role_sees_what_the_policy_allows(force) -> None:
+    f, ids, _ = force
+    assert search_ids(f, "pc_smith") == {ids["own"]}
+    assert search_ids(f, "pc_jones") == set()
+    assert search_ids(f, "eo_brown") == {ids["own"], ids["other"]}
+    assert search_ids(f, "aud_white") == {ids["own"], ids["other"]}
+    assert search_ids(f, "cps_green") == set()
+    assert f.http.get("/api/v1/clips", headers=f.as_("adm_black")).status_code == 403
+    assert f.http.get(f"/api/v1/clips/{ids['other']}", headers=f.as_("pc_smith")).status_code == 404
+    assert f.http.get("/api/v1/clips").status_code == 401
+
+
+def test_search_filters(force) -> None:
+    f, ids, _ = force
+    eo = "eo_brown"
+    assert search_ids(f, eo, officer_id="PC1234") == {ids["own"]}
+    assert search_ids(f, eo, q="BWV-7781") == {ids["own"]}
+    assert search_ids(f, eo, **{"from": "2024-07-03T00:00:00Z", "to": "2024-07-04T00:00:00Z"}) == {ids["own"]}
+    f.http.post(f"/api/v1/clips/{ids['other']}/tags", headers=f.as_(eo), json={"tag": "INC-42"})
+    assert search_ids(f, eo, tag="INC-42") == {ids["other"]}
+    page = f.http.get("/api/v1/clips", headers=f.as_(eo), params={"per_page": 1, "page": 2}).json()
+    assert page["total"] == 2 and len(page["items"]) == 1
+
+
+def test_playing_needs_a_reason_and_is_audited_once_per_viewing(force) -> None:
+    f, ids, ctx = force
+    url = f"/api/v1/clips/{ids['own']}/stream"
+    r = f.http.get(url, headers=f.as_("pc_smith"))
+    assert r.status_code == 422 and "reason" in r.json()["detail"]
+    assert entries(ctx, "clip.viewed") == []
+    headers = {**f.as_("pc_smith"), "Range": "bytes=0-99"}
+    r = f.http.get(url, headers=headers, params={"reason": "investigation: burglary 42"})
+    assert r.status_code == 206 and len(r.content) == 100
+    assert r.headers["content-range"].startswith("bytes 0-99/")
+    assert r.headers["content-type"] == "video/mp4" and r.headers["etag"]
+    size = int(r.headers["content-range"].rsplit("/", 1)[1])
+    r2 = f.http.get(url, headers={**f.as_("pc_smith"), "Range": f"bytes={size - 10}-"},
+                    params={"reason": "investigation: burglary 42"})
+    assert r2.status_code == 206 and len(r2.content) == 10
+    (viewed,) = entries(ctx, "clip.viewed")
+    assert viewed["actor"] == "user:pc_smith" and viewed["reason"] == "investigation: burglary 42"
+    assert viewed["subject"]["clip"] == ids["own"] and viewed["source_ip"] == "127.0.0.1"
+    # If-Range with a stale validator gets the whole proxy, not a range of something else.
+    r3 = f.http.get(url, headers={**headers, "If-Range": '"stale"'},
+                    params={"reason": "investigation: burglary 42"})
+    assert r3.status_code == 200 and len(r3.content) == size
+
+
+def test_original_download_is_the_docked_bytes_and_audited(force, clip_with_sidecar) -> None:
+    f, ids, ctx = force
+    r = f.http.get(f"/api/v1/clips/{ids['own']}/original", headers=f.as_("eo_brown"),
+                   params={"reason": "disclosure"})
+    assert r.status_code == 200
+    assert hashlib.sha256(r.content).hexdigest() == clip_with_sidecar.sha256
+    assert "attachment" in r.headers["content-disposition"]
+    (d,) = entries(ctx, "clip.downloaded")
+    assert d["sha256"] == clip_with_sidecar.sha256 and d["reason"] == "disclosure"
+
+
+def test_auditor_plays_footage_only_with_an_explicit_grant(force) -> None:
+    f, ids, ctx = force
+    url = f"/api/v1/clips/{ids['other']}/stream"
+    params = {"reason": "audit"}
+    assert f.http.get(f"/api/v1/clips/{ids['other']}", headers=f.as_("aud_white")).status_code == 200
+    assert f.http.get(url, headers=f.as_("aud_white"), params=params).status_code == 403
+    expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
+    body = {"username": "aud_white", "clip_id": ids["other"], "reason": "complaint review 7",
+            "expires_at": expires}
+    assert f.http.post("/api/v1/grants", headers=f.as_("eo_brown"), json=body).status_code == 403
+    assert f.http.post("/api/v1/grants", headers=f.as_("adm_black"), json=body).status_code == 201
+    assert f.http.get(url, headers=f.as_("aud_white"), params=params).status_code == 200
+    assert entries(ctx, "grant.created")[0]["grantee"] == "aud_white"
+    # Admins manage, they do not watch.
+    assert f.http.get(url, headers=f.as_("adm_black"), params=params).status_code == 403
+
+
+def test_clip_detail_has_hashes_integrity_and_custody_with_proofs(force) -> None:
+    f, ids, ctx = force
+    f.http.get(f"/api/v1/clips/{ids['own']}/stream", headers=f.as_("eo_brown"),
+               params={"reason": "court preparation"})
+    d = f.http.get(f"/api/v1/clips/{ids['own']}", headers=f.as_("eo_brown")).json()
+    assert d["integrity"]["status"] == "verified"
+    assert d["officer_id"] == SIDECAR["officer_id"] and d["original"]["sha256"] == d["sha256"]
+    assert {x["kind"] for x in d["derivatives"]} == {"proxy", "thumbnail"}
+    types = [c["type"] for c in d["custody"]]
+    assert types[:2] == ["upload.completed", "clip.ingested"] and "clip.viewed" in types
+    proof = f.http.get(d["custody"][1]["proof"], headers=f.as_("aud_white"))
+    assert proof.status_code == 200 and proof.json()["hashes"]
+
+
+def test_tags_categories_bookmarks_are_recorded(force) -> None:
+    f, ids, ctx = force
+    clip = ids["own"]
+    r = f.http.put(f"/api/v1/clips/{clip}/category", headers=f.as_("pc_smith"), json={"category": "evidential"})
+    assert r.status_code == 204
+    bad = f.http.put(f"/api/v1/clips/{clip}/category", headers=f.as_("pc_smith"), json={"category": "nope"})
+    assert bad.status_code == 422
+    assert f.http.post(f"/api/v1/clips/{clip}/tags", headers=f.as_("pc_smith"), json={"tag": "INC-7"}).json() == {"tags": ["INC-7"]}
+    bm = f.http.post(f"/api/v1/clips/{clip}/bookmarks", headers=f.as_("pc_smith"),
+                     json={"at_ms": 1500, "note": "suspect enters"})
+    assert bm.status_code == 201
+    assert f.http.post(f"/api/v1/clips/{clip}/tags", headers=f.as_("aud_white"), json={"tag": "x"}).status_code == 403
+    d = f.http.get(f"/api/v1/clips/{clip}", headers=f.as_("pc_smith")).json()
+    assert d["category"] == "evidential" and d["tags"] == ["INC-7"]
+    assert d["bookmarks"][0]["note"] == "suspect enters"
+    assert [e["type"] for e in (entries(ctx, "clip.categorised") + entries(ctx, "clip.tagged") + entries(ctx, "clip.bookmarked"))] == ["clip.categorised", "clip.tagged", "clip.bookmarked"]
+
+
+def test_cases_exhibits_and_membership(force) -> None:
+    f, ids, ctx = force
+    assert f.http.post("/api/v1/cases", headers=f.as_("pc_smith"), json={"title": "x", "reference": "y"}).status_code == 403
+    case = f.http.post("/api/v1/cases", headers=f.as_("eo_brown"),
+                       json={"title": "R v Doe", "reference": "URN 01AB2345678"}).json()
+    r = f.http.post(f"/api/v1/cases/{case['id']}/items", headers=f.as_("eo_brown"),
+                    json={"clip_ids": [ids["own"], ids["other"], ids["own"]]})
+    assert [a["exhibit_ref"] for a in r.json()["added"]] == ["PC1234/1", "EX/2"]
+    # A CPS lawyer added as a member sees the case and its clips; before that, nothing.
+    assert f.http.get(f"/api/v1/cases/{case['id']}", headers=f.as_("cps_green")).status_code == 404
+    assert f.http.post(f"/api/v1/cases/{case['id']}/members", headers=f.as_("eo_brown"),
+                       json={"username": "cps_green"}).status_code == 204
+    detail = f.http.get(f"/api/v1/cases/{case['id']}", headers=f.as_("cps_green")).json()
+    assert len(detail["exhibits"]) == 2
+    assert search_ids(f, "cps_green") == {ids["own"], ids["other"]}
+    assert search_ids(f, "eo_brown", case_id=case["id"]) == {ids["own"], ids["other"]}
+
+
+def test_auditor_reads_recent_access(force) -> None:
+    f, ids, _ = force
+    f.http.get(f"/api/v1/clips/{ids['own']}/stream", headers=f.as_("pc_smith"), params={"reason": "investigation"})
+    items = f.http.get("/api/v1/audit/access", headers=f.as_("aud_white")).json()["items"]
+    assert any(i["type"] == "clip.viewed" and i["actor"] == "user:pc_smith" for i in items)
+    assert f.http.get("/api/v1/audit/access", headers=f.as_("eo_brown")).status_code == 403
