@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api import problems
+from api.security import SecurityHeaders
 from api.routes import audit, auth, cases, clips, health, ledger, uploads
 from evidence import __version__
 from evidence.config import Settings, get_settings
@@ -25,6 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db = ctx.db
     app.state.store = ctx.store
     problems.install(app)
+    app.add_middleware(SecurityHeaders)
     app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(ledger.router)

@@ -154,7 +154,7 @@ def up(
         [sys.executable, "-m", "evidence", "worker", "--concurrency=1", "--beat"]
     )
     typer.echo(f"worker: pid {worker_proc.pid}")
-    typer.echo(f"API: http://{host}:{port}/  (OpenAPI docs at http://{host}:{port}/docs)")
+    typer.echo(f"API: http://{host}:{port}/api/v1  (OpenAPI: http://{host}:{port}/openapi.json)")
     try:
         _run_api(host, port)
     finally:
