@@ -35,7 +35,15 @@ def context() -> Context:
 def process_upload(self, upload_id: str) -> str:  # type: ignore[no-untyped-def]
     from evidence.ingest.service import process_upload as process
 
-    state = process(context(), upload_id)
+    last: dict[str, int] = {}
+
+    def progress(kind: str, fraction: float) -> None:
+        tenth = int(fraction * 10)
+        if last.get(kind) != tenth:  # a log line per 10%, not per ffmpeg tick
+            last[kind] = tenth
+            log.info("upload %s: %s %d%%", upload_id, kind, tenth * 10)
+
+    state = process(context(), upload_id, progress=progress)
     log.info("upload %s: %s", upload_id, state)
     return state
 

@@ -355,10 +355,21 @@ def _record_ingest(ctx: Context, upload: Upload, facts: media.MediaFacts) -> Non
         )
 
 
-DERIVATIVES: dict[str, tuple[str, str]] = {
-    # kind: (file name in derived/{clip_id}/, media function)
-    "proxy": ("proxy.mp4", "transcode_proxy"),
-    "thumbnail": ("thumbnail.jpg", "make_thumbnail"),
+ProgressFn = Callable[[float], None] | None
+
+
+def _proxy(src: Path, out: Path, sha256: str, progress: ProgressFn) -> media.Recipe:
+    return media.transcode_proxy(src, out, input_sha256=sha256, progress=progress)
+
+
+def _thumbnail(src: Path, out: Path, sha256: str, progress: ProgressFn) -> media.Recipe:
+    return media.make_thumbnail(src, out, input_sha256=sha256)
+
+
+# kind: (file name under derived/{clip_id}/, how to make it)
+DERIVATIVES: dict[str, tuple[str, Callable[[Path, Path, str, ProgressFn], media.Recipe]]] = {
+    "proxy": ("proxy.mp4", _proxy),
+    "thumbnail": ("thumbnail.jpg", _thumbnail),
 }
 
 
@@ -372,16 +383,12 @@ def _make_derivatives(
         if clip.state not in (ClipState.stored, ClipState.ready):
             return  # unplayable or rejected: nothing to derive
         done = set(s.scalars(select(Derivative.kind).where(Derivative.clip_id == clip_id)))
-    for kind, (name, fn) in DERIVATIVES.items():
+    for kind, (name, make) in DERIVATIVES.items():
         if kind in done:
             continue
         out = src.parent / name
-        make = getattr(media, fn)
-        if kind == "proxy":
-            recipe = make(src, out, input_sha256=sha256,
-                          progress=(lambda f: progress(kind, f)) if progress else None)
-        else:
-            recipe = make(src, out, input_sha256=sha256)
+        report = (lambda f, k=kind: progress(k, f)) if progress else None
+        recipe = make(src, out, sha256, report)
         key = f"derived/{clip_id}/{name}"
         with out.open("rb") as f:
             stored = ctx.store.put(key, f, expected_sha256=recipe.output_sha256)
