@@ -19,11 +19,17 @@ _bearer_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
 def current_device(request: Request) -> Device:
-    """The calling device, or 401: a device may only create, read and complete uploads."""
+    """The calling device, or 401 with `WWW-Authenticate: Device` (a 401 must name the scheme
+    it wants, RFC 9110 §11.6.1): a device may only create, read and complete uploads."""
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "device" or not key.strip():
-        raise NotAuthenticated("this route is for docking devices: send `Authorization: Device <key>`")
-    return authenticate_device(request.app.state.ctx.ledger, key.strip())
+    try:
+        if scheme.lower() != "device" or not key.strip():
+            raise NotAuthenticated(
+                "this route is for docking devices: send `Authorization: Device <key>`")
+        return authenticate_device(request.app.state.ctx.ledger, key.strip())
+    except NotAuthenticated as exc:
+        raise HTTPException(
+            401, str(exc), headers={"WWW-Authenticate": 'Device realm="evidence"'}) from None
 
 
 def current_principal(

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from evidence.errors import EvidenceError
 
 PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger(__name__)
 
 
 def problem(status: int, title: str, detail: str = "", **extra: object) -> JSONResponse:
@@ -31,6 +35,14 @@ def install(app: FastAPI) -> None:
         for k, v in (exc.headers or {}).items():
             resp.headers[k] = v
         return resp
+
+    @app.exception_handler(DataError)
+    async def _data_error(req: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value the request carried, e.g. PostgreSQL and a NUL
+        # character in an id, a filter or a form field: bad input, not a server fault.
+        log.warning("%s %s: the database refused a value: %s", req.method, req.url.path, exc.orig)
+        return problem(422, "Invalid input", "A value in the request cannot be stored or "
+                       "searched for (text may not contain NUL characters).")
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_req: Request, exc: RequestValidationError) -> JSONResponse:

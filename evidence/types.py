@@ -27,6 +27,11 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
+# The largest value a BigInteger column (ledger indices, sizes, offsets, milliseconds) holds on
+# both engines: numbers from requests are bounded by it, so none reaches the database too big.
+MAX_BIGINT = 2**63 - 1
+
+
 def new_id() -> str:
     """A random UUID as text: ids are opaque and never reveal counts or order."""
     return str(uuid.uuid4())

@@ -10,13 +10,14 @@ from pydantic import BaseModel, Field
 from api.gates import gate
 from evidence import audit
 from evidence.access import ACTIONS, Principal
+from evidence.types import MAX_BIGINT
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
 
 
 @router.get("/audit/access")
 def recent_access(request: Request, limit: int = Query(100, ge=1, le=500),
-                  before: int | None = Query(None, ge=0),
+                  before: int | None = Query(None, ge=0, le=MAX_BIGINT),
                   principal: Principal = Depends(gate("audit.read"))) -> dict:
     return {"items": audit.recent_access(request.app.state.ctx, principal, limit=limit, before=before)}
 

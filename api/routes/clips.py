@@ -13,6 +13,7 @@ from api.streaming import ranged_response
 from evidence.access import Principal
 from evidence.clips import service
 from evidence.clips.service import SearchFilters
+from evidence.types import MAX_BIGINT
 
 router = APIRouter(prefix="/api/v1", tags=["clips"])
 
@@ -37,7 +38,7 @@ def search_clips(
     tag: str | None = None,
     q: str | None = Query(None, max_length=200),
     state: str | None = None,
-    page: int = Query(1, ge=1),
+    page: int = Query(1, ge=1, le=MAX_BIGINT // 100),  # the row offset must fit too
     per_page: int = Query(25, ge=1, le=100),
     principal: Principal = Depends(gate("clips.search")),
 ) -> dict:
@@ -124,7 +125,7 @@ def remove_tag(clip_id: str, tag: str, request: Request,
 
 
 class BookmarkBody(BaseModel):
-    at_ms: int = Field(ge=0)
+    at_ms: int = Field(ge=0, le=MAX_BIGINT)
     note: str = Field(min_length=1, max_length=2000)
 
 

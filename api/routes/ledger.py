@@ -15,6 +15,7 @@ from api.gates import gate, public
 from evidence.access import Principal
 from evidence.errors import ProofError
 from evidence.ledger.service import Ledger
+from evidence.types import MAX_BIGINT
 
 router = APIRouter(prefix="/api/v1/ledger", tags=["ledger"])
 MAX_ENTRIES_PAGE = 1000
@@ -29,7 +30,7 @@ def _b64(h: bytes) -> str:
 
 
 @router.get("/checkpoint", response_class=PlainTextResponse)
-def checkpoint(request: Request, size: int | None = Query(None, ge=1),
+def checkpoint(request: Request, size: int | None = Query(None, ge=1, le=MAX_BIGINT),
                _: None = Depends(public)) -> str:
     # Public: a tree size and a signed root reveal nothing, and anyone holding an old
     # checkpoint (the defence, a court) must be able to check the log only grew.
@@ -44,25 +45,28 @@ def key(request: Request, _: None = Depends(public)) -> str:
 
 
 @router.get("/entries")
-def entries(request: Request, start: int = Query(0, ge=0), end: int | None = Query(None, ge=0),
+def entries(request: Request, start: int = Query(0, ge=0, le=MAX_BIGINT),
+            end: int | None = Query(None, ge=0, le=MAX_BIGINT),
             _: Principal = Depends(gate("ledger.read"))) -> dict:
     end = start + MAX_ENTRIES_PAGE if end is None else end
     if end < start:
         raise ProofError(f"end ({end}) is before start ({start})")
-    end = min(end, start + MAX_ENTRIES_PAGE)
+    end = min(end, start + MAX_ENTRIES_PAGE, MAX_BIGINT)
     rows = _ledger(request).entries(start, end)
     return {"entries": [{"index": i, "entry": _b64(e)} for i, e in rows]}
 
 
 @router.get("/proofs/inclusion")
-def inclusion(request: Request, index: int = Query(..., ge=0), tree_size: int = Query(..., ge=1),
+def inclusion(request: Request, index: int = Query(..., ge=0, le=MAX_BIGINT),
+              tree_size: int = Query(..., ge=1, le=MAX_BIGINT),
               _: Principal = Depends(gate("ledger.read"))) -> dict:
     hashes = _ledger(request).inclusion_proof(index, tree_size)
     return {"index": index, "tree_size": tree_size, "hashes": [_b64(h) for h in hashes]}
 
 
 @router.get("/proofs/consistency")
-def consistency(request: Request, first: int = Query(..., ge=1), second: int = Query(..., ge=1),
+def consistency(request: Request, first: int = Query(..., ge=1, le=MAX_BIGINT),
+                second: int = Query(..., ge=1, le=MAX_BIGINT),
                 _: Principal = Depends(gate("ledger.read"))) -> dict:
     hashes = _ledger(request).consistency_proof(first, second)
     return {"first": first, "second": second, "hashes": [_b64(h) for h in hashes]}

@@ -12,13 +12,14 @@ from api.auth import current_device
 from evidence.accounts.models import Device
 from evidence.ingest import service
 from evidence.ingest.models import UploadState
+from evidence.types import MAX_BIGINT
 
 router = APIRouter(prefix="/api/v1/uploads", tags=["ingest"])
 
 
 class Declaration(BaseModel):
     sha256: str = Field(min_length=64, max_length=64, description="SHA-256 of the clip, hex")
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, le=MAX_BIGINT)
     filename: str = Field(min_length=1, max_length=255)
     metadata: dict[str, Any] | None = None
 
