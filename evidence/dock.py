@@ -414,6 +414,10 @@ class Declared:
     parts: tuple[Part, ...]
 
 
+# Generous: joining a 100 GiB clip's parts takes minutes on a slow disk.
+COMPLETE_TIMEOUT = 1800.0
+
+
 class Api:
     """The few calls a dock makes. Only API calls carry the device key: part URLs point at
     the object store, which must never see it."""
@@ -444,8 +448,10 @@ class Api:
 
     def complete(self, upload_id: str) -> httpx.Response:
         """The raw answer: the caller tells a 409 (parts missing) from other refusals."""
+        # The server joins the parts inside this request (seconds per GiB): allow for it.
         return self._api_call("complete", lambda: self.client.post(
-            f"{self.base}{UPLOADS_PATH}/{upload_id}/complete", headers=self.auth))
+            f"{self.base}{UPLOADS_PATH}/{upload_id}/complete", headers=self.auth,
+            timeout=httpx.Timeout(COMPLETE_TIMEOUT, connect=10.0)))
 
     def put_part(self, path: Path, part: Part, on_bytes: Callable[[int], None]) -> httpx.Response:
         # A fresh body generator per attempt: a half-sent one cannot be replayed. An explicit

@@ -572,6 +572,9 @@ def transcode_proxy(
     return Recipe(ffmpeg_version(), tuple(args), input_sha256, output_sha256)
 
 
+PROXY_THREADS = 2
+
+
 def proxy_args(*, has_audio: bool) -> list[str]:
     """The proxy's ffmpeg argv with placeholders: the recipe, exactly as it is run."""
     inp = ffmpeg.input(INPUT)
@@ -590,6 +593,9 @@ def proxy_args(*, has_audio: bool) -> list[str]:
         "crf": PROXY_CRF,
         "pix_fmt": "yuv420p",
         "profile:v": "high",
+        # x264's output depends on its thread count, which defaults to the core count: pin
+        # it, so the recipe reproduces the same bytes on any machine.
+        "threads:v": PROXY_THREADS,
         "movflags": "+faststart",
         # A viewing copy carries no tags (GPS, officer names): the original keeps them.
         "map_metadata": -1,

@@ -341,8 +341,29 @@ def test_uploads_whose_task_was_lost_are_found_for_requeueing(station, clip_1080
     later = clock.now() + dt.timedelta(minutes=11)
     clock.set_clock(lambda: later)
     assert stalled_uploads(ctx, dt.timedelta(minutes=10)) == [done["id"]]
-    process_upload(ctx, done["id"])
+    # A worker that is still at it (its heartbeat is recent) is not stalled.
+    with ctx.db.write_session() as s:
+        s.get(Upload, done["id"]).heartbeat_at = later
     assert stalled_uploads(ctx, dt.timedelta(minutes=10)) == []
+    process_upload(ctx, done["id"])
+    clock.set_clock(lambda: later + dt.timedelta(hours=1))
+    assert stalled_uploads(ctx, dt.timedelta(minutes=10)) == []
+
+
+def test_completing_again_hands_over_to_a_worker_only_once(station, clip_1080p: ClipFile) -> None:
+    from evidence.accounts.models import Device
+    from evidence.ingest.service import complete_upload
+
+    dock, ctx = station
+    declared = dock.declare(clip_1080p).json()
+    dock.send(clip_1080p, declared)
+    with ctx.db.session() as s:
+        device = s.scalars(select(Device)).one()
+    assert complete_upload(ctx, device, declared["id"]).newly is True
+    again = complete_upload(ctx, device, declared["id"])
+    assert again.newly is False and again.upload.state == "processing"
+    process_upload(ctx, declared["id"])
+    assert process_upload(ctx, declared["id"]) == "stored", "a stored upload returns at once"
 
 
 def test_evidence_up_then_dock_a_folder(tmp_path: Path, clip_with_sidecar: ClipFile, clip_text: ClipFile) -> None:

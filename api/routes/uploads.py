@@ -41,8 +41,9 @@ def declare(body: Declaration, request: Request, device: Device = Depends(curren
 
 @router.post("/{upload_id}/complete", status_code=202)
 def complete(upload_id: str, request: Request, device: Device = Depends(current_device)) -> JSONResponse:
-    upload = service.complete_upload(request.app.state.ctx, device, upload_id)
-    if upload.state == UploadState.processing:
+    done = service.complete_upload(request.app.state.ctx, device, upload_id)
+    upload = done.upload
+    if done.newly:
         request.app.state.enqueue_processing(upload.id)
     return JSONResponse(
         {"id": upload.id, "state": upload.state, "clip_id": upload.clip_id}, status_code=202

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from evidence import clock, media
@@ -167,20 +167,25 @@ def get_upload(ctx: Context, device: Device, upload_id: str) -> Upload:
     return _own_upload(ctx, device, upload_id)
 
 
-def complete_upload(ctx: Context, device: Device, upload_id: str) -> Upload:
+@dataclass(frozen=True)
+class Completed:
+    upload: Upload
+    newly: bool  # this call moved it to processing: the caller enqueues the work once
+
+
+def complete_upload(ctx: Context, device: Device, upload_id: str) -> Completed:
     """All parts are in: assemble them, create the clip record, hand over to a worker.
 
-    Returns the upload; the caller enqueues `process_upload` when its state is
-    `processing`. Completing again is harmless.
+    Completing again is harmless and enqueues nothing more.
     """
     upload = _own_upload(ctx, device, upload_id)
     if upload.state != UploadState.pending:
-        return upload
+        return Completed(upload, False)
     _assemble(ctx, upload)
     with ctx.db.write_session() as s:
         upload = s.get(Upload, upload_id)
         if upload is None or upload.state != UploadState.pending:
-            return upload  # type: ignore[return-value]  # completed concurrently
+            return Completed(upload, False)  # type: ignore[arg-type]  # completed concurrently
         clip = s.scalar(select(Clip).where(Clip.sha256 == upload.sha256))
         if clip is None:
             clip = _new_clip(upload)
@@ -196,7 +201,7 @@ def complete_upload(ctx: Context, device: Device, upload_id: str) -> Upload:
             subject={"upload": upload.id, "clip": clip.id, "device": device.id},
             sha256=upload.sha256, size=upload.size,
         )
-        return upload
+        return Completed(upload, True)
 
 
 def _assemble(ctx: Context, upload: Upload) -> None:
@@ -262,10 +267,18 @@ def process_upload(
         upload = s.get(Upload, upload_id)
         if upload is None:
             raise NotFound(f"no upload {upload_id}")
-        if upload.state in (UploadState.pending, UploadState.duplicate, UploadState.rejected):
-            return upload.state
+        if upload.state != UploadState.processing:
+            return upload.state  # not complete yet, or nothing (more) to do: stored, rejected
         clip = s.get(Clip, upload.clip_id)
     assert clip is not None
+    beat = _Heartbeat(ctx, upload.id)
+    beat(force=True)
+
+    def report(kind: str, fraction: float) -> None:
+        beat()
+        if progress:
+            progress(kind, fraction)
+
     with _local_copy(ctx, upload, clip) as (path, actual):
         if actual != upload.sha256:
             return _reject(ctx, upload, path, actual)
@@ -273,9 +286,28 @@ def process_upload(
             ctx.store.promote(upload.incoming_key, upload.sha256)
             facts = media.probe(path)
             _record_ingest(ctx, upload, facts)
-        _make_derivatives(ctx, upload.clip_id, path, upload.sha256, progress)  # type: ignore[arg-type]
+        _make_derivatives(ctx, upload.clip_id, path, upload.sha256, report)  # type: ignore[arg-type]
     _finish(ctx, upload.id)
     return UploadState.stored.value
+
+
+class _Heartbeat:
+    """Marks an upload as being worked on, so the stalled-upload sweep leaves it alone."""
+
+    EVERY = dt.timedelta(seconds=30)
+
+    def __init__(self, ctx: Context, upload_id: str):
+        self.ctx, self.upload_id, self.last = ctx, upload_id, None
+
+    def __call__(self, force: bool = False) -> None:
+        now = clock.now()
+        if not force and self.last is not None and now - self.last < self.EVERY:
+            return
+        self.last = now
+        with self.ctx.db.write_session() as s:
+            upload = s.get(Upload, self.upload_id)
+            if upload is not None:
+                upload.heartbeat_at = now
 
 
 @contextmanager
@@ -391,7 +423,9 @@ def _make_derivatives(
         recipe = make(src, out, sha256, report)
         key = f"derived/{clip_id}/{name}"
         with out.open("rb") as f:
-            stored = ctx.store.put(key, f, expected_sha256=recipe.output_sha256)
+            # Write-once: a second worker (a redelivered task) makes the same bytes, since
+            # the recipe is deterministic, and may not replace what the ledger vouches for.
+            stored = ctx.store.put(key, f, expected_sha256=recipe.output_sha256, write_once=True)
         _record_derivative(ctx, clip_id, kind, key, stored.sha256, stored.size, recipe)
 
 
@@ -430,8 +464,8 @@ def stalled_uploads(ctx: Context, older_than: dt.timedelta) -> list[str]:
     """Uploads completed long ago but still processing: their task was lost (the embedded
     broker does not redeliver after a crash). The scheduler enqueues them again."""
     cutoff = clock.now() - older_than
+    last_sign = func.coalesce(Upload.heartbeat_at, Upload.completed_at)
     with ctx.db.session() as s:
         return list(s.scalars(
-            select(Upload.id).where(Upload.state == UploadState.processing,
-                                    Upload.completed_at < cutoff)
+            select(Upload.id).where(Upload.state == UploadState.processing, last_sign < cutoff)
         ))
