@@ -1,0 +1,65 @@
+"""The "verified" marks on a clip's custody timeline, computed on the server.
+
+For each ledger entry of the timeline (from `evidence.clips.service.detail`): the stored leaf
+hash must equal SHA-256(0x00 || entry bytes) (`leaf_matches`, computed by the service), and
+its RFC 9162 inclusion proof, fetched from the ledger service, must lead to the root hash of
+the latest signed checkpoint, whose Ed25519 signature is checked first with the log's own
+verifier key. Nothing here trusts the browser; the page shows the result and the checkpoint
+it was checked against, so a reader can repeat the check offline (docs/ledger.md).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+from evidence.context import Context
+from evidence.errors import LedgerError, NotFound
+from evidence.ledger import merkle
+from evidence.ledger.note import open_checkpoint
+
+
+@dataclass
+class CustodyCheck:
+    tree_size: int = 0
+    root_hash: str = ""  # base64, as in the checkpoint
+    key_name: str = ""
+    verified: dict[int, bool] = field(default_factory=dict)
+    why_not: dict[int, str] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def all_verified(self) -> bool:
+        return self.error is None and bool(self.verified) and all(self.verified.values())
+
+
+def check_custody(ctx: Context, custody: list[dict[str, Any]]) -> CustodyCheck:
+    ledger = ctx.ledger
+    try:
+        verifier = ledger.signer.verifier()
+        checkpoint = open_checkpoint(ledger.latest_checkpoint(), verifier, origin=ledger.origin)
+    except (LedgerError, NotFound) as exc:
+        return CustodyCheck(error=f"the latest checkpoint could not be verified: {exc}")
+    out = CustodyCheck(checkpoint.size, base64.b64encode(checkpoint.root_hash).decode(),
+                       verifier.name)
+    for item in custody:
+        index = int(item["index"])
+        if not item.get("leaf_matches"):
+            out.verified[index] = False
+            out.why_not[index] = "the stored leaf hash is not the hash of the entry's bytes"
+            continue
+        if index >= checkpoint.size:
+            out.verified[index] = False
+            out.why_not[index] = "appended after the latest checkpoint: reload to check it"
+            continue
+        try:
+            proof = ledger.inclusion_proof(index, checkpoint.size)
+            merkle.verify_inclusion(base64.b64decode(item["leaf_hash"]), index,
+                                    checkpoint.size, proof, checkpoint.root_hash)
+        except LedgerError as exc:  # ProofError is a LedgerError
+            out.verified[index] = False
+            out.why_not[index] = str(exc)
+        else:
+            out.verified[index] = True
+    return out

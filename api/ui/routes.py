@@ -1,0 +1,427 @@
+"""The review UI's pages. Each one parses its input, calls the same `evidence` service the
+JSON API route calls (api/routes/*.py), and renders a template; access is decided by the
+policy (evidence/access.py) through `ui_gate` and the services, never here.
+
+Every route declares its gate: `Depends(ui_gate(action))`, or `Depends(public)` for the
+sign-in page, static files and sign-out. Every POST also depends on `csrf_protect`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated
+from urllib.parse import urlencode
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+
+from api.gates import public, ui_gate
+from api.streaming import ranged_response
+from api.ui import session as ui_session
+from api.ui.custody import check_custody
+from api.ui.render import STATIC, UIRoute, render, see_other
+from api.ui.session import csrf_protect
+from evidence import audit, identity
+from evidence.access import Principal, allowed, check_reason, visible_clip
+from evidence.accounts.models import Role
+from evidence.cases import service as cases
+from evidence.clips import service as clips
+from evidence.clips.service import SearchFilters
+from evidence.context import Context
+from evidence.errors import AccessDenied, InvalidInput, NotAuthenticated, NotFound, TooManyAttempts
+
+router = APIRouter(prefix="/ui", route_class=UIRoute, include_in_schema=False)
+
+PER_PAGE = 24
+CSRF = Depends(csrf_protect)
+
+
+def _ctx(request: Request) -> Context:
+    return request.app.state.ctx
+
+
+def _ip(request: Request) -> str:
+    # As the token route: behind a proxy, run uvicorn with --proxy-headers.
+    return request.client.host if request.client else "unknown"
+
+
+def _blank(value: str | None) -> str | None:
+    value = (value or "").strip()
+    return value or None
+
+
+# -- signing in and out ----------------------------------------------------------------------
+
+
+@router.get("/login")
+def login_page(request: Request,
+               next: Annotated[str | None, Query(max_length=2000)] = None,
+               expired: bool = False,
+               _: None = Depends(public)) -> Response:
+    """The sign-in form, below the system-use notice."""
+    if ui_session.current_session(request) is not None and not expired:
+        try:
+            ui_session.ui_principal(request)
+            return RedirectResponse(ui_session.safe_next(next) or "/ui/", status_code=303)
+        except ui_session.LoginRequired:
+            pass
+    return _login_form(request, next=next, notice="Your session has ended: sign in again."
+                       if expired else None)
+
+
+def _login_form(request: Request, *, next: str | None, error: str | None = None,
+                notice: str | None = None, username: str = "", status: int = 200) -> Response:
+    nonce = ui_session.new_login_nonce()
+    response = render(request, "login.html", status=status, next=ui_session.safe_next(next) or "",
+                      error=error, notice=notice, username=username, nonce=nonce)
+    ui_session.set_login_nonce(request, response, nonce)
+    return response
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    username: Annotated[str, Form(max_length=100)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    totp: Annotated[str, Form(max_length=16)] = "",
+    acknowledge: Annotated[str, Form(max_length=10)] = "",
+    nonce: Annotated[str, Form(max_length=200)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "",
+    _: None = Depends(public),  # the sign-in form: rate-limited and audited by identity.login
+) -> Response:
+    """Checks the password (and code) through `identity.login`, the same path, lock-out and
+    rate limit as POST /api/v1/auth/token; on success the token goes into the session cookie."""
+    def again(error: str, status: int) -> Response:
+        return _login_form(request, next=next, error=error, username=username, status=status)
+
+    if not ui_session.login_nonce_ok(request, nonce):
+        return again("The sign-in form had expired. Please sign in again.", 400)
+    if acknowledge != "yes":
+        return again("Confirm that you have read the notice above to continue.", 400)
+    if not username or not password:
+        return again(identity.REFUSED.capitalize() + ".", 401)
+    try:
+        issued = identity.login(_ctx(request), username, password, totp.strip() or None,
+                                source_ip=_ip(request))
+    except TooManyAttempts as exc:
+        response = again(f"Too many failed sign-ins from this address. Try again in "
+                         f"{exc.retry_after} seconds.", 429)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    except NotAuthenticated:
+        # One message for every refusal: never which part was wrong.
+        return again(identity.REFUSED.capitalize() + ".", 401)
+    response = RedirectResponse(ui_session.safe_next(next) or "/ui/", status_code=303)
+    ui_session.start_session(_ctx(request), request, response, issued)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, _: None = Depends(public), __: None = CSRF) -> Response:
+    """Clears the session cookie. (The token inside stays valid until it expires, minutes
+    later, but no browser holds it any more.)"""
+    response = RedirectResponse("/ui/login", status_code=303)
+    ui_session.end_session(request, response)
+    return response
+
+
+@router.get("/")
+def home(principal: Principal = Depends(ui_gate("session.read"))) -> Response:
+    return RedirectResponse("/ui/admin" if principal.role == Role.admin else "/ui/clips",
+                            status_code=303)
+
+
+@router.get("/static/{name}")
+def static(name: str, _: None = Depends(public)) -> Response:
+    """The UI's CSS, JS and icons: only files that exist in api/static, by exact name."""
+    entry = STATIC.get(name)
+    if entry is None:
+        raise NotFound(f"no static file {name!r}")
+    path, media_type, digest = entry
+    return FileResponse(path, media_type=media_type, headers={
+        "Cache-Control": "public, max-age=31536000, immutable", "ETag": f'"{digest}"'})
+
+
+# -- search ------------------------------------------------------------------------------------
+
+
+def _date(value: str | None, name: str, errors: list[str]) -> dt.date | None:
+    if not _blank(value):
+        return None
+    try:
+        return dt.date.fromisoformat(value.strip())  # type: ignore[union-attr]
+    except ValueError:
+        errors.append(f"{name} is not a date (YYYY-MM-DD)")
+        return None
+
+
+def _midnight(d: dt.date | None, *, days: int = 0) -> dt.datetime | None:
+    if d is None:
+        return None
+    return dt.datetime.combine(d + dt.timedelta(days=days), dt.time(), tzinfo=dt.UTC)
+
+
+@router.get("/clips")
+def search_page(
+    request: Request,
+    officer: Annotated[str | None, Query(max_length=64)] = None,
+    date_from: Annotated[str | None, Query(alias="from", max_length=20)] = None,
+    date_to: Annotated[str | None, Query(alias="to", max_length=20)] = None,
+    category: Annotated[str | None, Query(max_length=64)] = None,
+    tag: Annotated[str | None, Query(max_length=64)] = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    state: Annotated[str | None, Query(max_length=16)] = None,
+    case: Annotated[str | None, Query(max_length=36)] = None,
+    view: Annotated[str, Query(pattern="^(list|grid)$")] = "list",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    principal: Principal = Depends(ui_gate("clips.search")),
+) -> Response:
+    ctx = _ctx(request)
+    errors: list[str] = []
+    d_from, d_to = _date(date_from, "From", errors), _date(date_to, "To", errors)
+    filters = SearchFilters(
+        officer_id=_blank(officer), recorded_from=_midnight(d_from),
+        recorded_to=_midnight(d_to, days=1),  # "to" is inclusive: the whole day
+        case_id=_blank(case), category=_blank(category), tag=_blank(tag), text=_blank(q),
+        state=_blank(state),
+    )
+    items, total = clips.search(ctx, principal, filters, page=page, per_page=PER_PAGE)
+    open_cases = cases.list_cases(ctx, principal) if principal.role == Role.evidence_officer else []
+    params = {k: v for k, v in {
+        "officer": officer, "from": date_from, "to": date_to, "category": category, "tag": tag,
+        "q": q, "state": state, "case": case}.items() if _blank(v)}
+    return render(
+        request, "search.html", items=items, total=total, page=page, per_page=PER_PAGE,
+        pages=max(1, -(-total // PER_PAGE)), params=params, view=view, errors=errors,
+        categories=ctx.settings.categories, cases=open_cases,
+        query=lambda **extra: urlencode({**params, "view": view, **extra}),
+        thumbnails=principal.role != Role.auditor,  # auditors play footage only with a grant
+        filtered=bool(params),
+    )
+
+
+# -- a clip ------------------------------------------------------------------------------------
+
+
+def _may_play(ctx: Context, principal: Principal, clip_id: str) -> bool:
+    """The policy's answer to "may this person play this clip" (an auditor needs a grant)."""
+    try:
+        with ctx.db.session() as s:
+            visible_clip(s, principal, clip_id, footage=True)
+    except (AccessDenied, NotFound):
+        return False
+    return allowed(principal, "clips.view_footage")
+
+
+@router.get("/clips/{clip_id}")
+def clip_page(
+    clip_id: str,
+    request: Request,
+    reason: Annotated[str | None, Query(max_length=100)] = None,
+    detail: Annotated[str | None, Query(max_length=400)] = None,
+    principal: Principal = Depends(ui_gate("clips.read")),
+) -> Response:
+    """Metadata, hashes, integrity, player (after a reason), bookmarks, tags, custody."""
+    ctx = _ctx(request)
+    clip = clips.detail(ctx, principal, clip_id)
+    check = check_custody(ctx, clip["custody"])
+    chosen, reason_error = None, None
+    if reason:
+        text = f"{reason}: {detail.strip()}" if detail and detail.strip() else reason
+        try:
+            chosen = check_reason(text, ctx.settings.access_reasons)
+        except InvalidInput as exc:
+            reason_error = str(exc)
+    kinds = {d["kind"] for d in clip["derivatives"]}
+    return render(
+        request, "clip.html", clip=clip, check=check, reasons=ctx.settings.access_reasons,
+        categories=ctx.settings.categories, may_play=_may_play(ctx, principal, clip_id),
+        has_proxy="proxy" in kinds, has_thumbnail="thumbnail" in kinds,
+        reason=chosen, reason_code=reason or "", reason_detail=detail or "",
+        reason_error=reason_error,
+        rejection=next((c["entry"] for c in clip["custody"] if c["type"] == "upload.rejected"), None),
+        q_reason=urlencode({"reason": chosen}) if chosen else "",
+    )
+
+
+async def _footage(request: Request, principal: Principal, clip_id: str, kind: str,
+                   reason: str | None) -> Response:
+    """As api/routes/clips.py: the same `open_footage` (policy + ledger) and `ranged_response`."""
+    ctx = _ctx(request)
+    footage = await anyio.to_thread.run_sync(
+        lambda: clips.open_footage(ctx, principal, clip_id, kind, reason=reason,
+                                   source_ip=_ip(request))
+    )
+    return await ranged_response(
+        request, ctx.store, footage.info, media_type=footage.media_type, private=True,
+        etag=footage.info.sha256,
+        download_name=footage.filename if kind == "original" else None,
+    )
+
+
+@router.get("/clips/{clip_id}/stream")
+async def stream(clip_id: str, request: Request,
+                 reason: Annotated[str | None, Query(max_length=500)] = None,
+                 principal: Principal = Depends(ui_gate("clips.view_footage"))) -> Response:
+    return await _footage(request, principal, clip_id, "proxy", reason)
+
+
+@router.get("/clips/{clip_id}/original")
+async def original(clip_id: str, request: Request,
+                   reason: Annotated[str | None, Query(max_length=500)] = None,
+                   principal: Principal = Depends(ui_gate("clips.view_footage"))) -> Response:
+    return await _footage(request, principal, clip_id, "original", reason)
+
+
+@router.get("/clips/{clip_id}/thumbnail")
+async def thumbnail(clip_id: str, request: Request,
+                    principal: Principal = Depends(ui_gate("clips.view_footage"))) -> Response:
+    return await _footage(request, principal, clip_id, "thumbnail", None)
+
+
+def _clip_url(clip_id: str, anchor: str = "") -> str:
+    return f"/ui/clips/{clip_id}" + (f"#{anchor}" if anchor else "")
+
+
+@router.post("/clips/{clip_id}/tags")
+def add_tag(clip_id: str, request: Request, tag: Annotated[str, Form(max_length=64)] = "",
+            principal: Principal = Depends(ui_gate("clips.tag")), _: None = CSRF) -> Response:
+    try:
+        clips.add_tag(_ctx(request), principal, clip_id, tag)
+    except InvalidInput as exc:
+        return see_other(request, _clip_url(clip_id, "tags"), error=str(exc))
+    return see_other(request, _clip_url(clip_id, "tags"), ok=f"Tag “{tag.strip()}” added.")
+
+
+@router.post("/clips/{clip_id}/tags/remove")
+def remove_tag(clip_id: str, request: Request, tag: Annotated[str, Form(max_length=64)] = "",
+               principal: Principal = Depends(ui_gate("clips.tag")), _: None = CSRF) -> Response:
+    try:
+        clips.remove_tag(_ctx(request), principal, clip_id, tag)
+    except NotFound as exc:
+        return see_other(request, _clip_url(clip_id, "tags"), error=str(exc))
+    return see_other(request, _clip_url(clip_id, "tags"), ok=f"Tag “{tag}” removed.")
+
+
+@router.post("/clips/{clip_id}/category")
+def set_category(clip_id: str, request: Request,
+                 category: Annotated[str, Form(max_length=64)] = "",
+                 principal: Principal = Depends(ui_gate("clips.tag")), _: None = CSRF) -> Response:
+    try:
+        clips.set_category(_ctx(request), principal, clip_id, category)
+    except InvalidInput as exc:
+        return see_other(request, _clip_url(clip_id, "tags"), error=str(exc))
+    return see_other(request, _clip_url(clip_id, "tags"), ok=f"Category set to “{category}”.")
+
+
+_TIME = re.compile(r"^\s*(?:(\d{1,3}):)?(\d{1,5}(?:\.\d{1,3})?)\s*$")
+
+
+def _at_ms(value: str) -> int:
+    """'83.4' or '1:23.4' (minutes:seconds) -> 83400."""
+    m = _TIME.match(value or "")
+    if not m:
+        raise InvalidInput("give the bookmark's time as seconds (83.4) or minutes:seconds (1:23.4)")
+    return round((int(m.group(1) or 0) * 60 + float(m.group(2))) * 1000)
+
+
+@router.post("/clips/{clip_id}/bookmarks")
+def add_bookmark(clip_id: str, request: Request,
+                 at: Annotated[str, Form(max_length=20)] = "",
+                 note: Annotated[str, Form(max_length=2000)] = "",
+                 back: Annotated[str, Form(max_length=2000)] = "",
+                 principal: Principal = Depends(ui_gate("clips.bookmark")),
+                 _: None = CSRF) -> Response:
+    # Back to the page it came from, which keeps the chosen reason and so the player.
+    back = ui_session.safe_next(back) or ""
+    url = back if back.startswith(_clip_url(clip_id)) else _clip_url(clip_id)
+    url += "#bookmarks"
+    try:
+        b = clips.add_bookmark(_ctx(request), principal, clip_id, _at_ms(at), note)
+    except InvalidInput as exc:
+        return see_other(request, url, error=str(exc))
+    return see_other(request, url, ok=f"Bookmark added at {b['at_ms'] / 1000:.1f} s.")
+
+
+# -- cases --------------------------------------------------------------------------------------
+
+
+@router.get("/cases")
+def cases_page(request: Request, principal: Principal = Depends(ui_gate("cases.read"))) -> Response:
+    return render(request, "cases.html", cases=cases.list_cases(_ctx(request), principal))
+
+
+@router.post("/cases")
+def create_case(request: Request,
+                title: Annotated[str, Form(max_length=255)] = "",
+                reference: Annotated[str, Form(max_length=100)] = "",
+                principal: Principal = Depends(ui_gate("cases.create")),
+                _: None = CSRF) -> Response:
+    try:
+        case = cases.create_case(_ctx(request), principal, title, reference)
+    except InvalidInput as exc:
+        return see_other(request, "/ui/cases", error=str(exc))
+    return see_other(request, f"/ui/cases/{case['id']}", ok=f"Case {case['reference']} created.")
+
+
+@router.get("/cases/{case_id}")
+def case_page(case_id: str, request: Request,
+              principal: Principal = Depends(ui_gate("cases.read"))) -> Response:
+    return render(request, "case.html", case=cases.case_detail(_ctx(request), principal, case_id))
+
+
+_IDS = re.compile(r"[0-9A-Za-z-]{8,36}")
+
+
+@router.post("/exhibits")
+def add_exhibits(request: Request,
+                 case_id: Annotated[str, Form(max_length=36)] = "",
+                 clip_ids: Annotated[list[str] | None, Form(max_length=20000)] = None,
+                 back: Annotated[str, Form(max_length=2000)] = "",
+                 principal: Principal = Depends(ui_gate("cases.manage")),
+                 _: None = CSRF) -> Response:
+    """Add clips to a case as exhibits: ticked on the search page, or pasted on the case page
+    (ids separated by spaces, commas or new lines)."""
+    ids = [m for value in clip_ids or [] for m in _IDS.findall(value)]
+    to = ui_session.safe_next(back) or (f"/ui/cases/{case_id}" if case_id else "/ui/cases")
+    if not case_id:
+        return see_other(request, to, error="Choose a case to add the clips to.")
+    if not ids:
+        return see_other(request, to, error="Choose or paste at least one clip.")
+    try:
+        result = cases.add_items(_ctx(request), principal, case_id, ids)
+    except (InvalidInput, NotFound) as exc:
+        return see_other(request, to, error=str(exc))
+    added = ", ".join(a["exhibit_ref"] for a in result["added"]) or "none (already exhibits)"
+    return see_other(request, f"/ui/cases/{case_id}", ok=f"Exhibits added: {added}.")
+
+
+@router.post("/cases/{case_id}/members")
+def add_member(case_id: str, request: Request,
+               username: Annotated[str, Form(max_length=100)] = "",
+               principal: Principal = Depends(ui_gate("cases.manage")),
+               _: None = CSRF) -> Response:
+    try:
+        cases.add_member(_ctx(request), principal, case_id, username.strip())
+    except (InvalidInput, NotFound) as exc:
+        return see_other(request, f"/ui/cases/{case_id}#members", error=str(exc))
+    return see_other(request, f"/ui/cases/{case_id}#members", ok=f"{username.strip()} added.")
+
+
+# -- auditors and admins ---------------------------------------------------------------------------
+
+
+@router.get("/audit")
+def audit_page(request: Request,
+               before: Annotated[int | None, Query(ge=0)] = None,
+               principal: Principal = Depends(ui_gate("audit.read"))) -> Response:
+    items = audit.recent_access(_ctx(request), principal, limit=100, before=before)
+    older = items[-1]["index"] if len(items) == 100 else None
+    return render(request, "audit.html", items=items, older=older, before=before)
+
+
+@router.get("/admin")
+def admin_page(request: Request, principal: Principal = Depends(ui_gate("users.manage"))) -> Response:
+    return render(request, "admin.html")
