@@ -154,6 +154,7 @@ def up(
         [sys.executable, "-m", "evidence", "worker", "--concurrency=1", "--beat"]
     )
     typer.echo(f"worker: pid {worker_proc.pid}")
+    typer.echo(f"sign in: http://{host}:{port}/ui  (create users with: evidence admin create-user)")
     typer.echo(f"API: http://{host}:{port}/api/v1  (OpenAPI: http://{host}:{port}/openapi.json)")
     try:
         _run_api(host, port)
