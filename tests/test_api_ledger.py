@@ -99,6 +99,8 @@ def test_bad_requests_get_problem_json(api, path: str, params: dict, status: int
 def test_health_readiness_metrics_openapi(api) -> None:
     http, _ = api
     assert http.get("/healthz").json() == {"status": "ok"}
+    root = http.get("/", follow_redirects=False)
+    assert root.status_code == 307 and root.headers["location"] == "/ui/"
     ready = http.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "object_store": "ok"}
     assert "python_info" in http.get("/metrics").text

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 
 from api.gates import public
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
@@ -43,3 +43,9 @@ def metrics(_: None = Depends(public)) -> Response:
     # Public on the API port like most Prometheus targets; counts only, no identities.
     # Firewall it off in production if even counts are sensitive.
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/", include_in_schema=False)
+def root(_: None = Depends(public)) -> RedirectResponse:
+    """People who type the server's address land on the sign-in page."""
+    return RedirectResponse("/ui/", status_code=307)
