@@ -31,6 +31,7 @@ from evidence.clips import service as clips
 from evidence.clips.service import SearchFilters
 from evidence.context import Context
 from evidence.errors import AccessDenied, InvalidInput, NotAuthenticated, NotFound, TooManyAttempts
+from evidence.types import MAX_BIGINT
 
 router = APIRouter(prefix="/ui", route_class=UIRoute, include_in_schema=False)
 
@@ -415,7 +416,7 @@ def add_member(case_id: str, request: Request,
 
 @router.get("/audit")
 def audit_page(request: Request,
-               before: Annotated[int | None, Query(ge=0)] = None,
+               before: Annotated[int | None, Query(ge=0, le=MAX_BIGINT)] = None,
                principal: Principal = Depends(ui_gate("audit.read"))) -> Response:
     items = audit.recent_access(_ctx(request), principal, limit=100, before=before)
     older = items[-1]["index"] if len(items) == 100 else None
