@@ -12,8 +12,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 
 from evidence import clock
+from evidence.access import Principal, require
 from evidence.accounts.models import Device, DeviceKind, Role, User
-from evidence.errors import Conflict, InvalidInput
+from evidence.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
 from evidence.ledger.service import Ledger
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
@@ -105,8 +106,6 @@ def create_device(
 
 def authenticate_device(ledger: Ledger, key: str) -> Device:
     """The enabled device holding `key`, or NotAuthenticated."""
-    from evidence.errors import NotAuthenticated
-
     if not key.startswith(DEVICE_KEY_PREFIX):
         raise NotAuthenticated("not a device key: send `Authorization: Device <key>`")
     with ledger.db.session() as s:
@@ -114,3 +113,75 @@ def authenticate_device(ledger: Ledger, key: str) -> Device:
     if device is None or device.disabled:
         raise NotAuthenticated("the device key was refused: check it, or ask an admin to create the device")
     return device
+
+
+# -- administration through the API (the CLI above is the bootstrap path) -------------------
+
+
+def _admin_actor(principal: Principal) -> str:
+    require(principal, "users.manage")
+    return principal.actor
+
+
+def list_users(ledger: Ledger, principal: Principal) -> list[dict[str, object]]:
+    _admin_actor(principal)
+    with ledger.db.session() as s:
+        users = s.scalars(select(User).order_by(User.username)).all()
+    return [_user_dict(u) for u in users]
+
+
+def _user_dict(u: User) -> dict[str, object]:
+    return {"id": u.id, "username": u.username, "role": u.role, "officer_id": u.officer_id,
+            "disabled": u.disabled, "totp": u.totp_secret is not None,
+            "locked_until": u.locked_until.isoformat() if u.locked_until else None}
+
+
+def set_user_state(
+    ledger: Ledger, principal: Principal, username: str, *, disabled: bool | None = None,
+    role: str | None = None,
+) -> dict[str, object]:
+    """Disable or re-enable a user, or change their role; each change is a ledger entry."""
+    actor = _admin_actor(principal)
+    if role is not None:
+        try:
+            role = Role(role).value
+        except ValueError:
+            raise InvalidInput(f"unknown role {role!r}") from None
+    with ledger.db.write_session() as s:
+        user = s.scalar(select(User).where(User.username == username))
+        if user is None:
+            raise NotFound(f"no user {username!r}")
+        if user.id == principal.user_id and (disabled or (role and role != user.role)):
+            raise Conflict("you cannot disable yourself or change your own role")
+        changes: dict[str, object] = {}
+        if disabled is not None and disabled != user.disabled:
+            user.disabled = disabled
+            changes["disabled"] = disabled
+        if role is not None and role != user.role:
+            changes["role"], changes["previous_role"] = role, user.role
+            user.role = role
+        if changes:
+            ledger.append_in(s, "user.updated", actor=actor,
+                             subject={"user": [user.id, principal.user_id]}, username=username,
+                             **changes)
+        return _user_dict(user)
+
+
+def list_devices(ledger: Ledger, principal: Principal) -> list[dict[str, object]]:
+    require(principal, "devices.manage")
+    with ledger.db.session() as s:
+        devices = s.scalars(select(Device).order_by(Device.name)).all()
+    return [{"id": d.id, "name": d.name, "kind": d.kind, "disabled": d.disabled} for d in devices]
+
+
+def set_device_disabled(ledger: Ledger, principal: Principal, name: str, disabled: bool) -> None:
+    require(principal, "devices.manage")
+    with ledger.db.write_session() as s:
+        device = s.scalar(select(Device).where(Device.name == name))
+        if device is None:
+            raise NotFound(f"no device {name!r}")
+        if device.disabled != disabled:
+            device.disabled = disabled
+            ledger.append_in(s, "device.updated", actor=principal.actor,
+                             subject={"device": device.id, "user": principal.user_id},
+                             name=name, disabled=disabled)
