@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(uploads.router)
     app.include_router(clips.router)
     app.include_router(cases.router)
+    app.include_router(cases.shares_router)
     app.include_router(audit.router)
     app.include_router(admin.router)
     app.include_router(ui.router)  # the review UI under /ui (docs/ui.md)

@@ -51,6 +51,7 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "cases.create": frozenset({R.evidence_officer}),
     "cases.read": frozenset({R.evidence_officer, R.cps, R.auditor, R.officer}),
     "cases.manage": frozenset({R.evidence_officer}),
+    "shares.manage": frozenset({R.evidence_officer}),
     "ledger.read": frozenset({R.auditor, R.evidence_officer}),
     "audit.read": frozenset({R.auditor}),
     "grants.manage": frozenset({R.admin}),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
@@ -52,3 +54,30 @@ def add_items(case_id: str, body: Items, request: Request,
 def add_member(case_id: str, body: Member, request: Request,
                principal: Principal = Depends(gate("cases.manage"))) -> None:
     service.add_member(request.app.state.ctx, principal, case_id, body.username)
+
+
+class NewShare(BaseModel):
+    username: str = Field(min_length=1, max_length=100)
+    expires_at: dt.datetime
+
+
+@router.post("/{case_id}/shares", status_code=201)
+def share_case(case_id: str, body: NewShare, request: Request,
+               principal: Principal = Depends(gate("shares.manage"))) -> dict:
+    return service.share_case(request.app.state.ctx, principal, case_id, body.username,
+                              body.expires_at)
+
+
+@router.get("/{case_id}/shares")
+def list_shares(case_id: str, request: Request,
+                principal: Principal = Depends(gate("shares.manage"))) -> dict:
+    return {"items": service.shares_of(request.app.state.ctx, principal, case_id)}
+
+
+shares_router = APIRouter(prefix="/api/v1/shares", tags=["cases"])
+
+
+@shares_router.delete("/{share_id}", status_code=204)
+def revoke_share(share_id: str, request: Request,
+                 principal: Principal = Depends(gate("shares.manage"))) -> None:
+    service.revoke_share(request.app.state.ctx, principal, share_id)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import func, select
 
 from evidence import clock
 from evidence.access import Principal, case_filter, require, visible_case, visible_clip
-from evidence.accounts.models import User
-from evidence.cases.models import Case, CaseItem, CaseMember
+from evidence.accounts.models import Role, User
+from evidence.cases.models import Case, CaseItem, CaseMember, Share
 from evidence.clips.models import Clip
 from evidence.context import Context
 from evidence.errors import InvalidInput, NotFound
@@ -53,6 +54,8 @@ def list_cases(ctx: Context, principal: Principal) -> list[dict[str, Any]]:
 
 def case_detail(ctx: Context, principal: Principal, case_id: str) -> dict[str, Any]:
     require(principal, "cases.read")
+    if principal.role == Role.cps:
+        _record_recipient_access(ctx, principal, case_id)
     with ctx.db.session() as s:
         case = visible_case(s, principal, case_id)
         items = s.execute(
@@ -72,6 +75,21 @@ def case_detail(ctx: Context, principal: Principal, case_id: str) -> dict[str, A
         ]
         out["members"] = [{"username": u, "role": r} for u, r in members]
         return out
+
+
+def _record_recipient_access(ctx: Context, principal: Principal, case_id: str) -> None:
+    """A share recipient opening the case is recorded, like any access to evidence."""
+    with ctx.db.write_session() as s:
+        visible_case(s, principal, case_id)
+        share = s.scalar(
+            select(Share.id).where(Share.case_id == case_id, Share.user_id == principal.user_id,
+                                   Share.revoked_at.is_(None), Share.expires_at > clock.now())
+        )
+        ctx.ledger.append_in(
+            s, "case.accessed", actor=principal.actor,
+            subject={"case": case_id, "user": principal.user_id, **({"share": share} if share else {})},
+            role=principal.role.value,
+        )
 
 
 def add_items(ctx: Context, principal: Principal, case_id: str, clip_ids: list[str]) -> dict[str, Any]:
@@ -112,3 +130,70 @@ def add_member(ctx: Context, principal: Principal, case_id: str, username: str) 
         ctx.ledger.append_in(s, "case.member_added", actor=principal.actor,
                              subject={"case": case.id, "user": [user.id, principal.user_id]},
                              member=username, member_role=user.role)
+
+
+# -- shares: a case opened to a CPS lawyer (or a partner agency's user) until it expires ------
+
+MAX_SHARE = dt.timedelta(days=366)
+SHARE_ROLES = (Role.cps.value,)
+
+
+def share_case(
+    ctx: Context, principal: Principal, case_id: str, username: str, expires_at: dt.datetime
+) -> dict[str, Any]:
+    require(principal, "shares.manage")
+    now = clock.now()
+    if expires_at.tzinfo is None:
+        raise InvalidInput("expires_at needs a timezone (e.g. 2027-01-31T17:00:00Z)")
+    if not now < expires_at <= now + MAX_SHARE:
+        raise InvalidInput("a share expires in the future, within a year")
+    with ctx.db.write_session() as s:
+        case = visible_case(s, principal, case_id)
+        user = s.scalar(select(User).where(User.username == username))
+        if user is None or user.role not in SHARE_ROLES:
+            raise NotFound(f"no CPS user {username!r}: cases are shared with CPS users")
+        share = Share(case_id=case.id, user_id=user.id, expires_at=expires_at,
+                      created_by=principal.user_id, created_at=now)
+        s.add(share)
+        s.flush()
+        ctx.ledger.append_in(
+            s, "share.created", actor=principal.actor,
+            subject={"share": share.id, "case": case.id, "user": [user.id, principal.user_id]},
+            recipient=username, expires_at=clock.rfc3339(expires_at), reference=case.reference,
+        )
+        return _share_dict(share, username)
+
+
+def _share_dict(share: Share, username: str) -> dict[str, Any]:
+    return {"id": share.id, "case_id": share.case_id, "username": username,
+            "expires_at": clock.rfc3339(share.expires_at),
+            "revoked_at": clock.rfc3339(share.revoked_at) if share.revoked_at else None,
+            "active": share.revoked_at is None and share.expires_at > clock.now()}
+
+
+def revoke_share(ctx: Context, principal: Principal, share_id: str) -> None:
+    require(principal, "shares.manage")
+    with ctx.db.write_session() as s:
+        share = s.get(Share, share_id)
+        if share is None:
+            raise NotFound(f"no share {share_id}")
+        visible_case(s, principal, share.case_id)
+        if share.revoked_at is not None:
+            return
+        share.revoked_at = clock.now()
+        ctx.ledger.append_in(
+            s, "share.revoked", actor=principal.actor,
+            subject={"share": share.id, "case": share.case_id,
+                     "user": [share.user_id, principal.user_id]},
+        )
+
+
+def shares_of(ctx: Context, principal: Principal, case_id: str) -> list[dict[str, Any]]:
+    require(principal, "shares.manage")
+    with ctx.db.session() as s:
+        visible_case(s, principal, case_id)
+        rows = s.execute(
+            select(Share, User.username).join(User, User.id == Share.user_id)
+            .where(Share.case_id == case_id).order_by(Share.created_at)
+        ).all()
+        return [_share_dict(share, name) for share, name in rows]
