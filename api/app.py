@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from api import problems
 from api.security import SecurityHeaders
 from api.routes import admin, audit, auth, cases, clips, health, ledger, uploads
+from api.ui import admin as ui_admin
 from api.ui import routes as ui
 from evidence import __version__
 from evidence.config import Settings, get_settings
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(audit.router)
     app.include_router(admin.router)
     app.include_router(ui.router)  # the review UI under /ui (docs/ui.md)
+    app.include_router(ui_admin.router)  # its administrator's pages
     app.state.enqueue_processing = _enqueuer(settings)
     if settings.storage_backend == "local":
         from api.routes import objects

@@ -7,7 +7,8 @@ import datetime as dt
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import false, select
+from sqlalchemy.orm import aliased
 
 from evidence import clock
 from evidence.access import Principal, require
@@ -72,3 +73,27 @@ def grant_footage(
                              expires_at=clock.rfc3339(expires_at))
         return {"id": grant.id, "username": username, "clip_id": clip_id, "case_id": case_id,
                 "expires_at": clock.rfc3339(expires_at)}
+
+
+def list_grants(ctx: Context, principal: Principal) -> list[dict[str, Any]]:
+    """The grants in force (not revoked, not expired), soonest to expire first."""
+    require(principal, "grants.manage")
+    grantee, granter = aliased(User), aliased(User)
+    q = (select(AccessGrant, grantee.username, granter.username)
+         .join(grantee, grantee.id == AccessGrant.user_id)
+         .join(granter, granter.id == AccessGrant.granted_by)
+         .where(AccessGrant.revoked_at.is_(None), AccessGrant.expires_at > clock.now())
+         .order_by(AccessGrant.expires_at, AccessGrant.created_at))
+    with ctx.db.session() as s:
+        rows = s.execute(q).all()
+    return [{"id": g.id, "username": to, "clip_id": g.clip_id, "case_id": g.case_id,
+             "reason": g.reason, "granted_by": by, "created_at": clock.rfc3339(g.created_at),
+             "expires_at": clock.rfc3339(g.expires_at)} for g, to, by in rows]
+
+
+def grantees(ctx: Context, principal: Principal) -> list[str]:
+    """Who a grant can be for: the enabled auditors, by user name."""
+    require(principal, "grants.manage")
+    with ctx.db.session() as s:
+        return list(s.scalars(select(User.username).where(
+            User.role == Role.auditor.value, User.disabled == false()).order_by(User.username)))

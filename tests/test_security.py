@@ -329,6 +329,7 @@ def named_value(world: World, name: str) -> Any:
         "username": "cps_green", "reason": "audit", "category": "evidential",
         "expires_at": _future(), "sha256": uuid.uuid4().hex * 2,
         "index": 0, "tree_size": 1, "first": 1, "second": 1, "at": "0:01",
+        "action": "enable",  # the UI's enable/disable buttons (users, devices)
     }.get(name)
 
 

@@ -22,8 +22,9 @@ import httpx
 import pytest
 
 from evidence import clock
-from evidence.accounts.service import create_device
+from evidence.accounts.service import authenticate_device, create_device, create_user
 from evidence.context import Context
+from evidence.errors import NotAuthenticated
 from evidence.ingest.service import process_upload
 from evidence.migrate import upgrade
 from tests.conftest import make_settings
@@ -425,14 +426,184 @@ def test_auditor_reads_the_access_log_and_plays_nothing_without_a_grant(store: S
     assert response.status == 403
 
 
+def nav_links(page: Page) -> list[str]:
+    return [t.strip() for t in page.locator(".mainnav a").all_inner_texts()]
+
+
 def test_admin_manages_and_sees_no_footage(store: Store, open_page) -> None:
     page = open_page().page
     sign_in(page, store.url, "adm_black")
-    page.wait_for_url(re.compile(r"/ui/admin$"))
-    expect(page.locator("main")).to_contain_text("Administrators see no footage")
+    page.wait_for_url(re.compile(r"/ui/users$"))
+    assert nav_links(page) == ["Users", "Devices", "Grants"]
+    expect(page.locator("main")).to_contain_text("administrators see no footage")
     response = page.goto(store.url + "/ui/clips")
     assert response is not None and response.status == 403
     assert page.get_by_role("link", name="Clips").count() == 0
+    # ... and nobody else is shown the administrator's pages (the matrix in test_security.py
+    # checks that no other role may open them).
+    for name in ("eo_brown", "aud_white"):
+        other = open_page().page
+        sign_in(other, store.url, name)
+        assert not {"Users", "Devices", "Grants"} & set(nav_links(other)), name
+    response = other.goto(store.url + "/ui/grants")
+    assert response is not None and response.status == 403
+
+
+NEW_PASSWORD = "a new officer's passphrase"
+
+
+def test_admin_creates_an_officer_who_signs_in_and_is_signed_out_once_disabled(
+        store: Store, open_page) -> None:
+    w = open_page()
+    admin = w.page
+    sign_in(admin, store.url, "adm_black")
+    admin.wait_for_url(re.compile(r"/ui/users$"))
+    # A name that is taken, then a password that is too short: the service's message beside
+    # the form, and what was typed is kept (not the password).
+    admin.fill("#nu-username", "pc_smith")
+    admin.select_option("#nu-role", "officer")
+    admin.fill("#nu-officer", "PC9001")
+    admin.fill("#nu-password", NEW_PASSWORD)
+    admin.get_by_role("button", name="Create user").click()
+    expect(admin.locator("#user-error")).to_have_text("User 'pc_smith' already exists.")
+    expect(admin.locator("#nu-officer")).to_have_value("PC9001")
+    expect(admin.locator("#nu-password")).to_have_value("")
+    admin.fill("#nu-username", "pc_new")
+    admin.evaluate("document.querySelector('#nu-password').removeAttribute('minlength')")
+    admin.fill("#nu-password", "short")
+    admin.get_by_role("button", name="Create user").click()
+    expect(admin.locator("#user-error")).to_contain_text("Password too short")
+    admin.fill("#nu-password", NEW_PASSWORD)
+    admin.get_by_role("button", name="Create user").click()
+    expect(admin.locator(".flash--ok")).to_contain_text("User pc_new created")
+    row = admin.locator("tr[data-user='pc_new']")
+    expect(row).to_contain_text("PC9001")
+    expect(row.locator("[data-status]")).to_have_attribute("data-status", "active")
+    (created,) = [e for e in ledger_entries(store.ctx, "user.created") if e["username"] == "pc_new"]
+    assert created["actor"] == "user:adm_black" and created["officer_id"] == "PC9001"
+
+    # The new officer signs in: their clips (none yet), no administration.
+    officer = open_page().page
+    sign_in(officer, store.url, "pc_new", NEW_PASSWORD)
+    officer.wait_for_url(re.compile(r"/ui/clips$"))
+    expect(officer.locator("h1")).to_have_text("My clips")
+    assert nav_links(officer) == ["My clips", "Cases"]
+
+    # A new role applies at their next click.
+    row.locator("select[name=role]").select_option("evidence_officer")
+    row.get_by_role("button", name="Change").click()
+    expect(admin.locator(".flash--ok")).to_contain_text("pc_new now has the role Evidence officer")
+    officer.goto(store.url + "/ui/clips")
+    expect(officer.locator("h1")).to_have_text("Clips")
+
+    # Disabled: their next page load is signed out.
+    row.get_by_role("button", name="Disable").click()
+    expect(admin.locator(".flash--ok")).to_contain_text("pc_new disabled")
+    expect(row.locator("[data-status]")).to_have_attribute("data-status", "disabled")
+    officer.goto(store.url + "/ui/clips")
+    officer.wait_for_url(re.compile(r"/ui/login\?next=/ui/clips&expired=1$"))
+    sign_in(officer, store.url, "pc_new", NEW_PASSWORD)
+    expect(officer.locator("#signin-error")).to_have_text(REFUSED)
+
+    # An administrator has no controls over their own account; a forged form is refused
+    # on the page, in their row.
+    assert admin.locator("tr[data-user='adm_black'] button").count() == 0
+    admin.evaluate("""() => {
+        const f = document.createElement('form');
+        f.method = 'post'; f.action = '/ui/users/adm_black/state';
+        for (const [k, v] of [['action', 'disable'],
+                              ['csrf', document.querySelector('input[name=csrf]').value]]) {
+            const i = document.createElement('input'); i.type = 'hidden'; i.name = k; i.value = v;
+            f.append(i);
+        }
+        document.body.append(f); f.submit(); }""")
+    expect(admin.locator("#row-error")).to_have_text(
+        "You cannot disable yourself or change your own role.")
+    expect(admin.locator("tr[data-user='adm_black'] [data-status]")).to_have_attribute(
+        "data-status", "active")
+
+    admin.goto(store.url + "/ui/users")
+    screenshot(admin, "ui-users-desktop.png")
+    w.assert_no_csp_violations()
+    phone = open_page(PHONE).page
+    sign_in(phone, store.url, "adm_black")
+    phone.wait_for_url(re.compile(r"/ui/users$"))
+    no_horizontal_overflow(phone)
+    screenshot(phone, "ui-users-phone.png")
+
+
+def test_admin_creates_a_device_and_sees_its_key_once(store: Store, open_page) -> None:
+    w = open_page()
+    page = w.page
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=store.url)
+    sign_in(page, store.url, "adm_black")
+    page.goto(store.url + "/ui/devices")
+    page.fill("#nd-name", "dock-custody-2")
+    page.get_by_role("button", name="Create device").click()
+    page.wait_for_url(re.compile(r"/ui/devices/new-key$"))
+    expect(page.locator("#key-warning")).to_contain_text(
+        "Copy the key now: it will not be shown again.")
+    key = page.locator("#device-key").inner_text().strip()
+    assert authenticate_device(store.ctx.ledger, key).name == "dock-custody-2"
+    page.get_by_role("button", name="Copy key").click()
+    assert page.evaluate("navigator.clipboard.readText()") == key
+    screenshot(page, "ui-device-key-desktop.png")
+    # Shown once: a reload (or coming back) shows no key, and the store never kept it.
+    page.reload()
+    expect(page.locator("h1")).to_have_text("No key to show")
+    assert key not in page.content()
+    assert key not in json.dumps([e.decode() for _, e in store.ctx.ledger.entries(
+        0, store.ctx.ledger.size())])
+    # Disabled: its key opens nothing from now on.
+    page.goto(store.url + "/ui/devices")
+    row = page.locator("tr[data-device='dock-custody-2']")
+    row.get_by_role("button", name="Disable").click()
+    expect(page.locator(".flash--ok")).to_contain_text("Device dock-custody-2 disabled")
+    expect(row.locator("[data-status]")).to_have_attribute("data-status", "disabled")
+    with pytest.raises(NotAuthenticated):
+        authenticate_device(store.ctx.ledger, key)
+    w.assert_no_csp_violations()
+
+
+def test_admin_grants_an_auditor_a_clip_which_the_auditor_can_then_play(
+        store: Store, open_page) -> None:
+    create_user(store.ctx.ledger, "aud_grey", "auditor", PASSWORD)
+    w = open_page()
+    admin = w.page
+    sign_in(admin, store.url, "adm_black")
+    admin.goto(store.url + "/ui/grants")
+    admin.select_option("#g-user", "aud_grey")
+    admin.select_option("#g-target", "clip")
+    admin.fill("#g-target-id", store.other)
+    admin.fill("#g-reason", "Complaint 2024/117: review of the arrest")
+    # More than 90 days is refused (by the service), beside the form.
+    today = dt.datetime.now(dt.UTC).date()
+    admin.evaluate("document.querySelector('#g-ends').removeAttribute('max')")
+    admin.fill("#g-ends", (today + dt.timedelta(days=120)).isoformat())
+    admin.get_by_role("button", name="Grant access").click()
+    expect(admin.locator("#grant-error")).to_contain_text("within 90 days")
+    expect(admin.locator("#g-target-id")).to_have_value(store.other)
+    admin.fill("#g-ends", (today + dt.timedelta(days=7)).isoformat())
+    admin.get_by_role("button", name="Grant access").click()
+    expect(admin.locator(".flash--ok")).to_contain_text("aud_grey may play the footage of clip")
+    grant = admin.locator("tr[data-grant]", has_text="aud_grey")
+    expect(grant).to_contain_text("Complaint 2024/117")
+    expect(grant).to_contain_text((today + dt.timedelta(days=7)).isoformat() + " 00:00")
+    (entry,) = [e for e in ledger_entries(store.ctx, "grant.created") if e["grantee"] == "aud_grey"]
+    assert entry["actor"] == "user:adm_black" and entry["subject"]["clip"] == store.other
+    screenshot(admin, "ui-grants-desktop.png")
+    w.assert_no_csp_violations()
+
+    # The auditor now gets the reason prompt and the player for that clip, and only that one.
+    auditor = open_page().page
+    sign_in(auditor, store.url, "aud_grey")
+    auditor.goto(f"{store.url}/ui/clips/{store.other}")
+    auditor.select_option("#reason", "audit")
+    auditor.get_by_role("button", name="Record reason and play").click()
+    src = auditor.locator("video#video").get_attribute("src")
+    response = auditor.request.get(store.url + src, headers={"Range": "bytes=0-1023"})
+    assert response.status == 206
+    assert auditor.request.get(f"{store.url}/ui/clips/{store.own}/stream?reason=audit").status == 403
 
 
 # -- the route table -------------------------------------------------------------------------------------

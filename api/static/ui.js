@@ -94,10 +94,11 @@
     });
   });
 
-  // -- copy buttons (hashes) ----------------------------------------------------------------
+  // -- copy buttons (hashes, a new device's key) --------------------------------------------
 
   if (navigator.clipboard) {
     $$(".js-copy").forEach((btn) => {
+      const label = btn.textContent;
       btn.hidden = false;
       btn.addEventListener("click", async () => {
         try {
@@ -106,7 +107,7 @@
         } catch (e) {
           btn.textContent = "Copy failed";
         }
-        setTimeout(() => { btn.textContent = "Copy"; }, 1600);
+        setTimeout(() => { btn.textContent = label; }, 1600);
       });
     });
   }

@@ -141,6 +141,15 @@ def breakable(value: str | None) -> Markup:
     return Markup(re.sub(r"([_\-/])", r"\1<wbr>", str(escape(value or ""))))
 
 
+def sentence(value: str | None) -> str:
+    """A service's message as a sentence: capitalised, with a full stop."""
+    text = (value or "").strip()
+    if not text:
+        return ""
+    text = text[:1].upper() + text[1:]
+    return text if text[-1] in ".!?" else text + "."
+
+
 def event_label(type_: str | None) -> str:
     return EVENT_LABELS.get(type_ or "", type_ or "event")
 
@@ -196,7 +205,7 @@ templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.filters.update({
     "when": when, "duration": duration, "clock_ms": clock_ms, "filesize": filesize,
     "short": short, "breakable": breakable, "event_label": event_label, "event_details": event_details,
-    "clip_of": clip_of,
+    "clip_of": clip_of, "sentence": sentence,
 })
 templates.env.globals.update({
     "static": static_url, "ROLE_LABELS": ROLE_LABELS, "STATE_LABELS": STATE_LABELS,

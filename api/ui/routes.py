@@ -130,7 +130,7 @@ def logout(request: Request, _: None = Depends(public), __: None = CSRF) -> Resp
 
 @router.get("/")
 def home(principal: Principal = Depends(ui_gate("session.read"))) -> Response:
-    return RedirectResponse("/ui/admin" if principal.role == Role.admin else "/ui/clips",
+    return RedirectResponse("/ui/users" if principal.role == Role.admin else "/ui/clips",
                             status_code=303)
 
 
@@ -411,7 +411,7 @@ def add_member(case_id: str, request: Request,
     return see_other(request, f"/ui/cases/{case_id}#members", ok=f"{username.strip()} added.")
 
 
-# -- auditors and admins ---------------------------------------------------------------------------
+# -- auditors (the administrator's pages: api/ui/admin.py) ----------------------------------
 
 
 @router.get("/audit")
@@ -422,7 +422,3 @@ def audit_page(request: Request,
     older = items[-1]["index"] if len(items) == 100 else None
     return render(request, "audit.html", items=items, older=older, before=before)
 
-
-@router.get("/admin")
-def admin_page(request: Request, principal: Principal = Depends(ui_gate("users.manage"))) -> Response:
-    return render(request, "admin.html")

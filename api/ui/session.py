@@ -24,6 +24,9 @@ CSRF: every POST form carries `csrf`, an HMAC of the session id (so it is per se
 survives token renewal); `csrf_protect` compares it in constant time and also refuses any
 request whose `Sec-Fetch-Site` says it came from another site. The sign-in form, made before
 there is a session, uses a double-submit nonce cookie instead.
+
+A secret to be shown once after a POST (a new device's key) crosses the redirect sealed to
+the session in a short-lived cookie (`put_once`, `take_once`, `clear_once`).
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 import jwt
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi import Form, Request
 from starlette.responses import Response
 
@@ -61,6 +66,8 @@ LOGIN_COOKIE = "evidence_ui_login"
 # However active the user is, a sign-in lasts at most one long shift.
 MAX_SESSION = dt.timedelta(hours=12)
 LOGIN_NONCE_SECONDS = 3600
+ONCE_COOKIE = "evidence_ui_once"
+ONCE_SECONDS = 120
 _VERSION = "v1"
 _NEXT = re.compile(r"^/ui(/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$")
 
@@ -268,6 +275,51 @@ def csrf_protect(request: Request, csrf: str = Form("", max_length=200)) -> None
     if not csrf or not hmac.compare_digest(csrf, expected):
         raise CsrfRefused("the form's security token did not match your session: reload the "
                           "page and try again")
+
+
+# -- a secret shown once, carried across a redirect -------------------------------------------
+
+
+def _once_key(ctx: Context) -> bytes:
+    return hashlib.sha256(b"evidence-store ui once v1\0" + _session_key(ctx)).digest()
+
+
+def put_once(request: Request, response: Response, path: str, data: bytes) -> None:
+    """Carry `data` (a secret to show once, such as a new device key) across the redirect
+    after a POST to the page at `path`: AES-256-GCM-sealed to this session (its id is the
+    associated data) in an HttpOnly, SameSite=Strict cookie that only `path` receives, for
+    at most ONCE_SECONDS. `take_once` reads it, `clear_once` forgets it; nothing is kept on
+    the server."""
+    session = current_session(request)
+    if session is None:
+        raise LoginRequired("/ui/", expired=True)
+    nonce = secrets.token_bytes(12)
+    sealed = AESGCM(_once_key(request.app.state.ctx)).encrypt(nonce, data, session.sid.encode())
+    response.set_cookie(ONCE_COOKIE, base64.urlsafe_b64encode(nonce + sealed).decode(),
+                        max_age=ONCE_SECONDS, path=path, httponly=True,
+                        secure=is_https(request), samesite="strict")
+
+
+def take_once(request: Request) -> bytes | None:
+    """What `put_once` carried to this page: None when there is nothing, or it was sealed
+    for another session, or tampered with. The page must then `clear_once`."""
+    raw = request.cookies.get(ONCE_COOKIE)
+    session = current_session(request)
+    if not raw or session is None:
+        return None
+    try:
+        blob = base64.urlsafe_b64decode(raw.encode())
+        return AESGCM(_once_key(request.app.state.ctx)).decrypt(blob[:12], blob[12:],
+                                                                 session.sid.encode())
+    except (InvalidTag, ValueError):
+        return None
+
+
+def clear_once(request: Request, response: Response, path: str) -> None:
+    """Forget what `put_once` carried: once shown, a reload shows nothing."""
+    if ONCE_COOKIE in request.cookies:
+        response.delete_cookie(ONCE_COOKIE, path=path, httponly=True, secure=is_https(request),
+                               samesite="strict")
 
 
 def new_login_nonce() -> str:

@@ -131,9 +131,11 @@ def list_users(ledger: Ledger, principal: Principal) -> list[dict[str, object]]:
 
 
 def _user_dict(u: User) -> dict[str, object]:
+    locked = u.locked_until is not None and u.locked_until > clock.now()
     return {"id": u.id, "username": u.username, "role": u.role, "officer_id": u.officer_id,
             "disabled": u.disabled, "totp": u.totp_secret is not None,
-            "locked_until": u.locked_until.isoformat() if u.locked_until else None}
+            "locked_until": u.locked_until.isoformat() if u.locked_until else None,
+            "locked": locked}
 
 
 def set_user_state(
@@ -171,7 +173,8 @@ def list_devices(ledger: Ledger, principal: Principal) -> list[dict[str, object]
     require(principal, "devices.manage")
     with ledger.db.session() as s:
         devices = s.scalars(select(Device).order_by(Device.name)).all()
-    return [{"id": d.id, "name": d.name, "kind": d.kind, "disabled": d.disabled} for d in devices]
+    return [{"id": d.id, "name": d.name, "kind": d.kind, "disabled": d.disabled,
+             "created_at": d.created_at.isoformat()} for d in devices]
 
 
 def set_device_disabled(ledger: Ledger, principal: Principal, name: str, disabled: bool) -> None:
