@@ -9,6 +9,7 @@ from api.security import SecurityHeaders
 from api.routes import admin, audit, auth, cases, clips, health, ledger, uploads
 from api.ui import admin as ui_admin
 from api.ui import routes as ui
+from api.routes import bundles
 from evidence import __version__
 from evidence.config import Settings, get_settings
 from evidence.context import Context
@@ -41,6 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ui.router)  # the review UI under /ui (docs/ui.md)
     app.include_router(ui_admin.router)  # its administrator's pages
     app.state.enqueue_processing = _enqueuer(settings)
+    app.include_router(bundles.router)  # court bundles (docs/bundles.md)
+    app.state.enqueue_bundle = _bundle_enqueuer(settings)
     if settings.storage_backend == "local":
         from api.routes import objects
 
@@ -56,5 +59,17 @@ def _enqueuer(settings: Settings):  # type: ignore[no-untyped-def]
 
     def enqueue(upload_id: str) -> None:
         celery.send_task("evidence.ingest.process_upload", args=[upload_id])
+
+    return enqueue
+
+
+def _bundle_enqueuer(settings: Settings):  # type: ignore[no-untyped-def]
+    """Send bundle builds to the workers' queue, by task name like ingest work."""
+    from workers.app import make_celery
+
+    celery = make_celery(settings)
+
+    def enqueue(bundle_id: str) -> None:
+        celery.send_task("evidence.bundles.build", args=[bundle_id])
 
     return enqueue

@@ -58,6 +58,9 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "users.manage": frozenset({R.admin}),
     "devices.manage": frozenset({R.admin}),
     "session.read": frozenset(R),
+    "bundles.request": frozenset({R.evidence_officer}),
+    # CPS: only bundles of cases visible to them (an active share), checked per bundle.
+    "bundles.read": frozenset({R.evidence_officer, R.cps, R.auditor}),
 }
 
 def allowed(principal: Principal, action: str) -> bool:

@@ -259,3 +259,25 @@ def verify_ledger_cmd(
 
 def main() -> None:  # pragma: no cover - console entry point
     app()
+
+
+@verify.command("bundle")
+def verify_bundle_cmd(
+    file: Annotated[Path, typer.Argument(help="the bundle ZIP")],
+    key: Annotated[Optional[str], typer.Option(help="the force's ledger verifier key, or @FILE")] = None,
+    bundle_key: Annotated[Optional[Path], typer.Option(help="the force's published bundle-signing key (PEM)")] = None,
+    tsa_ca: Annotated[Optional[Path], typer.Option(help="the TSA's root certificate (PEM), to check ledger/checkpoint.tsr")] = None,
+) -> None:
+    """Check a court bundle offline: hashes, signatures, inclusion proofs, exhibits."""
+    from evidence.verify.bundle import verify_bundle
+    from evidence.verify.report import Report
+
+    report = Report(echo=typer.echo)
+    verify_bundle(file, report, ledger_key=_read_key(key),
+                  bundle_key_pem=bundle_key.read_bytes() if bundle_key else None,
+                  tsa_ca_pem=tsa_ca.read_bytes() if tsa_ca else None)
+    if report.ok:
+        typer.echo("OK: the bundle verifies")
+        return
+    first = report.failures[0] if report.failures else None
+    raise _fail(f"bundle verification FAILED: {first.name}: {first.detail}" if first else "nothing checked")

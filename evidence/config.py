@@ -39,6 +39,14 @@ class Settings(BaseSettings):
     ledger_origin: str = "evidence-store.local/ledger"
     ledger_key_path: Path | None = None  # default: {data_dir}/keys/ledger.key
 
+    # RFC 3161 trusted time for checkpoints (evidence/timestamps.py). No URL: off.
+    tsa_url: str | None = None
+    # PEM root(s) the TSA's certificate must chain to; replies are checked against them.
+    tsa_ca_file: Path | None = None
+    tsa_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # How often the scheduler timestamps the latest checkpoint (only if the log grew).
+    tsa_interval_seconds: int = Field(default=3600, ge=60)
+
     broker_url: str | None = None  # default: an embedded SQLite broker in data_dir
     # Redis: a task not acknowledged within this many seconds is delivered again, so a
     # worker that died mid-task (kill -9, power loss) does not lose it.

@@ -131,3 +131,18 @@ class TooManyAttempts(EvidenceError):
     def __init__(self, message: str, *, retry_after: int):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class TimestampInvalid(EvidenceError):
+    """An RFC 3161 timestamp token did not verify: wrong data, untrusted or unfit TSA
+    certificate, bad signature, wrong nonce, or a reply that was not granted."""
+
+    status = 422
+    title = "Timestamp invalid"
+
+
+class TimestampUnavailable(EvidenceError):
+    """The configured time-stamping authority could not be reached or did not answer."""
+
+    status = 503
+    title = "Timestamp authority unavailable"

@@ -12,3 +12,5 @@ __all__ = [
     "DeviceKind", "LedgerEntry", "LedgerNode", "LedgerRef", "Role", "Share", "Upload",
     "UploadState", "User",
 ]
+from evidence.bundles.models import Bundle, BundleState  # noqa: E402,F401  (court bundles)
+from evidence.timestamps import CheckpointTimestamp  # noqa: E402,F401  (RFC 3161 tokens)

@@ -12,7 +12,8 @@ from evidence.config import Settings
 from evidence.context import Context
 from evidence.migrate import upgrade
 
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.s3", "tests.fixtures.media", "tests.fixtures.redis"]
+pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.s3", "tests.fixtures.media", "tests.fixtures.redis",
+                  "tests.fixtures.tsa"]
 
 
 @pytest.fixture(autouse=True)

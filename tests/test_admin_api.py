@@ -17,7 +17,7 @@ from evidence.accounts.service import create_user
 from evidence.context import Context
 from evidence.errors import AccessDenied
 from tests.fixtures.api import running_api
-from tests.fixtures.people import PASSWORD, Force, login, make_force
+from tests.fixtures.people import PASSWORD, login, make_force
 
 
 @pytest.fixture

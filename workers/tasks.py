@@ -59,6 +59,55 @@ def requeue_stalled(older_than_seconds: int = 600) -> int:
     return len(ids)
 
 
+@app.task(
+    name="evidence.bundles.build",
+    bind=True,
+    acks_late=True,  # a worker that dies mid-build leaves the message for another
+    autoretry_for=(OSError, ConnectionError, TimeoutError),
+    dont_autoretry_for=(EvidenceError,),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=8,
+)
+def build_bundle(self, bundle_id: str) -> str:  # type: ignore[no-untyped-def]
+    """Build one court bundle; safe to run twice (a ready bundle is left as it is)."""
+    from evidence.bundles.service import build_bundle as build
+
+    state = build(context(), bundle_id, progress=lambda pct: log.info("bundle %s: %d%%", bundle_id, pct))
+    log.info("bundle %s: %s", bundle_id, state)
+    return state
+
+
 app.conf.beat_schedule = {
     "requeue-stalled-uploads": {"task": "evidence.ingest.requeue_stalled", "schedule": 300.0},
+}
+
+
+@app.task(
+    name="evidence.ledger.timestamp_checkpoint",
+    # A TSA outage is worth retrying; a reply that does not verify is not (it is logged
+    # and the next scheduled run tries again).
+    autoretry_for=(OSError, ConnectionError, TimeoutError),
+    retry_backoff=True,
+    retry_backoff_max=600,
+    max_retries=5,
+)
+def timestamp_checkpoint() -> int | None:
+    """RFC 3161-timestamp the latest checkpoint if the log grew (run by the scheduler)."""
+    from evidence.errors import TimestampUnavailable
+    from evidence.timestamps import timestamp_if_grown
+
+    try:
+        stamp = timestamp_if_grown(context())
+    except TimestampUnavailable as e:
+        raise ConnectionError(str(e)) from e  # retried with backoff
+    if stamp is None:
+        return None
+    log.info("checkpoint %d timestamped by %s at %s", stamp.tree_size, stamp.tsa, stamp.gen_time)
+    return stamp.tree_size
+
+
+app.conf.beat_schedule["timestamp-checkpoint"] = {
+    "task": "evidence.ledger.timestamp_checkpoint",
+    "schedule": float(get_settings().tsa_interval_seconds),
 }

@@ -1,0 +1,46 @@
+"""Court bundles: request (a worker builds it), watch progress, download (audited)."""
+
+from __future__ import annotations
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+
+from api.gates import gate
+from api.streaming import ranged_response
+from evidence.access import Principal
+from evidence.bundles import service
+
+router = APIRouter(prefix="/api/v1", tags=["bundles"])
+
+
+class NewBundle(BaseModel):
+    include_proxies: bool = False
+
+
+@router.post("/cases/{case_id}/bundles", status_code=202)
+def request_bundle(case_id: str, request: Request, body: NewBundle | None = None,
+                   principal: Principal = Depends(gate("bundles.request"))) -> JSONResponse:
+    b = service.request_bundle(request.app.state.ctx, principal, case_id,
+                               include_proxies=bool(body and body.include_proxies))
+    request.app.state.enqueue_bundle(b["id"])
+    return JSONResponse({"id": b["id"], "state": b["state"]}, status_code=202,
+                        headers={"Location": f"/api/v1/bundles/{b['id']}"})
+
+
+@router.get("/bundles/{bundle_id}")
+def bundle_state(bundle_id: str, request: Request,
+                 principal: Principal = Depends(gate("bundles.read"))) -> dict:
+    return service.get_bundle(request.app.state.ctx, principal, bundle_id)
+
+
+@router.get("/bundles/{bundle_id}/download")
+async def download(bundle_id: str, request: Request,
+                   principal: Principal = Depends(gate("bundles.read"))) -> Response:
+    ctx = request.app.state.ctx
+    # Every request that can return bytes is recorded first, ranges included.
+    info = await anyio.to_thread.run_sync(
+        service.open_download, ctx, principal, bundle_id, request.headers.get("range"))
+    return await ranged_response(request, ctx.store, info, media_type="application/zip",
+                                 download_name=f"bundle-{bundle_id}.zip", private=True)

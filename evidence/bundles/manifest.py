@@ -1,0 +1,199 @@
+"""What goes in a bundle, read from the database and the ledger pinned at one tree size.
+
+Everything here is a pure function of (case, pinned tree size, options): no clock, no
+bundle id, no randomness, so building a bundle again gives a byte-identical manifest.json.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from sqlalchemy import select
+
+from evidence import clock
+from evidence.accounts.models import Device
+from evidence.cases.models import Case, CaseItem
+from evidence.clips.models import Clip, Derivative
+from evidence.context import Context
+from evidence.errors import NotFound
+from evidence.ledger.note import NoteVerifier, open_checkpoint
+
+FORMAT = "evidence-store court bundle v1"
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.json.sig"
+SIGNING_KEY = "signing-key.pem"
+SUMS = "SHA256SUMS"
+CHECKPOINT = "ledger/checkpoint.txt"
+LEDGER_KEY = "ledger/key.txt"
+TOKEN = "ledger/checkpoint.tsr"
+ENTRIES = "ledger/entries.jsonl"
+# Entry types that are someone looking at or taking footage: the continuity statement lists
+# them as accesses (everything else is custody: docking, verification, derivation, sharing).
+ACCESS_TYPES = ("clip.viewed", "clip.downloaded", "clip.original_downloaded", "case.accessed",
+                "bundle.downloaded")
+
+
+@dataclass(frozen=True)
+class MediaFile:
+    """A stored object copied into the ZIP under `path`; its hash is checked on the way."""
+
+    path: str
+    key: str
+    sha256: str
+    size: int
+
+
+@dataclass
+class Plan:
+    manifest: dict[str, Any]
+    media: list[MediaFile]
+    checkpoint: str
+    ledger_key: str
+    entry_lines: list[dict[str, Any]]  # {"index", "entry", "hashes"} in index order
+    entries: dict[int, dict[str, Any]] = field(default_factory=dict)  # parsed, for the statement
+    manifest_sha256: str = ""  # set once the builder has rendered it
+
+
+def safe_ref(ref: str) -> str:
+    """An exhibit reference as a path segment ("PC1234/1" -> "PC1234-1")."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", ref).strip("-.") or "exhibit"
+
+
+def _ext(name: str | None) -> str:
+    suffix = PurePosixPath(name or "").suffix.lower()
+    return suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ".bin"
+
+
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode()
+
+
+def plan_bundle(ctx: Context, case_id: str, tree_size: int, include_proxies: bool) -> Plan:
+    """Collect the case, its exhibits and their ledger entries as of `tree_size`."""
+    ledger = ctx.ledger
+    checkpoint = ledger.checkpoint_covering(tree_size)
+    cp = open_checkpoint(checkpoint, NoteVerifier.from_vkey(ledger.verifier_key))
+    if cp.size != tree_size:
+        raise NotFound(f"no checkpoint for exactly {tree_size} entries")
+    with ctx.db.session() as s:
+        case = s.get(Case, case_id)
+        if case is None:
+            raise NotFound(f"no case {case_id}")
+        rows = s.execute(
+            select(CaseItem, Clip).join(Clip, Clip.id == CaseItem.clip_id)
+            .where(CaseItem.case_id == case_id).order_by(CaseItem.added_at, CaseItem.id)
+        ).all()
+        devices = {d.id: d.name for d in s.scalars(select(Device))}
+        derivative_rows = {
+            (d.clip_id, d.kind): d for d in s.scalars(
+                select(Derivative).where(Derivative.clip_id.in_([c.id for _, c in rows])))
+        }
+        case_info = {"id": case.id, "title": case.title, "reference": case.reference}
+        exhibits_src = [(item, clip) for item, clip in rows]
+
+    indices: set[int] = set()
+    parsed: dict[int, dict[str, Any]] = {}
+    raw: dict[int, bytes] = {}
+
+    def pinned(ref: str) -> list[int]:
+        out = []
+        for idx, data in ledger.entries_about(ref):
+            if idx < tree_size:
+                raw[idx], parsed[idx] = data, json.loads(data)
+                out.append(idx)
+        return out
+
+    indices.update(pinned(f"case:{case_id}"))
+    exhibits: list[dict[str, Any]] = []
+    media: list[MediaFile] = []
+    used: set[str] = set()
+    for item, clip in exhibits_src:
+        ref = item.exhibit_ref or f"EX/{len(exhibits) + 1}"
+        folder = safe_ref(ref)
+        while folder in used:  # two refs that differ only in punctuation
+            folder += "_"
+        used.add(folder)
+        clip_entries = pinned(f"clip:{clip.id}")
+        indices.update(clip_entries)
+        original = MediaFile(f"media/{folder}/original{_ext(clip.filename)}",
+                             f"originals/{clip.sha256}", clip.sha256, clip.size)
+        media.append(original)
+        ingested = [i for i in clip_entries if parsed[i]["type"] == "clip.ingested"]
+        derivatives = []
+        for i in clip_entries:
+            e = parsed[i]
+            if e["type"] != "derivative.created":
+                continue
+            d: dict[str, Any] = {"kind": e["kind"], "sha256": e["sha256"], "size": e["size"],
+                                 "recipe": e.get("recipe"), "created_at": e["at"],
+                                 "ledger_index": i, "file": None}
+            row = derivative_rows.get((clip.id, e["kind"]))
+            if include_proxies and row is not None and row.sha256 == e["sha256"]:
+                path = f"media/{folder}/{safe_ref(e['kind'])}{_kind_ext(e['kind'])}"
+                d["file"] = path
+                media.append(MediaFile(path, row.key, row.sha256, row.size))
+            derivatives.append(d)
+        exhibits.append({
+            "exhibit_ref": ref,
+            "clip_id": clip.id,
+            "file": original.path,
+            "sha256": clip.sha256,
+            "size": clip.size,
+            "original_filename": clip.filename,
+            "officer_id": clip.officer_id,
+            "device": {"id": clip.device_id, "name": devices.get(clip.device_id or "")},
+            "camera_serial": clip.camera_serial,
+            "recorded_at": clock.rfc3339(clip.recorded_at) if clip.recorded_at else None,
+            "ingested_at": clock.rfc3339(clip.ingested_at),
+            "state": clip.state,
+            "media": {"duration_ms": clip.duration_ms, "container": clip.container,
+                      "video_codec": clip.video_codec, "audio_codec": clip.audio_codec,
+                      "width": clip.width, "height": clip.height, "frame_rate": clip.frame_rate},
+            "ingested_entry": ingested[0] if ingested else None,
+            "ledger_entries": clip_entries,
+            "derivatives": derivatives,
+        })
+
+    entry_lines = [
+        {"index": i, "entry": _b64(raw[i]),
+         "hashes": [_b64(h) for h in ledger.inclusion_proof(i, tree_size)]}
+        for i in sorted(indices)
+    ]
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "case": case_info,
+        "ledger": {"origin": cp.origin, "tree_size": cp.size, "root_hash": _b64(cp.root_hash),
+                   "checkpoint": CHECKPOINT, "key": LEDGER_KEY, "entries": ENTRIES},
+        "exhibits": exhibits,
+        "files": [],  # filled by the builder once every other file's bytes are known
+    }
+    return Plan(manifest, media, checkpoint, ledger.verifier_key, entry_lines, parsed)
+
+
+def _kind_ext(kind: str) -> str:
+    """Derived objects are stored without a suffix; a court's player wants one."""
+    return ".jpg" if kind == "thumbnail" else ".mp4"
+
+
+def entries_jsonl(lines: list[dict[str, Any]]) -> bytes:
+    return b"".join(json.dumps(line, sort_keys=True).encode() + b"\n" for line in lines)
+
+
+def render_manifest(manifest: dict[str, Any]) -> bytes:
+    """Sorted keys, fixed indentation, trailing newline: the same dict, the same bytes."""
+    return json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n"
+
+
+def file_entry(path: str, data: bytes) -> dict[str, Any]:
+    return {"path": path, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+
+def sha256sums(hashes: dict[str, str]) -> bytes:
+    """coreutils format: `<hex>  <path>` (two spaces: text mode), sorted by path."""
+    return "".join(f"{hashes[p]}  {p}\n" for p in sorted(hashes)).encode()

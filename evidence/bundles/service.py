@@ -1,0 +1,238 @@
+"""Requesting, building and downloading court bundles.
+
+A request pins the ledger size (right after its own `bundle.requested` entry); the worker
+builds from that pinned state, so a retried or repeated build writes the same manifest.json.
+The build time goes into the `bundle.exported` ledger entry, never into the bundle.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select
+
+from evidence import clock
+from evidence.access import Principal, require, visible_case
+from evidence.bundles import manifest as mf
+from evidence.bundles.keys import load_or_create_bundle_key, public_pem
+from evidence.bundles.models import Bundle, BundleState
+from evidence.bundles.statement import render_html, render_pdf, render_verify_txt
+from evidence.bundles.zipwriter import add_bytes, add_stream, sha256_file
+from evidence.cases.models import CaseItem
+from evidence.context import Context
+from evidence.errors import InvalidInput, NotFound
+from evidence.storage import ObjectInfo, ObjectStore
+
+WORKER = "system:worker"
+ProgressFn = Callable[[int], None] | None
+
+
+def bundle_dict(b: Bundle) -> dict[str, Any]:
+    return {"id": b.id, "case_id": b.case_id, "state": b.state, "progress": b.progress,
+            "sha256": b.sha256, "size": b.size, "options": b.options, "error": b.error,
+            "created_at": clock.rfc3339(b.created_at),
+            "finished_at": clock.rfc3339(b.finished_at) if b.finished_at else None}
+
+
+def request_bundle(ctx: Context, principal: Principal, case_id: str,
+                   include_proxies: bool = False) -> dict[str, Any]:
+    require(principal, "bundles.request")
+    with ctx.db.write_session() as s:
+        case = visible_case(s, principal, case_id)
+        if not s.scalar(select(CaseItem.id).where(CaseItem.case_id == case.id).limit(1)):
+            raise InvalidInput("the case has no exhibits to bundle")
+        bundle = Bundle(case_id=case.id, requested_by=principal.user_id,
+                        state=BundleState.queued.value, progress=0, key="", tree_size=0,
+                        options={"include_proxies": include_proxies}, created_at=clock.now())
+        s.add(bundle)
+        s.flush()
+        bundle.key = f"bundles/{bundle.id}.zip"
+        appended = ctx.ledger.append_in(
+            s, "bundle.requested", actor=principal.actor,
+            subject={"bundle": bundle.id, "case": case.id, "user": principal.user_id},
+            include_proxies=include_proxies,
+        )
+        bundle.tree_size = appended.index + 1  # pinned: the log as it stands with this request
+        return bundle_dict(bundle)
+
+
+def build_bundle(ctx: Context, bundle_id: str, progress: ProgressFn = None) -> str:
+    """The worker's job; idempotent: a ready bundle is left alone, a half-built one redone."""
+    with ctx.db.write_session() as s:
+        b = s.get(Bundle, bundle_id)
+        if b is None:
+            raise NotFound(f"no bundle {bundle_id}")
+        if b.state == BundleState.ready:
+            return b.state
+        b.state, b.started_at, b.error = BundleState.building.value, clock.now(), None
+        case_id, tree_size, key = b.case_id, b.tree_size, b.key
+        include_proxies = bool((b.options or {}).get("include_proxies"))
+    try:
+        plan = mf.plan_bundle(ctx, case_id, tree_size, include_proxies)
+        sha256, size = _write_and_store(ctx, bundle_id, key, plan, progress)
+    except Exception as exc:
+        _set(ctx, bundle_id, state=BundleState.failed.value, error=f"{type(exc).__name__}: {exc}")
+        raise
+    with ctx.db.write_session() as s:
+        b = s.get(Bundle, bundle_id)
+        assert b is not None
+        if b.state == BundleState.ready:
+            return b.state  # a concurrent run finished first: one bundle.exported entry
+        b.state, b.progress, b.sha256, b.size = BundleState.ready.value, 100, sha256, size
+        b.finished_at = clock.now()
+        ctx.ledger.append_in(
+            s, "bundle.exported", actor=WORKER,
+            subject={"bundle": b.id, "case": case_id,
+                     "clip": [e["clip_id"] for e in plan.manifest["exhibits"]]},
+            sha256=sha256, size=size, key=key, tree_size=tree_size,
+            manifest_sha256=plan.manifest_sha256, built_at=clock.rfc3339(b.finished_at),
+        )
+    if progress:
+        progress(100)
+    return BundleState.ready.value
+
+
+def _set(ctx: Context, bundle_id: str, **values: Any) -> None:
+    with ctx.db.write_session() as s:
+        b = s.get(Bundle, bundle_id)
+        if b is not None:
+            for k, v in values.items():
+                setattr(b, k, v)
+
+
+def _work_dir(ctx: Context) -> Path:
+    path = (ctx.settings.data_dir / "work" / "bundles").resolve()
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def _write_and_store(ctx: Context, bundle_id: str, key: str, plan: mf.Plan,
+                     progress: ProgressFn) -> tuple[str, int]:
+    # Unique per run: two workers given the same task must not write into one file.
+    part = _work_dir(ctx) / f"{bundle_id}.{uuid.uuid4().hex}.zip.part"
+    try:
+        with open(part, "w+b") as f:
+            write_zip(f, plan, load_or_create_bundle_key(ctx.settings.secrets_dir()), ctx.store,
+                      token=_checkpoint_token(ctx, plan),
+                      on_progress=lambda pct: _report(ctx, bundle_id, pct, progress))
+            f.flush()
+            os.fsync(f.fileno())
+            sha256, size = sha256_file(f)
+            if ctx.store.exists(key) and ctx.store.stat(key).sha256 == sha256:
+                return sha256, size  # a repeated build of the same bytes: already stored
+            ctx.store.put(key, f, expected_sha256=sha256)
+        return sha256, size
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def _report(ctx: Context, bundle_id: str, pct: int, progress: ProgressFn) -> None:
+    _set(ctx, bundle_id, progress=pct)
+    if progress:
+        progress(pct)
+
+
+def _checkpoint_token(ctx: Context, plan: mf.Plan) -> bytes | None:
+    """The RFC 3161 reply over ledger/checkpoint.txt (evidence.timestamps), when a TSA exists.
+
+    A token already stored for the pinned size is used as is (so a rebuild is identical);
+    otherwise, with a TSA configured, the pinned checkpoint is stamped now. A TSA that cannot
+    be reached fails the build (the task retries): a bundle made while the TSA is down must
+    not silently lack the token that a rebuild would then have.
+    """
+    from evidence import timestamps
+
+    size = plan.manifest["ledger"]["tree_size"]
+    token = timestamps.token_for(ctx, size)
+    if token is None and ctx.settings.tsa_url:
+        stamp = timestamps.timestamp_checkpoint(ctx, size)
+        token = stamp.token if stamp else None
+    return token
+
+
+def write_zip(f: Any, plan: mf.Plan, key: Ed25519PrivateKey, store: ObjectStore, *, token: bytes | None = None,
+              on_progress: Callable[[int], None] | None = None) -> None:
+    """Every member in a fixed order with fixed timestamps; media streamed, hashes checked."""
+    small: dict[str, bytes] = {
+        mf.SIGNING_KEY: public_pem(key.public_key()),
+        mf.CHECKPOINT: plan.checkpoint.encode(),
+        mf.LEDGER_KEY: (plan.ledger_key + "\n").encode(),
+        mf.ENTRIES: mf.entries_jsonl(plan.entry_lines),
+        "statement/continuity.html": render_html(plan),
+        "statement/continuity.pdf": render_pdf(plan),
+        "VERIFY.txt": render_verify_txt(plan, token is not None),
+    }
+    if token is not None:
+        small[mf.TOKEN] = token
+    files = [mf.file_entry(p, d) for p, d in small.items()]
+    files += [{"path": m.path, "sha256": m.sha256, "size": m.size} for m in plan.media]
+    plan.manifest["files"] = sorted(files, key=lambda e: e["path"])
+    manifest = mf.render_manifest(plan.manifest)
+    plan.manifest_sha256 = mf.file_entry(mf.MANIFEST, manifest)["sha256"]
+    small[mf.MANIFEST] = manifest
+    small[mf.SIGNATURE] = key.sign(manifest)
+    hashes = {p: mf.file_entry(p, d)["sha256"] for p, d in small.items()}
+    hashes.update({m.path: m.sha256 for m in plan.media})
+    small[mf.SUMS] = mf.sha256sums(hashes)
+
+    store_total = sum(m.size for m in plan.media) or 1
+    done = [0, -1]
+
+    def tick(n: int) -> None:
+        done[0] += n
+        pct = min(99, done[0] * 100 // store_total)
+        if on_progress and pct // 5 != done[1] // 5:  # a database write per 5%, not per chunk
+            done[1] = pct
+            on_progress(pct)
+
+    with zipfile.ZipFile(f, "w", allowZip64=True) as zf:
+        for name in (mf.MANIFEST, mf.SIGNATURE, mf.SIGNING_KEY, mf.SUMS, "VERIFY.txt"):
+            add_bytes(zf, name, small.pop(name))
+        for name in sorted(small):
+            add_bytes(zf, name, small[name])
+        for m in plan.media:
+            add_stream(zf, m.path, store.open(m.key), m.size, m.sha256, tick)
+
+
+# -- reading and downloading ---------------------------------------------------------------
+
+
+def _readable(ctx: Context, principal: Principal, bundle_id: str) -> Bundle:
+    """The bundle if its case is visible to `principal` (CPS: an active share)."""
+    require(principal, "bundles.read")
+    with ctx.db.session() as s:
+        b = s.get(Bundle, bundle_id)
+        if b is None:
+            raise NotFound(f"no bundle {bundle_id} that you can see")
+        try:
+            visible_case(s, principal, b.case_id)
+        except NotFound:
+            raise NotFound(f"no bundle {bundle_id} that you can see") from None
+        s.expunge(b)
+        return b
+
+
+def get_bundle(ctx: Context, principal: Principal, bundle_id: str) -> dict[str, Any]:
+    return bundle_dict(_readable(ctx, principal, bundle_id))
+
+
+def open_download(ctx: Context, principal: Principal, bundle_id: str,
+                  byte_range: str | None = None) -> ObjectInfo:
+    """Record the download in the ledger (before any byte leaves), then describe the object."""
+    b = _readable(ctx, principal, bundle_id)
+    if b.state != BundleState.ready:
+        raise InvalidInput(f"bundle {bundle_id} is {b.state}, not ready yet")
+    info = ctx.store.stat(b.key)
+    ctx.ledger.append(
+        "bundle.downloaded", actor=principal.actor,
+        subject={"bundle": b.id, "case": b.case_id, "user": principal.user_id},
+        sha256=b.sha256, size=b.size, role=principal.role.value,
+        **({"range": byte_range} if byte_range else {}),
+    )
+    return info

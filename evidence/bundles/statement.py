@@ -1,0 +1,194 @@
+"""The continuity statement (HTML and PDF) and VERIFY.txt: what people read.
+
+Both are rendered from the plan alone (no clock), so they are reproducible too; the PDF
+uses reportlab's `invariant` mode, which fixes the document id and creation date.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from typing import Any
+
+from evidence.bundles.manifest import ACCESS_TYPES, Plan
+
+
+def _who(entry: dict[str, Any]) -> str:
+    return str(entry.get("actor", ""))
+
+
+def _what(entry: dict[str, Any]) -> str:
+    """One line a reader understands: the type plus the facts that matter for it."""
+    t = entry["type"]
+    bits = [t]
+    for k in ("reason", "exhibit_ref", "kind", "recipient", "role", "sha256"):
+        if entry.get(k):
+            bits.append(f"{k}={entry[k]}")
+    return " ".join(bits)
+
+
+def statement_rows(plan: Plan) -> list[dict[str, Any]]:
+    """Per exhibit: facts, custody events, accesses, derivatives (the statement's content)."""
+    rows = []
+    for ex in plan.manifest["exhibits"]:
+        events = [(i, plan.entries[i]) for i in ex["ledger_entries"]]
+        rows.append({
+            "exhibit": ex,
+            "custody": [(i, e) for i, e in events if e["type"] not in ACCESS_TYPES],
+            "accesses": [(i, e) for i, e in events if e["type"] in ACCESS_TYPES],
+        })
+    return rows
+
+
+def render_html(plan: Plan) -> bytes:
+    m, esc = plan.manifest, html.escape
+    case, led = m["case"], m["ledger"]
+    out = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>Continuity statement: {esc(case['reference'])}</title>",
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+        "table{border-collapse:collapse;width:100%}td,th{border:1px solid #999;padding:.3em;"
+        "font-size:.9em;vertical-align:top;text-align:left}code{word-break:break-all}</style>",
+        "</head><body>",
+        "<h1>Exhibit list and continuity statement</h1>",
+        f"<p>Case <b>{esc(case['reference'])}</b>: {esc(case['title'])} (id <code>{esc(case['id'])}</code>)</p>",
+        f"<p>Every fact below is taken from the evidence store's append-only ledger "
+        f"<code>{esc(led['origin'])}</code> as at its signed checkpoint of {led['tree_size']} "
+        f"entries (root <code>{esc(led['root_hash'])}</code>), which is included in this bundle "
+        f"with an inclusion proof for each entry cited. See VERIFY.txt.</p>",
+        "<h2>Exhibit list</h2><table><tr><th>Exhibit</th><th>File</th><th>Recorded by / when</th>"
+        "<th>Docked by device / ingested</th><th>SHA-256, size</th></tr>",
+    ]
+    for ex in m["exhibits"]:
+        out.append(
+            f"<tr><td>{esc(ex['exhibit_ref'])}</td><td>{esc(ex['file'])}<br>"
+            f"(docked as {esc(str(ex['original_filename']))})</td>"
+            f"<td>officer {esc(str(ex['officer_id']))}, camera {esc(str(ex['camera_serial']))}<br>"
+            f"{esc(str(ex['recorded_at']))}</td>"
+            f"<td>{esc(str(ex['device']['name']))}<br>{esc(ex['ingested_at'])}</td>"
+            f"<td><code>{esc(ex['sha256'])}</code><br>{ex['size']} bytes</td></tr>")
+    out.append("</table>")
+    for row in statement_rows(plan):
+        ex = row["exhibit"]
+        out.append(f"<h2>Exhibit {esc(ex['exhibit_ref'])}: continuity</h2>")
+        out.append(_events_table("Custody (ledger entries)", row["custody"]))
+        out.append(_events_table("Every access (views, downloads)", row["accesses"])
+                   if row["accesses"] else "<p>No one viewed or downloaded this exhibit.</p>")
+        out.append("<h3>Derived files and how they were made</h3>")
+        if not ex["derivatives"]:
+            out.append("<p>None.</p>")
+        for d in ex["derivatives"]:
+            recipe = d.get("recipe") or {}
+            out.append(
+                f"<p><b>{esc(d['kind'])}</b> ({esc(d['file'] or 'not included in this bundle')}), "
+                f"SHA-256 <code>{esc(d['sha256'])}</code>, {d['size']} bytes, made {esc(d['created_at'])} "
+                f"from <code>{esc(str(recipe.get('input_sha256', ex['sha256'])))}</code> by ffmpeg "
+                f"{esc(str(recipe.get('ffmpeg_version', '?')))} with arguments "
+                f"<code>{esc(' '.join(map(str, recipe.get('args', []))))}</code> "
+                f"(ledger entry {d['ledger_index']}).</p>")
+    out.append("</body></html>\n")
+    return "\n".join(out).encode()
+
+
+def _events_table(title: str, events: list[tuple[int, dict[str, Any]]]) -> str:
+    esc = html.escape
+    rows = "".join(
+        f"<tr><td>{i}</td><td>{esc(e['at'])}</td><td>{esc(_who(e))}</td><td>{esc(_what(e))}</td></tr>"
+        for i, e in events)
+    return (f"<h3>{esc(title)}</h3><table><tr><th>Ledger entry</th><th>When (UTC)</th>"
+            f"<th>Who</th><th>What</th></tr>{rows}</table>")
+
+
+def render_pdf(plan: Plan) -> bytes:
+    """The same statement as a PDF, reproducibly (reportlab invariant mode)."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer
+
+    styles = getSampleStyleSheet()
+    esc = html.escape
+    m = plan.manifest
+    story: list[Any] = [
+        Paragraph("Exhibit list and continuity statement", styles["Title"]),
+        Paragraph(f"Case {esc(m['case']['reference'])}: {esc(m['case']['title'])}", styles["Heading2"]),
+        Paragraph(f"From ledger {esc(m['ledger']['origin'])} at its signed checkpoint of "
+                  f"{m['ledger']['tree_size']} entries, root {esc(m['ledger']['root_hash'])}. "
+                  "See VERIFY.txt to check every statement below.", styles["Normal"]),
+    ]
+    for row in statement_rows(plan):
+        ex = row["exhibit"]
+        story += [
+            Spacer(1, 10),
+            Paragraph(f"Exhibit {esc(ex['exhibit_ref'])}: {esc(ex['file'])}", styles["Heading2"]),
+            Paragraph(f"Recorded by officer {esc(str(ex['officer_id']))} (camera "
+                      f"{esc(str(ex['camera_serial']))}) at {esc(str(ex['recorded_at']))}; docked by "
+                      f"device {esc(str(ex['device']['name']))}; ingested {esc(ex['ingested_at'])}.",
+                      styles["Normal"]),
+            Paragraph(f"SHA-256 {esc(ex['sha256'])}, {ex['size']} bytes.", styles["Normal"]),
+            Paragraph("Custody and access (ledger entry, time, who, what):", styles["Heading3"]),
+        ]
+        for i, e in row["custody"] + row["accesses"]:
+            story.append(Paragraph(f"{i} &nbsp; {esc(e['at'])} &nbsp; {esc(_who(e))} &nbsp; "
+                                   f"{esc(_what(e))}", styles["Code"]))
+        for d in ex["derivatives"]:
+            recipe = d.get("recipe") or {}
+            story.append(Paragraph(
+                f"Derived {esc(d['kind'])}: SHA-256 {esc(d['sha256'])}, {d['size']} bytes, by ffmpeg "
+                f"{esc(str(recipe.get('ffmpeg_version', '?')))} args "
+                f"{esc(' '.join(map(str, recipe.get('args', []))))}", styles["Normal"]))
+    buf = io.BytesIO()
+    doc = SimpleDocTemplate(buf, pagesize=A4, invariant=1, title="Continuity statement",
+                            author="evidence store", creator="evidence store",
+                            producer="evidence store")
+    doc.build(story)
+    return buf.getvalue()
+
+
+def render_verify_txt(plan: Plan, has_token: bool) -> bytes:
+    led = plan.manifest["ledger"]
+    token = (
+        "4. The checkpoint's RFC 3161 timestamp (needs the TSA's CA certificate, tsa-ca.pem):\n\n"
+        "     openssl ts -verify -data ledger/checkpoint.txt -in ledger/checkpoint.tsr -CAfile tsa-ca.pem\n\n"
+        if has_token else
+        "4. No RFC 3161 timestamp token: no TSA was configured when this bundle was made.\n\n"
+    )
+    tsa_opt = " --tsa-ca tsa-ca.pem" if has_token else ""
+    return f"""HOW TO CHECK THIS BUNDLE (with standard tools; no access to the evidence store needed)
+
+Unzip it, then in the unzipped directory:
+
+1. Every file is as it was when the bundle was made:
+
+     sha256sum -c SHA256SUMS
+
+   (SHA256SUMS lists every file except itself; a file not listed there is not part of the bundle.)
+
+2. manifest.json (exhibits, their hashes and provenance) was signed by the force:
+
+     openssl pkeyutl -verify -pubin -inkey signing-key.pem -rawin -in manifest.json -sigfile manifest.json.sig
+
+   The signature only proves who signed if signing-key.pem is the force's published bundle
+   key: compare it with the copy the force published (anyone can sign with a key of their own).
+
+3. Every exhibit's ledger entries are in the signed ledger:
+   ledger/checkpoint.txt is a C2SP signed note over the log's size ({led['tree_size']}) and root hash;
+   ledger/key.txt is the log's verifier key (name+keyid+base64(0x01||Ed25519 public key)) --
+   compare it with the key the force published. Each line of ledger/entries.jsonl holds an entry
+   (base64 of its RFC 8785 JSON) and its RFC 9162 inclusion proof. To check one by hand:
+     leaf = SHA-256(0x00 || entry bytes)
+     fn = index, sn = tree_size - 1, r = leaf
+     for each proof hash p:
+        if fn is odd or fn == sn: r = SHA-256(0x01 || p || r); while fn is even and fn != 0: fn >>= 1, sn >>= 1
+        else:                     r = SHA-256(0x01 || r || p)
+        fn >>= 1, sn >>= 1
+     the proof is good if sn == 0 and r equals the root hash in ledger/checkpoint.txt (RFC 9162 2.1.3.2).
+   Each exhibit's "clip.ingested" entry states the sha256 and size the store verified on docking.
+
+{token}5. Everything above, and more (each exhibit's hash against the manifest and its ledger entry):
+
+     evidence verify bundle BUNDLE.zip --key 'LEDGER-VERIFIER-KEY' --bundle-key force-bundle-key.pem{tsa_opt}
+
+6. That the log only grew since this bundle was made (no entry removed or rewritten later):
+
+     evidence verify ledger --api https://STORE --checkpoint ledger/checkpoint.txt
+""".encode()

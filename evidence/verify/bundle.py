@@ -1,0 +1,243 @@
+"""Offline verification of a court bundle: no network, no database, only the ZIP.
+
+Checks, each one line in the report: SHA256SUMS (every listed file, nothing unlisted),
+the manifest's signature (and, with a pin, that the signer is the force's bundle key),
+every file the manifest lists, every exhibit's media, the ledger checkpoint's signature
+(with a pin, that it is the force's ledger key), every ledger entry's inclusion proof,
+that each exhibit's `clip.ingested` entry vouches for its hash and size, and the
+checkpoint's timestamp token when there is one. Members are hashed in chunks.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from evidence.bundles import manifest as mf
+from evidence.errors import EvidenceError
+from evidence.ledger import merkle
+from evidence.ledger.note import Checkpoint, NoteVerifier, open_checkpoint
+from evidence.verify.report import Report
+
+CHUNK = 1024 * 1024
+
+
+def verify_bundle(path: Path, report: Report, *, ledger_key: str | None = None,
+                  bundle_key_pem: bytes | None = None, tsa_ca_pem: bytes | None = None) -> Report:
+    try:
+        zf = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        report.add("bundle readable", False, f"{path}: {exc}")
+        return report
+    with zf:
+        hashes = _hash_members(zf)
+        _check_sums(zf, hashes, report)
+        manifest = _check_signature(zf, report, bundle_key_pem)
+        if manifest is None:
+            return report
+        _check_listed_files(manifest, hashes, report)
+        cp = _check_checkpoint(zf, manifest, report, ledger_key)
+        entries = _check_entries(zf, cp, report) if cp else {}
+        _check_exhibits(manifest, hashes, entries, report)
+        _check_token(zf, report, tsa_ca_pem)
+    return report
+
+
+def _read(zf: zipfile.ZipFile, name: str) -> bytes | None:
+    try:
+        return zf.read(name)  # only small members (text, keys) are read whole
+    except KeyError:
+        return None
+
+
+def _hash_members(zf: zipfile.ZipFile) -> dict[str, tuple[str, int]]:
+    """sha256 and size of every member, read in chunks (media can be gigabytes)."""
+    out = {}
+    for info in zf.infolist():
+        if info.is_dir():
+            continue
+        digest, n = hashlib.sha256(), 0
+        with zf.open(info) as f:
+            while chunk := f.read(CHUNK):
+                digest.update(chunk)
+                n += len(chunk)
+        out[info.filename] = (digest.hexdigest(), n)
+    return out
+
+
+def _check_sums(zf: zipfile.ZipFile, hashes: dict[str, tuple[str, int]], report: Report) -> None:
+    text = _read(zf, mf.SUMS)
+    if text is None:
+        report.add("SHA256SUMS", False, "missing")
+        return
+    listed: dict[str, str] = {}
+    for line in text.decode(errors="replace").splitlines():
+        digest, sep, name = line.partition("  ")
+        if not sep or len(digest) != 64:
+            report.add("SHA256SUMS", False, f"malformed line {line[:80]!r}")
+            continue
+        listed[name.lstrip("*")] = digest.lower()
+    for name, digest in sorted(listed.items()):
+        if name not in hashes:
+            report.add(f"SHA256SUMS {name}", False, "listed but missing from the bundle")
+        elif hashes[name][0] != digest:
+            report.add(f"SHA256SUMS {name}", False, f"hashes to {hashes[name][0]}, listed as {digest}")
+    unlisted = sorted(set(hashes) - set(listed) - {mf.SUMS})
+    for name in unlisted:
+        report.add(f"SHA256SUMS {name}", False, "in the bundle but not listed")
+    bad = [c for c in report.checks if c.name.startswith("SHA256SUMS") and not c.ok]
+    if not bad:
+        report.add("SHA256SUMS", True, f"{len(listed)} files match, none unlisted")
+
+
+def _check_signature(zf: zipfile.ZipFile, report: Report,
+                     pinned_pem: bytes | None) -> dict[str, Any] | None:
+    data, sig, pem = _read(zf, mf.MANIFEST), _read(zf, mf.SIGNATURE), _read(zf, mf.SIGNING_KEY)
+    if data is None or sig is None or pem is None:
+        missing = [n for n, v in ((mf.MANIFEST, data), (mf.SIGNATURE, sig), (mf.SIGNING_KEY, pem)) if v is None]
+        report.add("manifest signature", False, f"missing {', '.join(missing)}")
+        return None
+    try:
+        key = serialization.load_pem_public_key(pem)
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError("not an Ed25519 key")
+        key.verify(sig, data)
+        report.add("manifest signature", True, f"{mf.MANIFEST} signed by {mf.SIGNING_KEY}")
+    except (ValueError, InvalidSignature) as exc:
+        report.add("manifest signature", False, f"{mf.SIGNATURE} does not verify with "
+                   f"{mf.SIGNING_KEY} ({type(exc).__name__})")
+    if pinned_pem is not None:
+        same = _spki(pinned_pem) == _spki(pem)
+        report.add("bundle signing key pinned", same,
+                   "is the pinned force key" if same else f"{mf.SIGNING_KEY} is NOT the pinned bundle key")
+    else:
+        report.note("bundle signing key not pinned: anyone can re-sign a manifest with a key of "
+                    "their own; pass --bundle-key with the force's published key")
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        report.add("manifest.json readable", False, str(exc))
+        return None
+
+
+def _spki(pem: bytes) -> bytes | None:
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except ValueError:
+        return None
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _check_listed_files(manifest: dict[str, Any], hashes: dict[str, tuple[str, int]],
+                        report: Report) -> None:
+    """The manifest lists every other file with its hash: the signature covers them all."""
+    bad = 0
+    for f in manifest.get("files", []):
+        got = hashes.get(f["path"])
+        if got != (f["sha256"], f["size"]):
+            bad += 1
+            report.add(f"manifest file {f['path']}", False,
+                       "missing" if got is None else f"hashes to {got[0]} ({got[1]} bytes), "
+                       f"manifest says {f['sha256']} ({f['size']} bytes)")
+    listed = {f["path"] for f in manifest.get("files", [])}
+    for name in sorted(set(hashes) - listed - {mf.MANIFEST, mf.SIGNATURE, mf.SUMS}):
+        bad += 1
+        report.add(f"manifest file {name}", False, "in the bundle but not in manifest.json")
+    if not bad:
+        report.add("manifest files", True, f"{len(listed)} files match manifest.json")
+
+
+def _check_checkpoint(zf: zipfile.ZipFile, manifest: dict[str, Any], report: Report,
+                      pinned: str | None) -> Checkpoint | None:
+    vkey = (_read(zf, mf.LEDGER_KEY) or b"").decode(errors="replace").strip()
+    note = _read(zf, mf.CHECKPOINT)
+    if pinned is not None:
+        report.add("ledger key pinned", vkey == pinned.strip(),
+                   "is the pinned key" if vkey == pinned.strip() else f"{mf.LEDGER_KEY} is NOT the pinned ledger key")
+    else:
+        report.note("ledger key not pinned: pass --key with the force's published verifier key")
+    if note is None or not vkey:
+        report.add("checkpoint signature", False, f"missing {mf.CHECKPOINT} or {mf.LEDGER_KEY}")
+        return None
+    try:
+        cp = open_checkpoint(note, NoteVerifier.from_vkey(vkey))
+    except EvidenceError as exc:
+        report.add("checkpoint signature", False, f"{mf.CHECKPOINT}: {exc}")
+        return None
+    report.add("checkpoint signature", True, f"tree size {cp.size} signed by {mf.LEDGER_KEY}")
+    led = manifest.get("ledger", {})
+    same = led.get("tree_size") == cp.size and led.get("root_hash") == base64.b64encode(cp.root_hash).decode()
+    report.add("manifest names the checkpoint", same,
+               "" if same else "manifest.json's ledger size/root differ from ledger/checkpoint.txt")
+    return cp
+
+
+def _check_entries(zf: zipfile.ZipFile, cp: Checkpoint, report: Report) -> dict[int, dict[str, Any]]:
+    """Each entry's inclusion proof against the checkpoint's root; returns the good ones."""
+    good: dict[int, dict[str, Any]] = {}
+    data = _read(zf, mf.ENTRIES)
+    if data is None:
+        report.add("ledger entries", False, f"missing {mf.ENTRIES}")
+        return good
+    failed = 0
+    for n, line in enumerate(data.decode(errors="replace").splitlines(), 1):
+        row: Any = None
+        try:
+            row = json.loads(line)
+            index, entry = int(row["index"]), base64.b64decode(row["entry"], validate=True)
+            proof = [base64.b64decode(h, validate=True) for h in row["hashes"]]
+            merkle.verify_inclusion(merkle.leaf_hash(entry), index, cp.size, proof, cp.root_hash)
+            good[index] = json.loads(entry)
+        except (ValueError, KeyError, TypeError, EvidenceError) as exc:
+            failed += 1
+            what = f"ledger entry {row.get('index', '?')}" if isinstance(row, dict) else f"line {n}"
+            report.add(f"inclusion {what}", False, f"{mf.ENTRIES} line {n}: {exc}")
+    if not failed:
+        report.add("ledger entries", True, f"{len(good)} entries included in checkpoint of size {cp.size}")
+    return good
+
+
+def _check_exhibits(manifest: dict[str, Any], hashes: dict[str, tuple[str, int]],
+                    entries: dict[int, dict[str, Any]], report: Report) -> None:
+    for ex in manifest.get("exhibits", []):
+        ref = ex.get("exhibit_ref", "?")
+        got = hashes.get(ex["file"])
+        ok = got == (ex["sha256"], ex["size"])
+        report.add(f"exhibit {ref} media", ok, ex["file"] if ok else
+                   f"{ex['file']} " + ("is missing" if got is None else
+                                       f"hashes to {got[0]} ({got[1]} bytes), manifest says {ex['sha256']}"))
+        vouched = [
+            i for i, e in entries.items()
+            if e.get("type") == "clip.ingested" and e.get("subject", {}).get("clip") == ex["clip_id"]
+            and e.get("sha256") == ex["sha256"] and e.get("size") == ex["size"]
+        ]
+        report.add(f"exhibit {ref} ledger", bool(vouched),
+                   f"clip.ingested entry {vouched[0]} vouches for its sha256" if vouched else
+                   "no included clip.ingested entry vouches for this sha256 and size")
+
+
+def _check_token(zf: zipfile.ZipFile, report: Report, tsa_ca_pem: bytes | None) -> None:
+    """The checkpoint's RFC 3161 token, checked against the TSA root the caller trusts."""
+    from evidence.timestamps import verify_token
+
+    token = _read(zf, mf.TOKEN)
+    if token is None:
+        report.note("no RFC 3161 timestamp token in the bundle (no TSA was configured)")
+        return
+    if tsa_ca_pem is None:
+        report.note(f"{mf.TOKEN} present but NOT checked: pass --tsa-ca with the TSA's root certificate")
+        return
+    try:
+        info = verify_token(token, _read(zf, mf.CHECKPOINT) or b"", tsa_ca_pem)
+        report.add("timestamp token", True, f"{mf.CHECKPOINT} existed by {info.gen_time.isoformat()} "
+                   f"({info.tsa_name})")
+    except EvidenceError as exc:
+        report.add("timestamp token", False, f"{mf.TOKEN}: {exc}")

@@ -1,0 +1,315 @@
+"""Court bundles: a CPS user downloads one over HTTP; it verifies with our verifier AND with
+coreutils and openssl alone (exactly as VERIFY.txt says); tampering is caught and named."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typer.testing import CliRunner
+
+from evidence.bundles import manifest as mf
+from evidence.bundles.keys import public_pem
+from evidence.bundles.models import Bundle, BundleState
+from evidence.bundles.service import build_bundle
+from evidence.cli import app
+from evidence.ledger.note import NoteSigner
+from tests.fixtures.api import running_api
+from tests.test_shares import share, shared_world  # noqa: F401  (the world: clips, a case, a force)
+from evidence.context import Context
+
+
+@pytest.fixture
+def bundled(shared_world, tmp_path: Path):  # noqa: F811  (the fixture imported above)
+    """Both clips as exhibits, shared with cps_green, a bundle built and downloaded by CPS."""
+    f, ctx, case_id, clip_ids = shared_world
+    eo, cps = f.as_("eo_brown"), f.as_("cps_green")
+    assert f.http.post(f"/api/v1/cases/{case_id}/items", headers=eo,
+                       json={"clip_ids": clip_ids}).status_code == 200
+    assert share(f, case_id).status_code == 201
+    # A view, so the continuity statement has an access to list.
+    assert f.http.get(f"/api/v1/clips/{clip_ids[0]}/stream", headers=cps,
+                      params={"reason": "charging decision"}).status_code == 200
+    r = f.http.post(f"/api/v1/cases/{case_id}/bundles", headers=eo, json={"include_proxies": True})
+    assert r.status_code == 202, r.text
+    bundle_id = r.json()["id"]
+    assert r.json()["state"] == "queued"
+    seen: list[int] = []
+    assert build_bundle(ctx, bundle_id, progress=seen.append) == "ready"  # the worker, in-process
+    assert seen[-1] == 100
+    status = f.http.get(f"/api/v1/bundles/{bundle_id}", headers=cps).json()
+    assert status["state"] == "ready" and status["progress"] == 100
+    got = f.http.get(f"/api/v1/bundles/{bundle_id}/download", headers=cps)
+    assert got.status_code == 200 and got.headers["content-type"] == "application/zip"
+    assert hashlib.sha256(got.content).hexdigest() == status["sha256"]
+    path = tmp_path / "bundle.zip"
+    path.write_bytes(got.content)
+    yield f, ctx, case_id, bundle_id, path
+
+
+def verify(path: Path, *extra: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["verify", "bundle", str(path), *extra])
+    return result.exit_code, result.output
+
+
+def pins(ctx, tmp_path: Path) -> list[str]:
+    """What a court pins: the force's published ledger key and bundle-signing key."""
+    return ["--key", ctx.ledger.verifier_key,
+            "--bundle-key", str(ctx.settings.secrets_dir() / "bundle.pub.pem")]
+
+
+def unzip(path: Path, into: Path) -> Path:
+    with zipfile.ZipFile(path) as zf:
+        zf.extractall(into)
+    return into
+
+
+def test_cps_downloads_a_bundle_that_verifies_with_and_without_our_code(bundled, tmp_path: Path) -> None:
+    f, ctx, case_id, bundle_id, path = bundled
+    code, out = verify(path, *pins(ctx, tmp_path))
+    assert code == 0, out
+    assert "PASS  manifest signature" in out and "PASS  checkpoint signature" in out
+    assert "NOTE  no RFC 3161 timestamp token" in out  # no TSA configured in this test
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        m = json.loads(zf.read(mf.MANIFEST))
+        for info in zf.infolist():
+            if info.filename.startswith("media/"):
+                assert info.compress_type == zipfile.ZIP_STORED, info.filename
+            assert info.date_time == (1980, 1, 1, 0, 0, 0)
+        assert zf.read("statement/continuity.pdf").startswith(b"%PDF")
+        html = zf.read("statement/continuity.html").decode()
+        verify_txt = zf.read("VERIFY.txt").decode()
+    for fixed in (mf.MANIFEST, mf.SIGNATURE, mf.SIGNING_KEY, mf.SUMS, mf.CHECKPOINT,
+                  mf.LEDGER_KEY, mf.ENTRIES, "statement/continuity.html", "VERIFY.txt"):
+        assert fixed in names
+    refs = [e["exhibit_ref"] for e in m["exhibits"]]
+    assert len(refs) == 2 and all(r in html for r in refs)
+    assert "clip.viewed" in html and "user:cps_green" in html, "the CPS view is an access listed"
+    assert all(e["derivatives"] and e["derivatives"][0]["recipe"] for e in m["exhibits"])
+    # Without our code, exactly as VERIFY.txt says.
+    sums = "sha256sum -c SHA256SUMS"
+    sig = ("openssl pkeyutl -verify -pubin -inkey signing-key.pem -rawin -in manifest.json "
+           "-sigfile manifest.json.sig")
+    assert sums in verify_txt and sig in verify_txt
+    where = unzip(path, tmp_path / "unzipped")
+    for cmd in (sums, sig):
+        done = subprocess.run(cmd.split(), cwd=where, capture_output=True, text=True)
+        assert done.returncode == 0, (cmd, done.stdout, done.stderr)
+    # Range works, and every download is in the ledger with who downloaded it.
+    part = f.http.get(f"/api/v1/bundles/{bundle_id}/download", headers={**f.as_("cps_green"),
+                      "Range": "bytes=0-3"})
+    assert part.status_code == 206 and part.content == b"PK\x03\x04"
+    downloads = [json.loads(e) for _, e in ctx.ledger.entries_about(f"bundle:{bundle_id}")]
+    downloads = [e for e in downloads if e["type"] == "bundle.downloaded"]
+    assert len(downloads) == 2 and {e["actor"] for e in downloads} == {"user:cps_green"}
+    assert build_bundle(ctx, bundle_id) == "ready", "a repeated task leaves a ready bundle alone"
+    exported = [json.loads(e) for _, e in ctx.ledger.entries_about(f"bundle:{bundle_id}")
+                if json.loads(e)["type"] == "bundle.exported"]
+    assert len(exported) == 1 and exported[0]["built_at"]
+
+
+def test_bundle_access_follows_the_share(bundled) -> None:
+    f, ctx, case_id, bundle_id, _ = bundled
+    assert f.http.get(f"/api/v1/bundles/{bundle_id}", headers=f.as_("pc_smith")).status_code == 403
+    assert f.http.post(f"/api/v1/cases/{case_id}/bundles", headers=f.as_("cps_green")).status_code == 403
+    share_id = f.http.get(f"/api/v1/cases/{case_id}/shares", headers=f.as_("eo_brown")).json()["items"][0]["id"]
+    f.http.delete(f"/api/v1/shares/{share_id}", headers=f.as_("eo_brown"))
+    assert f.http.get(f"/api/v1/bundles/{bundle_id}/download", headers=f.as_("cps_green")).status_code == 404
+
+
+def test_rebuilding_gives_the_same_bytes(bundled, tmp_path: Path) -> None:
+    """Pinned to the ledger size at request: the log has grown since, the bundle does not."""
+    f, ctx, _, bundle_id, path = bundled
+    with ctx.db.write_session() as s:
+        b = s.get(Bundle, bundle_id)
+        first_sha, b.state = b.sha256, BundleState.failed.value
+    ctx.store.delete(f"bundles/{bundle_id}.zip")
+    assert build_bundle(ctx, bundle_id) == "ready"
+    again = tmp_path / "again.zip"
+    with again.open("wb") as out:
+        for chunk in ctx.store.open(f"bundles/{bundle_id}.zip"):
+            out.write(chunk)
+    with zipfile.ZipFile(path) as a, zipfile.ZipFile(again) as b2:
+        assert a.read(mf.MANIFEST) == b2.read(mf.MANIFEST)
+    with ctx.db.session() as s:
+        assert s.get(Bundle, bundle_id).sha256 == first_sha, "the whole ZIP is reproducible"
+
+
+# -- tampering ----------------------------------------------------------------------------
+
+
+def rewrite(src: Path, dst: Path, changes: dict[str, bytes | None]) -> Path:
+    """Copy a bundle, replacing (bytes) or removing (None) members."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            if info.filename in changes:
+                if changes[info.filename] is not None:
+                    zout.writestr(info, changes[info.filename])
+            else:
+                zout.writestr(info, zin.read(info))
+    return dst
+
+
+def flip(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1:]
+
+
+def resums(members: dict[str, bytes]) -> bytes:
+    return mf.sha256sums({n: hashlib.sha256(d).hexdigest() for n, d in members.items() if n != mf.SUMS})
+
+
+def read_all(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as zf:
+        return {n: zf.read(n) for n in zf.namelist()}
+
+
+def failed(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith("FAIL")]
+
+
+def test_tampering_is_caught_and_named(bundled, tmp_path: Path) -> None:
+    _, ctx, _, _, path = bundled
+    members = read_all(path)
+    m = json.loads(members[mf.MANIFEST])
+    ex1, ex2 = m["exhibits"]
+    lines = members[mf.ENTRIES].decode().splitlines()
+    row = next(json.loads(line) for line in lines if json.loads(line)["hashes"])
+    row_tampered = dict(row, hashes=[base64.b64encode(flip(base64.b64decode(row["hashes"][0]), 0)).decode()]
+                        + row["hashes"][1:])
+    entries_tampered = "\n".join(json.dumps(row_tampered, sort_keys=True) if json.loads(x)["index"] == row["index"]
+                                 else x for x in lines).encode() + b"\n"
+    cp = members[mf.CHECKPOINT].decode().split("\n")
+    cp[1] = str(int(cp[1]) + 1)  # claim a bigger tree
+    other = NoteSigner.generate(ctx.settings.ledger_origin)
+    cases: dict[str, tuple[dict[str, bytes | None], list[str]]] = {
+        "media byte": ({ex1["file"]: flip(members[ex1["file"]], 1000)},
+                       [f"SHA256SUMS {ex1['file']}", f"exhibit {ex1['exhibit_ref']} media"]),
+        "manifest byte": ({mf.MANIFEST: members[mf.MANIFEST].replace(b'"exhibit_ref": "', b'"exhibit_ref": "X', 1)},
+                          ["manifest signature", f"SHA256SUMS {mf.MANIFEST}"]),
+        "proof hash": ({mf.ENTRIES: entries_tampered}, [f"inclusion ledger entry {row['index']}"]),
+        "checkpoint": ({mf.CHECKPOINT: "\n".join(cp).encode()}, ["checkpoint signature"]),
+        "exhibit removed": ({ex2["file"]: None}, [f"SHA256SUMS {ex2['file']}", f"exhibit {ex2['exhibit_ref']} media"]),
+        "exhibits swapped": ({ex1["file"]: members[ex2["file"]], ex2["file"]: members[ex1["file"]]},
+                             [f"exhibit {ex1['exhibit_ref']} media", f"exhibit {ex2['exhibit_ref']} media"]),
+        # Another key signing the same manifest (SHA256SUMS recomputed): the signed manifest's
+        # own file list names the key file, and the pinned force key does not match.
+        "signing key replaced": (_resigned(members, m, rewrite_manifest=False),
+                                 [f"manifest file {mf.SIGNING_KEY}", "bundle signing key pinned"]),
+        # Another ledger key: the checkpoint (signed by the real key) no longer verifies.
+        "ledger key replaced": (_with_sums(members, {mf.LEDGER_KEY: (other.verifier_key() + "\n").encode()}),
+                                ["checkpoint signature"]),
+    }
+    for name, (changes, expected) in cases.items():
+        bad = rewrite(path, tmp_path / f"{name.replace(' ', '-')}.zip", changes)
+        code, out = verify(bad, *pins(ctx, tmp_path))
+        assert code != 0, (name, out)
+        for what in expected:
+            assert any(what in line for line in failed(out)), (name, what, out)
+        assert "bundle verification FAILED" in out
+
+
+def _with_sums(members: dict[str, bytes], changes: dict[str, bytes]) -> dict[str, bytes | None]:
+    """Replace members and recompute SHA256SUMS, as a careful forger would."""
+    new = {**members, **changes}
+    return {**changes, mf.SUMS: resums(new)}
+
+
+def _resigned(members: dict[str, bytes], m: dict, *, rewrite_manifest: bool) -> dict[str, bytes | None]:
+    """Sign with a key of the forger's own; optionally fix manifest.json's file list too."""
+    key = Ed25519PrivateKey.generate()
+    pem = public_pem(key.public_key())
+    manifest = members[mf.MANIFEST]
+    if rewrite_manifest:
+        m = json.loads(manifest)
+        for f in m["files"]:
+            if f["path"] == mf.SIGNING_KEY:
+                f.update(sha256=hashlib.sha256(pem).hexdigest(), size=len(pem))
+        manifest = mf.render_manifest(m)
+    changes = {mf.SIGNING_KEY: pem, mf.MANIFEST: manifest, mf.SIGNATURE: key.sign(manifest)}
+    return _with_sums(members, changes)
+
+
+def test_a_fully_resigned_bundle_is_caught_only_by_the_pinned_bundle_key(bundled, tmp_path: Path) -> None:
+    """A forger who re-signs the manifest with their own key and fixes every hash makes a
+    bundle that is internally consistent: nothing inside it can tell. A court must pin the
+    force's published bundle key (--bundle-key), and then the replacement is caught."""
+    _, ctx, _, _, path = bundled
+    members = read_all(path)
+    forged = rewrite(path, tmp_path / "forged.zip", _resigned(members, json.loads(members[mf.MANIFEST]),
+                                                              rewrite_manifest=True))
+    code, out = verify(forged, "--key", ctx.ledger.verifier_key)
+    assert code == 0, out
+    assert "NOTE  bundle signing key not pinned" in out
+    code, out = verify(forged, *pins(ctx, tmp_path))
+    assert code != 0 and any("bundle signing key pinned" in line for line in failed(out)), out
+
+
+def test_a_replaced_ledger_key_is_caught_by_the_pin(bundled, tmp_path: Path) -> None:
+    _, ctx, _, _, path = bundled
+    members = read_all(path)
+    other = NoteSigner.generate(ctx.settings.ledger_origin).verifier_key()
+    bad = rewrite(path, tmp_path / "k.zip", _with_sums(members, {mf.LEDGER_KEY: (other + "\n").encode()}))
+    code, out = verify(bad, "--key", ctx.ledger.verifier_key)
+    assert code != 0 and any("ledger key pinned" in line for line in failed(out)), out
+    code, out = verify(path)  # unpinned: passes, but says what it could not check
+    assert code == 0 and "NOTE  ledger key not pinned" in out
+
+
+def test_the_live_log_only_grew_since_the_bundle(bundled, tmp_path: Path) -> None:
+    f, ctx, _, _, path = bundled
+    saved = tmp_path / "checkpoint.txt"
+    with zipfile.ZipFile(path) as zf:
+        saved.write_bytes(zf.read(mf.CHECKPOINT))
+    size_then = int(saved.read_text().split("\n")[1])
+    assert ctx.ledger.size() > size_then, "downloads and the export came after the pin"
+    with running_api(ctx.settings) as url:
+        from tests.fixtures.people import login
+        import httpx
+
+        token = login(httpx.Client(base_url=url), "aud_white")
+        result = CliRunner().invoke(app, ["verify", "ledger", "--api", url, "--checkpoint", str(saved),
+                                          "--token", token, "--key", ctx.ledger.verifier_key])
+    assert result.exit_code == 0, result.output
+    assert f"consistency {size_then} -> " in result.output
+
+
+def test_the_worker_task_is_registered_under_the_name_the_api_sends() -> None:
+    import workers.tasks  # noqa: F401  (registers the tasks)
+    from workers.app import app as celery
+
+    assert "evidence.bundles.build" in celery.tasks
+
+
+def test_a_bundle_carries_the_checkpoint_timestamp(bundled, tsa, tmp_path: Path) -> None:
+    """With a TSA configured the pinned checkpoint is stamped; the token checks with our
+    verifier (given the TSA root) and with `openssl ts -verify` exactly as VERIFY.txt says."""
+    f, ctx, case_id, _, _ = bundled
+    worker = Context(ctx.settings.model_copy(update={"tsa_url": tsa.good.url,
+                                                     "tsa_ca_file": tsa.good.ca_pem}))
+    bundle_id = f.http.post(f"/api/v1/cases/{case_id}/bundles", headers=f.as_("eo_brown")).json()["id"]
+    assert build_bundle(worker, bundle_id) == "ready"
+    path = tmp_path / "stamped.zip"
+    path.write_bytes(f.http.get(f"/api/v1/bundles/{bundle_id}/download", headers=f.as_("cps_green")).content)
+    code, out = verify(path, *pins(ctx, tmp_path), "--tsa-ca", str(tsa.good.ca_pem))
+    assert code == 0 and "PASS  timestamp token" in out, out
+    code, out = verify(path, *pins(ctx, tmp_path))
+    assert code == 0 and "NOTE  ledger/checkpoint.tsr present but NOT checked" in out, out
+    where = unzip(path, tmp_path / "stamped")
+    shutil.copy(tsa.good.ca_pem, where / "tsa-ca.pem")
+    verify_txt = (where / "VERIFY.txt").read_text()
+    cmd = "openssl ts -verify -data ledger/checkpoint.txt -in ledger/checkpoint.tsr -CAfile tsa-ca.pem"
+    assert cmd in verify_txt
+    done = subprocess.run(cmd.split(), cwd=where, capture_output=True, text=True)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    members = read_all(path)
+    bad = rewrite(path, tmp_path / "tsr.zip", _with_sums(members, {mf.TOKEN: flip(members[mf.TOKEN], len(members[mf.TOKEN]) - 10)}))
+    code, out = verify(bad, *pins(ctx, tmp_path), "--tsa-ca", str(tsa.good.ca_pem))
+    assert code != 0 and any("timestamp token" in line for line in failed(out)), out
