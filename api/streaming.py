@@ -7,8 +7,27 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from api.problems import problem
+from evidence.access import Principal
+from evidence.clips.service import open_footage
 from evidence.errors import RangeNotSatisfiable
 from evidence.storage import ObjectInfo, ObjectStore, parse_range_header
+
+
+async def footage_response(
+    request: Request, principal: Principal, clip_id: str, kind: str, reason: str | None
+) -> Response:
+    """Footage for the API and the UI alike: the policy and the ledger entry
+    (`open_footage`), then the bytes with Range."""
+    ctx = request.app.state.ctx
+    source_ip = request.client.host if request.client else None
+    footage = await anyio.to_thread.run_sync(
+        lambda: open_footage(ctx, principal, clip_id, kind, reason=reason, source_ip=source_ip)
+    )
+    return await ranged_response(
+        request, ctx.store, footage.info, media_type=footage.media_type, private=True,
+        etag=footage.info.sha256,
+        download_name=footage.filename if kind == "original" else None,
+    )
 
 
 async def ranged_response(

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from api.gates import gate
-from api.streaming import ranged_response
+from api.streaming import footage_response
 from evidence.access import Principal
 from evidence.clips import service
 from evidence.clips.service import SearchFilters
@@ -20,10 +20,6 @@ router = APIRouter(prefix="/api/v1", tags=["clips"])
 
 def _ctx(request: Request):  # type: ignore[no-untyped-def]
     return request.app.state.ctx
-
-
-def _ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
 
 
 @router.get("/clips")
@@ -60,40 +56,24 @@ def clip_detail(clip_id: str, request: Request,
     return service.detail(_ctx(request), principal, clip_id)
 
 
-async def _footage(request: Request, principal: Principal, clip_id: str, kind: str,
-                   reason: str | None) -> Response:
-    import anyio.to_thread
-
-    ctx = _ctx(request)
-    footage = await anyio.to_thread.run_sync(
-        lambda: service.open_footage(ctx, principal, clip_id, kind, reason=reason,
-                                     source_ip=_ip(request))
-    )
-    return await ranged_response(
-        request, ctx.store, footage.info, media_type=footage.media_type, private=True,
-        etag=footage.info.sha256,
-        download_name=footage.filename if kind == "original" else None,
-    )
-
-
 @router.get("/clips/{clip_id}/stream")
 async def stream_clip(clip_id: str, request: Request, reason: str | None = None,
                       principal: Principal = Depends(gate("clips.view_footage"))) -> Response:
     """The browser proxy, with HTTP Range; needs a reason; audited."""
-    return await _footage(request, principal, clip_id, "proxy", reason)
+    return await footage_response(request, principal, clip_id, "proxy", reason)
 
 
 @router.get("/clips/{clip_id}/original")
 async def download_original(clip_id: str, request: Request, reason: str | None = None,
                             principal: Principal = Depends(gate("clips.view_footage"))) -> Response:
     """The original bytes as docked; needs a reason; audited."""
-    return await _footage(request, principal, clip_id, "original", reason)
+    return await footage_response(request, principal, clip_id, "original", reason)
 
 
 @router.get("/clips/{clip_id}/thumbnail")
 async def clip_thumbnail(clip_id: str, request: Request,
                          principal: Principal = Depends(gate("clips.view_footage"))) -> Response:
-    return await _footage(request, principal, clip_id, "thumbnail", None)
+    return await footage_response(request, principal, clip_id, "thumbnail", None)
 
 
 class CategoryBody(BaseModel):

@@ -13,12 +13,11 @@ import re
 from typing import Annotated
 from urllib.parse import urlencode
 
-import anyio.to_thread
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from api.gates import public, ui_gate
-from api.streaming import ranged_response
+from api.streaming import footage_response
 from api.ui import session as ui_session
 from api.ui.custody import check_custody
 from api.ui.render import STATIC, UIRoute, render, see_other
@@ -247,39 +246,24 @@ def clip_page(
     )
 
 
-async def _footage(request: Request, principal: Principal, clip_id: str, kind: str,
-                   reason: str | None) -> Response:
-    """As api/routes/clips.py: the same `open_footage` (policy + ledger) and `ranged_response`."""
-    ctx = _ctx(request)
-    footage = await anyio.to_thread.run_sync(
-        lambda: clips.open_footage(ctx, principal, clip_id, kind, reason=reason,
-                                   source_ip=_ip(request))
-    )
-    return await ranged_response(
-        request, ctx.store, footage.info, media_type=footage.media_type, private=True,
-        etag=footage.info.sha256,
-        download_name=footage.filename if kind == "original" else None,
-    )
-
-
 @router.get("/clips/{clip_id}/stream")
 async def stream(clip_id: str, request: Request,
                  reason: Annotated[str | None, Query(max_length=500)] = None,
                  principal: Principal = Depends(ui_gate("clips.view_footage"))) -> Response:
-    return await _footage(request, principal, clip_id, "proxy", reason)
+    return await footage_response(request, principal, clip_id, "proxy", reason)
 
 
 @router.get("/clips/{clip_id}/original")
 async def original(clip_id: str, request: Request,
                    reason: Annotated[str | None, Query(max_length=500)] = None,
                    principal: Principal = Depends(ui_gate("clips.view_footage"))) -> Response:
-    return await _footage(request, principal, clip_id, "original", reason)
+    return await footage_response(request, principal, clip_id, "original", reason)
 
 
 @router.get("/clips/{clip_id}/thumbnail")
 async def thumbnail(clip_id: str, request: Request,
                     principal: Principal = Depends(ui_gate("clips.view_footage"))) -> Response:
-    return await _footage(request, principal, clip_id, "thumbnail", None)
+    return await footage_response(request, principal, clip_id, "thumbnail", None)
 
 
 def _clip_url(clip_id: str, anchor: str = "") -> str:
