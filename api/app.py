@@ -24,10 +24,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Body-worn video evidence: audited access, tamper-evident ledger, court bundles.",
         openapi_url="/openapi.json",
     )
-    app.state.settings = settings
     app.state.ctx = ctx
-    app.state.db = ctx.db
-    app.state.store = ctx.store
+    app.state.store = ctx.store  # opened now: a wrong S3 setting fails at start, not mid-request
     problems.install(app)
     app.add_middleware(SecurityHeaders)
     app.include_router(health.router)
