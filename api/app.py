@@ -8,8 +8,9 @@ from api import problems
 from api.security import SecurityHeaders
 from api.routes import admin, audit, auth, cases, clips, health, ledger, uploads
 from api.ui import admin as ui_admin
+from api.ui import retention as ui_retention
 from api.ui import routes as ui
-from api.routes import bundles
+from api.routes import bundles, retention
 from evidence import __version__
 from evidence.config import Settings, get_settings
 from evidence.context import Context
@@ -39,8 +40,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(ui.router)  # the review UI under /ui (docs/ui.md)
     app.include_router(ui_admin.router)  # its administrator's pages
+    app.include_router(ui_retention.router)  # retention queue, schedule, holds
     app.state.enqueue_processing = _enqueuer(settings)
     app.include_router(bundles.router)  # court bundles (docs/bundles.md)
+    app.include_router(retention.router)  # retention, holds, disposals (docs/retention.md)
     app.state.enqueue_bundle = _bundle_enqueuer(settings)
     if settings.storage_backend == "local":
         from api.routes import objects

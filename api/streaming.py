@@ -8,6 +8,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from api.problems import problem
 from evidence.access import Principal
+from evidence.bundles.service import open_download
 from evidence.clips.service import open_footage
 from evidence.errors import RangeNotSatisfiable
 from evidence.storage import ObjectInfo, ObjectStore, parse_range_header
@@ -28,6 +29,16 @@ async def footage_response(
         etag=footage.info.sha256,
         download_name=footage.filename if kind == "original" else None,
     )
+
+
+async def bundle_response(request: Request, principal: Principal, bundle_id: str) -> Response:
+    """A court bundle for the API and the UI alike: the policy and the `bundle.downloaded`
+    ledger entry (`open_download`, every request, ranges included), then the ZIP with Range."""
+    ctx = request.app.state.ctx
+    info = await anyio.to_thread.run_sync(
+        open_download, ctx, principal, bundle_id, request.headers.get("range"))
+    return await ranged_response(request, ctx.store, info, media_type="application/zip",
+                                 download_name=f"bundle-{bundle_id}.zip", private=True)
 
 
 async def ranged_response(

@@ -61,6 +61,11 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "bundles.request": frozenset({R.evidence_officer}),
     # CPS: only bundles of cases visible to them (an active share), checked per bundle.
     "bundles.read": frozenset({R.evidence_officer, R.cps, R.auditor}),
+    # Retention: the schedule and queue are open to those who answer for it; deciding a
+    # disposal and placing holds are the evidence officers' (the policy is the admin's config).
+    "retention.read": frozenset({R.evidence_officer, R.admin, R.auditor}),
+    "retention.decide": frozenset({R.evidence_officer}),
+    "holds.manage": frozenset({R.evidence_officer}),
 }
 
 def allowed(principal: Principal, action: str) -> bool:

@@ -19,6 +19,8 @@ verify = typer.Typer(help="Offline verification anyone can run.", no_args_is_hel
 app.add_typer(admin, name="admin")
 app.add_typer(db_app, name="db")
 app.add_typer(verify, name="verify")
+retention_app = typer.Typer(help="Retention: what falls due, and the disposal sweep.", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -257,6 +259,50 @@ def verify_ledger_cmd(
     raise _fail(f"ledger verification FAILED: {first.name}: {first.detail}" if first else "nothing checked")
 
 
+def _human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover - the loop always returns
+
+
+@app.command()
+def scrub(
+    batch_size: Annotated[Optional[int], typer.Option(
+        min=1, max=10000, help="objects per ledger entry (default EVIDENCE_SCRUB_BATCH_SIZE)")] = None,
+    rate: Annotated[Optional[float], typer.Option(
+        min=0.001, help="read at most this many MB/s (default EVIDENCE_SCRUB_RATE_MB_PER_S)")] = None,
+    max_objects: Annotated[Optional[int], typer.Option(
+        min=1, help="stop after this many objects (default: a full pass)")] = None,
+) -> None:
+    """Re-hash every stored object against its recorded SHA-256; exit 1 if any failed."""
+    from evidence.scrub import RESTORE_HINT, Failure, ScrubReport
+    from evidence.scrub import scrub as run_scrub
+
+    def progress(report: ScrubReport, failures: list[Failure]) -> None:
+        for f in failures:
+            owner = f"clip {f.clip_id}" if f.clip_id else f"bundle {f.bundle_id}"
+            detail = "" if f.problem == "missing" else f" (expected {f.expected}, got {f.actual})"
+            typer.echo(f"FAILED {f.key}: {owner}: {f.problem}{detail}")
+        typer.echo(f"scrubbed {report.checked}/{report.total} objects, {_human(report.bytes)}, "
+                   f"{len(report.failures)} failures", err=True)
+
+    try:
+        report = run_scrub(_context(), max_objects=max_objects, batch_size=batch_size,
+                           rate_mb_per_s=rate, progress=progress)
+    except EvidenceError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"checked {report.checked} objects ({_human(report.bytes)}) in {report.batches} "
+               f"batches: {len(report.failures)} failures"
+               + (f", {len(report.restored)} restored" if report.restored else ""))
+    if report.failures:
+        raise _fail(f"{len(report.failures)} stored objects failed the integrity check; "
+                    f"{RESTORE_HINT}")
+    typer.echo("OK: every stored object matches its recorded SHA-256"
+               if report.finished_pass else "OK so far (stopped at --max-objects)")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
@@ -281,3 +327,42 @@ def verify_bundle_cmd(
         return
     first = report.failures[0] if report.failures else None
     raise _fail(f"bundle verification FAILED: {first.name}: {first.detail}" if first else "nothing checked")
+
+
+@retention_app.command("schedule")
+def retention_schedule(
+    days: Annotated[int, typer.Option(help="Show what falls due within this many days.")] = 90,
+) -> None:
+    """What would be disposed of (or reviewed) and when. Changes nothing."""
+    from evidence.retention.service import due_within
+
+    rows = due_within(_context(), within_days=days, limit=5000)
+    for r in rows:
+        typer.echo(f"{r['retain_until']}  {r['clip_id']}  {r['filename'] or '-'}  "
+                   f"[{r['rule']}]  {r['outcome']}")
+    typer.echo(f"{len(rows)} clip(s) fall due within {days} days", err=True)
+
+
+@retention_app.command("relock")
+def retention_relock() -> None:
+    """Re-apply every original's Object Lock and legal hold from the database (after a
+    restore into a new bucket with a copy tool that drops retention; docs/backup.md)."""
+    from evidence.retention.service import relock_all
+
+    locked, held = relock_all(_context())
+    typer.echo(f"locked {locked} original(s) until their retention dates; {held} under legal hold")
+
+
+@retention_app.command("sweep")
+def retention_sweep() -> None:
+    """Run the scheduler's retention sweep now: apply policy changes, queue due clips,
+    carry out approved disposals (the same as the scheduled job)."""
+    from evidence.retention.service import sweep
+
+    report = sweep(_context())
+    typer.echo(f"rescheduled {report.rescheduled}, queued {report.queued} "
+               f"({report.auto_approved} approved by policy), disposed of {report.disposed}, "
+               f"waiting {len(report.waiting)}")
+    if report.waiting:
+        raise _fail("some approved disposals could not be carried out (storage lock); "
+                    "see GET /api/v1/disposals?state=approved for the reason")

@@ -10,8 +10,33 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RetentionRule(BaseModel):
+    """How long a category's clips are kept, counted from recording time."""
+
+    keep_days: int | None = Field(ge=1)  # None: kept indefinitely, reviewed every review_days
+    review_days: int | None = Field(default=None, ge=1)
+    # Disposal without an evidence officer's approval once due (UK BWV practice for
+    # non-evidential footage); everything else waits in the review queue.
+    auto_dispose: bool = False
+
+
+SIX_YEARS, TEN_YEARS = 2192, 3653
+
+
+def _default_retention() -> dict[str, RetentionRule]:
+    # MoPI-style review groups: group 3 (most offences) 6 years; group 2 (violent and sexual
+    # offences, domestic abuse) kept and reviewed every 10 years.
+    six = RetentionRule(keep_days=SIX_YEARS, review_days=365)
+    review = RetentionRule(keep_days=None, review_days=TEN_YEARS)
+    return {
+        "non-evidential": RetentionRule(keep_days=31, auto_dispose=True),
+        "evidential": six, "public order": six, "road traffic": six, "stop and search": six,
+        "complaint": six, "violence": review, "domestic abuse": review,
+    }
 
 
 class Settings(BaseSettings):
@@ -89,6 +114,23 @@ class Settings(BaseSettings):
         "non-evidential", "evidential", "public order", "violence", "domestic abuse",
         "road traffic", "stop and search", "complaint",
     ])
+
+    # Retention (evidence/retention): a rule per category (JSON in EVIDENCE_RETENTION_RULES);
+    # a category without a rule follows "evidential". Uncategorised clips follow
+    # `retention_default_category` (non-evidential, as UK BWV practice: 31 days unless marked).
+    retention_rules: dict[str, RetentionRule] = Field(default_factory=_default_retention)
+    retention_default_category: str = "non-evidential"
+    # A change of category or policy never makes anything due sooner than this many days
+    # from the change: it schedules, so people can see and stop a mistake.
+    retention_notice_days: int = Field(default=7, ge=0)
+    retention_sweep_seconds: int = Field(default=3600, ge=60)
+
+    # Scrubbing (evidence/scrub.py): the scheduler re-hashes this many objects per run, in
+    # batches (one ledger entry per batch), at most this fast, so playback is not starved.
+    scrub_interval_seconds: int = Field(default=3600, ge=60)
+    scrub_objects_per_run: int = Field(default=500, ge=1)
+    scrub_batch_size: int = Field(default=100, ge=1, le=10000)
+    scrub_rate_mb_per_s: float = Field(default=50.0, gt=0)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

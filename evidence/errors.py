@@ -72,6 +72,14 @@ class ObjectLocked(Conflict):
     title = "Object is locked"
 
 
+class Disposed(EvidenceError):
+    """The clip was disposed of under the retention policy: its bytes are gone for good, and
+    the ledger keeps the tombstone that says when, why and who approved it."""
+
+    status = 410
+    title = "Disposed of"
+
+
 class LedgerError(EvidenceError):
     title = "Ledger error"
 

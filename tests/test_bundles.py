@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import shutil
 import subprocess
 import zipfile
 from pathlib import Path
@@ -300,16 +299,81 @@ def test_a_bundle_carries_the_checkpoint_timestamp(bundled, tsa, tmp_path: Path)
     path.write_bytes(f.http.get(f"/api/v1/bundles/{bundle_id}/download", headers=f.as_("cps_green")).content)
     code, out = verify(path, *pins(ctx, tmp_path), "--tsa-ca", str(tsa.good.ca_pem))
     assert code == 0 and "PASS  timestamp token" in out, out
+    # Without --tsa-ca the bundled CA is used, and the report says where the root came from.
     code, out = verify(path, *pins(ctx, tmp_path))
-    assert code == 0 and "NOTE  ledger/checkpoint.tsr present but NOT checked" in out, out
+    assert code == 0 and "PASS  timestamp token" in out, out
+    assert f"NOTE  the TSA root came from the bundle ({mf.TSA_CA})" in out, out
+    # An independently obtained root that did not issue the TSA's certificate: refused.
+    code, out = verify(path, *pins(ctx, tmp_path), "--tsa-ca", str(tsa.other_ca_pem))
+    assert code != 0 and any("timestamp token" in line for line in failed(out)), out
     where = unzip(path, tmp_path / "stamped")
-    shutil.copy(tsa.good.ca_pem, where / "tsa-ca.pem")
+    assert (where / mf.TSA_CA).read_bytes() == tsa.good.ca_pem.read_bytes()
+    with zipfile.ZipFile(path) as zf:
+        listed = {f["path"] for f in json.loads(zf.read(mf.MANIFEST))["files"]}
+        assert mf.TSA_CA in listed and f"  {mf.TSA_CA}\n" in zf.read(mf.SUMS).decode()
     verify_txt = (where / "VERIFY.txt").read_text()
-    cmd = "openssl ts -verify -data ledger/checkpoint.txt -in ledger/checkpoint.tsr -CAfile tsa-ca.pem"
+    cmd = "openssl ts -verify -in ledger/checkpoint.tsr -data ledger/checkpoint.txt -CAfile ledger/tsa-ca.pem"
     assert cmd in verify_txt
+    assert "Do NOT trust ledger/tsa-ca.pem because it is in this bundle" in verify_txt
+    assert "TSA operator's website" in verify_txt
     done = subprocess.run(cmd.split(), cwd=where, capture_output=True, text=True)
     assert done.returncode == 0, (done.stdout, done.stderr)
     members = read_all(path)
     bad = rewrite(path, tmp_path / "tsr.zip", _with_sums(members, {mf.TOKEN: flip(members[mf.TOKEN], len(members[mf.TOKEN]) - 10)}))
     code, out = verify(bad, *pins(ctx, tmp_path), "--tsa-ca", str(tsa.good.ca_pem))
     assert code != 0 and any("timestamp token" in line for line in failed(out)), out
+
+
+# -- exhibit references ----------------------------------------------------------------------
+
+
+def _rebuild(ctx, bundle_id: str, into: Path) -> bytes:
+    """Build a bundle again from scratch (as a retried task would) and return its manifest."""
+    with ctx.db.write_session() as s:
+        s.get(Bundle, bundle_id).state = BundleState.failed.value
+    ctx.store.delete(f"bundles/{bundle_id}.zip")
+    assert build_bundle(ctx, bundle_id) == "ready"
+    with into.open("wb") as out:
+        for chunk in ctx.store.open(f"bundles/{bundle_id}.zip"):
+            out.write(chunk)
+    with zipfile.ZipFile(into) as zf:
+        return zf.read(mf.MANIFEST)
+
+
+def test_an_exhibit_ref_edited_after_the_request_leaves_the_bundle_as_it_was(bundled, tmp_path: Path) -> None:
+    """The reference comes from the ledger as pinned, so a rebuild is byte-identical; a bundle
+    requested after the edit shows the new reference. Bad, taken or unauthorised edits are refused."""
+    f, ctx, case_id, bundle_id, path = bundled
+    with zipfile.ZipFile(path) as zf:
+        first = zf.read(mf.MANIFEST)
+    ex, other = json.loads(first)["exhibits"]
+    eo = f.as_("eo_brown")
+    url = f"/api/v1/cases/{case_id}/items/{{}}"
+    for bad in ("", "x" * 33, "JS/1; DROP", "<b>"):
+        r = f.http.patch(url.format(ex["clip_id"]), headers=eo, json={"exhibit_ref": bad})
+        assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", bad
+    r = f.http.patch(url.format(ex["clip_id"]), headers=eo, json={"exhibit_ref": other["exhibit_ref"].lower()})
+    assert r.status_code == 409, r.text
+    assert f.http.patch(url.format("no-such-clip"), headers=eo, json={"exhibit_ref": "A/1"}).status_code == 404
+    for who in ("cps_green", "pc_smith", "aud_white"):
+        r = f.http.patch(url.format(ex["clip_id"]), headers=f.as_(who), json={"exhibit_ref": "A/1"})
+        assert r.status_code == 403, who
+
+    r = f.http.patch(url.format(ex["clip_id"]), headers=eo, json={"exhibit_ref": "JS/2"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"clip_id": ex["clip_id"], "exhibit_ref": "JS/2", "previous_ref": ex["exhibit_ref"]}
+    (entry,) = [json.loads(e) for _, e in ctx.ledger.entries_about(f"clip:{ex['clip_id']}")
+                if json.loads(e)["type"] == "exhibit.referenced"]
+    assert entry["previous_ref"] == ex["exhibit_ref"] and entry["exhibit_ref"] == "JS/2"
+    assert entry["subject"]["case"] == case_id and entry["actor"] == "user:eo_brown"
+    assert _rebuild(ctx, bundle_id, tmp_path / "again.zip") == first
+
+    new_id = f.http.post(f"/api/v1/cases/{case_id}/bundles", headers=eo).json()["id"]
+    assert build_bundle(ctx, new_id) == "ready"
+    newer = tmp_path / "newer.zip"
+    newer.write_bytes(f.http.get(f"/api/v1/bundles/{new_id}/download", headers=eo).content)
+    with zipfile.ZipFile(newer) as zf:
+        m = json.loads(zf.read(mf.MANIFEST))
+    (edited,) = [e for e in m["exhibits"] if e["clip_id"] == ex["clip_id"]]
+    assert edited["exhibit_ref"] == "JS/2" and edited["file"].startswith("media/JS-2/")
+    assert verify(newer, *pins(ctx, tmp_path))[0] == 0

@@ -3,6 +3,7 @@ probe and derive — every step in the ledger, nothing lost, nothing done twice.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -67,10 +68,11 @@ def test_a_docked_clip_becomes_a_verified_original_with_proxy_and_thumbnail(
     assert max(facts.width, facts.height) <= 1280 and min(facts.width, facts.height) <= 720
 
     types = [e["type"] for e in entries_about(ctx, f"clip:{clip.id}")]
-    assert types == ["upload.completed", "clip.ingested", "derivative.created", "derivative.created"]
+    assert types == ["upload.completed", "clip.ingested", "retention.scheduled",
+                     "derivative.created", "derivative.created"]
     ingested = entries_about(ctx, f"clip:{clip.id}")[1]
     assert ingested["sha256"] == clip.sha256 and ingested["media"]["playable"] is True
-    for entry in entries_about(ctx, f"clip:{clip.id}")[2:]:
+    for entry in entries_about(ctx, f"clip:{clip.id}")[3:]:
         recipe = entry["recipe"]
         assert recipe["input_sha256"] == clip.sha256 and recipe["output_sha256"] == entry["sha256"]
         assert recipe["ffmpeg_version"] and "{input}" in recipe["args"]
@@ -413,10 +415,56 @@ def test_evidence_up_then_dock_a_folder(tmp_path: Path, clip_with_sidecar: ClipF
                                  f"http://127.0.0.1:{port}"], env={**env, "EVIDENCE_TOKEN": token},
                                 capture_output=True, text=True)
         assert verify.returncode == 0, verify.stdout
+        _cps_downloads_a_bundle_built_by_the_embedded_worker(env, port, ctx, tmp_path)
     finally:
         os.killpg(up.pid, signal.SIGTERM)
         out, _ = up.communicate(timeout=60)
     assert b"ledger verifier key:" in out
+
+
+def _cps_downloads_a_bundle_built_by_the_embedded_worker(
+    env: dict[str, str], port: int, ctx: Context, tmp_path: Path,
+) -> None:
+    """Issue 5's "done when": from `evidence up`, an evidence officer shares a case and asks
+    for a bundle, the embedded worker builds it through the broker, the CPS user downloads
+    it, and it verifies offline with our verifier and with sha256sum."""
+    import zipfile
+
+    from tests.fixtures.services import wait_until
+
+    api = f"http://127.0.0.1:{port}"
+    tokens = {}
+    for name, role in (("eo1", "evidence_officer"), ("cps1", "cps")):
+        subprocess.run([sys.executable, "-m", "evidence", "admin", "create-user", name, "--role", role],
+                       env=env, input="a long enough password\n", capture_output=True, text=True, check=True)
+        tokens[name] = {"Authorization": "Bearer " + httpx.post(
+            f"{api}/api/v1/auth/token", data={"username": name, "password": "a long enough password"}
+        ).json()["access_token"]}
+    eo, cps = tokens["eo1"], tokens["cps1"]
+    with ctx.db.session() as s:
+        ready = s.scalar(select(Clip.id).where(Clip.state == "ready"))
+    case = httpx.post(f"{api}/api/v1/cases", headers=eo, json={"title": "R v Doe", "reference": "URN 1"}).json()
+    assert httpx.post(f"{api}/api/v1/cases/{case['id']}/items", headers=eo,
+                      json={"clip_ids": [ready]}).status_code == 200
+    until = (dt.datetime.now(dt.UTC) + dt.timedelta(days=7)).isoformat()
+    assert httpx.post(f"{api}/api/v1/cases/{case['id']}/shares", headers=eo,
+                      json={"username": "cps1", "expires_at": until}).status_code == 201
+    bundle = httpx.post(f"{api}/api/v1/cases/{case['id']}/bundles", headers=eo, json={}).json()
+    wait_until(lambda: httpx.get(f"{api}/api/v1/bundles/{bundle['id']}", headers=cps
+                                 ).json()["state"] == "ready", 120, "the embedded worker building the bundle")
+    got = httpx.get(f"{api}/api/v1/bundles/{bundle['id']}/download", headers=cps, timeout=60)
+    assert got.status_code == 200
+    path = tmp_path / "bundle.zip"
+    path.write_bytes(got.content)
+    key = (tmp_path / "var" / "keys" / "ledger.pub").read_text().strip()
+    checked = subprocess.run([sys.executable, "-m", "evidence", "verify", "bundle", str(path), "--key", key],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    with zipfile.ZipFile(path) as zf:
+        zf.extractall(tmp_path / "bundle")
+    sums = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=tmp_path / "bundle",
+                          capture_output=True, text=True)
+    assert sums.returncode == 0, sums.stdout + sums.stderr
 
 
 def _healthy(port: int) -> bool:

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,10 +279,114 @@ def test_evidence_officer_builds_a_case(store: Store, open_page) -> None:
     # The CPS lawyer now sees the case and its one clip, and nothing else.
     cps = open_page().page
     sign_in(cps, store.url, "cps_green")
+    cps.wait_for_url(re.compile(r"/ui/cases$"))  # the CPS land on the cases shared with them
+    cps.goto(store.url + "/ui/clips")
     assert listed(cps) == {store.own}
     cps.goto(case_url)
     expect(cps.locator(".table--exhibits")).to_contain_text("PC1234/1")
     expect(cps.locator("#clip-ids")).to_have_count(0)  # no managing for CPS
+
+
+def test_cps_gets_a_court_bundle_through_the_browser(store: Store, open_page, tmp_path: Path) -> None:
+    """The evidence officer opens a case, renumbers its exhibit, shares it with a CPS lawyer
+    and requests a bundle; the worker builds it; the lawyer signs in, finds the case, downloads
+    the ZIP (which verifies, and the download is in the ledger); after a revoke it is gone."""
+    from typer.testing import CliRunner
+
+    from evidence.bundles.service import build_bundle
+    from evidence.cli import app
+
+    create_user(store.ctx.ledger, "cps_blue", "cps", PASSWORD)
+    w = open_page()
+    eo = w.page
+    sign_in(eo, store.url, "eo_brown")
+    eo.goto(store.url + "/ui/cases")
+    eo.fill("#case-ref", "URN-77-BUNDLE")
+    eo.fill("#case-title", "R v Roe")
+    eo.get_by_role("button", name="Open case").click()
+    eo.wait_for_url(re.compile(r"/ui/cases/[0-9a-f-]+$"))
+    case_url = eo.url
+    case_id = case_url.rsplit("/", 1)[1]
+    eo.fill("#clip-ids", store.other)
+    eo.get_by_role("button", name="Add as exhibits").click()
+    expect(eo.locator(".flash--ok")).to_contain_text("EX/1")
+
+    # Exhibit references: a bad one is refused on the page, a good one is recorded.
+    row = eo.locator(f"tr[data-exhibit='{store.other}']")
+    row.locator("input[name=exhibit_ref]").fill("RR/7; drop")
+    row.get_by_role("button", name="Change").click()
+    expect(eo.locator(".flash--error")).to_contain_text("exhibit reference is 1-32 characters")
+    row.locator("input[name=exhibit_ref]").fill("RR/7")
+    row.get_by_role("button", name="Change").click()
+    expect(eo.locator(".flash--ok")).to_contain_text("Exhibit EX/1 is now RR/7")
+    expect(row.locator("[data-ref]")).to_have_text("RR/7")
+    (edit,) = [e for e in ledger_entries(store.ctx, "exhibit.referenced")
+               if e["subject"]["case"] == case_id]
+    assert (edit["previous_ref"], edit["exhibit_ref"], edit["actor"]) == ("EX/1", "RR/7", "user:eo_brown")
+
+    # Shares: only with a CPS user; then with cps_blue until the default day.
+    eo.fill("#share-user", "pc_smith")
+    eo.get_by_role("button", name="Share case").click()
+    expect(eo.locator(".flash--error")).to_contain_text("no CPS user 'pc_smith'")
+    eo.fill("#share-user", "cps_blue")
+    eo.get_by_role("button", name="Share case").click()
+    expect(eo.locator(".flash--ok")).to_contain_text("Shared with cps_blue until")
+    expect(eo.locator("li[data-user='cps_blue']")).to_have_attribute("data-active", "true")
+
+    # A bundle: requested here, built by the worker (in-process), the page follows it to ready.
+    eo.check("#include-proxies")
+    eo.get_by_role("button", name="Request court bundle").click()
+    expect(eo.locator(".flash--ok")).to_contain_text("Court bundle requested")
+    bundle_row = eo.locator("tr[data-bundle]")
+    expect(bundle_row).to_have_attribute("data-state", "queued")
+    bundle_id = bundle_row.get_attribute("data-bundle")
+    assert build_bundle(store.ctx, bundle_id) == "ready"
+    expect(eo.locator("tr[data-bundle] a", has_text="Download ZIP")).to_be_visible(timeout=20_000)
+    expect(eo.locator("tr[data-bundle]")).to_have_attribute("data-state", "ready")
+    screenshot(eo, "ui-case-bundles-desktop.png")
+    w.assert_no_csp_violations()
+    phone = open_page(PHONE).page
+    sign_in(phone, store.url, "eo_brown")
+    phone.goto(case_url)
+    no_horizontal_overflow(phone)
+    screenshot(phone, "ui-case-bundles-phone.png")
+
+    # The CPS lawyer lands on the cases shared with them, opens it, downloads the bundle.
+    c = open_page()
+    cps = c.page
+    sign_in(cps, store.url, "cps_blue")
+    cps.wait_for_url(re.compile(r"/ui/cases$"))
+    expect(cps.locator(".table--cases tbody tr")).to_have_count(1)
+    cps.get_by_role("link", name="URN-77-BUNDLE").click()
+    cps.wait_for_url(case_url)
+    expect(cps.locator(".table--exhibits")).to_contain_text("RR/7")
+    assert cps.locator("#shares, #include-proxies, input[name=exhibit_ref]").count() == 0
+    with cps.expect_download() as download:
+        cps.get_by_role("link", name="Download ZIP").click()
+    path = tmp_path / "bundle.zip"
+    download.value.save_as(path)
+    assert path.read_bytes()[:4] == b"PK\x03\x04"
+    result = CliRunner().invoke(app, ["verify", "bundle", str(path), "--key", store.ctx.ledger.verifier_key])
+    assert result.exit_code == 0 and "PASS  SHA256SUMS" in result.output, result.output
+    with zipfile.ZipFile(path) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+    assert [e["exhibit_ref"] for e in manifest["exhibits"]] == ["RR/7"]
+    downloads = [e for e in ledger_entries(store.ctx, "bundle.downloaded")
+                 if e["subject"]["bundle"] == bundle_id]
+    assert [(e["actor"], e["role"]) for e in downloads] == [("user:cps_blue", "cps")]
+    c.assert_no_csp_violations()
+
+    # Revoked: the case, its page and its bundle are gone for the lawyer at once.
+    eo.goto(case_url)
+    eo.locator("li[data-user='cps_blue']").get_by_role("button", name="Revoke").click()
+    expect(eo.locator(".flash--ok")).to_contain_text("Share revoked")
+    expect(eo.locator("li[data-user='cps_blue']")).to_have_attribute("data-active", "false")
+    cps.goto(store.url + "/ui/cases")
+    expect(cps.locator(".empty")).to_contain_text("No cases")
+    assert cps.goto(case_url).status == 404
+    assert cps.request.get(f"{store.url}/ui/bundles/{bundle_id}/download").status == 404
+    assert len([e for e in ledger_entries(store.ctx, "bundle.downloaded")
+                if e["subject"]["bundle"] == bundle_id]) == 1
 
 
 def test_unplayable_clip_is_shown_with_the_ffmpeg_error(store: Store, open_page) -> None:
@@ -434,7 +539,7 @@ def test_admin_manages_and_sees_no_footage(store: Store, open_page) -> None:
     page = open_page().page
     sign_in(page, store.url, "adm_black")
     page.wait_for_url(re.compile(r"/ui/users$"))
-    assert nav_links(page) == ["Users", "Devices", "Grants"]
+    assert nav_links(page) == ["Retention", "Users", "Devices", "Grants"]
     expect(page.locator("main")).to_contain_text("administrators see no footage")
     response = page.goto(store.url + "/ui/clips")
     assert response is not None and response.status == 403

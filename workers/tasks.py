@@ -111,3 +111,44 @@ app.conf.beat_schedule["timestamp-checkpoint"] = {
     "task": "evidence.ledger.timestamp_checkpoint",
     "schedule": float(get_settings().tsa_interval_seconds),
 }
+
+
+@app.task(name="evidence.retention.sweep")
+def retention_sweep() -> dict:
+    """Apply policy changes, queue clips that fell due, carry out approved disposals."""
+    from evidence.retention.service import sweep
+
+    report = sweep(context())
+    if report.queued or report.disposed or report.waiting:
+        log.info("retention: %s", report)
+    return {"rescheduled": report.rescheduled, "queued": report.queued,
+            "auto_approved": report.auto_approved, "disposed": report.disposed,
+            "waiting": len(report.waiting)}
+
+
+app.conf.beat_schedule["retention-sweep"] = {
+    "task": "evidence.retention.sweep",
+    "schedule": float(get_settings().retention_sweep_seconds),
+}
+
+
+@app.task(name="evidence.scrub.run")
+def scrub_objects() -> dict[str, int]:
+    """Re-hash the next slice of stored objects (run by the scheduler; failures raise the
+    alarm in the ledger, the clip's integrity, the log and /metrics, not as task errors)."""
+    from evidence.scrub import scrub
+
+    report = scrub(context(), cursor="scheduled",
+                   max_objects=get_settings().scrub_objects_per_run)
+    log.info("scrubbed %d objects (%d bytes) in %d batches, %d failures%s", report.checked,
+             report.bytes, report.batches, len(report.failures),
+             ", pass finished" if report.finished_pass else "")
+    return {"checked": report.checked, "bytes": report.bytes, "failures": len(report.failures)}
+
+
+app.conf.beat_schedule["scrub-objects"] = {
+    "task": "evidence.scrub.run",
+    "schedule": float(get_settings().scrub_interval_seconds),
+    # A run still queued when the next is due is dropped: two runs would scrub the same slice.
+    "options": {"expires": float(get_settings().scrub_interval_seconds)},
+}

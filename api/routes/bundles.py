@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from api.gates import gate
-from api.streaming import ranged_response
+from api.streaming import bundle_response
 from evidence.access import Principal
 from evidence.bundles import service
 
@@ -38,9 +37,5 @@ def bundle_state(bundle_id: str, request: Request,
 @router.get("/bundles/{bundle_id}/download")
 async def download(bundle_id: str, request: Request,
                    principal: Principal = Depends(gate("bundles.read"))) -> Response:
-    ctx = request.app.state.ctx
     # Every request that can return bytes is recorded first, ranges included.
-    info = await anyio.to_thread.run_sync(
-        service.open_download, ctx, principal, bundle_id, request.headers.get("range"))
-    return await ranged_response(request, ctx.store, info, media_type="application/zip",
-                                 download_name=f"bundle-{bundle_id}.zip", private=True)
+    return await bundle_response(request, principal, bundle_id)

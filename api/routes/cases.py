@@ -50,6 +50,18 @@ def add_items(case_id: str, body: Items, request: Request,
     return service.add_items(request.app.state.ctx, principal, case_id, body.clip_ids)
 
 
+class ExhibitRef(BaseModel):
+    exhibit_ref: str = Field(min_length=1, max_length=100)
+
+
+@router.patch("/{case_id}/items/{clip_id}")
+def set_exhibit_ref(case_id: str, clip_id: str, body: ExhibitRef, request: Request,
+                    principal: Principal = Depends(gate("cases.manage"))) -> dict:
+    """Change an exhibit's reference (1-32 characters, unique in the case; a ledger entry)."""
+    return service.set_exhibit_ref(request.app.state.ctx, principal, case_id, clip_id,
+                                   body.exhibit_ref)
+
+
 @router.post("/{case_id}/members", status_code=204)
 def add_member(case_id: str, body: Member, request: Request,
                principal: Principal = Depends(gate("cases.manage"))) -> None:

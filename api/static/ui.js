@@ -148,4 +148,33 @@
   }
   boxes.forEach((b) => b.addEventListener("change", updateCount));
   updateCount();
+
+  // -- case page: a court bundle being built shows its progress; reload once it is done --------
+
+  const building = $$("tr[data-status-url]");
+  if (building.length) {
+    const poll = async () => {
+      for (const row of building) {
+        try {
+          const r = await fetch(row.dataset.statusUrl, { credentials: "same-origin", cache: "no-store" });
+          if (!r.ok) return;  // signed out, or the share ended: the next page load says so
+          const b = await r.json();
+          if (b.state !== "queued" && b.state !== "building") {
+            window.location.reload();
+            return;
+          }
+          const bar = $("progress", row);
+          const pct = $("[data-progress]", row);
+          const state = $("[data-bundle-state]", row);
+          if (bar) bar.value = b.progress;
+          if (pct) pct.textContent = `${b.progress}%`;
+          if (state) state.textContent = b.state.charAt(0).toUpperCase() + b.state.slice(1);
+        } catch (e) {
+          return;
+        }
+      }
+      setTimeout(poll, 1500);
+    };
+    setTimeout(poll, 1500);
+  }
 })();

@@ -63,6 +63,9 @@ EVENT_LABELS = {
     "clip.categorised": "Category set",
     "clip.bookmarked": "Bookmark added",
     "case.exhibit_added": "Added to case as exhibit",
+    "exhibit.referenced": "Exhibit reference changed",
+    "bundle.requested": "Court bundle requested",
+    "bundle.exported": "Court bundle built",
     "case.created": "Case created",
     "case.member_added": "Case member added",
     "grant.created": "Footage grant created",
@@ -75,7 +78,7 @@ EVENT_LABELS = {
 
 # Entry fields shown as the timeline's "details", in this order; the rest stay in the entry.
 _DETAIL_KEYS = ("reason", "tag", "category", "previous", "note", "at_ms", "exhibit_ref",
-                "kind", "grantee", "member", "method", "source_ip", "declared_sha256",
+                "previous_ref", "kind", "grantee", "member", "method", "source_ip", "declared_sha256",
                 "actual_sha256")
 
 

@@ -14,22 +14,24 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
 from api.gates import public, ui_gate
-from api.streaming import footage_response
+from api.streaming import bundle_response, footage_response
 from api.ui import session as ui_session
 from api.ui.custody import check_custody
 from api.ui.render import STATIC, UIRoute, render, see_other
 from api.ui.session import csrf_protect
-from evidence import audit, identity
+from evidence import audit, clock, identity
 from evidence.access import Principal, allowed, check_reason, visible_clip
 from evidence.accounts.models import Role
+from evidence.bundles import service as bundles
 from evidence.cases import service as cases
 from evidence.clips import service as clips
 from evidence.clips.service import SearchFilters
 from evidence.context import Context
-from evidence.errors import AccessDenied, InvalidInput, NotAuthenticated, NotFound, TooManyAttempts
+from evidence.errors import (AccessDenied, Conflict, InvalidInput, NotAuthenticated, NotFound,
+                             TooManyAttempts)
 from evidence.types import MAX_BIGINT
 
 router = APIRouter(prefix="/ui", route_class=UIRoute, include_in_schema=False)
@@ -129,8 +131,8 @@ def logout(request: Request, _: None = Depends(public), __: None = CSRF) -> Resp
 
 @router.get("/")
 def home(principal: Principal = Depends(ui_gate("session.read"))) -> Response:
-    return RedirectResponse("/ui/users" if principal.role == Role.admin else "/ui/clips",
-                            status_code=303)
+    landing = {Role.admin: "/ui/users", Role.cps: "/ui/cases"}  # CPS: the cases shared with them
+    return RedirectResponse(landing.get(principal.role, "/ui/clips"), status_code=303)
 
 
 @router.get("/static/{name}")
@@ -354,7 +356,99 @@ def create_case(request: Request,
 @router.get("/cases/{case_id}")
 def case_page(case_id: str, request: Request,
               principal: Principal = Depends(ui_gate("cases.read"))) -> Response:
-    return render(request, "case.html", case=cases.case_detail(_ctx(request), principal, case_id))
+    ctx = _ctx(request)
+    case = cases.case_detail(ctx, principal, case_id)
+    shares = cases.shares_of(ctx, principal, case_id) if allowed(principal, "shares.manage") else []
+    may_read = allowed(principal, "bundles.read")
+    court = bundles.bundles_of(ctx, principal, case_id) if may_read else []
+    today = clock.now().date()
+    return render(request, "case.html", case=case, shares=shares, bundles=court,
+                  share_min=(today + dt.timedelta(days=1)).isoformat(),
+                  share_max=(today + cases.MAX_SHARE).isoformat(),
+                  share_default=(today + dt.timedelta(days=28)).isoformat())
+
+
+def _case_url(case_id: str, anchor: str = "") -> str:
+    return f"/ui/cases/{case_id}" + (f"#{anchor}" if anchor else "")
+
+
+@router.post("/cases/{case_id}/items/{clip_id}/ref")
+def set_exhibit_ref(case_id: str, clip_id: str, request: Request,
+                    exhibit_ref: Annotated[str, Form(max_length=100)] = "",
+                    principal: Principal = Depends(ui_gate("cases.manage")),
+                    _: None = CSRF) -> Response:
+    """Change an exhibit's reference (the service checks it and writes the ledger entry)."""
+    try:
+        done = cases.set_exhibit_ref(_ctx(request), principal, case_id, clip_id, exhibit_ref)
+    except (InvalidInput, NotFound, Conflict) as exc:
+        return see_other(request, _case_url(case_id, "exhibits"), error=str(exc))
+    return see_other(request, _case_url(case_id, "exhibits"),
+                     ok=f"Exhibit {done['previous_ref']} is now {done['exhibit_ref']}.")
+
+
+@router.post("/cases/{case_id}/shares")
+def share_case(case_id: str, request: Request,
+               username: Annotated[str, Form(max_length=100)] = "",
+               ends: Annotated[str, Form(max_length=20)] = "",
+               principal: Principal = Depends(ui_gate("shares.manage")),
+               _: None = CSRF) -> Response:
+    """Share the case with a CPS user until 00:00 UTC on the chosen day."""
+    to = _case_url(case_id, "shares")
+    try:
+        expires = dt.datetime.combine(dt.date.fromisoformat(ends.strip()), dt.time(), dt.UTC)
+    except ValueError:
+        return see_other(request, to, error="Choose the day the share ends (YYYY-MM-DD).")
+    try:
+        share = cases.share_case(_ctx(request), principal, case_id, username.strip(), expires)
+    except (InvalidInput, NotFound) as exc:
+        return see_other(request, to, error=str(exc))
+    return see_other(request, to, ok=f"Shared with {share['username']} until "
+                     f"{expires:%Y-%m-%d %H:%M} UTC.")
+
+
+@router.post("/shares/{share_id}/revoke")
+def revoke_share(share_id: str, request: Request,
+                 case_id: Annotated[str, Form(max_length=36)] = "",
+                 principal: Principal = Depends(ui_gate("shares.manage")),
+                 _: None = CSRF) -> Response:
+    to = _case_url(case_id, "shares") if _IDS.fullmatch(case_id) else "/ui/cases"
+    try:
+        cases.revoke_share(_ctx(request), principal, share_id)
+    except NotFound as exc:
+        return see_other(request, to, error=str(exc))
+    return see_other(request, to, ok="Share revoked: the recipient no longer sees this case.")
+
+
+@router.post("/cases/{case_id}/bundles")
+def request_bundle(case_id: str, request: Request,
+                   include_proxies: Annotated[str, Form(max_length=10)] = "",
+                   principal: Principal = Depends(ui_gate("bundles.request")),
+                   _: None = CSRF) -> Response:
+    """Queue a court bundle (the worker builds it), as POST /api/v1/cases/{id}/bundles."""
+    to = _case_url(case_id, "bundles")
+    try:
+        b = bundles.request_bundle(_ctx(request), principal, case_id,
+                                   include_proxies=include_proxies == "yes")
+    except (InvalidInput, NotFound) as exc:
+        return see_other(request, to, error=str(exc))
+    request.app.state.enqueue_bundle(b["id"])
+    return see_other(request, to, ok="Court bundle requested: it is being built.")
+
+
+@router.get("/bundles/{bundle_id}/status")
+def bundle_status(bundle_id: str, request: Request,
+                  principal: Principal = Depends(ui_gate("bundles.read"))) -> Response:
+    """State and progress, polled by ui.js while a bundle is being built."""
+    b = bundles.get_bundle(_ctx(request), principal, bundle_id)
+    return JSONResponse({"state": b["state"], "progress": b["progress"]},
+                        headers={"Cache-Control": "no-store"})
+
+
+@router.get("/bundles/{bundle_id}/download")
+async def bundle_download(bundle_id: str, request: Request,
+                          principal: Principal = Depends(ui_gate("bundles.read"))) -> Response:
+    """The ZIP, through the API's own path: the `bundle.downloaded` ledger entry first."""
+    return await bundle_response(request, principal, bundle_id)
 
 
 _IDS = re.compile(r"[0-9A-Za-z-]{8,36}")

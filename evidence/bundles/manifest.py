@@ -19,9 +19,9 @@ from sqlalchemy import select
 from evidence import clock
 from evidence.accounts.models import Device
 from evidence.cases.models import Case, CaseItem
-from evidence.clips.models import Clip, Derivative
+from evidence.clips.models import Clip, ClipState, Derivative
 from evidence.context import Context
-from evidence.errors import NotFound
+from evidence.errors import Disposed, NotFound
 from evidence.ledger.note import NoteVerifier, open_checkpoint
 
 FORMAT = "evidence-store court bundle v1"
@@ -32,6 +32,7 @@ SUMS = "SHA256SUMS"
 CHECKPOINT = "ledger/checkpoint.txt"
 LEDGER_KEY = "ledger/key.txt"
 TOKEN = "ledger/checkpoint.tsr"
+TSA_CA = "ledger/tsa-ca.pem"  # the TSA's CA chain as configured; a court checks it independently
 ENTRIES = "ledger/entries.jsonl"
 # Entry types that are someone looking at or taking footage: the continuity statement lists
 # them as accesses (everything else is custody: docking, verification, derivation, sharing).
@@ -109,21 +110,27 @@ def plan_bundle(ctx: Context, case_id: str, tree_size: int, include_proxies: boo
                 out.append(idx)
         return out
 
-    indices.update(pinned(f"case:{case_id}"))
+    case_entries = pinned(f"case:{case_id}")
+    indices.update(case_entries)
+    refs = pinned_refs(case_id, [(i, parsed[i]) for i in case_entries])
     exhibits: list[dict[str, Any]] = []
     media: list[MediaFile] = []
     used: set[str] = set()
-    for item, clip in exhibits_src:
-        ref = item.exhibit_ref or f"EX/{len(exhibits) + 1}"
+    for _item, clip in exhibits_src:
+        if clip.id not in refs:
+            continue  # added to the case after the bundle was requested
+        ref = refs[clip.id] or f"EX/{len(exhibits) + 1}"
         folder = safe_ref(ref)
         while folder in used:  # two refs that differ only in punctuation
             folder += "_"
         used.add(folder)
         clip_entries = pinned(f"clip:{clip.id}")
         indices.update(clip_entries)
+        disposed = _disposal(clip, ref, clip_entries, parsed)
         original = MediaFile(f"media/{folder}/original{_ext(clip.filename)}",
                              f"originals/{clip.sha256}", clip.sha256, clip.size)
-        media.append(original)
+        if disposed is None:
+            media.append(original)
         ingested = [i for i in clip_entries if parsed[i]["type"] == "clip.ingested"]
         derivatives = []
         for i in clip_entries:
@@ -134,7 +141,7 @@ def plan_bundle(ctx: Context, case_id: str, tree_size: int, include_proxies: boo
                                  "recipe": e.get("recipe"), "created_at": e["at"],
                                  "ledger_index": i, "file": None}
             row = derivative_rows.get((clip.id, e["kind"]))
-            if include_proxies and row is not None and row.sha256 == e["sha256"]:
+            if include_proxies and disposed is None and row is not None and row.sha256 == e["sha256"]:
                 path = f"media/{folder}/{safe_ref(e['kind'])}{_kind_ext(e['kind'])}"
                 d["file"] = path
                 media.append(MediaFile(path, row.key, row.sha256, row.size))
@@ -142,7 +149,7 @@ def plan_bundle(ctx: Context, case_id: str, tree_size: int, include_proxies: boo
         exhibits.append({
             "exhibit_ref": ref,
             "clip_id": clip.id,
-            "file": original.path,
+            "file": None if disposed else original.path,
             "sha256": clip.sha256,
             "size": clip.size,
             "original_filename": clip.filename,
@@ -151,7 +158,8 @@ def plan_bundle(ctx: Context, case_id: str, tree_size: int, include_proxies: boo
             "camera_serial": clip.camera_serial,
             "recorded_at": clock.rfc3339(clip.recorded_at) if clip.recorded_at else None,
             "ingested_at": clock.rfc3339(clip.ingested_at),
-            "state": clip.state,
+            "state": "disposed" if disposed else clip.state,
+            "disposed": disposed,
             "media": {"duration_ms": clip.duration_ms, "container": clip.container,
                       "video_codec": clip.video_codec, "audio_codec": clip.audio_codec,
                       "width": clip.width, "height": clip.height, "frame_rate": clip.frame_rate},
@@ -174,6 +182,36 @@ def plan_bundle(ctx: Context, case_id: str, tree_size: int, include_proxies: boo
         "files": [],  # filled by the builder once every other file's bytes are known
     }
     return Plan(manifest, media, checkpoint, ledger.verifier_key, entry_lines, parsed)
+
+
+def _disposal(clip: Clip, ref: str, clip_entries: list[int],
+              parsed: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
+    """The exhibit's tombstone, if the clip was disposed of before the bundle's checkpoint:
+    the bundle then carries its record and the tombstone, not its (deleted) bytes."""
+    tomb = next((i for i in clip_entries if parsed[i]["type"] == "clip.disposed"), None)
+    if tomb is None:
+        if clip.state == ClipState.disposed:
+            raise Disposed(f"exhibit {ref} (clip {clip.id}) was disposed of after this bundle "
+                           "was requested, so its bytes are gone; request a new bundle")
+        return None
+    e = parsed[tomb]
+    return {"at": e["at"], "ledger_index": tomb, "rule": e.get("rule"),
+            "reason": e.get("reason"), "approved_by": e.get("approved_by")}
+
+
+REF_TYPES = ("case.exhibit_added", "exhibit.referenced")
+
+
+def pinned_refs(case_id: str, entries: list[tuple[int, dict[str, Any]]]) -> dict[str, str]:
+    """clip id -> its exhibit reference as the ledger recorded it (added, then any edits), from
+    the pinned entries only: an edit made after the request does not change the bundle."""
+    refs: dict[str, str] = {}
+    for _, e in sorted(entries, key=lambda x: x[0]):
+        subject = e.get("subject", {})
+        clip = subject.get("clip")
+        if e.get("type") in REF_TYPES and subject.get("case") == case_id and isinstance(clip, str):
+            refs[clip] = str(e.get("exhibit_ref") or "")
+    return refs
 
 
 def _kind_ext(kind: str) -> str:

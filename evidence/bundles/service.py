@@ -118,8 +118,9 @@ def _write_and_store(ctx: Context, bundle_id: str, key: str, plan: mf.Plan,
     part = _work_dir(ctx) / f"{bundle_id}.{uuid.uuid4().hex}.zip.part"
     try:
         with open(part, "w+b") as f:
+            token = _checkpoint_token(ctx, plan)
             write_zip(f, plan, load_or_create_bundle_key(ctx.settings.secrets_dir()), ctx.store,
-                      token=_checkpoint_token(ctx, plan),
+                      token=token, tsa_ca=_tsa_ca(ctx) if token is not None else None,
                       on_progress=lambda pct: _report(ctx, bundle_id, pct, progress))
             f.flush()
             os.fsync(f.fileno())
@@ -156,8 +157,20 @@ def _checkpoint_token(ctx: Context, plan: mf.Plan) -> bytes | None:
     return token
 
 
+def _tsa_ca(ctx: Context) -> bytes | None:
+    """The configured TSA's CA chain (EVIDENCE_TSA_CA_FILE), shipped as ledger/tsa-ca.pem for
+    convenience; VERIFY.txt tells the court to check it against the TSA's published root."""
+    path = ctx.settings.tsa_ca_file
+    if path is None:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read EVIDENCE_TSA_CA_FILE {path}: {exc}") from exc
+
+
 def write_zip(f: Any, plan: mf.Plan, key: Ed25519PrivateKey, store: ObjectStore, *, token: bytes | None = None,
-              on_progress: Callable[[int], None] | None = None) -> None:
+              tsa_ca: bytes | None = None, on_progress: Callable[[int], None] | None = None) -> None:
     """Every member in a fixed order with fixed timestamps; media streamed, hashes checked."""
     small: dict[str, bytes] = {
         mf.SIGNING_KEY: public_pem(key.public_key()),
@@ -166,10 +179,12 @@ def write_zip(f: Any, plan: mf.Plan, key: Ed25519PrivateKey, store: ObjectStore,
         mf.ENTRIES: mf.entries_jsonl(plan.entry_lines),
         "statement/continuity.html": render_html(plan),
         "statement/continuity.pdf": render_pdf(plan),
-        "VERIFY.txt": render_verify_txt(plan, token is not None),
+        "VERIFY.txt": render_verify_txt(plan, token is not None, tsa_ca is not None),
     }
     if token is not None:
         small[mf.TOKEN] = token
+        if tsa_ca is not None:
+            small[mf.TSA_CA] = tsa_ca
     files = [mf.file_entry(p, d) for p, d in small.items()]
     files += [{"path": m.path, "sha256": m.sha256, "size": m.size} for m in plan.media]
     plan.manifest["files"] = sorted(files, key=lambda e: e["path"])
@@ -220,6 +235,16 @@ def _readable(ctx: Context, principal: Principal, bundle_id: str) -> Bundle:
 
 def get_bundle(ctx: Context, principal: Principal, bundle_id: str) -> dict[str, Any]:
     return bundle_dict(_readable(ctx, principal, bundle_id))
+
+
+def bundles_of(ctx: Context, principal: Principal, case_id: str) -> list[dict[str, Any]]:
+    """A case's bundles, newest first, for whoever may read its bundles (CPS: an active share)."""
+    require(principal, "bundles.read")
+    with ctx.db.session() as s:
+        visible_case(s, principal, case_id)
+        rows = s.scalars(select(Bundle).where(Bundle.case_id == case_id)
+                         .order_by(Bundle.created_at.desc(), Bundle.id))
+        return [bundle_dict(b) for b in rows]
 
 
 def open_download(ctx: Context, principal: Principal, bundle_id: str,

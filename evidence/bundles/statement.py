@@ -10,7 +10,7 @@ import html
 import io
 from typing import Any
 
-from evidence.bundles.manifest import ACCESS_TYPES, Plan
+from evidence.bundles.manifest import ACCESS_TYPES, TSA_CA, Plan
 
 
 def _who(entry: dict[str, Any]) -> str:
@@ -21,10 +21,19 @@ def _what(entry: dict[str, Any]) -> str:
     """One line a reader understands: the type plus the facts that matter for it."""
     t = entry["type"]
     bits = [t]
-    for k in ("reason", "exhibit_ref", "kind", "recipient", "role", "sha256"):
+    for k in ("reason", "exhibit_ref", "previous_ref", "kind", "recipient", "role", "sha256"):
         if entry.get(k):
             bits.append(f"{k}={entry[k]}")
     return " ".join(bits)
+
+
+def _file_or_disposal(ex: dict[str, Any]) -> str:
+    """The exhibit's file in the bundle, or why there is none."""
+    d = ex.get("disposed")
+    if not d:
+        return str(ex["file"])
+    return (f"no media: disposed of on {d['at']} under the retention policy ({d['rule']}; "
+            f"approved by {d['approved_by']}; ledger entry {d['ledger_index']})")
 
 
 def statement_rows(plan: Plan) -> list[dict[str, Any]]:
@@ -61,7 +70,7 @@ def render_html(plan: Plan) -> bytes:
     ]
     for ex in m["exhibits"]:
         out.append(
-            f"<tr><td>{esc(ex['exhibit_ref'])}</td><td>{esc(ex['file'])}<br>"
+            f"<tr><td>{esc(ex['exhibit_ref'])}</td><td>{esc(_file_or_disposal(ex))}<br>"
             f"(docked as {esc(str(ex['original_filename']))})</td>"
             f"<td>officer {esc(str(ex['officer_id']))}, camera {esc(str(ex['camera_serial']))}<br>"
             f"{esc(str(ex['recorded_at']))}</td>"
@@ -119,7 +128,7 @@ def render_pdf(plan: Plan) -> bytes:
         ex = row["exhibit"]
         story += [
             Spacer(1, 10),
-            Paragraph(f"Exhibit {esc(ex['exhibit_ref'])}: {esc(ex['file'])}", styles["Heading2"]),
+            Paragraph(f"Exhibit {esc(ex['exhibit_ref'])}: {esc(_file_or_disposal(ex))}", styles["Heading2"]),
             Paragraph(f"Recorded by officer {esc(str(ex['officer_id']))} (camera "
                       f"{esc(str(ex['camera_serial']))}) at {esc(str(ex['recorded_at']))}; docked by "
                       f"device {esc(str(ex['device']['name']))}; ingested {esc(ex['ingested_at'])}.",
@@ -144,15 +153,9 @@ def render_pdf(plan: Plan) -> bytes:
     return buf.getvalue()
 
 
-def render_verify_txt(plan: Plan, has_token: bool) -> bytes:
+def render_verify_txt(plan: Plan, has_token: bool, has_tsa_ca: bool = False) -> bytes:
     led = plan.manifest["ledger"]
-    token = (
-        "4. The checkpoint's RFC 3161 timestamp (needs the TSA's CA certificate, tsa-ca.pem):\n\n"
-        "     openssl ts -verify -data ledger/checkpoint.txt -in ledger/checkpoint.tsr -CAfile tsa-ca.pem\n\n"
-        if has_token else
-        "4. No RFC 3161 timestamp token: no TSA was configured when this bundle was made.\n\n"
-    )
-    tsa_opt = " --tsa-ca tsa-ca.pem" if has_token else ""
+    token, tsa_opt = _token_steps(has_token, has_tsa_ca)
     return f"""HOW TO CHECK THIS BUNDLE (with standard tools; no access to the evidence store needed)
 
 Unzip it, then in the unzipped directory:
@@ -183,6 +186,10 @@ Unzip it, then in the unzipped directory:
         fn >>= 1, sn >>= 1
      the proof is good if sn == 0 and r equals the root hash in ledger/checkpoint.txt (RFC 9162 2.1.3.2).
    Each exhibit's "clip.ingested" entry states the sha256 and size the store verified on docking.
+   An exhibit whose clip was disposed of under the retention policy before this bundle was
+   made has no media file: the manifest marks it "disposed" and its "clip.disposed" entry (the
+   tombstone: hash, rule, reason, approver) is among the entries, so the ledger still proves the
+   clip existed, what its bytes were, and when and why they were deleted.
 
 {token}5. Everything above, and more (each exhibit's hash against the manifest and its ledger entry):
 
@@ -192,3 +199,30 @@ Unzip it, then in the unzipped directory:
 
      evidence verify ledger --api https://STORE --checkpoint ledger/checkpoint.txt
 """.encode()
+
+
+TSA_WARNING = (
+    "   Do NOT trust ledger/tsa-ca.pem because it is in this bundle: whoever could change the bundle\n"
+    "   could replace it with a certificate of their own. Obtain the TSA's root certificate\n"
+    "   independently, from the TSA operator's website (the timestamping service named in the\n"
+    "   token), and check that it is the same certificate (compare the SHA-256 fingerprints):\n\n"
+    "     openssl x509 -in ledger/tsa-ca.pem -noout -subject -fingerprint -sha256\n\n"
+    "   or run the command above with -CAfile pointing at the root you obtained yourself.\n\n"
+)
+
+
+def _token_steps(has_token: bool, has_tsa_ca: bool) -> tuple[str, str]:
+    """Step 4 of VERIFY.txt, and the verifier's --tsa-ca option for step 5."""
+    if not has_token:
+        return ("4. No RFC 3161 timestamp token: no TSA was configured when this bundle was made.\n\n", "")
+    if has_tsa_ca:
+        return ("4. The checkpoint's RFC 3161 timestamp. ledger/tsa-ca.pem is the certificate chain of the\n"
+                "   timestamping authority (TSA) that issued ledger/checkpoint.tsr:\n\n"
+                "     openssl ts -verify -in ledger/checkpoint.tsr -data ledger/checkpoint.txt "
+                f"-CAfile {TSA_CA}\n\n" + TSA_WARNING,
+                " --tsa-ca TSA-ROOT.pem")
+    return ("4. The checkpoint's RFC 3161 timestamp (needs the TSA's root certificate, tsa-ca.pem, from\n"
+            "   the TSA operator's website):\n\n"
+            "     openssl ts -verify -in ledger/checkpoint.tsr -data ledger/checkpoint.txt -CAfile tsa-ca.pem\n\n",
+            " --tsa-ca tsa-ca.pem")
+

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from evidence import clock
 from evidence.access import Principal, case_filter, require, visible_case, visible_clip
@@ -13,7 +15,8 @@ from evidence.accounts.models import Role, User
 from evidence.cases.models import Case, CaseItem, CaseMember, Share
 from evidence.clips.models import Clip
 from evidence.context import Context
-from evidence.errors import InvalidInput, NotFound
+from evidence.errors import Conflict, InvalidInput, NotFound
+from evidence.retention import service as retention
 
 
 def _case_dict(case: Case, items: int) -> dict[str, Any]:
@@ -104,8 +107,7 @@ def add_items(ctx: Context, principal: Principal, case_id: str, clip_ids: list[s
             clip = visible_clip(s, principal, clip_id, footage=False)
             if s.scalar(select(CaseItem.id).where(CaseItem.case_id == case.id, CaseItem.clip_id == clip.id)):
                 continue
-            n = (s.scalar(select(func.count()).select_from(CaseItem).where(CaseItem.case_id == case.id)) or 0) + 1
-            ref = f"{(clip.officer_id or 'EX')}/{n}"
+            ref = _next_ref(s, case.id, clip.officer_id or "EX")
             s.add(CaseItem(case_id=case.id, clip_id=clip.id, exhibit_ref=ref,
                            added_by=principal.user_id, added_at=clock.now()))
             s.flush()
@@ -113,7 +115,53 @@ def add_items(ctx: Context, principal: Principal, case_id: str, clip_ids: list[s
                                  subject={"case": case.id, "clip": clip.id, "user": principal.user_id},
                                  exhibit_ref=ref, sha256=clip.sha256)
             added.append({"clip_id": clip.id, "exhibit_ref": ref})
-        return {"id": case.id, "added": added}
+    retention.apply_case_holds(ctx, case_id)  # a held case holds its new exhibits in storage too
+    return {"id": case_id, "added": added}
+
+
+def _next_ref(s: Session, case_id: str, prefix: str) -> str:
+    """`PREFIX/n` for the next n not already used in the case (refs can be edited)."""
+    taken = _refs_in(s, case_id)
+    n = 1 + (s.scalar(select(func.count()).select_from(CaseItem)
+                      .where(CaseItem.case_id == case_id)) or 0)
+    while f"{prefix}/{n}".casefold() in taken:
+        n += 1
+    return f"{prefix}/{n}"
+
+
+def _refs_in(s: Session, case_id: str) -> set[str]:
+    refs = s.scalars(select(CaseItem.exhibit_ref).where(CaseItem.case_id == case_id))
+    return {r.casefold() for r in refs if r}
+
+
+EXHIBIT_REF = re.compile(r"[A-Za-z0-9/.\- ]{1,32}")
+
+
+def set_exhibit_ref(ctx: Context, principal: Principal, case_id: str, clip_id: str,
+                    exhibit_ref: str) -> dict[str, Any]:
+    """Change an exhibit's reference (e.g. JS/1 -> JS/2): unique in the case, recorded in the
+    ledger as `exhibit.referenced` (a bundle takes the reference the ledger held at its pin)."""
+    require(principal, "cases.manage")
+    ref = " ".join((exhibit_ref or "").split())
+    if not EXHIBIT_REF.fullmatch(ref):
+        raise InvalidInput(
+            "an exhibit reference is 1-32 characters: letters, digits, / - . and spaces")
+    with ctx.db.write_session() as s:
+        case = visible_case(s, principal, case_id)
+        item = s.scalar(select(CaseItem).where(CaseItem.case_id == case.id,
+                                               CaseItem.clip_id == clip_id))
+        if item is None:
+            raise NotFound(f"clip {clip_id} is not an exhibit in this case")
+        old = item.exhibit_ref
+        if ref == old:
+            return {"clip_id": clip_id, "exhibit_ref": ref, "previous_ref": old}
+        if ref.casefold() in _refs_in(s, case.id) - {(old or "").casefold()}:
+            raise Conflict(f"exhibit reference {ref!r} is already used in this case")
+        item.exhibit_ref = ref
+        ctx.ledger.append_in(s, "exhibit.referenced", actor=principal.actor,
+                             subject={"case": case.id, "clip": clip_id, "user": principal.user_id},
+                             exhibit_ref=ref, previous_ref=old)
+        return {"clip_id": clip_id, "exhibit_ref": ref, "previous_ref": old}
 
 
 def add_member(ctx: Context, principal: Principal, case_id: str, username: str) -> None:

@@ -48,6 +48,16 @@ class Clip(Base):
     gps: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     sidecar: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     media_error: Mapped[str | None] = mapped_column(Text)
+    # Retention (evidence/retention): when the clip falls due for disposal or review, and the
+    # date its original is locked until in storage (only ever extended).
+    retain_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    retention_rule: Mapped[str | None] = mapped_column(String(120))  # e.g. "non-evidential: 31 days"
+    disposed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The scrubber's verdict on the stored bytes (evidence/scrub.py).
+    integrity: Mapped[str] = mapped_column(String(16), default="unchecked", server_default="unchecked")
+    integrity_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    integrity_error: Mapped[str | None] = mapped_column(Text)
 
     derivatives: Mapped[list[Derivative]] = relationship(back_populates="clip")
 

@@ -21,9 +21,10 @@ from evidence.access import Principal, check_reason, clip_filter, require, visib
 from evidence.cases.models import CaseItem
 from evidence.clips.models import Bookmark, Clip, ClipTag, Derivative
 from evidence.context import Context
-from evidence.errors import InvalidInput, NotFound
+from evidence.errors import Disposed, InvalidInput, NotFound
 from evidence.ledger import merkle
 from evidence.ledger.models import LedgerEntry, LedgerRef
+from evidence.retention import service as retention
 from evidence.storage import ObjectInfo, original_key
 
 MAX_PAGE = 100
@@ -129,6 +130,7 @@ def detail(ctx: Context, principal: Principal, clip_id: str) -> dict[str, Any]:
             .where(LedgerRef.ref == f"clip:{clip.id}").order_by(LedgerEntry.idx)
         ).all()
         out = summary(clip, tags)
+        out["retention"] = retention.retention_of(ctx, s, clip)
     size = ctx.ledger.size()
     custody = [_custody_item(idx, entry, leaf, size) for idx, entry, leaf in rows]
     out.update({
@@ -166,13 +168,26 @@ def _integrity(clip: Clip, custody: list[dict[str, Any]]) -> dict[str, Any]:
     ingested = [c for c in custody if c["type"] == "clip.ingested"]
     vouched = bool(ingested) and ingested[0]["entry"].get("sha256") == clip.sha256
     ok = vouched and all(c["leaf_matches"] for c in custody)
+    # The scrubber's verdict on the stored bytes (evidence/scrub.py): a stored object that no
+    # longer hashes right, or is gone, outranks what the ledger says about the hash.
+    scrub = {
+        "status": clip.integrity,  # "unchecked", "ok" or "failed"
+        "checked_at": _iso(clip.integrity_checked_at),
+        "error": clip.integrity_error,
+    }
+    if clip.integrity == "failed":
+        return {"status": "FAILED",
+                "detail": f"the stored bytes failed the integrity check: {clip.integrity_error}",
+                "scrub": scrub}
+    detail = (
+        "the original's SHA-256 was verified at ingest and is committed in the ledger"
+        if ok else "not yet verified" if not ingested
+        else "the ledger does not vouch for this clip's recorded hash"
+    )
     return {
         "status": "verified" if ok else ("pending" if not ingested else "MISMATCH"),
-        "detail": (
-            "the original's SHA-256 was verified at ingest and is committed in the ledger"
-            if ok else "not yet verified" if not ingested
-            else "the ledger does not vouch for this clip's recorded hash"
-        ),
+        "detail": detail,
+        "scrub": scrub,
     }
 
 
@@ -208,6 +223,11 @@ def open_footage(
     why = "browsing" if kind == "thumbnail" else check_reason(reason, ctx.settings.access_reasons)
     with ctx.db.session() as s:
         clip = visible_clip(s, principal, clip_id, footage=True)
+        if clip.disposed_at is not None:
+            raise Disposed(
+                f"clip {clip_id} was disposed of on {clock.rfc3339(clip.disposed_at)} under the "
+                "retention policy; its bytes are gone. Its record and tombstone remain in the ledger."
+            )
         key, filename, sha256 = _footage_key(s, clip, kind)
     info = ctx.store.stat(key)
     if not _recently_recorded(ctx, principal, clip_id, entry_type, why):
@@ -263,6 +283,9 @@ def set_category(ctx: Context, principal: Principal, clip_id: str, category: str
         ctx.ledger.append_in(s, "clip.categorised", actor=principal.actor,
                              subject={"clip": clip.id, "user": principal.user_id},
                              category=category, previous=old)
+        if clip.state in retention.LIVE_STATES:
+            retention.schedule_in(ctx, s, clip, actor=principal.actor)
+    retention.lock_original(ctx, clip_id)
 
 
 def add_tag(ctx: Context, principal: Principal, clip_id: str, tag: str) -> list[str]:

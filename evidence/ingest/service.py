@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from evidence import clock, media
+from evidence.retention import service as retention
 from evidence.accounts.models import Device
 from evidence.clips.models import Clip, ClipState, Derivative
 from evidence.context import Context
@@ -286,6 +287,7 @@ def process_upload(
             ctx.store.promote(upload.incoming_key, upload.sha256)
             facts = media.probe(path)
             _record_ingest(ctx, upload, facts)
+        retention.lock_original(ctx, upload.clip_id)  # type: ignore[arg-type]
         _make_derivatives(ctx, upload.clip_id, path, upload.sha256, report)  # type: ignore[arg-type]
     _finish(ctx, upload.id)
     return UploadState.stored.value
@@ -385,6 +387,7 @@ def _record_ingest(ctx: Context, upload: Upload, facts: media.MediaFacts) -> Non
             recorded_at=clock.rfc3339(clip.recorded_at) if clip.recorded_at else None,
             media=facts.as_dict(),
         )
+        retention.schedule_in(ctx, s, clip, actor=WORKER)
 
 
 ProgressFn = Callable[[float], None] | None

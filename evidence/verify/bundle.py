@@ -209,11 +209,10 @@ def _check_exhibits(manifest: dict[str, Any], hashes: dict[str, tuple[str, int]]
                     entries: dict[int, dict[str, Any]], report: Report) -> None:
     for ex in manifest.get("exhibits", []):
         ref = ex.get("exhibit_ref", "?")
-        got = hashes.get(ex["file"])
-        ok = got == (ex["sha256"], ex["size"])
-        report.add(f"exhibit {ref} media", ok, ex["file"] if ok else
-                   f"{ex['file']} " + ("is missing" if got is None else
-                                       f"hashes to {got[0]} ({got[1]} bytes), manifest says {ex['sha256']}"))
+        if ex.get("disposed"):
+            _check_disposed(ex, ref, entries, report)
+        else:
+            _check_media(ex, ref, hashes, report)
         vouched = [
             i for i, e in entries.items()
             if e.get("type") == "clip.ingested" and e.get("subject", {}).get("clip") == ex["clip_id"]
@@ -224,20 +223,53 @@ def _check_exhibits(manifest: dict[str, Any], hashes: dict[str, tuple[str, int]]
                    "no included clip.ingested entry vouches for this sha256 and size")
 
 
+def _check_media(ex: dict[str, Any], ref: str, hashes: dict[str, tuple[str, int]],
+                 report: Report) -> None:
+    got = hashes.get(ex["file"])
+    ok = got == (ex["sha256"], ex["size"])
+    report.add(f"exhibit {ref} media", ok, ex["file"] if ok else
+               f"{ex['file']} " + ("is missing" if got is None else
+                                   f"hashes to {got[0]} ({got[1]} bytes), manifest says {ex['sha256']}"))
+
+
+def _check_disposed(ex: dict[str, Any], ref: str, entries: dict[int, dict[str, Any]],
+                    report: Report) -> None:
+    """A disposed exhibit has no media; its tombstone must be in the signed ledger, for this
+    clip and these bytes, or the manifest is hiding a missing file."""
+    index = ex["disposed"].get("ledger_index")
+    e = entries.get(index) if isinstance(index, int) else None
+    ok = (e is not None and e.get("type") == "clip.disposed"
+          and e.get("subject", {}).get("clip") == ex["clip_id"] and e.get("sha256") == ex["sha256"])
+    report.add(f"exhibit {ref} disposed", ok,
+               f"no media: disposed of on {e['at']} ({e.get('rule')}); tombstone entry {index} is in "
+               "the signed ledger" if ok and e else
+               f"the manifest says disposed, but entry {index} is no included clip.disposed "
+               "tombstone for this clip and sha256")
+
+
 def _check_token(zf: zipfile.ZipFile, report: Report, tsa_ca_pem: bytes | None) -> None:
-    """The checkpoint's RFC 3161 token, checked against the TSA root the caller trusts."""
+    """The checkpoint's RFC 3161 token, checked against the TSA root the caller trusts
+    (--tsa-ca), else against the CA shipped in the bundle, saying so."""
     from evidence.timestamps import verify_token
 
     token = _read(zf, mf.TOKEN)
     if token is None:
         report.note("no RFC 3161 timestamp token in the bundle (no TSA was configured)")
         return
-    if tsa_ca_pem is None:
+    bundled = _read(zf, mf.TSA_CA)
+    if tsa_ca_pem is None and bundled is None:
         report.note(f"{mf.TOKEN} present but NOT checked: pass --tsa-ca with the TSA's root certificate")
         return
+    if tsa_ca_pem is None:
+        report.note(f"the TSA root came from the bundle ({mf.TSA_CA}), not from you: anyone who "
+                    "can change the bundle can replace it; pass --tsa-ca with the root the TSA "
+                    "operator publishes to check the token independently")
+    elif bundled is not None and bundled != tsa_ca_pem:
+        report.note(f"{mf.TSA_CA} differs from the root given with --tsa-ca (checked against yours)")
     try:
-        info = verify_token(token, _read(zf, mf.CHECKPOINT) or b"", tsa_ca_pem)
+        info = verify_token(token, _read(zf, mf.CHECKPOINT) or b"", tsa_ca_pem or bundled or b"")
+        source = "--tsa-ca" if tsa_ca_pem is not None else mf.TSA_CA
         report.add("timestamp token", True, f"{mf.CHECKPOINT} existed by {info.gen_time.isoformat()} "
-                   f"({info.tsa_name})")
+                   f"({info.tsa_name}; root from {source})")
     except EvidenceError as exc:
         report.add("timestamp token", False, f"{mf.TOKEN}: {exc}")
