@@ -16,6 +16,7 @@ import pytest
 from evidence import clock
 from evidence.access import Principal
 from evidence.accounts.models import Role, User
+from evidence.cases.service import add_items, create_case
 from evidence.clips.service import set_category
 from evidence.context import Context
 from evidence.migrate import upgrade
@@ -96,6 +97,22 @@ def test_evidence_officer_holds_reviews_and_disposes(world, open_page) -> None: 
     expect(page.locator(".flash")).to_contain_text("Hold released")
     assert re.search(r"/ui/retention", page.url)
     assert entries(ctx, "hold.released")[0]["reason"] == "case concluded"
+
+    # A hold on a whole case, from the case page.
+    case = create_case(ctx, principal(ctx, "eo_brown"), "R v Doe", "URN 7")
+    add_items(ctx, principal(ctx, "eo_brown"), case["id"], [held])
+    page.goto(f"{base}/ui/cases/{case['id']}")
+    page.fill("#case-hold", "preservation notice from the defence")
+    page.get_by_role("button", name="Hold", exact=True).click()
+    expect(page.locator(".flash")).to_contain_text("Legal hold placed")
+    expect(page.locator("#holds [data-held=yes]")).to_be_visible()
+    with ctx.db.session() as s:
+        assert retention.is_held(s, held)
+    page.locator("form[data-hold] input[name=reason]").fill("notice withdrawn")
+    page.locator("form[data-hold]").get_by_role("button", name="Release").click()
+    expect(page.locator(".flash")).to_contain_text("Hold released")
+    with ctx.db.session() as s:
+        assert not retention.is_held(s, held)
     w.assert_no_csp_violations()
 
     # An officer has neither the page nor the link to it.

@@ -29,6 +29,7 @@ from evidence.bundles import service as bundles
 from evidence.cases import service as cases
 from evidence.clips import service as clips
 from evidence.clips.service import SearchFilters
+from evidence.retention import service as retention
 from evidence.context import Context
 from evidence.errors import (AccessDenied, Conflict, InvalidInput, NotAuthenticated, NotFound,
                              TooManyAttempts)
@@ -361,8 +362,10 @@ def case_page(case_id: str, request: Request,
     shares = cases.shares_of(ctx, principal, case_id) if allowed(principal, "shares.manage") else []
     may_read = allowed(principal, "bundles.read")
     court = bundles.bundles_of(ctx, principal, case_id) if may_read else []
+    holds = (retention.list_holds(ctx, principal, case_id=case_id)
+             if allowed(principal, "retention.read") else [])
     today = clock.now().date()
-    return render(request, "case.html", case=case, shares=shares, bundles=court,
+    return render(request, "case.html", case=case, shares=shares, bundles=court, holds=holds,
                   share_min=(today + dt.timedelta(days=1)).isoformat(),
                   share_max=(today + cases.MAX_SHARE).isoformat(),
                   share_default=(today + dt.timedelta(days=28)).isoformat())

@@ -305,12 +305,15 @@ def apply_case_holds(ctx: Context, case_id: str) -> None:
     _set_storage_hold(ctx, clips, True)
 
 
-def list_holds(ctx: Context, principal: Principal, *, active: bool = True) -> list[dict[str, Any]]:
+def list_holds(ctx: Context, principal: Principal, *, active: bool = True,
+               case_id: str | None = None) -> list[dict[str, Any]]:
     require(principal, "retention.read")
     with ctx.db.session() as s:
         q = select(Hold).order_by(Hold.placed_at.desc()).limit(1000)
         if active:
             q = q.where(Hold.released_at.is_(None))
+        if case_id is not None:
+            q = q.where(Hold.case_id == case_id)
         return [_hold_dict(h) for h in s.scalars(q)]
 
 
