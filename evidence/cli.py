@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from evidence.config import Settings, get_settings
 from evidence.errors import EvidenceError
+
+if TYPE_CHECKING:
+    from evidence.verify.report import Check
 
 app = typer.Typer(help="Open evidence store for body-worn video.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -21,6 +24,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(verify, name="verify")
 retention_app = typer.Typer(help="Retention: what falls due, and the disposal sweep.", no_args_is_help=True)
 app.add_typer(retention_app, name="retention")
+storage_app = typer.Typer(help="Object store: create the bucket (Object Lock), check it.",
+                          no_args_is_help=True)
+app.add_typer(storage_app, name="storage")
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -301,6 +307,35 @@ def scrub(
                     f"{RESTORE_HINT}")
     typer.echo("OK: every stored object matches its recorded SHA-256"
                if report.finished_pass else "OK so far (stopped at --max-objects)")
+
+
+@storage_app.command("init")
+def storage_init() -> None:
+    """Create the configured bucket with Object Lock (and so versioning) if missing, then
+    check it. Idempotent; refuses a bucket without Object Lock."""
+    from evidence.storage.setup import init_storage
+
+    _report_storage(init_storage(get_settings()), "storage init")
+
+
+@storage_app.command("check")
+def storage_check() -> None:
+    """Read-only: bucket exists, versioning Enabled, Object Lock enabled (or, on the local
+    backend, the directory is writable). One line per check; exit 1 naming the first failure."""
+    from evidence.storage.setup import check_storage
+
+    _report_storage(check_storage(get_settings()), "storage check")
+
+
+def _report_storage(checks: list[Check], what: str) -> None:
+    from evidence.storage.setup import failures
+
+    for check in checks:
+        typer.echo(check.line())
+    bad = failures(checks)
+    if bad:
+        raise _fail(f"{what} FAILED: {bad[0].name}: {bad[0].detail}")
+    typer.echo(f"OK: {what}: the object store is ready")
 
 
 def main() -> None:  # pragma: no cover - console entry point
