@@ -16,12 +16,13 @@ from evidence.accounts.models import Role, User
 from evidence.cases.models import AccessGrant, Case
 from evidence.clips.models import Clip
 from evidence.context import Context
-from evidence.errors import InvalidInput, NotFound
+from evidence.errors import Conflict, InvalidInput, NotFound
 from evidence.ledger.models import LedgerEntry
 
 ACCESS_TYPES = (
     "clip.viewed", "clip.downloaded", "clip.thumbnail_viewed", "user.logged_in",
-    "user.locked_out", "grant.created", "share.created", "share.revoked", "bundle.downloaded",
+    "user.locked_out", "grant.created", "grant.revoked", "share.created", "share.revoked",
+    "bundle.downloaded",
 )
 
 
@@ -73,6 +74,24 @@ def grant_footage(
                              expires_at=clock.rfc3339(expires_at))
         return {"id": grant.id, "username": username, "clip_id": clip_id, "case_id": case_id,
                 "expires_at": clock.rfc3339(expires_at)}
+
+
+def revoke_grant(ctx: Context, principal: Principal, grant_id: str) -> None:
+    """End a grant before it expires; the auditor can no longer play that footage."""
+    require(principal, "grants.manage")
+    with ctx.db.write_session() as s:
+        grant = s.get(AccessGrant, grant_id)
+        if grant is None:
+            raise NotFound(f"no grant {grant_id}")
+        if grant.revoked_at is not None or grant.expires_at <= clock.now():
+            raise Conflict(f"grant {grant_id} has already ended")
+        grant.revoked_at = clock.now()
+        subject: dict[str, str | list[str]] = {"grant": grant.id, "user": [grant.user_id, principal.user_id]}
+        if grant.clip_id:
+            subject["clip"] = grant.clip_id
+        if grant.case_id:
+            subject["case"] = grant.case_id
+        ctx.ledger.append_in(s, "grant.revoked", actor=principal.actor, subject=subject)
 
 
 def list_grants(ctx: Context, principal: Principal) -> list[dict[str, Any]]:

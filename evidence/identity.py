@@ -64,12 +64,12 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from prometheus_client import Counter
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from evidence import clock
 from evidence.access import Principal
-from evidence.accounts.models import Role, User
+from evidence.accounts.models import RevokedToken, Role, User
 from evidence.accounts.service import check_password, hash_password
 from evidence.config import Settings
 from evidence.context import Context
@@ -520,9 +520,44 @@ def _local_principal(ctx: Context, state: _State, token: str) -> Principal:
     check_token_times(claims, clock.now(), leeway=0)
     with ctx.db.session() as s:
         user = s.get(User, str(claims["sub"]))
+        revoked = s.get(RevokedToken, str(claims.get("jti", "")))
+    if revoked is not None:
+        raise NotAuthenticated("this token was ended at sign-out: sign in again")
     if user is None or user.disabled or _is_locked(user, clock.now()):
         raise NotAuthenticated("the account this token names is disabled, locked or gone")
     return Principal(user.id, user.username, Role(user.role), user.officer_id)
+
+
+def revoke_token(ctx: Context, token: str, *, source_ip: str) -> None:
+    """Sign-out: the store's own token is refused from now on, not merely forgotten by the
+    browser. Idempotent. Tokens from the force's identity provider are the IdP's to end."""
+    state = _state(ctx)
+    settings = ctx.settings
+    try:
+        issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+    except jwt.PyJWTError:
+        raise NotAuthenticated("not a well-formed JWT") from None
+    if issuer != settings.jwt_issuer:
+        raise InvalidInput("this token was issued by the force's identity provider: sign out there")
+    try:
+        claims = jwt.decode(token, state.verify_key, algorithms=[LOCAL_ALGORITHM],
+                            audience=settings.jwt_audience, issuer=settings.jwt_issuer,
+                            options=_options(["exp", "sub", "jti"]))
+    except jwt.PyJWTError as exc:
+        raise NotAuthenticated(f"not a token this store issued: {exc}") from None
+    jti, user_id = str(claims["jti"]), str(claims["sub"])
+    expires = dt.datetime.fromtimestamp(float(claims["exp"]), dt.UTC)
+    with ctx.db.write_session() as s:
+        if s.get(RevokedToken, jti) is not None:
+            return
+        user = s.get(User, user_id)
+        if user is None:
+            return  # nothing it could open any more
+        # Expired tokens are refused anyway: their rows can go, so the table stays small.
+        s.execute(delete(RevokedToken).where(RevokedToken.expires_at < clock.now()))
+        s.add(RevokedToken(jti=jti, user_id=user_id, expires_at=expires, revoked_at=clock.now()))
+        ctx.ledger.append_in(s, "user.logged_out", actor=f"user:{user.username}",
+                             subject={"user": user.id}, source_ip=source_ip)
 
 
 def check_token_times(claims: dict[str, Any], at: dt.datetime, *, leeway: int) -> None:

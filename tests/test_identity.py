@@ -353,6 +353,28 @@ def test_token_route_issues_tokens_and_refuses_alike(local: Context) -> None:
     assert incomplete.headers["content-type"] == "application/problem+json"
 
 
+def test_sign_out_ends_the_token_not_just_the_session(local: Context) -> None:
+    add_user(local, "pc_smith", "officer", officer_id="PC1234")
+    with running_api(local.settings) as url, httpx.Client(base_url=url, timeout=10) as http:
+        def token() -> dict[str, str]:
+            r = http.post("/api/v1/auth/token", data={"username": "pc_smith", "password": PASSWORD})
+            return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+        first, second = token(), token()
+        assert http.get("/api/v1/me", headers=first).status_code == 200
+        assert http.post("/api/v1/auth/logout", headers=first).status_code == 204
+        refused = http.get("/api/v1/me", headers=first)
+        assert refused.status_code == 401 and "sign-out" in refused.json()["detail"]
+        assert http.get("/api/v1/me", headers=second).status_code == 200, "only that token ends"
+        assert http.post("/api/v1/auth/logout").status_code == 401
+    [entry] = [json.loads(e) for _, e in local.ledger.entries(0, local.ledger.size())
+               if json.loads(e)["type"] == "user.logged_out"]
+    assert entry["actor"] == "user:pc_smith"
+    identity.revoke_token(local, first["Authorization"][7:], source_ip="x")  # idempotent
+    with pytest.raises(NotAuthenticated, match="sign-out"):
+        identity.principal_from_token(local, first["Authorization"][7:])
+
+
 def test_token_route_rate_limits_failing_addresses(tmp_path: Path, sqlite_url: str,
                                                    now: FakeClock) -> None:
     settings = make_settings(tmp_path, sqlite_url, login_rate_limit=3, login_rate_window_seconds=60)

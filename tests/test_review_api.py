@@ -123,6 +123,13 @@ def test_auditor_plays_footage_only_with_an_explicit_grant(force) -> None:
     assert entries(ctx, "grant.created")[0]["grantee"] == "aud_white"
     # Admins manage, they do not watch.
     assert f.http.get(url, headers=f.as_("adm_black"), params=params).status_code == 403
+    # A grant can be ended early; the auditor is refused again at once.
+    grant_id = entries(ctx, "grant.created")[0]["subject"]["grant"]
+    assert f.http.delete(f"/api/v1/grants/{grant_id}", headers=f.as_("aud_white")).status_code == 403
+    assert f.http.delete(f"/api/v1/grants/{grant_id}", headers=f.as_("adm_black")).status_code == 204
+    assert f.http.get(url, headers=f.as_("aud_white"), params=params).status_code == 403
+    assert f.http.delete(f"/api/v1/grants/{grant_id}", headers=f.as_("adm_black")).status_code == 409
+    assert entries(ctx, "grant.revoked")[0]["actor"] == "user:adm_black"
 
 
 def test_clip_detail_has_hashes_integrity_and_custody_with_proofs(force) -> None:

@@ -470,6 +470,11 @@ def test_session_cookie_and_sign_out(store: Store, open_page) -> None:
     assert not [c for c in page.context.cookies() if c["name"] == "evidence_ui"]
     page.goto(store.url + "/ui/clips")
     assert "/ui/login" in page.url
+    # Sign-out ended the token itself: a copy of the old cookie opens nothing.
+    page.context.add_cookies([{**cookie, "expires": -1}])
+    page.goto(store.url + "/ui/clips")
+    assert "/ui/login" in page.url
+    assert ledger_entries(store.ctx, "user.logged_out")[-1]["actor"] == "user:eo_brown"
     # The cookie's token is bound to it: a token from the JSON API cannot stand in for it.
     token = httpx.post(store.url + "/api/v1/auth/token",
                        data={"username": "eo_brown", "password": PASSWORD}).json()["access_token"]
@@ -709,6 +714,13 @@ def test_admin_grants_an_auditor_a_clip_which_the_auditor_can_then_play(
     response = auditor.request.get(store.url + src, headers={"Range": "bytes=0-1023"})
     assert response.status == 206
     assert auditor.request.get(f"{store.url}/ui/clips/{store.own}/stream?reason=audit").status == 403
+
+    # The admin ends the grant early; the auditor's next request is refused.
+    admin.goto(store.url + "/ui/grants")
+    admin.locator("tr[data-grant]", has_text="aud_grey").get_by_role("button", name="Revoke").click()
+    expect(admin.locator(".flash--ok")).to_contain_text("Grant revoked")
+    expect(admin.locator("tr[data-grant]", has_text="aud_grey")).to_have_count(0)
+    assert auditor.request.get(store.url + src, headers={"Range": "bytes=0-1023"}).status == 403
 
 
 # -- the route table -------------------------------------------------------------------------------------

@@ -39,6 +39,12 @@ def create_grant(body: GrantBody, request: Request,
                                case_id=body.case_id)
 
 
+@router.delete("/grants/{grant_id}", status_code=204)
+def revoke_grant(grant_id: str, request: Request,
+                 principal: Principal = Depends(gate("grants.manage"))) -> None:
+    audit.revoke_grant(request.app.state.ctx, principal, grant_id)
+
+
 @router.get("/me")
 def me(principal: Principal = Depends(gate("session.read"))) -> dict:
     return {"username": principal.username, "role": principal.role.value,

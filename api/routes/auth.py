@@ -8,9 +8,10 @@ from fastapi import Depends, APIRouter, Form, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.gates import public
+from api.gates import gate, public
 from api.problems import problem
 from evidence import identity
+from evidence.access import Principal
 from evidence.errors import NotAuthenticated, TooManyAttempts
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -68,3 +69,12 @@ def token(
          "expires_in": issued.expires_in},
         headers=_NO_STORE,
     )
+
+
+@router.post("/logout", status_code=204)
+def logout(request: Request, _: Principal = Depends(gate("session.read"))) -> None:
+    """End the bearer token this request carries: it is refused from now on (a ledger entry
+    records the sign-out). Tokens from the force's identity provider are ended there."""
+    token = request.headers.get("authorization", "").partition(" ")[2].strip()
+    source_ip = request.client.host if request.client else "unknown"
+    identity.revoke_token(request.app.state.ctx, token, source_ip=source_ip)

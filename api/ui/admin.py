@@ -224,3 +224,14 @@ def create_grant(request: Request,
     return see_other(request, "/ui/grants#active",
                      ok=f"{grant['username']} may play the footage of {target} {target_id} "
                         f"until {expires:%Y-%m-%d} 00:00 UTC.")
+
+
+@router.post("/grants/{grant_id}/revoke")
+def revoke_grant(grant_id: str, request: Request,
+                 principal: Principal = Depends(ui_gate("grants.manage")),
+                 _: None = CSRF) -> Response:
+    try:
+        audit.revoke_grant(_ctx(request), principal, grant_id)
+    except (Conflict, NotFound) as exc:
+        return see_other(request, "/ui/grants#active", error=str(exc))
+    return see_other(request, "/ui/grants#active", ok="Grant revoked: the auditor can no longer play that footage.")

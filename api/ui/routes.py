@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from api.gates import public, ui_gate
 from api.streaming import bundle_response, footage_response
 from api.ui import session as ui_session
-from api.ui.custody import check_custody
+from evidence.verify.custody import check_custody
 from api.ui.render import STATIC, UIRoute, render, see_other
 from api.ui.session import csrf_protect
 from evidence import audit, clock, identity
@@ -123,8 +123,14 @@ def login(
 
 @router.post("/logout")
 def logout(request: Request, _: None = Depends(public), __: None = CSRF) -> Response:
-    """Clears the session cookie. (The token inside stays valid until it expires, minutes
-    later, but no browser holds it any more.)"""
+    """Ends the session's token (refused from now on, even if the cookie was copied) and
+    clears the cookie."""
+    session = ui_session.current_session(request)
+    if session is not None:
+        try:
+            identity.revoke_token(_ctx(request), session.token, source_ip=_ip(request))
+        except (NotAuthenticated, InvalidInput):
+            pass  # not a token we issued: nothing to end here
     response = RedirectResponse("/ui/login", status_code=303)
     ui_session.end_session(request, response)
     return response

@@ -1,4 +1,5 @@
-"""The "verified" marks on a clip's custody timeline, computed on the server.
+"""The "verified" marks on a clip's custody timeline, computed on the server (the clip page
+shows them; the check lives in the core so any front end gets the same answer).
 
 For each ledger entry of the timeline (from `evidence.clips.service.detail`): the stored leaf
 hash must equal SHA-256(0x00 || entry bytes) (`leaf_matches`, computed by the service), and
