@@ -48,11 +48,9 @@ import hashlib
 import hmac
 import logging
 import math
-import os
 import re
 import secrets
 import struct
-import tempfile
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -70,6 +68,7 @@ from sqlalchemy.exc import IntegrityError
 from evidence import clock
 from evidence.access import Principal
 from evidence.accounts.models import RevokedToken, Role, User
+from evidence.keyfiles import create_once, read_private
 from evidence.accounts.service import check_password, hash_password
 from evidence.config import Settings
 from evidence.context import Context
@@ -301,28 +300,11 @@ def load_or_create_jwt_key(path: Path) -> Ed25519PrivateKey:
     replicas starting together on a shared volume agree on one key.
     """
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        pem = Ed25519PrivateKey.generate().private_bytes(
+        create_once(path, Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
-        )
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".jwt-key-")  # mkstemp makes it 0600
-        try:
-            os.write(fd, pem)
-            os.fsync(fd)
-            os.close(fd)
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass  # another process made it first: use theirs
-        finally:
-            os.unlink(tmp)
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        raise PermissionError(
-            f"token signing key {path} is readable by others (mode {mode:o}); run: chmod 600 {path}"
-        )
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        ))
+    key = serialization.load_pem_private_key(read_private(path, "token signing key"), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise InvalidInput(f"{path} does not hold an Ed25519 private key")
     return key

@@ -8,7 +8,7 @@ from evidence.ingest.models import Upload, UploadState
 from evidence.ledger.models import Checkpoint, LedgerEntry, LedgerNode, LedgerRef
 
 __all__ = [
-    "AccessGrant", "Base", "Bookmark", "CaseMember", "ClipTag", "Case", "CaseItem", "Checkpoint", "Clip", "ClipState", "Derivative", "Device",
+    "AccessGrant", "Base", "Bookmark", "RevokedToken", "CaseMember", "ClipTag", "Case", "CaseItem", "Checkpoint", "Clip", "ClipState", "Derivative", "Device",
     "DeviceKind", "LedgerEntry", "LedgerNode", "LedgerRef", "Role", "Share", "Upload",
     "UploadState", "User",
 ]

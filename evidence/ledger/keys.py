@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from evidence.keyfiles import create_once, read_private
 from evidence.ledger.note import NoteSigner
 
 
@@ -14,24 +14,10 @@ def load_or_create_signer(path: Path, name: str) -> NoteSigner:
     The file holds the Go/x-mod style `PRIVATE+KEY+name+keyid+base64` string; the
     verifier key is written beside it (`.pub`) so operators can publish it.
     """
-    if path.exists():
-        _check_private(path)
-        return NoteSigner.from_skey(path.read_text().strip())
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    signer = NoteSigner.generate(name)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, (signer.to_skey() + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    path.with_suffix(".pub").write_text(signer.verifier_key() + "\n")
+    if not path.exists():
+        create_once(path, (NoteSigner.generate(name).to_skey() + "\n").encode())
+    signer = NoteSigner.from_skey(read_private(path, "ledger key").decode().strip())
+    pub = path.with_suffix(".pub")
+    if not pub.exists() or pub.read_text().strip() != signer.verifier_key():
+        pub.write_text(signer.verifier_key() + "\n")
     return signer
-
-
-def _check_private(path: Path) -> None:
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        raise PermissionError(
-            f"ledger key {path} is readable by others (mode {mode:o}); run: chmod 600 {path}"
-        )

@@ -56,6 +56,7 @@ from typing import BinaryIO
 from urllib.parse import quote, urlencode
 
 from evidence import clock
+from evidence.keyfiles import create_once, read_private
 from evidence.config import Settings
 from evidence.errors import (
     AccessDenied,
@@ -902,35 +903,14 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def load_or_create_secret(path: Path) -> bytes:
-    """The presigning key: generated once (32 random bytes, hex, mode 0600), then reused.
-
-    Published with link() so that concurrent first starts agree on one key and no reader
-    ever sees a half-written file.
-    """
-    try:
-        return _read_secret(path)
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    staged = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(staged, path)
-        except FileExistsError:
-            pass  # another process won the race; use its key
-    finally:
-        staged.unlink(missing_ok=True)
+    """The presigning key: generated once (32 random bytes, hex, mode 0600), then reused."""
+    create_once(path, (secrets.token_hex(32) + "\n").encode())
     return _read_secret(path)
 
 
 def _read_secret(path: Path) -> bytes:
     try:
-        secret = bytes.fromhex(path.read_text().strip())
+        secret = bytes.fromhex(read_private(path, "presigning key").decode().strip())
     except ValueError:
         secret = b""
     if len(secret) < 32:
