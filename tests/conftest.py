@@ -33,6 +33,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+# For tests whose subject does not depend on the database engine (a ZIP's tampering, a
+# worker's crash): they run once, on the engine of the profile they belong to, while the
+# tests of SQL-bearing behaviour (access rules, queries, the ledger) run on both.
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+postgres_only = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path}/evidence.db"

@@ -20,6 +20,7 @@ from evidence.bundles.models import Bundle, BundleState
 from evidence.bundles.service import build_bundle
 from evidence.cli import app
 from evidence.ledger.note import NoteSigner
+from tests.conftest import sqlite_only
 from tests.fixtures.api import running_api
 from tests.test_shares import share, shared_world  # noqa: F401  (the world: clips, a case, a force)
 from evidence.context import Context
@@ -174,6 +175,7 @@ def failed(out: str) -> list[str]:
     return [line for line in out.splitlines() if line.startswith("FAIL")]
 
 
+@sqlite_only
 def test_tampering_is_caught_and_named(bundled, tmp_path: Path) -> None:
     _, ctx, _, _, path = bundled
     members = read_all(path)
@@ -236,6 +238,7 @@ def _resigned(members: dict[str, bytes], m: dict, *, rewrite_manifest: bool) -> 
     return _with_sums(members, changes)
 
 
+@sqlite_only
 def test_a_fully_resigned_bundle_is_caught_only_by_the_pinned_bundle_key(bundled, tmp_path: Path) -> None:
     """A forger who re-signs the manifest with their own key and fixes every hash makes a
     bundle that is internally consistent: nothing inside it can tell. A court must pin the
@@ -251,6 +254,7 @@ def test_a_fully_resigned_bundle_is_caught_only_by_the_pinned_bundle_key(bundled
     assert code != 0 and any("bundle signing key pinned" in line for line in failed(out)), out
 
 
+@sqlite_only
 def test_a_replaced_ledger_key_is_caught_by_the_pin(bundled, tmp_path: Path) -> None:
     _, ctx, _, _, path = bundled
     members = read_all(path)
@@ -262,6 +266,7 @@ def test_a_replaced_ledger_key_is_caught_by_the_pin(bundled, tmp_path: Path) -> 
     assert code == 0 and "NOTE  ledger key not pinned" in out
 
 
+@sqlite_only
 def test_the_live_log_only_grew_since_the_bundle(bundled, tmp_path: Path) -> None:
     f, ctx, _, _, path = bundled
     saved = tmp_path / "checkpoint.txt"
@@ -287,6 +292,7 @@ def test_the_worker_task_is_registered_under_the_name_the_api_sends() -> None:
     assert "evidence.bundles.build" in celery.tasks
 
 
+@sqlite_only
 def test_a_bundle_carries_the_checkpoint_timestamp(bundled, tsa, tmp_path: Path) -> None:
     """With a TSA configured the pinned checkpoint is stamped; the token checks with our
     verifier (given the TSA root) and with `openssl ts -verify` exactly as VERIFY.txt says."""
@@ -340,6 +346,7 @@ def _rebuild(ctx, bundle_id: str, into: Path) -> bytes:
         return zf.read(mf.MANIFEST)
 
 
+@sqlite_only
 def test_an_exhibit_ref_edited_after_the_request_leaves_the_bundle_as_it_was(bundled, tmp_path: Path) -> None:
     """The reference comes from the ledger as pinned, so a rebuild is byte-identical; a bundle
     requested after the edit shows the new reference. Bad, taken or unauthorised edits are refused."""

@@ -22,6 +22,7 @@ from evidence.ingest.models import Upload
 from evidence.ingest.service import process_upload
 from evidence.media import probe
 from evidence.storage import original_key
+from tests.conftest import postgres_only, sqlite_only
 from tests.fixtures.api import running_api
 from tests.fixtures.ingest import Dock
 from tests.fixtures.media import Clip as ClipFile
@@ -163,6 +164,7 @@ def test_complete_names_the_missing_part(station, clip_1080p: ClipFile) -> None:
     assert r.status_code == 409 and "part 1" in r.json()["detail"]
 
 
+@sqlite_only
 def test_a_worker_process_on_the_embedded_broker_processes_completed_uploads(
     station, clip_1080p: ClipFile
 ) -> None:
@@ -202,6 +204,7 @@ def _start_worker(ctx: Context, broker: str | None, name: str) -> subprocess.Pop
     )
 
 
+@postgres_only
 def test_two_workers_on_redis_share_the_queue(ctx: Context, redis_url: str, good_clips) -> None:
     ctx.settings = ctx.settings.model_copy(update={"broker_url": redis_url})
     key = create_device(ctx.ledger, "dock-redis").key
@@ -278,6 +281,7 @@ def long_clip(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
     return ClipFile.of(path)
 
 
+@postgres_only
 def test_a_worker_killed_mid_transcode_leaves_nothing_half_done(
     ctx: Context, redis_url: str, long_clip: ClipFile
 ) -> None:

@@ -13,6 +13,7 @@ import pytest
 from evidence.accounts.service import create_device
 from evidence.context import Context
 from evidence.ingest.service import process_upload
+from tests.conftest import sqlite_only
 from tests.fixtures.api import running_api
 from tests.fixtures.ingest import Dock
 from tests.fixtures.media import SIDECAR
@@ -73,6 +74,7 @@ def test_search_filters(force) -> None:
     assert page["total"] == 2 and len(page["items"]) == 1
 
 
+@sqlite_only
 def test_playing_needs_a_reason_and_is_audited_once_per_viewing(force) -> None:
     f, ids, ctx = force
     url = f"/api/v1/clips/{ids['own']}/stream"
@@ -97,6 +99,7 @@ def test_playing_needs_a_reason_and_is_audited_once_per_viewing(force) -> None:
     assert r3.status_code == 200 and len(r3.content) == size
 
 
+@sqlite_only
 def test_original_download_is_the_docked_bytes_and_audited(force, clip_with_sidecar) -> None:
     f, ids, ctx = force
     r = f.http.get(f"/api/v1/clips/{ids['own']}/original", headers=f.as_("eo_brown"),
@@ -132,6 +135,7 @@ def test_auditor_plays_footage_only_with_an_explicit_grant(force) -> None:
     assert entries(ctx, "grant.revoked")[0]["actor"] == "user:adm_black"
 
 
+@sqlite_only
 def test_clip_detail_has_hashes_integrity_and_custody_with_proofs(force) -> None:
     f, ids, ctx = force
     f.http.get(f"/api/v1/clips/{ids['own']}/stream", headers=f.as_("eo_brown"),
@@ -146,6 +150,7 @@ def test_clip_detail_has_hashes_integrity_and_custody_with_proofs(force) -> None
     assert proof.status_code == 200 and proof.json()["hashes"]
 
 
+@sqlite_only
 def test_tags_categories_bookmarks_are_recorded(force) -> None:
     f, ids, ctx = force
     clip = ids["own"]
