@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(bundles.router)  # court bundles (docs/bundles.md)
     app.include_router(retention.router)  # retention, holds, disposals (docs/retention.md)
     app.state.enqueue_bundle = _bundle_enqueuer(settings)
+    app.state.enqueue_redaction = _redaction_enqueuer(settings)  # docs/media.md, Redactions
     if settings.storage_backend == "local":
         from api.routes import objects
 
@@ -72,5 +73,17 @@ def _bundle_enqueuer(settings: Settings):  # type: ignore[no-untyped-def]
 
     def enqueue(bundle_id: str) -> None:
         celery.send_task("evidence.bundles.build", args=[bundle_id])
+
+    return enqueue
+
+
+def _redaction_enqueuer(settings: Settings):  # type: ignore[no-untyped-def]
+    """Send redactions to the workers' queue, by task name like ingest work."""
+    from workers.app import make_celery
+
+    celery = make_celery(settings)
+
+    def enqueue(clip_id: str, kind: str) -> None:
+        celery.send_task("evidence.media.redact", args=[clip_id, kind])
 
     return enqueue

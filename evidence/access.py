@@ -48,6 +48,7 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "clips.view_footage": frozenset({R.officer, R.evidence_officer, R.cps, R.auditor}),
     "clips.tag": frozenset({R.officer, R.evidence_officer}),
     "clips.bookmark": frozenset({R.officer, R.evidence_officer, R.cps}),
+    "clips.redact": frozenset({R.evidence_officer}),  # black boxes / muting (evidence/redactions.py)
     "cases.create": frozenset({R.evidence_officer}),
     "cases.read": frozenset({R.evidence_officer, R.cps, R.auditor, R.officer}),
     "cases.manage": frozenset({R.evidence_officer}),

@@ -152,3 +152,23 @@ app.conf.beat_schedule["scrub-objects"] = {
     # A run still queued when the next is due is dropped: two runs would scrub the same slice.
     "options": {"expires": float(get_settings().scrub_interval_seconds)},
 }
+
+
+@app.task(
+    name="evidence.media.redact",
+    bind=True,
+    acks_late=True,  # a worker that dies mid-encode leaves the message for another
+    autoretry_for=(OSError, ConnectionError, TimeoutError),
+    dont_autoretry_for=(EvidenceError,),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=8,
+)
+def redact(self, clip_id: str, kind: str) -> str:  # type: ignore[no-untyped-def]
+    """Make one requested redaction (parameters read from its `redaction.requested` entry);
+    safe to run twice (a redaction already recorded is left as it is)."""
+    from evidence.redactions import make_redaction
+
+    done = make_redaction(context(), clip_id, kind)
+    log.info("clip %s: %s %s", clip_id, kind, done["state"])
+    return str(done["state"])

@@ -16,13 +16,15 @@ router = APIRouter(prefix="/api/v1", tags=["bundles"])
 
 class NewBundle(BaseModel):
     include_proxies: bool = False
+    include_redactions: bool = False  # each exhibit's redaction-N copies (docs/media.md)
 
 
 @router.post("/cases/{case_id}/bundles", status_code=202)
 def request_bundle(case_id: str, request: Request, body: NewBundle | None = None,
                    principal: Principal = Depends(gate("bundles.request"))) -> JSONResponse:
     b = service.request_bundle(request.app.state.ctx, principal, case_id,
-                               include_proxies=bool(body and body.include_proxies))
+                               include_proxies=bool(body and body.include_proxies),
+                               include_redactions=bool(body and body.include_redactions))
     request.app.state.enqueue_bundle(b["id"])
     return JSONResponse({"id": b["id"], "state": b["state"]}, status_code=202,
                         headers={"Location": f"/api/v1/bundles/{b['id']}"})

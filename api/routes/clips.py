@@ -5,14 +5,16 @@ from __future__ import annotations
 import datetime as dt
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from api.gates import gate
 from api.streaming import footage_response
+from evidence import redactions
 from evidence.access import Principal
 from evidence.clips import service
 from evidence.clips.service import SearchFilters
+from evidence.media import MAX_MUTE_RANGES, MAX_REDACTION_BOXES
 from evidence.types import MAX_BIGINT
 
 router = APIRouter(prefix="/api/v1", tags=["clips"])
@@ -58,9 +60,11 @@ def clip_detail(clip_id: str, request: Request,
 
 @router.get("/clips/{clip_id}/stream")
 async def stream_clip(clip_id: str, request: Request, reason: str | None = None,
+                      kind: str = Query("proxy", pattern=r"^(proxy|redaction-[1-9][0-9]{0,8})$",
+                                        description="proxy, or a redacted copy: redaction-N"),
                       principal: Principal = Depends(gate("clips.view_footage"))) -> Response:
-    """The browser proxy, with HTTP Range; needs a reason; audited."""
-    return await footage_response(request, principal, clip_id, "proxy", reason)
+    """The browser proxy (or a redacted copy), with HTTP Range; needs a reason; audited."""
+    return await footage_response(request, principal, clip_id, kind, reason)
 
 
 @router.get("/clips/{clip_id}/original")
@@ -119,3 +123,38 @@ def add_bookmark(clip_id: str, body: BookmarkBody, request: Request,
 def categories(request: Request, principal: Principal = Depends(gate("clips.search"))) -> dict:
     ctx = _ctx(request)
     return {"categories": ctx.settings.categories, "reasons": ctx.settings.access_reasons}
+
+
+class RedactionBox(BaseModel):
+    """Pixels of the picture as shown (upright), origin top left; times in ms, inclusive."""
+
+    x: int = Field(ge=0, le=MAX_BIGINT)
+    y: int = Field(ge=0, le=MAX_BIGINT)
+    w: int = Field(ge=1, le=MAX_BIGINT)
+    h: int = Field(ge=1, le=MAX_BIGINT)
+    start_ms: int = Field(ge=0, le=MAX_BIGINT)
+    end_ms: int = Field(ge=0, le=MAX_BIGINT)
+
+
+class MuteRange(BaseModel):
+    start_ms: int = Field(ge=0, le=MAX_BIGINT)
+    end_ms: int = Field(ge=0, le=MAX_BIGINT)
+
+
+class RedactionBody(BaseModel):
+    boxes: list[RedactionBox] = Field(default_factory=list, max_length=MAX_REDACTION_BOXES)
+    mute: list[MuteRange] = Field(default_factory=list, max_length=MAX_MUTE_RANGES)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+@router.post("/clips/{clip_id}/redactions", status_code=202)
+def request_redaction(clip_id: str, body: RedactionBody, request: Request,
+                      principal: Principal = Depends(gate("clips.redact"))) -> JSONResponse:
+    """Black boxes and muted ranges over a copy (the original is never changed); a worker
+    makes it, and it then shows in the clip's derivatives as `redaction-N`."""
+    r = redactions.request_redaction(
+        _ctx(request), principal, clip_id, [b.model_dump() for b in body.boxes],
+        [m.model_dump() for m in body.mute], body.reason)
+    request.app.state.enqueue_redaction(r["clip_id"], r["kind"])
+    return JSONResponse({"kind": r["kind"], "state": r["state"]}, status_code=202,
+                        headers={"Location": f"/api/v1/clips/{clip_id}"})

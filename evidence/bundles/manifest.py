@@ -75,8 +75,13 @@ def _b64(b: bytes) -> str:
     return base64.b64encode(b).decode()
 
 
-def plan_bundle(ctx: Context, case_id: str, tree_size: int, include_proxies: bool) -> Plan:
-    """Collect the case, its exhibits and their ledger entries as of `tree_size`."""
+def plan_bundle(ctx: Context, case_id: str, tree_size: int, include_proxies: bool,
+                include_redactions: bool = False) -> Plan:
+    """Collect the case, its exhibits and their ledger entries as of `tree_size`.
+
+    Derivatives recorded by then are listed (with their recipes) either way; their files are
+    carried when asked: proxies and thumbnails with `include_proxies`, `redaction-N` copies
+    with `include_redactions`."""
     ledger = ctx.ledger
     checkpoint = ledger.checkpoint_covering(tree_size)
     cp = open_checkpoint(checkpoint, NoteVerifier.from_vkey(ledger.verifier_key))
@@ -140,8 +145,11 @@ def plan_bundle(ctx: Context, case_id: str, tree_size: int, include_proxies: boo
             d: dict[str, Any] = {"kind": e["kind"], "sha256": e["sha256"], "size": e["size"],
                                  "recipe": e.get("recipe"), "created_at": e["at"],
                                  "ledger_index": i, "file": None}
+            if "redaction" in e:  # boxes, mute ranges, reason and who asked (evidence/redactions.py)
+                d["redaction"] = e["redaction"]
             row = derivative_rows.get((clip.id, e["kind"]))
-            if include_proxies and disposed is None and row is not None and row.sha256 == e["sha256"]:
+            wanted = include_redactions if is_redaction(e["kind"]) else include_proxies
+            if wanted and disposed is None and row is not None and row.sha256 == e["sha256"]:
                 path = f"media/{folder}/{safe_ref(e['kind'])}{_kind_ext(e['kind'])}"
                 d["file"] = path
                 media.append(MediaFile(path, row.key, row.sha256, row.size))
@@ -212,6 +220,10 @@ def pinned_refs(case_id: str, entries: list[tuple[int, dict[str, Any]]]) -> dict
         if e.get("type") in REF_TYPES and subject.get("case") == case_id and isinstance(clip, str):
             refs[clip] = str(e.get("exhibit_ref") or "")
     return refs
+
+
+def is_redaction(kind: str) -> bool:
+    return kind.startswith("redaction-")
 
 
 def _kind_ext(kind: str) -> str:

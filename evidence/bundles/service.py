@@ -41,7 +41,7 @@ def bundle_dict(b: Bundle) -> dict[str, Any]:
 
 
 def request_bundle(ctx: Context, principal: Principal, case_id: str,
-                   include_proxies: bool = False) -> dict[str, Any]:
+                   include_proxies: bool = False, include_redactions: bool = False) -> dict[str, Any]:
     require(principal, "bundles.request")
     with ctx.db.write_session() as s:
         case = visible_case(s, principal, case_id)
@@ -49,14 +49,16 @@ def request_bundle(ctx: Context, principal: Principal, case_id: str,
             raise InvalidInput("the case has no exhibits to bundle")
         bundle = Bundle(case_id=case.id, requested_by=principal.user_id,
                         state=BundleState.queued.value, progress=0, key="", tree_size=0,
-                        options={"include_proxies": include_proxies}, created_at=clock.now())
+                        options={"include_proxies": include_proxies,
+                                 "include_redactions": include_redactions},
+                        created_at=clock.now())
         s.add(bundle)
         s.flush()
         bundle.key = f"bundles/{bundle.id}.zip"
         appended = ctx.ledger.append_in(
             s, "bundle.requested", actor=principal.actor,
             subject={"bundle": bundle.id, "case": case.id, "user": principal.user_id},
-            include_proxies=include_proxies,
+            include_proxies=include_proxies, include_redactions=include_redactions,
         )
         bundle.tree_size = appended.index + 1  # pinned: the log as it stands with this request
         return bundle_dict(bundle)
@@ -73,8 +75,9 @@ def build_bundle(ctx: Context, bundle_id: str, progress: ProgressFn = None) -> s
         b.state, b.started_at, b.error = BundleState.building.value, clock.now(), None
         case_id, tree_size, key = b.case_id, b.tree_size, b.key
         include_proxies = bool((b.options or {}).get("include_proxies"))
+        include_redactions = bool((b.options or {}).get("include_redactions"))
     try:
-        plan = mf.plan_bundle(ctx, case_id, tree_size, include_proxies)
+        plan = mf.plan_bundle(ctx, case_id, tree_size, include_proxies, include_redactions)
         sha256, size = _write_and_store(ctx, bundle_id, key, plan, progress)
     except Exception as exc:
         _set(ctx, bundle_id, state=BundleState.failed.value, error=f"{type(exc).__name__}: {exc}")

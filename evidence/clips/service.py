@@ -207,6 +207,17 @@ FOOTAGE_KINDS = {
     "original": ("clip.downloaded", "application/octet-stream"),
     "thumbnail": ("clip.thumbnail_viewed", "image/jpeg"),
 }
+# A redacted copy (evidence/redactions.py) plays like the proxy and is recorded like it, as
+# `clip.viewed`; the entry's `object` names which one was played.
+REDACTION_KIND = re.compile(r"^redaction-[1-9][0-9]{0,8}$")
+
+
+def _footage_kind(kind: str) -> tuple[str, str]:
+    if REDACTION_KIND.match(kind):
+        return FOOTAGE_KINDS["proxy"]
+    if kind not in FOOTAGE_KINDS:
+        raise InvalidInput(f"no footage kind {kind!r}: proxy, original, thumbnail or redaction-N")
+    return FOOTAGE_KINDS[kind]
 
 
 def open_footage(
@@ -219,7 +230,7 @@ def open_footage(
     "browsing" since it is shown in search results.
     """
     require(principal, "clips.view_footage")
-    entry_type, media_type = FOOTAGE_KINDS[kind]
+    entry_type, media_type = _footage_kind(kind)
     why = "browsing" if kind == "thumbnail" else check_reason(reason, ctx.settings.access_reasons)
     with ctx.db.session() as s:
         clip = visible_clip(s, principal, clip_id, footage=True)
@@ -230,7 +241,7 @@ def open_footage(
             )
         key, filename, sha256 = _footage_key(s, clip, kind)
     info = ctx.store.stat(key)
-    if not _recently_recorded(ctx, principal, clip_id, entry_type, why):
+    if not _recently_recorded(ctx, principal, clip_id, entry_type, why, key):
         ctx.ledger.append(
             entry_type, actor=principal.actor, subject={"clip": clip_id, "user": principal.user_id},
             role=principal.role.value, reason=why, source_ip=source_ip or "unknown",
@@ -247,10 +258,11 @@ def _footage_key(s: Session, clip: Clip, kind: str) -> tuple[str, str, str]:
     d = s.scalar(select(Derivative).where(Derivative.clip_id == clip.id, Derivative.kind == kind))
     if d is None:
         raise NotFound(f"clip {clip.id} has no {kind} (state: {clip.state})")
-    return d.key, f"{stem}-{kind}{'.mp4' if kind == 'proxy' else '.jpg'}", d.sha256
+    return d.key, f"{stem}-{kind}{'.jpg' if kind == 'thumbnail' else '.mp4'}", d.sha256
 
 
-def _recently_recorded(ctx: Context, p: Principal, clip_id: str, entry_type: str, why: str) -> bool:
+def _recently_recorded(ctx: Context, p: Principal, clip_id: str, entry_type: str, why: str,
+                       key: str) -> bool:
     since = clock.now() - VIEW_WINDOW
     with ctx.db.session() as s:
         rows = s.scalars(
@@ -262,7 +274,8 @@ def _recently_recorded(ctx: Context, p: Principal, clip_id: str, entry_type: str
         ).all()
     for raw in rows:
         e = json.loads(raw)
-        if e.get("subject", {}).get("clip") == clip_id and e.get("reason") == why:
+        if (e.get("subject", {}).get("clip") == clip_id and e.get("reason") == why
+                and e.get("object", key) == key):  # the proxy and a redaction: two viewings
             return True
     return False
 

@@ -320,10 +320,18 @@ def _local_copy(ctx: Context, upload: Upload, clip: Clip) -> Iterator[tuple[Path
     (a crash after promotion); either way they are hashed again here.
     """
     key = upload.incoming_key if ctx.store.exists(upload.incoming_key) else original_key(upload.sha256)
+    with local_copy(ctx, key, upload.filename) as copied:
+        yield copied
+
+
+@contextmanager
+def local_copy(ctx: Context, key: str, filename: str | None) -> Iterator[tuple[Path, str]]:
+    """A stored object in a temporary work file, hashed while it is copied: (path, sha256).
+    The caller compares the hash with what the ledger vouches for before using the file."""
     work = ctx.settings.data_dir / "work"
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work) as tmp:
-        path = Path(tmp) / f"clip{Path(upload.filename).suffix[:10]}"
+        path = Path(tmp) / f"clip{Path(filename or '').suffix[:10]}"
         digest = hashlib.sha256()
         with path.open("wb") as out:
             for chunk in ctx.store.open(key):
@@ -429,13 +437,15 @@ def _make_derivatives(
             # Write-once: a second worker (a redelivered task) makes the same bytes, since
             # the recipe is deterministic, and may not replace what the ledger vouches for.
             stored = ctx.store.put(key, f, expected_sha256=recipe.output_sha256, write_once=True)
-        _record_derivative(ctx, clip_id, kind, key, stored.sha256, stored.size, recipe)
+        record_derivative(ctx, clip_id, kind, key, stored.sha256, stored.size, recipe)
 
 
-def _record_derivative(
-    ctx: Context, clip_id: str, kind: str, key: str, sha256: str, size: int, recipe: media.Recipe
+def record_derivative(
+    ctx: Context, clip_id: str, kind: str, key: str, sha256: str, size: int, recipe: media.Recipe,
+    **extra: Any,
 ) -> None:
-    """The derivative row and its ledger entry commit together, exactly once."""
+    """The derivative row and its ledger entry commit together, exactly once. `extra` goes
+    into the entry (a redaction's boxes, mute ranges and reason)."""
     try:
         with ctx.db.write_session() as s:
             if s.scalar(select(Derivative.id).where(Derivative.clip_id == clip_id, Derivative.kind == kind)):
@@ -445,7 +455,7 @@ def _record_derivative(
             s.flush()
             ctx.ledger.append_in(
                 s, "derivative.created", actor=WORKER, subject={"clip": clip_id},
-                kind=kind, key=key, sha256=sha256, size=size, recipe=recipe.as_dict(),
+                kind=kind, key=key, sha256=sha256, size=size, recipe=recipe.as_dict(), **extra,
             )
     except IntegrityError:
         return  # a concurrent worker recorded it first: exactly one row, one entry

@@ -213,6 +213,7 @@ def _check_exhibits(manifest: dict[str, Any], hashes: dict[str, tuple[str, int]]
             _check_disposed(ex, ref, entries, report)
         else:
             _check_media(ex, ref, hashes, report)
+            _check_derivative_files(ex, ref, hashes, entries, report)
         vouched = [
             i for i, e in entries.items()
             if e.get("type") == "clip.ingested" and e.get("subject", {}).get("clip") == ex["clip_id"]
@@ -230,6 +231,27 @@ def _check_media(ex: dict[str, Any], ref: str, hashes: dict[str, tuple[str, int]
     report.add(f"exhibit {ref} media", ok, ex["file"] if ok else
                f"{ex['file']} " + ("is missing" if got is None else
                                    f"hashes to {got[0]} ({got[1]} bytes), manifest says {ex['sha256']}"))
+
+
+def _check_derivative_files(ex: dict[str, Any], ref: str, hashes: dict[str, tuple[str, int]],
+                            entries: dict[int, dict[str, Any]], report: Report) -> None:
+    """Each derivative carried (proxy, thumbnail, redaction) is the file its included
+    `derivative.created` entry vouches for, made from this exhibit's original."""
+    for d in ex.get("derivatives") or []:
+        if not isinstance(d, dict) or not isinstance(d.get("file"), str):
+            continue  # listed, not carried
+        index = d.get("ledger_index")
+        e = entries.get(index) if isinstance(index, int) else None
+        recipe = (e or {}).get("recipe") or {}
+        ok = (hashes.get(d["file"]) == (d.get("sha256"), d.get("size")) and e is not None
+              and e.get("type") == "derivative.created" and e.get("kind") == d.get("kind")
+              and e.get("subject", {}).get("clip") == ex.get("clip_id")
+              and e.get("sha256") == d.get("sha256") and recipe.get("input_sha256") == ex.get("sha256"))
+        report.add(f"exhibit {ref} derivative {d.get('kind')}", ok,
+                   f"{d['file']}: ledger entry {d.get('ledger_index')} vouches for it, made from "
+                   "the original" if ok else
+                   f"{d['file']} does not match an included derivative.created entry for this "
+                   "exhibit's original (file hash, kind or recipe input differ)")
 
 
 def _check_disposed(ex: dict[str, Any], ref: str, entries: dict[int, dict[str, Any]],
