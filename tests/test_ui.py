@@ -335,10 +335,12 @@ def test_cps_gets_a_court_bundle_through_the_browser(store: Store, open_page, tm
 
     # A bundle: requested here, built by the worker (in-process), the page follows it to ready.
     eo.check("#include-proxies")
+    eo.check("#include-redactions")
     eo.get_by_role("button", name="Request court bundle").click()
     expect(eo.locator(".flash--ok")).to_contain_text("Court bundle requested")
     bundle_row = eo.locator("tr[data-bundle]")
     expect(bundle_row).to_have_attribute("data-state", "queued")
+    expect(bundle_row).to_contain_text("with redactions")
     bundle_id = bundle_row.get_attribute("data-bundle")
     assert build_bundle(store.ctx, bundle_id) == "ready"
     expect(eo.locator("tr[data-bundle] a", has_text="Download ZIP")).to_be_visible(timeout=20_000)

@@ -431,13 +431,15 @@ def revoke_share(share_id: str, request: Request,
 @router.post("/cases/{case_id}/bundles")
 def request_bundle(case_id: str, request: Request,
                    include_proxies: Annotated[str, Form(max_length=10)] = "",
+                   include_redactions: Annotated[str, Form(max_length=10)] = "",
                    principal: Principal = Depends(ui_gate("bundles.request")),
                    _: None = CSRF) -> Response:
     """Queue a court bundle (the worker builds it), as POST /api/v1/cases/{id}/bundles."""
     to = _case_url(case_id, "bundles")
     try:
         b = bundles.request_bundle(_ctx(request), principal, case_id,
-                                   include_proxies=include_proxies == "yes")
+                                   include_proxies=include_proxies == "yes",
+                                   include_redactions=include_redactions == "yes")
     except (InvalidInput, NotFound) as exc:
         return see_other(request, to, error=str(exc))
     request.app.state.enqueue_bundle(b["id"])
