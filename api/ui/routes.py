@@ -22,7 +22,7 @@ from api.ui import session as ui_session
 from evidence.verify.custody import check_custody
 from api.ui.render import STATIC, UIRoute, render, see_other
 from api.ui.session import csrf_protect
-from evidence import audit, clock, identity
+from evidence import audit, clock, identity, redactions
 from evidence.access import Principal, allowed, check_reason, visible_clip
 from evidence.accounts.models import Role
 from evidence.bundles import service as bundles
@@ -277,6 +277,53 @@ async def thumbnail(clip_id: str, request: Request,
 
 def _clip_url(clip_id: str, anchor: str = "") -> str:
     return f"/ui/clips/{clip_id}" + (f"#{anchor}" if anchor else "")
+
+
+def _ms(value: str, what: str) -> int:
+    """'83.4' (seconds) or '1:23.4' (minutes:seconds) -> 83400, for the forms' times."""
+    try:
+        return _at_ms(value)
+    except InvalidInput:
+        raise InvalidInput(f"give the {what} as seconds (83.4) or minutes:seconds (1:23.4)") from None
+
+
+def _whole(value: str, what: str) -> int:
+    if not value.strip().isdigit():
+        raise InvalidInput(f"the box's {what} is a whole number of pixels")
+    return int(value)
+
+
+@router.post("/clips/{clip_id}/redactions")
+def request_redaction(clip_id: str, request: Request,
+                      x: Annotated[str, Form(max_length=6)] = "",
+                      y: Annotated[str, Form(max_length=6)] = "",
+                      w: Annotated[str, Form(max_length=6)] = "",
+                      h: Annotated[str, Form(max_length=6)] = "",
+                      box_from: Annotated[str, Form(max_length=20)] = "",
+                      box_to: Annotated[str, Form(max_length=20)] = "",
+                      mute_from: Annotated[str, Form(max_length=20)] = "",
+                      mute_to: Annotated[str, Form(max_length=20)] = "",
+                      reason: Annotated[str, Form(max_length=500)] = "",
+                      principal: Principal = Depends(ui_gate("clips.redact")),
+                      _: None = CSRF) -> Response:
+    """One black box and/or one muted range per request, as the JSON API's
+    POST /api/v1/clips/{id}/redactions (which takes many)."""
+    to = _clip_url(clip_id, "redact")
+    try:
+        boxes = [{"x": _whole(x, "left edge"), "y": _whole(y, "top edge"),
+                  "w": _whole(w, "width"), "h": _whole(h, "height"),
+                  "start_ms": _ms(box_from, "box's start"), "end_ms": _ms(box_to, "box's end")}
+                 ] if any(v.strip() for v in (x, y, w, h)) else []
+        mute = ([{"start_ms": _ms(mute_from, "mute start"), "end_ms": _ms(mute_to, "mute end")}]
+                if mute_from.strip() or mute_to.strip() else [])
+        if not boxes and not mute:
+            raise InvalidInput("give a box to black out, a stretch of sound to mute, or both")
+        r = redactions.request_redaction(_ctx(request), principal, clip_id, boxes, mute, reason)
+    except (InvalidInput, Conflict, NotFound) as exc:
+        return see_other(request, to, error=str(exc))
+    request.app.state.enqueue_redaction(r["clip_id"], r["kind"])
+    return see_other(request, to, ok=f"Redaction requested: {r['kind']} is being made from the "
+                                     "original, which is not changed.")
 
 
 @router.post("/clips/{clip_id}/tags")
