@@ -21,16 +21,21 @@ def context() -> Context:
     return _ctx
 
 
+# Storage or database hiccups are worth retrying; our own errors (a missing upload, a hash
+# mismatch already recorded, a disposed clip) are final and retried never.
+RETRY_TRANSIENT = {
+    "autoretry_for": (OSError, ConnectionError, TimeoutError),
+    "dont_autoretry_for": (EvidenceError,),
+    "retry_backoff": True,
+    "retry_backoff_max": 300,
+    "max_retries": 8,
+}
+
+
 @app.task(
     name="evidence.ingest.process_upload",
     bind=True,
-    # Storage or database hiccups are worth retrying; our own errors (a missing upload,
-    # a hash mismatch already recorded) are final and retried never.
-    autoretry_for=(OSError, ConnectionError, TimeoutError),
-    dont_autoretry_for=(EvidenceError,),
-    retry_backoff=True,
-    retry_backoff_max=300,
-    max_retries=8,
+    **RETRY_TRANSIENT,
 )
 def process_upload(self, upload_id: str) -> str:  # type: ignore[no-untyped-def]
     from evidence.ingest.service import process_upload as process
@@ -63,11 +68,7 @@ def requeue_stalled(older_than_seconds: int = 600) -> int:
     name="evidence.bundles.build",
     bind=True,
     acks_late=True,  # a worker that dies mid-build leaves the message for another
-    autoretry_for=(OSError, ConnectionError, TimeoutError),
-    dont_autoretry_for=(EvidenceError,),
-    retry_backoff=True,
-    retry_backoff_max=300,
-    max_retries=8,
+    **RETRY_TRANSIENT,
 )
 def build_bundle(self, bundle_id: str) -> str:  # type: ignore[no-untyped-def]
     """Build one court bundle; safe to run twice (a ready bundle is left as it is)."""
@@ -158,11 +159,7 @@ app.conf.beat_schedule["scrub-objects"] = {
     name="evidence.media.redact",
     bind=True,
     acks_late=True,  # a worker that dies mid-encode leaves the message for another
-    autoretry_for=(OSError, ConnectionError, TimeoutError),
-    dont_autoretry_for=(EvidenceError,),
-    retry_backoff=True,
-    retry_backoff_max=300,
-    max_retries=8,
+    **RETRY_TRANSIENT,
 )
 def redact(self, clip_id: str, kind: str) -> str:  # type: ignore[no-untyped-def]
     """Make one requested redaction (parameters read from its `redaction.requested` entry);
