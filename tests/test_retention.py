@@ -414,9 +414,25 @@ def test_a_bundle_carries_a_disposed_exhibit_as_its_tombstone(lite: Context, cli
     case = create_case(ctx, officer, "R v Poe", "URN 44")
     add_items(ctx, officer, case["id"], [kept, gone])
     early = request_bundle(ctx, officer, case["id"])  # pinned while both clips exist
+    built = request_bundle(ctx, officer, case["id"])
+    assert build_bundle(ctx, built["id"]) == "ready"  # carries the clip's bytes
+    assert ctx.store.exists(f"bundles/{built['id']}.zip")
 
     at(day0 + 32 * DAY)
     assert retention.sweep(ctx).disposed == 1 and clip_row(ctx, gone).state == "disposed"
+    # A bundle built before carried a copy of the footage: it goes with it, and says why.
+    assert not ctx.store.exists(f"bundles/{built['id']}.zip")
+    [tomb] = entries(ctx, "clip.disposed", gone)
+    assert built["id"] in tomb["bundles"]
+    with ctx.db.session() as s:
+        from evidence.bundles.models import Bundle as B
+
+        gone_bundle = s.get(B, built["id"])
+        assert gone_bundle is not None and gone_bundle.state == "disposed"
+    from evidence.bundles.service import open_download
+
+    with pytest.raises(Disposed, match="request a new bundle"):
+        open_download(ctx, officer, built["id"])
     with pytest.raises(Disposed, match="request a new bundle"):  # its bytes went after the request
         build_bundle(ctx, early["id"])
     with ctx.db.session() as s:

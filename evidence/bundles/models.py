@@ -16,6 +16,9 @@ class BundleState(enum.StrEnum):
     building = "building"
     ready = "ready"
     failed = "failed"
+    # Deleted because an exhibit in it was disposed of under the retention policy: a copy of
+    # footage the force may no longer keep (the clip's tombstone names the bundle).
+    disposed = "disposed"
 
 
 class Bundle(Base):

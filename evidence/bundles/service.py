@@ -26,7 +26,7 @@ from evidence.bundles.statement import render_html, render_pdf, render_verify_tx
 from evidence.bundles.zipwriter import add_bytes, add_stream, sha256_file
 from evidence.cases.models import CaseItem
 from evidence.context import Context
-from evidence.errors import InvalidInput, NotFound
+from evidence.errors import Disposed, InvalidInput, NotFound
 from evidence.storage import ObjectInfo, ObjectStore
 
 WORKER = "system:worker"
@@ -70,7 +70,7 @@ def build_bundle(ctx: Context, bundle_id: str, progress: ProgressFn = None) -> s
         b = s.get(Bundle, bundle_id)
         if b is None:
             raise NotFound(f"no bundle {bundle_id}")
-        if b.state == BundleState.ready:
+        if b.state in (BundleState.ready, BundleState.disposed):
             return b.state
         b.state, b.started_at, b.error = BundleState.building.value, clock.now(), None
         case_id, tree_size, key = b.case_id, b.tree_size, b.key
@@ -80,13 +80,17 @@ def build_bundle(ctx: Context, bundle_id: str, progress: ProgressFn = None) -> s
         plan = mf.plan_bundle(ctx, case_id, tree_size, include_proxies, include_redactions)
         sha256, size = _write_and_store(ctx, bundle_id, key, plan, progress)
     except Exception as exc:
-        _set(ctx, bundle_id, state=BundleState.failed.value, error=f"{type(exc).__name__}: {exc}")
+        _fail(ctx, bundle_id, f"{type(exc).__name__}: {exc}")
         raise
     with ctx.db.write_session() as s:
         b = s.get(Bundle, bundle_id)
         assert b is not None
         if b.state == BundleState.ready:
             return b.state  # a concurrent run finished first: one bundle.exported entry
+        if b.state == BundleState.disposed:
+            # An exhibit was disposed of while this was being built: the copy may not stay.
+            ctx.store.delete(key)
+            return b.state
         b.state, b.progress, b.sha256, b.size = BundleState.ready.value, 100, sha256, size
         b.finished_at = clock.now()
         ctx.ledger.append_in(
@@ -99,6 +103,14 @@ def build_bundle(ctx: Context, bundle_id: str, progress: ProgressFn = None) -> s
     if progress:
         progress(100)
     return BundleState.ready.value
+
+
+def _fail(ctx: Context, bundle_id: str, error: str) -> None:
+    """Record a failed build, unless the bundle was withdrawn meanwhile (that says more)."""
+    with ctx.db.write_session() as s:
+        b = s.get(Bundle, bundle_id)
+        if b is not None and b.state != BundleState.disposed:
+            b.state, b.error = BundleState.failed.value, error
 
 
 def _set(ctx: Context, bundle_id: str, **values: Any) -> None:
@@ -254,6 +266,9 @@ def open_download(ctx: Context, principal: Principal, bundle_id: str,
                   byte_range: str | None = None) -> ObjectInfo:
     """Record the download in the ledger (before any byte leaves), then describe the object."""
     b = _readable(ctx, principal, bundle_id)
+    if b.state == BundleState.disposed:
+        raise Disposed(f"bundle {bundle_id} was deleted when an exhibit in it was disposed of "
+                       "under the retention policy; request a new bundle")
     if b.state != BundleState.ready:
         raise InvalidInput(f"bundle {bundle_id} is {b.state}, not ready yet")
     info = ctx.store.stat(b.key)

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from evidence import clock
 from evidence.access import Principal, require, visible_case, visible_clip
+from evidence.bundles.models import Bundle, BundleState
 from evidence.cases.models import CaseItem
 from evidence.clips.models import Clip, ClipState, Derivative
 from evidence.config import RetentionRule, Settings
@@ -439,7 +440,8 @@ def carry_out(ctx: Context, disposal_id: str) -> bool:
             return False
         derivatives = list(s.scalars(select(Derivative).where(Derivative.clip_id == clip.id)
                                      .order_by(Derivative.kind)))
-        keys = [x.key for x in derivatives] + [original_key(clip.sha256)]
+        bundles = _bundles_holding(s, clip.id)
+        keys = [b.key for b in bundles] + [x.key for x in derivatives] + [original_key(clip.sha256)]
     try:
         for key in keys:  # the original last: while it exists the clip is not yet gone
             ctx.store.delete(key)
@@ -450,11 +452,24 @@ def carry_out(ctx: Context, disposal_id: str) -> bool:
             assert row is not None
             row.error = f"storage refused to delete: {e}. It is retried by the next sweep."
         return False
-    _write_tombstone(ctx, disposal_id, derivatives)
+    _write_tombstone(ctx, disposal_id, derivatives, [b.id for b in bundles])
     return True
 
 
-def _write_tombstone(ctx: Context, disposal_id: str, derivatives: list[Derivative]) -> None:
+def _bundles_holding(s: Session, clip_id: str) -> list[Bundle]:
+    """Court bundles that may carry the clip's bytes: built (or building) for a case the clip
+    is an exhibit of. They are copies of footage the force may no longer keep, so they go
+    with it; a bundle built after the disposal carries only the tombstone."""
+    return list(s.scalars(
+        select(Bundle).join(CaseItem, CaseItem.case_id == Bundle.case_id)
+        .where(CaseItem.clip_id == clip_id,
+               Bundle.state.in_((BundleState.ready.value, BundleState.building.value)))
+        .order_by(Bundle.id)
+    ))
+
+
+def _write_tombstone(ctx: Context, disposal_id: str, derivatives: list[Derivative],
+                     bundle_ids: list[str]) -> None:
     with ctx.db.write_session() as s:
         d = s.get(Disposal, disposal_id)
         assert d is not None
@@ -472,7 +487,11 @@ def _write_tombstone(ctx: Context, disposal_id: str, derivatives: list[Derivativ
             approved_at=clock.rfc3339(d.decided_at) if d.decided_at else None,
             recorded_at=clock.rfc3339(clip.recorded_at) if clip.recorded_at else None,
             retain_until=clock.rfc3339(clip.retain_until) if clip.retain_until else None,
+            bundles=bundle_ids,
         )
+        for bundle in s.scalars(select(Bundle).where(Bundle.id.in_(bundle_ids))):
+            bundle.state = BundleState.disposed.value
+            bundle.error = f"deleted on {clock.rfc3339(now)}: exhibit clip {clip.id} was disposed of"
         clip.state, clip.disposed_at = ClipState.disposed.value, now
         d.state, d.disposed_at, d.error = DisposalState.disposed.value, now, None
     log.info("clip %s disposed of (%s)", clip.id, d.rule)
