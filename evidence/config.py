@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -104,6 +104,17 @@ class Settings(BaseSettings):
     oidc_officer_id_claim: str = "officer_id"
     oidc_leeway_seconds: int = Field(default=30, ge=0, le=300)  # clock skew with the IdP
     oidc_jwks_cache_seconds: int = Field(default=300, ge=1)
+    # Browser sign-in through the IdP (the UI's authorization code flow with PKCE, see
+    # docs/ui.md). All three of the endpoints and client id are needed for the button; the
+    # redirect URI registered at the IdP is {public_url}/ui/login/oidc/callback.
+    oidc_authorization_url: str | None = None
+    oidc_token_url: str | None = None
+    oidc_client_id: str | None = None
+    # Only for a confidential client (sent with HTTP Basic); a public client relies on PKCE.
+    oidc_client_secret: SecretStr | None = None
+    oidc_scopes: str = "openid profile"  # space-separated; "openid" is always sent
+    oidc_display_name: str = "your force account"  # the button: "Sign in with ..."
+    oidc_timeout_seconds: float = Field(default=10.0, gt=0, le=60)  # the token endpoint call
 
     # Reasons a user picks from to play or download footage (plus free text).
     access_reasons: list[str] = Field(default_factory=lambda: [

@@ -203,11 +203,14 @@ class Throttle:
 @dataclass(frozen=True)
 class Checked:
     target: Target
-    actual: str | None  # None: the object is missing
+    actual: str | None  # None: the object is missing or could not be read
     size: int
+    unreadable: bool = False  # present, but reading it failed (a bad sector, a damaged file)
 
     @property
     def problem(self) -> str | None:
+        if self.unreadable:
+            return "unreadable"
         if self.actual is None:
             return "missing"
         return None if self.actual == self.target.sha256 else "mismatch"
@@ -218,14 +221,18 @@ def check_object(store: ObjectStore, target: Target, throttle: Throttle) -> Chec
     h = hashlib.sha256()
     size = 0
     try:
-        chunks = store.open(target.key)
+        with closing(store.open(target.key)) as chunks:
+            for chunk in chunks:
+                h.update(chunk)
+                size += len(chunk)
+                throttle.consume(len(chunk))
     except ObjectNotFound:
         return Checked(target, None, 0)
-    with closing(chunks):
-        for chunk in chunks:
-            h.update(chunk)
-            size += len(chunk)
-            throttle.consume(len(chunk))
+    except ConnectionError:
+        raise  # the storage is unreachable, not this object broken: stop the run
+    except OSError as exc:
+        log.error("scrub: reading %s failed: %s", target.key, exc)
+        return Checked(target, None, size, unreadable=True)
     return Checked(target, h.hexdigest(), size)
 
 
@@ -240,7 +247,7 @@ def sums_lines(results: list[Checked]) -> str:
 @dataclass(frozen=True)
 class Failure:
     key: str
-    problem: str  # "mismatch" or "missing"
+    problem: str  # "mismatch", "missing" or "unreadable"
     expected: str
     actual: str | None
     clip_id: str | None
@@ -296,6 +303,8 @@ def _recorded_failures(session: Session, refs: list[str]) -> dict[str, dict[str,
 def describe(key: str, problem: str, expected: str, actual: str | None) -> str:
     if problem == "missing":
         return f"{key} is missing from the object store"
+    if problem == "unreadable":
+        return f"{key} could not be read back from the object store (an I/O error)"
     return f"{key} hashes to {actual}, not the recorded {expected} (the stored bytes changed)"
 
 

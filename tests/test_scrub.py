@@ -288,6 +288,23 @@ def test_deleted_object_is_reported_missing(ctx: Context) -> None:
     assert len(entries(ctx, "integrity.failed")) == 1
 
 
+def test_an_object_that_cannot_be_read_is_reported_unreadable(ctx: Context) -> None:
+    """A damaged file is a failure of that object, not the end of the run. The fault is made
+    for real: the proxy's file becomes a symlink to itself, so reading it fails with an
+    OS error (ELOOP), as a bad sector's EIO would."""
+    clip_id = add_clip(ctx, "proxy damaged")
+    key = f"derived/{clip_id}/proxy"
+    path = ctx.store.root / key  # type: ignore[attr-defined]
+    path.unlink()
+    path.symlink_to(path.name)
+    report = scrub(ctx)
+    assert [(f.key, f.problem) for f in report.failures] == [(key, "unreadable")]
+    assert report.checked == 3, "the run went on to the other objects"
+    (failed,) = entries(ctx, "integrity.failed")
+    assert failed["problem"] == "unreadable"
+    assert "could not be read back" in clip_row(ctx, clip_id).integrity_error
+
+
 def test_scheduled_cursor_resumes_and_wraps(ctx: Context, fixed_clock) -> None:
     for n in range(5):
         add_clip(ctx, f"c{n}", derivatives=False)
