@@ -11,12 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 from typing import Annotated
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
 from api.gates import public, ui_gate
+from api.security import CSP
 from api.streaming import bundle_response, footage_response
 from api.ui import session as ui_session
 from evidence.verify.custody import check_custody
@@ -30,6 +31,7 @@ from evidence.cases import service as cases
 from evidence.clips import service as clips
 from evidence.clips.service import SearchFilters
 from evidence.retention import service as retention
+from evidence.config import Settings
 from evidence.context import Context
 from evidence.errors import (AccessDenied, Conflict, InvalidInput, NotAuthenticated, NotFound,
                              TooManyAttempts)
@@ -76,11 +78,34 @@ def login_page(request: Request,
 
 def _login_form(request: Request, *, next: str | None, error: str | None = None,
                 notice: str | None = None, username: str = "", status: int = 200) -> Response:
+    settings = _ctx(request).settings
     nonce = ui_session.new_login_nonce()
     response = render(request, "login.html", status=status, next=ui_session.safe_next(next) or "",
-                      error=error, notice=notice, username=username, nonce=nonce)
+                      error=error, notice=notice, username=username, nonce=nonce,
+                      password_sign_in=settings.identity_mode != "oidc",
+                      idp_sign_in=identity.oidc_browser_sign_in_enabled(settings),
+                      idp_name=settings.oidc_display_name)
+    csp = _login_csp(settings)
+    if csp:
+        response.headers["Content-Security-Policy"] = csp
     ui_session.set_login_nonce(request, response, nonce)
     return response
+
+
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?$")
+
+
+def _login_csp(settings: Settings) -> str | None:
+    """The sign-in page's policy when it has the IdP button: `form-action` also names the
+    IdP's origin, because browsers apply form-action to the redirect that follows a form
+    (GET /ui/login/oidc answers 303 to the IdP). Every other page keeps `form-action 'self'`."""
+    if not identity.oidc_browser_sign_in_enabled(settings):
+        return None
+    url = urlsplit(str(settings.oidc_authorization_url))
+    origin = f"{url.scheme}://{url.netloc}"
+    if not _ORIGIN.match(origin):
+        return None  # not a plain origin: leave the policy alone (the button will not work)
+    return CSP.replace("form-action 'self'", f"form-action 'self' {origin}")
 
 
 @router.post("/login")
@@ -99,6 +124,9 @@ def login(
     def again(error: str, status: int) -> Response:
         return _login_form(request, next=next, error=error, username=username, status=status)
 
+    if _ctx(request).settings.identity_mode == "oidc":
+        return again("Password sign-in is turned off here: sign in with "
+                     f"{_ctx(request).settings.oidc_display_name}.", 403)
     if not ui_session.login_nonce_ok(request, nonce):
         return again("The sign-in form had expired. Please sign in again.", 400)
     if acknowledge != "yes":
@@ -121,10 +149,84 @@ def login(
     return response
 
 
+@router.get("/login/oidc")
+def login_oidc(request: Request,
+               next: Annotated[str | None, Query(max_length=2000)] = None,
+               acknowledge: Annotated[str, Query(max_length=10)] = "",
+               _: None = Depends(public)) -> Response:
+    """Sends the browser to the force's IdP (authorization code flow, PKCE S256). Public: it
+    only redirects, writes nothing, and the flow's state, nonce and verifier live in a sealed
+    short-lived cookie of this browser."""
+    settings = _ctx(request).settings
+    if not identity.oidc_browser_sign_in_enabled(settings):
+        return _login_form(request, next=next, status=404,
+                           error="Sign-in through the identity provider is not set up here.")
+    if acknowledge != "yes":
+        return _login_form(request, next=next, status=400,
+                           error="Confirm that you have read the notice above to continue.")
+    flow = ui_session.new_oidc_flow(next)
+    response = RedirectResponse(identity.oidc_authorization_url(
+        settings, state=flow.state, nonce=flow.nonce, verifier=flow.verifier), status_code=303)
+    ui_session.put_oidc_flow(request, response, flow)
+    return response
+
+
+_IDP_ERROR = re.compile(r"^[a-z_]{1,40}$")  # RFC 6749 §4.1.2.1 error codes
+
+
+@router.get("/login/oidc/callback")
+def login_oidc_callback(
+    request: Request,
+    code: Annotated[str | None, Query(max_length=2048)] = None,
+    state: Annotated[str | None, Query(max_length=512)] = None,
+    error: Annotated[str | None, Query(max_length=200)] = None,
+    _: None = Depends(public),  # checked against this browser's sealed flow cookie
+) -> Response:
+    """Where the IdP sends the browser back: state checked (constant time), code exchanged
+    with the PKCE verifier, id_token (nonce) and access token checked, `user.logged_in`
+    (method oidc) written, session started. Any failure: the sign-in page with a message,
+    nothing written. The IdP's own words are never echoed except a plain error code."""
+    ctx = _ctx(request)
+    flow = ui_session.take_oidc_flow(request)
+
+    def refused(message: str, status: int) -> Response:
+        response = _login_form(request, next=flow.next if flow else None, error=message,
+                               status=status)
+        ui_session.clear_oidc_flow(request, response)
+        return response
+
+    if not identity.oidc_browser_sign_in_enabled(ctx.settings):
+        return refused("Sign-in through the identity provider is not set up here.", 404)
+    if not ui_session.oidc_state_ok(flow, state):
+        return refused("That sign-in could not be matched to this browser (it expired, was "
+                       "already used, or was started elsewhere). Please try again.", 400)
+    assert flow is not None
+    if error:
+        code_name = error if _IDP_ERROR.match(error) else "an unrecognised error"
+        message = ("You did not allow the sign-in at the identity provider (access_denied)."
+                   if error == "access_denied" else
+                   f"The identity provider did not sign you in ({code_name}).")
+        return refused(message, 401)
+    if not code:
+        return refused("The identity provider sent no authorization code. Please try again.", 400)
+    try:
+        done = identity.oidc_sign_in(ctx, code, verifier=flow.verifier, nonce=flow.nonce,
+                                     source_ip=_ip(request))
+    except AccessDenied as exc:
+        return refused(f"Signed in at the identity provider, but refused here: {exc}.", 403)
+    except (NotAuthenticated, NotFound) as exc:
+        return refused(f"Sign-in through the identity provider failed: {exc}.", 401)
+    response = RedirectResponse(flow.next, status_code=303)
+    ui_session.start_session(ctx, request, response, done.token)
+    ui_session.clear_oidc_flow(request, response)
+    return response
+
+
 @router.post("/logout")
 def logout(request: Request, _: None = Depends(public), __: None = CSRF) -> Response:
     """Ends the session's token (refused from now on, even if the cookie was copied) and
-    clears the cookie."""
+    clears the cookie. A token from the force's IdP is the IdP's to end: for it the cookie is
+    cleared, and the IdP's own session is left alone (see docs/ui.md)."""
     session = ui_session.current_session(request)
     if session is not None:
         try:

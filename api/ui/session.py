@@ -15,15 +15,20 @@ same lock-out and rate-limit path) in one cookie:
 - The token inside is checked on every request exactly as a bearer token is
   (`principal_from_token`: signature, audience, expiry, and the user's role, enabled flag
   and lock re-read from the database).
-- Sliding renewal: when less than half the token's lifetime is left, the next request gets
-  a fresh token (`identity.issue_token`) in a new cookie, so the idle timeout is the token
-  lifetime (EVIDENCE_JWT_TTL_SECONDS) while activity, including playing a clip, keeps the
-  session alive; never beyond MAX_SESSION after sign-in.
+- Sliding renewal (local tokens only): when less than half the token's lifetime is left,
+  the next request gets a fresh token (`identity.issue_token`) in a new cookie, so the idle
+  timeout is the token lifetime (EVIDENCE_JWT_TTL_SECONDS) while activity, including playing
+  a clip, keeps the session alive; never beyond MAX_SESSION after sign-in.
 
 CSRF: every POST form carries `csrf`, an HMAC of the session id (so it is per session and
 survives token renewal); `csrf_protect` compares it in constant time and also refuses any
 request whose `Sec-Fetch-Site` says it came from another site. The sign-in form, made before
 there is a session, uses a double-submit nonce cookie instead.
+
+Sign-in through the force's IdP (docs/ui.md): the session keeps the IdP's access token
+instead, checked the same way; it is never renewed (the session ends when it expires). The
+flow's state, nonce and PKCE verifier cross the IdP's redirect in a sealed SameSite=Lax
+cookie (`put_oidc_flow`, `take_oidc_flow`, `clear_oidc_flow`).
 
 A secret to be shown once after a POST (a new device's key) crosses the redirect sealed to
 the session in a short-lived cookie (`put_once`, `take_once`, `clear_once`).
@@ -35,6 +40,7 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import threading
@@ -55,9 +61,11 @@ from evidence.context import Context
 from evidence.errors import AccessDenied, NotAuthenticated
 from evidence.identity import (
     IssuedToken,
+    is_local_token,
     issue_token,
     jwt_key_path,
     load_or_create_jwt_key,
+    pkce_verifier,
     principal_from_token,
 )
 
@@ -68,6 +76,8 @@ MAX_SESSION = dt.timedelta(hours=12)
 LOGIN_NONCE_SECONDS = 3600
 ONCE_COOKIE = "evidence_ui_once"
 ONCE_SECONDS = 120
+OIDC_COOKIE = "evidence_ui_oidc"
+OIDC_FLOW_SECONDS = 600  # from the click to the IdP's redirect back: time to type a password
 _VERSION = "v1"
 _NEXT = re.compile(r"^/ui(/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$")
 
@@ -231,6 +241,10 @@ def ui_principal(request: Request) -> Principal:
 
 
 def _maybe_renew(ctx: Context, request: Request, session: UISession, now: dt.datetime) -> None:
+    if not is_local_token(ctx.settings, session.token):
+        # The IdP's token: we cannot mint another one (no refresh tokens in this version), so
+        # the session ends when it expires and the person signs in at the IdP again.
+        return
     ttl = ctx.settings.jwt_ttl_seconds
     try:
         exp = float(jwt.decode(session.token, options={"verify_signature": False})["exp"])
@@ -320,6 +334,76 @@ def clear_once(request: Request, response: Response, path: str) -> None:
     if ONCE_COOKIE in request.cookies:
         response.delete_cookie(ONCE_COOKIE, path=path, httponly=True, secure=is_https(request),
                                samesite="strict")
+
+
+# -- sign-in through the IdP: the flow's state between the redirect out and the one back ----
+
+
+@dataclass(frozen=True)
+class OidcFlow:
+    """One authorization request: what the callback must see again (state, nonce) and the
+    PKCE verifier it must present to the token endpoint; `next` is where to land after."""
+
+    state: str
+    nonce: str
+    verifier: str
+    next: str
+    started: int
+
+
+def _oidc_key(ctx: Context) -> bytes:
+    return hashlib.sha256(b"evidence-store ui oidc flow v1\0" + _session_key(ctx)).digest()
+
+
+def new_oidc_flow(next_url: str | None) -> OidcFlow:
+    return OidcFlow(state=secrets.token_urlsafe(24), nonce=secrets.token_urlsafe(24),
+                    verifier=pkce_verifier(), next=safe_next(next_url) or "/ui/",
+                    started=int(clock.now().timestamp()))
+
+
+def put_oidc_flow(request: Request, response: Response, flow: OidcFlow) -> None:
+    """Keep `flow` in the browser, AES-256-GCM-sealed (so the PKCE verifier is not readable
+    and nothing can be changed), HttpOnly, for OIDC_FLOW_SECONDS. SameSite=Lax, not Strict:
+    the IdP's redirect back is a top-level GET from another site, which a Strict cookie would
+    not accompany. Lax is safe here: the cookie only names a pending sign-in, opens nothing,
+    and the callback is a GET that needs the IdP's code for it as well."""
+    payload = json.dumps(flow.__dict__, separators=(",", ":")).encode()
+    nonce = secrets.token_bytes(12)
+    sealed = AESGCM(_oidc_key(request.app.state.ctx)).encrypt(nonce, payload, OIDC_COOKIE.encode())
+    response.set_cookie(cookie_name(request, OIDC_COOKIE),
+                        base64.urlsafe_b64encode(nonce + sealed).decode(),
+                        max_age=OIDC_FLOW_SECONDS, path="/", httponly=True,
+                        secure=is_https(request), samesite="lax")
+
+
+def take_oidc_flow(request: Request) -> OidcFlow | None:
+    """The pending sign-in this browser started: None when there is none, it was tampered
+    with, or it is older than OIDC_FLOW_SECONDS."""
+    raw = request.cookies.get(cookie_name(request, OIDC_COOKIE))
+    if not raw or len(raw) > 2048:
+        return None
+    try:
+        blob = base64.urlsafe_b64decode(raw.encode())
+        data = json.loads(AESGCM(_oidc_key(request.app.state.ctx)).decrypt(
+            blob[:12], blob[12:], OIDC_COOKIE.encode()))
+        flow = OidcFlow(**data)
+    except (InvalidTag, ValueError, TypeError):
+        return None
+    if clock.now().timestamp() - flow.started > OIDC_FLOW_SECONDS:
+        return None
+    return flow
+
+
+def oidc_state_ok(flow: OidcFlow | None, state: str | None) -> bool:
+    """The IdP's `state` is the one this browser's pending sign-in was sent with."""
+    return bool(flow and state) and hmac.compare_digest(
+        flow.state.encode(), (state or "").encode())  # type: ignore[union-attr]
+
+
+def clear_oidc_flow(request: Request, response: Response) -> None:
+    """A flow is used once: every answer of the callback forgets it."""
+    response.delete_cookie(cookie_name(request, OIDC_COOKIE), path="/", httponly=True,
+                           secure=is_https(request), samesite="lax")
 
 
 def new_login_nonce() -> str:
