@@ -247,7 +247,7 @@ def sums_lines(results: list[Checked]) -> str:
 @dataclass(frozen=True)
 class Failure:
     key: str
-    problem: str  # "mismatch", "missing" or "unreadable"
+    problem: str  # "mismatch", "missing", "unreadable" or "unvouched"
     expected: str
     actual: str | None
     clip_id: str | None
@@ -274,6 +274,32 @@ Progress = Callable[[ScrubReport, list[Failure]], None]
 
 
 # --- recording a batch ----------------------------------------------------------------------
+
+
+VOUCHING = ("clip.ingested", "derivative.created", "bundle.exported")
+"""The entries that state an object's hash when it was stored: the scrubber checks the
+database's expected hash against them, so a database whose hashes were rewritten (with the
+objects swapped to match) is caught too, not only bytes that changed under it."""
+
+
+def _ledger_vouched(session: Session, refs: list[str]) -> dict[str, set[str]]:
+    """Object key -> the sha256 values the ledger's storing entries vouch for."""
+    out: dict[str, set[str]] = {}
+    if not refs:
+        return out
+    rows = session.scalars(
+        select(LedgerEntry.entry).join(LedgerRef, LedgerRef.idx == LedgerEntry.idx)
+        .where(LedgerRef.ref.in_(refs), LedgerEntry.type.in_(VOUCHING))
+    )
+    for raw in rows:
+        e = json.loads(raw)
+        if e["type"] == "clip.ingested":
+            key = e.get("original") or ORIGINALS_PREFIX + str(e.get("sha256"))
+        else:
+            key = e.get("key")
+        if isinstance(key, str) and isinstance(e.get("sha256"), str):
+            out.setdefault(key, set()).add(e["sha256"])
+    return out
 
 
 def _recorded_failures(session: Session, refs: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -305,6 +331,9 @@ def describe(key: str, problem: str, expected: str, actual: str | None) -> str:
         return f"{key} is missing from the object store"
     if problem == "unreadable":
         return f"{key} could not be read back from the object store (an I/O error)"
+    if problem == "unvouched":
+        return (f"{key}: the database expects {expected}, a hash no ledger entry vouches for "
+                "(the database's record was changed: verify the ledger, restore the database)")
     return f"{key} hashes to {actual}, not the recorded {expected} (the stored bytes changed)"
 
 
@@ -351,14 +380,17 @@ def record_batch(
                 if clips[cid] is None:
                     continue
             kept.append(r)
-        recorded = _recorded_failures(s, sorted({r.target.ref for r in kept}))
+        refs = sorted({r.target.ref for r in kept})
+        recorded = _recorded_failures(s, refs)
+        vouched = _ledger_vouched(s, refs)
         entries: list[dict[str, Any]] = []
         failures: list[Failure] = []
         restored: list[str] = []
         for r in kept:
             t, open_failures = r.target, recorded[r.target.ref]
             previous = open_failures.get(t.key)
-            if r.problem is None:
+            problem = r.problem or (None if t.sha256 in vouched.get(t.key, ()) else "unvouched")
+            if problem is None:
                 if previous is not None:
                     entries.append(make_entry(RESTORED, actor=ACTOR, subject=t.subject,
                                               key=t.key, sha256=t.sha256))
@@ -366,12 +398,12 @@ def record_batch(
                     restored.append(t.key)
                 continue
             same = previous is not None and (previous["problem"], previous.get("actual")) == (
-                r.problem, r.actual)
-            failures.append(Failure(t.key, r.problem, t.sha256, r.actual, t.clip_id,
+                problem, r.actual)
+            failures.append(Failure(t.key, problem, t.sha256, r.actual, t.clip_id,
                                     t.bundle_id, new=not same))
             if not same:
                 entry = make_entry(FAILED, actor=ACTOR, subject=t.subject, key=t.key,
-                                   expected=t.sha256, actual=r.actual, problem=r.problem)
+                                   expected=t.sha256, actual=r.actual, problem=problem)
                 entries.append(entry)
                 open_failures[t.key] = entry
         for cid, clip in clips.items():

@@ -58,8 +58,11 @@ def add_clip(ctx: Context, seed: str, *, state: str = "ready", derivatives: bool
                 stored = ctx.store.put(key, BytesIO(body))
                 s.add(Derivative(clip_id=clip_id, kind=kind, key=key, sha256=stored.sha256,
                                  size=stored.size, recipe={"test": True}, created_at=clock.now()))
+                ctx.ledger.append_in(s, "derivative.created", actor="system:test",
+                                     subject={"clip": clip_id}, kind=kind, key=key,
+                                     sha256=stored.sha256, size=stored.size)
         ctx.ledger.append_in(s, "clip.ingested", actor="system:test", subject={"clip": clip_id},
-                             sha256=sha, size=len(data))
+                             sha256=sha, size=len(data), original=original_key(sha))
     return clip_id
 
 
@@ -145,6 +148,8 @@ def test_ready_bundles_are_scrubbed_and_skipped_clips_are_not(ctx: Context) -> N
         s.add(Bundle(id="b1", case_id=case.id, requested_by=user.id, state="ready",
                      key="bundles/b1.zip", tree_size=1, sha256=stored.sha256, size=stored.size,
                      options={}, created_at=clock.now()))
+        ctx.ledger.append_in(s, "bundle.exported", actor="system:test", subject={"bundle": "b1"},
+                             key="bundles/b1.zip", sha256=stored.sha256, size=stored.size)
     # A disposal deletes the objects before its tombstone: their absence is not a failure.
     for clip_id in (gone, approved):
         path = local_file(ctx, original_key(clip_row(ctx, clip_id).sha256))
@@ -303,6 +308,24 @@ def test_an_object_that_cannot_be_read_is_reported_unreadable(ctx: Context) -> N
     (failed,) = entries(ctx, "integrity.failed")
     assert failed["problem"] == "unreadable"
     assert "could not be read back" in clip_row(ctx, clip_id).integrity_error
+
+
+def test_a_rewritten_database_hash_is_caught_against_the_ledger(ctx: Context) -> None:
+    """Someone swaps a proxy and rewrites its hash in the database to match: the bytes agree
+    with the database, but no ledger entry vouches for that hash."""
+    clip_id = add_clip(ctx, "proxy swapped")
+    key = f"derived/{clip_id}/proxy"
+    forged = b"a different proxy" * 50
+    overwrite(local_file(ctx, key), forged)
+    with ctx.db.write_session() as s:
+        d = s.scalar(select(Derivative).where(Derivative.key == key))
+        assert d is not None
+        d.sha256 = hashlib.sha256(forged).hexdigest()
+    report = scrub(ctx)
+    assert [(f.key, f.problem) for f in report.failures] == [(key, "unvouched")]
+    (failed,) = entries(ctx, "integrity.failed")
+    assert failed["problem"] == "unvouched" and failed["expected"] == hashlib.sha256(forged).hexdigest()
+    assert "no ledger entry vouches" in clip_row(ctx, clip_id).integrity_error
 
 
 def test_scheduled_cursor_resumes_and_wraps(ctx: Context, fixed_clock) -> None:
