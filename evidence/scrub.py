@@ -3,7 +3,8 @@
 Bit rot, a bad disk, an operator's slip or a restore from the wrong backup all change or
 lose bytes silently; nothing notices until the footage is needed in court. The scrubber reads
 every object back, in key order, at a throttled rate, and compares its SHA-256 with the hash
-recorded when it was stored:
+recorded when it was stored, and that hash with the one the ledger's storing entry vouches
+for (so a database whose hashes were rewritten to match swapped bytes is caught as well):
 
 - originals `originals/{sha256}` of clips that are stored, ready or unplayable (not clips in
   flight, rejected or disposed of, nor clips whose disposal is approved: a disposal deletes
