@@ -64,12 +64,8 @@ def grant_footage(
                             granted_by=principal.user_id, created_at=clock.now(), expires_at=expires_at)
         s.add(grant)
         s.flush()
-        subject: dict[str, str | list[str]] = {"grant": grant.id, "user": [user.id, principal.user_id]}
-        if clip_id:
-            subject["clip"] = clip_id
-        if case_id:
-            subject["case"] = case_id
-        ctx.ledger.append_in(s, "grant.created", actor=principal.actor, subject=subject,
+        ctx.ledger.append_in(s, "grant.created", actor=principal.actor,
+                             subject=_grant_subject(grant, principal),
                              grantee=username, reason=grant.reason,
                              expires_at=clock.rfc3339(expires_at))
         return {"id": grant.id, "username": username, "clip_id": clip_id, "case_id": case_id,
@@ -86,12 +82,18 @@ def revoke_grant(ctx: Context, principal: Principal, grant_id: str) -> None:
         if grant.revoked_at is not None or grant.expires_at <= clock.now():
             raise Conflict(f"grant {grant_id} has already ended")
         grant.revoked_at = clock.now()
-        subject: dict[str, str | list[str]] = {"grant": grant.id, "user": [grant.user_id, principal.user_id]}
-        if grant.clip_id:
-            subject["clip"] = grant.clip_id
-        if grant.case_id:
-            subject["case"] = grant.case_id
-        ctx.ledger.append_in(s, "grant.revoked", actor=principal.actor, subject=subject)
+        ctx.ledger.append_in(s, "grant.revoked", actor=principal.actor,
+                             subject=_grant_subject(grant, principal))
+
+
+def _grant_subject(grant: AccessGrant, by: Principal) -> dict[str, str | list[str]]:
+    """Who and what a grant entry is about: the grant, the auditor and the admin, the footage."""
+    subject: dict[str, str | list[str]] = {"grant": grant.id, "user": [grant.user_id, by.user_id]}
+    if grant.clip_id:
+        subject["clip"] = grant.clip_id
+    if grant.case_id:
+        subject["case"] = grant.case_id
+    return subject
 
 
 def list_grants(ctx: Context, principal: Principal) -> list[dict[str, Any]]:

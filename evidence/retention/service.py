@@ -26,7 +26,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, or_, select
+from sqlalchemy import ColumnElement, and_, exists, or_, select
 from sqlalchemy.orm import Session
 
 from evidence import clock
@@ -233,18 +233,19 @@ def _set_storage_hold(ctx: Context, clips: list[Clip], on: bool) -> None:
             ctx.store.set_legal_hold(original_key(clip.sha256), on)
 
 
-def _check_hold_reason(reason: str) -> str:
-    reason = (reason or "").strip()
-    if not 3 <= len(reason) <= 500:
-        raise InvalidInput("a hold needs a reason of 3-500 characters (e.g. the court order or the matter)")
-    return reason
+def _reason(text: str, what: str) -> str:
+    """The reason that goes in the ledger with `what`, trimmed; 3-500 characters."""
+    text = (text or "").strip()
+    if not 3 <= len(text) <= 500:
+        raise InvalidInput(f"{what} needs a reason of 3-500 characters (it goes in the ledger)")
+    return text
 
 
 def place_hold(ctx: Context, principal: Principal, *, reason: str, clip_id: str | None = None,
                case_id: str | None = None) -> dict[str, Any]:
     """Hold a clip, or every clip of a case (now and later), against disposal."""
     require(principal, "holds.manage")
-    reason = _check_hold_reason(reason)
+    reason = _reason(reason, "a hold (placing or releasing it)")
     if (clip_id is None) == (case_id is None):
         raise InvalidInput("a hold is on one clip (clip_id) or one case (case_id)")
     with ctx.db.session() as s:
@@ -262,8 +263,7 @@ def place_hold(ctx: Context, principal: Principal, *, reason: str, clip_id: str 
         s.flush()
         ctx.ledger.append_in(
             s, "hold.placed", actor=principal.actor,
-            subject={k: v for k, v in {"hold": hold.id, "clip": clip_id, "case": case_id,
-                                       "user": principal.user_id}.items() if v},
+            subject=_hold_subject(hold, principal),
             reason=reason, clips=sorted(c.id for c in covered),
         )
         for clip in covered:
@@ -275,7 +275,7 @@ def release_hold(ctx: Context, principal: Principal, hold_id: str, reason: str) 
     """End a hold. Clips it covered become disposable again only if nothing else holds them,
     and only when due: a release never disposes of anything by itself."""
     require(principal, "holds.manage")
-    reason = _check_hold_reason(reason)
+    reason = _reason(reason, "a hold (placing or releasing it)")
     with ctx.db.write_session() as s:
         hold = s.get(Hold, hold_id)
         if hold is None:
@@ -288,11 +288,15 @@ def release_hold(ctx: Context, principal: Principal, hold_id: str, reason: str) 
         free = [c for c in covered if not is_held(s, c.id)]
         ctx.ledger.append_in(
             s, "hold.released", actor=principal.actor,
-            subject={k: v for k, v in {"hold": hold.id, "clip": hold.clip_id, "case": hold.case_id,
-                                       "user": principal.user_id}.items() if v},
+            subject=_hold_subject(hold, principal),
             reason=reason, clips=sorted(c.id for c in covered),
         )
     _set_storage_hold(ctx, free, False)
+
+
+def _hold_subject(hold: Hold, principal: Principal) -> dict[str, str]:
+    ids = {"hold": hold.id, "clip": hold.clip_id, "case": hold.case_id, "user": principal.user_id}
+    return {k: v for k, v in ids.items() if v}
 
 
 def apply_case_holds(ctx: Context, case_id: str) -> None:
@@ -373,17 +377,10 @@ def _open_disposal(s: Session, disposal_id: str, principal: Principal) -> tuple[
     return d, clip
 
 
-def _check_decision_reason(reason: str) -> str:
-    reason = (reason or "").strip()
-    if not 3 <= len(reason) <= 500:
-        raise InvalidInput("a decision needs a reason of 3-500 characters (it goes in the ledger)")
-    return reason
-
-
 def approve(ctx: Context, principal: Principal, disposal_id: str, reason: str) -> dict[str, Any]:
     """An evidence officer approves a disposal; it is carried out at once."""
     require(principal, "retention.decide")
-    reason = _check_decision_reason(reason)
+    reason = _reason(reason, "a decision")
     with ctx.db.write_session() as s:
         d, clip = _open_disposal(s, disposal_id, principal)
         if is_held(s, clip.id):
@@ -397,7 +394,7 @@ def approve(ctx: Context, principal: Principal, disposal_id: str, reason: str) -
 def retain(ctx: Context, principal: Principal, disposal_id: str, reason: str) -> dict[str, Any]:
     """Keep a due clip for another review period (MoPI review: "retain")."""
     require(principal, "retention.decide")
-    reason = _check_decision_reason(reason)
+    reason = _reason(reason, "a decision")
     with ctx.db.write_session() as s:
         d, clip = _open_disposal(s, disposal_id, principal)
         _, rule = rule_for(ctx.settings, clip.category)
@@ -528,13 +525,26 @@ def sweep(ctx: Context, *, batch: int = 500) -> SweepReport:
 
 def _apply_policy_changes(ctx: Context, batch: int) -> int:
     """Clips whose rule text changed (a new policy, a category without a rule before) are
-    rescheduled, with notice: a policy change never deletes anything at once."""
+    rescheduled, with notice: a policy change never deletes anything at once. Only the
+    (category, rule) pairs that went stale are loaded, not every live clip."""
+    with ctx.db.session() as s:
+        pairs = s.execute(select(Clip.category, Clip.retention_rule)
+                          .where(Clip.state.in_(LIVE_STATES)).distinct()).all()
+    stale = [(category, rule) for category, rule in pairs
+             if rule != describe(*rule_for(ctx.settings, category))]
+    if not stale:
+        return 0
     changed: list[str] = []
     with ctx.db.write_session() as s:
-        for clip in s.scalars(select(Clip).where(Clip.state.in_(LIVE_STATES)).order_by(Clip.id)):
-            name, rule = rule_for(ctx.settings, clip.category)
-            stale = clip.retention_rule != describe(name, rule) and len(changed) < batch
-            if stale and schedule_in(ctx, s, clip, actor=SYSTEM):
+        clips = s.scalars(
+            select(Clip).where(Clip.state.in_(LIVE_STATES), or_(*(
+                and_(Clip.category.is_not_distinct_from(category),
+                     Clip.retention_rule.is_not_distinct_from(rule))
+                for category, rule in stale)))
+            .order_by(Clip.id).limit(batch)
+        )
+        for clip in clips:
+            if schedule_in(ctx, s, clip, actor=SYSTEM):
                 changed.append(clip.id)
     for clip_id in changed:
         lock_original(ctx, clip_id)
