@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     app.include_router(health.router)
     app.include_router(auth.router)
+    app.include_router(auth.account_router)  # your own password and two-factor sign-in
     app.include_router(ledger.router)
     app.include_router(uploads.router)
     app.include_router(clips.router)

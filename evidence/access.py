@@ -57,6 +57,11 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "audit.read": frozenset({R.auditor}),
     "grants.manage": frozenset({R.admin}),
     "users.manage": frozenset({R.admin}),
+    # The second person of the two-person rule (evidence/accounts/approvals.py): another
+    # admin, never the one who asked.
+    "accounts.approve": frozenset({R.admin}),
+    # Every signed-in person: their own password and two-factor sign-in.
+    "account.manage": frozenset(R),
     "devices.manage": frozenset({R.admin}),
     "session.read": frozenset(R),
     "bundles.request": frozenset({R.evidence_officer}),
@@ -96,7 +101,7 @@ def _granted_clips_of(principal: Principal) -> Select[tuple[str]]:
     now = clock.now()
     active = (AccessGrant.user_id == principal.user_id) & AccessGrant.revoked_at.is_(None) & (
         AccessGrant.expires_at > now
-    )
+    ) & AccessGrant.approved_at.is_not(None)  # a grant awaiting its second person opens nothing
     direct = select(AccessGrant.clip_id).where(active, AccessGrant.clip_id.is_not(None))
     via_case = select(CaseItem.clip_id).join(
         AccessGrant, AccessGrant.case_id == CaseItem.case_id

@@ -44,10 +44,17 @@ def grant_footage(
     ctx: Context, principal: Principal, *, username: str, reason: str,
     expires_at: dt.datetime, clip_id: str | None = None, case_id: str | None = None,
 ) -> dict[str, Any]:
-    """An admin lets an auditor play one clip or one case's clips, for a while, for a reason."""
+    """An admin asks for an auditor to play one clip or one case's clips, for a while, for a
+    reason. The grant opens nothing until a second admin approves it
+    (evidence/accounts/approvals.py); `pending` in the answer says so."""
+    from evidence.accounts import approvals
+
     require(principal, "grants.manage")
+    # An empty or blank id is no id (it used to reach the database as '' and fail there).
+    clip_id = clip_id.strip() or None if clip_id is not None else None
+    case_id = case_id.strip() or None if case_id is not None else None
     if (clip_id is None) == (case_id is None):
-        raise InvalidInput("grant access to exactly one of clip_id or case_id")
+        raise InvalidInput("grant access to exactly one of clip_id or case_id (not empty)")
     if expires_at <= clock.now() or expires_at > clock.now() + dt.timedelta(days=90):
         raise InvalidInput("a grant expires in the future, within 90 days")
     if len(reason.strip()) < 5:
@@ -67,9 +74,12 @@ def grant_footage(
         ctx.ledger.append_in(s, "grant.created", actor=principal.actor,
                              subject=_grant_subject(grant, principal),
                              grantee=username, reason=grant.reason,
-                             expires_at=clock.rfc3339(expires_at))
+                             expires_at=clock.rfc3339(expires_at), pending_approval=True)
+        req = approvals.request_in(s, ctx.ledger, kind="grant", user=user, by=principal,
+                                   grant=grant)
         return {"id": grant.id, "username": username, "clip_id": clip_id, "case_id": case_id,
-                "expires_at": clock.rfc3339(expires_at)}
+                "expires_at": clock.rfc3339(expires_at), "pending": True,
+                "request_id": req.id}
 
 
 def revoke_grant(ctx: Context, principal: Principal, grant_id: str) -> None:
@@ -97,7 +107,8 @@ def _grant_subject(grant: AccessGrant, by: Principal) -> dict[str, str | list[st
 
 
 def list_grants(ctx: Context, principal: Principal) -> list[dict[str, Any]]:
-    """The grants in force (not revoked, not expired), soonest to expire first."""
+    """The grants not revoked and not expired, soonest to expire first; `pending` ones wait
+    for a second admin and open nothing yet."""
     require(principal, "grants.manage")
     grantee, granter = aliased(User), aliased(User)
     q = (select(AccessGrant, grantee.username, granter.username)
@@ -109,7 +120,8 @@ def list_grants(ctx: Context, principal: Principal) -> list[dict[str, Any]]:
         rows = s.execute(q).all()
     return [{"id": g.id, "username": to, "clip_id": g.clip_id, "case_id": g.case_id,
              "reason": g.reason, "granted_by": by, "created_at": clock.rfc3339(g.created_at),
-             "expires_at": clock.rfc3339(g.expires_at)} for g, to, by in rows]
+             "expires_at": clock.rfc3339(g.expires_at), "pending": g.approved_at is None}
+            for g, to, by in rows]
 
 
 def grantees(ctx: Context, principal: Principal) -> list[str]:

@@ -39,7 +39,10 @@ Guessing defences, and what is audited:
   API replicas each keeps its own window: rate-limit the token endpoint at the proxy too.
 - TOTP (RFC 6238: SHA-1, 6 digits, 30 s steps, one step either side for clock drift). A code
   is accepted once per user (a step no later than the last accepted one is refused), so a
-  code seen over a shoulder cannot be replayed; that memory is per process as well.
+  code seen over a shoulder cannot be replayed. That memory is in the database
+  (`users.totp_last_step`, one conditional UPDATE), as the lock-out counter is, so both hold
+  behind any number of API processes. A one-time recovery code (evidence/accounts/own.py)
+  may stand in for the code; each works once.
 """
 
 from __future__ import annotations
@@ -64,12 +67,12 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from prometheus_client import Counter
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from evidence import clock
 from evidence.access import Principal
-from evidence.accounts.models import RevokedToken, Role, User
+from evidence.accounts.models import RecoveryCode, RevokedToken, Role, User
 from evidence.keyfiles import create_once, read_private
 from evidence.accounts.service import check_password, hash_password
 from evidence.config import Settings
@@ -225,7 +228,6 @@ class _State:
     failures: FailureWindow
     signing_key: Ed25519PrivateKey
     key_id: str
-    totp_last_step: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _jwks: jwt.PyJWKClient | None = None
 
@@ -375,12 +377,20 @@ def login(
         _refuse(state, source_ip, now, "locked", username)
     if not password_ok:
         _count_failure(ctx, state, user.id, source_ip, now, "bad_password")
-    step = None
+    method = "password"
     if user.totp_secret:
         step = matching_totp_step(user.totp_secret, totp_code, now)
-        if step is None or not _claim_totp_step(state, user.id, step):
+        if step is not None and claim_totp_step(ctx, user.id, step):
+            method = "password+totp"
+        elif step is None and use_recovery_code(ctx, user.id, totp_code):
+            method = "password+recovery_code"
+        else:
             _count_failure(ctx, state, user.id, source_ip, now, "bad_totp")
-    method = "password+totp" if step is not None else "password"
+    if not user.approved:
+        # Said only to someone who knew the password (and code): it tells nobody else
+        # that the account exists.
+        raise NotAuthenticated("this account is waiting for a second administrator's "
+                               "approval: ask an administrator")
     _record_success(ctx, user.id, source_ip, method)
     LOGINS.labels(method).inc()
     return issue_token(ctx, user)
@@ -433,13 +443,36 @@ def _record_success(ctx: Context, user_id: str, source_ip: str, method: str) -> 
         )
 
 
-def _claim_totp_step(state: _State, user_id: str, step: int) -> bool:
-    """Use up `step` for this user; False if it, or a later step, was used already (replay)."""
-    with state.lock:
-        if step <= state.totp_last_step.get(user_id, -1):
-            return False
-        state.totp_last_step[user_id] = step
-        return True
+def claim_totp_step(ctx: Context, user_id: str, step: int) -> bool:
+    """Use up `step` for this user; False if it, or a later step, was used already (replay).
+
+    One conditional UPDATE in the database, so the memory is shared by every API process
+    and two processes racing with one code cannot both win: only one row update happens."""
+    with ctx.db.write_session() as s:
+        done = s.execute(update(User).where(
+            User.id == user_id,
+            or_(User.totp_last_step.is_(None), User.totp_last_step < step),
+        ).values(totp_last_step=step))
+        return done.rowcount == 1
+
+
+RECOVERY_CODE = re.compile(r"^[a-z2-7]{4}(-?[a-z2-7]{4}){3}$")
+
+
+def recovery_code_hash(code: str) -> str:
+    return hashlib.sha256(code.replace("-", "").lower().encode()).hexdigest()
+
+
+def use_recovery_code(ctx: Context, user_id: str, code: str | None) -> bool:
+    """Spend one of the user's recovery codes (each works once, on any process)."""
+    code = (code or "").strip().lower().replace(" ", "")
+    if not RECOVERY_CODE.match(code):
+        return False
+    with ctx.db.write_session() as s:
+        done = s.execute(update(RecoveryCode).where(
+            RecoveryCode.user_id == user_id, RecoveryCode.code_hash == recovery_code_hash(code),
+            RecoveryCode.used_at.is_(None)).values(used_at=clock.now()))
+        return done.rowcount == 1
 
 
 def issue_token(ctx: Context, user: User) -> IssuedToken:
@@ -507,8 +540,13 @@ def _local_principal(ctx: Context, state: _State, token: str) -> Principal:
         revoked = s.get(RevokedToken, str(claims.get("jti", "")))
     if revoked is not None:
         raise NotAuthenticated("this token was ended at sign-out: sign in again")
-    if user is None or user.disabled or _is_locked(user, clock.now()):
+    if user is None or user.disabled or not user.approved or _is_locked(user, clock.now()):
         raise NotAuthenticated("the account this token names is disabled, locked or gone")
+    changed = user.password_changed_at
+    if changed is not None and float(claims["iat"]) < int(changed.timestamp()):
+        # A password change or a forced reset ends every token issued before it.
+        raise NotAuthenticated("the password was changed since this token was issued: "
+                               "sign in again")
     return Principal(user.id, user.username, Role(user.role), user.officer_id)
 
 
@@ -723,7 +761,7 @@ def set_totp(ctx: Context, username: str, *, actor: str = "system:cli") -> TotpE
             raise InvalidInput(
                 f"{username} signs in through the identity provider: set up two-factor there"
             )
-        user.totp_secret = secret
+        user.totp_secret, user.totp_pending, user.totp_last_step = secret, None, None
         ctx.ledger.append_in(s, "user.totp_enabled", actor=actor, subject={"user": user.id},
                              username=username)
     return TotpEnrolment(secret, totp_uri(secret, username, ctx.settings.jwt_issuer))

@@ -1,6 +1,7 @@
 """Imports every domain's models so `Base.metadata` (and Alembic) sees all tables."""
 
-from evidence.accounts.models import Device, DeviceKind, RevokedToken, Role, User
+from evidence.accounts.models import (AccountRequest, Device, DeviceKind, Enrolment,  # noqa: F401
+                                      RecoveryCode, RevokedToken, Role, User)
 from evidence.cases.models import AccessGrant, Case, CaseItem, CaseMember, Share
 from evidence.clips.models import Bookmark, Clip, ClipState, ClipTag, Derivative
 from evidence.db import Base

@@ -9,13 +9,15 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from evidence import audit, clock
+from sqlalchemy.exc import IntegrityError
+
+from evidence import audit, clock, identity
 from evidence.access import Principal
-from evidence.accounts import service
-from evidence.accounts.models import Role, User
+from evidence.accounts import enrolment, service
+from evidence.accounts.models import Enrolment, Role, User
 from evidence.accounts.service import create_user
 from evidence.context import Context
-from evidence.errors import AccessDenied
+from evidence.errors import AccessDenied, Conflict
 from tests.fixtures.api import running_api
 from tests.fixtures.people import PASSWORD, login, make_force
 
@@ -31,22 +33,146 @@ def types(ctx: Context) -> list[str]:
     return [json.loads(e)["type"] for _, e in ctx.ledger.entries(0, ctx.ledger.size())]
 
 
+def enrol_token(url: str) -> str:
+    assert "/ui/enrol/" in url, url
+    return url.rsplit("/", 1)[1]
+
+
+def enrol(f, url: str, password: str) -> None:
+    r = f.http.post("/api/v1/auth/enrol", json={"token": enrol_token(url), "password": password})
+    assert r.status_code == 204, r.text
+
+
 def test_admin_creates_lists_disables_and_reenables_a_user(admin) -> None:
+    """An admin creates an account without a password: the person enrols with the link."""
     f, ctx = admin
     h = f.as_("adm_black")
-    r = f.http.post("/api/v1/users", headers=h, json={
-        "username": "pc_new", "role": "officer", "password": "a long enough password",
-        "officer_id": "PC9999"})
-    assert r.status_code == 201 and r.json()["officer_id"] == "PC9999"
+    r = f.http.post("/api/v1/users", headers=h, json={"username": "cps_new", "role": "cps"})
+    assert r.status_code == 201 and r.json()["pending_approval"] is False
     names = [u["username"] for u in f.http.get("/api/v1/users", headers=h).json()["items"]]
-    assert "pc_new" in names
-    token = login(f.http, "pc_new", "a long enough password")
-    assert f.http.patch("/api/v1/users/pc_new", headers=h, json={"disabled": True}).json()["disabled"]
+    assert "cps_new" in names
+    enrol(f, r.json()["enrolment_url"], "a long enough password")
+    token = login(f.http, "cps_new", "a long enough password")
+    assert f.http.patch("/api/v1/users/cps_new", headers=h, json={"disabled": True}).json()["disabled"]
     # Disabling takes effect at once, even for a token issued before.
     assert f.http.get("/api/v1/clips", headers={"Authorization": f"Bearer {token}"}).status_code == 401
-    f.http.patch("/api/v1/users/pc_new", headers=h, json={"disabled": False})
+    f.http.patch("/api/v1/users/cps_new", headers=h, json={"disabled": False})
     assert f.http.get("/api/v1/clips", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     assert types(ctx).count("user.updated") == 2
+
+
+def test_an_admin_never_sets_a_password_for_someone_else(admin) -> None:
+    f, ctx = admin
+    r = f.http.post("/api/v1/users", headers=f.as_("adm_black"), json={
+        "username": "eo_mine", "role": "evidence_officer", "password": "a password I would know"})
+    assert r.status_code == 422, r.text
+    with ctx.db.session() as s:
+        assert s.scalar(select(User).where(User.username == "eo_mine")) is None
+
+
+def test_the_enrolment_link_works_once_is_stored_hashed_and_expires(admin) -> None:
+    f, ctx = admin
+    r = f.http.post("/api/v1/users", headers=f.as_("adm_black"),
+                    json={"username": "aud_new", "role": "auditor"})
+    url = r.json()["enrolment_url"]
+    token = enrol_token(url)
+    # Nothing but its hash is kept, and the ledger has neither.
+    with ctx.db.session() as s:
+        stored = [row.token_hash for row in s.scalars(select(Enrolment))]
+    assert token not in json.dumps(stored) and enrolment.token_hash(token) in stored
+    assert token not in json.dumps([e.decode() for _, e in ctx.ledger.entries(0, ctx.ledger.size())])
+    # Before enrolment no password opens the account.
+    assert f.http.post("/api/v1/auth/token", data={"username": "aud_new", "password": "!enrol"}).status_code == 401
+    short = f.http.post("/api/v1/auth/enrol", json={"token": token, "password": "short"})
+    assert short.status_code == 422 and "too short" in short.json()["detail"]
+    enrol(f, url, "my own passphrase 1")
+    again = f.http.post("/api/v1/auth/enrol", json={"token": token, "password": "my own passphrase 2"})
+    assert again.status_code == 404 and "already used or expired" in again.json()["detail"]
+    login(f.http, "aud_new", "my own passphrase 1")
+    (entry,) = [e for e in ledger(ctx) if e["type"] == "user.enrolled"]
+    assert entry["purpose"] == "new" and entry["source_ip"] == "127.0.0.1"
+    # A link not used in time is refused.
+    r = f.http.post("/api/v1/users", headers=f.as_("adm_black"),
+                    json={"username": "aud_late", "role": "auditor"})
+    clock.set_clock(lambda: dt.datetime.now(dt.UTC) + dt.timedelta(hours=enrolment.ENROLMENT_HOURS + 1))
+    late = f.http.post("/api/v1/auth/enrol", json={"token": enrol_token(r.json()["enrolment_url"]),
+                                                    "password": "my own passphrase 3"})
+    assert late.status_code == 404
+    for bad in ("", "x", "../../etc", "a" * 150, "\x00" * 30):
+        assert f.http.post("/api/v1/auth/enrol", json={"token": bad, "password": "long enough pw 1"}).status_code in (404, 422)
+
+
+def ledger(ctx: Context) -> list[dict]:
+    return [json.loads(e) for _, e in ctx.ledger.entries(0, ctx.ledger.size())]
+
+
+def test_a_footage_account_opens_nothing_until_a_second_admin_approves(admin, clip_1080p) -> None:
+    """The finding: an admin created an evidence officer, set its password and played footage.
+    Now the admin gets a link, and the account waits for another admin."""
+    f, ctx = admin
+    h = f.as_("adm_black")
+    r = f.http.post("/api/v1/users", headers=h, json={"username": "eo_new", "role": "evidence_officer"})
+    assert r.status_code == 201 and r.json()["pending_approval"] is True
+    enrol(f, r.json()["enrolment_url"], "the admin typed this 1")
+    refused = f.http.post("/api/v1/auth/token", data={"username": "eo_new", "password": "the admin typed this 1"})
+    assert refused.status_code == 401 and "second administrator" in refused.json()["detail"]
+    # The token a pending account might hold opens nothing either.
+    with ctx.db.session() as s:
+        user = s.scalar(select(User).where(User.username == "eo_new"))
+    early = identity.issue_token(ctx, user).access_token
+    assert f.http.get("/api/v1/clips", headers={"Authorization": f"Bearer {early}"}).status_code == 401
+
+    (pending,) = f.http.get("/api/v1/approvals", headers=h).json()["items"]
+    assert pending["kind"] == "account" and pending["username"] == "eo_new" and pending["mine"]
+    # The one who asked cannot approve; nor can anyone but an admin.
+    mine = f.http.post(f"/api/v1/approvals/{pending['id']}/approve", headers=h)
+    assert mine.status_code == 409 and "another administrator" in mine.json()["detail"]
+    for other in ("eo_brown", "aud_white"):
+        assert f.http.post(f"/api/v1/approvals/{pending['id']}/approve", headers=f.as_(other)).status_code == 403
+    ok = f.http.post(f"/api/v1/approvals/{pending['id']}/approve", headers=f.as_("adm_grey"))
+    assert ok.status_code == 200 and ok.json()["state"] == "approved"
+    assert f.http.post(f"/api/v1/approvals/{pending['id']}/refuse", headers=f.as_("adm_grey")).status_code == 409
+    token = login(f.http, "eo_new", "the admin typed this 1")
+    assert f.http.get("/api/v1/clips", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    steps = [(e["type"], e["actor"]) for e in ledger(ctx) if e["type"].startswith("approval.")]
+    assert steps == [("approval.requested", "user:adm_black"), ("approval.approved", "user:adm_grey")]
+
+
+def test_a_refused_account_stays_shut(admin) -> None:
+    f, ctx = admin
+    r = f.http.post("/api/v1/users", headers=f.as_("adm_black"), json={
+        "username": "pc_fake", "role": "officer", "officer_id": "PC7777"})
+    (pending,) = f.http.get("/api/v1/approvals", headers=f.as_("adm_grey")).json()["items"]
+    assert pending["officer_id"] == "PC7777" and not pending["mine"]
+    assert f.http.post(f"/api/v1/approvals/{pending['id']}/refuse", headers=f.as_("adm_grey")).status_code == 200
+    # Its link is spent and the account disabled.
+    r2 = f.http.post("/api/v1/auth/enrol", json={"token": enrol_token(r.json()["enrolment_url"]),
+                                                  "password": "long enough pw 1"})
+    assert r2.status_code == 404
+    (fake,) = [u for u in service.list_users(ctx.ledger, _principal(ctx, "adm_grey")) if u["username"] == "pc_fake"]
+    assert fake["disabled"] and not fake["approved"]
+    assert [e["type"] for e in ledger(ctx)][-1] == "approval.refused"
+
+
+def test_officer_ids_are_unique(admin) -> None:
+    """The finding: an officer made with another officer's id streamed that officer's clips."""
+    f, ctx = admin
+    for officer_id in ("PC1234", "pc1234", " PC1234 "):
+        r = f.http.post("/api/v1/users", headers=f.as_("adm_black"), json={
+            "username": "pc_twin", "role": "officer", "officer_id": officer_id})
+        assert r.status_code == 409, r.text
+        assert "already belongs to pc_smith" in r.json()["detail"]
+    with pytest.raises(Conflict):
+        create_user(ctx.ledger, "pc_twin", "officer", PASSWORD, officer_id="PC1234")
+    # The database holds the line too, whatever path a row comes by.
+    with pytest.raises(IntegrityError), ctx.db.write_session() as s:
+        s.add(User(username="pc_twin", role="officer", officer_id="PC1234", password_hash="x",
+                   created_at=clock.now(), disabled=False, failed_logins=0))
+    # An empty officer id is none at all (and any number of accounts have none).
+    for name in ("aud_a1", "aud_a2"):
+        r = f.http.post("/api/v1/users", headers=f.as_("adm_black"), json={
+            "username": name, "role": "auditor", "officer_id": ""})
+        assert r.status_code == 201 and r.json()["officer_id"] is None
 
 
 def test_admin_cannot_lock_themselves_out(admin) -> None:
@@ -55,15 +181,28 @@ def test_admin_cannot_lock_themselves_out(admin) -> None:
     assert r.status_code == 409
 
 
-def test_role_change_is_recorded_and_applies(admin) -> None:
+def test_a_role_that_opens_footage_waits_for_approval_and_taking_one_away_does_not(admin) -> None:
     f, ctx = admin
-    r = f.http.patch("/api/v1/users/pc_jones", headers=f.as_("adm_black"), json={"role": "evidence_officer"})
-    assert r.status_code == 200 and r.json()["role"] == "evidence_officer"
-    assert f.http.post("/api/v1/cases", headers=f.as_("pc_jones"),
+    h = f.as_("adm_black")
+    r = f.http.patch("/api/v1/users/cps_green", headers=h, json={"role": "evidence_officer"})
+    assert r.status_code == 200 and r.json()["role"] == "cps"
+    assert r.json()["pending_role"] == "evidence_officer"
+    # Still a CPS lawyer: no case can be made.
+    assert f.http.post("/api/v1/cases", headers=f.as_("cps_green"),
+                       json={"title": "t", "reference": "r"}).status_code == 403
+    (pending,) = f.http.get("/api/v1/approvals", headers=h).json()["items"]
+    assert (pending["kind"], pending["role"], pending["current_role"]) == ("role", "evidence_officer", "cps")
+    assert f.http.post(f"/api/v1/approvals/{pending['id']}/approve", headers=f.as_("adm_grey")).status_code == 200
+    assert f.http.post("/api/v1/cases", headers=f.as_("cps_green"),
                        json={"title": "t", "reference": "r"}).status_code == 201
-    entry = [json.loads(e) for _, e in ctx.ledger.entries(0, ctx.ledger.size())
-             if json.loads(e)["type"] == "user.updated"][0]
+    # Taking a footage role away is immediate (it only closes) and recorded.
+    r = f.http.patch("/api/v1/users/pc_jones", headers=h, json={"role": "auditor"})
+    assert r.status_code == 200 and r.json()["role"] == "auditor"
+    entry = [e for e in ledger(ctx) if e["type"] == "user.updated"][-1]
     assert entry["previous_role"] == "officer" and entry["actor"] == "user:adm_black"
+    # An admin cannot make another admin alone either.
+    r = f.http.patch("/api/v1/users/aud_white", headers=h, json={"role": "admin"})
+    assert r.json()["role"] == "auditor" and r.json()["pending_role"] == "admin"
 
 
 def test_devices_are_created_with_a_key_shown_once_and_can_be_disabled(admin, clip_1080p) -> None:

@@ -64,7 +64,7 @@ from evidence.migrate import upgrade
 from tests.conftest import make_settings
 from tests.fixtures.api import running_api
 from tests.fixtures.ingest import Dock
-from tests.fixtures.people import PASSWORD, ROLES, Force, make_force
+from tests.fixtures.people import PASSWORD, ROLES, Force, approve_pending, make_force
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -174,6 +174,9 @@ REVIEWED_PUBLIC = {
     # Sign-in through the force's IdP: a redirect out (writes nothing) and the way back, which
     # checks the state against this browser's sealed flow cookie before anything else.
     "GET /ui/login/oidc", "GET /ui/login/oidc/callback",
+    # Enrolment links: the token in the path (256 random bits, stored hashed, one use,
+    # expiring) is the credential; the form also carries the sign-in form's nonce.
+    "POST /api/v1/auth/enrol", "GET /ui/enrol/{token}", "POST /ui/enrol/{token}",
 }
 
 
@@ -329,6 +332,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                 "expires_at": _future()}),
         ]
         assert all(r.status_code < 300 for r in [case, *setup]), [r.text for r in [case, *setup]]
+        assert approve_pending(ctx) == 1  # the grant, by the second administrator
         has_ui = any(e.rule.via == "session" for e in GATED)
         sessions = {name: ui_sign_in(base, ctx, name) for name in PEOPLE.values()} if has_ui else {}
         assert not http.cookies, "the API client must not collect cookies"

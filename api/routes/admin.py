@@ -1,27 +1,42 @@
-"""Administration: users and devices. Admins manage them and see no footage."""
+"""Administration: users and devices, the two-person rule's approvals, and the auditors'
+alerts about them. Admins manage accounts and see no footage; they never set anyone's
+password (a new or reset account gets an enrolment link, docs/accounts.md)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.gates import gate
 from evidence.access import Principal
-from evidence.accounts import service
+from evidence.accounts import alerts, approvals, service
+from evidence.types import MAX_BIGINT
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
 
 class NewUser(BaseModel):
+    # A password is refused outright rather than ignored: the caller must learn that the
+    # person chooses it themselves, through the enrolment link in the answer.
+    model_config = ConfigDict(extra="forbid")
+
     username: str = Field(min_length=2, max_length=100)
-    role: str
-    password: str = Field(min_length=1, max_length=1024)
+    role: str = Field(max_length=32)
     officer_id: str | None = Field(None, max_length=64)
 
 
 class UserChange(BaseModel):
     disabled: bool | None = None
-    role: str | None = None
+    role: str | None = Field(None, max_length=32)
+
+
+class ResetBody(BaseModel):
+    clear_totp: bool = False
+
+
+def _new_account(new: service.NewAccount) -> dict:
+    return {**new.user, "enrolment_url": new.enrolment_url,
+            "enrolment_expires_at": new.expires_at, "pending_approval": new.pending}
 
 
 class NewDevice(BaseModel):
@@ -41,10 +56,12 @@ def list_users(request: Request, principal: Principal = Depends(gate("users.mana
 @router.post("/users", status_code=201)
 def create_user(body: NewUser, request: Request,
                 principal: Principal = Depends(gate("users.manage"))) -> dict:
-    user = service.create_user(request.app.state.ctx.ledger, body.username, body.role,
-                               body.password, officer_id=body.officer_id, actor=principal.actor)
-    return {"id": user.id, "username": user.username, "role": user.role,
-            "officer_id": user.officer_id}
+    """The account and its one-time enrolment link (`enrolment_url`, shown once): hand it
+    to the person, who chooses their own password. `pending_approval`: the role opens
+    footage or administers, so it opens nothing until a second admin approves."""
+    ctx = request.app.state.ctx
+    return _new_account(service.invite_user(ctx.ledger, ctx.settings, body.username, body.role,
+                                            officer_id=body.officer_id, by=principal))
 
 
 @router.patch("/users/{username}")
@@ -52,6 +69,51 @@ def change_user(username: str, body: UserChange, request: Request,
                 principal: Principal = Depends(gate("users.manage"))) -> dict:
     return service.set_user_state(request.app.state.ctx.ledger, principal, username,
                                   disabled=body.disabled, role=body.role)
+
+
+@router.post("/users/{username}/unlock")
+def unlock_user(username: str, request: Request,
+                principal: Principal = Depends(gate("users.manage"))) -> dict:
+    return service.unlock_user(request.app.state.ctx.ledger, principal, username)
+
+
+@router.post("/users/{username}/reset")
+def reset_user(username: str, request: Request, body: ResetBody | None = None,
+               principal: Principal = Depends(gate("users.manage"))) -> dict:
+    """The old password stops working; the answer's enrolment link lets the person choose
+    a new one. `clear_totp` also removes their authenticator (a lost phone)."""
+    ctx = request.app.state.ctx
+    return _new_account(service.force_reset(ctx.ledger, ctx.settings, principal, username,
+                                            clear_totp=body.clear_totp if body else False))
+
+
+@router.get("/approvals")
+def list_approvals(request: Request,
+                   principal: Principal = Depends(gate("accounts.approve"))) -> dict:
+    """Changes waiting for a second administrator (`mine`: asked for by the caller, who
+    cannot decide them)."""
+    return {"items": approvals.list_pending(request.app.state.ctx, principal)}
+
+
+@router.post("/approvals/{request_id}/approve")
+def approve(request_id: str, request: Request,
+            principal: Principal = Depends(gate("accounts.approve"))) -> dict:
+    return approvals.decide(request.app.state.ctx, principal, request_id, approve=True)
+
+
+@router.post("/approvals/{request_id}/refuse")
+def refuse(request_id: str, request: Request,
+           principal: Principal = Depends(gate("accounts.approve"))) -> dict:
+    return approvals.decide(request.app.state.ctx, principal, request_id, approve=False)
+
+
+@router.get("/audit/alerts")
+def list_alerts(request: Request, limit: int = Query(100, ge=1, le=500),
+                before: int | None = Query(None, ge=0, le=MAX_BIGINT),
+                principal: Principal = Depends(gate("audit.read"))) -> dict:
+    """Every change to accounts, roles, approvals and grants, newest first (ledger entries)."""
+    return {"items": alerts.list_alerts(request.app.state.ctx, principal, limit=limit,
+                                        before=before)}
 
 
 @router.get("/devices")

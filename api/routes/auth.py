@@ -6,12 +6,13 @@ from typing import Annotated
 
 from fastapi import Depends, APIRouter, Form, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.gates import gate, public
 from api.problems import problem
 from evidence import identity
 from evidence.access import Principal
+from evidence.accounts import enrolment, own
 from evidence.errors import NotAuthenticated, TooManyAttempts
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -78,3 +79,69 @@ def logout(request: Request, _: Principal = Depends(gate("session.read"))) -> No
     token = request.headers.get("authorization", "").partition(" ")[2].strip()
     source_ip = request.client.host if request.client else "unknown"
     identity.revoke_token(request.app.state.ctx, token, source_ip=source_ip)
+
+
+def _ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+class EnrolBody(BaseModel):
+    token: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+@router.post("/enrol", status_code=204)
+def enrol(body: EnrolBody, request: Request, _: None = Depends(public)) -> None:
+    """Use a one-time enrolment link's token to choose your own password. Public: the token
+    (256 random bits, stored hashed, used once, expiring) is the credential."""
+    enrolment.enrol(request.app.state.ctx, body.token, body.password, source_ip=_ip(request))
+
+
+account_router = APIRouter(prefix="/api/v1/account", tags=["account"])
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+class TotpCode(BaseModel):
+    code: str = Field(min_length=1, max_length=32)
+
+
+@account_router.post("/password", response_model=IssuedTokenOut)
+def change_password(body: PasswordChange, request: Request,
+                    principal: Principal = Depends(gate("account.manage"))) -> JSONResponse:
+    """Your own password; the current one is required. Every other token of yours ends;
+    the answer is a fresh one."""
+    issued = own.change_password(request.app.state.ctx, principal, body.current_password,
+                                 body.new_password, source_ip=_ip(request))
+    return JSONResponse({"access_token": issued.access_token, "token_type": issued.token_type,
+                         "expires_in": issued.expires_in}, headers=_NO_STORE)
+
+
+@account_router.post("/totp")
+def start_totp(request: Request,
+               principal: Principal = Depends(gate("account.manage"))) -> JSONResponse:
+    """A new authenticator secret, its otpauth:// URI and a QR code (SVG); sign-in is
+    unchanged until a code from it is confirmed."""
+    started = own.start_totp(request.app.state.ctx, principal)
+    return JSONResponse({"secret": started.secret, "uri": started.uri,
+                         "qr_svg": started.qr_svg}, headers=_NO_STORE)
+
+
+@account_router.post("/totp/confirm")
+def confirm_totp(body: TotpCode, request: Request,
+                 principal: Principal = Depends(gate("account.manage"))) -> JSONResponse:
+    """Turn two-factor sign-in on with a code from the new secret; the answer holds the
+    recovery codes, shown this once."""
+    codes = own.confirm_totp(request.app.state.ctx, principal, body.code)
+    return JSONResponse({"recovery_codes": codes}, headers=_NO_STORE)
+
+
+@account_router.post("/recovery-codes")
+def new_recovery_codes(body: TotpCode, request: Request,
+                       principal: Principal = Depends(gate("account.manage"))) -> JSONResponse:
+    """Replace your recovery codes (the old ones stop working), given a current code."""
+    codes = own.new_recovery_codes(request.app.state.ctx, principal, body.code)
+    return JSONResponse({"recovery_codes": codes}, headers=_NO_STORE)
