@@ -475,6 +475,13 @@ def use_recovery_code(ctx: Context, user_id: str, code: str | None) -> bool:
         return done.rowcount == 1
 
 
+def password_version(user: User) -> int:
+    """Which password a token was issued under (milliseconds of its last change, 0 for
+    never): a token naming an older one is refused, so a change ends every other session."""
+    changed = user.password_changed_at
+    return 0 if changed is None else int(changed.timestamp() * 1000)
+
+
 def issue_token(ctx: Context, user: User) -> IssuedToken:
     """A JWT naming `user`; it carries no role: that is read from the database each time."""
     state = _state(ctx)
@@ -490,6 +497,8 @@ def issue_token(ctx: Context, user: User) -> IssuedToken:
         "exp": now + settings.jwt_ttl_seconds,
         "jti": secrets.token_urlsafe(16),
     }
+    if user.password_changed_at is not None:
+        claims["pwv"] = password_version(user)
     token = jwt.encode(claims, state.signing_key, algorithm=LOCAL_ALGORITHM,
                        headers={"kid": state.key_id})
     return IssuedToken(token, "bearer", settings.jwt_ttl_seconds)
@@ -542,8 +551,7 @@ def _local_principal(ctx: Context, state: _State, token: str) -> Principal:
         raise NotAuthenticated("this token was ended at sign-out: sign in again")
     if user is None or user.disabled or not user.approved or _is_locked(user, clock.now()):
         raise NotAuthenticated("the account this token names is disabled, locked or gone")
-    changed = user.password_changed_at
-    if changed is not None and float(claims["iat"]) < int(changed.timestamp()):
+    if claims.get("pwv", 0) != password_version(user):
         # A password change or a forced reset ends every token issued before it.
         raise NotAuthenticated("the password was changed since this token was issued: "
                                "sign in again")

@@ -274,3 +274,140 @@ def test_the_user_list_says_whether_a_lock_out_is_still_in_force(admin) -> None:
     clock.set_clock(lambda: until + dt.timedelta(seconds=1))
     (jones,) = [u for u in service.list_users(ctx.ledger, adm) if u["username"] == "pc_jones"]
     assert jones["locked"] is False
+
+
+def test_a_footage_grant_opens_nothing_until_a_second_admin_approves(admin, clip_with_sidecar) -> None:
+    """The finding: an admin made an auditor and granted it footage alone."""
+    from evidence.accounts.service import create_device
+    from evidence.ingest.service import process_upload
+    from tests.fixtures.ingest import Dock
+
+    f, ctx = admin
+    docked = Dock(f.http, create_device(ctx.ledger, "dock-g").key).dock(clip_with_sidecar)
+    process_upload(ctx, docked["id"])
+    clip = docked["clip_id"]
+    stream = f"/api/v1/clips/{clip}/stream"
+    expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).isoformat()
+    body = {"username": "aud_white", "clip_id": clip, "reason": "complaint 2024/7", "expires_at": expires}
+    r = f.http.post("/api/v1/grants", headers=f.as_("adm_black"), json=body)
+    assert r.status_code == 201 and r.json()["pending"] is True
+    assert f.http.get(stream, headers=f.as_("aud_white"), params={"reason": "audit"}).status_code == 403
+    (item,) = f.http.get("/api/v1/approvals", headers=f.as_("adm_grey")).json()["items"]
+    assert (item["kind"], item["username"], item["clip_id"], item["reason"]) == (
+        "grant", "aud_white", clip, "complaint 2024/7")
+    assert f.http.post(f"/api/v1/approvals/{item['id']}/approve", headers=f.as_("adm_black")).status_code == 409
+    assert f.http.post(f"/api/v1/approvals/{item['id']}/approve", headers=f.as_("adm_grey")).status_code == 200
+    assert f.http.get(stream, headers=f.as_("aud_white"), params={"reason": "audit"}).status_code == 200
+    # A refused grant never opens anything, and is no longer listed as in force.
+    r = f.http.post("/api/v1/grants", headers=f.as_("adm_grey"), json={**body, "reason": "second look"})
+    (item,) = f.http.get("/api/v1/approvals", headers=f.as_("adm_black")).json()["items"]
+    assert f.http.post(f"/api/v1/approvals/{item['id']}/refuse", headers=f.as_("adm_black")).status_code == 200
+    grants = audit.list_grants(ctx, _principal(ctx, "adm_black"))
+    assert [(g["reason"], g["pending"]) for g in grants] == [("complaint 2024/7", False)]
+
+
+@pytest.mark.parametrize("field", ["clip_id", "case_id"])
+@pytest.mark.parametrize("value", ["", "   "])
+def test_an_empty_id_in_a_grant_is_a_clear_422(admin, field: str, value: str) -> None:
+    """It was a 500 (the empty id reached the database's foreign key)."""
+    f, ctx = admin
+    expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).isoformat()
+    r = f.http.post("/api/v1/grants", headers=f.as_("adm_black"), json={
+        "username": "aud_white", field: value, "reason": "a good reason", "expires_at": expires})
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert "exactly one of clip_id or case_id" in r.json()["detail"]
+    assert "grant.created" not in types(ctx)
+
+
+def test_auditors_see_an_alert_for_every_account_change(admin) -> None:
+    f, ctx = admin
+    h = f.as_("adm_black")
+    f.http.post("/api/v1/users", headers=h, json={"username": "eo_alert", "role": "evidence_officer"})
+    f.http.patch("/api/v1/users/pc_jones", headers=h, json={"role": "evidence_officer"})
+    for item in f.http.get("/api/v1/approvals", headers=f.as_("adm_grey")).json()["items"]:
+        f.http.post(f"/api/v1/approvals/{item['id']}/refuse", headers=f.as_("adm_grey"))
+    r = f.http.get("/api/v1/audit/alerts", headers=f.as_("aud_white"), params={"limit": 500})
+    assert r.status_code == 200
+    seen = [(a["type"], a.get("username")) for a in r.json()["items"]]
+    for expected in [("user.created", "eo_alert"), ("user.enrolment_issued", "eo_alert"),
+                     ("approval.requested", "eo_alert"), ("approval.refused", "eo_alert"),
+                     ("approval.requested", "pc_jones"), ("approval.refused", "pc_jones")]:
+        assert expected in seen, (expected, seen)
+    assert r.json()["items"][0]["index"] > r.json()["items"][-1]["index"]  # newest first
+    page = f.http.get("/api/v1/audit/alerts", headers=f.as_("aud_white"),
+                      params={"limit": 2, "before": r.json()["items"][0]["index"]}).json()["items"]
+    assert [a["index"] for a in page] == [a["index"] for a in r.json()["items"][1:3]]
+    # Alerts are the auditors': the admins whose changes they are cannot read them.
+    for who in ("adm_black", "adm_grey", "eo_brown", "pc_smith"):
+        assert f.http.get("/api/v1/audit/alerts", headers=f.as_(who)).status_code == 403
+
+
+def test_an_admin_unlocks_and_forces_a_reset_without_knowing_the_password(admin) -> None:
+    f, ctx = admin
+    h = f.as_("adm_black")
+    for _ in range(ctx.settings.login_max_failures):
+        f.http.post("/api/v1/auth/token", data={"username": "cps_green", "password": "wrong guess"})
+    (green,) = [u for u in f.http.get("/api/v1/users", headers=h).json()["items"] if u["username"] == "cps_green"]
+    assert green["locked"]
+    r = f.http.post("/api/v1/users/cps_green/unlock", headers=h)
+    assert r.status_code == 200 and not r.json()["locked"]
+    old_token = login(f.http, "cps_green")
+    # A forced reset: the old password and every older token stop working; the link sets a
+    # new one. A CPS account opens no footage by itself: it needs no second approval.
+    r = f.http.post("/api/v1/users/cps_green/reset", headers=h)
+    assert r.status_code == 200 and r.json()["pending_approval"] is False
+    assert "password" not in json.dumps(r.json()).replace("enrolment", "")
+    assert f.http.post("/api/v1/auth/token", data={"username": "cps_green", "password": PASSWORD}).status_code == 401
+    assert f.http.get("/api/v1/me", headers={"Authorization": f"Bearer {old_token}"}).status_code == 401
+    enrol(f, r.json()["enrolment_url"], "green's own new password")
+    login(f.http, "cps_green", "green's own new password")
+    # For an account that opens footage, whoever opens the link is vouched for again.
+    r = f.http.post("/api/v1/users/eo_brown/reset", headers=h)
+    assert r.json()["pending_approval"] is True
+    enrol(f, r.json()["enrolment_url"], "who typed this one 1")
+    assert f.http.post("/api/v1/auth/token", data={"username": "eo_brown", "password": "who typed this one 1"}).status_code == 401
+    (item,) = f.http.get("/api/v1/approvals", headers=f.as_("adm_grey")).json()["items"]
+    f.http.post(f"/api/v1/approvals/{item['id']}/approve", headers=f.as_("adm_grey"))
+    login(f.http, "eo_brown", "who typed this one 1")
+    assert f.http.post("/api/v1/users/adm_black/reset", headers=h).status_code == 409  # yourself
+    assert f.http.post("/api/v1/users/nobody/reset", headers=h).status_code == 404
+    kinds = [e["type"] for e in ledger(ctx)]
+    assert {"user.unlocked", "user.reset", "user.enrolled"} <= set(kinds)
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+def test_the_migration_stops_on_shared_officer_ids_and_names_them(
+        engine: str, tmp_path, request: pytest.FixtureRequest) -> None:
+    """Which of two accounts sharing a collar number is the officer is for people to decide:
+    the upgrade refuses, names the duplicates, and goes through once they are resolved."""
+    from sqlalchemy import text
+
+    from evidence.db import make_engine
+    from evidence.migrate import upgrade
+
+    url = (f"sqlite:///{tmp_path}/old.db" if engine == "sqlite"
+           else request.getfixturevalue("postgres_server").create_database())
+    upgrade(url, "0008")
+    db = make_engine(url)
+    try:
+        with db.begin() as conn:
+            for i, (name, officer_id) in enumerate([("pc_a", "PC1"), ("pc_b", "PC1"),
+                                                     ("pc_c", ""), ("pc_d", "")]):
+                conn.execute(text(
+                    "INSERT INTO users (id, username, role, officer_id, password_hash, disabled,"
+                    " failed_logins, created_at) VALUES (:id, :n, 'officer', :o, 'x', :f, 0,"
+                    " :t)"), {"id": f"u{i}", "n": name, "o": officer_id, "f": False,
+                              "t": dt.datetime(2025, 1, 1, tzinfo=dt.UTC)})
+        with pytest.raises(RuntimeError, match=r"shared: 'PC1' \(2 accounts\)"):
+            upgrade(url, "0009b")
+        with db.begin() as conn:
+            conn.execute(text("UPDATE users SET officer_id = NULL WHERE username = 'pc_b'"))
+        upgrade(url, "0009b")
+        with db.connect() as conn:
+            rows = dict(conn.execute(text("SELECT username, officer_id FROM users")).all())
+            approved = set(conn.execute(text("SELECT approved FROM users")).scalars())
+        assert rows == {"pc_a": "PC1", "pc_b": None, "pc_c": None, "pc_d": None}
+        assert approved == {True}  # accounts already in use stay in force
+    finally:
+        db.dispose()
