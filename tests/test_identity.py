@@ -33,7 +33,7 @@ from evidence.access import Principal
 from evidence.accounts.models import Role, User
 from evidence.accounts.service import check_password, create_user
 from evidence.context import Context
-from evidence.errors import AccessDenied, EvidenceError, NotAuthenticated, TooManyAttempts
+from evidence.errors import AccessDenied, EvidenceError, InvalidInput, NotAuthenticated, TooManyAttempts
 from tests.conftest import make_settings
 from tests.fixtures.api import running_api
 from tests.fixtures.services import free_port, wait_until
@@ -632,3 +632,128 @@ def test_too_many_attempts_is_raised_by_login(tmp_path: Path, sqlite_url: str, n
     assert err.value.retry_after == ctx.settings.login_rate_window_seconds
     with pytest.raises(NotAuthenticated):  # another address is not affected
         identity.login(ctx, "nobody", "x", None, source_ip="198.51.100.1")
+
+
+# -- a person's own account (evidence/accounts/own.py) ---------------------------------------
+
+
+def _me(ctx: Context, name: str = "eo_brown") -> Principal:
+    with ctx.db.session() as s:
+        u = s.scalar(select(User).where(User.username == name))
+    return Principal(u.id, u.username, Role(u.role), u.officer_id)
+
+
+def test_a_user_changes_their_own_password_and_their_other_sessions_end(ctx: Context) -> None:
+    from evidence.accounts import own
+
+    clock.set_clock(FakeClock(START))
+    add_user(ctx)
+    me = _me(ctx)
+    other_session = identity.login(ctx, "eo_brown", PASSWORD, None, source_ip=IP).access_token
+    with pytest.raises(InvalidInput, match="current password is not right"):
+        own.change_password(ctx, me, "a wrong guess", "a brand new passphrase", source_ip=IP)
+    with ctx.db.session() as s:  # a wrong current password counts like a failed sign-in
+        assert s.scalar(select(User.failed_logins).where(User.id == me.user_id)) == 1
+    with pytest.raises(InvalidInput, match="too short"):
+        own.change_password(ctx, me, PASSWORD, "short", source_ip=IP)
+    fresh = own.change_password(ctx, me, PASSWORD, "a brand new passphrase", source_ip=IP)
+    assert identity.principal_from_token(ctx, fresh.access_token).username == "eo_brown"
+    with pytest.raises(NotAuthenticated, match="password was changed"):
+        identity.principal_from_token(ctx, other_session)
+    with pytest.raises(NotAuthenticated):
+        identity.login(ctx, "eo_brown", PASSWORD, None, source_ip=IP)
+    identity.login(ctx, "eo_brown", "a brand new passphrase", None, source_ip=IP)
+    (changed,) = entries(ctx, "user.password_changed")
+    assert changed["source_ip"] == IP and "passphrase" not in json.dumps(changed)
+
+
+def test_totp_self_enrolment_with_a_qr_code_and_one_time_recovery_codes(ctx: Context) -> None:
+    from evidence.accounts import own
+
+    now = FakeClock(START)
+    clock.set_clock(now)
+    add_user(ctx)
+    me = _me(ctx)
+    started = own.start_totp(ctx, me)
+    assert started.uri.startswith("otpauth://totp/evidence-store:eo_brown?secret=" + started.secret)
+    assert started.qr_svg.startswith("<svg") and "<script" not in started.qr_svg
+    # Nothing changes until a code from the new secret is confirmed.
+    identity.login(ctx, "eo_brown", PASSWORD, None, source_ip=IP)
+    with pytest.raises(InvalidInput, match="does not match"):
+        own.confirm_totp(ctx, me, "000000" if identity.totp_code(started.secret, identity.totp_step(now.t)) != "000000" else "111111")
+    step = identity.totp_step(now.t)
+    codes = own.confirm_totp(ctx, me, identity.totp_code(started.secret, step))
+    assert len(codes) == 10 and len(set(codes)) == 10
+    assert all(identity.RECOVERY_CODE.match(c) for c in codes)
+    # The confirming code is spent; a password alone no longer signs in.
+    with pytest.raises(NotAuthenticated):
+        identity.login(ctx, "eo_brown", PASSWORD, identity.totp_code(started.secret, step), source_ip=IP)
+    with pytest.raises(NotAuthenticated):
+        identity.login(ctx, "eo_brown", PASSWORD, None, source_ip=IP)
+    # A recovery code stands in for a code, once.
+    identity.login(ctx, "eo_brown", PASSWORD, codes[0].upper(), source_ip=IP)
+    with pytest.raises(NotAuthenticated):
+        identity.login(ctx, "eo_brown", PASSWORD, codes[0], source_ip=IP)
+    assert entries(ctx, "user.logged_in")[-1]["method"] == "password+recovery_code"
+    assert own.recovery_codes_left(ctx, me) == 9
+    # Replaced all at once with a current code; the old ones stop working.
+    now.advance(30)
+    fresh = own.new_recovery_codes(ctx, me, identity.totp_code(started.secret, step + 1))
+    with pytest.raises(NotAuthenticated):
+        identity.login(ctx, "eo_brown", PASSWORD, codes[1], source_ip=IP)
+    identity.login(ctx, "eo_brown", PASSWORD, fresh[0], source_ip=IP)
+    from evidence.accounts.models import RecoveryCode
+
+    with ctx.db.session() as s:  # only hashes are kept; the ledger has none of it
+        stored = [r.code_hash for r in s.scalars(select(RecoveryCode))]
+    raw = json.dumps([e.decode() for _, e in ctx.ledger.entries(0, ctx.ledger.size())])
+    for secret in (started.secret, *codes, *fresh):
+        assert secret not in raw and secret not in json.dumps(stored)
+    assert [e["type"] for e in entries(ctx, "user.totp_enabled")] == ["user.totp_enabled"]
+    assert len(entries(ctx, "user.recovery_codes_issued")) == 1
+
+
+def test_lock_out_and_totp_replay_hold_across_api_processes(tmp_path: Path, database_url: str) -> None:
+    """Two contexts on one database stand for two API processes: a TOTP code used on one
+    is refused on the other, and failures on both add up to one lock-out."""
+    now = FakeClock(START)
+    clock.set_clock(now)
+    first = Context(make_settings(tmp_path, database_url))
+    second = Context(make_settings(tmp_path, database_url))
+    add_user(first)
+    secret = identity.set_totp(first, "eo_brown").secret
+    code = identity.totp_code(secret, identity.totp_step(now.t))
+    identity.login(first, "eo_brown", PASSWORD, code, source_ip=IP)
+    with pytest.raises(NotAuthenticated):
+        identity.login(second, "eo_brown", PASSWORD, code, source_ip=IP)  # replayed elsewhere
+    # Failures alternate between the processes; the account locks at the limit all the same.
+    for i in range(first.settings.login_max_failures):
+        with pytest.raises(NotAuthenticated):
+            identity.login((first, second)[i % 2], "eo_brown", "wrong", None, source_ip=f"198.51.100.{i}")
+    now.advance(30)
+    good = identity.totp_code(secret, identity.totp_step(now.t))
+    for ctx in (first, second):
+        with pytest.raises(NotAuthenticated):
+            identity.login(ctx, "eo_brown", PASSWORD, good, source_ip=IP)
+    assert len(entries(first, "user.locked_out")) == 1
+
+
+def test_two_processes_racing_with_one_code_let_exactly_one_in(tmp_path: Path, database_url: str) -> None:
+    now = FakeClock(START)
+    clock.set_clock(now)
+    contexts = [Context(make_settings(tmp_path, database_url)) for _ in range(2)]
+    user = add_user(contexts[0])
+    step = identity.totp_step(now.t)
+    results: list[bool] = []
+    barrier = threading.Barrier(4)
+
+    def claim(ctx: Context) -> None:
+        barrier.wait()
+        results.append(identity.claim_totp_step(ctx, user.id, step))
+
+    threads = [threading.Thread(target=claim, args=(contexts[i % 2],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, False, False, True]
