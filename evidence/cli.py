@@ -63,18 +63,28 @@ def create_user(
     role: Annotated[str, typer.Option(help="officer, evidence_officer, cps, auditor or admin")],
     officer_id: Annotated[Optional[str], typer.Option(help="collar number linking an officer to their clips")] = None,
 ) -> None:
-    """Create a user; the password is read from stdin (or prompted for on a terminal)."""
-    from evidence.accounts.service import create_user as create
+    """Create a user; the one-time enrolment link they choose their password with is
+    printed alone on the last line. Only the very first account of an empty store, an
+    admin, is given a password here (read from stdin, or prompted for on a terminal)."""
+    from evidence.accounts.service import bootstrap_allowed, create_user as create, invite_user
 
-    if sys.stdin.isatty():
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    else:
-        password = sys.stdin.readline().rstrip("\n")
+    ctx = _context()
     try:
-        user = create(_context().ledger, name, role, password, officer_id=officer_id)
+        if role == "admin" and bootstrap_allowed(ctx.ledger):
+            if sys.stdin.isatty():
+                password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+            else:
+                password = sys.stdin.readline().rstrip("\n")
+            user = create(ctx.ledger, name, role, password, officer_id=officer_id)
+            typer.echo(f"created the first administrator {user.username} id {user.id}")
+            return
+        new = invite_user(ctx.ledger, ctx.settings, name, role, officer_id=officer_id)
     except EvidenceError as exc:
         raise _fail(str(exc)) from None
-    typer.echo(f"created user {user.username} ({user.role}) id {user.id}")
+    typer.echo(f"created user {name} ({new.user['role']}) id {new.user['id']}")
+    typer.echo(f"enrolment link (shown once, valid until {new.expires_at}; give it to {name}, "
+               "who opens it to choose their password):", err=True)
+    typer.echo(new.enrolment_url)
 
 
 @admin.command("create-device")

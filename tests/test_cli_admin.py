@@ -28,29 +28,54 @@ def env(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> Context:
     get_settings.cache_clear()
 
 
-def test_create_user_reads_password_from_stdin(env: Context) -> None:
-    result = CliRunner().invoke(
-        app, ["admin", "create-user", "jsmith", "--role", "officer", "--officer-id", "4711"],
-        input="correct horse battery\n",
-    )
+def test_the_first_admin_of_an_empty_store_gets_a_password_from_stdin(env: Context) -> None:
+    result = CliRunner().invoke(app, ["admin", "create-user", "chief", "--role", "admin"],
+                                input="correct horse battery\n")
     assert result.exit_code == 0, result.output
     with env.db.session() as s:
-        user = s.scalars(select(User).where(User.username == "jsmith")).one()
-    assert user.role == "officer" and user.officer_id == "4711"
+        user = s.scalars(select(User).where(User.username == "chief")).one()
+    assert user.role == "admin" and user.approved
     assert user.password_hash.startswith("$argon2id$")
     assert check_password(user.password_hash, "correct horse battery")
     assert not check_password(user.password_hash, "wrong")
     (index, raw), = env.ledger.entries_about(f"user:{user.id}")
     entry = json.loads(raw)
-    assert entry["type"] == "user.created" and entry["role"] == "officer"
+    assert entry["type"] == "user.created" and entry["role"] == "admin"
     assert "password" not in raw.decode() and user.password_hash not in raw.decode()
+
+
+def test_every_later_user_gets_an_enrolment_link_not_a_password(env: Context) -> None:
+    runner = CliRunner()
+    runner.invoke(app, ["admin", "create-user", "chief", "--role", "admin"], input="correct horse battery\n")
+    result = runner.invoke(app, ["admin", "create-user", "jsmith", "--role", "officer",
+                                 "--officer-id", "4711"], input="a password nobody asked for\n")
+    assert result.exit_code == 0, result.output
+    link = result.stdout.strip().splitlines()[-1]
+    assert link.startswith(env.settings.public_url + "/ui/enrol/")
+    with env.db.session() as s:
+        user = s.scalars(select(User).where(User.username == "jsmith")).one()
+    assert user.officer_id == "4711" and user.approved  # the server's operator needs no second
+    assert not check_password(user.password_hash, "a password nobody asked for")
+    # A second admin, too, chooses their own password.
+    result = runner.invoke(app, ["admin", "create-user", "deputy", "--role", "admin"],
+                           input="correct horse battery\n")
+    assert result.exit_code == 0 and "/ui/enrol/" in result.stdout.strip().splitlines()[-1]
+    with env.db.session() as s:
+        deputy = s.scalars(select(User).where(User.username == "deputy")).one()
+    assert not check_password(deputy.password_hash, "correct horse battery")
+    from evidence.accounts.enrolment import enrol
+
+    enrol(env, link.rsplit("/", 1)[1], "my very own password", source_ip="127.0.0.1")
+    with env.db.session() as s:
+        user = s.scalars(select(User).where(User.username == "jsmith")).one()
+    assert check_password(user.password_hash, "my very own password")
 
 
 @pytest.mark.parametrize(
     "args, password, message",
     [
         (["bob", "--role", "sheriff"], "long enough password", "unknown role 'sheriff'"),
-        (["bob", "--role", "officer"], "short", "password too short"),
+        (["bob", "--role", "admin"], "short", "password too short"),
         (["../bob", "--role", "officer"], "long enough password", "not allowed"),
     ],
 )
@@ -61,14 +86,15 @@ def test_bad_user_input_is_refused_clearly(env: Context, args, password, message
     assert env.ledger.size() == 0
 
 
-def test_duplicate_user_is_refused(env: Context) -> None:
+def test_duplicate_user_and_officer_id_are_refused(env: Context) -> None:
     runner = CliRunner()
     for expected in (0, 1):
-        result = runner.invoke(app, ["admin", "create-user", "amy", "--role", "auditor"],
-                               input="a long password\n")
+        result = runner.invoke(app, ["admin", "create-user", "amy", "--role", "auditor"])
         assert result.exit_code == expected
     assert "already exists" in result.output
-    assert env.ledger.size() == 1
+    runner.invoke(app, ["admin", "create-user", "pc_a", "--role", "officer", "--officer-id", "PC9"])
+    result = runner.invoke(app, ["admin", "create-user", "pc_b", "--role", "officer", "--officer-id", "PC9"])
+    assert result.exit_code == 1 and "officer id 'PC9' already belongs to pc_a" in result.output
 
 
 def test_create_device_prints_key_once_on_last_line(env: Context) -> None:
