@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from api import problems
 from api.security import SecurityHeaders
 from api.routes import admin, audit, auth, cases, clips, health, ledger, uploads
+from api.ui import account as ui_account
 from api.ui import admin as ui_admin
 from api.ui import retention as ui_retention
 from api.ui import routes as ui
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(ui.router)  # the review UI under /ui (docs/ui.md)
     app.include_router(ui_admin.router)  # its administrator's pages
+    app.include_router(ui_account.router)  # your own account; enrolment links
     app.include_router(ui_retention.router)  # retention queue, schedule, holds
     app.state.enqueue_processing = _enqueuer(settings)
     app.include_router(bundles.router)  # court bundles (docs/bundles.md)

@@ -546,7 +546,7 @@ def test_admin_manages_and_sees_no_footage(store: Store, open_page) -> None:
     page = open_page().page
     sign_in(page, store.url, "adm_black")
     page.wait_for_url(re.compile(r"/ui/users$"))
-    assert nav_links(page) == ["Retention", "Users", "Devices", "Grants"]
+    assert nav_links(page) == ["Retention", "Users", "Devices", "Grants", "Approvals"]
     expect(page.locator("main")).to_contain_text("administrators see no footage")
     response = page.goto(store.url + "/ui/clips")
     assert response is not None and response.status == 403
@@ -556,7 +556,7 @@ def test_admin_manages_and_sees_no_footage(store: Store, open_page) -> None:
     for name in ("eo_brown", "aud_white"):
         other = open_page().page
         sign_in(other, store.url, name)
-        assert not {"Users", "Devices", "Grants"} & set(nav_links(other)), name
+        assert not {"Users", "Devices", "Grants", "Approvals"} & set(nav_links(other)), name
     response = other.goto(store.url + "/ui/grants")
     assert response is not None and response.status == 403
 
@@ -564,51 +564,96 @@ def test_admin_manages_and_sees_no_footage(store: Store, open_page) -> None:
 NEW_PASSWORD = "a new officer's passphrase"
 
 
-def test_admin_creates_an_officer_who_signs_in_and_is_signed_out_once_disabled(
+def approve_in_ui(page: Page, base: str, username: str, kind: str) -> None:
+    """The second administrator approves a pending change on the Approvals page."""
+    page.goto(base + "/ui/approvals")
+    row = page.locator(f"tr[data-user='{username}'][data-kind='{kind}']")
+    row.get_by_role("button", name="Approve").click()
+    expect(page.locator(".flash--ok")).to_contain_text(f"for {username} was approved")
+
+
+def test_admin_creates_an_officer_who_enrols_is_approved_signs_in_and_is_signed_out_once_disabled(
         store: Store, open_page) -> None:
     w = open_page()
     admin = w.page
     sign_in(admin, store.url, "adm_black")
     admin.wait_for_url(re.compile(r"/ui/users$"))
-    # A name that is taken, then a password that is too short: the service's message beside
-    # the form, and what was typed is kept (not the password).
+    # No password field: the person chooses theirs. A name or an officer id that is taken:
+    # the service's message beside the form, and what was typed is kept.
+    assert admin.locator("#nu-password").count() == 0
     admin.fill("#nu-username", "pc_smith")
     admin.select_option("#nu-role", "officer")
     admin.fill("#nu-officer", "PC9001")
-    admin.fill("#nu-password", NEW_PASSWORD)
     admin.get_by_role("button", name="Create user").click()
     expect(admin.locator("#user-error")).to_have_text("User 'pc_smith' already exists.")
     expect(admin.locator("#nu-officer")).to_have_value("PC9001")
-    expect(admin.locator("#nu-password")).to_have_value("")
     admin.fill("#nu-username", "pc_new")
-    admin.evaluate("document.querySelector('#nu-password').removeAttribute('minlength')")
-    admin.fill("#nu-password", "short")
+    admin.fill("#nu-officer", "PC1234")
     admin.get_by_role("button", name="Create user").click()
-    expect(admin.locator("#user-error")).to_contain_text("Password too short")
-    admin.fill("#nu-password", NEW_PASSWORD)
+    expect(admin.locator("#user-error")).to_have_text("Officer id 'PC1234' already belongs to pc_smith.")
+    admin.fill("#nu-officer", "PC9001")
     admin.get_by_role("button", name="Create user").click()
-    expect(admin.locator(".flash--ok")).to_contain_text("User pc_new created")
+    admin.wait_for_url(re.compile(r"/ui/users/new-link$"))
+    expect(admin.locator("#link-warning")).to_contain_text("it will not be shown again")
+    expect(admin.locator("#link-pending")).to_contain_text("another administrator approves")
+    link = admin.locator("#enrol-link").inner_text().strip()
+    assert link.startswith(store.url + "/ui/enrol/")
+    admin.reload()
+    expect(admin.locator("h1")).to_have_text("No link to show")
+    admin.goto(store.url + "/ui/users")
     row = admin.locator("tr[data-user='pc_new']")
     expect(row).to_contain_text("PC9001")
-    expect(row.locator("[data-status]")).to_have_attribute("data-status", "active")
+    expect(row.locator("[data-status]")).to_have_attribute("data-status", "awaiting-approval")
     (created,) = [e for e in ledger_entries(store.ctx, "user.created") if e["username"] == "pc_new"]
     assert created["actor"] == "user:adm_black" and created["officer_id"] == "PC9001"
 
+    # The officer opens the link and chooses a password; it is theirs alone.
+    ow = open_page()
+    officer = ow.page
+    officer.goto(link)
+    expect(officer.locator("h1")).to_have_text("Welcome, pc_new")
+    officer.fill("#enrol-password", NEW_PASSWORD)
+    officer.fill("#enrol-repeat", NEW_PASSWORD + " typo")
+    officer.get_by_role("button", name="Set my password").click()
+    expect(officer.locator("#enrol-error")).to_have_text("The password and its repetition differ.")
+    officer.fill("#enrol-password", NEW_PASSWORD)
+    officer.fill("#enrol-repeat", NEW_PASSWORD)
+    officer.get_by_role("button", name="Set my password").click()
+    officer.wait_for_url(re.compile(r"/ui/login\?next=/ui/account$"))
+    expect(officer.locator(".flash--ok")).to_contain_text("Password set for pc_new")
+    officer.goto(link)
+    expect(officer.locator("#enrol-gone")).to_contain_text("already used or expired")
+    ow.assert_no_csp_violations()
+    # Until another administrator approves, the account opens nothing.
+    sign_in(officer, store.url, "pc_new", NEW_PASSWORD)
+    expect(officer.locator("#signin-error")).to_have_text(REFUSED)
+    admin.goto(store.url + "/ui/approvals")
+    expect(admin.locator("tr[data-user='pc_new']")).to_contain_text("Another administrator decides: you asked")
+    assert admin.locator("tr[data-user='pc_new'] button").count() == 0
+    second = open_page().page
+    sign_in(second, store.url, "adm_grey")
+    approve_in_ui(second, store.url, "pc_new", "account")
+
     # The new officer signs in: their clips (none yet), no administration.
-    officer = open_page().page
     sign_in(officer, store.url, "pc_new", NEW_PASSWORD)
     officer.wait_for_url(re.compile(r"/ui/clips$"))
     expect(officer.locator("h1")).to_have_text("My clips")
     assert nav_links(officer) == ["My clips", "Cases"]
 
-    # A new role applies at their next click.
+    # A role that opens more footage waits for the second administrator too.
+    admin.goto(store.url + "/ui/users")
     row.locator("select[name=role]").select_option("evidence_officer")
     row.get_by_role("button", name="Change").click()
-    expect(admin.locator(".flash--ok")).to_contain_text("pc_new now has the role Evidence officer")
+    expect(admin.locator(".flash--ok")).to_contain_text("once another administrator approves it")
+    expect(row.locator("[data-pending-role]")).to_have_attribute("data-pending-role", "evidence_officer")
+    officer.goto(store.url + "/ui/clips")
+    expect(officer.locator("h1")).to_have_text("My clips")
+    approve_in_ui(second, store.url, "pc_new", "role")
     officer.goto(store.url + "/ui/clips")
     expect(officer.locator("h1")).to_have_text("Clips")
 
     # Disabled: their next page load is signed out.
+    admin.goto(store.url + "/ui/users")
     row.get_by_role("button", name="Disable").click()
     expect(admin.locator(".flash--ok")).to_contain_text("pc_new disabled")
     expect(row.locator("[data-status]")).to_have_attribute("data-status", "disabled")
@@ -642,6 +687,87 @@ def test_admin_creates_an_officer_who_signs_in_and_is_signed_out_once_disabled(
     phone.wait_for_url(re.compile(r"/ui/users$"))
     no_horizontal_overflow(phone)
     screenshot(phone, "ui-users-phone.png")
+
+
+def test_a_forced_reset_gives_a_link_and_the_auditor_sees_the_alerts(store: Store, open_page) -> None:
+    create_user(store.ctx.ledger, "cps_reset", "cps", PASSWORD)
+    w = open_page()
+    admin = w.page
+    sign_in(admin, store.url, "adm_black")
+    admin.goto(store.url + "/ui/users")
+    admin.locator("tr[data-user='cps_reset']").get_by_role("button", name="Reset password").click()
+    admin.wait_for_url(re.compile(r"/ui/users/new-link$"))
+    expect(admin.locator("h1")).to_have_text("Password of cps_reset reset")
+    link = admin.locator("#enrol-link").inner_text().strip()
+    w.assert_no_csp_violations()
+    person = open_page().page
+    sign_in(person, store.url, "cps_reset")
+    expect(person.locator("#signin-error")).to_have_text(REFUSED)  # the old password is gone
+    person.goto(link)
+    person.fill("#enrol-password", "cps reset passphrase")
+    person.fill("#enrol-repeat", "cps reset passphrase")
+    person.get_by_role("button", name="Set my password").click()
+    sign_in(person, store.url, "cps_reset", "cps reset passphrase")
+    person.wait_for_url(re.compile(r"/ui/cases$"))
+
+    auditor = open_page().page
+    sign_in(auditor, store.url, "aud_white")
+    assert "Alerts" in nav_links(auditor)
+    auditor.goto(store.url + "/ui/alerts")
+    expect(auditor.locator("h1")).to_have_text("Alerts")
+    expect(auditor.locator("tr[data-type='user.reset']").first).to_contain_text("cps_reset")
+    expect(auditor.locator("tr[data-type='user.enrolled']").first).to_contain_text("cps_reset")
+    response = admin.goto(store.url + "/ui/alerts")
+    assert response is not None and response.status == 403
+
+
+def test_a_user_changes_their_password_and_turns_on_two_factor_with_a_qr_code(
+        store: Store, open_page) -> None:
+    from evidence import identity
+
+    create_user(store.ctx.ledger, "eo_totp", "evidence_officer", PASSWORD)
+    w = open_page()
+    page = w.page
+    sign_in(page, store.url, "eo_totp")
+    page.locator("a.who__name").click()
+    page.wait_for_url(re.compile(r"/ui/account$"))
+    page.fill("#pw-current", "not my password")
+    page.fill("#pw-new", "my changed passphrase")
+    page.fill("#pw-repeat", "my changed passphrase")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.locator("#password-error")).to_have_text("The current password is not right.")
+    page.fill("#pw-current", PASSWORD)
+    page.fill("#pw-new", "my changed passphrase")
+    page.fill("#pw-repeat", "my changed passphrase")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.locator(".flash--ok")).to_contain_text("Password changed")  # still signed in
+
+    page.get_by_role("button", name="Set up two-factor sign-in").click()
+    qr = page.locator("#totp-qr")
+    expect(qr).to_be_visible()
+    assert qr.get_attribute("src").startswith("data:image/svg+xml;base64,")
+    assert page.evaluate("document.querySelector('#totp-qr').naturalWidth") > 0  # it renders
+    secret = page.locator("#totp-secret").inner_text().strip()
+    page.fill("#totp-code", identity.totp_code(secret, identity.totp_step(dt.datetime.now(dt.UTC))))
+    page.get_by_role("button", name="Turn on two-factor sign-in").click()
+    page.wait_for_url(re.compile(r"/ui/account/recovery-codes$"))
+    codes = page.locator("#recovery-codes li").all_inner_texts()
+    assert len(codes) == 10
+    page.reload()
+    expect(page.locator("h1")).to_have_text("No codes to show")
+    screenshot(page, "ui-account-desktop.png")
+    w.assert_no_csp_violations()
+    # Sign-in now needs a code; a recovery code does, once.
+    other = open_page().page
+    sign_in(other, store.url, "eo_totp", "my changed passphrase")
+    expect(other.locator("#signin-error")).to_have_text(REFUSED)
+    other.goto(store.url + "/ui/login")
+    other.fill("#username", "eo_totp")
+    other.fill("#password", "my changed passphrase")
+    other.fill("#totp", codes[0])
+    other.check("#acknowledge")
+    other.get_by_role("button", name="Sign in").click()
+    other.wait_for_url(re.compile(r"/ui/clips$"))
 
 
 def test_admin_creates_a_device_and_sees_its_key_once(store: Store, open_page) -> None:
@@ -697,7 +823,7 @@ def test_admin_grants_an_auditor_a_clip_which_the_auditor_can_then_play(
     expect(admin.locator("#g-target-id")).to_have_value(store.other)
     admin.fill("#g-ends", (today + dt.timedelta(days=7)).isoformat())
     admin.get_by_role("button", name="Grant access").click()
-    expect(admin.locator(".flash--ok")).to_contain_text("aud_grey may play the footage of clip")
+    expect(admin.locator(".flash--ok")).to_contain_text("it opens nothing until another administrator approves it")
     grant = admin.locator("tr[data-grant]", has_text="aud_grey")
     expect(grant).to_contain_text("Complaint 2024/117")
     expect(grant).to_contain_text((today + dt.timedelta(days=7)).isoformat() + " 00:00")
@@ -706,9 +832,15 @@ def test_admin_grants_an_auditor_a_clip_which_the_auditor_can_then_play(
     screenshot(admin, "ui-grants-desktop.png")
     w.assert_no_csp_violations()
 
-    # The auditor now gets the reason prompt and the player for that clip, and only that one.
+    # Until a second administrator approves, the auditor cannot play it.
     auditor = open_page().page
     sign_in(auditor, store.url, "aud_grey")
+    assert auditor.request.get(f"{store.url}/ui/clips/{store.other}/stream?reason=audit").status == 403
+    second = open_page().page
+    sign_in(second, store.url, "adm_grey")
+    approve_in_ui(second, store.url, "aud_grey", "grant")
+
+    # The auditor now gets the reason prompt and the player for that clip, and only that one.
     auditor.goto(f"{store.url}/ui/clips/{store.other}")
     auditor.select_option("#reason", "audit")
     auditor.get_by_role("button", name="Record reason and play").click()
@@ -758,5 +890,7 @@ def test_every_ui_route_has_a_gate_and_every_post_checks_csrf(tmp_path: Path) ->
         deps = list(calls(route.dependant))
         gates = [d for d in deps if d is public or hasattr(d, "action")]
         assert len(gates) == 1, f"{route.path} declares {len(gates)} gates"
-        if "POST" in route.methods and route.path != "/ui/login":
+        # The sign-in and enrolment forms come before any session: they carry a
+        # double-submit nonce instead (api/ui/session.py, api/ui/account.py).
+        if "POST" in route.methods and route.path not in ("/ui/login", "/ui/enrol/{token}"):
             assert csrf_protect in deps, f"POST {route.path} does not check the CSRF token"

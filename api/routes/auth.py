@@ -41,7 +41,8 @@ def token(
     username: Annotated[str, Form(min_length=1, max_length=100)],
     password: Annotated[str, Form(min_length=1, max_length=1024)],
     totp: Annotated[str | None, Form(
-        max_length=16, description="the 6-digit code, for accounts with two-factor sign-in")] = None,
+        max_length=32, description="the 6-digit code, or a one-time recovery code, for "
+                                   "accounts with two-factor sign-in")] = None,
     grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
     _: None = Depends(public),  # the sign-in form itself: rate-limited and audited
 ) -> JSONResponse:

@@ -2,11 +2,15 @@
 route parses the form, calls the service the JSON API calls (api/routes/admin.py,
 api/routes/audit.py) and renders; the services and the policy decide, not these routes.
 
-A refused form (a name taken, a password too short, disabling yourself) is answered with
-the same page, the service's message beside the form and what was typed kept (never the
-password); a change that worked is a redirect with a message (POST-redirect-GET).
-A new device's key is shown once: it crosses the redirect sealed to this session
-(`session.put_once`) and is gone when the page has been shown.
+A refused form (a name or officer id taken, disabling yourself) is answered with the same
+page, the service's message beside the form and what was typed kept; a change that worked
+is a redirect with a message (POST-redirect-GET).
+A new device's key, and a new or reset account's enrolment link, is shown once: it crosses
+the redirect sealed to this session (`session.put_once`) and is gone when the page has been
+shown. Administrators never type a password for anyone (docs/accounts.md).
+
+The two-person rule's page (/ui/approvals) lists what waits for a second administrator;
+the auditors' alerts page (/ui/alerts) lists every account change from the ledger.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import json
 from typing import Annotated, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
 
 from api.gates import ui_gate
@@ -25,16 +29,18 @@ from api.ui.render import ROLE_LABELS, UIRoute, render, see_other
 from api.ui.session import csrf_protect
 from evidence import audit, clock
 from evidence.access import Principal
+from evidence.accounts import alerts, approvals
 from evidence.accounts import service as accounts
 from evidence.accounts.models import DeviceKind, Role
-from evidence.accounts.service import MIN_PASSWORD
 from evidence.context import Context
 from evidence.errors import Conflict, InvalidInput, NotFound
+from evidence.types import MAX_BIGINT
 
 router = APIRouter(prefix="/ui", route_class=UIRoute, include_in_schema=False)
 
 CSRF = Depends(csrf_protect)
 NEW_KEY_PAGE = "/ui/devices/new-key"
+NEW_LINK_PAGE = "/ui/users/new-link"
 GRANT_DAYS = 90  # as evidence.audit.grant_footage allows
 
 
@@ -54,7 +60,7 @@ def _users_page(request: Request, principal: Principal, *, status: int = 200,
                 row_error: tuple[str, str] | None = None) -> Response:
     return render(request, "users.html", status=status,
                   users=accounts.list_users(_ctx(request).ledger, principal),
-                  roles=[r.value for r in Role], min_password=MIN_PASSWORD,
+                  roles=[r.value for r in Role], needs_approval=approvals.NEEDS_APPROVAL,
                   error=error, form=form or {}, row_error=row_error)
 
 
@@ -69,19 +75,63 @@ def create_user(request: Request,
                 username: Annotated[str, Form(max_length=100)] = "",
                 role: Annotated[str, Form(max_length=32)] = "",
                 officer_id: Annotated[str, Form(max_length=64)] = "",
-                password: Annotated[str, Form(max_length=1024)] = "",
                 principal: Principal = Depends(ui_gate("users.manage")),
                 _: None = CSRF) -> Response:
+    """No password field: the new person chooses theirs through the enrolment link shown
+    next, once."""
+    ctx = _ctx(request)
     username, officer_id = username.strip(), officer_id.strip()
     try:
-        user = accounts.create_user(_ctx(request).ledger, username, role, password,
-                                    officer_id=officer_id or None, actor=principal.actor)
+        new = accounts.invite_user(ctx.ledger, ctx.settings, username, role,
+                                   officer_id=officer_id or None, by=principal)
     except (InvalidInput, Conflict) as exc:
         form = {"username": username, "role": role, "officer_id": officer_id}
         return _users_page(request, principal, status=exc.status, error=str(exc), form=form)
-    return see_other(request, _users_url(f"user-{user.username}"),
-                     ok=f"User {user.username} created. Give them the password in person; "
-                        f"they sign in at /ui/login.")
+    return _show_link(request, new, "new")
+
+
+def _show_link(request: Request, new: accounts.NewAccount, purpose: str) -> Response:
+    response = see_other(request, NEW_LINK_PAGE)
+    shown = {"username": new.user["username"], "url": new.enrolment_url,
+             "expires_at": new.expires_at, "pending": new.pending, "purpose": purpose}
+    ui_session.put_once(request, response, NEW_LINK_PAGE, json.dumps(shown).encode())
+    return response
+
+
+@router.get("/users/new-link")
+def new_enrolment_link(request: Request,
+                       principal: Principal = Depends(ui_gate("users.manage"))) -> Response:
+    """The enrolment link of the account just created or reset, this once (only its hash
+    is kept)."""
+    sealed = ui_session.take_once(request)
+    response = render(request, "enrol_link.html", new=json.loads(sealed) if sealed else None)
+    ui_session.clear_once(request, response, NEW_LINK_PAGE)
+    return response
+
+
+@router.post("/users/{username}/unlock")
+def unlock_user(username: str, request: Request,
+                principal: Principal = Depends(ui_gate("users.manage")),
+                _: None = CSRF) -> Response:
+    try:
+        accounts.unlock_user(_ctx(request).ledger, principal, username)
+    except NotFound as exc:
+        return _users_page(request, principal, status=exc.status, error=str(exc))
+    return see_other(request, _users_url(f"user-{username}"), ok=f"{username} unlocked.")
+
+
+@router.post("/users/{username}/reset")
+def reset_user(username: str, request: Request,
+               clear_totp: Annotated[str, Form(max_length=10)] = "",
+               principal: Principal = Depends(ui_gate("users.manage")),
+               _: None = CSRF) -> Response:
+    ctx = _ctx(request)
+    try:
+        new = accounts.force_reset(ctx.ledger, ctx.settings, principal, username,
+                                   clear_totp=clear_totp == "yes")
+    except (InvalidInput, Conflict) as exc:
+        return _users_page(request, principal, status=exc.status, row_error=(username, str(exc)))
+    return _show_link(request, new, "reset")
 
 
 def _change_user(request: Request, principal: Principal, username: str, *,
@@ -93,6 +143,9 @@ def _change_user(request: Request, principal: Principal, username: str, *,
         return _users_page(request, principal, status=exc.status, row_error=(username, str(exc)))
     if disabled is not None:
         done = "disabled: they are signed out at their next click" if disabled else "enabled"
+    elif role in approvals.NEEDS_APPROVAL:
+        done = (f"will have the role {ROLE_LABELS.get(role or '', role)} once another "
+                "administrator approves it (Approvals)")
     else:
         done = f"now has the role {ROLE_LABELS.get(role or '', role)}"
     return see_other(request, _users_url(f"user-{username}"), ok=f"{username} {done}.")
@@ -222,8 +275,9 @@ def create_grant(request: Request,
     except (InvalidInput, NotFound) as exc:
         return again(str(exc), exc.status)
     return see_other(request, "/ui/grants#active",
-                     ok=f"{grant['username']} may play the footage of {target} {target_id} "
-                        f"until {expires:%Y-%m-%d} 00:00 UTC.")
+                     ok=f"Grant for {grant['username']} to play the footage of {target} "
+                        f"{target_id} until {expires:%Y-%m-%d} 00:00 UTC asked for: it opens "
+                        "nothing until another administrator approves it (Approvals).")
 
 
 @router.post("/grants/{grant_id}/revoke")
@@ -235,3 +289,40 @@ def revoke_grant(grant_id: str, request: Request,
     except (Conflict, NotFound) as exc:
         return see_other(request, "/ui/grants#active", error=str(exc))
     return see_other(request, "/ui/grants#active", ok="Grant revoked: the auditor can no longer play that footage.")
+
+
+# -- the two-person rule -------------------------------------------------------------------------
+
+
+@router.get("/approvals")
+def approvals_page(request: Request,
+                   principal: Principal = Depends(ui_gate("accounts.approve"))) -> Response:
+    return render(request, "approvals.html",
+                  items=approvals.list_pending(_ctx(request), principal))
+
+
+@router.post("/approvals/{request_id}")
+def decide(request_id: str, request: Request,
+           decision: Annotated[Literal["approve", "refuse"], Form()],
+           principal: Principal = Depends(ui_gate("accounts.approve")),
+           _: None = CSRF) -> Response:
+    try:
+        done = approvals.decide(_ctx(request), principal, request_id,
+                                approve=decision == "approve")
+    except (Conflict, NotFound) as exc:
+        return see_other(request, "/ui/approvals", error=str(exc))
+    what = {"account": "account", "role": "role change", "grant": "footage grant"}[done["kind"]]
+    return see_other(request, "/ui/approvals",
+                     ok=f"The {what} for {done['username']} was {done['state']}.")
+
+
+# -- the auditors' alerts ----------------------------------------------------------------------------
+
+
+@router.get("/alerts")
+def alerts_page(request: Request,
+                before: Annotated[int | None, Query(ge=0, le=MAX_BIGINT)] = None,
+                principal: Principal = Depends(ui_gate("audit.read"))) -> Response:
+    items = alerts.list_alerts(_ctx(request), principal, limit=100, before=before)
+    return render(request, "alerts.html", items=items,
+                  older=items[-1]["index"] if len(items) == 100 else None)

@@ -113,7 +113,7 @@ def login(
     request: Request,
     username: Annotated[str, Form(max_length=100)] = "",
     password: Annotated[str, Form(max_length=1024)] = "",
-    totp: Annotated[str, Form(max_length=16)] = "",
+    totp: Annotated[str, Form(max_length=32)] = "",  # a code, or a recovery code
     acknowledge: Annotated[str, Form(max_length=10)] = "",
     nonce: Annotated[str, Form(max_length=200)] = "",
     next: Annotated[str, Form(max_length=2000)] = "",
