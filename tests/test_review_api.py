@@ -18,6 +18,7 @@ from tests.fixtures.api import running_api
 from tests.fixtures.ingest import Dock
 from tests.fixtures.media import SIDECAR
 from tests.fixtures.people import Force, make_force
+from tests.fixtures.people import approve_pending
 
 
 @pytest.fixture
@@ -122,6 +123,9 @@ def test_auditor_plays_footage_only_with_an_explicit_grant(force) -> None:
             "expires_at": expires}
     assert f.http.post("/api/v1/grants", headers=f.as_("eo_brown"), json=body).status_code == 403
     assert f.http.post("/api/v1/grants", headers=f.as_("adm_black"), json=body).status_code == 201
+    # It opens nothing until a second administrator approves it (docs/accounts.md).
+    assert f.http.get(url, headers=f.as_("aud_white"), params=params).status_code == 403
+    assert approve_pending(ctx) == 1
     assert f.http.get(url, headers=f.as_("aud_white"), params=params).status_code == 200
     assert entries(ctx, "grant.created")[0]["grantee"] == "aud_white"
     # Admins manage, they do not watch.
