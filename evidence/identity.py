@@ -721,6 +721,13 @@ def _write_provisioned(
 ) -> User:
     with ctx.db.write_session() as s:
         user = s.scalar(select(User).where(User.username == username).with_for_update())
+        if officer_id is not None and s.scalar(select(User.id).where(
+                User.officer_id == officer_id, User.username != username)) is not None:
+            # Officer ids are unique (docs/accounts.md): another account's id would open
+            # that officer's clips to this person.
+            raise AccessDenied(
+                f"the officer id {officer_id!r} from the identity provider already belongs to "
+                "another account here: an admin must resolve it")
         if user is None:
             user = User(
                 username=username, role=role.value, officer_id=officer_id, password_hash=marker,

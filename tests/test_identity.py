@@ -757,3 +757,15 @@ def test_two_processes_racing_with_one_code_let_exactly_one_in(tmp_path: Path, d
     for t in threads:
         t.join()
     assert sorted(results) == [False, False, False, True]
+
+
+def test_an_idp_officer_id_held_by_another_account_is_refused_not_shared(
+        oidc: Context, idp: IdentityProvider) -> None:
+    """Officer ids are unique: an IdP that names another account's collar number gets a
+    clear refusal, never a second account seeing that officer's clips."""
+    add_user(oidc, "pc_local", "officer", officer_id="4711")
+    token = idp.token()
+    with pytest.raises(AccessDenied, match="officer id .4711."):
+        identity.principal_from_token(oidc, token)
+    with oidc.db.session() as s:
+        assert s.scalar(select(User).where(User.officer_id == "4711")).username == "pc_local"
