@@ -7,12 +7,12 @@ import datetime as dt
 import json
 from typing import Any
 
-from sqlalchemy import false, select
+from sqlalchemy import false, select, update
 from sqlalchemy.orm import aliased
 
 from evidence import clock
 from evidence.access import Principal, require
-from evidence.accounts.models import Role, User
+from evidence.accounts.models import AccountRequest, Role, User
 from evidence.cases.models import AccessGrant, Case
 from evidence.clips.models import Clip
 from evidence.context import Context
@@ -92,6 +92,10 @@ def revoke_grant(ctx: Context, principal: Principal, grant_id: str) -> None:
         if grant.revoked_at is not None or grant.expires_at <= clock.now():
             raise Conflict(f"grant {grant_id} has already ended")
         grant.revoked_at = clock.now()
+        # A grant ended before its approval leaves nothing for the second person to decide.
+        s.execute(update(AccountRequest).where(
+            AccountRequest.grant_id == grant.id, AccountRequest.state == "pending",
+        ).values(state="withdrawn", decided_at=clock.now()))
         ctx.ledger.append_in(s, "grant.revoked", actor=principal.actor,
                              subject=_grant_subject(grant, principal))
 

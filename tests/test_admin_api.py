@@ -304,6 +304,10 @@ def test_a_footage_grant_opens_nothing_until_a_second_admin_approves(admin, clip
     assert f.http.post(f"/api/v1/approvals/{item['id']}/refuse", headers=f.as_("adm_black")).status_code == 200
     grants = audit.list_grants(ctx, _principal(ctx, "adm_black"))
     assert [(g["reason"], g["pending"]) for g in grants] == [("complaint 2024/7", False)]
+    # A grant revoked while it waits leaves nothing to approve.
+    r = f.http.post("/api/v1/grants", headers=f.as_("adm_black"), json={**body, "reason": "third look"})
+    assert f.http.delete(f"/api/v1/grants/{r.json()['id']}", headers=f.as_("adm_black")).status_code == 204
+    assert f.http.get("/api/v1/approvals", headers=f.as_("adm_grey")).json()["items"] == []
 
 
 @pytest.mark.parametrize("field", ["clip_id", "case_id"])
