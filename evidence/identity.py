@@ -431,6 +431,20 @@ def _count_failure(
     _refuse(state, source_ip, at, reason, user.username if user else user_id)
 
 
+def count_wrong_password(ctx: Context, user_id: str, source_ip: str) -> None:
+    """A wrong password given outside the sign-in form (changing one's own): it counts
+    against the account's lock-out exactly as a failed sign-in does."""
+    try:
+        _count_failure(ctx, _state(ctx), user_id, source_ip, clock.now(), "bad_password")
+    except NotAuthenticated:
+        pass
+
+
+def has_local_password(user: User | None) -> bool:
+    """True for an account that signs in with a password held here (not the IdP's)."""
+    return _has_local_password(user)
+
+
 def _record_success(ctx: Context, user_id: str, source_ip: str, method: str) -> None:
     with ctx.db.write_session() as s:
         user = s.scalar(select(User).where(User.id == user_id).with_for_update())

@@ -316,7 +316,7 @@ def decide(request_id: str, request: Request,
                      ok=f"The {what} for {done['username']} was {done['state']}.")
 
 
-# -- the auditors' alerts ----------------------------------------------------------------------------
+# -- the auditors' alerts --------------------------------------------------------------------
 
 
 @router.get("/alerts")

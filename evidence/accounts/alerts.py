@@ -23,7 +23,7 @@ from evidence.ledger.models import LedgerEntry
 ALERT_TYPES = (
     "user.created", "user.provisioned", "user.updated", "user.reset", "user.unlocked",
     "user.enrolment_issued", "user.enrolled", "user.password_changed", "user.totp_enabled",
-    "user.totp_disabled", "user.recovery_codes_issued",
+    "user.recovery_codes_issued",
     "approval.requested", "approval.approved", "approval.refused",
     "grant.created", "grant.revoked",
 )

@@ -29,13 +29,12 @@ from evidence import clock
 from evidence.access import Principal, require
 from evidence.accounts.models import RecoveryCode, User
 from evidence.context import Context
-from evidence.errors import InvalidInput, NotAuthenticated
+from evidence.errors import InvalidInput
 from evidence.identity import (
     IssuedToken,
-    _count_failure,
-    _has_local_password,
-    _state,
     claim_totp_step,
+    count_wrong_password,
+    has_local_password,
     issue_token,
     matching_totp_step,
     new_totp_secret,
@@ -55,7 +54,7 @@ class TotpStart:
 
 def _local_user(s, principal: Principal) -> User:  # type: ignore[no-untyped-def]
     user = s.get(User, principal.user_id)
-    if user is None or not _has_local_password(user):
+    if user is None or not has_local_password(user):
         raise InvalidInput("you sign in through the identity provider: manage your password "
                            "and two-factor sign-in there")
     return user
@@ -72,11 +71,7 @@ def change_password(
         user = _local_user(s, principal)
         password_hash = user.password_hash
     if not check_password(password_hash, current):
-        try:
-            _count_failure(ctx, _state(ctx), principal.user_id, source_ip[:64], clock.now(),
-                           "bad_password")
-        except NotAuthenticated:
-            pass
+        count_wrong_password(ctx, principal.user_id, source_ip[:64])
         raise InvalidInput("the current password is not right")
     check_new_password(new, username=principal.username)
     if new == current:

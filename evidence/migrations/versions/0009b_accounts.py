@@ -49,7 +49,8 @@ def upgrade() -> None:
     with op.batch_alter_table('access_grants') as batch_op:
         batch_op.add_column(sa.Column('approved_by', sa.String(length=36), nullable=True))
         batch_op.add_column(sa.Column('approved_at', UTCDateTime(), nullable=True))
-        batch_op.create_foreign_key('fk_access_grants_approved_by', 'users', ['approved_by'], ['id'])
+        batch_op.create_foreign_key('fk_access_grants_approved_by', 'users',
+                                    ['approved_by'], ['id'])
     op.execute("UPDATE access_grants SET approved_by = granted_by, approved_at = created_at")
 
     op.create_table('account_requests',
