@@ -415,3 +415,27 @@ def test_the_migration_stops_on_shared_officer_ids_and_names_them(
         assert approved == {True}  # accounts already in use stay in force
     finally:
         db.dispose()
+
+
+def test_the_enrolment_form_needs_its_own_nonce_so_another_site_cannot_post_it(admin) -> None:
+    """The page is public (the token is the credential) and has no session to bind a CSRF
+    token to: it carries the sign-in form's double-submit nonce instead."""
+    f, ctx = admin
+    r = f.http.post("/api/v1/users", headers=f.as_("adm_black"), json={"username": "cps_x", "role": "cps"})
+    path = "/ui/enrol/" + enrol_token(r.json()["enrolment_url"])
+    with httpx.Client(base_url=str(f.http.base_url), timeout=30) as browser:
+        page = browser.get(path)
+        assert page.status_code == 200 and "Welcome, cps_x" in page.text
+        form = {"password": "chosen by an attacker", "repeat": "chosen by an attacker"}
+        forged = browser.post(path, data={**form, "nonce": "guessed"})
+        assert forged.status_code == 400
+        cross = browser.post(path, data={**form, "nonce": browser.cookies.get("evidence_ui_login")},
+                             headers={"Sec-Fetch-Site": "cross-site"})
+        assert cross.status_code == 403
+        with ctx.db.session() as s:
+            assert s.scalar(select(User.password_hash).where(User.username == "cps_x")) == "!enrol"
+        good = browser.post(path, data={"password": "cps x own password", "repeat": "cps x own password",
+                                         "nonce": browser.cookies.get("evidence_ui_login")})
+        assert good.status_code == 303
+    login(f.http, "cps_x", "cps x own password")
+    assert f.http.get(path).status_code == 404
