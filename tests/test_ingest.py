@@ -97,9 +97,9 @@ def test_docking_the_same_bytes_again_is_one_clip_and_a_ledger_entry(
     process_upload(ctx, first["id"])
     again = dock.declare(clip_1080p)
     assert again.status_code == 200
-    assert again.json()["state"] == "exists" and again.json()["clip_id"] == first["clip_id"]
-    types = [e["type"] for e in entries_about(ctx, f"clip:{first['clip_id']}")]
-    assert types[-1] == "clip.docked_again"
+    assert again.json()["state"] == "exists" and "clip_id" not in again.json()
+    types = [e["type"] for e in entries_about(ctx, f"upload:{again.json()['id']}")]
+    assert types == ["upload.duplicate"]
     with ctx.db.session() as s:
         assert len(s.scalars(select(Clip)).all()) == 1
 

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import re
 import tempfile
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from evidence import clock, media
 from evidence.retention import service as retention
@@ -86,17 +88,8 @@ def declare_upload(
     sha256 = sha256.lower()
     with ctx.db.write_session() as s:
         clip = s.scalar(select(Clip).where(Clip.sha256 == sha256))
-        if clip is not None and clip.state != ClipState.rejected:
-            upload = _new_upload(device, sha256, size, filename, metadata, UploadState.duplicate)
-            upload.clip_id = clip.id
-            s.add(upload)
-            s.flush()
-            ctx.ledger.append_in(
-                s, "clip.docked_again", actor=_device_actor(device),
-                subject={"clip": clip.id, "upload": upload.id, "device": device.id},
-                sha256=sha256, size=size, filename=filename,
-            )
-            return Declared(upload.id, UploadState.duplicate.value, clip_id=clip.id)
+        if clip is not None and clip.state in VOUCHED:
+            return _duplicate(ctx, s, device, clip, sha256, size, filename)
         upload = s.scalar(
             select(Upload).where(
                 Upload.device_id == device.id, Upload.sha256 == sha256,
@@ -112,10 +105,48 @@ def declare_upload(
             ctx.ledger.append_in(
                 s, "upload.declared", actor=_device_actor(device),
                 subject={"upload": upload.id, "device": device.id},
-                sha256=sha256, size=size, filename=filename, sidecar=metadata or {},
+                sha256=sha256, size=size, filename=ledger_text(filename, MAX_FILENAME),
+                sidecar=metadata or {},
             )
         parts = _part_urls(ctx, upload)
         return Declared(upload.id, UploadState.pending.value, part_size=upload.part_size, parts=parts)
+
+
+VOUCHED = frozenset({ClipState.stored, ClipState.ready, ClipState.unplayable, ClipState.disposed})
+"""Clip states whose original was verified and promoted: only these answer "exists". A clip
+still verifying (some upload's bytes not yet re-hashed) or rejected satisfies nobody, or a
+device that lied about a hash could make an honest dock drop the real clip. Disposed counts:
+the store judged those bytes and let them go under policy; a dock may not bring them back."""
+
+
+def _duplicate(
+    ctx: Context, s: Session, device: Device, clip: Clip, sha256: str, size: int, filename: str,
+) -> Declared:
+    """These bytes are stored. The device learns that, and nothing else: not the clip's id
+    (knowing a hash must not open a clip) and it writes nothing into the clip's timeline.
+    The entry goes to the device's and the upload's own record, as a claim, not a fact."""
+    if size != clip.size:
+        raise Conflict(
+            f"a clip with this sha256 is stored with another size than {size} bytes: "
+            "hash and size must both be the file's"
+        )
+    upload = _new_upload(device, sha256, size, filename, None, UploadState.duplicate)
+    s.add(upload)
+    s.flush()
+    ctx.ledger.append_in(
+        s, "upload.duplicate", actor=_device_actor(device),
+        subject={"upload": upload.id, "device": device.id},
+        sha256=sha256, size=size, filename=ledger_text(filename, MAX_FILENAME),
+    )
+    return Declared(upload.id, UploadState.duplicate.value)
+
+
+def ledger_text(value: str, limit: int) -> str:
+    """A client's string as the permanent ledger keeps it: NFC, without control or format
+    characters (bidi overrides would make a name read differently than it is), bounded."""
+    value = unicodedata.normalize("NFC", value)
+    kept = "".join(c if unicodedata.category(c)[0] != "C" else "\ufffd" for c in value)
+    return kept[:limit]
 
 
 def _new_upload(
@@ -166,6 +197,17 @@ def _own_upload(ctx: Context, device: Device, upload_id: str) -> Upload:
 
 def get_upload(ctx: Context, device: Device, upload_id: str) -> Upload:
     return _own_upload(ctx, device, upload_id)
+
+
+def visible_clip_id(ctx: Context, upload: Upload) -> str | None:
+    """The clip id a device may learn for its upload: once its own bytes were verified, or
+    for the clip its upload created. Completing junk under another clip's hash teaches
+    nothing."""
+    if upload.clip_id is None or upload.state == UploadState.stored:
+        return upload.clip_id
+    with ctx.db.session() as s:
+        made_by = s.scalar(select(Clip.device_id).where(Clip.id == upload.clip_id))
+    return upload.clip_id if made_by == upload.device_id else None
 
 
 @dataclass(frozen=True)
@@ -283,10 +325,15 @@ def process_upload(
     with _local_copy(ctx, upload, clip) as (path, actual):
         if actual != upload.sha256:
             return _reject(ctx, upload, path, actual)
-        if clip.state == ClipState.verifying:
+        # Verified on this upload's own bytes. A clip another upload left rejected (a device
+        # that lied about this hash) is the clip these bytes prove: promote them.
+        if clip.state in (ClipState.verifying, ClipState.rejected):
             ctx.store.promote(upload.incoming_key, upload.sha256)
             facts = media.probe(path)
             _record_ingest(ctx, upload, facts)
+        else:
+            # Stored already by another upload of the same bytes: keep no second copy.
+            ctx.store.delete(upload.incoming_key)
         retention.lock_original(ctx, upload.clip_id)  # type: ignore[arg-type]
         _make_derivatives(ctx, upload.clip_id, path, upload.sha256, report)  # type: ignore[arg-type]
     _finish(ctx, upload.id)
@@ -355,7 +402,7 @@ def _reject(ctx: Context, upload: Upload, copy: Path, actual: str) -> str:
         u.state = UploadState.rejected.value
         u.error = f"declared sha256 {upload.sha256} but the bytes hash to {actual}"
         clip = s.get(Clip, u.clip_id)
-        if clip is not None and clip.state == ClipState.verifying:
+        if clip is not None and clip.state == ClipState.verifying and not _others_pending(s, u):
             clip.state = ClipState.rejected.value
         ctx.ledger.append_in(
             s, "upload.rejected", actor=WORKER,
@@ -366,11 +413,22 @@ def _reject(ctx: Context, upload: Upload, copy: Path, actual: str) -> str:
     return UploadState.rejected.value
 
 
+def _others_pending(s: Session, upload: Upload) -> bool:
+    """Another upload of the same clip still waits to be verified: one liar's bytes must not
+    reject the clip while an honest upload of it is in flight."""
+    return s.scalar(
+        select(func.count()).select_from(Upload).where(
+            Upload.clip_id == upload.clip_id, Upload.id != upload.id,
+            Upload.state == UploadState.processing,
+        )
+    ) > 0
+
+
 def _record_ingest(ctx: Context, upload: Upload, facts: media.MediaFacts) -> None:
     with ctx.db.write_session() as s:
         clip = s.get(Clip, upload.clip_id)
         assert clip is not None
-        if clip.state != ClipState.verifying:
+        if clip.state not in (ClipState.verifying, ClipState.rejected):
             return  # another worker got here first
         clip.state = (ClipState.stored if facts.playable else ClipState.unplayable).value
         clip.duration_ms = facts.duration_ms
