@@ -144,3 +144,82 @@ def test_declaring_a_known_hash_reveals_no_clip_id_and_writes_nothing_into_its_t
     assert wrong_size.status_code == 409
     assert wrong_size.headers["content-type"] == "application/problem+json"
     assert entries(ctx, f"clip:{done['clip_id']}") == before
+
+
+# -- sidecars ---------------------------------------------------------------------------------
+
+HOSTILE_SIDECARS = {
+    "NaN": '{"officer_id": "4711", "x": NaN}',
+    "Infinity": '{"x": Infinity}',
+    "-Infinity": '{"x": -Infinity}',
+    "1e400": '{"x": 1e400}',
+    "beyond 2^53": '{"x": 9007199254740993}',
+    "beyond 2^64": '{"x": 18446744073709551617}',
+    "lone surrogate": '{"x": "\\ud800"}',
+    "lone surrogate key": '{"\\udfff": 1}',
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_SIDECARS))
+def test_a_sidecar_the_canonical_form_cannot_hold_is_kept_as_a_file_and_the_clip_proceeds(
+    two_docks, clip_1080p: ClipFile, name: str
+) -> None:
+    dock, _, ctx = two_docks
+    raw = HOSTILE_SIDECARS[name]
+    body = ('{"sha256": "%s", "size": %d, "filename": "a.mp4", "metadata": %s}'
+            % (clip_1080p.sha256, clip_1080p.size, raw))
+    r = dock.http.post("/api/v1/uploads", content=body.encode(),
+                       headers={**dock.headers, "Content-Type": "application/json"})
+    assert r.status_code == 201, r.text
+    declared = r.json()
+    (entry,) = entries(ctx, f"upload:{declared['id']}")
+    kept = entry["sidecar"]["sidecar_file"]
+    assert "canonical JSON" in entry["sidecar"]["sidecar_error"]
+    stored = b"".join(ctx.store.open(kept["key"]))
+    assert kept["sha256"] == ctx.store.stat(kept["key"]).sha256
+    assert json.loads(stored) == json.loads(raw) or name in ("NaN",), "kept as sent"
+    dock.send(clip_1080p, declared)
+    done = dock.complete(declared["id"])
+    assert done.status_code == 202, done.text
+    assert process_upload(ctx, declared["id"]) == "stored"
+
+
+def test_a_huge_sidecar_does_not_enter_the_ledger(two_docks, clip_1080p: ClipFile) -> None:
+    dock, _, ctx = two_docks
+    huge = {"officer_id": "4711", "padding": "x" * (10 * 1024 * 1024)}
+    r = dock.http.post("/api/v1/uploads", headers=dock.headers, json={
+        "sha256": clip_1080p.sha256, "size": clip_1080p.size, "filename": "a.mp4",
+        "metadata": huge})
+    assert r.status_code == 201, r.text
+    (_, raw_entry), = ctx.ledger.entries_about(f"upload:{r.json()['id']}")
+    assert len(raw_entry) < 2048, "the permanent entry stays small"
+    kept = json.loads(raw_entry)["sidecar"]["sidecar_file"]
+    assert kept["size"] > 10 * 1024 * 1024 and ctx.store.stat(kept["key"]).size == kept["size"]
+
+
+def test_control_characters_in_a_sidecar_never_hold_the_clip_back(
+    two_docks, clip_1080p: ClipFile
+) -> None:
+    dock, _, ctx = two_docks
+    sidecar = {"officer_id": "47\u000011", "camera_serial": "CAM\u202e1"}
+    r = dock.http.post("/api/v1/uploads", headers=dock.headers, json={
+        "sha256": clip_1080p.sha256, "size": clip_1080p.size, "filename": "a.mp4",
+        "metadata": sidecar})
+    assert r.status_code == 201, r.text
+    dock.send(clip_1080p, r.json())
+    done = dock.complete(r.json()["id"])
+    assert done.status_code == 202, done.text
+    with ctx.db.session() as s:
+        clip = s.get(Clip, done.json()["clip_id"])
+    assert "\x00" not in clip.officer_id
+
+
+@pytest.mark.parametrize("filename", ["\ud800.mp4", "a\u0000b.mp4"])
+def test_a_filename_that_cannot_be_stored_is_a_clear_422(
+    two_docks, clip_1080p: ClipFile, filename: str
+) -> None:
+    dock, _, ctx = two_docks
+    body = json.dumps({"sha256": clip_1080p.sha256, "size": clip_1080p.size, "filename": filename})
+    r = dock.http.post("/api/v1/uploads", content=body.encode(),
+                       headers={**dock.headers, "Content-Type": "application/json"})
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"

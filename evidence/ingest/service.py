@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
+import json
 import re
 import tempfile
 import unicodedata
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rfc8785 import CanonicalizationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -32,6 +35,7 @@ from evidence.errors import (
     AccessDenied, Conflict, InvalidInput, NotFound, ObjectNotFound, UploadNotFound,
 )
 from evidence.ingest.models import Upload, UploadState
+from evidence.ledger.entries import canonical
 from evidence.storage import DEFAULT_PART_SIZE, original_key, plan_parts
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -70,9 +74,19 @@ def _check_declaration(sha256: str, size: int, filename: str, metadata: Any) -> 
     name = Path(filename.replace("\\", "/")).name
     if not name or len(name) > MAX_FILENAME:
         raise InvalidInput("filename must be a file name of 1 to 255 characters")
+    if not _storable(name):
+        raise InvalidInput("filename must be UTF-8 text without NUL characters")
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidInput("metadata must be a JSON object (the clip's sidecar)")
     return name
+
+
+def _storable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False  # a lone surrogate
+    return "\x00" not in text
 
 
 def declare_upload(
@@ -86,6 +100,7 @@ def declare_upload(
     """
     filename = _check_declaration(sha256, size, filename, metadata)
     sha256 = sha256.lower()
+    metadata = keepable_sidecar(ctx, metadata)  # before the write lock: it may store a file
     with ctx.db.write_session() as s:
         clip = s.scalar(select(Clip).where(Clip.sha256 == sha256))
         if clip is not None and clip.state in VOUCHED:
@@ -147,6 +162,44 @@ def ledger_text(value: str, limit: int) -> str:
     value = unicodedata.normalize("NFC", value)
     kept = "".join(c if unicodedata.category(c)[0] != "C" else "\ufffd" for c in value)
     return kept[:limit]
+
+
+MAX_SIDECAR_BYTES = 64 * 1024
+"""A sidecar is a few hundred bytes; a bigger one is kept as a file, not in the ledger."""
+
+_NOT_CANONICAL = (
+    "not representable in canonical JSON (a NaN or infinite number, an integer beyond "
+    "2^53, or a lone surrogate)"
+)
+
+
+def keepable_sidecar(ctx: Context, metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The sidecar as the ledger and the database keep it.
+
+    One the ledger's canonical form (RFC 8785) cannot hold, or one larger than
+    MAX_SIDECAR_BYTES, is stored whole as an object (`sidecars/{sha256}.json`, write-once)
+    and replaced by a small record naming it and its hash: nothing is lost, the permanent
+    log stays bounded, and the footage is never held back by its description.
+    """
+    if not metadata:
+        return metadata
+    try:
+        if len(canonical(metadata)) <= MAX_SIDECAR_BYTES:
+            return metadata
+        why = f"larger than {MAX_SIDECAR_BYTES} bytes"
+    except (CanonicalizationError, UnicodeError, RecursionError):
+        why = _NOT_CANONICAL
+    # ensure_ascii writes a lone surrogate as its \u escape and NaN as NaN: the same JSON
+    # text, which UTF-8 could not otherwise hold.
+    raw = json.dumps(metadata, ensure_ascii=True, allow_nan=True).encode("ascii")
+    digest = hashlib.sha256(raw).hexdigest()
+    stored = ctx.store.put(
+        f"sidecars/{digest}.json", io.BytesIO(raw), expected_sha256=digest, write_once=True
+    )
+    return {
+        "sidecar_error": f"the sidecar is {why}; kept as a stored file",
+        "sidecar_file": {"key": stored.key, "sha256": stored.sha256, "size": stored.size},
+    }
 
 
 def _new_upload(
@@ -283,7 +336,8 @@ def _new_clip(upload: Upload) -> Clip:
 
 
 def _text(value: Any) -> str | None:
-    return None if value is None else str(value)[:64]
+    # Control characters (a NUL, which PostgreSQL text cannot hold) must not stop a clip.
+    return None if value is None else ledger_text(str(value), 64)
 
 
 def _when(value: Any) -> dt.datetime | None:
