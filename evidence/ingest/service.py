@@ -32,7 +32,8 @@ from evidence.accounts.models import Device
 from evidence.clips.models import Clip, ClipState, Derivative
 from evidence.context import Context
 from evidence.errors import (
-    AccessDenied, Conflict, InvalidInput, NotFound, ObjectNotFound, UploadNotFound,
+    AccessDenied, Conflict, InvalidInput, NotFound, ObjectNotFound, TooLarge, UploadLimit,
+    UploadNotFound,
 )
 from evidence.ingest.models import Upload, UploadState
 from evidence.ledger.entries import canonical
@@ -112,11 +113,15 @@ def declare_upload(
             )
         )
         if upload is None:
+            _check_limits(ctx, s, device, size)
             upload = _new_upload(device, sha256, size, filename, metadata, UploadState.pending)
             s.add(upload)
             s.flush()
-            if len(plan_parts(size, upload.part_size)) > 1:
-                upload.multipart_id = ctx.store.create_multipart(upload.incoming_key)
+            # Always a multipart upload, even of one part: its URLs die when it is completed,
+            # so no replay can change the bytes the worker is about to verify.
+            upload.multipart_id = ctx.store.create_multipart(upload.incoming_key)
+        else:
+            upload.heartbeat_at = clock.now()  # a sign of life: not abandoned
             ctx.ledger.append_in(
                 s, "upload.declared", actor=_device_actor(device),
                 subject={"upload": upload.id, "device": device.id},
@@ -202,6 +207,30 @@ def keepable_sidecar(ctx: Context, metadata: dict[str, Any] | None) -> dict[str,
     }
 
 
+def _check_limits(ctx: Context, s: Session, device: Device, size: int) -> None:
+    settings = ctx.settings
+    if size > settings.upload_max_clip_bytes:
+        raise TooLarge(
+            f"a clip may have at most {settings.upload_max_clip_bytes} bytes; "
+            f"{size} were declared"
+        )
+    count, pending = s.execute(
+        select(func.count(), func.coalesce(func.sum(Upload.size), 0)).where(
+            Upload.device_id == device.id, Upload.state == UploadState.pending
+        )
+    ).one()
+    if count >= settings.upload_max_pending_per_device:
+        raise UploadLimit(
+            f"this device has {count} uploads pending, the most it may have: complete them "
+            "(run the dock again) before declaring more"
+        )
+    if pending + size > settings.upload_max_pending_bytes_per_device:
+        raise UploadLimit(
+            f"this device has {pending} bytes pending; {size} more would pass its limit of "
+            f"{settings.upload_max_pending_bytes_per_device}: complete those uploads first"
+        )
+
+
 def _new_upload(
     device: Device, sha256: str, size: int, filename: str, metadata: dict[str, Any] | None,
     state: UploadState,
@@ -222,10 +251,18 @@ def _part_urls(ctx: Context, upload: Upload) -> list[PartUrl]:
     if upload.multipart_id is None:
         uploaded = _object_arrived(ctx, upload)
         return [PartUrl(1, 0, upload.size, ctx.store.presign_put(key, expires), uploaded)]
-    held = {p.number: p.size for p in ctx.store.list_parts(key, upload.multipart_id)}
+    try:
+        held = {p.number: p.size for p in ctx.store.list_parts(key, upload.multipart_id)}
+    except UploadNotFound:
+        # Joined by a completion that died before it was recorded: nothing is left to send,
+        # completing again records it. (If the joined object is gone too, start afresh.)
+        if _object_arrived(ctx, upload):
+            return [PartUrl(n, offset, length, "", True) for n, offset, length in plan]
+        upload.multipart_id = ctx.store.create_multipart(key)
+        held = {}
     return [
         PartUrl(n, offset, length,
-                ctx.store.presign_part(key, upload.multipart_id, n, expires),
+                ctx.store.presign_part(key, upload.multipart_id, n, expires, max_size=length),
                 held.get(n) == length)
         for n, offset, length in plan
     ]
@@ -594,3 +631,41 @@ def stalled_uploads(ctx: Context, older_than: dt.timedelta) -> list[str]:
         return list(s.scalars(
             select(Upload.id).where(Upload.state == UploadState.processing, last_sign < cutoff)
         ))
+
+
+def abandon_stale_uploads(ctx: Context, older_than: dt.timedelta | None = None) -> list[str]:
+    """Pending uploads with no sign of life (declared, or declared again) for `older_than`
+    (default: EVIDENCE_UPLOAD_ABANDON_HOURS): their multipart uploads are aborted, so the
+    storage stops keeping parts nobody will complete, and they are marked abandoned with a
+    ledger entry. A dock that comes back later simply declares again and starts afresh.
+
+    Storage first, then the record: if the device declares again in between, its upload
+    stays pending and the next declaration finds the multipart gone and opens a new one.
+    """
+    older_than = older_than or dt.timedelta(hours=ctx.settings.upload_abandon_hours)
+    cutoff = clock.now() - older_than
+    last_sign = func.coalesce(Upload.heartbeat_at, Upload.created_at)
+    with ctx.db.session() as s:
+        stale = s.scalars(
+            select(Upload).where(Upload.state == UploadState.pending, last_sign < cutoff)
+        ).all()
+    done = []
+    for upload in stale:
+        if upload.multipart_id is not None:
+            ctx.store.abort_multipart(upload.incoming_key, upload.multipart_id)
+        ctx.store.delete(upload.incoming_key)
+        with ctx.db.write_session() as s:
+            u = s.get(Upload, upload.id)
+            if u is None or u.state != UploadState.pending:
+                continue
+            if (u.heartbeat_at or u.created_at) >= cutoff:
+                continue  # declared again meanwhile
+            u.state = UploadState.abandoned.value
+            u.error = f"no sign of the device for more than {older_than}; declare again"
+            ctx.ledger.append_in(
+                s, "upload.abandoned", actor="system:scheduler",
+                subject={"upload": u.id, "device": u.device_id},
+                sha256=u.sha256, size=u.size, declared_at=clock.rfc3339(u.created_at),
+            )
+        done.append(upload.id)
+    return done
