@@ -57,5 +57,5 @@ def complete(upload_id: str, request: Request, device: Device = Depends(current_
 def status(upload_id: str, request: Request, device: Device = Depends(current_device)) -> dict:
     u = service.get_upload(request.app.state.ctx, device, upload_id)
     ctx = request.app.state.ctx
-    return {"id": u.id, "state": u.state, "clip_id": service.visible_clip_id(ctx, u),
-            "error": u.error}
+    return {"id": u.id, "state": u.state, "verified": service.upload_verified(ctx, u),
+            "clip_id": service.visible_clip_id(ctx, u), "error": u.error}

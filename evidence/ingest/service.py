@@ -289,6 +289,20 @@ def get_upload(ctx: Context, device: Device, upload_id: str) -> Upload:
     return _own_upload(ctx, device, upload_id)
 
 
+def upload_verified(ctx: Context, upload: Upload) -> bool:
+    """The server vouches for this upload's bytes: re-hashed, equal to the declared hash, and
+    the clip's original stored. True before the review copies are made (state `stored`
+    waits for them), so a dock need not wait for a transcode to know its clip is safe."""
+    if upload.state == UploadState.stored:
+        return True
+    if upload.state != UploadState.processing:
+        return False
+    return any(
+        json.loads(entry)["type"] == "clip.ingested"
+        for _, entry in ctx.ledger.entries_about(f"upload:{upload.id}")
+    )
+
+
 def visible_clip_id(ctx: Context, upload: Upload) -> str | None:
     """The clip id a device may learn for its upload: once its own bytes were verified, or
     for the clip its upload created. Completing junk under another clip's hash teaches
