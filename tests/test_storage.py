@@ -1022,6 +1022,20 @@ def test_part_content_md5_is_checked(store: ObjectStore, ns: str) -> None:
     store.abort_multipart(key, upload_id)
 
 
+def test_plain_presigned_put_checks_content_md5(store: ObjectStore, ns: str) -> None:
+    key = f"incoming/{ns}"
+    url = store.presign_put(key, dt.timedelta(minutes=5))
+    data = b"object bytes"
+    wrong = base64.b64encode(hashlib.md5(b"other bytes").digest()).decode()
+    right = base64.b64encode(hashlib.md5(data).digest()).decode()
+    with httpx.Client(timeout=30) as http:
+        r = http.put(url, content=data, headers={"Content-MD5": wrong})
+        assert r.status_code in (400, 422), r.status_code  # RGW BadDigest; local Hash mismatch
+        assert not store.exists(key), "a damaged body stores nothing"
+        assert http.put(url, content=data, headers={"Content-MD5": right}).status_code == 200
+    assert b"".join(store.open(key)) == data
+
+
 def test_multipart_refuses_write_once_locked_keys_and_bad_input(
     store: ObjectStore, ns: str
 ) -> None:

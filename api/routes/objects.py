@@ -3,8 +3,10 @@
 `LocalStore.presign_put/get` produce `/api/v1/objects/{key}?method=&expires=&signature=`;
 these routes check the signature first, then stream the body into the store (PUT) or the
 object out of it, with HTTP Range (GET). `LocalStore.presign_part` adds `uploadId` and
-`partNumber` (both covered by the signature): such a PUT stores one part of a multipart upload
-and answers its ETag, as S3's UploadPart does. With the S3 backend, presigned URLs point at
+`partNumber` (both covered by the signature), and for ingest `size`, the most bytes the part
+may hold (signed too: a bigger body is refused with 413): such a PUT stores one part of a
+multipart upload and answers its ETag, as S3's UploadPart does. Every PUT checks a
+`Content-MD5` header when one is sent (a mismatch stores nothing). With the S3 backend, presigned URLs point at
 the S3 server itself, so these routes answer 404.
 """
 
@@ -60,7 +62,10 @@ async def put_object(
     body = _BodyReader(request.stream())
     # The store is synchronous (file I/O, fsync): run it in a worker thread that pulls the
     # request body from the event loop chunk by chunk, so nothing is buffered whole.
-    stored = await anyio.to_thread.run_sync(lambda: store.put(key, body))  # type: ignore[arg-type]
+    md5 = request.headers.get("content-md5")
+    stored = await anyio.to_thread.run_sync(
+        lambda: store.put(key, body, content_md5=md5)  # type: ignore[arg-type]
+    )
     return JSONResponse({"key": stored.key, "sha256": stored.sha256, "size": stored.size})
 
 

@@ -168,13 +168,18 @@ class LocalStore(StoreBase):
         expected_sha256: str | None = None,
         write_once: bool = False,
         retain_until: dt.datetime | None = None,
+        content_md5: str | None = None,
     ) -> StoredObject:
+        """`content_md5`: a presigned PUT's Content-MD5 header (local store only): a body that
+        does not match it is refused (HashMismatch) and leaves the key as it was."""
         key = validate_key(key)
         expected = validate_sha256(expected_sha256) if expected_sha256 is not None else None
         retain_until = validate_retain_until(retain_until)
         staged = self._staging_path()
         try:
-            sha, size = self._spool(stream, staged)
+            md5 = _Md5Reader(stream)
+            sha, size = self._spool(md5, staged)  # type: ignore[arg-type]
+            _check_content_md5(content_md5, md5.hexdigest())
             if expected is not None and sha != expected:
                 raise HashMismatch(
                     f"{key}: received bytes hash to {sha}, expected {expected}",
@@ -824,6 +829,23 @@ def _spool_part(stream: BinaryIO, staged: Path, limit: int) -> tuple[str, int]:
         f.flush()
         os.fsync(f.fileno())
     return md5.hexdigest(), size
+
+
+class _Md5Reader:
+    """Passes reads through, keeping the MD5 of everything read (for Content-MD5)."""
+
+    def __init__(self, raw: BinaryIO):
+        self._raw = raw
+        self._md5 = hashlib.md5(usedforsecurity=False)
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        if data:
+            self._md5.update(data)
+        return data
+
+    def hexdigest(self) -> str:
+        return self._md5.hexdigest()
 
 
 def _check_content_md5(header: str | None, md5_hex: str) -> None:
