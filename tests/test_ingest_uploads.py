@@ -195,3 +195,10 @@ def test_an_empty_clip_is_one_empty_part(station, clip_empty: ClipFile) -> None:
     done = dock.dock(clip_empty)
     assert process_upload(ctx, done["id"]) == "stored"
     assert ctx.store.stat(original_key(clip_empty.sha256)).size == 0
+
+
+def test_the_scheduler_runs_the_abandoned_upload_sweep() -> None:
+    from workers import tasks
+
+    entry = tasks.app.conf.beat_schedule["abandon-stale-uploads"]
+    assert entry["task"] == "evidence.ingest.abandon_stale" == tasks.abandon_stale.name
