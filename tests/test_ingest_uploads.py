@@ -171,6 +171,8 @@ def test_abandoned_uploads_are_aborted_and_recorded(ctx: Context, big_file: Clip
         with ctx.db.session() as s:
             upload = s.get(Upload, declared["id"])
         assert abandon_stale_uploads(ctx) == [], "fresh uploads are left alone"
+        types = [json.loads(e)["type"] for _, e in ctx.ledger.entries_about(f"upload:{upload.id}")]
+        assert types == ["upload.declared"]
         later = clock.now() + dt.timedelta(hours=ctx.settings.upload_abandon_hours + 1)
         clock.set_clock(lambda: later)
         assert abandon_stale_uploads(ctx) == [declared["id"]]

@@ -120,14 +120,14 @@ def declare_upload(
             # Always a multipart upload, even of one part: its URLs die when it is completed,
             # so no replay can change the bytes the worker is about to verify.
             upload.multipart_id = ctx.store.create_multipart(upload.incoming_key)
-        else:
-            upload.heartbeat_at = clock.now()  # a sign of life: not abandoned
             ctx.ledger.append_in(
                 s, "upload.declared", actor=_device_actor(device),
                 subject={"upload": upload.id, "device": device.id},
                 sha256=sha256, size=size, filename=ledger_text(filename, MAX_FILENAME),
                 sidecar=metadata or {},
             )
+        else:
+            upload.heartbeat_at = clock.now()  # a sign of life: not abandoned
         parts = _part_urls(ctx, upload)
         return Declared(upload.id, UploadState.pending.value, part_size=upload.part_size, parts=parts)
 
@@ -343,6 +343,7 @@ def complete_upload(ctx: Context, device: Device, upload_id: str) -> Completed:
         upload.clip_id = clip.id
         upload.state = UploadState.processing.value
         upload.completed_at = clock.now()
+        upload.heartbeat_at = None  # a declaration's sign of life; the worker's from now on
         ctx.ledger.append_in(
             s, "upload.completed", actor=_device_actor(device),
             subject={"upload": upload.id, "clip": clip.id, "device": device.id},
