@@ -13,10 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
 
 from evidence import clock
-from evidence.accounts.models import Device
 from evidence.accounts.service import create_device
 from evidence.context import Context
 from evidence.errors import UploadNotFound

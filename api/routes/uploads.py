@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -55,7 +56,4 @@ def complete(upload_id: str, request: Request, device: Device = Depends(current_
 
 @router.get("/{upload_id}")
 def status(upload_id: str, request: Request, device: Device = Depends(current_device)) -> dict:
-    u = service.get_upload(request.app.state.ctx, device, upload_id)
-    ctx = request.app.state.ctx
-    return {"id": u.id, "state": u.state, "verified": service.upload_verified(ctx, u),
-            "clip_id": service.visible_clip_id(ctx, u), "error": u.error}
+    return dataclasses.asdict(service.upload_status(request.app.state.ctx, device, upload_id))

@@ -285,8 +285,21 @@ def _own_upload(ctx: Context, device: Device, upload_id: str) -> Upload:
     return upload
 
 
-def get_upload(ctx: Context, device: Device, upload_id: str) -> Upload:
-    return _own_upload(ctx, device, upload_id)
+@dataclass(frozen=True)
+class UploadStatus:
+    """What a device is told about its upload (GET /api/v1/uploads/{id})."""
+
+    id: str
+    state: str
+    verified: bool
+    clip_id: str | None
+    error: str | None
+
+
+def upload_status(ctx: Context, device: Device, upload_id: str) -> UploadStatus:
+    upload = _own_upload(ctx, device, upload_id)
+    return UploadStatus(upload.id, upload.state, upload_verified(ctx, upload),
+                        visible_clip_id(ctx, upload), upload.error)
 
 
 def upload_verified(ctx: Context, upload: Upload) -> bool:
