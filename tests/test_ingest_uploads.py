@@ -202,3 +202,25 @@ def test_the_scheduler_runs_the_abandoned_upload_sweep() -> None:
 
     entry = tasks.app.conf.beat_schedule["abandon-stale-uploads"]
     assert entry["task"] == "evidence.ingest.abandon_stale" == tasks.abandon_stale.name
+
+
+def test_a_declarations_sign_of_life_does_not_make_a_completed_upload_look_stalled(
+    ctx: Context, clip_1080p: ClipFile
+) -> None:
+    from evidence.ingest.service import stalled_uploads
+
+    start = clock.now()
+    key = create_device(ctx.ledger, "dock-slow").key
+    with running_api(ctx.settings) as url:
+        dock = Dock(httpx.Client(base_url=url, timeout=30), key)
+        first = dock.declare(clip_1080p).json()
+        clock.set_clock(lambda: start + dt.timedelta(hours=1))
+        again = dock.declare(clip_1080p).json()  # resumed an hour later: a sign of life
+        assert again["id"] == first["id"]
+        dock.send(clip_1080p, again)
+        clock.set_clock(lambda: start + dt.timedelta(hours=2))
+        assert dock.complete(first["id"]).status_code == 202
+    clock.set_clock(lambda: start + dt.timedelta(hours=2, minutes=5))
+    assert stalled_uploads(ctx, dt.timedelta(minutes=10)) == [], "completed five minutes ago"
+    clock.set_clock(lambda: start + dt.timedelta(hours=2, minutes=11))
+    assert stalled_uploads(ctx, dt.timedelta(minutes=10)) == [first["id"]]
