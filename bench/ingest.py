@@ -457,12 +457,13 @@ class DockRun:
     api_cpu_s: float | None  # the API server's CPU time while the agent ran
     parts: int
     upload_id: str
-    clip_id: str
+    clip_id: str | None  # known once the worker verified it, after the dock's run
     sha256: str
     summary: list[str] = field(default_factory=list)
 
 
-_MARKS = {"hashing": ": hashing ", "uploading": ": uploading ", "uploaded": ": uploaded, clip "}
+# "sent": complete answered 202; the worker runs in this process afterwards (--wait 0).
+_MARKS = {"hashing": ": hashing ", "uploading": ": uploading ", "uploaded": ": sent ("}
 
 
 def run_dock(store: Store, clip_dir: Path, size: int) -> DockRun:
@@ -471,7 +472,8 @@ def run_dock(store: Store, clip_dir: Path, size: int) -> DockRun:
     api_from = len(store.api.lines) if store.api else 0
     api_cpu0 = cpu_seconds(store.api.pid) if store.api else None
     t0 = time.perf_counter()
-    proc = Proc("evidence dock", [PY, "-m", "evidence", "dock", str(clip_dir), "--api", store.url],
+    proc = Proc("evidence dock", [PY, "-m", "evidence", "dock", str(clip_dir), "--api", store.url,
+                                  "--wait", "0"],
                 env=store.env(EVIDENCE_DEVICE_KEY=store.key), stderr=subprocess.PIPE)
     assert proc.popen.stderr is not None
     marks: dict[str, float] = {}
@@ -501,7 +503,7 @@ def run_dock(store: Store, clip_dir: Path, size: int) -> DockRun:
         exit_s=wall - marks["uploaded"], maxrss_kb=proc.maxrss_kb or 0, cpu_s=proc.cpu_s or 0.0,
         api_cpu_s=api_cpu1 - api_cpu0 if api_cpu0 is not None and api_cpu1 is not None else None,
         parts=int(parts.group(1)) if parts else 0, upload_id=state["upload_id"],
-        clip_id=state["clip_id"], sha256=state["sha256"],
+        clip_id=state.get("clip_id"), sha256=state["sha256"],
         summary=[x for x in lines if x.startswith(("summary:", "sent "))],
     )
 

@@ -216,12 +216,20 @@ def dock(
     jobs: Annotated[int, typer.Option(min=1, max=32, help="clips uploaded in parallel")] = 2,
     retries: Annotated[int, typer.Option(
         min=1, max=20, help="attempts per request before a clip fails")] = 5,
+    wait: Annotated[float, typer.Option(
+        min=0, help="seconds to wait for the server to verify the clips sent (0: do not "
+                    "wait; unverified clips are confirmed by the next run)")] = 600.0,
+    wait_for_api: Annotated[float, typer.Option(
+        min=0, help="seconds to wait out an API or object store that is down, restarting "
+                    "or out of storage before a clip fails")] = 120.0,
 ) -> None:
     """Upload every clip in DIRECTORY: resumable, idempotent; exit 1 if any clip failed."""
     from evidence.dock import DockError, RetryPolicy, UsageError, run
 
     try:
-        summary = run(directory, api, device_key, jobs=jobs, retry=RetryPolicy(attempts=retries))
+        summary = run(directory, api, device_key, jobs=jobs,
+                      retry=RetryPolicy(attempts=retries, verify_wait=wait,
+                                        outage=wait_for_api))
     except UsageError as exc:
         raise _fail(str(exc), 2) from None
     except DockError as exc:

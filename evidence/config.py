@@ -79,6 +79,14 @@ class Settings(BaseSettings):
 
     presign_expiry_seconds: int = Field(default=3600, ge=60)
 
+    # What one device may declare (evidence/ingest): a clip's size, and how much it may have
+    # pending (declared, not completed) at once. Pending uploads with no sign of life (a
+    # declaration) for `upload_abandon_hours` are aborted by the scheduler.
+    upload_max_clip_bytes: int = Field(default=256 * 1024**3, ge=1)
+    upload_max_pending_per_device: int = Field(default=200, ge=1)
+    upload_max_pending_bytes_per_device: int = Field(default=2 * 1024**4, ge=1)
+    upload_abandon_hours: int = Field(default=72, ge=1)
+
     # Identity (evidence/identity.py). "local": users with passwords here get short-lived
     # JWTs; "oidc": only bearer tokens from the force's identity provider; "both".
     identity_mode: Literal["local", "oidc", "both"] = "local"

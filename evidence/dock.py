@@ -6,8 +6,10 @@ not hold yet straight to their presigned URLs, then completes the upload. The HT
 docs/ingest.md; the agent's own behaviour is its "Dock agent" section.
 
 Why it is shaped like this:
-- A clip is marked done locally only after the server confirmed it (202 to complete, or
-  `exists` to the declaration). Until then the clip is not done, whatever happened locally.
+- A clip is marked done locally only after the server confirmed its verified original: the
+  upload's state `stored` (polled after complete's 202), or `exists` to the declaration (the
+  server says so only for verified originals). Until then the clip is not done, whatever
+  happened locally; a rejected upload makes the next attempt hash the file afresh.
 - Progress lives in `DIR/.evidence-dock/`, one small JSON file per clip, written atomically
   (temp + fsync + rename + fsync dir), so a kill or a power cut at any instant leaves either
   the old or the new state, never a torn one.
@@ -19,6 +21,7 @@ Why it is shaped like this:
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
 import hashlib
@@ -48,7 +51,10 @@ MAX_SIDECAR_BYTES = 1024 * 1024
 """A sidecar is a few hundred bytes; anything this large is not one and is not read whole."""
 
 UPLOADS_PATH = "/api/v1/uploads"
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504, 507})
+OUTAGE_STATUS = frozenset({502, 503, 504, 507})
+"""Answers of a server that is restarting, behind a proxy that is up, or out of disk: worth
+waiting out for minutes (RetryPolicy.outage), not just a few attempts."""
 KEY_REFUSED = "the device key was refused: check --device-key or ask an admin to create the device"
 
 T = TypeVar("T")
@@ -191,7 +197,8 @@ class Phase(str, enum.Enum):
     HASHED = "hashed"          # sha256 known for this (size, mtime_ns)
     DECLARED = "declared"      # the server gave an upload id; parts may be partly sent
     COMPLETING = "completing"  # complete was sent; the answer may not have arrived
-    DONE = "done"              # the server confirmed: 202 to complete, or `exists`
+    WAITING = "waiting"        # the server has every byte and is verifying them
+    DONE = "done"              # the server confirmed the verified original (or `exists`)
 
 
 @dataclass
@@ -206,7 +213,7 @@ class ClipState:
     phase: Phase = Phase.HASHED
     upload_id: str | None = None
     clip_id: str | None = None
-    answer: str | None = None  # the server's final state: "processing" or "exists"
+    answer: str | None = None  # the server's final state: "stored" or "exists"
     done_at: str | None = None
     version: int = STATE_VERSION
 
@@ -260,6 +267,10 @@ class StateDir:
 
     def save(self, state: ClipState) -> None:
         write_atomic(self.file_for(state.path), state.to_json())
+
+    def forget(self, rel: str) -> None:
+        """Drop what is known about a clip, its hash included: the next run starts afresh."""
+        self.file_for(rel).unlink(missing_ok=True)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -384,11 +395,19 @@ def human_bytes(n: float) -> str:
 @dataclass(frozen=True)
 class RetryPolicy:
     """How hard to try before giving up on one request: `attempts` tries, exponential
-    backoff with jitter (docks reconnecting at once must not retry in lockstep)."""
+    backoff with jitter (docks reconnecting at once must not retry in lockstep).
+
+    An outage (connection refused, 502/503/504, 507 out of storage) is waited out for up to
+    `outage` seconds instead, however many attempts that takes: an API restart or a proxy
+    in front of a restarting API takes longer than a few quick retries.
+    `verify_wait`: how long to wait after complete for the server's verdict on the bytes.
+    """
 
     attempts: int = 5
     base_delay: float = 0.5
     max_delay: float = 15.0
+    outage: float = 120.0
+    verify_wait: float = 600.0
 
     def delay(self, failed_attempts: int) -> float:
         ceiling = min(self.max_delay, self.base_delay * 2 ** (failed_attempts - 1))
@@ -429,6 +448,7 @@ class Api:
         self.client = client
         self.retry = retry
         self.cancelled = cancelled
+        self.notice: Callable[[str], None] = lambda text: None  # the run's progress lines
 
     # The calls ---------------------------------------------------------------------------
 
@@ -446,6 +466,15 @@ class Api:
                             f"{_problem(response)}")
         return _parse_declared(response, self.base)
 
+    def status(self, upload_id: str) -> dict[str, Any]:
+        """The upload as the server sees it: {"state", "clip_id", "error"}."""
+        response = self._api_call("status", lambda: self.client.get(
+            f"{self.base}{UPLOADS_PATH}/{upload_id}", headers=self.auth))
+        if response.status_code != 200:
+            raise DockError(f"the server cannot say how upload {upload_id} is doing "
+                            f"(HTTP {response.status_code}: {_problem(response)})")
+        return _json_object(response)
+
     def complete(self, upload_id: str) -> httpx.Response:
         """The raw answer: the caller tells a 409 (parts missing) from other refusals."""
         # The server joins the parts inside this request (seconds per GiB): allow for it.
@@ -457,6 +486,9 @@ class Api:
         # A fresh body generator per attempt: a half-sent one cannot be replayed. An explicit
         # Content-Length makes httpx send a plain body instead of chunked encoding, which
         # presigned S3 PUTs do not accept.
+        # S3 and the local store check it: a part damaged on the way is refused, not joined.
+        md5 = _content_md5(path, part.offset, part.size)
+
         def attempt() -> httpx.Response:
             sent = 0
 
@@ -469,7 +501,7 @@ class Api:
                 response = self.client.put(
                     part.url,
                     content=read_range(path, part.offset, part.size, counted),
-                    headers={"Content-Length": str(part.size)},
+                    headers={"Content-Length": str(part.size), "Content-MD5": md5},
                 )
             except BaseException:
                 on_bytes(-sent)  # count a part's bytes once, when the store has accepted them
@@ -492,18 +524,34 @@ class Api:
         self, what: str, send: Callable[[], httpx.Response], *, api: bool
     ) -> httpx.Response:
         attempt = 0
+        outage_since: float | None = None
+        last_notice = 0.0
         while True:
             attempt += 1
+            outage = False
             try:
                 response = send()
                 if response.status_code not in RETRYABLE_STATUS:
                     return response
+                outage = response.status_code in OUTAGE_STATUS
                 failure = _Retryable(f"HTTP {response.status_code} ({_problem(response)})")
             except httpx.TransportError as exc:
                 unreachable = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+                outage = unreachable
                 failure = _Retryable(str(exc) or type(exc).__name__, origin=_origin(exc),
                                      unreachable=unreachable)
-            if attempt >= self.retry.attempts or self.cancelled.is_set():
+            now = time.monotonic()
+            if outage:
+                outage_since = outage_since if outage_since is not None else now
+                waited = now - outage_since
+                if waited >= self.retry.outage or self.cancelled.is_set():
+                    raise self._give_up(what, failure, attempt, api)
+                if now - last_notice >= 10.0:
+                    last_notice = now
+                    where = "the API" if api else "the object store"
+                    self.notice(f"{what}: {where} is not answering ({failure}); waiting for it "
+                                f"({waited:.0f} s of at most {self.retry.outage:.0f} s)")
+            elif attempt >= self.retry.attempts or self.cancelled.is_set():
                 raise self._give_up(what, failure, attempt, api)
             if self.cancelled.wait(self.retry.delay(attempt)):
                 raise self._give_up(what, failure, attempt, api)
@@ -520,6 +568,14 @@ class Api:
                 f"({tries}); the API's presigned URLs must be reachable from this dock")
         where = "the API" if api else "the object store"
         return DockError(f"{what}: {where} failed {tries}: {failure}")
+
+
+def _content_md5(path: Path, offset: int, size: int) -> str:
+    """Base64 MD5 of a part, as the Content-MD5 header carries it."""
+    digest = hashlib.md5(usedforsecurity=False)
+    for chunk in read_range(path, offset, size, lambda n: None):
+        digest.update(chunk)
+    return base64.b64encode(digest.digest()).decode()
 
 
 def _parse_declared(response: httpx.Response, base: str) -> Declared:
@@ -573,6 +629,7 @@ class Outcome(str, enum.Enum):
     UPLOADED = "uploaded"
     EXISTS = "already stored"
     SKIPPED = "done before"
+    WAITING = "sent, not yet verified"  # the next run asks the server again
     FAILED = "failed"
 
 
@@ -583,6 +640,7 @@ class ClipResult:
     sent: int = 0
     clip_id: str | None = None
     error: str | None = None
+    upload_id: str | None = None  # for a clip waiting for the server's verdict
 
 
 class ClipUpload:
@@ -609,13 +667,17 @@ class ClipUpload:
             self.say(f"warning: {sidecar.warning}")
         if state is None or not state.matches(st):
             state = self._hash(st)
-        if state.phase is Phase.COMPLETING and state.upload_id:
-            # Killed after sending complete: finish that upload rather than start another.
-            # Only a shortcut: if it fails, declaring again is always correct.
+        if state.phase in (Phase.COMPLETING, Phase.WAITING) and state.upload_id:
+            # Killed after sending complete, or the last run stopped waiting for the verdict:
+            # finish that upload rather than start another. Only a shortcut: if it fails,
+            # declaring again is always correct.
             try:
                 done = self._try_complete(state, state.upload_id, quiet=True)
             except DockAbort:
                 raise
+            except _Rejected:
+                state = self._hash(self.path.stat())  # never trust the hash that was refused
+                done = None
             except DockError:
                 done = None
             if done:
@@ -671,7 +733,7 @@ class ClipUpload:
 
     def _declare(self, state: ClipState, metadata: dict[str, Any]) -> Declared | ClipResult:
         declared = self.api.declare(state.sha256, state.size, self.path.name, metadata)
-        if declared.state == "exists":
+        if declared.state == "exists":  # said only of a verified original
             self._mark_done(state, declared.upload_id, declared.clip_id, "exists")
             return ClipResult(self.rel, Outcome.EXISTS, self.sent, declared.clip_id)
         if declared.state != "pending":
@@ -730,16 +792,13 @@ class ClipUpload:
         if response.status_code in (200, 202):
             data = _json_object(response)
             answer = str(data.get("state") or "processing")
-            if answer in ("rejected", "failed") and quiet:
-                return None  # that earlier attempt's bytes were refused: declare afresh
-            if answer in ("rejected", "failed"):
-                # Only seen when completing again after the worker already judged the bytes:
-                # what arrived was not this file. Not done: the next run sends it afresh.
-                raise DockError(f"the server reports upload {upload_id} {answer}: the bytes it "
-                                "received were not this file; run the dock again to re-send it")
-            self._mark_done(state, upload_id, data.get("clip_id"), answer)
-            outcome = Outcome.EXISTS if answer == "exists" else Outcome.UPLOADED
-            return ClipResult(self.rel, outcome, self.sent, data.get("clip_id"))
+            if answer == "processing":
+                # The verdict is awaited once every clip is sent (confirm), so one clip's
+                # verification never holds up the next clip's upload.
+                state.phase = Phase.WAITING
+                self.states.save(state)
+                return ClipResult(self.rel, Outcome.WAITING, self.sent, upload_id=upload_id)
+            return self._verdict(state, upload_id, data)
         if quiet and response.status_code in (404, 409, 410):
             return None  # that upload is gone or incomplete: declare afresh
         if response.status_code == 409:
@@ -747,6 +806,49 @@ class ClipUpload:
             return None
         raise DockError(f"the server refused to complete the upload: HTTP {response.status_code}: "
                         f"{_problem(response)}")
+
+    def confirm(self, upload_id: str, deadline: float) -> ClipResult:
+        """Poll a completed upload until the server has verified (stored) or refused
+        (rejected) its bytes. If `deadline` (monotonic) comes first the clip stays
+        not done, in phase `waiting`: the next run asks again."""
+        state = self.states.load(self.rel)
+        if state is None or state.upload_id != upload_id:
+            raise DockError("the agent's record of this clip changed meanwhile; run again")
+        started = last_said = time.monotonic()
+        delay = 0.25
+        while True:
+            data = self.api.status(upload_id)
+            if _is_verified(data) or data.get("state") != "processing":
+                return self._verdict(state, upload_id, data)
+            now = time.monotonic()
+            if now >= deadline:
+                return ClipResult(self.rel, Outcome.WAITING, self.sent, upload_id=upload_id)
+            if now - last_said >= 15.0:
+                last_said = now
+                self.say(f"waiting for the server to verify it ({now - started:.0f} s)")
+            if self.cancelled.wait(min(delay, max(0.0, deadline - now))):
+                raise DockError("interrupted; run again to resume")
+            delay = min(delay * 2, 5.0)
+
+    def _verdict(self, state: ClipState, upload_id: str, data: dict[str, Any]) -> ClipResult:
+        answer = str(data.get("state"))
+        if answer in ("rejected", "failed"):
+            self._rejected(upload_id, answer, data)
+        if _is_verified(data):
+            self._mark_done(state, upload_id, data.get("clip_id"), "stored")
+            return ClipResult(self.rel, Outcome.UPLOADED, self.sent, data.get("clip_id"))
+        raise DockError(f"the server reports upload {upload_id} as {answer[:40]!r}, expected "
+                        "'processing', 'stored' or 'rejected'; run the dock again")
+
+    def _rejected(self, upload_id: str, answer: str, data: dict[str, Any]) -> None:
+        """What arrived was not this file (changed, or damaged on the way): the hash is
+        forgotten, so the next attempt reads the file afresh rather than trusting it."""
+        self.states.forget(self.rel)
+        why = data.get("error")
+        raise _Rejected(f"the server {answer} upload {upload_id}"
+                        + (f" ({str(why)[:200]})" if why else "")
+                        + ": the bytes it received were not this file; run the dock again to "
+                        "hash and send it afresh")
 
     def _mark_done(self, state: ClipState, upload_id: str, clip_id: Any, answer: str) -> None:
         state.phase, state.upload_id, state.answer = Phase.DONE, upload_id, answer
@@ -757,6 +859,16 @@ class ClipUpload:
 
 class _UrlRefused(DockError):
     """The object store answered 403 to a part PUT: the presigned URL expired or is wrong."""
+
+
+class _Rejected(DockError):
+    """The server judged the bytes it received and refused them."""
+
+
+def _is_verified(data: dict[str, Any]) -> bool:
+    """The server vouches for the original: stored, or verified while its review copies
+    are still being made."""
+    return data.get("state") == "stored" or data.get("verified") is True
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any]:
@@ -818,6 +930,10 @@ class Summary:
             f"{len(self.failed)} failed",
             f"sent {human_bytes(self.sent)} in {self.elapsed:.1f} s ({rate:.1f} MB/s)",
         ]
+        waiting = self.count(Outcome.WAITING)
+        if waiting:
+            out.insert(1, f"{waiting} sent but not yet verified by the server: they are not "
+                          "marked done; run the dock again later to confirm them")
         if self.failed:
             out.append("failed (run the dock again to retry them):")
             out.extend(f"  {r.path}: {r.error}" for r in self.failed)
@@ -856,9 +972,11 @@ def run(
     limits = httpx.Limits(max_connections=jobs + 2, max_keepalive_connections=jobs + 2)
     with httpx.Client(timeout=timeout, limits=limits, follow_redirects=False) as client:
         api = Api(base, device_key, client, retry, cancelled)
+        api.notice = lambda text: print(text, file=out, flush=True)
         if clips:
             api.probe()
         progress = Progress(out, len(clips), progress_interval)
+        api.notice = progress.line
         progress.start()
         try:
             summary.results = _run_all(clips, directory, api, states, progress, jobs, cancelled)
@@ -915,17 +1033,49 @@ def _run_all(clips: list[Path], root: Path, api: Api, states: StateDir, progress
         if result.outcome is Outcome.FAILED:
             upload.say(f"FAILED: {result.error}")
         elif result.outcome is Outcome.UPLOADED:
-            upload.say(f"uploaded, clip {result.clip_id} ({human_bytes(result.sent)} sent)")
+            upload.say(f"uploaded and verified, clip {result.clip_id} "
+                       f"({human_bytes(result.sent)} sent)")
         elif result.outcome is Outcome.EXISTS:
-            upload.say(f"already stored as clip {result.clip_id}; nothing more to send")
+            upload.say("already stored (a verified original); nothing more to send")
+        elif result.outcome is Outcome.WAITING:
+            upload.say(f"sent ({human_bytes(result.sent)}); the server is verifying it")
         return result
 
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="dock") as pool:
         futures = [pool.submit(one, path) for path in clips]
         try:
-            return [f.result() for f in futures]
+            results = [f.result() for f in futures]
         except KeyboardInterrupt:
             cancelled.set()
             for f in futures:
                 f.cancel()
             raise
+    return _confirm_all(results, root, api, states, progress, cancelled)
+
+
+def _confirm_all(results: list[ClipResult], root: Path, api: Api, states: StateDir,
+                 progress: Progress, cancelled: threading.Event) -> list[ClipResult]:
+    """Every clip sent is done only once the server vouches for its original: wait for the
+    verdicts, within one budget for the run (RetryPolicy.verify_wait)."""
+    waiting = [r for r in results if r.outcome is Outcome.WAITING and r.upload_id]
+    if not waiting:
+        return results
+    progress.line(f"waiting for the server to verify {len(waiting)} clip"
+                  f"{'s' if len(waiting) != 1 else ''} (at most {api.retry.verify_wait:.0f} s)")
+    deadline = time.monotonic() + api.retry.verify_wait
+    verdicts: dict[str, ClipResult] = {}
+    for r in waiting:
+        upload = ClipUpload(root / r.path, r.path, api, states, progress, cancelled)
+        upload.sent = r.sent
+        try:
+            verdict = upload.confirm(r.upload_id or "", deadline)
+        except DockError as exc:
+            verdict = ClipResult(r.path, Outcome.FAILED, r.sent, error=str(exc))
+        if verdict.outcome is Outcome.UPLOADED:
+            upload.say(f"verified by the server, clip {verdict.clip_id}")
+        elif verdict.outcome is Outcome.FAILED:
+            upload.say(f"FAILED: {verdict.error}")
+        else:
+            upload.say("not verified yet: not marked done; the next run asks the server again")
+        verdicts[r.path] = verdict
+    return [verdicts.get(r.path, r) for r in results]

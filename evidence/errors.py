@@ -32,6 +32,19 @@ class AccessDenied(EvidenceError):
     title = "Access denied"
 
 
+class TooLarge(EvidenceError):
+    """A body or a declaration beyond what was allowed (a part bigger than its URL's size)."""
+
+    status = 413
+    title = "Too large"
+
+
+class UploadLimit(Conflict):
+    """A device has as much pending as it may: complete or abandon some uploads first."""
+
+    title = "Upload limit reached"
+
+
 class NotAuthenticated(EvidenceError):
     status = 401
     title = "Not authenticated"

@@ -8,6 +8,7 @@ let a test slow parts down, fail them, or refuse a completion.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import io
@@ -18,6 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -35,7 +37,7 @@ from evidence.cli import app
 from evidence.dock import Outcome, RetryPolicy, StateDir, find_clips, read_sidecar
 
 DEVICE_KEY = "dock-key-0123456789"
-FAST = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2)
+FAST = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2, outage=0.3, verify_wait=10)
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -53,6 +55,7 @@ class FakeUpload:
     parts: list[tuple[int, int, int]]  # (number, offset, size)
     state: str = "pending"
     clip_id: str | None = None
+    polls: int = 0  # status requests answered while processing
 
 
 @dataclass
@@ -66,6 +69,10 @@ class FakeIngest:
     # (filename, part number) -> how many more PUTs of it to answer 500
     fail_parts: dict[tuple[str, int], int] = field(default_factory=dict)
     refuse_complete: set[str] = field(default_factory=set)  # filenames answered 409 forever
+    verdict_after: int = 0           # status polls answered "processing" before the verdict
+    # Until this time.monotonic(), API calls get `outage` (status, detail): a restart, a disk full
+    unavailable_until: float = 0.0
+    outage: tuple[int, str] = (503, "Service Unavailable")
     base: str = ""
 
     def __post_init__(self) -> None:
@@ -78,6 +85,7 @@ class FakeIngest:
         self.declares: list[str] = []                  # filenames, in order
         self.completes: list[str] = []
         self.auth_on_parts = 0                         # must stay 0: the key never goes to storage
+        self.md5_checked = 0                           # part PUTs that carried a Content-MD5
         self.first_part = threading.Event()
         self.secret = os.urandom(16)
         (self.root / "parts").mkdir(parents=True, exist_ok=True)
@@ -127,9 +135,8 @@ class FakeIngest:
             return 422, problem(422, "sha256, size, filename and metadata are required")
         with self.lock:
             self.declares.append(name)
-            if sha in self.stored:
-                clip_id = self.stored[sha]
-                return 200, {"id": str(uuid.uuid4()), "state": "exists", "clip_id": clip_id}
+            if sha in self.stored:  # verified originals only; no clip id (docs/ingest.md)
+                return 200, {"id": str(uuid.uuid4()), "state": "exists"}
             existing = self.pending.get((device, sha))
             if existing:
                 return 201, self.describe(self.uploads[existing])
@@ -162,12 +169,26 @@ class FakeIngest:
                         while chunk := f.read(1 << 20):
                             digest.update(chunk)
                             out.write(chunk)
-            upload.state = "processing" if digest.hexdigest() == upload.sha256 else "rejected"
+            upload.state = "processing"
             upload.clip_id = str(uuid.uuid4())
             self.pending.pop((device, upload.sha256), None)
-            if upload.state == "processing":
-                self.stored[upload.sha256] = upload.clip_id
             return 202, {"id": upload.id, "state": "processing", "clip_id": upload.clip_id}
+
+    def status(self, upload: FakeUpload) -> dict[str, Any]:
+        """The worker's verdict, once `verdict_after` polls have seen it processing."""
+        with self.lock:
+            if upload.state == "processing":
+                upload.polls += 1
+                if upload.polls > self.verdict_after:
+                    data = (self.root / "objects" / upload.id).read_bytes()
+                    if hashlib.sha256(data).hexdigest() == upload.sha256:
+                        upload.state = "stored"
+                        self.stored[upload.sha256] = upload.clip_id or ""
+                    else:
+                        upload.state = "rejected"
+            error = "the bytes hash to something else" if upload.state == "rejected" else None
+            return {"id": upload.id, "state": upload.state, "clip_id": upload.clip_id,
+                    "verified": upload.state == "stored", "error": error}
 
 
 def problem(status: int, detail: str) -> dict[str, Any]:
@@ -205,18 +226,28 @@ def make_handler(fake: FakeIngest) -> type[BaseHTTPRequestHandler]:
             path = urlsplit(self.path).path
             if path == "/healthz":
                 return self.send_json(200, {"status": "ok"})
+            if self.unavailable():
+                return
             m = re.fullmatch(r"/api/v1/uploads/([\w-]+)", path)
             device = self.device()
             if m and device:
                 upload = fake.uploads.get(m[1])
                 if upload and upload.device == device:
-                    return self.send_json(200, {"id": upload.id, "state": upload.state,
-                                                "clip_id": upload.clip_id, "error": None})
+                    return self.send_json(200, fake.status(upload))
             self.send_json(404 if device else 401, problem(404 if device else 401, "no"))
+
+        def unavailable(self) -> bool:
+            if time.monotonic() >= fake.unavailable_until:
+                return False
+            status, detail = fake.outage
+            self.send_json(status, problem(status, detail))
+            return True
 
         def do_POST(self) -> None:
             path = urlsplit(self.path).path
             body = self.body_json()
+            if self.unavailable():
+                return
             device = self.device()
             if device is None:
                 return self.send_json(401, problem(401, "unknown device key"))
@@ -267,6 +298,14 @@ def make_handler(fake: FakeIngest) -> type[BaseHTTPRequestHandler]:
                 if fail:
                     return self.send_json(500, problem(500, "injected failure"))
                 return self.send_json(400, problem(400, f"part {number} must be {expected} bytes"))
+            md5 = self.headers.get("Content-MD5")
+            if md5 is not None:
+                actual = base64.b64encode(hashlib.md5(staged.read_bytes()).digest()).decode()
+                if md5 != actual:
+                    staged.unlink()  # S3's BadDigest
+                    return self.send_json(400, problem(400, "Content-MD5 does not match"))
+                with fake.lock:
+                    fake.md5_checked += 1
             staged.replace(target)
             with fake.lock:
                 fake.part_puts.append(key)
@@ -433,10 +472,9 @@ def test_exists_answer_sends_no_parts(server: FakeIngest, tmp_path: Path) -> Non
     summary, out = run_dock(tmp_path / "second", server)
     assert summary.ok and summary.count(Outcome.EXISTS) == 1 and summary.sent == 0
     assert len(server.part_puts) == puts
-    assert "already stored as clip" in out
+    assert "already stored (a verified original)" in out
     (state,) = states(tmp_path / "second").values()
     assert state.phase is dock.Phase.DONE and state.answer == "exists"
-    assert state.clip_id == server.stored[hashlib.sha256(data).hexdigest()]
 
 
 def test_killed_mid_upload_resumes_with_only_missing_parts(
@@ -538,7 +576,8 @@ def test_api_unreachable(camera: dict[str, bytes], tmp_path: Path) -> None:
 
     root = tmp_path / "camera"
     api = f"http://127.0.0.1:{free_port()}"
-    result = CliRunner().invoke(app, ["dock", str(root), "--api", api, "--retries", "2"],
+    result = CliRunner().invoke(app, ["dock", str(root), "--api", api, "--retries", "2",
+                                      "--wait-for-api", "0.5"],
                                 env={"EVIDENCE_DEVICE_KEY": DEVICE_KEY})
     assert result.exit_code == 1
     assert f"cannot reach {api}" in result.output
@@ -631,7 +670,7 @@ def test_failing_repeat_completion_falls_back_to_declaring(
     summary, out = run_dock(root, server)  # ...and completing again now fails on the server
     assert summary.ok and summary.count(Outcome.EXISTS) == 1, out
     (after,) = states(root).values()
-    assert after.phase is dock.Phase.DONE and after.clip_id == server.upload_of("a.mp4").clip_id
+    assert after.phase is dock.Phase.DONE and after.answer == "exists"
 
 
 def test_upload_rejected_after_a_kill_is_sent_afresh(server: FakeIngest, tmp_path: Path) -> None:
@@ -701,7 +740,132 @@ def test_progress_without_a_tty_is_plain_lines(camera: dict[str, bytes], server:
     assert summary.ok
     assert "\r" not in out and "\x1b" not in out
     assert "DCIM/100BWV/A_BIG.MP4: uploading 300.1 kB in 5 parts" in out
-    assert "DCIM/100BWV/A_BIG.MP4: uploaded, clip " in out
+    assert "DCIM/100BWV/A_BIG.MP4: verified by the server, clip " in out
     lines = out.splitlines()
     status = [line for line in lines if line.startswith("progress: ")]
     assert len(status) == len(set(status))  # only printed when something moved
+
+
+# --- done means verified by the server ----------------------------------------------------------
+
+
+def test_a_clip_is_done_only_once_the_server_verified_it(server: FakeIngest, tmp_path: Path) -> None:
+    root = tmp_path / "camera"
+    write_clip(root / "a.mp4", 100_000)
+    server.verdict_after = 10**6  # the worker is busy: no verdict within the wait budget
+    policy = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2, outage=0.3, verify_wait=0.5)
+    summary, out = run_dock(root, server, retry=policy)
+    assert summary.ok and summary.count(Outcome.WAITING) == 1, out
+    assert "1 sent but not yet verified by the server" in out
+    (state,) = states(root).values()
+    assert state.phase is dock.Phase.WAITING, "not done: the server has not vouched for it"
+
+    server.verdict_after = 2  # the worker catches up
+    declares, puts = len(server.declares), len(server.part_puts)
+    summary, out = run_dock(root, server)
+    assert summary.ok and summary.count(Outcome.UPLOADED) == 1, out
+    assert (len(server.declares), len(server.part_puts)) == (declares, puts), "asked, not re-sent"
+    (state,) = states(root).values()
+    assert state.phase is dock.Phase.DONE and state.answer == "stored"
+
+
+def test_a_rejected_upload_fails_and_the_next_run_hashes_the_file_again(
+    server: FakeIngest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "camera"
+    data = write_clip(root / "a.mp4", 100_000)
+    real_complete = server.complete
+
+    def damaged_in_storage(device: str, upload_id: str):  # type: ignore[no-untyped-def]
+        answer = real_complete(device, upload_id)
+        obj = server.root / "objects" / upload_id
+        obj.write_bytes(b"\0" + obj.read_bytes()[1:])  # what the worker re-hashes is not the file
+        return answer
+
+    server.complete = damaged_in_storage  # type: ignore[method-assign]
+    summary, out = run_dock(root, server)
+    assert not summary.ok, out
+    (failed,) = summary.failed
+    assert "rejected" in failed.error and "hash and send it afresh" in failed.error
+    assert states(root) == {}, "the refused hash is not kept"
+
+    server.complete = real_complete  # type: ignore[method-assign]
+    hashed: list[Path] = []
+    real_hash = dock.sha256_file
+    monkeypatch.setattr(dock, "sha256_file", lambda p, cb: hashed.append(p) or real_hash(p, cb))
+    summary, out = run_dock(root, server)
+    assert summary.ok and summary.count(Outcome.UPLOADED) == 1, out
+    assert hashed == [root / "a.mp4"], "hashed again, not trusted from the cache"
+    (stored,) = [u for u in server.uploads.values() if u.state == "stored"]
+    assert (server.root / "objects" / stored.id).read_bytes() == data
+
+
+def test_every_part_carries_its_content_md5(server: FakeIngest, tmp_path: Path) -> None:
+    root = tmp_path / "camera"
+    write_clip(root / "a.mp4", 200_000)
+    assert run_dock(root, server)[0].ok
+    assert server.md5_checked == len(server.parts_for("a.mp4")) == 4
+
+
+@pytest.mark.parametrize("outage", [(503, "Service Unavailable"), (502, "Bad Gateway")])
+def test_an_api_restart_is_waited_out(
+    server: FakeIngest, tmp_path: Path, outage: tuple[int, str]
+) -> None:
+    root = tmp_path / "camera"
+    data = write_clip(root / "a.mp4", 100_000)
+    server.outage = outage
+    server.unavailable_until = time.monotonic() + 2.5
+    policy = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.5, outage=30, verify_wait=10)
+    summary, out = run_dock(root, server, retry=policy)
+    assert summary.ok and summary.count(Outcome.UPLOADED) == 1, out
+    assert "the API is not answering" in out and "waiting for it" in out
+    assert server.object_bytes("a.mp4") == data
+
+
+def test_an_api_that_is_not_listening_yet_is_waited_out(tmp_path: Path) -> None:
+    """Connection refused (the API process restarting): waited out, not failed in seconds."""
+    from tests.fixtures.services import free_port
+
+    root = tmp_path / "camera"
+    data = write_clip(root / "a.mp4", 100_000)
+    port = free_port()
+    fake = FakeIngest(tmp_path / "server")
+    fake.base = f"http://127.0.0.1:{port}"
+
+    def start_later() -> None:
+        time.sleep(2.0)
+        httpd = ThreadingHTTPServer(("127.0.0.1", port), make_handler(fake))
+        httpd.daemon_threads = True
+        servers.append(httpd)
+        httpd.serve_forever()
+
+    servers: list[ThreadingHTTPServer] = []
+    threading.Thread(target=start_later, daemon=True).start()
+    try:
+        policy = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.5, outage=30, verify_wait=10)
+        summary, out = run_dock(root, fake, retry=policy)
+    finally:
+        for httpd in servers:
+            httpd.shutdown()
+            httpd.server_close()
+    assert summary.ok and summary.count(Outcome.UPLOADED) == 1, out
+    assert "waiting for it" in out
+    assert fake.object_bytes("a.mp4") == data
+
+
+def test_a_full_disk_on_the_server_is_said_plainly_and_retried_later(
+    server: FakeIngest, tmp_path: Path
+) -> None:
+    root = tmp_path / "camera"
+    write_clip(root / "a.mp4", 100_000)
+    server.outage = (507, "insufficient storage: the object store has no space left")
+    server.unavailable_until = time.monotonic() + 3600
+    summary, out = run_dock(root, server)
+    assert not summary.ok
+    (failed,) = summary.failed
+    assert "HTTP 507 (insufficient storage: the object store has no space left)" in failed.error
+    assert "insufficient storage" in out and "waiting for it" in out
+    assert not any(s.phase is dock.Phase.DONE for s in states(root).values())
+    server.unavailable_until = 0  # space is back: the next run sends it
+    summary, out = run_dock(root, server)
+    assert summary.ok and summary.count(Outcome.UPLOADED) == 1, out

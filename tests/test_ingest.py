@@ -97,9 +97,9 @@ def test_docking_the_same_bytes_again_is_one_clip_and_a_ledger_entry(
     process_upload(ctx, first["id"])
     again = dock.declare(clip_1080p)
     assert again.status_code == 200
-    assert again.json()["state"] == "exists" and again.json()["clip_id"] == first["clip_id"]
-    types = [e["type"] for e in entries_about(ctx, f"clip:{first['clip_id']}")]
-    assert types[-1] == "clip.docked_again"
+    assert again.json()["state"] == "exists" and "clip_id" not in again.json()
+    types = [e["type"] for e in entries_about(ctx, f"upload:{again.json()['id']}")]
+    assert types == ["upload.duplicate"]
     with ctx.db.session() as s:
         assert len(s.scalars(select(Clip)).all()) == 1
 
@@ -245,8 +245,9 @@ def test_evidence_dock_on_a_folder_gives_verified_originals_and_proxies(
     for clip in (clip_with_sidecar, clip_mov, clip_empty):
         (camera / clip.path.name).write_bytes(clip.path.read_bytes())
     (camera / f"{clip_with_sidecar.path.stem}.json").write_text(json.dumps(clip_with_sidecar.sidecar))
+    # No worker runs yet: the dock does not wait for verdicts; the second run confirms them.
     args = [sys.executable, "-m", "evidence", "dock", str(camera), "--api", str(dock.http.base_url),
-            "--device-key", dock.headers["Authorization"].split()[1]]
+            "--device-key", dock.headers["Authorization"].split()[1], "--wait", "0"]
     run = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     with ctx.db.session() as s:
@@ -260,8 +261,10 @@ def test_evidence_dock_on_a_folder_gives_verified_originals_and_proxies(
     assert clips[clip_with_sidecar.sha256].officer_id == "PC1234"
     assert clips[clip_mov.sha256].state == ClipState.ready
     assert clips[clip_empty.sha256].state == ClipState.unplayable
+    assert "3 sent but not yet verified by the server" in run.stderr
     again = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0
+    assert "3 uploaded" in again.stderr and "uploaded and verified" in again.stderr
     with ctx.db.session() as s:
         assert s.scalars(select(Upload).where(Upload.state == "processing")).all() == []
 
@@ -500,7 +503,7 @@ def test_production_profile_s3_and_postgres_with_multipart(
     with running_api(settings) as api_url:
         run = subprocess.run(
             [sys.executable, "-m", "evidence", "dock", str(camera), "--api", api_url,
-             "--device-key", key], capture_output=True, text=True, timeout=300,
+             "--device-key", key, "--wait", "0"], capture_output=True, text=True, timeout=300,
         )
     assert run.returncode == 0, run.stderr
     assert "in 3 parts" in run.stderr

@@ -1022,6 +1022,20 @@ def test_part_content_md5_is_checked(store: ObjectStore, ns: str) -> None:
     store.abort_multipart(key, upload_id)
 
 
+def test_plain_presigned_put_checks_content_md5(store: ObjectStore, ns: str) -> None:
+    key = f"incoming/{ns}"
+    url = store.presign_put(key, dt.timedelta(minutes=5))
+    data = b"object bytes"
+    wrong = base64.b64encode(hashlib.md5(b"other bytes").digest()).decode()
+    right = base64.b64encode(hashlib.md5(data).digest()).decode()
+    with httpx.Client(timeout=30) as http:
+        r = http.put(url, content=data, headers={"Content-MD5": wrong})
+        assert r.status_code in (400, 422), r.status_code  # RGW BadDigest; local Hash mismatch
+        assert not store.exists(key), "a damaged body stores nothing"
+        assert http.put(url, content=data, headers={"Content-MD5": right}).status_code == 200
+    assert b"".join(store.open(key)) == data
+
+
 def test_multipart_refuses_write_once_locked_keys_and_bad_input(
     store: ObjectStore, ns: str
 ) -> None:
@@ -1099,10 +1113,38 @@ def test_local_part_larger_than_s3_allows_is_refused(
     upload_id = store.create_multipart(key)
     url = store.presign_part(key, upload_id, 1, dt.timedelta(minutes=1))
     r = httpx.put(url, content=b"x" * 1001, timeout=30)
-    assert r.status_code == 422, r.text
+    assert r.status_code == 413, r.text
     assert "at most" in r.json()["detail"]
     assert store.list_parts(key, upload_id) == []
     assert httpx.put(url, content=b"x" * 1000, timeout=30).status_code == 200
+    assert staging_leftovers(store) == []
+
+
+def test_local_part_url_holds_its_signed_size(
+    request: pytest.FixtureRequest, tmp_path: Path, ns: str
+) -> None:
+    """A part URL signed for N bytes takes at most N, whatever the request claims, and the
+    bound cannot be dropped from the URL: it is part of what is signed."""
+    store = make_store("local", request, tmp_path)
+    key = f"incoming/{ns}"
+    upload_id = store.create_multipart(key)
+    url = httpx.URL(store.presign_part(key, upload_id, 1, dt.timedelta(minutes=1), max_size=1000))
+    assert url.params["size"] == "1000"
+    said_so = httpx.put(url, content=b"x" * 5000, timeout=30)
+    assert said_so.status_code == 413, "refused on its Content-Length, before reading"
+
+    def lying_body():  # chunked: no Content-Length to refuse on, so the count decides
+        yield b"x" * 600
+        yield b"x" * 600
+
+    streamed = httpx.put(url, content=lying_body(), timeout=30)
+    assert streamed.status_code == 413 and store.list_parts(key, upload_id) == []
+    unbounded = url.copy_remove_param("size")
+    assert httpx.put(unbounded, content=b"x" * 10, timeout=30).status_code == 403
+    bigger = url.copy_set_param("size", "5000")
+    assert httpx.put(bigger, content=b"x" * 10, timeout=30).status_code == 403
+    assert httpx.put(url, content=b"x" * 1000, timeout=30).status_code == 200
+    assert [p.size for p in store.list_parts(key, upload_id)] == [1000]
     assert staging_leftovers(store) == []
 
 

@@ -79,8 +79,20 @@ def build_bundle(self, bundle_id: str) -> str:  # type: ignore[no-untyped-def]
     return state
 
 
+@app.task(name="evidence.ingest.abandon_stale")
+def abandon_stale() -> int:
+    """Abort pending uploads no device has shown interest in for a long time (scheduled)."""
+    from evidence.ingest.service import abandon_stale_uploads
+
+    ids = abandon_stale_uploads(context())
+    if ids:
+        log.info("abandoned %d stale pending uploads", len(ids))
+    return len(ids)
+
+
 app.conf.beat_schedule = {
     "requeue-stalled-uploads": {"task": "evidence.ingest.requeue_stalled", "schedule": 300.0},
+    "abandon-stale-uploads": {"task": "evidence.ingest.abandon_stale", "schedule": 3600.0},
 }
 
 

@@ -3,8 +3,10 @@
 `LocalStore.presign_put/get` produce `/api/v1/objects/{key}?method=&expires=&signature=`;
 these routes check the signature first, then stream the body into the store (PUT) or the
 object out of it, with HTTP Range (GET). `LocalStore.presign_part` adds `uploadId` and
-`partNumber` (both covered by the signature): such a PUT stores one part of a multipart upload
-and answers its ETag, as S3's UploadPart does. With the S3 backend, presigned URLs point at
+`partNumber` (both covered by the signature), and for ingest `size`, the most bytes the part
+may hold (signed too: a bigger body is refused with 413): such a PUT stores one part of a
+multipart upload and answers its ETag, as S3's UploadPart does. Every PUT checks a
+`Content-MD5` header when one is sent (a mismatch stores nothing). With the S3 backend, presigned URLs point at
 the S3 server itself, so these routes answer 404.
 """
 
@@ -22,7 +24,8 @@ from fastapi.responses import JSONResponse, Response
 from api.deps import store as get_store
 from api.gates import public
 from api.streaming import ranged_response
-from evidence.errors import AccessDenied, NotFound
+from evidence.errors import AccessDenied, NotFound, TooLarge
+from evidence.storage import MAX_PART_SIZE
 from evidence.storage.local import LocalStore
 
 router = APIRouter()
@@ -44,31 +47,42 @@ async def put_object(
     signature: str | None = None,
     upload_id: str | None = Query(None, alias="uploadId"),
     part_number: str | None = Query(None, alias="partNumber"),
+    size: str | None = None,
     _: None = Depends(public),  # the URL's own signature is the access check
 ) -> JSONResponse:
     store = _local_store(request)
     if upload_id is not None or part_number is not None:
         if method != "PUT":
             raise AccessDenied("not a valid presigned part URL")
-        upload, number = store.verify_presigned_part(
-            key, upload_id, part_number, expires, signature
+        upload, number, max_size = store.verify_presigned_part(
+            key, upload_id, part_number, expires, signature, size
         )
-        return await _put_part(store, key, upload, number, request)
+        return await _put_part(store, key, upload, number, max_size, request)
     _check(store, key, "PUT", method, expires, signature)
     body = _BodyReader(request.stream())
     # The store is synchronous (file I/O, fsync): run it in a worker thread that pulls the
     # request body from the event loop chunk by chunk, so nothing is buffered whole.
-    stored = await anyio.to_thread.run_sync(lambda: store.put(key, body))  # type: ignore[arg-type]
+    md5 = request.headers.get("content-md5")
+    stored = await anyio.to_thread.run_sync(
+        lambda: store.put(key, body, content_md5=md5)  # type: ignore[arg-type]
+    )
     return JSONResponse({"key": stored.key, "sha256": stored.sha256, "size": stored.size})
 
 
 async def _put_part(
-    store: LocalStore, key: str, upload_id: str, part_number: int, request: Request
+    store: LocalStore, key: str, upload_id: str, part_number: int, max_size: int | None,
+    request: Request,
 ) -> JSONResponse:
+    limit = MAX_PART_SIZE if max_size is None else max_size
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        # Refused before a byte is read: the URL was signed for at most `limit` bytes.
+        raise TooLarge(f"this part may hold at most {limit} bytes, the request says {declared}")
     body = cast(BinaryIO, _BodyReader(request.stream()))  # read(n) is all the store calls
     md5 = request.headers.get("content-md5")
     part = await anyio.to_thread.run_sync(
-        lambda: store.put_part(key, upload_id, part_number, body, content_md5=md5)
+        lambda: store.put_part(key, upload_id, part_number, body, content_md5=md5,
+                               max_size=limit)
     )
     return JSONResponse(
         {"part_number": part.number, "size": part.size, "etag": part.etag},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -31,7 +32,8 @@ def declare(body: Declaration, request: Request, device: Device = Depends(curren
         filename=body.filename, metadata=body.metadata,
     )
     if d.state == UploadState.duplicate:
-        return JSONResponse({"id": d.upload_id, "state": "exists", "clip_id": d.clip_id})
+        # No clip id: knowing a hash is not a right to a clip (docs/ingest.md).
+        return JSONResponse({"id": d.upload_id, "state": "exists"})
     return JSONResponse(
         {"id": d.upload_id, "state": d.state, "part_size": d.part_size,
          "parts": [p.__dict__ for p in d.parts]},
@@ -46,11 +48,12 @@ def complete(upload_id: str, request: Request, device: Device = Depends(current_
     if done.newly:
         request.app.state.enqueue_processing(upload.id)
     return JSONResponse(
-        {"id": upload.id, "state": upload.state, "clip_id": upload.clip_id}, status_code=202
+        {"id": upload.id, "state": upload.state,
+         "clip_id": service.visible_clip_id(request.app.state.ctx, upload)},
+        status_code=202,
     )
 
 
 @router.get("/{upload_id}")
 def status(upload_id: str, request: Request, device: Device = Depends(current_device)) -> dict:
-    u = service.get_upload(request.app.state.ctx, device, upload_id)
-    return {"id": u.id, "state": u.state, "clip_id": u.clip_id, "error": u.error}
+    return dataclasses.asdict(service.upload_status(request.app.state.ctx, device, upload_id))

@@ -17,6 +17,7 @@ class UploadState(enum.StrEnum):
     stored = "stored"  # verified and promoted to originals/
     duplicate = "duplicate"  # these bytes were already stored: nothing was uploaded
     rejected = "rejected"  # bytes did not hash to the declared sha256; kept in quarantine/
+    abandoned = "abandoned"  # pending with no sign of life for too long; its parts dropped
 
 
 class Upload(Base):

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
+import json
 import re
 import tempfile
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rfc8785 import CanonicalizationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from evidence import clock, media
 from evidence.retention import service as retention
@@ -27,9 +32,11 @@ from evidence.accounts.models import Device
 from evidence.clips.models import Clip, ClipState, Derivative
 from evidence.context import Context
 from evidence.errors import (
-    AccessDenied, Conflict, InvalidInput, NotFound, ObjectNotFound, UploadNotFound,
+    AccessDenied, Conflict, InvalidInput, NotFound, ObjectNotFound, TooLarge, UploadLimit,
+    UploadNotFound,
 )
 from evidence.ingest.models import Upload, UploadState
+from evidence.ledger.entries import canonical
 from evidence.storage import DEFAULT_PART_SIZE, original_key, plan_parts
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -68,9 +75,19 @@ def _check_declaration(sha256: str, size: int, filename: str, metadata: Any) -> 
     name = Path(filename.replace("\\", "/")).name
     if not name or len(name) > MAX_FILENAME:
         raise InvalidInput("filename must be a file name of 1 to 255 characters")
+    if not _storable(name):
+        raise InvalidInput("filename must be UTF-8 text without NUL characters")
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidInput("metadata must be a JSON object (the clip's sidecar)")
     return name
+
+
+def _storable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False  # a lone surrogate
+    return "\x00" not in text
 
 
 def declare_upload(
@@ -84,19 +101,11 @@ def declare_upload(
     """
     filename = _check_declaration(sha256, size, filename, metadata)
     sha256 = sha256.lower()
+    metadata = keepable_sidecar(ctx, metadata)  # before the write lock: it may store a file
     with ctx.db.write_session() as s:
         clip = s.scalar(select(Clip).where(Clip.sha256 == sha256))
-        if clip is not None and clip.state != ClipState.rejected:
-            upload = _new_upload(device, sha256, size, filename, metadata, UploadState.duplicate)
-            upload.clip_id = clip.id
-            s.add(upload)
-            s.flush()
-            ctx.ledger.append_in(
-                s, "clip.docked_again", actor=_device_actor(device),
-                subject={"clip": clip.id, "upload": upload.id, "device": device.id},
-                sha256=sha256, size=size, filename=filename,
-            )
-            return Declared(upload.id, UploadState.duplicate.value, clip_id=clip.id)
+        if clip is not None and clip.state in VOUCHED:
+            return _duplicate(ctx, s, device, clip, sha256, size, filename)
         upload = s.scalar(
             select(Upload).where(
                 Upload.device_id == device.id, Upload.sha256 == sha256,
@@ -104,18 +113,122 @@ def declare_upload(
             )
         )
         if upload is None:
+            _check_limits(ctx, s, device, size)
             upload = _new_upload(device, sha256, size, filename, metadata, UploadState.pending)
             s.add(upload)
             s.flush()
-            if len(plan_parts(size, upload.part_size)) > 1:
-                upload.multipart_id = ctx.store.create_multipart(upload.incoming_key)
+            # Always a multipart upload, even of one part: its URLs die when it is completed,
+            # so no replay can change the bytes the worker is about to verify.
+            upload.multipart_id = ctx.store.create_multipart(upload.incoming_key)
             ctx.ledger.append_in(
                 s, "upload.declared", actor=_device_actor(device),
                 subject={"upload": upload.id, "device": device.id},
-                sha256=sha256, size=size, filename=filename, sidecar=metadata or {},
+                sha256=sha256, size=size, filename=ledger_text(filename, MAX_FILENAME),
+                sidecar=metadata or {},
             )
+        else:
+            upload.heartbeat_at = clock.now()  # a sign of life: not abandoned
         parts = _part_urls(ctx, upload)
         return Declared(upload.id, UploadState.pending.value, part_size=upload.part_size, parts=parts)
+
+
+VOUCHED = frozenset({ClipState.stored, ClipState.ready, ClipState.unplayable, ClipState.disposed})
+"""Clip states whose original was verified and promoted: only these answer "exists". A clip
+still verifying (some upload's bytes not yet re-hashed) or rejected satisfies nobody, or a
+device that lied about a hash could make an honest dock drop the real clip. Disposed counts:
+the store judged those bytes and let them go under policy; a dock may not bring them back."""
+
+
+def _duplicate(
+    ctx: Context, s: Session, device: Device, clip: Clip, sha256: str, size: int, filename: str,
+) -> Declared:
+    """These bytes are stored. The device learns that, and nothing else: not the clip's id
+    (knowing a hash must not open a clip) and it writes nothing into the clip's timeline.
+    The entry goes to the device's and the upload's own record, as a claim, not a fact."""
+    if size != clip.size:
+        raise Conflict(
+            f"a clip with this sha256 is stored with another size than {size} bytes: "
+            "hash and size must both be the file's"
+        )
+    upload = _new_upload(device, sha256, size, filename, None, UploadState.duplicate)
+    s.add(upload)
+    s.flush()
+    ctx.ledger.append_in(
+        s, "upload.duplicate", actor=_device_actor(device),
+        subject={"upload": upload.id, "device": device.id},
+        sha256=sha256, size=size, filename=ledger_text(filename, MAX_FILENAME),
+    )
+    return Declared(upload.id, UploadState.duplicate.value)
+
+
+def ledger_text(value: str, limit: int) -> str:
+    """A client's string as the permanent ledger keeps it: NFC, without control or format
+    characters (bidi overrides would make a name read differently than it is), bounded."""
+    value = unicodedata.normalize("NFC", value)
+    kept = "".join(c if unicodedata.category(c)[0] != "C" else "\ufffd" for c in value)
+    return kept[:limit]
+
+
+MAX_SIDECAR_BYTES = 64 * 1024
+"""A sidecar is a few hundred bytes; a bigger one is kept as a file, not in the ledger."""
+
+_NOT_CANONICAL = (
+    "not representable in canonical JSON (a NaN or infinite number, an integer beyond "
+    "2^53, or a lone surrogate)"
+)
+
+
+def keepable_sidecar(ctx: Context, metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The sidecar as the ledger and the database keep it.
+
+    One the ledger's canonical form (RFC 8785) cannot hold, or one larger than
+    MAX_SIDECAR_BYTES, is stored whole as an object (`sidecars/{sha256}.json`, write-once)
+    and replaced by a small record naming it and its hash: nothing is lost, the permanent
+    log stays bounded, and the footage is never held back by its description.
+    """
+    if not metadata:
+        return metadata
+    try:
+        if len(canonical(metadata)) <= MAX_SIDECAR_BYTES:
+            return metadata
+        why = f"larger than {MAX_SIDECAR_BYTES} bytes"
+    except (CanonicalizationError, UnicodeError, RecursionError):
+        why = _NOT_CANONICAL
+    # ensure_ascii writes a lone surrogate as its \u escape and NaN as NaN: the same JSON
+    # text, which UTF-8 could not otherwise hold.
+    raw = json.dumps(metadata, ensure_ascii=True, allow_nan=True).encode("ascii")
+    digest = hashlib.sha256(raw).hexdigest()
+    stored = ctx.store.put(
+        f"sidecars/{digest}.json", io.BytesIO(raw), expected_sha256=digest, write_once=True
+    )
+    return {
+        "sidecar_error": f"the sidecar is {why}; kept as a stored file",
+        "sidecar_file": {"key": stored.key, "sha256": stored.sha256, "size": stored.size},
+    }
+
+
+def _check_limits(ctx: Context, s: Session, device: Device, size: int) -> None:
+    settings = ctx.settings
+    if size > settings.upload_max_clip_bytes:
+        raise TooLarge(
+            f"a clip may have at most {settings.upload_max_clip_bytes} bytes; "
+            f"{size} were declared"
+        )
+    count, pending = s.execute(
+        select(func.count(), func.coalesce(func.sum(Upload.size), 0)).where(
+            Upload.device_id == device.id, Upload.state == UploadState.pending
+        )
+    ).one()
+    if count >= settings.upload_max_pending_per_device:
+        raise UploadLimit(
+            f"this device has {count} uploads pending, the most it may have: complete them "
+            "(run the dock again) before declaring more"
+        )
+    if pending + size > settings.upload_max_pending_bytes_per_device:
+        raise UploadLimit(
+            f"this device has {pending} bytes pending; {size} more would pass its limit of "
+            f"{settings.upload_max_pending_bytes_per_device}: complete those uploads first"
+        )
 
 
 def _new_upload(
@@ -138,10 +251,18 @@ def _part_urls(ctx: Context, upload: Upload) -> list[PartUrl]:
     if upload.multipart_id is None:
         uploaded = _object_arrived(ctx, upload)
         return [PartUrl(1, 0, upload.size, ctx.store.presign_put(key, expires), uploaded)]
-    held = {p.number: p.size for p in ctx.store.list_parts(key, upload.multipart_id)}
+    try:
+        held = {p.number: p.size for p in ctx.store.list_parts(key, upload.multipart_id)}
+    except UploadNotFound:
+        # Joined by a completion that died before it was recorded: nothing is left to send,
+        # completing again records it. (If the joined object is gone too, start afresh.)
+        if _object_arrived(ctx, upload):
+            return [PartUrl(n, offset, length, "", True) for n, offset, length in plan]
+        upload.multipart_id = ctx.store.create_multipart(key)
+        held = {}
     return [
         PartUrl(n, offset, length,
-                ctx.store.presign_part(key, upload.multipart_id, n, expires),
+                ctx.store.presign_part(key, upload.multipart_id, n, expires, max_size=length),
                 held.get(n) == length)
         for n, offset, length in plan
     ]
@@ -164,8 +285,46 @@ def _own_upload(ctx: Context, device: Device, upload_id: str) -> Upload:
     return upload
 
 
-def get_upload(ctx: Context, device: Device, upload_id: str) -> Upload:
-    return _own_upload(ctx, device, upload_id)
+@dataclass(frozen=True)
+class UploadStatus:
+    """What a device is told about its upload (GET /api/v1/uploads/{id})."""
+
+    id: str
+    state: str
+    verified: bool
+    clip_id: str | None
+    error: str | None
+
+
+def upload_status(ctx: Context, device: Device, upload_id: str) -> UploadStatus:
+    upload = _own_upload(ctx, device, upload_id)
+    return UploadStatus(upload.id, upload.state, upload_verified(ctx, upload),
+                        visible_clip_id(ctx, upload), upload.error)
+
+
+def upload_verified(ctx: Context, upload: Upload) -> bool:
+    """The server vouches for this upload's bytes: re-hashed, equal to the declared hash, and
+    the clip's original stored. True before the review copies are made (state `stored`
+    waits for them), so a dock need not wait for a transcode to know its clip is safe."""
+    if upload.state == UploadState.stored:
+        return True
+    if upload.state != UploadState.processing:
+        return False
+    return any(
+        json.loads(entry)["type"] == "clip.ingested"
+        for _, entry in ctx.ledger.entries_about(f"upload:{upload.id}")
+    )
+
+
+def visible_clip_id(ctx: Context, upload: Upload) -> str | None:
+    """The clip id a device may learn for its upload: once its own bytes were verified, or
+    for the clip its upload created. Completing junk under another clip's hash teaches
+    nothing."""
+    if upload.clip_id is None or upload.state == UploadState.stored:
+        return upload.clip_id
+    with ctx.db.session() as s:
+        made_by = s.scalar(select(Clip.device_id).where(Clip.id == upload.clip_id))
+    return upload.clip_id if made_by == upload.device_id else None
 
 
 @dataclass(frozen=True)
@@ -197,6 +356,7 @@ def complete_upload(ctx: Context, device: Device, upload_id: str) -> Completed:
         upload.clip_id = clip.id
         upload.state = UploadState.processing.value
         upload.completed_at = clock.now()
+        upload.heartbeat_at = None  # a declaration's sign of life; the worker's from now on
         ctx.ledger.append_in(
             s, "upload.completed", actor=_device_actor(device),
             subject={"upload": upload.id, "clip": clip.id, "device": device.id},
@@ -241,7 +401,8 @@ def _new_clip(upload: Upload) -> Clip:
 
 
 def _text(value: Any) -> str | None:
-    return None if value is None else str(value)[:64]
+    # Control characters (a NUL, which PostgreSQL text cannot hold) must not stop a clip.
+    return None if value is None else ledger_text(str(value), 64)
 
 
 def _when(value: Any) -> dt.datetime | None:
@@ -283,10 +444,15 @@ def process_upload(
     with _local_copy(ctx, upload, clip) as (path, actual):
         if actual != upload.sha256:
             return _reject(ctx, upload, path, actual)
-        if clip.state == ClipState.verifying:
+        # Verified on this upload's own bytes. A clip another upload left rejected (a device
+        # that lied about this hash) is the clip these bytes prove: promote them.
+        if clip.state in (ClipState.verifying, ClipState.rejected):
             ctx.store.promote(upload.incoming_key, upload.sha256)
             facts = media.probe(path)
             _record_ingest(ctx, upload, facts)
+        else:
+            # Stored already by another upload of the same bytes: keep no second copy.
+            ctx.store.delete(upload.incoming_key)
         retention.lock_original(ctx, upload.clip_id)  # type: ignore[arg-type]
         _make_derivatives(ctx, upload.clip_id, path, upload.sha256, report)  # type: ignore[arg-type]
     _finish(ctx, upload.id)
@@ -355,7 +521,7 @@ def _reject(ctx: Context, upload: Upload, copy: Path, actual: str) -> str:
         u.state = UploadState.rejected.value
         u.error = f"declared sha256 {upload.sha256} but the bytes hash to {actual}"
         clip = s.get(Clip, u.clip_id)
-        if clip is not None and clip.state == ClipState.verifying:
+        if clip is not None and clip.state == ClipState.verifying and not _others_pending(s, u):
             clip.state = ClipState.rejected.value
         ctx.ledger.append_in(
             s, "upload.rejected", actor=WORKER,
@@ -366,11 +532,22 @@ def _reject(ctx: Context, upload: Upload, copy: Path, actual: str) -> str:
     return UploadState.rejected.value
 
 
+def _others_pending(s: Session, upload: Upload) -> bool:
+    """Another upload of the same clip still waits to be verified: one liar's bytes must not
+    reject the clip while an honest upload of it is in flight."""
+    return s.scalar(
+        select(func.count()).select_from(Upload).where(
+            Upload.clip_id == upload.clip_id, Upload.id != upload.id,
+            Upload.state == UploadState.processing,
+        )
+    ) > 0
+
+
 def _record_ingest(ctx: Context, upload: Upload, facts: media.MediaFacts) -> None:
     with ctx.db.write_session() as s:
         clip = s.get(Clip, upload.clip_id)
         assert clip is not None
-        if clip.state != ClipState.verifying:
+        if clip.state not in (ClipState.verifying, ClipState.rejected):
             return  # another worker got here first
         clip.state = (ClipState.stored if facts.playable else ClipState.unplayable).value
         clip.duration_ms = facts.duration_ms
@@ -482,3 +659,41 @@ def stalled_uploads(ctx: Context, older_than: dt.timedelta) -> list[str]:
         return list(s.scalars(
             select(Upload.id).where(Upload.state == UploadState.processing, last_sign < cutoff)
         ))
+
+
+def abandon_stale_uploads(ctx: Context, older_than: dt.timedelta | None = None) -> list[str]:
+    """Pending uploads with no sign of life (declared, or declared again) for `older_than`
+    (default: EVIDENCE_UPLOAD_ABANDON_HOURS): their multipart uploads are aborted, so the
+    storage stops keeping parts nobody will complete, and they are marked abandoned with a
+    ledger entry. A dock that comes back later simply declares again and starts afresh.
+
+    Storage first, then the record: if the device declares again in between, its upload
+    stays pending and the next declaration finds the multipart gone and opens a new one.
+    """
+    older_than = older_than or dt.timedelta(hours=ctx.settings.upload_abandon_hours)
+    cutoff = clock.now() - older_than
+    last_sign = func.coalesce(Upload.heartbeat_at, Upload.created_at)
+    with ctx.db.session() as s:
+        stale = s.scalars(
+            select(Upload).where(Upload.state == UploadState.pending, last_sign < cutoff)
+        ).all()
+    done = []
+    for upload in stale:
+        if upload.multipart_id is not None:
+            ctx.store.abort_multipart(upload.incoming_key, upload.multipart_id)
+        ctx.store.delete(upload.incoming_key)
+        with ctx.db.write_session() as s:
+            u = s.get(Upload, upload.id)
+            if u is None or u.state != UploadState.pending:
+                continue
+            if (u.heartbeat_at or u.created_at) >= cutoff:
+                continue  # declared again meanwhile
+            u.state = UploadState.abandoned.value
+            u.error = f"no sign of the device for more than {older_than}; declare again"
+            ctx.ledger.append_in(
+                s, "upload.abandoned", actor="system:scheduler",
+                subject={"upload": u.id, "device": u.device_id},
+                sha256=u.sha256, size=u.size, declared_at=clock.rfc3339(u.created_at),
+            )
+        done.append(upload.id)
+    return done

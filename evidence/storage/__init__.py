@@ -217,7 +217,8 @@ class ObjectStore(Protocol):
         ...
 
     def presign_part(
-        self, key: str, upload_id: str, part_number: int, expires: dt.timedelta
+        self, key: str, upload_id: str, part_number: int, expires: dt.timedelta,
+        *, max_size: int | None = None,
     ) -> str:
         """A URL to HTTP PUT the bytes of part `part_number` (1..MAX_PARTS) of the upload.
 
@@ -225,6 +226,10 @@ class ObjectStore(Protocol):
         number: the URL works for that part of that upload only. PUT answers the part's ETag
         (MD5 hex, quoted) and refuses a `Content-MD5` header that does not match the body.
         Sending a part again replaces its earlier bytes. An unknown upload answers 404.
+
+        `max_size`: the local store signs it into the URL and refuses a bigger body (413).
+        An S3 presigned PUT cannot cap its body, so there the caller checks the sizes
+        `list_parts` reports before completing (the ingest service does).
         """
         ...
 

@@ -65,6 +65,7 @@ from evidence.errors import (
     InvalidInput,
     ObjectLocked,
     ObjectNotFound,
+    TooLarge,
     UploadNotFound,
     WriteOnceViolation,
 )
@@ -97,6 +98,7 @@ _UPLOAD_RECORD = "upload"
 _LOCAL_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")  # what create_multipart issues (uuid4 hex)
 _PART_RECORD = re.compile(r"\d{5}")
 _PART_NUMBER_PARAM = re.compile(r"[1-9]\d{0,4}")  # canonical decimal, as presign_part writes it
+_SIZE_PARAM = re.compile(r"0|[1-9]\d{0,10}")
 
 
 @dataclass
@@ -166,13 +168,18 @@ class LocalStore(StoreBase):
         expected_sha256: str | None = None,
         write_once: bool = False,
         retain_until: dt.datetime | None = None,
+        content_md5: str | None = None,
     ) -> StoredObject:
+        """`content_md5`: a presigned PUT's Content-MD5 header (local store only): a body that
+        does not match it is refused (HashMismatch) and leaves the key as it was."""
         key = validate_key(key)
         expected = validate_sha256(expected_sha256) if expected_sha256 is not None else None
         retain_until = validate_retain_until(retain_until)
         staged = self._staging_path()
         try:
-            sha, size = self._spool(stream, staged)
+            md5 = _Md5Reader(stream)
+            sha, size = self._spool(md5, staged)  # type: ignore[arg-type]
+            _check_content_md5(content_md5, md5.hexdigest())
             if expected is not None and sha != expected:
                 raise HashMismatch(
                     f"{key}: received bytes hash to {sha}, expected {expected}",
@@ -329,18 +336,20 @@ class LocalStore(StoreBase):
         stream: BinaryIO,
         *,
         content_md5: str | None = None,
+        max_size: int = MAX_PART_SIZE,
     ) -> PartInfo:
         """Store one part (the body of a presigned part PUT), replacing an earlier one.
 
         `content_md5` is the request's Content-MD5 header: a body that does not match it is
-        refused (HashMismatch), as S3 refuses it (BadDigest).
+        refused (HashMismatch), as S3 refuses it (BadDigest). A body longer than `max_size`
+        (the URL's signed size) is refused (TooLarge) as soon as it is, keeping nothing.
         """
         key = validate_multipart_key(key)
         number = validate_part_number(part_number)
         self._upload_dir(key, upload_id)  # fail before reading a body nobody will keep
         staged = self._staging_path()
         try:
-            etag, size = _spool_part(stream, staged)
+            etag, size = _spool_part(stream, staged, min(max_size, MAX_PART_SIZE))
             _check_content_md5(content_md5, etag)
             with self._upload_locked(key, upload_id) as updir:
                 self._install_part(updir, number, staged, etag, size)
@@ -572,23 +581,25 @@ class LocalStore(StoreBase):
         return f"{self._public_url}{OBJECTS_ROUTE}{quote(key, safe='/')}?{query}"
 
     def presign_part(
-        self, key: str, upload_id: str, part_number: int, expires: dt.timedelta
+        self, key: str, upload_id: str, part_number: int, expires: dt.timedelta,
+        *, max_size: int | None = None,
     ) -> str:
         key = validate_multipart_key(key)
         upload_id = validate_upload_id(upload_id)
         number = validate_part_number(part_number)
         deadline = int((clock.now() + validate_expiry(expires)).timestamp())
-        signature = self._sign_part(key, upload_id, str(number), deadline)
-        query = urlencode(
-            {
-                "method": "PUT",
-                "uploadId": upload_id,
-                "partNumber": number,
-                "expires": deadline,
-                "signature": signature,
-            }
-        )
-        return f"{self._public_url}{OBJECTS_ROUTE}{quote(key, safe='/')}?{query}"
+        size = None if max_size is None else str(_validate_max_size(max_size))
+        signature = self._sign_part(key, upload_id, str(number), deadline, size)
+        params: dict[str, object] = {
+            "method": "PUT",
+            "uploadId": upload_id,
+            "partNumber": number,
+            "expires": deadline,
+        }
+        if size is not None:
+            params["size"] = size
+        params["signature"] = signature
+        return f"{self._public_url}{OBJECTS_ROUTE}{quote(key, safe='/')}?{urlencode(params)}"
 
     def verify_presigned(self, key: str, method: str, expires: object, signature: object) -> None:
         """Accept a presigned request or raise AccessDenied (bad signature, or expired)."""
@@ -598,9 +609,11 @@ class LocalStore(StoreBase):
         self._check_signature(self._sign(method, key, deadline), signature, deadline)
 
     def verify_presigned_part(
-        self, key: str, upload_id: object, part_number: object, expires: object, signature: object
-    ) -> tuple[str, int]:
-        """Accept a presigned part PUT or raise AccessDenied; returns (upload id, part number).
+        self, key: str, upload_id: object, part_number: object, expires: object, signature: object,
+        size: object = None,
+    ) -> tuple[str, int, int | None]:
+        """Accept a presigned part PUT or raise AccessDenied; returns (upload id, part number,
+        the most bytes the part may hold, or None when the URL set no bound).
 
         Only the exact strings presign_part writes are accepted, so that the signed message
         (fields separated by newlines) can be read one way only.
@@ -610,12 +623,13 @@ class LocalStore(StoreBase):
             and _is_upload_id(upload_id)
             and isinstance(part_number, str)
             and _PART_NUMBER_PARAM.fullmatch(part_number)
+            and (size is None or (isinstance(size, str) and _SIZE_PARAM.fullmatch(size)))
         ):
             raise AccessDenied("not a valid presigned part URL")
         deadline = _deadline(expires)
-        expected = self._sign_part(key, upload_id, part_number, deadline)
+        expected = self._sign_part(key, upload_id, part_number, deadline, size)
         self._check_signature(expected, signature, deadline)
-        return upload_id, int(part_number)
+        return upload_id, int(part_number), None if size is None else int(size)
 
     @staticmethod
     def _check_signature(expected: str, signature: object, deadline: int) -> None:
@@ -632,10 +646,16 @@ class LocalStore(StoreBase):
         msg = f"evidence-presign-v1\n{method}\n{key}\n{deadline}".encode()
         return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()
 
-    def _sign_part(self, key: str, upload_id: str, part_number: str, deadline: int) -> str:
+    def _sign_part(
+        self, key: str, upload_id: str, part_number: str, deadline: int, size: str | None = None
+    ) -> str:
         # Its own prefix: a plain PUT URL's signature can never pass as a part URL's (or the
         # reverse), and upload id and part number are covered: part 3's URL is not part 4's.
+        # A bounded URL signs its size under another prefix, so dropping `size` from the
+        # query cannot turn it into an unbounded one.
         msg = f"evidence-presign-part-v1\nPUT\n{key}\n{deadline}\n{upload_id}\n{part_number}"
+        if size is not None:
+            msg = f"evidence-presign-part-v2\nPUT\n{key}\n{deadline}\n{upload_id}\n{part_number}\n{size}"
         return hmac.new(self._secret, msg.encode(), hashlib.sha256).hexdigest()
 
     # --- internals ------------------------------------------------------------------------
@@ -769,6 +789,12 @@ def _write_new(path: Path, payload: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def _validate_max_size(size: int) -> int:
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_PART_SIZE:
+        raise InvalidInput(f"a part's size bound must be 0..{MAX_PART_SIZE} bytes, not {size!r}")
+    return size
+
+
 def _deadline(expires: object) -> int:
     try:
         return int(str(expires))
@@ -784,11 +810,11 @@ def _is_upload_id(upload_id: str) -> bool:
     return True
 
 
-def _spool_part(stream: BinaryIO, staged: Path) -> tuple[str, int]:
+def _spool_part(stream: BinaryIO, staged: Path, limit: int) -> tuple[str, int]:
     """Copy a part's bytes to `staged` chunk by chunk; (MD5 hex = its ETag, size).
 
     MD5 because that is S3's part ETag, so a client can check either backend the same way.
-    More than MAX_PART_SIZE bytes is refused, as S3 refuses it (EntityTooLarge).
+    More than `limit` bytes is refused, as S3 refuses more than 5 GiB (EntityTooLarge).
     """
     md5 = hashlib.md5(usedforsecurity=False)
     size = 0
@@ -796,13 +822,30 @@ def _spool_part(stream: BinaryIO, staged: Path) -> tuple[str, int]:
     with os.fdopen(fd, "wb") as f:
         while chunk := stream.read(CHUNK):
             size += len(chunk)
-            if size > MAX_PART_SIZE:
-                raise InvalidInput(f"a part may hold at most {MAX_PART_SIZE} bytes (5 GiB)")
+            if size > limit:
+                raise TooLarge(f"this part may hold at most {limit} bytes")
             md5.update(chunk)
             f.write(chunk)
         f.flush()
         os.fsync(f.fileno())
     return md5.hexdigest(), size
+
+
+class _Md5Reader:
+    """Passes reads through, keeping the MD5 of everything read (for Content-MD5)."""
+
+    def __init__(self, raw: BinaryIO):
+        self._raw = raw
+        self._md5 = hashlib.md5(usedforsecurity=False)
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        if data:
+            self._md5.update(data)
+        return data
+
+    def hexdigest(self) -> str:
+        return self._md5.hexdigest()
 
 
 def _check_content_md5(header: str | None, md5_hex: str) -> None:

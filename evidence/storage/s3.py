@@ -406,8 +406,11 @@ class S3Store(StoreBase):
         return self._presign("GET", key, expires)
 
     def presign_part(
-        self, key: str, upload_id: str, part_number: int, expires: dt.timedelta
+        self, key: str, upload_id: str, part_number: int, expires: dt.timedelta,
+        *, max_size: int | None = None,
     ) -> str:
+        # max_size is not enforceable in a presigned URL here (see the Protocol): part sizes
+        # are checked against the plan before completing.
         # SigV4 signs the whole query string, so the URL is good for this part of this
         # upload only (checked: a changed partNumber or uploadId gets 403 from RGW).
         query: DictType = {
