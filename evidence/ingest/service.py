@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from evidence import clock, media
+from evidence import clock, media, outbox, workfiles
 from evidence.retention import service as retention
 from evidence.accounts.models import Device
 from evidence.clips.models import Clip, ClipState, Derivative
@@ -202,6 +201,7 @@ def complete_upload(ctx: Context, device: Device, upload_id: str) -> Completed:
             subject={"upload": upload.id, "clip": clip.id, "device": device.id},
             sha256=upload.sha256, size=upload.size,
         )
+        outbox.add(s, outbox.PROCESS_UPLOAD, upload.id)  # sent after commit, even if the broker is down now
         return Completed(upload, True)
 
 
@@ -328,10 +328,8 @@ def _local_copy(ctx: Context, upload: Upload, clip: Clip) -> Iterator[tuple[Path
 def local_copy(ctx: Context, key: str, filename: str | None) -> Iterator[tuple[Path, str]]:
     """A stored object in a temporary work file, hashed while it is copied: (path, sha256).
     The caller compares the hash with what the ledger vouches for before using the file."""
-    work = ctx.settings.data_dir / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=work) as tmp:
-        path = Path(tmp) / f"clip{Path(filename or '').suffix[:10]}"
+    with workfiles.work_dir(ctx.settings.data_dir / "work") as tmp:  # swept if we are killed
+        path = tmp / f"clip{Path(filename or '').suffix[:10]}"
         digest = hashlib.sha256()
         with path.open("wb") as out:
             for chunk in ctx.store.open(key):
