@@ -5,8 +5,8 @@ A killed worker cannot clean up, and a clip's work directory is as big as the cl
 directory is held with a shared flock(2) on the directory itself while it is in use; the
 kernel drops the lock when its process dies however it dies, so a directory nobody holds
 is a leftover. The sweep takes each one's lock exclusively without waiting: if it gets
-it, the owner is gone and the directory goes. Newly made directories are spared for a
-moment, since they are locked just after they are made.
+it, the owner is gone and the directory goes. A directory is made under a staging name the
+sweep leaves alone, locked, then renamed, so no live directory is ever seen unlocked.
 """
 
 from __future__ import annotations
@@ -24,31 +24,45 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 PREFIX = "tmp"
-GRACE_SECONDS = 60.0
+STAGING = ".new-"
+STAGING_GRACE_SECONDS = 3600.0  # a staging directory is empty; one this old was abandoned
 
 
 @contextmanager
 def work_dir(root: Path) -> Iterator[Path]:
     """A fresh directory under `root`, held while the block runs and removed after it."""
     root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root, prefix=PREFIX) as tmp:
-        fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+    staging = tempfile.mkdtemp(dir=root, prefix=STAGING)
+    fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # the lock is the inode's: it survives the rename
+        path = root / (PREFIX + Path(staging).name[len(STAGING):])
+        os.rename(staging, path)
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            yield Path(tmp)
+            yield path
         finally:
-            os.close(fd)  # releases the lock
+            shutil.rmtree(path, ignore_errors=True)
+    finally:
+        os.close(fd)  # releases the lock
+        if os.path.isdir(staging):
+            os.rmdir(staging)
 
 
-def sweep(root: Path, *, grace: float = GRACE_SECONDS) -> int:
+def sweep(root: Path) -> int:
     """Remove work directories under `root` whose owner is gone; returns how many."""
     if not root.is_dir():
         return 0
     removed = 0
     now = time.time()
+    for path in root.glob(f"{STAGING}*"):
+        try:
+            if now - path.stat().st_mtime > STAGING_GRACE_SECONDS:
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue
     for path in root.glob(f"{PREFIX}*"):
         try:
-            if not path.is_dir() or path.is_symlink() or now - path.stat().st_mtime < grace:
+            if not path.is_dir() or path.is_symlink():
                 continue
             fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         except OSError:
