@@ -101,11 +101,12 @@ def relay(ctx: Context, send: Send, *, limit: int = BATCH) -> Relayed:
         claimed = [(r.id, r.task, list(r.args)) for r in rows]
     sent: list[int] = []
     error: str | None = None
+    refused: int | None = None
     for row_id, task, args in claimed:
         try:
             send(task, args)
         except Exception as exc:  # noqa: BLE001 - any broker failure leaves the row queued
-            error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
+            error, refused = f"{type(exc).__name__}: {exc}"[:MAX_ERROR], row_id
             break
         sent.append(row_id)
     unsent = [row_id for row_id, _, _ in claimed if row_id not in set(sent)]
@@ -114,7 +115,7 @@ def relay(ctx: Context, send: Send, *, limit: int = BATCH) -> Relayed:
             s.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(sent)))
         for row in s.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(unsent))):
             row.claimed_until = None
-            if error is not None:
+            if row.id == refused:
                 row.attempts += 1
                 row.last_error = error
     if error:
