@@ -82,3 +82,12 @@ def test_the_requests_relay_never_raises_and_pauses_after_a_failure(ctx: Context
     assert first is not None and first.failed == 1
     assert after_commit() is None, "the broker just failed: left alone for a while"
     assert pending(ctx) == 1
+
+
+def test_every_task_the_outbox_names_is_registered_by_the_workers() -> None:
+    import workers.tasks  # noqa: F401  (registers the tasks)
+    from workers.app import app as celery
+
+    for name in (outbox.PROCESS_UPLOAD, outbox.BUILD_BUNDLE, outbox.REDACT, "evidence.outbox.relay"):
+        assert name in celery.tasks, name
+    assert celery.conf.beat_schedule["relay-outbox"]["task"] == "evidence.outbox.relay"
