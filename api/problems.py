@@ -80,7 +80,9 @@ RETRY_AFTER_SECONDS = 5
 def _disk_full(req: Request, exc: Exception) -> JSONResponse:
     """507: the store's disk is full, said in words with what to do (and nothing half-stored)."""
     log.error("%s %s: the disk is full: %s", req.method, req.url.path, exc)
-    full = DiskFull()
+    # The database's own disk: nothing can be recorded, so nothing is done (a sign-in whose
+    # ledger entry cannot be written is refused, never let through unrecorded).
+    full = DiskFull("the database cannot record this request" if hasattr(exc, "orig") else "")
     resp = problem(full.status, full.title, str(full))
     resp.headers["Retry-After"] = str(RETRY_AFTER_SECONDS * 12)
     return resp

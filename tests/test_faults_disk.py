@@ -4,7 +4,7 @@ half-stored is counted as stored; signing in needs no free disk."""
 
 from __future__ import annotations
 
-import time
+import json
 from pathlib import Path
 
 import httpx
@@ -94,3 +94,41 @@ def test_a_full_object_store_answers_507_and_signing_in_still_works(
             assert dock.complete(again["id"]).status_code == 202
         assert process_upload(ctx, again["id"]) == "stored"
         assert_nothing_lost(ctx, [clip_1080p])
+
+
+def test_signing_in_with_the_databases_own_disk_full_is_a_clear_507_never_unrecorded(
+    tmp_path: Path,
+) -> None:
+    """Sign-in writes nothing but the database; if the SQLite database's own disk is full
+    its ledger entry cannot be written, so it is refused, saying why, until space returns."""
+    from evidence.migrate import upgrade
+
+    with small_disk(tmp_path / "disk", 24 * MiB) as disk:
+        url = f"sqlite:///{disk.path}/evidence.db"
+        upgrade(url)
+        ctx = Context(make_settings(disk.path, url))
+        create_user(ctx.ledger, "auditor1", "auditor", "a long enough password")
+        form = {"username": "auditor1", "password": "a long enough password"}
+        with running_api(ctx.settings) as api:
+            assert httpx.post(f"{api}/api/v1/auth/token", data=form).status_code == 200
+            filler = disk.path / "filler"
+            with filler.open("wb") as f, pytest.raises(OSError):
+                while True:
+                    f.write(b"\0" * 65536)
+            refused = httpx.post(f"{api}/api/v1/auth/token", data=form)
+            assert refused.status_code == 507, refused.text
+            assert "database cannot record" in refused.json()["detail"]
+            assert "disk is full" in refused.json()["detail"]
+            filler.unlink()
+            assert httpx.post(f"{api}/api/v1/auth/token", data=form).status_code == 200
+        entries = ctx.ledger.entries_about(f"user:{_user_id(ctx, 'auditor1')}")
+        signed_in = [e for _, e in entries if json.loads(e)["type"] == "user.logged_in"]
+        assert len(signed_in) == 2, "each sign-in that succeeded is recorded, the refused one is not"
+        ctx.db.dispose()
+
+
+def _user_id(ctx: Context, name: str) -> str:
+    from evidence.accounts.models import User
+
+    with ctx.db.session() as s:
+        return s.scalar(select(User.id).where(User.username == name))
