@@ -6,7 +6,7 @@ the broker is down at that moment: the change is committed, the task never sent,
 retried request finds nothing left to do. So a service that hands work over (a completed
 upload, a bundle or redaction request) adds an outbox row in its own transaction, and a
 relay sends the rows to the broker and deletes them: right after the commit, best effort,
-and every few seconds from the scheduler, so work resumes within seconds of the broker
+and every few seconds from the scheduler (workers/beat.py), so work resumes within seconds of the broker
 coming back. A row is claimed for a short lease while it is sent, so two relays (the API
 and the scheduler) do not both send it; if a relay dies after sending but before deleting,
 the row is sent again after the lease: tasks are idempotent, at-least-once is enough.
@@ -139,8 +139,9 @@ class Relay:
                 return None
         try:
             done = relay(self.ctx, self.send)
-        except Exception:  # noqa: BLE001 - the caller's change is committed; rows wait
-            log.exception("outbox: relay failed; the scheduler will send the work")
+        except Exception as exc:  # noqa: BLE001 - the caller's change is committed; rows wait
+            log.warning("outbox: relay failed (%s: %s); the rows wait for the next relay",
+                        type(exc).__name__, str(exc)[:MAX_ERROR])
             done = Relayed(0, 0, "relay failed")
         if done.error:
             with self._lock:

@@ -40,6 +40,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         broker_transport_options=_transport_options(url, settings),
+        beat_scheduler="workers.beat:Scheduler",  # also relays the outbox
     )
     return app
 

@@ -214,32 +214,6 @@ def redact(self, clip_id: str, kind: str) -> str:  # type: ignore[no-untyped-def
     return str(done["state"])
 
 
-# How often the scheduler relays the outbox: the longest a task waits after the broker
-# comes back (the API also relays right after each commit).
-OUTBOX_RELAY_SECONDS = 5.0
-
-
-@app.task(name="evidence.outbox.relay")
-def relay_outbox() -> dict[str, int]:
-    """Send work the API could not hand to the broker (it was down) to the queue now."""
-    from evidence.outbox import relay
-    from workers.app import make_sender
-
-    done = relay(context(), make_sender(app))
-    if done.sent:
-        log.info("outbox: sent %d queued tasks", done.sent)
-    return {"sent": done.sent, "failed": done.failed}
-
-
-app.conf.beat_schedule["relay-outbox"] = {
-    "task": "evidence.outbox.relay",
-    "schedule": OUTBOX_RELAY_SECONDS,
-    # One waiting relay is enough: a queue of them behind a long transcode would all do
-    # the same thing.
-    "options": {"expires": OUTBOX_RELAY_SECONDS},
-}
-
-
 def _work_root() -> Path:
     return get_settings().data_dir / "work"
 
