@@ -161,6 +161,11 @@ def up(
     ctx = _context(settings)
     typer.echo(f"data directory: {settings.data_dir.resolve()}")
     typer.echo(f"ledger verifier key: {ctx.ledger.verifier_key}")
+    from evidence.outbox import resume_unfinished_uploads
+
+    resumed = resume_unfinished_uploads(ctx)
+    if resumed:
+        typer.echo(f"resuming {resumed} upload(s) a stopped worker had not finished")
     stop = _StopRequest()
     stop.install()
     worker_proc = _start_worker_group()

@@ -147,3 +147,19 @@ class Relay:
             with self._lock:
                 self._quiet_until = time.monotonic() + self.pause
         return done
+
+
+def resume_unfinished_uploads(ctx: Context) -> int:
+    """Queue again every upload still processing, for a store whose only worker is starting
+    (`evidence up` after a crash or a kill): the embedded broker does not deliver again a
+    task its dead worker had taken. A task that is in fact still queued then runs twice, and
+    the second run finds the upload stored and returns. Returns how many were queued."""
+    import datetime as dt
+
+    from evidence.ingest.service import stalled_uploads
+
+    ids = stalled_uploads(ctx, dt.timedelta(0))
+    with ctx.db.write_session() as s:
+        for upload_id in ids:
+            add(s, PROCESS_UPLOAD, upload_id)
+    return len(ids)

@@ -140,3 +140,55 @@ def test_sigint_stops_the_worker_and_scheduler(evidence_up) -> None:
     up.wait(timeout=STOPPED_WITHIN)
     assert up.returncode == 0
     wait_until(lambda: not alive(set(started)), STOPPED_WITHIN, "every process up started to stop")
+
+
+def test_evidence_up_killed_mid_transcode_finishes_the_clip_when_started_again(
+    tmp_path: Path, ten_second_clip: ClipFile
+) -> None:
+    """A crash of the whole embedded store (every process SIGKILLed) mid-transcode: the
+    embedded broker cannot deliver the task again, so `evidence up` queues unfinished uploads
+    when it starts; the clip is ready within a minute, with no dock rerun."""
+    from evidence.config import Settings
+    from evidence.context import Context
+    from tests.fixtures.faults import RECOVERED_WITHIN, assert_nothing_lost, clips_ready, wait_for
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_")}
+    env["EVIDENCE_DATA_DIR"] = str(tmp_path / "var")
+    argv = [sys.executable, "-m", "evidence", "up", "--port", str(port)]
+    started: set[int] = set()
+    first = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    again = None
+    try:
+        wait_until(lambda: _healthy(port), 60, "evidence up")
+        made = subprocess.run([sys.executable, "-m", "evidence", "admin", "create-device", "dock-k"],
+                              env=env, capture_output=True, text=True, check=True)
+        camera = tmp_path / "DCIM"
+        camera.mkdir()
+        (camera / ten_second_clip.path.name).write_bytes(ten_second_clip.path.read_bytes())
+        docked = subprocess.run(
+            [sys.executable, "-m", "evidence", "dock", str(camera), "--api", f"http://127.0.0.1:{port}"],
+            env={**env, "EVIDENCE_DEVICE_KEY": made.stdout.strip().splitlines()[-1]},
+            capture_output=True, text=True, timeout=120)
+        assert docked.returncode == 0, docked.stderr
+        started = set(_wait_for(first.pid, {"ffmpeg"}, 120)) | {first.pid}
+        for pid in alive(started):  # everything at once, as a power cut would
+            os.kill(pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        wait_until(lambda: not alive(started), 10, "the killed processes to go")
+
+        again = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: _healthy(port), 60, "evidence up, started again")
+        ctx = Context(Settings(data_dir=tmp_path / "var"))
+        took = wait_for(lambda: clips_ready(ctx, [ten_second_clip]), RECOVERED_WITHIN,
+                        "the clip killed mid-transcode, after evidence up started again")
+        print(f"ready {took:.1f} s after evidence up answered again")
+        assert_nothing_lost(ctx, [ten_second_clip])
+    finally:
+        for proc in (first, again):
+            if proc is not None and proc.poll() is None:
+                started |= set(descendants(proc.pid))
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=STOPPED_WITHIN)
+        for pid in alive(started):
+            os.kill(pid, signal.SIGKILL)

@@ -91,3 +91,31 @@ def test_every_task_the_outbox_names_is_registered_by_the_workers() -> None:
     for name in (outbox.PROCESS_UPLOAD, outbox.BUILD_BUNDLE, outbox.REDACT):
         assert name in celery.tasks, name
     assert celery.conf.beat_scheduler == "workers.beat:Scheduler"  # which relays the outbox
+
+
+def test_uploads_left_processing_are_queued_again_for_a_starting_worker(
+    ctx: Context, clip_1080p, redis_url: str
+) -> None:
+    from evidence.accounts.service import create_device
+    from evidence.ingest.models import Upload
+    from evidence.ingest.service import complete_upload, declare_upload, process_upload
+    from evidence.outbox import resume_unfinished_uploads
+
+    device = create_device(ctx.ledger, "dock-resume").device
+    declared = declare_upload(ctx, device, sha256=clip_1080p.sha256, size=clip_1080p.size,
+                              filename=clip_1080p.path.name)
+    with ctx.db.session() as s:
+        key = s.get(Upload, declared.upload_id).incoming_key
+    with clip_1080p.path.open("rb") as f:
+        ctx.store.put(key, f)
+    complete_upload(ctx, device, declared.upload_id)
+    url = redis_url.rsplit("/", 1)[0] + "/8"
+    redis.Redis.from_url(url).delete(QUEUE)
+    assert relay(ctx, _sender(ctx, url)).sent == 1  # the hand-over at complete
+
+    assert resume_unfinished_uploads(ctx) == 1  # its worker died: queued again
+    assert relay(ctx, _sender(ctx, url)).sent == 1
+    assert all(declared.upload_id.encode() in m for m in _queue(url)) and len(_queue(url)) == 2
+    assert process_upload(ctx, declared.upload_id) == "stored"
+    assert process_upload(ctx, declared.upload_id) == "stored", "the second delivery is a no-op"
+    assert resume_unfinished_uploads(ctx) == 0
