@@ -6,10 +6,11 @@ the broker is down at that moment: the change is committed, the task never sent,
 retried request finds nothing left to do. So a service that hands work over (a completed
 upload, a bundle or redaction request) adds an outbox row in its own transaction, and a
 relay sends the rows to the broker and deletes them: right after the commit, best effort,
-and every few seconds from the scheduler (workers/beat.py), so work resumes within seconds of the broker
-coming back. A row is claimed for a short lease while it is sent, so two relays (the API
-and the scheduler) do not both send it; if a relay dies after sending but before deleting,
-the row is sent again after the lease: tasks are idempotent, at-least-once is enough.
+and every few seconds from the scheduler (workers/beat.py), so work resumes within seconds
+of the broker coming back. A row is claimed for a short lease while it is sent, so two
+relays (the API and the scheduler) do not both send it; if a relay dies after sending but
+before deleting, the row is sent again after the lease: tasks are idempotent, so
+at-least-once is enough.
 
 This module names the tasks but runs none: the caller gives the relay a `send` function
 (the API and the workers build one from their Celery app).
@@ -119,7 +120,8 @@ def relay(ctx: Context, send: Send, *, limit: int = BATCH) -> Relayed:
                 row.attempts += 1
                 row.last_error = error
     if error:
-        log.warning("outbox: sent %d, %d left for the next relay: %s", len(sent), len(unsent), error)
+        log.warning("outbox: sent %d, %d left for the next relay: %s",
+                    len(sent), len(unsent), error)
     return Relayed(len(sent), len(unsent), error)
 
 

@@ -170,7 +170,7 @@ def get_upload(ctx: Context, device: Device, upload_id: str) -> Upload:
 @dataclass(frozen=True)
 class Completed:
     upload: Upload
-    newly: bool  # this call moved it to processing: the caller enqueues the work once
+    newly: bool  # this call moved it to processing (and put its work in the outbox)
 
 
 def complete_upload(ctx: Context, device: Device, upload_id: str) -> Completed:
@@ -201,7 +201,7 @@ def complete_upload(ctx: Context, device: Device, upload_id: str) -> Completed:
             subject={"upload": upload.id, "clip": clip.id, "device": device.id},
             sha256=upload.sha256, size=upload.size,
         )
-        outbox.add(s, outbox.PROCESS_UPLOAD, upload.id)  # sent after commit, even if the broker is down now
+        outbox.add(s, outbox.PROCESS_UPLOAD, upload.id)  # sent after commit, broker up or not
         return Completed(upload, True)
 
 
