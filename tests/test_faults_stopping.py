@@ -73,17 +73,29 @@ def evidence_up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int, dict[st
     env["EVIDENCE_DATA_DIR"] = str(tmp_path / "var")
     up = subprocess.Popen([sys.executable, "-m", "evidence", "up", "--port", str(port)], env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    seen: set[int] = set()
     try:
         wait_until(lambda: _healthy(port), 60, "evidence up")
         yield up, port, env
     finally:
-        seen |= set(descendants(up.pid))
         if up.poll() is None:
             up.kill()
             up.wait(timeout=10)
-        for pid in alive(seen):  # whatever a failing test left behind
+        for pid in alive(using_data_dir(env["EVIDENCE_DATA_DIR"])):  # what a failure left
             os.kill(pid, signal.SIGKILL)
+
+
+def using_data_dir(data_dir: str) -> set[int]:
+    """Processes started for this data directory, orphans included (found by environment)."""
+    found = set()
+    marker = f"EVIDENCE_DATA_DIR={data_dir}".encode()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                if marker in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
+                    found.add(int(entry))
+            except OSError:
+                continue
+    return found
 
 
 def _wait_for(pid: int, names: set[str], timeout: float) -> dict[int, str]:
@@ -190,5 +202,5 @@ def test_evidence_up_killed_mid_transcode_finishes_the_clip_when_started_again(
                 started |= set(descendants(proc.pid))
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=STOPPED_WITHIN)
-        for pid in alive(started):
+        for pid in alive(started | using_data_dir(env["EVIDENCE_DATA_DIR"])):
             os.kill(pid, signal.SIGKILL)
