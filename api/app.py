@@ -15,6 +15,7 @@ from api.routes import bundles, retention
 from evidence import __version__
 from evidence.config import Settings, get_settings
 from evidence.context import Context
+from evidence.outbox import Relay
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -44,11 +45,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ui_admin.router)  # its administrator's pages
     app.include_router(ui_account.router)  # your own account; enrolment links
     app.include_router(ui_retention.router)  # retention queue, schedule, holds
-    app.state.enqueue_processing = _enqueuer(settings)
+    # Work for the workers is in the outbox with the change that asks for it (evidence/outbox.py);
+    # routes relay it to the broker after their commit, best effort.
+    app.state.relay_outbox = _outbox_relay(ctx, settings)
     app.include_router(bundles.router)  # court bundles (docs/bundles.md)
     app.include_router(retention.router)  # retention, holds, disposals (docs/retention.md)
-    app.state.enqueue_bundle = _bundle_enqueuer(settings)
-    app.state.enqueue_redaction = _redaction_enqueuer(settings)  # docs/media.md, Redactions
     if settings.storage_backend == "local":
         from api.routes import objects
 
@@ -56,37 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _enqueuer(settings: Settings):  # type: ignore[no-untyped-def]
-    """Send ingest work to the workers' queue (by task name: the API runs no task code)."""
-    from workers.app import make_celery
+def _outbox_relay(ctx: Context, settings: Settings) -> Relay:
+    """Relay outbox rows to the workers' queue after a request's commit (never raises)."""
+    from workers.app import make_celery, make_sender
 
-    celery = make_celery(settings)
-
-    def enqueue(upload_id: str) -> None:
-        celery.send_task("evidence.ingest.process_upload", args=[upload_id])
-
-    return enqueue
-
-
-def _bundle_enqueuer(settings: Settings):  # type: ignore[no-untyped-def]
-    """Send bundle builds to the workers' queue, by task name like ingest work."""
-    from workers.app import make_celery
-
-    celery = make_celery(settings)
-
-    def enqueue(bundle_id: str) -> None:
-        celery.send_task("evidence.bundles.build", args=[bundle_id])
-
-    return enqueue
-
-
-def _redaction_enqueuer(settings: Settings):  # type: ignore[no-untyped-def]
-    """Send redactions to the workers' queue, by task name like ingest work."""
-    from workers.app import make_celery
-
-    celery = make_celery(settings)
-
-    def enqueue(clip_id: str, kind: str) -> None:
-        celery.send_task("evidence.media.redact", args=[clip_id, kind])
-
-    return enqueue
+    return Relay(ctx, make_sender(make_celery(settings)))

@@ -7,10 +7,10 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from evidence.errors import EvidenceError
+from evidence.errors import DiskFull, EvidenceError, is_disk_full
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -44,6 +44,27 @@ def install(app: FastAPI) -> None:
         return problem(422, "Invalid input", "A value in the request cannot be stored or "
                        "searched for (text may not contain NUL characters).")
 
+    @app.exception_handler(OSError)
+    async def _os_error(req: Request, exc: OSError) -> JSONResponse:
+        if is_disk_full(exc):
+            return _disk_full(req, exc)
+        log.error("%s %s failed", req.method, req.url.path, exc_info=exc)
+        return problem(500, "Internal error", "The server could not complete the request.")
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def _database_unavailable(req: Request, exc: OperationalError) -> JSONResponse:
+        if is_disk_full(exc):
+            return _disk_full(req, exc)
+        # Restarting, failing over or unreachable: nothing was changed (the transaction
+        # rolled back), and the same request will work again when the database is back.
+        # The driver's words (host, port) stay in the log.
+        log.warning("%s %s: the database is unavailable: %s", req.method, req.url.path, exc.orig)
+        resp = problem(503, "Database unavailable", "The store's database is not answering "
+                       "right now; nothing was changed. Retry in a few seconds.")
+        resp.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return resp
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_req: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
@@ -51,6 +72,20 @@ def install(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         return problem(422, "Invalid request", "The request did not validate.", errors=errors)
+
+
+RETRY_AFTER_SECONDS = 5
+
+
+def _disk_full(req: Request, exc: Exception) -> JSONResponse:
+    """507: the store's disk is full, said in words with what to do (and nothing half-stored)."""
+    log.error("%s %s: the disk is full: %s", req.method, req.url.path, exc)
+    # The database's own disk: nothing can be recorded, so nothing is done (a sign-in whose
+    # ledger entry cannot be written is refused, never let through unrecorded).
+    full = DiskFull("the database cannot record this request" if hasattr(exc, "orig") else "")
+    resp = problem(full.status, full.title, str(full))
+    resp.headers["Retry-After"] = str(RETRY_AFTER_SECONDS * 12)
+    return resp
 
 
 def _title(status: int) -> str:

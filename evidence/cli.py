@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -157,9 +158,11 @@ def up(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
 ) -> None:
-    """The embedded profile in one command: migrate, then run the API, a worker and the scheduler."""
-    import subprocess
+    """The embedded profile in one command: migrate, then run the API, a worker and the scheduler.
 
+    SIGTERM or Ctrl-C stops everything it started, in order: the API stops taking requests
+    and finishes those in flight, then the worker finishes its task (or, after a grace
+    period, is stopped with it: the task is done again later), its scheduler with it."""
     from evidence.migrate import upgrade
 
     settings = get_settings()
@@ -168,20 +171,108 @@ def up(
     ctx = _context(settings)
     typer.echo(f"data directory: {settings.data_dir.resolve()}")
     typer.echo(f"ledger verifier key: {ctx.ledger.verifier_key}")
-    worker_proc = subprocess.Popen(
-        [sys.executable, "-m", "evidence", "worker", "--concurrency=1", "--beat"]
-    )
+    from evidence.outbox import resume_unfinished_uploads
+
+    resumed = resume_unfinished_uploads(ctx)
+    if resumed:
+        typer.echo(f"resuming {resumed} upload(s) a stopped worker had not finished")
+    stop = _StopRequest()
+    stop.install()
+    worker_proc = _start_worker_group()
     typer.echo(f"worker: pid {worker_proc.pid}")
     typer.echo(f"sign in: http://{host}:{port}/ui  (create users with: evidence admin create-user)")
     typer.echo(f"API: http://{host}:{port}/api/v1  (OpenAPI: http://{host}:{port}/openapi.json)")
     try:
-        _run_api(host, port)
+        if not stop.requested:
+            _run_api(host, port)
     finally:
-        worker_proc.terminate()
-        try:
-            worker_proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker_proc.kill()
+        _stop_worker_group(worker_proc, stop)
+    typer.echo("stopped: API, worker and scheduler", err=True)
+
+
+# How long `evidence up` lets its worker finish the task in hand once asked to stop; then
+# the worker and everything under it (prefork children, ffmpeg) are killed. Tasks are
+# acknowledged late and idempotent, so an aborted one is simply done again later.
+WORKER_STOP_GRACE_SECONDS = 20.0
+
+
+class _StopRequest:
+    """SIGTERM and SIGINT while `up` runs: uvicorn takes them while it serves and hands them
+    back when it has stopped; here they only ask for the ordered stop (a second one asks to
+    hurry), instead of killing `up` and orphaning its worker."""
+
+    def __init__(self) -> None:
+        self.requested = 0
+
+    def install(self) -> None:
+        import signal
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, _sig: int, _frame: object) -> None:
+        self.requested += 1
+
+
+def _start_worker_group():  # type: ignore[no-untyped-def]
+    """The worker in a process group of its own, so that stopping it reaches every process
+    under it, and so that the terminal's Ctrl-C reaches `up` alone (which stops it in order).
+    If `up` itself is killed, the kernel sends the worker SIGTERM (PR_SET_PDEATHSIG)."""
+    import subprocess
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "evidence", "worker", "--concurrency=1", "--beat"],
+        start_new_session=True, preexec_fn=_term_with_parent(),  # noqa: PLW1509
+    )
+
+
+def _term_with_parent():  # type: ignore[no-untyped-def]
+    import signal
+
+    from evidence.media import _libc_prctl
+
+    prctl = _libc_prctl()  # resolved here, in the parent: the child only makes the call
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return hook
+
+
+def _stop_worker_group(proc, stop: _StopRequest) -> None:  # type: ignore[no-untyped-def]
+    """Warm shutdown of the worker, then, after the grace period or a second signal, SIGKILL
+    to its whole process group: either way nothing it started outlives `up`."""
+    import signal
+    import subprocess
+    import time
+
+    asked = stop.requested
+    if proc.poll() is None:
+        typer.echo("stopping the worker (it finishes the task in hand)...", err=True)
+        # The worker's main process alone: Celery's warm shutdown lets the task in hand
+        # (and its ffmpeg) finish, and stops the scheduler.
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + WORKER_STOP_GRACE_SECONDS
+        while time.monotonic() < deadline and stop.requested == asked:
+            try:
+                proc.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    _signal_group(proc.pid, signal.SIGKILL)  # stragglers: prefork children, ffmpeg
+    proc.wait()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass  # the group is empty: everything has stopped
 
 
 def _run_api(host: str, port: int) -> None:

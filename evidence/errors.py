@@ -167,3 +167,42 @@ class TimestampUnavailable(EvidenceError):
 
     status = 503
     title = "Timestamp authority unavailable"
+
+
+class DiskFull(EvidenceError):
+    """The disk the store writes to (objects, work files or the SQLite database) is full.
+
+    Nothing is half-stored: writes go to temporary names and are renamed only when whole.
+    Workers retry with backoff, so work resumes by itself once space is freed (HTTP 507).
+    """
+
+    status = 507
+    title = "Insufficient storage"
+    HINT = ("the store's disk is full: nothing was half-stored; free space on the store's "
+            "disk (or grow it), then retry; queued work resumes by itself")
+
+    def __init__(self, message: str = ""):
+        super().__init__(f"{message}: {self.HINT}" if message else self.HINT)
+
+
+# What an OSError, SQLite or ffmpeg says when the disk is full.
+_DISK_FULL_TEXT = ("no space left on device", "database or disk is full", "disk quota exceeded")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for ENOSPC/EDQUOT on our own writes, and for a database driver's error (SQLite's
+    "database or disk is full", PostgreSQL's "No space left on device") wrapped by SQLAlchemy."""
+    import errno
+
+    if isinstance(exc, DiskFull):
+        return True
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    orig = getattr(exc, "orig", None)  # sqlalchemy.exc.DBAPIError carries the driver's error
+    return orig is not None and says_disk_full(str(orig))
+
+
+def says_disk_full(text: str) -> bool:
+    """True if a tool's error output (ffmpeg's stderr) reports a full disk."""
+    lowered = text.lower()
+    return any(t in lowered for t in _DISK_FULL_TEXT)

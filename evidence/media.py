@@ -52,7 +52,7 @@ from typing import Any
 
 import ffmpeg
 
-from evidence.errors import InvalidInput, MediaError
+from evidence.errors import DiskFull, InvalidInput, MediaError, says_disk_full
 
 ENV_FFMPEG = "EVIDENCE_FFMPEG"
 ENV_FFPROBE = "EVIDENCE_FFPROBE"
@@ -879,6 +879,9 @@ def _write_atomically(
                 hint="retry when the machine is less busy; if it times out again the clip "
                 "may be pathological: keep the original and make the derivative by hand",
             )
+        if result.returncode != 0 and says_disk_full("\n".join(result.stderr_lines)):
+            # Not a codec or media problem: retried with backoff once space is freed.
+            raise DiskFull(f"ffmpeg could not write the {what} of {src.name}")
         if result.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
             raise MediaError(
                 f"ffmpeg could not make the {what} of {src.name} (exit status {result.returncode})",

@@ -16,3 +16,4 @@ __all__ = [
 from evidence.bundles.models import Bundle, BundleState  # noqa: E402,F401  (court bundles)
 from evidence.timestamps import CheckpointTimestamp  # noqa: E402,F401  (RFC 3161 tokens)
 from evidence.retention.models import Disposal, Hold, ScrubCursor  # noqa: E402,F401  (retention, scrubbing)
+from evidence.outbox import OutboxMessage  # noqa: E402,F401  (work for the workers)

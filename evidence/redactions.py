@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from evidence import media
+from evidence import media, outbox
 from evidence.access import Principal, require, visible_clip
 from evidence.clips.models import Clip, ClipState, Derivative
 from evidence.context import Context
@@ -41,8 +41,9 @@ def request_redaction(
 ) -> dict[str, Any]:
     """Record the request (`redaction.requested`) and name the derivative it will make.
 
-    The caller enqueues `make_redaction(clip_id, kind)`. Boxes are checked against the
-    picture as shown (rotation applied) and ranges against the clip's duration.
+    The work (`make_redaction(clip_id, kind)`) goes to the outbox with the request. Boxes
+    are checked against the picture as shown (rotation applied) and ranges against the
+    clip's duration.
     """
     require(principal, "clips.redact")
     why = _check_reason(reason)
@@ -64,6 +65,7 @@ def request_redaction(
             mute=[m.as_dict() for m in checked_mute], reason=why, role=principal.role.value,
             frame={"width": width, "height": height},
         )
+        outbox.add(s, outbox.REDACT, clip.id, kind)
     return {"clip_id": clip_id, "kind": kind, "state": "queued", "ledger_index": appended.index}
 
 

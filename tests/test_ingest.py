@@ -284,12 +284,15 @@ def long_clip(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
     return ClipFile.of(path)
 
 
+@pytest.mark.fault
 @postgres_only
 def test_a_worker_killed_mid_transcode_leaves_nothing_half_done(
     ctx: Context, redis_url: str, long_clip: ClipFile
 ) -> None:
     """SIGKILL the whole worker during the proxy transcode: no derivative becomes visible,
-    the task is delivered again, and the ledger ends with exactly one entry per derivative."""
+    the task is delivered again and done within a minute of a worker being back, the ledger
+    ends with exactly one entry per derivative, and the killed worker's work files go."""
+    from tests.fixtures.faults import RECOVERED_WITHIN, assert_nothing_lost
     import signal
 
     broker = redis_url.rsplit("/", 1)[0] + "/3"  # a queue of its own
@@ -318,18 +321,23 @@ def test_a_worker_killed_mid_transcode_leaves_nothing_half_done(
             assert s.scalars(select(Derivative).where(Derivative.clip_id == done["clip_id"])).all() == []
         assert [o.key for o in ctx.store.list(f"derived/{done['clip_id']}/")] == []
 
+        left = [p for p in work.iterdir() if p.is_dir()]
+        assert left, "the killed worker left its work directory (the clip's copy)"
         rescuer = subprocess.Popen(argv, env=env, start_new_session=True,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 180
+            deadline = time.monotonic() + RECOVERED_WITHIN
             while time.monotonic() < deadline:
                 with ctx.db.session() as s:
                     if s.get(Upload, done["id"]).state == "stored":
                         break
                 time.sleep(0.5)
+            assert time.monotonic() < deadline, "not stored within 60 s of a worker's return"
         finally:
             os.killpg(rescuer.pid, signal.SIGTERM)
             rescuer.wait(timeout=60)
+    assert [p.name for p in work.iterdir() if p.is_dir()] == [], "leftover work files swept"
+    assert_nothing_lost(ctx, [long_clip])
     types = [e["type"] for e in entries_about(ctx, f"clip:{done['clip_id']}")]
     assert types.count("clip.ingested") == 1
     assert types.count("derivative.created") == 2

@@ -7,6 +7,9 @@ every service they call is idempotent. One task at a time per worker process
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from celery import Celery
 
 from evidence.config import Settings, get_settings
@@ -37,6 +40,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         broker_transport_options=_transport_options(url, settings),
+        beat_scheduler="workers.beat:Scheduler",  # also relays the outbox
     )
     return app
 
@@ -49,12 +53,30 @@ def _transport_options(url: str, settings: Settings) -> dict[str, object]:
         timeout = settings.broker_visibility_timeout
         return {
             "visibility_timeout": timeout,
+            # A broker host that does not answer fails a send in seconds, not minutes: the
+            # outbox keeps the work and the relay tries again.
+            "socket_connect_timeout": 5,
             # kombu looks for overdue tasks every interval x throttle seconds (100 s by
             # default); look every few seconds instead, it is one cheap ZRANGE.
             "unacked_restore_interval": max(1, min(10, timeout)),
             "unacked_restore_throttle": 1,
         }
     return {}
+
+
+# Sending from the outbox: a down broker should fail fast (the row stays queued and the next
+# relay tries again), not hold a request for kombu's default retries.
+SEND_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.25,
+                     "interval_max": 0.5}
+
+
+def make_sender(celery: Celery) -> Callable[[str, list[Any]], None]:
+    """Send a task by name (the API runs no task code), as the outbox relay needs."""
+
+    def send(task: str, args: list[Any]) -> None:
+        celery.send_task(task, args=args, retry=True, retry_policy=SEND_RETRY_POLICY)
+
+    return send
 
 
 app = make_celery()

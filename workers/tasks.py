@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import urllib3.exceptions
+from celery.signals import worker_ready
+from minio.error import ServerError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from workers.app import app
 from evidence.config import get_settings
 from evidence.context import Context
-from evidence.errors import EvidenceError
+from evidence import workfiles
+from evidence.errors import DiskFull, is_disk_full
 
 log = logging.getLogger(__name__)
 _ctx: Context | None = None
@@ -21,15 +31,45 @@ def context() -> Context:
     return _ctx
 
 
-# Storage or database hiccups are worth retrying; our own errors (a missing upload, a hash
-# mismatch already recorded, a disposed clip) are final and retried never.
-RETRY_TRANSIENT = {
-    "autoretry_for": (OSError, ConnectionError, TimeoutError),
-    "dont_autoretry_for": (EvidenceError,),
-    "retry_backoff": True,
-    "retry_backoff_max": 300,
-    "max_retries": 8,
+# Faults that clear by themselves: a database restarting or unreachable (OperationalError,
+# InterfaceError: its connections are invalidated and the retry reconnects), an object store
+# or network hiccup (OSError, urllib3's errors, an S3 5xx) and a full disk (DiskFull). Our
+# own errors (a missing upload, a hash mismatch already recorded, a disposed clip) are final
+# and never retried. The backoff is capped at 30 s so work resumes within a minute of the
+# fault clearing; the 20 retries cover about ten minutes, after which the stalled-upload
+# sweep takes over.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError, ConnectionError, TimeoutError, OperationalError, InterfaceError,
+    urllib3.exceptions.HTTPError, ServerError, DiskFull,
+)
+RETRY_TRANSIENT: dict[str, Any] = {
+    "autoretry_for": TRANSIENT,
+    "retry_backoff": 1,
+    "retry_backoff_max": 30,
+    "retry_jitter": True,
+    "max_retries": 20,
 }
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def disk_full_named(fn: F) -> F:
+    """A full disk met anywhere in the task (our writes, SQLite) is raised as DiskFull, so
+    the log says so in words and the retry policy applies."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DiskFull:
+            raise
+        except Exception as exc:
+            if is_disk_full(exc):
+                log.warning("%s: the disk is full; retrying with backoff", fn.__name__)
+                raise DiskFull(str(exc)[:200]) from exc
+            raise
+
+    return run  # type: ignore[return-value]
 
 
 @app.task(
@@ -37,6 +77,7 @@ RETRY_TRANSIENT = {
     bind=True,
     **RETRY_TRANSIENT,
 )
+@disk_full_named
 def process_upload(self, upload_id: str) -> str:  # type: ignore[no-untyped-def]
     from evidence.ingest.service import process_upload as process
 
@@ -70,6 +111,7 @@ def requeue_stalled(older_than_seconds: int = 600) -> int:
     acks_late=True,  # a worker that dies mid-build leaves the message for another
     **RETRY_TRANSIENT,
 )
+@disk_full_named
 def build_bundle(self, bundle_id: str) -> str:  # type: ignore[no-untyped-def]
     """Build one court bundle; safe to run twice (a ready bundle is left as it is)."""
     from evidence.bundles.service import build_bundle as build
@@ -173,6 +215,7 @@ app.conf.beat_schedule["scrub-objects"] = {
     acks_late=True,  # a worker that dies mid-encode leaves the message for another
     **RETRY_TRANSIENT,
 )
+@disk_full_named
 def redact(self, clip_id: str, kind: str) -> str:  # type: ignore[no-untyped-def]
     """Make one requested redaction (parameters read from its `redaction.requested` entry);
     safe to run twice (a redaction already recorded is left as it is)."""
@@ -181,3 +224,24 @@ def redact(self, clip_id: str, kind: str) -> str:  # type: ignore[no-untyped-def
     done = make_redaction(context(), clip_id, kind)
     log.info("clip %s: %s %s", clip_id, kind, done["state"])
     return str(done["state"])
+
+
+def _work_root() -> Path:
+    return get_settings().data_dir / "work"
+
+
+@app.task(name="evidence.work.sweep")
+def sweep_work_files() -> int:
+    """Remove work directories of killed workers (also done when a worker starts)."""
+    return workfiles.sweep(_work_root())
+
+
+app.conf.beat_schedule["sweep-work-files"] = {
+    "task": "evidence.work.sweep", "schedule": 600.0, "options": {"expires": 600.0},
+}
+
+
+@worker_ready.connect
+def _sweep_at_start(**_: Any) -> None:
+    # Files only, no database: safe in the parent before it forks more children.
+    workfiles.sweep(_work_root())

@@ -25,7 +25,7 @@ def request_bundle(case_id: str, request: Request, body: NewBundle | None = None
     b = service.request_bundle(request.app.state.ctx, principal, case_id,
                                include_proxies=bool(body and body.include_proxies),
                                include_redactions=bool(body and body.include_redactions))
-    request.app.state.enqueue_bundle(b["id"])
+    request.app.state.relay_outbox()
     return JSONResponse({"id": b["id"], "state": b["state"]}, status_code=202,
                         headers={"Location": f"/api/v1/bundles/{b['id']}"})
 

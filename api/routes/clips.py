@@ -155,6 +155,6 @@ def request_redaction(clip_id: str, body: RedactionBody, request: Request,
     r = redactions.request_redaction(
         _ctx(request), principal, clip_id, [b.model_dump() for b in body.boxes],
         [m.model_dump() for m in body.mute], body.reason)
-    request.app.state.enqueue_redaction(r["clip_id"], r["kind"])
+    request.app.state.relay_outbox()
     return JSONResponse({"kind": r["kind"], "state": r["state"]}, status_code=202,
                         headers={"Location": f"/api/v1/clips/{clip_id}"})

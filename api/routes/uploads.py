@@ -45,8 +45,8 @@ def declare(body: Declaration, request: Request, device: Device = Depends(curren
 def complete(upload_id: str, request: Request, device: Device = Depends(current_device)) -> JSONResponse:
     done = service.complete_upload(request.app.state.ctx, device, upload_id)
     upload = done.upload
-    if done.newly:
-        request.app.state.enqueue_processing(upload.id)
+    # Also when completing again: work a broker outage held back in the outbox goes now.
+    request.app.state.relay_outbox()
     return JSONResponse(
         {"id": upload.id, "state": upload.state,
          "clip_id": service.visible_clip_id(request.app.state.ctx, upload)},

@@ -423,7 +423,7 @@ def request_redaction(clip_id: str, request: Request,
         r = redactions.request_redaction(_ctx(request), principal, clip_id, boxes, mute, reason)
     except (InvalidInput, Conflict, NotFound) as exc:
         return see_other(request, to, error=str(exc))
-    request.app.state.enqueue_redaction(r["clip_id"], r["kind"])
+    request.app.state.relay_outbox()
     return see_other(request, to, ok=f"Redaction requested: {r['kind']} is being made from the "
                                      "original, which is not changed.")
 
@@ -591,7 +591,7 @@ def request_bundle(case_id: str, request: Request,
                                    include_redactions=include_redactions == "yes")
     except (InvalidInput, NotFound) as exc:
         return see_other(request, to, error=str(exc))
-    request.app.state.enqueue_bundle(b["id"])
+    request.app.state.relay_outbox()
     return see_other(request, to, ok="Court bundle requested: it is being built.")
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
-from evidence import clock
+from evidence import clock, outbox
 from evidence.access import Principal, require, visible_case
 from evidence.bundles import manifest as mf
 from evidence.bundles.keys import load_or_create_bundle_key, public_pem
@@ -61,6 +61,7 @@ def request_bundle(ctx: Context, principal: Principal, case_id: str,
             include_proxies=include_proxies, include_redactions=include_redactions,
         )
         bundle.tree_size = appended.index + 1  # pinned: the log as it stands with this request
+        outbox.add(s, outbox.BUILD_BUNDLE, bundle.id)
         return bundle_dict(bundle)
 
 

@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import re
-import tempfile
 import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from evidence import clock, media
+from evidence import clock, media, outbox, workfiles
 from evidence.retention import service as retention
 from evidence.accounts.models import Device
 from evidence.clips.models import Clip, ClipState, Derivative
@@ -330,7 +329,7 @@ def visible_clip_id(ctx: Context, upload: Upload) -> str | None:
 @dataclass(frozen=True)
 class Completed:
     upload: Upload
-    newly: bool  # this call moved it to processing: the caller enqueues the work once
+    newly: bool  # this call moved it to processing (and put its work in the outbox)
 
 
 def complete_upload(ctx: Context, device: Device, upload_id: str) -> Completed:
@@ -362,6 +361,7 @@ def complete_upload(ctx: Context, device: Device, upload_id: str) -> Completed:
             subject={"upload": upload.id, "clip": clip.id, "device": device.id},
             sha256=upload.sha256, size=upload.size,
         )
+        outbox.add(s, outbox.PROCESS_UPLOAD, upload.id)  # sent after commit, broker up or not
         return Completed(upload, True)
 
 
@@ -494,10 +494,8 @@ def _local_copy(ctx: Context, upload: Upload, clip: Clip) -> Iterator[tuple[Path
 def local_copy(ctx: Context, key: str, filename: str | None) -> Iterator[tuple[Path, str]]:
     """A stored object in a temporary work file, hashed while it is copied: (path, sha256).
     The caller compares the hash with what the ledger vouches for before using the file."""
-    work = ctx.settings.data_dir / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=work) as tmp:
-        path = Path(tmp) / f"clip{Path(filename or '').suffix[:10]}"
+    with workfiles.work_dir(ctx.settings.data_dir / "work") as tmp:  # swept if we are killed
+        path = tmp / f"clip{Path(filename or '').suffix[:10]}"
         digest = hashlib.sha256()
         with path.open("wb") as out:
             for chunk in ctx.store.open(key):
