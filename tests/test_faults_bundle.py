@@ -8,6 +8,7 @@ ZIP, not held), and show progress (the bundle's `progress` field advances while 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 import tracemalloc
 import zipfile
 from collections import Counter
@@ -70,7 +71,9 @@ def test_a_bundle_of_200_clips_streams_in_bounded_memory_and_shows_progress(
         # Proxies and thumbnails are not in this bundle: seeding skips making them, which
         # saves 200 transcodes; the originals are verified and promoted as always.
         m.setattr(ingest, "DERIVATIVES", {})
-        clip_ids = [ingest_file(ctx, clip, device=device.device) for clip in clips]
+        # Four at a time: probing is ffmpeg's work in other processes.
+        with ThreadPoolExecutor(4) as pool:
+            clip_ids = list(pool.map(lambda c: ingest_file(ctx, c, device=device.device), clips))
     print(f"\nseeded {LARGE} clips in {time.monotonic() - started:.0f} s")
     user = create_user(ctx.ledger, "eo_bundles", "evidence_officer", "a long enough password")
     eo = Principal(user.id, user.username, Role.evidence_officer)
