@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv system-deps bench clean
+.PHONY: run test test-fault test-fast venv system-deps bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,35 @@ system-deps:
 	bash scripts/system-deps.sh
 
 # pytest exits 5 when it collected no tests: that is a failure here, never a pass.
+PYTEST := $(BIN)/python -m pytest
+FAULT_LOG := .pytest-fault.log
+
+# The fault suite (tests marked `fault`: outages, a full disk, load; several minutes of
+# mostly waiting) runs beside the main suite, in a pytest of its own with its own servers,
+# so `make test` takes about as long as the longer of the two. Its output is printed after
+# the main suite's; the target fails if either fails (or collects nothing).
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest; rc=$$?; \
+	@rm -f $(FAULT_LOG); \
+	$(PYTEST) -m fault -p no:cacheprovider > $(FAULT_LOG) 2>&1 & fault=$$!; \
+	trap 'kill $$fault 2>/dev/null' INT TERM; \
+	$(PYTEST) -m "not fault"; main=$$?; \
+	wait $$fault; faults=$$?; \
+	echo "=================== fault suite (tests marked fault) ==================="; \
+	cat $(FAULT_LOG); \
+	rc() { if [ $$1 -eq 5 ]; then echo "pytest ($$2) collected no tests: failing" >&2; return 1; fi; return $$1; }; \
+	rc $$main "main suite"; main=$$?; rc $$faults "fault suite"; faults=$$?; \
+	echo "main suite: exit $$main; fault suite: exit $$faults"; \
+	[ $$main -eq 0 ] && [ $$faults -eq 0 ]
+
+# The fault suite alone.
+test-fault: $(STAMP) system-deps
+	$(PYTEST) -m fault; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
+	exit $$rc
+
+# For developers: no fault suite, no browser (UI) and no S3 tests; stops at the first failure.
+test-fast: $(STAMP)
+	$(PYTEST) -x -m "not fault and not s3" -k "not s3" --ignore-glob='tests/test_ui*.py'; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
 	exit $$rc
 
@@ -31,4 +58,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/scrub.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis $(FAULT_LOG)

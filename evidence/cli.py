@@ -392,6 +392,7 @@ def scrub(
         min=1, help="stop after this many objects (default: a full pass)")] = None,
 ) -> None:
     """Re-hash every stored object against its recorded SHA-256; exit 1 if any failed."""
+    from evidence.errors import StorageUnreachable
     from evidence.scrub import RESTORE_HINT, Failure, ScrubReport
     from evidence.scrub import scrub as run_scrub
 
@@ -408,6 +409,9 @@ def scrub(
                            rate_mb_per_s=rate, progress=progress)
     except EvidenceError as exc:
         raise _fail(str(exc)) from None
+    except StorageUnreachable as exc:
+        raise _fail(f"scrub stopped, the storage is unreachable: {exc}. No object was "
+                    "recorded as failed; run `evidence scrub` again when it is back") from None
     typer.echo(f"checked {report.checked} objects ({_human(report.bytes)}) in {report.batches} "
                f"batches: {len(report.failures)} failures"
                + (f", {len(report.restored)} restored" if report.restored else ""))

@@ -73,6 +73,14 @@ class UploadNotFound(NotFound):
     title = "Upload not found"
 
 
+class StorageUnreachable(ConnectionError):
+    """The object store could not be reached at all (S3 down, refused, cut off mid-read).
+
+    Deliberately not an EvidenceError: it says nothing about any object, and being a
+    ConnectionError it is what the workers retry with backoff and what stops a scrub run
+    without recording anything as missing."""
+
+
 class WriteOnceViolation(Conflict):
     """A write-once key already holds different bytes."""
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import hashlib
+import os
 import re
 import uuid
 from collections.abc import Iterator, Sequence
@@ -37,12 +38,15 @@ from contextlib import contextmanager
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
+import certifi
+import urllib3
 from minio import Minio
 from minio.commonconfig import REPLACE, CopySource
 from minio.datatypes import Object, Part
 from minio.error import S3Error
 from minio.helpers import DictType
 from minio.retention import Retention
+from urllib3.exceptions import HTTPError as TransportError
 
 from evidence import clock
 from evidence.config import Settings
@@ -53,6 +57,7 @@ from evidence.errors import (
     ObjectLocked,
     ObjectNotFound,
     RangeNotSatisfiable,
+    StorageUnreachable,
     UploadNotFound,
     WriteOnceViolation,
 )
@@ -598,7 +603,35 @@ def _client(endpoint: str, settings: Settings) -> Minio:
         secret_key=settings.s3_secret_key,
         secure=url.scheme == "https",
         region=settings.s3_region,  # known region: presigning needs no network call
+        http_client=_Pool(endpoint),
     )
+
+
+class _Pool(urllib3.PoolManager):
+    """minio's own connection pool (same timeouts and retries), except that failing to reach
+    S3 at all raises StorageUnreachable instead of urllib3's errors, which callers do not
+    know: the workers retry it, the scrubber stops without blaming any object."""
+
+    def __init__(self, endpoint: str):
+        timeout = int(dt.timedelta(minutes=5).total_seconds())
+        super().__init__(
+            timeout=urllib3.Timeout(connect=timeout, read=timeout), maxsize=10,
+            cert_reqs="CERT_REQUIRED", ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+            retries=urllib3.Retry(total=5, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+        )
+        self.endpoint = endpoint
+
+    def urlopen(self, method, url, redirect=True, **kw):  # type: ignore[no-untyped-def, override]
+        try:
+            return super().urlopen(method, url, redirect=redirect, **kw)
+        except TransportError as exc:
+            raise _unreachable(self.endpoint, exc) from exc
+
+
+def _unreachable(endpoint: str, exc: Exception) -> StorageUnreachable:
+    reason = getattr(exc, "reason", None) or exc
+    return StorageUnreachable(f"cannot reach the object store at {endpoint} ({reason}); "
+                              "check EVIDENCE_S3_ENDPOINT and that the S3 server is up")
 
 
 @contextmanager
@@ -619,6 +652,9 @@ def _mapped(key: str) -> Iterator[None]:
 def _stream(resp) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
     try:
         yield from resp.stream(CHUNK)
+    except TransportError as exc:  # the connection broke mid-object
+        raise StorageUnreachable(f"the object store's connection broke while reading ({exc}); "
+                                 "check that the S3 server is up") from exc
     finally:
         resp.close()
         resp.release_conn()

@@ -25,7 +25,7 @@ from minio.error import S3Error
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from evidence.config import Settings
-from evidence.errors import InvalidInput
+from evidence.errors import InvalidInput, StorageUnreachable
 from evidence.verify.report import Check
 
 LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
@@ -160,7 +160,7 @@ def _object_lock_checks(client: Minio, bucket: str) -> list[Check]:
 
 
 def _unreachable(settings: Settings, exc: Exception) -> str:
-    if isinstance(exc, InvalidInput):
+    if isinstance(exc, (InvalidInput, StorageUnreachable)):  # already says what to check
         return str(exc)
     if isinstance(exc, S3Error):
         what = f"{exc.code}: {exc.message}"
