@@ -47,6 +47,9 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "clips.read": frozenset({R.officer, R.evidence_officer, R.cps, R.auditor}),
     "clips.view_footage": frozenset({R.officer, R.evidence_officer, R.cps, R.auditor}),
     "clips.tag": frozenset({R.officer, R.evidence_officer}),
+    # The category decides retention (e.g. non-evidential: disposed of automatically), so it
+    # is the evidence officers' call, never the recording officer's about their own footage.
+    "clips.categorise": frozenset({R.evidence_officer}),
     "clips.bookmark": frozenset({R.officer, R.evidence_officer, R.cps}),
     "clips.redact": frozenset({R.evidence_officer}),  # black boxes / muting (evidence/redactions.py)
     "cases.create": frozenset({R.evidence_officer}),
@@ -157,6 +160,19 @@ def visible_case(session: Session, principal: Principal, case_id: str) -> Case:
     if case is None:
         raise NotFound(f"no case {case_id} that you can see")
     return case
+
+
+def require_case_footage(session: Session, principal: Principal, case_id: str) -> None:
+    """Refuse unless `principal` may play every exhibit of the case: a court bundle carries
+    the originals, so taking one is taking footage and follows the same grant rule (an
+    auditor needs a grant covering each exhibit, e.g. one for the whole case)."""
+    barred = session.scalar(
+        select(CaseItem.clip_id).join(Clip, Clip.id == CaseItem.clip_id)
+        .where(CaseItem.case_id == case_id, ~clip_filter(principal, footage=True)).limit(1)
+    )
+    if barred is not None:
+        raise AccessDenied("a court bundle carries footage: downloading it needs footage "
+                           "access to every exhibit (for your role, an explicit grant)")
 
 
 def check_reason(reason: str | None, reasons: tuple[str, ...] | list[str]) -> str:

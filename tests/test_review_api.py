@@ -154,9 +154,14 @@ def test_clip_detail_has_hashes_integrity_and_custody_with_proofs(force) -> None
 def test_tags_categories_bookmarks_are_recorded(force) -> None:
     f, ids, ctx = force
     clip = ids["own"]
-    r = f.http.put(f"/api/v1/clips/{clip}/category", headers=f.as_("pc_smith"), json={"category": "evidential"})
+    # The category decides retention: only an evidence officer sets it, never the officer
+    # whose camera recorded the clip (complaint -> non-evidential would dispose of it).
+    r = f.http.put(f"/api/v1/clips/{clip}/category", headers=f.as_("pc_smith"),
+                   json={"category": "non-evidential"})
+    assert r.status_code == 403
+    r = f.http.put(f"/api/v1/clips/{clip}/category", headers=f.as_("eo_brown"), json={"category": "evidential"})
     assert r.status_code == 204
-    bad = f.http.put(f"/api/v1/clips/{clip}/category", headers=f.as_("pc_smith"), json={"category": "nope"})
+    bad = f.http.put(f"/api/v1/clips/{clip}/category", headers=f.as_("eo_brown"), json={"category": "nope"})
     assert bad.status_code == 422
     assert f.http.post(f"/api/v1/clips/{clip}/tags", headers=f.as_("pc_smith"), json={"tag": "INC-7"}).json() == {"tags": ["INC-7"]}
     bm = f.http.post(f"/api/v1/clips/{clip}/bookmarks", headers=f.as_("pc_smith"),
@@ -193,3 +198,22 @@ def test_auditor_reads_recent_access(force) -> None:
     items = f.http.get("/api/v1/audit/access", headers=f.as_("aud_white")).json()["items"]
     assert any(i["type"] == "clip.viewed" and i["actor"] == "user:pc_smith" for i in items)
     assert f.http.get("/api/v1/audit/access", headers=f.as_("eo_brown")).status_code == 403
+
+
+@sqlite_only
+def test_a_10kb_range_header_on_footage_is_a_416_not_a_server_error(force) -> None:
+    """Python will not turn over 4,300 digits into an int: the server must not try."""
+    f, ids, _ = force
+    reason = {"reason": "investigation: INC-9"}
+    for route in ("stream", "original"):
+        url = f"/api/v1/clips/{ids['own']}/{route}"
+        size = int(f.http.get(url, headers={**f.as_("eo_brown"), "Range": "bytes=0-0"},
+                              params=reason).headers["content-range"].rsplit("/", 1)[1])
+        for header in ("bytes=" + "1" * 5000 + "-", "bytes=-" + "7" * 10_000,
+                       "bytes=" + "1" * 5000 + "-" + "2" * 5000):
+            r = f.http.get(url, headers={**f.as_("eo_brown"), "Range": header}, params=reason)
+            if header.startswith("bytes=-"):  # the last 10^10000 bytes: all of them
+                assert r.status_code == 206 and len(r.content) == size, (route, r.status_code)
+            else:
+                assert r.status_code == 416, (route, header[:12], r.status_code, r.text[:200])
+                assert r.headers["content-range"] == f"bytes */{size}" and len(r.text) < 500

@@ -594,7 +594,6 @@ def test_another_officers_clip_is_not_found(world: World) -> None:
         ("GET", f"/api/v1/cases/{world.case_id}", None),
         ("POST", f"/api/v1/clips/{clip}/tags", {"tag": "mine"}),
         ("DELETE", f"/api/v1/clips/{clip}/tags/{world.tag}", None),
-        ("PUT", f"/api/v1/clips/{clip}/category", {"category": "evidential"}),
         ("POST", f"/api/v1/clips/{clip}/bookmarks", {"at_ms": 0, "note": "x"}),
     ]
     for method, path, body in attempts:

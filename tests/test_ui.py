@@ -425,9 +425,14 @@ def test_officer_sees_only_their_own_clip_and_tags_it_on_a_phone(store: Store, o
     page.fill("#newtag", "INC-2024-0042")
     page.get_by_role("button", name="Add tag").click()
     expect(page.locator(".tags")).to_contain_text("INC-2024-0042")
-    page.select_option("#category", "evidential")
-    page.get_by_role("button", name="Save").click()
-    expect(page.locator("#category")).to_have_value("evidential")
+    # The category sets retention: the recording officer sees it but cannot change it.
+    assert page.locator("#category").count() == 0
+    expect(page.locator("#tags")).to_contain_text("Not categorised")
+    forged = page.request.post(f"{store.url}/ui/clips/{store.own}/category",
+                               form={"category": "non-evidential",
+                                     "csrf": page.locator("input[name=csrf]").first.get_attribute("value")},
+                               max_redirects=0)
+    assert forged.status == 403
     page.select_option("#reason", "investigation")
     page.get_by_role("button", name="Record reason and play").click()
     page.wait_for_function("() => document.querySelector('#video').currentTime > 0.3", timeout=20_000)

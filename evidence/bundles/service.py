@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
 from evidence import clock
-from evidence.access import Principal, require, visible_case
+from evidence.access import Principal, require, require_case_footage, visible_case
 from evidence.bundles import manifest as mf
 from evidence.bundles.keys import load_or_create_bundle_key, public_pem
 from evidence.bundles.models import Bundle, BundleState
@@ -27,7 +27,7 @@ from evidence.bundles.zipwriter import add_bytes, add_stream, sha256_file
 from evidence.cases.models import CaseItem
 from evidence.context import Context
 from evidence.errors import Disposed, InvalidInput, NotFound
-from evidence.storage import ObjectInfo, ObjectStore
+from evidence.storage import ObjectInfo, ObjectStore, requested_range
 
 WORKER = "system:worker"
 ProgressFn = Callable[[int], None] | None
@@ -263,19 +263,28 @@ def bundles_of(ctx: Context, principal: Principal, case_id: str) -> list[dict[st
 
 
 def open_download(ctx: Context, principal: Principal, bundle_id: str,
-                  byte_range: str | None = None) -> ObjectInfo:
-    """Record the download in the ledger (before any byte leaves), then describe the object."""
+                  range_header: str | None = None,
+                  if_range: str | None = None) -> tuple[ObjectInfo, tuple[int, int] | None]:
+    """Record the download in the ledger (before any byte leaves), then describe the object
+    and the byte range to send (None: all of it).
+
+    The ledger keeps the range as resolved against the ZIP ("start-end", inclusive), never
+    the client's header: a malformed or unsatisfiable one is refused (416) before any entry.
+    """
     b = _readable(ctx, principal, bundle_id)
+    with ctx.db.session() as s:
+        require_case_footage(s, principal, b.case_id)
     if b.state == BundleState.disposed:
         raise Disposed(f"bundle {bundle_id} was deleted when an exhibit in it was disposed of "
                        "under the retention policy; request a new bundle")
     if b.state != BundleState.ready:
         raise InvalidInput(f"bundle {bundle_id} is {b.state}, not ready yet")
     info = ctx.store.stat(b.key)
+    span = requested_range(range_header, if_range, info.sha256, info.size)
     ctx.ledger.append(
         "bundle.downloaded", actor=principal.actor,
         subject={"bundle": b.id, "case": b.case_id, "user": principal.user_id},
         sha256=b.sha256, size=b.size, role=principal.role.value,
-        **({"range": byte_range} if byte_range else {}),
+        **({"range": f"{span[0]}-{span[1]}"} if span else {}),
     )
-    return info
+    return info, span

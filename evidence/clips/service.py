@@ -284,7 +284,7 @@ def _recently_recorded(ctx: Context, p: Principal, clip_id: str, entry_type: str
 
 
 def set_category(ctx: Context, principal: Principal, clip_id: str, category: str) -> None:
-    require(principal, "clips.tag")
+    require(principal, "clips.categorise")
     if category not in ctx.settings.categories:
         raise InvalidInput(f"unknown category {category!r}; choose one of: {', '.join(ctx.settings.categories)}")
     with ctx.db.write_session() as s:
