@@ -217,3 +217,64 @@ def test_a_10kb_range_header_on_footage_is_a_416_not_a_server_error(force) -> No
             else:
                 assert r.status_code == 416, (route, header[:12], r.status_code, r.text[:200])
                 assert r.headers["content-range"] == f"bytes */{size}" and len(r.text) < 500
+
+
+def test_access_records_are_for_auditors_and_notes_for_their_side(force) -> None:
+    """The recording officer reading their clip's record must not learn of an inquiry into
+    them (others' viewings with reasons and addresses, grants), nor read the CPS's notes;
+    the CPS does not read the force's. Searching cannot reach the hidden notes either."""
+    f, ids, ctx = force
+    clip = ids["own"]
+    eo = f.as_("eo_brown")
+    case = f.http.post("/api/v1/cases", headers=eo, json={"title": "R v Doe", "reference": "URN 9"}).json()
+    assert f.http.post(f"/api/v1/cases/{case['id']}/items", headers=eo, json={"clip_ids": [clip]}).status_code == 200
+    assert f.http.post(f"/api/v1/cases/{case['id']}/members", headers=eo,
+                       json={"username": "cps_green"}).status_code == 204
+    expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
+    assert f.http.post("/api/v1/grants", headers=f.as_("adm_black"), json={
+        "username": "aud_white", "clip_id": clip, "reason": "PSD inquiry 12 into PC1234",
+        "expires_at": expires}).status_code == 201
+    inquiry = "complaint or misconduct review: PSD inquiry 12"
+    for who, why in (("aud_white", inquiry), ("pc_smith", "investigation: INC-1"),
+                     ("eo_brown", "court preparation"), ("cps_green", "charging decision")):
+        r = f.http.get(f"/api/v1/clips/{clip}/stream", headers={**f.as_(who), "Range": "bytes=0-9"},
+                       params={"reason": why})
+        assert r.status_code == 206, (who, r.text)
+    notes = {"pc_smith": "suspect enters left", "eo_brown": "ask CCTV for 00:03",
+             "cps_green": "privileged: identification is weak"}
+    for who, note in notes.items():
+        r = f.http.post(f"/api/v1/clips/{clip}/bookmarks", headers=f.as_(who),
+                        json={"at_ms": 100, "note": note})
+        assert r.status_code == 201, (who, r.text)
+
+    def record(who: str) -> tuple[dict, str]:
+        r = f.http.get(f"/api/v1/clips/{clip}", headers=f.as_(who))
+        assert r.status_code == 200, r.text
+        return r.json(), r.text
+
+    force_notes = {notes["pc_smith"], notes["eo_brown"]}
+    for who in ("pc_smith", "eo_brown", "cps_green"):
+        d, text = record(who)
+        assert "PSD inquiry" not in text and "aud_white" not in text, who
+        access = [c for c in d["custody"] if c["type"].startswith(("clip.viewed", "grant."))]
+        assert [c["actor"] for c in access] == [f"user:{who}"], (who, access)
+        seen = {b["note"] for b in d["bookmarks"]}
+        assert seen == ({notes["cps_green"]} if who == "cps_green" else force_notes), who
+        assert all(n not in text for n in notes.values() if n not in seen), who
+        marked = [c for c in d["custody"] if c["type"] == "clip.bookmarked"]
+        assert len(marked) == len(seen) and d["integrity"]["status"] == "verified"
+    d, text = record("aud_white")
+    viewers = {c["actor"] for c in d["custody"] if c["type"] == "clip.viewed"}
+    assert viewers == {f"user:{w}" for w in ("aud_white", "pc_smith", "eo_brown", "cps_green")}
+    assert "PSD inquiry 12 into PC1234" in text and "127.0.0.1" in text
+    assert {b["note"] for b in d["bookmarks"]} == force_notes, "auditors are on the force's side"
+    # Search matches only notes the searcher may read.
+    assert search_ids(f, "pc_smith", q="identification is weak") == set()
+    assert search_ids(f, "cps_green", q="identification is weak") == {clip}
+    assert search_ids(f, "cps_green", q="ask CCTV") == set()
+    # The permanent log commits to a note by its hash, never its words; whole entries (every
+    # reason and address) are the auditors' to read.
+    for e in entries(ctx, "clip.bookmarked"):
+        assert "note" not in e and len(e["note_sha256"]) == 64 and e["side"] in ("cps", "force")
+    assert f.http.get("/api/v1/ledger/entries", headers=eo).status_code == 403
+    assert f.http.get("/api/v1/ledger/entries", headers=f.as_("aud_white")).status_code == 200

@@ -449,6 +449,60 @@ def test_officer_sees_only_their_own_clip_and_tags_it_on_a_phone(store: Store, o
 # -- signing in and out -----------------------------------------------------------------------------
 
 
+def _principal(ctx: Context, username: str) -> Any:
+    from sqlalchemy import select
+
+    from evidence.access import Principal
+    from evidence.accounts.models import Role, User
+
+    with ctx.db.session() as s:
+        u = s.scalar(select(User).where(User.username == username))
+        return Principal(u.id, u.username, Role(u.role), u.officer_id)
+
+
+def test_the_clip_page_shows_others_access_to_auditors_only_and_notes_to_their_side(
+        store: Store, open_page) -> None:
+    """The recording officer's page holds no one else's viewing (reason, address) and no CPS
+    note; the auditor's holds every viewing; the CPS member's holds only CPS notes."""
+    from evidence.cases import service as cases
+    from evidence.clips import service as clips
+
+    ctx = store.ctx
+    eo, cps = _principal(ctx, "eo_brown"), _principal(ctx, "cps_green")
+    case = cases.create_case(ctx, eo, "R v Roe", "URN 77")
+    cases.add_items(ctx, eo, case["id"], [store.own])
+    cases.add_member(ctx, eo, case["id"], "cps_green")
+    clips.open_footage(ctx, eo, store.own, "proxy", reason="complaint or misconduct review: "
+                       "PSD file 31", source_ip="10.9.8.7")
+    clips.add_bookmark(ctx, cps, store.own, 200, "privileged: weak identification")
+    clips.add_bookmark(ctx, eo, store.own, 300, "force note: ask for CCTV")
+
+    def page_of(username: str) -> Page:
+        page = open_page().page
+        sign_in(page, store.url, username)
+        page.goto(f"{store.url}/ui/clips/{store.own}")
+        expect(page.locator("#custody")).to_be_visible()
+        return page
+
+    page = page_of("pc_smith")
+    expect(page.locator("#bookmarks")).to_contain_text("force note: ask for CCTV")
+    main = page.locator("main").inner_text()
+    for hidden in ("PSD file 31", "10.9.8.7", "privileged: weak identification"):
+        assert hidden not in main, hidden
+    expect(page.locator("tr[data-type='clip.viewed'][data-actor='user:eo_brown']")).to_have_count(0)
+
+    page = page_of("cps_green")
+    expect(page.locator("#bookmarks")).to_contain_text("privileged: weak identification")
+    assert "force note: ask for CCTV" not in page.locator("main").inner_text()
+
+    page = page_of("aud_white")
+    row = page.locator("tr[data-type='clip.viewed'][data-actor='user:eo_brown']").filter(
+        has_text="PSD file 31")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("10.9.8.7")
+    assert "privileged: weak identification" not in page.locator("main").inner_text()
+
+
 def test_wrong_password_says_nothing_about_which_part_was_wrong(store: Store, open_page) -> None:
     page = open_page().page
     sign_in(page, store.url, "pc_jones", "not the password")
