@@ -447,3 +447,43 @@ def test_a_garbage_range_is_refused_or_ignored_and_never_stored(bundled) -> None
     entries = [json.loads(e) for _, e in ctx.ledger.entries(before, ctx.ledger.size())]
     assert [e.get("range") for e in entries if e["type"] == "bundle.downloaded"] == [
         f"4-{size - 1}", None, None]
+
+
+def test_ten_requests_for_an_unchanged_case_store_one_bundle(bundled) -> None:
+    """Each request is recorded, but the same exhibits and options get the bundle already
+    made (viewings since change nothing the court receives); a new exhibit reference, other
+    options or a failed build make a new one."""
+    f, ctx, case_id, bundle_id, _ = bundled
+    eo = f.as_("eo_brown")
+    clip_id = f.http.get(f"/api/v1/cases/{case_id}", headers=eo).json()["exhibits"][0]["clip_id"]
+    url = f"/api/v1/cases/{case_id}/bundles"
+    before = ctx.ledger.size()
+    for i in range(10):
+        f.http.get(f"/api/v1/clips/{clip_id}/stream", headers=eo,
+                   params={"reason": f"court preparation: look {i}"})
+        r = f.http.post(url, headers=eo, json={"include_proxies": True})
+        assert r.status_code == 200, r.text
+        assert r.json() == {"id": bundle_id, "state": "ready", "reused": True}
+        assert r.headers["location"] == f"/api/v1/bundles/{bundle_id}"
+    with ctx.db.session() as s:
+        assert s.query(Bundle).filter(Bundle.case_id == case_id).count() == 1
+    assert sum(1 for o in ctx.store.list("bundles/")) == 1, "one stored copy of the footage"
+    asked = [json.loads(e) for _, e in ctx.ledger.entries(before, ctx.ledger.size())]
+    asked = [e for e in asked if e["type"] == "bundle.requested"]
+    assert len(asked) == 10 and all(e["reused"] and e["subject"]["bundle"] == bundle_id for e in asked)
+
+    # Other options: another bundle; asked again while queued, the same queued one.
+    other = f.http.post(url, headers=eo, json={})
+    assert other.status_code == 202 and not other.json()["reused"]
+    again = f.http.post(url, headers=eo, json={})
+    assert again.status_code == 200 and again.json()["id"] == other.json()["id"]
+    assert again.json()["state"] == "queued"
+    # A changed exhibit reference is changed evidence: a new bundle.
+    f.http.patch(f"/api/v1/cases/{case_id}/items/{clip_id}", headers=eo, json={"exhibit_ref": "JS/9"})
+    changed = f.http.post(url, headers=eo, json={"include_proxies": True})
+    assert changed.status_code == 202 and changed.json()["id"] != bundle_id
+    # A failed build is never handed out again.
+    with ctx.db.write_session() as s:
+        s.get(Bundle, changed.json()["id"]).state = BundleState.failed.value
+    retry = f.http.post(url, headers=eo, json={"include_proxies": True})
+    assert retry.status_code == 202 and retry.json()["id"] != changed.json()["id"]

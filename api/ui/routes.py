@@ -592,7 +592,11 @@ def request_bundle(case_id: str, request: Request,
                                    include_redactions=include_redactions == "yes")
     except (InvalidInput, NotFound) as exc:
         return see_other(request, to, error=str(exc))
-    request.app.state.enqueue_bundle(b["id"])
+    if b["state"] == "queued":
+        request.app.state.enqueue_bundle(b["id"])
+    if b["reused"]:
+        return see_other(request, to, ok="A court bundle of these same exhibits and options "
+                         f"already exists ({b['state']}): use it, no second copy is made.")
     return see_other(request, to, ok="Court bundle requested: it is being built.")
 
 
