@@ -14,6 +14,8 @@ sees only their own viewings), and a bookmark's note is for its author's side (`
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
 
 from typing import Any
@@ -244,3 +246,19 @@ def check_reason(reason: str | None, reasons: tuple[str, ...] | list[str]) -> st
     if len(text) > 500:
         raise InvalidInput("a reason is at most 500 characters")
     return f"{code}: {detail}" if detail else code
+
+
+_ADDRESS_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def client_address(source: str | None) -> str:
+    """The client's address as the ledger keeps it: an IP address in its normal form, a short
+    plain name (e.g. "unknown"), or "invalid". Behind a proxy it comes from a forwarded header,
+    i.e. from the client, and must not put arbitrary text into the permanent log."""
+    text = (source or "").strip()
+    if not text:
+        return "unknown"
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return text if _ADDRESS_NAME.fullmatch(text) else "invalid"

@@ -17,7 +17,7 @@ from tests.conftest import sqlite_only
 from tests.fixtures.api import running_api
 from tests.fixtures.ingest import Dock
 from tests.fixtures.media import SIDECAR
-from tests.fixtures.people import Force, make_force
+from tests.fixtures.people import PASSWORD, Force, make_force
 
 
 @pytest.fixture
@@ -278,3 +278,23 @@ def test_access_records_are_for_auditors_and_notes_for_their_side(force) -> None
         assert "note" not in e and len(e["note_sha256"]) == 64 and e["side"] in ("cps", "force")
     assert f.http.get("/api/v1/ledger/entries", headers=eo).status_code == 403
     assert f.http.get("/api/v1/ledger/entries", headers=f.as_("aud_white")).status_code == 200
+
+
+@sqlite_only
+def test_a_forged_forwarded_address_is_not_written_into_the_ledger(force) -> None:
+    """Behind a trusted proxy the client's address comes from X-Forwarded-For, i.e. from the
+    client: the ledger keeps an address in normal form, or "invalid", never 10 KB of text."""
+    f, ids, ctx = force
+    url = f"/api/v1/clips/{ids['own']}/stream"
+    for i, (forwarded, kept) in enumerate((("x" * 10_000, "invalid"),
+                                           ("2001:DB8:0:0::1", "2001:db8::1"),
+                                           ("<script>", "invalid"))):
+        r = f.http.get(url, params={"reason": f"investigation: look {i}"},
+                       headers={**f.as_("eo_brown"), "Range": "bytes=0-0", "X-Forwarded-For": forwarded})
+        assert r.status_code == 206, r.text
+        assert entries(ctx, "clip.viewed")[-1]["source_ip"] == kept
+    # The same holds for every route that records an address, e.g. signing in.
+    r = f.http.post("/api/v1/auth/token", data={"username": "pc_smith", "password": PASSWORD},
+                    headers={"X-Forwarded-For": "y" * 10_000})
+    assert r.status_code == 200, r.text
+    assert entries(ctx, "user.logged_in")[-1]["source_ip"] == "invalid"

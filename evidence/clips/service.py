@@ -18,8 +18,8 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from evidence import clock
-from evidence.access import (Principal, bookmark_filter, check_reason, clip_filter,
-                             custody_entry_visible, require, side, visible_clip)
+from evidence.access import (Principal, bookmark_filter, check_reason, client_address,
+                             clip_filter, custody_entry_visible, require, side, visible_clip)
 from evidence.cases.models import CaseItem
 from evidence.clips.models import Bookmark, Clip, ClipTag, Derivative
 from evidence.context import Context
@@ -254,7 +254,7 @@ def open_footage(
     if not _recently_recorded(ctx, principal, clip_id, entry_type, why, key):
         ctx.ledger.append(
             entry_type, actor=principal.actor, subject={"clip": clip_id, "user": principal.user_id},
-            role=principal.role.value, reason=why, source_ip=source_ip or "unknown",
+            role=principal.role.value, reason=why, source_ip=client_address(source_ip),
             object=key, sha256=sha256,
         )
     return Footage(key, info, media_type, filename)
