@@ -503,6 +503,32 @@ def test_the_clip_page_shows_others_access_to_auditors_only_and_notes_to_their_s
     assert "privileged: weak identification" not in page.locator("main").inner_text()
 
 
+def test_an_auditor_without_a_grant_sees_a_bundle_but_cannot_take_it(store: Store, open_page) -> None:
+    from evidence.bundles import service as bundles
+    from evidence.cases import service as cases
+
+    ctx = store.ctx
+    eo = _principal(ctx, "eo_brown")
+    case = cases.create_case(ctx, eo, "R v Grant", "URN 88")
+    cases.add_items(ctx, eo, case["id"], [store.other])
+    b = bundles.request_bundle(ctx, eo, case["id"])
+    assert bundles.build_bundle(ctx, b["id"]) == "ready"
+    page = open_page().page
+    sign_in(page, store.url, "aud_white")
+    page.goto(f"{store.url}/ui/cases/{case['id']}")
+    row = page.locator(f"tr[data-bundle='{b['id']}']")
+    expect(row).to_have_attribute("data-state", "ready")
+    expect(row.locator("[data-needs-grant]")).to_be_visible()
+    assert row.get_by_role("link", name="Download ZIP").count() == 0
+    response = page.request.get(f"{store.url}/ui/bundles/{b['id']}/download")
+    assert response.status == 403
+    # The evidence officer's row has the link.
+    page = open_page().page
+    sign_in(page, store.url, "eo_brown")
+    page.goto(f"{store.url}/ui/cases/{case['id']}")
+    expect(page.locator(f"tr[data-bundle='{b['id']}']").get_by_role("link", name="Download ZIP")).to_be_visible()
+
+
 def test_wrong_password_says_nothing_about_which_part_was_wrong(store: Store, open_page) -> None:
     page = open_page().page
     sign_in(page, store.url, "pc_jones", "not the password")

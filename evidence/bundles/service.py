@@ -30,7 +30,7 @@ from evidence.bundles.zipwriter import add_bytes, add_stream, sha256_file
 from evidence.cases.models import Case, CaseItem
 from evidence.clips.models import Clip, Derivative
 from evidence.context import Context
-from evidence.errors import Disposed, InvalidInput, NotFound
+from evidence.errors import AccessDenied, Disposed, InvalidInput, NotFound
 from evidence.storage import ObjectInfo, ObjectStore, requested_range
 
 WORKER = "system:worker"
@@ -294,13 +294,19 @@ def get_bundle(ctx: Context, principal: Principal, bundle_id: str) -> dict[str, 
 
 
 def bundles_of(ctx: Context, principal: Principal, case_id: str) -> list[dict[str, Any]]:
-    """A case's bundles, newest first, for whoever may read its bundles (CPS: an active share)."""
+    """A case's bundles, newest first, for whoever may read its bundles (CPS: an active share);
+    `may_download`: whether `principal` may take them (footage access to every exhibit)."""
     require(principal, "bundles.read")
     with ctx.db.session() as s:
         visible_case(s, principal, case_id)
+        try:
+            require_case_footage(s, principal, case_id)
+            may_download = True
+        except AccessDenied:
+            may_download = False
         rows = s.scalars(select(Bundle).where(Bundle.case_id == case_id)
                          .order_by(Bundle.created_at.desc(), Bundle.id))
-        return [bundle_dict(b) for b in rows]
+        return [{**bundle_dict(b), "may_download": may_download} for b in rows]
 
 
 def open_download(ctx: Context, principal: Principal, bundle_id: str,
