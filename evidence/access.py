@@ -17,7 +17,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, false, or_, select, true
