@@ -1,4 +1,4 @@
-"""Security headers on every response.
+"""Security headers on every response, and a client address that is an address.
 
 The UI is server-rendered with its scripts and styles in /ui/static, so the policy can
 forbid inline code and any other origin; nothing may frame the app (clickjacking).
@@ -9,6 +9,9 @@ from __future__ import annotations
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from evidence.access import client_address
 
 CSP = "; ".join([
     "default-src 'self'",
@@ -41,3 +44,20 @@ class SecurityHeaders(BaseHTTPMiddleware):
         if request.url.path.startswith(("/api/v1/auth", "/ui")):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
+
+
+class ClientAddress:
+    """Every route sees the client's address in normal form, a short name, or "invalid".
+
+    Behind a trusted proxy uvicorn takes it from X-Forwarded-For, i.e. from the client, and
+    routes write it into the permanent ledger (sign-ins, footage): no request may put 10 KB
+    of text there that way (evidence.access.client_address)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and scope.get("client"):
+            host, port = scope["client"]
+            scope = {**scope, "client": (client_address(host), port)}
+        await self.app(scope, receive, send)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio.to_thread
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
@@ -11,7 +13,7 @@ from evidence.access import Principal
 from evidence.bundles.service import open_download
 from evidence.clips.service import open_footage
 from evidence.errors import RangeNotSatisfiable
-from evidence.storage import ObjectInfo, ObjectStore, parse_range_header
+from evidence.storage import ObjectInfo, ObjectStore, requested_range
 
 
 async def footage_response(
@@ -35,28 +37,33 @@ async def bundle_response(request: Request, principal: Principal, bundle_id: str
     """A court bundle for the API and the UI alike: the policy and the `bundle.downloaded`
     ledger entry (`open_download`, every request, ranges included), then the ZIP with Range."""
     ctx = request.app.state.ctx
-    info = await anyio.to_thread.run_sync(
-        open_download, ctx, principal, bundle_id, request.headers.get("range"))
+    try:
+        info, span = await anyio.to_thread.run_sync(
+            open_download, ctx, principal, bundle_id, request.headers.get("range"),
+            request.headers.get("if-range"))
+    except RangeNotSatisfiable as exc:
+        return _not_satisfiable(exc)
     return await ranged_response(request, ctx.store, info, media_type="application/zip",
-                                 download_name=f"bundle-{bundle_id}.zip", private=True)
+                                 download_name=f"bundle-{bundle_id}.zip", private=True,
+                                 span=span)
+
+
+_FROM_REQUEST: Any = object()  # ranged_response: read Range and If-Range from the request
 
 
 async def ranged_response(
     request: Request, store: ObjectStore, info: ObjectInfo, *, media_type: str,
     etag: str | None = None, download_name: str | None = None, private: bool = False,
+    span: tuple[int, int] | None = _FROM_REQUEST,
 ) -> Response:
+    """`span`: the range already resolved by the caller (None: the whole object)."""
     etag = etag or info.sha256
-    header = request.headers.get("range")
-    if header and request.headers.get("if-range") and etag:
-        # If-Range: serve the range only if the client's copy is still this object.
-        if request.headers["if-range"].strip() != f'"{etag}"':
-            header = None
-    try:
-        byte_range = parse_range_header(header, info.size)
-    except RangeNotSatisfiable as exc:
-        resp = problem(416, "Range not satisfiable", str(exc))
-        resp.headers["Content-Range"] = f"bytes */{info.size}"
-        return resp
+    if span is _FROM_REQUEST:
+        try:
+            span = requested_range(request.headers.get("range"), request.headers.get("if-range"),
+                                   etag, info.size)
+        except RangeNotSatisfiable as exc:
+            return _not_satisfiable(exc)
     headers = {"Accept-Ranges": "bytes"}
     if etag:
         headers["ETag"] = f'"{etag}"'
@@ -65,14 +72,21 @@ async def ranged_response(
     if download_name:
         safe = "".join(ch for ch in download_name if ch.isalnum() or ch in "._-") or "download"
         headers["Content-Disposition"] = f'attachment; filename="{safe}"'
-    if byte_range is None:
+    if span is None:
         chunks = await anyio.to_thread.run_sync(store.open, info.key)
         headers["Content-Length"] = str(info.size)
         status = 200
     else:
-        start, end = byte_range
+        start, end = span
         chunks = await anyio.to_thread.run_sync(store.open, info.key, start, end)
         headers["Content-Length"] = str(end - start + 1)
         headers["Content-Range"] = f"bytes {start}-{end}/{info.size}"
         status = 206
     return StreamingResponse(chunks, status_code=status, media_type=media_type, headers=headers)
+
+
+def _not_satisfiable(exc: RangeNotSatisfiable) -> Response:
+    resp = problem(416, "Range not satisfiable", str(exc))
+    if exc.size is not None:
+        resp.headers["Content-Range"] = f"bytes */{exc.size}"
+    return resp

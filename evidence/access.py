@@ -6,19 +6,26 @@
 - auditors read the ledger and all access records, footage only with an explicit grant;
 - admins manage users, devices and policy and see no footage;
 - a case's members see its clips.
+
+Beyond footage, the same policy decides the fields of a clip's record (`custody_entry_visible`,
+`bookmark_filter`): who looked at a clip, why and from where is for auditors (everyone else
+sees only their own viewings), and a bookmark's note is for its author's side (`side`).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, false, or_, select, true
 from sqlalchemy.orm import Session
 
 from evidence import clock
-from evidence.accounts.models import Role
+from evidence.accounts.models import Role, User
 from evidence.cases.models import AccessGrant, Case, CaseItem, CaseMember, Share
-from evidence.clips.models import Clip
+from evidence.clips.models import Bookmark, Clip
 from evidence.errors import AccessDenied, InvalidInput, NotFound
 
 
@@ -47,13 +54,20 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "clips.read": frozenset({R.officer, R.evidence_officer, R.cps, R.auditor}),
     "clips.view_footage": frozenset({R.officer, R.evidence_officer, R.cps, R.auditor}),
     "clips.tag": frozenset({R.officer, R.evidence_officer}),
+    # The category decides retention (e.g. non-evidential: disposed of automatically), so it
+    # is the evidence officers' call, never the recording officer's about their own footage.
+    "clips.categorise": frozenset({R.evidence_officer}),
     "clips.bookmark": frozenset({R.officer, R.evidence_officer, R.cps}),
     "clips.redact": frozenset({R.evidence_officer}),  # black boxes / muting (evidence/redactions.py)
     "cases.create": frozenset({R.evidence_officer}),
     "cases.read": frozenset({R.evidence_officer, R.cps, R.auditor, R.officer}),
     "cases.manage": frozenset({R.evidence_officer}),
     "shares.manage": frozenset({R.evidence_officer}),
+    # Proofs and checkpoints: anyone who checks the custody of what they work on.
     "ledger.read": frozenset({R.auditor, R.evidence_officer}),
+    # Whole entries, i.e. every access record with its reason and source address and every
+    # record of every case: the auditors' (an inquiry may be about an evidence officer).
+    "ledger.entries": frozenset({R.auditor}),
     "audit.read": frozenset({R.auditor}),
     "grants.manage": frozenset({R.admin}),
     "users.manage": frozenset({R.admin}),
@@ -164,6 +178,62 @@ def visible_case(session: Session, principal: Principal, case_id: str) -> Case:
     return case
 
 
+def require_case_footage(session: Session, principal: Principal, case_id: str) -> None:
+    """Refuse unless `principal` may play every exhibit of the case: a court bundle carries
+    the originals, so taking one is taking footage and follows the same grant rule (an
+    auditor needs a grant covering each exhibit, e.g. one for the whole case)."""
+    barred = session.scalar(
+        select(CaseItem.clip_id).join(Clip, Clip.id == CaseItem.clip_id)
+        .where(CaseItem.case_id == case_id, ~clip_filter(principal, footage=True)).limit(1)
+    )
+    if barred is not None:
+        raise AccessDenied("a court bundle carries footage: downloading it needs footage "
+                           "access to every exhibit (for your role, an explicit grant)")
+
+
+# -- which fields of a clip's record ------------------------------------------------------------
+
+# Entries that say who looked at footage (or may, under a grant), why, and from where. They
+# can reveal an inquiry (a grant for a professional-standards review of the recording officer)
+# and so are for auditors; everyone else sees only their own.
+ACCESS_RECORD_TYPES = frozenset({
+    "clip.viewed", "clip.downloaded", "clip.thumbnail_viewed", "clip.original_downloaded",
+    "grant.created", "grant.revoked",
+})
+
+
+def sees_access_records(principal: Principal) -> bool:
+    return principal.role == Role.auditor
+
+
+def side(role: Role | str) -> str:
+    """Whose notes a person shares: the prosecutor's ("cps") or the force's ("force": officers,
+    evidence officers, auditors, admins). A CPS note on a clip can be privileged legal advice
+    and a force note can be an unshared line of inquiry: neither side reads the other's."""
+    return "cps" if Role(role) == Role.cps else "force"
+
+
+def bookmark_filter(principal: Principal) -> ColumnElement[bool]:
+    """A WHERE clause on Bookmark: the bookmarks whose notes `principal` may read (their side's)."""
+    cps = User.role == Role.cps.value
+    authors = select(User.id).where(cps if side(principal.role) == "cps" else ~cps)
+    return Bookmark.user_id.in_(authors)
+
+
+def custody_entry_visible(principal: Principal, entry: dict[str, Any],
+                          bookmarks: set[str]) -> bool:
+    """Whether a ledger entry about a clip shows in its custody timeline for `principal`;
+    `bookmarks`: the ids of the clip's bookmarks they may read (`bookmark_filter`)."""
+    kind = entry.get("type")
+    if kind in ACCESS_RECORD_TYPES and not sees_access_records(principal):
+        users = entry.get("subject", {}).get("user")
+        own = principal.user_id in (users if isinstance(users, list) else [users])
+        return own and entry.get("actor") == principal.actor
+    if kind == "clip.bookmarked":
+        return entry.get("bookmark") in bookmarks
+    return True
+
+
 def check_reason(reason: str | None, reasons: tuple[str, ...] | list[str]) -> str:
     """A reason is one of the configured codes, optionally `code: free text`; `other`
     needs the text."""
@@ -180,3 +250,19 @@ def check_reason(reason: str | None, reasons: tuple[str, ...] | list[str]) -> st
     if len(text) > 500:
         raise InvalidInput("a reason is at most 500 characters")
     return f"{code}: {detail}" if detail else code
+
+
+_ADDRESS_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def client_address(source: str | None) -> str:
+    """The client's address as the ledger keeps it: an IP address in its normal form, a short
+    plain name (e.g. "unknown"), or "invalid". Behind a proxy it comes from a forwarded header,
+    i.e. from the client, and must not put arbitrary text into the permanent log."""
+    text = (source or "").strip()
+    if not text:
+        return "unknown"
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return text if _ADDRESS_NAME.fullmatch(text) else "invalid"

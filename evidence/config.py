@@ -151,6 +151,12 @@ class Settings(BaseSettings):
     scrub_batch_size: int = Field(default=100, ge=1, le=10000)
     scrub_rate_mb_per_s: float = Field(default=50.0, gt=0)
 
+    # Monitoring (docs/deploy.md): GET /metrics answers only a scraper presenting this token
+    # as `Authorization: Bearer ...`; unset, metrics are not served at all.
+    metrics_token: SecretStr | None = None
+    # /readyz says "disk full" for a local object store with less free space than this.
+    storage_min_free_mb: int = Field(default=64, ge=0)
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

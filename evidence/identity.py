@@ -25,7 +25,7 @@ Guessing defences, and what is audited:
   `login_lockout_seconds`; each lock-out is a `user.locked_out` ledger entry with the
   source address. Single failed sign-ins are NOT ledger entries: anyone can make them, so an
   attacker could flood the permanent, never-pruned ledger. They are counted in Prometheus
-  (`evidence_login_failures_total{reason}`) and logged instead; every successful sign-in is a
+  (`evidence_login_failures_total`, one count whatever the reason) and logged instead; every successful sign-in is a
   `user.logged_in` entry (source address, method; never a secret).
 - A refused sign-in always says the same thing ("invalid credentials or account locked"),
   whether the name is unknown, the password or code wrong, or the account disabled or
@@ -104,9 +104,10 @@ TOTP_PERIOD = 30
 TOTP_DIGITS = 6
 TOTP_DRIFT_STEPS = 1
 
+# One count for every refusal: a count by reason (unknown name, wrong password, locked,
+# disabled) would tell whoever reads it which names exist. The reason is in the server log.
 LOGIN_FAILURES = Counter(
-    "evidence_login_failures_total", "Refused sign-ins, by reason (never in the ledger)",
-    ["reason"],
+    "evidence_login_failures_total", "Refused sign-ins, whatever the reason (never in the ledger)",
 )
 LOGIN_LOCKOUTS = Counter("evidence_login_lockouts_total", "Accounts locked after repeated failures")
 LOGIN_RATE_LIMITED = Counter(
@@ -400,7 +401,7 @@ def _refuse(
     state: _State, source_ip: str, at: dt.datetime, reason: str, username: str
 ) -> NoReturn:
     state.failures.record(source_ip, at)
-    LOGIN_FAILURES.labels(reason).inc()
+    LOGIN_FAILURES.inc()
     log.info("sign-in refused for %r from %s: %s", username, source_ip, reason)
     raise NotAuthenticated(REFUSED)
 

@@ -404,10 +404,10 @@ def test_the_migration_stops_on_shared_officer_ids_and_names_them(
                     " :t)"), {"id": f"u{i}", "n": name, "o": officer_id, "f": False,
                               "t": dt.datetime(2025, 1, 1, tzinfo=dt.UTC)})
         with pytest.raises(RuntimeError, match=r"shared: 'PC1' \(2 accounts\)"):
-            upgrade(url, "0009b")
+            upgrade(url, "0009")
         with db.begin() as conn:
             conn.execute(text("UPDATE users SET officer_id = NULL WHERE username = 'pc_b'"))
-        upgrade(url, "0009b")
+        upgrade(url, "0009")
         with db.connect() as conn:
             rows = dict(conn.execute(text("SELECT username, officer_id FROM users")).all())
             approved = set(conn.execute(text("SELECT approved FROM users")).scalars())

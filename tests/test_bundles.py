@@ -384,3 +384,106 @@ def test_an_exhibit_ref_edited_after_the_request_leaves_the_bundle_as_it_was(bun
     (edited,) = [e for e in m["exhibits"] if e["clip_id"] == ex["clip_id"]]
     assert edited["exhibit_ref"] == "JS/2" and edited["file"].startswith("media/JS-2/")
     assert verify(newer, *pins(ctx, tmp_path))[0] == 0
+
+
+def _grant(f, clip_id: str | None = None, case_id: str | None = None):  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    body = {"username": "aud_white", "reason": "complaint review 7",
+            "expires_at": (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat(),
+            "clip_id": clip_id, "case_id": case_id}
+    r = f.http.post("/api/v1/grants", headers=f.as_("adm_black"), json=body)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def test_an_auditor_takes_a_bundle_only_with_footage_access_to_every_exhibit(bundled) -> None:
+    """A bundle carries the originals: the auditor who may not play a clip may not take it
+    in a ZIP either. The bundle's record (state, hashes) stays readable, as the clip's does."""
+    f, ctx, case_id, bundle_id, _ = bundled
+    aud = f.as_("aud_white")
+    clip_ids = [e["clip_id"] for e in f.http.get(f"/api/v1/cases/{case_id}", headers=aud).json()["exhibits"]]
+    url = f"/api/v1/bundles/{bundle_id}/download"
+    before = ctx.ledger.size()
+    assert f.http.get(f"/api/v1/bundles/{bundle_id}", headers=aud).status_code == 200
+    r = f.http.get(url, headers=aud)
+    assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json"
+    assert f.http.get(url, headers={**aud, "Range": "bytes=0-3"}).status_code == 403
+    # A grant for one exhibit is not a grant for the bundle of two.
+    _grant(f, clip_id=clip_ids[0])
+    assert f.http.get(url, headers=aud).status_code == 403
+    downloads = [json.loads(e) for _, e in ctx.ledger.entries(before, ctx.ledger.size())]
+    assert not [e for e in downloads if e["type"] == "bundle.downloaded"], "nothing was taken"
+    # A grant for the case covers every exhibit: then the auditor may take it, recorded.
+    _grant(f, case_id=case_id)
+    got = f.http.get(url, headers=aud)
+    assert got.status_code == 200 and got.content.startswith(b"PK")
+    last = json.loads(ctx.ledger.entries(ctx.ledger.size() - 1, ctx.ledger.size())[0][1])
+    assert last["type"] == "bundle.downloaded" and last["actor"] == "user:aud_white"
+
+
+def test_a_garbage_range_is_refused_or_ignored_and_never_stored(bundled) -> None:
+    """A 10 KB Range header is a 416 (or, in a unit other than bytes, ignored: 200), never a
+    500; the ledger keeps the range resolved against the ZIP, never the client's text."""
+    f, ctx, _, bundle_id, path = bundled
+    url = f"/api/v1/bundles/{bundle_id}/download"
+    cps = f.as_("cps_green")
+    size = path.stat().st_size
+    before = ctx.ledger.size()
+    for header in ("bytes=" + "9" * 10_000, "bytes=" + "1" * 5000 + "-" + "2" * 5000,
+                   "bytes=" + "x" * 10_000, "bytes=-0" + ",0-1" * 2500):
+        r = f.http.get(url, headers={**cps, "Range": header})
+        assert r.status_code == 416, (header[:20], r.status_code, r.text[:200])
+        assert r.headers["content-range"] == f"bytes */{size}"
+        assert len(r.text) < 500, "the problem quotes at most the header's start"
+    assert ctx.ledger.size() == before, "a refused range is no download"
+    # Positions past any object: to the end of the ZIP, as HTTP says.
+    tail = f.http.get(url, headers={**cps, "Range": "bytes=4-" + "9" * 10_000})
+    assert tail.status_code == 206 and len(tail.content) == size - 4
+    whole = f.http.get(url, headers={**cps, "Range": "x" * 10_000 + "=0-1"})
+    assert whole.status_code == 200 and len(whole.content) == size
+    stale = f.http.get(url, headers={**cps, "Range": "bytes=0-3", "If-Range": '"' + "0" * 64 + '"'})
+    assert stale.status_code == 200 and len(stale.content) == size
+    entries = [json.loads(e) for _, e in ctx.ledger.entries(before, ctx.ledger.size())]
+    assert [e.get("range") for e in entries if e["type"] == "bundle.downloaded"] == [
+        f"4-{size - 1}", None, None]
+
+
+def test_ten_requests_for_an_unchanged_case_store_one_bundle(bundled) -> None:
+    """Each request is recorded, but the same exhibits and options get the bundle already
+    made (viewings since change nothing the court receives); a new exhibit reference, other
+    options or a failed build make a new one."""
+    f, ctx, case_id, bundle_id, _ = bundled
+    eo = f.as_("eo_brown")
+    clip_id = f.http.get(f"/api/v1/cases/{case_id}", headers=eo).json()["exhibits"][0]["clip_id"]
+    url = f"/api/v1/cases/{case_id}/bundles"
+    before = ctx.ledger.size()
+    for i in range(10):
+        f.http.get(f"/api/v1/clips/{clip_id}/stream", headers=eo,
+                   params={"reason": f"court preparation: look {i}"})
+        r = f.http.post(url, headers=eo, json={"include_proxies": True})
+        assert r.status_code == 200, r.text
+        assert r.json() == {"id": bundle_id, "state": "ready", "reused": True}
+        assert r.headers["location"] == f"/api/v1/bundles/{bundle_id}"
+    with ctx.db.session() as s:
+        assert s.query(Bundle).filter(Bundle.case_id == case_id).count() == 1
+    assert sum(1 for o in ctx.store.list("bundles/")) == 1, "one stored copy of the footage"
+    asked = [json.loads(e) for _, e in ctx.ledger.entries(before, ctx.ledger.size())]
+    asked = [e for e in asked if e["type"] == "bundle.requested"]
+    assert len(asked) == 10 and all(e["reused"] and e["subject"]["bundle"] == bundle_id for e in asked)
+
+    # Other options: another bundle; asked again while queued, the same queued one.
+    other = f.http.post(url, headers=eo, json={})
+    assert other.status_code == 202 and not other.json()["reused"]
+    again = f.http.post(url, headers=eo, json={})
+    assert again.status_code == 200 and again.json()["id"] == other.json()["id"]
+    assert again.json()["state"] == "queued"
+    # A changed exhibit reference is changed evidence: a new bundle.
+    f.http.patch(f"/api/v1/cases/{case_id}/items/{clip_id}", headers=eo, json={"exhibit_ref": "JS/9"})
+    changed = f.http.post(url, headers=eo, json={"include_proxies": True})
+    assert changed.status_code == 202 and changed.json()["id"] != bundle_id
+    # A failed build is never handed out again.
+    with ctx.db.write_session() as s:
+        s.get(Bundle, changed.json()["id"]).state = BundleState.failed.value
+    retry = f.http.post(url, headers=eo, json={"include_proxies": True})
+    assert retry.status_code == 202 and retry.json()["id"] != changed.json()["id"]

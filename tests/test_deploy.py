@@ -228,7 +228,8 @@ def test_every_env_example_variable_is_a_setting() -> None:
     must = {"EVIDENCE_DATABASE_URL", "EVIDENCE_STORAGE_BACKEND", "EVIDENCE_S3_BUCKET",
             "EVIDENCE_OBJECT_LOCK_MODE", "EVIDENCE_BROKER_URL", "EVIDENCE_PUBLIC_URL",
             "EVIDENCE_IDENTITY_MODE", "EVIDENCE_OIDC_ISSUER", "EVIDENCE_TSA_URL",
-            "EVIDENCE_RETENTION_RULES", "EVIDENCE_SCRUB_RATE_MB_PER_S", "EVIDENCE_DATA_DIR"}
+            "EVIDENCE_RETENTION_RULES", "EVIDENCE_SCRUB_RATE_MB_PER_S", "EVIDENCE_DATA_DIR",
+            "EVIDENCE_METRICS_TOKEN"}
     assert must <= set(names)
 
 
@@ -243,6 +244,15 @@ def test_every_env_example_value_is_valid(monkeypatch: pytest.MonkeyPatch) -> No
     assert settings.retention_rules["non-evidential"].auto_dispose
     assert settings.retention_rules["violence"].keep_days is None
     assert "road traffic" in settings.categories
+    assert settings.metrics_token is not None, "metrics are served to the scraper's token only"
+
+
+def test_the_k8s_secret_carries_the_metrics_token() -> None:
+    yaml = pytest.importorskip("yaml")
+    docs = list(yaml.safe_load_all((DEPLOY / "k8s" / "config.yaml").read_text()))
+    secret = next(d for d in docs if d and d["kind"] == "Secret"
+                  and d["metadata"]["name"] == "evidence-secrets")
+    assert secret["stringData"]["EVIDENCE_METRICS_TOKEN"]
 
 
 def test_the_compose_healthcheck_path_exists_in_the_app(tmp_path: Path) -> None:

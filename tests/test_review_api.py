@@ -17,8 +17,7 @@ from tests.conftest import sqlite_only
 from tests.fixtures.api import running_api
 from tests.fixtures.ingest import Dock
 from tests.fixtures.media import SIDECAR
-from tests.fixtures.people import Force, make_force
-from tests.fixtures.people import approve_pending
+from tests.fixtures.people import PASSWORD, Force, approve_pending, make_force
 
 
 @pytest.fixture
@@ -158,9 +157,14 @@ def test_clip_detail_has_hashes_integrity_and_custody_with_proofs(force) -> None
 def test_tags_categories_bookmarks_are_recorded(force) -> None:
     f, ids, ctx = force
     clip = ids["own"]
-    r = f.http.put(f"/api/v1/clips/{clip}/category", headers=f.as_("pc_smith"), json={"category": "evidential"})
+    # The category decides retention: only an evidence officer sets it, never the officer
+    # whose camera recorded the clip (complaint -> non-evidential would dispose of it).
+    r = f.http.put(f"/api/v1/clips/{clip}/category", headers=f.as_("pc_smith"),
+                   json={"category": "non-evidential"})
+    assert r.status_code == 403
+    r = f.http.put(f"/api/v1/clips/{clip}/category", headers=f.as_("eo_brown"), json={"category": "evidential"})
     assert r.status_code == 204
-    bad = f.http.put(f"/api/v1/clips/{clip}/category", headers=f.as_("pc_smith"), json={"category": "nope"})
+    bad = f.http.put(f"/api/v1/clips/{clip}/category", headers=f.as_("eo_brown"), json={"category": "nope"})
     assert bad.status_code == 422
     assert f.http.post(f"/api/v1/clips/{clip}/tags", headers=f.as_("pc_smith"), json={"tag": "INC-7"}).json() == {"tags": ["INC-7"]}
     bm = f.http.post(f"/api/v1/clips/{clip}/bookmarks", headers=f.as_("pc_smith"),
@@ -197,3 +201,103 @@ def test_auditor_reads_recent_access(force) -> None:
     items = f.http.get("/api/v1/audit/access", headers=f.as_("aud_white")).json()["items"]
     assert any(i["type"] == "clip.viewed" and i["actor"] == "user:pc_smith" for i in items)
     assert f.http.get("/api/v1/audit/access", headers=f.as_("eo_brown")).status_code == 403
+
+
+@sqlite_only
+def test_a_10kb_range_header_on_footage_is_a_416_not_a_server_error(force) -> None:
+    """Python will not turn over 4,300 digits into an int: the server must not try."""
+    f, ids, _ = force
+    reason = {"reason": "investigation: INC-9"}
+    for route in ("stream", "original"):
+        url = f"/api/v1/clips/{ids['own']}/{route}"
+        size = int(f.http.get(url, headers={**f.as_("eo_brown"), "Range": "bytes=0-0"},
+                              params=reason).headers["content-range"].rsplit("/", 1)[1])
+        for header in ("bytes=" + "1" * 5000 + "-", "bytes=-" + "7" * 10_000,
+                       "bytes=" + "1" * 5000 + "-" + "2" * 5000):
+            r = f.http.get(url, headers={**f.as_("eo_brown"), "Range": header}, params=reason)
+            if header.startswith("bytes=-"):  # the last 10^10000 bytes: all of them
+                assert r.status_code == 206 and len(r.content) == size, (route, r.status_code)
+            else:
+                assert r.status_code == 416, (route, header[:12], r.status_code, r.text[:200])
+                assert r.headers["content-range"] == f"bytes */{size}" and len(r.text) < 500
+
+
+def test_access_records_are_for_auditors_and_notes_for_their_side(force) -> None:
+    """The recording officer reading their clip's record must not learn of an inquiry into
+    them (others' viewings with reasons and addresses, grants), nor read the CPS's notes;
+    the CPS does not read the force's. Searching cannot reach the hidden notes either."""
+    f, ids, ctx = force
+    clip = ids["own"]
+    eo = f.as_("eo_brown")
+    case = f.http.post("/api/v1/cases", headers=eo, json={"title": "R v Doe", "reference": "URN 9"}).json()
+    assert f.http.post(f"/api/v1/cases/{case['id']}/items", headers=eo, json={"clip_ids": [clip]}).status_code == 200
+    assert f.http.post(f"/api/v1/cases/{case['id']}/members", headers=eo,
+                       json={"username": "cps_green"}).status_code == 204
+    expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
+    assert f.http.post("/api/v1/grants", headers=f.as_("adm_black"), json={
+        "username": "aud_white", "clip_id": clip, "reason": "PSD inquiry 12 into PC1234",
+        "expires_at": expires}).status_code == 201
+    inquiry = "complaint or misconduct review: PSD inquiry 12"
+    for who, why in (("aud_white", inquiry), ("pc_smith", "investigation: INC-1"),
+                     ("eo_brown", "court preparation"), ("cps_green", "charging decision")):
+        r = f.http.get(f"/api/v1/clips/{clip}/stream", headers={**f.as_(who), "Range": "bytes=0-9"},
+                       params={"reason": why})
+        assert r.status_code == 206, (who, r.text)
+    notes = {"pc_smith": "suspect enters left", "eo_brown": "ask CCTV for 00:03",
+             "cps_green": "privileged: identification is weak"}
+    for who, note in notes.items():
+        r = f.http.post(f"/api/v1/clips/{clip}/bookmarks", headers=f.as_(who),
+                        json={"at_ms": 100, "note": note})
+        assert r.status_code == 201, (who, r.text)
+
+    def record(who: str) -> tuple[dict, str]:
+        r = f.http.get(f"/api/v1/clips/{clip}", headers=f.as_(who))
+        assert r.status_code == 200, r.text
+        return r.json(), r.text
+
+    force_notes = {notes["pc_smith"], notes["eo_brown"]}
+    for who in ("pc_smith", "eo_brown", "cps_green"):
+        d, text = record(who)
+        assert "PSD inquiry" not in text and "aud_white" not in text, who
+        access = [c for c in d["custody"] if c["type"].startswith(("clip.viewed", "grant."))]
+        assert [c["actor"] for c in access] == [f"user:{who}"], (who, access)
+        seen = {b["note"] for b in d["bookmarks"]}
+        assert seen == ({notes["cps_green"]} if who == "cps_green" else force_notes), who
+        assert all(n not in text for n in notes.values() if n not in seen), who
+        marked = [c for c in d["custody"] if c["type"] == "clip.bookmarked"]
+        assert len(marked) == len(seen) and d["integrity"]["status"] == "verified"
+    d, text = record("aud_white")
+    viewers = {c["actor"] for c in d["custody"] if c["type"] == "clip.viewed"}
+    assert viewers == {f"user:{w}" for w in ("aud_white", "pc_smith", "eo_brown", "cps_green")}
+    assert "PSD inquiry 12 into PC1234" in text and "127.0.0.1" in text
+    assert {b["note"] for b in d["bookmarks"]} == force_notes, "auditors are on the force's side"
+    # Search matches only notes the searcher may read.
+    assert search_ids(f, "pc_smith", q="identification is weak") == set()
+    assert search_ids(f, "cps_green", q="identification is weak") == {clip}
+    assert search_ids(f, "cps_green", q="ask CCTV") == set()
+    # The permanent log commits to a note by its hash, never its words; whole entries (every
+    # reason and address) are the auditors' to read.
+    for e in entries(ctx, "clip.bookmarked"):
+        assert "note" not in e and len(e["note_sha256"]) == 64 and e["side"] in ("cps", "force")
+    assert f.http.get("/api/v1/ledger/entries", headers=eo).status_code == 403
+    assert f.http.get("/api/v1/ledger/entries", headers=f.as_("aud_white")).status_code == 200
+
+
+@sqlite_only
+def test_a_forged_forwarded_address_is_not_written_into_the_ledger(force) -> None:
+    """Behind a trusted proxy the client's address comes from X-Forwarded-For, i.e. from the
+    client: the ledger keeps an address in normal form, or "invalid", never 10 KB of text."""
+    f, ids, ctx = force
+    url = f"/api/v1/clips/{ids['own']}/stream"
+    for i, (forwarded, kept) in enumerate((("x" * 10_000, "invalid"),
+                                           ("2001:DB8:0:0::1", "2001:db8::1"),
+                                           ("<script>", "invalid"))):
+        r = f.http.get(url, params={"reason": f"investigation: look {i}"},
+                       headers={**f.as_("eo_brown"), "Range": "bytes=0-0", "X-Forwarded-For": forwarded})
+        assert r.status_code == 206, r.text
+        assert entries(ctx, "clip.viewed")[-1]["source_ip"] == kept
+    # The same holds for every route that records an address, e.g. signing in.
+    r = f.http.post("/api/v1/auth/token", data={"username": "pc_smith", "password": PASSWORD},
+                    headers={"X-Forwarded-For": "y" * 10_000})
+    assert r.status_code == 200, r.text
+    assert entries(ctx, "user.logged_in")[-1]["source_ip"] == "invalid"

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -203,7 +204,8 @@ def test_corrupted_object_raises_every_alarm_then_restore_clears_it(
 
     # The API's clip detail, the UI's clip page and /metrics show it.
     create_user(ctx.ledger, "eo", "evidence_officer", "correct horse battery staple")
-    with running_api(ctx.settings) as url:
+    scraper = {"Authorization": "Bearer scrape-me"}  # the monitoring system's token
+    with running_api(ctx.settings.model_copy(update={"metrics_token": SecretStr("scrape-me")})) as url:
         http = httpx.Client(base_url=url, timeout=30)
         token = login(http, "eo")
         d = http.get(f"/api/v1/clips/{clip_id}", headers={"Authorization": f"Bearer {token}"}).json()
@@ -214,7 +216,7 @@ def test_corrupted_object_raises_every_alarm_then_restore_clears_it(
         page = ui_clip_page(url, clip_id)
         assert 'data-integrity="FAILED"' in page and "Integrity check FAILED" in page
         assert 'data-scrub="failed"' in page and key in page
-        metrics = http.get("/metrics").text
+        metrics = http.get("/metrics", headers=scraper).text
         assert metric(metrics, "evidence_integrity_failures") == 1
         assert metric(metrics, "evidence_scrub_last_batch_timestamp_seconds") == T0.timestamp()
 
@@ -245,7 +247,7 @@ def test_corrupted_object_raises_every_alarm_then_restore_clears_it(
         assert restored["subject"] == {"clip": clip_id} and restored["key"] == key
         clip = clip_row(ctx, clip_id)
         assert (clip.integrity, clip.integrity_error) == ("ok", None)
-        assert metric(http.get("/metrics").text, "evidence_integrity_failures") == 0
+        assert metric(http.get("/metrics", headers=scraper).text, "evidence_integrity_failures") == 0
         token = login(http, "eo")  # the clock moved past the first token's expiry
         d = http.get(f"/api/v1/clips/{clip_id}", headers={"Authorization": f"Bearer {token}"}).json()
         assert d["integrity"]["status"] == "verified" and d["integrity"]["scrub"]["status"] == "ok"

@@ -4,7 +4,8 @@ Read as a specification:
 
 1. Every route declares who may call it: `gate(action)` (a signed-in person whose role
    evidence.access.ACTIONS allows; `ui_gate(action)` for the UI's pages, signed in with the
-   session cookie), `current_device` (a docking device) or `public`. The route table is read
+   session cookie), `current_device` (a docking device), `monitoring` (the metrics scraper's
+   token) or `public`. The route table is read
    from the app itself, so a new route without a rule fails here, by name.
 2. The authorization matrix: against a running server holding real data (a force with one user
    per role, one docked and ingested clip, one case), every gated route is called by every role,
@@ -52,6 +53,7 @@ from starlette.staticfiles import StaticFiles
 from api.app import create_app
 from api.auth import current_device, current_principal
 from api.gates import public
+from api.routes.health import monitoring
 from evidence import clock, identity
 from evidence.access import ACTIONS
 from evidence.accounts.models import Role, User
@@ -115,6 +117,8 @@ def rules_of(route: Any) -> set[Rule]:
                 rules.add(Rule("public"))
             elif call is current_device:
                 rules.add(Rule("device"))
+            elif call is monitoring:
+                rules.add(Rule("monitoring"))
             elif hasattr(call, "action"):
                 bearer = current_principal in set(_calls_in(dep))
                 rules.add(Rule("person", call.action, "bearer" if bearer else "session"))
@@ -164,7 +168,7 @@ GATED = sorted((e for e in ENDPOINTS if e.rule and e.rule.kind != "public"),
 # Routes anyone may call, each argued for where it is declared (api/gates.py). Making a route
 # public is a security decision: add it here only after reading that argument.
 REVIEWED_PUBLIC = {
-    "GET /healthz", "GET /readyz", "GET /metrics", "GET /",
+    "GET /healthz", "GET /readyz", "GET /",
     "POST /api/v1/auth/token",
     "GET /api/v1/ledger/checkpoint", "GET /api/v1/ledger/key",
     "GET /api/v1/objects/{key:path}", "PUT /api/v1/objects/{key:path}",
@@ -481,7 +485,7 @@ def send(world: World, call: Call, credentials: Credentials) -> httpx.Response:
 
 def expectation(rule: Rule, caller: str) -> str:
     """What the policy says `caller` gets from a route with `rule`."""
-    if caller == "anonymous":
+    if caller == "anonymous" or rule.kind == "monitoring":  # no person's credential opens it
         return "unauthenticated"
     if rule.kind == "device":
         return "allowed" if caller == "device" else "unauthenticated"
@@ -547,7 +551,7 @@ def test_authorization_matrix(world: World, endpoint: Endpoint) -> None:
 
 def test_the_matrix_covers_every_role_and_both_kinds_of_gate() -> None:
     """Guards the guard: if the route table were misread the matrix would be empty and pass."""
-    assert {e.rule.kind for e in GATED} == {"person", "device"}, [str(e) for e in GATED]
+    assert {e.rule.kind for e in GATED} == {"person", "device", "monitoring"}, [str(e) for e in GATED]
     assert len([e for e in GATED if e.path.startswith("/api/")]) >= 20
     assert {ROLES[p][0] for p in PEOPLE.values()} == {r.value for r in Role}
 
@@ -598,7 +602,6 @@ def test_another_officers_clip_is_not_found(world: World) -> None:
         ("GET", f"/api/v1/cases/{world.case_id}", None),
         ("POST", f"/api/v1/clips/{clip}/tags", {"tag": "mine"}),
         ("DELETE", f"/api/v1/clips/{clip}/tags/{world.tag}", None),
-        ("PUT", f"/api/v1/clips/{clip}/category", {"category": "evidential"}),
         ("POST", f"/api/v1/clips/{clip}/bookmarks", {"at_ms": 0, "note": "x"}),
     ]
     for method, path, body in attempts:
@@ -835,3 +838,81 @@ def test_schemathesis_finds_no_server_error(world: World, who: str, tmp_path: Pa
     # ... and it really tested every operation the schema lists.
     operations = sum(len(ops) for ops in OPENAPI["paths"].values())
     assert re.search(rf"Tested: {operations}\b", result.stdout), report
+
+
+# ==============================================================================================
+# 7. What the public health and monitoring answers may say
+# ==============================================================================================
+
+
+def test_metrics_are_for_the_monitoring_token_and_count_refusals_as_one(tmp_path: Path) -> None:
+    """No public signal tells an unknown name from a wrong password, a locked or a disabled
+    account: /metrics answers only the scraper's token, and its refusals carry no reason."""
+    from pydantic import SecretStr
+
+    from sqlalchemy import update as sql_update
+
+    url = f"sqlite:///{tmp_path}/e.db"
+    upgrade(url)
+    settings = make_settings(tmp_path, url, metrics_token=SecretStr("scraper-secret-1"),
+                             login_max_failures=2)
+    ctx = Context(settings)
+    create_user(ctx.ledger, "pc_real", "officer", PASSWORD, officer_id="PC1")
+    create_user(ctx.ledger, "pc_gone", "officer", PASSWORD, officer_id="PC2")
+    with ctx.db.write_session() as s:
+        s.execute(sql_update(User).where(User.username == "pc_gone").values(disabled=True))
+    with running_api(settings) as base:
+        http = httpx.Client(base_url=base, timeout=30)
+        token = http.post("/api/v1/auth/token", data={"username": "pc_real", "password": PASSWORD})
+        person = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        for headers in ({}, person, {"Authorization": "Bearer scraper-secret-2"},
+                        {"Authorization": "Basic c2NyYXBlci1zZWNyZXQtMQ=="}):
+            r = http.get("/metrics", headers=headers)
+            assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+            assert "evidence_" not in r.text
+        for name, password in (("nobody", PASSWORD), ("pc_real", "wrong"), ("pc_real", "wrong"),
+                               ("pc_real", PASSWORD), ("pc_gone", PASSWORD)):  # unknown, bad, locked, disabled
+            assert http.post("/api/v1/auth/token",
+                             data={"username": name, "password": password}).status_code == 401
+        r = http.get("/metrics", headers={"Authorization": "Bearer scraper-secret-1"})
+        assert r.status_code == 200
+        refused = [line for line in r.text.splitlines()
+                   if line.startswith("evidence_login_failures_total")]
+        assert len(refused) == 1 and "{" not in refused[0], refused
+    # Without a token configured, metrics are not served to anyone.
+    with running_api(settings.model_copy(update={"metrics_token": None})) as base:
+        r = httpx.get(base + "/metrics", headers={"Authorization": "Bearer scraper-secret-1"})
+        assert r.status_code == 401
+
+
+def test_readiness_says_ok_or_failed_and_keeps_the_details_in_the_log(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A failed check names no host, port, driver or path; the server log does."""
+    import logging
+
+    caplog.set_level(logging.ERROR, logger="api.routes.health")
+    url = f"sqlite:///{tmp_path}/e.db"
+    upgrade(url)
+    with running_api(make_settings(tmp_path, url)) as base:
+        r = httpx.get(base + "/readyz")
+        assert r.status_code == 200 and r.json()["checks"] == {"database": "ok", "storage": "ok"}
+    # A database that cannot be reached: the port is closed.
+    dead = make_settings(tmp_path, f"postgresql+psycopg://evidence:pw@127.0.0.1:{_closed_port()}/evidence")
+    with running_api(dead) as base:
+        r = httpx.get(base + "/readyz")
+    assert r.status_code == 503
+    assert r.json() == {"status": "unavailable", "checks": {"database": "failed", "storage": "ok"}}
+    assert "127.0.0.1" in caplog.text and "127.0.0.1" not in r.text
+    # A local store on a filesystem with less free space than the threshold.
+    full = make_settings(tmp_path, url, storage_min_free_mb=2**40)
+    with running_api(full) as base:
+        r = httpx.get(base + "/readyz")
+    assert r.status_code == 503 and r.json()["checks"] == {"database": "ok", "storage": "disk full"}
+    assert str(full.resolved_storage_dir()) in caplog.text
+    assert str(tmp_path) not in r.text
+
+
+def _closed_port() -> int:
+    from tests.fixtures.services import free_port
+
+    return free_port()

@@ -425,9 +425,14 @@ def test_officer_sees_only_their_own_clip_and_tags_it_on_a_phone(store: Store, o
     page.fill("#newtag", "INC-2024-0042")
     page.get_by_role("button", name="Add tag").click()
     expect(page.locator(".tags")).to_contain_text("INC-2024-0042")
-    page.select_option("#category", "evidential")
-    page.get_by_role("button", name="Save").click()
-    expect(page.locator("#category")).to_have_value("evidential")
+    # The category sets retention: the recording officer sees it but cannot change it.
+    assert page.locator("#category").count() == 0
+    expect(page.locator("#tags")).to_contain_text("Not categorised")
+    forged = page.request.post(f"{store.url}/ui/clips/{store.own}/category",
+                               form={"category": "non-evidential",
+                                     "csrf": page.locator("input[name=csrf]").first.get_attribute("value")},
+                               max_redirects=0)
+    assert forged.status == 403
     page.select_option("#reason", "investigation")
     page.get_by_role("button", name="Record reason and play").click()
     page.wait_for_function("() => document.querySelector('#video').currentTime > 0.3", timeout=20_000)
@@ -442,6 +447,86 @@ def test_officer_sees_only_their_own_clip_and_tags_it_on_a_phone(store: Store, o
 
 
 # -- signing in and out -----------------------------------------------------------------------------
+
+
+def _principal(ctx: Context, username: str) -> Any:
+    from sqlalchemy import select
+
+    from evidence.access import Principal
+    from evidence.accounts.models import Role, User
+
+    with ctx.db.session() as s:
+        u = s.scalar(select(User).where(User.username == username))
+        return Principal(u.id, u.username, Role(u.role), u.officer_id)
+
+
+def test_the_clip_page_shows_others_access_to_auditors_only_and_notes_to_their_side(
+        store: Store, open_page) -> None:
+    """The recording officer's page holds no one else's viewing (reason, address) and no CPS
+    note; the auditor's holds every viewing; the CPS member's holds only CPS notes."""
+    from evidence.cases import service as cases
+    from evidence.clips import service as clips
+
+    ctx = store.ctx
+    eo, cps = _principal(ctx, "eo_brown"), _principal(ctx, "cps_green")
+    case = cases.create_case(ctx, eo, "R v Roe", "URN 77")
+    cases.add_items(ctx, eo, case["id"], [store.own])
+    cases.add_member(ctx, eo, case["id"], "cps_green")
+    clips.open_footage(ctx, eo, store.own, "proxy", reason="complaint or misconduct review: "
+                       "PSD file 31", source_ip="10.9.8.7")
+    clips.add_bookmark(ctx, cps, store.own, 200, "privileged: weak identification")
+    clips.add_bookmark(ctx, eo, store.own, 300, "force note: ask for CCTV")
+
+    def page_of(username: str) -> Page:
+        page = open_page().page
+        sign_in(page, store.url, username)
+        page.goto(f"{store.url}/ui/clips/{store.own}")
+        expect(page.locator("#custody")).to_be_visible()
+        return page
+
+    page = page_of("pc_smith")
+    expect(page.locator("#bookmarks")).to_contain_text("force note: ask for CCTV")
+    main = page.locator("main").inner_text()
+    for hidden in ("PSD file 31", "10.9.8.7", "privileged: weak identification"):
+        assert hidden not in main, hidden
+    expect(page.locator("tr[data-type='clip.viewed'][data-actor='user:eo_brown']")).to_have_count(0)
+
+    page = page_of("cps_green")
+    expect(page.locator("#bookmarks")).to_contain_text("privileged: weak identification")
+    assert "force note: ask for CCTV" not in page.locator("main").inner_text()
+
+    page = page_of("aud_white")
+    row = page.locator("tr[data-type='clip.viewed'][data-actor='user:eo_brown']").filter(
+        has_text="PSD file 31")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("10.9.8.7")
+    assert "privileged: weak identification" not in page.locator("main").inner_text()
+
+
+def test_an_auditor_without_a_grant_sees_a_bundle_but_cannot_take_it(store: Store, open_page) -> None:
+    from evidence.bundles import service as bundles
+    from evidence.cases import service as cases
+
+    ctx = store.ctx
+    eo = _principal(ctx, "eo_brown")
+    case = cases.create_case(ctx, eo, "R v Grant", "URN 88")
+    cases.add_items(ctx, eo, case["id"], [store.other])
+    b = bundles.request_bundle(ctx, eo, case["id"])
+    assert bundles.build_bundle(ctx, b["id"]) == "ready"
+    page = open_page().page
+    sign_in(page, store.url, "aud_white")
+    page.goto(f"{store.url}/ui/cases/{case['id']}")
+    row = page.locator(f"tr[data-bundle='{b['id']}']")
+    expect(row).to_have_attribute("data-state", "ready")
+    expect(row.locator("[data-needs-grant]")).to_be_visible()
+    assert row.get_by_role("link", name="Download ZIP").count() == 0
+    response = page.request.get(f"{store.url}/ui/bundles/{b['id']}/download")
+    assert response.status == 403
+    # The evidence officer's row has the link.
+    page = open_page().page
+    sign_in(page, store.url, "eo_brown")
+    page.goto(f"{store.url}/ui/cases/{case['id']}")
+    expect(page.locator(f"tr[data-bundle='{b['id']}']").get_by_role("link", name="Download ZIP")).to_be_visible()
 
 
 def test_wrong_password_says_nothing_about_which_part_was_wrong(store: Store, open_page) -> None:

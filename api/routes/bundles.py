@@ -22,11 +22,14 @@ class NewBundle(BaseModel):
 @router.post("/cases/{case_id}/bundles", status_code=202)
 def request_bundle(case_id: str, request: Request, body: NewBundle | None = None,
                    principal: Principal = Depends(gate("bundles.request"))) -> JSONResponse:
+    """202 and a new bundle being built, or 200 and the bundle already made (or being made)
+    of the same exhibits and options (`"reused": true`; docs/bundles.md)."""
     b = service.request_bundle(request.app.state.ctx, principal, case_id,
                                include_proxies=bool(body and body.include_proxies),
                                include_redactions=bool(body and body.include_redactions))
     request.app.state.relay_outbox()
-    return JSONResponse({"id": b["id"], "state": b["state"]}, status_code=202,
+    return JSONResponse({"id": b["id"], "state": b["state"], "reused": b["reused"]},
+                        status_code=200 if b["reused"] else 202,
                         headers={"Location": f"/api/v1/bundles/{b['id']}"})
 
 

@@ -86,7 +86,8 @@ class CategoryBody(BaseModel):
 
 @router.put("/clips/{clip_id}/category", status_code=204)
 def set_category(clip_id: str, body: CategoryBody, request: Request,
-                 principal: Principal = Depends(gate("clips.tag"))) -> Response:
+                 principal: Principal = Depends(gate("clips.categorise"))) -> Response:
+    """Evidence officers only: the category sets the clip's retention (docs/retention.md)."""
     service.set_category(_ctx(request), principal, clip_id, body.category)
     return Response(status_code=204)
 

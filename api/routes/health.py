@@ -1,10 +1,20 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics.
+
+Health answers are public (load balancers and orchestrators ask without credentials), so they
+say ok or not ok per check and nothing else: which host, port or driver failed, and why, goes
+to the server log. Metrics are for the monitoring system only: a bearer token of its own
+(`EVIDENCE_METRICS_TOKEN`), compared in constant time; without one configured, none are served.
+"""
 
 from __future__ import annotations
 
+import errno
+import hmac
+import logging
+import shutil
 from collections.abc import Iterator
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
 from api.gates import public
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -16,6 +26,7 @@ from evidence.context import Context
 from evidence.scrub import integrity_status
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger(__name__)
 
 
 @router.get("/healthz")
@@ -25,29 +36,64 @@ def healthz(_: None = Depends(public)) -> dict:
 
 @router.get("/readyz")
 def readyz(request: Request, _: None = Depends(public)) -> JSONResponse:
-    """Ready when the database answers and the object store is reachable."""
+    """Ready when the database answers and the object store is reachable and has room:
+    `{"database": "ok"|"failed", "storage": "ok"|"failed"|"disk full"}`."""
     ctx = request.app.state.ctx
-    checks: dict[str, str] = {}
-    try:
-        with ctx.db.session() as s:
-            s.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as exc:  # readiness reports any failure rather than raising it
-        checks["database"] = f"error: {exc}"
-    try:
-        ctx.store.exists("readyz-probe")
-        checks["object_store"] = "ok"
-    except Exception as exc:  # as above
-        checks["object_store"] = f"error: {exc}"
+    checks = {"database": _database(ctx), "storage": _storage(ctx)}
     ok = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
                         status_code=200 if ok else 503)
 
 
+def _database(ctx: Context) -> str:
+    try:
+        with ctx.db.session() as s:
+            s.execute(text("SELECT 1"))
+        return "ok"
+    except Exception:  # readiness reports any failure rather than raising it
+        log.exception("readyz: the database did not answer")
+        return "failed"
+
+
+def _storage(ctx: Context) -> str:
+    try:
+        ctx.store.exists("readyz-probe")
+        root = getattr(ctx.store, "root", None)  # a local store: its filesystem's free space
+        if root is not None:
+            free = shutil.disk_usage(root).free
+            if free < ctx.settings.storage_min_free_mb * 2**20:
+                log.error("readyz: the object store at %s has %d bytes free (below "
+                          "EVIDENCE_STORAGE_MIN_FREE_MB=%d)", root, free,
+                          ctx.settings.storage_min_free_mb)
+                return "disk full"
+        return "ok"
+    except Exception as exc:  # as above
+        log.exception("readyz: the object store did not answer")
+        return "disk full" if _no_space(exc) else "failed"
+
+
+def _no_space(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def monitoring(request: Request) -> None:
+    """The monitoring system's gate: `Authorization: Bearer <EVIDENCE_METRICS_TOKEN>`.
+    Refused alike whether no token is configured, none was sent or a wrong one was."""
+    expected = request.app.state.ctx.settings.metrics_token
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if (expected is None or not expected.get_secret_value() or scheme.lower() != "bearer"
+            or not hmac.compare_digest(given.strip().encode(), expected.get_secret_value().encode())):
+        raise HTTPException(401, "metrics are for the monitoring system: send its token "
+                            "(EVIDENCE_METRICS_TOKEN) as a bearer token",
+                            headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+
+
 @router.get("/metrics")
-def metrics(request: Request, _: None = Depends(public)) -> Response:
-    # Public on the API port like most Prometheus targets; counts only, no identities.
-    # Firewall it off in production if even counts are sensitive.
+def metrics(request: Request, _: None = Depends(monitoring)) -> Response:
     # The scrubber runs in a worker process, so its gauges are read from the database at
     # scrape time; a registry per scrape binds them to this app's store.
     store = CollectorRegistry(auto_describe=False)

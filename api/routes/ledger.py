@@ -47,7 +47,7 @@ def key(request: Request, _: None = Depends(public)) -> str:
 @router.get("/entries")
 def entries(request: Request, start: int = Query(0, ge=0, le=MAX_BIGINT),
             end: int | None = Query(None, ge=0, le=MAX_BIGINT),
-            _: Principal = Depends(gate("ledger.read"))) -> dict:
+            _: Principal = Depends(gate("ledger.entries"))) -> dict:
     end = start + MAX_ENTRIES_PAGE if end is None else end
     if end < start:
         raise ProofError(f"end ({end}) is before start ({start})")

@@ -451,7 +451,8 @@ def remove_tag(clip_id: str, request: Request, tag: Annotated[str, Form(max_leng
 @router.post("/clips/{clip_id}/category")
 def set_category(clip_id: str, request: Request,
                  category: Annotated[str, Form(max_length=64)] = "",
-                 principal: Principal = Depends(ui_gate("clips.tag")), _: None = CSRF) -> Response:
+                 principal: Principal = Depends(ui_gate("clips.categorise")),
+                 _: None = CSRF) -> Response:
     try:
         clips.set_category(_ctx(request), principal, clip_id, category)
     except InvalidInput as exc:
@@ -592,6 +593,9 @@ def request_bundle(case_id: str, request: Request,
     except (InvalidInput, NotFound) as exc:
         return see_other(request, to, error=str(exc))
     request.app.state.relay_outbox()
+    if b["reused"]:
+        return see_other(request, to, ok="A court bundle of these same exhibits and options "
+                         f"already exists ({b['state']}): use it, no second copy is made.")
     return see_other(request, to, ok="Court bundle requested: it is being built.")
 
 

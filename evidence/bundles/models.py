@@ -36,6 +36,9 @@ class Bundle(Base):
     sha256: Mapped[str | None] = mapped_column(String(64))
     size: Mapped[int | None] = mapped_column(BigInteger)
     options: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"include_proxies": bool}
+    # SHA-256 of what the bundle is made of (service.bundle_inputs): a request whose inputs
+    # hash the same gets this bundle instead of another full copy of every original.
+    inputs_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

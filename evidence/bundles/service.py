@@ -7,6 +7,8 @@ The build time goes into the `bundle.exported` ledger entry, never into the bund
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import uuid
 import zipfile
@@ -16,18 +18,20 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from evidence import clock, outbox
-from evidence.access import Principal, require, visible_case
+from evidence.access import Principal, require, require_case_footage, visible_case
 from evidence.bundles import manifest as mf
 from evidence.bundles.keys import load_or_create_bundle_key, public_pem
 from evidence.bundles.models import Bundle, BundleState
 from evidence.bundles.statement import render_html, render_pdf, render_verify_txt
 from evidence.bundles.zipwriter import add_bytes, add_stream, sha256_file
-from evidence.cases.models import CaseItem
+from evidence.cases.models import Case, CaseItem
+from evidence.clips.models import Clip, Derivative
 from evidence.context import Context
-from evidence.errors import Disposed, InvalidInput, NotFound
-from evidence.storage import ObjectInfo, ObjectStore
+from evidence.errors import AccessDenied, Disposed, InvalidInput, NotFound
+from evidence.storage import ObjectInfo, ObjectStore, requested_range
 
 WORKER = "system:worker"
 ProgressFn = Callable[[int], None] | None
@@ -40,29 +44,66 @@ def bundle_dict(b: Bundle) -> dict[str, Any]:
             "finished_at": clock.rfc3339(b.finished_at) if b.finished_at else None}
 
 
+# A bundle that is queued, being built or ready can stand for a new request; a failed or
+# withdrawn one cannot.
+REUSABLE = (BundleState.queued.value, BundleState.building.value, BundleState.ready.value)
+
+
 def request_bundle(ctx: Context, principal: Principal, case_id: str,
                    include_proxies: bool = False, include_redactions: bool = False) -> dict[str, Any]:
+    """Queue a bundle of the case, or hand back the one already made of the same inputs
+    (`"reused": true`): ten requests for an unchanged case store one copy of its footage.
+    Either way the request is a `bundle.requested` entry naming the bundle it got."""
     require(principal, "bundles.request")
+    options = {"include_proxies": include_proxies, "include_redactions": include_redactions}
     with ctx.db.write_session() as s:
         case = visible_case(s, principal, case_id)
         if not s.scalar(select(CaseItem.id).where(CaseItem.case_id == case.id).limit(1)):
             raise InvalidInput("the case has no exhibits to bundle")
-        bundle = Bundle(case_id=case.id, requested_by=principal.user_id,
-                        state=BundleState.queued.value, progress=0, key="", tree_size=0,
-                        options={"include_proxies": include_proxies,
-                                 "include_redactions": include_redactions},
-                        created_at=clock.now())
-        s.add(bundle)
-        s.flush()
-        bundle.key = f"bundles/{bundle.id}.zip"
+        # One request per case at a time decides between reuse and a new bundle (PostgreSQL:
+        # a row lock; SQLite's writers are serial already).
+        s.execute(select(Case.id).where(Case.id == case.id).with_for_update())
+        inputs = bundle_inputs(s, case, options)
+        bundle = s.scalar(
+            select(Bundle).where(Bundle.case_id == case.id, Bundle.inputs_sha256 == inputs,
+                                 Bundle.state.in_(REUSABLE))
+            .order_by(Bundle.created_at.desc(), Bundle.id).limit(1))
+        reused = bundle is not None
+        if bundle is None:
+            bundle = Bundle(case_id=case.id, requested_by=principal.user_id,
+                            state=BundleState.queued.value, progress=0, key="", tree_size=0,
+                            options=options, inputs_sha256=inputs, created_at=clock.now())
+            s.add(bundle)
+            s.flush()
+            bundle.key = f"bundles/{bundle.id}.zip"
         appended = ctx.ledger.append_in(
             s, "bundle.requested", actor=principal.actor,
             subject={"bundle": bundle.id, "case": case.id, "user": principal.user_id},
             include_proxies=include_proxies, include_redactions=include_redactions,
+            **({"reused": True} if reused else {}),
         )
-        bundle.tree_size = appended.index + 1  # pinned: the log as it stands with this request
-        outbox.add(s, outbox.BUILD_BUNDLE, bundle.id)
-        return bundle_dict(bundle)
+        if not reused:
+            bundle.tree_size = appended.index + 1  # pinned: the log as it stands with this request
+            outbox.add(s, outbox.BUILD_BUNDLE, bundle.id)
+        return {**bundle_dict(bundle), "reused": reused}
+
+
+def bundle_inputs(s: Session, case: Case, options: dict[str, bool]) -> str:
+    """SHA-256 of everything a bundle's evidence is made of: the case, the options, and each
+    exhibit's reference, original, state and derivatives. Not the ledger's later entries about
+    viewings and downloads: those are the record of access, not new evidence, so they do not
+    call for another copy of the footage (a new exhibit, reference, derivative or disposal does)."""
+    exhibits = s.execute(
+        select(CaseItem.clip_id, CaseItem.exhibit_ref, Clip.sha256, Clip.state)
+        .join(Clip, Clip.id == CaseItem.clip_id).where(CaseItem.case_id == case.id)
+        .order_by(CaseItem.clip_id)).all()
+    derivatives = s.execute(
+        select(Derivative.clip_id, Derivative.kind, Derivative.sha256)
+        .where(Derivative.clip_id.in_([e.clip_id for e in exhibits]))
+        .order_by(Derivative.clip_id, Derivative.kind)).all()
+    inputs = {"case": [case.id, case.title, case.reference], "options": options,
+              "exhibits": [list(e) for e in exhibits], "derivatives": [list(d) for d in derivatives]}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
 def build_bundle(ctx: Context, bundle_id: str, progress: ProgressFn = None) -> str:
@@ -254,29 +295,44 @@ def get_bundle(ctx: Context, principal: Principal, bundle_id: str) -> dict[str, 
 
 
 def bundles_of(ctx: Context, principal: Principal, case_id: str) -> list[dict[str, Any]]:
-    """A case's bundles, newest first, for whoever may read its bundles (CPS: an active share)."""
+    """A case's bundles, newest first, for whoever may read its bundles (CPS: an active share);
+    `may_download`: whether `principal` may take them (footage access to every exhibit)."""
     require(principal, "bundles.read")
     with ctx.db.session() as s:
         visible_case(s, principal, case_id)
+        try:
+            require_case_footage(s, principal, case_id)
+            may_download = True
+        except AccessDenied:
+            may_download = False
         rows = s.scalars(select(Bundle).where(Bundle.case_id == case_id)
                          .order_by(Bundle.created_at.desc(), Bundle.id))
-        return [bundle_dict(b) for b in rows]
+        return [{**bundle_dict(b), "may_download": may_download} for b in rows]
 
 
 def open_download(ctx: Context, principal: Principal, bundle_id: str,
-                  byte_range: str | None = None) -> ObjectInfo:
-    """Record the download in the ledger (before any byte leaves), then describe the object."""
+                  range_header: str | None = None,
+                  if_range: str | None = None) -> tuple[ObjectInfo, tuple[int, int] | None]:
+    """Record the download in the ledger (before any byte leaves), then describe the object
+    and the byte range to send (None: all of it).
+
+    The ledger keeps the range as resolved against the ZIP ("start-end", inclusive), never
+    the client's header: a malformed or unsatisfiable one is refused (416) before any entry.
+    """
     b = _readable(ctx, principal, bundle_id)
+    with ctx.db.session() as s:
+        require_case_footage(s, principal, b.case_id)
     if b.state == BundleState.disposed:
         raise Disposed(f"bundle {bundle_id} was deleted when an exhibit in it was disposed of "
                        "under the retention policy; request a new bundle")
     if b.state != BundleState.ready:
         raise InvalidInput(f"bundle {bundle_id} is {b.state}, not ready yet")
     info = ctx.store.stat(b.key)
+    span = requested_range(range_header, if_range, info.sha256, info.size)
     ctx.ledger.append(
         "bundle.downloaded", actor=principal.actor,
         subject={"bundle": b.id, "case": b.case_id, "user": principal.user_id},
         sha256=b.sha256, size=b.size, role=principal.role.value,
-        **({"range": byte_range} if byte_range else {}),
+        **({"range": f"{span[0]}-{span[1]}"} if span else {}),
     )
-    return info
+    return info, span

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from evidence import clock
-from evidence.access import Principal, check_reason, clip_filter, require, visible_clip
+from evidence.access import (Principal, bookmark_filter, check_reason, client_address,
+                             clip_filter, custody_entry_visible, require, side, visible_clip)
 from evidence.cases.models import CaseItem
 from evidence.clips.models import Bookmark, Clip, ClipTag, Derivative
 from evidence.context import Context
@@ -76,7 +78,9 @@ def search(
             func.lower(Clip.filename).like(like), func.lower(Clip.camera_serial).like(like),
             Clip.sha256 == f.text.lower(), Clip.id == f.text,
             Clip.id.in_(select(ClipTag.clip_id).where(func.lower(ClipTag.tag).like(like))),
-            Clip.id.in_(select(Bookmark.clip_id).where(func.lower(Bookmark.note).like(like))),
+            # Only notes the searcher may read: a match would tell what the other side wrote.
+            Clip.id.in_(select(Bookmark.clip_id).where(func.lower(Bookmark.note).like(like),
+                                                       bookmark_filter(principal))),
         ))
     with ctx.db.session() as s:
         total = s.scalar(select(func.count()).select_from(Clip).where(and_(*where))) or 0
@@ -115,14 +119,17 @@ def summary(c: Clip, tags: list[str]) -> dict[str, Any]:
 
 
 def detail(ctx: Context, principal: Principal, clip_id: str) -> dict[str, Any]:
-    """Metadata, hashes, integrity and the custody timeline (its ledger entries)."""
+    """Metadata, hashes, integrity and the custody timeline (its ledger entries), with what
+    the policy lets `principal` read: others' viewings for auditors only, bookmark notes of
+    their own side only (evidence.access.custody_entry_visible, bookmark_filter)."""
     require(principal, "clips.read")
     with ctx.db.session() as s:
         clip = visible_clip(s, principal, clip_id, footage=False)
         tags = _tags_of(s, [clip.id]).get(clip.id, [])
         derivatives = s.scalars(select(Derivative).where(Derivative.clip_id == clip.id)).all()
         bookmarks = s.scalars(
-            select(Bookmark).where(Bookmark.clip_id == clip.id).order_by(Bookmark.at_ms)
+            select(Bookmark).where(Bookmark.clip_id == clip.id, bookmark_filter(principal))
+            .order_by(Bookmark.at_ms)
         ).all()
         rows = s.execute(
             select(LedgerEntry.idx, LedgerEntry.entry, LedgerEntry.leaf_hash)
@@ -133,6 +140,9 @@ def detail(ctx: Context, principal: Principal, clip_id: str) -> dict[str, Any]:
         out["retention"] = retention.retention_of(ctx, s, clip)
     size = ctx.ledger.size()
     custody = [_custody_item(idx, entry, leaf, size) for idx, entry, leaf in rows]
+    integrity = _integrity(clip, custody)  # from every entry, before any is withheld
+    readable = {b.id for b in bookmarks}
+    custody = [c for c in custody if custody_entry_visible(principal, c["entry"], readable)]
     out.update({
         "container": clip.container, "video_codec": clip.video_codec,
         "audio_codec": clip.audio_codec, "frame_rate": clip.frame_rate,
@@ -147,7 +157,7 @@ def detail(ctx: Context, principal: Principal, clip_id: str) -> dict[str, Any]:
             {"id": b.id, "at_ms": b.at_ms, "note": b.note, "created_at": _iso(b.created_at)}
             for b in bookmarks
         ],
-        "integrity": _integrity(clip, custody),
+        "integrity": integrity,
         "custody": custody,
     })
     return out
@@ -244,7 +254,7 @@ def open_footage(
     if not _recently_recorded(ctx, principal, clip_id, entry_type, why, key):
         ctx.ledger.append(
             entry_type, actor=principal.actor, subject={"clip": clip_id, "user": principal.user_id},
-            role=principal.role.value, reason=why, source_ip=source_ip or "unknown",
+            role=principal.role.value, reason=why, source_ip=client_address(source_ip),
             object=key, sha256=sha256,
         )
     return Footage(key, info, media_type, filename)
@@ -284,7 +294,7 @@ def _recently_recorded(ctx: Context, p: Principal, clip_id: str, entry_type: str
 
 
 def set_category(ctx: Context, principal: Principal, clip_id: str, category: str) -> None:
-    require(principal, "clips.tag")
+    require(principal, "clips.categorise")
     if category not in ctx.settings.categories:
         raise InvalidInput(f"unknown category {category!r}; choose one of: {', '.join(ctx.settings.categories)}")
     with ctx.db.write_session() as s:
@@ -341,7 +351,10 @@ def add_bookmark(ctx: Context, principal: Principal, clip_id: str, at_ms: int, n
                      created_at=clock.now())
         s.add(b)
         s.flush()
+        # The permanent log commits to the note by its hash, not its words: the note is
+        # for its author's side only (evidence.access.side), and bundles carry the log.
         ctx.ledger.append_in(s, "clip.bookmarked", actor=principal.actor,
                              subject={"clip": clip.id, "user": principal.user_id},
-                             bookmark=b.id, at_ms=at_ms, note=note)
+                             bookmark=b.id, at_ms=at_ms, side=side(principal.role),
+                             note_sha256=hashlib.sha256(note.encode()).hexdigest())
         return {"id": b.id, "at_ms": at_ms, "note": note, "created_at": _iso(b.created_at)}

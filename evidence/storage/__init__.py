@@ -549,29 +549,50 @@ def parse_range_header(header: str | None, size: int) -> tuple[int, int] | None:
 
     None means "send the whole object" (no header, or a unit other than bytes, which RFC 9110
     says to ignore). Like S3, only the first of several ranges is served. A malformed or
-    unsatisfiable byte range raises RangeNotSatisfiable (RGW answers 416 for both).
+    unsatisfiable byte range raises RangeNotSatisfiable (RGW answers 416 for both). The
+    header is the client's: error messages quote at most its start, and a position of any
+    length is read without converting all its digits (Python refuses over 4,300).
     """
     if not header:
         return None
     unit, _, spec = header.strip().partition("=")
     if unit.strip().lower() != "bytes":
         return None
+    quoted = repr(header[:40] + ("..." if len(header) > 40 else ""))
     first = spec.split(",")[0].strip()
-    m = re.fullmatch(r"(\d*)-(\d*)", first)
+    m = re.fullmatch(r"([0-9]*)-([0-9]*)", first)
     if not m or (not m[1] and not m[2]):
-        raise RangeNotSatisfiable(f"malformed range {header!r}", size=size)
+        raise RangeNotSatisfiable(f"malformed range {quoted}", size=size)
     if not m[1]:  # suffix: the last N bytes
-        n = int(m[2])
+        n = _position(m[2])
         if n == 0 or size == 0:
-            raise RangeNotSatisfiable(f"range {header!r} selects no bytes", size=size)
+            raise RangeNotSatisfiable(f"range {quoted} selects no bytes", size=size)
         return max(0, size - n), size - 1
-    start = int(m[1])
-    end = int(m[2]) if m[2] else None
+    start = _position(m[1])
+    end = _position(m[2]) if m[2] else None
     if end is not None and end < start:
-        raise RangeNotSatisfiable(f"range {header!r} ends before it starts", size=size)
+        raise RangeNotSatisfiable(f"range {quoted} ends before it starts", size=size)
     if start >= size:
-        raise RangeNotSatisfiable(f"range {header!r} starts beyond {size} bytes", size=size)
+        raise RangeNotSatisfiable(f"range {quoted} starts beyond {size} bytes", size=size)
     return start, size - 1 if end is None else min(end, size - 1)
+
+
+_BEYOND_ANY_OBJECT = 10**19  # more than any object's size (S3's limit is 5 TiB)
+
+
+def _position(digits: str) -> int:
+    """A byte position; one of more than 19 digits is past the end of any object."""
+    digits = digits.lstrip("0") or "0"
+    return _BEYOND_ANY_OBJECT if len(digits) > 19 else int(digits)
+
+
+def requested_range(header: str | None, if_range: str | None, etag: str | None,
+                    size: int) -> tuple[int, int] | None:
+    """The byte range a request gets (None: the whole object), after If-Range: the range
+    applies only while the client's validator is still this object's strong ETag."""
+    if header and if_range and etag and if_range.strip() != f'"{etag}"':
+        return None
+    return parse_range_header(header, size)
 
 
 # --- the factory --------------------------------------------------------------------------
@@ -607,6 +628,7 @@ __all__ = [
     "open_store",
     "original_key",
     "parse_range_header",
+    "requested_range",
     "plan_parts",
     "select_parts",
     "sha256_chunks",

@@ -1,15 +1,15 @@
 """outbox: work for the workers, written in the transaction that asks for it
 
-Revision ID: 0009d
-Revises: 0008
+Revision ID: 0011
+Revises: 0010
 """
 import sqlalchemy as sa
 from alembic import op
 
 from evidence.types import UTCDateTime
 
-revision = '0009d'
-down_revision = '0008'
+revision = '0011'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 

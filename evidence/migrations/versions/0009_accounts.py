@@ -1,7 +1,7 @@
 """accounts a force can run: unique officer ids, two-person approvals, enrolment links,
 TOTP replay memory and recovery codes in the database
 
-Revision ID: 0009b
+Revision ID: 0009
 Revises: 0008
 
 Officer ids become unique. Existing duplicates are NOT merged or renamed here: which of two
@@ -16,7 +16,7 @@ from alembic import op
 
 from evidence.types import UTCDateTime
 
-revision = '0009b'
+revision = '0009'
 down_revision = '0008'
 branch_labels = None
 depends_on = None
