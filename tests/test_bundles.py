@@ -386,14 +386,18 @@ def test_an_exhibit_ref_edited_after_the_request_leaves_the_bundle_as_it_was(bun
     assert verify(newer, *pins(ctx, tmp_path))[0] == 0
 
 
-def _grant(f, clip_id: str | None = None, case_id: str | None = None):  # type: ignore[no-untyped-def]
+def _grant(f, ctx, clip_id: str | None = None, case_id: str | None = None):  # type: ignore[no-untyped-def]
+    """A footage grant for aud_white, asked for by one administrator and approved by another."""
     import datetime as dt
+
+    from tests.fixtures.people import approve_pending
 
     body = {"username": "aud_white", "reason": "complaint review 7",
             "expires_at": (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat(),
             "clip_id": clip_id, "case_id": case_id}
     r = f.http.post("/api/v1/grants", headers=f.as_("adm_black"), json=body)
     assert r.status_code == 201, r.text
+    assert approve_pending(ctx) == 1
     return r.json()["id"]
 
 
@@ -410,12 +414,12 @@ def test_an_auditor_takes_a_bundle_only_with_footage_access_to_every_exhibit(bun
     assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json"
     assert f.http.get(url, headers={**aud, "Range": "bytes=0-3"}).status_code == 403
     # A grant for one exhibit is not a grant for the bundle of two.
-    _grant(f, clip_id=clip_ids[0])
+    _grant(f, ctx, clip_id=clip_ids[0])
     assert f.http.get(url, headers=aud).status_code == 403
     downloads = [json.loads(e) for _, e in ctx.ledger.entries(before, ctx.ledger.size())]
     assert not [e for e in downloads if e["type"] == "bundle.downloaded"], "nothing was taken"
     # A grant for the case covers every exhibit: then the auditor may take it, recorded.
-    _grant(f, case_id=case_id)
+    _grant(f, ctx, case_id=case_id)
     got = f.http.get(url, headers=aud)
     assert got.status_code == 200 and got.content.startswith(b"PK")
     last = json.loads(ctx.ledger.entries(ctx.ledger.size() - 1, ctx.ledger.size())[0][1])

@@ -420,12 +420,12 @@ def test_evidence_up_then_dock_a_folder(tmp_path: Path, clip_with_sidecar: ClipF
             return states == ["ready", "unplayable"]
 
         wait_until(all_processed, 120, "the embedded worker")
-        subprocess.run([sys.executable, "-m", "evidence", "admin", "create-user", "auditor1",
-                        "--role", "auditor"], env=env, input="an auditor's password\n",
+        # The first account of an empty store is an admin with a password; every other
+        # person chooses their own through the enrolment link the CLI prints.
+        subprocess.run([sys.executable, "-m", "evidence", "admin", "create-user", "admin1",
+                        "--role", "admin"], env=env, input="an admin's password\n",
                        capture_output=True, text=True, check=True)
-        token = httpx.post(f"http://127.0.0.1:{port}/api/v1/auth/token",
-                           data={"username": "auditor1", "password": "an auditor's password"}
-                           ).json()["access_token"]
+        token = _cli_user_token(env, f"http://127.0.0.1:{port}", "auditor1", "auditor")
         verify = subprocess.run([sys.executable, "-m", "evidence", "verify", "ledger", "--api",
                                  f"http://127.0.0.1:{port}"], env={**env, "EVIDENCE_TOKEN": token},
                                 capture_output=True, text=True)
@@ -450,11 +450,7 @@ def _cps_downloads_a_bundle_built_by_the_embedded_worker(
     api = f"http://127.0.0.1:{port}"
     tokens = {}
     for name, role in (("eo1", "evidence_officer"), ("cps1", "cps")):
-        subprocess.run([sys.executable, "-m", "evidence", "admin", "create-user", name, "--role", role],
-                       env=env, input="a long enough password\n", capture_output=True, text=True, check=True)
-        tokens[name] = {"Authorization": "Bearer " + httpx.post(
-            f"{api}/api/v1/auth/token", data={"username": name, "password": "a long enough password"}
-        ).json()["access_token"]}
+        tokens[name] = {"Authorization": "Bearer " + _cli_user_token(env, api, name, role)}
     eo, cps = tokens["eo1"], tokens["cps1"]
     with ctx.db.session() as s:
         ready = s.scalar(select(Clip.id).where(Clip.state == "ready"))
@@ -480,6 +476,21 @@ def _cps_downloads_a_bundle_built_by_the_embedded_worker(
     sums = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=tmp_path / "bundle",
                           capture_output=True, text=True)
     assert sums.returncode == 0, sums.stdout + sums.stderr
+
+
+def _cli_user_token(env: dict[str, str], api: str, name: str, role: str) -> str:
+    """What an operator and a new user do: `evidence admin create-user` prints an enrolment
+    link, the user opens it to choose a password, then signs in."""
+    invited = subprocess.run([sys.executable, "-m", "evidence", "admin", "create-user", name,
+                              "--role", role], env=env, capture_output=True, text=True, check=True)
+    link = invited.stdout.strip().splitlines()[-1]
+    password = f"{name}'s own long password"
+    enrolled = httpx.post(f"{api}/api/v1/auth/enrol",
+                          json={"token": link.rstrip("/").rsplit("/", 1)[-1], "password": password})
+    assert enrolled.status_code == 204, enrolled.text
+    signed_in = httpx.post(f"{api}/api/v1/auth/token", data={"username": name, "password": password})
+    assert signed_in.status_code == 200, signed_in.text
+    return signed_in.json()["access_token"]
 
 
 def _healthy(port: int) -> bool:

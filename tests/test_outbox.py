@@ -97,17 +97,14 @@ def test_uploads_left_processing_are_queued_again_for_a_starting_worker(
     ctx: Context, clip_1080p, redis_url: str
 ) -> None:
     from evidence.accounts.service import create_device
-    from evidence.ingest.models import Upload
     from evidence.ingest.service import complete_upload, declare_upload, process_upload
     from evidence.outbox import resume_unfinished_uploads
+    from tests.fixtures.ingest import put_as_joined
 
     device = create_device(ctx.ledger, "dock-resume").device
     declared = declare_upload(ctx, device, sha256=clip_1080p.sha256, size=clip_1080p.size,
                               filename=clip_1080p.path.name)
-    with ctx.db.session() as s:
-        key = s.get(Upload, declared.upload_id).incoming_key
-    with clip_1080p.path.open("rb") as f:
-        ctx.store.put(key, f)
+    put_as_joined(ctx, declared.upload_id, clip_1080p.path)
     complete_upload(ctx, device, declared.upload_id)
     url = redis_url.rsplit("/", 1)[0] + "/8"
     redis.Redis.from_url(url).delete(QUEUE)

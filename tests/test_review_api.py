@@ -237,6 +237,7 @@ def test_access_records_are_for_auditors_and_notes_for_their_side(force) -> None
     assert f.http.post("/api/v1/grants", headers=f.as_("adm_black"), json={
         "username": "aud_white", "clip_id": clip, "reason": "PSD inquiry 12 into PC1234",
         "expires_at": expires}).status_code == 201
+    assert approve_pending(ctx) == 1
     inquiry = "complaint or misconduct review: PSD inquiry 12"
     for who, why in (("aud_white", inquiry), ("pc_smith", "investigation: INC-1"),
                      ("eo_brown", "court preparation"), ("cps_green", "charging decision")):
