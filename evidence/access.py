@@ -252,6 +252,19 @@ def check_reason(reason: str | None, reasons: tuple[str, ...] | list[str]) -> st
     return f"{code}: {detail}" if detail else code
 
 
+REASON_MAX = 500
+
+
+def ledger_reason(text: str | None, what: str, *, minimum: int = 3) -> str:
+    """A free-text reason that goes into the permanent ledger with `what`, trimmed, checked
+    here (not only by the API's form limits) so that no caller can write an unbounded one."""
+    text = (text or "").strip()
+    if not minimum <= len(text) <= REASON_MAX:
+        raise InvalidInput(f"{what} needs a reason of {minimum}-{REASON_MAX} characters "
+                           "(it goes in the ledger)")
+    return text
+
+
 _ADDRESS_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 

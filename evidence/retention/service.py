@@ -30,7 +30,7 @@ from sqlalchemy import ColumnElement, and_, exists, or_, select
 from sqlalchemy.orm import Session
 
 from evidence import clock
-from evidence.access import Principal, require, visible_case, visible_clip
+from evidence.access import Principal, ledger_reason, require, visible_case, visible_clip
 from evidence.bundles.models import Bundle, BundleState
 from evidence.cases.models import CaseItem
 from evidence.clips.models import Clip, ClipState, Derivative
@@ -233,19 +233,11 @@ def _set_storage_hold(ctx: Context, clips: list[Clip], on: bool) -> None:
             ctx.store.set_legal_hold(original_key(clip.sha256), on)
 
 
-def _reason(text: str, what: str) -> str:
-    """The reason that goes in the ledger with `what`, trimmed; 3-500 characters."""
-    text = (text or "").strip()
-    if not 3 <= len(text) <= 500:
-        raise InvalidInput(f"{what} needs a reason of 3-500 characters (it goes in the ledger)")
-    return text
-
-
 def place_hold(ctx: Context, principal: Principal, *, reason: str, clip_id: str | None = None,
                case_id: str | None = None) -> dict[str, Any]:
     """Hold a clip, or every clip of a case (now and later), against disposal."""
     require(principal, "holds.manage")
-    reason = _reason(reason, "a hold (placing or releasing it)")
+    reason = ledger_reason(reason, "a hold (placing or releasing it)")
     if (clip_id is None) == (case_id is None):
         raise InvalidInput("a hold is on one clip (clip_id) or one case (case_id)")
     with ctx.db.session() as s:
@@ -275,7 +267,7 @@ def release_hold(ctx: Context, principal: Principal, hold_id: str, reason: str) 
     """End a hold. Clips it covered become disposable again only if nothing else holds them,
     and only when due: a release never disposes of anything by itself."""
     require(principal, "holds.manage")
-    reason = _reason(reason, "a hold (placing or releasing it)")
+    reason = ledger_reason(reason, "a hold (placing or releasing it)")
     with ctx.db.write_session() as s:
         hold = s.get(Hold, hold_id)
         if hold is None:
@@ -380,7 +372,7 @@ def _open_disposal(s: Session, disposal_id: str, principal: Principal) -> tuple[
 def approve(ctx: Context, principal: Principal, disposal_id: str, reason: str) -> dict[str, Any]:
     """An evidence officer approves a disposal; it is carried out at once."""
     require(principal, "retention.decide")
-    reason = _reason(reason, "a decision")
+    reason = ledger_reason(reason, "a decision")
     with ctx.db.write_session() as s:
         d, clip = _open_disposal(s, disposal_id, principal)
         if is_held(s, clip.id):
@@ -394,7 +386,7 @@ def approve(ctx: Context, principal: Principal, disposal_id: str, reason: str) -
 def retain(ctx: Context, principal: Principal, disposal_id: str, reason: str) -> dict[str, Any]:
     """Keep a due clip for another review period (MoPI review: "retain")."""
     require(principal, "retention.decide")
-    reason = _reason(reason, "a decision")
+    reason = ledger_reason(reason, "a decision")
     with ctx.db.write_session() as s:
         d, clip = _open_disposal(s, disposal_id, principal)
         _, rule = rule_for(ctx.settings, clip.category)
