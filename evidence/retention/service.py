@@ -30,7 +30,9 @@ from sqlalchemy import ColumnElement, and_, exists, or_, select
 from sqlalchemy.orm import Session
 
 from evidence import clock
-from evidence.access import Principal, ledger_reason, require, visible_case, visible_clip
+from evidence.access import (
+    Principal, hold_shown, ledger_reason, require, visible_case, visible_clip,
+)
 from evidence.bundles.models import Bundle, BundleState
 from evidence.cases.models import CaseItem
 from evidence.clips.models import Clip, ClipState, Derivative
@@ -311,7 +313,7 @@ def list_holds(ctx: Context, principal: Principal, *, active: bool = True,
             q = q.where(Hold.released_at.is_(None))
         if case_id is not None:
             q = q.where(Hold.case_id == case_id)
-        return [_hold_dict(h) for h in s.scalars(q)]
+        return [hold_shown(principal, _hold_dict(h)) for h in s.scalars(q)]
 
 
 def _hold_dict(h: Hold) -> dict[str, Any]:
@@ -571,8 +573,9 @@ def _queue_due(ctx: Context, batch: int) -> list[tuple[str, bool]]:
     return queued
 
 
-def retention_of(ctx: Context, s: Session, clip: Clip) -> dict[str, Any]:
-    """What the clip detail page shows about retention."""
+def retention_of(ctx: Context, s: Session, clip: Clip, principal: Principal) -> dict[str, Any]:
+    """What the clip detail page shows `principal` about retention (hold reasons per
+    evidence.access.hold_shown)."""
     d = s.scalar(select(Disposal).where(Disposal.clip_id == clip.id).order_by(Disposal.created_at.desc()).limit(1))
     holds = s.scalars(select(Hold).where(
         Hold.released_at.is_(None),
@@ -584,6 +587,6 @@ def retention_of(ctx: Context, s: Session, clip: Clip) -> dict[str, Any]:
         "retain_until": clock.rfc3339(clip.retain_until) if clip.retain_until else None,
         "locked_until": clock.rfc3339(clip.locked_until) if clip.locked_until else None,
         "disposed_at": clock.rfc3339(clip.disposed_at) if clip.disposed_at else None,
-        "holds": [_hold_dict(h) for h in holds],
+        "holds": [hold_shown(principal, _hold_dict(h)) for h in holds],
         "disposal": _disposal_dict(d) if d else None,
     }
