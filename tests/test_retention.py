@@ -22,7 +22,9 @@ from evidence.clips.models import Clip, Derivative
 from evidence.clips.service import open_footage, set_category
 from evidence.config import RetentionRule
 from evidence.context import Context
-from evidence.errors import AccessDenied, Conflict, Disposed, ObjectLocked, WriteOnceViolation
+from evidence.errors import (
+    AccessDenied, Conflict, Disposed, InvalidInput, ObjectLocked, WriteOnceViolation,
+)
 from evidence.retention import service as retention
 from evidence.retention.models import Disposal
 from evidence.storage import original_key
@@ -294,6 +296,24 @@ def test_retention_routes_check_access(lite: Context, clip_1080p) -> None:
         assert r.status_code == 204
         detail = f.http.get(f"/api/v1/clips/{clip_id}", headers=eo).json()
         assert detail["retention"]["rule"].startswith("non-evidential")
+
+
+def test_hold_reasons_are_bounded_by_the_service(lite: Context, clip_1080p) -> None:
+    """The service, not only the API's form limits, keeps a reason to 3-500 characters: it
+    goes into the permanent ledger whoever calls."""
+    ctx = lite
+    clip_id = ingest_file(ctx, clip_1080p)
+    eo = person(ctx, "eo_brown", "evidence_officer")
+    before = ctx.ledger.size()
+    for reason in ("x" * 501, "  ", "ab"):
+        with pytest.raises(InvalidInput, match="3-500"):
+            retention.place_hold(ctx, eo, clip_id=clip_id, reason=reason)
+    assert ctx.ledger.size() == before and retention.list_holds(ctx, eo) == []
+    hold = retention.place_hold(ctx, eo, clip_id=clip_id, reason=" " + "y" * 500 + " ")
+    with pytest.raises(InvalidInput, match="3-500"):
+        retention.release_hold(ctx, eo, hold["id"], reason="z" * 10_000)
+    assert [e["reason"] for e in entries(ctx, "hold.placed")] == ["y" * 500]
+    assert entries(ctx, "hold.released") == []
 
 
 HOLD_WHY = "complaint against PC1234 lodged with professional standards"
