@@ -234,6 +234,33 @@ def custody_entry_visible(principal: Principal, entry: dict[str, Any],
     return True
 
 
+# A legal hold's reason can name an inquiry (e.g. a complaint against the officer who
+# recorded the clip). Evidence officers place holds and auditors oversee them; everyone else
+# who may read the clip (its officer, the CPS, an admin running retention) sees that a hold
+# stands, not why.
+HOLD_ENTRY_TYPES = frozenset({"hold.placed", "hold.released"})
+HOLD_REASON_FIELDS = ("reason", "release_reason")
+
+
+def sees_hold_reasons(principal: Principal) -> bool:
+    return principal.role in (Role.evidence_officer, Role.auditor)
+
+
+def hold_shown(principal: Principal, hold: dict[str, Any]) -> dict[str, Any]:
+    """A hold as `principal` may read it: without its reasons unless `sees_hold_reasons`."""
+    if sees_hold_reasons(principal):
+        return hold
+    return {**hold, **dict.fromkeys(HOLD_REASON_FIELDS), "reason_withheld": True}
+
+
+def custody_entry_withheld(principal: Principal, entry: dict[str, Any]) -> list[str]:
+    """The fields of a custody-timeline entry `principal` may not read (the timeline shows the
+    entry without them, and says so; its leaf hash still covers the whole entry)."""
+    if entry.get("type") in HOLD_ENTRY_TYPES and not sees_hold_reasons(principal):
+        return [k for k in HOLD_REASON_FIELDS if k in entry]
+    return []
+
+
 def check_reason(reason: str | None, reasons: tuple[str, ...] | list[str]) -> str:
     """A reason is one of the configured codes, optionally `code: free text`; `other`
     needs the text."""
@@ -250,6 +277,19 @@ def check_reason(reason: str | None, reasons: tuple[str, ...] | list[str]) -> st
     if len(text) > 500:
         raise InvalidInput("a reason is at most 500 characters")
     return f"{code}: {detail}" if detail else code
+
+
+REASON_MAX = 500
+
+
+def ledger_reason(text: str | None, what: str, *, minimum: int = 3) -> str:
+    """A free-text reason that goes into the permanent ledger with `what`, trimmed, checked
+    here (not only by the API's form limits) so that no caller can write an unbounded one."""
+    text = (text or "").strip()
+    if not minimum <= len(text) <= REASON_MAX:
+        raise InvalidInput(f"{what} needs a reason of {minimum}-{REASON_MAX} characters "
+                           "(it goes in the ledger)")
+    return text
 
 
 _ADDRESS_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")

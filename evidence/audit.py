@@ -11,7 +11,7 @@ from sqlalchemy import false, select, update
 from sqlalchemy.orm import aliased
 
 from evidence import clock
-from evidence.access import Principal, require
+from evidence.access import Principal, ledger_reason, require
 from evidence.accounts.models import AccountRequest, Role, User
 from evidence.cases.models import AccessGrant, Case
 from evidence.clips.models import Clip
@@ -57,8 +57,7 @@ def grant_footage(
         raise InvalidInput("grant access to exactly one of clip_id or case_id (not empty)")
     if expires_at <= clock.now() or expires_at > clock.now() + dt.timedelta(days=90):
         raise InvalidInput("a grant expires in the future, within 90 days")
-    if len(reason.strip()) < 5:
-        raise InvalidInput("say why the grant is needed (at least 5 characters)")
+    reason = ledger_reason(reason, "a grant (say why the footage is needed)", minimum=5)
     with ctx.db.write_session() as s:
         user = s.scalar(select(User).where(User.username == username))
         if user is None or user.role != Role.auditor:
@@ -67,7 +66,7 @@ def grant_footage(
             raise NotFound(f"no clip {clip_id}")
         if case_id and s.get(Case, case_id) is None:
             raise NotFound(f"no case {case_id}")
-        grant = AccessGrant(user_id=user.id, clip_id=clip_id, case_id=case_id, reason=reason.strip(),
+        grant = AccessGrant(user_id=user.id, clip_id=clip_id, case_id=case_id, reason=reason,
                             granted_by=principal.user_id, created_at=clock.now(), expires_at=expires_at)
         s.add(grant)
         s.flush()

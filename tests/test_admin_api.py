@@ -17,7 +17,7 @@ from evidence.accounts import enrolment, service
 from evidence.accounts.models import Enrolment, Role, User
 from evidence.accounts.service import create_user
 from evidence.context import Context
-from evidence.errors import AccessDenied, Conflict
+from evidence.errors import AccessDenied, Conflict, InvalidInput
 from tests.fixtures.api import running_api
 from tests.fixtures.people import PASSWORD, login, make_force
 
@@ -261,6 +261,24 @@ def test_grants_in_force_are_listed_and_only_auditors_receive_them(admin) -> Non
             audit.list_grants(ctx, _principal(ctx, name))
         with pytest.raises(AccessDenied):
             audit.grantees(ctx, _principal(ctx, name))
+
+
+def test_a_grant_reason_is_bounded_by_the_service_not_only_the_api(admin) -> None:
+    """The reason goes into the permanent ledger: a caller that is not the API (the CLI, a
+    script) gets the same 500-character bound, and a refused grant leaves no trace."""
+    f, ctx = admin
+    adm = _principal(ctx, "adm_black")
+    case = f.http.post("/api/v1/cases", headers=f.as_("eo_brown"),
+                       json={"title": "R v Long", "reference": "U8"}).json()
+    before = len(ledger(ctx))
+    for reason in ("x" * 501, "review " * 2000, "   "):
+        with pytest.raises(InvalidInput, match="500"):
+            audit.grant_footage(ctx, adm, username="aud_white", reason=reason,
+                                expires_at=clock.now() + dt.timedelta(days=1), case_id=case["id"])
+    assert len(ledger(ctx)) == before and audit.list_grants(ctx, adm) == []
+    made = audit.grant_footage(ctx, adm, username="aud_white", reason="  " + "y" * 500 + " ",
+                               expires_at=clock.now() + dt.timedelta(days=1), case_id=case["id"])
+    assert made["pending"] and [g["reason"] for g in audit.list_grants(ctx, adm)] == ["y" * 500]
 
 
 def test_the_user_list_says_whether_a_lock_out_is_still_in_force(admin) -> None:

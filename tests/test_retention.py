@@ -22,7 +22,9 @@ from evidence.clips.models import Clip, Derivative
 from evidence.clips.service import open_footage, set_category
 from evidence.config import RetentionRule
 from evidence.context import Context
-from evidence.errors import AccessDenied, Conflict, Disposed, ObjectLocked, WriteOnceViolation
+from evidence.errors import (
+    AccessDenied, Conflict, Disposed, InvalidInput, ObjectLocked, WriteOnceViolation,
+)
 from evidence.retention import service as retention
 from evidence.retention.models import Disposal
 from evidence.storage import original_key
@@ -294,6 +296,64 @@ def test_retention_routes_check_access(lite: Context, clip_1080p) -> None:
         assert r.status_code == 204
         detail = f.http.get(f"/api/v1/clips/{clip_id}", headers=eo).json()
         assert detail["retention"]["rule"].startswith("non-evidential")
+
+
+def test_hold_reasons_are_bounded_by_the_service(lite: Context, clip_1080p) -> None:
+    """The service, not only the API's form limits, keeps a reason to 3-500 characters: it
+    goes into the permanent ledger whoever calls."""
+    ctx = lite
+    clip_id = ingest_file(ctx, clip_1080p)
+    eo = person(ctx, "eo_brown", "evidence_officer")
+    before = ctx.ledger.size()
+    for reason in ("x" * 501, "  ", "ab"):
+        with pytest.raises(InvalidInput, match="3-500"):
+            retention.place_hold(ctx, eo, clip_id=clip_id, reason=reason)
+    assert ctx.ledger.size() == before and retention.list_holds(ctx, eo) == []
+    hold = retention.place_hold(ctx, eo, clip_id=clip_id, reason=" " + "y" * 500 + " ")
+    with pytest.raises(InvalidInput, match="3-500"):
+        retention.release_hold(ctx, eo, hold["id"], reason="z" * 10_000)
+    assert [e["reason"] for e in entries(ctx, "hold.placed")] == ["y" * 500]
+    assert entries(ctx, "hold.released") == []
+
+
+HOLD_WHY = "complaint against PC1234 lodged with professional standards"
+
+
+def test_a_hold_reason_is_for_evidence_officers_and_auditors_only(ctx: Context, clip_1080p) -> None:
+    """Anyone who reads a clip sees that it is held; only evidence officers (who place holds)
+    and auditors read why: the reason can name an inquiry into the officer who recorded it.
+    Neither the retention section nor the custody timeline's hold entries say it to others."""
+    clip_id = ingest_file(ctx, clip_1080p, metadata={"officer_id": "PC1234"})
+    with running_api(ctx.settings) as url:
+        f = make_force(ctx, httpx.Client(base_url=url, timeout=30))
+        r = f.http.post("/api/v1/holds", headers=f.as_("eo_brown"),
+                        json={"clip_id": clip_id, "reason": HOLD_WHY})
+        assert r.status_code == 201, r.text
+        hold_id = r.json()["id"]
+
+        def seen_by(user: str) -> tuple[dict, list[dict]]:
+            got = f.http.get(f"/api/v1/clips/{clip_id}", headers=f.as_(user))
+            assert got.status_code == 200, got.text
+            detail = got.json()
+            held = [c for c in detail["custody"] if c["type"] == "hold.placed"]
+            assert len(held) == 1 and held[0]["leaf_matches"], "the entry itself is shown"
+            return detail["retention"], held
+
+        for user in ("eo_brown", "aud_white"):
+            section, (entry,) = seen_by(user)
+            assert [(h["id"], h["reason"]) for h in section["holds"]] == [(hold_id, HOLD_WHY)]
+            assert entry["entry"]["reason"] == HOLD_WHY and "withheld" not in entry
+        (officer, (entry,)) = seen_by("pc_smith")
+        assert [h["id"] for h in officer["holds"]] == [hold_id], "the hold itself is shown"
+        assert officer["holds"][0]["reason"] is None and officer["holds"][0]["reason_withheld"]
+        assert "reason" not in entry["entry"] and entry["withheld"] == ["reason"]
+        assert "professional standards" not in f.http.get(
+            f"/api/v1/clips/{clip_id}", headers=f.as_("pc_smith")).text
+        # The holds list (admins may read it to run retention) follows the same rule.
+        listed = f.http.get("/api/v1/holds", headers=f.as_("adm_black")).json()["items"]
+        assert [(h["id"], h["reason"]) for h in listed] == [(hold_id, None)]
+        listed = f.http.get("/api/v1/holds", headers=f.as_("eo_brown")).json()["items"]
+        assert [(h["id"], h["reason"]) for h in listed] == [(hold_id, HOLD_WHY)]
 
 
 # -- write-once storage on a real S3 server (Ceph RGW) ------------------------------------------

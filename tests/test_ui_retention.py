@@ -121,3 +121,35 @@ def test_evidence_officer_holds_reviews_and_disposes(world, open_page) -> None: 
     expect(officer.locator("nav a[href='/ui/retention']")).to_have_count(0)
     response = officer.goto(f"{base}/ui/retention")
     assert response is not None and response.status == 403
+
+
+def test_an_officer_sees_that_their_clip_is_held_but_not_why(tmp_path: Path, clip_1080p,
+                                                             open_page) -> None:  # noqa: F811
+    """The hold's reason can name an inquiry into the officer who recorded the clip: their
+    clip page says it is held, in the retention section and the custody timeline, not why."""
+    url = f"sqlite:///{tmp_path}/evidence.db"
+    upgrade(url)
+    ctx = Context(make_settings(tmp_path, url))
+    clip_id = ingest_file(ctx, clip_1080p, metadata={"officer_id": "PC1234"})
+    why = "complaint against PC1234 lodged with professional standards"
+    with running_api(ctx.settings) as base:
+        make_force(ctx, httpx.Client(base_url=base, timeout=30))
+        retention.place_hold(ctx, principal(ctx, "eo_brown"), clip_id=clip_id, reason=why)
+
+        eo = open_page().page
+        sign_in(eo, base, "eo_brown")
+        eo.goto(f"{base}/ui/clips/{clip_id}")
+        expect(eo.locator("[data-hold] [data-hold-reason=shown]")).to_have_text(why)
+        expect(eo.locator("tr[data-type='hold.placed']")).to_contain_text(why)
+
+        w = open_page()
+        officer = w.page
+        sign_in(officer, base, "pc_smith")
+        officer.goto(f"{base}/ui/clips/{clip_id}")
+        expect(officer.locator("[data-held=yes]")).to_be_visible()
+        expect(officer.locator("[data-hold] [data-hold-reason=withheld]")).to_be_visible()
+        row = officer.locator("tr[data-type='hold.placed']")
+        expect(row.locator("[data-withheld=reason]")).to_be_visible()
+        expect(row).to_have_attribute("data-verified", "true")  # the whole entry still proves
+        assert "professional standards" not in officer.content()
+        w.assert_no_csp_violations()

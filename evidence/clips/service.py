@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from evidence import clock
 from evidence.access import (Principal, bookmark_filter, check_reason, client_address,
-                             clip_filter, custody_entry_visible, require, side, visible_clip)
+                             clip_filter, custody_entry_visible, custody_entry_withheld,
+                             require, side, visible_clip)
 from evidence.cases.models import CaseItem
 from evidence.clips.models import Bookmark, Clip, ClipTag, Derivative
 from evidence.context import Context
@@ -121,7 +122,8 @@ def summary(c: Clip, tags: list[str]) -> dict[str, Any]:
 def detail(ctx: Context, principal: Principal, clip_id: str) -> dict[str, Any]:
     """Metadata, hashes, integrity and the custody timeline (its ledger entries), with what
     the policy lets `principal` read: others' viewings for auditors only, bookmark notes of
-    their own side only (evidence.access.custody_entry_visible, bookmark_filter)."""
+    their own side only, hold reasons for those who oversee holds
+    (evidence.access.custody_entry_visible, custody_entry_withheld, bookmark_filter)."""
     require(principal, "clips.read")
     with ctx.db.session() as s:
         clip = visible_clip(s, principal, clip_id, footage=False)
@@ -137,12 +139,13 @@ def detail(ctx: Context, principal: Principal, clip_id: str) -> dict[str, Any]:
             .where(LedgerRef.ref == f"clip:{clip.id}").order_by(LedgerEntry.idx)
         ).all()
         out = summary(clip, tags)
-        out["retention"] = retention.retention_of(ctx, s, clip)
+        out["retention"] = retention.retention_of(ctx, s, clip, principal)
     size = ctx.ledger.size()
     custody = [_custody_item(idx, entry, leaf, size) for idx, entry, leaf in rows]
     integrity = _integrity(clip, custody)  # from every entry, before any is withheld
     readable = {b.id for b in bookmarks}
     custody = [c for c in custody if custody_entry_visible(principal, c["entry"], readable)]
+    custody = [_withhold(c, custody_entry_withheld(principal, c["entry"])) for c in custody]
     out.update({
         "container": clip.container, "video_codec": clip.video_codec,
         "audio_codec": clip.audio_codec, "frame_rate": clip.frame_rate,
@@ -161,6 +164,13 @@ def detail(ctx: Context, principal: Principal, clip_id: str) -> dict[str, Any]:
         "custody": custody,
     })
     return out
+
+
+def _withhold(item: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    if not fields:
+        return item
+    entry = {k: v for k, v in item["entry"].items() if k not in fields}
+    return {**item, "entry": entry, "withheld": fields}
 
 
 def _custody_item(index: int, entry: bytes, leaf: bytes, tree_size: int) -> dict[str, Any]:

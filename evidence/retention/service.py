@@ -30,7 +30,9 @@ from sqlalchemy import ColumnElement, and_, exists, or_, select
 from sqlalchemy.orm import Session
 
 from evidence import clock
-from evidence.access import Principal, require, visible_case, visible_clip
+from evidence.access import (
+    Principal, hold_shown, ledger_reason, require, visible_case, visible_clip,
+)
 from evidence.bundles.models import Bundle, BundleState
 from evidence.cases.models import CaseItem
 from evidence.clips.models import Clip, ClipState, Derivative
@@ -233,19 +235,11 @@ def _set_storage_hold(ctx: Context, clips: list[Clip], on: bool) -> None:
             ctx.store.set_legal_hold(original_key(clip.sha256), on)
 
 
-def _reason(text: str, what: str) -> str:
-    """The reason that goes in the ledger with `what`, trimmed; 3-500 characters."""
-    text = (text or "").strip()
-    if not 3 <= len(text) <= 500:
-        raise InvalidInput(f"{what} needs a reason of 3-500 characters (it goes in the ledger)")
-    return text
-
-
 def place_hold(ctx: Context, principal: Principal, *, reason: str, clip_id: str | None = None,
                case_id: str | None = None) -> dict[str, Any]:
     """Hold a clip, or every clip of a case (now and later), against disposal."""
     require(principal, "holds.manage")
-    reason = _reason(reason, "a hold (placing or releasing it)")
+    reason = ledger_reason(reason, "a hold (placing or releasing it)")
     if (clip_id is None) == (case_id is None):
         raise InvalidInput("a hold is on one clip (clip_id) or one case (case_id)")
     with ctx.db.session() as s:
@@ -275,7 +269,7 @@ def release_hold(ctx: Context, principal: Principal, hold_id: str, reason: str) 
     """End a hold. Clips it covered become disposable again only if nothing else holds them,
     and only when due: a release never disposes of anything by itself."""
     require(principal, "holds.manage")
-    reason = _reason(reason, "a hold (placing or releasing it)")
+    reason = ledger_reason(reason, "a hold (placing or releasing it)")
     with ctx.db.write_session() as s:
         hold = s.get(Hold, hold_id)
         if hold is None:
@@ -319,7 +313,7 @@ def list_holds(ctx: Context, principal: Principal, *, active: bool = True,
             q = q.where(Hold.released_at.is_(None))
         if case_id is not None:
             q = q.where(Hold.case_id == case_id)
-        return [_hold_dict(h) for h in s.scalars(q)]
+        return [hold_shown(principal, _hold_dict(h)) for h in s.scalars(q)]
 
 
 def _hold_dict(h: Hold) -> dict[str, Any]:
@@ -380,7 +374,7 @@ def _open_disposal(s: Session, disposal_id: str, principal: Principal) -> tuple[
 def approve(ctx: Context, principal: Principal, disposal_id: str, reason: str) -> dict[str, Any]:
     """An evidence officer approves a disposal; it is carried out at once."""
     require(principal, "retention.decide")
-    reason = _reason(reason, "a decision")
+    reason = ledger_reason(reason, "a decision")
     with ctx.db.write_session() as s:
         d, clip = _open_disposal(s, disposal_id, principal)
         if is_held(s, clip.id):
@@ -394,7 +388,7 @@ def approve(ctx: Context, principal: Principal, disposal_id: str, reason: str) -
 def retain(ctx: Context, principal: Principal, disposal_id: str, reason: str) -> dict[str, Any]:
     """Keep a due clip for another review period (MoPI review: "retain")."""
     require(principal, "retention.decide")
-    reason = _reason(reason, "a decision")
+    reason = ledger_reason(reason, "a decision")
     with ctx.db.write_session() as s:
         d, clip = _open_disposal(s, disposal_id, principal)
         _, rule = rule_for(ctx.settings, clip.category)
@@ -579,8 +573,9 @@ def _queue_due(ctx: Context, batch: int) -> list[tuple[str, bool]]:
     return queued
 
 
-def retention_of(ctx: Context, s: Session, clip: Clip) -> dict[str, Any]:
-    """What the clip detail page shows about retention."""
+def retention_of(ctx: Context, s: Session, clip: Clip, principal: Principal) -> dict[str, Any]:
+    """What the clip detail page shows `principal` about retention (hold reasons per
+    evidence.access.hold_shown)."""
     d = s.scalar(select(Disposal).where(Disposal.clip_id == clip.id).order_by(Disposal.created_at.desc()).limit(1))
     holds = s.scalars(select(Hold).where(
         Hold.released_at.is_(None),
@@ -592,6 +587,6 @@ def retention_of(ctx: Context, s: Session, clip: Clip) -> dict[str, Any]:
         "retain_until": clock.rfc3339(clip.retain_until) if clip.retain_until else None,
         "locked_until": clock.rfc3339(clip.locked_until) if clip.locked_until else None,
         "disposed_at": clock.rfc3339(clip.disposed_at) if clip.disposed_at else None,
-        "holds": [_hold_dict(h) for h in holds],
+        "holds": [hold_shown(principal, _hold_dict(h)) for h in holds],
         "disposal": _disposal_dict(d) if d else None,
     }
