@@ -101,7 +101,9 @@ def test_a_full_disk_fails_the_clip_clearly_and_the_next_run_stores_it(
     settings, ctx, key, big, camera, filler = (full.settings, full.ctx, full.key, full.big,
                                                full.camera, full.filler)
     with running_store(settings, tmp_path / "logs") as server:
-        first = dock(camera, server.url, key, "--retries", "2")
+        # A dock station waits out a full disk for a while (--wait-for-api); here it gives up
+        # after a few seconds so that the clip's failure is seen.
+        first = dock(camera, server.url, key, "--retries", "2", "--wait-for-api", "5")
         assert first.returncode == 1, first.stderr
         assert "Traceback" not in first.stderr, first.stderr
         failed = [line for line in first.stderr.splitlines() if "FAILED" in line]
