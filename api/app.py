@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api import problems
-from api.security import ClientAddress, SecurityHeaders
+from api.security import BodyLimit, ClientAddress, SecurityHeaders
 from api.routes import admin, audit, auth, cases, clips, health, ledger, uploads
 from api.ui import account as ui_account
 from api.ui import admin as ui_admin
@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(ClientAddress)  # before any route reads request.client
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)  # before any route parses one
     app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(auth.account_router)  # your own password and two-factor sign-in

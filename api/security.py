@@ -1,4 +1,5 @@
-"""Security headers on every response, and a client address that is an address.
+"""Security headers on every response, a client address that is an address, and request
+bodies of a bounded size.
 
 The UI is server-rendered with its scripts and styles in /ui/static, so the policy can
 forbid inline code and any other origin; nothing may frame the app (clickjacking).
@@ -12,6 +13,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from evidence.access import client_address
+
+PROBLEM_JSON = b"application/problem+json"
 
 CSP = "; ".join([
     "default-src 'self'",
@@ -61,3 +64,72 @@ class ClientAddress:
             host, port = scope["client"]
             scope = {**scope, "client": (client_address(host), port)}
         await self.app(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """No request body beyond `limit` bytes reaches a route: a 413 problem instead, whether
+    the client declared its length or streamed it in chunks. Object parts are exempt; their
+    presigned URL signs their size, which their route enforces (api/routes/objects.py).
+
+    Without it, a route parses whatever it is sent (a 10 MB sidecar in a declaration, a
+    form) before any check of its own can run."""
+
+    EXEMPT = ("/api/v1/objects/",)
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self.EXEMPT):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send)
+            return
+        seen = 0
+        over = False
+        answered = False
+
+        async def counted() -> dict:
+            nonlocal seen, over
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    over = True
+                    raise _BodyTooLarge
+            return message
+
+        async def answer(message: dict) -> None:
+            # Whatever the route made of a body cut short (a 400, a 500), the client is told
+            # what happened: 413.
+            nonlocal answered
+            if over:
+                if not answered:
+                    answered = True
+                    await self._refuse(send)
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, counted, answer)
+        except _BodyTooLarge:
+            pass
+        except Exception:
+            if not over:
+                raise
+        if over and not answered:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = (b'{"type":"about:blank","title":"Too large","status":413,"detail":"a request body '
+                b'may be at most ' + str(self.limit).encode() + b' bytes"}')
+        await send({"type": "http.response.start", "status": 413, "headers": [
+            (b"content-type", PROBLEM_JSON), (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})

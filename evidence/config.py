@@ -156,6 +156,9 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
     # /readyz says "disk full" for a local object store with less free space than this.
     storage_min_free_mb: int = Field(default=64, ge=0)
+    # No request body beyond this reaches a route (object parts excepted: their presigned URL
+    # signs their size). A dock's declaration with the largest sidecar it sends fits easily.
+    max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -916,3 +916,43 @@ def _closed_port() -> int:
     from tests.fixtures.services import free_port
 
     return free_port()
+
+
+def test_a_request_body_beyond_the_limit_is_a_413_before_any_route_parses_it(tmp_path: Path) -> None:
+    """A device's declaration with a 10 MB sidecar, or any body streamed without a length,
+    is refused whole with a problem document, and nothing reaches the permanent ledger.
+    A declaration with the largest sidecar a dock sends (1 MiB) still goes through."""
+    url = f"sqlite:///{tmp_path}/e.db"
+    upgrade(url)
+    settings = make_settings(tmp_path, url)
+    ctx = Context(settings)
+    key = create_device(ctx.ledger, "dock-big").key
+    device = {"Authorization": f"Device {key}"}
+
+    def declaration(sidecar_bytes: int) -> dict[str, Any]:
+        return {"sha256": "ab" * 32, "size": 10, "filename": "FILE0001.MP4",
+                "metadata": {"note": "x" * sidecar_bytes}}
+
+    before = ctx.ledger.size()
+    with running_api(settings) as base, httpx.Client(base_url=base, timeout=60) as http:
+        r = http.post("/api/v1/uploads", headers=device, json=declaration(10_000_000))
+        assert r.status_code == 413, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        assert str(settings.max_request_bytes) in r.json()["detail"]
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: the limit counts what arrives
+            yield b'{"sha256": "' + b"ab" * 32 + b'", "size": 10, "filename": "a.mp4", "metadata": {"n": "'
+            for _ in range(20):
+                yield b"y" * 1_000_000
+            yield b'"}}'
+
+        r = http.post("/api/v1/uploads", headers={**device, "Content-Type": "application/json"},
+                      content=chunks())
+        assert r.status_code == 413, r.text
+        r = http.post("/api/v1/auth/token", data={"username": "x" * 9_000_000, "password": "p"})
+        assert r.status_code == 413, r.text
+        assert ctx.ledger.size() == before, "nothing refused reached the ledger"
+
+        r = http.post("/api/v1/uploads", headers=device, json=declaration(1024 * 1024 - 100))
+        assert r.status_code == 201, r.text
+    assert ctx.ledger.size() == before + 1  # its upload.declared
