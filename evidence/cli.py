@@ -182,6 +182,12 @@ def up(
     typer.echo(f"worker: pid {worker_proc.pid}")
     typer.echo(f"sign in: http://{host}:{port}/ui  (create users with: evidence admin create-user)")
     typer.echo(f"API: http://{host}:{port}/api/v1  (OpenAPI: http://{host}:{port}/openapi.json)")
+    served = _served_settings(host, port).public_url
+    if served != settings.public_url:
+        # `evidence admin` runs in another process and cannot know this port: its enrolment
+        # links would send people to the wrong address.
+        typer.echo(f"note: `evidence admin` prints enrolment links for {settings.public_url}; "
+                   f"run it with EVIDENCE_PUBLIC_URL={served}", err=True)
     try:
         if not stop.requested:
             _run_api(host, port)

@@ -435,6 +435,7 @@ def test_evidence_up_then_dock_a_folder(tmp_path: Path, clip_with_sidecar: ClipF
         os.killpg(up.pid, signal.SIGTERM)
         out, _ = up.communicate(timeout=60)
     assert b"ledger verifier key:" in out
+    assert f"EVIDENCE_PUBLIC_URL=http://127.0.0.1:{port}".encode() in out, "links must not go to :8000"
 
 
 def _cps_downloads_a_bundle_built_by_the_embedded_worker(
