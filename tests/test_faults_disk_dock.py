@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from evidence.context import Context
 from evidence.ledger.models import LedgerEntry
 from evidence.storage import DEFAULT_PART_SIZE, original_key
 from tests.conftest import make_settings, sqlite_only
+from tests.fixtures.faults import small_disk
 from tests.fixtures.store_faults import (
     assert_nothing_lost, camera_folder, dock, docked_files, make_clips, running_store,
     wait_processed,
@@ -36,20 +36,11 @@ pytestmark = [pytest.mark.fault, pytest.mark.timeout(600)]
 MiB = 1024 * 1024
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
+@pytest.fixture(name="small_disk")
+def _small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 64 MiB tmpfs mounted for this test alone (the object store's whole disk)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs the suite as root)")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs",
-                           str(mount)], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, f"mount -t tmpfs failed: {done.stderr}"
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    with small_disk(tmp_path / "disk", 64 * MiB) as disk:
+        yield disk.path
 
 
 def _fill(mount: Path, leave: int) -> Path:
