@@ -7,14 +7,17 @@ forbid inline code and any other origin; nothing may frame the app (clickjacking
 
 from __future__ import annotations
 
+import logging
+
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.problems import PROBLEM_JSON
 from evidence.access import client_address
 
-PROBLEM_JSON = b"application/problem+json"
+log = logging.getLogger(__name__)
 
 CSP = "; ".join([
     "default-src 'self'",
@@ -118,11 +121,12 @@ class BodyLimit:
 
         try:
             await self.app(scope, counted, answer)
-        except _BodyTooLarge:
-            pass
-        except Exception:
+        except Exception as exc:
             if not over:
                 raise
+            # Our own _BodyTooLarge, or what a parser made of it: the 413 below says why.
+            log.debug("%s %s: body over %d bytes cut short (%r)", scope["method"], scope["path"],
+                      self.limit, exc)
         if over and not answered:
             await self._refuse(send)
 
@@ -130,6 +134,6 @@ class BodyLimit:
         body = (b'{"type":"about:blank","title":"Too large","status":413,"detail":"a request body '
                 b'may be at most ' + str(self.limit).encode() + b' bytes"}')
         await send({"type": "http.response.start", "status": 413, "headers": [
-            (b"content-type", PROBLEM_JSON), (b"content-length", str(len(body)).encode()),
+            (b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode()),
             (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})

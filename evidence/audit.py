@@ -29,10 +29,17 @@ ACCESS_TYPES = (
 def recent_access(ctx: Context, principal: Principal, *, limit: int = 100,
                   before: int | None = None) -> list[dict[str, Any]]:
     """Access records, newest first; page with `before` (a ledger index)."""
+    return newest_entries(ctx, principal, ACCESS_TYPES, limit=limit, before=before)
+
+
+def newest_entries(ctx: Context, principal: Principal, types: tuple[str, ...], *,
+                   limit: int = 100, before: int | None = None) -> list[dict[str, Any]]:
+    """Ledger entries of `types`, newest first, for an auditor; page with `before` (a ledger
+    index). The access log and the alerts are both views of this."""
     require(principal, "audit.read")
     if not 1 <= limit <= 500:
         raise InvalidInput("limit is 1 to 500")
-    q = select(LedgerEntry.idx, LedgerEntry.entry).where(LedgerEntry.type.in_(ACCESS_TYPES))
+    q = select(LedgerEntry.idx, LedgerEntry.entry).where(LedgerEntry.type.in_(types))
     if before is not None:
         q = q.where(LedgerEntry.idx < before)
     with ctx.db.session() as s:

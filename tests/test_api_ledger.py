@@ -1,4 +1,4 @@
-"""The ledger routes of DESIGN.md, spoken to over real HTTP."""
+"""The ledger routes (docs/ledger.md), spoken to over real HTTP."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ledger, to the letter of DESIGN.md, on SQLite and PostgreSQL."""
+"""The ledger, to the letter of docs/ledger.md, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_entries_are_rfc8785_and_hashes_follow_the_design(ctx: Context) -> None:
         assert obj["type"] == "test.event" and obj["actor"] == "user:tester"
         assert obj["subject"] == {"clip": f"c{i}"} and obj["n"] == i
         assert obj["at"].endswith("Z")
-        # The auditor's ten-line script: leaf and chain exactly as DESIGN.md says.
+        # The auditor's ten-line script: leaf and chain exactly as docs/ledger.md says.
         leaf = hashlib.sha256(b"\x00" + data).digest()
         chain = hashlib.sha256(chain + leaf).digest()
         tree.append(leaf)

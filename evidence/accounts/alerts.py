@@ -10,15 +10,11 @@ alerts: they are in the access log (evidence/audit.py).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from sqlalchemy import select
-
-from evidence.access import Principal, require
+from evidence.access import Principal
+from evidence.audit import newest_entries
 from evidence.context import Context
-from evidence.errors import InvalidInput
-from evidence.ledger.models import LedgerEntry
 
 ALERT_TYPES = (
     "user.created", "user.provisioned", "user.updated", "user.reset", "user.unlocked",
@@ -32,12 +28,4 @@ ALERT_TYPES = (
 def list_alerts(ctx: Context, principal: Principal, *, limit: int = 100,
                 before: int | None = None) -> list[dict[str, Any]]:
     """Alert entries, newest first; page with `before` (a ledger index)."""
-    require(principal, "audit.read")
-    if not 1 <= limit <= 500:
-        raise InvalidInput("limit is 1 to 500")
-    q = select(LedgerEntry.idx, LedgerEntry.entry).where(LedgerEntry.type.in_(ALERT_TYPES))
-    if before is not None:
-        q = q.where(LedgerEntry.idx < before)
-    with ctx.db.session() as s:
-        rows = s.execute(q.order_by(LedgerEntry.idx.desc()).limit(limit)).all()
-    return [{"index": i, **json.loads(e)} for i, e in rows]
+    return newest_entries(ctx, principal, ALERT_TYPES, limit=limit, before=before)

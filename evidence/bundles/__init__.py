@@ -1,1 +1,1 @@
-"""Court bundles: a ZIP a court, the CPS or the defence can check without us (DESIGN.md)."""
+"""Court bundles: a ZIP a court, the CPS or the defence can check without us (docs/bundles.md)."""

@@ -42,7 +42,7 @@ class LedgerSource(Protocol):
 
 
 class ApiSource:
-    """Reads the ledger through the public routes of DESIGN.md."""
+    """Reads the ledger through the public routes (docs/ledger.md)."""
 
     PAGE = 1000
 
