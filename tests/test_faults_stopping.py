@@ -120,20 +120,25 @@ def ten_second_clip(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
     return ClipFile.of(path)
 
 
-def test_sigterm_stops_the_worker_its_children_and_a_running_ffmpeg(
-    evidence_up, ten_second_clip: ClipFile, tmp_path: Path
-) -> None:
-    up, port, env = evidence_up
-    made = subprocess.run([sys.executable, "-m", "evidence", "admin", "create-device", "dock-t"],
+def _dock_one(env: dict[str, str], port: int, clip: ClipFile, camera: Path, device: str) -> None:
+    """A new dock device docks a camera folder holding `clip` into the `evidence up` on `port`;
+    the dock ends once the server has verified it (the review copies are still being made)."""
+    made = subprocess.run([sys.executable, "-m", "evidence", "admin", "create-device", device],
                           env=env, capture_output=True, text=True, check=True)
-    camera = tmp_path / "DCIM"
     camera.mkdir()
-    (camera / ten_second_clip.path.name).write_bytes(ten_second_clip.path.read_bytes())
+    (camera / clip.path.name).write_bytes(clip.path.read_bytes())
     docked = subprocess.run(
         [sys.executable, "-m", "evidence", "dock", str(camera), "--api", f"http://127.0.0.1:{port}"],
         env={**env, "EVIDENCE_DEVICE_KEY": made.stdout.strip().splitlines()[-1]},
         capture_output=True, text=True, timeout=120)
     assert docked.returncode == 0, docked.stderr
+
+
+def test_sigterm_stops_the_worker_its_children_and_a_running_ffmpeg(
+    evidence_up, ten_second_clip: ClipFile, tmp_path: Path
+) -> None:
+    up, port, env = evidence_up
+    _dock_one(env, port, ten_second_clip, tmp_path / "DCIM", "dock-t")
     started = _wait_for(up.pid, {"ffmpeg"}, 120)  # the worker is transcoding
     assert len(started) >= 3, started  # worker, its pool child, ffmpeg (and the scheduler)
 
@@ -173,16 +178,7 @@ def test_evidence_up_killed_mid_transcode_finishes_the_clip_when_started_again(
     again = None
     try:
         wait_until(lambda: _healthy(port), 60, "evidence up")
-        made = subprocess.run([sys.executable, "-m", "evidence", "admin", "create-device", "dock-k"],
-                              env=env, capture_output=True, text=True, check=True)
-        camera = tmp_path / "DCIM"
-        camera.mkdir()
-        (camera / ten_second_clip.path.name).write_bytes(ten_second_clip.path.read_bytes())
-        docked = subprocess.run(
-            [sys.executable, "-m", "evidence", "dock", str(camera), "--api", f"http://127.0.0.1:{port}"],
-            env={**env, "EVIDENCE_DEVICE_KEY": made.stdout.strip().splitlines()[-1]},
-            capture_output=True, text=True, timeout=120)
-        assert docked.returncode == 0, docked.stderr
+        _dock_one(env, port, ten_second_clip, tmp_path / "DCIM", "dock-k")
         started = set(_wait_for(first.pid, {"ffmpeg"}, 120)) | {first.pid}
         for pid in alive(started):  # everything at once, as a power cut would
             os.kill(pid, signal.SIGKILL)
