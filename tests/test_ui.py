@@ -24,6 +24,7 @@ import pytest
 
 from evidence import clock
 from evidence.accounts.service import authenticate_device, create_device, create_user
+from evidence.clips.models import Clip
 from evidence.context import Context
 from evidence.errors import NotAuthenticated
 from evidence.ingest.service import process_upload
@@ -400,6 +401,29 @@ def test_unplayable_clip_is_shown_with_the_ffmpeg_error(store: Store, open_page)
     expect(error).to_be_visible()
     assert error.inner_text().strip()
     assert page.locator("video").count() == 0
+
+
+def test_a_clip_without_a_recording_time_shows_when_it_was_docked(store: Store, open_page) -> None:
+    """A camera that writes no creation time (the unplayable clip here has none) must not leave a blank:
+    the list, the clip page and the grid say when it was docked instead, and say so."""
+    ctx = store.ctx
+    with ctx.db.session() as s:
+        clip = s.get(Clip, store.broken)
+        assert clip.recorded_at is None
+        docked = clip.ingested_at.strftime("%Y-%m-%d %H:%M")
+    page = open_page().page
+    sign_in(page, store.url, "eo_brown")
+    page.goto(f"{store.url}/ui/clips?view=list")
+    cell = page.locator(f'tr[data-clip-id="{store.broken}"] td[data-label="Recorded"]')
+    expect(cell).to_contain_text(f"docked {docked}")
+    own = page.locator(f'tr[data-clip-id="{store.own}"] td[data-label="Recorded"]')
+    expect(own).to_contain_text("2024-07-03 21:45")
+    expect(own).not_to_contain_text("docked")
+    page.goto(f"{store.url}/ui/clips?view=grid")
+    expect(page.locator(f'li[data-clip-id="{store.broken}"] .meta')).to_contain_text(f"docked {docked}")
+    page.goto(f"{store.url}/ui/clips/{store.broken}")
+    expect(page.locator(".cliphead .facts")).to_contain_text(f"Docked {docked}")
+    expect(page.locator(".cliphead .facts")).to_contain_text("no recording time in the clip")
 
 
 # -- officers, in the field ---------------------------------------------------------------------

@@ -73,6 +73,7 @@ def case_detail(ctx: Context, principal: Principal, case_id: str) -> dict[str, A
         out["exhibits"] = [
             {"clip_id": clip.id, "exhibit_ref": item.exhibit_ref, "filename": clip.filename,
              "sha256": clip.sha256, "recorded_at": clock.rfc3339(clip.recorded_at) if clip.recorded_at else None,
+             "docked_at": clock.rfc3339(clip.ingested_at),
              "officer_id": clip.officer_id, "state": clip.state}
             for item, clip in items
         ]
