@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 
 from evidence import clock
-from evidence.accounts.models import Device
+from evidence.accounts.models import Device, User
 from evidence.cases.models import Case, CaseItem
 from evidence.clips.models import Clip, ClipState, Derivative
 from evidence.context import Context
@@ -96,6 +96,10 @@ def plan_bundle(ctx: Context, case_id: str, tree_size: int, include_proxies: boo
             .where(CaseItem.case_id == case_id).order_by(CaseItem.added_at, CaseItem.id)
         ).all()
         devices = {d.id: d.name for d in s.scalars(select(Device))}
+        # Officers are named in the statement by their account as well as their number.
+        officers = {u.officer_id: u.username for u in s.scalars(
+            select(User).where(User.officer_id.in_([c.officer_id for _, c in rows if c.officer_id]
+                                                   or [""])))}
         derivative_rows = {
             (d.clip_id, d.kind): d for d in s.scalars(
                 select(Derivative).where(Derivative.clip_id.in_([c.id for _, c in rows])))
@@ -154,6 +158,10 @@ def plan_bundle(ctx: Context, case_id: str, tree_size: int, include_proxies: boo
                 d["file"] = path
                 media.append(MediaFile(path, row.key, row.sha256, row.size))
             derivatives.append(d)
+        history = attribution_history(clip_entries, parsed)
+        current = history[-1] if history else {
+            "officer": {"id": clip.officer_id, "how": None},
+            "camera": {"serial": clip.camera_serial, "how": None}}
         exhibits.append({
             "exhibit_ref": ref,
             "clip_id": clip.id,
@@ -161,9 +169,14 @@ def plan_bundle(ctx: Context, case_id: str, tree_size: int, include_proxies: boo
             "sha256": clip.sha256,
             "size": clip.size,
             "original_filename": clip.filename,
-            "officer_id": clip.officer_id,
+            "officer_id": current["officer"]["id"],
             "device": {"id": clip.device_id, "name": devices.get(clip.device_id or "")},
-            "camera_serial": clip.camera_serial,
+            "camera_serial": current["camera"]["serial"],
+            # Who recorded it and how the store knows, as the pinned ledger entries say, with
+            # every earlier attribution an evidence officer corrected (`attribution_history`).
+            "officer": {**current["officer"], "username": officers.get(current["officer"]["id"])},
+            "camera": current["camera"],
+            "attribution_history": history,
             "recorded_at": clock.rfc3339(clip.recorded_at) if clip.recorded_at else None,
             "ingested_at": clock.rfc3339(clip.ingested_at),
             "state": "disposed" if disposed else clip.state,
@@ -190,6 +203,32 @@ def plan_bundle(ctx: Context, case_id: str, tree_size: int, include_proxies: boo
         "files": [],  # filled by the builder once every other file's bytes are known
     }
     return Plan(manifest, media, checkpoint, ledger.verifier_key, entry_lines, parsed)
+
+
+ATTRIBUTION_TYPES = ("clip.ingested", "clip.attributed")
+
+
+def attribution_history(clip_entries: list[int], parsed: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The clip's attributions in ledger order: the one made at ingest, then each correction
+    (`clip.attributed`) with who made it and why. Each item: ledger_index, at, actor, reason,
+    officer {id, how}, camera {serial, how}."""
+    out: list[dict[str, Any]] = []
+    for i in clip_entries:
+        e = parsed[i]
+        if e["type"] not in ATTRIBUTION_TYPES:
+            continue
+        found = e.get("attribution") if e["type"] == "clip.ingested" else e
+        if not isinstance(found, dict):
+            continue  # ingested before the camera register existed
+        officer = found.get("officer") or {}
+        camera = found.get("camera") or {}
+        out.append({
+            "ledger_index": i, "at": e.get("at"), "actor": e.get("actor"),
+            "reason": e.get("reason") if e["type"] == "clip.attributed" else None,
+            "officer": {"id": officer.get("id"), "how": officer.get("how")},
+            "camera": {"serial": camera.get("serial"), "how": camera.get("how")},
+        })
+    return out
 
 
 def _disposal(clip: Clip, ref: str, clip_entries: list[int],

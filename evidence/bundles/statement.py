@@ -36,6 +36,48 @@ def _file_or_disposal(ex: dict[str, Any]) -> str:
             f"approved by {d['approved_by']}; ledger entry {d['ledger_index']})")
 
 
+def officer_text(officer: dict[str, Any]) -> str:
+    """'officer 4711 (pc_smith)', or that no officer is attributed: never a bare None."""
+    if not officer.get("id"):
+        return "no officer attributed"
+    name = f" ({officer['username']})" if officer.get("username") else ""
+    return f"officer {officer['id']}{name}"
+
+
+def camera_text(camera: dict[str, Any]) -> str:
+    return f"camera {camera['serial']}" if camera.get("serial") else "camera not identified"
+
+
+def how_text(part: dict[str, Any]) -> str:
+    return str(part.get("how") or "not recorded (docked before the camera register existed)")
+
+
+def recorded_text(ex: dict[str, Any]) -> str:
+    if ex.get("recorded_at"):
+        return f"recorded {ex['recorded_at']}"
+    return f"no recording time in the clip; docked {ex['ingested_at']}"
+
+
+def attribution_lines(ex: dict[str, Any]) -> list[str]:
+    """Plain sentences: who recorded the exhibit on which camera, how each was established,
+    and every earlier attribution an evidence officer corrected (with their reason)."""
+    officer = ex.get("officer") or {"id": ex.get("officer_id")}
+    camera = ex.get("camera") or {"serial": ex.get("camera_serial")}
+    lines = [f"Recorded by {officer_text(officer)}: established by {how_text(officer)}.",
+             f"On {camera_text(camera)}: established by {how_text(camera)}."]
+    history = ex.get("attribution_history") or []
+    for before, after in zip(history, history[1:]):
+        lines.append(
+            f"Re-attributed at {after['at']} by {after['actor']} (ledger entry {after['ledger_index']}), "
+            f"reason: \"{after['reason']}\"; before: {officer_text(before['officer'])}, "
+            f"{camera_text(before['camera'])} (ledger entry {before['ledger_index']}).")
+    return lines
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def statement_rows(plan: Plan) -> list[dict[str, Any]]:
     """Per exhibit: facts, custody events, accesses, derivatives (the statement's content)."""
     rows = []
@@ -72,14 +114,17 @@ def render_html(plan: Plan) -> bytes:
         out.append(
             f"<tr><td>{esc(ex['exhibit_ref'])}</td><td>{esc(_file_or_disposal(ex))}<br>"
             f"(docked as {esc(str(ex['original_filename']))})</td>"
-            f"<td>officer {esc(str(ex['officer_id']))}, camera {esc(str(ex['camera_serial']))}<br>"
-            f"{esc(str(ex['recorded_at']))}</td>"
+            f"<td>{esc(officer_text(ex.get('officer') or {'id': ex['officer_id']}))}, "
+            f"{esc(camera_text(ex.get('camera') or {'serial': ex['camera_serial']}))}<br>"
+            f"{esc(recorded_text(ex))}</td>"
             f"<td>{esc(str(ex['device']['name']))}<br>{esc(ex['ingested_at'])}</td>"
             f"<td><code>{esc(ex['sha256'])}</code><br>{ex['size']} bytes</td></tr>")
     out.append("</table>")
     for row in statement_rows(plan):
         ex = row["exhibit"]
         out.append(f"<h2>Exhibit {esc(ex['exhibit_ref'])}: continuity</h2>")
+        out.append("<h3>Who recorded it, on which camera</h3>")
+        out.extend(f"<p class='attribution'>{esc(line)}</p>" for line in attribution_lines(ex))
         out.append(_events_table("Custody (ledger entries)", row["custody"]))
         out.append(_events_table("Every access (views, downloads)", row["accesses"])
                    if row["accesses"] else "<p>No one viewed or downloaded this exhibit.</p>")
@@ -129,9 +174,9 @@ def render_pdf(plan: Plan) -> bytes:
         story += [
             Spacer(1, 10),
             Paragraph(f"Exhibit {esc(ex['exhibit_ref'])}: {esc(_file_or_disposal(ex))}", styles["Heading2"]),
-            Paragraph(f"Recorded by officer {esc(str(ex['officer_id']))} (camera "
-                      f"{esc(str(ex['camera_serial']))}) at {esc(str(ex['recorded_at']))}; docked by "
-                      f"device {esc(str(ex['device']['name']))}; ingested {esc(ex['ingested_at'])}.",
+            *[Paragraph(esc(line), styles["Normal"]) for line in attribution_lines(ex)],
+            Paragraph(f"{esc(_sentence(recorded_text(ex)))}; docked by device "
+                      f"{esc(str(ex['device']['name']))}; ingested {esc(ex['ingested_at'])}.",
                       styles["Normal"]),
             Paragraph(f"SHA-256 {esc(ex['sha256'])}, {ex['size']} bytes.", styles["Normal"]),
             Paragraph("Custody and access (ledger entry, time, who, what):", styles["Heading3"]),
