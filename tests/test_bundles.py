@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -215,6 +216,31 @@ def test_tampering_is_caught_and_named(bundled, tmp_path: Path) -> None:
         for what in expected:
             assert any(what in line for line in failed(out)), (name, what, out)
         assert "bundle verification FAILED" in out
+
+
+def test_a_bundle_damaged_in_place_fails_naming_the_member_without_a_traceback(
+        bundled, tmp_path: Path) -> None:
+    """A bit flipped inside a stored member (a bad disk, a bad copy) makes zipfile raise
+    BadZipFile (bad CRC-32) on reading it: the verifier reports a FAIL naming that member and
+    exits 1, as a court expert's command line must, never a Python traceback."""
+    _, ctx, _, _, path = bundled
+    with zipfile.ZipFile(path) as zf:
+        info = next(i for i in zf.infolist() if i.filename.startswith("media/") and i.file_size > 1000)
+    damaged = tmp_path / "damaged.zip"
+    data = bytearray(path.read_bytes())
+    # The local header is 30 bytes plus the name and the extra field; the data follows it.
+    name_len, extra_len = int.from_bytes(data[info.header_offset + 26:info.header_offset + 28], "little"), \
+        int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
+    at = info.header_offset + 30 + name_len + extra_len + info.compress_size // 2
+    data[at] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    run = subprocess.run([sys.executable, "-m", "evidence", "verify", "bundle", str(damaged),
+                          *pins(ctx, tmp_path)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Traceback" not in run.stdout + run.stderr
+    assert f"FAIL  ZIP member {info.filename}: damaged in this copy" in run.stdout
+    assert "obtain the bundle again" in run.stdout
+    assert verify(path, *pins(ctx, tmp_path))[0] == 0, "the undamaged copy still verifies"
 
 
 def _with_sums(members: dict[str, bytes], changes: dict[str, bytes]) -> dict[str, bytes | None]:

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ def verify_bundle(path: Path, report: Report, *, ledger_key: str | None = None,
         report.add("bundle readable", False, f"{path}: {exc}")
         return report
     with zf:
-        hashes = _hash_members(zf)
+        hashes = _hash_members(zf, report)
         _check_sums(zf, hashes, report)
         manifest = _check_signature(zf, report, bundle_key_pem)
         if manifest is None:
@@ -51,24 +52,38 @@ def verify_bundle(path: Path, report: Report, *, ledger_key: str | None = None,
     return report
 
 
+DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError)
+"""What reading a member of a ZIP damaged in place raises: a bad CRC-32, a broken deflate
+stream, a truncated file, an unknown compression method."""
+
+
 def _read(zf: zipfile.ZipFile, name: str) -> bytes | None:
     try:
         return zf.read(name)  # only small members (text, keys) are read whole
     except KeyError:
         return None
+    except DAMAGE:
+        return None  # already reported by _hash_members, which reads every member first
 
 
-def _hash_members(zf: zipfile.ZipFile) -> dict[str, tuple[str, int]]:
-    """sha256 and size of every member, read in chunks (media can be gigabytes)."""
+def _hash_members(zf: zipfile.ZipFile, report: Report) -> dict[str, tuple[str, int]]:
+    """sha256 and size of every member, read in chunks (media can be gigabytes). A member
+    the ZIP itself cannot give back intact is a failure named after it, never a crash."""
     out = {}
     for info in zf.infolist():
         if info.is_dir():
             continue
         digest, n = hashlib.sha256(), 0
-        with zf.open(info) as f:
-            while chunk := f.read(CHUNK):
-                digest.update(chunk)
-                n += len(chunk)
+        try:
+            with zf.open(info) as f:
+                while chunk := f.read(CHUNK):
+                    digest.update(chunk)
+                    n += len(chunk)
+        except DAMAGE as exc:
+            report.add(f"ZIP member {info.filename}", False,
+                       f"damaged in this copy of the bundle ({exc}); obtain the bundle again "
+                       "from its source: nothing in a damaged copy can be relied on")
+            continue
         out[info.filename] = (digest.hexdigest(), n)
     return out
 
