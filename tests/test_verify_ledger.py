@@ -183,8 +183,17 @@ def test_verify_over_the_api_matches(filled: Context, tmp_path: Path) -> None:
                                           str(tmp_path / "cp"), "--token", token])
         assert result.exit_code == 0, result.output
         assert "verifier key taken from" in result.output
-        refused = CliRunner().invoke(app, ["verify", "ledger", "--api", url])
-        assert refused.exit_code == 1 and "401" in refused.output
+        # Refusals show the server's own words and what to do, not a guess about the network.
+        import httpx
+
+        for bad_token in (None, "an-expired-or-forged-token"):
+            headers = {"Authorization": f"Bearer {bad_token}"} if bad_token else {}
+            said = httpx.get(f"{url}/api/v1/ledger/entries?start=0&end=1", headers=headers).json()["detail"]
+            args = ["verify", "ledger", "--api", url] + (["--token", bad_token] if bad_token else [])
+            refused = CliRunner().invoke(app, args)
+            assert refused.exit_code == 1 and "HTTP 401" in refused.output
+            assert said in refused.output and "sign in again" in refused.output
+            assert "check the URL" not in refused.output
 
 
 def test_api_verify_pinpoints_a_recomputed_edit(filled: Context) -> None:

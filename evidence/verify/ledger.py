@@ -41,6 +41,24 @@ class LedgerSource(Protocol):
     def consistency_proof(self, first: int, second: int) -> list[bytes]: ...
 
 
+REFUSAL_HINTS = {
+    401: "; sign in again for a fresh token (EVIDENCE_TOKEN or --token): it may have expired",
+    403: "; reading the ledger needs an auditor's or evidence officer's account",
+}
+
+
+def problem_detail(resp: httpx.Response) -> str:
+    """The server's own words: an RFC 9457 problem's detail (or title), else its text."""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    text = body.get("detail") or body.get("title") if isinstance(body, dict) else None
+    if not isinstance(text, str):
+        text = resp.text.strip() or resp.reason_phrase or "no detail"
+    return text[:300]
+
+
 class ApiSource:
     """Reads the ledger through the public routes (docs/ledger.md)."""
 
@@ -54,8 +72,11 @@ class ApiSource:
     def _get(self, path: str, **params: int) -> httpx.Response:
         resp = self._http.get(f"/api/v1/ledger/{path}", params=params)
         if resp.status_code == 404:
-            raise NotFound(resp.json().get("detail", "not found"))
-        resp.raise_for_status()
+            raise NotFound(problem_detail(resp))
+        if resp.status_code >= 400:
+            raise EvidenceError(
+                f"the server refused (HTTP {resp.status_code}): {problem_detail(resp)}"
+                + REFUSAL_HINTS.get(resp.status_code, ""))
         return resp
 
     def verifier_key(self) -> str:
