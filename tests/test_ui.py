@@ -426,6 +426,18 @@ def test_a_clip_without_a_recording_time_shows_when_it_was_docked(store: Store, 
     expect(page.locator(".cliphead .facts")).to_contain_text("no recording time in the clip")
 
 
+def test_on_a_phone_the_player_and_its_reason_come_before_every_form(store: Store, open_page) -> None:
+    """An evidence officer on a phone opens a clip: the player (asking for the viewing
+    reason) is the first card, then tags; redaction and retention come after, not before."""
+    page = open_page(PHONE).page
+    sign_in(page, store.url, "eo_brown")
+    page.goto(f"{store.url}/ui/clips/{store.own}")
+    top = {sel: page.locator(sel).bounding_box()["y"]
+           for sel in ("#player", "#tags", "#redact", "#retention")}
+    assert top["#player"] < top["#tags"] < min(top["#redact"], top["#retention"]), top
+    no_horizontal_overflow(page)
+
+
 # -- officers, in the field ---------------------------------------------------------------------
 
 
