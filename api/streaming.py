@@ -33,14 +33,17 @@ async def footage_response(
     )
 
 
-async def bundle_response(request: Request, principal: Principal, bundle_id: str) -> Response:
+async def bundle_response(request: Request, principal: Principal, bundle_id: str,
+                          reason: str | None) -> Response:
     """A court bundle for the API and the UI alike: the policy and the `bundle.downloaded`
-    ledger entry (`open_download`, every request, ranges included), then the ZIP with Range."""
+    ledger entry (`open_download`: one per download, with the reason), then the ZIP with Range."""
     ctx = request.app.state.ctx
+    source_ip = request.client.host if request.client else None
     try:
         info, span = await anyio.to_thread.run_sync(
-            open_download, ctx, principal, bundle_id, request.headers.get("range"),
-            request.headers.get("if-range"))
+            lambda: open_download(ctx, principal, bundle_id, request.headers.get("range"),
+                                  request.headers.get("if-range"), reason=reason,
+                                  source_ip=source_ip))
     except RangeNotSatisfiable as exc:
         return _not_satisfiable(exc)
     return await ranged_response(request, ctx.store, info, media_type="application/zip",

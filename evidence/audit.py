@@ -17,13 +17,41 @@ from evidence.cases.models import AccessGrant, Case
 from evidence.clips.models import Clip
 from evidence.context import Context
 from evidence.errors import Conflict, InvalidInput, NotFound
-from evidence.ledger.models import LedgerEntry
+from evidence.ledger.models import LedgerEntry, LedgerRef
 
 ACCESS_TYPES = (
     "clip.viewed", "clip.downloaded", "clip.thumbnail_viewed", "user.logged_in",
     "user.locked_out", "grant.created", "grant.revoked", "share.created", "share.revoked",
     "bundle.downloaded",
 )
+
+
+ACCESS_WINDOW = dt.timedelta(minutes=30)
+"""One sitting: a person who plays (or downloads) the same thing for the same reason again
+within this window, e.g. the browser's Range requests or a resumed download, is the same
+access, recorded once."""
+
+
+def recently_recorded(ctx: Context, user_id: str, entry_type: str, subject: tuple[str, str],
+                      reason: str, object_key: str | None = None) -> bool:
+    """Whether `user_id` already has an `entry_type` entry about `subject` (("clip", id) or
+    ("bundle", id)) with this reason (and object, when given) within ACCESS_WINDOW."""
+    since = clock.now() - ACCESS_WINDOW
+    kind, ident = subject
+    with ctx.db.session() as s:
+        rows = s.scalars(
+            select(LedgerEntry.entry)
+            .join(LedgerRef, LedgerRef.idx == LedgerEntry.idx)
+            .where(LedgerRef.ref == f"user:{user_id}", LedgerEntry.type == entry_type,
+                   LedgerEntry.at >= since)
+            .order_by(LedgerEntry.idx.desc()).limit(50)
+        ).all()
+    for raw in rows:
+        e = json.loads(raw)
+        if (e.get("subject", {}).get(kind) == ident and e.get("reason") == reason
+                and (object_key is None or e.get("object", object_key) == object_key)):
+            return True
+    return False
 
 
 def recent_access(ctx: Context, principal: Principal, *, limit: int = 100,

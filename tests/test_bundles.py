@@ -47,12 +47,19 @@ def bundled(shared_world, tmp_path: Path):  # noqa: F811  (the fixture imported 
     assert seen[-1] == 100
     status = f.http.get(f"/api/v1/bundles/{bundle_id}", headers=cps).json()
     assert status["state"] == "ready" and status["progress"] == 100
-    got = f.http.get(f"/api/v1/bundles/{bundle_id}/download", headers=cps)
+    # Taking a bundle needs a reason, as playing footage does; without one nothing leaves.
+    refused = f.http.get(f"/api/v1/bundles/{bundle_id}/download", headers=cps)
+    assert refused.status_code == 422 and "needs a reason" in refused.json()["detail"]
+    got = f.http.get(f"/api/v1/bundles/{bundle_id}/download", headers=cps, params=TAKE)
     assert got.status_code == 200 and got.headers["content-type"] == "application/zip"
     assert hashlib.sha256(got.content).hexdigest() == status["sha256"]
     path = tmp_path / "bundle.zip"
     path.write_bytes(got.content)
     yield f, ctx, case_id, bundle_id, path
+
+
+TAKE = {"reason": "court preparation: first hearing"}
+"""The reason a test gives for taking a bundle (the API asks for one, as for footage)."""
 
 
 def verify(path: Path, *extra: str) -> tuple[int, str]:
@@ -104,13 +111,24 @@ def test_cps_downloads_a_bundle_that_verifies_with_and_without_our_code(bundled,
     for cmd in (sums, sig):
         done = subprocess.run(cmd.split(), cwd=where, capture_output=True, text=True)
         assert done.returncode == 0, (cmd, done.stdout, done.stderr)
-    # Range works, and every download is in the ledger with who downloaded it.
-    part = f.http.get(f"/api/v1/bundles/{bundle_id}/download", headers={**f.as_("cps_green"),
-                      "Range": "bytes=0-3"})
+    # Range works; the download is in the ledger with who took it, their role, why and from
+    # where, once: a resumed range of the same download for the same reason is not another.
+    part = f.http.get(f"/api/v1/bundles/{bundle_id}/download", params=TAKE,
+                      headers={**f.as_("cps_green"), "Range": "bytes=0-3"})
     assert part.status_code == 206 and part.content == b"PK\x03\x04"
     downloads = [json.loads(e) for _, e in ctx.ledger.entries_about(f"bundle:{bundle_id}")]
     downloads = [e for e in downloads if e["type"] == "bundle.downloaded"]
-    assert len(downloads) == 2 and {e["actor"] for e in downloads} == {"user:cps_green"}
+    assert len(downloads) == 1, downloads
+    (taken,) = downloads
+    assert (taken["actor"], taken["role"], taken["reason"]) == (
+        "user:cps_green", "cps", "court preparation: first hearing")
+    assert taken["source_ip"]
+    # Another reason is another access, recorded.
+    assert f.http.get(f"/api/v1/bundles/{bundle_id}/download", headers=f.as_("cps_green"),
+                      params={"reason": "disclosure"}).status_code == 200
+    downloads = [json.loads(e) for _, e in ctx.ledger.entries_about(f"bundle:{bundle_id}")]
+    assert [e["reason"] for e in downloads if e["type"] == "bundle.downloaded"] == [
+        "court preparation: first hearing", "disclosure"]
     assert build_bundle(ctx, bundle_id) == "ready", "a repeated task leaves a ready bundle alone"
     exported = [json.loads(e) for _, e in ctx.ledger.entries_about(f"bundle:{bundle_id}")
                 if json.loads(e)["type"] == "bundle.exported"]
@@ -328,7 +346,8 @@ def test_a_bundle_carries_the_checkpoint_timestamp(bundled, tsa, tmp_path: Path)
     bundle_id = f.http.post(f"/api/v1/cases/{case_id}/bundles", headers=f.as_("eo_brown")).json()["id"]
     assert build_bundle(worker, bundle_id) == "ready"
     path = tmp_path / "stamped.zip"
-    path.write_bytes(f.http.get(f"/api/v1/bundles/{bundle_id}/download", headers=f.as_("cps_green")).content)
+    path.write_bytes(f.http.get(f"/api/v1/bundles/{bundle_id}/download", headers=f.as_("cps_green"),
+                                params=TAKE).content)
     code, out = verify(path, *pins(ctx, tmp_path), "--tsa-ca", str(tsa.good.ca_pem))
     assert code == 0 and "PASS  timestamp token" in out, out
     # Without --tsa-ca the bundled CA is used, and the report says where the root came from.
@@ -404,7 +423,7 @@ def test_an_exhibit_ref_edited_after_the_request_leaves_the_bundle_as_it_was(bun
     new_id = f.http.post(f"/api/v1/cases/{case_id}/bundles", headers=eo).json()["id"]
     assert build_bundle(ctx, new_id) == "ready"
     newer = tmp_path / "newer.zip"
-    newer.write_bytes(f.http.get(f"/api/v1/bundles/{new_id}/download", headers=eo).content)
+    newer.write_bytes(f.http.get(f"/api/v1/bundles/{new_id}/download", headers=eo, params=TAKE).content)
     with zipfile.ZipFile(newer) as zf:
         m = json.loads(zf.read(mf.MANIFEST))
     (edited,) = [e for e in m["exhibits"] if e["clip_id"] == ex["clip_id"]]
@@ -433,7 +452,7 @@ def test_an_auditor_takes_a_bundle_only_with_footage_access_to_every_exhibit(bun
     f, ctx, case_id, bundle_id, _ = bundled
     aud = f.as_("aud_white")
     clip_ids = [e["clip_id"] for e in f.http.get(f"/api/v1/cases/{case_id}", headers=aud).json()["exhibits"]]
-    url = f"/api/v1/bundles/{bundle_id}/download"
+    url = f"/api/v1/bundles/{bundle_id}/download?reason=audit"
     before = ctx.ledger.size()
     assert f.http.get(f"/api/v1/bundles/{bundle_id}", headers=aud).status_code == 200
     r = f.http.get(url, headers=aud)
@@ -454,9 +473,9 @@ def test_an_auditor_takes_a_bundle_only_with_footage_access_to_every_exhibit(bun
 
 def test_a_garbage_range_is_refused_or_ignored_and_never_stored(bundled) -> None:
     """A 10 KB Range header is a 416 (or, in a unit other than bytes, ignored: 200), never a
-    500; the ledger keeps the range resolved against the ZIP, never the client's text."""
+    500, and no ledger entry; the client's text never reaches the ledger."""
     f, ctx, _, bundle_id, path = bundled
-    url = f"/api/v1/bundles/{bundle_id}/download"
+    url = f"/api/v1/bundles/{bundle_id}/download?reason=audit"
     cps = f.as_("cps_green")
     size = path.stat().st_size
     before = ctx.ledger.size()
@@ -475,8 +494,9 @@ def test_a_garbage_range_is_refused_or_ignored_and_never_stored(bundled) -> None
     stale = f.http.get(url, headers={**cps, "Range": "bytes=0-3", "If-Range": '"' + "0" * 64 + '"'})
     assert stale.status_code == 200 and len(stale.content) == size
     entries = [json.loads(e) for _, e in ctx.ledger.entries(before, ctx.ledger.size())]
-    assert [e.get("range") for e in entries if e["type"] == "bundle.downloaded"] == [
-        f"4-{size - 1}", None, None]
+    taken = [e for e in entries if e["type"] == "bundle.downloaded"]
+    assert len(taken) == 1 and taken[0]["reason"] == "audit", "three requests, one download"
+    assert all(len(json.dumps(e)) < 2000 for e in entries)
 
 
 def test_ten_requests_for_an_unchanged_case_store_one_bundle(bundled) -> None:

@@ -464,7 +464,8 @@ def _cps_downloads_a_bundle_built_by_the_embedded_worker(
     bundle = httpx.post(f"{api}/api/v1/cases/{case['id']}/bundles", headers=eo, json={}).json()
     wait_until(lambda: httpx.get(f"{api}/api/v1/bundles/{bundle['id']}", headers=cps
                                  ).json()["state"] == "ready", 120, "the embedded worker building the bundle")
-    got = httpx.get(f"{api}/api/v1/bundles/{bundle['id']}/download", headers=cps, timeout=60)
+    got = httpx.get(f"{api}/api/v1/bundles/{bundle['id']}/download", headers=cps, timeout=60,
+                    params={"reason": "court preparation"})
     assert got.status_code == 200
     path = tmp_path / "bundle.zip"
     path.write_bytes(got.content)

@@ -344,7 +344,7 @@ def test_cps_gets_a_court_bundle_through_the_browser(store: Store, open_page, tm
     expect(bundle_row).to_contain_text("with redactions")
     bundle_id = bundle_row.get_attribute("data-bundle")
     assert build_bundle(store.ctx, bundle_id) == "ready"
-    expect(eo.locator("tr[data-bundle] a", has_text="Download ZIP")).to_be_visible(timeout=20_000)
+    expect(eo.locator("tr[data-bundle] button", has_text="Download ZIP")).to_be_visible(timeout=20_000)
     expect(eo.locator("tr[data-bundle]")).to_have_attribute("data-state", "ready")
     screenshot(eo, "ui-case-bundles-desktop.png")
     w.assert_no_csp_violations()
@@ -364,8 +364,12 @@ def test_cps_gets_a_court_bundle_through_the_browser(store: Store, open_page, tm
     cps.wait_for_url(case_url)
     expect(cps.locator(".table--exhibits")).to_contain_text("RR/7")
     assert cps.locator("#shares, #include-proxies, input[name=exhibit_ref]").count() == 0
+    # Taking the bundle asks why, as footage does; the reason goes into the ledger.
+    taking = cps.locator(f"tr[data-bundle='{bundle_id}'] form.dlform")
+    taking.locator("select[name=reason]").select_option("court preparation")
+    taking.locator("input[name=detail]").fill("plea hearing 12 Jan")
     with cps.expect_download() as download:
-        cps.get_by_role("link", name="Download ZIP").click()
+        taking.get_by_role("button", name="Download ZIP").click()
     path = tmp_path / "bundle.zip"
     download.value.save_as(path)
     assert path.read_bytes()[:4] == b"PK\x03\x04"
@@ -376,7 +380,8 @@ def test_cps_gets_a_court_bundle_through_the_browser(store: Store, open_page, tm
     assert [e["exhibit_ref"] for e in manifest["exhibits"]] == ["RR/7"]
     downloads = [e for e in ledger_entries(store.ctx, "bundle.downloaded")
                  if e["subject"]["bundle"] == bundle_id]
-    assert [(e["actor"], e["role"]) for e in downloads] == [("user:cps_blue", "cps")]
+    assert [(e["actor"], e["role"], e["reason"]) for e in downloads] == [
+        ("user:cps_blue", "cps", "court preparation: plea hearing 12 Jan")]
     c.assert_no_csp_violations()
 
     # Revoked: the case, its page and its bundle are gone for the lawyer at once.
@@ -555,14 +560,14 @@ def test_an_auditor_without_a_grant_sees_a_bundle_but_cannot_take_it(store: Stor
     row = page.locator(f"tr[data-bundle='{b['id']}']")
     expect(row).to_have_attribute("data-state", "ready")
     expect(row.locator("[data-needs-grant]")).to_be_visible()
-    assert row.get_by_role("link", name="Download ZIP").count() == 0
+    assert row.get_by_role("button", name="Download ZIP").count() == 0
     response = page.request.get(f"{store.url}/ui/bundles/{b['id']}/download")
     assert response.status == 403
     # The evidence officer's row has the link.
     page = open_page().page
     sign_in(page, store.url, "eo_brown")
     page.goto(f"{store.url}/ui/cases/{case['id']}")
-    expect(page.locator(f"tr[data-bundle='{b['id']}']").get_by_role("link", name="Download ZIP")).to_be_visible()
+    expect(page.locator(f"tr[data-bundle='{b['id']}']").get_by_role("button", name="Download ZIP")).to_be_visible()
 
 
 def test_wrong_password_says_nothing_about_which_part_was_wrong(store: Store, open_page) -> None:

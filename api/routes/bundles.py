@@ -40,7 +40,7 @@ def bundle_state(bundle_id: str, request: Request,
 
 
 @router.get("/bundles/{bundle_id}/download")
-async def download(bundle_id: str, request: Request,
+async def download(bundle_id: str, request: Request, reason: str | None = None,
                    principal: Principal = Depends(gate("bundles.read"))) -> Response:
-    # Every request that can return bytes is recorded first, ranges included.
-    return await bundle_response(request, principal, bundle_id)
+    """The ZIP, with Range; needs a reason (as footage does); one ledger entry per download."""
+    return await bundle_response(request, principal, bundle_id, reason)

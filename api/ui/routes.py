@@ -522,6 +522,7 @@ def case_page(case_id: str, request: Request,
              if allowed(principal, "retention.read") else [])
     today = clock.now().date()
     return render(request, "case.html", case=case, shares=shares, bundles=court, holds=holds,
+                  reasons=ctx.settings.access_reasons,
                   share_min=(today + dt.timedelta(days=1)).isoformat(),
                   share_max=(today + cases.MAX_SHARE).isoformat(),
                   share_default=(today + dt.timedelta(days=28)).isoformat())
@@ -610,9 +611,13 @@ def bundle_status(bundle_id: str, request: Request,
 
 @router.get("/bundles/{bundle_id}/download")
 async def bundle_download(bundle_id: str, request: Request,
+                          reason: Annotated[str | None, Query(max_length=100)] = None,
+                          detail: Annotated[str | None, Query(max_length=400)] = None,
                           principal: Principal = Depends(ui_gate("bundles.read"))) -> Response:
-    """The ZIP, through the API's own path: the `bundle.downloaded` ledger entry first."""
-    return await bundle_response(request, principal, bundle_id)
+    """The ZIP, through the API's own path: the `bundle.downloaded` ledger entry first, with
+    the reason chosen on the case page (code, and details when given)."""
+    text = f"{reason}: {detail.strip()}" if reason and detail and detail.strip() else reason
+    return await bundle_response(request, principal, bundle_id, text)
 
 
 _IDS = re.compile(r"[0-9A-Za-z-]{8,36}")

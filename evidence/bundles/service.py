@@ -20,8 +20,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from evidence import clock, outbox
-from evidence.access import Principal, require, require_case_footage, visible_case
+from evidence import audit, clock, outbox
+from evidence.access import (
+    Principal, check_reason, client_address, require, require_case_footage, visible_case,
+)
 from evidence.bundles import manifest as mf
 from evidence.bundles.keys import load_or_create_bundle_key, public_pem
 from evidence.bundles.models import Bundle, BundleState
@@ -312,16 +314,21 @@ def bundles_of(ctx: Context, principal: Principal, case_id: str) -> list[dict[st
 
 def open_download(ctx: Context, principal: Principal, bundle_id: str,
                   range_header: str | None = None,
-                  if_range: str | None = None) -> tuple[ObjectInfo, tuple[int, int] | None]:
+                  if_range: str | None = None, *, reason: str | None = None,
+                  source_ip: str | None = None) -> tuple[ObjectInfo, tuple[int, int] | None]:
     """Record the download in the ledger (before any byte leaves), then describe the object
     and the byte range to send (None: all of it).
 
-    The ledger keeps the range as resolved against the ZIP ("start-end", inclusive), never
-    the client's header: a malformed or unsatisfiable one is refused (416) before any entry.
+    A bundle is footage, so taking it needs a reason, as playing a clip does, and the entry
+    names the person, their role, the reason and the source address. The Range requests of
+    one download (a resumed or parallel download) are one entry: a repeat by the same person
+    for the same reason within audit.ACCESS_WINDOW is not written again. A malformed or
+    unsatisfiable range is refused (416) before any entry.
     """
     b = _readable(ctx, principal, bundle_id)
     with ctx.db.session() as s:
         require_case_footage(s, principal, b.case_id)
+    why = check_reason(reason, ctx.settings.access_reasons)  # after access: a 403 says more
     if b.state == BundleState.disposed:
         raise Disposed(f"bundle {bundle_id} was deleted when an exhibit in it was disposed of "
                        "under the retention policy; request a new bundle")
@@ -329,10 +336,11 @@ def open_download(ctx: Context, principal: Principal, bundle_id: str,
         raise InvalidInput(f"bundle {bundle_id} is {b.state}, not ready yet")
     info = ctx.store.stat(b.key)
     span = requested_range(range_header, if_range, info.sha256, info.size)
-    ctx.ledger.append(
-        "bundle.downloaded", actor=principal.actor,
-        subject={"bundle": b.id, "case": b.case_id, "user": principal.user_id},
-        sha256=b.sha256, size=b.size, role=principal.role.value,
-        **({"range": f"{span[0]}-{span[1]}"} if span else {}),
-    )
+    if not audit.recently_recorded(ctx, principal.user_id, "bundle.downloaded", ("bundle", b.id), why):
+        ctx.ledger.append(
+            "bundle.downloaded", actor=principal.actor,
+            subject={"bundle": b.id, "case": b.case_id, "user": principal.user_id},
+            sha256=b.sha256, size=b.size, role=principal.role.value, reason=why,
+            source_ip=client_address(source_ip),
+        )
     return info, span

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from evidence import clock
+from evidence import audit, clock
 from evidence.access import (Principal, bookmark_filter, check_reason, client_address,
                              clip_filter, custody_entry_visible, custody_entry_withheld,
                              require, side, visible_clip)
@@ -32,9 +32,6 @@ from evidence.storage import ObjectInfo, original_key
 
 MAX_PAGE = 100
 _TAG = re.compile(r"^[\w][\w .:/-]{0,63}$")
-# Range requests of one viewing (a browser fetches many while playing and seeking) are one
-# ledger entry: a repeat by the same user, same clip, same reason within this window is not.
-VIEW_WINDOW = dt.timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -261,7 +258,8 @@ def open_footage(
             )
         key, filename, sha256 = _footage_key(s, clip, kind)
     info = ctx.store.stat(key)
-    if not _recently_recorded(ctx, principal, clip_id, entry_type, why, key):
+    # The proxy and a redaction are two viewings (the object differs); Range requests are one.
+    if not audit.recently_recorded(ctx, principal.user_id, entry_type, ("clip", clip_id), why, key):
         ctx.ledger.append(
             entry_type, actor=principal.actor, subject={"clip": clip_id, "user": principal.user_id},
             role=principal.role.value, reason=why, source_ip=client_address(source_ip),
@@ -279,25 +277,6 @@ def _footage_key(s: Session, clip: Clip, kind: str) -> tuple[str, str, str]:
     if d is None:
         raise NotFound(f"clip {clip.id} has no {kind} (state: {clip.state})")
     return d.key, f"{stem}-{kind}{'.jpg' if kind == 'thumbnail' else '.mp4'}", d.sha256
-
-
-def _recently_recorded(ctx: Context, p: Principal, clip_id: str, entry_type: str, why: str,
-                       key: str) -> bool:
-    since = clock.now() - VIEW_WINDOW
-    with ctx.db.session() as s:
-        rows = s.scalars(
-            select(LedgerEntry.entry)
-            .join(LedgerRef, LedgerRef.idx == LedgerEntry.idx)
-            .where(LedgerRef.ref == f"user:{p.user_id}", LedgerEntry.type == entry_type,
-                   LedgerEntry.at >= since)
-            .order_by(LedgerEntry.idx.desc()).limit(50)
-        ).all()
-    for raw in rows:
-        e = json.loads(raw)
-        if (e.get("subject", {}).get("clip") == clip_id and e.get("reason") == why
-                and e.get("object", key) == key):  # the proxy and a redaction: two viewings
-            return True
-    return False
 
 
 # -- annotations -----------------------------------------------------------------------------
