@@ -3,27 +3,30 @@ and the explicit grants that let an auditor play footage."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import false, select, update
+from sqlalchemy import Select, exists, false, select, update
 from sqlalchemy.orm import aliased
 
 from evidence import clock
-from evidence.access import Principal, ledger_reason, require
+from evidence.access import Principal, client_address, ledger_reason, require
 from evidence.accounts.models import AccountRequest, Role, User
 from evidence.cases.models import AccessGrant, Case
 from evidence.clips.models import Clip
 from evidence.context import Context
 from evidence.errors import Conflict, InvalidInput, NotFound
+from evidence.ledger import catalogue
 from evidence.ledger.models import LedgerEntry, LedgerRef
 
-ACCESS_TYPES = (
-    "clip.viewed", "clip.downloaded", "clip.thumbnail_viewed", "user.logged_in",
-    "user.locked_out", "grant.created", "grant.revoked", "share.created", "share.revoked",
-    "bundle.downloaded",
-)
+ACCESS_TYPES = catalogue.AUDITED
+"""The access log: every access to footage, sign-in, administrative action and retention
+decision, and each reading of the log itself (evidence/ledger/catalogue.py)."""
 
 
 ACCESS_WINDOW = dt.timedelta(minutes=30)
@@ -54,10 +57,142 @@ def recently_recorded(ctx: Context, user_id: str, entry_type: str, subject: tupl
     return False
 
 
-def recent_access(ctx: Context, principal: Principal, *, limit: int = 100,
-                  before: int | None = None) -> list[dict[str, Any]]:
-    """Access records, newest first; page with `before` (a ledger index)."""
-    return newest_entries(ctx, principal, ACCESS_TYPES, limit=limit, before=before)
+@dataclass(frozen=True)
+class LogFilter:
+    """What an auditor narrows the access log to. Every field is optional."""
+
+    person: str | None = None  # a user name: entries about or by that person
+    clip_id: str | None = None
+    case_id: str | None = None
+    entry_type: str | None = None  # one of ACCESS_TYPES
+    since: dt.datetime | None = None  # inclusive
+    until: dt.datetime | None = None  # exclusive
+
+    def recorded(self) -> dict[str, str]:
+        """The filter as the `audit.log_read` entry keeps it: set fields only, bounded."""
+        out = {"person": self.person, "clip": self.clip_id, "case": self.case_id,
+               "type": self.entry_type,
+               "from": clock.rfc3339(self.since) if self.since else None,
+               "to": clock.rfc3339(self.until) if self.until else None}
+        return {k: v[:120] for k, v in out.items() if v}
+
+
+LOG_PAGE_MAX = 500
+CSV_MAX_ROWS = 100_000
+"""One export holds at most this many entries (newest first); narrow the filter for more."""
+
+
+def access_log(ctx: Context, principal: Principal, f: LogFilter = LogFilter(), *,
+               limit: int = 100, before: int | None = None,
+               source_ip: str | None = None) -> list[dict[str, Any]]:
+    """Access-log entries matching `f`, newest first; page with `before` (a ledger index).
+    Reading the log is itself recorded (`audit.log_read`, with the filter)."""
+    require(principal, "audit.read")
+    if not 1 <= limit <= LOG_PAGE_MAX:
+        raise InvalidInput(f"limit is 1 to {LOG_PAGE_MAX}")
+    q = _log_query(ctx, f)
+    if before is not None:
+        q = q.where(LedgerEntry.idx < before)
+    with ctx.db.session() as s:
+        rows = s.execute(q.order_by(LedgerEntry.idx.desc()).limit(limit)).all()
+    _record_read(ctx, principal, f, source_ip, export=False)
+    return [{"index": i, **json.loads(e)} for i, e in rows]
+
+
+def access_log_csv(ctx: Context, principal: Principal, f: LogFilter = LogFilter(), *,
+                   source_ip: str | None = None) -> Iterator[str]:
+    """The access log as CSV lines (header first), newest first, read in pages so memory
+    stays flat. Recorded as a read with `export: true` before any line is produced."""
+    require(principal, "audit.read")
+    q = _log_query(ctx, f)  # validates the filter before anything is recorded
+    _record_read(ctx, principal, f, source_ip, export=True)
+    return _csv_lines(ctx, q)
+
+
+CSV_COLUMNS = ("index", "time_utc", "type", "event", "actor", "role", "clip", "case", "bundle",
+               "reason_or_detail", "source_ip")
+
+
+def _csv_lines(ctx: Context, q: Select[Any]) -> Iterator[str]:
+    yield _csv_row(CSV_COLUMNS)
+    before, sent = None, 0
+    while sent < CSV_MAX_ROWS:
+        page = q if before is None else q.where(LedgerEntry.idx < before)
+        with ctx.db.session() as s:
+            rows = s.execute(page.order_by(LedgerEntry.idx.desc()).limit(500)).all()
+        if not rows:
+            return
+        for idx, raw in rows:
+            e = json.loads(raw)
+            subject = e.get("subject") or {}
+            yield _csv_row((
+                str(idx), e.get("at", ""), e.get("type", ""), catalogue.label(e.get("type", "")),
+                e.get("actor", ""), e.get("role", ""), _one(subject.get("clip")),
+                _one(subject.get("case")), _one(subject.get("bundle")), _detail(e),
+                e.get("source_ip", ""),
+            ))
+        sent += len(rows)
+        before = rows[-1][0]
+
+
+def _one(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _detail(e: dict[str, Any]) -> str:
+    for key in ("reason", "method", "grantee", "rule", "locked_until"):
+        if isinstance(e.get(key), str) and e[key]:
+            return e[key]
+    return ""
+
+
+def _csv_row(values: tuple[str, ...]) -> str:
+    out = io.StringIO()
+    # A value a spreadsheet would run as a formula (=, +, -, @) is quoted as text: reasons
+    # and names come from people.
+    csv.writer(out, lineterminator="\r\n").writerow(
+        ["'" + v if v[:1] in ("=", "+", "-", "@", "\t", "\r") else v for v in values])
+    return out.getvalue()
+
+
+def _log_query(ctx: Context, f: LogFilter) -> Select[Any]:
+    types = ACCESS_TYPES
+    if f.entry_type:
+        if f.entry_type not in ACCESS_TYPES:
+            raise InvalidInput(f"no access-log entry type {f.entry_type[:64]!r}; one of: "
+                               + ", ".join(ACCESS_TYPES))
+        types = (f.entry_type,)
+    q = select(LedgerEntry.idx, LedgerEntry.entry).where(LedgerEntry.type.in_(types))
+    refs: list[str] = []
+    if f.person:
+        with ctx.db.session() as s:
+            user_id = s.scalar(select(User.id).where(User.username == f.person.strip()))
+        if user_id is None:
+            raise NotFound(f"no user {f.person[:100]!r}")
+        refs.append(f"user:{user_id}")
+    if f.clip_id:
+        refs.append(f"clip:{f.clip_id.strip()}")
+    if f.case_id:
+        refs.append(f"case:{f.case_id.strip()}")
+    for ref in refs:
+        q = q.where(exists(select(LedgerRef.idx).where(LedgerRef.idx == LedgerEntry.idx,
+                                                       LedgerRef.ref == ref[:120])))
+    if f.since and f.until and f.since >= f.until:
+        raise InvalidInput("the time range is empty: 'from' must be before 'to'")
+    if f.since:
+        q = q.where(LedgerEntry.at >= f.since)
+    if f.until:
+        q = q.where(LedgerEntry.at < f.until)
+    return q
+
+
+def _record_read(ctx: Context, principal: Principal, f: LogFilter, source_ip: str | None,
+                 *, export: bool) -> None:
+    ctx.ledger.append(
+        "audit.log_read", actor=principal.actor, subject={"user": principal.user_id},
+        role=principal.role.value, filter=f.recorded(), export=export,
+        source_ip=client_address(source_ip),
+    )
 
 
 def newest_entries(ctx: Context, principal: Principal, types: tuple[str, ...], *,

@@ -203,6 +203,63 @@ def test_auditor_reads_recent_access(force) -> None:
     assert f.http.get("/api/v1/audit/access", headers=f.as_("eo_brown")).status_code == 403
 
 
+def test_the_access_log_filters_pages_exports_and_records_its_reading(force) -> None:
+    """An auditor narrows the log by person, clip, entry type and time; pages through it;
+    exports it as CSV (a reason that looks like a formula stays text); each reading is an
+    `audit.log_read` entry with the filter; administrative actions are in the log."""
+    f, ids, ctx = force
+    aud = f.as_("aud_white")
+    for reason in ("investigation", "other: =HYPERLINK(\"http://x\")", "audit"):
+        f.http.get(f"/api/v1/clips/{ids['own']}/stream", headers=f.as_("eo_brown"),
+                   params={"reason": reason})
+    f.http.get(f"/api/v1/clips/{ids['other']}/stream", headers=f.as_("eo_brown"),
+               params={"reason": "investigation"})
+    log = "/api/v1/audit/access"
+    got = f.http.get(log, headers=aud, params={"person": "eo_brown", "clip": ids["own"],
+                                                "type": "clip.viewed"}).json()["items"]
+    assert [i["reason"] for i in got] == ["audit", 'other: =HYPERLINK("http://x")', "investigation"]
+    assert all(i["subject"]["clip"] == ids["own"] for i in got)
+    # Paging: one at a time, newest first, to the end.
+    seen, before = [], None
+    while True:
+        params = {"person": "eo_brown", "type": "clip.viewed", "limit": 1,
+                  **({"before": before} if before is not None else {})}
+        page = f.http.get(log, headers=aud, params=params).json()
+        seen += [i["index"] for i in page["items"]]
+        if page["next_before"] is None:
+            break
+        before = page["next_before"]
+    assert len(seen) == 4 and seen == sorted(seen, reverse=True)
+    # Time range: nothing before the store existed, everything up to tomorrow.
+    assert f.http.get(log, headers=aud, params={"to": "2000-01-01T00:00:00Z"}).json()["items"] == []
+    # Administrative actions are audited entries too (the force's accounts were made above).
+    kinds = {i["type"] for i in f.http.get(log, headers=aud, params={"limit": 500}).json()["items"]}
+    assert {"user.created", "device.created", "audit.log_read"} <= kinds
+    # Bad filters are clear errors.
+    bad = f.http.get(log, headers=aud, params={"type": "clip.ingested"})
+    assert bad.status_code == 422 and "no access-log entry type" in bad.json()["detail"]
+    assert f.http.get(log, headers=aud, params={"person": "nobody"}).status_code == 404
+    # CSV: a header, one row per entry, formulas neutralised, recorded as an export.
+    csv_resp = f.http.get(log + ".csv", headers=aud, params={"person": "eo_brown", "type": "clip.viewed"})
+    assert csv_resp.status_code == 200 and csv_resp.headers["content-type"].startswith("text/csv")
+    import csv as csvlib
+    import io
+
+    rows = list(csvlib.DictReader(io.StringIO(csv_resp.text)))
+    assert len(rows) == 4 and {r["event"] for r in rows} == {"Viewed"}
+    assert 'other: =HYPERLINK(""http://x"")' in csv_resp.text  # quoted CSV, unchanged text
+    from evidence.audit import _csv_row
+
+    assert _csv_row(("=1+2", "@SUM(A1)", "plain")) == "'=1+2,'@SUM(A1),plain\r\n", \
+        "a cell a spreadsheet would run as a formula is text"
+    assert f.http.get(log + ".csv", headers=f.as_("eo_brown")).status_code == 403
+    reads = [e for e in (json.loads(raw) for _, raw in ctx.ledger.entries(0, ctx.ledger.size()))
+             if e["type"] == "audit.log_read"]
+    assert reads[-1]["export"] is True and reads[-1]["filter"] == {"person": "eo_brown", "type": "clip.viewed"}
+    assert reads[-1]["actor"] == "user:aud_white" and reads[-1]["source_ip"]
+    assert any(r["filter"].get("clip") == ids["own"] for r in reads)
+
+
 @sqlite_only
 def test_a_10kb_range_header_on_footage_is_a_416_not_a_server_error(force) -> None:
     """Python will not turn over 4,300 digits into an int: the server must not try."""

@@ -657,6 +657,26 @@ def test_auditor_reads_the_access_log_and_plays_nothing_without_a_grant(store: S
     page.goto(store.url + "/ui/audit")
     expect(page.locator("h1")).to_have_text("Access log")
     expect(page.locator("tr[data-type='user.logged_in']").first).to_be_visible()
+    # Narrowed to one person's sign-ins, then exported with the same filter.
+    page.fill("#f-person", "aud_white")
+    page.select_option("#f-type", "user.logged_in")
+    page.get_by_role("button", name="Filter").click()
+    rows = page.locator("table.table--audit tbody tr")
+    expect(rows.first).to_be_visible()
+    assert {r.get_attribute("data-type") for r in rows.all()} == {"user.logged_in"}
+    expect(rows.first.locator("[data-label=Who]")).to_have_text("user:aud_white")
+    screenshot(page, "ui-audit-filtered.png")
+    with page.expect_download() as download:
+        page.locator("[data-export]").click()
+    text = Path(download.value.path()).read_text()
+    assert text.startswith("index,time_utc,type,event,actor") and "user:aud_white" in text
+    assert "pc_smith" not in text
+    reads = [e for e in ledger_entries(store.ctx, "audit.log_read") if e["actor"] == "user:aud_white"]
+    assert reads[-1]["export"] is True
+    assert reads[-1]["filter"] == {"person": "aud_white", "type": "user.logged_in"}
+    page.fill("#f-person", "nobody-at-all")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("#filter-error")).to_contain_text("No user 'nobody-at-all'")
     page.goto(f"{store.url}/ui/clips/{store.own}")
     expect(page.locator("#player")).to_contain_text("No footage access")
     assert page.locator("#reason").count() == 0

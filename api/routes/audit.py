@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from api.gates import gate
@@ -15,11 +16,46 @@ from evidence.types import MAX_BIGINT
 router = APIRouter(prefix="/api/v1", tags=["audit"])
 
 
+def log_filter(
+    person: str | None = Query(None, max_length=100, description="a user name"),
+    clip: str | None = Query(None, max_length=36),
+    case: str | None = Query(None, max_length=36),
+    type: str | None = Query(None, max_length=64, description="one entry type"),
+    since: dt.datetime | None = Query(None, alias="from", description="inclusive, ISO 8601"),
+    until: dt.datetime | None = Query(None, alias="to", description="exclusive, ISO 8601"),
+) -> audit.LogFilter:
+    return audit.LogFilter(person=person or None, clip_id=clip or None, case_id=case or None,
+                           entry_type=type or None, since=_utc(since), until=_utc(until))
+
+
+def _utc(t: dt.datetime | None) -> dt.datetime | None:
+    return t.replace(tzinfo=dt.UTC) if t is not None and t.tzinfo is None else t
+
+
+def _ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
 @router.get("/audit/access")
-def recent_access(request: Request, limit: int = Query(100, ge=1, le=500),
-                  before: int | None = Query(None, ge=0, le=MAX_BIGINT),
-                  principal: Principal = Depends(gate("audit.read"))) -> dict:
-    return {"items": audit.recent_access(request.app.state.ctx, principal, limit=limit, before=before)}
+def access_log(request: Request, f: audit.LogFilter = Depends(log_filter),
+               limit: int = Query(100, ge=1, le=audit.LOG_PAGE_MAX),
+               before: int | None = Query(None, ge=0, le=MAX_BIGINT),
+               principal: Principal = Depends(gate("audit.read"))) -> dict:
+    """Access, sign-in, administrative and retention entries, newest first, filtered; page
+    with `before` (the last index of the previous page). Reading it is recorded."""
+    items = audit.access_log(request.app.state.ctx, principal, f, limit=limit, before=before,
+                             source_ip=_ip(request))
+    return {"items": items, "next_before": items[-1]["index"] if len(items) == limit else None}
+
+
+@router.get("/audit/access.csv")
+def access_log_csv(request: Request, f: audit.LogFilter = Depends(log_filter),
+                   principal: Principal = Depends(gate("audit.read"))) -> StreamingResponse:
+    """The same log as CSV (newest first, at most audit.CSV_MAX_ROWS rows); recorded."""
+    lines = audit.access_log_csv(request.app.state.ctx, principal, f, source_ip=_ip(request))
+    return StreamingResponse(lines, media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": 'attachment; filename="access-log.csv"',
+        "Cache-Control": "private, no-store"})
 
 
 class GrantBody(BaseModel):

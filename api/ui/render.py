@@ -25,6 +25,7 @@ from starlette.responses import RedirectResponse, Response
 from api.ui import session as ui_session
 from evidence.access import ACTIONS, Principal
 from evidence.errors import EvidenceError
+from evidence.ledger import catalogue
 
 API_DIR = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = API_DIR / "templates"
@@ -49,32 +50,6 @@ STATE_LABELS = {
     "disposed": "Disposed",
 }
 
-EVENT_LABELS = {
-    "upload.created": "Upload declared by dock",
-    "upload.completed": "Upload completed",
-    "upload.rejected": "Upload rejected: hash mismatch",
-    "clip.ingested": "Ingested, SHA-256 verified",
-    "derivative.created": "Derivative made",
-    "clip.viewed": "Proxy viewed",
-    "clip.downloaded": "Original downloaded",
-    "clip.thumbnail_viewed": "Thumbnail shown",
-    "clip.tagged": "Tag added",
-    "clip.untagged": "Tag removed",
-    "clip.categorised": "Category set",
-    "clip.bookmarked": "Bookmark added",
-    "case.exhibit_added": "Added to case as exhibit",
-    "exhibit.referenced": "Exhibit reference changed",
-    "bundle.requested": "Court bundle requested",
-    "bundle.exported": "Court bundle built",
-    "case.created": "Case created",
-    "case.member_added": "Case member added",
-    "grant.created": "Footage grant created",
-    "share.created": "Shared",
-    "share.revoked": "Share revoked",
-    "bundle.downloaded": "Bundle downloaded",
-    "user.logged_in": "Signed in",
-    "user.locked_out": "Account locked out",
-}
 
 # Entry fields shown as the timeline's "details", in this order; the rest stay in the entry.
 _DETAIL_KEYS = ("reason", "tag", "category", "previous", "note", "at_ms", "exhibit_ref",
@@ -154,7 +129,7 @@ def sentence(value: str | None) -> str:
 
 
 def event_label(type_: str | None) -> str:
-    return EVENT_LABELS.get(type_ or "", type_ or "event")
+    return catalogue.label(type_) if type_ else "event"
 
 
 def event_details(entry: dict[str, Any]) -> list[tuple[str, str]]:

@@ -14,13 +14,12 @@ from typing import Annotated
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from api.gates import public, ui_gate
 from api.security import CSP
 from api.streaming import bundle_response, footage_response
 from api.ui import session as ui_session
-from evidence.verify.custody import check_custody
 from api.ui.render import STATIC, UIRoute, render, see_other
 from api.ui.session import csrf_protect
 from evidence import audit, clock, identity, redactions
@@ -35,7 +34,9 @@ from evidence.config import Settings
 from evidence.context import Context
 from evidence.errors import (AccessDenied, Conflict, InvalidInput, NotAuthenticated, NotFound,
                              TooManyAttempts)
+from evidence.ledger import catalogue
 from evidence.types import MAX_BIGINT
+from evidence.verify.custody import check_custody
 
 router = APIRouter(prefix="/ui", route_class=UIRoute, include_in_schema=False)
 
@@ -661,11 +662,59 @@ def add_member(case_id: str, request: Request,
 # -- auditors (the administrator's pages: api/ui/admin.py) ----------------------------------
 
 
+def _audit_filter(person: str | None, clip: str | None, case: str | None, type_: str | None,
+                  date_from: str | None, date_to: str | None,
+                  ) -> tuple[audit.LogFilter, dict[str, str], list[str]]:
+    """The access log's filter from the form's fields, the fields to keep in links, errors."""
+    errors: list[str] = []
+    d_from, d_to = _date(date_from, "From", errors), _date(date_to, "To", errors)
+    f = audit.LogFilter(person=_blank(person), clip_id=_blank(clip), case_id=_blank(case),
+                        entry_type=_blank(type_), since=_midnight(d_from),
+                        until=_midnight(d_to, days=1))  # "to" is inclusive: the whole day
+    params = {k: v for k, v in {"person": person, "clip": clip, "case": case, "type": type_,
+                                "from": date_from, "to": date_to}.items() if v and _blank(v)}
+    return f, params, errors
+
+
 @router.get("/audit")
 def audit_page(request: Request,
                before: Annotated[int | None, Query(ge=0, le=MAX_BIGINT)] = None,
+               person: Annotated[str | None, Query(max_length=100)] = None,
+               clip: Annotated[str | None, Query(max_length=36)] = None,
+               case: Annotated[str | None, Query(max_length=36)] = None,
+               type: Annotated[str | None, Query(max_length=64)] = None,
+               date_from: Annotated[str | None, Query(alias="from", max_length=20)] = None,
+               date_to: Annotated[str | None, Query(alias="to", max_length=20)] = None,
                principal: Principal = Depends(ui_gate("audit.read"))) -> Response:
-    items = audit.recent_access(_ctx(request), principal, limit=100, before=before)
+    """The access log with its filters; the same filters give the CSV export."""
+    f, params, errors = _audit_filter(person, clip, case, type, date_from, date_to)
+    items: list[dict] = []
+    if not errors:
+        try:
+            items = audit.access_log(_ctx(request), principal, f, limit=100, before=before,
+                                     source_ip=_ip(request))
+        except (InvalidInput, NotFound) as exc:
+            errors.append(str(exc))
     older = items[-1]["index"] if len(items) == 100 else None
-    return render(request, "audit.html", items=items, older=older, before=before)
+    return render(request, "audit.html", items=items, older=older, before=before, errors=errors,
+                  params=params, types=[(t, catalogue.label(t)) for t in audit.ACCESS_TYPES],
+                  query=lambda **extra: urlencode({**params, **extra}))
 
+
+@router.get("/audit.csv")
+def audit_csv(request: Request,
+              person: Annotated[str | None, Query(max_length=100)] = None,
+              clip: Annotated[str | None, Query(max_length=36)] = None,
+              case: Annotated[str | None, Query(max_length=36)] = None,
+              type: Annotated[str | None, Query(max_length=64)] = None,
+              date_from: Annotated[str | None, Query(alias="from", max_length=20)] = None,
+              date_to: Annotated[str | None, Query(alias="to", max_length=20)] = None,
+              principal: Principal = Depends(ui_gate("audit.read"))) -> Response:
+    """The filtered access log as CSV, as the API's /api/v1/audit/access.csv (recorded)."""
+    f, _, errors = _audit_filter(person, clip, case, type, date_from, date_to)
+    if errors:
+        raise InvalidInput("; ".join(errors))
+    lines = audit.access_log_csv(_ctx(request), principal, f, source_ip=_ip(request))
+    return StreamingResponse(lines, media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": 'attachment; filename="access-log.csv"',
+        "Cache-Control": "private, no-store"})

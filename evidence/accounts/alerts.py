@@ -15,6 +15,7 @@ from typing import Any
 from evidence.access import Principal
 from evidence.audit import newest_entries
 from evidence.context import Context
+from evidence.ledger import catalogue
 
 ALERT_TYPES = (
     "user.created", "user.provisioned", "user.updated", "user.reset", "user.unlocked",
@@ -23,6 +24,7 @@ ALERT_TYPES = (
     "approval.requested", "approval.approved", "approval.refused",
     "grant.created", "grant.revoked",
 )
+catalogue.require_listed(ALERT_TYPES)
 
 
 def list_alerts(ctx: Context, principal: Principal, *, limit: int = 100,

@@ -22,6 +22,7 @@ from evidence.cases.models import Case, CaseItem
 from evidence.clips.models import Clip, ClipState, Derivative
 from evidence.context import Context
 from evidence.errors import Disposed, NotFound
+from evidence.ledger import catalogue
 from evidence.ledger.note import NoteVerifier, open_checkpoint
 
 FORMAT = "evidence-store court bundle v1"
@@ -34,10 +35,9 @@ LEDGER_KEY = "ledger/key.txt"
 TOKEN = "ledger/checkpoint.tsr"
 TSA_CA = "ledger/tsa-ca.pem"  # the TSA's CA chain as configured; a court checks it independently
 ENTRIES = "ledger/entries.jsonl"
-# Entry types that are someone looking at or taking footage: the continuity statement lists
-# them as accesses (everything else is custody: docking, verification, derivation, sharing).
-ACCESS_TYPES = ("clip.viewed", "clip.downloaded", "clip.original_downloaded", "case.accessed",
-                "bundle.downloaded")
+# Entries that are someone looking at or taking footage: the continuity statement lists them
+# as accesses (everything else is custody: docking, verification, derivation, sharing).
+ACCESS_TYPES = catalogue.ACCESS
 
 
 @dataclass(frozen=True)
