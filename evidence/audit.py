@@ -146,7 +146,8 @@ def _detail(e: dict[str, Any]) -> str:
     return ""
 
 
-def _csv_row(values: tuple[str, ...]) -> str:
+def _csv_row(values: tuple[Any, ...]) -> str:
+    values = tuple("" if v is None else str(v) for v in values)  # fields may be null
     out = io.StringIO()
     # A value a spreadsheet would run as a formula (=, +, -, @) is quoted as text: reasons
     # and names come from people.
