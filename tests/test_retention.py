@@ -17,7 +17,7 @@ from evidence import clock
 from evidence.access import Principal
 from evidence.accounts.models import Role
 from evidence.accounts.service import create_user
-from evidence.cases.service import add_items, create_case
+from evidence.cases.service import add_items, close_case, create_case
 from evidence.clips.models import Clip, Derivative
 from evidence.clips.service import open_footage, set_category
 from evidence.config import RetentionRule
@@ -126,6 +126,8 @@ def test_a_held_clip_survives_until_the_hold_is_released(ctx: Context, clip_1080
     case = create_case(ctx, officer, "R v Doe", "URN 42")
     add_items(ctx, officer, case["id"], [held_id])
     hold = retention.place_hold(ctx, officer, case_id=case["id"], reason="Crown Court order 17/2026")
+    # Closed, so the exhibit rule no longer keeps it: here the hold alone does.
+    close_case(ctx, officer, case["id"], reason="verdict given")
     assert ctx.store.stat(original_key(clip_row(ctx, held_id).sha256)).legal_hold
     assert not ctx.store.stat(original_key(clip_row(ctx, free_id).sha256)).legal_hold
     scheduled = retention.schedule(ctx, officer, within_days=40)
@@ -145,7 +147,11 @@ def test_a_held_clip_survives_until_the_hold_is_released(ctx: Context, clip_1080
     with pytest.raises(Conflict):
         retention.release_hold(ctx, officer, hold["id"], reason="again")
     assert clip_row(ctx, held_id).state != "disposed", "a release never disposes by itself"
-    assert retention.sweep(ctx).disposed == 1
+    report = retention.sweep(ctx)
+    assert (report.queued, report.auto_approved, report.disposed) == (1, 0, 0), \
+        "a former exhibit is reviewed by a person, never disposed of automatically"
+    [pending] = retention.queue(ctx, officer)
+    retention.approve(ctx, officer, pending["id"], reason="case concluded, no appeal")
     assert clip_row(ctx, held_id).state == "disposed"
     kinds = [e["type"] for e in entries(ctx, "hold.placed") + entries(ctx, "hold.released")]
     assert kinds == ["hold.placed", "hold.released"]
@@ -478,9 +484,13 @@ def test_a_bundle_carries_a_disposed_exhibit_as_its_tombstone(lite: Context, cli
     built = request_bundle(ctx, officer, case["id"])
     assert build_bundle(ctx, built["id"]) == "ready"  # carries the clip's bytes
     assert ctx.store.exists(f"bundles/{built['id']}.zip")
+    close_case(ctx, officer, case["id"], reason="no further action")  # or it is kept
 
     at(day0 + 32 * DAY)
-    assert retention.sweep(ctx).disposed == 1 and clip_row(ctx, gone).state == "disposed"
+    assert retention.sweep(ctx).queued == 1, "the uncategorised former exhibit, for review"
+    [pending] = retention.queue(ctx, officer)
+    retention.approve(ctx, officer, pending["id"], reason="no further action, not evidential")
+    assert clip_row(ctx, gone).state == "disposed"
     # A bundle built before carried a copy of the footage: it goes with it, and says why.
     assert not ctx.store.exists(f"bundles/{built['id']}.zip")
     [tomb] = entries(ctx, "clip.disposed", gone)
@@ -514,7 +524,7 @@ def test_a_bundle_carries_a_disposed_exhibit_as_its_tombstone(lite: Context, cli
         zf.extractall(tmp_path / "unzipped")
     by_clip = {e["clip_id"]: e for e in manifest["exhibits"]}
     assert by_clip[gone]["file"] is None and by_clip[gone]["state"] == "disposed"
-    assert by_clip[gone]["disposed"]["approved_by"] == "policy:non-evidential"
+    assert by_clip[gone]["disposed"]["approved_by"] == "user:eo_brown"
     assert by_clip[gone]["sha256"] == clip_row(ctx, gone).sha256
     assert by_clip[kept]["file"] in names and by_clip[kept]["disposed"] is None
     assert sum(n.startswith("media/") for n in names) == 1
@@ -526,3 +536,79 @@ def test_a_bundle_carries_a_disposed_exhibit_as_its_tombstone(lite: Context, cli
     assert f"PASS  exhibit {by_clip[gone]['exhibit_ref']} disposed" in result.output
     statement = (tmp_path / "unzipped" / "statement" / "continuity.html").read_text()
     assert "disposed of on" in statement
+
+
+def test_an_exhibit_is_never_disposed_of_by_default(ctx: Context, clip_1080p, tmp_path: Path) -> None:
+    """Issue: uncategorised exhibits stayed on the 31-day automatic disposal. An exhibit in an
+    open case is kept whatever its category (still there on day 400); a closed case's
+    exhibits are rescheduled under their rule with notice and reviewed by a person; reopening
+    stops that; a closed case that is still shared keeps them; old rows are fixed by a sweep."""
+    from sqlalchemy import update
+
+    from evidence.cases.service import reopen_case, revoke_share, share_case
+
+    day0 = clock.now().replace(microsecond=0)
+    at(day0)
+    exhibit = ingest_file(ctx, clip_1080p)  # uncategorised: non-evidential, 31 days, automatic
+    legacy = ingest_file(ctx, distinct_copy(clip_1080p, tmp_path, "legacy"))
+    officer = person(ctx, "eo_brown", "evidence_officer")
+    cps = person(ctx, "cps_green", "cps")
+    case = create_case(ctx, officer, "R v Doe", "URN 400")
+    add_items(ctx, officer, case["id"], [exhibit])
+    row = clip_row(ctx, exhibit)
+    assert (row.retention_rule, row.retain_until) == (retention.EXHIBIT_RULE, None)
+    assert ctx.store.stat(original_key(row.sha256)).legal_hold, "storage keeps it too"
+    assert entries(ctx, "retention.scheduled", exhibit)[-1]["rule"] == retention.EXHIBIT_RULE
+    # A row from before the rule: an exhibit still on its old automatic schedule.
+    other = create_case(ctx, officer, "R v Roe", "URN 401")
+    add_items(ctx, officer, other["id"], [legacy])
+    with ctx.db.write_session() as s:
+        s.execute(update(Clip).where(Clip.id == legacy).values(
+            retention_rule="non-evidential: 31 days, disposed automatically",
+            retain_until=day0 + 31 * DAY))
+
+    at(day0 + 400 * DAY)
+    report = retention.sweep(ctx)
+    assert report.rescheduled == 1 and report.queued == 0 and report.disposed == 0
+    for clip_id in (exhibit, legacy):
+        assert clip_row(ctx, clip_id).state == "ready", "still there on day 400"
+        assert clip_row(ctx, clip_id).retention_rule == retention.EXHIBIT_RULE
+    assert retention.schedule(ctx, officer, within_days=3650) == [], "nothing kept is ever due"
+
+    # Closed: the rule applies again, but never sooner than the notice period from now.
+    closed = close_case(ctx, officer, case["id"], reason="guilty plea, sentence passed")
+    assert closed["state"] == "closed" and closed["rescheduled"] == [exhibit]
+    notice = ctx.settings.retention_notice_days
+    row = clip_row(ctx, exhibit)
+    assert row.retain_until == day0 + 400 * DAY + notice * DAY
+    assert row.retention_rule == "non-evidential: 31 days, disposed automatically"
+    assert not ctx.store.stat(original_key(row.sha256)).legal_hold
+    assert [e["type"] for e in entries(ctx, "case.closed")] == ["case.closed"]
+    [due] = retention.schedule(ctx, officer, within_days=30)
+    assert due["outcome"] == "review by an evidence officer (an exhibit of a closed case)"
+    # Shared after closing (an appeal): kept again while the share stands.
+    share = share_case(ctx, officer, case["id"], "cps_green",
+                       clock.now() + dt.timedelta(days=30))
+    assert clip_row(ctx, exhibit).retention_rule == retention.EXHIBIT_RULE
+    revoke_share(ctx, officer, share["id"])
+    assert clip_row(ctx, exhibit).retain_until == day0 + 400 * DAY + notice * DAY
+    # Reopened before it fell due: kept again, and the review stops.
+    at(day0 + 400 * DAY + (notice + 1) * DAY)
+    assert retention.sweep(ctx).queued == 1
+    assert [d["clip_id"] for d in retention.queue(ctx, officer)] == [exhibit]
+    [review] = retention.queue(ctx, officer)
+    reopen_case(ctx, officer, case["id"], reason="new evidence from the defence")
+    assert retention.queue(ctx, officer) == [], "reopening cancelled the pending review"
+    with pytest.raises(Conflict, match="cancelled, not pending"):
+        retention.approve(ctx, officer, review["id"], reason="too late to dispose of it")
+    assert clip_row(ctx, exhibit).retention_rule == retention.EXHIBIT_RULE
+    # Closed for good: reviewed, never automatic, then disposed of by a person's decision.
+    close_case(ctx, officer, case["id"], reason="acquitted, no appeal")
+    at(day0 + 400 * DAY + (2 * notice + 2) * DAY)
+    report = retention.sweep(ctx)
+    assert (report.queued, report.auto_approved, report.disposed) == (1, 0, 0)
+    [pending] = retention.queue(ctx, officer)
+    retention.approve(ctx, officer, pending["id"], reason="case over, footage not needed")
+    assert clip_row(ctx, exhibit).state == "disposed"
+    assert clip_row(ctx, legacy).state == "ready", "the other case is still open"
+    _ = cps

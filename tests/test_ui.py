@@ -288,6 +288,49 @@ def test_evidence_officer_builds_a_case(store: Store, open_page) -> None:
     expect(cps.locator("#clip-ids")).to_have_count(0)  # no managing for CPS
 
 
+def test_a_closed_case_warns_before_its_exhibits_fall_due_and_reopening_keeps_them(
+        store: Store, open_page) -> None:
+    """An uncategorised exhibit is kept while its case is open (the page says so); closing the
+    case asks for a reason, disposes of nothing and warns when the review falls due; the clip
+    page says the same; reopening keeps the exhibits again."""
+    page = open_page().page
+    sign_in(page, store.url, "eo_brown")
+    page.goto(store.url + "/ui/cases")
+    page.fill("#case-ref", "URN-CLOSE-1")
+    page.fill("#case-title", "R v Close")
+    page.get_by_role("button", name="Open case").click()
+    page.wait_for_url(re.compile(r"/ui/cases/[0-9a-f-]+$"))
+    case_url = page.url
+    page.fill("#clip-ids", store.other)
+    page.get_by_role("button", name="Add as exhibits").click()
+    row = page.locator(f"tr[data-exhibit='{store.other}'] td[data-label=Retention]")
+    expect(row).to_have_attribute("data-retention", "kept")
+    expect(page.locator("[data-retention-kept]")).to_be_visible()
+    page.goto(f"{store.url}/ui/clips/{store.other}")
+    expect(page.locator("#retention [data-retention=exhibit]")).to_contain_text("URN-CLOSE-1")
+
+    page.goto(case_url)
+    page.fill("#case-state-reason", "no further action")
+    page.get_by_role("button", name="Close case").click()
+    expect(page.locator(".flash--ok")).to_contain_text("1 exhibit will be reviewed")
+    expect(page.locator("[data-case-state]")).to_have_text("Closed")
+    warning = page.locator("[data-retention-warning]")
+    expect(warning).to_contain_text("will be reviewed for disposal")
+    expect(warning).to_contain_text("nothing goes automatically")
+    expect(row).to_have_attribute("data-retention", "due")
+    screenshot(page, "ui-case-closed-warning.png")
+    page.goto(f"{store.url}/ui/clips/{store.other}")
+    expect(page.locator("#retention [data-retention=due]")).to_be_visible()
+
+    page.goto(case_url)
+    page.fill("#case-state-reason", "appeal lodged")
+    page.get_by_role("button", name="Reopen case").click()
+    expect(page.locator("[data-case-state]")).to_have_text("Open")
+    expect(row).to_have_attribute("data-retention", "kept")
+    kinds = [e["type"] for e in ledger_entries(store.ctx, "case.closed") + ledger_entries(store.ctx, "case.reopened")]
+    assert kinds == ["case.closed", "case.reopened"]
+
+
 def test_cps_gets_a_court_bundle_through_the_browser(store: Store, open_page, tmp_path: Path) -> None:
     """The evidence officer opens a case, renumbers its exhibit, shares it with a CPS lawyer
     and requests a bundle; the worker builds it; the lawyer signs in, finds the case, downloads

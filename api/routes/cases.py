@@ -68,6 +68,25 @@ def add_member(case_id: str, body: Member, request: Request,
     service.add_member(request.app.state.ctx, principal, case_id, body.username)
 
 
+class Reason(BaseModel):
+    reason: str = Field(min_length=3, max_length=500)
+
+
+@router.post("/{case_id}/close")
+def close_case(case_id: str, body: Reason, request: Request,
+               principal: Principal = Depends(gate("cases.manage"))) -> dict:
+    """Conclude the case: its exhibits are reviewed under their categories' rules, with notice
+    (never disposed of at once); `rescheduled` lists the clips whose schedule changed."""
+    return service.close_case(request.app.state.ctx, principal, case_id, body.reason)
+
+
+@router.post("/{case_id}/reopen")
+def reopen_case(case_id: str, body: Reason, request: Request,
+                principal: Principal = Depends(gate("cases.manage"))) -> dict:
+    """Work on the case again: its exhibits are kept again and any review stops."""
+    return service.reopen_case(request.app.state.ctx, principal, case_id, body.reason)
+
+
 class NewShare(BaseModel):
     username: str = Field(min_length=1, max_length=100)
     expires_at: dt.datetime

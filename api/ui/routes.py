@@ -523,7 +523,7 @@ def case_page(case_id: str, request: Request,
              if allowed(principal, "retention.read") else [])
     today = clock.now().date()
     return render(request, "case.html", case=case, shares=shares, bundles=court, holds=holds,
-                  reasons=ctx.settings.access_reasons,
+                  reasons=ctx.settings.access_reasons, notice_days=ctx.settings.retention_notice_days,
                   share_min=(today + dt.timedelta(days=1)).isoformat(),
                   share_max=(today + cases.MAX_SHARE).isoformat(),
                   share_default=(today + dt.timedelta(days=28)).isoformat())
@@ -645,6 +645,29 @@ def add_exhibits(request: Request,
         return see_other(request, to, error=str(exc))
     added = ", ".join(a["exhibit_ref"] for a in result["added"]) or "none (already exhibits)"
     return see_other(request, f"/ui/cases/{case_id}", ok=f"Exhibits added: {added}.")
+
+
+@router.post("/cases/{case_id}/close")
+def close_case(case_id: str, request: Request, reason: Annotated[str, Form(max_length=500)] = "",
+               principal: Principal = Depends(ui_gate("cases.manage")), _: None = CSRF) -> Response:
+    try:
+        done = cases.close_case(_ctx(request), principal, case_id, reason)
+    except (InvalidInput, Conflict) as exc:
+        return see_other(request, _case_url(case_id, "#state"), error=str(exc))
+    n = len(done["rescheduled"])
+    which = "1 exhibit" if n == 1 else f"{n} exhibits"
+    return see_other(request, _case_url(case_id), ok=f"Case closed. {which} will be reviewed under "
+                     "the rule of its category; nothing was disposed of.")
+
+
+@router.post("/cases/{case_id}/reopen")
+def reopen_case(case_id: str, request: Request, reason: Annotated[str, Form(max_length=500)] = "",
+                principal: Principal = Depends(ui_gate("cases.manage")), _: None = CSRF) -> Response:
+    try:
+        cases.reopen_case(_ctx(request), principal, case_id, reason)
+    except (InvalidInput, Conflict) as exc:
+        return see_other(request, _case_url(case_id, "#state"), error=str(exc))
+    return see_other(request, _case_url(case_id), ok="Case reopened: its exhibits are kept again.")
 
 
 @router.post("/cases/{case_id}/members")

@@ -328,12 +328,12 @@ def open_download(ctx: Context, principal: Principal, bundle_id: str,
     b = _readable(ctx, principal, bundle_id)
     with ctx.db.session() as s:
         require_case_footage(s, principal, b.case_id)
-    why = check_reason(reason, ctx.settings.access_reasons)  # after access: a 403 says more
     if b.state == BundleState.disposed:
         raise Disposed(f"bundle {bundle_id} was deleted when an exhibit in it was disposed of "
                        "under the retention policy; request a new bundle")
     if b.state != BundleState.ready:
         raise InvalidInput(f"bundle {bundle_id} is {b.state}, not ready yet")
+    why = check_reason(reason, ctx.settings.access_reasons)  # after access: a 403 says more
     info = ctx.store.stat(b.key)
     span = requested_range(range_header, if_range, info.sha256, info.size)
     if not audit.recently_recorded(ctx, principal.user_id, "bundle.downloaded", ("bundle", b.id), why):

@@ -17,6 +17,10 @@ class Case(Base):
     reference: Mapped[str] = mapped_column(String(100), index=True)
     created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # Closed: the case is concluded and its exhibits follow their categories' retention rules
+    # again, after review (evidence/retention). Reopening clears both.
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    closed_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
 
 
 class CaseItem(Base):

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from evidence import clock
-from evidence.access import Principal, case_filter, require, visible_case, visible_clip
+from evidence.access import Principal, case_filter, ledger_reason, require, visible_case, visible_clip
 from evidence.accounts.models import Role, User
 from evidence.cases.models import Case, CaseItem, CaseMember, Share
 from evidence.clips.models import Clip
@@ -21,7 +21,9 @@ from evidence.retention import service as retention
 
 def _case_dict(case: Case, items: int) -> dict[str, Any]:
     return {"id": case.id, "title": case.title, "reference": case.reference,
-            "created_at": clock.rfc3339(case.created_at), "items": items}
+            "created_at": clock.rfc3339(case.created_at), "items": items,
+            "state": "closed" if case.closed_at else "open",
+            "closed_at": clock.rfc3339(case.closed_at) if case.closed_at else None}
 
 
 def create_case(ctx: Context, principal: Principal, title: str, reference: str) -> dict[str, Any]:
@@ -74,7 +76,11 @@ def case_detail(ctx: Context, principal: Principal, case_id: str) -> dict[str, A
             {"clip_id": clip.id, "exhibit_ref": item.exhibit_ref, "filename": clip.filename,
              "sha256": clip.sha256, "recorded_at": clock.rfc3339(clip.recorded_at) if clip.recorded_at else None,
              "docked_at": clock.rfc3339(clip.ingested_at),
-             "officer_id": clip.officer_id, "state": clip.state}
+             "officer_id": clip.officer_id, "state": clip.state,
+             # Why it is kept, or when it falls due (the case page warns before it can).
+             "retention": {"rule": clip.retention_rule,
+                           "kept_as_exhibit": clip.retention_rule == retention.EXHIBIT_RULE,
+                           "retain_until": clock.rfc3339(clip.retain_until) if clip.retain_until else None}}
             for item, clip in items
         ]
         out["members"] = [{"username": u, "role": r} for u, r in members]
@@ -116,8 +122,47 @@ def add_items(ctx: Context, principal: Principal, case_id: str, clip_ids: list[s
                                  subject={"case": case.id, "clip": clip.id, "user": principal.user_id},
                                  exhibit_ref=ref, sha256=clip.sha256)
             added.append({"clip_id": clip.id, "exhibit_ref": ref})
+        # An exhibit is kept from this moment, whatever its category (evidence/retention).
+        changed = retention.reschedule_exhibits(ctx, s, case.id, actor=principal.actor)
+    retention.sync_storage_protection(ctx, changed)
     retention.apply_case_holds(ctx, case_id)  # a held case holds its new exhibits in storage too
     return {"id": case_id, "added": added}
+
+
+def close_case(ctx: Context, principal: Principal, case_id: str, reason: str) -> dict[str, Any]:
+    """The case is concluded. Nothing is disposed of now: each exhibit no longer kept by
+    another open or shared case is rescheduled under its category's rule, with notice, and
+    will be reviewed by an evidence officer before any disposal (evidence/retention)."""
+    require(principal, "cases.manage")
+    reason = ledger_reason(reason, "closing a case")
+    with ctx.db.write_session() as s:
+        case = visible_case(s, principal, case_id)
+        if case.closed_at is not None:
+            raise Conflict(f"case {case.reference} was already closed on {clock.rfc3339(case.closed_at)}")
+        case.closed_at, case.closed_by = clock.now(), principal.user_id
+        ctx.ledger.append_in(s, "case.closed", actor=principal.actor,
+                             subject={"case": case.id, "user": principal.user_id}, reason=reason)
+        changed = retention.reschedule_exhibits(ctx, s, case.id, actor=principal.actor)
+        out = _case_dict(case, 0)
+    retention.sync_storage_protection(ctx, changed)
+    return {**out, "rescheduled": changed}
+
+
+def reopen_case(ctx: Context, principal: Principal, case_id: str, reason: str) -> dict[str, Any]:
+    """Work on the case again: its exhibits are kept again and any review of them stops."""
+    require(principal, "cases.manage")
+    reason = ledger_reason(reason, "reopening a case")
+    with ctx.db.write_session() as s:
+        case = visible_case(s, principal, case_id)
+        if case.closed_at is None:
+            raise Conflict(f"case {case.reference} is open")
+        case.closed_at, case.closed_by = None, None
+        ctx.ledger.append_in(s, "case.reopened", actor=principal.actor,
+                             subject={"case": case.id, "user": principal.user_id}, reason=reason)
+        changed = retention.reschedule_exhibits(ctx, s, case.id, actor=principal.actor)
+        out = _case_dict(case, 0)
+    retention.sync_storage_protection(ctx, changed)
+    return {**out, "rescheduled": changed}
 
 
 def _next_ref(s: Session, case_id: str, prefix: str) -> str:
@@ -210,7 +255,12 @@ def share_case(
             subject={"share": share.id, "case": case.id, "user": [user.id, principal.user_id]},
             recipient=username, expires_at=clock.rfc3339(expires_at), reference=case.reference,
         )
-        return _share_dict(share, username)
+        s.flush()
+        # Shared footage is kept while it is shared, even from a closed case.
+        changed = retention.reschedule_exhibits(ctx, s, case.id, actor=principal.actor)
+        out = _share_dict(share, username)
+    retention.sync_storage_protection(ctx, changed)
+    return out
 
 
 def _share_dict(share: Share, username: str) -> dict[str, Any]:
@@ -235,6 +285,9 @@ def revoke_share(ctx: Context, principal: Principal, share_id: str) -> None:
             subject={"share": share.id, "case": share.case_id,
                      "user": [share.user_id, principal.user_id]},
         )
+        s.flush()
+        changed = retention.reschedule_exhibits(ctx, s, share.case_id, actor=principal.actor)
+    retention.sync_storage_protection(ctx, changed)
 
 
 def shares_of(ctx: Context, principal: Principal, case_id: str) -> list[dict[str, Any]]:

@@ -71,6 +71,8 @@ CATALOGUE: dict[str, EntryType] = {t.name: t for t in (
     EntryType("case.exhibit_added", "Added to a case as an exhibit", _K.case),
     EntryType("exhibit.referenced", "Exhibit reference changed", _K.case),
     EntryType("case.member_added", "Case member added", _K.case),
+    EntryType("case.closed", "Case closed: exhibits reviewed under their rules", _K.case),
+    EntryType("case.reopened", "Case reopened: exhibits kept again", _K.case),
     EntryType("share.created", "Shared", _K.case),
     EntryType("share.revoked", "Share revoked", _K.case),
     EntryType("bundle.requested", "Court bundle requested", _K.case),

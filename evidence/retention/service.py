@@ -12,6 +12,14 @@ The rules a force is held to, and how this module keeps them:
   extended, so the date a clip falls due is never earlier than its lock.
 - A legal hold on the clip or on any case it is in blocks disposal while it stands and puts
   an Object Lock legal hold on the original.
+- An exhibit is never disposed of by default: a clip that is an exhibit in a case that is
+  not closed, or in a closed case that is still shared (an unrevoked, unexpired share), is
+  "kept as an exhibit" whatever its category (no retention date, an Object Lock legal hold).
+  Adding it to a case does this at once; the sweep fixes rows that predate the rule. A case's
+  court bundles are reached only through the case and its shares, so they need no rule of
+  their own. Closing a case starts a review: each exhibit no longer kept is rescheduled under
+  its category's rule with notice, and a clip that was ever an exhibit is never disposed of
+  automatically: an evidence officer decides. Reopening the case keeps them again.
 - Due clips enter the review queue. An evidence officer approves (or retains them for another
   review period); a rule with `auto_dispose` approves on its own. Carrying a disposal out
   deletes the derivatives and the original, then writes the tombstone `clip.disposed`
@@ -31,10 +39,10 @@ from sqlalchemy.orm import Session
 
 from evidence import clock
 from evidence.access import (
-    Principal, hold_shown, ledger_reason, require, visible_case, visible_clip,
+    Principal, case_filter, hold_shown, ledger_reason, require, visible_case, visible_clip,
 )
 from evidence.bundles.models import Bundle, BundleState
-from evidence.cases.models import CaseItem
+from evidence.cases.models import Case, CaseItem, Share
 from evidence.clips.models import Clip, ClipState, Derivative
 from evidence.config import RetentionRule, Settings
 from evidence.context import Context
@@ -86,25 +94,76 @@ def schedule_in(ctx: Context, s: Session, clip: Clip, *, actor: str) -> bool:
     Returns True if the date or rule changed (a `retention.scheduled` entry records it).
     Call `lock_original` after the commit so storage enforces the new date.
     """
-    name, rule = rule_for(ctx.settings, clip.category)
-    label = describe(name, rule)
-    due = max(policy_date(ctx.settings, clip),
-              clock.now() + dt.timedelta(days=ctx.settings.retention_notice_days))
-    due = _whole_second(due)  # storage keeps lock dates to the millisecond; keep them equal
-    if clip.locked_until is not None:
-        due = max(due, clip.locked_until)  # storage will refuse to delete it before then
+    due: dt.datetime | None
+    if is_kept_exhibit(s, clip.id):
+        label, due = EXHIBIT_RULE, None
+    else:
+        name, rule = rule_for(ctx.settings, clip.category)
+        label = describe(name, rule)
+        due = max(policy_date(ctx.settings, clip),
+                  clock.now() + dt.timedelta(days=ctx.settings.retention_notice_days))
+        due = _whole_second(due)  # storage keeps lock dates to the millisecond; keep them equal
+        if clip.locked_until is not None:
+            due = max(due, clip.locked_until)  # storage will refuse to delete it before then
     if clip.retain_until == due and clip.retention_rule == label:
         return False
     previous = clip.retain_until
     clip.retain_until, clip.retention_rule = due, label
     ctx.ledger.append_in(
         s, "retention.scheduled", actor=actor, subject={"clip": clip.id},
-        sha256=clip.sha256, rule=label, retain_until=clock.rfc3339(due),
+        sha256=clip.sha256, rule=label, retain_until=clock.rfc3339(due) if due else None,
         previous=clock.rfc3339(previous) if previous else None,
     )
-    if due > clock.now():
-        _cancel_open_disposals(ctx, s, clip.id, actor=actor, why="no longer due: rescheduled")
+    if due is None or due > clock.now():
+        why = "kept as an exhibit" if due is None else "no longer due: rescheduled"
+        _cancel_open_disposals(ctx, s, clip.id, actor=actor, why=why)
     return True
+
+
+EXHIBIT_RULE = "exhibit: kept while its case is open or shared"
+"""The retention rule of a clip kept as an exhibit: no date; see the module docstring."""
+
+
+def _kept_exhibit(clip_id: Any) -> ColumnElement[bool]:
+    """SQL: the clip is an exhibit of a case that is open, or closed but still shared."""
+    now = clock.now()
+    shared = exists(select(Share.id).where(Share.case_id == Case.id, Share.revoked_at.is_(None),
+                                           Share.expires_at > now))
+    return exists(
+        select(CaseItem.id).join(Case, Case.id == CaseItem.case_id)
+        .where(CaseItem.clip_id == clip_id, or_(Case.closed_at.is_(None), shared))
+    )
+
+
+def is_kept_exhibit(s: Session, clip_id: str) -> bool:
+    return bool(s.scalar(select(_kept_exhibit(clip_id))))
+
+
+def _ever_exhibit(clip_id: Any) -> ColumnElement[bool]:
+    return exists(select(CaseItem.id).where(CaseItem.clip_id == clip_id))
+
+
+def reschedule_exhibits(ctx: Context, s: Session, case_id: str, *, actor: str) -> list[str]:
+    """After a case is added to, closed or reopened: each exhibit's schedule follows (kept,
+    or under its category's rule with notice). Returns the clips whose schedule changed;
+    call `sync_storage_protection` with them after the commit."""
+    clips = s.scalars(select(Clip).join(CaseItem, CaseItem.clip_id == Clip.id)
+                      .where(CaseItem.case_id == case_id, Clip.state.in_(LIVE_STATES))
+                      .order_by(Clip.id)).all()
+    return [c.id for c in clips if schedule_in(ctx, s, c, actor=actor)]
+
+
+def sync_storage_protection(ctx: Context, clip_ids: list[str]) -> None:
+    """Storage follows the database: a kept exhibit or a held clip carries an Object Lock
+    legal hold on its original, anything else does not (its retention lock stays), and a
+    clip's retention lock follows its new date. Idempotent; the next sweep repeats it."""
+    with ctx.db.session() as s:
+        clips = list(s.scalars(select(Clip).where(Clip.id.in_(clip_ids))))
+        protected = {c.id for c in clips if is_kept_exhibit(s, c.id) or is_held(s, c.id)}
+    _set_storage_hold(ctx, [c for c in clips if c.id in protected], True)
+    _set_storage_hold(ctx, [c for c in clips if c.id not in protected], False)
+    for clip in clips:
+        lock_original(ctx, clip.id)
 
 
 def _whole_second(t: dt.datetime) -> dt.datetime:
@@ -173,18 +232,24 @@ def due_within(ctx: Context, *, within_days: int, limit: int = 500) -> list[dict
             .order_by(Clip.retain_until, Clip.id).limit(limit)
         ).all()
         held = _held_among(s, [c.id for c in clips])
+        former = set(s.scalars(select(CaseItem.clip_id).where(
+            CaseItem.clip_id.in_([c.id for c in clips]))))
         open_by_clip = {d.clip_id: d for d in s.scalars(
             select(Disposal).where(Disposal.clip_id.in_([c.id for c in clips]),
                                    Disposal.state.in_(OPEN_DISPOSAL_STATES)))}
-        return [_schedule_item(ctx.settings, c, c.id in held, open_by_clip.get(c.id)) for c in clips]
+        return [_schedule_item(ctx.settings, c, c.id in held, open_by_clip.get(c.id),
+                               former_exhibit=c.id in former) for c in clips]
 
 
-def _schedule_item(settings: Settings, clip: Clip, held: bool, disposal: Disposal | None) -> dict[str, Any]:
+def _schedule_item(settings: Settings, clip: Clip, held: bool, disposal: Disposal | None, *,
+                   former_exhibit: bool = False) -> dict[str, Any]:
     _, rule = rule_for(settings, clip.category)
     if held:
         outcome = "held: kept while the hold stands"
     elif rule.keep_days is None:
         outcome = "review by an evidence officer"
+    elif former_exhibit:
+        outcome = "review by an evidence officer (an exhibit of a closed case)"
     elif rule.auto_dispose:
         outcome = "disposed automatically"
     else:
@@ -279,7 +344,7 @@ def release_hold(ctx: Context, principal: Principal, hold_id: str, reason: str) 
         hold.released_at, hold.released_by, hold.release_reason = clock.now(), principal.user_id, reason
         covered = _clips_covered(s, hold)
         s.flush()
-        free = [c for c in covered if not is_held(s, c.id)]
+        free = [c for c in covered if not is_held(s, c.id) and not is_kept_exhibit(s, c.id)]
         ctx.ledger.append_in(
             s, "hold.released", actor=principal.actor,
             subject=_hold_subject(hold, principal),
@@ -379,6 +444,9 @@ def approve(ctx: Context, principal: Principal, disposal_id: str, reason: str) -
         d, clip = _open_disposal(s, disposal_id, principal)
         if is_held(s, clip.id):
             raise Conflict(f"clip {clip.id} is under a legal hold; release the hold first")
+        if is_kept_exhibit(s, clip.id):
+            raise Conflict(f"clip {clip.id} is an exhibit in an open or shared case; close the "
+                           "case (and end its shares) first")
         _approve_in(ctx, s, d, actor=principal.actor, reason=reason)
     carry_out(ctx, disposal_id)
     with ctx.db.session() as s:
@@ -425,8 +493,10 @@ def carry_out(ctx: Context, disposal_id: str) -> bool:
             return False
         clip = s.get(Clip, d.clip_id)
         assert clip is not None
-        if is_held(s, clip.id) or (clip.retain_until or clock.now()) > clock.now():
-            why = "held" if is_held(s, clip.id) else "no longer due: rescheduled"
+        kept = is_kept_exhibit(s, clip.id)
+        if is_held(s, clip.id) or kept or (clip.retain_until or clock.now()) > clock.now():
+            why = ("held" if is_held(s, clip.id) else "kept as an exhibit" if kept
+                   else "no longer due: rescheduled")
             _cancel_open_disposals(ctx, s, clip.id, actor=SYSTEM, why=why)
             return False
         derivatives = list(s.scalars(select(Derivative).where(Derivative.clip_id == clip.id)
@@ -503,7 +573,7 @@ class SweepReport:
 def sweep(ctx: Context, *, batch: int = 500) -> SweepReport:
     """Apply changed policy, queue what fell due, carry out approved disposals. Idempotent."""
     report = SweepReport()
-    report.rescheduled = _apply_policy_changes(ctx, batch)
+    report.rescheduled = _apply_exhibit_rule(ctx, batch) + _apply_policy_changes(ctx, batch)
     queued = _queue_due(ctx, batch)
     report.queued, report.auto_approved = len(queued), sum(1 for _, auto in queued if auto)
     with ctx.db.session() as s:
@@ -517,6 +587,23 @@ def sweep(ctx: Context, *, batch: int = 500) -> SweepReport:
     return report
 
 
+def _apply_exhibit_rule(ctx: Context, batch: int) -> int:
+    """Exhibits not yet kept (rows from before the rule, a disposal queued before they were
+    added) become kept; clips kept while their case was shared follow their rule again once
+    the last share has ended."""
+    with ctx.db.write_session() as s:
+        stale = s.scalars(
+            select(Clip).where(Clip.state.in_(LIVE_STATES), or_(
+                and_(_kept_exhibit(Clip.id), Clip.retention_rule.is_distinct_from(EXHIBIT_RULE)),
+                and_(Clip.retention_rule == EXHIBIT_RULE, ~_kept_exhibit(Clip.id))))
+            .order_by(Clip.id).limit(batch)
+        ).all()
+        changed = [c.id for c in stale if schedule_in(ctx, s, c, actor=SYSTEM)]
+    if changed:
+        sync_storage_protection(ctx, changed)
+    return len(changed)
+
+
 def _apply_policy_changes(ctx: Context, batch: int) -> int:
     """Clips whose rule text changed (a new policy, a category without a rule before) are
     rescheduled, with notice: a policy change never deletes anything at once. Only the
@@ -525,7 +612,7 @@ def _apply_policy_changes(ctx: Context, batch: int) -> int:
         pairs = s.execute(select(Clip.category, Clip.retention_rule)
                           .where(Clip.state.in_(LIVE_STATES)).distinct()).all()
     stale = [(category, rule) for category, rule in pairs
-             if rule != describe(*rule_for(ctx.settings, category))]
+             if rule != EXHIBIT_RULE and rule != describe(*rule_for(ctx.settings, category))]
     if not stale:
         return 0
     changed: list[str] = []
@@ -553,7 +640,7 @@ def _queue_due(ctx: Context, batch: int) -> list[tuple[str, bool]]:
                                                     Disposal.state.in_(OPEN_DISPOSAL_STATES)))
         due = s.scalars(
             select(Clip).where(Clip.state.in_(LIVE_STATES), Clip.retain_until <= now,
-                               ~has_open, ~_active_hold_covers(Clip.id))
+                               ~has_open, ~_active_hold_covers(Clip.id), ~_kept_exhibit(Clip.id))
             .order_by(Clip.retain_until, Clip.id).limit(batch)
         ).all()
         for clip in due:
@@ -565,7 +652,9 @@ def _queue_due(ctx: Context, batch: int) -> list[tuple[str, bool]]:
             ctx.ledger.append_in(s, "disposal.queued", actor=SYSTEM,
                                  subject={"clip": clip.id, "disposal": d.id},
                                  sha256=clip.sha256, rule=d.rule, due_at=clock.rfc3339(d.due_at))
-            auto = rule.auto_dispose and rule.keep_days is not None
+            # A clip that was ever an exhibit is reviewed by a person, whatever its rule.
+            auto = (rule.auto_dispose and rule.keep_days is not None
+                    and not s.scalar(select(_ever_exhibit(clip.id))))
             if auto:
                 _approve_in(ctx, s, d, actor=f"policy:{name}",
                             reason=f"{name} footage past its {rule.keep_days}-day retention period")
@@ -582,7 +671,12 @@ def retention_of(ctx: Context, s: Session, clip: Clip, principal: Principal) -> 
         or_(Hold.clip_id == clip.id,
             Hold.case_id.in_(select(CaseItem.case_id).where(CaseItem.clip_id == clip.id))),
     )).all()
+    kept_by = s.execute(
+        select(Case.id, Case.reference, Case.closed_at).join(CaseItem, CaseItem.case_id == Case.id)
+        .where(CaseItem.clip_id == clip.id, case_filter(principal)).order_by(Case.created_at)).all()
     return {
+        "kept_as_exhibit": clip.retention_rule == EXHIBIT_RULE,
+        "cases": [{"id": i, "reference": r, "closed": c is not None} for i, r, c in kept_by],
         "rule": clip.retention_rule,
         "retain_until": clock.rfc3339(clip.retain_until) if clip.retain_until else None,
         "locked_until": clock.rfc3339(clip.locked_until) if clip.locked_until else None,
