@@ -10,7 +10,9 @@ Why it is shaped like this:
   upload's state `stored` (polled after complete's 202), or `exists` to the declaration (the
   server says so only for verified originals). Until then the clip is not done, whatever
   happened locally; a rejected upload makes the next attempt hash the file afresh.
-- Progress lives in `DIR/.evidence-dock/`, one small JSON file per clip, written atomically
+- Progress lives on the docking station, never on the camera (the camera's storage is
+  evidence and may be mounted read-only): one directory per volume under the state
+  directory (`--state-dir`, docs/dock.md), one small JSON file per clip, written atomically
   (temp + fsync + rename + fsync dir), so a kill or a power cut at any instant leaves either
   the old or the new state, never a torn one.
 - Resuming needs no local record of parts: re-declaring the same sha256 returns the pending
@@ -25,10 +27,12 @@ import base64
 import dataclasses
 import datetime as dt
 import enum
+import errno
 import hashlib
 import json
 import os
 import random
+import re
 import sys
 import tempfile
 import threading
@@ -42,12 +46,17 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from evidence_dock.volumes import Volume, volume_of
+
 CHUNK = 1024 * 1024
 """Read size for hashing and part bodies (the server's storage streams in the same size)."""
 
 CLIP_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".mts", ".m2ts", ".3gp"})
-STATE_DIRNAME = ".evidence-dock"
 STATE_VERSION = 1
+MAX_SOURCE_PATH = 1024
+MAX_SOURCE_NAME = 64
+"""Bounds of the `source` strings declared with a clip (a path on the camera, a volume's
+label or UUID): the server stores them, so a odd file system cannot make them huge."""
 MAX_SIDECAR_BYTES = 1024 * 1024
 """A sidecar is a few hundred bytes; anything this large is not one and is not read whole."""
 
@@ -106,8 +115,8 @@ class _Retryable(Exception):
 
 
 def find_clips(root: Path) -> list[Path]:
-    """Every clip under `root`, in path order. Hidden directories are skipped: the agent's
-    own state dir is one, and cameras and OSes keep their housekeeping in others."""
+    """Every clip under `root`, in path order. Hidden directories are skipped: cameras and
+    OSes keep their housekeeping in them (`.Trashes`, `.Spotlight-V100`)."""
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -251,24 +260,73 @@ class ClipState:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-class StateDir:
-    """`DIR/.evidence-dock/`: one JSON file per clip, named by a hash of its relative path
-    (paths may hold characters a file name cannot)."""
+def default_state_home(environ: dict[str, str] | None = None) -> Path:
+    """Where the agent keeps its state when `--state-dir` is not given: EVIDENCE_DOCK_STATE_DIR,
+    else $XDG_STATE_HOME/evidence-dock, else ~/.local/state/evidence-dock."""
+    env = os.environ if environ is None else environ
+    explicit = env.get("EVIDENCE_DOCK_STATE_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = env.get("XDG_STATE_HOME")
+    if xdg and Path(xdg).is_absolute():  # the XDG spec says to ignore a relative one
+        return Path(xdg) / "evidence-dock"
+    return Path.home() / ".local" / "state" / "evidence-dock"
 
-    def __init__(self, root: Path):
-        self.root = root
-        self.dir = root / STATE_DIRNAME
+
+def camera_volume(root: Path, volume: Volume | None) -> Volume | None:
+    """`volume` if `root` is the whole of it (a camera's storage, mounted), else None: a
+    folder on the dock's own disk, or one folder of a volume, is known by its path."""
+    if volume is not None and volume.mount_point == root.resolve():
+        return volume
+    return None
+
+
+def volume_key(root: Path, volume: Volume | None) -> str:
+    """What the agent's state for `root` is filed under: the volume's identity when `root` is
+    a mounted volume (so it is found again wherever the volume is mounted next), else the
+    absolute path."""
+    camera = camera_volume(root, volume)
+    if camera is not None and camera.uuid:
+        return f"uuid:{camera.uuid}"
+    if camera is not None and camera.label:
+        return f"label:{camera.label}"
+    return f"path:{root.resolve()}"
+
+
+def safe_dirname(key: str) -> str:
+    """A directory name for `key`: readable, and unique by a hash (labels and paths may hold
+    `/` or characters a file system refuses, and two keys may clean up alike)."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("_.")[:100]
+    return f"{readable}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def state_dir_for(root: Path, state_home: Path | None = None,
+                  volume: Volume | None = None) -> StateDir:
+    """The state directory of docked directory `root` (its volume looked up if not given)."""
+    home = state_home if state_home is not None else default_state_home()
+    if volume is None:
+        volume = volume_of(root)
+    return StateDir(home / safe_dirname(volume_key(root, volume)))
+
+
+class StateDir:
+    """One directory of the docking station per docked volume: one JSON file per clip, named
+    by a hash of its path relative to the docked directory (paths may hold characters a file
+    name cannot)."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
 
     def ensure(self) -> None:
         try:
-            self.dir.mkdir(exist_ok=True)
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             probe = self.dir / ".write-test"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
             raise UsageError(
                 f"cannot write the agent's state to {self.dir}: {exc.strerror or exc}; "
-                "the dock needs write access to resume uploads safely"
+                "give a writable --state-dir (the dock needs it to resume uploads safely)"
             ) from None
 
     def file_for(self, rel: str) -> Path:
@@ -475,8 +533,12 @@ class Api:
         answer proves reachability; the key is checked by the first real call."""
         self._with_retries("connect", lambda: self.client.get(self.base + "/healthz"), api=True)
 
-    def declare(self, sha256: str, size: int, filename: str, metadata: dict[str, Any]) -> Declared:
-        body = {"sha256": sha256, "size": size, "filename": filename, "metadata": metadata}
+    def declare(self, sha256: str, size: int, filename: str, metadata: dict[str, Any],
+                source: dict[str, str] | None = None) -> Declared:
+        body: dict[str, Any] = {"sha256": sha256, "size": size, "filename": filename,
+                                "metadata": metadata}
+        if source:
+            body["source"] = source
         response = self._api_call("declare", lambda: self.client.post(
             self.base + UPLOADS_PATH, json=body, headers=self.auth))
         if response.status_code not in (200, 201):
@@ -648,6 +710,7 @@ class Outcome(str, enum.Enum):
     EXISTS = "already stored"
     SKIPPED = "done before"
     WAITING = "sent, not yet verified"  # the next run asks the server again
+    HELD = "held back"  # its bytes are another clip's of this run, still in flight
     FAILED = "failed"
 
 
@@ -659,14 +722,48 @@ class ClipResult:
     clip_id: str | None = None
     error: str | None = None
     upload_id: str | None = None  # for a clip waiting for the server's verdict
+    twin_of: str | None = None  # another clip of this run with the same bytes
+
+
+def declared_source(rel: str, volume: Volume | None) -> dict[str, str]:
+    """Where a clip came from, for the server's attribution: its path on the camera and the
+    camera volume's label and UUID; unknown keys are left out, every string is bounded."""
+    source = {"path": rel[-MAX_SOURCE_PATH:]}  # the tail: the file name says the most
+    if volume is not None and volume.label:
+        source["volume_label"] = volume.label[:MAX_SOURCE_NAME]
+    if volume is not None and volume.uuid:
+        source["volume_uuid"] = volume.uuid[:MAX_SOURCE_NAME]
+    return source
+
+
+class Twins:
+    """The first clip of this run seen with each sha256.
+
+    Two byte-identical files declared at once get the same pending upload from the server,
+    and the second then writes to (or completes) a multipart upload the first has already
+    finished. So a clip whose bytes are already in flight is held back, and declared only
+    once that one is verified: the server then answers `exists`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._first: dict[str, str] = {}
+
+    def claim(self, sha256: str, rel: str) -> str | None:
+        """None if `rel` may go ahead, else the clip in flight with the same bytes."""
+        with self._lock:
+            first = self._first.setdefault(sha256, rel)
+        return None if first == rel else first
 
 
 class ClipUpload:
     """Takes one clip from wherever the last run left it to confirmed by the server."""
 
     def __init__(self, path: Path, rel: str, api: Api, states: StateDir, progress: Progress,
-                 cancelled: threading.Event):
+                 cancelled: threading.Event, *, volume: Volume | None = None,
+                 twins: Twins | None = None):
         self.path = path
+        self.volume = volume
+        self.twins = twins
         self.rel = rel
         self.api = api
         self.states = states
@@ -685,6 +782,9 @@ class ClipUpload:
             self.say(f"warning: {sidecar.warning}")
         if state is None or not state.matches(st):
             state = self._hash(st)
+        twin = self.twins.claim(state.sha256, self.rel) if self.twins is not None else None
+        if twin is not None:
+            return ClipResult(self.rel, Outcome.HELD, twin_of=twin)
         if state.phase in (Phase.COMPLETING, Phase.WAITING) and state.upload_id:
             # Killed after sending complete, or the last run stopped waiting for the verdict:
             # finish that upload rather than start another. Only a shortcut: if it fails,
@@ -750,7 +850,8 @@ class ClipUpload:
                 return declared
 
     def _declare(self, state: ClipState, metadata: dict[str, Any]) -> Declared | ClipResult:
-        declared = self.api.declare(state.sha256, state.size, self.path.name, metadata)
+        declared = self.api.declare(state.sha256, state.size, self.path.name, metadata,
+                                    declared_source(self.rel, self.volume))
         if declared.state == "exists":  # said only of a verified original
             self._mark_done(state, declared.upload_id, declared.clip_id, "exists")
             return ClipResult(self.rel, Outcome.EXISTS, self.sent, declared.clip_id)
@@ -911,12 +1012,21 @@ def _check_plan(parts: tuple[Part, ...], size: int) -> None:
 
 # --- the run ---------------------------------------------------------------------------------
 
+VERIFIED = frozenset({Outcome.UPLOADED, Outcome.EXISTS, Outcome.SKIPPED})
+"""Outcomes that mean the server vouches for the clip's original (now or in an earlier run)."""
+
+RETRY_HINT = "run the dock again to retry them"
+
 
 @dataclass
 class Summary:
     results: list[ClipResult] = field(default_factory=list)
     elapsed: float = 0.0
     interrupted: bool = False
+    removed: list[str] = field(default_factory=list)  # cleared from the camera (verified)
+    kept: list[tuple[str, str]] = field(default_factory=list)  # verified, not cleared: why
+    clear_refused: str | None = None  # why nothing could be cleared (a read-only mount)
+    retry_hint: str = RETRY_HINT
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for r in self.results if r.outcome is outcome)
@@ -934,6 +1044,9 @@ class Summary:
         return not self.failed and not self.interrupted
 
     def lines(self) -> list[str]:
+        return self._outcome_lines() + self._clearing_lines()
+
+    def _outcome_lines(self) -> list[str]:
         n = len(self.results)
         if n == 0:
             return ["no clips found"]
@@ -952,11 +1065,30 @@ class Summary:
         if waiting:
             out.insert(1, f"{waiting} sent but not yet verified by the server: they are not "
                           "marked done; run the dock again later to confirm them")
+        held = self.count(Outcome.HELD)
+        if held:
+            out.insert(1, f"{held} held back: identical to another clip of this run that the "
+                          "server has not verified yet; the next run declares them")
+        out.extend(f"  {r.path}: identical to {Path(r.twin_of).name}, stored once"
+                   for r in self.results if r.twin_of and r.outcome is Outcome.EXISTS)
         if self.failed:
-            out.append("failed (run the dock again to retry them):")
+            out.append(f"failed ({self.retry_hint}):")
             out.extend(f"  {r.path}: {r.error}" for r in self.failed)
         if self.interrupted:
             out.append("interrupted: run the dock again to resume")
+        return out
+
+    def _clearing_lines(self) -> list[str]:
+        out: list[str] = []
+        if self.clear_refused:
+            out.append(f"not cleared: {self.clear_refused}; the verified clips stay on it")
+        if self.removed:
+            out.append(f"removed from the camera ({len(self.removed)}, each verified by the "
+                       "server first):")
+            out.extend(f"  {path}" for path in self.removed)
+        if self.kept:
+            out.append(f"verified but not removed ({len(self.kept)}):")
+            out.extend(f"  {path}: {why}" for path, why in self.kept)
         return out
 
 
@@ -969,23 +1101,39 @@ def run(
     retry: RetryPolicy = RetryPolicy(),
     out: TextIO | None = None,
     progress_interval: float | None = None,
+    state_dir: Path | None = None,
+    clear_after_verified: bool = False,
+    title: str | None = None,
+    retry_hint: str = RETRY_HINT,
+    cancelled: threading.Event | None = None,
 ) -> Summary:
     """Upload every clip under `directory`; return what happened to each.
+
+    Nothing under `directory` is created, written or renamed: the agent's state is kept in
+    `state_dir` (default_state_home() if None), one subdirectory per docked volume. With
+    `clear_after_verified`, clips the server vouches for are then deleted from `directory`.
+    Setting `cancelled` (a signal handler does) abandons the run cleanly: it can resume.
 
     Raises UsageError for bad arguments and DockAbort when the API cannot be reached at all;
     every per-clip failure is in the summary instead, so one bad clip never stops the others.
     """
     out = out if out is not None else sys.stderr
     base = _check_args(directory, api_url, device_key, jobs)
-    states = StateDir(directory)
+    home = state_dir if state_dir is not None else default_state_home()
+    if _is_within(home, directory):
+        raise UsageError(f"the state directory {home} is inside {directory}: the agent never "
+                         "writes to the camera's storage; give a --state-dir on the dock")
+    volume = volume_of(directory)
+    camera = camera_volume(directory, volume)
+    states = StateDir(home / safe_dirname(volume_key(directory, volume)))
     states.ensure()
     clips = find_clips(directory)
     if _cleartext(base):
         print(f"warning: {base} is plain http: the device key and the footage cross the network "
               "unencrypted; use https outside this machine", file=out, flush=True)
-    summary = Summary()
+    summary = Summary(retry_hint=retry_hint)
     started = time.monotonic()
-    cancelled = threading.Event()
+    cancelled = cancelled if cancelled is not None else threading.Event()
     timeout = httpx.Timeout(60.0, connect=10.0)
     limits = httpx.Limits(max_connections=jobs + 2, max_keepalive_connections=jobs + 2)
     with httpx.Client(timeout=timeout, limits=limits, follow_redirects=False) as client:
@@ -996,17 +1144,28 @@ def run(
         progress = Progress(out, len(clips), progress_interval)
         api.notice = progress.line
         progress.start()
+        batch = Batch(directory, api, states, progress, jobs, cancelled, camera)
         try:
-            summary.results = _run_all(clips, directory, api, states, progress, jobs, cancelled)
+            summary.results = batch.run_all(clips)
         except KeyboardInterrupt:
             cancelled.set()
             summary.interrupted = True
         finally:
             progress.stop()
+    summary.interrupted = summary.interrupted or cancelled.is_set()
+    if clear_after_verified and not summary.interrupted:
+        clear_verified(summary, directory, states)
     summary.elapsed = time.monotonic() - started
+    if title:
+        print(title, file=out, flush=True)
     for text in summary.lines():
         print(text, file=out, flush=True)
     return summary
+
+
+def _is_within(path: Path, directory: Path) -> bool:
+    p, d = path.resolve(), directory.resolve()
+    return p == d or d in p.parents
 
 
 def _check_args(directory: Path, api_url: str, device_key: str, jobs: int) -> str:
@@ -1028,72 +1187,160 @@ def _cleartext(base: str) -> bool:
     return parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1")
 
 
-def _run_all(clips: list[Path], root: Path, api: Api, states: StateDir, progress: Progress,
-             jobs: int, cancelled: threading.Event) -> list[ClipResult]:
-    abort: list[str] = []  # the first DockAbort's message; the other clips then stop early
+# --- clearing the camera -----------------------------------------------------------------------
 
-    def one(path: Path) -> ClipResult:
-        rel = path.relative_to(root).as_posix()
-        if abort:
-            return ClipResult(rel, Outcome.FAILED, error=f"not attempted: {abort[0]}")
-        upload = ClipUpload(path, rel, api, states, progress, cancelled)
+
+def clear_verified(summary: Summary, root: Path, states: StateDir) -> None:
+    """Delete from the camera each clip the server vouches for, and only those: the agent's
+    record must say DONE (the server answered `stored` or `exists`, never just "uploaded")
+    for the file as it is now (same size and mtime)."""
+    verified = [r for r in summary.results if r.outcome in VERIFIED]
+    if verified and _read_only(root):
+        summary.clear_refused = f"{root} is mounted read-only"
+        return
+    for result in verified:
+        why = _remove_if_verified(root / result.path, result.path, states)
+        if why is None:
+            summary.removed.append(result.path)
+        else:
+            summary.kept.append((result.path, why))
+
+
+def _read_only(root: Path) -> bool:
+    try:
+        return bool(os.statvfs(root).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _remove_if_verified(path: Path, rel: str, states: StateDir) -> str | None:
+    """None once `path` is deleted, else why it was left."""
+    state = states.load(rel)
+    if state is None or state.phase is not Phase.DONE:
+        return "no record of the server's verification"
+    try:
+        if not state.matches(path.stat()):
+            return "changed since the server verified it"
+        path.unlink()
+    except OSError as exc:
+        if exc.errno == errno.EROFS:
+            return "the camera's storage is read-only"
+        return f"cannot delete it: {exc.strerror or exc}"
+    states.forget(rel)  # the file is gone; a new one of that name is a new clip
+    return None
+
+
+# --- the clips of one run ------------------------------------------------------------------------
+
+
+class Batch:
+    """Every clip of one run: uploaded `jobs` at a time, then confirmed, then the clips held
+    back as byte-identical to another one declared."""
+
+    def __init__(self, root: Path, api: Api, states: StateDir, progress: Progress, jobs: int,
+                 cancelled: threading.Event, volume: Volume | None):
+        self.root = root
+        self.api = api
+        self.states = states
+        self.progress = progress
+        self.jobs = jobs
+        self.cancelled = cancelled
+        self.volume = volume
+        self.abort: list[str] = []  # the first DockAbort's message; the other clips stop early
+
+    def run_all(self, clips: list[Path]) -> list[ClipResult]:
+        results = self._upload_all(clips, Twins())
+        results = self._confirm_all(results)
+        return self._release_twins(results)
+
+    def _clip(self, path: Path, twins: Twins | None = None) -> ClipUpload:
+        rel = path.relative_to(self.root).as_posix()
+        return ClipUpload(path, rel, self.api, self.states, self.progress, self.cancelled,
+                          volume=self.volume, twins=twins)
+
+    def _one(self, path: Path, twins: Twins | None) -> ClipResult:
+        upload = self._clip(path, twins)
+        if self.abort:
+            return ClipResult(upload.rel, Outcome.FAILED, error=f"not attempted: {self.abort[0]}")
         try:
             result = upload.run()
         except DockAbort as exc:
-            abort.append(str(exc))
-            result = ClipResult(rel, Outcome.FAILED, upload.sent, error=str(exc))
+            self.abort.append(str(exc))
+            result = ClipResult(upload.rel, Outcome.FAILED, upload.sent, error=str(exc))
         except DockError as exc:
-            result = ClipResult(rel, Outcome.FAILED, upload.sent, error=str(exc))
+            result = ClipResult(upload.rel, Outcome.FAILED, upload.sent, error=str(exc))
         except OSError as exc:
-            result = ClipResult(rel, Outcome.FAILED, upload.sent,
+            result = ClipResult(upload.rel, Outcome.FAILED, upload.sent,
                                 error=f"cannot read the file: {exc.strerror or exc}")
-        progress.clip_finished()
-        if result.outcome is Outcome.FAILED:
-            upload.say(f"FAILED: {result.error}")
-        elif result.outcome is Outcome.UPLOADED:
-            upload.say(f"uploaded and verified, clip {result.clip_id} "
-                       f"({human_bytes(result.sent)} sent)")
-        elif result.outcome is Outcome.EXISTS:
-            upload.say("already stored (a verified original); nothing more to send")
-        elif result.outcome is Outcome.WAITING:
-            upload.say(f"sent ({human_bytes(result.sent)}); the server is verifying it")
+        if result.outcome is not Outcome.HELD:
+            self.progress.clip_finished()
+        _say_result(upload, result)
         return result
 
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="dock") as pool:
-        futures = [pool.submit(one, path) for path in clips]
-        try:
-            results = [f.result() for f in futures]
-        except KeyboardInterrupt:
-            cancelled.set()
-            for f in futures:
-                f.cancel()
-            raise
-    return _confirm_all(results, root, api, states, progress, cancelled)
+    def _upload_all(self, clips: list[Path], twins: Twins | None) -> list[ClipResult]:
+        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="dock") as pool:
+            futures = [pool.submit(self._one, path, twins) for path in clips]
+            try:
+                return [f.result() for f in futures]
+            except KeyboardInterrupt:
+                self.cancelled.set()
+                for f in futures:
+                    f.cancel()
+                raise
+
+    def _confirm_all(self, results: list[ClipResult]) -> list[ClipResult]:
+        """Every clip sent is done only once the server vouches for its original: wait for the
+        verdicts, within one budget for the run (RetryPolicy.verify_wait)."""
+        waiting = [r for r in results if r.outcome is Outcome.WAITING and r.upload_id]
+        if not waiting:
+            return results
+        self.progress.line(f"waiting for the server to verify {len(waiting)} clip"
+                           f"{'s' if len(waiting) != 1 else ''} "
+                           f"(at most {self.api.retry.verify_wait:.0f} s)")
+        deadline = time.monotonic() + self.api.retry.verify_wait
+        verdicts: dict[str, ClipResult] = {}
+        for r in waiting:
+            upload = self._clip(self.root / r.path)
+            upload.sent = r.sent
+            try:
+                verdict = upload.confirm(r.upload_id or "", deadline)
+            except DockError as exc:
+                verdict = ClipResult(r.path, Outcome.FAILED, r.sent, error=str(exc))
+            if verdict.outcome is Outcome.UPLOADED:
+                upload.say(f"verified by the server, clip {verdict.clip_id}")
+            elif verdict.outcome is Outcome.FAILED:
+                upload.say(f"FAILED: {verdict.error}")
+            else:
+                upload.say("not verified yet: not marked done; the next run asks the server again")
+            verdicts[r.path] = verdict
+        return [verdicts.get(r.path, r) for r in results]
+
+    def _release_twins(self, results: list[ClipResult]) -> list[ClipResult]:
+        """Declare each held-back clip now that its twin has its verdict. A twin verified
+        makes the server answer `exists`; a twin that failed (for a reason of its own file,
+        say) lets this copy try on its own; a twin still unverified keeps it held."""
+        by_path = {r.path: r for r in results}
+        ready = [r for r in results if r.outcome is Outcome.HELD and r.twin_of
+                 and by_path[r.twin_of].outcome in (*VERIFIED, Outcome.FAILED)]
+        if not ready or self.cancelled.is_set():
+            return results
+        again = self._upload_all([self.root / r.path for r in ready], None)
+        again = self._confirm_all(again)
+        released = {new.path: dataclasses.replace(new, twin_of=old.twin_of)
+                    for old, new in zip(ready, again)}
+        return [released.get(r.path, r) for r in results]
 
 
-def _confirm_all(results: list[ClipResult], root: Path, api: Api, states: StateDir,
-                 progress: Progress, cancelled: threading.Event) -> list[ClipResult]:
-    """Every clip sent is done only once the server vouches for its original: wait for the
-    verdicts, within one budget for the run (RetryPolicy.verify_wait)."""
-    waiting = [r for r in results if r.outcome is Outcome.WAITING and r.upload_id]
-    if not waiting:
-        return results
-    progress.line(f"waiting for the server to verify {len(waiting)} clip"
-                  f"{'s' if len(waiting) != 1 else ''} (at most {api.retry.verify_wait:.0f} s)")
-    deadline = time.monotonic() + api.retry.verify_wait
-    verdicts: dict[str, ClipResult] = {}
-    for r in waiting:
-        upload = ClipUpload(root / r.path, r.path, api, states, progress, cancelled)
-        upload.sent = r.sent
-        try:
-            verdict = upload.confirm(r.upload_id or "", deadline)
-        except DockError as exc:
-            verdict = ClipResult(r.path, Outcome.FAILED, r.sent, error=str(exc))
-        if verdict.outcome is Outcome.UPLOADED:
-            upload.say(f"verified by the server, clip {verdict.clip_id}")
-        elif verdict.outcome is Outcome.FAILED:
-            upload.say(f"FAILED: {verdict.error}")
-        else:
-            upload.say("not verified yet: not marked done; the next run asks the server again")
-        verdicts[r.path] = verdict
-    return [verdicts.get(r.path, r) for r in results]
+def _say_result(upload: ClipUpload, result: ClipResult) -> None:
+    if result.outcome is Outcome.FAILED:
+        upload.say(f"FAILED: {result.error}")
+    elif result.outcome is Outcome.UPLOADED:
+        upload.say(f"uploaded and verified, clip {result.clip_id} "
+                   f"({human_bytes(result.sent)} sent)")
+    elif result.outcome is Outcome.EXISTS:
+        upload.say("already stored (a verified original); nothing more to send")
+    elif result.outcome is Outcome.WAITING:
+        upload.say(f"sent ({human_bytes(result.sent)}); the server is verifying it")
+    elif result.outcome is Outcome.HELD:
+        upload.say(f"identical to {result.twin_of}, which is in flight: declared once the "
+                   "server has verified that one")
