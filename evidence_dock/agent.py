@@ -1118,7 +1118,7 @@ def run(
     every per-clip failure is in the summary instead, so one bad clip never stops the others.
     """
     out = out if out is not None else sys.stderr
-    base = _check_args(directory, api_url, device_key, jobs)
+    base = check_args(directory, api_url, device_key, jobs)
     home = state_dir if state_dir is not None else default_state_home()
     if _is_within(home, directory):
         raise UsageError(f"the state directory {home} is inside {directory}: the agent never "
@@ -1168,7 +1168,7 @@ def _is_within(path: Path, directory: Path) -> bool:
     return p == d or d in p.parents
 
 
-def _check_args(directory: Path, api_url: str, device_key: str, jobs: int) -> str:
+def check_args(directory: Path, api_url: str, device_key: str, jobs: int) -> str:
     if not directory.is_dir():
         raise UsageError(f"{directory} is not a directory")
     parts = urlsplit(api_url)
