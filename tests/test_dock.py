@@ -56,6 +56,7 @@ class FakeUpload:
     state: str = "pending"
     clip_id: str | None = None
     polls: int = 0  # status requests answered while processing
+    source: dict[str, Any] | None = None  # where the dock says the clip came from
 
 
 @dataclass
@@ -141,7 +142,7 @@ class FakeIngest:
             if existing:
                 return 201, self.describe(self.uploads[existing])
             upload = FakeUpload(str(uuid.uuid4()), device, sha, size, name, body["metadata"],
-                                self.plan(size))
+                                self.plan(size), source=body.get("source"))
             self.uploads[upload.id] = upload
             self.pending[(device, sha)] = upload.id
             return 201, self.describe(upload)
