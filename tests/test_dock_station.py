@@ -8,8 +8,10 @@ except where the real one's behaviour is the subject (twins).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import json
 import os
 import shutil
 import signal
@@ -20,12 +22,24 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from sqlalchemy import select
 
+from evidence.accounts.service import create_device
+from evidence.clips.models import Clip as ClipRow
+from evidence.context import Context
+from evidence.ingest.models import Upload
+from evidence.ingest.service import process_upload
+from evidence.ledger.models import LedgerEntry
 from evidence_dock import agent as dock
 from evidence_dock import volumes
 from evidence_dock.agent import Outcome, RetryPolicy
+from tests.conftest import sqlite_only
+from tests.fixtures.api import running_api
+from tests.fixtures.ingest import Dock
 from tests.fixtures.media import Clip as ClipFile
+from tests.fixtures.store_faults import make_clips
 from tests.test_dock import DEVICE_KEY, FAST, FakeIngest, server, write_clip  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
@@ -378,3 +392,116 @@ def test_the_servers_own_words_not_a_traceback(server: FakeIngest, tmp_path: Pat
     assert done.returncode == 1
     assert "insufficient storage: the object store has no space left" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# --- byte-identical clips, through the real server ----------------------------------------------
+
+
+@contextlib.contextmanager
+def inline_worker(ctx: Context) -> Iterator[None]:
+    """The worker's processing (verify, promote, derive) run in a thread of this process on
+    every completed upload, so a dock run gets its verdicts without a broker."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        while not stop.wait(0.1):
+            with ctx.db.session() as s:
+                ids = s.scalars(select(Upload.id).where(Upload.state == "processing")).all()
+            for upload_id in ids:
+                try:
+                    process_upload(ctx, upload_id)
+                except BaseException as exc:  # noqa: BLE001 - reported by the test
+                    errors.append(exc)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not errors, errors
+
+
+@sqlite_only
+def test_byte_identical_clips_in_one_run_are_stored_once_and_reported(
+    ctx: Context, tmp_path: Path
+) -> None:
+    """Copies of one clip on one camera, docked with the default --jobs: the first is sent,
+    the others wait for its verdict and are then answered `exists` (before, the second got
+    the first's pending upload and failed with "HTTP 404: no multipart upload")."""
+    key = create_device(ctx.ledger, "dock-twins").key
+    # Over one 8 MiB part: the copies' part PUTs overlap the first's completion, as on a camera.
+    twin, other = make_clips(tmp_path / "clips", 2, tag="twin", size="1280x720", seconds=12,
+                             lossless=True)
+    assert twin.size > 9 * 1024 * 1024
+    root = tmp_path / "camera"
+    copies = ["DCIM/100BWV/A_0001.MP4", "DCIM/100BWV/A_0002.MP4", "DCIM/101BWV/COPY.MP4"]
+    for rel in copies:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(twin.path, root / rel)
+    shutil.copyfile(other.path, root / "DCIM/100BWV/B_0001.MP4")
+    out = io.StringIO()
+    with running_api(ctx.settings) as url, inline_worker(ctx):
+        summary = dock.run(root, url, key, out=out, state_dir=tmp_path / "state",
+                           retry=RetryPolicy(attempts=3, base_delay=0.05, verify_wait=120))
+    text = out.getvalue()
+    assert summary.ok, text
+    assert summary.count(Outcome.UPLOADED) == 2 and summary.count(Outcome.EXISTS) == 2, text
+    # Which copy goes first depends on which is hashed first; the others name it.
+    (sent,) = [r.path for r in summary.results if r.path in copies
+               and r.outcome is Outcome.UPLOADED]
+    for rel in set(copies) - {sent}:
+        assert f"  {rel}: identical to {Path(sent).name}, stored once" in text
+    assert "404" not in text
+    with ctx.db.session() as s:
+        assert s.scalars(select(ClipRow.sha256)).all().count(twin.sha256) == 1
+        ingested = [json.loads(e) for e in s.scalars(
+            select(LedgerEntry.entry).where(LedgerEntry.type == "clip.ingested"))]
+    assert sorted(e["sha256"] for e in ingested) == sorted([twin.sha256, other.sha256])
+
+
+@sqlite_only
+def test_completing_one_upload_twice_at_once_answers_its_state_both_times(
+    ctx: Context, tmp_path: Path
+) -> None:
+    """Two completes of the same upload racing (a dock retrying a complete whose answer was
+    lost, while the first is still joining the parts): both are answered with the upload's
+    state, never a 404 for the multipart upload the other one has just joined. The race is
+    narrow, so it is run for several uploads."""
+    key = create_device(ctx.ledger, "dock-complete-twice").key
+    clips = make_clips(tmp_path / "clips", 4, tag="race", size="1280x720", seconds=12,
+                       lossless=True)
+    with running_api(ctx.settings) as url:
+        dock_client = Dock(httpx.Client(base_url=url, timeout=60), key)
+        for clip in clips:
+            declared = dock_client.declare(clip).json()
+            assert len(declared["parts"]) >= 2
+            dock_client.send(clip, declared)
+            answers = _racing(lambda: dock_client.complete(declared["id"]))
+            assert [r.status_code for r in answers] == [202, 202], [r.text for r in answers]
+            assert {r.json()["state"] for r in answers} == {"processing"}
+            with ctx.db.session() as s:
+                assert s.get(Upload, declared["id"]).state == "processing"
+    with ctx.db.session() as s:
+        completed = s.scalars(select(LedgerEntry.entry).where(
+            LedgerEntry.type == "upload.completed")).all()
+    assert len(completed) == len(clips), "each upload was completed once"
+
+
+def _racing(call: Callable[[], httpx.Response]) -> list[httpx.Response]:
+    """`call` made twice at the same instant, from two threads."""
+    answers: list[httpx.Response] = []
+    barrier = threading.Barrier(2)
+
+    def one() -> None:
+        barrier.wait()
+        answers.append(call())
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return answers
