@@ -86,3 +86,15 @@ def test_the_dock_wheel_installs_alone_runs_and_imports_nothing_of_the_server(
                   {**env, "EVIDENCE_DEVICE_KEY": DEVICE_KEY}, "evidence-dock DIR")
     assert "summary: 1 clips: 1 uploaded" in docked.stderr
     assert server.object_bytes("a.mp4") == data
+
+
+def test_importing_the_agent_loads_nothing_of_the_server() -> None:
+    """The same promise in the development environment, where the server's packages are
+    importable: the agent must not reach for them (no PyPI needed)."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, evidence_dock.cli, evidence_dock.watch, "
+         "evidence_dock.agent, evidence_dock.volumes; "
+         "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+        timeout=60, check=True).stdout.split()
+    assert "httpx" in loaded and not set(loaded) & set(SERVER_STACK), loaded

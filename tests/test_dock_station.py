@@ -359,6 +359,29 @@ def test_watch_stopped_mid_file_exits_0_and_the_next_start_resumes(
     assert server.object_bytes("big.mp4") == data
 
 
+
+def test_watch_waits_until_a_camera_has_stopped_writing(server: FakeIngest, tmp_path: Path) -> None:
+    """A camera still writing its last clip is not docked until its files have been quiet
+    for --settle seconds (here 0.5 s; the clip grows every 0.1 s for 2 s)."""
+    root = tmp_path / "bwv"
+    clip = root / "cam1" / "growing.mp4"
+    chunks = [write_clip(clip, 5000)]  # the camera has begun writing when it is seen
+    watch = Watch(root, server, tmp_path / "state")
+    try:
+        watch.wait_for("new camera storage", 30)
+        for _ in range(20):
+            chunk = os.urandom(5000)
+            chunks.append(chunk)
+            with clip.open("ab") as f:
+                f.write(chunk)
+            time.sleep(0.1)
+            assert server.declares == [], "docked while the camera was still writing"
+        watch.wait_for("safe to undock", 30)
+        assert server.object_bytes("growing.mp4") == b"".join(chunks)
+    finally:
+        assert watch.stop() == 0, watch.text()
+
+
 # --- the CLIs -------------------------------------------------------------------------------------
 
 
