@@ -1,9 +1,10 @@
 """The docking agent: uploads every clip on a docked camera's storage to the evidence store.
 
-`evidence dock DIR --api URL --device-key KEY` runs on a docking station. For each clip it
-hashes the file locally, declares it (`POST /api/v1/uploads`), PUTs the parts the store does
-not hold yet straight to their presigned URLs, then completes the upload. The HTTP contract is
-docs/ingest.md; the agent's own behaviour is its "Dock agent" section.
+`evidence-dock DIR --api URL` (or `evidence dock ...`) runs on a docking station. For each
+clip it hashes the file locally, declares it (`POST /api/v1/uploads`), PUTs the parts the
+store does not hold yet straight to their presigned URLs, then completes the upload. The HTTP
+contract is docs/ingest.md; the agent's own behaviour is its "Dock agent" section; running it
+on a docking PC is docs/dock.md. Imports: the standard library and httpx, nothing else.
 
 Why it is shaped like this:
 - A clip is marked done locally only after the server confirmed its verified original: the
@@ -46,7 +47,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from evidence_dock.volumes import Volume, volume_of
+from evidence_dock.volumes import Volume, volume_at
 
 CHUNK = 1024 * 1024
 """Read size for hashing and part bodies (the server's storage streams in the same size)."""
@@ -56,7 +57,7 @@ STATE_VERSION = 1
 MAX_SOURCE_PATH = 1024
 MAX_SOURCE_NAME = 64
 """Bounds of the `source` strings declared with a clip (a path on the camera, a volume's
-label or UUID): the server stores them, so a odd file system cannot make them huge."""
+label or UUID): the server stores them, so an odd file system cannot make them huge."""
 MAX_SIDECAR_BYTES = 1024 * 1024
 """A sidecar is a few hundred bytes; anything this large is not one and is not read whole."""
 
@@ -305,7 +306,7 @@ def state_dir_for(root: Path, state_home: Path | None = None,
     """The state directory of docked directory `root` (its volume looked up if not given)."""
     home = state_home if state_home is not None else default_state_home()
     if volume is None:
-        volume = volume_of(root)
+        volume = volume_at(root)
     return StateDir(home / safe_dirname(volume_key(root, volume)))
 
 
@@ -1123,9 +1124,8 @@ def run(
     if _is_within(home, directory):
         raise UsageError(f"the state directory {home} is inside {directory}: the agent never "
                          "writes to the camera's storage; give a --state-dir on the dock")
-    volume = volume_of(directory)
-    camera = camera_volume(directory, volume)
-    states = StateDir(home / safe_dirname(volume_key(directory, volume)))
+    camera = volume_at(directory)
+    states = StateDir(home / safe_dirname(volume_key(directory, camera)))
     states.ensure()
     clips = find_clips(directory)
     if _cleartext(base):

@@ -23,10 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from evidence_dock.agent import (
-    DockError, Outcome, RetryPolicy, Summary, camera_volume, find_clips, run,
-)
-from evidence_dock.volumes import read_mounts, volume_of
+from evidence_dock.agent import DockError, Outcome, RetryPolicy, Summary, find_clips, run
+from evidence_dock.volumes import read_mounts, volume_at
 
 Snapshot = frozenset[tuple[str, int, int]]  # (path relative to the camera, size, mtime_ns)
 
@@ -72,7 +70,7 @@ def candidates(root: Path) -> dict[Path, str]:
 def title(path: Path) -> str:
     """The report block's heading: the volume's label and UUID when it is one, else the
     folder."""
-    volume = camera_volume(path, volume_of(path))
+    volume = volume_at(path)
     if volume is None:
         return f"=== folder {path} ==="
     names = [f"label {volume.label}" if volume.label else "no label",

@@ -185,6 +185,7 @@ def test_a_read_only_camera_image_is_docked_and_left_bit_for_bit_unchanged(
                             volume.device],
                            capture_output=True, text=True, check=True).stdout.strip()
     assert volume.uuid == blkid
+    assert volumes.volume_at(mnt) == volume and volumes.volume_at(mnt / "DCIM") is None
     before = sha256_of(image)
     state = tmp_path / "station-state"
     summary, out = run_dock(mnt, server, state_dir=state, clear_after_verified=True)
