@@ -118,6 +118,19 @@ def test_state_home_and_volume_keys(tmp_path: Path) -> None:
     assert dock.safe_dirname("label:BWC/77") != dock.safe_dirname("label:BWC_77")
 
 
+
+def test_the_declared_source_is_bounded_and_leaves_out_what_is_unknown(tmp_path: Path) -> None:
+    long_path = "/".join(["DCIM"] * 300) + "/X6039A1B2_0001.MP4"
+    odd = volumes.Volume(tmp_path, "/dev/sdb1", "vfat", True, "L" * 100, "U" * 100)
+    source = dock.declared_source(long_path, odd)
+    assert len(source["path"]) == 1024 and source["path"].endswith("/X6039A1B2_0001.MP4")
+    assert (source["volume_label"], source["volume_uuid"]) == ("L" * 64, "U" * 64)
+    unlabelled = volumes.Volume(tmp_path, "/dev/sdb1", "vfat", True, None, "1A2B-3C4D")
+    assert dock.declared_source("a.mp4", unlabelled) == {"path": "a.mp4",
+                                                         "volume_uuid": "1A2B-3C4D"}
+    assert dock.declared_source("a.mp4", None) == {"path": "a.mp4"}
+
+
 # --- never writing to the camera -----------------------------------------------------------------
 
 
