@@ -396,6 +396,26 @@ def test_watch_waits_until_a_camera_has_stopped_writing(server: FakeIngest, tmp_
         assert watch.stop() == 0, watch.text()
 
 
+
+def test_watch_clearing_a_camera_lists_each_removal_and_leaves_it_done(
+    server: FakeIngest, tmp_path: Path
+) -> None:
+    root = tmp_path / "bwv"
+    data = write_clip(root / "cam1/DCIM/a.mp4", 70_000)
+    watch = Watch(root, server, tmp_path / "state", "--clear-after-verified")
+    try:
+        watch.wait_for("safe to undock", 30)
+        assert "removed from the camera (1, each verified by the server first):" in watch.text()
+        assert "  DCIM/a.mp4" in watch.lines
+        assert not (root / "cam1/DCIM/a.mp4").exists()
+        assert server.object_bytes("a.mp4") == data
+        time.sleep(1.5)  # a camera emptied by the agent has nothing new: not docked again
+        docked = [line for line in watch.lines if line.endswith(": docking")]
+        assert len(docked) == 1 and server.declares == ["a.mp4"]
+    finally:
+        assert watch.stop() == 0, watch.text()
+
+
 # --- the CLIs -------------------------------------------------------------------------------------
 
 
