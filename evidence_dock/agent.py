@@ -1249,9 +1249,25 @@ class Batch:
         self.abort: list[str] = []  # the first DockAbort's message; the other clips stop early
 
     def run_all(self, clips: list[Path]) -> list[ClipResult]:
-        results = self._upload_all(clips, Twins())
+        twins = Twins()
+        for path in clips:
+            self._claim_if_under_way(path, twins)
+        results = self._upload_all(clips, twins)
         results = self._confirm_all(results)
         return self._release_twins(results)
+
+    def _claim_if_under_way(self, path: Path, twins: Twins) -> None:
+        """A clip whose upload an earlier run began goes first among its copies: they wait
+        for its verdict instead of starting another upload of the same bytes."""
+        rel = path.relative_to(self.root).as_posix()
+        state = self.states.load(rel)
+        if state is None or state.phase not in (Phase.DECLARED, Phase.COMPLETING, Phase.WAITING):
+            return
+        try:
+            if state.matches(path.stat()):
+                twins.claim(state.sha256, rel)
+        except OSError:
+            pass  # unreadable now: its own run says so
 
     def _clip(self, path: Path, twins: Twins | None = None) -> ClipUpload:
         rel = path.relative_to(self.root).as_posix()

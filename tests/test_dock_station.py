@@ -258,6 +258,28 @@ def test_clear_after_verified_removes_only_what_the_server_vouches_for(
     assert b"".join(server.object_bytes(n) for n in ("a.mp4", "c.mp4"))  # stored, then removed
 
 
+
+def test_a_copy_whose_first_is_not_verified_yet_stays_held_until_the_next_run(
+    server: FakeIngest, tmp_path: Path
+) -> None:
+    root = tmp_path / "camera"
+    data = write_clip(root / "a.mp4", 100_000)
+    (root / "b.mp4").write_bytes(data)
+    server.verdict_after = 10**6  # the worker is busy: no verdict within the run
+    policy = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2, outage=0.3, verify_wait=0.3)
+    summary, out = run_dock(root, server, retry=policy, state_dir=tmp_path / "state")
+    assert summary.ok and summary.count(Outcome.WAITING) == 1, out
+    (held,) = [r for r in summary.results if r.outcome is Outcome.HELD]
+    assert "1 held back: identical to another clip of this run" in out
+    assert len(server.uploads) == 1, "the copy was not declared beside its first"
+
+    server.verdict_after = 0
+    summary, out = run_dock(root, server, state_dir=tmp_path / "state")
+    assert summary.ok, out
+    assert sorted(r.outcome.value for r in summary.results) == ["already stored", "uploaded"]
+    assert len(server.part_puts) == 2, "the bytes were sent once"
+
+
 # --- watch mode ------------------------------------------------------------------------------------
 
 
