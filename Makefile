@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fault test-fast venv system-deps bench clean
+.PHONY: run test test-fault test-fast venv system-deps bench clean dock-wheel
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,5 +57,18 @@ bench: $(STAMP)
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/scrub.py
 
+# The docking agent alone, as a wheel a docking PC installs without the server's dependencies
+# (docs/dock.md): deploy/dock-package/pyproject.toml and a copy of evidence_dock, built apart
+# from the repository's own pyproject. Any Python 3.11 with pip will do.
+DOCK_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+DOCK_BUILD ?= build/dock-package
+DOCK_DIST ?= dist
+dock-wheel:
+	rm -rf $(DOCK_BUILD) && mkdir -p $(DOCK_BUILD) $(DOCK_DIST)
+	cp deploy/dock-package/pyproject.toml deploy/dock-package/README.md $(DOCK_BUILD)/
+	cp -R evidence_dock $(DOCK_BUILD)/
+	find $(DOCK_BUILD) -name __pycache__ -prune -exec rm -rf {} +
+	$(DOCK_PYTHON) -m pip wheel -q --no-deps -w $(DOCK_DIST) $(DOCK_BUILD)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis $(FAULT_LOG)
+	rm -rf $(VENV) .pytest_cache .hypothesis $(FAULT_LOG) build/dock-package

@@ -468,12 +468,13 @@ _MARKS = {"hashing": ": hashing ", "uploading": ": uploading ", "uploaded": ": s
 
 def run_dock(store: Store, clip_dir: Path, size: int) -> DockRun:
     """`evidence dock DIR --api URL` with the key in EVIDENCE_DEVICE_KEY, as docs advise."""
-    shutil.rmtree(clip_dir / ".evidence-dock", ignore_errors=True)  # a fresh agent
+    state_dir = clip_dir.parent / f"{clip_dir.name}.dock-state"  # on the dock, not the camera
+    shutil.rmtree(state_dir, ignore_errors=True)  # a fresh agent
     api_from = len(store.api.lines) if store.api else 0
     api_cpu0 = cpu_seconds(store.api.pid) if store.api else None
     t0 = time.perf_counter()
     proc = Proc("evidence dock", [PY, "-m", "evidence", "dock", str(clip_dir), "--api", store.url,
-                                  "--wait", "0"],
+                                  "--wait", "0", "--state-dir", str(state_dir)],
                 env=store.env(EVIDENCE_DEVICE_KEY=store.key), stderr=subprocess.PIPE)
     assert proc.popen.stderr is not None
     marks: dict[str, float] = {}
@@ -492,7 +493,7 @@ def run_dock(store: Store, clip_dir: Path, size: int) -> DockRun:
     api_cpu1 = cpu_seconds(store.api.pid) if store.api else None
     if proc.returncode != 0 or set(marks) != set(_MARKS):
         raise BenchError(f"evidence dock exited with status {proc.returncode}:{proc.tail()}")
-    states = list((clip_dir / ".evidence-dock").glob("*.json"))
+    states = list(state_dir.glob("*/*.json"))
     state = json.loads(states[0].read_text())
     parts = re.search(r" in (\d+) parts?", next(x for x in lines if _MARKS["uploading"] in x))
     return DockRun(

@@ -16,6 +16,17 @@ pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.s3", "tests.fixture
                   "tests.fixtures.tsa"]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _dock_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The dock agent keeps its state under $XDG_STATE_HOME (docs/dock.md): a directory of
+    this session, for the agents tests run in-process and the ones they start, so that no
+    test writes to the real home directory."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
+        mp.delenv("EVIDENCE_DOCK_STATE_DIR", raising=False)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _system_clock() -> Iterator[None]:
     yield

@@ -56,6 +56,7 @@ class FakeUpload:
     state: str = "pending"
     clip_id: str | None = None
     polls: int = 0  # status requests answered while processing
+    source: dict[str, Any] | None = None  # where the dock says the clip came from
 
 
 @dataclass
@@ -141,7 +142,7 @@ class FakeIngest:
             if existing:
                 return 201, self.describe(self.uploads[existing])
             upload = FakeUpload(str(uuid.uuid4()), device, sha, size, name, body["metadata"],
-                                self.plan(size))
+                                self.plan(size), source=body.get("source"))
             self.uploads[upload.id] = upload
             self.pending[(device, sha)] = upload.id
             return 201, self.describe(upload)
@@ -380,8 +381,10 @@ def dock_cli(root: Path, api: str, *extra: str, key: str = DEVICE_KEY) -> subpro
 
 
 def states(root: Path) -> dict[str, dock.ClipState]:
+    """The agent's records of the clips under `root`, from its state directory on the dock
+    (tests/conftest.py points XDG_STATE_HOME at a directory of the test session)."""
     result = {}
-    for f in (root / dock.STATE_DIRNAME).glob("*.json"):
+    for f in dock.state_dir_for(root).dir.glob("*.json"):
         state = dock.ClipState.from_json(f.read_bytes())
         result[state.path] = state
     return result
@@ -394,8 +397,7 @@ def test_finds_clips_case_insensitively_and_skips_hidden(
     camera: dict[str, bytes], tmp_path: Path
 ) -> None:
     root = tmp_path / "camera"
-    (root / dock.STATE_DIRNAME).mkdir()
-    write_clip(root / dock.STATE_DIRNAME / "x.mp4", 1)
+    write_clip(root / ".evidence-dock" / "x.mp4", 1)  # where older agents kept their state
     for ext in ("MTS", "3gp", "M4V", "avi"):
         write_clip(root / f"more/clip.{ext}", 1)
     found = [p.relative_to(root).as_posix() for p in find_clips(root)]
@@ -648,7 +650,7 @@ def test_killed_after_complete_finishes_that_upload(server: FakeIngest, tmp_path
     # As if killed after sending complete but before the 202 was written down.
     state.phase = dock.Phase.COMPLETING
     state.clip_id = state.answer = state.done_at = None
-    StateDir(root).save(state)
+    dock.state_dir_for(root).save(state)
     declares = len(server.declares)
     summary, out = run_dock(root, server)
     assert summary.ok and summary.count(Outcome.UPLOADED) == 1, out
@@ -665,7 +667,7 @@ def test_failing_repeat_completion_falls_back_to_declaring(
     assert run_dock(root, server)[0].ok
     (state,) = states(root).values()
     state.phase = dock.Phase.COMPLETING  # killed before the 202 was written down...
-    StateDir(root).save(state)
+    dock.state_dir_for(root).save(state)
     monkeypatch.setattr(server, "complete", lambda device, upload_id: (500, problem(500, "x")))
     summary, out = run_dock(root, server)  # ...and completing again now fails on the server
     assert summary.ok and summary.count(Outcome.EXISTS) == 1, out
@@ -682,7 +684,7 @@ def test_upload_rejected_after_a_kill_is_sent_afresh(server: FakeIngest, tmp_pat
     del server.stored[first.sha256]
     (state,) = states(root).values()
     state.phase = dock.Phase.COMPLETING  # killed before the 202 was written down
-    StateDir(root).save(state)
+    dock.state_dir_for(root).save(state)
     summary, out = run_dock(root, server)
     assert summary.ok and summary.count(Outcome.UPLOADED) == 1, out
     (second,) = [u for u in server.uploads.values() if u is not first]
@@ -712,7 +714,7 @@ def test_expired_part_url_is_refreshed(server: FakeIngest, tmp_path: Path) -> No
 
 
 def test_state_files_are_written_atomically(tmp_path: Path) -> None:
-    states_dir = StateDir(tmp_path)
+    states_dir = StateDir(tmp_path / "state")
     states_dir.ensure()
     state = dock.ClipState(path="a/b.mp4", size=1, mtime_ns=2, sha256="0" * 64, hashed_at="t")
     states_dir.save(state)

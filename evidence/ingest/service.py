@@ -340,7 +340,13 @@ def complete_upload(ctx: Context, device: Device, upload_id: str) -> Completed:
     upload = _own_upload(ctx, device, upload_id)
     if upload.state != UploadState.pending:
         return Completed(upload, False)
-    _assemble(ctx, upload)
+    try:
+        _assemble(ctx, upload)
+    except UploadNotFound:
+        # Another complete of this upload (a dock retrying one whose answer it lost) joined
+        # the parts while this one waited: answer with the upload's state, not a 404.
+        if not _object_arrived(ctx, upload):
+            raise
     with ctx.db.write_session() as s:
         upload = s.get(Upload, upload_id)
         if upload is None or upload.state != UploadState.pending:

@@ -1,0 +1,5 @@
+import sys
+
+from evidence_dock.cli import main
+
+sys.exit(main())
