@@ -63,6 +63,7 @@ def create_user(
     name: str,
     role: Annotated[str, typer.Option(help="officer, evidence_officer, cps, auditor or admin")],
     officer_id: Annotated[Optional[str], typer.Option(help="collar number linking an officer to their clips")] = None,
+    full_name: Annotated[Optional[str], typer.Option("--name", help="the person's name as documents print it, e.g. 'PC Jane Brown'")] = None,
 ) -> None:
     """Create a user; the one-time enrolment link they choose their password with is
     printed alone on the last line. Only the very first account of an empty store, an
@@ -76,10 +77,12 @@ def create_user(
                 password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
             else:
                 password = sys.stdin.readline().rstrip("\n")
-            user = create(ctx.ledger, name, role, password, officer_id=officer_id)
+            user = create(ctx.ledger, name, role, password, officer_id=officer_id,
+                          full_name=full_name)
             typer.echo(f"created the first administrator {user.username} id {user.id}")
             return
-        new = invite_user(ctx.ledger, ctx.settings, name, role, officer_id=officer_id)
+        new = invite_user(ctx.ledger, ctx.settings, name, role, officer_id=officer_id,
+                          full_name=full_name)
     except EvidenceError as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"created user {name} ({new.user['role']}) id {new.user['id']}")

@@ -175,6 +175,27 @@ def test_officer_ids_are_unique(admin) -> None:
         assert r.status_code == 201 and r.json()["officer_id"] is None
 
 
+def test_a_person_has_a_full_name_for_documents(admin) -> None:
+    """Statements name people, not logins: an account may carry the name documents print,
+    normalised to one line, bounded, and recorded when the account is made."""
+    f, ctx = admin
+    r = f.http.post("/api/v1/users", headers=f.as_("adm_black"), json={
+        "username": "pc_alun", "role": "officer", "officer_id": "PC4242",
+        "full_name": "  PC   Alun\nJones "})
+    assert r.status_code == 201 and r.json()["full_name"] == "PC Alun Jones"
+    created = [json.loads(e) for _, e in ctx.ledger.entries(0, ctx.ledger.size())]
+    assert [e["full_name"] for e in created if e["type"] == "user.created"
+            and e["username"] == "pc_alun"] == ["PC Alun Jones"]
+    too_long = f.http.post("/api/v1/users", headers=f.as_("adm_black"), json={
+        "username": "pc_long", "role": "officer", "full_name": "x" * 101})
+    assert too_long.status_code == 422
+    unprintable = f.http.post("/api/v1/users", headers=f.as_("adm_black"), json={
+        "username": "pc_bell", "role": "officer", "full_name": "PC \x07 Bell"})
+    assert unprintable.status_code == 422 and "printable" in unprintable.text
+    listed = {u["username"]: u for u in f.http.get("/api/v1/users", headers=f.as_("adm_black")).json()["items"]}
+    assert listed["pc_alun"]["full_name"] == "PC Alun Jones"
+
+
 def test_admin_cannot_lock_themselves_out(admin) -> None:
     f, _ = admin
     r = f.http.patch("/api/v1/users/adm_black", headers=f.as_("adm_black"), json={"disabled": True})

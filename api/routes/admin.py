@@ -23,6 +23,7 @@ class NewUser(BaseModel):
     username: str = Field(min_length=2, max_length=100)
     role: str = Field(max_length=32)
     officer_id: str | None = Field(None, max_length=64)
+    full_name: str | None = Field(None, max_length=100, description="as documents name the person")
 
 
 class UserChange(BaseModel):
@@ -61,7 +62,8 @@ def create_user(body: NewUser, request: Request,
     footage or administers, so it opens nothing until a second admin approves."""
     ctx = request.app.state.ctx
     return _new_account(service.invite_user(ctx.ledger, ctx.settings, body.username, body.role,
-                                            officer_id=body.officer_id, by=principal))
+                                            officer_id=body.officer_id, by=principal,
+                                            full_name=body.full_name))
 
 
 @router.patch("/users/{username}")

@@ -75,6 +75,7 @@ def create_user(request: Request,
                 username: Annotated[str, Form(max_length=100)] = "",
                 role: Annotated[str, Form(max_length=32)] = "",
                 officer_id: Annotated[str, Form(max_length=64)] = "",
+                full_name: Annotated[str, Form(max_length=100)] = "",
                 principal: Principal = Depends(ui_gate("users.manage")),
                 _: None = CSRF) -> Response:
     """No password field: the new person chooses theirs through the enrolment link shown
@@ -83,9 +84,11 @@ def create_user(request: Request,
     username, officer_id = username.strip(), officer_id.strip()
     try:
         new = accounts.invite_user(ctx.ledger, ctx.settings, username, role,
-                                   officer_id=officer_id or None, by=principal)
+                                   officer_id=officer_id or None, by=principal,
+                                   full_name=full_name or None)
     except (InvalidInput, Conflict) as exc:
-        form = {"username": username, "role": role, "officer_id": officer_id}
+        form = {"username": username, "role": role, "officer_id": officer_id,
+                "full_name": full_name}
         return _users_page(request, principal, status=exc.status, error=str(exc), form=form)
     return _show_link(request, new, "new")
 

@@ -27,6 +27,9 @@ class User(Base):
     # A collar number or similar: links an officer to the clips their camera records, so
     # it is unique (two accounts with one number would both see that officer's clips).
     officer_id: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
+    # The person's name as documents name them ("PC Jane Brown"): a continuity statement
+    # names people, not login ids. Optional: an account made without one reads as its login.
+    full_name: Mapped[str | None] = mapped_column(String(100))
     password_hash: Mapped[str] = mapped_column(String(255))
     totp_secret: Mapped[str | None] = mapped_column(String(64))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -67,6 +67,19 @@ def _check_officer_id(officer_id: str | None) -> str | None:
     return officer_id
 
 
+MAX_FULL_NAME = 100
+
+
+def check_full_name(full_name: str | None) -> str | None:
+    """A person's name as printed in documents: 1-100 printable characters, or none."""
+    name = " ".join((full_name or "").split())  # no newlines or runs of spaces in a document
+    if not name:
+        return None
+    if len(name) > MAX_FULL_NAME or not name.isprintable():
+        raise InvalidInput(f"a full name is 1-{MAX_FULL_NAME} printable characters")
+    return name
+
+
 def _refuse_taken(s: Session, username: str, officer_id: str | None) -> None:
     if s.scalar(select(User.id).where(User.username == username)):
         raise Conflict(f"user {username!r} already exists")
@@ -90,13 +103,13 @@ def _add_user(s: Session, ledger: Ledger, user: User, *, actor: str, subject_ext
     who = [user.id, subject_extra] if subject_extra else user.id
     ledger.append_in(s, "user.created", actor=actor, subject={"user": who},
                      username=user.username, role=user.role, officer_id=user.officer_id,
-                     **fields)
+                     **({"full_name": user.full_name} if user.full_name else {}), **fields)
     return user
 
 
 def create_user(
     ledger: Ledger, username: str, role: str, password: str, *,
-    officer_id: str | None = None, actor: str = "system:cli",
+    officer_id: str | None = None, actor: str = "system:cli", full_name: str | None = None,
 ) -> User:
     """An account with a password chosen here, in force at once. Only for the server's own
     operator: `evidence admin create-user` bootstrapping the first admin of an empty store,
@@ -109,7 +122,7 @@ def create_user(
         raise InvalidInput(f"password too short: use at least {MIN_PASSWORD} characters")
     with ledger.db.write_session() as s:
         user = User(
-            username=username, role=role, officer_id=officer_id,
+            username=username, role=role, officer_id=officer_id, full_name=check_full_name(full_name),
             password_hash=hash_password(password), created_at=clock.now(),
             disabled=False, failed_logins=0, approved=True,
         )
@@ -126,7 +139,7 @@ class NewAccount:
 
 def invite_user(
     ledger: Ledger, settings: Settings, username: str, role: str, *,
-    officer_id: str | None = None, by: Principal | None = None,
+    officer_id: str | None = None, by: Principal | None = None, full_name: str | None = None,
 ) -> NewAccount:
     """Create an account without a password and issue its enrolment link. Made by an admin
     (`by`), an account whose role opens footage or administers waits for a second admin
@@ -144,6 +157,7 @@ def invite_user(
     actor = by.actor if by else "system:cli"
     with ledger.db.write_session() as s:
         user = User(username=username, role=role, officer_id=officer_id,
+                    full_name=check_full_name(full_name),
                     password_hash=enrolment.UNSET_PASSWORD, created_at=clock.now(),
                     disabled=False, failed_logins=0, approved=not pending)
         _add_user(s, ledger, user, actor=actor, subject_extra=by.user_id if by else None,
@@ -228,7 +242,8 @@ def _user_dict(u: User, *, pending_role: str | None) -> dict[str, object]:
     from evidence.accounts.enrolment import UNSET_PASSWORD
 
     locked = u.locked_until is not None and u.locked_until > clock.now()
-    return {"id": u.id, "username": u.username, "role": u.role, "officer_id": u.officer_id,
+    return {"id": u.id, "username": u.username, "full_name": u.full_name, "role": u.role,
+            "officer_id": u.officer_id,
             "disabled": u.disabled, "totp": u.totp_secret is not None,
             "locked_until": u.locked_until.isoformat() if u.locked_until else None,
             "locked": locked, "approved": bool(u.approved), "pending_role": pending_role,
