@@ -20,6 +20,10 @@ have chromium || need+=(chromium)
 have openssl || need+=(openssl)
 have sqlite3 || need+=(sqlite3)
 have curl || need+=(curl)
+have pdftotext || need+=(poppler-utils)  # the statement PDF's text, fonts and a PNG of it
+have pdffonts || need+=(poppler-utils)
+have pdftoppm || need+=(poppler-utils)
+have mkfs.ext4 || need+=(e2fsprogs)  # read-only camera cards in the dock tests
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -100,7 +100,7 @@ def test_cps_downloads_a_bundle_that_verifies_with_and_without_our_code(bundled,
         assert fixed in names
     refs = [e["exhibit_ref"] for e in m["exhibits"]]
     assert len(refs) == 2 and all(r in html for r in refs)
-    assert "clip.viewed" in html and "user:cps_green" in html, "the CPS view is an access listed"
+    assert "Viewed" in html and "Priya Green (CPS lawyer)" in html, "the CPS view is an access listed"
     assert all(e["derivatives"] and e["derivatives"][0]["recipe"] for e in m["exhibits"])
     # Without our code, exactly as VERIFY.txt says.
     sums = "sha256sum -c SHA256SUMS"
@@ -133,6 +133,56 @@ def test_cps_downloads_a_bundle_that_verifies_with_and_without_our_code(bundled,
     exported = [json.loads(e) for _, e in ctx.ledger.entries_about(f"bundle:{bundle_id}")
                 if json.loads(e)["type"] == "bundle.exported"]
     assert len(exported) == 1 and exported[0]["built_at"]
+
+
+def test_the_continuity_statement_reads_as_a_statement_a_court_accepts(bundled, tmp_path: Path) -> None:
+    """The MG11 shape: the s.9 declaration, the maker by name, role and number, a signature
+    and date, the case and exhibit references and "Page x of y" on every page, the exhibit
+    list first (original names, camera serial, officer by name, SHA-256), each exhibit's
+    continuity in UK time with people named, the technical detail in an appendix; never a
+    Python None or raw JSON; PDF and HTML say the same; the PDF embeds its fonts, has a real
+    creation date and metadata, and is A4. A PNG of its first page is kept as an artifact."""
+    _, ctx, _, _, path = bundled
+    where = unzip(path, tmp_path / "unzipped")
+    pdf = where / "statement" / "continuity.pdf"
+    html = (where / "statement" / "continuity.html").read_text()
+    m = json.loads((where / mf.MANIFEST).read_text())
+
+    def run(*cmd: str) -> str:
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+    text = run("pdftotext", "-layout", str(pdf), "-")
+    pages = text.count("\f") or 1
+    flat = " ".join(text.split())
+    assert "is true to the best of my knowledge and belief" in flat
+    assert f"consisting of {pages} page" in flat and f"consisting of {pages} page" in " ".join(html.split())
+    assert "Statement of" in flat and "DC Sam Brown" in flat and "evidence officer" in flat
+    for n in range(1, pages + 1):
+        assert f"Page {n} of {pages}" in text
+    assert text.count(f"Case {m['case']['reference']}") >= pages, "the case reference on every page"
+    assert text.count("Signature:") >= pages
+    exhibit_list = flat.index("Exhibit list")
+    assert exhibit_list < flat.index("continuity", exhibit_list), "the exhibit list comes first"
+    for ex in m["exhibits"]:
+        assert ex["exhibit_ref"] in flat and ex["sha256"][:16] in flat.replace(" ", "")
+        assert ex["original_filename"] in flat
+    assert "BWV-7781-0042" in flat.replace(" ", "") and "PC Dana Smith (officer PC1234)" in flat
+    assert "Priya Green (CPS lawyer)" in flat and "charging decision" in flat, "the CPS view, by name"
+    assert "(UTC+00:00)" in flat or "(UTC+01:00)" in flat, "UK time with its offset"
+    assert "ffmpeg" in flat.split("Appendix A: technical detail")[-1]
+    for bad in ("None", "{'", '{"', "user:", "clip.viewed"):
+        assert bad not in flat, bad
+        assert bad not in html.split("</style>")[1], bad
+    fonts = run("pdffonts", str(pdf)).splitlines()[2:]
+    assert fonts and all(" yes " in line for line in fonts), fonts  # every font embedded
+    info = run("pdfinfo", str(pdf))
+    assert "Page size:      595.28 x 841.89 pts (A4)" in info or "595.276 x 841.89" in info, info
+    assert "Title:           Continuity statement, case" in info and "Author:          DC Sam Brown" in info
+    assert "2000" not in next(line for line in info.splitlines() if line.startswith("CreationDate"))
+    artifacts = Path(__file__).resolve().parent.parent / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    run("pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "2", str(pdf), str(artifacts / "statement-page"))
+    assert (artifacts / "statement-page-1.png").stat().st_size > 10_000
 
 
 def test_bundle_access_follows_the_share(bundled) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from evidence import clock
 from evidence.accounts.models import Device, User
@@ -197,12 +197,55 @@ def plan_bundle(ctx: Context, case_id: str, tree_size: int, include_proxies: boo
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "case": case_info,
+        # Who asked for this bundle and for whom the case was shared, as the pinned ledger
+        # entries say; and the people those entries name (a statement names people).
+        "bundle": this_bundle(case_entries, parsed),
+        "people": people_named(ctx, [parsed[i] for i in sorted(indices)],
+                               [ex["officer"]["id"] for ex in exhibits if ex["officer"]["id"]]),
         "ledger": {"origin": cp.origin, "tree_size": cp.size, "root_hash": _b64(cp.root_hash),
                    "checkpoint": CHECKPOINT, "key": LEDGER_KEY, "entries": ENTRIES},
         "exhibits": exhibits,
         "files": [],  # filled by the builder once every other file's bytes are known
     }
     return Plan(manifest, media, checkpoint, ledger.verifier_key, entry_lines, parsed)
+
+
+def this_bundle(case_entries: list[int], parsed: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """The request this bundle answers (the newest pinned `bundle.requested`: the pin ends
+    with it) and the shares of the case standing at the pin, with their recipients."""
+    requests = [i for i in case_entries if parsed[i]["type"] == "bundle.requested"]
+    last = parsed[requests[-1]] if requests else {}
+    shares: dict[str, dict[str, Any]] = {}
+    for i in case_entries:
+        e = parsed[i]
+        share = (e.get("subject") or {}).get("share")
+        if e["type"] == "share.created" and isinstance(share, str):
+            shares[share] = {"recipient": e.get("recipient"), "expires_at": e.get("expires_at"),
+                             "shared_by": e.get("actor"), "at": e.get("at"), "ledger_index": i}
+        elif e["type"] == "share.revoked" and share in shares:
+            del shares[share]
+    return {"requested_by": last.get("actor"), "requested_at": last.get("at"),
+            "ledger_index": requests[-1] if requests else None,
+            "shares": [v for v in shares.values() if (v["expires_at"] or "") > (last.get("at") or "")]}
+
+
+def people_named(ctx: Context, entries: list[dict[str, Any]], officer_ids: list[str]) -> dict[str, Any]:
+    """actor ("user:jbrown") -> {name, role, officer_id} for every person the entries name as
+    actor or recipient, and every attributed officer ("officer:4711")."""
+    usernames = {e["actor"][5:] for e in entries if str(e.get("actor", "")).startswith("user:")}
+    usernames |= {e["recipient"] for e in entries if isinstance(e.get("recipient"), str)}
+    with ctx.db.session() as s:
+        users = list(s.scalars(select(User).where(or_(
+            User.username.in_(sorted(usernames) or [""]),
+            User.officer_id.in_(sorted(set(officer_ids)) or [""])))))
+    out: dict[str, Any] = {}
+    for u in sorted(users, key=lambda u: u.username):
+        person = {"name": u.full_name or u.username, "role": u.role, "officer_id": u.officer_id}
+        if u.username in usernames:
+            out[f"user:{u.username}"] = person
+        if u.officer_id in officer_ids:
+            out[f"officer:{u.officer_id}"] = person
+    return out
 
 
 ATTRIBUTION_TYPES = ("clip.ingested", "clip.attributed")

@@ -1,47 +1,76 @@
 """The continuity statement (HTML and PDF) and VERIFY.txt: what people read.
 
-Both are rendered from the plan alone (no clock), so they are reproducible too; the PDF
-uses reportlab's `invariant` mode, which fixes the document id and creation date.
+The statement is built to what an exhibit continuity statement in England and Wales carries
+(the MG11 witness statement form): the maker's name, role and number; the declaration of
+truth in the form of s.9 of the Criminal Justice Act 1967; a signature and date; the case
+reference and "Page x of y" on every page; the exhibit list first; then, per exhibit, its
+continuity in time order, in words, with people named and their roles; the technical
+detail (ffmpeg recipes, derivative hashes, ledger indices) in an appendix.
+
+One content model (`statement`) is rendered twice, to HTML and to PDF, so both say the same.
+Both come from the plan alone (no clock), so a rebuilt bundle is byte-identical: the PDF's
+creation date is the time the statement speaks as at (its newest pinned entry), and its
+fonts (the DejaVu-derived Bitstream Vera shipped with reportlab) are embedded.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from evidence.bundles.manifest import ACCESS_TYPES, TSA_CA, Plan
+from evidence.ledger import catalogue
+
+UK = ZoneInfo("Europe/London")
+ROLE_NAMES = {"officer": "police officer", "evidence_officer": "evidence officer",
+              "cps": "CPS lawyer", "auditor": "auditor", "admin": "administrator"}
+DECLARATION = (
+    "This statement (consisting of {pages} page{s} each signed by me) is true to the best of "
+    "my knowledge and belief and I make it knowing that, if it is tendered in evidence, I "
+    "shall be liable to prosecution if I have wilfully stated in it anything which I know to "
+    "be false, or do not believe to be true.")
+AUTHORITY = ("Criminal Justice Act 1967, s.9; Magistrates' Courts Act 1980, s.5B; "
+             "Criminal Procedure Rules, r.16.2")
 
 
-def _who(entry: dict[str, Any]) -> str:
-    return str(entry.get("actor", ""))
+# -- words for times, people and events --------------------------------------------------------
 
 
-def _what(entry: dict[str, Any]) -> str:
-    """One line a reader understands: the type plus the facts that matter for it."""
-    t = entry["type"]
-    bits = [t]
-    for k in ("reason", "exhibit_ref", "previous_ref", "kind", "recipient", "role", "sha256"):
-        if entry.get(k):
-            bits.append(f"{k}={entry[k]}")
-    return " ".join(bits)
+def uk_time(value: str | None) -> str:
+    """'5 December 2026, 08:40:12 GMT (UTC+00:00)': UK local time with its offset shown."""
+    if not value:
+        return "not recorded"
+    t = dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UK)
+    offset = t.strftime("%z")
+    return (f"{t.day} {t.strftime('%B %Y, %H:%M:%S')} {t.tzname()} "
+            f"(UTC{offset[:3]}:{offset[3:]})")
 
 
-def _file_or_disposal(ex: dict[str, Any]) -> str:
-    """The exhibit's file in the bundle, or why there is none."""
-    d = ex.get("disposed")
-    if not d:
-        return str(ex["file"])
-    return (f"no media: disposed of on {d['at']} under the retention policy ({d['rule']}; "
-            f"approved by {d['approved_by']}; ledger entry {d['ledger_index']})")
+def person(plan: Plan, actor: str | None) -> str:
+    """'DC Sam Brown (evidence officer)'; a dock, the store itself or a policy, in words."""
+    if not actor:
+        return "not recorded"
+    known = plan.manifest.get("people", {}).get(actor)
+    if known:
+        return f"{known['name']} ({ROLE_NAMES.get(known['role'], known['role'])})"
+    kind, _, name = actor.partition(":")
+    return {"device": f"docking station {name}", "system": "the evidence store",
+            "policy": f"the retention policy ({name})", "user": f"user {name}",
+            "officer": f"officer {name}"}.get(kind, actor)
 
 
-def officer_text(officer: dict[str, Any]) -> str:
-    """'officer 4711 (pc_smith)', or that no officer is attributed: never a bare None."""
+def officer_text(plan: Plan, officer: dict[str, Any]) -> str:
+    """'PC Dana Smith (officer 4711)', or that no officer is attributed: never None."""
     if not officer.get("id"):
         return "no officer attributed"
-    name = f" ({officer['username']})" if officer.get("username") else ""
-    return f"officer {officer['id']}{name}"
+    known = plan.manifest.get("people", {}).get(f"officer:{officer['id']}")
+    return f"{known['name']} (officer {officer['id']})" if known else f"officer {officer['id']}"
 
 
 def camera_text(camera: dict[str, Any]) -> str:
@@ -52,150 +81,374 @@ def how_text(part: dict[str, Any]) -> str:
     return str(part.get("how") or "not recorded (docked before the camera register existed)")
 
 
-def recorded_text(ex: dict[str, Any]) -> str:
-    if ex.get("recorded_at"):
-        return f"recorded {ex['recorded_at']}"
-    return f"no recording time in the clip; docked {ex['ingested_at']}"
+def attribution_sentence(plan: Plan, officer: dict[str, Any], camera: dict[str, Any]) -> str:
+    """Who recorded it on which camera, and how the store established each."""
+    who = (f"Recorded by {officer_text(plan, officer)} (how this was established: "
+           f"{how_text(officer)})." if officer.get("id")
+           else "No officer is attributed to this recording.")
+    on = (f"Camera {camera['serial']} (how this was established: {how_text(camera)})."
+          if camera.get("serial") else "The camera is not identified.")
+    return f"{who} {on}"
 
 
-def attribution_lines(ex: dict[str, Any]) -> list[str]:
-    """Plain sentences: who recorded the exhibit on which camera, how each was established,
-    and every earlier attribution an evidence officer corrected (with their reason)."""
-    officer = ex.get("officer") or {"id": ex.get("officer_id")}
-    camera = ex.get("camera") or {"serial": ex.get("camera_serial")}
-    lines = [f"Recorded by {officer_text(officer)}: established by {how_text(officer)}.",
-             f"On {camera_text(camera)}: established by {how_text(camera)}."]
-    history = ex.get("attribution_history") or []
-    for before, after in zip(history, history[1:]):
-        lines.append(
-            f"Re-attributed at {after['at']} by {after['actor']} (ledger entry {after['ledger_index']}), "
-            f"reason: \"{after['reason']}\"; before: {officer_text(before['officer'])}, "
-            f"{camera_text(before['camera'])} (ledger entry {before['ledger_index']}).")
-    return lines
+def _detail(e: dict[str, Any], plan: Plan) -> str:
+    """The facts that matter for one event, in words."""
+    t = e["type"]
+    bits = []
+    if e.get("reason"):
+        bits.append(f"reason: {e['reason']}")
+    if t == "clip.ingested":
+        bits.append(f"SHA-256 {e.get('sha256')} verified, {e.get('size')} bytes")
+    if t in ("upload.declared", "upload.duplicate") and e.get("filename"):
+        bits.append(f"file name {e['filename']}")
+    if t == "derivative.created":
+        bits.append(f"{e.get('kind')} (recipe in Appendix A)")
+    if e.get("exhibit_ref"):
+        bits.append(f"exhibit {e['exhibit_ref']}")
+    if e.get("recipient"):
+        bits.append(f"to {person(plan, 'user:' + e['recipient'])}, until {uk_time(e.get('expires_at'))}")
+    if t == "clip.attributed":
+        bits.append(f"now {officer_text(plan, e.get('officer') or {})}, "
+                    f"{camera_text(e.get('camera') or {})}")
+    if e.get("role") and t in ACCESS_TYPES:
+        bits.append(f"as {ROLE_NAMES.get(e['role'], e['role'])}")
+    if e.get("rule"):
+        bits.append(f"rule: {e['rule']}")
+    return "; ".join(str(b) for b in bits)
 
 
-def _sentence(text: str) -> str:
-    return text[:1].upper() + text[1:]
+# -- the content model -----------------------------------------------------------------------
 
 
-def statement_rows(plan: Plan) -> list[dict[str, Any]]:
-    """Per exhibit: facts, custody events, accesses, derivatives (the statement's content)."""
+@dataclass
+class Table:
+    head: list[str]
+    rows: list[list[str]]
+    widths: list[float]  # fractions of the text width
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list[str | Table] = field(default_factory=list)  # paragraphs and tables
+
+
+@dataclass
+class Statement:
+    case_ref: str
+    exhibit_refs: list[str]
+    maker: dict[str, str]  # name, role, number
+    as_at: str  # RFC 3339: the newest pinned entry's time
+    sections: list[Section]
+
+
+def statement(plan: Plan) -> Statement:
+    m = plan.manifest
+    case, bundle = m["case"], m.get("bundle") or {}
+    maker_actor = bundle.get("requested_by")
+    known = m.get("people", {}).get(maker_actor or "", {})
+    maker = {"name": known.get("name") or person(plan, maker_actor),
+             "role": ROLE_NAMES.get(known.get("role", ""), known.get("role") or "not recorded"),
+             "number": known.get("officer_id") or "none recorded"}
+    refs = [ex["exhibit_ref"] for ex in m["exhibits"]]
+    as_at = max((e.get("at", "") for e in plan.entries.values()), default="")
+    sections = [
+        _opening(plan, maker, refs),
+        _exhibit_list(plan),
+        _this_bundle(plan),
+        *[_continuity(plan, ex) for ex in m["exhibits"]],
+        _appendix(plan),
+    ]
+    return Statement(case["reference"], refs, maker, as_at, sections)
+
+
+def _opening(plan: Plan, maker: dict[str, str], refs: list[str]) -> Section:
+    m = plan.manifest
+    led = m["ledger"]
+    return Section("Statement", [
+        f"I am {maker['name']}, {maker['role']} (collar/staff number {maker['number']}). "
+        f"I produce as exhibits the {len(refs)} item{'s' if len(refs) != 1 else ''} listed "
+        f"below ({', '.join(refs)}) in case {m['case']['reference']}, {m['case']['title']}.",
+        "The facts below about each exhibit, who recorded it, on which camera, and everything "
+        "that happened to it from docking to this bundle, are taken from the evidence store's "
+        f"append-only ledger ({led['origin']}) as it stood at its signed checkpoint of "
+        f"{led['tree_size']} entries. Every entry cited is in this bundle with a proof that it "
+        "is in that ledger; VERIFY.txt says how anyone can check this without the store.",
+        "Times are UK local time with the offset from UTC shown.",
+    ])
+
+
+def _exhibit_list(plan: Plan) -> Section:
     rows = []
     for ex in plan.manifest["exhibits"]:
-        events = [(i, plan.entries[i]) for i in ex["ledger_entries"]]
-        rows.append({
-            "exhibit": ex,
-            "custody": [(i, e) for i, e in events if e["type"] not in ACCESS_TYPES],
-            "accesses": [(i, e) for i, e in events if e["type"] in ACCESS_TYPES],
-        })
-    return rows
+        officer = ex.get("officer") or {"id": ex.get("officer_id")}
+        camera = ex.get("camera") or {"serial": ex.get("camera_serial")}
+        names = ex.get("original_filenames") or [ex.get("original_filename") or "not recorded"]
+        media = ex.get("media") or {}
+        what = "Body-worn video" if media.get("video_codec") else "Recording"
+        if ex.get("disposed"):
+            what += " (disposed of; its record and hash remain)"
+        rows.append([ex["exhibit_ref"], what, ", ".join(names), camera_text(camera).removeprefix("camera "),
+                     officer_text(plan, officer), uk_time(ex.get("recorded_at")) if ex.get("recorded_at")
+                     else f"not in the clip; docked {uk_time(ex['ingested_at'])}",
+                     ex["sha256"], f"{ex['size']:,}"])
+    return Section("Exhibit list", [Table(
+        ["Exhibit", "Description", "Original file name(s) as docked", "Camera", "Recorded by",
+         "Recorded", "SHA-256", "Size (bytes)"], rows,
+        [0.09, 0.09, 0.17, 0.1, 0.14, 0.14, 0.18, 0.09])])
+
+
+def _this_bundle(plan: Plan) -> Section:
+    b = plan.manifest.get("bundle") or {}
+    blocks: list[str | Table] = [
+        f"This bundle was requested by {person(plan, b.get('requested_by'))} on "
+        f"{uk_time(b.get('requested_at'))} and produced by the evidence store from its ledger "
+        "as at that request."]
+    shares = b.get("shares") or []
+    if shares:
+        blocks.append("It is for the case as shared with: " + "; ".join(
+            f"{person(plan, 'user:' + str(sh['recipient']))}, shared by {person(plan, sh['shared_by'])} "
+            f"on {uk_time(sh['at'])}, until {uk_time(sh['expires_at'])}" for sh in shares) + ".")
+    else:
+        blocks.append("The case was not shared with anyone outside the force when it was requested.")
+    return Section("This bundle", blocks)
+
+
+def _continuity(plan: Plan, ex: dict[str, Any]) -> Section:
+    officer = ex.get("officer") or {"id": ex.get("officer_id")}
+    camera = ex.get("camera") or {"serial": ex.get("camera_serial")}
+    blocks: list[str | Table] = [attribution_sentence(plan, officer, camera)]
+    gone = ex.get("disposed")
+    if gone:
+        blocks.append(
+            f"Its footage was disposed of on {uk_time(gone.get('at'))} under the retention policy "
+            f"({gone.get('rule') or 'rule not recorded'}), approved by {person(plan, gone.get('approved_by'))}"
+            f"{': ' + gone['reason'] if gone.get('reason') else ''}. This bundle carries its record "
+            "and the hash of its bytes, not the bytes.")
+    history = ex.get("attribution_history") or []
+    for before, after in zip(history, history[1:]):
+        blocks.append(
+            f"Re-attributed on {uk_time(after['at'])} by {person(plan, after['actor'])}, reason: "
+            f"\u201c{after['reason']}\u201d. Before: {officer_text(plan, before['officer'])}, "
+            f"{camera_text(before['camera'])}.")
+    rows = [[uk_time(e.get("at")), catalogue.label(e["type"]), person(plan, e.get("actor")),
+             _detail(e, plan)]
+            for _, e in sorted(((i, plan.entries[i]) for i in ex["ledger_entries"]), key=lambda x: x[0])]
+    blocks.append(Table(["When", "Event", "Who", "Detail"], rows, [0.22, 0.24, 0.22, 0.32]))
+    if not any(plan.entries[i]["type"] in ACCESS_TYPES for i in ex["ledger_entries"]):
+        blocks.append("No one viewed or downloaded this exhibit before this bundle was requested.")
+    return Section(f"Exhibit {ex['exhibit_ref']}: continuity", blocks)
+
+
+def _appendix(plan: Plan) -> Section:
+    m = plan.manifest
+    led = m["ledger"]
+    blocks: list[str | Table] = [
+        f"Ledger {led['origin']}, checkpoint of {led['tree_size']} entries, root hash "
+        f"{led['root_hash']} (base64). Each exhibit's ledger entries, by index: "
+        + "; ".join(f"{ex['exhibit_ref']}: {', '.join(map(str, ex['ledger_entries']))}"
+                    for ex in m["exhibits"]) + "."]
+    rows = []
+    for ex in m["exhibits"]:
+        for d in ex["derivatives"]:
+            recipe = d.get("recipe") or {}
+            rows.append([ex["exhibit_ref"], str(d["kind"]), f"{d['sha256']} ({d['size']:,} bytes)",
+                         f"ffmpeg {recipe.get('ffmpeg_version', 'version not recorded')} from "
+                         f"{recipe.get('input_sha256', ex['sha256'])}: "
+                         + " ".join(map(str, recipe.get("args", []))),
+                         str(d.get("file") or "not included in this bundle")])
+    if rows:
+        blocks.append(Table(["Exhibit", "Derived copy", "SHA-256", "How it was made", "File"], rows,
+                            [0.09, 0.1, 0.22, 0.44, 0.15]))
+    else:
+        blocks.append("No derived copies were made.")
+    return Section("Appendix A: technical detail", blocks)
+
+
+# -- HTML --------------------------------------------------------------------------------------
 
 
 def render_html(plan: Plan) -> bytes:
-    m, esc = plan.manifest, html.escape
-    case, led = m["case"], m["ledger"]
+    st, esc = statement(plan), html.escape
+    head = (f"Case {st.case_ref} · Exhibits {', '.join(st.exhibit_refs)}")
     out = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>Continuity statement: {esc(case['reference'])}</title>",
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-        "table{border-collapse:collapse;width:100%}td,th{border:1px solid #999;padding:.3em;"
-        "font-size:.9em;vertical-align:top;text-align:left}code{word-break:break-all}</style>",
+        "<!doctype html><html lang='en-GB'><head><meta charset='utf-8'>",
+        f"<title>Continuity statement: {esc(st.case_ref)}</title>",
+        "<style>body{font-family:sans-serif;max-width:62em;margin:2em auto;line-height:1.4}"
+        "table{border-collapse:collapse;width:100%;margin:.5em 0}td,th{border:1px solid #999;"
+        "padding:.3em;font-size:.85em;vertical-align:top;text-align:left;word-break:break-word}"
+        ".running{color:#555;font-size:.85em;border-bottom:1px solid #999}"
+        ".sig{margin:1.5em 0;padding:1em;border:1px solid #333}"
+        "@media print{@page{size:A4;margin:18mm}}</style>",
         "</head><body>",
-        "<h1>Exhibit list and continuity statement</h1>",
-        f"<p>Case <b>{esc(case['reference'])}</b>: {esc(case['title'])} (id <code>{esc(case['id'])}</code>)</p>",
-        f"<p>Every fact below is taken from the evidence store's append-only ledger "
-        f"<code>{esc(led['origin'])}</code> as at its signed checkpoint of {led['tree_size']} "
-        f"entries (root <code>{esc(led['root_hash'])}</code>), which is included in this bundle "
-        f"with an inclusion proof for each entry cited. See VERIFY.txt.</p>",
-        "<h2>Exhibit list</h2><table><tr><th>Exhibit</th><th>File</th><th>Recorded by / when</th>"
-        "<th>Docked by device / ingested</th><th>SHA-256, size</th></tr>",
+        f"<p class='running'>{esc(head)}</p>",
+        "<h1>Witness statement: exhibit continuity</h1>",
+        f"<p>{esc(AUTHORITY)}</p>",
+        f"<table><tr><th>Statement of</th><td>{esc(st.maker['name'])}</td></tr>"
+        f"<tr><th>Role</th><td>{esc(st.maker['role'])}</td></tr>"
+        f"<tr><th>Collar/staff number</th><td>{esc(st.maker['number'])}</td></tr>"
+        f"<tr><th>Case reference</th><td>{esc(st.case_ref)}</td></tr>"
+        f"<tr><th>As at</th><td>{esc(uk_time(st.as_at))}</td></tr></table>",
+        f"<p class='declaration'>{esc(declaration(pdf_pages(plan)))}</p>",
+        "<div class='sig'>Signature: ................................................ "
+        "Date: ....................</div>",
     ]
-    for ex in m["exhibits"]:
-        out.append(
-            f"<tr><td>{esc(ex['exhibit_ref'])}</td><td>{esc(_file_or_disposal(ex))}<br>"
-            f"(docked as {esc(str(ex['original_filename']))})</td>"
-            f"<td>{esc(officer_text(ex.get('officer') or {'id': ex['officer_id']}))}, "
-            f"{esc(camera_text(ex.get('camera') or {'serial': ex['camera_serial']}))}<br>"
-            f"{esc(recorded_text(ex))}</td>"
-            f"<td>{esc(str(ex['device']['name']))}<br>{esc(ex['ingested_at'])}</td>"
-            f"<td><code>{esc(ex['sha256'])}</code><br>{ex['size']} bytes</td></tr>")
-    out.append("</table>")
-    for row in statement_rows(plan):
-        ex = row["exhibit"]
-        out.append(f"<h2>Exhibit {esc(ex['exhibit_ref'])}: continuity</h2>")
-        out.append("<h3>Who recorded it, on which camera</h3>")
-        out.extend(f"<p class='attribution'>{esc(line)}</p>" for line in attribution_lines(ex))
-        out.append(_events_table("Custody (ledger entries)", row["custody"]))
-        out.append(_events_table("Every access (views, downloads)", row["accesses"])
-                   if row["accesses"] else "<p>No one viewed or downloaded this exhibit.</p>")
-        out.append("<h3>Derived files and how they were made</h3>")
-        if not ex["derivatives"]:
-            out.append("<p>None.</p>")
-        for d in ex["derivatives"]:
-            recipe = d.get("recipe") or {}
-            out.append(
-                f"<p><b>{esc(d['kind'])}</b> ({esc(d['file'] or 'not included in this bundle')}), "
-                f"SHA-256 <code>{esc(d['sha256'])}</code>, {d['size']} bytes, made {esc(d['created_at'])} "
-                f"from <code>{esc(str(recipe.get('input_sha256', ex['sha256'])))}</code> by ffmpeg "
-                f"{esc(str(recipe.get('ffmpeg_version', '?')))} with arguments "
-                f"<code>{esc(' '.join(map(str, recipe.get('args', []))))}</code> "
-                f"(ledger entry {d['ledger_index']}).</p>")
+    for section in st.sections:
+        out.append(f"<h2>{esc(section.title)}</h2>")
+        for block in section.blocks:
+            if isinstance(block, Table):
+                out.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in block.head) + "</tr>"
+                           + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>"
+                                     for row in block.rows) + "</table>")
+            else:
+                out.append(f"<p>{esc(block)}</p>")
+    out.append("<div class='sig'>Signature: ................................................ "
+               "Date: ....................</div>")
     out.append("</body></html>\n")
     return "\n".join(out).encode()
 
 
-def _events_table(title: str, events: list[tuple[int, dict[str, Any]]]) -> str:
-    esc = html.escape
-    rows = "".join(
-        f"<tr><td>{i}</td><td>{esc(e['at'])}</td><td>{esc(_who(e))}</td><td>{esc(_what(e))}</td></tr>"
-        for i, e in events)
-    return (f"<h3>{esc(title)}</h3><table><tr><th>Ledger entry</th><th>When (UTC)</th>"
-            f"<th>Who</th><th>What</th></tr>{rows}</table>")
+# -- PDF ---------------------------------------------------------------------------------------
+
+
+FONT, BOLD = "StatementSans", "StatementSans-Bold"
+
+
+def _breakable(text: str) -> str:
+    """A hash or key is one long word; in a narrow PDF column it wraps in groups of 16."""
+    return " ".join(
+        " ".join(w[i:i + 16] for i in range(0, len(w), 16)) if len(w) > 24 else w
+        for w in text.split(" "))
+
+
+def _fonts() -> None:
+    """Embedded TrueType fonts (a PDF with the 14 standard fonts does not embed them)."""
+    import reportlab
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+
+    if FONT in pdfmetrics.getRegisteredFontNames():
+        return
+    fonts = Path(reportlab.__file__).parent / "fonts"
+    pdfmetrics.registerFont(TTFont(FONT, str(fonts / "Vera.ttf")))
+    pdfmetrics.registerFont(TTFont(BOLD, str(fonts / "VeraBd.ttf")))
+    pdfmetrics.registerFontFamily(FONT, normal=FONT, bold=BOLD, italic=FONT, boldItalic=BOLD)
 
 
 def render_pdf(plan: Plan) -> bytes:
-    """The same statement as a PDF, reproducibly (reportlab invariant mode)."""
-    from reportlab.lib.pagesizes import A4
-    from reportlab.lib.styles import getSampleStyleSheet
-    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer
+    """The same statement as an A4 PDF: the case and exhibit references and "Page x of y"
+    and a signature line on every page; reproducible (fixed id, the as-at creation date)."""
+    return _pdf(plan, pdf_pages(plan))[0]
 
-    styles = getSampleStyleSheet()
-    esc = html.escape
-    m = plan.manifest
+
+def pdf_pages(plan: Plan) -> int:
+    """How many pages the PDF has: the declaration states it, so it is counted first."""
+    pages = _pdf(plan, None)[1]
+    again = _pdf(plan, pages)[1]  # the number's own width could move a line, rarely a page
+    return again
+
+
+def declaration(pages: int | None) -> str:
+    return DECLARATION.format(pages=pages if pages else "these", s="" if pages == 1 else "s")
+
+
+def _pdf(plan: Plan, pages: int | None) -> tuple[bytes, int]:
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.lib.units import mm
+    from reportlab.platypus import LongTable, Paragraph, SimpleDocTemplate, Spacer, TableStyle
+
+    _fonts()
+    st, esc = statement(plan), html.escape
+    body = ParagraphStyle("body", fontName=FONT, fontSize=9.5, leading=12.5, spaceAfter=5)
+    cell = ParagraphStyle("cell", fontName=FONT, fontSize=7.2, leading=8.8)
+    h1 = ParagraphStyle("h1", fontName=BOLD, fontSize=15, leading=19, spaceAfter=6)
+    h2 = ParagraphStyle("h2", fontName=BOLD, fontSize=11.5, leading=15, spaceBefore=9, spaceAfter=4)
+    width = A4[0] - 36 * mm
+
+    def table(head: list[str], rows: list[list[str]], widths: list[float]) -> LongTable:
+        t = LongTable([[Paragraph(f"<b>{esc(h)}</b>", cell) for h in head]]
+                      + [[Paragraph(esc(_breakable(c)), cell) for c in row] for row in rows],
+                      colWidths=[w * width for w in widths], repeatRows=1)
+        t.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
+                               ("FONTNAME", (0, 0), (-1, -1), FONT),  # not the unembedded default
+                               ("BACKGROUND", (0, 0), (-1, 0), colors.Color(0.92, 0.92, 0.92)),
+                               ("VALIGN", (0, 0), (-1, -1), "TOP")]))
+        return t
+
+    signature = Paragraph("Signature: ................................................&nbsp;&nbsp; "
+                          "Date: ....................", body)
     story: list[Any] = [
-        Paragraph("Exhibit list and continuity statement", styles["Title"]),
-        Paragraph(f"Case {esc(m['case']['reference'])}: {esc(m['case']['title'])}", styles["Heading2"]),
-        Paragraph(f"From ledger {esc(m['ledger']['origin'])} at its signed checkpoint of "
-                  f"{m['ledger']['tree_size']} entries, root {esc(m['ledger']['root_hash'])}. "
-                  "See VERIFY.txt to check every statement below.", styles["Normal"]),
+        Paragraph("Witness statement: exhibit continuity", h1),
+        Paragraph(esc(AUTHORITY), body),
+        table(["Statement of", "Role", "Collar/staff number", "Case reference", "As at"],
+              [[st.maker["name"], st.maker["role"], st.maker["number"], st.case_ref,
+                uk_time(st.as_at)]], [0.22, 0.16, 0.16, 0.16, 0.3]),
+        Spacer(1, 6),
+        Paragraph(esc(declaration(pages)), body),
+        signature,
     ]
-    for row in statement_rows(plan):
-        ex = row["exhibit"]
-        story += [
-            Spacer(1, 10),
-            Paragraph(f"Exhibit {esc(ex['exhibit_ref'])}: {esc(_file_or_disposal(ex))}", styles["Heading2"]),
-            *[Paragraph(esc(line), styles["Normal"]) for line in attribution_lines(ex)],
-            Paragraph(f"{esc(_sentence(recorded_text(ex)))}; docked by device "
-                      f"{esc(str(ex['device']['name']))}; ingested {esc(ex['ingested_at'])}.",
-                      styles["Normal"]),
-            Paragraph(f"SHA-256 {esc(ex['sha256'])}, {ex['size']} bytes.", styles["Normal"]),
-            Paragraph("Custody and access (ledger entry, time, who, what):", styles["Heading3"]),
-        ]
-        for i, e in row["custody"] + row["accesses"]:
-            story.append(Paragraph(f"{i} &nbsp; {esc(e['at'])} &nbsp; {esc(_who(e))} &nbsp; "
-                                   f"{esc(_what(e))}", styles["Code"]))
-        for d in ex["derivatives"]:
-            recipe = d.get("recipe") or {}
-            story.append(Paragraph(
-                f"Derived {esc(d['kind'])}: SHA-256 {esc(d['sha256'])}, {d['size']} bytes, by ffmpeg "
-                f"{esc(str(recipe.get('ffmpeg_version', '?')))} args "
-                f"{esc(' '.join(map(str, recipe.get('args', []))))}", styles["Normal"]))
+    for section in st.sections:
+        story.append(Paragraph(esc(section.title), h2))
+        for block in section.blocks:
+            story.append(table(block.head, block.rows, block.widths) if isinstance(block, Table)
+                         else Paragraph(esc(block), body))
+    story += [Spacer(1, 10), signature]
+
+    running = f"Case {st.case_ref} · Exhibits {', '.join(st.exhibit_refs)}"
     buf = io.BytesIO()
-    doc = SimpleDocTemplate(buf, pagesize=A4, invariant=1, title="Continuity statement",
-                            author="evidence store", creator="evidence store",
-                            producer="evidence store")
-    doc.build(story)
-    return buf.getvalue()
+    doc = SimpleDocTemplate(
+        buf, pagesize=A4, invariant=1, leftMargin=18 * mm, rightMargin=18 * mm,
+        topMargin=20 * mm, bottomMargin=20 * mm,
+        title=f"Continuity statement, case {st.case_ref}", author=st.maker["name"],
+        subject=f"Exhibits {', '.join(st.exhibit_refs)}", creator="evidence store",
+        producer="evidence store", keywords=f"continuity statement, {st.case_ref}")
+    counted: list[int] = []
+    doc.build(story, canvasmaker=_page_canvas(running, st.as_at, counted))
+    return buf.getvalue(), counted[0]
+
+
+def _page_canvas(running: str, as_at: str, counted: list[int]) -> Any:
+    """A canvas that knows the page count when it finishes, for "Page x of y" on every page,
+    and whose creation date is the time the statement speaks as at."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.units import mm
+    from reportlab.lib.utils import TimeStamp
+    from reportlab.pdfgen.canvas import Canvas
+
+    when = dt.datetime.fromisoformat(as_at.replace("Z", "+00:00")) if as_at else None
+
+    class PageCanvas(Canvas):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            # Not Helvetica, which a PDF names but does not embed.
+            kwargs.update(initialFontName=FONT, initialFontSize=9.5)
+            super().__init__(*args, **kwargs)
+            self._pages: list[dict[str, Any]] = []
+            if when is not None:
+                stamp = TimeStamp(invariant=True)
+                stamp.t = when.timestamp()
+                stamp.lt = time.gmtime(stamp.t)
+                stamp.YMDhms = tuple(stamp.lt)[:6]
+                self._doc._timeStamp = stamp
+
+        def showPage(self) -> None:  # noqa: N802 (reportlab's name)
+            self._pages.append(dict(self.__dict__))
+            self._startPage()
+
+        def save(self) -> None:
+            total = len(self._pages)
+            counted.append(total)
+            for number, state in enumerate(self._pages, start=1):
+                self.__dict__.update(state)
+                self.setFont(FONT, 7.5)
+                self.drawString(18 * mm, A4[1] - 12 * mm, running)
+                self.drawString(18 * mm, 10 * mm, "Signature: ..............................")
+                self.drawRightString(A4[0] - 18 * mm, 10 * mm, f"Page {number} of {total}")
+                super().showPage()
+            super().save()
+
+    return PageCanvas
 
 
 def render_verify_txt(plan: Plan, has_token: bool, has_tsa_ca: bool = False) -> bytes:
