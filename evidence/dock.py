@@ -457,8 +457,12 @@ class Api:
         answer proves reachability; the key is checked by the first real call."""
         self._with_retries("connect", lambda: self.client.get(self.base + "/healthz"), api=True)
 
-    def declare(self, sha256: str, size: int, filename: str, metadata: dict[str, Any]) -> Declared:
-        body = {"sha256": sha256, "size": size, "filename": filename, "metadata": metadata}
+    def declare(self, sha256: str, size: int, filename: str, metadata: dict[str, Any],
+                source: dict[str, str] | None = None) -> Declared:
+        body: dict[str, Any] = {"sha256": sha256, "size": size, "filename": filename,
+                                "metadata": metadata}
+        if source:
+            body["source"] = source  # where on the camera: its folder naming names it
         response = self._api_call("declare", lambda: self.client.post(
             self.base + UPLOADS_PATH, json=body, headers=self.auth))
         if response.status_code not in (200, 201):
@@ -732,7 +736,8 @@ class ClipUpload:
                 return declared
 
     def _declare(self, state: ClipState, metadata: dict[str, Any]) -> Declared | ClipResult:
-        declared = self.api.declare(state.sha256, state.size, self.path.name, metadata)
+        declared = self.api.declare(state.sha256, state.size, self.path.name, metadata,
+                                    {"path": self.rel[:1024]})
         if declared.state == "exists":  # said only of a verified original
             self._mark_done(state, declared.upload_id, declared.clip_id, "exists")
             return ClipResult(self.rel, Outcome.EXISTS, self.sent, declared.clip_id)
