@@ -45,13 +45,13 @@ RULES: tuple[Rule, ...] = (
          "Axon", "Body 3", TEXT_TAG_KEYS),
     Rule("Motorola VB400", Where.tag, re.compile(r"\b(?P<serial>VB400-\d{4,8})\b", _I),
          "Motorola Solutions", "VB400", TEXT_TAG_KEYS),
-    # A tag that holds nothing but a serial.
-    Rule("serial tag", Where.tag, re.compile(r"^\s*(?P<serial>[A-Z0-9][A-Z0-9_-]{2,63})\s*$", _I),
+    # A tag that holds nothing but a serial (serials have a digit: "unknown" is no serial).
+    Rule("serial tag", Where.tag, re.compile(r"^\s*(?P<serial>(?=[A-Z_-]*\d)[A-Z0-9][A-Z0-9_-]{2,63})\s*$", _I),
          keys=SERIAL_TAG_KEYS),
     # "S/N: 12345", "serial=HX-2231" inside free text.
     Rule("serial in text", Where.tag,
-         re.compile(r"\b(?:serial(?:[ _]?(?:number|no))?|s/n|sn)\s*[:=#]?\s*"
-                    r"(?P<serial>[A-Z0-9][A-Z0-9_-]{2,63})", _I),
+         re.compile(r"\b(?:serial(?:[ _]?(?:number|no))?|s/n|sn)\b\s*[:=#]?\s*"
+                    r"(?P<serial>(?=[A-Z_-]*\d)[A-Z0-9][A-Z0-9_-]{2,63})", _I),
          keys=TEXT_TAG_KEYS),
     # Folder and file naming: what the camera's own storage layout says.
     Rule("Axon Body 3", Where.path,
