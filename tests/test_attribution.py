@@ -4,6 +4,7 @@ seen by the right officers, the rest queued for an evidence officer to attribute
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -22,12 +23,14 @@ from evidence.cameras.models import Camera
 from evidence.cli import app
 from evidence.clips.models import Clip
 from evidence.context import Context
+from evidence.errors import InvalidInput
 from evidence.ingest.models import Upload
-from evidence.ingest.service import process_upload
+from evidence.ingest.service import check_source, complete_upload, declare_upload, process_upload
+from evidence.types import new_id
 from tests.fixtures.api import running_api
 from tests.fixtures.cameras import (AXON_SERIAL, TAGGED_SERIAL, VB400_SERIAL, CameraFolder,
                                     build_camera_folder)
-from tests.fixtures.ingest import Dock
+from tests.fixtures.ingest import Dock, distinct_copy, put_as_joined
 from tests.fixtures.media import Clip as ClipFile
 from tests.fixtures.people import make_force
 
@@ -256,3 +259,55 @@ def test_the_register_outranks_the_sidecar_and_the_sidecar_is_the_fallback(
     with ctx.db.session() as s:
         clip = s.get(Clip, other)
     assert clip.officer_id == "PC5678" and clip.officer_how.startswith("camera register: pool")
+
+
+def test_the_declared_source_is_bounded_text_with_known_keys_only() -> None:
+    assert check_source({"path": "DCIM/\x00100BWC12/a.mp4", "volume_label": "BWC-7788"}) == {
+        "path": "DCIM/\ufffd100BWC12/a.mp4", "volume_label": "BWC-7788"}
+    assert check_source({"path": None}) is None
+    with pytest.raises(InvalidInput, match="unknown keys"):
+        check_source({"path": "a", "owner": "me"})
+    with pytest.raises(InvalidInput, match="at most 64"):
+        check_source({"volume_label": "x" * 65})
+    with pytest.raises(InvalidInput, match="at most 1024"):
+        check_source({"path": ["not", "text"]})
+
+
+def _dock_with_source(ctx: Context, clip: ClipFile, source: dict[str, str]) -> Clip:
+    device = create_device(ctx.ledger, f"dock-{new_id()[:8]}").device
+    declared = declare_upload(ctx, device, sha256=clip.sha256, size=clip.size,
+                              filename=clip.path.name, source=source)
+    put_as_joined(ctx, declared.upload_id, clip.path)
+    complete_upload(ctx, device, declared.upload_id)
+    assert process_upload(ctx, declared.upload_id) == "stored"
+    with ctx.db.session() as s:
+        return s.scalars(select(Clip).where(Clip.sha256 == clip.sha256)).one()
+
+
+def test_the_volume_label_and_a_registered_volume_uuid_name_the_camera(
+    ctx: Context, camera_folder: CameraFolder, tmp_path: Path
+) -> None:
+    from evidence.cameras import service
+
+    anonymous = camera_folder.anonymous.clip
+    labelled = _dock_with_source(ctx, anonymous, {"path": "MISC/clip0001.mp4",
+                                                  "volume_label": "BWC-7788"})
+    assert (labelled.camera_serial, labelled.camera_how) == ("BWC-7788", "volume label BWC-7788")
+    entry = json.loads(ctx.ledger.entries_about(f"upload:{_upload_of(ctx, labelled)}")[0][1])
+    assert entry["source"] == {"path": "MISC/clip0001.mp4", "volume_label": "BWC-7788"}
+    # A UUID names a camera only when the register holds one under it.
+    unknown = _dock_with_source(ctx, distinct_copy(anonymous, tmp_path, "u1"),
+                                {"volume_uuid": "9C3E-0B71"})
+    assert unknown.camera_serial is None
+    service.register_camera(ctx, None, "4F2A-11C9")
+    service.assign(ctx, None, "4F2A-11C9", officer_id="PC1234", kind="personal",
+                   starts_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    known = _dock_with_source(ctx, distinct_copy(anonymous, tmp_path, "u2"),
+                              {"volume_uuid": "4f2a-11c9"})
+    assert (known.camera_serial, known.camera_how) == ("4F2A-11C9", "volume UUID 4F2A-11C9")
+    assert known.officer_id == "PC1234" and known.officer_how.endswith("dock time used")
+
+
+def _upload_of(ctx: Context, clip: Clip) -> str:
+    with ctx.db.session() as s:
+        return s.scalars(select(Upload.id).where(Upload.clip_id == clip.id)).one()

@@ -138,7 +138,7 @@ def attribute_at_ingest(
     clip's columns and its first attribution row, all in the caller's transaction (the one
     that writes `clip.ingested`, which carries `Attribution.as_entry()`)."""
     found = find_camera(sidecar, tags, source, filename)
-    if found is None and (uuid := _clean((source or {}).get("volume_uuid"))):
+    if found is None and (uuid := (_clean((source or {}).get("volume_uuid")) or "").upper()):
         # A volume UUID says nothing by itself: it names a camera only if the register has
         # one under it (a force may register generic cameras by their storage's UUID).
         if s.get(Camera, uuid) is not None:
