@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Open evidence store for body-worn video.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-admin = typer.Typer(help="Users and devices.", no_args_is_help=True)
+admin = typer.Typer(help="Users, devices and the camera register.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 verify = typer.Typer(help="Offline verification anyone can run.", no_args_is_help=True)
 app.add_typer(admin, name="admin")

@@ -178,3 +178,54 @@ def test_the_admin_cli_registers_assigns_and_lists(env: Context) -> None:
     assert bad.exit_code == 1 and "ISO 8601" in bad.output
     unknown = runner.invoke(app, ["admin", "register-camera", "X6039A1B2"])
     assert unknown.exit_code == 1 and "already in the register" in unknown.output
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+def test_the_migration_keeps_what_clips_held_before_the_register(
+        engine: str, tmp_path, request: pytest.FixtureRequest) -> None:
+    """0012 on a store in use: every name a clip was docked under (a twin's too) and each
+    ingested clip's first attribution (from its sidecar) are there afterwards; it goes
+    down and up again."""
+    from sqlalchemy import text
+
+    from evidence.db import make_engine
+    from evidence.migrate import upgrade
+
+    url = (f"sqlite:///{tmp_path}/old.db" if engine == "sqlite"
+           else request.getfixturevalue("postgres_server").create_database())
+    upgrade(url, "0011")
+    at = dt.datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
+    db = make_engine(url)
+    try:
+        with db.begin() as conn:
+            conn.execute(text("INSERT INTO devices (id, name, kind, key_hash, disabled, created_at)"
+                              " VALUES ('d1', 'dock-1', 'dock', :k, :f, :t)"),
+                         {"k": "0" * 64, "f": False, "t": at})
+            conn.execute(text("INSERT INTO clips (id, sha256, size, state, filename, officer_id,"
+                              " camera_serial, ingested_at, integrity) VALUES ('c1', :h, 10,"
+                              " 'ready', 'a.mp4', 'PC1', 'CAM-1', :t, 'unchecked')"),
+                         {"h": "a" * 64, "t": at})
+            for uid, name, state in (("u1", "a.mp4", "stored"), ("u2", "b.mp4", "duplicate"),
+                                     ("u3", "c.mp4", "rejected")):
+                conn.execute(text("INSERT INTO uploads (id, device_id, sha256, size, filename,"
+                                  " state, part_size, created_at) VALUES (:i, 'd1', :h, 10, :n,"
+                                  " :s, 8388608, :t)"),
+                             {"i": uid, "h": "a" * 64, "n": name, "s": state, "t": at})
+        upgrade(url)
+        with db.connect() as conn:
+            names = conn.execute(text("SELECT filename FROM clip_names WHERE clip_id = 'c1'"
+                                      " ORDER BY filename")).scalars().all()
+            hows = conn.execute(text("SELECT camera_how, officer_how FROM clips")).one()
+            history = conn.execute(text("SELECT camera_serial, officer_id, officer_how, actor"
+                                        " FROM clip_attributions")).all()
+        assert names == ["a.mp4", "b.mp4"]  # the rejected upload's bytes were not these
+        assert tuple(hows) == ("sidecar", "sidecar")
+        assert [tuple(r) for r in history] == [("CAM-1", "PC1", "sidecar", "system:worker")]
+        from alembic import command
+
+        from evidence.migrate import alembic_config
+
+        command.downgrade(alembic_config(url), "0011")
+        upgrade(url)
+    finally:
+        db.dispose()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from evidence import clock
@@ -167,8 +168,11 @@ def _seen(ledger: Ledger, s: Session, found: rules.Found, clip: Clip, firmware: 
         camera = Camera(serial=found.serial, make=found.make, model=found.model,
                         firmware=firmware, state=CameraState.in_service.value,
                         registered_at=now, registered_by=actor, first_seen_at=now)
-        s.add(camera)
-        s.flush()
+        try:
+            with s.begin_nested():  # two workers may meet the same new camera at once
+                s.add(camera)
+        except IntegrityError:
+            return  # the other one registered it (and wrote the entry); nothing more to do
         ledger.append_in(
             # The camera's record, not the clip's: the clip's own timeline says how it was
             # attributed in its `clip.ingested` entry.

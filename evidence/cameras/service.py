@@ -326,6 +326,9 @@ def reattribute(ctx: Context, principal: Principal, clip_id: str, *,
     how = f"re-attributed by {principal.actor}"
     with ctx.db.write_session() as s:
         clip = visible_clip(s, principal, clip_id, footage=False)
+        # Two re-attributions at once: the second reads what the first wrote, so each
+        # entry's `previous` is true (PostgreSQL; SQLite's write lock already queues them).
+        s.refresh(clip, with_for_update=True)
         if serial is not None and s.get(Camera, serial) is None:
             raise NotFound(f"no camera {serial} in the register: register it first")
         if officer is not None and not _known_officer(s, officer):

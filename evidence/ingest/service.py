@@ -200,10 +200,14 @@ def _duplicate(
 
 def remember_name(s: Session, clip_id: str, filename: str, device_id: str | None) -> None:
     """Keep `filename` among the names clip `clip_id` was docked under (first dock wins)."""
-    if s.get(ClipName, (clip_id, filename)) is None:
-        s.add(ClipName(clip_id=clip_id, filename=filename, device_id=device_id,
-                       first_docked_at=clock.now()))
-        s.flush()
+    if s.get(ClipName, (clip_id, filename)) is not None:
+        return
+    try:
+        with s.begin_nested():  # two docks of one name at once: the first one's row stands
+            s.add(ClipName(clip_id=clip_id, filename=filename, device_id=device_id,
+                           first_docked_at=clock.now()))
+    except IntegrityError:
+        pass
 
 
 def ledger_text(value: str, limit: int) -> str:

@@ -3,6 +3,8 @@
 Revision ID: 0012
 Revises: 0011
 """
+import uuid
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -69,6 +71,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('officer_how', sa.Text(), nullable=True))
     with op.batch_alter_table('uploads', schema=None) as batch_op:
         batch_op.add_column(sa.Column('source', sa.JSON(), nullable=True))
+    _attributions_so_far()
     # The names clips were docked under so far: each upload of a clip's bytes (the one that
     # made it and every twin declared later) names it. Earliest dock first per name.
     op.execute(
@@ -80,12 +83,44 @@ def upgrade() -> None:
     )
 
 
+def _attributions_so_far() -> None:
+    """Before the register, a clip's camera and officer came from its sidecar alone, and the
+    ingest worker recorded them in `clip.ingested`: say so on each ingested clip, and make
+    that its first attribution row (as the worker, at its ingest time), so every clip's
+    history starts at ingest."""
+    clips = sa.table('clips', sa.column('id', sa.String), sa.column('state', sa.String),
+                     sa.column('camera_serial', sa.String), sa.column('officer_id', sa.String),
+                     sa.column('camera_how', sa.Text), sa.column('officer_how', sa.Text),
+                     sa.column('ingested_at', UTCDateTime()))
+    history = sa.table('clip_attributions', sa.column('id', sa.String),
+                       sa.column('clip_id', sa.String), sa.column('camera_serial', sa.String),
+                       sa.column('officer_id', sa.String), sa.column('camera_how', sa.Text),
+                       sa.column('officer_how', sa.Text), sa.column('actor', sa.String),
+                       sa.column('reason', sa.Text), sa.column('at', UTCDateTime()))
+    ingested = clips.c.state.in_(['stored', 'ready', 'unplayable', 'disposed'])
+    op.execute(clips.update().where(ingested, clips.c.camera_serial.is_not(None))
+               .values(camera_how='sidecar'))
+    op.execute(clips.update().where(ingested, clips.c.officer_id.is_not(None))
+               .values(officer_how='sidecar'))
+    conn = op.get_bind()
+    result = conn.execute(sa.select(clips.c.id, clips.c.camera_serial, clips.c.officer_id,
+                                    clips.c.ingested_at).where(ingested))
+    while batch := result.fetchmany(1000):
+        conn.execute(history.insert(), [
+            {'id': str(uuid.uuid4()), 'clip_id': r.id, 'camera_serial': r.camera_serial,
+             'officer_id': r.officer_id,
+             'camera_how': 'sidecar' if r.camera_serial else None,
+             'officer_how': 'sidecar' if r.officer_id else None,
+             'actor': 'system:worker', 'reason': None, 'at': r.ingested_at}
+            for r in batch])
+
+
 def downgrade() -> None:
-    with op.batch_alter_table('uploads', schema=None) as batch_op:
-        batch_op.drop_column('source')
-    with op.batch_alter_table('clips', schema=None) as batch_op:
-        batch_op.drop_column('officer_how')
-        batch_op.drop_column('camera_how')
+    # Plain DROP COLUMN (SQLite 3.35+ has it for such columns): batch mode would rebuild
+    # clips by dropping it, which SQLite's foreign keys refuse while uploads point at it.
+    op.drop_column('uploads', 'source')
+    op.drop_column('clips', 'officer_how')
+    op.drop_column('clips', 'camera_how')
     op.drop_table('clip_names')
     op.drop_index('ix_clip_attributions_clip_id', table_name='clip_attributions')
     op.drop_table('clip_attributions')
