@@ -11,7 +11,7 @@ from api.ui import account as ui_account
 from api.ui import admin as ui_admin
 from api.ui import retention as ui_retention
 from api.ui import routes as ui
-from api.routes import bundles, retention
+from api.routes import bundles, cameras, retention
 from evidence import __version__
 from evidence.config import Settings, get_settings
 from evidence.context import Context
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.relay_outbox = _outbox_relay(ctx, settings)
     app.include_router(bundles.router)  # court bundles (docs/bundles.md)
     app.include_router(retention.router)  # retention, holds, disposals (docs/retention.md)
+    app.include_router(cameras.router)  # the camera register (docs/cameras.md)
     if settings.storage_backend == "local":
         from api.routes import objects
 

@@ -86,6 +86,12 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "retention.read": frozenset({R.evidence_officer, R.admin, R.auditor}),
     "retention.decide": frozenset({R.evidence_officer}),
     "holds.manage": frozenset({R.evidence_officer}),
+    # The camera register (docs/cameras.md): who held which camera when decides whose clips
+    # an officer sees, so keeping it is the evidence officers' and admins' job.
+    "cameras.read": frozenset({R.admin, R.evidence_officer, R.auditor}),
+    "cameras.manage": frozenset({R.admin, R.evidence_officer}),
+    # Naming the officer of a clip opens it to them: an evidence officer's call, with a reason.
+    "clips.attribute": frozenset({R.evidence_officer}),
 }
 
 def allowed(principal: Principal, action: str) -> bool:

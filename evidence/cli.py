@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Open evidence store for body-worn video.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-admin = typer.Typer(help="Users and devices.", no_args_is_help=True)
+admin = typer.Typer(help="Users, devices and the camera register.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 verify = typer.Typer(help="Offline verification anyone can run.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
@@ -106,6 +106,76 @@ def create_device(
     typer.echo(f"created {new.device.kind} {new.device.name} id {new.device.id}")
     typer.echo("device key (shown once, store it on the dock now):", err=True)
     typer.echo(new.key)
+
+
+@admin.command("register-camera")
+def register_camera(
+    serial: str,
+    make: Annotated[Optional[str], typer.Option(help="e.g. Axon")] = None,
+    model: Annotated[Optional[str], typer.Option(help="e.g. Body 3")] = None,
+) -> None:
+    """Add a camera to the register (docs/cameras.md)."""
+    from evidence.cameras import service
+
+    try:
+        camera = service.register_camera(_context(), None, serial, make=make, model=model)
+    except EvidenceError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"registered camera {camera['serial']}")
+
+
+@admin.command("assign-camera")
+def assign_camera(
+    serial: str,
+    officer_id: Annotated[str, typer.Option(help="the officer's collar number")],
+    from_: Annotated[Optional[str], typer.Option(
+        "--from", help="start, ISO 8601 (default: now; no zone means UTC)")] = None,
+    to: Annotated[Optional[str], typer.Option(
+        help="end, ISO 8601: a pool checkout for a shift; without it, a personal issue")] = None,
+) -> None:
+    """Issue a camera to an officer: personal (no --to) or a pool checkout (--to)."""
+    from evidence.cameras import service
+
+    kind = "pool" if to is not None else "personal"
+    try:
+        a = service.assign(_context(), None, serial, officer_id=officer_id, kind=kind,
+                           starts_at=_iso_time(from_, "--from"), ends_at=_iso_time(to, "--to"))
+    except EvidenceError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"assigned camera {a['camera_serial']} to officer {a['officer_id']}: "
+               f"{a['describe']} (assignment {a['id']})")
+
+
+def _iso_time(text: str | None, option: str):  # type: ignore[no-untyped-def]
+    """ISO 8601 text as an aware datetime; without a zone it is UTC, as the register keeps."""
+    import datetime as dt
+
+    if text is None:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise _fail(f"{option} must be an ISO 8601 time, e.g. 2026-12-01T07:00:00Z") from None
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+@admin.command("cameras")
+def cameras() -> None:
+    """The register: every camera, its state and who holds it now."""
+    from evidence.cameras import service
+
+    try:
+        items = service.list_cameras(_context(), None)
+    except EvidenceError as exc:
+        raise _fail(str(exc)) from None
+    if not items:
+        typer.echo("no cameras in the register (evidence admin register-camera SERIAL)")
+    for c in items:
+        what = " ".join(x for x in (c["make"], c["model"]) if x) or "unknown make"
+        holder = c["holder"]
+        held = (f"held by {holder['officer_id']} ({holder['describe']})" if holder
+                else "not assigned")
+        typer.echo(f"{c['serial']}\t{what}\t{c['state']}\t{held}")
 
 
 @admin.command("enable-totp")

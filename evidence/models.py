@@ -17,3 +17,5 @@ from evidence.bundles.models import Bundle, BundleState  # noqa: E402,F401  (cou
 from evidence.timestamps import CheckpointTimestamp  # noqa: E402,F401  (RFC 3161 tokens)
 from evidence.retention.models import Disposal, Hold, ScrubCursor  # noqa: E402,F401  (retention, scrubbing)
 from evidence.outbox import OutboxMessage  # noqa: E402,F401  (work for the workers)
+from evidence.cameras.models import (Camera, CameraAssignment, ClipAttribution,  # noqa: E402,F401
+                                     ClipName)  # the camera register and attribution

@@ -6,12 +6,13 @@ import datetime as dt
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.gates import gate
 from api.streaming import footage_response
 from evidence import redactions
-from evidence.access import Principal
+from evidence.access import REASON_MAX, Principal
+from evidence.cameras import service as cameras
 from evidence.clips import service
 from evidence.clips.service import SearchFilters
 from evidence.media import MAX_MUTE_RANGES, MAX_REDACTION_BOXES
@@ -50,6 +51,16 @@ def _utc(t: dt.datetime | None) -> dt.datetime | None:
     if t is None:
         return None
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+# Before /clips/{clip_id}, which would otherwise take "unattributed" for a clip id.
+@router.get("/clips/unattributed")
+def unattributed_clips(request: Request, limit: int = Query(25, ge=1, le=100),
+                       offset: int = Query(0, ge=0, le=MAX_BIGINT // 2),
+                       principal: Principal = Depends(gate("clips.attribute"))) -> dict:
+    """Clips no officer is attributed to: the evidence officers' queue (docs/cameras.md)."""
+    items, total = cameras.unattributed_clips(_ctx(request), principal, limit, offset)
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
 @router.get("/clips/{clip_id}")
@@ -159,3 +170,29 @@ def request_redaction(clip_id: str, body: RedactionBody, request: Request,
     request.app.state.relay_outbox()
     return JSONResponse({"kind": r["kind"], "state": r["state"]}, status_code=202,
                         headers={"Location": f"/api/v1/clips/{clip_id}"})
+
+
+class AttributionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    camera_serial: str | None = Field(None, min_length=1, max_length=64)
+    officer_id: str | None = Field(None, min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=REASON_MAX)
+
+
+@router.get("/clips/{clip_id}/attribution")
+def attribution_history(clip_id: str, request: Request,
+                        principal: Principal = Depends(gate("clips.read"))) -> dict:
+    """Every attribution of the clip to a camera and an officer, and how it was reached."""
+    history = cameras.attribution_history(_ctx(request), principal, clip_id)
+    return {"items": [r.as_dict() for r in history]}
+
+
+@router.post("/clips/{clip_id}/attribution")
+def reattribute(clip_id: str, body: AttributionBody, request: Request,
+                principal: Principal = Depends(gate("clips.attribute"))) -> dict:
+    """Attribute the clip to another camera and/or officer, with a reason (in the ledger)."""
+    record = cameras.reattribute(_ctx(request), principal, clip_id,
+                                 camera_serial=body.camera_serial, officer_id=body.officer_id,
+                                 reason=body.reason)
+    return record.as_dict()

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import current_device
 from evidence.accounts.models import Device
@@ -18,11 +18,22 @@ from evidence.types import MAX_BIGINT
 router = APIRouter(prefix="/api/v1/uploads", tags=["ingest"])
 
 
+class Source(BaseModel):
+    """Where the dock found the clip: the camera's attribution reads it (docs/cameras.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = Field(None, max_length=1024, description="path on the camera's storage")
+    volume_label: str | None = Field(None, max_length=64)
+    volume_uuid: str | None = Field(None, max_length=64)
+
+
 class Declaration(BaseModel):
     sha256: str = Field(min_length=64, max_length=64, description="SHA-256 of the clip, hex")
     size: int = Field(ge=0, le=MAX_BIGINT)
     filename: str = Field(min_length=1, max_length=255)
     metadata: dict[str, Any] | None = None
+    source: Source | None = None
 
 
 @router.post("", status_code=201)
@@ -30,6 +41,7 @@ def declare(body: Declaration, request: Request, device: Device = Depends(curren
     d = service.declare_upload(
         request.app.state.ctx, device, sha256=body.sha256, size=body.size,
         filename=body.filename, metadata=body.metadata,
+        source=body.source.model_dump(exclude_none=True) if body.source else None,
     )
     if d.state == UploadState.duplicate:
         # No clip id: knowing a hash is not a right to a clip (docs/ingest.md).

@@ -33,6 +33,10 @@ class Clip(Base):
     officer_id: Mapped[str | None] = mapped_column(String(64), index=True)
     device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id"), index=True)
     camera_serial: Mapped[str | None] = mapped_column(String(64))
+    # How the current camera and officer were worked out (evidence/cameras/attribution.py);
+    # the history of attributions is in clip_attributions.
+    camera_how: Mapped[str | None] = mapped_column(Text)
+    officer_how: Mapped[str | None] = mapped_column(Text)
     recorded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
     ingested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     category: Mapped[str | None] = mapped_column(String(64), index=True)

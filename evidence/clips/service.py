@@ -21,6 +21,7 @@ from evidence import audit, clock
 from evidence.access import (Principal, bookmark_filter, check_reason, client_address,
                              clip_filter, custody_entry_visible, custody_entry_withheld,
                              require, side, visible_clip)
+from evidence.cameras.models import ClipName
 from evidence.cases.models import CaseItem
 from evidence.clips.models import Bookmark, Clip, ClipTag, Derivative
 from evidence.context import Context
@@ -74,6 +75,8 @@ def search(
         like = f"%{f.text.lower()}%"
         where.append(or_(
             func.lower(Clip.filename).like(like), func.lower(Clip.camera_serial).like(like),
+            # Every name the clip was docked under, a byte-identical twin's too.
+            Clip.id.in_(select(ClipName.clip_id).where(func.lower(ClipName.filename).like(like))),
             Clip.sha256 == f.text.lower(), Clip.id == f.text,
             Clip.id.in_(select(ClipTag.clip_id).where(func.lower(ClipTag.tag).like(like))),
             # Only notes the searcher may read: a match would tell what the other side wrote.
@@ -137,6 +140,9 @@ def detail(ctx: Context, principal: Principal, clip_id: str) -> dict[str, Any]:
         ).all()
         out = summary(clip, tags)
         out["retention"] = retention.retention_of(ctx, s, clip, principal)
+        out["names"] = list(s.scalars(select(ClipName.filename).where(ClipName.clip_id == clip.id)
+                                      .order_by(ClipName.first_docked_at, ClipName.filename)))
+        out["camera_how"], out["officer_how"] = clip.camera_how, clip.officer_how
     size = ctx.ledger.size()
     custody = [_custody_item(idx, entry, leaf, size) for idx, entry, leaf in rows]
     integrity = _integrity(clip, custody)  # from every entry, before any is withheld

@@ -30,6 +30,9 @@ class Upload(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     filename: Mapped[str] = mapped_column(String(255))
     sidecar: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Where the dock found the file: {path, volume_label, volume_uuid} (bounded text), which
+    # the camera attribution reads (docs/cameras.md).
+    source: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(16), index=True)
     # The object store's multipart upload id; None for a single presigned PUT.
     multipart_id: Mapped[str | None] = mapped_column(String(255))

@@ -28,6 +28,8 @@ from sqlalchemy.orm import Session
 from evidence import clock, media, outbox, workfiles
 from evidence.retention import service as retention
 from evidence.accounts.models import Device
+from evidence.cameras.attribution import attribute_at_ingest
+from evidence.cameras.models import ClipName
 from evidence.clips.models import Clip, ClipState, Derivative
 from evidence.context import Context
 from evidence.errors import (
@@ -89,22 +91,52 @@ def _storable(text: str) -> bool:
     return "\x00" not in text
 
 
+SOURCE_LIMITS = {"path": 1024, "volume_label": 64, "volume_uuid": 64}
+"""Where the dock found a clip (docs/cameras.md): each part optional, each bounded."""
+
+
+def check_source(source: Any) -> dict[str, str] | None:
+    """The declaration's `source` as stored and as the ledger keeps it: known keys only,
+    bounded text without control characters (ledger_text)."""
+    if source is None:
+        return None
+    if not isinstance(source, dict):
+        raise InvalidInput("source must be a JSON object: {path, volume_label, volume_uuid}")
+    unknown = set(source) - SOURCE_LIMITS.keys()
+    if unknown:
+        raise InvalidInput(f"source has unknown keys {sorted(unknown)}: only "
+                           f"{', '.join(SOURCE_LIMITS)}")
+    kept = {}
+    for key, limit in SOURCE_LIMITS.items():
+        value = source.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or len(value) > limit:
+            raise InvalidInput(f"source.{key} must be text of at most {limit} characters")
+        if text := ledger_text(value, limit):
+            kept[key] = text
+    return kept or None
+
+
 def declare_upload(
     ctx: Context, device: Device, *, sha256: str, size: int, filename: str,
-    metadata: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None, source: dict[str, Any] | None = None,
 ) -> Declared:
     """A dock declares a clip: it is already stored, or here is where to send it.
 
     Declaring again from the same device while an upload is pending returns that upload
     with the parts the store already holds, which is how an interrupted dock resumes.
+    `source` says where the dock found the file (path, volume label or UUID); the camera's
+    attribution reads it (evidence/cameras/attribution.py).
     """
     filename = _check_declaration(sha256, size, filename, metadata)
+    source = check_source(source)
     sha256 = sha256.lower()
     metadata = keepable_sidecar(ctx, metadata)  # before the write lock: it may store a file
     with ctx.db.write_session() as s:
         clip = s.scalar(select(Clip).where(Clip.sha256 == sha256))
         if clip is not None and clip.state in VOUCHED:
-            return _duplicate(ctx, s, device, clip, sha256, size, filename)
+            return _duplicate(ctx, s, device, clip, sha256, size, filename, source)
         upload = s.scalar(
             select(Upload).where(
                 Upload.device_id == device.id, Upload.sha256 == sha256,
@@ -114,6 +146,7 @@ def declare_upload(
         if upload is None:
             _check_limits(ctx, s, device, size)
             upload = _new_upload(device, sha256, size, filename, metadata, UploadState.pending)
+            upload.source = source
             s.add(upload)
             s.flush()
             # Always a multipart upload, even of one part: its URLs die when it is completed,
@@ -123,7 +156,7 @@ def declare_upload(
                 s, "upload.declared", actor=_device_actor(device),
                 subject={"upload": upload.id, "device": device.id},
                 sha256=sha256, size=size, filename=ledger_text(filename, MAX_FILENAME),
-                sidecar=metadata or {},
+                sidecar=metadata or {}, **({"source": source} if source else {}),
             )
         else:
             upload.heartbeat_at = clock.now()  # a sign of life: not abandoned
@@ -140,6 +173,7 @@ the store judged those bytes and let them go under policy; a dock may not bring 
 
 def _duplicate(
     ctx: Context, s: Session, device: Device, clip: Clip, sha256: str, size: int, filename: str,
+    source: dict[str, str] | None = None,
 ) -> Declared:
     """These bytes are stored. The device learns that, and nothing else: not the clip's id
     (knowing a hash must not open a clip) and it writes nothing into the clip's timeline.
@@ -150,14 +184,30 @@ def _duplicate(
             "hash and size must both be the file's"
         )
     upload = _new_upload(device, sha256, size, filename, None, UploadState.duplicate)
+    upload.source = source
     s.add(upload)
     s.flush()
+    # The twin's name, or it would live only in this entry: clip search finds a clip by any
+    # name it was docked under (ClipName). A row, not a timeline entry, as said above.
+    remember_name(s, clip.id, filename, device.id)
     ctx.ledger.append_in(
         s, "upload.duplicate", actor=_device_actor(device),
         subject={"upload": upload.id, "device": device.id},
         sha256=sha256, size=size, filename=ledger_text(filename, MAX_FILENAME),
     )
     return Declared(upload.id, UploadState.duplicate.value)
+
+
+def remember_name(s: Session, clip_id: str, filename: str, device_id: str | None) -> None:
+    """Keep `filename` among the names clip `clip_id` was docked under (first dock wins)."""
+    if s.get(ClipName, (clip_id, filename)) is not None:
+        return
+    try:
+        with s.begin_nested():  # two docks of one name at once: the first one's row stands
+            s.add(ClipName(clip_id=clip_id, filename=filename, device_id=device_id,
+                           first_docked_at=clock.now()))
+    except IntegrityError:
+        pass
 
 
 def ledger_text(value: str, limit: int) -> str:
@@ -457,8 +507,11 @@ def process_upload(
             facts = media.probe(path)
             _record_ingest(ctx, upload, facts)
         else:
-            # Stored already by another upload of the same bytes: keep no second copy.
+            # Stored already by another upload of the same bytes: keep no second copy, but
+            # keep the name these verified bytes were docked under.
             ctx.store.delete(upload.incoming_key)
+            with ctx.db.write_session() as s:
+                remember_name(s, upload.clip_id, upload.filename, upload.device_id)  # type: ignore[arg-type]
         retention.lock_original(ctx, upload.clip_id)  # type: ignore[arg-type]
         _make_derivatives(ctx, upload.clip_id, path, upload.sha256, report)  # type: ignore[arg-type]
     _finish(ctx, upload.id)
@@ -568,13 +621,17 @@ def _record_ingest(ctx: Context, upload: Upload, facts: media.MediaFacts) -> Non
             clip.gps = facts.gps
         if clip.gps is None and clip.sidecar and isinstance(clip.sidecar.get("gps"), dict):
             clip.gps = clip.sidecar["gps"]
+        remember_name(s, clip.id, upload.filename, upload.device_id)
+        attribution = attribute_at_ingest(
+            ctx.ledger, s, clip, sidecar=upload.sidecar, tags=facts.tags, source=upload.source,
+            filename=upload.filename, docked_at=upload.created_at, actor=WORKER)
         ctx.ledger.append_in(
             s, "clip.ingested", actor=WORKER,
             subject={"clip": clip.id, "upload": upload.id, "device": upload.device_id},
             sha256=upload.sha256, size=upload.size, original=original_key(upload.sha256),
             officer_id=clip.officer_id, camera_serial=clip.camera_serial,
             recorded_at=clock.rfc3339(clip.recorded_at) if clip.recorded_at else None,
-            media=facts.as_dict(),
+            media=facts.as_dict(), attribution=attribution.as_entry(),
         )
         retention.schedule_in(ctx, s, clip, actor=WORKER)
 

@@ -1,7 +1,7 @@
 """cases can be closed: exhibits of open (or still shared) cases are never disposed of
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 """
 import sqlalchemy as sa
 from alembic import op
@@ -9,7 +9,7 @@ from alembic import op
 from evidence.types import UTCDateTime
 
 revision = '0013'
-down_revision = '0011'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
