@@ -200,8 +200,10 @@ def plan_bundle(ctx: Context, case_id: str, tree_size: int, include_proxies: boo
         # Who asked for this bundle and for whom the case was shared, as the pinned ledger
         # entries say; and the people those entries name (a statement names people).
         "bundle": this_bundle(case_entries, parsed),
-        "people": people_named(ctx, [parsed[i] for i in sorted(indices)],
-                               [ex["officer"]["id"] for ex in exhibits if ex["officer"]["id"]]),
+        "people": people_named(ctx, [parsed[i] for i in sorted(indices)], sorted(
+            {ex["officer"]["id"] for ex in exhibits if ex["officer"]["id"]}
+            | {h["officer"]["id"] for ex in exhibits for h in ex["attribution_history"]
+               if h["officer"]["id"]})),
         "ledger": {"origin": cp.origin, "tree_size": cp.size, "root_hash": _b64(cp.root_hash),
                    "checkpoint": CHECKPOINT, "key": LEDGER_KEY, "entries": ENTRIES},
         "exhibits": exhibits,
@@ -252,25 +254,32 @@ ATTRIBUTION_TYPES = ("clip.ingested", "clip.attributed")
 
 
 def attribution_history(clip_entries: list[int], parsed: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The clip's attributions in ledger order: the one made at ingest, then each correction
-    (`clip.attributed`) with who made it and why. Each item: ledger_index, at, actor, reason,
-    officer {id, how}, camera {serial, how}."""
+    """The clip's attributions in ledger order: the one made at ingest (`clip.ingested`'s
+    `attribution`), then each correction (`clip.attributed`: previous and new values, who
+    and why). Each item: ledger_index, at, actor, reason, officer {id, how}, camera {serial,
+    how}; a part an evidence officer changed has `how` None and `reattributed` {by, at,
+    reason, ledger_index}, a part left alone keeps what it was."""
     out: list[dict[str, Any]] = []
     for i in clip_entries:
         e = parsed[i]
-        if e["type"] not in ATTRIBUTION_TYPES:
-            continue
-        found = e.get("attribution") if e["type"] == "clip.ingested" else e
-        if not isinstance(found, dict):
-            continue  # ingested before the camera register existed
-        officer = found.get("officer") or {}
-        camera = found.get("camera") or {}
-        out.append({
-            "ledger_index": i, "at": e.get("at"), "actor": e.get("actor"),
-            "reason": e.get("reason") if e["type"] == "clip.attributed" else None,
-            "officer": {"id": officer.get("id"), "how": officer.get("how")},
-            "camera": {"serial": camera.get("serial"), "how": camera.get("how")},
-        })
+        if e["type"] == "clip.ingested" and isinstance(e.get("attribution"), dict):
+            officer = e["attribution"].get("officer") or {}
+            camera = e["attribution"].get("camera") or {}
+            out.append({"ledger_index": i, "at": e.get("at"), "actor": e.get("actor"), "reason": None,
+                        "officer": {"id": officer.get("id"), "how": officer.get("how")},
+                        "camera": {"serial": camera.get("serial"), "how": camera.get("how")}})
+        elif e["type"] == "clip.attributed" and isinstance(e.get("new"), dict):
+            before = out[-1] if out else {"officer": {"id": None, "how": None},
+                                          "camera": {"serial": None, "how": None}}
+            change = {"by": e.get("actor"), "at": e.get("at"), "reason": e.get("reason"),
+                      "ledger_index": i}
+            officer_id, serial = e["new"].get("officer_id"), e["new"].get("camera_serial")
+            officer = (before["officer"] if officer_id == before["officer"]["id"]
+                       else {"id": officer_id, "how": None, "reattributed": change})
+            camera = (before["camera"] if serial == before["camera"]["serial"]
+                      else {"serial": serial, "how": None, "reattributed": change})
+            out.append({"ledger_index": i, "at": e.get("at"), "actor": e.get("actor"),
+                        "reason": e.get("reason"), "officer": officer, "camera": camera})
     return out
 
 

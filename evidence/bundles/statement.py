@@ -77,16 +77,20 @@ def camera_text(camera: dict[str, Any]) -> str:
     return f"camera {camera['serial']}" if camera.get("serial") else "camera not identified"
 
 
-def how_text(part: dict[str, Any]) -> str:
+def how_text(plan: Plan, part: dict[str, Any]) -> str:
+    change = part.get("reattributed")
+    if change:
+        return (f"attributed by {person(plan, change.get('by'))} on {uk_time(change.get('at'))}, "
+                f"reason: \u201c{change.get('reason')}\u201d")
     return str(part.get("how") or "not recorded (docked before the camera register existed)")
 
 
 def attribution_sentence(plan: Plan, officer: dict[str, Any], camera: dict[str, Any]) -> str:
     """Who recorded it on which camera, and how the store established each."""
     who = (f"Recorded by {officer_text(plan, officer)} (how this was established: "
-           f"{how_text(officer)})." if officer.get("id")
+           f"{how_text(plan, officer)})." if officer.get("id")
            else "No officer is attributed to this recording.")
-    on = (f"Camera {camera['serial']} (how this was established: {how_text(camera)})."
+    on = (f"Camera {camera['serial']} (how this was established: {how_text(plan, camera)})."
           if camera.get("serial") else "The camera is not identified.")
     return f"{who} {on}"
 
@@ -108,8 +112,11 @@ def _detail(e: dict[str, Any], plan: Plan) -> str:
     if e.get("recipient"):
         bits.append(f"to {person(plan, 'user:' + e['recipient'])}, until {uk_time(e.get('expires_at'))}")
     if t == "clip.attributed":
-        bits.append(f"now {officer_text(plan, e.get('officer') or {})}, "
-                    f"{camera_text(e.get('camera') or {})}")
+        new, old = e.get("new") or {}, e.get("previous") or {}
+        bits.append(f"was {officer_text(plan, {'id': old.get('officer_id')})}, "
+                    f"{camera_text({'serial': old.get('camera_serial')})}; now "
+                    f"{officer_text(plan, {'id': new.get('officer_id')})}, "
+                    f"{camera_text({'serial': new.get('camera_serial')})}")
     if e.get("role") and t in ACCESS_TYPES:
         bits.append(f"as {ROLE_NAMES.get(e['role'], e['role'])}")
     if e.get("rule"):
