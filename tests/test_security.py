@@ -171,6 +171,8 @@ REVIEWED_PUBLIC = {
     "GET /healthz", "GET /readyz", "GET /",
     "POST /api/v1/auth/token",
     "GET /api/v1/ledger/checkpoint", "GET /api/v1/ledger/key",
+    # The force's bundle-signing public keys and their validity periods (api/routes/bundles.py).
+    "GET /api/v1/bundles/key", "GET /api/v1/bundles/keys",
     "GET /api/v1/objects/{key:path}", "PUT /api/v1/objects/{key:path}",
     # The UI's sign-in form (same lock-out and rate limit as the token route), sign-out
     # (CSRF-checked) and its static files (looked up by exact name in a fixed table).

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from evidence import clock, outbox
 from evidence.access import Principal, require, require_case_footage, visible_case
 from evidence.bundles import manifest as mf
+from evidence.bundles import keys
 from evidence.bundles.keys import load_or_create_bundle_key, public_pem
 from evidence.bundles.models import Bundle, BundleState
 from evidence.bundles.statement import render_html, render_pdf, render_verify_txt
@@ -270,6 +271,29 @@ def write_zip(f: Any, plan: mf.Plan, key: Ed25519PrivateKey, store: ObjectStore,
             add_bytes(zf, name, small[name])
         for m in plan.media:
             add_stream(zf, m.path, store.open(m.key), m.size, m.sha256, tick)
+
+
+# -- the published keys ---------------------------------------------------------------------
+
+
+def signing_key_pem(ctx: Context) -> str:
+    """The bundle-signing public key in force now (PEM): what the next bundle carries."""
+    return keys.current_public_pem(ctx.settings.secrets_dir()).decode()
+
+
+def published_keys(ctx: Context) -> list[dict[str, Any]]:
+    """Every bundle key the force has used, with its validity period, oldest first."""
+    return keys.published_keys(ctx.settings.secrets_dir())
+
+
+def rotate_signing_key(ctx: Context, actor: str) -> keys.Rotation:
+    """A new bundle key from now on; the old one's validity ends and the rotation is a
+    `key.rotated` ledger entry, so the key history is in the tamper-evident log too."""
+    rotation = keys.rotate_bundle_key(ctx.settings.secrets_dir())
+    ctx.ledger.append("key.rotated", actor=actor, subject={"key": "bundle"}, key="bundle",
+                      old_key_id=rotation.old_key_id, new_key_id=rotation.new_key_id,
+                      valid_from=rotation.at)
+    return rotation
 
 
 # -- reading and downloading ---------------------------------------------------------------
