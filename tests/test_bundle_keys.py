@@ -138,3 +138,31 @@ def test_a_pinned_key_file_without_a_key_is_named(bundled, tmp_path: Path) -> No
     empty.write_text("not a key\n")
     code, out = verify(path, "--key", ctx.ledger.verifier_key, "--bundle-key", str(empty))
     assert code != 0 and "holds no public key" in out, out
+
+
+def test_a_rotation_stopped_after_the_key_swap_is_recorded_by_the_next_load(tmp_path: Path) -> None:
+    """The new key in place but not yet in the history (the process was killed): whoever
+    loads the key next records it, and ends the old one's validity."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    old = keys.public_pem(keys.load_or_create_bundle_key(tmp_path).public_key())
+    swapped = Ed25519PrivateKey.generate()
+    (tmp_path / keys.KEY_NAME).write_bytes(keys._private_pem(swapped))  # as rotate_bundle_key's swap
+    new = keys.public_pem(keys.load_or_create_bundle_key(tmp_path).public_key())
+    assert new == keys.public_pem(swapped.public_key()) != old
+    history = keys.published_keys(tmp_path)
+    assert [k["key_id"] for k in history] == [keys.key_id(old), keys.key_id(new)]
+    assert history[0]["valid_until"] == history[1]["valid_from"] and history[1]["valid_until"] is None
+    assert (tmp_path / keys.PUBLIC_NAME).read_bytes() == new
+
+
+def test_a_process_still_holding_the_old_key_does_not_reopen_it(tmp_path: Path) -> None:
+    """A worker that read the old key just before a rotation records it after: the history
+    and the published PEM stay as the rotation left them."""
+    old = keys.public_pem(keys.load_or_create_bundle_key(tmp_path).public_key())
+    rotation = keys.rotate_bundle_key(tmp_path)
+    before = (tmp_path / keys.HISTORY_NAME).read_bytes()
+    keys._record_current(tmp_path, old, rotation.at)  # what that worker's load ends with
+    assert (tmp_path / keys.HISTORY_NAME).read_bytes() == before
+    assert keys.key_id((tmp_path / keys.PUBLIC_NAME).read_bytes()) == rotation.new_key_id
+    assert rotation.retired_private_key.exists() and (tmp_path / keys.KEY_NAME).exists()

@@ -37,14 +37,21 @@ def load_or_create_bundle_key(keys_dir: Path) -> Ed25519PrivateKey:
     path = keys_dir / KEY_NAME
     if not path.exists():
         create_once(path, _private_pem(Ed25519PrivateKey.generate()))
+    key = _read_key(path)
+    pem = public_pem(key.public_key())
+    pub = keys_dir / PUBLIC_NAME
+    # Rewritten only when the key file still holds this key: a process that read the old key
+    # just before a rotation must not put the old public half back.
+    if (not pub.exists() or pub.read_bytes() != pem) and public_pem(_read_key(path).public_key()) == pem:
+        _write_atomically(pub, pem, mode=0o644)
+    _record_current(keys_dir, pem, _made_at(path))
+    return key
+
+
+def _read_key(path: Path) -> Ed25519PrivateKey:
     key = serialization.load_pem_private_key(read_private(path, "bundle key"), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{path} is not an Ed25519 private key")
-    pem = public_pem(key.public_key())
-    pub = keys_dir / PUBLIC_NAME
-    if not pub.exists() or pub.read_bytes() != pem:
-        _write_atomically(pub, pem, mode=0o644)
-    _record_current(keys_dir, pem, _made_at(path))
     return key
 
 
@@ -87,9 +94,11 @@ def rotate_bundle_key(keys_dir: Path) -> Rotation:
     history and move its private half to keys/retired/ (never deleted here: the force decides,
     docs/bundles.md). The caller records the rotation in the ledger.
 
-    Order matters for a crash half-way: the new key is written beside the old one first, the
-    old one moved aside, the new one moved into place; whichever key is in place when the
-    process stops is recorded as current by the next `load_or_create_bundle_key`."""
+    Order matters. The new key is written beside the old one first; the old one is linked
+    into retired/, then the new one atomically replaces it, so keys/bundle.key is never
+    missing (a worker loading it meanwhile would otherwise make a key of its own). If the
+    process stops half-way, whichever key is in place is recorded as current by the next
+    `load_or_create_bundle_key`."""
     old = load_or_create_bundle_key(keys_dir)
     old_pem = public_pem(old.public_key())
     new = Ed25519PrivateKey.generate()
@@ -101,8 +110,8 @@ def rotate_bundle_key(keys_dir: Path) -> Rotation:
     retired_dir = keys_dir / RETIRED_DIR
     retired_dir.mkdir(mode=0o700, exist_ok=True)
     retired = retired_dir / f"bundle-{key_id(old_pem)[:16]}-{at.replace(':', '')}.key"
-    os.rename(keys_dir / KEY_NAME, retired)
-    os.rename(staged, keys_dir / KEY_NAME)
+    os.link(keys_dir / KEY_NAME, retired)
+    os.replace(staged, keys_dir / KEY_NAME)
     _write_atomically(keys_dir / PUBLIC_NAME, new_pem, mode=0o644)
     _record_current(keys_dir, new_pem, at)
     return Rotation(key_id(old_pem), key_id(new_pem), retired, at)
@@ -123,11 +132,12 @@ def _read_history(keys_dir: Path) -> list[dict[str, Any]]:
 
 
 def _record_current(keys_dir: Path, pem: bytes, valid_from: str) -> None:
-    """Make `pem` the history's one open entry, closing any other open one at `valid_from`.
-    A no-op when it already is: every process that loads the key calls this."""
+    """Add `pem` as the history's one open entry, closing any other open one at `valid_from`.
+    A no-op for a key already listed: every process that loads the key calls this, and one
+    that read the old key just before a rotation must not reopen it."""
     keys = _read_history(keys_dir)
     kid = key_id(pem)
-    if any(k["key_id"] == kid and k["valid_until"] is None for k in keys):
+    if any(k["key_id"] == kid for k in keys):
         return
     for k in keys:
         if k["valid_until"] is None:
