@@ -227,6 +227,12 @@ def _tsa_ca(ctx: Context) -> bytes | None:
         raise InvalidInput(f"cannot read EVIDENCE_TSA_CA_FILE {path}: {exc}") from exc
 
 
+def proof_script() -> bytes:
+    """verify_proofs.py as shipped in every bundle: this package's copy, byte for byte, so a
+    rebuild carries the same file (and the project's tests run the same code a court runs)."""
+    return (Path(__file__).parent / "verify_proofs.py").read_bytes()
+
+
 def write_zip(f: Any, plan: mf.Plan, key: Ed25519PrivateKey, store: ObjectStore, *, token: bytes | None = None,
               tsa_ca: bytes | None = None, on_progress: Callable[[int], None] | None = None) -> None:
     """Every member in a fixed order with fixed timestamps; media streamed, hashes checked."""
@@ -238,6 +244,7 @@ def write_zip(f: Any, plan: mf.Plan, key: Ed25519PrivateKey, store: ObjectStore,
         "statement/continuity.html": render_html(plan),
         "statement/continuity.pdf": render_pdf(plan),
         "VERIFY.txt": render_verify_txt(plan, token is not None, tsa_ca is not None),
+        mf.PROOF_SCRIPT: proof_script(),
     }
     if token is not None:
         small[mf.TOKEN] = token
