@@ -166,3 +166,10 @@ def test_a_process_still_holding_the_old_key_does_not_reopen_it(tmp_path: Path) 
     assert (tmp_path / keys.HISTORY_NAME).read_bytes() == before
     assert keys.key_id((tmp_path / keys.PUBLIC_NAME).read_bytes()) == rotation.new_key_id
     assert rotation.retired_private_key.exists() and (tmp_path / keys.KEY_NAME).exists()
+
+
+def test_only_the_bundle_key_rotates_from_the_command_line() -> None:
+    """The ledger key is the log's identity: the command refuses and says why, touching nothing."""
+    result = CliRunner().invoke(app, ["admin", "rotate-key", "ledger"])
+    assert result.exit_code != 0
+    assert "cannot rotate 'ledger'" in result.output and "log's identity" in result.output
