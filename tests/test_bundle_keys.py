@@ -173,3 +173,26 @@ def test_only_the_bundle_key_rotates_from_the_command_line() -> None:
     result = CliRunner().invoke(app, ["admin", "rotate-key", "ledger"])
     assert result.exit_code != 0
     assert "cannot rotate 'ledger'" in result.output and "log's identity" in result.output
+
+
+@sqlite_only
+def test_a_manifest_creation_time_must_fall_within_the_key_period(bundled, tmp_path: Path) -> None:  # noqa: F811
+    """Today's manifests carry no build time (rebuilds give the same bytes); one that does is
+    checked against the matched key's whole validity period, and a time before the key
+    existed is named."""
+    f, ctx, _, _, path = bundled
+    served = tmp_path / "keys.json"
+    served.write_text(f.http.get("/api/v1/bundles/keys").text)
+    (key,) = json.loads(served.read_text())["keys"]
+    signer = keys.load_or_create_bundle_key(ctx.settings.secrets_dir())  # the force's own key
+    members = read_all(path)
+    for created, verdict in (("2001-01-01T00:00:00.000000Z", "FAIL  bundle key validity: made "
+                              "2001-01-01T00:00:00.000000Z, OUTSIDE"),
+                             (key["valid_from"], f"PASS  bundle key validity: made {key['valid_from']}, within")):
+        m = json.loads(members[mf.MANIFEST])
+        m["created_at"] = created
+        manifest = mf.render_manifest(m)
+        dated = rewrite(path, tmp_path / "dated.zip", _with_sums(members, {
+            mf.MANIFEST: manifest, mf.SIGNATURE: signer.sign(manifest)}))
+        code, out = verify(dated, "--key", ctx.ledger.verifier_key, "--bundle-key", str(served))
+        assert verdict in out and (code == 0) == verdict.startswith("PASS"), out
