@@ -196,3 +196,13 @@ def test_a_manifest_creation_time_must_fall_within_the_key_period(bundled, tmp_p
             mf.MANIFEST: manifest, mf.SIGNATURE: signer.sign(manifest)}))
         code, out = verify(dated, "--key", ctx.ledger.verifier_key, "--bundle-key", str(served))
         assert verdict in out and (code == 0) == verdict.startswith("PASS"), out
+
+
+def test_the_new_key_is_dated_as_the_rotation_whoever_records_it(tmp_path: Path) -> None:
+    """Another process may load the new key before the rotating one records it: the key
+    file is dated exactly at the rotation, so both would write the same period."""
+    keys.load_or_create_bundle_key(tmp_path)
+    rotation = keys.rotate_bundle_key(tmp_path)
+    assert keys._made_at(tmp_path / keys.KEY_NAME) == rotation.at
+    history = keys.published_keys(tmp_path)
+    assert history[0]["valid_until"] == history[1]["valid_from"] == rotation.at

@@ -12,13 +12,17 @@ always the one entry whose `valid_until` is null.
 
 from __future__ import annotations
 
+import calendar
+import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -99,14 +103,34 @@ def rotate_bundle_key(keys_dir: Path) -> Rotation:
     missing (a worker loading it meanwhile would otherwise make a key of its own). If the
     process stops half-way, whichever key is in place is recorded as current by the next
     `load_or_create_bundle_key`."""
+    with _rotation_lock(keys_dir):
+        return _rotate(keys_dir)
+
+
+@contextlib.contextmanager
+def _rotation_lock(keys_dir: Path) -> Iterator[None]:
+    """One rotation at a time: two interleaved ones would share the staged file, and the
+    key put in place could be the other one's."""
+    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(keys_dir / ".bundle-rotate.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _rotate(keys_dir: Path) -> Rotation:
     old = load_or_create_bundle_key(keys_dir)
     old_pem = public_pem(old.public_key())
     new = Ed25519PrivateKey.generate()
     new_pem = public_pem(new.public_key())
-    at = clock.rfc3339(clock.now())
+    now = clock.now()
+    at = clock.rfc3339(now)
     staged = keys_dir / f".{KEY_NAME}.next"
     staged.unlink(missing_ok=True)  # left by an earlier rotation that stopped half-way
     create_once(staged, _private_pem(new))
+    # Dated `at` exactly, so a process that loads the new key before this one records it
+    # writes the same validity period as the ledger entry will say.
+    ns = calendar.timegm(now.utctimetuple()) * 10**9 + now.microsecond * 1000
+    os.utime(staged, ns=(ns, ns))
     retired_dir = keys_dir / RETIRED_DIR
     retired_dir.mkdir(mode=0o700, exist_ok=True)
     retired = retired_dir / f"bundle-{key_id(old_pem)[:16]}-{at.replace(':', '')}.key"
@@ -151,7 +175,9 @@ def _record_current(keys_dir: Path, pem: bytes, valid_from: str) -> None:
 def _made_at(path: Path) -> str:
     """When a key first seen without a history entry came into use. Keys made before the
     history existed have no better record than their file's modification time."""
-    return clock.rfc3339(dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc))
+    ns = path.stat().st_mtime_ns  # integer nanoseconds: no float rounding of the microseconds
+    made = dt.datetime.fromtimestamp(ns // 10**9, dt.timezone.utc)
+    return clock.rfc3339(made.replace(microsecond=ns // 1000 % 10**6))
 
 
 def _private_pem(key: Ed25519PrivateKey) -> bytes:
