@@ -15,8 +15,8 @@ import hashlib
 import json
 import re
 import zipfile
-from dataclasses import dataclass
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -214,7 +214,8 @@ def _match_pinned(pem: bytes, pinned: bytes, report: Report) -> PublishedKey | N
     if found is None:
         report.add("bundle signing key pinned", False,
                    f"{mf.SIGNING_KEY} (key id {signer}) is NOT among the {len(keys)} pinned "
-                   "bundle key(s): the force never published it")
+                   "bundle key(s): not a key the force published, unless you pinned only some of "
+                   "them (pin the whole history, GET /api/v1/bundles/keys)")
         return None
     report.add("bundle signing key pinned", True,
                f"is the published force key {found.key_id}, {found.period()}")
