@@ -91,6 +91,36 @@ def create_user(
     typer.echo(new.enrolment_url)
 
 
+def _echo_bundle_key(ctx) -> None:  # type: ignore[no-untyped-def]
+    from evidence.bundles import keys
+    from evidence.bundles.service import signing_key_pem
+
+    pem = signing_key_pem(ctx).encode()
+    typer.echo(f"bundle signing key: {keys.key_id(pem)} "
+               f"(PEM: {(ctx.settings.secrets_dir() / keys.PUBLIC_NAME).resolve()}; "
+               "published at /api/v1/bundles/key, every key used at /api/v1/bundles/keys)")
+
+
+@admin.command("rotate-key")
+def rotate_key(
+    which: Annotated[str, typer.Argument(help="which key: bundle (the bundle-signing key)")],
+) -> None:
+    """Start signing bundles with a new key. The old key's validity ends now; its public half
+    stays published (GET /api/v1/bundles/keys) so older bundles still verify, its private
+    half is moved to keys/retired/ (docs/bundles.md says what to do with it)."""
+    from evidence.bundles.service import rotate_signing_key
+
+    if which != "bundle":
+        raise _fail(f"cannot rotate {which!r}: only the bundle key rotates this way "
+                    "(the ledger key is the log's identity: every checkpoint a court holds names it)")
+    ctx = _context()
+    rotation = rotate_signing_key(ctx, actor="system:cli")
+    typer.echo(f"bundle key rotated at {rotation.at}: {rotation.old_key_id} -> {rotation.new_key_id}")
+    typer.echo(f"the old private key is at {rotation.retired_private_key}: it signs nothing more; "
+               "keep it offline or destroy it under the force's key policy (docs/bundles.md)")
+    _echo_bundle_key(ctx)
+
+
 @admin.command("create-device")
 def create_device(
     name: str,
@@ -244,6 +274,7 @@ def up(
     ctx = _context(settings)
     typer.echo(f"data directory: {settings.data_dir.resolve()}")
     typer.echo(f"ledger verifier key: {ctx.ledger.verifier_key}")
+    _echo_bundle_key(ctx)
     from evidence.outbox import resume_unfinished_uploads
 
     resumed = resume_unfinished_uploads(ctx)

@@ -171,10 +171,14 @@ REVIEWED_PUBLIC = {
     "GET /healthz", "GET /readyz", "GET /",
     "POST /api/v1/auth/token",
     "GET /api/v1/ledger/checkpoint", "GET /api/v1/ledger/key",
+    # The force's bundle-signing public keys and their validity periods (api/routes/bundles.py).
+    "GET /api/v1/bundles/key", "GET /api/v1/bundles/keys",
     "GET /api/v1/objects/{key:path}", "PUT /api/v1/objects/{key:path}",
     # The UI's sign-in form (same lock-out and rate limit as the token route), sign-out
     # (CSRF-checked) and its static files (looked up by exact name in a fixed table).
     "GET /ui/login", "POST /ui/login", "POST /ui/logout", "GET /ui/static/{name}",
+    # The public keys a court pins, as the two API routes above serve them (api/ui/routes.py).
+    "GET /ui/about",
     # Sign-in through the force's IdP: a redirect out (writes nothing) and the way back, which
     # checks the state against this browser's sealed flow cookie before anything else.
     "GET /ui/login/oidc", "GET /ui/login/oidc/callback",

@@ -1083,3 +1083,32 @@ def test_every_ui_route_has_a_gate_and_every_post_checks_csrf(tmp_path: Path) ->
         # double-submit nonce instead (api/ui/session.py, api/ui/account.py).
         if "POST" in route.methods and route.path not in ("/ui/login", "/ui/enrol/{token}"):
             assert csrf_protect in deps, f"POST {route.path} does not check the CSRF token"
+
+
+def test_the_about_page_shows_the_keys_a_court_pins(store: Store, open_page) -> None:
+    """Linked from every signed-in page's footer, and open to anyone without an account: the
+    ledger verifier key and every bundle key with its validity period and fingerprint, the
+    same as the public API serves."""
+    published = httpx.get(store.url + "/api/v1/bundles/keys").json()["keys"]
+    ledger_key = httpx.get(store.url + "/api/v1/ledger/key").text.strip()
+    assert published and ledger_key
+    w = open_page()
+    page = w.page
+    sign_in(page, store.url, "cps_green")
+    page.get_by_role("link", name="About / verification").click()
+    page.wait_for_url(re.compile(r"/ui/about$"))
+    expect(page.locator("[data-ledger-key]")).to_have_text(ledger_key)
+    for key in published:
+        row = page.locator(f"[data-bundle-key='{key['key_id']}']")
+        expect(row).to_contain_text(key["key_id"])
+        expect(row).to_contain_text(key["valid_from"])
+        expect(row).to_contain_text(key["valid_until"] or "in force")
+    expect(page.locator("#recipe")).to_contain_text("python3 verify_proofs.py")
+    assert "CPS" in page.locator(".who").inner_text(), "a signed-in person keeps their navigation"
+    w.assert_no_csp_violations()
+    screenshot(page, "about.png")
+    anonymous = open_page().page
+    response = anonymous.goto(store.url + "/ui/about")
+    assert response is not None and response.status == 200 and anonymous.url.endswith("/ui/about")
+    expect(anonymous.locator("[data-ledger-key]")).to_have_text(ledger_key)
+    expect(anonymous.locator(f"[data-bundle-key='{published[-1]['key_id']}']")).to_be_visible()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
-from api.gates import gate
+from api.gates import gate, public
 from api.streaming import bundle_response
 from evidence.access import Principal
 from evidence.bundles import service
@@ -31,6 +31,23 @@ def request_bundle(case_id: str, request: Request, body: NewBundle | None = None
     return JSONResponse({"id": b["id"], "state": b["state"], "reused": b["reused"]},
                         status_code=200 if b["reused"] else 202,
                         headers={"Location": f"/api/v1/bundles/{b['id']}"})
+
+
+# Public, like the ledger's key: a court, the defence or anyone holding a bundle must be able
+# to fetch the force's bundle-signing keys without an account. They are public keys and
+# their validity periods: nothing about cases, footage or people.
+# Declared before /bundles/{bundle_id}, which would otherwise take "key" for an id.
+@router.get("/bundles/key", response_class=PlainTextResponse)
+def signing_key(request: Request, _: None = Depends(public)) -> str:
+    """The bundle-signing public key in force now (PEM, as signing-key.pem in a bundle)."""
+    return service.signing_key_pem(request.app.state.ctx)
+
+
+@router.get("/bundles/keys")
+def signing_keys(request: Request, _: None = Depends(public)) -> dict:
+    """Every bundle key the force has used: key_id (hex SHA-256 of the DER public key),
+    public_pem, valid_from, valid_until (null: in force). `--bundle-key` accepts this JSON."""
+    return {"keys": service.published_keys(request.app.state.ctx)}
 
 
 @router.get("/bundles/{bundle_id}")

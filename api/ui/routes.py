@@ -256,6 +256,23 @@ def static(name: str, _: None = Depends(public)) -> Response:
         "Cache-Control": "public, max-age=31536000, immutable", "ETag": f'"{digest}"'})
 
 
+@router.get("/about")
+def about(request: Request, _: None = Depends(public)) -> Response:
+    """The public keys a court pins and the recipe to verify a bundle.
+
+    Public, like GET /api/v1/ledger/key and /api/v1/bundles/keys that it shows: public keys
+    and their validity periods reveal nothing about cases, footage or people, and the people
+    who need them (a court, the defence) have no account here. A signed-in person still gets
+    their navigation: the session is read when there is one, never required."""
+    try:
+        ui_session.ui_principal(request)
+    except ui_session.LoginRequired:
+        pass
+    ctx = _ctx(request)
+    return render(request, "about.html", ledger_key=ctx.ledger.verifier_key,
+                  bundle_keys=bundles.published_keys(ctx))
+
+
 # -- search ------------------------------------------------------------------------------------
 
 

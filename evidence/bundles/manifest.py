@@ -35,6 +35,7 @@ LEDGER_KEY = "ledger/key.txt"
 TOKEN = "ledger/checkpoint.tsr"
 TSA_CA = "ledger/tsa-ca.pem"  # the TSA's CA chain as configured; a court checks it independently
 ENTRIES = "ledger/entries.jsonl"
+PROOF_SCRIPT = "verify_proofs.py"  # standard-library checker of every inclusion proof (VERIFY.txt)
 # Entries that are someone looking at or taking footage: the continuity statement lists them
 # as accesses (everything else is custody: docking, verification, derivation, sharing).
 ACCESS_TYPES = catalogue.ACCESS

@@ -25,6 +25,7 @@ from evidence.access import (
     Principal, check_reason, client_address, require, require_case_footage, visible_case,
 )
 from evidence.bundles import manifest as mf
+from evidence.bundles import keys
 from evidence.bundles.keys import load_or_create_bundle_key, public_pem
 from evidence.bundles.models import Bundle, BundleState
 from evidence.bundles.statement import render_html, render_pdf, render_verify_txt
@@ -228,6 +229,12 @@ def _tsa_ca(ctx: Context) -> bytes | None:
         raise InvalidInput(f"cannot read EVIDENCE_TSA_CA_FILE {path}: {exc}") from exc
 
 
+def proof_script() -> bytes:
+    """verify_proofs.py as shipped in every bundle: this package's copy, byte for byte, so a
+    rebuild carries the same file (and the project's tests run the same code a court runs)."""
+    return (Path(__file__).parent / "verify_proofs.py").read_bytes()
+
+
 def write_zip(f: Any, plan: mf.Plan, key: Ed25519PrivateKey, store: ObjectStore, *, token: bytes | None = None,
               tsa_ca: bytes | None = None, on_progress: Callable[[int], None] | None = None) -> None:
     """Every member in a fixed order with fixed timestamps; media streamed, hashes checked."""
@@ -239,6 +246,7 @@ def write_zip(f: Any, plan: mf.Plan, key: Ed25519PrivateKey, store: ObjectStore,
         "statement/continuity.html": render_html(plan),
         "statement/continuity.pdf": render_pdf(plan),
         "VERIFY.txt": render_verify_txt(plan, token is not None, tsa_ca is not None),
+        mf.PROOF_SCRIPT: proof_script(),
     }
     if token is not None:
         small[mf.TOKEN] = token
@@ -272,6 +280,29 @@ def write_zip(f: Any, plan: mf.Plan, key: Ed25519PrivateKey, store: ObjectStore,
             add_bytes(zf, name, small[name])
         for m in plan.media:
             add_stream(zf, m.path, store.open(m.key), m.size, m.sha256, tick)
+
+
+# -- the published keys ---------------------------------------------------------------------
+
+
+def signing_key_pem(ctx: Context) -> str:
+    """The bundle-signing public key in force now (PEM): what the next bundle carries."""
+    return keys.current_public_pem(ctx.settings.secrets_dir()).decode()
+
+
+def published_keys(ctx: Context) -> list[dict[str, Any]]:
+    """Every bundle key the force has used, with its validity period, oldest first."""
+    return keys.published_keys(ctx.settings.secrets_dir())
+
+
+def rotate_signing_key(ctx: Context, actor: str) -> keys.Rotation:
+    """A new bundle key from now on; the old one's validity ends and the rotation is a
+    `key.rotated` ledger entry, so the key history is in the tamper-evident log too."""
+    rotation = keys.rotate_bundle_key(ctx.settings.secrets_dir())
+    ctx.ledger.append("key.rotated", actor=actor, subject={"key": "bundle"}, key="bundle",
+                      old_key_id=rotation.old_key_id, new_key_id=rotation.new_key_id,
+                      valid_from=rotation.at)
+    return rotation
 
 
 # -- reading and downloading ---------------------------------------------------------------

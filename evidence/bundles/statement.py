@@ -459,30 +459,62 @@ def _page_canvas(running: str, as_at: str, counted: list[int]) -> Any:
 
 
 def render_verify_txt(plan: Plan, has_token: bool, has_tsa_ca: bool = False) -> bytes:
+    """Every step with standard tools (coreutils, xxd, openssl 3, python3), each command on
+    its own line after "$ " so it can be copied (and run by the tests exactly as written)."""
     led = plan.manifest["ledger"]
     token, tsa_opt = _token_steps(has_token, has_tsa_ca)
     return f"""HOW TO CHECK THIS BUNDLE (with standard tools; no access to the evidence store needed)
 
-Unzip it, then in the unzipped directory:
+Unzip it, then run each command after "$ " in the unzipped directory (a Unix shell with
+coreutils, xxd, OpenSSL 3 and Python 3). Steps 3 and 4 write a few small working files
+(ledger-key.*, checkpoint.body, checkpoint.sig) beside the bundle's own; they are not part of it.
 
 1. Every file is as it was when the bundle was made:
 
-     sha256sum -c SHA256SUMS
+   $ sha256sum -c SHA256SUMS
 
    (SHA256SUMS lists every file except itself; a file not listed there is not part of the bundle.)
 
 2. manifest.json (exhibits, their hashes and provenance) was signed by the force:
 
-     openssl pkeyutl -verify -pubin -inkey signing-key.pem -rawin -in manifest.json -sigfile manifest.json.sig
+   $ openssl pkeyutl -verify -pubin -inkey signing-key.pem -rawin -in manifest.json -sigfile manifest.json.sig
 
-   The signature only proves who signed if signing-key.pem is the force's published bundle
-   key: compare it with the copy the force published (anyone can sign with a key of their own).
+   The signature only proves who signed if signing-key.pem is one of the force's published
+   bundle keys (anyone can sign with a key of their own). Its fingerprint (key id):
 
-3. Every exhibit's ledger entries are in the signed ledger:
-   ledger/checkpoint.txt is a C2SP signed note over the log's size ({led['tree_size']}) and root hash;
-   ledger/key.txt is the log's verifier key (name+keyid+base64(0x01||Ed25519 public key)) --
-   compare it with the key the force published. Each line of ledger/entries.jsonl holds an entry
-   (base64 of its RFC 8785 JSON) and its RFC 9162 inclusion proof. To check one by hand:
+   $ openssl pkey -pubin -in signing-key.pem -outform DER | sha256sum
+
+   must equal the key_id of a key the force publishes (GET /api/v1/bundles/keys on the force's
+   evidence store, or the copy the force gave the court), and that key's validity period
+   (valid_from to valid_until) must cover the time the bundle was made.
+
+3. The ledger checkpoint was signed by the force's ledger key. ledger/key.txt is the log's
+   verifier key, name+keyid+base64(0x01 || 32-byte Ed25519 public key): compare it with the key
+   the force publishes (GET /api/v1/ledger/key). Turn it into a PEM public key: the fixed DER
+   prefix of an Ed25519 public key (302a300506032b6570032100), then the 32 key bytes that
+   follow the 0x01 type byte:
+
+   $ cut -d+ -f3- ledger/key.txt | base64 -d | tail -c 32 > ledger-key.raw
+   $ (echo 302a300506032b6570032100 | xxd -r -p; cat ledger-key.raw) > ledger-key.der
+   $ openssl pkey -pubin -inform DER -in ledger-key.der -out ledger-key.pem
+
+   ledger/checkpoint.txt is a C2SP signed note: the signed text (origin, tree size {led['tree_size']},
+   root hash) is everything up to and including the newline before the blank line; after the
+   blank line, the signature line is "— NAME BASE64", where BASE64 decodes to a 4-byte key
+   hash followed by the 64-byte Ed25519 signature. Cut both, then check:
+
+   $ sed '/^$/,$d' ledger/checkpoint.txt > checkpoint.body
+   $ sed '1,/^$/d' ledger/checkpoint.txt | grep -F " $(cut -d+ -f1 ledger/key.txt) " | awk '{{print $NF}}' | base64 -d | tail -c +5 > checkpoint.sig
+   $ openssl pkeyutl -verify -pubin -inkey ledger-key.pem -rawin -in checkpoint.body -sigfile checkpoint.sig
+
+4. Every exhibit's ledger entries are in that signed checkpoint. Each line of
+   ledger/entries.jsonl holds an entry (base64 of its RFC 8785 JSON) and its RFC 9162 inclusion
+   proof; verify_proofs.py (Python 3, standard library only: read it, it is short) checks every
+   proof against the checkpoint's root hash and prints one line per entry:
+
+   $ python3 verify_proofs.py
+
+   By hand, for one entry:
      leaf = SHA-256(0x00 || entry bytes)
      fn = index, sn = tree_size - 1, r = leaf
      for each proof hash p:
@@ -496,13 +528,16 @@ Unzip it, then in the unzipped directory:
    tombstone: hash, rule, reason, approver) is among the entries, so the ledger still proves the
    clip existed, what its bytes were, and when and why they were deleted.
 
-{token}5. Everything above, and more (each exhibit's hash against the manifest and its ledger entry):
+{token}6. Everything above, and more (each exhibit's hash against the manifest and its ledger
+   entry, and the signing key's validity period), with the evidence store's verifier:
 
-     evidence verify bundle BUNDLE.zip --key 'LEDGER-VERIFIER-KEY' --bundle-key force-bundle-key.pem{tsa_opt}
+   $ evidence verify bundle BUNDLE.zip --key 'LEDGER-VERIFIER-KEY' --bundle-key force-bundle-keys.json{tsa_opt}
 
-6. That the log only grew since this bundle was made (no entry removed or rewritten later):
+   (force-bundle-keys.json: the force's published key history, GET /api/v1/bundles/keys.)
 
-     evidence verify ledger --api https://STORE --checkpoint ledger/checkpoint.txt
+7. That the log only grew since this bundle was made (no entry removed or rewritten later):
+
+   $ evidence verify ledger --api https://STORE --checkpoint ledger/checkpoint.txt
 """.encode()
 
 
@@ -511,7 +546,7 @@ TSA_WARNING = (
     "   could replace it with a certificate of their own. Obtain the TSA's root certificate\n"
     "   independently, from the TSA operator's website (the timestamping service named in the\n"
     "   token), and check that it is the same certificate (compare the SHA-256 fingerprints):\n\n"
-    "     openssl x509 -in ledger/tsa-ca.pem -noout -subject -fingerprint -sha256\n\n"
+    "   $ openssl x509 -in ledger/tsa-ca.pem -noout -subject -fingerprint -sha256\n\n"
     "   or run the command above with -CAfile pointing at the root you obtained yourself.\n\n"
 )
 
@@ -519,15 +554,15 @@ TSA_WARNING = (
 def _token_steps(has_token: bool, has_tsa_ca: bool) -> tuple[str, str]:
     """Step 4 of VERIFY.txt, and the verifier's --tsa-ca option for step 5."""
     if not has_token:
-        return ("4. No RFC 3161 timestamp token: no TSA was configured when this bundle was made.\n\n", "")
+        return ("5. No RFC 3161 timestamp token: no TSA was configured when this bundle was made.\n\n", "")
     if has_tsa_ca:
-        return ("4. The checkpoint's RFC 3161 timestamp. ledger/tsa-ca.pem is the certificate chain of the\n"
+        return ("5. The checkpoint's RFC 3161 timestamp. ledger/tsa-ca.pem is the certificate chain of the\n"
                 "   timestamping authority (TSA) that issued ledger/checkpoint.tsr:\n\n"
-                "     openssl ts -verify -in ledger/checkpoint.tsr -data ledger/checkpoint.txt "
+                "   $ openssl ts -verify -in ledger/checkpoint.tsr -data ledger/checkpoint.txt "
                 f"-CAfile {TSA_CA}\n\n" + TSA_WARNING,
                 " --tsa-ca TSA-ROOT.pem")
-    return ("4. The checkpoint's RFC 3161 timestamp (needs the TSA's root certificate, tsa-ca.pem, from\n"
+    return ("5. The checkpoint's RFC 3161 timestamp (needs the TSA's root certificate, tsa-ca.pem, from\n"
             "   the TSA operator's website):\n\n"
-            "     openssl ts -verify -in ledger/checkpoint.tsr -data ledger/checkpoint.txt -CAfile tsa-ca.pem\n\n",
+            "   $ openssl ts -verify -in ledger/checkpoint.tsr -data ledger/checkpoint.txt -CAfile tsa-ca.pem\n\n",
             " --tsa-ca tsa-ca.pem")
 

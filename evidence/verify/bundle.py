@@ -13,8 +13,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +43,14 @@ def verify_bundle(path: Path, report: Report, *, ledger_key: str | None = None,
     with zf:
         hashes = _hash_members(zf, report)
         _check_sums(zf, hashes, report)
-        manifest = _check_signature(zf, report, bundle_key_pem)
+        manifest, matched = _check_signature(zf, report, bundle_key_pem)
         if manifest is None:
             return report
         _check_listed_files(manifest, hashes, report)
         cp = _check_checkpoint(zf, manifest, report, ledger_key)
         entries = _check_entries(zf, cp, report) if cp else {}
+        if matched is not None:
+            _check_validity(matched, manifest, entries, report)
         _check_exhibits(manifest, hashes, entries, report)
         _check_token(zf, report, tsa_ca_pem)
     return report
@@ -113,13 +117,66 @@ def _check_sums(zf: zipfile.ZipFile, hashes: dict[str, tuple[str, int]], report:
         report.add("SHA256SUMS", True, f"{len(listed)} files match, none unlisted")
 
 
+@dataclass(frozen=True)
+class PublishedKey:
+    """One bundle key a court pinned: from a PEM file (no validity known) or the force's
+    published history (GET /api/v1/bundles/keys)."""
+
+    key_id: str  # hex SHA-256 of the DER SubjectPublicKeyInfo
+    valid_from: str | None = None
+    valid_until: str | None = None
+    from_history: bool = False
+
+    def period(self) -> str:
+        if not self.from_history:
+            return "validity period not given (a PEM file; pin the JSON history to check it)"
+        return f"valid from {self.valid_from} until {self.valid_until or 'now (in force)'}"
+
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.S)
+
+
+class PinnedKeysUnreadable(EvidenceError):
+    """The --bundle-key file holds no public key we can read."""
+
+
+def read_pinned_keys(data: bytes) -> list[PublishedKey]:
+    """The keys in a --bundle-key file: one or several PEM public keys, or the JSON history
+    the force publishes ({"keys": [{key_id, public_pem, valid_from, valid_until}]})."""
+    text = data.lstrip()
+    if text.startswith((b"{", b"[")):
+        try:
+            doc = json.loads(text)
+            rows = doc["keys"] if isinstance(doc, dict) else doc
+            keys = [PublishedKey(_key_id(str(r["public_pem"]).encode()), r.get("valid_from"),
+                                 r.get("valid_until"), True) for r in rows]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PinnedKeysUnreadable(f"the pinned key history is not the force's published "
+                                       f"JSON ({type(exc).__name__}: {exc})") from None
+    else:
+        try:
+            keys = [PublishedKey(_key_id(block)) for block in _PEM_BLOCK.findall(data)]
+        except ValueError as exc:
+            raise PinnedKeysUnreadable(f"a PEM block in the pinned key file is not a public key ({exc})") from None
+    if not keys:
+        raise PinnedKeysUnreadable("the pinned key file holds no public key (PEM or JSON history)")
+    return keys
+
+
+def _key_id(pem: bytes) -> str:
+    spki = _spki(pem)
+    if spki is None:
+        raise ValueError("not a PEM public key")
+    return hashlib.sha256(spki).hexdigest()
+
+
 def _check_signature(zf: zipfile.ZipFile, report: Report,
-                     pinned_pem: bytes | None) -> dict[str, Any] | None:
+                     pinned_pem: bytes | None) -> tuple[dict[str, Any] | None, PublishedKey | None]:
     data, sig, pem = _read(zf, mf.MANIFEST), _read(zf, mf.SIGNATURE), _read(zf, mf.SIGNING_KEY)
     if data is None or sig is None or pem is None:
         missing = [n for n, v in ((mf.MANIFEST, data), (mf.SIGNATURE, sig), (mf.SIGNING_KEY, pem)) if v is None]
         report.add("manifest signature", False, f"missing {', '.join(missing)}")
-        return None
+        return None, None
     try:
         key = serialization.load_pem_public_key(pem)
         if not isinstance(key, Ed25519PublicKey):
@@ -129,18 +186,69 @@ def _check_signature(zf: zipfile.ZipFile, report: Report,
     except (ValueError, InvalidSignature) as exc:
         report.add("manifest signature", False, f"{mf.SIGNATURE} does not verify with "
                    f"{mf.SIGNING_KEY} ({type(exc).__name__})")
-    if pinned_pem is not None:
-        same = _spki(pinned_pem) == _spki(pem)
-        report.add("bundle signing key pinned", same,
-                   "is the pinned force key" if same else f"{mf.SIGNING_KEY} is NOT the pinned bundle key")
-    else:
+    matched = _match_pinned(pem, pinned_pem, report) if pinned_pem is not None else None
+    if pinned_pem is None:
         report.note("bundle signing key not pinned: anyone can re-sign a manifest with a key of "
-                    "their own; pass --bundle-key with the force's published key")
+                    "their own; pass --bundle-key with the force's published key(s)")
     try:
-        return json.loads(data)
+        return json.loads(data), matched
     except ValueError as exc:
         report.add("manifest.json readable", False, str(exc))
+        return None, matched
+
+
+def _match_pinned(pem: bytes, pinned: bytes, report: Report) -> PublishedKey | None:
+    """Which of the pinned (published) keys signed this bundle; a failure naming the
+    bundle's key when none did."""
+    try:
+        keys = read_pinned_keys(pinned)
+    except PinnedKeysUnreadable as exc:
+        report.add("bundle signing key pinned", False, str(exc))
         return None
+    try:
+        signer = _key_id(pem)
+    except ValueError:
+        report.add("bundle signing key pinned", False, f"{mf.SIGNING_KEY} is not a public key")
+        return None
+    found = next((k for k in keys if k.key_id == signer), None)
+    if found is None:
+        report.add("bundle signing key pinned", False,
+                   f"{mf.SIGNING_KEY} (key id {signer}) is NOT among the {len(keys)} pinned "
+                   "bundle key(s): not a key the force published, unless you pinned only some of "
+                   "them (pin the whole history, GET /api/v1/bundles/keys)")
+        return None
+    report.add("bundle signing key pinned", True,
+               f"is the published force key {found.key_id}, {found.period()}")
+    return found
+
+
+def _check_validity(key: PublishedKey, manifest: dict[str, Any], entries: dict[int, dict[str, Any]],
+                    report: Report) -> None:
+    """The key must have been in force when the bundle was made. The manifest carries no
+    build time (so rebuilding gives the same bytes); what it does carry is the ledger state
+    it was pinned at, and the latest included entry's time is when that state was reached:
+    a key retired before then cannot have signed this bundle honestly. A manifest that
+    does carry `created_at` is checked against the whole period."""
+    if not key.from_history:
+        return
+    created = manifest.get("created_at")
+    if isinstance(created, str):
+        ok = (key.valid_from is None or key.valid_from <= created) and (
+            key.valid_until is None or created <= key.valid_until)
+        report.add("bundle key validity", ok,
+                   f"made {created}, " + ("within" if ok else "OUTSIDE") + f" key {key.key_id[:16]}'s "
+                   f"period ({key.period()})")
+        return
+    times = [e["at"] for e in entries.values() if isinstance(e.get("at"), str)]
+    if not times:
+        report.note("bundle key validity not checked: no ledger entry time in the bundle")
+        return
+    pinned_at = max(times)  # RFC 3339 UTC with a fixed width: compares as text
+    ok = key.valid_until is None or pinned_at <= key.valid_until
+    report.add("bundle key validity", ok,
+               f"the bundle's ledger state is of {pinned_at}, " +
+               ("while" if ok else "AFTER") + f" key {key.key_id[:16]} was in force ({key.period()})"
+               + ("" if ok else ": a retired key signed it"))
 
 
 def _spki(pem: bytes) -> bytes | None:
