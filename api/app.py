@@ -9,6 +9,7 @@ from api.security import BodyLimit, ClientAddress, SecurityHeaders
 from api.routes import admin, audit, auth, cases, clips, health, ledger, uploads
 from api.ui import account as ui_account
 from api.ui import admin as ui_admin
+from api.ui import cameras as ui_cameras
 from api.ui import retention as ui_retention
 from api.ui import routes as ui
 from api.routes import bundles, cameras, retention
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cases.shares_router)
     app.include_router(audit.router)
     app.include_router(admin.router)
+    app.include_router(ui_cameras.router)  # the camera register; before ui: /ui/clips/unattributed
     app.include_router(ui.router)  # the review UI under /ui (docs/ui.md)
     app.include_router(ui_admin.router)  # its administrator's pages
     app.include_router(ui_account.router)  # your own account; enrolment links

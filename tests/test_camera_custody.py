@@ -28,7 +28,7 @@ import pytest
 
 from tests.fixtures.media import lavfi_inputs
 from tests.fixtures.services import free_port, wait_until
-from tests.test_ui import browser, open_page, screenshot  # noqa: F401  (fixtures)
+from tests.test_ui import browser, open_page, screenshot, sign_in  # noqa: F401  (fixtures)
 
 PERSONAL, POOL = "X6039A1B2", "VB400-0042"
 PC_A, PC_B = "4711", "5822"
@@ -123,11 +123,7 @@ def _healthy(api: str) -> bool:
 
 
 def _sign_in(page, store: Store, name: str) -> None:  # type: ignore[no-untyped-def]
-    page.goto(store.api + "/ui/login")
-    page.fill("#username", name)
-    page.fill("#password", store.passwords[name])
-    page.locator("form button[type=submit]").click()
-    page.wait_for_url(lambda url: "/ui/login" not in url)
+    sign_in(page, store.api, name, store.passwords[name])
 
 
 def test_a_read_only_multi_vendor_card_is_docked_attributed_seen_and_stated(
@@ -262,5 +258,10 @@ def _statement(store: Store, eo: dict[str, str], clip_ids: list[str], tmp_path: 
         (tmp_path / "statement.pdf").write_bytes(pdf)
         text += subprocess.run(["pdftotext", "-layout", str(tmp_path / "statement.pdf"), "-"],
                                capture_output=True, text=True, check=True).stdout
+        artifacts = Path(__file__).resolve().parent.parent / "test-artifacts"
+        artifacts.mkdir(exist_ok=True)
+        subprocess.run(["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "3",
+                        str(tmp_path / "statement.pdf"), str(artifacts / "camera-custody-statement")],
+                       check=True)
     return text
 

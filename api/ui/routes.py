@@ -26,6 +26,7 @@ from evidence import audit, clock, identity, redactions
 from evidence.access import Principal, allowed, check_reason, visible_clip
 from evidence.accounts.models import Role
 from evidence.bundles import service as bundles
+from evidence.cameras import service as cameras
 from evidence.cases import service as cases
 from evidence.clips import service as clips
 from evidence.clips.service import SearchFilters
@@ -364,8 +365,10 @@ def clip_page(
         except InvalidInput as exc:
             reason_error = str(exc)
     kinds = {d["kind"] for d in clip["derivatives"]}
+    history = [r.as_dict() for r in cameras.attribution_history(ctx, principal, clip_id)]
     return render(
         request, "clip.html", clip=clip, check=check, reasons=ctx.settings.access_reasons,
+        attributions=history,
         categories=ctx.settings.categories, may_play=_may_play(ctx, principal, clip_id),
         has_proxy="proxy" in kinds, has_thumbnail="thumbnail" in kinds,
         reason=chosen, reason_code=reason or "", reason_detail=detail or "",
