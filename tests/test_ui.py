@@ -1112,3 +1112,68 @@ def test_the_about_page_shows_the_keys_a_court_pins(store: Store, open_page) -> 
     assert response is not None and response.status == 200 and anonymous.url.endswith("/ui/about")
     expect(anonymous.locator("[data-ledger-key]")).to_have_text(ledger_key)
     expect(anonymous.locator(f"[data-bundle-key='{published[-1]['key_id']}']")).to_be_visible()
+
+
+# -- the camera register (last: it attributes the module's unattributed clip) ---------------------
+
+
+def test_the_register_in_the_browser_and_the_unattributed_queue(store: Store, open_page) -> None:
+    """An admin registers a camera and checks it out to an officer for a shift; an auditor
+    reads the register, an officer cannot; an evidence officer works the unattributed queue:
+    the clip with no officer is attributed with a reason, and that officer then sees it."""
+    admin = open_page().page
+    sign_in(admin, store.url, "adm_black")
+    admin.get_by_role("link", name="Cameras").click()
+    admin.fill("#cam-serial", "vb400-0099")
+    admin.fill("#cam-make", "Motorola")
+    admin.fill("#cam-model", "VB400")
+    admin.get_by_role("button", name="Register camera").click()
+    expect(admin.locator(".flash--ok")).to_contain_text("VB400-0099 registered")
+    admin.fill("#as-officer", "PC5678")
+    admin.select_option("#as-kind", "pool")
+    admin.fill("#as-from", "2026-12-01T07:00")
+    admin.fill("#as-to", "2026-12-01T19:00")
+    admin.get_by_role("button", name="Assign camera").click()
+    expect(admin.locator(".flash--ok")).to_contain_text("pool checkout")
+    expect(admin.locator("tr[data-kind=pool]")).to_contain_text("PC5678")
+    # Overlapping the same shift is refused, saying with whom.
+    admin.fill("#as-officer", "PC1234")
+    admin.select_option("#as-kind", "pool")
+    admin.fill("#as-from", "2026-12-01T12:00")
+    admin.fill("#as-to", "2026-12-01T20:00")
+    admin.get_by_role("button", name="Assign camera").click()
+    expect(admin.locator(".flash--error")).to_contain_text("PC5678")
+    screenshot(admin, "ui-camera.png")
+    assert [e["kind"] for e in ledger_entries(store.ctx, "camera.assigned")][-1:] == ["pool"]
+
+    auditor = open_page().page
+    sign_in(auditor, store.url, "aud_white")
+    auditor.goto(store.url + "/ui/cameras")
+    expect(auditor.locator("tr[data-camera='VB400-0099']")).to_be_visible()
+    assert auditor.locator("#register").count() == 0, "auditors read the register only"
+    officer = open_page().page
+    sign_in(officer, store.url, "pc_jones")
+    assert officer.goto(store.url + "/ui/cameras").status == 403
+    assert officer.goto(store.url + "/ui/clips/unattributed").status == 403
+
+    eo = open_page().page
+    sign_in(eo, store.url, "eo_brown")
+    eo.get_by_role("link", name="Unattributed").click()
+    row = eo.locator(f"tr[data-clip-id='{store.other}']")
+    expect(row).to_be_visible()
+    row.get_by_role("link").click()
+    expect(eo.locator("#attribution [data-unattributed]")).to_be_visible()
+    eo.fill("#attr-officer", "PC5678")
+    eo.get_by_role("button", name="Attribute").click()  # no reason: the browser asks for one
+    assert eo.locator(".flash--ok").count() == 0
+    eo.fill("#attr-reason", "PC Jones identified herself on the footage at 00:04")
+    eo.get_by_role("button", name="Attribute").click()
+    expect(eo.locator(".flash--ok")).to_contain_text("Attribution recorded")
+    expect(eo.locator("#attribution [data-officer]")).to_contain_text("PC5678")
+    expect(eo.locator("#attribution [data-attribution-reason]")).to_contain_text("identified herself")
+    [entry] = [e for e in ledger_entries(store.ctx, "clip.attributed") if e["subject"]["clip"] == store.other]
+    assert entry["new"]["officer_id"] == "PC5678" and entry["previous"]["officer_id"] is None
+    eo.goto(store.url + "/ui/clips/unattributed")
+    expect(eo.locator(f"tr[data-clip-id='{store.other}']")).to_have_count(0)
+    officer.goto(store.url + "/ui/clips")
+    expect(officer.locator(f"[data-clip-id='{store.other}']").first).to_be_visible()

@@ -18,6 +18,7 @@ from sqlalchemy import or_, select
 
 from evidence import clock
 from evidence.accounts.models import Device, User
+from evidence.cameras.models import ClipName
 from evidence.cases.models import Case, CaseItem
 from evidence.clips.models import Clip, ClipState, Derivative
 from evidence.context import Context
@@ -101,6 +102,10 @@ def plan_bundle(ctx: Context, case_id: str, tree_size: int, include_proxies: boo
         officers = {u.officer_id: u.username for u in s.scalars(
             select(User).where(User.officer_id.in_([c.officer_id for _, c in rows if c.officer_id]
                                                    or [""])))}
+        # Every name each exhibit was docked under (twins included), first docked first.
+        docked_names: dict[str, list[tuple[Any, str]]] = {}
+        for n in s.scalars(select(ClipName).where(ClipName.clip_id.in_([c.id for _, c in rows]))):
+            docked_names.setdefault(n.clip_id, []).append((n.first_docked_at, n.filename))
         derivative_rows = {
             (d.clip_id, d.kind): d for d in s.scalars(
                 select(Derivative).where(Derivative.clip_id.in_([c.id for _, c in rows])))
@@ -123,6 +128,7 @@ def plan_bundle(ctx: Context, case_id: str, tree_size: int, include_proxies: boo
     case_entries = pinned(f"case:{case_id}")
     indices.update(case_entries)
     refs = pinned_refs(case_id, [(i, parsed[i]) for i in case_entries])
+    pinned_at = max((parsed[i]["at"] for i in case_entries), default=None)
     exhibits: list[dict[str, Any]] = []
     media: list[MediaFile] = []
     used: set[str] = set()
@@ -170,6 +176,10 @@ def plan_bundle(ctx: Context, case_id: str, tree_size: int, include_proxies: boo
             "sha256": clip.sha256,
             "size": clip.size,
             "original_filename": clip.filename,
+            # Names docked up to the pin (a twin docked after the request is not in it).
+            "original_filenames": [name for at, name in sorted(docked_names.get(clip.id, []))
+                                   if pinned_at is None or clock.rfc3339(at) <= pinned_at]
+                                  or [clip.filename or clip.id],
             "officer_id": current["officer"]["id"],
             "device": {"id": clip.device_id, "name": devices.get(clip.device_id or "")},
             "camera_serial": current["camera"]["serial"],
