@@ -1171,6 +1171,10 @@ def test_the_register_in_the_browser_and_the_unattributed_queue(store: Store, op
     expect(eo.locator(".flash--ok")).to_contain_text("Attribution recorded")
     expect(eo.locator("#attribution [data-officer]")).to_contain_text("PC5678")
     expect(eo.locator("#attribution [data-attribution-reason]")).to_contain_text("identified herself")
+    custody = eo.locator("tr[data-type='clip.attributed']")
+    expect(custody).to_contain_text("officer id none")  # the previous attribution, in words
+    expect(custody).to_contain_text("officer id PC5678")
+    assert "{'" not in custody.inner_text(), "never a raw dict"
     [entry] = [e for e in ledger_entries(store.ctx, "clip.attributed") if e["subject"]["clip"] == store.other]
     assert entry["new"]["officer_id"] == "PC5678" and entry["previous"]["officer_id"] is None
     eo.goto(store.url + "/ui/clips/unattributed")

@@ -135,6 +135,8 @@ def event_label(type_: str | None) -> str:
 def event_details(entry: dict[str, Any]) -> list[tuple[str, str]]:
     out = []
     keys = _DETAIL_KEYS
+    if entry.get("type") == "clip.attributed":
+        keys = ("reason", "previous", "new")
     if entry.get("type") in ("clip.ingested", "derivative.created", "case.exhibit_added"):
         keys = (*keys, "sha256")  # the hash this entry vouches for
     for key in keys:
@@ -142,6 +144,9 @@ def event_details(entry: dict[str, Any]) -> list[tuple[str, str]]:
             value = entry[key]
             if key == "at_ms":
                 out.append(("at", clock_ms(int(value))))
+            elif isinstance(value, dict):  # e.g. a re-attribution's previous and new values
+                out.append((key, ", ".join(f"{k.replace('_', ' ')} {'none' if v is None else v}"
+                                           for k, v in value.items())))
             else:
                 out.append((key.replace("_", " "), str(value)))
     return out
