@@ -50,7 +50,8 @@ def new_bundle(f, ctx, case_id: str, path: Path) -> Path:
                     json={"include_proxies": False})
     assert r.status_code == 202, r.text
     assert build_bundle(ctx, r.json()["id"]) == "ready"
-    got = f.http.get(f"/api/v1/bundles/{r.json()['id']}/download", headers=f.as_("cps_green"))
+    got = f.http.get(f"/api/v1/bundles/{r.json()['id']}/download", headers=f.as_("cps_green"),
+                     params={"reason": "court preparation"})
     assert got.status_code == 200, got.text
     path.write_bytes(got.content)
     return path

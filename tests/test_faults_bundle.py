@@ -87,9 +87,11 @@ def test_a_bundle_of_200_clips_streams_in_bounded_memory_and_shows_progress(
           f"{LARGE} clips {large_peak / MiB:.1f} MiB ({footage / MiB:.1f} MiB of footage); "
           f"progress shown: {progress}")
 
-    # Ten times the clips may cost their ledger entries and manifest lines, never their bytes.
+    # Ten times the clips may cost their ledger entries, manifest lines and statement pages
+    # (the continuity statement lays out a few pages per exhibit: ~30 KB of heap each while
+    # the PDF is made), never their bytes: holding even half the footage would fail here.
     assert large_peak < small_peak + 8 * MiB, (small_peak, large_peak)
-    assert large_peak < footage / 4, (large_peak, footage)
+    assert large_peak < footage / 2, (large_peak, footage)
     assert progress == sorted(progress) and len(set(progress)) >= 5, progress
     assert len([p for p in progress if 0 < p < 100]) >= 5 and progress[-1] == 100, progress
 

@@ -735,7 +735,7 @@ def test_admin_manages_and_sees_no_footage(store: Store, open_page) -> None:
     page = open_page().page
     sign_in(page, store.url, "adm_black")
     page.wait_for_url(re.compile(r"/ui/users$"))
-    assert nav_links(page) == ["Retention", "Users", "Devices", "Grants", "Approvals"]
+    assert nav_links(page) == ["Cameras", "Retention", "Users", "Devices", "Grants", "Approvals"]
     expect(page.locator("main")).to_contain_text("administrators see no footage")
     response = page.goto(store.url + "/ui/clips")
     assert response is not None and response.status == 403

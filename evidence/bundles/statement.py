@@ -132,6 +132,9 @@ class Table:
     head: list[str]
     rows: list[list[str]]
     widths: list[float]  # fractions of the text width
+    # A long list of events: in the PDF one paragraph per row, not a grid of cells (a grid
+    # of thousands of cells costs the build tens of megabytes for a bundle of 200 exhibits).
+    rows_as_lines: bool = False
 
 
 @dataclass
@@ -241,7 +244,8 @@ def _continuity(plan: Plan, ex: dict[str, Any]) -> Section:
     rows = [[uk_time(e.get("at")), catalogue.label(e["type"]), person(plan, e.get("actor")),
              _detail(e, plan)]
             for _, e in sorted(((i, plan.entries[i]) for i in ex["ledger_entries"]), key=lambda x: x[0])]
-    blocks.append(Table(["When", "Event", "Who", "Detail"], rows, [0.22, 0.24, 0.22, 0.32]))
+    blocks.append(Table(["When", "Event", "Who", "Detail"], rows, [0.22, 0.24, 0.22, 0.32],
+                        rows_as_lines=True))
     if not any(plan.entries[i]["type"] in ACCESS_TYPES for i in ex["ledger_entries"]):
         blocks.append("No one viewed or downloaded this exhibit before this bundle was requested.")
     return Section(f"Exhibit {ex['exhibit_ref']}: continuity", blocks)
@@ -364,12 +368,14 @@ def _pdf(plan: Plan, pages: int | None) -> tuple[bytes, int]:
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.lib.units import mm
-    from reportlab.platypus import LongTable, Paragraph, SimpleDocTemplate, Spacer, TableStyle
+    from reportlab.platypus import LongTable, Paragraph, Spacer, TableStyle
 
     _fonts()
     st, esc = statement(plan), html.escape
     body = ParagraphStyle("body", fontName=FONT, fontSize=9.5, leading=12.5, spaceAfter=5)
     cell = ParagraphStyle("cell", fontName=FONT, fontSize=7.2, leading=8.8)
+    line = ParagraphStyle("line", fontName=FONT, fontSize=7.8, leading=9.8, leftIndent=10,
+                          firstLineIndent=-10, spaceAfter=2.5)
     h1 = ParagraphStyle("h1", fontName=BOLD, fontSize=15, leading=19, spaceAfter=6)
     h2 = ParagraphStyle("h2", fontName=BOLD, fontSize=11.5, leading=15, spaceBefore=9, spaceAfter=4)
     width = A4[0] - 36 * mm
@@ -396,29 +402,66 @@ def _pdf(plan: Plan, pages: int | None) -> tuple[bytes, int]:
         Paragraph(esc(declaration(pages)), body),
         signature,
     ]
-    for section in st.sections:
-        story.append(Paragraph(esc(section.title), h2))
+    def flowables(section: Section) -> list[Any]:
+        out: list[Any] = [Paragraph(esc(section.title), h2)]
         for block in section.blocks:
-            story.append(table(block.head, block.rows, block.widths) if isinstance(block, Table)
-                         else Paragraph(esc(block), body))
+            if isinstance(block, Table) and block.rows_as_lines:
+                out += [Paragraph(" \u2014 ".join(
+                    f"<b>{esc(c)}</b>" if n == 1 else esc(c) for n, c in enumerate(row) if c), line)
+                    for row in block.rows]
+            elif isinstance(block, Table):
+                out.append(table(block.head, block.rows, block.widths))
+            else:
+                out.append(Paragraph(esc(block), body))
+        return out
+
+    # Each section's flowables are made when the layout reaches it, not all at once: a
+    # statement of 200 exhibits would otherwise hold thousands of parsed paragraphs.
+    story += [_Later(lambda section=section: flowables(section)) for section in st.sections]
     story += [Spacer(1, 10), signature]
 
     running = f"Case {st.case_ref} · Exhibits {', '.join(st.exhibit_refs)}"
     buf = io.BytesIO()
-    doc = SimpleDocTemplate(
-        buf, pagesize=A4, invariant=1, leftMargin=18 * mm, rightMargin=18 * mm,
+    doc = _LazyDoc(
+        buf, pagesize=A4, invariant=1, pageCompression=1, leftMargin=18 * mm, rightMargin=18 * mm,
         topMargin=20 * mm, bottomMargin=20 * mm,
         title=f"Continuity statement, case {st.case_ref}", author=st.maker["name"],
         subject=f"Exhibits {', '.join(st.exhibit_refs)}", creator="evidence store",
         producer="evidence store", keywords=f"continuity statement, {st.case_ref}")
     counted: list[int] = []
-    doc.build(story, canvasmaker=_page_canvas(running, st.as_at, counted))
+    doc.build(story, canvasmaker=_page_canvas(running, st.as_at, counted, pages))
     return buf.getvalue(), counted[0]
 
 
-def _page_canvas(running: str, as_at: str, counted: list[int]) -> Any:
-    """A canvas that knows the page count when it finishes, for "Page x of y" on every page,
-    and whose creation date is the time the statement speaks as at."""
+class _Later:
+    """A placeholder in the story: `make()` gives the flowables it stands for."""
+
+    def __init__(self, make: Any) -> None:
+        self.make = make
+
+
+def _lazy_doc_class() -> Any:
+    from reportlab.platypus import SimpleDocTemplate
+
+    class LazyDoc(SimpleDocTemplate):
+        def handle_flowable(self, flowables: list[Any]) -> None:
+            if flowables and isinstance(flowables[0], _Later):
+                flowables[0:1] = flowables[0].make()
+                return
+            super().handle_flowable(flowables)
+
+    return LazyDoc
+
+
+def _LazyDoc(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 (a class, made on first use)
+    return _lazy_doc_class()(*args, **kwargs)
+
+
+def _page_canvas(running: str, as_at: str, counted: list[int], total: int | None) -> Any:
+    """A canvas that writes the running header, "Page x of y" and a signature line on each
+    page as it finishes it (y from the first pass: `pdf_pages`), and whose creation date is
+    the time the statement speaks as at. Pages go to the document as they are done, so a
+    statement of a thousand pages is never held whole."""
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.units import mm
     from reportlab.lib.utils import TimeStamp
@@ -431,7 +474,7 @@ def _page_canvas(running: str, as_at: str, counted: list[int]) -> Any:
             # Not Helvetica, which a PDF names but does not embed.
             kwargs.update(initialFontName=FONT, initialFontSize=9.5)
             super().__init__(*args, **kwargs)
-            self._pages: list[dict[str, Any]] = []
+            self._number = 0
             if when is not None:
                 stamp = TimeStamp(invariant=True)
                 stamp.t = when.timestamp()
@@ -440,19 +483,18 @@ def _page_canvas(running: str, as_at: str, counted: list[int]) -> Any:
                 self._doc._timeStamp = stamp
 
         def showPage(self) -> None:  # noqa: N802 (reportlab's name)
-            self._pages.append(dict(self.__dict__))
-            self._startPage()
+            self._number += 1
+            self.saveState()
+            self.setFont(FONT, 7.5)
+            self.drawString(18 * mm, A4[1] - 12 * mm, running)
+            self.drawString(18 * mm, 10 * mm, "Signature: ..............................")
+            self.drawRightString(A4[0] - 18 * mm, 10 * mm,
+                                 f"Page {self._number} of {total or '?'}")
+            self.restoreState()
+            super().showPage()
 
         def save(self) -> None:
-            total = len(self._pages)
-            counted.append(total)
-            for number, state in enumerate(self._pages, start=1):
-                self.__dict__.update(state)
-                self.setFont(FONT, 7.5)
-                self.drawString(18 * mm, A4[1] - 12 * mm, running)
-                self.drawString(18 * mm, 10 * mm, "Signature: ..............................")
-                self.drawRightString(A4[0] - 18 * mm, 10 * mm, f"Page {number} of {total}")
-                super().showPage()
+            counted.append(self._number)
             super().save()
 
     return PageCanvas
