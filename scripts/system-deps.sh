@@ -24,6 +24,7 @@ have pdftotext || need+=(poppler-utils)  # the statement PDF's text, fonts and a
 have pdffonts || need+=(poppler-utils)
 have pdftoppm || need+=(poppler-utils)
 have mkfs.ext4 || need+=(e2fsprogs)  # read-only camera cards in the dock tests
+have systemd-analyze || need+=(systemd)  # checks the docking PC's unit file
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from tests.fixtures.media import lavfi_inputs
-from tests.fixtures.services import free_port, wait_until
+from tests.fixtures.services import free_port, missing, wait_until
 from tests.test_ui import browser, open_page, screenshot, sign_in  # noqa: F401  (fixtures)
 
 PERSONAL, POOL = "X6039A1B2", "VB400-0042"
@@ -63,7 +63,7 @@ def camera_card(root: Path) -> dict[str, Path]:
 def mounted_card(tmp_path: Path) -> Iterator[tuple[Path, Path, dict[str, str]]]:
     """An ext4 image holding the card, mounted read-only under the dock's watched root."""
     if shutil.which("mkfs.ext4") is None:
-        pytest.skip("mkfs.ext4 (e2fsprogs) is not installed")
+        missing("mkfs.ext4 (e2fsprogs) is not installed")
     staged = tmp_path / "card"
     files = camera_card(staged)
     image = tmp_path / "card.img"
@@ -75,7 +75,7 @@ def mounted_card(tmp_path: Path) -> Iterator[tuple[Path, Path, dict[str, str]]]:
     mounted = subprocess.run(["mount", "-o", "loop,ro", str(image), str(mountpoint)],
                              capture_output=True, text=True)
     if mounted.returncode != 0:
-        pytest.skip(f"cannot loop-mount here: {mounted.stderr.strip()}")
+        missing(f"cannot loop-mount here: {mounted.stderr.strip()}")
     names = {k: p.name for k, p in files.items()}
     try:
         yield root, image, names

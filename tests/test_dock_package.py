@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.services import missing
 from tests.test_dock import DEVICE_KEY, FakeIngest, server, write_clip  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,8 +30,8 @@ def _run(argv: list[str], env: dict[str, str], what: str,
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=150,
                           **kwargs)  # type: ignore[call-overload]
     if done.returncode != 0 and any(words in done.stderr for words in OFFLINE):
-        pytest.skip(f"{what} needs PyPI, which cannot be reached here: "
-                    f"{done.stderr.strip().splitlines()[-1]}")
+        missing(f"{what} needs PyPI, which cannot be reached here: "
+                f"{done.stderr.strip().splitlines()[-1]}")
     assert done.returncode == 0, f"{what}:\n{done.stdout}\n{done.stderr}"
     return done
 

@@ -39,6 +39,7 @@ from tests.conftest import sqlite_only
 from tests.fixtures.api import running_api
 from tests.fixtures.ingest import Dock
 from tests.fixtures.media import Clip as ClipFile
+from tests.fixtures.services import missing
 from tests.fixtures.store_faults import make_clips
 from tests.test_dock import DEVICE_KEY, FAST, FakeIngest, server, write_clip  # noqa: F401
 
@@ -179,8 +180,8 @@ def ro_camera(tmp_path: Path, clip_with_sidecar: ClipFile, clip_mov: ClipFile) -
     mounted = subprocess.run(["mount", "-o", "loop,ro", str(image), str(mnt)],
                              capture_output=True, text=True, timeout=60)
     if mounted.returncode != 0:
-        pytest.skip(f"cannot loop-mount an image here (needs root and loop devices): "
-                    f"{mounted.stderr.strip()}")
+        missing(f"cannot loop-mount an image here (needs root and loop devices): "
+                f"{mounted.stderr.strip()}")
     try:
         yield root
     finally:
