@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import anyio.to_thread
@@ -86,6 +87,13 @@ async def ranged_response(
         headers["Content-Range"] = f"bytes {start}-{end}/{info.size}"
         status = 206
     return StreamingResponse(chunks, status_code=status, media_type=media_type, headers=headers)
+
+
+def csv_download(lines: Iterator[str], filename: str) -> StreamingResponse:
+    """A CSV made as it is sent (the access log's export), never cached."""
+    return StreamingResponse(lines, media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "Cache-Control": "private, no-store"})
 
 
 def _not_satisfiable(exc: RangeNotSatisfiable) -> Response:

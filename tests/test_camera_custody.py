@@ -115,6 +115,11 @@ class Store:
         return httpx.get(self.api + path, headers=who, params=params, timeout=60)
 
 
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:  # the whole card image, read in chunks
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def _healthy(api: str) -> bool:
     try:
         return httpx.get(f"{api}/healthz", timeout=2).status_code == 200
@@ -131,7 +136,7 @@ def test_a_read_only_multi_vendor_card_is_docked_attributed_seen_and_stated(
     from playwright.sync_api import expect
 
     root, image, names = mounted_card
-    image_before = hashlib.sha256(image.read_bytes()).hexdigest()
+    image_before = _sha256(image)
     store = Store(tmp_path)
     up = subprocess.Popen([sys.executable, "-m", "evidence", "up", "--port", str(store.port)],
                           env=store.env, start_new_session=True,
@@ -168,7 +173,7 @@ def test_a_read_only_multi_vendor_card_is_docked_attributed_seen_and_stated(
         report, _ = dock.communicate(timeout=60)
         assert dock.returncode == 0, report
         assert LABEL in report and "3" in report, report
-        assert hashlib.sha256(image.read_bytes()).hexdigest() == image_before, "the card is untouched"
+        assert _sha256(image) == image_before, "the card is untouched"
         assert any(state.rglob("*.json")), "the dock kept its state on the docking station"
 
         # Attribution through the register, with how each was established.

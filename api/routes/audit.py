@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from api.gates import gate
+from api.streaming import csv_download
 from evidence import audit
 from evidence.access import ACTIONS, Principal
 from evidence.types import MAX_BIGINT
@@ -53,9 +54,7 @@ def access_log_csv(request: Request, f: audit.LogFilter = Depends(log_filter),
                    principal: Principal = Depends(gate("audit.read"))) -> StreamingResponse:
     """The same log as CSV (newest first, at most audit.CSV_MAX_ROWS rows); recorded."""
     lines = audit.access_log_csv(request.app.state.ctx, principal, f, source_ip=_ip(request))
-    return StreamingResponse(lines, media_type="text/csv; charset=utf-8", headers={
-        "Content-Disposition": 'attachment; filename="access-log.csv"',
-        "Cache-Control": "private, no-store"})
+    return csv_download(lines, "access-log.csv")
 
 
 class GrantBody(BaseModel):

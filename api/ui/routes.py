@@ -14,11 +14,11 @@ from typing import Annotated
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
 from api.gates import public, ui_gate
 from api.security import CSP
-from api.streaming import bundle_response, footage_response
+from api.streaming import bundle_response, csv_download, footage_response
 from api.ui import session as ui_session
 from api.ui.render import STATIC, UIRoute, render, see_other
 from api.ui.session import csrf_protect
@@ -758,6 +758,4 @@ def audit_csv(request: Request,
     if errors:
         raise InvalidInput("; ".join(errors))
     lines = audit.access_log_csv(_ctx(request), principal, f, source_ip=_ip(request))
-    return StreamingResponse(lines, media_type="text/csv; charset=utf-8", headers={
-        "Content-Disposition": 'attachment; filename="access-log.csv"',
-        "Cache-Control": "private, no-store"})
+    return csv_download(lines, "access-log.csv")

@@ -28,7 +28,7 @@ from evidence.bundles import manifest as mf
 from evidence.bundles import keys
 from evidence.bundles.keys import load_or_create_bundle_key, public_pem
 from evidence.bundles.models import Bundle, BundleState
-from evidence.bundles.statement import render_html, render_pdf, render_verify_txt
+from evidence.bundles.statement import render_statement, render_verify_txt
 from evidence.bundles.zipwriter import add_bytes, add_stream, sha256_file
 from evidence.cases.models import Case, CaseItem
 from evidence.clips.models import Clip, Derivative
@@ -238,13 +238,14 @@ def proof_script() -> bytes:
 def write_zip(f: Any, plan: mf.Plan, key: Ed25519PrivateKey, store: ObjectStore, *, token: bytes | None = None,
               tsa_ca: bytes | None = None, on_progress: Callable[[int], None] | None = None) -> None:
     """Every member in a fixed order with fixed timestamps; media streamed, hashes checked."""
+    statement_html, statement_pdf = render_statement(plan)
     small: dict[str, bytes] = {
         mf.SIGNING_KEY: public_pem(key.public_key()),
         mf.CHECKPOINT: plan.checkpoint.encode(),
         mf.LEDGER_KEY: (plan.ledger_key + "\n").encode(),
         mf.ENTRIES: mf.entries_jsonl(plan.entry_lines),
-        "statement/continuity.html": render_html(plan),
-        "statement/continuity.pdf": render_pdf(plan),
+        "statement/continuity.html": statement_html,
+        "statement/continuity.pdf": statement_pdf,
         "VERIFY.txt": render_verify_txt(plan, token is not None, tsa_ca is not None),
         mf.PROOF_SCRIPT: proof_script(),
     }

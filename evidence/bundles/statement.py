@@ -16,6 +16,7 @@ fonts (the DejaVu-derived Bitstream Vera shipped with reportlab) are embedded.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html
 import io
 import time
@@ -279,7 +280,14 @@ def _appendix(plan: Plan) -> Section:
 # -- HTML --------------------------------------------------------------------------------------
 
 
-def render_html(plan: Plan) -> bytes:
+def render_statement(plan: Plan) -> tuple[bytes, bytes]:
+    """(HTML, PDF) of the statement: the PDF is laid out first, since both state its page count."""
+    pdf, pages = render_pdf(plan)
+    return render_html(plan, pages), pdf
+
+
+def render_html(plan: Plan, pages: int) -> bytes:
+    """The statement as HTML; `pages`: the PDF's page count, which its declaration states."""
     st, esc = statement(plan), html.escape
     head = (f"Case {st.case_ref} · Exhibits {', '.join(st.exhibit_refs)}")
     out = [
@@ -300,7 +308,7 @@ def render_html(plan: Plan) -> bytes:
         f"<tr><th>Collar/staff number</th><td>{esc(st.maker['number'])}</td></tr>"
         f"<tr><th>Case reference</th><td>{esc(st.case_ref)}</td></tr>"
         f"<tr><th>As at</th><td>{esc(uk_time(st.as_at))}</td></tr></table>",
-        f"<p class='declaration'>{esc(declaration(pdf_pages(plan)))}</p>",
+        f"<p class='declaration'>{esc(declaration(pages))}</p>",
         "<div class='sig'>Signature: ................................................ "
         "Date: ....................</div>",
     ]
@@ -346,17 +354,17 @@ def _fonts() -> None:
     pdfmetrics.registerFontFamily(FONT, normal=FONT, bold=BOLD, italic=FONT, boldItalic=BOLD)
 
 
-def render_pdf(plan: Plan) -> bytes:
-    """The same statement as an A4 PDF: the case and exhibit references and "Page x of y"
-    and a signature line on every page; reproducible (fixed id, the as-at creation date)."""
-    return _pdf(plan, pdf_pages(plan))[0]
-
-
-def pdf_pages(plan: Plan) -> int:
-    """How many pages the PDF has: the declaration states it, so it is counted first."""
-    pages = _pdf(plan, None)[1]
-    again = _pdf(plan, pages)[1]  # the number's own width could move a line, rarely a page
-    return again
+def render_pdf(plan: Plan) -> tuple[bytes, int]:
+    """The same statement as an A4 PDF, and its page count: the case and exhibit references,
+    "Page x of y" and a signature line on every page; reproducible (fixed id, the as-at
+    creation date). The declaration states the page count, so a first pass counts the pages
+    and the second, which prints the count, is the PDF (a third only if the number's own
+    width moved a page, which it rarely can)."""
+    _, counted = _pdf(plan, None)
+    pdf, pages = _pdf(plan, counted)
+    if pages != counted:
+        pdf, pages = _pdf(plan, pages)
+    return pdf, pages
 
 
 def declaration(pages: int | None) -> str:
@@ -422,7 +430,7 @@ def _pdf(plan: Plan, pages: int | None) -> tuple[bytes, int]:
 
     running = f"Case {st.case_ref} · Exhibits {', '.join(st.exhibit_refs)}"
     buf = io.BytesIO()
-    doc = _LazyDoc(
+    doc = _lazy_doc_class()(
         buf, pagesize=A4, invariant=1, pageCompression=1, leftMargin=18 * mm, rightMargin=18 * mm,
         topMargin=20 * mm, bottomMargin=20 * mm,
         title=f"Continuity statement, case {st.case_ref}", author=st.maker["name"],
@@ -440,7 +448,10 @@ class _Later:
         self.make = make
 
 
+@functools.cache
 def _lazy_doc_class() -> Any:
+    """SimpleDocTemplate that expands a `_Later` when the layout reaches it (made on first
+    use: reportlab is imported only when a statement is rendered)."""
     from reportlab.platypus import SimpleDocTemplate
 
     class LazyDoc(SimpleDocTemplate):
@@ -453,13 +464,9 @@ def _lazy_doc_class() -> Any:
     return LazyDoc
 
 
-def _LazyDoc(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 (a class, made on first use)
-    return _lazy_doc_class()(*args, **kwargs)
-
-
 def _page_canvas(running: str, as_at: str, counted: list[int], total: int | None) -> Any:
     """A canvas that writes the running header, "Page x of y" and a signature line on each
-    page as it finishes it (y from the first pass: `pdf_pages`), and whose creation date is
+    page as it finishes it (y from the first pass: `render_pdf`), and whose creation date is
     the time the statement speaks as at. Pages go to the document as they are done, so a
     statement of a thousand pages is never held whole."""
     from reportlab.lib.pagesizes import A4

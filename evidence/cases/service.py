@@ -124,8 +124,8 @@ def add_items(ctx: Context, principal: Principal, case_id: str, clip_ids: list[s
             added.append({"clip_id": clip.id, "exhibit_ref": ref})
         # An exhibit is kept from this moment, whatever its category (evidence/retention).
         changed = retention.reschedule_exhibits(ctx, s, case.id, actor=principal.actor)
-    retention.sync_storage_protection(ctx, changed)
-    retention.apply_case_holds(ctx, case_id)  # a held case holds its new exhibits in storage too
+    # Storage follows: a kept exhibit, or one of a held case, gets the legal hold.
+    retention.sync_storage_protection(ctx, sorted({*changed, *(a["clip_id"] for a in added)}))
     return {"id": case_id, "added": added}
 
 

@@ -358,17 +358,6 @@ def _hold_subject(hold: Hold, principal: Principal) -> dict[str, str]:
     return {k: v for k, v in ids.items() if v}
 
 
-def apply_case_holds(ctx: Context, case_id: str) -> None:
-    """Clips added to a held case get the storage legal hold too (the database rule already
-    covers them, through the case)."""
-    with ctx.db.session() as s:
-        if s.scalar(select(Hold.id).where(Hold.case_id == case_id, Hold.released_at.is_(None)).limit(1)) is None:
-            return
-        clips = list(s.scalars(select(Clip).join(CaseItem, CaseItem.clip_id == Clip.id)
-                               .where(CaseItem.case_id == case_id)))
-    _set_storage_hold(ctx, clips, True)
-
-
 def list_holds(ctx: Context, principal: Principal, *, active: bool = True,
                case_id: str | None = None) -> list[dict[str, Any]]:
     require(principal, "retention.read")
