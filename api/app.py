@@ -5,14 +5,25 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api import problems
+from api.routes import (
+    admin,
+    audit,
+    auth,
+    bundles,
+    cameras,
+    cases,
+    clips,
+    health,
+    ledger,
+    retention,
+    uploads,
+)
 from api.security import BodyLimit, ClientAddress, SecurityHeaders
-from api.routes import admin, audit, auth, cases, clips, health, ledger, uploads
 from api.ui import account as ui_account
 from api.ui import admin as ui_admin
 from api.ui import cameras as ui_cameras
 from api.ui import retention as ui_retention
 from api.ui import routes as ui
-from api.routes import bundles, cameras, retention
 from evidence import __version__
 from evidence.config import Settings, get_settings
 from evidence.context import Context

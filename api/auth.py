@@ -25,11 +25,13 @@ def current_device(request: Request) -> Device:
     try:
         if scheme.lower() != "device" or not key.strip():
             raise NotAuthenticated(
-                "this route is for docking devices: send `Authorization: Device <key>`")
+                "this route is for docking devices: send `Authorization: Device <key>`"
+            )
         return authenticate_device(request.app.state.ctx.ledger, key.strip())
     except NotAuthenticated as exc:
         raise HTTPException(
-            401, str(exc), headers={"WWW-Authenticate": 'Device realm="evidence"'}) from None
+            401, str(exc), headers={"WWW-Authenticate": 'Device realm="evidence"'}
+        ) from None
 
 
 def current_principal(
@@ -43,14 +45,16 @@ def current_principal(
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise HTTPException(
-            401, f"sign in first: send `Authorization: Bearer <token>` (POST {TOKEN_URL} issues one)",
+            401,
+            f"sign in first: send `Authorization: Bearer <token>` (POST {TOKEN_URL} issues one)",
             headers={"WWW-Authenticate": 'Bearer realm="evidence"'},
         )
     try:
         principal = principal_from_token(request.app.state.ctx, token)
     except NotAuthenticated as exc:
         raise HTTPException(
-            401, str(exc),
+            401,
+            str(exc),
             headers={"WWW-Authenticate": 'Bearer realm="evidence", error="invalid_token"'},
         ) from None
     request.state.principal = principal  # for access logs and audit middleware

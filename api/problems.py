@@ -41,8 +41,12 @@ def install(app: FastAPI) -> None:
         # The database refused a value the request carried, e.g. PostgreSQL and a NUL
         # character in an id, a filter or a form field: bad input, not a server fault.
         log.warning("%s %s: the database refused a value: %s", req.method, req.url.path, exc.orig)
-        return problem(422, "Invalid input", "A value in the request cannot be stored or "
-                       "searched for (text may not contain NUL characters).")
+        return problem(
+            422,
+            "Invalid input",
+            "A value in the request cannot be stored or "
+            "searched for (text may not contain NUL characters).",
+        )
 
     @app.exception_handler(OSError)
     async def _os_error(req: Request, exc: OSError) -> JSONResponse:
@@ -60,8 +64,12 @@ def install(app: FastAPI) -> None:
         # rolled back), and the same request will work again when the database is back.
         # The driver's words (host, port) stay in the log.
         log.warning("%s %s: the database is unavailable: %s", req.method, req.url.path, exc.orig)
-        resp = problem(503, "Database unavailable", "The store's database is not answering "
-                       "right now; nothing was changed. Retry in a few seconds.")
+        resp = problem(
+            503,
+            "Database unavailable",
+            "The store's database is not answering "
+            "right now; nothing was changed. Retry in a few seconds.",
+        )
         resp.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return resp
 

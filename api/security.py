@@ -19,18 +19,20 @@ from evidence.access import client_address
 
 log = logging.getLogger(__name__)
 
-CSP = "; ".join([
-    "default-src 'self'",
-    "script-src 'self'",
-    "style-src 'self'",
-    "img-src 'self' data:",
-    "media-src 'self'",
-    "connect-src 'self'",
-    "object-src 'none'",
-    "base-uri 'none'",
-    "form-action 'self'",
-    "frame-ancestors 'none'",
-])
+CSP = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "media-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
 
 HEADERS = {
     "Content-Security-Policy": CSP,
@@ -125,15 +127,30 @@ class BodyLimit:
             if not over:
                 raise
             # Our own _BodyTooLarge, or what a parser made of it: the 413 below says why.
-            log.debug("%s %s: body over %d bytes cut short (%r)", scope["method"], scope["path"],
-                      self.limit, exc)
+            log.debug(
+                "%s %s: body over %d bytes cut short (%r)",
+                scope["method"],
+                scope["path"],
+                self.limit,
+                exc,
+            )
         if over and not answered:
             await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = (b'{"type":"about:blank","title":"Too large","status":413,"detail":"a request body '
-                b'may be at most ' + str(self.limit).encode() + b' bytes"}')
-        await send({"type": "http.response.start", "status": 413, "headers": [
-            (b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close")]})
+        body = (
+            b'{"type":"about:blank","title":"Too large","status":413,"detail":"a request body '
+            b"may be at most " + str(self.limit).encode() + b' bytes"}'
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", PROBLEM_JSON.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

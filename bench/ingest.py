@@ -97,15 +97,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str,
-               proc: Proc | None = None, interval: float = 0.05) -> None:
+def wait_until(
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    proc: Proc | None = None,
+    interval: float = 0.05,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         if proc is not None and proc.exited():
-            raise BenchError(f"{what}: {proc.name} exited early (status {proc.returncode})"
-                             f"{proc.tail()}")
+            raise BenchError(
+                f"{what}: {proc.name} exited early (status {proc.returncode}){proc.tail()}"
+            )
         time.sleep(interval)
     raise BenchError(f"{what}: not done after {timeout:.0f} s{proc.tail() if proc else ''}")
 
@@ -159,17 +165,29 @@ class Proc:
     in KiB: the figure `/usr/bin/time -v` prints as "Maximum resident set size".
     """
 
-    def __init__(self, name: str, argv: list[str], *, env: dict[str, str] | None = None,
-                 stdout: Any = subprocess.DEVNULL, stderr: Any = subprocess.DEVNULL,
-                 new_session: bool = True):
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        stdout: Any = subprocess.DEVNULL,
+        stderr: Any = subprocess.DEVNULL,
+        new_session: bool = True,
+    ):
         self.name = name
         # A session (and process group) of its own, so that stopping it stops its children
         # too; never for a process timed against one started in ours (transcode_proxy's
         # ffmpeg): the scheduler's autogroups are per session.
         self.own_group = new_session
         self.popen = subprocess.Popen(
-            argv, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-            start_new_session=new_session, preexec_fn=_child_setup,  # noqa: PLW1509
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=new_session,
+            preexec_fn=_child_setup,  # noqa: PLW1509
         )
         self.pid = self.popen.pid
         self.returncode: int | None = None
@@ -228,8 +246,9 @@ class Proc:
                 pass
             self.wait(10)
 
-    def capture(self, stream: IO[bytes], echo: str | None = None,
-                log_path: Path | None = None) -> threading.Thread:
+    def capture(
+        self, stream: IO[bytes], echo: str | None = None, log_path: Path | None = None
+    ) -> threading.Thread:
         """Read `stream` line by line in a thread, timestamping each line on arrival."""
         self.log_path = log_path
 
@@ -268,7 +287,7 @@ def _ppid_children() -> dict[int, list[int]]:
                 stat = f.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(b")") + 2:].split()  # state ppid ...
+        fields = stat[stat.rfind(b")") + 2 :].split()  # state ppid ...
         children[int(fields[1])].append(int(entry.name))
     return children
 
@@ -351,8 +370,10 @@ class TreeSampler:
                 total += pss
                 if not name.startswith(("ffmpeg", "ffprobe")):
                     python += pss
-                rec = self.procs.setdefault(pid, {"pid": pid, "name": name, "depth": depth,
-                                                  "cmd": _cmdline(pid), "hwm_kb": 0})
+                rec = self.procs.setdefault(
+                    pid,
+                    {"pid": pid, "name": name, "depth": depth, "cmd": _cmdline(pid), "hwm_kb": 0},
+                )
                 rec["hwm_kb"] = max(rec["hwm_kb"], hwm)
                 todo.extend((child, depth + 1) for child in children.get(pid, ()))
             self.tree_pss_peak_kb = max(self.tree_pss_peak_kb, total)
@@ -395,22 +416,34 @@ class Store:
         self.url = f"http://127.0.0.1:{self.port}"
         self.db_url = f"sqlite:///{self.data_dir}/evidence.db"
         upgrade(self.db_url)
-        self.settings = Settings(data_dir=self.data_dir, database_url=self.db_url,
-                                 storage_backend="local", public_url=self.url)
+        self.settings = Settings(
+            data_dir=self.data_dir,
+            database_url=self.db_url,
+            storage_backend="local",
+            public_url=self.url,
+        )
         self.ctx = Context(self.settings)
         self.key = create_device(self.ctx.ledger, f"bench-dock-{name}").key
         self.api: Proc | None = None
 
     def env(self, **extra: str) -> dict[str, str]:
-        return child_env(EVIDENCE_DATA_DIR=str(self.data_dir), EVIDENCE_DATABASE_URL=self.db_url,
-                         EVIDENCE_PUBLIC_URL=self.url, EVIDENCE_STORAGE_BACKEND="local", **extra)
+        return child_env(
+            EVIDENCE_DATA_DIR=str(self.data_dir),
+            EVIDENCE_DATABASE_URL=self.db_url,
+            EVIDENCE_PUBLIC_URL=self.url,
+            EVIDENCE_STORAGE_BACKEND="local",
+            **extra,
+        )
 
     def start_api(self) -> None:
         log(f"{self.name}: starting `evidence serve` on {self.url}")
-        self.api = Proc("evidence serve",
-                        [PY, "-m", "evidence", "serve", "--host", "127.0.0.1",
-                         "--port", str(self.port)],
-                        env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.api = Proc(
+            "evidence serve",
+            [PY, "-m", "evidence", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         assert self.api.popen.stdout is not None
         self.api.capture(self.api.popen.stdout, log_path=self.dir / "api.log")
 
@@ -431,8 +464,11 @@ class Store:
         with self.ctx.db.session() as s:
             u = s.get(Upload, upload_id)
             c = s.get(Clip, u.clip_id) if u and u.clip_id else None
-            return (u.state if u else "missing", c.state if c else None,
-                    c.media_error if c else None)
+            return (
+                u.state if u else "missing",
+                c.state if c else None,
+                c.media_error if c else None,
+            )
 
     def close(self) -> None:
         if self.api:
@@ -473,9 +509,24 @@ def run_dock(store: Store, clip_dir: Path, size: int) -> DockRun:
     api_from = len(store.api.lines) if store.api else 0
     api_cpu0 = cpu_seconds(store.api.pid) if store.api else None
     t0 = time.perf_counter()
-    proc = Proc("evidence dock", [PY, "-m", "evidence", "dock", str(clip_dir), "--api", store.url,
-                                  "--wait", "0", "--state-dir", str(state_dir)],
-                env=store.env(EVIDENCE_DEVICE_KEY=store.key), stderr=subprocess.PIPE)
+    proc = Proc(
+        "evidence dock",
+        [
+            PY,
+            "-m",
+            "evidence",
+            "dock",
+            str(clip_dir),
+            "--api",
+            store.url,
+            "--wait",
+            "0",
+            "--state-dir",
+            str(state_dir),
+        ],
+        env=store.env(EVIDENCE_DEVICE_KEY=store.key),
+        stderr=subprocess.PIPE,
+    )
     assert proc.popen.stderr is not None
     marks: dict[str, float] = {}
     lines = []
@@ -497,14 +548,20 @@ def run_dock(store: Store, clip_dir: Path, size: int) -> DockRun:
     state = json.loads(states[0].read_text())
     parts = re.search(r" in (\d+) parts?", next(x for x in lines if _MARKS["uploading"] in x))
     return DockRun(
-        size=size, wall_s=wall, startup_s=marks["hashing"],
+        size=size,
+        wall_s=wall,
+        startup_s=marks["hashing"],
         hash_declare_s=marks["uploading"] - marks["hashing"],
         upload_complete_s=marks["uploaded"] - marks["uploading"],
         complete_s=_complete_seconds(store, api_from, state["upload_id"]),
-        exit_s=wall - marks["uploaded"], maxrss_kb=proc.maxrss_kb or 0, cpu_s=proc.cpu_s or 0.0,
+        exit_s=wall - marks["uploaded"],
+        maxrss_kb=proc.maxrss_kb or 0,
+        cpu_s=proc.cpu_s or 0.0,
         api_cpu_s=api_cpu1 - api_cpu0 if api_cpu0 is not None and api_cpu1 is not None else None,
-        parts=int(parts.group(1)) if parts else 0, upload_id=state["upload_id"],
-        clip_id=state.get("clip_id"), sha256=state["sha256"],
+        parts=int(parts.group(1)) if parts else 0,
+        upload_id=state["upload_id"],
+        clip_id=state.get("clip_id"),
+        sha256=state["sha256"],
         summary=[x for x in lines if x.startswith(("summary:", "sent "))],
     )
 
@@ -566,8 +623,14 @@ def baseline(clip: Path, tmp: Path, pause: float) -> dict[str, Any]:
         dd_again_s, _ = timed_run(dd)
     finally:
         dst.unlink(missing_ok=True)
-    return {"openssl_s": openssl_s, "cp_s": cp_s, "sync_s": sync_s, "dd_s": dd_s,
-            "dd_after_delete_s": dd_again_s, "sha256": out.strip().rsplit("= ", 1)[-1]}
+    return {
+        "openssl_s": openssl_s,
+        "cp_s": cp_s,
+        "sync_s": sync_s,
+        "dd_s": dd_s,
+        "dd_after_delete_s": dd_again_s,
+        "sha256": out.strip().rsplit("= ", 1)[-1],
+    }
 
 
 def worker_in_process(store: Store, upload_id: str) -> dict[str, Any]:
@@ -584,6 +647,7 @@ def worker_in_process(store: Store, upload_id: str) -> dict[str, Any]:
                 return fn(*args, **kwargs)
             finally:
                 marks[f"{name}_end"] = time.perf_counter()
+
         return wrapper
 
     ctx.store.promote = timing("promote", real_promote)  # type: ignore[method-assign]
@@ -600,8 +664,14 @@ def worker_in_process(store: Store, upload_id: str) -> dict[str, Any]:
     copy = marks["promote_start"] - t0
     promote = marks["promote_end"] - marks["promote_start"]
     probe = marks["probe_end"] - marks["probe_start"]
-    return {"total_s": total, "copy_hash_s": copy, "promote_s": promote, "probe_s": probe,
-            "rest_s": total - copy - promote - probe, "state": state}
+    return {
+        "total_s": total,
+        "copy_hash_s": copy,
+        "promote_s": promote,
+        "probe_s": probe,
+        "rest_s": total - copy - promote - probe,
+        "state": state,
+    }
 
 
 def bench_throughput(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -632,13 +702,25 @@ def bench_throughput(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             stored = store.ctx.store.stat(original_key(dock.sha256))
             if state != "stored" or stored.size != size:
                 raise BenchError(f"upload {dock.upload_id} is {state}, original {stored}")
-            runs.append({"baseline": base, "dock": asdict(dock), "worker": worker,
-                         "clip_state": clip_state,
-                         "media_error": (error or "").splitlines()[0] if error else None})
-            log(f"  dock {dock.wall_s:.2f} s + worker {worker['total_s']:.2f} s; baseline "
-                f"{base['openssl_s'] + base['cp_s']:.2f} s; clip is {clip_state}")
-        return {"size": size, "generate_s": gen_s, "runs": runs,
-                "api_peak_rss_kb": store.api_peak_kb()}
+            runs.append(
+                {
+                    "baseline": base,
+                    "dock": asdict(dock),
+                    "worker": worker,
+                    "clip_state": clip_state,
+                    "media_error": (error or "").splitlines()[0] if error else None,
+                }
+            )
+            log(
+                f"  dock {dock.wall_s:.2f} s + worker {worker['total_s']:.2f} s; baseline "
+                f"{base['openssl_s'] + base['cp_s']:.2f} s; clip is {clip_state}"
+            )
+        return {
+            "size": size,
+            "generate_s": gen_s,
+            "runs": runs,
+            "api_peak_rss_kb": store.api_peak_kb(),
+        }
     finally:
         store.close()
 
@@ -651,14 +733,23 @@ _TASK_DONE = re.compile(r"Task evidence\.ingest\.process_upload\[[^\]]+\] succee
 
 
 def start_worker(store: Store, tag: str) -> tuple[Proc, TreeSampler]:
-    proc = Proc("evidence worker",
-                [PY, "-m", "evidence", "worker", "--concurrency=1", "--hostname", f"bench-{tag}@%h"],
-                env=store.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = Proc(
+        "evidence worker",
+        [PY, "-m", "evidence", "worker", "--concurrency=1", "--hostname", f"bench-{tag}@%h"],
+        env=store.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     assert proc.popen.stdout is not None
     proc.capture(proc.popen.stdout, log_path=store.dir / f"worker-{tag}.log")
     sampler = TreeSampler(proc.pid).start()
-    wait_until(lambda: any(" ready." in line for _, line in proc.lines), 90,
-               "celery worker start", proc, interval=0.1)
+    wait_until(
+        lambda: any(" ready." in line for _, line in proc.lines),
+        90,
+        "celery worker start",
+        proc,
+        interval=0.1,
+    )
     return proc, sampler
 
 
@@ -682,31 +773,42 @@ def bench_rss(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 settle(args.settle)
                 t0 = time.perf_counter()
                 dock = run_dock(store, clip_dir, size)
-                wait_until(lambda u=dock.upload_id: store.upload(u)[0] in FINAL_STATES,
-                           600 + 60 * mib / 1024, f"upload {dock.upload_id} stored", worker)
+                wait_until(
+                    lambda u=dock.upload_id: store.upload(u)[0] in FINAL_STATES,
+                    600 + 60 * mib / 1024,
+                    f"upload {dock.upload_id} stored",
+                    worker,
+                )
                 stored_s = time.perf_counter() - t0
                 sampler.sample()  # the task is done: every VmHWM now covers it
                 peaks = sampler.peaks()
                 state, clip_state, _ = store.upload(dock.upload_id)
                 if state != "stored":
                     raise BenchError(f"upload {dock.upload_id} ended {state}")
-                task = [float(m.group(1)) for _, line in worker.lines
-                        if (m := _TASK_DONE.search(line))]
+                task = [
+                    float(m.group(1)) for _, line in worker.lines if (m := _TASK_DONE.search(line))
+                ]
             finally:
                 sampler.stop()
                 worker.stop()
             for p in peaks:
                 p["idle_hwm_kb"] = idle.get(p["pid"])
             out["sizes"][str(mib)] = {
-                "size": size, "dock": asdict(dock), "dock_to_stored_s": stored_s,
-                "task_s": task[-1] if task else None, "clip_state": clip_state,
-                "worker_processes": peaks, "worker_tree_pss_peak_kb": sampler.tree_pss_peak_kb,
+                "size": size,
+                "dock": asdict(dock),
+                "dock_to_stored_s": stored_s,
+                "task_s": task[-1] if task else None,
+                "clip_state": clip_state,
+                "worker_processes": peaks,
+                "worker_tree_pss_peak_kb": sampler.tree_pss_peak_kb,
                 "worker_python_pss_peak_kb": sampler.python_pss_peak_kb,
                 "worker_wait4_maxrss_kb": worker.maxrss_kb,
             }
             (clip_dir / CLIP_NAME).unlink()
-            log(f"rss {mib} MiB: dock peak {fmb(dock.maxrss_kb)}, worker processes "
-                + ", ".join(f"{_role(p)} {fmb(p['hwm_kb'])}" for p in peaks))
+            log(
+                f"rss {mib} MiB: dock peak {fmb(dock.maxrss_kb)}, worker processes "
+                + ", ".join(f"{_role(p)} {fmb(p['hwm_kb'])}" for p in peaks)
+            )
         out["api_peak_rss_kb"] = store.api_peak_kb()
         return out
     finally:
@@ -762,6 +864,7 @@ def run_wrapped(src: Path, dst: Path, sha256: str) -> tuple[dict[str, Any], medi
                 return real[name](*args, **kwargs)
             finally:
                 spent[name] += time.perf_counter() - t
+
         return wrapper
 
     for name in spent:
@@ -773,19 +876,29 @@ def run_wrapped(src: Path, dst: Path, sha256: str) -> tuple[dict[str, Any], medi
     finally:
         for name, fn in real.items():
             setattr(media, name, fn)
-    return {"s": seconds, "probe_s": spent["probe"], "output_sha256_s": spent["sha256_file"]}, recipe
+    return {
+        "s": seconds,
+        "probe_s": spent["probe"],
+        "output_sha256_s": spent["sha256_file"],
+    }, recipe
 
 
 def bench_transcode(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     work = tmp / "transcode"
     work.mkdir()
     src = work / "clip-1080p.mp4"
-    log(f"transcode: encoding a {args.clip_seconds} s 1080p30 H.264/AAC clip "
-        "(lavfi testsrc2 + sine, libx264 veryfast crf 26)")
+    log(
+        f"transcode: encoding a {args.clip_seconds} s 1080p30 H.264/AAC clip "
+        "(lavfi testsrc2 + sine, libx264 veryfast crf 26)"
+    )
     encode_s = make_source_clip(src, args.clip_seconds)
     facts = media.probe(src, decode=False)
     if (facts.width, facts.height, facts.video_codec, facts.audio_codec) != (
-            1920, 1080, "h264", "aac"):
+        1920,
+        1080,
+        "h264",
+        "aac",
+    ):
         raise BenchError(f"the source clip is not 1080p H.264/AAC: {facts}")
     sha = media.sha256_file(src)
     version = media.ffmpeg_version()  # cached per process, as in a long-running worker
@@ -811,14 +924,22 @@ def bench_transcode(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     assert recipe is not None
     proxy = media.probe(wrapped_dst, decode=False)
     return {
-        "clip_seconds": args.clip_seconds, "source_bytes": src.stat().st_size,
-        "source_encode_s": encode_s, "ffmpeg_version": version,
-        "same_args": list(recipe.args) == args_template, "args": list(recipe.args),
-        "bare": bare, "wrapped": wrapped,
+        "clip_seconds": args.clip_seconds,
+        "source_bytes": src.stat().st_size,
+        "source_encode_s": encode_s,
+        "ffmpeg_version": version,
+        "same_args": list(recipe.args) == args_template,
+        "args": list(recipe.args),
+        "bare": bare,
+        "wrapped": wrapped,
         "outputs_identical": len({h for _, h in outputs}) == 1,
-        "proxy": {"bytes": wrapped_dst.stat().st_size, "width": proxy.width,
-                  "height": proxy.height, "video_codec": proxy.video_codec,
-                  "audio_codec": proxy.audio_codec},
+        "proxy": {
+            "bytes": wrapped_dst.stat().st_size,
+            "width": proxy.width,
+            "height": proxy.height,
+            "video_codec": proxy.video_codec,
+            "audio_codec": proxy.audio_codec,
+        },
     }
 
 
@@ -828,8 +949,9 @@ def bench_transcode(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 def table(title: str, header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
-    return "\n".join([f"\n{title}", line(header), line(["-" * w for w in widths]),
-                      *map(line, rows)])
+    return "\n".join(
+        [f"\n{title}", line(header), line(["-" * w for w in widths]), *map(line, rows)]
+    )
 
 
 def med(values: list[float | None]) -> float | None:
@@ -855,13 +977,17 @@ def render_throughput(t: dict[str, Any]) -> str:
     total = med([r["dock"]["wall_s"] + r["worker"]["total_s"] for r in runs])
     parts = runs[0]["dock"]["parts"]
 
-    def row(name: str, s: float | None, note: str = "", ratio: bool = False,
-            rate: bool = True) -> list[str]:
+    def row(
+        name: str, s: float | None, note: str = "", ratio: bool = False, rate: bool = True
+    ) -> list[str]:
         r = f"{mbps(size, s):,.0f}" if s and rate else ""
         return [name, fs(s), r, f"{s / base:.1f}x" if ratio and s and base else "", note]
 
-    cpu = (f"CPU: agent {d('cpu_s'):.1f} s, API server {d('api_cpu_s'):.1f} s"
-           if d("api_cpu_s") is not None else "")
+    cpu = (
+        f"CPU: agent {d('cpu_s'):.1f} s, API server {d('api_cpu_s'):.1f} s"
+        if d("api_cpu_s") is not None
+        else ""
+    )
 
     rows = [
         row("openssl dgst -sha256", b("openssl_s")),
@@ -869,14 +995,20 @@ def render_throughput(t: dict[str, Any]) -> str:
         row("baseline: openssl + cp", base, ratio=True),
         row("  (sync dst after cp: the fsync)", b("sync_s"), note="not in the baseline"),
         row("  (dd bs=1M: user-space copy)", b("dd_s"), note="not in the baseline; settled"),
-        row("  (dd again, right after a delete)", b("dd_after_delete_s"),
-            note="not in the baseline; recycled pages"),
+        row(
+            "  (dd again, right after a delete)",
+            b("dd_after_delete_s"),
+            note="not in the baseline; recycled pages",
+        ),
         row("evidence dock (subprocess wall)", d("wall_s"), ratio=True, note=cpu),
         row("  start-up + GET /healthz", d("startup_s"), rate=False),
         row("  hash (SHA-256) + declare", d("hash_declare_s")),
         row(f"  PUT {parts} parts + complete", d("upload_complete_s"), ratio=True),
-        row("    of which complete (server joins parts)", d("complete_s"),
-            note="API log: last PUT -> complete"),
+        row(
+            "    of which complete (server joins parts)",
+            d("complete_s"),
+            note="API log: last PUT -> complete",
+        ),
         row("  summary + exit", d("exit_s"), rate=False),
         row("worker process_upload (in-process)", w("total_s"), ratio=True),
         row("  stream incoming -> work copy + SHA-256", w("copy_hash_s")),
@@ -885,8 +1017,10 @@ def render_throughput(t: dict[str, Any]) -> str:
         row("  ledger + database", w("rest_s"), rate=False),
         row("dock-to-stored (dock + worker)", total, ratio=True),
     ]
-    title = (f"1. Dock-to-stored throughput, {size // MiB} MiB clip of random bytes named .mp4 "
-             f"(unplayable: probed, no transcode); median of {len(runs)} run(s)")
+    title = (
+        f"1. Dock-to-stored throughput, {size // MiB} MiB clip of random bytes named .mp4 "
+        f"(unplayable: probed, no transcode); median of {len(runs)} run(s)"
+    )
     return table(title, ["measure", "time", "MB/s", "x baseline time", "note"], rows)
 
 
@@ -905,39 +1039,62 @@ def render_rss(r: dict[str, Any], t: dict[str, Any] | None) -> str:
             p = max(found, key=lambda p: p["hwm_kb"])
             idle = f" (idle {fmb(p['idle_hwm_kb'])})" if p.get("idle_hwm_kb") else ""
             return fmb(p["hwm_kb"]) + idle
+
         return get
 
     def children(x: dict[str, Any]) -> str:
-        found = [p for p in x["worker_processes"] if p["depth"] >= 2 or (
-            p["depth"] == 1 and _role(p) != "celery pool (runs the task)")]
+        found = [
+            p
+            for p in x["worker_processes"]
+            if p["depth"] >= 2 or (p["depth"] == 1 and _role(p) != "celery pool (runs the task)")
+        ]
         return ", ".join(f"{p['name']} {fmb(p['hwm_kb'])}" for p in found) or "none seen"
 
     rows = [
         ["dock agent (ru_maxrss)", *per(lambda x: fmb(x["dock"]["maxrss_kb"]))],
         ["worker: celery main (VmHWM)", *per(role_hwm("celery main"))],
-        ["worker: celery pool, runs the task (VmHWM)", *per(role_hwm("celery pool (runs the task)"))],
+        [
+            "worker: celery pool, runs the task (VmHWM)",
+            *per(role_hwm("celery pool (runs the task)")),
+        ],
         ["worker: ffprobe child (VmHWM, sampled: short-lived)", *per(children)],
-        ["worker main + pool, summed PSS (sampled peak)",
-         *per(lambda x: fmb(x["worker_python_pss_peak_kb"]))],
-        ["worker ru_maxrss (largest process in tree)",
-         *per(lambda x: fmb(x["worker_wait4_maxrss_kb"]))],
-        ["dock-to-stored through Celery", *per(
-            lambda x: f"{x['dock_to_stored_s']:.2f} s ({mbps(x['size'], x['dock_to_stored_s']):,.0f} MB/s)")],
-        ["  dock wall / task run (celery log)", *per(
-            lambda x: f"{x['dock']['wall_s']:.2f} s / {fs(x['task_s'])}")],
+        [
+            "worker main + pool, summed PSS (sampled peak)",
+            *per(lambda x: fmb(x["worker_python_pss_peak_kb"])),
+        ],
+        [
+            "worker ru_maxrss (largest process in tree)",
+            *per(lambda x: fmb(x["worker_wait4_maxrss_kb"])),
+        ],
+        [
+            "dock-to-stored through Celery",
+            *per(
+                lambda x: (
+                    f"{x['dock_to_stored_s']:.2f} s ({mbps(x['size'], x['dock_to_stored_s']):,.0f} MB/s)"
+                )
+            ),
+        ],
+        [
+            "  dock wall / task run (celery log)",
+            *per(lambda x: f"{x['dock']['wall_s']:.2f} s / {fs(x['task_s'])}"),
+        ],
     ]
     if t is not None:
         cols.append(f"{t['size'] // MiB} MiB (part 1)")
         dock_kb = med([run["dock"]["maxrss_kb"] for run in t["runs"]])
         for row in rows:
             row.append(fmb(int(dock_kb)) if row[0].startswith("dock agent") else "")
-    title = (f"2. Peak RSS (target: under {RSS_TARGET_MB} MB each, flat in clip size); "
-             "clips of random bytes, worker = `evidence worker --concurrency=1`")
+    title = (
+        f"2. Peak RSS (target: under {RSS_TARGET_MB} MB each, flat in clip size); "
+        "clips of random bytes, worker = `evidence worker --concurrency=1`"
+    )
     out = table(title, ["process", *cols], rows)
     api = [x for x in (r.get("api_peak_rss_kb"), t and t.get("api_peak_rss_kb")) if x]
     if api:
-        out += (f"\n(API server `evidence serve`, lifetime peak RSS: "
-                f"{' / '.join(fmb(x) for x in api)} in part 2 / part 1; not a target)")
+        out += (
+            f"\n(API server `evidence serve`, lifetime peak RSS: "
+            f"{' / '.join(fmb(x) for x in api)} in part 2 / part 1; not a target)"
+        )
     return out
 
 
@@ -949,41 +1106,62 @@ def render_transcode(x: dict[str, Any]) -> str:
     rows = [
         ["bare ffmpeg, proxy_args bound", fs(bare), f"{secs / bare:.1f}x", runs(x["bare"])],
         ["media.transcode_proxy", fs(wrapped), f"{secs / wrapped:.1f}x", runs(x["wrapped"])],
-        ["  of which probe (ffprobe, decode=False)", fs(med([r["probe_s"] for r in x["wrapped"]])),
-         "", ""],
-        ["  of which SHA-256 of the output", fs(med([r["output_sha256_s"] for r in x["wrapped"]])),
-         "", ""],
+        [
+            "  of which probe (ffprobe, decode=False)",
+            fs(med([r["probe_s"] for r in x["wrapped"]])),
+            "",
+            "",
+        ],
+        [
+            "  of which SHA-256 of the output",
+            fs(med([r["output_sha256_s"] for r in x["wrapped"]])),
+            "",
+            "",
+        ],
         ["ratio transcode_proxy / bare, medians", f"{wrapped / bare:.3f}", "", ""],
-        ["ratio transcode_proxy / bare, fastest runs",
-         f"{min(r['s'] for r in x['wrapped']) / min(r['s'] for r in x['bare']):.3f}", "",
-         "(CPU-bound: the fastest run is the least disturbed)"],
+        [
+            "ratio transcode_proxy / bare, fastest runs",
+            f"{min(r['s'] for r in x['wrapped']) / min(r['s'] for r in x['bare']):.3f}",
+            "",
+            "(CPU-bound: the fastest run is the least disturbed)",
+        ],
     ]
     p = x["proxy"]
-    title = (f"3. Transcode, {secs} s 1080p30 H.264/AAC clip ({x['source_bytes'] / MB:.1f} MB, "
-             f"encoded in {x['source_encode_s']:.1f} s) -> proxy {p['width']}x{p['height']} "
-             f"{p['video_codec']}/{p['audio_codec']} ({p['bytes'] / MB:.1f} MB); median of "
-             f"{len(x['bare'])} each, alternated (bare first, then each pair reversed)")
+    title = (
+        f"3. Transcode, {secs} s 1080p30 H.264/AAC clip ({x['source_bytes'] / MB:.1f} MB, "
+        f"encoded in {x['source_encode_s']:.1f} s) -> proxy {p['width']}x{p['height']} "
+        f"{p['video_codec']}/{p['audio_codec']} ({p['bytes'] / MB:.1f} MB); median of "
+        f"{len(x['bare'])} each, alternated (bare first, then each pair reversed)"
+    )
     out = table(title, ["measure", "time", "x realtime", "runs (s)"], rows)
-    out += (f"\nsame argv as the recipe: {x['same_args']}; bare and proxy outputs identical "
-            f"(sha256): {x['outputs_identical']}; ffmpeg {x['ffmpeg_version']}, "
-            f"ffmpeg peak RSS {fmb(med([r['maxrss_kb'] for r in x['bare']]))}")
+    out += (
+        f"\nsame argv as the recipe: {x['same_args']}; bare and proxy outputs identical "
+        f"(sha256): {x['outputs_identical']}; ffmpeg {x['ffmpeg_version']}, "
+        f"ffmpeg peak RSS {fmb(med([r['maxrss_kb'] for r in x['bare']]))}"
+    )
     return out
 
 
 def render(res: dict[str, Any]) -> str:
     load = lambda x: "/".join(f"{v:.1f}" for v in x)
-    parts = [(f"Ingest benchmark, {res['started']}, {res['machine']}, "
-              f"wall time {res['wall_s']:.0f} s, load average {load(res['loadavg_start'])} "
-              f"at start, {load(res['loadavg_end'])} at end")]
+    parts = [
+        (
+            f"Ingest benchmark, {res['started']}, {res['machine']}, "
+            f"wall time {res['wall_s']:.0f} s, load average {load(res['loadavg_start'])} "
+            f"at start, {load(res['loadavg_end'])} at end"
+        )
+    ]
     if "throughput" in res:
         parts.append(render_throughput(res["throughput"]))
     if "rss" in res:
         parts.append(render_rss(res["rss"], res.get("throughput")))
     if "transcode" in res:
         parts.append(render_transcode(res["transcode"]))
-    parts.append("\nMB = 10^6 bytes. 'x baseline time': that step's time over openssl + cp of "
-                 "the same file in the same run. The clip files are in the page cache for "
-                 "every reader (baseline and pipeline alike).")
+    parts.append(
+        "\nMB = 10^6 bytes. 'x baseline time': that step's time over openssl + cp of "
+        "the same file in the same run. The clip files are in the page cache for "
+        "every reader (baseline and pipeline alike)."
+    )
     return "\n".join(parts)
 
 
@@ -992,17 +1170,27 @@ def render(res: dict[str, Any]) -> str:
 
 def _code_version() -> dict[str, Any]:
     """Which code was measured: the checkout's commit and whether it had local changes."""
+
     def git(*argv: str) -> str | None:
         try:
-            done = subprocess.run(["git", "-C", str(ROOT), *argv], capture_output=True,
-                                  text=True, timeout=10, check=False)
+            done = subprocess.run(
+                ["git", "-C", str(ROOT), *argv],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
         except (OSError, subprocess.TimeoutExpired):
             return None
         return done.stdout.strip() if done.returncode == 0 else None
 
     status = git("status", "--porcelain", "--untracked-files=no")
-    return {"root": str(ROOT), "evidence": media.__file__, "commit": git("rev-parse", "HEAD"),
-            "local_changes": bool(status) if status is not None else None}
+    return {
+        "root": str(ROOT),
+        "evidence": media.__file__,
+        "commit": git("rev-parse", "HEAD"),
+        "local_changes": bool(status) if status is not None else None,
+    }
 
 
 def _terminate(signum: int, _frame: object) -> None:
@@ -1016,14 +1204,24 @@ def main() -> int:
     ap.add_argument("--rss-small-mib", type=int, default=256, help="small clip for peak RSS")
     ap.add_argument("--clip-seconds", type=int, default=60, help="transcode clip length")
     ap.add_argument("--repeats", type=int, default=3, help="throughput runs (median)")
-    ap.add_argument("--transcode-repeats", type=int, default=3,
-                    help="runs of each transcode, alternated ABBA (median)")
-    ap.add_argument("--settle", type=float, default=3.0,
-                    help="seconds to pause before each GiB-writing step (see settle())")
-    ap.add_argument("--only", default="throughput,rss,transcode",
-                    help="comma-separated parts to run")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run: 64 MiB, RSS at 256 and 64 MiB, a 10 s clip")
+    ap.add_argument(
+        "--transcode-repeats",
+        type=int,
+        default=3,
+        help="runs of each transcode, alternated ABBA (median)",
+    )
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=3.0,
+        help="seconds to pause before each GiB-writing step (see settle())",
+    )
+    ap.add_argument(
+        "--only", default="throughput,rss,transcode", help="comma-separated parts to run"
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="smoke run: 64 MiB, RSS at 256 and 64 MiB, a 10 s clip"
+    )
     args = ap.parse_args()
     if args.quick:
         args.size_mib, args.rss_size_mib, args.rss_small_mib = 64, 256, 64
@@ -1044,10 +1242,12 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     started = dt.datetime.now(dt.UTC)
     res: dict[str, Any] = {
-        "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"), "args": vars(args),
-        "code": _code_version(), "loadavg_start": os.getloadavg(),
+        "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "args": vars(args),
+        "code": _code_version(),
+        "loadavg_start": os.getloadavg(),
         "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}, "
-                   f"{platform.system()} {platform.release()}",
+        f"{platform.system()} {platform.release()}",
     }
     with tempfile.TemporaryDirectory(prefix="ingest-bench-", ignore_cleanup_errors=True) as tmp_s:
         tmp = Path(tmp_s)

@@ -117,8 +117,10 @@ def bench_sha256(repeats: int = 5, n: int = 200_000) -> dict[str, float]:
     """hashlib.sha256 ops/s on a node-sized (65 B) and an entry-sized (~250 B) input."""
     out = {}
     for name, data in (("node_65B", bytes(65)), ("entry_250B", bytes(250))):
-        runs = [n / timed(lambda d=data: [hashlib.sha256(d).digest() for _ in range(n)])
-                for _ in range(repeats)]
+        runs = [
+            n / timed(lambda d=data: [hashlib.sha256(d).digest() for _ in range(n)])
+            for _ in range(repeats)
+        ]
         out[name] = median(runs)
     return out
 
@@ -184,14 +186,14 @@ def single_appends(ledger: Ledger, n: int, threads: int) -> float:
                 if stop.is_set():
                     return
                 e = entry(i)
-                ledger.append(e["type"], actor=e["actor"], subject=e["subject"],
-                              sha256=e["sha256"])
+                ledger.append(e["type"], actor=e["actor"], subject=e["subject"], sha256=e["sha256"])
         except Exception as exc:  # re-raised below: a failed append must not count as fast
             errors.append(exc)
 
     per = n // threads
-    pool = [threading.Thread(target=worker, args=(per, k * per), daemon=True)
-            for k in range(threads)]
+    pool = [
+        threading.Thread(target=worker, args=(per, k * per), daemon=True) for k in range(threads)
+    ]
     t = time.perf_counter()
     try:
         for th in pool:
@@ -269,8 +271,12 @@ def proof_latencies(
         merkle.verify_consistency(first, size, proof, first_root, root)
         cfetch.append(t1 - t)
         ccheck.append(time.perf_counter() - t1)
-    return {"inclusion_proof": latency(fetch), "inclusion_verify": latency(check),
-            "consistency_proof": latency(cfetch), "consistency_verify": latency(ccheck)}
+    return {
+        "inclusion_proof": latency(fetch),
+        "inclusion_verify": latency(check),
+        "consistency_proof": latency(cfetch),
+        "consistency_verify": latency(ccheck),
+    }
 
 
 def db_bytes(db: Database, sqlite_file: Path | None) -> int:
@@ -305,8 +311,12 @@ def bench_backend(
     db, ledger = open_ledger(url)
     try:
         seconds = build(db, ledger, args.size, args.batch, name)
-        out["build"] = {"entries": args.size, "batch": args.batch, "seconds": seconds,
-                        "entries_per_s": args.size / seconds}
+        out["build"] = {
+            "entries": args.size,
+            "batch": args.batch,
+            "seconds": seconds,
+            "entries_per_s": args.size / seconds,
+        }
         sqlite_file = Path(url.split("///", 1)[1]) if name == "sqlite" else None
         out["bytes_per_entry"] = db_bytes(db, sqlite_file) / args.size
         if ledger.root(args.size) != ref.root(args.size):
@@ -314,8 +324,12 @@ def bench_backend(
 
         log(f"{name}: full verify of {args.size:,} entries (DatabaseSource + verify_ledger)")
         seconds, report = full_verify(url, ledger.verifier_key)
-        out["verify"] = {"seconds": seconds, "entries_per_s": args.size / seconds,
-                         "ok": report.ok, "checks": [c.line() for c in report.checks]}
+        out["verify"] = {
+            "seconds": seconds,
+            "entries_per_s": args.size / seconds,
+            "ok": report.ok,
+            "checks": [c.line() for c in report.checks],
+        }
         if not report.ok:
             log(f"{name}: VERIFY FAILED:\n  " + "\n  ".join(out["verify"]["checks"]))
 
@@ -327,8 +341,13 @@ def bench_backend(
         lat = []
         for i in range(20):
             e = entry(args.size + i)
-            lat.append(timed(lambda e=e: ledger.append(
-                e["type"], actor=e["actor"], subject=e["subject"], sha256=e["sha256"])))
+            lat.append(
+                timed(
+                    lambda e=e: ledger.append(
+                        e["type"], actor=e["actor"], subject=e["subject"], sha256=e["sha256"]
+                    )
+                )
+            )
         out["append_latency_at_size"] = latency(lat)
     finally:
         db.dispose()
@@ -343,7 +362,7 @@ def bench_our_tree(entries: list[bytes]) -> tuple[merkle.InMemoryTree, float]:
     progress = Progress("InMemoryTree append_entry", len(entries))
     t = time.perf_counter()
     for k in range(0, len(entries), 50_000):
-        for e in entries[k:k + 50_000]:
+        for e in entries[k : k + 50_000]:
             tree.append_entry(e)
         progress.update(tree.size)
     return tree, len(entries) / (time.perf_counter() - t)
@@ -353,7 +372,7 @@ def pymerkle_appends(tree: object, entries: list[bytes], bulk: bool) -> float:
     progress = Progress(f"pymerkle {type(tree).__name__}", len(entries))
     t = time.perf_counter()
     for k in range(0, len(entries), 50_000):
-        chunk = entries[k:k + 50_000]
+        chunk = entries[k : k + 50_000]
         if bulk:
             tree.append_entries(chunk)
         else:
@@ -376,8 +395,11 @@ def pymerkle_proofs(tree: object, ref: merkle.InMemoryTree, size: int, samples: 
         fetch.append(t1 - t)
         check.append(time.perf_counter() - t1)
         rfc_paths += proof.path[1:] == ref.inclusion_proof(index, size)
-    return {"inclusion_proof": latency(fetch), "inclusion_verify": latency(check),
-            "rfc9162_audit_paths": f"{rfc_paths}/{samples}"}
+    return {
+        "inclusion_proof": latency(fetch),
+        "inclusion_verify": latency(check),
+        "rfc9162_audit_paths": f"{rfc_paths}/{samples}",
+    }
 
 
 def bench_pymerkle(entries: list[bytes], ref: merkle.InMemoryTree, tmp: Path, args) -> dict:
@@ -401,8 +423,11 @@ def bench_pymerkle(entries: list[bytes], ref: merkle.InMemoryTree, tmp: Path, ar
     with pymerkle.SqliteTree(str(tmp / "pymerkle-small.db")) as sq:
         log(f"pymerkle SqliteTree: {args.appends} single append_entry (a commit each)")
         out["sqlite_single_append_per_s"] = median(
-            [args.appends / timed(lambda: [sq.append_entry(e) for e in entries[:args.appends]])
-             for _ in range(args.repeats)])
+            [
+                args.appends / timed(lambda: [sq.append_entry(e) for e in entries[: args.appends]])
+                for _ in range(args.repeats)
+            ]
+        )
     return out
 
 
@@ -429,8 +454,20 @@ def postgres(tmp: Path) -> Iterator[object]:
     finally:
         tempfile.tempdir = saved
         for pid_file in tmp.glob("evidence-pg-*/data/postmaster.pid"):
-            subprocess.run(_as_db_owner([f"{_pg_bin()}/pg_ctl", "-D", str(pid_file.parent),
-                                         "-m", "immediate", "-w", "stop"]), capture_output=True)
+            subprocess.run(
+                _as_db_owner(
+                    [
+                        f"{_pg_bin()}/pg_ctl",
+                        "-D",
+                        str(pid_file.parent),
+                        "-m",
+                        "immediate",
+                        "-w",
+                        "stop",
+                    ]
+                ),
+                capture_output=True,
+            )
 
 
 def _terminate(signum: int, _frame: object) -> None:
@@ -454,25 +491,36 @@ def fmt_lat(d: dict) -> str:
 def table(title: str, header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
-    return "\n".join([f"\n{title}", line(header), line(["-" * w for w in widths]),
-                      *map(line, rows)])
+    return "\n".join(
+        [f"\n{title}", line(header), line(["-" * w for w in widths]), *map(line, rows)]
+    )
 
 
 def render(res: dict) -> str:
     b, size = res["baselines"], res["args"]["size"]
     sha = b["sha256_per_s"]["node_65B"]
-    raw = {"sqlite": b["raw_commit_per_s"]["sqlite"],
-           "postgresql": b["raw_commit_per_s"].get("postgresql")}
+    raw = {
+        "sqlite": b["raw_commit_per_s"]["sqlite"],
+        "postgresql": b["raw_commit_per_s"].get("postgresql"),
+    }
     backends = [k for k in ("sqlite", "postgresql") if k in res]
-    parts = [f"Ledger benchmark, {res['started']}, {res['machine']}, size {size:,}, "
-             f"wall time {res['wall_s']:.0f} s"]
+    parts = [
+        f"Ledger benchmark, {res['started']}, {res['machine']}, size {size:,}, "
+        f"wall time {res['wall_s']:.0f} s"
+    ]
 
-    parts.append(table("Baselines (same run, same disk)", ["measure", "value"], [
-        ["sha256, 65 B (a node hash)", fmt_rate(sha)],
-        ["sha256, 250 B (a leaf hash)", fmt_rate(b["sha256_per_s"]["entry_250B"])],
-        ["rfc8785 canonical JSON of one entry", fmt_rate(b["canonical_per_s"])],
-        *[[f"raw insert+commit, {k}", fmt_rate(v)] for k, v in raw.items() if v],
-    ]))
+    parts.append(
+        table(
+            "Baselines (same run, same disk)",
+            ["measure", "value"],
+            [
+                ["sha256, 65 B (a node hash)", fmt_rate(sha)],
+                ["sha256, 250 B (a leaf hash)", fmt_rate(b["sha256_per_s"]["entry_250B"])],
+                ["rfc8785 canonical JSON of one entry", fmt_rate(b["canonical_per_s"])],
+                *[[f"raw insert+commit, {k}", fmt_rate(v)] for k, v in raw.items() if v],
+            ],
+        )
+    )
 
     def per(f: Callable[[dict], str]) -> list[str]:
         return [f(res[be]) for be in backends]
@@ -499,8 +547,10 @@ def render(res: dict) -> str:
     rows = [
         ["durable append, 1 thread", *vs_raw("append_1_thread_per_s")],
         [f"durable append, {t} threads", *vs_raw(f"append_{t}_thread_per_s")],
-        ["append_entries, 1000/txn (entries)",
-         *per(lambda r: vs_sha(r["batched_1000_entries_per_s"]["median"]))],
+        [
+            "append_entries, 1000/txn (entries)",
+            *per(lambda r: vs_sha(r["batched_1000_entries_per_s"]["median"])),
+        ],
         [f"build {size:,}, {res['args']['batch']:,}/txn", *per(build)],
         ["storage per entry", *per(lambda r: f"{r['bytes_per_entry']:,.0f} B")],
         ["full verify (DatabaseSource)", *per(verify)],
@@ -509,47 +559,71 @@ def render(res: dict) -> str:
         ["  its verification", *per(lambda r: fmt_lat(r["inclusion_verify"]))],
         ["consistency proof, median / p95", *per(lambda r: fmt_lat(r["consistency_proof"]))],
         ["  its verification", *per(lambda r: fmt_lat(r["consistency_verify"]))],
-        [f"1 durable append at size {size:,}",
-         *per(lambda r: fmt_lat(r["append_latency_at_size"]))],
+        [
+            f"1 durable append at size {size:,}",
+            *per(lambda r: fmt_lat(r["append_latency_at_size"])),
+        ],
     ]
-    parts.append(table(f"Ledger (medians of {res['args']['repeats']} runs for appends; "
-                       f"proofs over {res['args']['proofs']} random indices)",
-                       ["measure", *backends], rows))
+    parts.append(
+        table(
+            f"Ledger (medians of {res['args']['repeats']} runs for appends; "
+            f"proofs over {res['args']['proofs']} random indices)",
+            ["measure", *backends],
+            rows,
+        )
+    )
 
     m = res["memory"]
     cols = ["our InMemoryTree"]
-    rows = [["append_entry (entries)", vs_sha(m["our_append_per_s"])],
-            ["inclusion proof, median / p95", fmt_lat(m["ours"]["inclusion_proof"])],
-            ["  its verification", fmt_lat(m["ours"]["inclusion_verify"])],
-            ["consistency proof, median / p95", fmt_lat(m["ours"]["consistency_proof"])]]
+    rows = [
+        ["append_entry (entries)", vs_sha(m["our_append_per_s"])],
+        ["inclusion proof, median / p95", fmt_lat(m["ours"]["inclusion_proof"])],
+        ["  its verification", fmt_lat(m["ours"]["inclusion_verify"])],
+        ["consistency proof, median / p95", fmt_lat(m["ours"]["consistency_proof"])],
+    ]
     pm = res.get("pymerkle")
     if pm:
         cols += [f"pymerkle {pm['version']} InmemoryTree", "pymerkle SqliteTree"]
-        rows[0] += [vs_sha(pm["inmemory_append_per_s"]),
-                    f"{vs_sha(pm['sqlite_bulk_append_per_s'])} bulk, 1 txn"]
-        rows[1] += [fmt_lat(pm["inmemory"]["inclusion_proof"]),
-                    fmt_lat(pm["sqlite"]["inclusion_proof"])]
-        rows[2] += [fmt_lat(pm["inmemory"]["inclusion_verify"]),
-                    fmt_lat(pm["sqlite"]["inclusion_verify"])]
+        rows[0] += [
+            vs_sha(pm["inmemory_append_per_s"]),
+            f"{vs_sha(pm['sqlite_bulk_append_per_s'])} bulk, 1 txn",
+        ]
+        rows[1] += [
+            fmt_lat(pm["inmemory"]["inclusion_proof"]),
+            fmt_lat(pm["sqlite"]["inclusion_proof"]),
+        ]
+        rows[2] += [
+            fmt_lat(pm["inmemory"]["inclusion_verify"]),
+            fmt_lat(pm["sqlite"]["inclusion_verify"]),
+        ]
         rows[3] += ["(not RFC 9162 format)", ""]
-        rows += [["root at full size, cold", "", "",
-                  f"{pm['sqlite_cold_root_s']:.2f} s"],
-                 ["durable append_entry, 1 commit each", "", "",
-                  f"{fmt_rate(pm['sqlite_single_append_per_s'])} (journal=DELETE)"]]
-    parts.append(table(f"In-memory trees and pymerkle, same {size:,} entries",
-                       ["measure", *cols], rows))
+        rows += [
+            ["root at full size, cold", "", "", f"{pm['sqlite_cold_root_s']:.2f} s"],
+            [
+                "durable append_entry, 1 commit each",
+                "",
+                "",
+                f"{fmt_rate(pm['sqlite_single_append_per_s'])} (journal=DELETE)",
+            ],
+        ]
+    parts.append(
+        table(f"In-memory trees and pymerkle, same {size:,} entries", ["measure", *cols], rows)
+    )
     if pm:
         parts.append(
             f"\npymerkle hashing is RFC 6962 / 9162 compatible: roots equal ours "
             f"({pm['rfc6962_roots_equal']}); inclusion audit paths identical to RFC 9162 "
             f"({pm['inmemory']['rfc9162_audit_paths']} in-memory, "
             f"{pm['sqlite']['rfc9162_audit_paths']} SQLite; pymerkle puts the leaf hash first). "
-            "Its consistency proofs use its own rule/subset/path layout, not RFC 9162's.")
+            "Its consistency proofs use its own rule/subset/path layout, not RFC 9162's."
+        )
     else:
         parts.append("\npymerkle not installed: its columns are missing.")
-    parts.append("Latencies are median / p95. '(Nx raw commit)': rate over a one-row "
-                 "insert+commit on the same database; '~N sha256/entry': CPU cost of one "
-                 "entry in 65-byte sha256 calls.")
+    parts.append(
+        "Latencies are median / p95. '(Nx raw commit)': rate over a one-row "
+        "insert+commit on the same database; '~N sha256/entry': CPU cost of one "
+        "entry in 65-byte sha256 calls."
+    )
     return "\n".join(parts)
 
 
@@ -573,34 +647,44 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     started = dt.datetime.now(dt.UTC)
-    res: dict = {"started": started.strftime("%Y-%m-%dT%H:%M:%SZ"), "args": vars(args),
-                 "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}, "
-                            f"SQLite {sqlite3.sqlite_version}"}
+    res: dict = {
+        "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "args": vars(args),
+        "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"SQLite {sqlite3.sqlite_version}",
+    }
 
     with tempfile.TemporaryDirectory(prefix="ledger-bench-", ignore_cleanup_errors=True) as tmp_s:
         tmp = Path(tmp_s)
         log("baselines: sha256, raw SQLite insert+commit")
-        res["baselines"] = {"sha256_per_s": bench_sha256(), "raw_commit_per_s": {
-            "sqlite": raw_sqlite_commits(tmp / "raw.db", args.appends, args.repeats)}}
+        res["baselines"] = {
+            "sha256_per_s": bench_sha256(),
+            "raw_commit_per_s": {
+                "sqlite": raw_sqlite_commits(tmp / "raw.db", args.appends, args.repeats)
+            },
+        }
         entries, res["baselines"]["canonical_per_s"] = canonical_entries(args.size)
 
         log("our InMemoryTree (also the reference for every root and leaf below)")
         ref, rate = bench_our_tree(entries)
-        res["memory"] = {"our_append_per_s": rate,
-                         "ours": proof_latencies(ref, ref, args.size, args.proofs, seed=1)}
+        res["memory"] = {
+            "our_append_per_s": rate,
+            "ours": proof_latencies(ref, ref, args.size, args.proofs, seed=1),
+        }
         if pymerkle is not None and not args.no_pymerkle:
             res["pymerkle"] = bench_pymerkle(entries, ref, tmp, args)
         del entries
 
-        res["sqlite"] = bench_backend(
-            "sqlite", lambda tag: f"sqlite:///{tmp}/{tag}.db", args, ref)
+        res["sqlite"] = bench_backend("sqlite", lambda tag: f"sqlite:///{tmp}/{tag}.db", args, ref)
         if not args.no_postgres:
             with postgres(tmp) as server:
                 raw_url = server.create_database()
                 res["baselines"]["raw_commit_per_s"]["postgresql"] = raw_pg_commits(
-                    raw_url, args.appends, args.repeats)
+                    raw_url, args.appends, args.repeats
+                )
                 res["postgresql"] = bench_backend(
-                    "postgresql", lambda tag: server.create_database(), args, ref)
+                    "postgresql", lambda tag: server.create_database(), args, ref
+                )
 
     res["wall_s"] = time.perf_counter() - T0
     print(render(res))

@@ -119,8 +119,12 @@ class Store:
 
     def batch_entries(self) -> int:
         with self.ctx.db.session() as s:
-            return int(s.scalar(select(func.count()).select_from(LedgerEntry)
-                                .where(LedgerEntry.type == BATCH)) or 0)
+            return int(
+                s.scalar(
+                    select(func.count()).select_from(LedgerEntry).where(LedgerEntry.type == BATCH)
+                )
+                or 0
+            )
 
 
 def make_store(tmp: Path, name: str, count: int, size: int, seed: int) -> Store:
@@ -139,12 +143,30 @@ def make_store(tmp: Path, name: str, count: int, size: int, seed: int) -> Store:
         rows.append((str(uuid.uuid4()), sha))
     with ctx.db.write_session() as s:  # one transaction: setup, not what is measured
         for clip_id, sha in rows:
-            s.add(Clip(id=clip_id, sha256=sha, size=size, state="stored",
-                       ingested_at=clock.now(), filename=f"bench-{clip_id[:8]}.mp4"))
+            s.add(
+                Clip(
+                    id=clip_id,
+                    sha256=sha,
+                    size=size,
+                    state="stored",
+                    ingested_at=clock.now(),
+                    filename=f"bench-{clip_id[:8]}.mp4",
+                )
+            )
         s.flush()
-        ctx.ledger.append_entries(s, [
-            make_entry("clip.ingested", actor="system:bench", subject={"clip": c},
-                       sha256=sha, size=size) for c, sha in rows])
+        ctx.ledger.append_entries(
+            s,
+            [
+                make_entry(
+                    "clip.ingested",
+                    actor="system:bench",
+                    subject={"clip": c},
+                    sha256=sha,
+                    size=size,
+                )
+                for c, sha in rows
+            ],
+        )
     return Store(name, settings, ctx, sorted(keys), size)
 
 
@@ -154,8 +176,9 @@ def make_store(tmp: Path, name: str, count: int, size: int, seed: int) -> Store:
 def openssl(files: list[Path]) -> dict[str, float]:
     """`openssl dgst -sha256 FILE...`, one process; checks each digest against its key."""
     t = time.monotonic()
-    proc = subprocess.Popen(["openssl", "dgst", "-sha256", *map(str, files)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        ["openssl", "dgst", "-sha256", *map(str, files)], stdout=subprocess.PIPE, text=True
+    )
     out = proc.stdout.read() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - t
@@ -200,27 +223,52 @@ def status_kb(name: str = "VmHWM") -> int:
 
 def child(spec: dict[str, Any]) -> None:
     """Runs in the child: one scrub() call, timed; its figures as JSON on stdout."""
-    ctx = Context(Settings(data_dir=Path(spec["data_dir"]), database_url=spec["db_url"],
-                           storage_backend="local"))
+    ctx = Context(
+        Settings(
+            data_dir=Path(spec["data_dir"]), database_url=spec["db_url"], storage_backend="local"
+        )
+    )
     hwm0 = status_kb()
     t, c = time.monotonic(), time.process_time()
-    report = scrub(ctx, rate_mb_per_s=spec["rate"], batch_size=spec["batch_size"],
-                   max_objects=spec["max_objects"])
+    report = scrub(
+        ctx,
+        rate_mb_per_s=spec["rate"],
+        batch_size=spec["batch_size"],
+        max_objects=spec["max_objects"],
+    )
     wall, cpu = time.monotonic() - t, time.process_time() - c
     ctx.db.dispose()
-    print(json.dumps({"wall_s": wall, "cpu_s": cpu, "checked": report.checked,
-                      "bytes": report.bytes, "batches": report.batches, "ok": report.ok,
-                      "hwm_before_kb": hwm0, "hwm_after_kb": status_kb()}))
+    print(
+        json.dumps(
+            {
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "checked": report.checked,
+                "bytes": report.bytes,
+                "batches": report.batches,
+                "ok": report.ok,
+                "hwm_before_kb": hwm0,
+                "hwm_after_kb": status_kb(),
+            }
+        )
+    )
 
 
-def run_scrub(store: Store, *, rate: float, batch_size: int,
-              max_objects: int | None = None) -> dict[str, Any]:
-    spec = {"data_dir": str(store.settings.data_dir), "db_url": store.settings.database_url,
-            "rate": rate, "batch_size": batch_size, "max_objects": max_objects}
+def run_scrub(
+    store: Store, *, rate: float, batch_size: int, max_objects: int | None = None
+) -> dict[str, Any]:
+    spec = {
+        "data_dir": str(store.settings.data_dir),
+        "db_url": store.settings.database_url,
+        "rate": rate,
+        "batch_size": batch_size,
+        "max_objects": max_objects,
+    }
     before = store.batch_entries()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_")}
-    proc = subprocess.Popen([PY, __file__, "--child", json.dumps(spec)], env=env,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [PY, __file__, "--child", json.dumps(spec)], env=env, stdout=subprocess.PIPE, text=True
+    )
     out = proc.stdout.read() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -245,10 +293,16 @@ def bench_unlimited(store: Store, batch_size: int) -> dict[str, Any]:
     total = store.size * len(files)
     if scrubbed["bytes"] != total:
         raise SystemExit(f"{store.name}: scrub read {scrubbed['bytes']} bytes, not {total}")
-    return {"objects": len(files), "object_size": store.size, "bytes": total,
-            "baselines": runs, "openssl_s": best(runs, "openssl"),
-            "hashlib_s": best(runs, "hashlib"), "scrub": scrubbed,
-            "loadavg": loadavg()}
+    return {
+        "objects": len(files),
+        "object_size": store.size,
+        "bytes": total,
+        "baselines": runs,
+        "openssl_s": best(runs, "openssl"),
+        "hashlib_s": best(runs, "hashlib"),
+        "scrub": scrubbed,
+        "loadavg": loadavg(),
+    }
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -256,68 +310,134 @@ def bench_unlimited(store: Store, batch_size: int) -> dict[str, Any]:
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
     def line(r: list[str]) -> str:
         return "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
 
-    return "\n".join([f"\n{title}", line(header), line(["-" * w for w in widths]),
-                      *map(line, rows)])
+    return "\n".join(
+        [f"\n{title}", line(header), line(["-" * w for w in widths]), *map(line, rows)]
+    )
 
 
 def render(res: dict[str, Any]) -> str:
     a = res["args"]
-    parts = [(f"Scrub benchmark, {res['started']}, {res['machine']}, "
-              f"wall time {res['wall_s']:.0f} s, loadavg at start {res['loadavg_start']}")]
+    parts = [
+        (
+            f"Scrub benchmark, {res['started']}, {res['machine']}, "
+            f"wall time {res['wall_s']:.0f} s, loadavg at start {res['loadavg_start']}"
+        )
+    ]
     rows = []
     for name in ("big", "small"):
         r = res[name]
         s, n, size = r["scrub"], r["objects"], r["bytes"]
-        label = f"{n} x {r['object_size'] / MiB:g} MiB" if name == "big" \
+        label = (
+            f"{n} x {r['object_size'] / MiB:g} MiB"
+            if name == "big"
             else f"{n} x {r['object_size'] / KiB:g} KiB"
-        rows.append([f"{name}: {label}", "openssl dgst -sha256",
-                     f"{mbps(size, r['openssl_s']):,.0f} MB/s", f"{n / r['openssl_s']:,.0f}/s",
-                     "1.00x", ""])
-        rows.append(["", "python hashlib", f"{mbps(size, r['hashlib_s']):,.0f} MB/s",
-                     f"{n / r['hashlib_s']:,.0f}/s", f"{r['openssl_s'] / r['hashlib_s']:.2f}x",
-                     ""])
-        rows.append(["", f"scrub, batch {a['batch_size']}", f"{s['mb_per_s']:,.0f} MB/s",
-                     f"{s['objects_per_s']:,.0f}/s", f"{r['openssl_s'] / s['wall_s']:.2f}x",
-                     f"{s['batch_entries']} scrub.batch, cpu {s['cpu_s']:.2f} s"])
-    parts.append(table("Unlimited rate (rate_mb_per_s=1e6); ratio = openssl time / this time",
-                       ["objects", "what", "rate", "objects", "vs openssl", "notes"], rows))
+        )
+        rows.append(
+            [
+                f"{name}: {label}",
+                "openssl dgst -sha256",
+                f"{mbps(size, r['openssl_s']):,.0f} MB/s",
+                f"{n / r['openssl_s']:,.0f}/s",
+                "1.00x",
+                "",
+            ]
+        )
+        rows.append(
+            [
+                "",
+                "python hashlib",
+                f"{mbps(size, r['hashlib_s']):,.0f} MB/s",
+                f"{n / r['hashlib_s']:,.0f}/s",
+                f"{r['openssl_s'] / r['hashlib_s']:.2f}x",
+                "",
+            ]
+        )
+        rows.append(
+            [
+                "",
+                f"scrub, batch {a['batch_size']}",
+                f"{s['mb_per_s']:,.0f} MB/s",
+                f"{s['objects_per_s']:,.0f}/s",
+                f"{r['openssl_s'] / s['wall_s']:.2f}x",
+                f"{s['batch_entries']} scrub.batch, cpu {s['cpu_s']:.2f} s",
+            ]
+        )
+    parts.append(
+        table(
+            "Unlimited rate (rate_mb_per_s=1e6); ratio = openssl time / this time",
+            ["objects", "what", "rate", "objects", "vs openssl", "notes"],
+            rows,
+        )
+    )
     small, n = res["small"], res["small"]["objects"]
     b, few = small["scrub_small_batches"], small["scrub"]
-    rows = [[f"scrub, batch {a[k]}", f"{r['batch_entries']}", f"{r['wall_s']:.3f} s",
-             f"{r['objects_per_s']:,.0f}/s",
-             f"{(r['wall_s'] - small['hashlib_s']) / n * 1e3:.2f} ms"]
-            for k, r in (("batch_size", few), ("small_batch", b))]
-    title = (f"Small objects: per-object cost = (scrub - hashlib {small['hashlib_s']:.3f} s)"
-             f" / {n}, the run's fixed cost (counting, last query) included")
+    rows = [
+        [
+            f"scrub, batch {a[k]}",
+            f"{r['batch_entries']}",
+            f"{r['wall_s']:.3f} s",
+            f"{r['objects_per_s']:,.0f}/s",
+            f"{(r['wall_s'] - small['hashlib_s']) / n * 1e3:.2f} ms",
+        ]
+        for k, r in (("batch_size", few), ("small_batch", b))
+    ]
+    title = (
+        f"Small objects: per-object cost = (scrub - hashlib {small['hashlib_s']:.3f} s)"
+        f" / {n}, the run's fixed cost (counting, last query) included"
+    )
     parts.append(table(title, ["run", "scrub.batch", "wall", "objects", "per object"], rows))
     if b["batch_entries"] > few["batch_entries"]:
         per_batch = (b["wall_s"] - few["wall_s"]) / (b["batch_entries"] - few["batch_entries"])
-        parts.append(f"Per batch (queries, one scrub.batch entry + checkpoint, clip updates, "
-                     f"commit): ~{per_batch * 1e3:.1f} ms, from the difference of the two runs")
+        parts.append(
+            f"Per batch (queries, one scrub.batch entry + checkpoint, clip updates, "
+            f"commit): ~{per_batch * 1e3:.1f} ms, from the difference of the two runs"
+        )
 
     t = res["throttle"]
-    parts.append(table(f"Throttle, first {t['objects']} big objects ({t['bytes'] / MiB:g} MiB)",
-                       ["configured", "achieved", "achieved / configured", "wall"],
-                       [[f"{a['rate']:g} MB/s", f"{t['scrub']['mb_per_s']:.2f} MB/s",
-                         f"{t['scrub']['mb_per_s'] / a['rate']:.3f}",
-                         f"{t['scrub']['wall_s']:.2f} s"]]))
+    parts.append(
+        table(
+            f"Throttle, first {t['objects']} big objects ({t['bytes'] / MiB:g} MiB)",
+            ["configured", "achieved", "achieved / configured", "wall"],
+            [
+                [
+                    f"{a['rate']:g} MB/s",
+                    f"{t['scrub']['mb_per_s']:.2f} MB/s",
+                    f"{t['scrub']['mb_per_s'] / a['rate']:.3f}",
+                    f"{t['scrub']['wall_s']:.2f} s",
+                ]
+            ],
+        )
+    )
 
-    rows = [[f"{m['bytes'] / MiB:g} MiB ({m['objects']} objects)",
-             f"{m['scrub']['hwm_before_kb'] / 1024:.1f} MiB",
-             f"{m['scrub']['hwm_after_kb'] / 1024:.1f} MiB",
-             f"+{(m['scrub']['hwm_after_kb'] - m['scrub']['hwm_before_kb']) / 1024:.1f} MiB"]
-            for m in res["rss"]]
-    parts.append(table("Peak RSS (VmHWM) of the scrub child process, unlimited rate",
-                       ["scrubbed", "before scrub() (imports, Context)", "peak after", "growth"],
-                       rows))
-    parts.append(f"(wait4's ru_maxrss, `maxrss_kb` in the JSON, is not shown: on Linux a "
-                 f"child's starts at its parent's RSS at fork, here "
-                 f"{res['parent_rss_kb'] / 1024:.0f} MiB.)")
-    parts.append(f"\nload average during the runs: big {res['big']['loadavg']}; "
-                 f"small {res['small']['loadavg']}; end {res['loadavg_end']}")
+    rows = [
+        [
+            f"{m['bytes'] / MiB:g} MiB ({m['objects']} objects)",
+            f"{m['scrub']['hwm_before_kb'] / 1024:.1f} MiB",
+            f"{m['scrub']['hwm_after_kb'] / 1024:.1f} MiB",
+            f"+{(m['scrub']['hwm_after_kb'] - m['scrub']['hwm_before_kb']) / 1024:.1f} MiB",
+        ]
+        for m in res["rss"]
+    ]
+    parts.append(
+        table(
+            "Peak RSS (VmHWM) of the scrub child process, unlimited rate",
+            ["scrubbed", "before scrub() (imports, Context)", "peak after", "growth"],
+            rows,
+        )
+    )
+    parts.append(
+        f"(wait4's ru_maxrss, `maxrss_kb` in the JSON, is not shown: on Linux a "
+        f"child's starts at its parent's RSS at fork, here "
+        f"{res['parent_rss_kb'] / 1024:.0f} MiB.)"
+    )
+    parts.append(
+        f"\nload average during the runs: big {res['big']['loadavg']}; "
+        f"small {res['small']['loadavg']}; end {res['loadavg_end']}"
+    )
     return "\n".join(parts)
 
 
@@ -330,15 +450,25 @@ def main() -> None:
     ap.add_argument("--big-mib", type=int, default=128)
     ap.add_argument("--small-count", type=int, default=300)
     ap.add_argument("--small-kib", type=int, default=64)
-    ap.add_argument("--batch-size", type=int, default=100, help="scrub batch size (the "
-                    "EVIDENCE_SCRUB_BATCH_SIZE default)")
-    ap.add_argument("--small-batch", type=int, default=10,
-                    help="second batch size over the small objects: the per-batch cost")
+    ap.add_argument(
+        "--batch-size",
+        type=int,
+        default=100,
+        help="scrub batch size (the EVIDENCE_SCRUB_BATCH_SIZE default)",
+    )
+    ap.add_argument(
+        "--small-batch",
+        type=int,
+        default=10,
+        help="second batch size over the small objects: the per-batch cost",
+    )
     ap.add_argument("--rate", type=float, default=50.0, help="MB/s for the throttled run")
-    ap.add_argument("--throttle-mib", type=int, default=256,
-                    help="scrub about this much at --rate")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run: 4 x 32 MiB + 50 small objects, 64 MiB throttled")
+    ap.add_argument("--throttle-mib", type=int, default=256, help="scrub about this much at --rate")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 4 x 32 MiB + 50 small objects, 64 MiB throttled",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -348,9 +478,11 @@ def main() -> None:
         args.big_count, args.big_mib, args.small_count, args.throttle_mib = 4, 32, 50, 64
     started = dt.datetime.now(dt.UTC)
     res: dict[str, Any] = {
-        "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"), "args": vars(args),
+        "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "args": vars(args),
         "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}",
-        "loadavg_start": loadavg()}
+        "loadavg_start": loadavg(),
+    }
 
     with tempfile.TemporaryDirectory(prefix="scrub-bench-", ignore_cleanup_errors=True) as t:
         tmp = Path(t)
@@ -361,20 +493,29 @@ def main() -> None:
             res["small"] = bench_unlimited(small, args.batch_size)
             log(f"small: scrub at unlimited rate, batch size {args.small_batch}")
             res["small"]["scrub_small_batches"] = run_scrub(
-                small, rate=UNLIMITED, batch_size=args.small_batch)
+                small, rate=UNLIMITED, batch_size=args.small_batch
+            )
 
             n = max(1, min(args.big_count, round(args.throttle_mib / args.big_mib)))
             log(f"big: scrub of {n} objects at {args.rate:g} MB/s")
-            res["throttle"] = {"objects": n, "bytes": n * big.size, "scrub": run_scrub(
-                big, rate=args.rate, batch_size=args.batch_size, max_objects=n)}
+            res["throttle"] = {
+                "objects": n,
+                "bytes": n * big.size,
+                "scrub": run_scrub(big, rate=args.rate, batch_size=args.batch_size, max_objects=n),
+            }
 
             quarter = max(1, args.big_count // 4)
             log(f"big: peak RSS of scrubs over {quarter} and {args.big_count} objects")
             res["rss"] = [
-                {"objects": k, "bytes": k * big.size,
-                 "scrub": run_scrub(big, rate=UNLIMITED, batch_size=args.batch_size,
-                                    max_objects=k)}
-                for k in (quarter, args.big_count)]
+                {
+                    "objects": k,
+                    "bytes": k * big.size,
+                    "scrub": run_scrub(
+                        big, rate=UNLIMITED, batch_size=args.batch_size, max_objects=k
+                    ),
+                }
+                for k in (quarter, args.big_count)
+            ]
         finally:
             big.ctx.db.dispose()
             small.ctx.db.dispose()

@@ -58,7 +58,9 @@ ACTIONS: dict[str, frozenset[Role]] = {
     # is the evidence officers' call, never the recording officer's about their own footage.
     "clips.categorise": frozenset({R.evidence_officer}),
     "clips.bookmark": frozenset({R.officer, R.evidence_officer, R.cps}),
-    "clips.redact": frozenset({R.evidence_officer}),  # black boxes / muting (evidence/redactions.py)
+    "clips.redact": frozenset(
+        {R.evidence_officer}
+    ),  # black boxes / muting (evidence/redactions.py)
     "cases.create": frozenset({R.evidence_officer}),
     "cases.read": frozenset({R.evidence_officer, R.cps, R.auditor, R.officer}),
     "cases.manage": frozenset({R.evidence_officer}),
@@ -94,6 +96,7 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "clips.attribute": frozenset({R.evidence_officer}),
 }
 
+
 def allowed(principal: Principal, action: str) -> bool:
     return principal.role in ACTIONS[action]
 
@@ -119,13 +122,18 @@ def _member_cases_of(principal: Principal) -> Select[tuple[str]]:
 
 def _granted_clips_of(principal: Principal) -> Select[tuple[str]]:
     now = clock.now()
-    active = (AccessGrant.user_id == principal.user_id) & AccessGrant.revoked_at.is_(None) & (
-        AccessGrant.expires_at > now
-    ) & AccessGrant.approved_at.is_not(None)  # a grant awaiting its second person opens nothing
+    active = (
+        (AccessGrant.user_id == principal.user_id)
+        & AccessGrant.revoked_at.is_(None)
+        & (AccessGrant.expires_at > now)
+        & AccessGrant.approved_at.is_not(None)
+    )  # a grant awaiting its second person opens nothing
     direct = select(AccessGrant.clip_id).where(active, AccessGrant.clip_id.is_not(None))
-    via_case = select(CaseItem.clip_id).join(
-        AccessGrant, AccessGrant.case_id == CaseItem.case_id
-    ).where(active)
+    via_case = (
+        select(CaseItem.clip_id)
+        .join(AccessGrant, AccessGrant.case_id == CaseItem.case_id)
+        .where(active)
+    )
     return direct.union(via_case)  # type: ignore[return-value]
 
 
@@ -167,12 +175,18 @@ def visible_clip(session: Session, principal: Principal, clip_id: str, *, footag
     A clip they may not know of is "not found"; one they may know of but not play is
     "access denied" (an auditor without a grant).
     """
-    clip = session.scalar(select(Clip).where(Clip.id == clip_id, clip_filter(principal, footage=False)))
+    clip = session.scalar(
+        select(Clip).where(Clip.id == clip_id, clip_filter(principal, footage=False))
+    )
     if clip is None:
         raise NotFound(f"no clip {clip_id} that you can see")
-    if footage and session.scalar(
-        select(Clip.id).where(Clip.id == clip_id, clip_filter(principal, footage=True))
-    ) is None:
+    if (
+        footage
+        and session.scalar(
+            select(Clip.id).where(Clip.id == clip_id, clip_filter(principal, footage=True))
+        )
+        is None
+    ):
         raise AccessDenied("playing this clip needs an explicit grant for your role")
     return clip
 
@@ -189,12 +203,16 @@ def require_case_footage(session: Session, principal: Principal, case_id: str) -
     the originals, so taking one is taking footage and follows the same grant rule (an
     auditor needs a grant covering each exhibit, e.g. one for the whole case)."""
     barred = session.scalar(
-        select(CaseItem.clip_id).join(Clip, Clip.id == CaseItem.clip_id)
-        .where(CaseItem.case_id == case_id, ~clip_filter(principal, footage=True)).limit(1)
+        select(CaseItem.clip_id)
+        .join(Clip, Clip.id == CaseItem.clip_id)
+        .where(CaseItem.case_id == case_id, ~clip_filter(principal, footage=True))
+        .limit(1)
     )
     if barred is not None:
-        raise AccessDenied("a court bundle carries footage: downloading it needs footage "
-                           "access to every exhibit (for your role, an explicit grant)")
+        raise AccessDenied(
+            "a court bundle carries footage: downloading it needs footage "
+            "access to every exhibit (for your role, an explicit grant)"
+        )
 
 
 # -- which fields of a clip's record ------------------------------------------------------------
@@ -202,10 +220,16 @@ def require_case_footage(session: Session, principal: Principal, case_id: str) -
 # Entries that say who looked at footage (or may, under a grant), why, and from where. They
 # can reveal an inquiry (a grant for a professional-standards review of the recording officer)
 # and so are for auditors; everyone else sees only their own.
-ACCESS_RECORD_TYPES = frozenset({
-    "clip.viewed", "clip.downloaded", "clip.thumbnail_viewed", "clip.original_downloaded",
-    "grant.created", "grant.revoked",
-})
+ACCESS_RECORD_TYPES = frozenset(
+    {
+        "clip.viewed",
+        "clip.downloaded",
+        "clip.thumbnail_viewed",
+        "clip.original_downloaded",
+        "grant.created",
+        "grant.revoked",
+    }
+)
 
 
 def sees_access_records(principal: Principal) -> bool:
@@ -226,8 +250,7 @@ def bookmark_filter(principal: Principal) -> ColumnElement[bool]:
     return Bookmark.user_id.in_(authors)
 
 
-def custody_entry_visible(principal: Principal, entry: dict[str, Any],
-                          bookmarks: set[str]) -> bool:
+def custody_entry_visible(principal: Principal, entry: dict[str, Any], bookmarks: set[str]) -> bool:
     """Whether a ledger entry about a clip shows in its custody timeline for `principal`;
     `bookmarks`: the ids of the clip's bookmarks they may read (`bookmark_filter`)."""
     kind = entry.get("type")
@@ -276,7 +299,8 @@ def check_reason(reason: str | None, reasons: tuple[str, ...] | list[str]) -> st
     if code not in reasons:
         raise InvalidInput(
             "playing or downloading footage needs a reason: one of "
-            + ", ".join(reasons) + " (optionally followed by ': details')"
+            + ", ".join(reasons)
+            + " (optionally followed by ': details')"
         )
     if code == "other" and len(detail) < 5:
         raise InvalidInput("reason 'other' needs details: 'other: why you need this footage'")
@@ -293,8 +317,9 @@ def ledger_reason(text: str | None, what: str, *, minimum: int = 3) -> str:
     here (not only by the API's form limits) so that no caller can write an unbounded one."""
     text = (text or "").strip()
     if not minimum <= len(text) <= REASON_MAX:
-        raise InvalidInput(f"{what} needs a reason of {minimum}-{REASON_MAX} characters "
-                           "(it goes in the ledger)")
+        raise InvalidInput(
+            f"{what} needs a reason of {minimum}-{REASON_MAX} characters (it goes in the ledger)"
+        )
     return text
 
 

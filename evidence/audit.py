@@ -35,8 +35,14 @@ within this window, e.g. the browser's Range requests or a resumed download, is 
 access, recorded once."""
 
 
-def recently_recorded(ctx: Context, user_id: str, entry_type: str, subject: tuple[str, str],
-                      reason: str, object_key: str | None = None) -> bool:
+def recently_recorded(
+    ctx: Context,
+    user_id: str,
+    entry_type: str,
+    subject: tuple[str, str],
+    reason: str,
+    object_key: str | None = None,
+) -> bool:
     """Whether `user_id` already has an `entry_type` entry about `subject` (("clip", id) or
     ("bundle", id)) with this reason (and object, when given) within ACCESS_WINDOW."""
     since = clock.now() - ACCESS_WINDOW
@@ -45,14 +51,21 @@ def recently_recorded(ctx: Context, user_id: str, entry_type: str, subject: tupl
         rows = s.scalars(
             select(LedgerEntry.entry)
             .join(LedgerRef, LedgerRef.idx == LedgerEntry.idx)
-            .where(LedgerRef.ref == f"user:{user_id}", LedgerEntry.type == entry_type,
-                   LedgerEntry.at >= since)
-            .order_by(LedgerEntry.idx.desc()).limit(50)
+            .where(
+                LedgerRef.ref == f"user:{user_id}",
+                LedgerEntry.type == entry_type,
+                LedgerEntry.at >= since,
+            )
+            .order_by(LedgerEntry.idx.desc())
+            .limit(50)
         ).all()
     for raw in rows:
         e = json.loads(raw)
-        if (e.get("subject", {}).get(kind) == ident and e.get("reason") == reason
-                and (object_key is None or e.get("object", object_key) == object_key)):
+        if (
+            e.get("subject", {}).get(kind) == ident
+            and e.get("reason") == reason
+            and (object_key is None or e.get("object", object_key) == object_key)
+        ):
             return True
     return False
 
@@ -70,10 +83,14 @@ class LogFilter:
 
     def recorded(self) -> dict[str, str]:
         """The filter as the `audit.log_read` entry keeps it: set fields only, bounded."""
-        out = {"person": self.person, "clip": self.clip_id, "case": self.case_id,
-               "type": self.entry_type,
-               "from": clock.rfc3339(self.since) if self.since else None,
-               "to": clock.rfc3339(self.until) if self.until else None}
+        out = {
+            "person": self.person,
+            "clip": self.clip_id,
+            "case": self.case_id,
+            "type": self.entry_type,
+            "from": clock.rfc3339(self.since) if self.since else None,
+            "to": clock.rfc3339(self.until) if self.until else None,
+        }
         return {k: v[:120] for k, v in out.items() if v}
 
 
@@ -82,9 +99,15 @@ CSV_MAX_ROWS = 100_000
 """One export holds at most this many entries (newest first); narrow the filter for more."""
 
 
-def access_log(ctx: Context, principal: Principal, f: LogFilter = LogFilter(), *,
-               limit: int = 100, before: int | None = None,
-               source_ip: str | None = None) -> list[dict[str, Any]]:
+def access_log(
+    ctx: Context,
+    principal: Principal,
+    f: LogFilter = LogFilter(),
+    *,
+    limit: int = 100,
+    before: int | None = None,
+    source_ip: str | None = None,
+) -> list[dict[str, Any]]:
     """Access-log entries matching `f`, newest first; page with `before` (a ledger index).
     Reading the log is itself recorded (`audit.log_read`, with the filter)."""
     require(principal, "audit.read")
@@ -99,8 +122,9 @@ def access_log(ctx: Context, principal: Principal, f: LogFilter = LogFilter(), *
     return [{"index": i, **json.loads(e)} for i, e in rows]
 
 
-def access_log_csv(ctx: Context, principal: Principal, f: LogFilter = LogFilter(), *,
-                   source_ip: str | None = None) -> Iterator[str]:
+def access_log_csv(
+    ctx: Context, principal: Principal, f: LogFilter = LogFilter(), *, source_ip: str | None = None
+) -> Iterator[str]:
     """The access log as CSV lines (header first), newest first, read in pages so memory
     stays flat. Recorded as a read with `export: true` before any line is produced."""
     require(principal, "audit.read")
@@ -109,8 +133,19 @@ def access_log_csv(ctx: Context, principal: Principal, f: LogFilter = LogFilter(
     return _csv_lines(ctx, q)
 
 
-CSV_COLUMNS = ("index", "time_utc", "type", "event", "actor", "role", "clip", "case", "bundle",
-               "reason_or_detail", "source_ip")
+CSV_COLUMNS = (
+    "index",
+    "time_utc",
+    "type",
+    "event",
+    "actor",
+    "role",
+    "clip",
+    "case",
+    "bundle",
+    "reason_or_detail",
+    "source_ip",
+)
 
 
 def _csv_lines(ctx: Context, q: Select[Any]) -> Iterator[str]:
@@ -125,12 +160,21 @@ def _csv_lines(ctx: Context, q: Select[Any]) -> Iterator[str]:
         for idx, raw in rows:
             e = json.loads(raw)
             subject = e.get("subject") or {}
-            yield _csv_row((
-                str(idx), e.get("at", ""), e.get("type", ""), catalogue.label(e.get("type", "")),
-                e.get("actor", ""), e.get("role", ""), _one(subject.get("clip")),
-                _one(subject.get("case")), _one(subject.get("bundle")), _detail(e),
-                e.get("source_ip", ""),
-            ))
+            yield _csv_row(
+                (
+                    str(idx),
+                    e.get("at", ""),
+                    e.get("type", ""),
+                    catalogue.label(e.get("type", "")),
+                    e.get("actor", ""),
+                    e.get("role", ""),
+                    _one(subject.get("clip")),
+                    _one(subject.get("case")),
+                    _one(subject.get("bundle")),
+                    _detail(e),
+                    e.get("source_ip", ""),
+                )
+            )
         sent += len(rows)
         before = rows[-1][0]
 
@@ -152,7 +196,8 @@ def _csv_row(values: tuple[Any, ...]) -> str:
     # A value a spreadsheet would run as a formula (=, +, -, @) is quoted as text: reasons
     # and names come from people.
     csv.writer(out, lineterminator="\r\n").writerow(
-        ["'" + v if v[:1] in ("=", "+", "-", "@", "\t", "\r") else v for v in values])
+        ["'" + v if v[:1] in ("=", "+", "-", "@", "\t", "\r") else v for v in values]
+    )
     return out.getvalue()
 
 
@@ -160,8 +205,10 @@ def _log_query(ctx: Context, f: LogFilter) -> Select[Any]:
     types = ACCESS_TYPES
     if f.entry_type:
         if f.entry_type not in ACCESS_TYPES:
-            raise InvalidInput(f"no access-log entry type {f.entry_type[:64]!r}; one of: "
-                               + ", ".join(ACCESS_TYPES))
+            raise InvalidInput(
+                f"no access-log entry type {f.entry_type[:64]!r}; one of: "
+                + ", ".join(ACCESS_TYPES)
+            )
         types = (f.entry_type,)
     q = select(LedgerEntry.idx, LedgerEntry.entry).where(LedgerEntry.type.in_(types))
     refs: list[str] = []
@@ -176,8 +223,13 @@ def _log_query(ctx: Context, f: LogFilter) -> Select[Any]:
     if f.case_id:
         refs.append(f"case:{f.case_id.strip()}")
     for ref in refs:
-        q = q.where(exists(select(LedgerRef.idx).where(LedgerRef.idx == LedgerEntry.idx,
-                                                       LedgerRef.ref == ref[:120])))
+        q = q.where(
+            exists(
+                select(LedgerRef.idx).where(
+                    LedgerRef.idx == LedgerEntry.idx, LedgerRef.ref == ref[:120]
+                )
+            )
+        )
     if f.since and f.until and f.since >= f.until:
         raise InvalidInput("the time range is empty: 'from' must be before 'to'")
     if f.since:
@@ -187,17 +239,28 @@ def _log_query(ctx: Context, f: LogFilter) -> Select[Any]:
     return q
 
 
-def _record_read(ctx: Context, principal: Principal, f: LogFilter, source_ip: str | None,
-                 *, export: bool) -> None:
+def _record_read(
+    ctx: Context, principal: Principal, f: LogFilter, source_ip: str | None, *, export: bool
+) -> None:
     ctx.ledger.append(
-        "audit.log_read", actor=principal.actor, subject={"user": principal.user_id},
-        role=principal.role.value, filter=f.recorded(), export=export,
+        "audit.log_read",
+        actor=principal.actor,
+        subject={"user": principal.user_id},
+        role=principal.role.value,
+        filter=f.recorded(),
+        export=export,
         source_ip=client_address(source_ip),
     )
 
 
-def newest_entries(ctx: Context, principal: Principal, types: tuple[str, ...], *,
-                   limit: int = 100, before: int | None = None) -> list[dict[str, Any]]:
+def newest_entries(
+    ctx: Context,
+    principal: Principal,
+    types: tuple[str, ...],
+    *,
+    limit: int = 100,
+    before: int | None = None,
+) -> list[dict[str, Any]]:
     """Ledger entries of `types`, newest first, for an auditor; page with `before` (a ledger
     index). The access log and the alerts are both views of this."""
     require(principal, "audit.read")
@@ -212,8 +275,14 @@ def newest_entries(ctx: Context, principal: Principal, types: tuple[str, ...], *
 
 
 def grant_footage(
-    ctx: Context, principal: Principal, *, username: str, reason: str,
-    expires_at: dt.datetime, clip_id: str | None = None, case_id: str | None = None,
+    ctx: Context,
+    principal: Principal,
+    *,
+    username: str,
+    reason: str,
+    expires_at: dt.datetime,
+    clip_id: str | None = None,
+    case_id: str | None = None,
 ) -> dict[str, Any]:
     """An admin asks for an auditor to play one clip or one case's clips, for a while, for a
     reason. The grant opens nothing until a second admin approves it
@@ -237,19 +306,39 @@ def grant_footage(
             raise NotFound(f"no clip {clip_id}")
         if case_id and s.get(Case, case_id) is None:
             raise NotFound(f"no case {case_id}")
-        grant = AccessGrant(user_id=user.id, clip_id=clip_id, case_id=case_id, reason=reason,
-                            granted_by=principal.user_id, created_at=clock.now(), expires_at=expires_at)
+        grant = AccessGrant(
+            user_id=user.id,
+            clip_id=clip_id,
+            case_id=case_id,
+            reason=reason,
+            granted_by=principal.user_id,
+            created_at=clock.now(),
+            expires_at=expires_at,
+        )
         s.add(grant)
         s.flush()
-        ctx.ledger.append_in(s, "grant.created", actor=principal.actor,
-                             subject=_grant_subject(grant, principal),
-                             grantee=username, reason=grant.reason,
-                             expires_at=clock.rfc3339(expires_at), pending_approval=True)
-        req = approvals.request_in(s, ctx.ledger, kind="grant", user=user, by=principal,
-                                   grant=grant)
-        return {"id": grant.id, "username": username, "clip_id": clip_id, "case_id": case_id,
-                "expires_at": clock.rfc3339(expires_at), "pending": True,
-                "request_id": req.id}
+        ctx.ledger.append_in(
+            s,
+            "grant.created",
+            actor=principal.actor,
+            subject=_grant_subject(grant, principal),
+            grantee=username,
+            reason=grant.reason,
+            expires_at=clock.rfc3339(expires_at),
+            pending_approval=True,
+        )
+        req = approvals.request_in(
+            s, ctx.ledger, kind="grant", user=user, by=principal, grant=grant
+        )
+        return {
+            "id": grant.id,
+            "username": username,
+            "clip_id": clip_id,
+            "case_id": case_id,
+            "expires_at": clock.rfc3339(expires_at),
+            "pending": True,
+            "request_id": req.id,
+        }
 
 
 def revoke_grant(ctx: Context, principal: Principal, grant_id: str) -> None:
@@ -263,11 +352,17 @@ def revoke_grant(ctx: Context, principal: Principal, grant_id: str) -> None:
             raise Conflict(f"grant {grant_id} has already ended")
         grant.revoked_at = clock.now()
         # A grant ended before its approval leaves nothing for the second person to decide.
-        s.execute(update(AccountRequest).where(
-            AccountRequest.grant_id == grant.id, AccountRequest.state == "pending",
-        ).values(state="withdrawn", decided_at=clock.now()))
-        ctx.ledger.append_in(s, "grant.revoked", actor=principal.actor,
-                             subject=_grant_subject(grant, principal))
+        s.execute(
+            update(AccountRequest)
+            .where(
+                AccountRequest.grant_id == grant.id,
+                AccountRequest.state == "pending",
+            )
+            .values(state="withdrawn", decided_at=clock.now())
+        )
+        ctx.ledger.append_in(
+            s, "grant.revoked", actor=principal.actor, subject=_grant_subject(grant, principal)
+        )
 
 
 def _grant_subject(grant: AccessGrant, by: Principal) -> dict[str, str | list[str]]:
@@ -285,22 +380,39 @@ def list_grants(ctx: Context, principal: Principal) -> list[dict[str, Any]]:
     for a second admin and open nothing yet."""
     require(principal, "grants.manage")
     grantee, granter = aliased(User), aliased(User)
-    q = (select(AccessGrant, grantee.username, granter.username)
-         .join(grantee, grantee.id == AccessGrant.user_id)
-         .join(granter, granter.id == AccessGrant.granted_by)
-         .where(AccessGrant.revoked_at.is_(None), AccessGrant.expires_at > clock.now())
-         .order_by(AccessGrant.expires_at, AccessGrant.created_at))
+    q = (
+        select(AccessGrant, grantee.username, granter.username)
+        .join(grantee, grantee.id == AccessGrant.user_id)
+        .join(granter, granter.id == AccessGrant.granted_by)
+        .where(AccessGrant.revoked_at.is_(None), AccessGrant.expires_at > clock.now())
+        .order_by(AccessGrant.expires_at, AccessGrant.created_at)
+    )
     with ctx.db.session() as s:
         rows = s.execute(q).all()
-    return [{"id": g.id, "username": to, "clip_id": g.clip_id, "case_id": g.case_id,
-             "reason": g.reason, "granted_by": by, "created_at": clock.rfc3339(g.created_at),
-             "expires_at": clock.rfc3339(g.expires_at), "pending": g.approved_at is None}
-            for g, to, by in rows]
+    return [
+        {
+            "id": g.id,
+            "username": to,
+            "clip_id": g.clip_id,
+            "case_id": g.case_id,
+            "reason": g.reason,
+            "granted_by": by,
+            "created_at": clock.rfc3339(g.created_at),
+            "expires_at": clock.rfc3339(g.expires_at),
+            "pending": g.approved_at is None,
+        }
+        for g, to, by in rows
+    ]
 
 
 def grantees(ctx: Context, principal: Principal) -> list[str]:
     """Who a grant can be for: the enabled auditors, by user name."""
     require(principal, "grants.manage")
     with ctx.db.session() as s:
-        return list(s.scalars(select(User.username).where(
-            User.role == Role.auditor.value, User.disabled == false()).order_by(User.username)))
+        return list(
+            s.scalars(
+                select(User.username)
+                .where(User.role == Role.auditor.value, User.disabled == false())
+                .order_by(User.username)
+            )
+        )

@@ -15,18 +15,24 @@ from evidence.errors import EvidenceError
 if TYPE_CHECKING:
     from evidence.verify.report import Check
 
-app = typer.Typer(help="Open evidence store for body-worn video.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Open evidence store for body-worn video.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 admin = typer.Typer(help="Users, devices and the camera register.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 verify = typer.Typer(help="Offline verification anyone can run.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
 app.add_typer(db_app, name="db")
 app.add_typer(verify, name="verify")
-retention_app = typer.Typer(help="Retention: what falls due, and the disposal sweep.", no_args_is_help=True)
+retention_app = typer.Typer(
+    help="Retention: what falls due, and the disposal sweep.", no_args_is_help=True
+)
 app.add_typer(retention_app, name="retention")
-storage_app = typer.Typer(help="Object store: create the bucket (Object Lock), check it.",
-                          no_args_is_help=True)
+storage_app = typer.Typer(
+    help="Object store: create the bucket (Object Lock), check it.", no_args_is_help=True
+)
 app.add_typer(storage_app, name="storage")
 
 
@@ -62,13 +68,21 @@ def db_upgrade() -> None:
 def create_user(
     name: str,
     role: Annotated[str, typer.Option(help="officer, evidence_officer, cps, auditor or admin")],
-    officer_id: Annotated[Optional[str], typer.Option(help="collar number linking an officer to their clips")] = None,
-    full_name: Annotated[Optional[str], typer.Option("--name", help="the person's name as documents print it, e.g. 'PC Jane Brown'")] = None,
+    officer_id: Annotated[
+        Optional[str], typer.Option(help="collar number linking an officer to their clips")
+    ] = None,
+    full_name: Annotated[
+        Optional[str],
+        typer.Option(
+            "--name", help="the person's name as documents print it, e.g. 'PC Jane Brown'"
+        ),
+    ] = None,
 ) -> None:
     """Create a user; the one-time enrolment link they choose their password with is
     printed alone on the last line. Only the very first account of an empty store, an
     admin, is given a password here (read from stdin, or prompted for on a terminal)."""
-    from evidence.accounts.service import bootstrap_allowed, create_user as create, invite_user
+    from evidence.accounts.service import bootstrap_allowed, invite_user
+    from evidence.accounts.service import create_user as create
 
     ctx = _context()
     try:
@@ -77,17 +91,22 @@ def create_user(
                 password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
             else:
                 password = sys.stdin.readline().rstrip("\n")
-            user = create(ctx.ledger, name, role, password, officer_id=officer_id,
-                          full_name=full_name)
+            user = create(
+                ctx.ledger, name, role, password, officer_id=officer_id, full_name=full_name
+            )
             typer.echo(f"created the first administrator {user.username} id {user.id}")
             return
-        new = invite_user(ctx.ledger, ctx.settings, name, role, officer_id=officer_id,
-                          full_name=full_name)
+        new = invite_user(
+            ctx.ledger, ctx.settings, name, role, officer_id=officer_id, full_name=full_name
+        )
     except EvidenceError as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"created user {name} ({new.user['role']}) id {new.user['id']}")
-    typer.echo(f"enrolment link (shown once, valid until {new.expires_at}; give it to {name}, "
-               "who opens it to choose their password):", err=True)
+    typer.echo(
+        f"enrolment link (shown once, valid until {new.expires_at}; give it to {name}, "
+        "who opens it to choose their password):",
+        err=True,
+    )
     typer.echo(new.enrolment_url)
 
 
@@ -96,9 +115,11 @@ def _echo_bundle_key(ctx) -> None:  # type: ignore[no-untyped-def]
     from evidence.bundles.service import signing_key_pem
 
     pem = signing_key_pem(ctx).encode()
-    typer.echo(f"bundle signing key: {keys.key_id(pem)} "
-               f"(PEM: {(ctx.settings.secrets_dir() / keys.PUBLIC_NAME).resolve()}; "
-               "published at /api/v1/bundles/key, every key used at /api/v1/bundles/keys)")
+    typer.echo(
+        f"bundle signing key: {keys.key_id(pem)} "
+        f"(PEM: {(ctx.settings.secrets_dir() / keys.PUBLIC_NAME).resolve()}; "
+        "published at /api/v1/bundles/key, every key used at /api/v1/bundles/keys)"
+    )
 
 
 @admin.command("rotate-key")
@@ -111,13 +132,19 @@ def rotate_key(
     from evidence.bundles.service import rotate_signing_key
 
     if which != "bundle":
-        raise _fail(f"cannot rotate {which!r}: only the bundle key rotates this way "
-                    "(the ledger key is the log's identity: every checkpoint a court holds names it)")
+        raise _fail(
+            f"cannot rotate {which!r}: only the bundle key rotates this way "
+            "(the ledger key is the log's identity: every checkpoint a court holds names it)"
+        )
     ctx = _context()
     rotation = rotate_signing_key(ctx, actor="system:cli")
-    typer.echo(f"bundle key rotated at {rotation.at}: {rotation.old_key_id} -> {rotation.new_key_id}")
-    typer.echo(f"the old private key is at {rotation.retired_private_key}: it signs nothing more; "
-               "keep it offline or destroy it under the force's key policy (docs/bundles.md)")
+    typer.echo(
+        f"bundle key rotated at {rotation.at}: {rotation.old_key_id} -> {rotation.new_key_id}"
+    )
+    typer.echo(
+        f"the old private key is at {rotation.retired_private_key}: it signs nothing more; "
+        "keep it offline or destroy it under the force's key policy (docs/bundles.md)"
+    )
     _echo_bundle_key(ctx)
 
 
@@ -158,22 +185,37 @@ def register_camera(
 def assign_camera(
     serial: str,
     officer_id: Annotated[str, typer.Option(help="the officer's collar number")],
-    from_: Annotated[Optional[str], typer.Option(
-        "--from", help="start, ISO 8601 (default: now; no zone means UTC)")] = None,
-    to: Annotated[Optional[str], typer.Option(
-        help="end, ISO 8601: a pool checkout for a shift; without it, a personal issue")] = None,
+    from_: Annotated[
+        Optional[str],
+        typer.Option("--from", help="start, ISO 8601 (default: now; no zone means UTC)"),
+    ] = None,
+    to: Annotated[
+        Optional[str],
+        typer.Option(
+            help="end, ISO 8601: a pool checkout for a shift; without it, a personal issue"
+        ),
+    ] = None,
 ) -> None:
     """Issue a camera to an officer: personal (no --to) or a pool checkout (--to)."""
     from evidence.cameras import service
 
     kind = "pool" if to is not None else "personal"
     try:
-        a = service.assign(_context(), None, serial, officer_id=officer_id, kind=kind,
-                           starts_at=_iso_time(from_, "--from"), ends_at=_iso_time(to, "--to"))
+        a = service.assign(
+            _context(),
+            None,
+            serial,
+            officer_id=officer_id,
+            kind=kind,
+            starts_at=_iso_time(from_, "--from"),
+            ends_at=_iso_time(to, "--to"),
+        )
     except EvidenceError as exc:
         raise _fail(str(exc)) from None
-    typer.echo(f"assigned camera {a['camera_serial']} to officer {a['officer_id']}: "
-               f"{a['describe']} (assignment {a['id']})")
+    typer.echo(
+        f"assigned camera {a['camera_serial']} to officer {a['officer_id']}: "
+        f"{a['describe']} (assignment {a['id']})"
+    )
 
 
 def _iso_time(text: str | None, option: str):  # type: ignore[no-untyped-def]
@@ -203,8 +245,9 @@ def cameras() -> None:
     for c in items:
         what = " ".join(x for x in (c["make"], c["model"]) if x) or "unknown make"
         holder = c["holder"]
-        held = (f"held by {holder['officer_id']} ({holder['describe']})" if holder
-                else "not assigned")
+        held = (
+            f"held by {holder['officer_id']} ({holder['describe']})" if holder else "not assigned"
+        )
         typer.echo(f"{c['serial']}\t{what}\t{c['state']}\t{held}")
 
 
@@ -218,8 +261,11 @@ def enable_totp(name: str) -> None:
     except EvidenceError as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"two-factor sign-in enabled for {name}; from now on sign-in needs a code")
-    typer.echo("add this to the user's authenticator app (shown once; a QR code of the "
-               "otpauth:// line works too):", err=True)
+    typer.echo(
+        "add this to the user's authenticator app (shown once; a QR code of the "
+        "otpauth:// line works too):",
+        err=True,
+    )
     typer.echo(f"secret: {enrolment.secret}")
     typer.echo(enrolment.uri)
 
@@ -236,7 +282,9 @@ def serve(
 
 @app.command()
 def worker(
-    concurrency: Annotated[int, typer.Option(help="worker processes (a transcode takes a core)")] = 0,
+    concurrency: Annotated[
+        int, typer.Option(help="worker processes (a transcode takes a core)")
+    ] = 0,
     beat: Annotated[bool, typer.Option(help="also run the scheduler in this process")] = False,
     hostname: Annotated[Optional[str], typer.Option(help="worker node name, e.g. w1@%h")] = None,
 ) -> None:
@@ -246,7 +294,13 @@ def worker(
     from workers.tasks import app as celery
 
     settings = get_settings()
-    argv = ["worker", "--loglevel=INFO", f"--queues={QUEUE}", "--without-gossip", "--without-mingle"]
+    argv = [
+        "worker",
+        "--loglevel=INFO",
+        f"--queues={QUEUE}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
     if concurrency:
         argv.append(f"--concurrency={concurrency}")
     if hostname:
@@ -290,8 +344,11 @@ def up(
     if served != settings.public_url:
         # `evidence admin` runs in another process and cannot know this port: its enrolment
         # links would send people to the wrong address.
-        typer.echo(f"note: `evidence admin` prints enrolment links for {settings.public_url}; "
-                   f"run it with EVIDENCE_PUBLIC_URL={served}", err=True)
+        typer.echo(
+            f"note: `evidence admin` prints enrolment links for {settings.public_url}; "
+            f"run it with EVIDENCE_PUBLIC_URL={served}",
+            err=True,
+        )
     try:
         if not stop.requested:
             _run_api(host, port)
@@ -332,7 +389,8 @@ def _start_worker_group():  # type: ignore[no-untyped-def]
 
     return subprocess.Popen(
         [sys.executable, "-m", "evidence", "worker", "--concurrency=1", "--beat"],
-        start_new_session=True, preexec_fn=_term_with_parent(),  # noqa: PLW1509
+        start_new_session=True,
+        preexec_fn=_term_with_parent(),  # noqa: PLW1509
     )
 
 
@@ -400,53 +458,105 @@ def _served_settings(host: str, port: int) -> Settings:
     if "public_url" in settings.model_fields_set:
         return settings
     if host in ("0.0.0.0", "::"):
-        typer.echo("note: listening on all addresses; set EVIDENCE_PUBLIC_URL to the address "
-                   "docks use to reach this server", err=True)
+        typer.echo(
+            "note: listening on all addresses; set EVIDENCE_PUBLIC_URL to the address "
+            "docks use to reach this server",
+            err=True,
+        )
         host = "127.0.0.1"
     return settings.model_copy(update={"public_url": f"http://{host}:{port}"})
 
 
 @app.command()
 def dock(
-    directory: Annotated[Optional[Path], typer.Argument(
-        help="the docked camera's storage (recursively); or use --watch")] = None,
-    api: Annotated[str, typer.Option(
-        envvar="EVIDENCE_API_URL",
-        help="the evidence API's base URL, e.g. http://host:8000")] = "",
-    device_key: Annotated[str, typer.Option(
-        envvar="EVIDENCE_DEVICE_KEY", show_envvar=True,
-        help="this dock's key (prefer the environment variable: arguments show in process lists)",
-    )] = "",
+    directory: Annotated[
+        Optional[Path],
+        typer.Argument(help="the docked camera's storage (recursively); or use --watch"),
+    ] = None,
+    api: Annotated[
+        str,
+        typer.Option(
+            envvar="EVIDENCE_API_URL", help="the evidence API's base URL, e.g. http://host:8000"
+        ),
+    ] = "",
+    device_key: Annotated[
+        str,
+        typer.Option(
+            envvar="EVIDENCE_DEVICE_KEY",
+            show_envvar=True,
+            help="this dock's key (prefer the environment variable: arguments show in process lists)",
+        ),
+    ] = "",
     jobs: Annotated[int, typer.Option(min=1, max=32, help="clips uploaded in parallel")] = 2,
-    retries: Annotated[int, typer.Option(
-        min=1, max=20, help="attempts per request before a clip fails")] = 5,
-    wait: Annotated[float, typer.Option(
-        min=0, help="seconds to wait for the server to verify the clips sent (0: do not "
-                    "wait; unverified clips are confirmed by the next run)")] = 600.0,
-    wait_for_api: Annotated[float, typer.Option(
-        min=0, help="seconds to wait out an API or object store that is down, restarting "
-                    "or out of storage before a clip fails")] = 120.0,
-    state_dir: Annotated[Optional[Path], typer.Option(
-        help="where the agent keeps its state on this machine (never on the camera); default "
-             "$EVIDENCE_DOCK_STATE_DIR, else $XDG_STATE_HOME/evidence-dock")] = None,
-    clear_after_verified: Annotated[bool, typer.Option(
-        help="delete each clip from the camera once the server verified its original")] = False,
-    watch: Annotated[Optional[Path], typer.Option(
-        help="run until stopped, docking each camera mounted (or folder) under this root")] = None,
+    retries: Annotated[
+        int, typer.Option(min=1, max=20, help="attempts per request before a clip fails")
+    ] = 5,
+    wait: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="seconds to wait for the server to verify the clips sent (0: do not "
+            "wait; unverified clips are confirmed by the next run)",
+        ),
+    ] = 600.0,
+    wait_for_api: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="seconds to wait out an API or object store that is down, restarting "
+            "or out of storage before a clip fails",
+        ),
+    ] = 120.0,
+    state_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="where the agent keeps its state on this machine (never on the camera); default "
+            "$EVIDENCE_DOCK_STATE_DIR, else $XDG_STATE_HOME/evidence-dock"
+        ),
+    ] = None,
+    clear_after_verified: Annotated[
+        bool,
+        typer.Option(help="delete each clip from the camera once the server verified its original"),
+    ] = False,
+    watch: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="run until stopped, docking each camera mounted (or folder) under this root"
+        ),
+    ] = None,
     poll: Annotated[float, typer.Option(help="--watch: seconds between looks")] = 2.0,
-    settle: Annotated[float, typer.Option(
-        help="--watch: seconds a new camera must stay unchanged before docking")] = 3.0,
-    retry_every: Annotated[float, typer.Option(
-        help="--watch: seconds between attempts at a camera that failed")] = 60.0,
+    settle: Annotated[
+        float, typer.Option(help="--watch: seconds a new camera must stay unchanged before docking")
+    ] = 3.0,
+    retry_every: Annotated[
+        float, typer.Option(help="--watch: seconds between attempts at a camera that failed")
+    ] = 60.0,
 ) -> None:
     """Upload every clip in DIRECTORY (or of each camera under --watch ROOT): resumable,
     idempotent; exit 1 if any clip failed. The same agent as the `evidence-dock` command."""
     from evidence_dock.cli import main as dock_main
 
     argv = [str(directory)] if directory is not None else []
-    argv += ["--api", api, "--device-key", device_key, "--jobs", str(jobs),
-             "--retries", str(retries), "--wait", str(wait), "--wait-for-api", str(wait_for_api),
-             "--poll", str(poll), "--settle", str(settle), "--retry-every", str(retry_every)]
+    argv += [
+        "--api",
+        api,
+        "--device-key",
+        device_key,
+        "--jobs",
+        str(jobs),
+        "--retries",
+        str(retries),
+        "--wait",
+        str(wait),
+        "--wait-for-api",
+        str(wait_for_api),
+        "--poll",
+        str(poll),
+        "--settle",
+        str(settle),
+        "--retry-every",
+        str(retry_every),
+    ]
     if state_dir is not None:
         argv += ["--state-dir", str(state_dir)]
     if clear_after_verified:
@@ -471,9 +581,14 @@ def _read_key(key: str | None) -> str | None:
 def verify_ledger_cmd(
     api: Annotated[Optional[str], typer.Option(help="base URL of an evidence API")] = None,
     db: Annotated[Optional[str], typer.Option(help="database URL to read directly")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(help="a checkpoint saved earlier: prove the log only grew since")] = None,
+    checkpoint: Annotated[
+        Optional[Path],
+        typer.Option(help="a checkpoint saved earlier: prove the log only grew since"),
+    ] = None,
     key: Annotated[Optional[str], typer.Option(help="the verifier key string, or @FILE")] = None,
-    token: Annotated[Optional[str], typer.Option(envvar="EVIDENCE_TOKEN", help="bearer token for --api")] = None,
+    token: Annotated[
+        Optional[str], typer.Option(envvar="EVIDENCE_TOKEN", help="bearer token for --api")
+    ] = None,
 ) -> None:
     """Recompute every leaf, the chain and the root; check signatures and consistency."""
     import httpx
@@ -501,7 +616,9 @@ def verify_ledger_cmd(
         typer.echo("OK: the ledger verifies")
         return
     first = report.failures[0] if report.failures else None
-    raise _fail(f"ledger verification FAILED: {first.name}: {first.detail}" if first else "nothing checked")
+    raise _fail(
+        f"ledger verification FAILED: {first.name}: {first.detail}" if first else "nothing checked"
+    )
 
 
 def _human(n: float) -> str:
@@ -514,12 +631,22 @@ def _human(n: float) -> str:
 
 @app.command()
 def scrub(
-    batch_size: Annotated[Optional[int], typer.Option(
-        min=1, max=10000, help="objects per ledger entry (default EVIDENCE_SCRUB_BATCH_SIZE)")] = None,
-    rate: Annotated[Optional[float], typer.Option(
-        min=0.001, help="read at most this many MB/s (default EVIDENCE_SCRUB_RATE_MB_PER_S)")] = None,
-    max_objects: Annotated[Optional[int], typer.Option(
-        min=1, help="stop after this many objects (default: a full pass)")] = None,
+    batch_size: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1, max=10000, help="objects per ledger entry (default EVIDENCE_SCRUB_BATCH_SIZE)"
+        ),
+    ] = None,
+    rate: Annotated[
+        Optional[float],
+        typer.Option(
+            min=0.001, help="read at most this many MB/s (default EVIDENCE_SCRUB_RATE_MB_PER_S)"
+        ),
+    ] = None,
+    max_objects: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="stop after this many objects (default: a full pass)"),
+    ] = None,
 ) -> None:
     """Re-hash every stored object against its recorded SHA-256; exit 1 if any failed."""
     from evidence.errors import StorageUnreachable
@@ -531,25 +658,41 @@ def scrub(
             owner = f"clip {f.clip_id}" if f.clip_id else f"bundle {f.bundle_id}"
             detail = "" if f.problem == "missing" else f" (expected {f.expected}, got {f.actual})"
             typer.echo(f"FAILED {f.key}: {owner}: {f.problem}{detail}")
-        typer.echo(f"scrubbed {report.checked}/{report.total} objects, {_human(report.bytes)}, "
-                   f"{len(report.failures)} failures", err=True)
+        typer.echo(
+            f"scrubbed {report.checked}/{report.total} objects, {_human(report.bytes)}, "
+            f"{len(report.failures)} failures",
+            err=True,
+        )
 
     try:
-        report = run_scrub(_context(), max_objects=max_objects, batch_size=batch_size,
-                           rate_mb_per_s=rate, progress=progress)
+        report = run_scrub(
+            _context(),
+            max_objects=max_objects,
+            batch_size=batch_size,
+            rate_mb_per_s=rate,
+            progress=progress,
+        )
     except EvidenceError as exc:
         raise _fail(str(exc)) from None
     except StorageUnreachable as exc:
-        raise _fail(f"scrub stopped, the storage is unreachable: {exc}. No object was "
-                    "recorded as failed; run `evidence scrub` again when it is back") from None
-    typer.echo(f"checked {report.checked} objects ({_human(report.bytes)}) in {report.batches} "
-               f"batches: {len(report.failures)} failures"
-               + (f", {len(report.restored)} restored" if report.restored else ""))
+        raise _fail(
+            f"scrub stopped, the storage is unreachable: {exc}. No object was "
+            "recorded as failed; run `evidence scrub` again when it is back"
+        ) from None
+    typer.echo(
+        f"checked {report.checked} objects ({_human(report.bytes)}) in {report.batches} "
+        f"batches: {len(report.failures)} failures"
+        + (f", {len(report.restored)} restored" if report.restored else "")
+    )
     if report.failures:
-        raise _fail(f"{len(report.failures)} stored objects failed the integrity check; "
-                    f"{RESTORE_HINT}")
-    typer.echo("OK: every stored object matches its recorded SHA-256"
-               if report.finished_pass else "OK so far (stopped at --max-objects)")
+        raise _fail(
+            f"{len(report.failures)} stored objects failed the integrity check; {RESTORE_HINT}"
+        )
+    typer.echo(
+        "OK: every stored object matches its recorded SHA-256"
+        if report.finished_pass
+        else "OK so far (stopped at --max-objects)"
+    )
 
 
 @storage_app.command("init")
@@ -588,23 +731,36 @@ def main() -> None:  # pragma: no cover - console entry point
 @verify.command("bundle")
 def verify_bundle_cmd(
     file: Annotated[Path, typer.Argument(help="the bundle ZIP")],
-    key: Annotated[Optional[str], typer.Option(help="the force's ledger verifier key, or @FILE")] = None,
-    bundle_key: Annotated[Optional[Path], typer.Option(help="the force's published bundle-signing key (PEM)")] = None,
-    tsa_ca: Annotated[Optional[Path], typer.Option(help="the TSA's root certificate (PEM), to check ledger/checkpoint.tsr")] = None,
+    key: Annotated[
+        Optional[str], typer.Option(help="the force's ledger verifier key, or @FILE")
+    ] = None,
+    bundle_key: Annotated[
+        Optional[Path], typer.Option(help="the force's published bundle-signing key (PEM)")
+    ] = None,
+    tsa_ca: Annotated[
+        Optional[Path],
+        typer.Option(help="the TSA's root certificate (PEM), to check ledger/checkpoint.tsr"),
+    ] = None,
 ) -> None:
     """Check a court bundle offline: hashes, signatures, inclusion proofs, exhibits."""
     from evidence.verify.bundle import verify_bundle
     from evidence.verify.report import Report
 
     report = Report(echo=typer.echo)
-    verify_bundle(file, report, ledger_key=_read_key(key),
-                  bundle_key_pem=bundle_key.read_bytes() if bundle_key else None,
-                  tsa_ca_pem=tsa_ca.read_bytes() if tsa_ca else None)
+    verify_bundle(
+        file,
+        report,
+        ledger_key=_read_key(key),
+        bundle_key_pem=bundle_key.read_bytes() if bundle_key else None,
+        tsa_ca_pem=tsa_ca.read_bytes() if tsa_ca else None,
+    )
     if report.ok:
         typer.echo("OK: the bundle verifies")
         return
     first = report.failures[0] if report.failures else None
-    raise _fail(f"bundle verification FAILED: {first.name}: {first.detail}" if first else "nothing checked")
+    raise _fail(
+        f"bundle verification FAILED: {first.name}: {first.detail}" if first else "nothing checked"
+    )
 
 
 @retention_app.command("schedule")
@@ -616,8 +772,10 @@ def retention_schedule(
 
     rows = due_within(_context(), within_days=days, limit=5000)
     for r in rows:
-        typer.echo(f"{r['retain_until']}  {r['clip_id']}  {r['filename'] or '-'}  "
-                   f"[{r['rule']}]  {r['outcome']}")
+        typer.echo(
+            f"{r['retain_until']}  {r['clip_id']}  {r['filename'] or '-'}  "
+            f"[{r['rule']}]  {r['outcome']}"
+        )
     typer.echo(f"{len(rows)} clip(s) fall due within {days} days", err=True)
 
 
@@ -638,9 +796,13 @@ def retention_sweep() -> None:
     from evidence.retention.service import sweep
 
     report = sweep(_context())
-    typer.echo(f"rescheduled {report.rescheduled}, queued {report.queued} "
-               f"({report.auto_approved} approved by policy), disposed of {report.disposed}, "
-               f"waiting {len(report.waiting)}")
+    typer.echo(
+        f"rescheduled {report.rescheduled}, queued {report.queued} "
+        f"({report.auto_approved} approved by policy), disposed of {report.disposed}, "
+        f"waiting {len(report.waiting)}"
+    )
     if report.waiting:
-        raise _fail("some approved disposals could not be carried out (storage lock); "
-                    "see GET /api/v1/disposals?state=approved for the reason")
+        raise _fail(
+            "some approved disposals could not be carried out (storage lock); "
+            "see GET /api/v1/disposals?state=approved for the reason"
+        )

@@ -34,8 +34,13 @@ def _default_retention() -> dict[str, RetentionRule]:
     review = RetentionRule(keep_days=None, review_days=TEN_YEARS)
     return {
         "non-evidential": RetentionRule(keep_days=31, auto_dispose=True),
-        "evidential": six, "public order": six, "road traffic": six, "stop and search": six,
-        "complaint": six, "violence": review, "domestic abuse": review,
+        "evidential": six,
+        "public order": six,
+        "road traffic": six,
+        "stop and search": six,
+        "complaint": six,
+        "violence": review,
+        "domestic abuse": review,
     }
 
 
@@ -125,14 +130,29 @@ class Settings(BaseSettings):
     oidc_timeout_seconds: float = Field(default=10.0, gt=0, le=60)  # the token endpoint call
 
     # Reasons a user picks from to play or download footage (plus free text).
-    access_reasons: list[str] = Field(default_factory=lambda: [
-        "investigation", "charging decision", "disclosure", "court preparation",
-        "complaint or misconduct review", "audit", "other",
-    ])
-    categories: list[str] = Field(default_factory=lambda: [
-        "non-evidential", "evidential", "public order", "violence", "domestic abuse",
-        "road traffic", "stop and search", "complaint",
-    ])
+    access_reasons: list[str] = Field(
+        default_factory=lambda: [
+            "investigation",
+            "charging decision",
+            "disclosure",
+            "court preparation",
+            "complaint or misconduct review",
+            "audit",
+            "other",
+        ]
+    )
+    categories: list[str] = Field(
+        default_factory=lambda: [
+            "non-evidential",
+            "evidential",
+            "public order",
+            "violence",
+            "domestic abuse",
+            "road traffic",
+            "stop and search",
+            "complaint",
+        ]
+    )
 
     # Retention (evidence/retention): a rule per category (JSON in EVIDENCE_RETENTION_RULES);
     # a category without a rule follows "evidential". Uncategorised clips follow

@@ -186,8 +186,10 @@ class DiskFull(EvidenceError):
 
     status = 507
     title = "Insufficient storage"
-    HINT = ("the store's disk is full: nothing was half-stored; free space on the store's "
-            "disk (or grow it), then retry; queued work resumes by itself")
+    HINT = (
+        "the store's disk is full: nothing was half-stored; free space on the store's "
+        "disk (or grow it), then retry; queued work resumes by itself"
+    )
 
     def __init__(self, message: str = ""):
         super().__init__(f"{message}: {self.HINT}" if message else self.HINT)

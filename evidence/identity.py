@@ -73,7 +73,6 @@ from sqlalchemy.exc import IntegrityError
 from evidence import clock
 from evidence.access import Principal
 from evidence.accounts.models import RecoveryCode, RevokedToken, Role, User
-from evidence.keyfiles import create_once, read_private
 from evidence.accounts.service import check_password, hash_password
 from evidence.config import Settings
 from evidence.context import Context
@@ -85,6 +84,7 @@ from evidence.errors import (
     NotFound,
     TooManyAttempts,
 )
+from evidence.keyfiles import create_once, read_private
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,8 @@ TOTP_DRIFT_STEPS = 1
 # One count for every refusal: a count by reason (unknown name, wrong password, locked,
 # disabled) would tell whoever reads it which names exist. The reason is in the server log.
 LOGIN_FAILURES = Counter(
-    "evidence_login_failures_total", "Refused sign-ins, whatever the reason (never in the ledger)",
+    "evidence_login_failures_total",
+    "Refused sign-ins, whatever the reason (never in the ledger)",
 )
 LOGIN_LOCKOUTS = Counter("evidence_login_lockouts_total", "Accounts locked after repeated failures")
 LOGIN_RATE_LIMITED = Counter(
@@ -146,7 +147,7 @@ def totp_code(secret: str, step: int, digits: int = TOTP_DIGITS) -> str:
     key = base64.b32decode(secret.upper() + "=" * (-len(secret) % 8))
     mac = hmac.new(key, struct.pack(">Q", step), hashlib.sha1).digest()
     offset = mac[-1] & 0x0F
-    value = struct.unpack(">I", mac[offset:offset + 4])[0] & 0x7FFFFFFF
+    value = struct.unpack(">I", mac[offset : offset + 4])[0] & 0x7FFFFFFF
     return str(value % 10**digits).zfill(digits)
 
 
@@ -166,8 +167,15 @@ def matching_totp_step(secret: str, code: str | None, at: dt.datetime) -> int | 
 
 def totp_uri(secret: str, username: str, issuer: str) -> str:
     label = quote(f"{issuer}:{username}", safe=":@")
-    query = urlencode({"secret": secret, "issuer": issuer, "algorithm": "SHA1",
-                       "digits": TOTP_DIGITS, "period": TOTP_PERIOD})
+    query = urlencode(
+        {
+            "secret": secret,
+            "issuer": issuer,
+            "algorithm": "SHA1",
+            "digits": TOTP_DIGITS,
+            "period": TOTP_PERIOD,
+        }
+    )
     return f"otpauth://totp/{label}?{query}"
 
 
@@ -242,7 +250,9 @@ class _State:
             if self._jwks is None:
                 s = self.settings
                 self._jwks = jwt.PyJWKClient(
-                    str(s.oidc_jwks_url), cache_jwk_set=True, lifespan=s.oidc_jwks_cache_seconds,
+                    str(s.oidc_jwks_url),
+                    cache_jwk_set=True,
+                    lifespan=s.oidc_jwks_cache_seconds,
                     timeout=10,
                 )
             return self._jwks
@@ -264,9 +274,11 @@ def _state(ctx: Context) -> _State:
             key = load_or_create_jwt_key(jwt_key_path(ctx.settings))
             state = _State(
                 settings=ctx.settings,
-                failures=FailureWindow(ctx.settings.login_rate_limit,
-                                       ctx.settings.login_rate_window_seconds),
-                signing_key=key, key_id=_key_id(key.public_key()),
+                failures=FailureWindow(
+                    ctx.settings.login_rate_limit, ctx.settings.login_rate_window_seconds
+                ),
+                signing_key=key,
+                key_id=_key_id(key.public_key()),
             )
             ctx.__dict__["_identity_state"] = state
     return state
@@ -276,8 +288,9 @@ def check_identity_settings(settings: Settings) -> None:
     """Refuse settings that would make token checking unsafe or impossible (a 500: the
     operator, not the caller, has to fix it)."""
     if settings.identity_mode in ("oidc", "both"):
-        missing = [n for n in ("oidc_issuer", "oidc_audience", "oidc_jwks_url")
-                   if not getattr(settings, n)]
+        missing = [
+            n for n in ("oidc_issuer", "oidc_audience", "oidc_jwks_url") if not getattr(settings, n)
+        ]
         if missing:
             names = ", ".join(f"EVIDENCE_{n.upper()}" for n in missing)
             raise EvidenceError(f"identity_mode={settings.identity_mode} needs {names}")
@@ -305,10 +318,14 @@ def load_or_create_jwt_key(path: Path) -> Ed25519PrivateKey:
     replicas starting together on a shared volume agree on one key.
     """
     if not path.exists():
-        create_once(path, Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ))
+        create_once(
+            path,
+            Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
     key = serialization.load_pem_private_key(read_private(path, "token signing key"), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise InvalidInput(f"{path} does not hold an Ed25519 private key")
@@ -390,16 +407,15 @@ def login(
     if not user.approved:
         # Said only to someone who knew the password (and code): it tells nobody else
         # that the account exists.
-        raise NotAuthenticated("this account is waiting for a second administrator's "
-                               "approval: ask an administrator")
+        raise NotAuthenticated(
+            "this account is waiting for a second administrator's approval: ask an administrator"
+        )
     _record_success(ctx, user.id, source_ip, method)
     LOGINS.labels(method).inc()
     return issue_token(ctx, user)
 
 
-def _refuse(
-    state: _State, source_ip: str, at: dt.datetime, reason: str, username: str
-) -> NoReturn:
+def _refuse(state: _State, source_ip: str, at: dt.datetime, reason: str, username: str) -> NoReturn:
     state.failures.record(source_ip, at)
     LOGIN_FAILURES.inc()
     log.info("sign-in refused for %r from %s: %s", username, source_ip, reason)
@@ -422,13 +438,22 @@ def _count_failure(
                 user.locked_until = until
                 user.failed_logins = 0
                 ctx.ledger.append_in(
-                    s, "user.locked_out", actor="system:identity", subject={"user": user.id},
-                    username=user.username, source_ip=source_ip,
-                    failures=settings.login_max_failures, locked_until=clock.rfc3339(until),
+                    s,
+                    "user.locked_out",
+                    actor="system:identity",
+                    subject={"user": user.id},
+                    username=user.username,
+                    source_ip=source_ip,
+                    failures=settings.login_max_failures,
+                    locked_until=clock.rfc3339(until),
                 )
                 LOGIN_LOCKOUTS.inc()
-                log.warning("account %r locked until %s after failed sign-ins from %s",
-                            user.username, until.isoformat(), source_ip)
+                log.warning(
+                    "account %r locked until %s after failed sign-ins from %s",
+                    user.username,
+                    until.isoformat(),
+                    source_ip,
+                )
     _refuse(state, source_ip, at, reason, user.username if user else user_id)
 
 
@@ -453,8 +478,12 @@ def _record_success(ctx: Context, user_id: str, source_ip: str, method: str) -> 
         user.failed_logins = 0
         user.locked_until = None
         ctx.ledger.append_in(
-            s, "user.logged_in", actor=f"user:{user.username}", subject={"user": user.id},
-            source_ip=source_ip, method=method,
+            s,
+            "user.logged_in",
+            actor=f"user:{user.username}",
+            subject={"user": user.id},
+            source_ip=source_ip,
+            method=method,
         )
 
 
@@ -464,10 +493,14 @@ def claim_totp_step(ctx: Context, user_id: str, step: int) -> bool:
     One conditional UPDATE in the database, so the memory is shared by every API process
     and two processes racing with one code cannot both win: only one row update happens."""
     with ctx.db.write_session() as s:
-        done = s.execute(update(User).where(
-            User.id == user_id,
-            or_(User.totp_last_step.is_(None), User.totp_last_step < step),
-        ).values(totp_last_step=step))
+        done = s.execute(
+            update(User)
+            .where(
+                User.id == user_id,
+                or_(User.totp_last_step.is_(None), User.totp_last_step < step),
+            )
+            .values(totp_last_step=step)
+        )
         return done.rowcount == 1
 
 
@@ -484,9 +517,15 @@ def use_recovery_code(ctx: Context, user_id: str, code: str | None) -> bool:
     if not RECOVERY_CODE.match(code):
         return False
     with ctx.db.write_session() as s:
-        done = s.execute(update(RecoveryCode).where(
-            RecoveryCode.user_id == user_id, RecoveryCode.code_hash == recovery_code_hash(code),
-            RecoveryCode.used_at.is_(None)).values(used_at=clock.now()))
+        done = s.execute(
+            update(RecoveryCode)
+            .where(
+                RecoveryCode.user_id == user_id,
+                RecoveryCode.code_hash == recovery_code_hash(code),
+                RecoveryCode.used_at.is_(None),
+            )
+            .values(used_at=clock.now())
+        )
         return done.rowcount == 1
 
 
@@ -514,8 +553,9 @@ def issue_token(ctx: Context, user: User) -> IssuedToken:
     }
     if user.password_changed_at is not None:
         claims["pwv"] = password_version(user)
-    token = jwt.encode(claims, state.signing_key, algorithm=LOCAL_ALGORITHM,
-                       headers={"kid": state.key_id})
+    token = jwt.encode(
+        claims, state.signing_key, algorithm=LOCAL_ALGORITHM, headers={"kid": state.key_id}
+    )
     return IssuedToken(token, "bearer", settings.jwt_ttl_seconds)
 
 
@@ -552,8 +592,11 @@ def _local_principal(ctx: Context, state: _State, token: str) -> Principal:
     settings = ctx.settings
     try:
         claims = jwt.decode(
-            token, state.verify_key, algorithms=[LOCAL_ALGORITHM],
-            audience=settings.jwt_audience, issuer=settings.jwt_issuer,
+            token,
+            state.verify_key,
+            algorithms=[LOCAL_ALGORITHM],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
             options=_options(["exp", "iat", "nbf", "iss", "aud", "sub"]),
         )
     except jwt.PyJWTError as exc:
@@ -568,8 +611,9 @@ def _local_principal(ctx: Context, state: _State, token: str) -> Principal:
         raise NotAuthenticated("the account this token names is disabled, locked or gone")
     if claims.get("pwv", 0) != password_version(user):
         # A password change or a forced reset ends every token issued before it.
-        raise NotAuthenticated("the password was changed since this token was issued: "
-                               "sign in again")
+        raise NotAuthenticated(
+            "the password was changed since this token was issued: sign in again"
+        )
     return Principal(user.id, user.username, Role(user.role), user.officer_id)
 
 
@@ -585,9 +629,14 @@ def revoke_token(ctx: Context, token: str, *, source_ip: str) -> None:
     if issuer != settings.jwt_issuer:
         raise InvalidInput("this token was issued by the force's identity provider: sign out there")
     try:
-        claims = jwt.decode(token, state.verify_key, algorithms=[LOCAL_ALGORITHM],
-                            audience=settings.jwt_audience, issuer=settings.jwt_issuer,
-                            options=_options(["exp", "sub", "jti"]))
+        claims = jwt.decode(
+            token,
+            state.verify_key,
+            algorithms=[LOCAL_ALGORITHM],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            options=_options(["exp", "sub", "jti"]),
+        )
     except jwt.PyJWTError as exc:
         raise NotAuthenticated(f"not a token this store issued: {exc}") from None
     jti, user_id = str(claims["jti"]), str(claims["sub"])
@@ -601,8 +650,13 @@ def revoke_token(ctx: Context, token: str, *, source_ip: str) -> None:
         # Expired tokens are refused anyway: their rows can go, so the table stays small.
         s.execute(delete(RevokedToken).where(RevokedToken.expires_at < clock.now()))
         s.add(RevokedToken(jti=jti, user_id=user_id, expires_at=expires, revoked_at=clock.now()))
-        ctx.ledger.append_in(s, "user.logged_out", actor=f"user:{user.username}",
-                             subject={"user": user.id}, source_ip=source_ip)
+        ctx.ledger.append_in(
+            s,
+            "user.logged_out",
+            actor=f"user:{user.username}",
+            subject={"user": user.id},
+            source_ip=source_ip,
+        )
 
 
 def check_token_times(claims: dict[str, Any], at: dt.datetime, *, leeway: int) -> None:
@@ -648,7 +702,10 @@ def _oidc_principal(ctx: Context, state: _State, token: str) -> Principal:
     try:
         # Passing the PyJWK (not its raw key) also binds the algorithm to the key's type.
         claims = jwt.decode(
-            token, key, algorithms=algorithms, audience=settings.oidc_audience,
+            token,
+            key,
+            algorithms=algorithms,
+            audience=settings.oidc_audience,
             issuer=settings.oidc_issuer,
             options=_options(["exp", "iss", "aud", "sub"]),
         )
@@ -670,7 +727,9 @@ def _oidc_principal(ctx: Context, state: _State, token: str) -> Principal:
         )
     officer = claims.get(settings.oidc_officer_id_claim)
     officer_id = str(officer) if isinstance(officer, (str, int)) and str(officer) else None
-    user = _provisioned_user(ctx, str(claims["iss"]), str(claims["sub"]), username, role, officer_id)
+    user = _provisioned_user(
+        ctx, str(claims["iss"]), str(claims["sub"]), username, role, officer_id
+    )
     if user.disabled:
         raise AccessDenied("this account has been disabled in the evidence store: ask an admin")
     return Principal(user.id, user.username, role, user.officer_id)
@@ -717,8 +776,10 @@ def _provisioned_user(
     marker = oidc_password_hash(issuer, subject)
     with ctx.db.session() as s:
         user = s.scalar(select(User).where(User.username == username))
-    if user is not None and user.password_hash == marker and (
-        user.role == role.value and user.officer_id == officer_id
+    if (
+        user is not None
+        and user.password_hash == marker
+        and (user.role == role.value and user.officer_id == officer_id)
     ):
         return user  # the usual case: no write
     for attempt in (1, 2):
@@ -731,29 +792,51 @@ def _provisioned_user(
 
 
 def _write_provisioned(
-    ctx: Context, marker: str, issuer: str, subject: str, username: str, role: Role,
+    ctx: Context,
+    marker: str,
+    issuer: str,
+    subject: str,
+    username: str,
+    role: Role,
     officer_id: str | None,
 ) -> User:
     with ctx.db.write_session() as s:
         user = s.scalar(select(User).where(User.username == username).with_for_update())
-        if officer_id is not None and s.scalar(select(User.id).where(
-                User.officer_id == officer_id, User.username != username)) is not None:
+        if (
+            officer_id is not None
+            and s.scalar(
+                select(User.id).where(User.officer_id == officer_id, User.username != username)
+            )
+            is not None
+        ):
             # Officer ids are unique (docs/accounts.md): another account's id would open
             # that officer's clips to this person.
             raise AccessDenied(
                 f"the officer id {officer_id!r} from the identity provider already belongs to "
-                "another account here: an admin must resolve it")
+                "another account here: an admin must resolve it"
+            )
         if user is None:
             user = User(
-                username=username, role=role.value, officer_id=officer_id, password_hash=marker,
-                created_at=clock.now(), disabled=False, failed_logins=0,
+                username=username,
+                role=role.value,
+                officer_id=officer_id,
+                password_hash=marker,
+                created_at=clock.now(),
+                disabled=False,
+                failed_logins=0,
             )
             s.add(user)
             s.flush()
             ctx.ledger.append_in(
-                s, "user.provisioned", actor="system:oidc", subject={"user": user.id},
-                username=username, role=role.value, officer_id=officer_id,
-                issuer=issuer, idp_subject=subject,
+                s,
+                "user.provisioned",
+                actor="system:oidc",
+                subject={"user": user.id},
+                username=username,
+                role=role.value,
+                officer_id=officer_id,
+                issuer=issuer,
+                idp_subject=subject,
             )
             return user
         if user.password_hash != marker:
@@ -770,8 +853,13 @@ def _write_provisioned(
             for k, v in changes.items():
                 setattr(user, k, v)
             ctx.ledger.append_in(
-                s, "user.updated", actor="system:oidc", subject={"user": user.id},
-                username=username, source="identity provider", **changes,
+                s,
+                "user.updated",
+                actor="system:oidc",
+                subject={"user": user.id},
+                username=username,
+                source="identity provider",
+                **changes,
             )
         return user
 
@@ -792,8 +880,9 @@ def set_totp(ctx: Context, username: str, *, actor: str = "system:cli") -> TotpE
                 f"{username} signs in through the identity provider: set up two-factor there"
             )
         user.totp_secret, user.totp_pending, user.totp_last_step = secret, None, None
-        ctx.ledger.append_in(s, "user.totp_enabled", actor=actor, subject={"user": user.id},
-                             username=username)
+        ctx.ledger.append_in(
+            s, "user.totp_enabled", actor=actor, subject={"user": user.id}, username=username
+        )
     return TotpEnrolment(secret, totp_uri(secret, username, ctx.settings.jwt_issuer))
 
 
@@ -822,7 +911,8 @@ class OidcSignIn:
 def oidc_browser_sign_in_enabled(settings: Settings) -> bool:
     """True when the UI can send people to the IdP: OIDC is on and the client is configured."""
     return settings.identity_mode in ("oidc", "both") and all(
-        (settings.oidc_authorization_url, settings.oidc_token_url, settings.oidc_client_id))
+        (settings.oidc_authorization_url, settings.oidc_token_url, settings.oidc_client_id)
+    )
 
 
 def oidc_redirect_uri(settings: Settings) -> str:
@@ -852,12 +942,18 @@ def oidc_authorization_url(settings: Settings, *, state: str, nonce: str, verifi
     """The IdP's authorization endpoint with this sign-in's parameters."""
     if not oidc_browser_sign_in_enabled(settings):
         raise NotFound("sign-in through the identity provider is not configured here")
-    query = urlencode({
-        "response_type": "code", "client_id": settings.oidc_client_id,
-        "redirect_uri": oidc_redirect_uri(settings), "scope": _oidc_scopes(settings),
-        "state": state, "nonce": nonce,
-        "code_challenge": pkce_challenge(verifier), "code_challenge_method": "S256",
-    })
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": settings.oidc_client_id,
+            "redirect_uri": oidc_redirect_uri(settings),
+            "scope": _oidc_scopes(settings),
+            "state": state,
+            "nonce": nonce,
+            "code_challenge": pkce_challenge(verifier),
+            "code_challenge_method": "S256",
+        }
+    )
     base = str(settings.oidc_authorization_url)
     return base + ("&" if "?" in base else "?") + query
 
@@ -867,19 +963,29 @@ def oidc_exchange_code(settings: Settings, code: str, verifier: str) -> dict[str
     NotAuthenticated with a message safe to show (the IdP's own words are not echoed)."""
     import httpx  # only this path needs it
 
-    data = {"grant_type": "authorization_code", "code": code,
-            "redirect_uri": oidc_redirect_uri(settings), "code_verifier": verifier,
-            "client_id": str(settings.oidc_client_id)}
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": oidc_redirect_uri(settings),
+        "code_verifier": verifier,
+        "client_id": str(settings.oidc_client_id),
+    }
     secret = settings.oidc_client_secret
     auth = (str(settings.oidc_client_id), secret.get_secret_value()) if secret else None
     try:
-        r = httpx.post(str(settings.oidc_token_url), data=data, auth=auth,
-                       timeout=settings.oidc_timeout_seconds, follow_redirects=False,
-                       headers={"Accept": "application/json"})
+        r = httpx.post(
+            str(settings.oidc_token_url),
+            data=data,
+            auth=auth,
+            timeout=settings.oidc_timeout_seconds,
+            follow_redirects=False,
+            headers={"Accept": "application/json"},
+        )
     except httpx.HTTPError as exc:
         log.error("identity provider token endpoint unreachable: %s", exc)
         raise NotAuthenticated(
-            "the identity provider could not be reached: try again shortly") from None
+            "the identity provider could not be reached: try again shortly"
+        ) from None
     try:
         body = r.json()
     except ValueError:
@@ -890,7 +996,8 @@ def oidc_exchange_code(settings: Settings, code: str, verifier: str) -> dict[str
         # Only a plain RFC 6749 error code is repeated, never the IdP's free text.
         code = f", {error}" if isinstance(error, str) and _OAUTH_ERROR.match(error) else ""
         raise NotAuthenticated(
-            f"the identity provider refused to complete the sign-in (HTTP {r.status_code}{code})")
+            f"the identity provider refused to complete the sign-in (HTTP {r.status_code}{code})"
+        )
     return body
 
 
@@ -905,14 +1012,19 @@ def verify_id_token(ctx: Context, id_token: str, nonce: str) -> dict[str, Any]:
         alg = jwt.get_unverified_header(id_token).get("alg")
     except jwt.PyJWTError:
         raise NotAuthenticated(
-            "the identity provider's id_token is not a well-formed JWT") from None
+            "the identity provider's id_token is not a well-formed JWT"
+        ) from None
     if alg not in algorithms:
         raise NotAuthenticated(f"the id_token's algorithm {alg!r} is not allowed here")
     try:
         key = state.jwks().get_signing_key_from_jwt(id_token)
         claims = jwt.decode(
-            id_token, key, algorithms=algorithms, audience=settings.oidc_client_id,
-            issuer=settings.oidc_issuer, options=_options(["exp", "iat", "iss", "aud", "sub"]),
+            id_token,
+            key,
+            algorithms=algorithms,
+            audience=settings.oidc_client_id,
+            issuer=settings.oidc_issuer,
+            options=_options(["exp", "iat", "iss", "aud", "sub"]),
         )
     except jwt.PyJWKClientConnectionError:
         raise NotAuthenticated(
@@ -944,7 +1056,8 @@ def oidc_sign_in(
     id_token, access_token = body.get("id_token"), body.get("access_token")
     if not isinstance(id_token, str) or not id_token:
         raise NotAuthenticated(
-            "the identity provider sent no id_token (is 'openid' an allowed scope?)")
+            "the identity provider sent no id_token (is 'openid' an allowed scope?)"
+        )
     if not isinstance(access_token, str) or not access_token:
         raise NotAuthenticated("the identity provider sent no access token")
     id_claims = verify_id_token(ctx, id_token, nonce)
@@ -953,7 +1066,8 @@ def oidc_sign_in(
     except jwt.PyJWTError:
         raise NotAuthenticated(
             "the identity provider's access token is not a JWT: the UI needs one it can check "
-            f"(audience {settings.oidc_audience!r})") from None
+            f"(audience {settings.oidc_audience!r})"
+        ) from None
     if access_claims.get("iss") != settings.oidc_issuer:
         raise NotAuthenticated("the access token was not issued by the identity provider")
     if access_claims.get("sub") != id_claims["sub"]:

@@ -35,5 +35,7 @@ def read_private(path: Path, what: str) -> bytes:
     """The key file's bytes; refused if anyone but its owner can read it."""
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
-        raise PermissionError(f"{what} {path} is readable by others (mode {mode:o}); run: chmod 600 {path}")
+        raise PermissionError(
+            f"{what} {path} is readable by others (mode {mode:o}); run: chmod 600 {path}"
+        )
     return path.read_bytes()

@@ -717,11 +717,14 @@ def check_redaction(
         if b.w < 1 or b.h < 1:
             raise InvalidInput(f"{what}: w and h must be at least 1 pixel")
         if b.x + b.w > width:
-            raise InvalidInput(f"{what}: x + w = {b.x + b.w} is beyond the picture's width "
-                               f"of {width} px ({frame})")
+            raise InvalidInput(
+                f"{what}: x + w = {b.x + b.w} is beyond the picture's width of {width} px ({frame})"
+            )
         if b.y + b.h > height:
-            raise InvalidInput(f"{what}: y + h = {b.y + b.h} is beyond the picture's height "
-                               f"of {height} px ({frame})")
+            raise InvalidInput(
+                f"{what}: y + h = {b.y + b.h} is beyond the picture's height "
+                f"of {height} px ({frame})"
+            )
         _check_times(what, b.start_ms, b.end_ms, duration_ms)
     if span_list and not has_audio:
         raise InvalidInput("mute: the clip has no audio track to silence")
@@ -757,8 +760,9 @@ def _check_times(what: str, start_ms: int, end_ms: int, duration_ms: int | None)
     if end_ms <= start_ms:
         raise InvalidInput(f"{what}: end_ms ({end_ms}) must be after start_ms ({start_ms})")
     if duration_ms is not None and end_ms > duration_ms:
-        raise InvalidInput(f"{what}: end_ms ({end_ms}) is beyond the end of the clip "
-                           f"({duration_ms} ms)")
+        raise InvalidInput(
+            f"{what}: end_ms ({end_ms}) is beyond the end of the clip ({duration_ms} ms)"
+        )
 
 
 def redact(
@@ -786,11 +790,16 @@ def redact(
     width, height = display_size(facts.width, facts.height, facts.rotation)
     has_audio = facts.audio_codec is not None
     checked_boxes, checked_mute = check_redaction(
-        boxes, mute, width=width, height=height, duration_ms=facts.duration_ms,
+        boxes,
+        mute,
+        width=width,
+        height=height,
+        duration_ms=facts.duration_ms,
         has_audio=has_audio,
     )
-    args = redaction_args(checked_boxes, checked_mute, has_audio=has_audio,
-                          frame_rate=facts.frame_rate)
+    args = redaction_args(
+        checked_boxes, checked_mute, has_audio=has_audio, frame_rate=facts.frame_rate
+    )
     reader = _ProgressReader(facts.duration_ms, progress)
     limit = _limit(REDACTION_LIMIT, src.stat().st_size, facts.duration_ms)
     output_sha256 = _write_atomically(src, out, args, limit, "redaction", on_line=reader.feed)
@@ -819,7 +828,13 @@ def redaction_args(
         x1, y1 = b.x + b.w + (b.x + b.w) % 2, b.y + b.h + (b.y + b.h) % 2
         start = max(Fraction(b.start_ms, 1000) - lead, Fraction(0))
         video = video.filter(
-            "drawbox", x=x0, y=y0, w=x1 - x0, h=y1 - y0, color="black", t="fill",
+            "drawbox",
+            x=x0,
+            y=y0,
+            w=x1 - x0,
+            h=y1 - y0,
+            color="black",
+            t="fill",
             enable=f"between(t,{_decimal_seconds(start)},{_decimal_seconds(Fraction(b.end_ms, 1000))})",
         )
     video = video.filter("pad", w="ceil(iw/2)*2", h="ceil(ih/2)*2", color="black")
@@ -830,7 +845,8 @@ def redaction_args(
         if spans:
             silent = "+".join(
                 f"between(t,{_decimal_seconds(Fraction(m.start_ms, 1000))},"
-                f"{_decimal_seconds(Fraction(m.end_ms, 1000))})" for m in spans
+                f"{_decimal_seconds(Fraction(m.end_ms, 1000))})"
+                for m in spans
             )
             audio = audio.filter("aeval", exprs=f"val(ch)*not({silent})", c="same")
         streams.append(audio)

@@ -16,6 +16,7 @@ from evidence.errors import EvidenceError
 class SchemaOutOfDate(EvidenceError):
     title = "Database schema out of date"
 
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 

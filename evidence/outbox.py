@@ -93,10 +93,15 @@ def relay(ctx: Context, send: Send, *, limit: int = BATCH) -> Relayed:
         if s.scalar(select(OutboxMessage.id).where(_claimable(now)).limit(1)) is None:
             return Relayed(0, 0)
     with ctx.db.write_session() as s:
-        rows = list(s.scalars(
-            select(OutboxMessage).where(_claimable(now)).order_by(OutboxMessage.id).limit(limit)
-            .with_for_update(skip_locked=True)
-        ))
+        rows = list(
+            s.scalars(
+                select(OutboxMessage)
+                .where(_claimable(now))
+                .order_by(OutboxMessage.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        )
         for row in rows:
             row.claimed_until = now + LEASE
         claimed = [(r.id, r.task, list(r.args)) for r in rows]
@@ -120,8 +125,9 @@ def relay(ctx: Context, send: Send, *, limit: int = BATCH) -> Relayed:
                 row.attempts += 1
                 row.last_error = error
     if error:
-        log.warning("outbox: sent %d, %d left for the next relay: %s",
-                    len(sent), len(unsent), error)
+        log.warning(
+            "outbox: sent %d, %d left for the next relay: %s", len(sent), len(unsent), error
+        )
     return Relayed(len(sent), len(unsent), error)
 
 
@@ -142,8 +148,11 @@ class Relay:
         try:
             done = relay(self.ctx, self.send)
         except Exception as exc:  # noqa: BLE001 - the caller's change is committed; rows wait
-            log.warning("outbox: relay failed (%s: %s); the rows wait for the next relay",
-                        type(exc).__name__, str(exc)[:MAX_ERROR])
+            log.warning(
+                "outbox: relay failed (%s: %s); the rows wait for the next relay",
+                type(exc).__name__,
+                str(exc)[:MAX_ERROR],
+            )
             done = Relayed(0, 0, "relay failed")
         if done.error:
             with self._lock:

@@ -36,8 +36,12 @@ REASON_MIN, REASON_MAX = 5, 500
 
 
 def request_redaction(
-    ctx: Context, principal: Principal, clip_id: str, boxes: list[dict[str, Any]],
-    mute: list[dict[str, Any]], reason: str,
+    ctx: Context,
+    principal: Principal,
+    clip_id: str,
+    boxes: list[dict[str, Any]],
+    mute: list[dict[str, Any]],
+    reason: str,
 ) -> dict[str, Any]:
     """Record the request (`redaction.requested`) and name the derivative it will make.
 
@@ -52,7 +56,11 @@ def request_redaction(
         _check_redactable(clip)
         width, height = media.display_size(clip.width or 0, clip.height or 0, clip.rotation or 0)
         checked_boxes, checked_mute = media.check_redaction(
-            boxes, mute, width=width, height=height, duration_ms=clip.duration_ms,
+            boxes,
+            mute,
+            width=width,
+            height=height,
+            duration_ms=clip.duration_ms,
             has_audio=clip.audio_codec is not None,
         )
         # Numbering is per clip: lock the clip's row (PostgreSQL; SQLite's write lock is
@@ -60,9 +68,15 @@ def request_redaction(
         s.execute(select(Clip.id).where(Clip.id == clip.id).with_for_update())
         kind = f"{KIND_PREFIX}{_requests_so_far(s, clip.id) + 1}"
         appended = ctx.ledger.append_in(
-            s, REQUESTED, actor=principal.actor, subject={"clip": clip.id, "user": principal.user_id},
-            kind=kind, boxes=[b.as_dict() for b in checked_boxes],
-            mute=[m.as_dict() for m in checked_mute], reason=why, role=principal.role.value,
+            s,
+            REQUESTED,
+            actor=principal.actor,
+            subject={"clip": clip.id, "user": principal.user_id},
+            kind=kind,
+            boxes=[b.as_dict() for b in checked_boxes],
+            mute=[m.as_dict() for m in checked_mute],
+            reason=why,
+            role=principal.role.value,
             frame={"width": width, "height": height},
         )
         outbox.add(s, outbox.REDACT, clip.id, kind)
@@ -81,11 +95,15 @@ def _check_reason(reason: str | None) -> str:
 
 def _check_redactable(clip: Clip) -> None:
     if clip.disposed_at is not None or clip.state == ClipState.disposed:
-        raise Disposed(f"clip {clip.id} was disposed of under the retention policy; "
-                       "there is nothing left to redact")
+        raise Disposed(
+            f"clip {clip.id} was disposed of under the retention policy; "
+            "there is nothing left to redact"
+        )
     if clip.state not in (ClipState.stored, ClipState.ready):
-        raise Conflict(f"clip {clip.id} is {clip.state}, not playable: a redaction is made "
-                       "from a playable original")
+        raise Conflict(
+            f"clip {clip.id} is {clip.state}, not playable: a redaction is made "
+            "from a playable original"
+        )
 
 
 def _request_rows(s: Session, clip_id: str) -> list[tuple[int, bytes]]:
@@ -99,11 +117,15 @@ def _request_rows(s: Session, clip_id: str) -> list[tuple[int, bytes]]:
 
 
 def _requests_so_far(s: Session, clip_id: str) -> int:
-    return s.scalar(
-        select(func.count()).select_from(LedgerEntry)
-        .join(LedgerRef, LedgerRef.idx == LedgerEntry.idx)
-        .where(LedgerRef.ref == f"clip:{clip_id}", LedgerEntry.type == REQUESTED)
-    ) or 0
+    return (
+        s.scalar(
+            select(func.count())
+            .select_from(LedgerEntry)
+            .join(LedgerRef, LedgerRef.idx == LedgerEntry.idx)
+            .where(LedgerRef.ref == f"clip:{clip_id}", LedgerEntry.type == REQUESTED)
+        )
+        or 0
+    )
 
 
 def requested(ctx: Context, clip_id: str, kind: str) -> tuple[int, dict[str, Any]]:
@@ -117,7 +139,11 @@ def requested(ctx: Context, clip_id: str, kind: str) -> tuple[int, dict[str, Any
 
 
 def make_redaction(
-    ctx: Context, clip_id: str, kind: str, *, progress: Callable[[float], None] | None = None,
+    ctx: Context,
+    clip_id: str,
+    kind: str,
+    *,
+    progress: Callable[[float], None] | None = None,
 ) -> dict[str, Any]:
     """The worker's job: make the requested redaction once. Idempotent: a redaction already
     recorded is returned as it is; a failure is recorded (`redaction.failed`) and raised."""
@@ -137,33 +163,66 @@ def make_redaction(
                 raise HashMismatch(
                     f"the original of clip {clip_id} hashes to {actual}, not the {sha256} the "
                     "ledger vouches for: no redaction is made from it (run evidence scrub)",
-                    expected=sha256, actual=actual,
+                    expected=sha256,
+                    actual=actual,
                 )
             out = path.parent / f"{kind}.mp4"
-            recipe = media.redact(path, out, boxes=request["boxes"], mute=request["mute"],
-                                  input_sha256=sha256, progress=progress)
+            recipe = media.redact(
+                path,
+                out,
+                boxes=request["boxes"],
+                mute=request["mute"],
+                input_sha256=sha256,
+                progress=progress,
+            )
             key = f"derived/{clip_id}/{kind}"
             with out.open("rb") as f:
                 # Write-once: a redelivered task makes the same bytes (the recipe is
                 # deterministic) and may not replace what the ledger vouches for.
-                stored = ctx.store.put(key, f, expected_sha256=recipe.output_sha256, write_once=True)
+                stored = ctx.store.put(
+                    key, f, expected_sha256=recipe.output_sha256, write_once=True
+                )
     except (MediaError, InvalidInput, HashMismatch) as exc:
-        ctx.ledger.append(FAILED, actor=WORKER, subject={"clip": clip_id}, kind=kind,
-                          request_index=index, error=str(exc)[:2000])
+        ctx.ledger.append(
+            FAILED,
+            actor=WORKER,
+            subject={"clip": clip_id},
+            kind=kind,
+            request_index=index,
+            error=str(exc)[:2000],
+        )
         raise
     record_derivative(
-        ctx, clip_id, kind, key, stored.sha256, stored.size, recipe,
-        redaction={"request_index": index, "requested_by": request["actor"],
-                   "reason": request["reason"], "boxes": request["boxes"],
-                   "mute": request["mute"]},
+        ctx,
+        clip_id,
+        kind,
+        key,
+        stored.sha256,
+        stored.size,
+        recipe,
+        redaction={
+            "request_index": index,
+            "requested_by": request["actor"],
+            "reason": request["reason"],
+            "boxes": request["boxes"],
+            "mute": request["mute"],
+        },
     )
     return _existing(ctx, clip_id, kind) or {"clip_id": clip_id, "kind": kind, "state": "ready"}
 
 
 def _existing(ctx: Context, clip_id: str, kind: str) -> dict[str, Any] | None:
     with ctx.db.session() as s:
-        d = s.scalar(select(Derivative).where(Derivative.clip_id == clip_id, Derivative.kind == kind))
+        d = s.scalar(
+            select(Derivative).where(Derivative.clip_id == clip_id, Derivative.kind == kind)
+        )
         if d is None:
             return None
-        return {"clip_id": clip_id, "kind": kind, "state": "ready", "key": d.key,
-                "sha256": d.sha256, "size": d.size}
+        return {
+            "clip_id": clip_id,
+            "kind": kind,
+            "state": "ready",
+            "key": d.key,
+            "sha256": d.sha256,
+            "size": d.size,
+        }

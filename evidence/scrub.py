@@ -96,13 +96,13 @@ def _suffix_bounds(
     if after < prefix:
         low = None
     elif after.startswith(prefix):
-        low = after[len(prefix):]
+        low = after[len(prefix) :]
     else:  # after sorts above every key with this prefix
         return None
     if upto is None:
         high = None
     elif upto.startswith(prefix):
-        high = upto[len(prefix):]
+        high = upto[len(prefix) :]
     elif upto < prefix:
         return None
     else:  # upto sorts above every key with this prefix
@@ -132,15 +132,19 @@ def next_targets(session: Session, after: str, limit: int, upto: str | None = No
         for clip_id, sha in session.execute(q.order_by(Clip.sha256).limit(limit)):
             found.append(Target(ORIGINALS_PREFIX + sha, sha, "original", clip_id=clip_id))
     dkey = _binary(session, Derivative.key)
-    q = (select(Derivative.key, Derivative.sha256, Derivative.clip_id)
-         .join(Clip, Clip.id == Derivative.clip_id).where(_clip_scrubbed(), dkey > after))
+    q = (
+        select(Derivative.key, Derivative.sha256, Derivative.clip_id)
+        .join(Clip, Clip.id == Derivative.clip_id)
+        .where(_clip_scrubbed(), dkey > after)
+    )
     if upto is not None:
         q = q.where(dkey <= upto)
     for key, sha, clip_id in session.execute(q.order_by(dkey).limit(limit)):
         found.append(Target(key, sha, "derivative", clip_id=clip_id))
     bkey = _binary(session, Bundle.key)
     q = select(Bundle.key, Bundle.sha256, Bundle.id).where(
-        Bundle.state == "ready", Bundle.sha256.is_not(None), bkey > after)
+        Bundle.state == "ready", Bundle.sha256.is_not(None), bkey > after
+    )
     if upto is not None:
         q = q.where(bkey <= upto)
     for key, sha, bundle_id in session.execute(q.order_by(bkey).limit(limit)):
@@ -153,10 +157,16 @@ def count_targets(session: Session) -> int:
     """How many objects a full pass checks (for progress lines)."""
     originals = session.scalar(select(func.count()).select_from(Clip).where(_clip_scrubbed()))
     derivatives = session.scalar(
-        select(func.count()).select_from(Derivative)
-        .join(Clip, Clip.id == Derivative.clip_id).where(_clip_scrubbed()))
-    bundles = session.scalar(select(func.count()).select_from(Bundle).where(
-        Bundle.state == "ready", Bundle.sha256.is_not(None)))
+        select(func.count())
+        .select_from(Derivative)
+        .join(Clip, Clip.id == Derivative.clip_id)
+        .where(_clip_scrubbed())
+    )
+    bundles = session.scalar(
+        select(func.count())
+        .select_from(Bundle)
+        .where(Bundle.state == "ready", Bundle.sha256.is_not(None))
+    )
     return int(originals or 0) + int(derivatives or 0) + int(bundles or 0)
 
 
@@ -173,8 +183,12 @@ class Throttle:
     """
 
     def __init__(
-        self, rate_bytes_per_s: float, *, burst_s: float = 1.0,
-        now: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+        self,
+        rate_bytes_per_s: float,
+        *,
+        burst_s: float = 1.0,
+        now: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ):
         if rate_bytes_per_s <= 0:
             raise ValueError("the scrub rate must be positive (EVIDENCE_SCRUB_RATE_MB_PER_S)")
@@ -289,7 +303,8 @@ def _ledger_vouched(session: Session, refs: list[str]) -> dict[str, set[str]]:
     if not refs:
         return out
     rows = session.scalars(
-        select(LedgerEntry.entry).join(LedgerRef, LedgerRef.idx == LedgerEntry.idx)
+        select(LedgerEntry.entry)
+        .join(LedgerRef, LedgerRef.idx == LedgerEntry.idx)
         .where(LedgerRef.ref.in_(refs), LedgerEntry.type.in_(VOUCHING))
     )
     for raw in rows:
@@ -333,8 +348,10 @@ def describe(key: str, problem: str, expected: str, actual: str | None) -> str:
     if problem == "unreadable":
         return f"{key} could not be read back from the object store (an I/O error)"
     if problem == "unvouched":
-        return (f"{key}: the database expects {expected}, a hash no ledger entry vouches for "
-                "(the database's record was changed: verify the ledger, restore the database)")
+        return (
+            f"{key}: the database expects {expected}, a hash no ledger entry vouches for "
+            "(the database's record was changed: verify the ledger, restore the database)"
+        )
     return f"{key} hashes to {actual}, not the recorded {expected} (the stored bytes changed)"
 
 
@@ -355,8 +372,11 @@ def _still_scrubbed(session: Session, clip: Clip | None) -> bool:
     them on purpose: that is not an integrity failure."""
     if clip is None or clip.state not in SCRUBBED_STATES:
         return False
-    approved = session.scalar(select(func.count()).select_from(Disposal).where(
-        Disposal.clip_id == clip.id, Disposal.state == DisposalState.approved.value))
+    approved = session.scalar(
+        select(func.count())
+        .select_from(Disposal)
+        .where(Disposal.clip_id == clip.id, Disposal.state == DisposalState.approved.value)
+    )
     return not approved
 
 
@@ -393,18 +413,31 @@ def record_batch(
             problem = r.problem or (None if t.sha256 in vouched.get(t.key, ()) else "unvouched")
             if problem is None:
                 if previous is not None:
-                    entries.append(make_entry(RESTORED, actor=ACTOR, subject=t.subject,
-                                              key=t.key, sha256=t.sha256))
+                    entries.append(
+                        make_entry(
+                            RESTORED, actor=ACTOR, subject=t.subject, key=t.key, sha256=t.sha256
+                        )
+                    )
                     del open_failures[t.key]
                     restored.append(t.key)
                 continue
             same = previous is not None and (previous["problem"], previous.get("actual")) == (
-                problem, r.actual)
-            failures.append(Failure(t.key, problem, t.sha256, r.actual, t.clip_id,
-                                    t.bundle_id, new=not same))
+                problem,
+                r.actual,
+            )
+            failures.append(
+                Failure(t.key, problem, t.sha256, r.actual, t.clip_id, t.bundle_id, new=not same)
+            )
             if not same:
-                entry = make_entry(FAILED, actor=ACTOR, subject=t.subject, key=t.key,
-                                   expected=t.sha256, actual=r.actual, problem=problem)
+                entry = make_entry(
+                    FAILED,
+                    actor=ACTOR,
+                    subject=t.subject,
+                    key=t.key,
+                    expected=t.sha256,
+                    actual=r.actual,
+                    problem=problem,
+                )
                 entries.append(entry)
                 open_failures[t.key] = entry
         for cid, clip in clips.items():
@@ -419,20 +452,28 @@ def record_batch(
             clip.integrity_error = _clip_error(open_failures) if open_failures else None
             clip.integrity_checked_at = now
         if kept:
-            entries.append(make_entry(
-                BATCH, actor=ACTOR, subject={},
-                objects=len(kept), bytes=sum(r.size for r in kept),
-                first_key=kept[0].target.key, last_key=kept[-1].target.key,
-                failures=len(failures),
-                sums_sha256=hashlib.sha256(sums_lines(kept).encode()).hexdigest(),
-            ))
+            entries.append(
+                make_entry(
+                    BATCH,
+                    actor=ACTOR,
+                    subject={},
+                    objects=len(kept),
+                    bytes=sum(r.size for r in kept),
+                    first_key=kept[0].target.key,
+                    last_key=kept[-1].target.key,
+                    failures=len(failures),
+                    sums_sha256=hashlib.sha256(sums_lines(kept).encode()).hexdigest(),
+                )
+            )
             ctx.ledger.append_entries(s, entries)
         if cursor is not None and results:
             _move_cursor(s, cursor, results[-1].target.key, now)
     return kept, failures, restored
 
 
-def _move_cursor(session: Session, name: str, last_key: str, now: Any, new_pass: bool = False) -> None:
+def _move_cursor(
+    session: Session, name: str, last_key: str, now: Any, new_pass: bool = False
+) -> None:
     row = session.get(ScrubCursor, name)
     if row is None:
         row = ScrubCursor(name=name, last_key="", pass_started_at=now)
@@ -462,7 +503,11 @@ def _start_pass(ctx: Context, name: str) -> None:
 
 
 def _batches(
-    ctx: Context, start_after: str, batch_size: int, max_objects: int | None, cursor: str | None,
+    ctx: Context,
+    start_after: str,
+    batch_size: int,
+    max_objects: int | None,
+    cursor: str | None,
     report: ScrubReport,
 ) -> Iterator[list[Target]]:
     """Batches in key order from `start_after`; with a cursor, wraps once to the start and
@@ -530,7 +575,9 @@ def scrub(
             log.error(
                 "integrity check failed: %s; %s %s; %s",
                 describe(f.key, f.problem, f.expected, f.actual),
-                "clip" if f.clip_id else "bundle", f.clip_id or f.bundle_id, RESTORE_HINT,
+                "clip" if f.clip_id else "bundle",
+                f.clip_id or f.bundle_id,
+                RESTORE_HINT,
             )
         for key in restored:
             log.warning("integrity restored: %s hashes to its recorded SHA-256 again", key)
@@ -556,12 +603,16 @@ class IntegrityStatus:
 def integrity_status(ctx: Context) -> IntegrityStatus:
     """Computed from the database, so any process (the API's /metrics) can report it."""
     with ctx.db.session() as s:
-        clips = s.scalar(select(func.count()).select_from(Clip).where(
-            Clip.integrity == "failed", Clip.state.in_(SCRUBBED_STATES)))
+        clips = s.scalar(
+            select(func.count())
+            .select_from(Clip)
+            .where(Clip.integrity == "failed", Clip.state.in_(SCRUBBED_STATES))
+        )
         last = s.scalar(select(func.max(LedgerEntry.at)).where(LedgerEntry.type == BATCH))
         # Bundles have no integrity column: their open failures are in the ledger.
         refs = s.scalars(
-            select(LedgerRef.ref).distinct()
+            select(LedgerRef.ref)
+            .distinct()
             .join(LedgerEntry, LedgerEntry.idx == LedgerRef.idx)
             .where(LedgerEntry.type == FAILED, LedgerRef.ref.like("bundle:%"))
         ).all()

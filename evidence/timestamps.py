@@ -146,7 +146,9 @@ def _tsa_config(settings: Settings) -> tuple[str, bytes]:
 def _post(url: str, query: bytes, timeout: float) -> bytes:
     try:
         r = httpx.post(
-            url, content=query, headers={"Content-Type": QUERY_TYPE, "Accept": REPLY_TYPE},
+            url,
+            content=query,
+            headers={"Content-Type": QUERY_TYPE, "Accept": REPLY_TYPE},
             timeout=timeout,
         )
     except httpx.HTTPError as e:
@@ -210,7 +212,9 @@ def _check(
         raise TimestampInvalid(f"timestamp token does not verify: {e}") from e
     signer = _signer_certificate(response)
     _require_critical_timestamping_eku(signer)
-    return TimestampInfo(info.gen_time.astimezone(dt.UTC), info.serial_number, _tsa_name(info, signer))
+    return TimestampInfo(
+        info.gen_time.astimezone(dt.UTC), info.serial_number, _tsa_name(info, signer)
+    )
 
 
 def _signer_certificate(response: TimeStampResponse) -> x509.Certificate:
@@ -305,8 +309,11 @@ def token_for(ctx: Context, tree_size: int) -> bytes | None:
 def _checkpoint_note(ctx: Context, tree_size: int | None) -> tuple[int, str]:
     with ctx.db.session() as s:
         q = select(Checkpoint.tree_size, Checkpoint.note)
-        q = (q.where(Checkpoint.tree_size == tree_size) if tree_size is not None
-             else q.order_by(Checkpoint.tree_size.desc()).limit(1))
+        q = (
+            q.where(Checkpoint.tree_size == tree_size)
+            if tree_size is not None
+            else q.order_by(Checkpoint.tree_size.desc()).limit(1)
+        )
         row = s.execute(q).first()
     if row is None:
         what = "the ledger is empty" if tree_size is None else f"no checkpoint of size {tree_size}"
@@ -319,20 +326,32 @@ def _stored(ctx: Context, tree_size: int) -> Stamp | None:
         row = s.get(CheckpointTimestamp, tree_size)
     if row is None:
         return None
-    return Stamp(row.tree_size, row.token, row.gen_time, row.tsa,
-                 hashlib.sha256(row.token).hexdigest())
+    return Stamp(
+        row.tree_size, row.token, row.gen_time, row.tsa, hashlib.sha256(row.token).hexdigest()
+    )
 
 
 def _insert(ctx: Context, session: Session, stamp: Stamp, info: TimestampInfo) -> None:
-    session.add(CheckpointTimestamp(
-        tree_size=stamp.tree_size, token=stamp.token, gen_time=stamp.gen_time,
-        tsa=stamp.tsa, created_at=clock.now(),
-    ))
+    session.add(
+        CheckpointTimestamp(
+            tree_size=stamp.tree_size,
+            token=stamp.token,
+            gen_time=stamp.gen_time,
+            tsa=stamp.tsa,
+            created_at=clock.now(),
+        )
+    )
     session.flush()  # a duplicate size fails here, before the ledger entry is written
     ctx.ledger.append_in(
-        session, ENTRY_TYPE, actor=ACTOR, subject={"checkpoint": str(stamp.tree_size)},
-        tree_size=stamp.tree_size, tsa=stamp.tsa, tsa_name=info.tsa_name,
+        session,
+        ENTRY_TYPE,
+        actor=ACTOR,
+        subject={"checkpoint": str(stamp.tree_size)},
+        tree_size=stamp.tree_size,
+        tsa=stamp.tsa,
+        tsa_name=info.tsa_name,
         # Strings: a TSA serial may exceed what canonical JSON numbers hold exactly.
-        tsa_serial=str(info.serial), gen_time=clock.rfc3339(stamp.gen_time),
+        tsa_serial=str(info.serial),
+        gen_time=clock.rfc3339(stamp.gen_time),
         token_sha256=stamp.token_sha256,
     )

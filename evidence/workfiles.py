@@ -36,7 +36,7 @@ def work_dir(root: Path) -> Iterator[Path]:
     fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)  # the lock is the inode's: it survives the rename
-        path = root / (PREFIX + Path(staging).name[len(STAGING):])
+        path = root / (PREFIX + Path(staging).name[len(STAGING) :])
         os.rename(staging, path)
         try:
             yield path

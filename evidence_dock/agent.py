@@ -222,11 +222,11 @@ def read_range(
 
 
 class Phase(str, enum.Enum):
-    HASHED = "hashed"          # sha256 known for this (size, mtime_ns)
-    DECLARED = "declared"      # the server gave an upload id; parts may be partly sent
+    HASHED = "hashed"  # sha256 known for this (size, mtime_ns)
+    DECLARED = "declared"  # the server gave an upload id; parts may be partly sent
     COMPLETING = "completing"  # complete was sent; the answer may not have arrived
-    WAITING = "waiting"        # the server has every byte and is verifying them
-    DONE = "done"              # the server confirmed the verified original (or `exists`)
+    WAITING = "waiting"  # the server has every byte and is verifying them
+    DONE = "done"  # the server confirmed the verified original (or `exists`)
 
 
 @dataclass
@@ -301,8 +301,9 @@ def safe_dirname(key: str) -> str:
     return f"{readable}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
-def state_dir_for(root: Path, state_home: Path | None = None,
-                  volume: Volume | None = None) -> StateDir:
+def state_dir_for(
+    root: Path, state_home: Path | None = None, volume: Volume | None = None
+) -> StateDir:
     """The state directory of docked directory `root` (its volume looked up if not given)."""
     home = state_home if state_home is not None else default_state_home()
     if volume is None:
@@ -439,8 +440,10 @@ class Progress:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         parts = [f"progress: {self.clips_finished}/{self.total_clips} clips"]
         if self.to_send:
-            parts.append(f"sent {human_bytes(self.sent)} of {human_bytes(self.to_send)} "
-                         f"({self.sent / elapsed / 1e6:.1f} MB/s)")
+            parts.append(
+                f"sent {human_bytes(self.sent)} of {human_bytes(self.to_send)} "
+                f"({self.sent / elapsed / 1e6:.1f} MB/s)"
+            )
         parts.append(f"hashed {human_bytes(self.hashed)}")
         return ", ".join(parts)
 
@@ -518,8 +521,14 @@ class Api:
     """The few calls a dock makes. Only API calls carry the device key: part URLs point at
     the object store, which must never see it."""
 
-    def __init__(self, base_url: str, device_key: str, client: httpx.Client, retry: RetryPolicy,
-                 cancelled: threading.Event):
+    def __init__(
+        self,
+        base_url: str,
+        device_key: str,
+        client: httpx.Client,
+        retry: RetryPolicy,
+        cancelled: threading.Event,
+    ):
         self.base = base_url.rstrip("/")
         self.auth = {"Authorization": f"Device {device_key}"}
         self.client = client
@@ -534,34 +543,57 @@ class Api:
         answer proves reachability; the key is checked by the first real call."""
         self._with_retries("connect", lambda: self.client.get(self.base + "/healthz"), api=True)
 
-    def declare(self, sha256: str, size: int, filename: str, metadata: dict[str, Any],
-                source: dict[str, str] | None = None) -> Declared:
-        body: dict[str, Any] = {"sha256": sha256, "size": size, "filename": filename,
-                                "metadata": metadata}
+    def declare(
+        self,
+        sha256: str,
+        size: int,
+        filename: str,
+        metadata: dict[str, Any],
+        source: dict[str, str] | None = None,
+    ) -> Declared:
+        body: dict[str, Any] = {
+            "sha256": sha256,
+            "size": size,
+            "filename": filename,
+            "metadata": metadata,
+        }
         if source:
             body["source"] = source
-        response = self._api_call("declare", lambda: self.client.post(
-            self.base + UPLOADS_PATH, json=body, headers=self.auth))
+        response = self._api_call(
+            "declare",
+            lambda: self.client.post(self.base + UPLOADS_PATH, json=body, headers=self.auth),
+        )
         if response.status_code not in (200, 201):
-            raise DockError(f"the server refused the declaration (HTTP {response.status_code}): "
-                            f"{_problem(response)}")
+            raise DockError(
+                f"the server refused the declaration (HTTP {response.status_code}): "
+                f"{_problem(response)}"
+            )
         return _parse_declared(response, self.base)
 
     def status(self, upload_id: str) -> dict[str, Any]:
         """The upload as the server sees it: {"state", "clip_id", "error"}."""
-        response = self._api_call("status", lambda: self.client.get(
-            f"{self.base}{UPLOADS_PATH}/{upload_id}", headers=self.auth))
+        response = self._api_call(
+            "status",
+            lambda: self.client.get(f"{self.base}{UPLOADS_PATH}/{upload_id}", headers=self.auth),
+        )
         if response.status_code != 200:
-            raise DockError(f"the server cannot say how upload {upload_id} is doing "
-                            f"(HTTP {response.status_code}: {_problem(response)})")
+            raise DockError(
+                f"the server cannot say how upload {upload_id} is doing "
+                f"(HTTP {response.status_code}: {_problem(response)})"
+            )
         return _json_object(response)
 
     def complete(self, upload_id: str) -> httpx.Response:
         """The raw answer: the caller tells a 409 (parts missing) from other refusals."""
         # The server joins the parts inside this request (seconds per GiB): allow for it.
-        return self._api_call("complete", lambda: self.client.post(
-            f"{self.base}{UPLOADS_PATH}/{upload_id}/complete", headers=self.auth,
-            timeout=httpx.Timeout(COMPLETE_TIMEOUT, connect=10.0)))
+        return self._api_call(
+            "complete",
+            lambda: self.client.post(
+                f"{self.base}{UPLOADS_PATH}/{upload_id}/complete",
+                headers=self.auth,
+                timeout=httpx.Timeout(COMPLETE_TIMEOUT, connect=10.0),
+            ),
+        )
 
     def put_part(self, path: Path, part: Part, on_bytes: Callable[[int], None]) -> httpx.Response:
         # A fresh body generator per attempt: a half-sent one cannot be replayed. An explicit
@@ -619,8 +651,9 @@ class Api:
             except httpx.TransportError as exc:
                 unreachable = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
                 outage = unreachable
-                failure = _Retryable(str(exc) or type(exc).__name__, origin=_origin(exc),
-                                     unreachable=unreachable)
+                failure = _Retryable(
+                    str(exc) or type(exc).__name__, origin=_origin(exc), unreachable=unreachable
+                )
             now = time.monotonic()
             if outage:
                 outage_since = outage_since if outage_since is not None else now
@@ -630,8 +663,10 @@ class Api:
                 if now - last_notice >= 10.0:
                     last_notice = now
                     where = "the API" if api else "the object store"
-                    self.notice(f"{what}: {where} is not answering ({failure}); waiting for it "
-                                f"({waited:.0f} s of at most {self.retry.outage:.0f} s)")
+                    self.notice(
+                        f"{what}: {where} is not answering ({failure}); waiting for it "
+                        f"({waited:.0f} s of at most {self.retry.outage:.0f} s)"
+                    )
             elif attempt >= self.retry.attempts or self.cancelled.is_set():
                 raise self._give_up(what, failure, attempt, api)
             if self.cancelled.wait(self.retry.delay(attempt)):
@@ -642,11 +677,13 @@ class Api:
         if failure.unreachable and api:
             return DockAbort(
                 f"cannot reach {self.base}: {failure} ({tries}); "
-                "check --api and that the server is up")
+                "check --api and that the server is up"
+            )
         if failure.unreachable:
             return DockError(
                 f"{what}: cannot reach the object store at {failure.origin}: {failure} "
-                f"({tries}); the API's presigned URLs must be reachable from this dock")
+                f"({tries}); the API's presigned URLs must be reachable from this dock"
+            )
         where = "the API" if api else "the object store"
         return DockError(f"{what}: {where} failed {tries}: {failure}")
 
@@ -663,14 +700,21 @@ def _parse_declared(response: httpx.Response, base: str) -> Declared:
     try:
         data = response.json()
         parts = tuple(
-            Part(number=int(p["number"]), offset=int(p["offset"]), size=int(p["size"]),
-                 url=_absolute(str(p["url"]), base), uploaded=bool(p.get("uploaded", False)))
+            Part(
+                number=int(p["number"]),
+                offset=int(p["offset"]),
+                size=int(p["size"]),
+                url=_absolute(str(p["url"]), base),
+                uploaded=bool(p.get("uploaded", False)),
+            )
             for p in data.get("parts") or ()
         )
         return Declared(str(data["id"]), str(data["state"]), data.get("clip_id"), parts)
     except (ValueError, KeyError, TypeError) as exc:
-        raise DockError(f"the server's answer to the declaration is not understood ({exc!r}); "
-                        "is --api an evidence store?") from None
+        raise DockError(
+            f"the server's answer to the declaration is not understood ({exc!r}); "
+            "is --api an evidence store?"
+        ) from None
 
 
 def _absolute(url: str, base: str) -> str:
@@ -759,9 +803,18 @@ class Twins:
 class ClipUpload:
     """Takes one clip from wherever the last run left it to confirmed by the server."""
 
-    def __init__(self, path: Path, rel: str, api: Api, states: StateDir, progress: Progress,
-                 cancelled: threading.Event, *, volume: Volume | None = None,
-                 twins: Twins | None = None):
+    def __init__(
+        self,
+        path: Path,
+        rel: str,
+        api: Api,
+        states: StateDir,
+        progress: Progress,
+        cancelled: threading.Event,
+        *,
+        volume: Volume | None = None,
+        twins: Twins | None = None,
+    ):
         self.path = path
         self.volume = volume
         self.twins = twins
@@ -812,10 +865,17 @@ class ClipUpload:
         sha256 = sha256_file(self.path, self._hashed)
         after = self.path.stat()
         if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-            raise DockError("the file changed while it was being hashed (still being written?); "
-                            "dock it again when the camera has finished")
-        state = ClipState(path=self.rel, size=before.st_size, mtime_ns=before.st_mtime_ns,
-                          sha256=sha256, hashed_at=rfc3339(now()))
+            raise DockError(
+                "the file changed while it was being hashed (still being written?); "
+                "dock it again when the camera has finished"
+            )
+        state = ClipState(
+            path=self.rel,
+            size=before.st_size,
+            mtime_ns=before.st_mtime_ns,
+            sha256=sha256,
+            hashed_at=rfc3339(now()),
+        )
         self.states.save(state)
         return state
 
@@ -851,14 +911,21 @@ class ClipUpload:
                 return declared
 
     def _declare(self, state: ClipState, metadata: dict[str, Any]) -> Declared | ClipResult:
-        declared = self.api.declare(state.sha256, state.size, self.path.name, metadata,
-                                    declared_source(self.rel, self.volume))
+        declared = self.api.declare(
+            state.sha256,
+            state.size,
+            self.path.name,
+            metadata,
+            declared_source(self.rel, self.volume),
+        )
         if declared.state == "exists":  # said only of a verified original
             self._mark_done(state, declared.upload_id, declared.clip_id, "exists")
             return ClipResult(self.rel, Outcome.EXISTS, self.sent, declared.clip_id)
         if declared.state != "pending":
-            raise DockError(f"the server answered the declaration with state {declared.state!r}, "
-                            "expected 'pending' or 'exists'")
+            raise DockError(
+                f"the server answered the declaration with state {declared.state!r}, "
+                "expected 'pending' or 'exists'"
+            )
         _check_plan(declared.parts, state.size)
         state.phase, state.upload_id = Phase.DECLARED, declared.upload_id
         self.states.save(state)
@@ -872,8 +939,10 @@ class ClipUpload:
         if have and not todo:
             self.say(f"all {have} parts already on the server")
         elif have:
-            self.say(f"resuming: {have} of {len(declared.parts)} parts already on the server, "
-                     f"sending {len(todo)} ({human_bytes(total)})")
+            self.say(
+                f"resuming: {have} of {len(declared.parts)} parts already on the server, "
+                f"sending {len(todo)} ({human_bytes(total)})"
+            )
         elif todo:
             plural = "s" if len(todo) != 1 else ""
             self.say(f"uploading {human_bytes(total)} in {len(todo)} part{plural}")
@@ -882,11 +951,15 @@ class ClipUpload:
                 raise DockError("interrupted; run again to resume")
             response = self.api.put_part(self.path, part, self._count)
             if response.status_code == 403:
-                raise _UrlRefused(f"part {part.number}: the object store refused the presigned URL "
-                                  f"(HTTP 403: {_problem(response)})")
+                raise _UrlRefused(
+                    f"part {part.number}: the object store refused the presigned URL "
+                    f"(HTTP 403: {_problem(response)})"
+                )
             if not 200 <= response.status_code < 300:
-                raise DockError(f"part {part.number}: the object store answered HTTP "
-                                f"{response.status_code}: {_problem(response)}")
+                raise DockError(
+                    f"part {part.number}: the object store answered HTTP "
+                    f"{response.status_code}: {_problem(response)}"
+                )
 
     def _hashed(self, n: int) -> None:
         if self.cancelled.is_set():
@@ -902,8 +975,9 @@ class ClipUpload:
     def _check_unchanged(self, state: ClipState) -> None:
         st = self.path.stat()
         if not state.matches(st):
-            raise DockError("the file changed during the upload; "
-                            "run the dock again to send it afresh")
+            raise DockError(
+                "the file changed during the upload; run the dock again to send it afresh"
+            )
 
     def _try_complete(self, state: ClipState, upload_id: str, *, quiet: bool) -> ClipResult | None:
         state.phase, state.upload_id = Phase.COMPLETING, upload_id
@@ -924,8 +998,10 @@ class ClipUpload:
         if response.status_code == 409:
             self._last_409 = _problem(response)
             return None
-        raise DockError(f"the server refused to complete the upload: HTTP {response.status_code}: "
-                        f"{_problem(response)}")
+        raise DockError(
+            f"the server refused to complete the upload: HTTP {response.status_code}: "
+            f"{_problem(response)}"
+        )
 
     def confirm(self, upload_id: str, deadline: float) -> ClipResult:
         """Poll a completed upload until the server has verified (stored) or refused
@@ -957,18 +1033,22 @@ class ClipUpload:
         if _is_verified(data):
             self._mark_done(state, upload_id, data.get("clip_id"), "stored")
             return ClipResult(self.rel, Outcome.UPLOADED, self.sent, data.get("clip_id"))
-        raise DockError(f"the server reports upload {upload_id} as {answer[:40]!r}, expected "
-                        "'processing', 'stored' or 'rejected'; run the dock again")
+        raise DockError(
+            f"the server reports upload {upload_id} as {answer[:40]!r}, expected "
+            "'processing', 'stored' or 'rejected'; run the dock again"
+        )
 
     def _rejected(self, upload_id: str, answer: str, data: dict[str, Any]) -> None:
         """What arrived was not this file (changed, or damaged on the way): the hash is
         forgotten, so the next attempt reads the file afresh rather than trusting it."""
         self.states.forget(self.rel)
         why = data.get("error")
-        raise _Rejected(f"the server {answer} upload {upload_id}"
-                        + (f" ({str(why)[:200]})" if why else "")
-                        + ": the bytes it received were not this file; run the dock again to "
-                        "hash and send it afresh")
+        raise _Rejected(
+            f"the server {answer} upload {upload_id}"
+            + (f" ({str(why)[:200]})" if why else "")
+            + ": the bytes it received were not this file; run the dock again to "
+            "hash and send it afresh"
+        )
 
     def _mark_done(self, state: ClipState, upload_id: str, clip_id: Any, answer: str) -> None:
         state.phase, state.upload_id, state.answer = Phase.DONE, upload_id, answer
@@ -1004,8 +1084,10 @@ def _check_plan(parts: tuple[Part, ...], size: int) -> None:
     at = 0
     for part in sorted(parts, key=lambda p: p.offset):
         if part.offset != at or part.size < 0:
-            raise DockError(f"the server's part plan does not cover the file (part {part.number} "
-                            f"at offset {part.offset}, expected {at})")
+            raise DockError(
+                f"the server's part plan does not cover the file (part {part.number} "
+                f"at offset {part.offset}, expected {at})"
+            )
         at += part.size
     if at != size:
         raise DockError(f"the server's part plan covers {at} bytes, the file has {size}")
@@ -1064,14 +1146,23 @@ class Summary:
         ]
         waiting = self.count(Outcome.WAITING)
         if waiting:
-            out.insert(1, f"{waiting} sent but not yet verified by the server: they are not "
-                          "marked done; run the dock again later to confirm them")
+            out.insert(
+                1,
+                f"{waiting} sent but not yet verified by the server: they are not "
+                "marked done; run the dock again later to confirm them",
+            )
         held = self.count(Outcome.HELD)
         if held:
-            out.insert(1, f"{held} held back: identical to another clip of this run that the "
-                          "server has not verified yet; the next run declares them")
-        out.extend(f"  {r.path}: identical to {Path(r.twin_of).name}, stored once"
-                   for r in self.results if r.twin_of and r.outcome is Outcome.EXISTS)
+            out.insert(
+                1,
+                f"{held} held back: identical to another clip of this run that the "
+                "server has not verified yet; the next run declares them",
+            )
+        out.extend(
+            f"  {r.path}: identical to {Path(r.twin_of).name}, stored once"
+            for r in self.results
+            if r.twin_of and r.outcome is Outcome.EXISTS
+        )
         if self.failed:
             out.append(f"failed ({self.retry_hint}):")
             out.extend(f"  {r.path}: {r.error}" for r in self.failed)
@@ -1084,8 +1175,9 @@ class Summary:
         if self.clear_refused:
             out.append(f"not cleared: {self.clear_refused}; the verified clips stay on it")
         if self.removed:
-            out.append(f"removed from the camera ({len(self.removed)}, each verified by the "
-                       "server first):")
+            out.append(
+                f"removed from the camera ({len(self.removed)}, each verified by the server first):"
+            )
             out.extend(f"  {path}" for path in self.removed)
         if self.kept:
             out.append(f"verified but not removed ({len(self.kept)}):")
@@ -1122,15 +1214,21 @@ def run(
     base = check_args(directory, api_url, device_key, jobs)
     home = state_dir if state_dir is not None else default_state_home()
     if _is_within(home, directory):
-        raise UsageError(f"the state directory {home} is inside {directory}: the agent never "
-                         "writes to the camera's storage; give a --state-dir on the dock")
+        raise UsageError(
+            f"the state directory {home} is inside {directory}: the agent never "
+            "writes to the camera's storage; give a --state-dir on the dock"
+        )
     camera = volume_at(directory)
     states = StateDir(home / safe_dirname(volume_key(directory, camera)))
     states.ensure()
     clips = find_clips(directory)
     if _cleartext(base):
-        print(f"warning: {base} is plain http: the device key and the footage cross the network "
-              "unencrypted; use https outside this machine", file=out, flush=True)
+        print(
+            f"warning: {base} is plain http: the device key and the footage cross the network "
+            "unencrypted; use https outside this machine",
+            file=out,
+            flush=True,
+        )
     summary = Summary(retry_hint=retry_hint)
     started = time.monotonic()
     cancelled = cancelled if cancelled is not None else threading.Event()
@@ -1174,7 +1272,8 @@ def check_args(directory: Path, api_url: str, device_key: str, jobs: int) -> str
     parts = urlsplit(api_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise UsageError(
-            f"--api {api_url!r} is not an http(s) URL, e.g. https://evidence.example:8000")
+            f"--api {api_url!r} is not an http(s) URL, e.g. https://evidence.example:8000"
+        )
     if not device_key.strip():
         raise UsageError("no device key: give --device-key or set EVIDENCE_DEVICE_KEY")
     if jobs < 1:
@@ -1237,8 +1336,16 @@ class Batch:
     """Every clip of one run: uploaded `jobs` at a time, then confirmed, then the clips held
     back as byte-identical to another one declared."""
 
-    def __init__(self, root: Path, api: Api, states: StateDir, progress: Progress, jobs: int,
-                 cancelled: threading.Event, volume: Volume | None):
+    def __init__(
+        self,
+        root: Path,
+        api: Api,
+        states: StateDir,
+        progress: Progress,
+        jobs: int,
+        cancelled: threading.Event,
+        volume: Volume | None,
+    ):
         self.root = root
         self.api = api
         self.states = states
@@ -1271,8 +1378,16 @@ class Batch:
 
     def _clip(self, path: Path, twins: Twins | None = None) -> ClipUpload:
         rel = path.relative_to(self.root).as_posix()
-        return ClipUpload(path, rel, self.api, self.states, self.progress, self.cancelled,
-                          volume=self.volume, twins=twins)
+        return ClipUpload(
+            path,
+            rel,
+            self.api,
+            self.states,
+            self.progress,
+            self.cancelled,
+            volume=self.volume,
+            twins=twins,
+        )
 
     def _one(self, path: Path, twins: Twins | None) -> ClipResult:
         upload = self._clip(path, twins)
@@ -1286,8 +1401,12 @@ class Batch:
         except DockError as exc:
             result = ClipResult(upload.rel, Outcome.FAILED, upload.sent, error=str(exc))
         except OSError as exc:
-            result = ClipResult(upload.rel, Outcome.FAILED, upload.sent,
-                                error=f"cannot read the file: {exc.strerror or exc}")
+            result = ClipResult(
+                upload.rel,
+                Outcome.FAILED,
+                upload.sent,
+                error=f"cannot read the file: {exc.strerror or exc}",
+            )
         if result.outcome is not Outcome.HELD:
             self.progress.clip_finished()
         _say_result(upload, result)
@@ -1310,9 +1429,11 @@ class Batch:
         waiting = [r for r in results if r.outcome is Outcome.WAITING and r.upload_id]
         if not waiting:
             return results
-        self.progress.line(f"waiting for the server to verify {len(waiting)} clip"
-                           f"{'s' if len(waiting) != 1 else ''} "
-                           f"(at most {self.api.retry.verify_wait:.0f} s)")
+        self.progress.line(
+            f"waiting for the server to verify {len(waiting)} clip"
+            f"{'s' if len(waiting) != 1 else ''} "
+            f"(at most {self.api.retry.verify_wait:.0f} s)"
+        )
         deadline = time.monotonic() + self.api.retry.verify_wait
         verdicts: dict[str, ClipResult] = {}
         for r in waiting:
@@ -1336,14 +1457,21 @@ class Batch:
         makes the server answer `exists`; a twin that failed (for a reason of its own file,
         say) lets this copy try on its own; a twin still unverified keeps it held."""
         by_path = {r.path: r for r in results}
-        ready = [r for r in results if r.outcome is Outcome.HELD and r.twin_of
-                 and by_path[r.twin_of].outcome in (*VERIFIED, Outcome.FAILED)]
+        ready = [
+            r
+            for r in results
+            if r.outcome is Outcome.HELD
+            and r.twin_of
+            and by_path[r.twin_of].outcome in (*VERIFIED, Outcome.FAILED)
+        ]
         if not ready or self.cancelled.is_set():
             return results
         again = self._upload_all([self.root / r.path for r in ready], None)
         again = self._confirm_all(again)
-        released = {new.path: dataclasses.replace(new, twin_of=old.twin_of)
-                    for old, new in zip(ready, again)}
+        released = {
+            new.path: dataclasses.replace(new, twin_of=old.twin_of)
+            for old, new in zip(ready, again)
+        }
         return [released.get(r.path, r) for r in results]
 
 
@@ -1351,12 +1479,15 @@ def _say_result(upload: ClipUpload, result: ClipResult) -> None:
     if result.outcome is Outcome.FAILED:
         upload.say(f"FAILED: {result.error}")
     elif result.outcome is Outcome.UPLOADED:
-        upload.say(f"uploaded and verified, clip {result.clip_id} "
-                   f"({human_bytes(result.sent)} sent)")
+        upload.say(
+            f"uploaded and verified, clip {result.clip_id} ({human_bytes(result.sent)} sent)"
+        )
     elif result.outcome is Outcome.EXISTS:
         upload.say("already stored (a verified original); nothing more to send")
     elif result.outcome is Outcome.WAITING:
         upload.say(f"sent ({human_bytes(result.sent)}); the server is verifying it")
     elif result.outcome is Outcome.HELD:
-        upload.say(f"identical to {result.twin_of}, which is in flight: declared once the "
-                   "server has verified that one")
+        upload.say(
+            f"identical to {result.twin_of}, which is in flight: declared once the "
+            "server has verified that one"
+        )

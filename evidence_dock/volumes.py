@@ -109,9 +109,13 @@ def _from_blkid(device: str) -> dict[str, str]:
     try:
         # -c /dev/null: probe the device itself. blkid's cache would name the card that was
         # in this device before (cards are swapped under the same /dev/loopN or /dev/sdX).
-        done = subprocess.run(["blkid", "-c", "/dev/null", "-o", "export", device],
-                              capture_output=True, text=True, timeout=BLKID_TIMEOUT,
-                              check=False)
+        done = subprocess.run(
+            ["blkid", "-c", "/dev/null", "-o", "export", device],
+            capture_output=True,
+            text=True,
+            timeout=BLKID_TIMEOUT,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return {}
     return parse_blkid_export(done.stdout) if done.returncode == 0 else {}

@@ -32,8 +32,11 @@ Snapshot = frozenset[tuple[str, int, int]]  # (path relative to the camera, size
 def snapshot(path: Path) -> Snapshot | None:
     """The clips under `path` as they are now; None if it cannot be read (going away)."""
     try:
-        return frozenset((p.relative_to(path).as_posix(), st.st_size, st.st_mtime_ns)
-                         for p in find_clips(path) for st in (p.stat(),))
+        return frozenset(
+            (p.relative_to(path).as_posix(), st.st_size, st.st_mtime_ns)
+            for p in find_clips(path)
+            for st in (p.stat(),)
+        )
     except OSError:
         return None
 
@@ -73,26 +76,44 @@ def title(path: Path) -> str:
     volume = volume_at(path)
     if volume is None:
         return f"=== folder {path} ==="
-    names = [f"label {volume.label}" if volume.label else "no label",
-             f"uuid {volume.uuid}" if volume.uuid else "no uuid"]
+    names = [
+        f"label {volume.label}" if volume.label else "no label",
+        f"uuid {volume.uuid}" if volume.uuid else "no uuid",
+    ]
     ro = ", read-only" if volume.read_only else ""
     return f"=== camera {', '.join(names)} ({volume.device} at {path}{ro}) ==="
 
 
 class Watcher:
-    def __init__(self, root: Path, api: str, device_key: str, *, out: TextIO,
-                 stop: threading.Event, jobs: int = 2, retry: RetryPolicy = RetryPolicy(),
-                 state_dir: Path | None = None, clear_after_verified: bool = False,
-                 poll: float = 2.0, settle: float = 3.0, retry_every: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic,
-                 dock: Callable[..., Summary] = run):
+    def __init__(
+        self,
+        root: Path,
+        api: str,
+        device_key: str,
+        *,
+        out: TextIO,
+        stop: threading.Event,
+        jobs: int = 2,
+        retry: RetryPolicy = RetryPolicy(),
+        state_dir: Path | None = None,
+        clear_after_verified: bool = False,
+        poll: float = 2.0,
+        settle: float = 3.0,
+        retry_every: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        dock: Callable[..., Summary] = run,
+    ):
         self.root = root
         self.api = api
         self.device_key = device_key
         self.out = out
         self.stop = stop
-        self.options: dict[str, Any] = {"jobs": jobs, "retry": retry, "state_dir": state_dir,
-                                        "clear_after_verified": clear_after_verified}
+        self.options: dict[str, Any] = {
+            "jobs": jobs,
+            "retry": retry,
+            "state_dir": state_dir,
+            "clear_after_verified": clear_after_verified,
+        }
         self.poll = poll
         self.settle = settle
         self.retry_every = retry_every
@@ -104,9 +125,11 @@ class Watcher:
         print(text, file=self.out, flush=True)
 
     def run(self) -> None:
-        self.say(f"watching {self.root} for cameras (every {self.poll:g} s; docked once "
-                 f"unchanged for {self.settle:g} s; failures retried every "
-                 f"{self.retry_every:g} s)")
+        self.say(
+            f"watching {self.root} for cameras (every {self.poll:g} s; docked once "
+            f"unchanged for {self.settle:g} s; failures retried every "
+            f"{self.retry_every:g} s)"
+        )
         while not self.stop.is_set():
             self.tick()
             self.stop.wait(self.poll)
@@ -145,12 +168,21 @@ class Watcher:
     def _dock(self, camera: Camera) -> None:
         heading = title(camera.path)
         self.say(f"{camera.path}: docking")
-        hint = (f"retried in {self.retry_every:g} s while the camera stays docked; "
-                "each reason says what to fix if it keeps failing")
+        hint = (
+            f"retried in {self.retry_every:g} s while the camera stays docked; "
+            "each reason says what to fix if it keeps failing"
+        )
         try:
-            summary = self.dock(camera.path, self.api, self.device_key, out=self.out,
-                                title=heading, retry_hint=hint, cancelled=self.stop,
-                                **self.options)
+            summary = self.dock(
+                camera.path,
+                self.api,
+                self.device_key,
+                out=self.out,
+                title=heading,
+                retry_hint=hint,
+                cancelled=self.stop,
+                **self.options,
+            )
         except DockError as exc:
             self.say(heading)
             self.say(f"not docked: {exc}")
@@ -162,8 +194,7 @@ class Watcher:
         unfinished = summary.count(Outcome.WAITING) + summary.count(Outcome.HELD)
         if summary.ok and not unfinished:
             camera.status = "done"
-            self.say(f"{camera.path}: done: every clip is verified by the server; "
-                     "safe to undock")
+            self.say(f"{camera.path}: done: every clip is verified by the server; safe to undock")
         else:
             self._failed(camera)
         camera.files, camera.changed_at = snapshot(camera.path), self.clock()
@@ -171,5 +202,7 @@ class Watcher:
     def _failed(self, camera: Camera) -> None:
         camera.status = "failed"
         camera.next_try = self.clock() + self.retry_every
-        self.say(f"{camera.path}: not finished: trying again in {self.retry_every:g} s; "
-                 "do not undock it yet")
+        self.say(
+            f"{camera.path}: not finished: trying again in {self.retry_every:g} s; "
+            "do not undock it yet"
+        )

@@ -12,8 +12,13 @@ from evidence.config import Settings
 from evidence.context import Context
 from evidence.migrate import upgrade
 
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.s3", "tests.fixtures.media", "tests.fixtures.redis",
-                  "tests.fixtures.tsa"]
+pytest_plugins = [
+    "tests.fixtures.postgres",
+    "tests.fixtures.s3",
+    "tests.fixtures.media",
+    "tests.fixtures.redis",
+    "tests.fixtures.tsa",
+]
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -8,10 +8,10 @@ import json
 import httpx
 import pytest
 
+from evidence.accounts.service import create_user
 from evidence.context import Context
 from evidence.ledger import merkle
 from evidence.ledger.note import NoteVerifier, open_checkpoint
-from evidence.accounts.service import create_user
 from tests.fixtures.api import running_api
 from tests.fixtures.people import PASSWORD, login
 
@@ -39,7 +39,10 @@ def test_entries_and_proofs_need_an_auditor_but_checkpoint_and_key_are_public(ap
     assert http.get("/api/v1/ledger/key").status_code == 200
     authorise(http, ctx, "officer")
     assert http.get("/api/v1/ledger/entries").status_code == 403
-    assert http.get("/api/v1/ledger/proofs/inclusion", params={"index": 0, "tree_size": 1}).status_code == 403
+    assert (
+        http.get("/api/v1/ledger/proofs/inclusion", params={"index": 0, "tree_size": 1}).status_code
+        == 403
+    )
 
 
 def test_checkpoint_and_key_are_plain_text_and_verify(api) -> None:
@@ -50,8 +53,10 @@ def test_checkpoint_and_key_are_plain_text_and_verify(api) -> None:
     assert cp_resp.headers["content-type"].startswith("text/plain")
     cp = open_checkpoint(cp_resp.text, NoteVerifier.from_vkey(key.text.strip()))
     assert cp.size == 11 and cp.origin == ctx.settings.ledger_origin
-    older = open_checkpoint(http.get("/api/v1/ledger/checkpoint", params={"size": 4}).text,
-                            NoteVerifier.from_vkey(key.text.strip()))
+    older = open_checkpoint(
+        http.get("/api/v1/ledger/checkpoint", params={"size": 4}).text,
+        NoteVerifier.from_vkey(key.text.strip()),
+    )
     assert older.size == 4
 
 
@@ -61,18 +66,23 @@ def test_entries_proofs_round_trip(api) -> None:
     body = http.get("/api/v1/ledger/entries", params={"start": 2, "end": 6}).json()
     assert [e["index"] for e in body["entries"]] == [2, 3, 4, 5]
     assert json.loads(base64.b64decode(body["entries"][0]["entry"]))["n"] == 2
-    all_entries = http.get("/api/v1/ledger/entries", params={"start": 0, "end": 11}).json()["entries"]
+    all_entries = http.get("/api/v1/ledger/entries", params={"start": 0, "end": 11}).json()[
+        "entries"
+    ]
     leaves = [merkle.leaf_hash(base64.b64decode(e["entry"])) for e in all_entries]
     tree = merkle.InMemoryTree()
     for leaf in leaves:
         tree.append(leaf)
     inc = http.get("/api/v1/ledger/proofs/inclusion", params={"index": 5, "tree_size": 11}).json()
     assert (inc["index"], inc["tree_size"]) == (5, 11)
-    merkle.verify_inclusion(leaves[5], 5, 11, [base64.b64decode(h) for h in inc["hashes"]], tree.root())
+    merkle.verify_inclusion(
+        leaves[5], 5, 11, [base64.b64decode(h) for h in inc["hashes"]], tree.root()
+    )
     con = http.get("/api/v1/ledger/proofs/consistency", params={"first": 3, "second": 11}).json()
     assert (con["first"], con["second"]) == (3, 11)
-    merkle.verify_consistency(3, 11, [base64.b64decode(h) for h in con["hashes"]],
-                              tree.root(3), tree.root(11))
+    merkle.verify_consistency(
+        3, 11, [base64.b64decode(h) for h in con["hashes"]], tree.root(3), tree.root(11)
+    )
 
 
 @pytest.mark.parametrize(
@@ -102,9 +112,17 @@ def test_health_readiness_metrics_openapi(api) -> None:
     root = http.get("/", follow_redirects=False)
     assert root.status_code == 307 and root.headers["location"] == "/ui/"
     ready = http.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "storage": "ok"}
+    assert ready.status_code == 200 and ready.json()["checks"] == {
+        "database": "ok",
+        "storage": "ok",
+    }
     assert http.get("/metrics").status_code == 401  # the monitoring system's (test_security.py)
     paths = http.get("/openapi.json").json()["paths"]
-    for route in ("/api/v1/ledger/checkpoint", "/api/v1/ledger/key", "/api/v1/ledger/entries",
-                  "/api/v1/ledger/proofs/inclusion", "/api/v1/ledger/proofs/consistency"):
+    for route in (
+        "/api/v1/ledger/checkpoint",
+        "/api/v1/ledger/key",
+        "/api/v1/ledger/entries",
+        "/api/v1/ledger/proofs/inclusion",
+        "/api/v1/ledger/proofs/consistency",
+    ):
         assert route in paths

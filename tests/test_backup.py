@@ -35,8 +35,15 @@ PASSPHRASE = "drill passphrase kept somewhere else"
 
 def sh(command: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run one documented shell command exactly as written in docs/backup.md."""
-    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
     return done
 
@@ -45,8 +52,15 @@ def evidence(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """The `evidence` command in a fresh process, configured only by EVIDENCE_DATA_DIR."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_")}
     env["EVIDENCE_DATA_DIR"] = str(cwd / "var")
-    return subprocess.run([sys.executable, "-m", "evidence", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "evidence", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def gpg_env(root: Path) -> dict[str, str]:
@@ -64,8 +78,11 @@ def back_up(site: Path) -> None:
     sh("mkdir -p backup", site)
     sh("sqlite3 var/evidence.db \".backup 'backup/evidence.db'\"", site)
     sh("cp -a var/objects backup/", site)
-    sh(f"tar -C var -cf - keys | {GPG} --symmetric --cipher-algo AES256 -o backup/keys.tar.gpg",
-       site, gpg_env(site.parent))
+    sh(
+        f"tar -C var -cf - keys | {GPG} --symmetric --cipher-algo AES256 -o backup/keys.tar.gpg",
+        site,
+        gpg_env(site.parent),
+    )
 
 
 def restore(site: Path) -> None:
@@ -115,8 +132,11 @@ def drill(tmp_path: Path, clip_mov: ClipFile) -> Iterator[Drill]:
         checkpoint = http.get("/api/v1/ledger/checkpoint")
         assert checkpoint.status_code == 200
         (site / "saved-checkpoint.txt").write_text(checkpoint.text)
-    derived = sorted(str(p.relative_to(site / "var" / "objects"))
-                     for p in (site / "var" / "objects" / "derived").rglob("*") if p.is_file())
+    derived = sorted(
+        str(p.relative_to(site / "var" / "objects"))
+        for p in (site / "var" / "objects" / "derived").rglob("*")
+        if p.is_file()
+    )
     assert len(derived) == 2  # proxy and thumbnail
     back_up(site)
     yield Drill(site, clip_mov.sha256, done["clip_id"], derived)
@@ -131,8 +151,9 @@ def test_backup_wipe_restore_and_prove(drill: Drill) -> None:
     assert (site / "var" / "keys" / "ledger.key").stat().st_mode & 0o777 == 0o600
 
     url = db_url(site)
-    verified = evidence(["verify", "ledger", "--db", url, "--checkpoint", "saved-checkpoint.txt"],
-                        site)
+    verified = evidence(
+        ["verify", "ledger", "--db", url, "--checkpoint", "saved-checkpoint.txt"], site
+    )
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "OK: the ledger verifies" in verified.stdout
     assert "saved checkpoint signature" in verified.stdout
@@ -159,8 +180,9 @@ def test_an_object_altered_in_the_backup_is_named_by_the_scrub(drill: Drill) -> 
     wipe(site, db_url(site))
     restore(site)
     url = db_url(site)
-    verified = evidence(["verify", "ledger", "--db", url, "--checkpoint", "saved-checkpoint.txt"],
-                        site)
+    verified = evidence(
+        ["verify", "ledger", "--db", url, "--checkpoint", "saved-checkpoint.txt"], site
+    )
     assert verified.returncode == 0, verified.stdout + verified.stderr  # the ledger is intact
     scrubbed = evidence(["scrub"], site)
     assert scrubbed.returncode == 1, scrubbed.stdout + scrubbed.stderr
@@ -180,8 +202,9 @@ def test_a_database_older_than_the_saved_checkpoint_fails_verification(drill: Dr
     # The disk dies; the only backup is the older one.
     wipe(site, url)
     restore(site)
-    verified = evidence(["verify", "ledger", "--db", url, "--checkpoint", "newer-checkpoint.txt"],
-                        site)
+    verified = evidence(
+        ["verify", "ledger", "--db", url, "--checkpoint", "newer-checkpoint.txt"], site
+    )
     assert verified.returncode == 1, verified.stdout + verified.stderr
     assert "log only grew" in verified.stdout + verified.stderr
     assert f"the saved checkpoint has {size} entries" in verified.stdout + verified.stderr
@@ -203,11 +226,23 @@ def test_postgres_dump_and_restore_proves_the_ledger(tmp_path: Path, postgres_se
     sh("mkdir -p backup", tmp_path)
     sh(f"pg_dump -Fc --no-owner -f backup/evidence.dump '{plain}'", tmp_path)
     target = postgres_server.create_database()  # new and empty, as `createdb` makes it
-    sh(f"pg_restore --no-owner --exit-on-error -d '{target.replace('+psycopg', '')}' "
-       "backup/evidence.dump", tmp_path)
+    sh(
+        f"pg_restore --no-owner --exit-on-error -d '{target.replace('+psycopg', '')}' "
+        "backup/evidence.dump",
+        tmp_path,
+    )
     # EVIDENCE_DATA_DIR=var: the verifier pins var/keys/ledger.pub.
-    verified = evidence(["verify", "ledger", "--db", target.replace("+psycopg", ""),
-                         "--checkpoint", "saved-checkpoint.txt"], tmp_path)
+    verified = evidence(
+        [
+            "verify",
+            "ledger",
+            "--db",
+            target.replace("+psycopg", ""),
+            "--checkpoint",
+            "saved-checkpoint.txt",
+        ],
+        tmp_path,
+    )
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "OK: the ledger verifies" in verified.stdout
     # The append-only triggers came back with the dump.

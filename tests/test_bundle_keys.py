@@ -39,19 +39,28 @@ def openssl_key_id(pem: str, tmp_path: Path) -> str:
     """The fingerprint as a court computes it: DER SubjectPublicKeyInfo, SHA-256, by openssl."""
     src = tmp_path / "k.pem"
     src.write_text(pem)
-    der = subprocess.run(["openssl", "pkey", "-pubin", "-in", str(src), "-outform", "DER"],
-                         capture_output=True, check=True).stdout
+    der = subprocess.run(
+        ["openssl", "pkey", "-pubin", "-in", str(src), "-outform", "DER"],
+        capture_output=True,
+        check=True,
+    ).stdout
     return hashlib.sha256(der).hexdigest()
 
 
 def new_bundle(f, ctx, case_id: str, path: Path) -> Path:
     """Another bundle of the case (other options, so not the reused one), built and taken."""
-    r = f.http.post(f"/api/v1/cases/{case_id}/bundles", headers=f.as_("eo_brown"),
-                    json={"include_proxies": False})
+    r = f.http.post(
+        f"/api/v1/cases/{case_id}/bundles",
+        headers=f.as_("eo_brown"),
+        json={"include_proxies": False},
+    )
     assert r.status_code == 202, r.text
     assert build_bundle(ctx, r.json()["id"]) == "ready"
-    got = f.http.get(f"/api/v1/bundles/{r.json()['id']}/download", headers=f.as_("cps_green"),
-                     params={"reason": "court preparation"})
+    got = f.http.get(
+        f"/api/v1/bundles/{r.json()['id']}/download",
+        headers=f.as_("cps_green"),
+        params={"reason": "court preparation"},
+    )
     assert got.status_code == 200, got.text
     path.write_bytes(got.content)
     return path
@@ -60,7 +69,9 @@ def new_bundle(f, ctx, case_id: str, path: Path) -> Path:
 def test_the_published_key_is_the_one_bundles_carry(bundled, tmp_path: Path) -> None:  # noqa: F811
     f, ctx, _, _, path = bundled
     anonymous = f.http.get("/api/v1/bundles/key")  # no credentials: a court has no account
-    assert anonymous.status_code == 200 and anonymous.headers["content-type"].startswith("text/plain")
+    assert anonymous.status_code == 200 and anonymous.headers["content-type"].startswith(
+        "text/plain"
+    )
     carried = read_all(path)[mf.SIGNING_KEY].decode()
     assert anonymous.text == carried
     listed = f.http.get("/api/v1/bundles/keys").json()["keys"]
@@ -70,7 +81,8 @@ def test_the_published_key_is_the_one_bundles_carry(bundled, tmp_path: Path) -> 
 
 
 def test_rotation_keeps_older_bundles_verifiable_against_the_key_of_their_time(
-        cli_env, tmp_path: Path) -> None:
+    cli_env, tmp_path: Path
+) -> None:
     f, ctx, case_id, _, first = cli_env
     old = f.http.get("/api/v1/bundles/keys").json()["keys"][0]
 
@@ -80,7 +92,9 @@ def test_rotation_keeps_older_bundles_verifiable_against_the_key_of_their_time(
 
     history = f.http.get("/api/v1/bundles/keys").json()["keys"]
     assert [k["key_id"] for k in history][0] == old["key_id"] and len(history) == 2
-    assert history[0]["valid_until"] == history[1]["valid_from"] and history[1]["valid_until"] is None
+    assert (
+        history[0]["valid_until"] == history[1]["valid_from"] and history[1]["valid_until"] is None
+    )
     current = f.http.get("/api/v1/bundles/key").text
     assert history[1]["public_pem"] == current != old["public_pem"]
     # The rotation is in the tamper-evident log too, with both key ids.
@@ -91,8 +105,13 @@ def test_rotation_keeps_older_bundles_verifiable_against_the_key_of_their_time(
     # The old private key is kept aside (0600), not deleted.
     retired = list((ctx.settings.secrets_dir() / keys.RETIRED_DIR).iterdir())
     assert len(retired) == 1 and retired[0].stat().st_mode & 0o077 == 0
-    assert serialization.load_pem_private_key(retired[0].read_bytes(), None).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode() == old["public_pem"]
+    assert (
+        serialization.load_pem_private_key(retired[0].read_bytes(), None)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+        == old["public_pem"]
+    )
 
     second = new_bundle(f, ctx, case_id, tmp_path / "second.zip")
     assert read_all(second)[mf.SIGNING_KEY].decode() == current
@@ -126,10 +145,18 @@ def test_rotation_keeps_older_bundles_verifiable_against_the_key_of_their_time(
         if entry["path"] == mf.SIGNING_KEY:
             entry.update(sha256=hashlib.sha256(pem).hexdigest(), size=len(pem))
     manifest = mf.render_manifest(m)
-    late = rewrite(second, tmp_path / "late.zip", _with_sums(members, {
-        mf.SIGNING_KEY: pem, mf.MANIFEST: manifest, mf.SIGNATURE: old_key.sign(manifest)}))
+    late = rewrite(
+        second,
+        tmp_path / "late.zip",
+        _with_sums(
+            members,
+            {mf.SIGNING_KEY: pem, mf.MANIFEST: manifest, mf.SIGNATURE: old_key.sign(manifest)},
+        ),
+    )
     code, out = verify(late, *ledger, "--bundle-key", str(served))
-    assert code != 0 and "FAIL  bundle key validity" in out and "a retired key signed it" in out, out
+    assert code != 0 and "FAIL  bundle key validity" in out and "a retired key signed it" in out, (
+        out
+    )
 
 
 @sqlite_only
@@ -148,12 +175,16 @@ def test_a_rotation_stopped_after_the_key_swap_is_recorded_by_the_next_load(tmp_
 
     old = keys.public_pem(keys.load_or_create_bundle_key(tmp_path).public_key())
     swapped = Ed25519PrivateKey.generate()
-    (tmp_path / keys.KEY_NAME).write_bytes(keys._private_pem(swapped))  # as rotate_bundle_key's swap
+    (tmp_path / keys.KEY_NAME).write_bytes(
+        keys._private_pem(swapped)
+    )  # as rotate_bundle_key's swap
     new = keys.public_pem(keys.load_or_create_bundle_key(tmp_path).public_key())
     assert new == keys.public_pem(swapped.public_key()) != old
     history = keys.published_keys(tmp_path)
     assert [k["key_id"] for k in history] == [keys.key_id(old), keys.key_id(new)]
-    assert history[0]["valid_until"] == history[1]["valid_from"] and history[1]["valid_until"] is None
+    assert (
+        history[0]["valid_until"] == history[1]["valid_from"] and history[1]["valid_until"] is None
+    )
     assert (tmp_path / keys.PUBLIC_NAME).read_bytes() == new
 
 
@@ -187,14 +218,21 @@ def test_a_manifest_creation_time_must_fall_within_the_key_period(bundled, tmp_p
     (key,) = json.loads(served.read_text())["keys"]
     signer = keys.load_or_create_bundle_key(ctx.settings.secrets_dir())  # the force's own key
     members = read_all(path)
-    for created, verdict in (("2001-01-01T00:00:00.000000Z", "FAIL  bundle key validity: made "
-                              "2001-01-01T00:00:00.000000Z, OUTSIDE"),
-                             (key["valid_from"], f"PASS  bundle key validity: made {key['valid_from']}, within")):
+    for created, verdict in (
+        (
+            "2001-01-01T00:00:00.000000Z",
+            "FAIL  bundle key validity: made 2001-01-01T00:00:00.000000Z, OUTSIDE",
+        ),
+        (key["valid_from"], f"PASS  bundle key validity: made {key['valid_from']}, within"),
+    ):
         m = json.loads(members[mf.MANIFEST])
         m["created_at"] = created
         manifest = mf.render_manifest(m)
-        dated = rewrite(path, tmp_path / "dated.zip", _with_sums(members, {
-            mf.MANIFEST: manifest, mf.SIGNATURE: signer.sign(manifest)}))
+        dated = rewrite(
+            path,
+            tmp_path / "dated.zip",
+            _with_sums(members, {mf.MANIFEST: manifest, mf.SIGNATURE: signer.sign(manifest)}),
+        )
         code, out = verify(dated, "--key", ctx.ledger.verifier_key, "--bundle-key", str(served))
         assert verdict in out and (code == 0) == verdict.startswith("PASS"), out
 

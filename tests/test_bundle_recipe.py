@@ -25,19 +25,23 @@ def recipe(folder: Path) -> list[str]:
 
 
 def run(command: str, folder: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", "-c", command], cwd=folder, env=PLAIN, capture_output=True, text=True)
+    return subprocess.run(
+        ["bash", "-c", command], cwd=folder, env=PLAIN, capture_output=True, text=True
+    )
 
 
 def test_every_command_of_verify_txt_passes_with_standard_tools(bundled, tmp_path: Path) -> None:  # noqa: F811
     f, ctx, _, _, path = bundled
     folder = unzip(path, tmp_path / "bundle")
     commands = recipe(folder)
-    for expected in ("sha256sum -c SHA256SUMS",
-                     "openssl pkeyutl -verify -pubin -inkey signing-key.pem -rawin -in manifest.json "
-                     "-sigfile manifest.json.sig",
-                     "openssl pkeyutl -verify -pubin -inkey ledger-key.pem -rawin -in checkpoint.body "
-                     "-sigfile checkpoint.sig",
-                     "python3 verify_proofs.py"):
+    for expected in (
+        "sha256sum -c SHA256SUMS",
+        "openssl pkeyutl -verify -pubin -inkey signing-key.pem -rawin -in manifest.json "
+        "-sigfile manifest.json.sig",
+        "openssl pkeyutl -verify -pubin -inkey ledger-key.pem -rawin -in checkpoint.body "
+        "-sigfile checkpoint.sig",
+        "python3 verify_proofs.py",
+    ):
         assert expected in commands, (expected, commands)
     outputs = {}
     for command in commands:
@@ -45,7 +49,9 @@ def test_every_command_of_verify_txt_passes_with_standard_tools(bundled, tmp_pat
         assert done.returncode == 0, (command, done.stdout, done.stderr)
         outputs[command] = done.stdout
     assert outputs[commands[1]].strip() == "Signature Verified Successfully"
-    fingerprint = outputs["openssl pkey -pubin -in signing-key.pem -outform DER | sha256sum"].split()[0]
+    fingerprint = outputs[
+        "openssl pkey -pubin -in signing-key.pem -outform DER | sha256sum"
+    ].split()[0]
     assert fingerprint == f.http.get("/api/v1/bundles/keys").json()["keys"][0]["key_id"]
     cut = (folder / "checkpoint.body").read_text()
     assert cut == ctx.ledger.checkpoint_covering(int(cut.split("\n")[1])).split("\n\n")[0] + "\n"
@@ -55,7 +61,9 @@ def test_every_command_of_verify_txt_passes_with_standard_tools(bundled, tmp_pat
     assert proofs[-1].startswith(f"OK: all {len(entries)} entries are included")
 
 
-def test_the_recipe_catches_a_changed_entry_and_a_changed_checkpoint(bundled, tmp_path: Path) -> None:  # noqa: F811
+def test_the_recipe_catches_a_changed_entry_and_a_changed_checkpoint(
+    bundled, tmp_path: Path
+) -> None:  # noqa: F811
     _, _, _, _, path = bundled
     folder = unzip(path, tmp_path / "bundle")
     commands = recipe(folder)
@@ -76,6 +84,8 @@ def test_the_recipe_catches_a_changed_entry_and_a_changed_checkpoint(bundled, tm
     note[1] = str(int(note[1]) + 1)
     (folder / mf.CHECKPOINT).write_text("\n".join(note))
     results = {c: run(c, folder) for c in commands if "checkpoint" in c or "ledger-key" in c}
-    check = results["openssl pkeyutl -verify -pubin -inkey ledger-key.pem -rawin -in checkpoint.body "
-                    "-sigfile checkpoint.sig"]
+    check = results[
+        "openssl pkeyutl -verify -pubin -inkey ledger-key.pem -rawin -in checkpoint.body "
+        "-sigfile checkpoint.sig"
+    ]
     assert check.returncode != 0 and "Signature Verification Failure" in check.stdout + check.stderr

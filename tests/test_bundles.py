@@ -20,11 +20,11 @@ from evidence.bundles.keys import public_pem
 from evidence.bundles.models import Bundle, BundleState
 from evidence.bundles.service import build_bundle
 from evidence.cli import app
+from evidence.context import Context
 from evidence.ledger.note import NoteSigner
 from tests.conftest import sqlite_only
 from tests.fixtures.api import running_api
 from tests.test_shares import share, shared_world  # noqa: F401  (the world: clips, a case, a force)
-from evidence.context import Context
 
 
 @pytest.fixture
@@ -32,12 +32,22 @@ def bundled(shared_world, tmp_path: Path):  # noqa: F811  (the fixture imported 
     """Both clips as exhibits, shared with cps_green, a bundle built and downloaded by CPS."""
     f, ctx, case_id, clip_ids = shared_world
     eo, cps = f.as_("eo_brown"), f.as_("cps_green")
-    assert f.http.post(f"/api/v1/cases/{case_id}/items", headers=eo,
-                       json={"clip_ids": clip_ids}).status_code == 200
+    assert (
+        f.http.post(
+            f"/api/v1/cases/{case_id}/items", headers=eo, json={"clip_ids": clip_ids}
+        ).status_code
+        == 200
+    )
     assert share(f, case_id).status_code == 201
     # A view, so the continuity statement has an access to list.
-    assert f.http.get(f"/api/v1/clips/{clip_ids[0]}/stream", headers=cps,
-                      params={"reason": "charging decision"}).status_code == 200
+    assert (
+        f.http.get(
+            f"/api/v1/clips/{clip_ids[0]}/stream",
+            headers=cps,
+            params={"reason": "charging decision"},
+        ).status_code
+        == 200
+    )
     r = f.http.post(f"/api/v1/cases/{case_id}/bundles", headers=eo, json={"include_proxies": True})
     assert r.status_code == 202, r.text
     bundle_id = r.json()["id"]
@@ -69,8 +79,12 @@ def verify(path: Path, *extra: str) -> tuple[int, str]:
 
 def pins(ctx, tmp_path: Path) -> list[str]:
     """What a court pins: the force's published ledger key and bundle-signing key."""
-    return ["--key", ctx.ledger.verifier_key,
-            "--bundle-key", str(ctx.settings.secrets_dir() / "bundle.pub.pem")]
+    return [
+        "--key",
+        ctx.ledger.verifier_key,
+        "--bundle-key",
+        str(ctx.settings.secrets_dir() / "bundle.pub.pem"),
+    ]
 
 
 def unzip(path: Path, into: Path) -> Path:
@@ -79,7 +93,9 @@ def unzip(path: Path, into: Path) -> Path:
     return into
 
 
-def test_cps_downloads_a_bundle_that_verifies_with_and_without_our_code(bundled, tmp_path: Path) -> None:
+def test_cps_downloads_a_bundle_that_verifies_with_and_without_our_code(
+    bundled, tmp_path: Path
+) -> None:
     f, ctx, case_id, bundle_id, path = bundled
     code, out = verify(path, *pins(ctx, tmp_path))
     assert code == 0, out
@@ -95,17 +111,30 @@ def test_cps_downloads_a_bundle_that_verifies_with_and_without_our_code(bundled,
         assert zf.read("statement/continuity.pdf").startswith(b"%PDF")
         html = zf.read("statement/continuity.html").decode()
         verify_txt = zf.read("VERIFY.txt").decode()
-    for fixed in (mf.MANIFEST, mf.SIGNATURE, mf.SIGNING_KEY, mf.SUMS, mf.CHECKPOINT,
-                  mf.LEDGER_KEY, mf.ENTRIES, "statement/continuity.html", "VERIFY.txt"):
+    for fixed in (
+        mf.MANIFEST,
+        mf.SIGNATURE,
+        mf.SIGNING_KEY,
+        mf.SUMS,
+        mf.CHECKPOINT,
+        mf.LEDGER_KEY,
+        mf.ENTRIES,
+        "statement/continuity.html",
+        "VERIFY.txt",
+    ):
         assert fixed in names
     refs = [e["exhibit_ref"] for e in m["exhibits"]]
     assert len(refs) == 2 and all(r in html for r in refs)
-    assert "Viewed" in html and "Priya Green (CPS lawyer)" in html, "the CPS view is an access listed"
+    assert "Viewed" in html and "Priya Green (CPS lawyer)" in html, (
+        "the CPS view is an access listed"
+    )
     assert all(e["derivatives"] and e["derivatives"][0]["recipe"] for e in m["exhibits"])
     # Without our code, exactly as VERIFY.txt says.
     sums = "sha256sum -c SHA256SUMS"
-    sig = ("openssl pkeyutl -verify -pubin -inkey signing-key.pem -rawin -in manifest.json "
-           "-sigfile manifest.json.sig")
+    sig = (
+        "openssl pkeyutl -verify -pubin -inkey signing-key.pem -rawin -in manifest.json "
+        "-sigfile manifest.json.sig"
+    )
     assert sums in verify_txt and sig in verify_txt
     where = unzip(path, tmp_path / "unzipped")
     for cmd in (sums, sig):
@@ -113,29 +142,48 @@ def test_cps_downloads_a_bundle_that_verifies_with_and_without_our_code(bundled,
         assert done.returncode == 0, (cmd, done.stdout, done.stderr)
     # Range works; the download is in the ledger with who took it, their role, why and from
     # where, once: a resumed range of the same download for the same reason is not another.
-    part = f.http.get(f"/api/v1/bundles/{bundle_id}/download", params=TAKE,
-                      headers={**f.as_("cps_green"), "Range": "bytes=0-3"})
+    part = f.http.get(
+        f"/api/v1/bundles/{bundle_id}/download",
+        params=TAKE,
+        headers={**f.as_("cps_green"), "Range": "bytes=0-3"},
+    )
     assert part.status_code == 206 and part.content == b"PK\x03\x04"
     downloads = [json.loads(e) for _, e in ctx.ledger.entries_about(f"bundle:{bundle_id}")]
     downloads = [e for e in downloads if e["type"] == "bundle.downloaded"]
     assert len(downloads) == 1, downloads
     (taken,) = downloads
     assert (taken["actor"], taken["role"], taken["reason"]) == (
-        "user:cps_green", "cps", "court preparation: first hearing")
+        "user:cps_green",
+        "cps",
+        "court preparation: first hearing",
+    )
     assert taken["source_ip"]
     # Another reason is another access, recorded.
-    assert f.http.get(f"/api/v1/bundles/{bundle_id}/download", headers=f.as_("cps_green"),
-                      params={"reason": "disclosure"}).status_code == 200
+    assert (
+        f.http.get(
+            f"/api/v1/bundles/{bundle_id}/download",
+            headers=f.as_("cps_green"),
+            params={"reason": "disclosure"},
+        ).status_code
+        == 200
+    )
     downloads = [json.loads(e) for _, e in ctx.ledger.entries_about(f"bundle:{bundle_id}")]
     assert [e["reason"] for e in downloads if e["type"] == "bundle.downloaded"] == [
-        "court preparation: first hearing", "disclosure"]
+        "court preparation: first hearing",
+        "disclosure",
+    ]
     assert build_bundle(ctx, bundle_id) == "ready", "a repeated task leaves a ready bundle alone"
-    exported = [json.loads(e) for _, e in ctx.ledger.entries_about(f"bundle:{bundle_id}")
-                if json.loads(e)["type"] == "bundle.exported"]
+    exported = [
+        json.loads(e)
+        for _, e in ctx.ledger.entries_about(f"bundle:{bundle_id}")
+        if json.loads(e)["type"] == "bundle.exported"
+    ]
     assert len(exported) == 1 and exported[0]["built_at"]
 
 
-def test_the_continuity_statement_reads_as_a_statement_a_court_accepts(bundled, tmp_path: Path) -> None:
+def test_the_continuity_statement_reads_as_a_statement_a_court_accepts(
+    bundled, tmp_path: Path
+) -> None:
     """The MG11 shape: the s.9 declaration, the maker by name, role and number, a signature
     and date, the case and exhibit references and "Page x of y" on every page, the exhibit
     list first (original names, camera serial, officer by name, SHA-256), each exhibit's
@@ -155,7 +203,9 @@ def test_the_continuity_statement_reads_as_a_statement_a_court_accepts(bundled, 
     pages = text.count("\f") or 1
     flat = " ".join(text.split())
     assert "is true to the best of my knowledge and belief" in flat
-    assert f"consisting of {pages} page" in flat and f"consisting of {pages} page" in " ".join(html.split())
+    assert f"consisting of {pages} page" in flat and f"consisting of {pages} page" in " ".join(
+        html.split()
+    )
     assert "Statement of" in flat and "DC Sam Brown" in flat and "evidence officer" in flat
     for n in range(1, pages + 1):
         assert f"Page {n} of {pages}" in text
@@ -167,7 +217,9 @@ def test_the_continuity_statement_reads_as_a_statement_a_court_accepts(bundled, 
         assert ex["exhibit_ref"] in flat and ex["sha256"][:16] in flat.replace(" ", "")
         assert ex["original_filename"] in flat
     assert "BWV-7781-0042" in flat.replace(" ", "") and "PC Dana Smith (officer PC1234)" in flat
-    assert "Priya Green (CPS lawyer)" in flat and "charging decision" in flat, "the CPS view, by name"
+    assert "Priya Green (CPS lawyer)" in flat and "charging decision" in flat, (
+        "the CPS view, by name"
+    )
     assert "(UTC+00:00)" in flat or "(UTC+01:00)" in flat, "UK time with its offset"
     assert "ffmpeg" in flat.split("Appendix A: technical detail")[-1]
     for bad in ("None", "{'", '{"', "user:", "clip.viewed"):
@@ -177,21 +229,43 @@ def test_the_continuity_statement_reads_as_a_statement_a_court_accepts(bundled, 
     assert fonts and all(" yes " in line for line in fonts), fonts  # every font embedded
     info = run("pdfinfo", str(pdf))
     assert "Page size:      595.28 x 841.89 pts (A4)" in info or "595.276 x 841.89" in info, info
-    assert "Title:           Continuity statement, case" in info and "Author:          DC Sam Brown" in info
+    assert (
+        "Title:           Continuity statement, case" in info
+        and "Author:          DC Sam Brown" in info
+    )
     assert "2000" not in next(line for line in info.splitlines() if line.startswith("CreationDate"))
     artifacts = Path(__file__).resolve().parent.parent / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
-    run("pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "2", str(pdf), str(artifacts / "statement-page"))
+    run(
+        "pdftoppm",
+        "-png",
+        "-r",
+        "60",
+        "-f",
+        "1",
+        "-l",
+        "2",
+        str(pdf),
+        str(artifacts / "statement-page"),
+    )
     assert (artifacts / "statement-page-1.png").stat().st_size > 10_000
 
 
 def test_bundle_access_follows_the_share(bundled) -> None:
     f, ctx, case_id, bundle_id, _ = bundled
     assert f.http.get(f"/api/v1/bundles/{bundle_id}", headers=f.as_("pc_smith")).status_code == 403
-    assert f.http.post(f"/api/v1/cases/{case_id}/bundles", headers=f.as_("cps_green")).status_code == 403
-    share_id = f.http.get(f"/api/v1/cases/{case_id}/shares", headers=f.as_("eo_brown")).json()["items"][0]["id"]
+    assert (
+        f.http.post(f"/api/v1/cases/{case_id}/bundles", headers=f.as_("cps_green")).status_code
+        == 403
+    )
+    share_id = f.http.get(f"/api/v1/cases/{case_id}/shares", headers=f.as_("eo_brown")).json()[
+        "items"
+    ][0]["id"]
     f.http.delete(f"/api/v1/shares/{share_id}", headers=f.as_("eo_brown"))
-    assert f.http.get(f"/api/v1/bundles/{bundle_id}/download", headers=f.as_("cps_green")).status_code == 404
+    assert (
+        f.http.get(f"/api/v1/bundles/{bundle_id}/download", headers=f.as_("cps_green")).status_code
+        == 404
+    )
 
 
 def test_rebuilding_gives_the_same_bytes(bundled, tmp_path: Path) -> None:
@@ -228,11 +302,13 @@ def rewrite(src: Path, dst: Path, changes: dict[str, bytes | None]) -> Path:
 
 
 def flip(data: bytes, at: int) -> bytes:
-    return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1:]
+    return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
 
 
 def resums(members: dict[str, bytes]) -> bytes:
-    return mf.sha256sums({n: hashlib.sha256(d).hexdigest() for n, d in members.items() if n != mf.SUMS})
+    return mf.sha256sums(
+        {n: hashlib.sha256(d).hexdigest() for n, d in members.items() if n != mf.SUMS}
+    )
 
 
 def read_all(path: Path) -> dict[str, bytes]:
@@ -252,30 +328,57 @@ def test_tampering_is_caught_and_named(bundled, tmp_path: Path) -> None:
     ex1, ex2 = m["exhibits"]
     lines = members[mf.ENTRIES].decode().splitlines()
     row = next(json.loads(line) for line in lines if json.loads(line)["hashes"])
-    row_tampered = dict(row, hashes=[base64.b64encode(flip(base64.b64decode(row["hashes"][0]), 0)).decode()]
-                        + row["hashes"][1:])
-    entries_tampered = "\n".join(json.dumps(row_tampered, sort_keys=True) if json.loads(x)["index"] == row["index"]
-                                 else x for x in lines).encode() + b"\n"
+    row_tampered = dict(
+        row,
+        hashes=[base64.b64encode(flip(base64.b64decode(row["hashes"][0]), 0)).decode()]
+        + row["hashes"][1:],
+    )
+    entries_tampered = (
+        "\n".join(
+            json.dumps(row_tampered, sort_keys=True)
+            if json.loads(x)["index"] == row["index"]
+            else x
+            for x in lines
+        ).encode()
+        + b"\n"
+    )
     cp = members[mf.CHECKPOINT].decode().split("\n")
     cp[1] = str(int(cp[1]) + 1)  # claim a bigger tree
     other = NoteSigner.generate(ctx.settings.ledger_origin)
     cases: dict[str, tuple[dict[str, bytes | None], list[str]]] = {
-        "media byte": ({ex1["file"]: flip(members[ex1["file"]], 1000)},
-                       [f"SHA256SUMS {ex1['file']}", f"exhibit {ex1['exhibit_ref']} media"]),
-        "manifest byte": ({mf.MANIFEST: members[mf.MANIFEST].replace(b'"exhibit_ref": "', b'"exhibit_ref": "X', 1)},
-                          ["manifest signature", f"SHA256SUMS {mf.MANIFEST}"]),
+        "media byte": (
+            {ex1["file"]: flip(members[ex1["file"]], 1000)},
+            [f"SHA256SUMS {ex1['file']}", f"exhibit {ex1['exhibit_ref']} media"],
+        ),
+        "manifest byte": (
+            {
+                mf.MANIFEST: members[mf.MANIFEST].replace(
+                    b'"exhibit_ref": "', b'"exhibit_ref": "X', 1
+                )
+            },
+            ["manifest signature", f"SHA256SUMS {mf.MANIFEST}"],
+        ),
         "proof hash": ({mf.ENTRIES: entries_tampered}, [f"inclusion ledger entry {row['index']}"]),
         "checkpoint": ({mf.CHECKPOINT: "\n".join(cp).encode()}, ["checkpoint signature"]),
-        "exhibit removed": ({ex2["file"]: None}, [f"SHA256SUMS {ex2['file']}", f"exhibit {ex2['exhibit_ref']} media"]),
-        "exhibits swapped": ({ex1["file"]: members[ex2["file"]], ex2["file"]: members[ex1["file"]]},
-                             [f"exhibit {ex1['exhibit_ref']} media", f"exhibit {ex2['exhibit_ref']} media"]),
+        "exhibit removed": (
+            {ex2["file"]: None},
+            [f"SHA256SUMS {ex2['file']}", f"exhibit {ex2['exhibit_ref']} media"],
+        ),
+        "exhibits swapped": (
+            {ex1["file"]: members[ex2["file"]], ex2["file"]: members[ex1["file"]]},
+            [f"exhibit {ex1['exhibit_ref']} media", f"exhibit {ex2['exhibit_ref']} media"],
+        ),
         # Another key signing the same manifest (SHA256SUMS recomputed): the signed manifest's
         # own file list names the key file, and the pinned force key does not match.
-        "signing key replaced": (_resigned(members, m, rewrite_manifest=False),
-                                 [f"manifest file {mf.SIGNING_KEY}", "bundle signing key pinned"]),
+        "signing key replaced": (
+            _resigned(members, m, rewrite_manifest=False),
+            [f"manifest file {mf.SIGNING_KEY}", "bundle signing key pinned"],
+        ),
         # Another ledger key: the checkpoint (signed by the real key) no longer verifies.
-        "ledger key replaced": (_with_sums(members, {mf.LEDGER_KEY: (other.verifier_key() + "\n").encode()}),
-                                ["checkpoint signature"]),
+        "ledger key replaced": (
+            _with_sums(members, {mf.LEDGER_KEY: (other.verifier_key() + "\n").encode()}),
+            ["checkpoint signature"],
+        ),
     }
     for name, (changes, expected) in cases.items():
         bad = rewrite(path, tmp_path / f"{name.replace(' ', '-')}.zip", changes)
@@ -287,23 +390,32 @@ def test_tampering_is_caught_and_named(bundled, tmp_path: Path) -> None:
 
 
 def test_a_bundle_damaged_in_place_fails_naming_the_member_without_a_traceback(
-        bundled, tmp_path: Path) -> None:
+    bundled, tmp_path: Path
+) -> None:
     """A bit flipped inside a stored member (a bad disk, a bad copy) makes zipfile raise
     BadZipFile (bad CRC-32) on reading it: the verifier reports a FAIL naming that member and
     exits 1, as a court expert's command line must, never a Python traceback."""
     _, ctx, _, _, path = bundled
     with zipfile.ZipFile(path) as zf:
-        info = next(i for i in zf.infolist() if i.filename.startswith("media/") and i.file_size > 1000)
+        info = next(
+            i for i in zf.infolist() if i.filename.startswith("media/") and i.file_size > 1000
+        )
     damaged = tmp_path / "damaged.zip"
     data = bytearray(path.read_bytes())
     # The local header is 30 bytes plus the name and the extra field; the data follows it.
-    name_len, extra_len = int.from_bytes(data[info.header_offset + 26:info.header_offset + 28], "little"), \
-        int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
+    name_len, extra_len = (
+        int.from_bytes(data[info.header_offset + 26 : info.header_offset + 28], "little"),
+        int.from_bytes(data[info.header_offset + 28 : info.header_offset + 30], "little"),
+    )
     at = info.header_offset + 30 + name_len + extra_len + info.compress_size // 2
     data[at] ^= 0xFF
     damaged.write_bytes(bytes(data))
-    run = subprocess.run([sys.executable, "-m", "evidence", "verify", "bundle", str(damaged),
-                          *pins(ctx, tmp_path)], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "evidence", "verify", "bundle", str(damaged), *pins(ctx, tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Traceback" not in run.stdout + run.stderr
     assert f"FAIL  ZIP member {info.filename}: damaged in this copy" in run.stdout
@@ -317,7 +429,9 @@ def _with_sums(members: dict[str, bytes], changes: dict[str, bytes]) -> dict[str
     return {**changes, mf.SUMS: resums(new)}
 
 
-def _resigned(members: dict[str, bytes], m: dict, *, rewrite_manifest: bool) -> dict[str, bytes | None]:
+def _resigned(
+    members: dict[str, bytes], m: dict, *, rewrite_manifest: bool
+) -> dict[str, bytes | None]:
     """Sign with a key of the forger's own; optionally fix manifest.json's file list too."""
     key = Ed25519PrivateKey.generate()
     pem = public_pem(key.public_key())
@@ -333,14 +447,19 @@ def _resigned(members: dict[str, bytes], m: dict, *, rewrite_manifest: bool) -> 
 
 
 @sqlite_only
-def test_a_fully_resigned_bundle_is_caught_only_by_the_pinned_bundle_key(bundled, tmp_path: Path) -> None:
+def test_a_fully_resigned_bundle_is_caught_only_by_the_pinned_bundle_key(
+    bundled, tmp_path: Path
+) -> None:
     """A forger who re-signs the manifest with their own key and fixes every hash makes a
     bundle that is internally consistent: nothing inside it can tell. A court must pin the
     force's published bundle key (--bundle-key), and then the replacement is caught."""
     _, ctx, _, _, path = bundled
     members = read_all(path)
-    forged = rewrite(path, tmp_path / "forged.zip", _resigned(members, json.loads(members[mf.MANIFEST]),
-                                                              rewrite_manifest=True))
+    forged = rewrite(
+        path,
+        tmp_path / "forged.zip",
+        _resigned(members, json.loads(members[mf.MANIFEST]), rewrite_manifest=True),
+    )
     code, out = verify(forged, "--key", ctx.ledger.verifier_key)
     assert code == 0, out
     assert "NOTE  bundle signing key not pinned" in out
@@ -353,7 +472,9 @@ def test_a_replaced_ledger_key_is_caught_by_the_pin(bundled, tmp_path: Path) -> 
     _, ctx, _, _, path = bundled
     members = read_all(path)
     other = NoteSigner.generate(ctx.settings.ledger_origin).verifier_key()
-    bad = rewrite(path, tmp_path / "k.zip", _with_sums(members, {mf.LEDGER_KEY: (other + "\n").encode()}))
+    bad = rewrite(
+        path, tmp_path / "k.zip", _with_sums(members, {mf.LEDGER_KEY: (other + "\n").encode()})
+    )
     code, out = verify(bad, "--key", ctx.ledger.verifier_key)
     assert code != 0 and any("ledger key pinned" in line for line in failed(out)), out
     code, out = verify(path)  # unpinned: passes, but says what it could not check
@@ -369,12 +490,26 @@ def test_the_live_log_only_grew_since_the_bundle(bundled, tmp_path: Path) -> Non
     size_then = int(saved.read_text().split("\n")[1])
     assert ctx.ledger.size() > size_then, "downloads and the export came after the pin"
     with running_api(ctx.settings) as url:
-        from tests.fixtures.people import login
         import httpx
 
+        from tests.fixtures.people import login
+
         token = login(httpx.Client(base_url=url), "aud_white")
-        result = CliRunner().invoke(app, ["verify", "ledger", "--api", url, "--checkpoint", str(saved),
-                                          "--token", token, "--key", ctx.ledger.verifier_key])
+        result = CliRunner().invoke(
+            app,
+            [
+                "verify",
+                "ledger",
+                "--api",
+                url,
+                "--checkpoint",
+                str(saved),
+                "--token",
+                token,
+                "--key",
+                ctx.ledger.verifier_key,
+            ],
+        )
     assert result.exit_code == 0, result.output
     assert f"consistency {size_then} -> " in result.output
 
@@ -391,13 +526,19 @@ def test_a_bundle_carries_the_checkpoint_timestamp(bundled, tsa, tmp_path: Path)
     """With a TSA configured the pinned checkpoint is stamped; the token checks with our
     verifier (given the TSA root) and with `openssl ts -verify` exactly as VERIFY.txt says."""
     f, ctx, case_id, _, _ = bundled
-    worker = Context(ctx.settings.model_copy(update={"tsa_url": tsa.good.url,
-                                                     "tsa_ca_file": tsa.good.ca_pem}))
-    bundle_id = f.http.post(f"/api/v1/cases/{case_id}/bundles", headers=f.as_("eo_brown")).json()["id"]
+    worker = Context(
+        ctx.settings.model_copy(update={"tsa_url": tsa.good.url, "tsa_ca_file": tsa.good.ca_pem})
+    )
+    bundle_id = f.http.post(f"/api/v1/cases/{case_id}/bundles", headers=f.as_("eo_brown")).json()[
+        "id"
+    ]
     assert build_bundle(worker, bundle_id) == "ready"
     path = tmp_path / "stamped.zip"
-    path.write_bytes(f.http.get(f"/api/v1/bundles/{bundle_id}/download", headers=f.as_("cps_green"),
-                                params=TAKE).content)
+    path.write_bytes(
+        f.http.get(
+            f"/api/v1/bundles/{bundle_id}/download", headers=f.as_("cps_green"), params=TAKE
+        ).content
+    )
     code, out = verify(path, *pins(ctx, tmp_path), "--tsa-ca", str(tsa.good.ca_pem))
     assert code == 0 and "PASS  timestamp token" in out, out
     # Without --tsa-ca the bundled CA is used, and the report says where the root came from.
@@ -420,7 +561,11 @@ def test_a_bundle_carries_the_checkpoint_timestamp(bundled, tsa, tmp_path: Path)
     done = subprocess.run(cmd.split(), cwd=where, capture_output=True, text=True)
     assert done.returncode == 0, (done.stdout, done.stderr)
     members = read_all(path)
-    bad = rewrite(path, tmp_path / "tsr.zip", _with_sums(members, {mf.TOKEN: flip(members[mf.TOKEN], len(members[mf.TOKEN]) - 10)}))
+    bad = rewrite(
+        path,
+        tmp_path / "tsr.zip",
+        _with_sums(members, {mf.TOKEN: flip(members[mf.TOKEN], len(members[mf.TOKEN]) - 10)}),
+    )
     code, out = verify(bad, *pins(ctx, tmp_path), "--tsa-ca", str(tsa.good.ca_pem))
     assert code != 0 and any("timestamp token" in line for line in failed(out)), out
 
@@ -442,7 +587,9 @@ def _rebuild(ctx, bundle_id: str, into: Path) -> bytes:
 
 
 @sqlite_only
-def test_an_exhibit_ref_edited_after_the_request_leaves_the_bundle_as_it_was(bundled, tmp_path: Path) -> None:
+def test_an_exhibit_ref_edited_after_the_request_leaves_the_bundle_as_it_was(
+    bundled, tmp_path: Path
+) -> None:
     """The reference comes from the ledger as pinned, so a rebuild is byte-identical; a bundle
     requested after the edit shows the new reference. Bad, taken or unauthorised edits are refused."""
     f, ctx, case_id, bundle_id, path = bundled
@@ -454,18 +601,32 @@ def test_an_exhibit_ref_edited_after_the_request_leaves_the_bundle_as_it_was(bun
     for bad in ("", "x" * 33, "JS/1; DROP", "<b>"):
         r = f.http.patch(url.format(ex["clip_id"]), headers=eo, json={"exhibit_ref": bad})
         assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", bad
-    r = f.http.patch(url.format(ex["clip_id"]), headers=eo, json={"exhibit_ref": other["exhibit_ref"].lower()})
+    r = f.http.patch(
+        url.format(ex["clip_id"]), headers=eo, json={"exhibit_ref": other["exhibit_ref"].lower()}
+    )
     assert r.status_code == 409, r.text
-    assert f.http.patch(url.format("no-such-clip"), headers=eo, json={"exhibit_ref": "A/1"}).status_code == 404
+    assert (
+        f.http.patch(
+            url.format("no-such-clip"), headers=eo, json={"exhibit_ref": "A/1"}
+        ).status_code
+        == 404
+    )
     for who in ("cps_green", "pc_smith", "aud_white"):
         r = f.http.patch(url.format(ex["clip_id"]), headers=f.as_(who), json={"exhibit_ref": "A/1"})
         assert r.status_code == 403, who
 
     r = f.http.patch(url.format(ex["clip_id"]), headers=eo, json={"exhibit_ref": "JS/2"})
     assert r.status_code == 200, r.text
-    assert r.json() == {"clip_id": ex["clip_id"], "exhibit_ref": "JS/2", "previous_ref": ex["exhibit_ref"]}
-    (entry,) = [json.loads(e) for _, e in ctx.ledger.entries_about(f"clip:{ex['clip_id']}")
-                if json.loads(e)["type"] == "exhibit.referenced"]
+    assert r.json() == {
+        "clip_id": ex["clip_id"],
+        "exhibit_ref": "JS/2",
+        "previous_ref": ex["exhibit_ref"],
+    }
+    (entry,) = [
+        json.loads(e)
+        for _, e in ctx.ledger.entries_about(f"clip:{ex['clip_id']}")
+        if json.loads(e)["type"] == "exhibit.referenced"
+    ]
     assert entry["previous_ref"] == ex["exhibit_ref"] and entry["exhibit_ref"] == "JS/2"
     assert entry["subject"]["case"] == case_id and entry["actor"] == "user:eo_brown"
     assert _rebuild(ctx, bundle_id, tmp_path / "again.zip") == first
@@ -473,7 +634,9 @@ def test_an_exhibit_ref_edited_after_the_request_leaves_the_bundle_as_it_was(bun
     new_id = f.http.post(f"/api/v1/cases/{case_id}/bundles", headers=eo).json()["id"]
     assert build_bundle(ctx, new_id) == "ready"
     newer = tmp_path / "newer.zip"
-    newer.write_bytes(f.http.get(f"/api/v1/bundles/{new_id}/download", headers=eo, params=TAKE).content)
+    newer.write_bytes(
+        f.http.get(f"/api/v1/bundles/{new_id}/download", headers=eo, params=TAKE).content
+    )
     with zipfile.ZipFile(newer) as zf:
         m = json.loads(zf.read(mf.MANIFEST))
     (edited,) = [e for e in m["exhibits"] if e["clip_id"] == ex["clip_id"]]
@@ -487,9 +650,13 @@ def _grant(f, ctx, clip_id: str | None = None, case_id: str | None = None):  # t
 
     from tests.fixtures.people import approve_pending
 
-    body = {"username": "aud_white", "reason": "complaint review 7",
-            "expires_at": (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat(),
-            "clip_id": clip_id, "case_id": case_id}
+    body = {
+        "username": "aud_white",
+        "reason": "complaint review 7",
+        "expires_at": (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat(),
+        "clip_id": clip_id,
+        "case_id": case_id,
+    }
     r = f.http.post("/api/v1/grants", headers=f.as_("adm_black"), json=body)
     assert r.status_code == 201, r.text
     assert approve_pending(ctx) == 1
@@ -501,7 +668,9 @@ def test_an_auditor_takes_a_bundle_only_with_footage_access_to_every_exhibit(bun
     in a ZIP either. The bundle's record (state, hashes) stays readable, as the clip's does."""
     f, ctx, case_id, bundle_id, _ = bundled
     aud = f.as_("aud_white")
-    clip_ids = [e["clip_id"] for e in f.http.get(f"/api/v1/cases/{case_id}", headers=aud).json()["exhibits"]]
+    clip_ids = [
+        e["clip_id"] for e in f.http.get(f"/api/v1/cases/{case_id}", headers=aud).json()["exhibits"]
+    ]
     url = f"/api/v1/bundles/{bundle_id}/download?reason=audit"
     before = ctx.ledger.size()
     assert f.http.get(f"/api/v1/bundles/{bundle_id}", headers=aud).status_code == 200
@@ -529,8 +698,12 @@ def test_a_garbage_range_is_refused_or_ignored_and_never_stored(bundled) -> None
     cps = f.as_("cps_green")
     size = path.stat().st_size
     before = ctx.ledger.size()
-    for header in ("bytes=" + "9" * 10_000, "bytes=" + "1" * 5000 + "-" + "2" * 5000,
-                   "bytes=" + "x" * 10_000, "bytes=-0" + ",0-1" * 2500):
+    for header in (
+        "bytes=" + "9" * 10_000,
+        "bytes=" + "1" * 5000 + "-" + "2" * 5000,
+        "bytes=" + "x" * 10_000,
+        "bytes=-0" + ",0-1" * 2500,
+    ):
         r = f.http.get(url, headers={**cps, "Range": header})
         assert r.status_code == 416, (header[:20], r.status_code, r.text[:200])
         assert r.headers["content-range"] == f"bytes */{size}"
@@ -559,8 +732,11 @@ def test_ten_requests_for_an_unchanged_case_store_one_bundle(bundled) -> None:
     url = f"/api/v1/cases/{case_id}/bundles"
     before = ctx.ledger.size()
     for i in range(10):
-        f.http.get(f"/api/v1/clips/{clip_id}/stream", headers=eo,
-                   params={"reason": f"court preparation: look {i}"})
+        f.http.get(
+            f"/api/v1/clips/{clip_id}/stream",
+            headers=eo,
+            params={"reason": f"court preparation: look {i}"},
+        )
         r = f.http.post(url, headers=eo, json={"include_proxies": True})
         assert r.status_code == 200, r.text
         assert r.json() == {"id": bundle_id, "state": "ready", "reused": True}
@@ -570,7 +746,9 @@ def test_ten_requests_for_an_unchanged_case_store_one_bundle(bundled) -> None:
     assert sum(1 for o in ctx.store.list("bundles/")) == 1, "one stored copy of the footage"
     asked = [json.loads(e) for _, e in ctx.ledger.entries(before, ctx.ledger.size())]
     asked = [e for e in asked if e["type"] == "bundle.requested"]
-    assert len(asked) == 10 and all(e["reused"] and e["subject"]["bundle"] == bundle_id for e in asked)
+    assert len(asked) == 10 and all(
+        e["reused"] and e["subject"]["bundle"] == bundle_id for e in asked
+    )
 
     # Other options: another bundle; asked again while queued, the same queued one.
     other = f.http.post(url, headers=eo, json={})
@@ -579,7 +757,9 @@ def test_ten_requests_for_an_unchanged_case_store_one_bundle(bundled) -> None:
     assert again.status_code == 200 and again.json()["id"] == other.json()["id"]
     assert again.json()["state"] == "queued"
     # A changed exhibit reference is changed evidence: a new bundle.
-    f.http.patch(f"/api/v1/cases/{case_id}/items/{clip_id}", headers=eo, json={"exhibit_ref": "JS/9"})
+    f.http.patch(
+        f"/api/v1/cases/{case_id}/items/{clip_id}", headers=eo, json={"exhibit_ref": "JS/9"}
+    )
     changed = f.http.post(url, headers=eo, json={"include_proxies": True})
     assert changed.status_code == 202 and changed.json()["id"] != bundle_id
     # A failed build is never handed out again.

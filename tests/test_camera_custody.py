@@ -38,9 +38,21 @@ LABEL = "BWC-DOCK7"
 
 def _ffmpeg(out: Path, *metadata: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    args = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-            *lavfi_inputs("320x240", "15", 2), "-c:v", "libx264", "-preset", "ultrafast",
-            "-c:a", "aac", "-shortest"]
+    args = [
+        "ffmpeg",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        *lavfi_inputs("320x240", "15", 2),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+        "-shortest",
+    ]
     for m in metadata:
         args += ["-metadata", m]
     subprocess.run([*args, str(out)], check=True)
@@ -49,7 +61,11 @@ def _ffmpeg(out: Path, *metadata: str) -> None:
 def camera_card(root: Path) -> dict[str, Path]:
     """The card's files as three vendors write them; no sidecars anywhere."""
     files = {
-        "axon": root / "Axon Body 3" / PERSONAL / "2026-12-01" / "AXON_Body_3_Video_2026-12-01_0930.mp4",
+        "axon": root
+        / "Axon Body 3"
+        / PERSONAL
+        / "2026-12-01"
+        / "AXON_Body_3_Video_2026-12-01_0930.mp4",
         "vb400": root / "VB400" / f"{POOL}_20261201_101500.mp4",
         "dcim": root / "DCIM" / "100MEDIA" / "FILE0001.MP4",
     }
@@ -72,8 +88,9 @@ def mounted_card(tmp_path: Path) -> Iterator[tuple[Path, Path, dict[str, str]]]:
     root = tmp_path / "media"
     mountpoint = root / "camera1"
     mountpoint.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-o", "loop,ro", str(image), str(mountpoint)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-o", "loop,ro", str(image), str(mountpoint)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         missing(f"cannot loop-mount here: {mounted.stderr.strip()}")
     names = {k: p.name for k, p in files.items()}
@@ -94,21 +111,34 @@ class Store:
         self.passwords: dict[str, str] = {}
 
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, "-m", "evidence", *args], env=self.env, input=stdin,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "evidence", *args],
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, (args, done.stdout, done.stderr)
         return done
 
     def person(self, name: str, role: str, officer_id: str | None = None) -> dict[str, str]:
         extra = ["--officer-id", officer_id] if officer_id else []
-        link = self.cli("admin", "create-user", name, "--role", role, *extra).stdout.strip().splitlines()[-1]
+        link = (
+            self.cli("admin", "create-user", name, "--role", role, *extra)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         password = f"{name}'s own long password"
-        enrolled = httpx.post(f"{self.api}/api/v1/auth/enrol",
-                              json={"token": link.rstrip("/").rsplit("/", 1)[-1], "password": password})
+        enrolled = httpx.post(
+            f"{self.api}/api/v1/auth/enrol",
+            json={"token": link.rstrip("/").rsplit("/", 1)[-1], "password": password},
+        )
         assert enrolled.status_code == 204, enrolled.text
         self.passwords[name] = password
-        token = httpx.post(f"{self.api}/api/v1/auth/token",
-                           data={"username": name, "password": password}).json()["access_token"]
+        token = httpx.post(
+            f"{self.api}/api/v1/auth/token", data={"username": name, "password": password}
+        ).json()["access_token"]
         return {"Authorization": f"Bearer {token}"}
 
     def get(self, path: str, who: dict[str, str], **params: str) -> httpx.Response:
@@ -132,19 +162,26 @@ def _sign_in(page, store: Store, name: str) -> None:  # type: ignore[no-untyped-
 
 
 def test_a_read_only_multi_vendor_card_is_docked_attributed_seen_and_stated(
-        mounted_card, tmp_path: Path, open_page) -> None:  # noqa: F811
+    mounted_card, tmp_path: Path, open_page
+) -> None:  # noqa: F811
     from playwright.sync_api import expect
 
     root, image, names = mounted_card
     image_before = _sha256(image)
     store = Store(tmp_path)
-    up = subprocess.Popen([sys.executable, "-m", "evidence", "up", "--port", str(store.port)],
-                          env=store.env, start_new_session=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "evidence", "up", "--port", str(store.port)],
+        env=store.env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     dock = None
     try:
         wait_until(lambda: _healthy(store.api), 60, "evidence up")
-        store.cli("admin", "create-user", "admin1", "--role", "admin", stdin="an admin's password\n")
+        store.cli(
+            "admin", "create-user", "admin1", "--role", "admin", stdin="an admin's password\n"
+        )
         key = store.cli("admin", "create-device", "dock-custody-1").stdout.strip().splitlines()[-1]
         eo = store.person("eo_brown", "evidence_officer")
         auditor = store.person("aud_white", "auditor")
@@ -152,23 +189,64 @@ def test_a_read_only_multi_vendor_card_is_docked_attributed_seen_and_stated(
         store.person("pc_b", "officer", PC_B)
         # The register: a personal issue (open-ended) and a pool camera out for one shift.
         store.cli("admin", "register-camera", PERSONAL, "--make", "Axon", "--model", "Body 3")
-        store.cli("admin", "assign-camera", PERSONAL, "--officer-id", PC_A, "--from", "2026-11-01T00:00:00Z")
+        store.cli(
+            "admin",
+            "assign-camera",
+            PERSONAL,
+            "--officer-id",
+            PC_A,
+            "--from",
+            "2026-11-01T00:00:00Z",
+        )
         store.cli("admin", "register-camera", POOL, "--make", "Motorola", "--model", "VB400")
-        store.cli("admin", "assign-camera", POOL, "--officer-id", PC_B, "--from", SHIFT[0], "--to", SHIFT[1])
+        store.cli(
+            "admin",
+            "assign-camera",
+            POOL,
+            "--officer-id",
+            PC_B,
+            "--from",
+            SHIFT[0],
+            "--to",
+            SHIFT[1],
+        )
 
         # The docking station runs all day: it notices the card and docks it.
         state = tmp_path / "dock-state"
         dock = subprocess.Popen(
-            [sys.executable, "-m", "evidence", "dock", "--watch", str(root), "--api", store.api,
-             "--device-key", key, "--state-dir", str(state), "--poll", "0.5", "--settle", "1"],
-            env=store.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "evidence",
+                "dock",
+                "--watch",
+                str(root),
+                "--api",
+                store.api,
+                "--device-key",
+                key,
+                "--state-dir",
+                str(state),
+                "--poll",
+                "0.5",
+                "--settle",
+                "1",
+            ],
+            env=store.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
 
         def clips() -> list[dict]:
             return store.get("/api/v1/clips", eo, per_page="50").json()["items"]
 
-        wait_until(lambda: len([c for c in clips() if c["state"] in ("ready", "stored")]) == 3,
-                   180, "the watched card docked and processed")
+        wait_until(
+            lambda: len([c for c in clips() if c["state"] in ("ready", "stored")]) == 3,
+            180,
+            "the watched card docked and processed",
+        )
         os.killpg(dock.pid, signal.SIGTERM)
         report, _ = dock.communicate(timeout=60)
         assert dock.returncode == 0, report
@@ -179,8 +257,10 @@ def test_a_read_only_multi_vendor_card_is_docked_attributed_seen_and_stated(
         # Attribution through the register, with how each was established.
         by_name = {c["filename"]: c for c in clips()}
         axon, vb400, dcim = (by_name[names[k]] for k in ("axon", "vb400", "dcim"))
-        detail = {k: store.get(f"/api/v1/clips/{c['id']}", eo).json()
-                  for k, c in (("axon", axon), ("vb400", vb400), ("dcim", dcim))}
+        detail = {
+            k: store.get(f"/api/v1/clips/{c['id']}", eo).json()
+            for k, c in (("axon", axon), ("vb400", vb400), ("dcim", dcim))
+        }
         assert (detail["axon"]["camera_serial"], detail["axon"]["officer_id"]) == (PERSONAL, PC_A)
         assert "personal issue" in detail["axon"]["officer_how"]
         assert "Axon" in detail["axon"]["camera_how"]
@@ -222,13 +302,25 @@ def test_a_read_only_multi_vendor_card_is_docked_attributed_seen_and_stated(
         verify = subprocess.run(
             [sys.executable, "-m", "evidence", "verify", "ledger", "--api", store.api],
             env={**store.env, "EVIDENCE_TOKEN": auditor["Authorization"].split()[1]},
-            capture_output=True, text=True, timeout=120)
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert verify.returncode == 0, verify.stdout + verify.stderr
 
         # The statement names officer and camera, how each was established, and the change.
         statement = _statement(store, eo, [axon["id"], vb400["id"], dcim["id"]], tmp_path)
-        for needed in (PERSONAL, POOL, f"officer {PC_A}", f"officer {PC_B}", "personal issue",
-                       "pool", "pocketbook p.12", "Re-attributed", names["axon"]):
+        for needed in (
+            PERSONAL,
+            POOL,
+            f"officer {PC_A}",
+            f"officer {PC_B}",
+            "personal issue",
+            "pool",
+            "pocketbook p.12",
+            "Re-attributed",
+            names["axon"],
+        ):
             assert needed in statement, needed
         assert "None" not in statement
     finally:
@@ -241,13 +333,25 @@ def test_a_read_only_multi_vendor_card_is_docked_attributed_seen_and_stated(
 def _statement(store: Store, eo: dict[str, str], clip_ids: list[str], tmp_path: Path) -> str:
     """A case of the three, its bundle built by the embedded worker; the statement's text
     (the PDF's, through pdftotext when it is installed, and the HTML's)."""
-    case = httpx.post(f"{store.api}/api/v1/cases", headers=eo,
-                      json={"title": "R v Custody", "reference": "URN-CAM-1"}).json()
-    assert httpx.post(f"{store.api}/api/v1/cases/{case['id']}/items", headers=eo,
-                      json={"clip_ids": clip_ids}).status_code == 200
-    bundle = httpx.post(f"{store.api}/api/v1/cases/{case['id']}/bundles", headers=eo, json={}).json()
-    wait_until(lambda: store.get(f"/api/v1/bundles/{bundle['id']}", eo).json()["state"] == "ready",
-               120, "the bundle")
+    case = httpx.post(
+        f"{store.api}/api/v1/cases",
+        headers=eo,
+        json={"title": "R v Custody", "reference": "URN-CAM-1"},
+    ).json()
+    assert (
+        httpx.post(
+            f"{store.api}/api/v1/cases/{case['id']}/items", headers=eo, json={"clip_ids": clip_ids}
+        ).status_code
+        == 200
+    )
+    bundle = httpx.post(
+        f"{store.api}/api/v1/cases/{case['id']}/bundles", headers=eo, json={}
+    ).json()
+    wait_until(
+        lambda: store.get(f"/api/v1/bundles/{bundle['id']}", eo).json()["state"] == "ready",
+        120,
+        "the bundle",
+    )
     got = store.get(f"/api/v1/bundles/{bundle['id']}/download", eo, reason="court preparation")
     assert got.status_code == 200, got.text
     path = tmp_path / "bundle.zip"
@@ -261,12 +365,27 @@ def _statement(store: Store, eo: dict[str, str], clip_ids: list[str], tmp_path: 
     text = html
     if shutil.which("pdftotext"):
         (tmp_path / "statement.pdf").write_bytes(pdf)
-        text += subprocess.run(["pdftotext", "-layout", str(tmp_path / "statement.pdf"), "-"],
-                               capture_output=True, text=True, check=True).stdout
+        text += subprocess.run(
+            ["pdftotext", "-layout", str(tmp_path / "statement.pdf"), "-"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         artifacts = Path(__file__).resolve().parent.parent / "test-artifacts"
         artifacts.mkdir(exist_ok=True)
-        subprocess.run(["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "3",
-                        str(tmp_path / "statement.pdf"), str(artifacts / "camera-custody-statement")],
-                       check=True)
+        subprocess.run(
+            [
+                "pdftoppm",
+                "-png",
+                "-r",
+                "60",
+                "-f",
+                "1",
+                "-l",
+                "3",
+                str(tmp_path / "statement.pdf"),
+                str(artifacts / "camera-custody-statement"),
+            ],
+            check=True,
+        )
     return text
-

@@ -23,12 +23,20 @@ def written_types() -> dict[str, set[str]]:
         for path in (REPO / root).rglob("*.py") if (REPO / root).exists() else ():
             tree = ast.parse(path.read_text(), str(path))
             constants = {
-                t.id: node.value.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
-                for t in node.targets if isinstance(t, ast.Name) and isinstance(node.value, ast.Constant)
-                and isinstance(node.value.value, str)}
+                t.id: node.value.value
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Assign)
+                for t in node.targets
+                if isinstance(t, ast.Name)
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+            }
             for node in ast.walk(tree):
-                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                        and node.func.attr in WRITERS):
+                if not (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in WRITERS
+                ):
                     continue
                 for arg in node.args[:2]:  # append(type, ...) or append_in(session, type, ...)
                     for value in _strings(arg, constants):
@@ -52,7 +60,12 @@ def test_every_entry_the_code_writes_is_in_the_catalogue() -> None:
     assert len(written) >= 40, sorted(written)  # the walk found the writers
     unknown = {t: sorted(where) for t, where in written.items() if t not in CATALOGUE}
     assert not unknown, f"add these to evidence/ledger/catalogue.py: {unknown}"
-    for expected in ("clip.ingested", "approval.refused", "redaction.requested", "bundle.downloaded"):
+    for expected in (
+        "clip.ingested",
+        "approval.refused",
+        "redaction.requested",
+        "bundle.downloaded",
+    ):
         assert expected in written
 
 
@@ -75,8 +88,14 @@ def test_readers_group_by_the_catalogue() -> None:
     assert "clip.thumbnail_viewed" in ACCESS_TYPES, "a thumbnail shown is an access, not custody"
     assert "clip.original_downloaded" not in CATALOGUE, "never written"
     assert set(ACCESS_TYPES) <= set(audit.ACCESS_TYPES)
-    for privileged in ("user.created", "device.created", "grant.created", "hold.placed",
-                       "disposal.approved", "audit.log_read"):
+    for privileged in (
+        "user.created",
+        "device.created",
+        "grant.created",
+        "hold.placed",
+        "disposal.approved",
+        "audit.log_read",
+    ):
         assert privileged in audit.ACCESS_TYPES
     assert set(ALERT_TYPES) <= set(CATALOGUE)
     with pytest.raises(LookupError, match="upload.created"):

@@ -29,8 +29,9 @@ def env(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> Context:
 
 
 def test_the_first_admin_of_an_empty_store_gets_a_password_from_stdin(env: Context) -> None:
-    result = CliRunner().invoke(app, ["admin", "create-user", "chief", "--role", "admin"],
-                                input="correct horse battery\n")
+    result = CliRunner().invoke(
+        app, ["admin", "create-user", "chief", "--role", "admin"], input="correct horse battery\n"
+    )
     assert result.exit_code == 0, result.output
     with env.db.session() as s:
         user = s.scalars(select(User).where(User.username == "chief")).one()
@@ -38,7 +39,7 @@ def test_the_first_admin_of_an_empty_store_gets_a_password_from_stdin(env: Conte
     assert user.password_hash.startswith("$argon2id$")
     assert check_password(user.password_hash, "correct horse battery")
     assert not check_password(user.password_hash, "wrong")
-    (index, raw), = env.ledger.entries_about(f"user:{user.id}")
+    ((index, raw),) = env.ledger.entries_about(f"user:{user.id}")
     entry = json.loads(raw)
     assert entry["type"] == "user.created" and entry["role"] == "admin"
     assert "password" not in raw.decode() and user.password_hash not in raw.decode()
@@ -46,9 +47,14 @@ def test_the_first_admin_of_an_empty_store_gets_a_password_from_stdin(env: Conte
 
 def test_every_later_user_gets_an_enrolment_link_not_a_password(env: Context) -> None:
     runner = CliRunner()
-    runner.invoke(app, ["admin", "create-user", "chief", "--role", "admin"], input="correct horse battery\n")
-    result = runner.invoke(app, ["admin", "create-user", "jsmith", "--role", "officer",
-                                 "--officer-id", "4711"], input="a password nobody asked for\n")
+    runner.invoke(
+        app, ["admin", "create-user", "chief", "--role", "admin"], input="correct horse battery\n"
+    )
+    result = runner.invoke(
+        app,
+        ["admin", "create-user", "jsmith", "--role", "officer", "--officer-id", "4711"],
+        input="a password nobody asked for\n",
+    )
     assert result.exit_code == 0, result.output
     link = result.stdout.strip().splitlines()[-1]
     assert link.startswith(env.settings.public_url + "/ui/enrol/")
@@ -57,8 +63,9 @@ def test_every_later_user_gets_an_enrolment_link_not_a_password(env: Context) ->
     assert user.officer_id == "4711" and user.approved  # the server's operator needs no second
     assert not check_password(user.password_hash, "a password nobody asked for")
     # A second admin, too, chooses their own password.
-    result = runner.invoke(app, ["admin", "create-user", "deputy", "--role", "admin"],
-                           input="correct horse battery\n")
+    result = runner.invoke(
+        app, ["admin", "create-user", "deputy", "--role", "admin"], input="correct horse battery\n"
+    )
     assert result.exit_code == 0 and "/ui/enrol/" in result.stdout.strip().splitlines()[-1]
     with env.db.session() as s:
         deputy = s.scalars(select(User).where(User.username == "deputy")).one()
@@ -93,7 +100,9 @@ def test_duplicate_user_and_officer_id_are_refused(env: Context) -> None:
         assert result.exit_code == expected
     assert "already exists" in result.output
     runner.invoke(app, ["admin", "create-user", "pc_a", "--role", "officer", "--officer-id", "PC9"])
-    result = runner.invoke(app, ["admin", "create-user", "pc_b", "--role", "officer", "--officer-id", "PC9"])
+    result = runner.invoke(
+        app, ["admin", "create-user", "pc_b", "--role", "officer", "--officer-id", "PC9"]
+    )
     assert result.exit_code == 1 and "officer id 'PC9' already belongs to pc_a" in result.output
 
 
@@ -106,7 +115,7 @@ def test_create_device_prints_key_once_on_last_line(env: Context) -> None:
         device = s.scalars(select(Device)).one()
     assert device.key_hash == hash_device_key(key)
     assert key not in json.dumps([e.decode() for _, e in env.ledger.entries(0, 10)])
-    (_, raw), = env.ledger.entries_about(f"device:{device.id}")
+    ((_, raw),) = env.ledger.entries_about(f"device:{device.id}")
     assert json.loads(raw)["type"] == "device.created"
 
 
@@ -114,7 +123,10 @@ def test_console_script_runs_as_a_process(env: Context) -> None:
     """The installed entry point, not just the Typer object, creates a device."""
     proc = subprocess.run(
         [sys.executable, "-m", "evidence", "admin", "create-device", "dock-2"],
-        capture_output=True, text=True, env={**os.environ}, timeout=60,
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1].startswith("evd_")

@@ -46,9 +46,12 @@ def cli_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
 
 def _s3_env(monkeypatch: pytest.MonkeyPatch, server: S3Server, bucket: str, tmp: Path) -> None:
     for name, value in {
-        "EVIDENCE_DATA_DIR": str(tmp), "EVIDENCE_STORAGE_BACKEND": "s3",
-        "EVIDENCE_S3_ENDPOINT": server.endpoint, "EVIDENCE_S3_ACCESS_KEY": server.access_key,
-        "EVIDENCE_S3_SECRET_KEY": server.secret_key, "EVIDENCE_S3_BUCKET": bucket,
+        "EVIDENCE_DATA_DIR": str(tmp),
+        "EVIDENCE_STORAGE_BACKEND": "s3",
+        "EVIDENCE_S3_ENDPOINT": server.endpoint,
+        "EVIDENCE_S3_ACCESS_KEY": server.access_key,
+        "EVIDENCE_S3_SECRET_KEY": server.secret_key,
+        "EVIDENCE_S3_BUCKET": bucket,
     }.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
@@ -78,8 +81,11 @@ def test_init_creates_a_locked_versioned_bucket_and_is_idempotent(
     assert check.exit_code == 0, check.output
     lines = [ln for ln in check.output.splitlines() if ln.startswith(("PASS", "FAIL"))]
     assert [ln.split(":")[0] for ln in lines] == [
-        "PASS  object lock mode", "PASS  bucket exists", "PASS  object lock",
-        "PASS  versioning", "PASS  no default retention",
+        "PASS  object lock mode",
+        "PASS  bucket exists",
+        "PASS  object lock",
+        "PASS  versioning",
+        "PASS  no default retention",
     ]
 
 
@@ -112,15 +118,20 @@ def test_check_reports_a_missing_bucket_and_a_default_retention_rule(
     settings = s3_server.settings(_bucket(), tmp_path)
     assert not failures(init_storage(settings))
     _raw_client(s3_server).set_object_lock_config(
-        settings.s3_bucket, ObjectLockConfig(GOVERNANCE, 1, DAYS))
+        settings.s3_bucket, ObjectLockConfig(GOVERNANCE, 1, DAYS)
+    )
     bad = failures(check_storage(settings))
     assert [c.name for c in bad] == ["no default retention"]
     assert "GOVERNANCE 1 Days" in bad[0].detail
 
 
 def test_check_refuses_an_unknown_lock_mode_and_a_bad_endpoint(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, storage_backend="s3", object_lock_mode="strict",
-                        s3_endpoint="s3.example.org")
+    settings = Settings(
+        data_dir=tmp_path,
+        storage_backend="s3",
+        object_lock_mode="strict",
+        s3_endpoint="s3.example.org",
+    )
     checks = check_storage(settings)
     assert _names(checks) == {"object lock mode": False, "bucket exists": False}
     assert "must look like http(s)://host:port" in checks[1].detail
@@ -180,8 +191,11 @@ def _check_cli(where: str, argv: list[str]) -> str:
 
 def test_every_compose_command_is_a_real_cli_command() -> None:
     services = _compose()["services"]
-    ours = {name: s for name, s in services.items() if "build" in s or "<<" in s
-            or str(s.get("image", "")).startswith("evidence")}
+    ours = {
+        name: s
+        for name, s in services.items()
+        if "build" in s or "<<" in s or str(s.get("image", "")).startswith("evidence")
+    }
     assert {"init", "api", "worker", "beat"} <= set(ours), sorted(services)
     seen = []
     for name, service in ours.items():
@@ -225,11 +239,21 @@ def test_every_env_example_variable_is_a_setting() -> None:
     fields = {f"EVIDENCE_{name.upper()}" for name in Settings.model_fields}
     assert sorted(set(names) - fields) == []
     # The settings production needs are all there.
-    must = {"EVIDENCE_DATABASE_URL", "EVIDENCE_STORAGE_BACKEND", "EVIDENCE_S3_BUCKET",
-            "EVIDENCE_OBJECT_LOCK_MODE", "EVIDENCE_BROKER_URL", "EVIDENCE_PUBLIC_URL",
-            "EVIDENCE_IDENTITY_MODE", "EVIDENCE_OIDC_ISSUER", "EVIDENCE_TSA_URL",
-            "EVIDENCE_RETENTION_RULES", "EVIDENCE_SCRUB_RATE_MB_PER_S", "EVIDENCE_DATA_DIR",
-            "EVIDENCE_METRICS_TOKEN"}
+    must = {
+        "EVIDENCE_DATABASE_URL",
+        "EVIDENCE_STORAGE_BACKEND",
+        "EVIDENCE_S3_BUCKET",
+        "EVIDENCE_OBJECT_LOCK_MODE",
+        "EVIDENCE_BROKER_URL",
+        "EVIDENCE_PUBLIC_URL",
+        "EVIDENCE_IDENTITY_MODE",
+        "EVIDENCE_OIDC_ISSUER",
+        "EVIDENCE_TSA_URL",
+        "EVIDENCE_RETENTION_RULES",
+        "EVIDENCE_SCRUB_RATE_MB_PER_S",
+        "EVIDENCE_DATA_DIR",
+        "EVIDENCE_METRICS_TOKEN",
+    }
     assert must <= set(names)
 
 
@@ -250,8 +274,11 @@ def test_every_env_example_value_is_valid(monkeypatch: pytest.MonkeyPatch) -> No
 def test_the_k8s_secret_carries_the_metrics_token() -> None:
     yaml = pytest.importorskip("yaml")
     docs = list(yaml.safe_load_all((DEPLOY / "k8s" / "config.yaml").read_text()))
-    secret = next(d for d in docs if d and d["kind"] == "Secret"
-                  and d["metadata"]["name"] == "evidence-secrets")
+    secret = next(
+        d
+        for d in docs
+        if d and d["kind"] == "Secret" and d["metadata"]["name"] == "evidence-secrets"
+    )
     assert secret["stringData"]["EVIDENCE_METRICS_TOKEN"]
 
 
@@ -277,4 +304,6 @@ def test_the_dockerfile_installs_ffmpeg_and_runs_as_a_user() -> None:
     assert re.search(r"apt-get install .*ffmpeg", text, flags=re.DOTALL)
     assert re.search(r"^USER (?!root)\S+", text, flags=re.MULTILINE)
     assert 'ENTRYPOINT ["evidence"]' in text
-    assert re.search(r"^RUN pip install \.( |$)", text, flags=re.MULTILINE), "the package, no extras"
+    assert re.search(r"^RUN pip install \.( |$)", text, flags=re.MULTILINE), (
+        "the package, no extras"
+    )

@@ -66,11 +66,11 @@ class FakeIngest:
     root: Path
     part_size: int = 64 * 1024
     devices: dict[str, str] = field(default_factory=lambda: {DEVICE_KEY: "dock-1"})
-    part_delay: float = 0.0          # seconds to hold each part's answer after storing it
+    part_delay: float = 0.0  # seconds to hold each part's answer after storing it
     # (filename, part number) -> how many more PUTs of it to answer 500
     fail_parts: dict[tuple[str, int], int] = field(default_factory=dict)
     refuse_complete: set[str] = field(default_factory=set)  # filenames answered 409 forever
-    verdict_after: int = 0           # status polls answered "processing" before the verdict
+    verdict_after: int = 0  # status polls answered "processing" before the verdict
     # Until this time.monotonic(), API calls get `outage` (status, detail): a restart, a disk full
     unavailable_until: float = 0.0
     outage: tuple[int, str] = (503, "Service Unavailable")
@@ -80,13 +80,13 @@ class FakeIngest:
         self.lock = threading.Lock()
         self.uploads: dict[str, FakeUpload] = {}
         self.pending: dict[tuple[str, str], str] = {}  # (device, sha256) -> upload id
-        self.stored: dict[str, str] = {}               # sha256 -> clip id
-        self.part_puts: list[tuple[str, int]] = []     # (filename, number) of every stored part
+        self.stored: dict[str, str] = {}  # sha256 -> clip id
+        self.part_puts: list[tuple[str, int]] = []  # (filename, number) of every stored part
         self.part_attempts: Counter[tuple[str, int]] = Counter()
-        self.declares: list[str] = []                  # filenames, in order
+        self.declares: list[str] = []  # filenames, in order
         self.completes: list[str] = []
-        self.auth_on_parts = 0                         # must stay 0: the key never goes to storage
-        self.md5_checked = 0                           # part PUTs that carried a Content-MD5
+        self.auth_on_parts = 0  # must stay 0: the key never goes to storage
+        self.md5_checked = 0  # part PUTs that carried a Content-MD5
         self.first_part = threading.Event()
         self.secret = os.urandom(16)
         (self.root / "parts").mkdir(parents=True, exist_ok=True)
@@ -108,8 +108,10 @@ class FakeIngest:
     def plan(self, size: int) -> list[tuple[int, int, int]]:
         if size == 0:
             return [(1, 0, 0)]  # S3 needs at least one part, even an empty one
-        return [(i + 1, off, min(self.part_size, size - off))
-                for i, off in enumerate(range(0, size, self.part_size))]
+        return [
+            (i + 1, off, min(self.part_size, size - off))
+            for i, off in enumerate(range(0, size, self.part_size))
+        ]
 
     def sign(self, upload_id: str, number: int) -> str:
         return hmac.new(self.secret, f"{upload_id}/{number}".encode(), "sha256").hexdigest()
@@ -119,20 +121,31 @@ class FakeIngest:
 
     def describe(self, upload: FakeUpload) -> dict[str, Any]:
         return {
-            "id": upload.id, "state": "pending", "part_size": self.part_size,
+            "id": upload.id,
+            "state": "pending",
+            "part_size": self.part_size,
             "parts": [
-                {"number": n, "offset": off, "size": size,
-                 "url": f"{self.base}/store/{upload.id}/{n}?sig={self.sign(upload.id, n)}",
-                 "uploaded": self.part_path(upload.id, n).exists()}
+                {
+                    "number": n,
+                    "offset": off,
+                    "size": size,
+                    "url": f"{self.base}/store/{upload.id}/{n}?sig={self.sign(upload.id, n)}",
+                    "uploaded": self.part_path(upload.id, n).exists(),
+                }
                 for n, off, size in upload.parts
             ],
         }
 
     def declare(self, device: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         sha, size, name = body.get("sha256"), body.get("size"), body.get("filename")
-        if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)
-                and isinstance(size, int) and size >= 0 and isinstance(name, str)
-                and isinstance(body.get("metadata"), dict)):
+        if not (
+            isinstance(sha, str)
+            and re.fullmatch(r"[0-9a-f]{64}", sha)
+            and isinstance(size, int)
+            and size >= 0
+            and isinstance(name, str)
+            and isinstance(body.get("metadata"), dict)
+        ):
             return 422, problem(422, "sha256, size, filename and metadata are required")
         with self.lock:
             self.declares.append(name)
@@ -141,8 +154,16 @@ class FakeIngest:
             existing = self.pending.get((device, sha))
             if existing:
                 return 201, self.describe(self.uploads[existing])
-            upload = FakeUpload(str(uuid.uuid4()), device, sha, size, name, body["metadata"],
-                                self.plan(size), source=body.get("source"))
+            upload = FakeUpload(
+                str(uuid.uuid4()),
+                device,
+                sha,
+                size,
+                name,
+                body["metadata"],
+                self.plan(size),
+                source=body.get("source"),
+            )
             self.uploads[upload.id] = upload
             self.pending[(device, sha)] = upload.id
             return 201, self.describe(upload)
@@ -188,14 +209,27 @@ class FakeIngest:
                     else:
                         upload.state = "rejected"
             error = "the bytes hash to something else" if upload.state == "rejected" else None
-            return {"id": upload.id, "state": upload.state, "clip_id": upload.clip_id,
-                    "verified": upload.state == "stored", "error": error}
+            return {
+                "id": upload.id,
+                "state": upload.state,
+                "clip_id": upload.clip_id,
+                "verified": upload.state == "stored",
+                "error": error,
+            }
 
 
 def problem(status: int, detail: str) -> dict[str, Any]:
-    return {"type": "about:blank", "title": {401: "Not authenticated", 404: "Not found",
-            409: "Conflict", 422: "Invalid input"}.get(status, "Error"), "status": status,
-            "detail": detail}
+    return {
+        "type": "about:blank",
+        "title": {
+            401: "Not authenticated",
+            404: "Not found",
+            409: "Conflict",
+            422: "Invalid input",
+        }.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
 
 
 def make_handler(fake: FakeIngest) -> type[BaseHTTPRequestHandler]:
@@ -353,8 +387,11 @@ def camera(tmp_path: Path) -> dict[str, bytes]:
     the agent must leave alone."""
     root = tmp_path / "camera"
     files = {
-        "DCIM/100BWV/A_BIG.MP4": write_clip(root / "DCIM/100BWV/A_BIG.MP4", 300_000 + 123,
-                                             {"camera_serial": "AXN-1", "officer_id": "4711"}),
+        "DCIM/100BWV/A_BIG.MP4": write_clip(
+            root / "DCIM/100BWV/A_BIG.MP4",
+            300_000 + 123,
+            {"camera_serial": "AXN-1", "officer_id": "4711"},
+        ),
         "DCIM/100BWV/b.mov": write_clip(root / "DCIM/100BWV/b.mov", 50_000),
         "DCIM/101BWV/c.m2ts": write_clip(root / "DCIM/101BWV/c.m2ts", 64 * 1024),
         "d.mkv": write_clip(root / "d.mkv", 0),
@@ -376,7 +413,11 @@ def dock_cli(root: Path, api: str, *extra: str, key: str = DEVICE_KEY) -> subpro
     env = {**os.environ, "EVIDENCE_DEVICE_KEY": key}
     return subprocess.Popen(
         [sys.executable, "-m", "evidence", "dock", str(root), "--api", api, *extra],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -426,9 +467,14 @@ def test_folder_uploads_completely_and_byte_identical(
 
 def test_sidecar_metadata_reaches_the_server(server: FakeIngest, tmp_path: Path) -> None:
     root = tmp_path / "camera"
-    sidecar = {"camera_serial": "AXN-123456", "officer_id": "4711",
-               "recorded_at": "2026-11-26T08:00:00Z", "firmware": "2.14.1",
-               "gps": {"lat": "51.5007", "lon": "-0.1246"}, "vendor_extra": [1, 2]}
+    sidecar = {
+        "camera_serial": "AXN-123456",
+        "officer_id": "4711",
+        "recorded_at": "2026-11-26T08:00:00Z",
+        "firmware": "2.14.1",
+        "gps": {"lat": "51.5007", "lon": "-0.1246"},
+        "vendor_extra": [1, 2],
+    }
     write_clip(root / "CAM1_0800.mp4", 1000, sidecar)
     write_clip(root / "bare.mp4", 1000)
     write_clip(root / "broken.mp4", 1000, '{"officer_id": "47')
@@ -578,9 +624,11 @@ def test_api_unreachable(camera: dict[str, bytes], tmp_path: Path) -> None:
 
     root = tmp_path / "camera"
     api = f"http://127.0.0.1:{free_port()}"
-    result = CliRunner().invoke(app, ["dock", str(root), "--api", api, "--retries", "2",
-                                      "--wait-for-api", "0.5"],
-                                env={"EVIDENCE_DEVICE_KEY": DEVICE_KEY})
+    result = CliRunner().invoke(
+        app,
+        ["dock", str(root), "--api", api, "--retries", "2", "--wait-for-api", "0.5"],
+        env={"EVIDENCE_DEVICE_KEY": DEVICE_KEY},
+    )
     assert result.exit_code == 1
     assert f"cannot reach {api}" in result.output
     assert "check --api and that the server is up" in result.output
@@ -726,18 +774,21 @@ def test_state_files_are_written_atomically(tmp_path: Path) -> None:
 
 def test_usage_errors(tmp_path: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(app, ["dock", str(tmp_path / "nope"), "--api", "http://x"],
-                           env={"EVIDENCE_DEVICE_KEY": "k"})
+    result = runner.invoke(
+        app, ["dock", str(tmp_path / "nope"), "--api", "http://x"], env={"EVIDENCE_DEVICE_KEY": "k"}
+    )
     assert result.exit_code == 2 and "is not a directory" in result.output
-    result = runner.invoke(app, ["dock", str(tmp_path), "--api", "localhost:8000"],
-                           env={"EVIDENCE_DEVICE_KEY": "k"})
+    result = runner.invoke(
+        app, ["dock", str(tmp_path), "--api", "localhost:8000"], env={"EVIDENCE_DEVICE_KEY": "k"}
+    )
     assert result.exit_code == 2 and "is not an http(s) URL" in result.output
     result = runner.invoke(app, ["dock", str(tmp_path), "--api", "http://x"], env={})
     assert result.exit_code == 2 and "--device-key" in result.output
 
 
-def test_progress_without_a_tty_is_plain_lines(camera: dict[str, bytes], server: FakeIngest,
-                                               tmp_path: Path) -> None:
+def test_progress_without_a_tty_is_plain_lines(
+    camera: dict[str, bytes], server: FakeIngest, tmp_path: Path
+) -> None:
     summary, out = run_dock(tmp_path / "camera", server, progress_interval=0.01)
     assert summary.ok
     assert "\r" not in out and "\x1b" not in out
@@ -751,7 +802,9 @@ def test_progress_without_a_tty_is_plain_lines(camera: dict[str, bytes], server:
 # --- done means verified by the server ----------------------------------------------------------
 
 
-def test_a_clip_is_done_only_once_the_server_verified_it(server: FakeIngest, tmp_path: Path) -> None:
+def test_a_clip_is_done_only_once_the_server_verified_it(
+    server: FakeIngest, tmp_path: Path
+) -> None:
     root = tmp_path / "camera"
     write_clip(root / "a.mp4", 100_000)
     server.verdict_after = 10**6  # the worker is busy: no verdict within the wait budget

@@ -69,17 +69,31 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
     installed = re.search(r"^ExecStart=(\S+)", text, re.M)[1]  # type: ignore[index]
     copy = tmp_path / UNIT.name
     copy.write_text(text.replace(f"ExecStart={installed}", "ExecStart=/usr/bin/env"))
-    done = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        ["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60
+    )
     # Unknown keys and bad values are warnings with exit 0: any word about this unit fails.
     about_it = [line for line in done.stderr.splitlines() if UNIT.name in line]
     assert done.returncode == 0 and about_it == [], done.stderr
 
 
 RULE_PAIR = re.compile(
-    r'\s*(?P<key>[A-Z_]+)(?:\{(?P<attr>[^}]+)\})?\s*(?P<op>==|!=|\+=|-=|:=|=)\s*"(?P<value>[^"]*)"\s*')
-RULE_KEYS = {"ACTION", "SUBSYSTEM", "KERNEL", "ENV", "ATTRS", "ATTR", "DRIVERS", "RUN", "TAG",
-             "GOTO", "LABEL", "OPTIONS"}
+    r'\s*(?P<key>[A-Z_]+)(?:\{(?P<attr>[^}]+)\})?\s*(?P<op>==|!=|\+=|-=|:=|=)\s*"(?P<value>[^"]*)"\s*'
+)
+RULE_KEYS = {
+    "ACTION",
+    "SUBSYSTEM",
+    "KERNEL",
+    "ENV",
+    "ATTRS",
+    "ATTR",
+    "DRIVERS",
+    "RUN",
+    "TAG",
+    "GOTO",
+    "LABEL",
+    "OPTIONS",
+}
 MATCH_OPS = {"==", "!="}
 
 
@@ -93,7 +107,7 @@ def rule_lines(text: str) -> list[list[re.Match[str]]]:
         pairs, at = [], 0
         while at < len(line):
             m = RULE_PAIR.match(line, at)
-            assert m, f"line {number}, column {at + 1}: not KEY op \"value\": {line[at:]!r}"
+            assert m, f'line {number}, column {at + 1}: not KEY op "value": {line[at:]!r}'
             assert m["key"] in RULE_KEYS, f"line {number}: unknown key {m['key']}"
             pairs.append(m)
             at = m.end()

@@ -60,7 +60,10 @@ def tree(root: Path) -> dict[str, tuple[int, int, int]]:
         for name in dirnames + filenames:
             st = (Path(dirpath) / name).lstat()
             found[(Path(dirpath) / name).relative_to(root).as_posix()] = (
-                st.st_size, st.st_mtime_ns, st.st_mode)
+                st.st_size,
+                st.st_mtime_ns,
+                st.st_mode,
+            )
     return found
 
 
@@ -85,15 +88,22 @@ bogus line
 
 def test_mountinfo_is_parsed_and_the_deepest_mount_wins(tmp_path: Path) -> None:
     mounts = volumes.parse_mountinfo(MOUNTINFO)
-    assert [str(m.mount_point) for m in mounts] == ["/", "/tmp", "/media/bwv/BWC 7788",
-                                                    "/media/bwv/other"]
+    assert [str(m.mount_point) for m in mounts] == [
+        "/",
+        "/tmp",
+        "/media/bwv/BWC 7788",
+        "/media/bwv/other",
+    ]
     cam = volumes.mount_of(Path("/media/bwv/BWC 7788/DCIM"), mounts)
     assert cam is not None and cam.device == "/dev/loop3" and cam.read_only and cam.fstype == "vfat"
     other = volumes.mount_of(Path("/media/bwv/other"), mounts)
     assert other is not None and not other.read_only
     assert volumes.mount_of(Path("/media/bwv"), mounts).device == "/dev/sda2"  # type: ignore[union-attr]
-    assert volumes.parse_blkid_export("DEVNAME=/dev/loop3\nLABEL=BWC\\ 7788\nUUID=1A2B-3C4D\n") \
-        == {"DEVNAME": "/dev/loop3", "LABEL": "BWC 7788", "UUID": "1A2B-3C4D"}
+    assert volumes.parse_blkid_export("DEVNAME=/dev/loop3\nLABEL=BWC\\ 7788\nUUID=1A2B-3C4D\n") == {
+        "DEVNAME": "/dev/loop3",
+        "LABEL": "BWC 7788",
+        "UUID": "1A2B-3C4D",
+    }
 
 
 def test_an_unknown_volume_never_fails_the_dock(tmp_path: Path) -> None:
@@ -106,8 +116,10 @@ def test_state_home_and_volume_keys(tmp_path: Path) -> None:
     env = {"EVIDENCE_DOCK_STATE_DIR": "/srv/dock", "XDG_STATE_HOME": "/x"}
     assert dock.default_state_home(env) == Path("/srv/dock")
     assert dock.default_state_home({"XDG_STATE_HOME": "/x"}) == Path("/x/evidence-dock")
-    assert dock.default_state_home({"XDG_STATE_HOME": "rel"}) == \
-        Path.home() / ".local/state/evidence-dock"
+    assert (
+        dock.default_state_home({"XDG_STATE_HOME": "rel"})
+        == Path.home() / ".local/state/evidence-dock"
+    )
     cam = volumes.Volume(tmp_path, "/dev/sdb1", "vfat", False, "BWC/77", "1A2B-3C4D")
     assert dock.volume_key(tmp_path, cam) == "uuid:1A2B-3C4D"
     labelled = volumes.Volume(tmp_path, "/dev/sdb1", "vfat", False, "BWC/77", None)
@@ -119,7 +131,6 @@ def test_state_home_and_volume_keys(tmp_path: Path) -> None:
     assert dock.safe_dirname("label:BWC/77") != dock.safe_dirname("label:BWC_77")
 
 
-
 def test_the_declared_source_is_bounded_and_leaves_out_what_is_unknown(tmp_path: Path) -> None:
     long_path = "/".join(["DCIM"] * 300) + "/X6039A1B2_0001.MP4"
     odd = volumes.Volume(tmp_path, "/dev/sdb1", "vfat", True, "L" * 100, "U" * 100)
@@ -127,8 +138,10 @@ def test_the_declared_source_is_bounded_and_leaves_out_what_is_unknown(tmp_path:
     assert len(source["path"]) == 1024 and source["path"].endswith("/X6039A1B2_0001.MP4")
     assert (source["volume_label"], source["volume_uuid"]) == ("L" * 64, "U" * 64)
     unlabelled = volumes.Volume(tmp_path, "/dev/sdb1", "vfat", True, None, "1A2B-3C4D")
-    assert dock.declared_source("a.mp4", unlabelled) == {"path": "a.mp4",
-                                                         "volume_uuid": "1A2B-3C4D"}
+    assert dock.declared_source("a.mp4", unlabelled) == {
+        "path": "a.mp4",
+        "volume_uuid": "1A2B-3C4D",
+    }
     assert dock.declared_source("a.mp4", None) == {"path": "a.mp4"}
 
 
@@ -171,17 +184,24 @@ def ro_camera(tmp_path: Path, clip_with_sidecar: ClipFile, clip_mov: ClipFile) -
     (folder / "X6039A1B2_0001.json").write_text('{"officer_id": "PC1234"}')
     shutil.copyfile(clip_mov.path, folder / "X6039A1B2_0002.MOV")
     image = tmp_path / "bwc.img"
-    made = subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "BWC-7788", "-d", str(src), str(image),
-                           "32M"], capture_output=True, text=True, timeout=60)
+    made = subprocess.run(
+        ["mkfs.ext4", "-q", "-F", "-L", "BWC-7788", "-d", str(src), str(image), "32M"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert made.returncode == 0, made.stderr
     root = tmp_path / "bwv"
     mnt = root / "BWC-7788"
     mnt.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-o", "loop,ro", str(image), str(mnt)],
-                             capture_output=True, text=True, timeout=60)
+    mounted = subprocess.run(
+        ["mount", "-o", "loop,ro", str(image), str(mnt)], capture_output=True, text=True, timeout=60
+    )
     if mounted.returncode != 0:
-        missing(f"cannot loop-mount an image here (needs root and loop devices): "
-                f"{mounted.stderr.strip()}")
+        missing(
+            f"cannot loop-mount an image here (needs root and loop devices): "
+            f"{mounted.stderr.strip()}"
+        )
     try:
         yield root
     finally:
@@ -195,9 +215,12 @@ def test_a_read_only_camera_image_is_docked_and_left_bit_for_bit_unchanged(
     mnt = ro_camera / "BWC-7788"
     volume = volumes.volume_of(mnt)
     assert volume is not None and volume.read_only and volume.label == "BWC-7788"
-    blkid = subprocess.run(["blkid", "-c", "/dev/null", "-o", "value", "-s", "UUID",
-                            volume.device],
-                           capture_output=True, text=True, check=True).stdout.strip()
+    blkid = subprocess.run(
+        ["blkid", "-c", "/dev/null", "-o", "value", "-s", "UUID", volume.device],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert volume.uuid == blkid
     assert volumes.volume_at(mnt) == volume and volumes.volume_at(mnt / "DCIM") is None
     before = sha256_of(image)
@@ -206,10 +229,16 @@ def test_a_read_only_camera_image_is_docked_and_left_bit_for_bit_unchanged(
     assert summary.ok and summary.count(Outcome.UPLOADED) == 2, out
     assert f"not cleared: {mnt} is mounted read-only; the verified clips stay on it" in out
     assert sorted(p.name for p in (mnt / "DCIM/100AXON").iterdir()) == [
-        "X6039A1B2_0001.MP4", "X6039A1B2_0001.json", "X6039A1B2_0002.MOV"]
+        "X6039A1B2_0001.MP4",
+        "X6039A1B2_0001.json",
+        "X6039A1B2_0002.MOV",
+    ]
     upload = server.upload_of("X6039A1B2_0001.MP4")
-    assert upload.source == {"path": "DCIM/100AXON/X6039A1B2_0001.MP4",
-                             "volume_label": "BWC-7788", "volume_uuid": blkid}
+    assert upload.source == {
+        "path": "DCIM/100AXON/X6039A1B2_0001.MP4",
+        "volume_label": "BWC-7788",
+        "volume_uuid": blkid,
+    }
     assert upload.metadata == {"officer_id": "PC1234"}
     (volume_dir,) = state.iterdir()
     assert volume_dir.name == dock.safe_dirname(f"uuid:{blkid}")
@@ -247,8 +276,11 @@ def test_clear_after_verified_removes_only_what_the_server_vouches_for(
     policy = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2, outage=0.3, verify_wait=0.3)
     summary, out = run_dock(root, server, retry=policy, clear_after_verified=True)
     assert summary.count(Outcome.WAITING) == 2 and len(summary.failed) == 1, out
-    assert summary.removed == [] and sorted(p.name for p in root.glob("*.mp4")) == \
-        ["a.mp4", "b.mp4", "c.mp4"], "nothing is deleted on upload alone"
+    assert summary.removed == [] and sorted(p.name for p in root.glob("*.mp4")) == [
+        "a.mp4",
+        "b.mp4",
+        "c.mp4",
+    ], "nothing is deleted on upload alone"
 
     server.verdict_after = 0
     summary, out = run_dock(root, server, clear_after_verified=True)
@@ -257,7 +289,6 @@ def test_clear_after_verified_removes_only_what_the_server_vouches_for(
     assert "  a.mp4" in out.splitlines() and "  c.mp4" in out.splitlines()
     assert sorted(p.name for p in root.iterdir()) == ["a.json", "b.json", "b.mp4", "c.json"]
     assert b"".join(server.object_bytes(n) for n in ("a.mp4", "c.mp4"))  # stored, then removed
-
 
 
 def test_a_copy_whose_first_is_not_verified_yet_stays_held_until_the_next_run(
@@ -287,14 +318,43 @@ def test_a_copy_whose_first_is_not_verified_yet_stays_held_until_the_next_run(
 class Watch:
     """`evidence-dock --watch ROOT` as a subprocess, its stderr collected as it comes."""
 
-    def __init__(self, root: Path, fake: FakeIngest, state: Path, *extra: str,
-                 command: tuple[str, ...] = ("-m", "evidence_dock")):
+    def __init__(
+        self,
+        root: Path,
+        fake: FakeIngest,
+        state: Path,
+        *extra: str,
+        command: tuple[str, ...] = ("-m", "evidence_dock"),
+    ):
         env = {**os.environ, "EVIDENCE_DEVICE_KEY": DEVICE_KEY, "PYTHONPATH": str(REPO)}
         self.proc = subprocess.Popen(
-            [sys.executable, *command, "--watch", str(root), "--api", fake.base,
-             "--state-dir", str(state), "--poll", "0.2", "--settle", "0.5",
-             "--retry-every", "1", "--retries", "2", "--wait", "10", *extra],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [
+                sys.executable,
+                *command,
+                "--watch",
+                str(root),
+                "--api",
+                fake.base,
+                "--state-dir",
+                str(state),
+                "--poll",
+                "0.2",
+                "--settle",
+                "0.5",
+                "--retry-every",
+                "1",
+                "--retries",
+                "2",
+                "--wait",
+                "10",
+                *extra,
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -348,8 +408,10 @@ def test_watch_docks_each_camera_folder_retries_failures_and_stops_on_sigterm(
         text = watch.text()
         assert f"=== folder {(root / 'cam1').resolve()} ===" in text
         assert "summary: 2 clips: 1 uploaded, 0 already stored, 0 done before, 1 failed" in text
-        assert "failed (retried in 1 s while the camera stays docked; each reason says what " \
-               "to fix if it keeps failing):" in text
+        assert (
+            "failed (retried in 1 s while the camera stays docked; each reason says what "
+            "to fix if it keeps failing):" in text
+        )
         assert "  b.mp4: the server still reports the upload incomplete: part 1 is missing" in text
         watch.wait_for("FAILED", 30, times=2)  # tried again while still docked
 
@@ -361,8 +423,15 @@ def test_watch_docks_each_camera_folder_retries_failures_and_stops_on_sigterm(
 
         write_clip(root / "cam1/c.mp4", 1000)  # a new clip on a docked camera
         write_clip(root / "cam2/d.mp4", 1000)  # and a second camera
-        watch.wait_until(lambda: server.upload_of("c.mp4").clip_id is not None
-                         if "c.mp4" in server.declares else False, 30, "c.mp4 uploaded")
+        watch.wait_until(
+            lambda: (
+                server.upload_of("c.mp4").clip_id is not None
+                if "c.mp4" in server.declares
+                else False
+            ),
+            30,
+            "c.mp4 uploaded",
+        )
         watch.wait_until(lambda: "d.mp4" in server.declares, 30, "d.mp4 declared")
         watch.wait_for("safe to undock", 30, times=3)
         assert "x.mp4" not in server.declares, "hidden folders are no camera"
@@ -379,8 +448,9 @@ def test_watch_stopped_mid_file_exits_0_and_the_next_start_resumes(
     root = tmp_path / "bwv"
     data = write_clip(root / "cam1/big.mp4", 400_000)
     server.part_delay = 1.0
-    watch = Watch(root, server, tmp_path / "state", "--jobs", "1",
-                  command=("-m", "evidence", "dock"))
+    watch = Watch(
+        root, server, tmp_path / "state", "--jobs", "1", command=("-m", "evidence", "dock")
+    )
     assert server.first_part.wait(30), watch.text()
     assert watch.stop(signal.SIGINT) == 0, watch.text()
     assert "SIGINT: stopping after the current file" in watch.text()
@@ -394,7 +464,6 @@ def test_watch_stopped_mid_file_exits_0_and_the_next_start_resumes(
     finally:
         assert again.stop() == 0
     assert server.object_bytes("big.mp4") == data
-
 
 
 def test_watch_waits_until_a_camera_has_stopped_writing(server: FakeIngest, tmp_path: Path) -> None:
@@ -417,7 +486,6 @@ def test_watch_waits_until_a_camera_has_stopped_writing(server: FakeIngest, tmp_
         assert server.object_bytes("growing.mp4") == b"".join(chunks)
     finally:
         assert watch.stop() == 0, watch.text()
-
 
 
 def test_watch_clearing_a_camera_lists_each_removal_and_leaves_it_done(
@@ -454,8 +522,14 @@ def test_bad_arguments_exit_2_with_a_message(command: tuple[str, ...], tmp_path:
         ([str(tmp_path), "--api", "ftp://x"], "is not an http(s) URL"),
     ]
     for args, words in cases:
-        done = subprocess.run([sys.executable, *command, *args], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, *command, *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 2, (args, done.stderr)
         assert words in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
 
@@ -466,9 +540,25 @@ def test_the_servers_own_words_not_a_traceback(server: FakeIngest, tmp_path: Pat
     server.outage = (507, "insufficient storage: the object store has no space left")
     server.unavailable_until = time.monotonic() + 3600
     env = {**os.environ, "PYTHONPATH": str(REPO), "EVIDENCE_DEVICE_KEY": DEVICE_KEY}
-    done = subprocess.run([sys.executable, "-m", "evidence_dock", str(root), "--api",
-                           server.base, "--retries", "1", "--wait-for-api", "0.5"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "evidence_dock",
+            str(root),
+            "--api",
+            server.base,
+            "--retries",
+            "1",
+            "--wait-for-api",
+            "0.5",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert "insufficient storage: the object store has no space left" in done.stderr
     assert "Traceback" not in done.stderr
@@ -513,8 +603,9 @@ def test_byte_identical_clips_in_one_run_are_stored_once_and_reported(
     the first's pending upload and failed with "HTTP 404: no multipart upload")."""
     key = create_device(ctx.ledger, "dock-twins").key
     # Over one 8 MiB part: the copies' part PUTs overlap the first's completion, as on a camera.
-    twin, other = make_clips(tmp_path / "clips", 2, tag="twin", size="1280x720", seconds=12,
-                             lossless=True)
+    twin, other = make_clips(
+        tmp_path / "clips", 2, tag="twin", size="1280x720", seconds=12, lossless=True
+    )
     assert twin.size > 9 * 1024 * 1024
     root = tmp_path / "camera"
     copies = ["DCIM/100BWV/A_0001.MP4", "DCIM/100BWV/A_0002.MP4", "DCIM/101BWV/COPY.MP4"]
@@ -524,21 +615,30 @@ def test_byte_identical_clips_in_one_run_are_stored_once_and_reported(
     shutil.copyfile(other.path, root / "DCIM/100BWV/B_0001.MP4")
     out = io.StringIO()
     with running_api(ctx.settings) as url, inline_worker(ctx):
-        summary = dock.run(root, url, key, out=out, state_dir=tmp_path / "state",
-                           retry=RetryPolicy(attempts=3, base_delay=0.05, verify_wait=120))
+        summary = dock.run(
+            root,
+            url,
+            key,
+            out=out,
+            state_dir=tmp_path / "state",
+            retry=RetryPolicy(attempts=3, base_delay=0.05, verify_wait=120),
+        )
     text = out.getvalue()
     assert summary.ok, text
     assert summary.count(Outcome.UPLOADED) == 2 and summary.count(Outcome.EXISTS) == 2, text
     # Which copy goes first depends on which is hashed first; the others name it.
-    (sent,) = [r.path for r in summary.results if r.path in copies
-               and r.outcome is Outcome.UPLOADED]
+    (sent,) = [
+        r.path for r in summary.results if r.path in copies and r.outcome is Outcome.UPLOADED
+    ]
     for rel in set(copies) - {sent}:
         assert f"  {rel}: identical to {Path(sent).name}, stored once" in text
     assert "404" not in text
     with ctx.db.session() as s:
         assert s.scalars(select(ClipRow.sha256)).all().count(twin.sha256) == 1
-        ingested = [json.loads(e) for e in s.scalars(
-            select(LedgerEntry.entry).where(LedgerEntry.type == "clip.ingested"))]
+        ingested = [
+            json.loads(e)
+            for e in s.scalars(select(LedgerEntry.entry).where(LedgerEntry.type == "clip.ingested"))
+        ]
     assert sorted(e["sha256"] for e in ingested) == sorted([twin.sha256, other.sha256])
 
 
@@ -551,8 +651,9 @@ def test_completing_one_upload_twice_at_once_answers_its_state_both_times(
     state, never a 404 for the multipart upload the other one has just joined. The race is
     narrow, so it is run for several uploads."""
     key = create_device(ctx.ledger, "dock-complete-twice").key
-    clips = make_clips(tmp_path / "clips", 4, tag="race", size="1280x720", seconds=12,
-                       lossless=True)
+    clips = make_clips(
+        tmp_path / "clips", 4, tag="race", size="1280x720", seconds=12, lossless=True
+    )
     with running_api(ctx.settings) as url:
         dock_client = Dock(httpx.Client(base_url=url, timeout=60), key)
         for clip in clips:
@@ -565,8 +666,9 @@ def test_completing_one_upload_twice_at_once_answers_its_state_both_times(
             with ctx.db.session() as s:
                 assert s.get(Upload, declared["id"]).state == "processing"
     with ctx.db.session() as s:
-        completed = s.scalars(select(LedgerEntry.entry).where(
-            LedgerEntry.type == "upload.completed")).all()
+        completed = s.scalars(
+            select(LedgerEntry.entry).where(LedgerEntry.type == "upload.completed")
+        ).all()
     assert len(completed) == len(clips), "each upload was completed once"
 
 

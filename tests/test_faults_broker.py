@@ -18,8 +18,14 @@ from evidence.outbox import pending
 from tests.conftest import postgres_only
 from tests.fixtures.api import running_api
 from tests.fixtures.faults import (
-    OUTAGE_SECONDS, RECOVERED_WITHIN, assert_nothing_lost, clips_ready, dock_folder,
-    running_worker, start_dock, wait_for,
+    OUTAGE_SECONDS,
+    RECOVERED_WITHIN,
+    assert_nothing_lost,
+    clips_ready,
+    dock_folder,
+    running_worker,
+    start_dock,
+    wait_for,
 )
 from tests.fixtures.ingest import Dock
 from tests.fixtures.media import Clip as ClipFile
@@ -30,12 +36,18 @@ pytestmark = pytest.mark.fault
 
 @postgres_only
 def test_redis_stopped_during_ingest_loses_nothing_and_work_resumes_by_itself(
-    ctx: Context, restartable_redis: RedisServer, clip_1080p: ClipFile, clip_mov: ClipFile,
+    ctx: Context,
+    restartable_redis: RedisServer,
+    clip_1080p: ClipFile,
+    clip_mov: ClipFile,
     tmp_path: Path,
 ) -> None:
     ctx.settings = ctx.settings.model_copy(update={"broker_url": restartable_redis.url})
     key = create_device(ctx.ledger, "dock-redis-fault").key
-    with running_api(ctx.settings) as api, running_worker(ctx.settings, log=tmp_path / "worker.log"):
+    with (
+        running_api(ctx.settings) as api,
+        running_worker(ctx.settings, log=tmp_path / "worker.log"),
+    ):
         before = dock_folder(api, key, [clip_1080p], tmp_path / "before")
         assert before.returncode == 0, before.stderr
         wait_for(lambda: clips_ready(ctx, [clip_1080p]), 120, "a clip docked with Redis up")
@@ -51,8 +63,11 @@ def test_redis_stopped_during_ingest_loses_nothing_and_work_resumes_by_itself(
         assert during.poll() is None, "the dock must not call the clip done before it is verified"
 
         restartable_redis.start()
-        took = wait_for(lambda: clips_ready(ctx, [clip_mov]), RECOVERED_WITHIN,
-                        "the clip completed during the outage, stored after Redis returned")
+        took = wait_for(
+            lambda: clips_ready(ctx, [clip_mov]),
+            RECOVERED_WITHIN,
+            "the clip completed during the outage, stored after Redis returned",
+        )
         print(f"stored {took:.1f} s after Redis returned")
         assert pending(ctx) == 0
         out, err = during.communicate(timeout=RECOVERED_WITHIN)
@@ -68,7 +83,9 @@ def _completed(ctx: Context, clip: ClipFile) -> bool:
 
 @postgres_only
 def test_completing_while_the_broker_is_down_answers_202_and_completing_again_sends_the_work(
-    ctx: Context, restartable_redis: RedisServer, clip_1080p: ClipFile,
+    ctx: Context,
+    restartable_redis: RedisServer,
+    clip_1080p: ClipFile,
 ) -> None:
     """What the dock sees: no 500 after the commit, and a retried complete (or any later
     request) hands the held work to the broker once it is back."""

@@ -8,10 +8,10 @@ ZIP, not held), and show progress (the bundle's `progress` field advances while 
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 import tracemalloc
 import zipfile
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -25,8 +25,8 @@ from evidence.cases.service import add_items, create_case
 from evidence.context import Context
 from evidence.ingest import service as ingest
 from tests.conftest import postgres_only
-from tests.fixtures.store_faults import assert_nothing_lost, make_clips
 from tests.fixtures.ingest import ingest_file
+from tests.fixtures.store_faults import assert_nothing_lost, make_clips
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(900)]
 
@@ -34,8 +34,9 @@ SMALL, LARGE = 20, 200
 MiB = 1024 * 1024
 
 
-def _bundle(ctx: Context, eo: Principal, clip_ids: list[str], title: str
-            ) -> tuple[str, int, list[int]]:
+def _bundle(
+    ctx: Context, eo: Principal, clip_ids: list[str], title: str
+) -> tuple[str, int, list[int]]:
     """Build a bundle of `clip_ids`; (bundle id, peak Python heap during the build, the
     progress values the bundle's row showed while it was built)."""
     case = create_case(ctx, eo, title, f"URN {title}")
@@ -83,9 +84,11 @@ def test_a_bundle_of_200_clips_streams_in_bounded_memory_and_shows_progress(
     large_id, large_peak, progress = _bundle(ctx, eo, clip_ids, "large")
     print(f"built the {LARGE}-clip bundle in {time.monotonic() - started:.1f} s")
     footage = sum(c.size for c in clips)
-    print(f"\nbundle build peak heap: {SMALL} clips {small_peak / MiB:.1f} MiB, "
-          f"{LARGE} clips {large_peak / MiB:.1f} MiB ({footage / MiB:.1f} MiB of footage); "
-          f"progress shown: {progress}")
+    print(
+        f"\nbundle build peak heap: {SMALL} clips {small_peak / MiB:.1f} MiB, "
+        f"{LARGE} clips {large_peak / MiB:.1f} MiB ({footage / MiB:.1f} MiB of footage); "
+        f"progress shown: {progress}"
+    )
 
     # Ten times the clips may cost their ledger entries, manifest lines and statement pages
     # (the continuity statement lays out a few pages per exhibit: ~30 KB of heap each while

@@ -27,7 +27,11 @@ from evidence.ingest import service as ingest
 from evidence.migrate import upgrade
 from tests.conftest import make_settings
 from tests.fixtures.faults import (
-    OUTAGE_SECONDS, RECOVERED_WITHIN, assert_nothing_lost, running_worker, wait_for,
+    OUTAGE_SECONDS,
+    RECOVERED_WITHIN,
+    assert_nothing_lost,
+    running_worker,
+    wait_for,
 )
 from tests.fixtures.ingest import ingest_file
 from tests.fixtures.postgres import PostgresServer, throwaway_postgres
@@ -65,15 +69,23 @@ def _wait_building(ctx: Context, bundle_id: str) -> None:
 
 
 def test_postgres_restarted_during_a_bundle_build_ends_ready_by_itself(
-    own_postgres: PostgresServer, restartable_redis: RedisServer, tmp_path: Path,
+    own_postgres: PostgresServer,
+    restartable_redis: RedisServer,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     url = own_postgres.create_database()
     upgrade(url)
     settings = make_settings(tmp_path, url, broker_url=restartable_redis.url)
     ctx = Context(settings)
-    clips = make_clips(tmp_path / "clips", CLIPS, tag="pgbundle", size="320x240",
-                       seconds=SECONDS_PER_CLIP, lossless=True)
+    clips = make_clips(
+        tmp_path / "clips",
+        CLIPS,
+        tag="pgbundle",
+        size="320x240",
+        seconds=SECONDS_PER_CLIP,
+        lossless=True,
+    )
     device = create_device(ctx.ledger, "dock-pg-bundle").device
     with monkeypatch.context() as m:
         m.setattr(ingest, "DERIVATIVES", {})  # a bundle of originals: no proxies to make
@@ -93,12 +105,18 @@ def test_postgres_restarted_during_a_bundle_build_ends_ready_by_itself(
         time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_at)))
 
         own_postgres.start()
-        took = wait_for(lambda: _bundle_row(ctx, bundle_id)[0] == "ready", RECOVERED_WITHIN,
-                        "the bundle built during the restart, ready after PostgreSQL returned")
+        took = wait_for(
+            lambda: _bundle_row(ctx, bundle_id)[0] == "ready",
+            RECOVERED_WITHIN,
+            "the bundle built during the restart, ready after PostgreSQL returned",
+        )
         print(f"ready {took:.1f} s after PostgreSQL returned")
 
-    retried = [line for line in log.read_text(errors="replace").splitlines()
-               if "evidence.bundles.build" in line and "retry" in line]
+    retried = [
+        line
+        for line in log.read_text(errors="replace").splitlines()
+        if "evidence.bundles.build" in line and "retry" in line
+    ]
     assert retried and "OperationalError" in retried[0], "the build in hand met the outage"
     with ctx.db.session() as s:
         b = s.get(Bundle, bundle_id)
@@ -111,8 +129,17 @@ def test_postgres_restarted_during_a_bundle_build_ends_ready_by_itself(
         for chunk in ctx.store.open(key):
             f.write(chunk)
     assert ctx.store.stat(key).sha256 == sha256
-    verified = CliRunner().invoke(app, [
-        "verify", "bundle", str(path), "--key", ctx.ledger.verifier_key,
-        "--bundle-key", str(settings.secrets_dir() / "bundle.pub.pem")])
+    verified = CliRunner().invoke(
+        app,
+        [
+            "verify",
+            "bundle",
+            str(path),
+            "--key",
+            ctx.ledger.verifier_key,
+            "--bundle-key",
+            str(settings.secrets_dir() / "bundle.pub.pem"),
+        ],
+    )
     assert verified.exit_code == 0, verified.output
     assert_nothing_lost(ctx, clips)

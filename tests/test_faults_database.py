@@ -18,7 +18,12 @@ from evidence.migrate import upgrade
 from tests.conftest import make_settings
 from tests.fixtures.api import running_api
 from tests.fixtures.faults import (
-    OUTAGE_SECONDS, RECOVERED_WITHIN, assert_nothing_lost, clips_ready, running_worker, wait_for,
+    OUTAGE_SECONDS,
+    RECOVERED_WITHIN,
+    assert_nothing_lost,
+    clips_ready,
+    running_worker,
+    wait_for,
 )
 from tests.fixtures.ingest import Dock
 from tests.fixtures.media import Clip as ClipFile
@@ -41,15 +46,36 @@ def eight_second_clip(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
     import subprocess
 
     path = tmp_path_factory.mktemp("pgfault") / "EIGHT_0001.mp4"
-    subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-y",
-                    *lavfi_inputs("1920x1080", "30", 8), "-c:v", "libx264", "-preset",
-                    "ultrafast", "-c:a", "aac", "-shortest", str(path)], check=True, timeout=120)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            *lavfi_inputs("1920x1080", "30", 8),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+            "-shortest",
+            str(path),
+        ],
+        check=True,
+        timeout=120,
+    )
     return ClipFile.of(path)
 
 
 def test_postgres_restarted_during_ingest_loses_nothing_and_work_resumes_by_itself(
-    own_postgres: PostgresServer, restartable_redis: RedisServer, eight_second_clip: ClipFile,
-    clip_mov: ClipFile, tmp_path: Path,
+    own_postgres: PostgresServer,
+    restartable_redis: RedisServer,
+    eight_second_clip: ClipFile,
+    clip_mov: ClipFile,
+    tmp_path: Path,
 ) -> None:
     url = own_postgres.create_database()
     upgrade(url)
@@ -72,8 +98,11 @@ def test_postgres_restarted_during_ingest_loses_nothing_and_work_resumes_by_itse
         time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_at)))
 
         own_postgres.start()
-        took = wait_for(lambda: clips_ready(ctx, [eight_second_clip]), RECOVERED_WITHIN,
-                        "the clip in hand during the restart, ready after PostgreSQL returned")
+        took = wait_for(
+            lambda: clips_ready(ctx, [eight_second_clip]),
+            RECOVERED_WITHIN,
+            "the clip in hand during the restart, ready after PostgreSQL returned",
+        )
         print(f"ready {took:.1f} s after PostgreSQL returned")
         dock.dock(clip_mov)  # the dock's next attempt, as its retries would make it
         wait_for(lambda: clips_ready(ctx, [clip_mov]), 120, "a clip docked after the restart")

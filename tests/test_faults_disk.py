@@ -22,7 +22,12 @@ from evidence.ingest.service import process_upload
 from tests.conftest import make_settings, sqlite_only
 from tests.fixtures.api import running_api
 from tests.fixtures.faults import (
-    RECOVERED_WITHIN, assert_nothing_lost, clips_ready, running_worker, small_disk, wait_for,
+    RECOVERED_WITHIN,
+    assert_nothing_lost,
+    clips_ready,
+    running_worker,
+    small_disk,
+    wait_for,
 )
 from tests.fixtures.ingest import Dock
 from tests.fixtures.media import Clip as ClipFile
@@ -36,8 +41,9 @@ def test_ffmpeg_out_of_space_is_disk_full_and_leaves_no_partial_file(
 ) -> None:
     with small_disk(tmp_path / "full", 64 * 1024) as disk:
         with pytest.raises(DiskFull) as raised:
-            media.transcode_proxy(clip_1080p.path, disk.path / "proxy.mp4",
-                                  input_sha256=clip_1080p.sha256)
+            media.transcode_proxy(
+                clip_1080p.path, disk.path / "proxy.mp4", input_sha256=clip_1080p.sha256
+            )
         assert "disk is full" in str(raised.value) and "libx264" not in str(raised.value)
         assert list(disk.path.iterdir()) == []
 
@@ -49,19 +55,28 @@ def test_a_worker_out_of_disk_retries_and_finishes_when_space_returns(
     """The worker's work directory has room for the clip's copy but not for its proxy."""
     key = create_device(ctx.ledger, "dock-full").key
     log = tmp_path / "worker.log"
-    with small_disk(ctx.settings.data_dir / "work", clip_1080p.size + 16 * 1024) as disk, \
-            running_api(ctx.settings) as api, running_worker(ctx.settings, beat=False, log=log):
+    with (
+        small_disk(ctx.settings.data_dir / "work", clip_1080p.size + 16 * 1024) as disk,
+        running_api(ctx.settings) as api,
+        running_worker(ctx.settings, beat=False, log=log),
+    ):
         done = Dock(httpx.Client(base_url=api, timeout=30), key).dock(clip_1080p)
-        wait_for(lambda: log.read_text(errors="replace").count("DiskFull") >= 2, 120,
-                 "the worker meeting the full disk and retrying")
+        wait_for(
+            lambda: log.read_text(errors="replace").count("DiskFull") >= 2,
+            120,
+            "the worker meeting the full disk and retrying",
+        )
         with ctx.db.session() as s:
             assert s.get(Upload, done["id"]).state == "processing"
             assert s.get(Clip, done["clip_id"]).state == "stored"  # the original is safe
             assert s.scalars(select(Derivative)).all() == []  # nothing half-made counted
         assert "libx264" not in log.read_text(errors="replace")
         disk.resize(256 * MiB)
-        took = wait_for(lambda: clips_ready(ctx, [clip_1080p]), RECOVERED_WITHIN,
-                        "the clip finished after space returned")
+        took = wait_for(
+            lambda: clips_ready(ctx, [clip_1080p]),
+            RECOVERED_WITHIN,
+            "the clip finished after space returned",
+        )
         print(f"ready {took:.1f} s after space returned")
     assert_nothing_lost(ctx, [clip_1080p])
 
@@ -84,8 +99,10 @@ def test_a_full_object_store_answers_507_and_signing_in_still_works(
             assert put.headers["content-type"] == "application/problem+json"
             assert "disk is full" in put.json()["detail"]
             assert dock.complete(declared["id"]).status_code == 409  # nothing half-stored
-            token = httpx.post(f"{api}/api/v1/auth/token", data={
-                "username": "auditor1", "password": "a long enough password"})
+            token = httpx.post(
+                f"{api}/api/v1/auth/token",
+                data={"username": "auditor1", "password": "a long enough password"},
+            )
             assert token.status_code == 200, token.text
 
             disk.resize(256 * MiB)
@@ -123,7 +140,9 @@ def test_signing_in_with_the_databases_own_disk_full_is_a_clear_507_never_unreco
             assert httpx.post(f"{api}/api/v1/auth/token", data=form).status_code == 200
         entries = ctx.ledger.entries_about(f"user:{_user_id(ctx, 'auditor1')}")
         signed_in = [e for _, e in entries if json.loads(e)["type"] == "user.logged_in"]
-        assert len(signed_in) == 2, "each sign-in that succeeded is recorded, the refused one is not"
+        assert len(signed_in) == 2, (
+            "each sign-in that succeeded is recorded, the refused one is not"
+        )
         ctx.db.dispose()
 
 

@@ -25,11 +25,16 @@ from evidence.ledger.models import LedgerEntry
 from evidence.storage import DEFAULT_PART_SIZE, original_key
 from tests.conftest import make_settings, sqlite_only
 from tests.fixtures.faults import small_disk
+from tests.fixtures.media import Clip as ClipFile
 from tests.fixtures.store_faults import (
-    assert_nothing_lost, camera_folder, dock, docked_files, make_clips, running_store,
+    assert_nothing_lost,
+    camera_folder,
+    dock,
+    docked_files,
+    make_clips,
+    running_store,
     wait_processed,
 )
-from tests.fixtures.media import Clip as ClipFile
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(600)]
 
@@ -51,7 +56,7 @@ def _fill(mount: Path, leave: int) -> Path:
     with filler.open("wb") as f:
         block = b"\0" * MiB
         while size > 0:
-            size -= f.write(block[:min(size, MiB)])
+            size -= f.write(block[: min(size, MiB)])
         f.flush()
         os.fsync(f.fileno())
     return filler
@@ -73,8 +78,7 @@ def _full_disk(tmp_path: Path, database_url: str, disk: Path) -> FullDisk:
     settings = make_settings(tmp_path, database_url, storage_dir=disk / "objects")
     ctx = Context(settings)
     key = create_device(ctx.ledger, "dock-disk").key
-    (big,) = make_clips(tmp_path / "big", 1, tag="big", size="1280x720", seconds=12,
-                        lossless=True)
+    (big,) = make_clips(tmp_path / "big", 1, tag="big", size="1280x720", seconds=12, lossless=True)
     assert big.size > DEFAULT_PART_SIZE + 2 * MiB, "the clip must need two parts"
     (small,) = make_clips(tmp_path / "small", 1, tag="small")
     camera = camera_folder(tmp_path / "camera", [small, big])
@@ -89,8 +93,14 @@ def test_a_full_disk_fails_the_clip_clearly_and_the_next_run_stores_it(
     tmp_path: Path, database_url: str, small_disk: Path
 ) -> None:
     full = _full_disk(tmp_path, database_url, small_disk)
-    settings, ctx, key, big, camera, filler = (full.settings, full.ctx, full.key, full.big,
-                                               full.camera, full.filler)
+    settings, ctx, key, big, camera, filler = (
+        full.settings,
+        full.ctx,
+        full.key,
+        full.big,
+        full.camera,
+        full.filler,
+    )
     with running_store(settings, tmp_path / "logs") as server:
         # A dock station waits out a full disk for a while (--wait-for-api); here it gives up
         # after a few seconds so that the clip's failure is seen.
@@ -117,19 +127,33 @@ def test_a_full_disk_is_named_in_the_docks_message(
     full = _full_disk(tmp_path, database_url, small_disk)
     # No worker here: the dock need not wait for verdicts, nor wait long for the disk.
     with running_store(full.settings, tmp_path / "logs", workers=0) as server:
-        first = dock(full.camera, server.url, full.key, "--retries", "2", "--wait", "0",
-                     "--wait-for-api", "5")
+        first = dock(
+            full.camera,
+            server.url,
+            full.key,
+            "--retries",
+            "2",
+            "--wait",
+            "0",
+            "--wait-for-api",
+            "5",
+        )
     (failed,) = [line for line in first.stderr.splitlines() if "FAILED" in line]
     assert full.big.path.name in failed
-    assert any(words in failed.lower() for words in ("disk is full", "no space", "out of space",
-                                                      "insufficient storage")), failed
+    assert any(
+        words in failed.lower()
+        for words in ("disk is full", "no space", "out of space", "insufficient storage")
+    ), failed
 
 
 def _assert_not_stored(ctx: Context, sha256: str) -> None:
     with ctx.db.session() as s:
-        assert s.scalars(select(Clip).where(Clip.sha256 == sha256)).all() == [], \
+        assert s.scalars(select(Clip).where(Clip.sha256 == sha256)).all() == [], (
             "no clip row for bytes that never fully arrived"
-        ingested = [json.loads(e) for e in s.scalars(
-            select(LedgerEntry.entry).where(LedgerEntry.type == "clip.ingested"))]
+        )
+        ingested = [
+            json.loads(e)
+            for e in s.scalars(select(LedgerEntry.entry).where(LedgerEntry.type == "clip.ingested"))
+        ]
     assert sha256 not in {e["sha256"] for e in ingested}
     assert not ctx.store.exists(original_key(sha256))

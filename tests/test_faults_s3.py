@@ -29,11 +29,20 @@ from evidence.context import Context
 from evidence.ingest.models import Upload
 from evidence.ledger.models import LedgerEntry
 from evidence.migrate import upgrade
-from tests.fixtures.store_faults import (
-    REPO, Gateway, assert_nothing_lost, camera_folder, dock, docked_files, make_clips,
-    own_gateway, process_env, running_store, wait_processed,
-)
 from tests.fixtures.services import wait_until
+from tests.fixtures.store_faults import (
+    REPO,
+    Gateway,
+    assert_nothing_lost,
+    camera_folder,
+    dock,
+    docked_files,
+    make_clips,
+    own_gateway,
+    process_env,
+    running_store,
+    wait_processed,
+)
 
 pytestmark = [pytest.mark.fault, pytest.mark.s3, pytest.mark.timeout(900)]
 
@@ -48,15 +57,26 @@ def gateway(s3_server) -> Iterator[Gateway]:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def settings(tmp_path: Path, gateway: Gateway, s3_server, s3_bucket: str,  # type: ignore[no-untyped-def]
-             postgres_server, redis_url: str) -> Settings:
+def settings(
+    tmp_path: Path,
+    gateway: Gateway,
+    s3_server,
+    s3_bucket: str,  # type: ignore[no-untyped-def]
+    postgres_server,
+    redis_url: str,
+) -> Settings:
     url = postgres_server.create_database()
     upgrade(url)
     return Settings(
-        data_dir=tmp_path / "var", database_url=url, storage_backend="s3",
-        s3_endpoint=gateway.endpoint, s3_access_key=s3_server.access_key,
-        s3_secret_key=s3_server.secret_key, s3_bucket=f"{s3_bucket[:40]}-{uuid.uuid4().hex[:8]}",
-        broker_url=redis_url.rsplit("/", 1)[0] + "/6", broker_visibility_timeout=60,
+        data_dir=tmp_path / "var",
+        database_url=url,
+        storage_backend="s3",
+        s3_endpoint=gateway.endpoint,
+        s3_access_key=s3_server.access_key,
+        s3_secret_key=s3_server.secret_key,
+        s3_bucket=f"{s3_bucket[:40]}-{uuid.uuid4().hex[:8]}",
+        broker_url=redis_url.rsplit("/", 1)[0] + "/6",
+        broker_visibility_timeout=60,
     )
 
 
@@ -73,8 +93,9 @@ def _back_after_outage(gateway: Gateway, down_at: float) -> None:
 
 def _completed(ctx: Context) -> int:
     with ctx.db.session() as s:
-        return s.scalar(select(func.count()).select_from(Upload)
-                        .where(Upload.state != "pending")) or 0
+        return (
+            s.scalar(select(func.count()).select_from(Upload).where(Upload.state != "pending")) or 0
+        )
 
 
 def test_s3_down_during_ingest_loses_nothing(
@@ -84,14 +105,22 @@ def test_s3_down_during_ingest_loses_nothing(
     ctx.store  # noqa: B018  (creates the bucket)
     key = create_device(ctx.ledger, "dock-s3-outage").key
     camera = camera_folder(tmp_path / "camera", make_clips(tmp_path / "clips", CLIPS, tag="s3"))
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_")},
-           "EVIDENCE_DEVICE_KEY": key, "PYTHONPATH": str(REPO)}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_")},
+        "EVIDENCE_DEVICE_KEY": key,
+        "PYTHONPATH": str(REPO),
+    }
     # The worker starts only once S3 is down, with uploads already handed to it: its first
     # attempts must fail and be retried, not dropped until the stalled-upload sweep.
     with running_store(settings, tmp_path / "logs", workers=0) as server:
         docking = subprocess.Popen(
             [sys.executable, "-m", "evidence", "dock", str(camera), "--api", server.url],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         wait_until(lambda: _completed(ctx) > 0, 120, "the first completed upload")
         down_at = _outage(gateway)
         server.start_worker(concurrency=2)
@@ -124,8 +153,14 @@ def test_s3_down_during_a_scrub_is_reported_and_a_rerun_completes(
     env = process_env(settings)
     argv = [sys.executable, "-m", "evidence", "scrub", "--batch-size", "1"]
     # Slowed to 20 kB/s so the outage falls in the middle of the pass.
-    scrubbing = subprocess.Popen([*argv, "--rate", "0.02"], cwd=REPO, env=env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    scrubbing = subprocess.Popen(
+        [*argv, "--rate", "0.02"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_until(lambda: _entries(ctx, "scrub.batch") > 0, 120, "the first scrub batch")
     down_at = _outage(gateway)
     out, err = scrubbing.communicate(timeout=300)
@@ -146,5 +181,3 @@ def test_s3_down_during_a_scrub_is_reported_and_a_rerun_completes(
 def _entries(ctx: Context, kind: str) -> int:
     with ctx.db.session() as s:
         return len(s.scalars(select(LedgerEntry.idx).where(LedgerEntry.type == kind)).all())
-
-

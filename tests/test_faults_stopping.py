@@ -35,8 +35,8 @@ def _processes() -> dict[int, tuple[int, str, str]]:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        name = stat[stat.index("(") + 1: stat.rindex(")")]
-        state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
         found[int(entry)] = (int(ppid), state, name)
     return found
 
@@ -71,8 +71,12 @@ def evidence_up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int, dict[st
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_")}
     env["EVIDENCE_DATA_DIR"] = str(tmp_path / "var")
-    up = subprocess.Popen([sys.executable, "-m", "evidence", "up", "--port", str(port)], env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "evidence", "up", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_until(lambda: _healthy(port), 60, "evidence up")
         yield up, port, env
@@ -114,23 +118,57 @@ def _wait_for(pid: int, names: set[str], timeout: float) -> dict[int, str]:
 @pytest.fixture(scope="module")
 def ten_second_clip(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
     path = tmp_path_factory.mktemp("stop") / "TEN_0001.mp4"
-    subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-y",
-                    *lavfi_inputs("1920x1080", "30", 10), "-c:v", "libx264", "-preset",
-                    "ultrafast", "-c:a", "aac", "-shortest", str(path)], check=True, timeout=120)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            *lavfi_inputs("1920x1080", "30", 10),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+            "-shortest",
+            str(path),
+        ],
+        check=True,
+        timeout=120,
+    )
     return ClipFile.of(path)
 
 
 def _dock_one(env: dict[str, str], port: int, clip: ClipFile, camera: Path, device: str) -> None:
     """A new dock device docks a camera folder holding `clip` into the `evidence up` on `port`;
     the dock ends once the server has verified it (the review copies are still being made)."""
-    made = subprocess.run([sys.executable, "-m", "evidence", "admin", "create-device", device],
-                          env=env, capture_output=True, text=True, check=True)
+    made = subprocess.run(
+        [sys.executable, "-m", "evidence", "admin", "create-device", device],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     camera.mkdir()
     (camera / clip.path.name).write_bytes(clip.path.read_bytes())
     docked = subprocess.run(
-        [sys.executable, "-m", "evidence", "dock", str(camera), "--api", f"http://127.0.0.1:{port}"],
+        [
+            sys.executable,
+            "-m",
+            "evidence",
+            "dock",
+            str(camera),
+            "--api",
+            f"http://127.0.0.1:{port}",
+        ],
         env={**env, "EVIDENCE_DEVICE_KEY": made.stdout.strip().splitlines()[-1]},
-        capture_output=True, text=True, timeout=120)
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert docked.returncode == 0, docked.stderr
 
 
@@ -185,11 +223,16 @@ def test_evidence_up_killed_mid_transcode_finishes_the_clip_when_started_again(
         first.wait(timeout=10)
         wait_until(lambda: not alive(started), 10, "the killed processes to go")
 
-        again = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        again = subprocess.Popen(
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         wait_until(lambda: _healthy(port), 60, "evidence up, started again")
         ctx = Context(Settings(data_dir=tmp_path / "var"))
-        took = wait_for(lambda: clips_ready(ctx, [ten_second_clip]), RECOVERED_WITHIN,
-                        "the clip killed mid-transcode, after evidence up started again")
+        took = wait_for(
+            lambda: clips_ready(ctx, [ten_second_clip]),
+            RECOVERED_WITHIN,
+            "the clip killed mid-transcode, after evidence up started again",
+        )
         print(f"ready {took:.1f} s after evidence up answered again")
         assert_nothing_lost(ctx, [ten_second_clip])
     finally:

@@ -33,7 +33,13 @@ from evidence.access import Principal
 from evidence.accounts.models import Role, User
 from evidence.accounts.service import check_password, create_user
 from evidence.context import Context
-from evidence.errors import AccessDenied, EvidenceError, InvalidInput, NotAuthenticated, TooManyAttempts
+from evidence.errors import (
+    AccessDenied,
+    EvidenceError,
+    InvalidInput,
+    NotAuthenticated,
+    TooManyAttempts,
+)
 from tests.conftest import make_settings
 from tests.fixtures.api import running_api
 from tests.fixtures.services import free_port, wait_until
@@ -69,8 +75,12 @@ def local(tmp_path: Path, sqlite_url: str, now: FakeClock) -> Context:
     return Context(make_settings(tmp_path, sqlite_url))
 
 
-def add_user(ctx: Context, name: str = "eo_brown", role: str = "evidence_officer",
-             officer_id: str | None = None) -> User:
+def add_user(
+    ctx: Context,
+    name: str = "eo_brown",
+    role: str = "evidence_officer",
+    officer_id: str | None = None,
+) -> User:
     return create_user(ctx.ledger, name, role, PASSWORD, officer_id=officer_id)
 
 
@@ -102,8 +112,15 @@ def hand_made_token(header: dict[str, Any], claims: dict[str, Any], sign) -> str
 
 def local_claims(ctx: Context, user: User, **over: Any) -> dict[str, Any]:
     t = int(clock.now().timestamp())
-    claims = {"iss": ctx.settings.jwt_issuer, "aud": ctx.settings.jwt_audience, "sub": user.id,
-              "iat": t, "nbf": t, "exp": t + 600, "jti": "x"}
+    claims = {
+        "iss": ctx.settings.jwt_issuer,
+        "aud": ctx.settings.jwt_audience,
+        "sub": user.id,
+        "iat": t,
+        "nbf": t,
+        "exp": t + 600,
+        "jti": "x",
+    }
     claims.update(over)
     return claims
 
@@ -115,8 +132,15 @@ def our_key(ctx: Context) -> Ed25519PrivateKey:
 # -- TOTP ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("t, code", [(59, "94287082"), (1111111109, "07081804"),
-                                     (1234567890, "89005924"), (2000000000, "69279037")])
+@pytest.mark.parametrize(
+    "t, code",
+    [
+        (59, "94287082"),
+        (1111111109, "07081804"),
+        (1234567890, "89005924"),
+        (2000000000, "69279037"),
+    ],
+)
 def test_totp_matches_the_rfc_6238_sha1_vectors(t: int, code: str) -> None:
     secret = base64.b32encode(b"12345678901234567890").decode()
     assert identity.totp_code(secret, t // 30, digits=8) == code
@@ -136,7 +160,8 @@ def test_login_issues_a_short_lived_eddsa_token_and_audits_it(local: Context) ->
     assert claims["exp"] - claims["iat"] == 900 and claims["sub"] == user.id
     assert "role" not in claims and "roles" not in claims  # the role is read from the database
     assert identity.principal_from_token(local, issued.access_token) == Principal(
-        user.id, "pc_smith", Role.officer, "PC1234")
+        user.id, "pc_smith", Role.officer, "PC1234"
+    )
     (entry,) = entries(local, "user.logged_in")
     assert entry["actor"] == "user:pc_smith" and entry["source_ip"] == IP
     assert entry["method"] == "password" and entry["subject"] == {"user": user.id}
@@ -164,8 +189,11 @@ def test_an_expired_or_not_yet_valid_token_is_refused(local: Context, now: FakeC
     identity.principal_from_token(local, token)
     now.advance(1)
     assert "expired" in refused(local, token)
-    early = jwt.encode(local_claims(local, user, nbf=int(now.t.timestamp()) + 60), our_key(local),
-                       algorithm="EdDSA")
+    early = jwt.encode(
+        local_claims(local, user, nbf=int(now.t.timestamp()) + 60),
+        our_key(local),
+        algorithm="EdDSA",
+    )
     assert "not valid yet" in refused(local, early)
 
 
@@ -187,9 +215,11 @@ def test_wrong_audience_issuer_or_missing_claims_are_refused(local: Context) -> 
     user = add_user(local)
     key = our_key(local)
     assert "audience" in refused(
-        local, jwt.encode(local_claims(local, user, aud="some-other-api"), key, algorithm="EdDSA"))
+        local, jwt.encode(local_claims(local, user, aud="some-other-api"), key, algorithm="EdDSA")
+    )
     assert "issuer is not trusted" in refused(
-        local, jwt.encode(local_claims(local, user, iss="someone-else"), key, algorithm="EdDSA"))
+        local, jwt.encode(local_claims(local, user, iss="someone-else"), key, algorithm="EdDSA")
+    )
     no_exp = local_claims(local, user)
     del no_exp["exp"]
     assert "exp" in refused(local, jwt.encode(no_exp, key, algorithm="EdDSA"))
@@ -203,11 +233,16 @@ def test_alg_none_and_hs256_with_our_public_key_are_refused(local: Context) -> N
     assert "alg value is not allowed" in refused(local, unsigned)
     public = our_key(local).public_key()
     for secret in (
-        public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+        public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
         public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw),
     ):
-        confused = hand_made_token({"alg": "HS256", "typ": "JWT"}, claims,
-                                   lambda m, k=secret: hmac.new(k, m, hashlib.sha256).digest())
+        confused = hand_made_token(
+            {"alg": "HS256", "typ": "JWT"},
+            claims,
+            lambda m, k=secret: hmac.new(k, m, hashlib.sha256).digest(),
+        )
         assert "alg value is not allowed" in refused(local, confused)
 
 
@@ -219,11 +254,13 @@ def test_unknown_user_wrong_password_and_disabled_look_the_same(
     set_user(local, "gone_user", disabled=True)
     calls: list[str] = []
     real = identity.check_password
-    monkeypatch.setattr(identity, "check_password",
-                        lambda h, p: calls.append(h) or real(h, p))  # type: ignore[func-returns-value]
+    monkeypatch.setattr(identity, "check_password", lambda h, p: calls.append(h) or real(h, p))  # type: ignore[func-returns-value]
     messages = []
-    for name, password in [("nobody", PASSWORD), ("eo_brown", "wrong password!"),
-                           ("gone_user", PASSWORD)]:
+    for name, password in [
+        ("nobody", PASSWORD),
+        ("eo_brown", "wrong password!"),
+        ("gone_user", PASSWORD),
+    ]:
         with pytest.raises(NotAuthenticated) as err:
             identity.login(local, name, password, None, source_ip=IP)
         messages.append(str(err.value))
@@ -297,7 +334,9 @@ def test_totp_is_required_checked_and_not_replayable(local: Context, now: FakeCl
     assert last["method"] == "password+totp"
 
 
-def test_enable_totp_cli_prints_the_secret_once(local: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_enable_totp_cli_prints_the_secret_once(
+    local: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from evidence.cli import app
     from evidence.config import get_settings
 
@@ -320,8 +359,16 @@ def test_enable_totp_cli_prints_the_secret_once(local: Context, monkeypatch: pyt
 
 
 def test_password_sign_in_is_off_in_oidc_mode(tmp_path: Path, sqlite_url: str) -> None:
-    ctx = Context(make_settings(tmp_path, sqlite_url, identity_mode="oidc", oidc_issuer=IDP,
-                                oidc_audience=IDP_AUDIENCE, oidc_jwks_url="http://127.0.0.1:9/"))
+    ctx = Context(
+        make_settings(
+            tmp_path,
+            sqlite_url,
+            identity_mode="oidc",
+            oidc_issuer=IDP,
+            oidc_audience=IDP_AUDIENCE,
+            oidc_jwks_url="http://127.0.0.1:9/",
+        )
+    )
     add_user(ctx)
     with pytest.raises(NotAuthenticated, match="identity provider"):
         identity.login(ctx, "eo_brown", PASSWORD, None, source_ip=IP)
@@ -333,10 +380,14 @@ def test_password_sign_in_is_off_in_oidc_mode(tmp_path: Path, sqlite_url: str) -
 def test_token_route_issues_tokens_and_refuses_alike(local: Context) -> None:
     user = add_user(local, "pc_smith", "officer", officer_id="PC1234")
     with running_api(local.settings) as url, httpx.Client(base_url=url, timeout=10) as http:
-        ok = http.post("/api/v1/auth/token",
-                       data={"grant_type": "password", "username": "pc_smith", "password": PASSWORD})
-        bad = [http.post("/api/v1/auth/token", data={"username": n, "password": p})
-               for n, p in [("pc_smith", "wrong password!"), ("nobody", PASSWORD)]]
+        ok = http.post(
+            "/api/v1/auth/token",
+            data={"grant_type": "password", "username": "pc_smith", "password": PASSWORD},
+        )
+        bad = [
+            http.post("/api/v1/auth/token", data={"username": n, "password": p})
+            for n, p in [("pc_smith", "wrong password!"), ("nobody", PASSWORD)]
+        ]
         incomplete = http.post("/api/v1/auth/token", data={"username": "pc_smith"})
     assert ok.status_code == 200, ok.text
     body = ok.json()
@@ -356,6 +407,7 @@ def test_token_route_issues_tokens_and_refuses_alike(local: Context) -> None:
 def test_sign_out_ends_the_token_not_just_the_session(local: Context) -> None:
     add_user(local, "pc_smith", "officer", officer_id="PC1234")
     with running_api(local.settings) as url, httpx.Client(base_url=url, timeout=10) as http:
+
         def token() -> dict[str, str]:
             r = http.post("/api/v1/auth/token", data={"username": "pc_smith", "password": PASSWORD})
             return {"Authorization": f"Bearer {r.json()['access_token']}"}
@@ -367,24 +419,28 @@ def test_sign_out_ends_the_token_not_just_the_session(local: Context) -> None:
         assert refused.status_code == 401 and "sign-out" in refused.json()["detail"]
         assert http.get("/api/v1/me", headers=second).status_code == 200, "only that token ends"
         assert http.post("/api/v1/auth/logout").status_code == 401
-    [entry] = [json.loads(e) for _, e in local.ledger.entries(0, local.ledger.size())
-               if json.loads(e)["type"] == "user.logged_out"]
+    [entry] = [
+        json.loads(e)
+        for _, e in local.ledger.entries(0, local.ledger.size())
+        if json.loads(e)["type"] == "user.logged_out"
+    ]
     assert entry["actor"] == "user:pc_smith"
     identity.revoke_token(local, first["Authorization"][7:], source_ip="x")  # idempotent
     with pytest.raises(NotAuthenticated, match="sign-out"):
         identity.principal_from_token(local, first["Authorization"][7:])
 
 
-def test_token_route_rate_limits_failing_addresses(tmp_path: Path, sqlite_url: str,
-                                                   now: FakeClock) -> None:
+def test_token_route_rate_limits_failing_addresses(
+    tmp_path: Path, sqlite_url: str, now: FakeClock
+) -> None:
     settings = make_settings(tmp_path, sqlite_url, login_rate_limit=3, login_rate_window_seconds=60)
     add_user(Context(settings))
     with running_api(settings) as url, httpx.Client(base_url=url, timeout=10) as http:
+
         def post(name: str, password: str) -> httpx.Response:
             return http.post("/api/v1/auth/token", data={"username": name, "password": password})
 
-        statuses = [post(n, "guess-guess-guess").status_code
-                    for n in ("eo_brown", "admin", "root")]
+        statuses = [post(n, "guess-guess-guess").status_code for n in ("eo_brown", "admin", "root")]
         now.advance(10)
         limited = post("eo_brown", PASSWORD)  # even the right password waits
         now.advance(50)  # the first failure leaves the window
@@ -448,12 +504,22 @@ class IdentityProvider:
         self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.ec = ec.generate_private_key(ec.SECP256R1())
         self.requests = 0
-        jwks = {"keys": [
-            {**jwt.algorithms.RSAAlgorithm.to_jwk(self.rsa.public_key(), as_dict=True),
-             "kid": "rsa-1", "alg": "RS256", "use": "sig"},
-            {**jwt.algorithms.ECAlgorithm.to_jwk(self.ec.public_key(), as_dict=True),
-             "kid": "ec-1", "alg": "ES256", "use": "sig"},
-        ]}
+        jwks = {
+            "keys": [
+                {
+                    **jwt.algorithms.RSAAlgorithm.to_jwk(self.rsa.public_key(), as_dict=True),
+                    "kid": "rsa-1",
+                    "alg": "RS256",
+                    "use": "sig",
+                },
+                {
+                    **jwt.algorithms.ECAlgorithm.to_jwk(self.ec.public_key(), as_dict=True),
+                    "kid": "ec-1",
+                    "alg": "ES256",
+                    "use": "sig",
+                },
+            ]
+        }
         body = json.dumps(jwks).encode()
         idp = self
 
@@ -475,9 +541,16 @@ class IdentityProvider:
 
     def claims(self, **over: Any) -> dict[str, Any]:
         t = int(clock.now().timestamp())
-        claims = {"iss": IDP, "aud": IDP_AUDIENCE, "sub": "f3c1a9e0-idp-subject", "iat": t,
-                  "exp": t + 300, "preferred_username": "j.smith@force.example",
-                  "roles": ["offline_access", "evidence_officer", "auditor"], "officer_id": "4711"}
+        claims = {
+            "iss": IDP,
+            "aud": IDP_AUDIENCE,
+            "sub": "f3c1a9e0-idp-subject",
+            "iat": t,
+            "exp": t + 300,
+            "preferred_username": "j.smith@force.example",
+            "roles": ["offline_access", "evidence_officer", "auditor"],
+            "officer_id": "4711",
+        }
         claims.update(over)
         return {k: v for k, v in claims.items() if v is not None}
 
@@ -494,8 +567,15 @@ def idp() -> Iterator[IdentityProvider]:
 
 
 def oidc_settings(tmp_path: Path, url: str, idp: IdentityProvider, **over: Any):  # type: ignore[no-untyped-def]
-    return make_settings(tmp_path, url, identity_mode="both", oidc_issuer=IDP,
-                         oidc_audience=IDP_AUDIENCE, oidc_jwks_url=idp.url, **over)
+    return make_settings(
+        tmp_path,
+        url,
+        identity_mode="both",
+        oidc_issuer=IDP,
+        oidc_audience=IDP_AUDIENCE,
+        oidc_jwks_url=idp.url,
+        **over,
+    )
 
 
 @pytest.fixture
@@ -524,7 +604,9 @@ def test_an_idp_token_gives_a_principal_and_provisions_the_user_once(
         identity.login(oidc, principal.username, "", None, source_ip=IP)
 
 
-def test_a_role_change_at_the_idp_is_followed_and_audited(oidc: Context, idp: IdentityProvider) -> None:
+def test_a_role_change_at_the_idp_is_followed_and_audited(
+    oidc: Context, idp: IdentityProvider
+) -> None:
     identity.principal_from_token(oidc, idp.token())
     p = identity.principal_from_token(oidc, idp.token(roles="cps", officer_id=None))
     assert p.role == Role.cps and p.officer_id is None
@@ -532,8 +614,9 @@ def test_a_role_change_at_the_idp_is_followed_and_audited(oidc: Context, idp: Id
     assert entry["role"] == "cps" and entry["officer_id"] is None
 
 
-def test_nested_role_claims_are_read(tmp_path: Path, sqlite_url: str, idp: IdentityProvider,
-                                     now: FakeClock) -> None:
+def test_nested_role_claims_are_read(
+    tmp_path: Path, sqlite_url: str, idp: IdentityProvider, now: FakeClock
+) -> None:
     ctx = Context(oidc_settings(tmp_path, sqlite_url, idp, oidc_role_claim="realm_access.roles"))
     token = idp.token(roles=None, realm_access={"roles": ["uma_authorization", "auditor"]})
     assert identity.principal_from_token(ctx, token).role == Role.auditor
@@ -543,21 +626,31 @@ def test_bad_idp_tokens_are_refused(oidc: Context, idp: IdentityProvider, now: F
     t = int(now.t.timestamp())
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public_pem = idp.rsa.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     cases = {
         "wrong issuer": (idp.token(iss="https://evil.example/"), "issuer is not trusted"),
         "wrong audience": (idp.token(aud="another-app"), "audience"),
         "expired": (idp.token(exp=t - 31), "expired"),  # beyond the 30 s allowed for skew
         "not yet": (idp.token(nbf=t + 120), "not valid yet"),
         "no exp": (idp.token(exp=None), "exp"),
-        "unknown kid": (idp.token(kid="rotated-away", key=stranger), "unable to find a signing key"),
+        "unknown kid": (
+            idp.token(kid="rotated-away", key=stranger),
+            "unable to find a signing key",
+        ),
         "forged": (idp.token(key=stranger), "signature verification failed"),
-        "alg none": (hand_made_token({"alg": "none", "kid": "rsa-1"}, idp.claims(), lambda _m: b""),
-                     "not allowed"),
+        "alg none": (
+            hand_made_token({"alg": "none", "kid": "rsa-1"}, idp.claims(), lambda _m: b""),
+            "not allowed",
+        ),
         "HS256 with the public key as secret": (
-            hand_made_token({"alg": "HS256", "kid": "rsa-1"}, idp.claims(),
-                            lambda m: hmac.new(public_pem, m, hashlib.sha256).digest()),
-            "not allowed"),
+            hand_made_token(
+                {"alg": "HS256", "kid": "rsa-1"},
+                idp.claims(),
+                lambda m: hmac.new(public_pem, m, hashlib.sha256).digest(),
+            ),
+            "not allowed",
+        ),
         "RS256 token under the EC key's kid": (idp.token(kid="ec-1"), "does not match"),
         "no username": (idp.token(preferred_username=None), "preferred_username"),
     }
@@ -567,8 +660,9 @@ def test_bad_idp_tokens_are_refused(oidc: Context, idp: IdentityProvider, now: F
     assert entries(oidc, "user.provisioned")[0]["username"] == "j.smith@force.example"
 
 
-def test_an_idp_token_without_a_known_role_is_403(tmp_path: Path, sqlite_url: str,
-                                                  idp: IdentityProvider, now: FakeClock) -> None:
+def test_an_idp_token_without_a_known_role_is_403(
+    tmp_path: Path, sqlite_url: str, idp: IdentityProvider, now: FakeClock
+) -> None:
     ctx = Context(oidc_settings(tmp_path, sqlite_url, idp))
     with pytest.raises(AccessDenied, match="no role the evidence store knows"):
         identity.principal_from_token(ctx, idp.token(roles=["offline_access", "sheriff"]))
@@ -598,8 +692,9 @@ def test_idp_tokens_are_refused_in_local_mode_and_local_ones_in_oidc_mode(
     assert "issuer is not trusted" in refused(local_ctx, idp.token())
     add_user(local_ctx)
     token = identity.login(local_ctx, "eo_brown", PASSWORD, None, source_ip=IP).access_token
-    oidc_only = Context(oidc_settings(tmp_path, sqlite_url, idp).model_copy(
-        update={"identity_mode": "oidc"}))
+    oidc_only = Context(
+        oidc_settings(tmp_path, sqlite_url, idp).model_copy(update={"identity_mode": "oidc"})
+    )
     assert "issuer is not trusted" in refused(oidc_only, token)
     assert idp.requests == 0  # nothing fetched for tokens that were never the IdP's
 
@@ -622,7 +717,9 @@ def test_rate_limit_window_forgets_old_failures() -> None:
     assert window.retry_after("a", START + dt.timedelta(seconds=60)) == 0
 
 
-def test_too_many_attempts_is_raised_by_login(tmp_path: Path, sqlite_url: str, now: FakeClock) -> None:
+def test_too_many_attempts_is_raised_by_login(
+    tmp_path: Path, sqlite_url: str, now: FakeClock
+) -> None:
     ctx = Context(make_settings(tmp_path, sqlite_url, login_rate_limit=2))
     for _ in range(2):
         with pytest.raises(NotAuthenticated):
@@ -680,14 +777,22 @@ def test_totp_self_enrolment_with_a_qr_code_and_one_time_recovery_codes(ctx: Con
     # Nothing changes until a code from the new secret is confirmed.
     identity.login(ctx, "eo_brown", PASSWORD, None, source_ip=IP)
     with pytest.raises(InvalidInput, match="does not match"):
-        own.confirm_totp(ctx, me, "000000" if identity.totp_code(started.secret, identity.totp_step(now.t)) != "000000" else "111111")
+        own.confirm_totp(
+            ctx,
+            me,
+            "000000"
+            if identity.totp_code(started.secret, identity.totp_step(now.t)) != "000000"
+            else "111111",
+        )
     step = identity.totp_step(now.t)
     codes = own.confirm_totp(ctx, me, identity.totp_code(started.secret, step))
     assert len(codes) == 10 and len(set(codes)) == 10
     assert all(identity.RECOVERY_CODE.match(c) for c in codes)
     # The confirming code is spent; a password alone no longer signs in.
     with pytest.raises(NotAuthenticated):
-        identity.login(ctx, "eo_brown", PASSWORD, identity.totp_code(started.secret, step), source_ip=IP)
+        identity.login(
+            ctx, "eo_brown", PASSWORD, identity.totp_code(started.secret, step), source_ip=IP
+        )
     with pytest.raises(NotAuthenticated):
         identity.login(ctx, "eo_brown", PASSWORD, None, source_ip=IP)
     # A recovery code stands in for a code, once.
@@ -713,7 +818,9 @@ def test_totp_self_enrolment_with_a_qr_code_and_one_time_recovery_codes(ctx: Con
     assert len(entries(ctx, "user.recovery_codes_issued")) == 1
 
 
-def test_lock_out_and_totp_replay_hold_across_api_processes(tmp_path: Path, database_url: str) -> None:
+def test_lock_out_and_totp_replay_hold_across_api_processes(
+    tmp_path: Path, database_url: str
+) -> None:
     """Two contexts on one database stand for two API processes: a TOTP code used on one
     is refused on the other, and failures on both add up to one lock-out."""
     now = FakeClock(START)
@@ -729,7 +836,9 @@ def test_lock_out_and_totp_replay_hold_across_api_processes(tmp_path: Path, data
     # Failures alternate between the processes; the account locks at the limit all the same.
     for i in range(first.settings.login_max_failures):
         with pytest.raises(NotAuthenticated):
-            identity.login((first, second)[i % 2], "eo_brown", "wrong", None, source_ip=f"198.51.100.{i}")
+            identity.login(
+                (first, second)[i % 2], "eo_brown", "wrong", None, source_ip=f"198.51.100.{i}"
+            )
     now.advance(30)
     good = identity.totp_code(secret, identity.totp_step(now.t))
     for ctx in (first, second):
@@ -738,7 +847,9 @@ def test_lock_out_and_totp_replay_hold_across_api_processes(tmp_path: Path, data
     assert len(entries(first, "user.locked_out")) == 1
 
 
-def test_two_processes_racing_with_one_code_let_exactly_one_in(tmp_path: Path, database_url: str) -> None:
+def test_two_processes_racing_with_one_code_let_exactly_one_in(
+    tmp_path: Path, database_url: str
+) -> None:
     now = FakeClock(START)
     clock.set_clock(now)
     contexts = [Context(make_settings(tmp_path, database_url)) for _ in range(2)]
@@ -760,7 +871,8 @@ def test_two_processes_racing_with_one_code_let_exactly_one_in(tmp_path: Path, d
 
 
 def test_an_idp_officer_id_held_by_another_account_is_refused_not_shared(
-        oidc: Context, idp: IdentityProvider) -> None:
+    oidc: Context, idp: IdentityProvider
+) -> None:
     """Officer ids are unique: an IdP that names another account's collar number gets a
     clear refusal, never a second account seeing that officer's clips."""
     add_user(oidc, "pc_local", "officer", officer_id="4711")

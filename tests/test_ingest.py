@@ -51,9 +51,16 @@ def test_a_docked_clip_becomes_a_verified_original_with_proxy_and_thumbnail(
 
     with ctx.db.session() as s:
         clip = s.get(Clip, done["clip_id"])
-        derivs = {d.kind: d for d in s.scalars(select(Derivative).where(Derivative.clip_id == clip.id))}
+        derivs = {
+            d.kind: d for d in s.scalars(select(Derivative).where(Derivative.clip_id == clip.id))
+        }
     assert clip.state == ClipState.ready and clip.sha256 == clip_with_sidecar.sha256
-    assert (clip.width, clip.height, clip.video_codec, clip.frame_rate) == (1920, 1080, "h264", "30/1")
+    assert (clip.width, clip.height, clip.video_codec, clip.frame_rate) == (
+        1920,
+        1080,
+        "h264",
+        "30/1",
+    )
     assert clip.officer_id == "PC1234" and clip.camera_serial == "BWV-7781-0042"
     assert clip.recorded_at.isoformat().startswith("2024-07-03T21:45:00")
     assert ctx.store.stat(original_key(clip.sha256)).sha256 == clip.sha256
@@ -69,8 +76,13 @@ def test_a_docked_clip_becomes_a_verified_original_with_proxy_and_thumbnail(
     assert max(facts.width, facts.height) <= 1280 and min(facts.width, facts.height) <= 720
 
     types = [e["type"] for e in entries_about(ctx, f"clip:{clip.id}")]
-    assert types == ["upload.completed", "clip.ingested", "retention.scheduled",
-                     "derivative.created", "derivative.created"]
+    assert types == [
+        "upload.completed",
+        "clip.ingested",
+        "retention.scheduled",
+        "derivative.created",
+        "derivative.created",
+    ]
     ingested = entries_about(ctx, f"clip:{clip.id}")[1]
     assert ingested["sha256"] == clip.sha256 and ingested["media"]["playable"] is True
     for entry in entries_about(ctx, f"clip:{clip.id}")[3:]:
@@ -112,11 +124,16 @@ def test_bytes_that_do_not_match_the_declared_hash_are_rejected_and_recorded(
     declared = dock.declare(clip_1080p).json()
     other = clip_mov.path.read_bytes()[: clip_1080p.size].ljust(clip_1080p.size, b"\0")
     for part in declared["parts"]:
-        httpx.put(part["url"], content=other[part["offset"]: part["offset"] + part["size"]])
+        httpx.put(part["url"], content=other[part["offset"] : part["offset"] + part["size"]])
     done = dock.complete(declared["id"]).json()
     assert process_upload(ctx, done["id"]) == "rejected"
-    (entry,) = [e for e in entries_about(ctx, f"upload:{done['id']}") if e["type"] == "upload.rejected"]
-    assert entry["declared_sha256"] == clip_1080p.sha256 and entry["actual_sha256"] != clip_1080p.sha256
+    (entry,) = [
+        e for e in entries_about(ctx, f"upload:{done['id']}") if e["type"] == "upload.rejected"
+    ]
+    assert (
+        entry["declared_sha256"] == clip_1080p.sha256
+        and entry["actual_sha256"] != clip_1080p.sha256
+    )
     assert not ctx.store.exists(original_key(clip_1080p.sha256))
     assert ctx.store.stat(f"quarantine/{done['id']}").size == clip_1080p.size, "loses nothing"
     status = dock.http.get(f"/api/v1/uploads/{done['id']}", headers=dock.headers).json()
@@ -169,18 +186,25 @@ def test_a_worker_process_on_the_embedded_broker_processes_completed_uploads(
     station, clip_1080p: ClipFile
 ) -> None:
     dock, ctx = station
-    env = {**os.environ, "EVIDENCE_DATA_DIR": str(ctx.settings.data_dir),
-           "EVIDENCE_DATABASE_URL": ctx.db.url}
+    env = {
+        **os.environ,
+        "EVIDENCE_DATA_DIR": str(ctx.settings.data_dir),
+        "EVIDENCE_DATABASE_URL": ctx.db.url,
+    }
     worker = subprocess.Popen(
         [sys.executable, "-m", "evidence", "worker", "--concurrency=1"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         done = dock.dock(clip_1080p)
         deadline = time.monotonic() + 120
         state = None
         while time.monotonic() < deadline:
-            state = dock.http.get(f"/api/v1/uploads/{done['id']}", headers=dock.headers).json()["state"]
+            state = dock.http.get(f"/api/v1/uploads/{done['id']}", headers=dock.headers).json()[
+                "state"
+            ]
             if state == "stored":
                 break
             time.sleep(0.5)
@@ -194,13 +218,18 @@ def test_a_worker_process_on_the_embedded_broker_processes_completed_uploads(
 
 
 def _start_worker(ctx: Context, broker: str | None, name: str) -> subprocess.Popen:
-    env = {**os.environ, "EVIDENCE_DATA_DIR": str(ctx.settings.data_dir),
-           "EVIDENCE_DATABASE_URL": ctx.db.url}
+    env = {
+        **os.environ,
+        "EVIDENCE_DATA_DIR": str(ctx.settings.data_dir),
+        "EVIDENCE_DATABASE_URL": ctx.db.url,
+    }
     if broker:
         env["EVIDENCE_BROKER_URL"] = broker
     return subprocess.Popen(
         [sys.executable, "-m", "evidence", "worker", "--concurrency=1", "--hostname", name],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -244,10 +273,23 @@ def test_evidence_dock_on_a_folder_gives_verified_originals_and_proxies(
     camera.mkdir()
     for clip in (clip_with_sidecar, clip_mov, clip_empty):
         (camera / clip.path.name).write_bytes(clip.path.read_bytes())
-    (camera / f"{clip_with_sidecar.path.stem}.json").write_text(json.dumps(clip_with_sidecar.sidecar))
+    (camera / f"{clip_with_sidecar.path.stem}.json").write_text(
+        json.dumps(clip_with_sidecar.sidecar)
+    )
     # No worker runs yet: the dock does not wait for verdicts; the second run confirms them.
-    args = [sys.executable, "-m", "evidence", "dock", str(camera), "--api", str(dock.http.base_url),
-            "--device-key", dock.headers["Authorization"].split()[1], "--wait", "0"]
+    args = [
+        sys.executable,
+        "-m",
+        "evidence",
+        "dock",
+        str(camera),
+        "--api",
+        str(dock.http.base_url),
+        "--device-key",
+        dock.headers["Authorization"].split()[1],
+        "--wait",
+        "0",
+    ]
     run = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     with ctx.db.session() as s:
@@ -276,10 +318,25 @@ def long_clip(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
 
     path = tmp_path_factory.mktemp("long") / "long.mp4"
     subprocess.run(
-        ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-y",
-         *lavfi_inputs("1920x1080", "30", 20), "-c:v", "libx264", "-preset", "ultrafast",
-         "-c:a", "aac", "-shortest", str(path)],
-        check=True, timeout=120,
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            *lavfi_inputs("1920x1080", "30", 20),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+            "-shortest",
+            str(path),
+        ],
+        check=True,
+        timeout=120,
     )
     return ClipFile.of(path)
 
@@ -292,22 +349,32 @@ def test_a_worker_killed_mid_transcode_leaves_nothing_half_done(
     """SIGKILL the whole worker during the proxy transcode: no derivative becomes visible,
     the task is delivered again and done within a minute of a worker being back, the ledger
     ends with exactly one entry per derivative, and the killed worker's work files go."""
-    from tests.fixtures.faults import RECOVERED_WITHIN, assert_nothing_lost
     import signal
+
+    from tests.fixtures.faults import RECOVERED_WITHIN, assert_nothing_lost
 
     broker = redis_url.rsplit("/", 1)[0] + "/3"  # a queue of its own
     ctx.settings = ctx.settings.model_copy(
         update={"broker_url": broker, "broker_visibility_timeout": 3}
     )
-    env = {**os.environ, "EVIDENCE_DATA_DIR": str(ctx.settings.data_dir),
-           "EVIDENCE_DATABASE_URL": ctx.db.url, "EVIDENCE_BROKER_URL": broker,
-           "EVIDENCE_BROKER_VISIBILITY_TIMEOUT": "3"}
+    env = {
+        **os.environ,
+        "EVIDENCE_DATA_DIR": str(ctx.settings.data_dir),
+        "EVIDENCE_DATABASE_URL": ctx.db.url,
+        "EVIDENCE_BROKER_URL": broker,
+        "EVIDENCE_BROKER_VISIBILITY_TIMEOUT": "3",
+    }
     argv = [sys.executable, "-m", "evidence", "worker", "--concurrency=1"]
     key = create_device(ctx.ledger, "dock-kill").key
     with running_api(ctx.settings) as url:
         dock = Dock(httpx.Client(base_url=url, timeout=30), key)
-        victim = subprocess.Popen(argv, env=env, start_new_session=True,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        victim = subprocess.Popen(
+            argv,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         done = dock.dock(long_clip)
         work = ctx.settings.data_dir / "work"
         deadline = time.monotonic() + 120
@@ -318,13 +385,21 @@ def test_a_worker_killed_mid_transcode_leaves_nothing_half_done(
         victim.wait(timeout=30)
 
         with ctx.db.session() as s:
-            assert s.scalars(select(Derivative).where(Derivative.clip_id == done["clip_id"])).all() == []
+            assert (
+                s.scalars(select(Derivative).where(Derivative.clip_id == done["clip_id"])).all()
+                == []
+            )
         assert [o.key for o in ctx.store.list(f"derived/{done['clip_id']}/")] == []
 
         left = [p for p in work.iterdir() if p.is_dir()]
         assert left, "the killed worker left its work directory (the clip's copy)"
-        rescuer = subprocess.Popen(argv, env=env, start_new_session=True,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        rescuer = subprocess.Popen(
+            argv,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             deadline = time.monotonic() + RECOVERED_WITHIN
             while time.monotonic() < deadline:
@@ -345,7 +420,9 @@ def test_a_worker_killed_mid_transcode_leaves_nothing_half_done(
         assert s.get(Clip, done["clip_id"]).state == ClipState.ready
 
 
-def test_uploads_whose_task_was_lost_are_found_for_requeueing(station, clip_1080p: ClipFile) -> None:
+def test_uploads_whose_task_was_lost_are_found_for_requeueing(
+    station, clip_1080p: ClipFile
+) -> None:
     """The embedded broker cannot redeliver after a crash; the scheduler finds such uploads."""
     import datetime as dt
 
@@ -383,7 +460,9 @@ def test_completing_again_hands_over_to_a_worker_only_once(station, clip_1080p: 
     assert process_upload(ctx, declared["id"]) == "stored", "a stored upload returns at once"
 
 
-def test_evidence_up_then_dock_a_folder(tmp_path: Path, clip_with_sidecar: ClipFile, clip_text: ClipFile) -> None:
+def test_evidence_up_then_dock_a_folder(
+    tmp_path: Path, clip_with_sidecar: ClipFile, clip_text: ClipFile
+) -> None:
     """What a new user does: `make run` (evidence up) in one terminal, `evidence dock` in another."""
     import signal
 
@@ -392,22 +471,43 @@ def test_evidence_up_then_dock_a_folder(tmp_path: Path, clip_with_sidecar: ClipF
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_")}
     env["EVIDENCE_DATA_DIR"] = str(tmp_path / "var")
-    up = subprocess.Popen([sys.executable, "-m", "evidence", "up", "--port", str(port)],
-                          env=env, start_new_session=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "evidence", "up", "--port", str(port)],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_until(lambda: _healthy(port), 60, "evidence up")
-        made = subprocess.run([sys.executable, "-m", "evidence", "admin", "create-device", "dock-a"],
-                              env=env, capture_output=True, text=True, check=True)
+        made = subprocess.run(
+            [sys.executable, "-m", "evidence", "admin", "create-device", "dock-a"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         key = made.stdout.strip().splitlines()[-1]
         camera = tmp_path / "DCIM"
         camera.mkdir()
         for clip in (clip_with_sidecar, clip_text):
             (camera / clip.path.name).write_bytes(clip.path.read_bytes())
         docked = subprocess.run(
-            [sys.executable, "-m", "evidence", "dock", str(camera), "--api",
-             f"http://127.0.0.1:{port}", "--device-key", key],
-            env=env, capture_output=True, text=True, timeout=120,
+            [
+                sys.executable,
+                "-m",
+                "evidence",
+                "dock",
+                str(camera),
+                "--api",
+                f"http://127.0.0.1:{port}",
+                "--device-key",
+                key,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert docked.returncode == 0, docked.stderr
         from evidence.config import Settings
@@ -422,24 +522,45 @@ def test_evidence_up_then_dock_a_folder(tmp_path: Path, clip_with_sidecar: ClipF
         wait_until(all_processed, 120, "the embedded worker")
         # The first account of an empty store is an admin with a password; every other
         # person chooses their own through the enrolment link the CLI prints.
-        subprocess.run([sys.executable, "-m", "evidence", "admin", "create-user", "admin1",
-                        "--role", "admin"], env=env, input="an admin's password\n",
-                       capture_output=True, text=True, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "evidence", "admin", "create-user", "admin1", "--role", "admin"],
+            env=env,
+            input="an admin's password\n",
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         token = _cli_user_token(env, f"http://127.0.0.1:{port}", "auditor1", "auditor")
-        verify = subprocess.run([sys.executable, "-m", "evidence", "verify", "ledger", "--api",
-                                 f"http://127.0.0.1:{port}"], env={**env, "EVIDENCE_TOKEN": token},
-                                capture_output=True, text=True)
+        verify = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "evidence",
+                "verify",
+                "ledger",
+                "--api",
+                f"http://127.0.0.1:{port}",
+            ],
+            env={**env, "EVIDENCE_TOKEN": token},
+            capture_output=True,
+            text=True,
+        )
         assert verify.returncode == 0, verify.stdout
         _cps_downloads_a_bundle_built_by_the_embedded_worker(env, port, ctx, tmp_path)
     finally:
         os.killpg(up.pid, signal.SIGTERM)
         out, _ = up.communicate(timeout=60)
     assert b"ledger verifier key:" in out
-    assert f"EVIDENCE_PUBLIC_URL=http://127.0.0.1:{port}".encode() in out, "links must not go to :8000"
+    assert f"EVIDENCE_PUBLIC_URL=http://127.0.0.1:{port}".encode() in out, (
+        "links must not go to :8000"
+    )
 
 
 def _cps_downloads_a_bundle_built_by_the_embedded_worker(
-    env: dict[str, str], port: int, ctx: Context, tmp_path: Path,
+    env: dict[str, str],
+    port: int,
+    ctx: Context,
+    tmp_path: Path,
 ) -> None:
     """Issue 5's "done when": from `evidence up`, an evidence officer shares a case and asks
     for a bundle, the embedded worker builds it through the broker, the CPS user downloads
@@ -455,42 +576,77 @@ def _cps_downloads_a_bundle_built_by_the_embedded_worker(
     eo, cps = tokens["eo1"], tokens["cps1"]
     with ctx.db.session() as s:
         ready = s.scalar(select(Clip.id).where(Clip.state == "ready"))
-    case = httpx.post(f"{api}/api/v1/cases", headers=eo, json={"title": "R v Doe", "reference": "URN 1"}).json()
-    assert httpx.post(f"{api}/api/v1/cases/{case['id']}/items", headers=eo,
-                      json={"clip_ids": [ready]}).status_code == 200
+    case = httpx.post(
+        f"{api}/api/v1/cases", headers=eo, json={"title": "R v Doe", "reference": "URN 1"}
+    ).json()
+    assert (
+        httpx.post(
+            f"{api}/api/v1/cases/{case['id']}/items", headers=eo, json={"clip_ids": [ready]}
+        ).status_code
+        == 200
+    )
     until = (dt.datetime.now(dt.UTC) + dt.timedelta(days=7)).isoformat()
-    assert httpx.post(f"{api}/api/v1/cases/{case['id']}/shares", headers=eo,
-                      json={"username": "cps1", "expires_at": until}).status_code == 201
+    assert (
+        httpx.post(
+            f"{api}/api/v1/cases/{case['id']}/shares",
+            headers=eo,
+            json={"username": "cps1", "expires_at": until},
+        ).status_code
+        == 201
+    )
     bundle = httpx.post(f"{api}/api/v1/cases/{case['id']}/bundles", headers=eo, json={}).json()
-    wait_until(lambda: httpx.get(f"{api}/api/v1/bundles/{bundle['id']}", headers=cps
-                                 ).json()["state"] == "ready", 120, "the embedded worker building the bundle")
-    got = httpx.get(f"{api}/api/v1/bundles/{bundle['id']}/download", headers=cps, timeout=60,
-                    params={"reason": "court preparation"})
+    wait_until(
+        lambda: (
+            httpx.get(f"{api}/api/v1/bundles/{bundle['id']}", headers=cps).json()["state"]
+            == "ready"
+        ),
+        120,
+        "the embedded worker building the bundle",
+    )
+    got = httpx.get(
+        f"{api}/api/v1/bundles/{bundle['id']}/download",
+        headers=cps,
+        timeout=60,
+        params={"reason": "court preparation"},
+    )
     assert got.status_code == 200
     path = tmp_path / "bundle.zip"
     path.write_bytes(got.content)
     key = (tmp_path / "var" / "keys" / "ledger.pub").read_text().strip()
-    checked = subprocess.run([sys.executable, "-m", "evidence", "verify", "bundle", str(path), "--key", key],
-                             capture_output=True, text=True)
+    checked = subprocess.run(
+        [sys.executable, "-m", "evidence", "verify", "bundle", str(path), "--key", key],
+        capture_output=True,
+        text=True,
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     with zipfile.ZipFile(path) as zf:
         zf.extractall(tmp_path / "bundle")
-    sums = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=tmp_path / "bundle",
-                          capture_output=True, text=True)
+    sums = subprocess.run(
+        ["sha256sum", "-c", "SHA256SUMS"], cwd=tmp_path / "bundle", capture_output=True, text=True
+    )
     assert sums.returncode == 0, sums.stdout + sums.stderr
 
 
 def _cli_user_token(env: dict[str, str], api: str, name: str, role: str) -> str:
     """What an operator and a new user do: `evidence admin create-user` prints an enrolment
     link, the user opens it to choose a password, then signs in."""
-    invited = subprocess.run([sys.executable, "-m", "evidence", "admin", "create-user", name,
-                              "--role", role], env=env, capture_output=True, text=True, check=True)
+    invited = subprocess.run(
+        [sys.executable, "-m", "evidence", "admin", "create-user", name, "--role", role],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     link = invited.stdout.strip().splitlines()[-1]
     password = f"{name}'s own long password"
-    enrolled = httpx.post(f"{api}/api/v1/auth/enrol",
-                          json={"token": link.rstrip("/").rsplit("/", 1)[-1], "password": password})
+    enrolled = httpx.post(
+        f"{api}/api/v1/auth/enrol",
+        json={"token": link.rstrip("/").rsplit("/", 1)[-1], "password": password},
+    )
     assert enrolled.status_code == 204, enrolled.text
-    signed_in = httpx.post(f"{api}/api/v1/auth/token", data={"username": name, "password": password})
+    signed_in = httpx.post(
+        f"{api}/api/v1/auth/token", data={"username": name, "password": password}
+    )
     assert signed_in.status_code == 200, signed_in.text
     return signed_in.json()["access_token"]
 
@@ -523,8 +679,22 @@ def test_production_profile_s3_and_postgres_with_multipart(
     (camera / clip_1080p.path.name).write_bytes(clip_1080p.path.read_bytes())
     with running_api(settings) as api_url:
         run = subprocess.run(
-            [sys.executable, "-m", "evidence", "dock", str(camera), "--api", api_url,
-             "--device-key", key, "--wait", "0"], capture_output=True, text=True, timeout=300,
+            [
+                sys.executable,
+                "-m",
+                "evidence",
+                "dock",
+                str(camera),
+                "--api",
+                api_url,
+                "--device-key",
+                key,
+                "--wait",
+                "0",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
     assert run.returncode == 0, run.stderr
     assert "in 3 parts" in run.stderr

@@ -37,7 +37,7 @@ def _send_other_bytes(liar: Dock, real: ClipFile, other: ClipFile) -> dict:
     body = declared.json()
     junk = other.path.read_bytes()[: real.size].ljust(real.size, b"\0")
     for part in body["parts"]:
-        r = httpx.put(part["url"], content=junk[part["offset"]: part["offset"] + part["size"]])
+        r = httpx.put(part["url"], content=junk[part["offset"] : part["offset"] + part["size"]])
         assert r.status_code == 200, r.text
     done = liar.complete(body["id"])
     assert done.status_code == 202, done.text
@@ -128,8 +128,11 @@ def test_declaring_a_known_hash_reveals_no_clip_id_and_writes_nothing_into_its_t
     before = entries(ctx, f"clip:{done['clip_id']}")
 
     name = "x" * 200 + "\u202e\x07evil.mp4"
-    r = stranger.http.post("/api/v1/uploads", headers=stranger.headers, json={
-        "sha256": clip_1080p.sha256, "size": clip_1080p.size, "filename": name})
+    r = stranger.http.post(
+        "/api/v1/uploads",
+        headers=stranger.headers,
+        json={"sha256": clip_1080p.sha256, "size": clip_1080p.size, "filename": name},
+    )
     assert r.status_code == 200
     assert r.json()["state"] == "exists" and "clip_id" not in r.json()
     status = stranger.http.get(f"/api/v1/uploads/{r.json()['id']}", headers=stranger.headers)
@@ -139,8 +142,11 @@ def test_declaring_a_known_hash_reveals_no_clip_id_and_writes_nothing_into_its_t
     assert entry["type"] == "upload.duplicate" and "clip" not in entry["subject"]
     assert "\x07" not in entry["filename"] and "\u202e" not in entry["filename"]
 
-    wrong_size = stranger.http.post("/api/v1/uploads", headers=stranger.headers, json={
-        "sha256": clip_1080p.sha256, "size": clip_1080p.size + 1, "filename": "a.mp4"})
+    wrong_size = stranger.http.post(
+        "/api/v1/uploads",
+        headers=stranger.headers,
+        json={"sha256": clip_1080p.sha256, "size": clip_1080p.size + 1, "filename": "a.mp4"},
+    )
     assert wrong_size.status_code == 409
     assert wrong_size.headers["content-type"] == "application/problem+json"
     assert entries(ctx, f"clip:{done['clip_id']}") == before
@@ -166,10 +172,16 @@ def test_a_sidecar_the_canonical_form_cannot_hold_is_kept_as_a_file_and_the_clip
 ) -> None:
     dock, _, ctx = two_docks
     raw = HOSTILE_SIDECARS[name]
-    body = ('{"sha256": "%s", "size": %d, "filename": "a.mp4", "metadata": %s}'
-            % (clip_1080p.sha256, clip_1080p.size, raw))
-    r = dock.http.post("/api/v1/uploads", content=body.encode(),
-                       headers={**dock.headers, "Content-Type": "application/json"})
+    body = '{"sha256": "%s", "size": %d, "filename": "a.mp4", "metadata": %s}' % (
+        clip_1080p.sha256,
+        clip_1080p.size,
+        raw,
+    )
+    r = dock.http.post(
+        "/api/v1/uploads",
+        content=body.encode(),
+        headers={**dock.headers, "Content-Type": "application/json"},
+    )
     assert r.status_code == 201, r.text
     declared = r.json()
     (entry,) = entries(ctx, f"upload:{declared['id']}")
@@ -189,11 +201,18 @@ def test_a_huge_sidecar_does_not_enter_the_ledger(two_docks, clip_1080p: ClipFil
     bound on any request body (beyond it the whole declaration is a 413: test_security)."""
     dock, _, ctx = two_docks
     huge = {"officer_id": "4711", "padding": "x" * (4 * 1024 * 1024)}
-    r = dock.http.post("/api/v1/uploads", headers=dock.headers, json={
-        "sha256": clip_1080p.sha256, "size": clip_1080p.size, "filename": "a.mp4",
-        "metadata": huge})
+    r = dock.http.post(
+        "/api/v1/uploads",
+        headers=dock.headers,
+        json={
+            "sha256": clip_1080p.sha256,
+            "size": clip_1080p.size,
+            "filename": "a.mp4",
+            "metadata": huge,
+        },
+    )
     assert r.status_code == 201, r.text
-    (_, raw_entry), = ctx.ledger.entries_about(f"upload:{r.json()['id']}")
+    ((_, raw_entry),) = ctx.ledger.entries_about(f"upload:{r.json()['id']}")
     assert len(raw_entry) < 2048, "the permanent entry stays small"
     kept = json.loads(raw_entry)["sidecar"]["sidecar_file"]
     assert kept["size"] > 4 * 1024 * 1024 and ctx.store.stat(kept["key"]).size == kept["size"]
@@ -204,9 +223,16 @@ def test_control_characters_in_a_sidecar_never_hold_the_clip_back(
 ) -> None:
     dock, _, ctx = two_docks
     sidecar = {"officer_id": "47\u000011", "camera_serial": "CAM\u202e1"}
-    r = dock.http.post("/api/v1/uploads", headers=dock.headers, json={
-        "sha256": clip_1080p.sha256, "size": clip_1080p.size, "filename": "a.mp4",
-        "metadata": sidecar})
+    r = dock.http.post(
+        "/api/v1/uploads",
+        headers=dock.headers,
+        json={
+            "sha256": clip_1080p.sha256,
+            "size": clip_1080p.size,
+            "filename": "a.mp4",
+            "metadata": sidecar,
+        },
+    )
     assert r.status_code == 201, r.text
     dock.send(clip_1080p, r.json())
     done = dock.complete(r.json()["id"])
@@ -222,6 +248,9 @@ def test_a_filename_that_cannot_be_stored_is_a_clear_422(
 ) -> None:
     dock, _, ctx = two_docks
     body = json.dumps({"sha256": clip_1080p.sha256, "size": clip_1080p.size, "filename": filename})
-    r = dock.http.post("/api/v1/uploads", content=body.encode(),
-                       headers={**dock.headers, "Content-Type": "application/json"})
+    r = dock.http.post(
+        "/api/v1/uploads",
+        content=body.encode(),
+        headers={**dock.headers, "Content-Type": "application/json"},
+    )
     assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"

@@ -56,8 +56,11 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
 
 
 def _declare(dock: Dock, sha256: str, size: int) -> httpx.Response:
-    return dock.http.post("/api/v1/uploads", headers=dock.headers,
-                          json={"sha256": sha256, "size": size, "filename": "x.mp4"})
+    return dock.http.post(
+        "/api/v1/uploads",
+        headers=dock.headers,
+        json={"sha256": sha256, "size": size, "filename": "x.mp4"},
+    )
 
 
 def test_a_part_takes_at_most_its_planned_size(station, big_file: ClipFile) -> None:
@@ -142,8 +145,9 @@ def test_crash_between_joining_the_parts_and_recording_it_can_be_declared_again(
 
 
 def test_a_device_may_have_only_so_much_pending(ctx: Context) -> None:
-    ctx.settings = ctx.settings.model_copy(update={
-        "upload_max_pending_per_device": 2, "upload_max_pending_bytes_per_device": 10_000})
+    ctx.settings = ctx.settings.model_copy(
+        update={"upload_max_pending_per_device": 2, "upload_max_pending_bytes_per_device": 10_000}
+    )
     key = create_device(ctx.ledger, "dock-greedy").key
     with running_api(ctx.settings) as url:
         dock = Dock(httpx.Client(base_url=url, timeout=30), key)
@@ -179,8 +183,11 @@ def test_abandoned_uploads_are_aborted_and_recorded(ctx: Context, big_file: Clip
             ctx.store.list_parts(upload.incoming_key, upload.multipart_id)
         with ctx.db.session() as s:
             assert s.get(Upload, declared["id"]).state == "abandoned"
-        (entry,) = [json.loads(e) for _, e in ctx.ledger.entries_about(f"upload:{declared['id']}")
-                    if json.loads(e)["type"] == "upload.abandoned"]
+        (entry,) = [
+            json.loads(e)
+            for _, e in ctx.ledger.entries_about(f"upload:{declared['id']}")
+            if json.loads(e)["type"] == "upload.abandoned"
+        ]
         assert entry["sha256"] == big_file.sha256
         clock.set_clock(None)
         again = dock.declare(big_file).json()

@@ -24,7 +24,9 @@ def test_processes_starting_together_agree_on_one_ledger_key(tmp_path: Path) -> 
     assert len(set(keys)) == 1
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert (tmp_path / "keys" / "ledger.pub").read_text().strip() == keys[0]
-    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == [], "no temp files left"
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == [], (
+        "no temp files left"
+    )
 
 
 def test_create_once_keeps_the_first_key(tmp_path: Path) -> None:

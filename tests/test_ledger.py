@@ -46,7 +46,9 @@ def test_entries_are_rfc8785_and_hashes_follow_the_design(ctx: Context) -> None:
     assert cp.size == 5
     assert cp.root_hash == tree.root() == ledger.root(5)
     with ctx.db.session() as s:
-        stored_chain = s.execute(text("SELECT chain_hash FROM ledger_entries WHERE idx = 4")).scalar()
+        stored_chain = s.execute(
+            text("SELECT chain_hash FROM ledger_entries WHERE idx = 4")
+        ).scalar()
     assert bytes(stored_chain) == chain
 
 
@@ -59,7 +61,9 @@ def test_every_proof_verifies_against_signed_roots(ctx: Context) -> None:
         root = open_checkpoint(ledger.checkpoint_covering(size), verifier).root_hash
         assert root == ledger.root(size)
         for index in range(size):
-            merkle.verify_inclusion(leaves[index], index, size, ledger.inclusion_proof(index, size), root)
+            merkle.verify_inclusion(
+                leaves[index], index, size, ledger.inclusion_proof(index, size), root
+            )
         for first in range(1, size + 1):
             merkle.verify_consistency(
                 first, size, ledger.consistency_proof(first, size), ledger.root(first), root
@@ -73,12 +77,22 @@ def test_proofs_cost_a_constant_number_of_queries(sqlite_url: str, tmp_path) -> 
     ledger = ctx.ledger
     with ctx.db.write_session() as s:
         ledger.append_entries(
-            s, [{"type": "bulk", "at": "2026-01-01T00:00:00.000000Z", "actor": "system:test",
-                 "subject": {}, "n": i} for i in range(3000)]
+            s,
+            [
+                {
+                    "type": "bulk",
+                    "at": "2026-01-01T00:00:00.000000Z",
+                    "actor": "system:test",
+                    "subject": {},
+                    "n": i,
+                }
+                for i in range(3000)
+            ],
         )
     statements: list[str] = []
     event.listen(
-        ctx.db.engine, "before_cursor_execute",
+        ctx.db.engine,
+        "before_cursor_execute",
         lambda _c, _cur, sql, *_: statements.append(sql) if sql.startswith("SELECT") else None,
     )
     for index, size in ((0, 1), (1234, 3000), (2999, 3000), (17, 2048)):
@@ -101,8 +115,12 @@ def test_database_refuses_update_and_delete(ctx: Context, table: str) -> None:
 
 
 def _column(table: str) -> str:
-    return {"ledger_entries": "type", "ledger_refs": "ref", "ledger_nodes": "hash",
-            "checkpoints": "note"}[table]
+    return {
+        "ledger_entries": "type",
+        "ledger_refs": "ref",
+        "ledger_nodes": "hash",
+        "checkpoints": "note",
+    }[table]
 
 
 def test_entry_and_domain_change_commit_together(ctx: Context) -> None:
@@ -133,7 +151,9 @@ def test_concurrent_threads_append_without_gaps(ctx: Context) -> None:
 
 
 def _append_in_process(url: str, key_path: str, origin: str, n: int) -> None:
-    ledger = Ledger(Database(url), load_or_create_signer(__import__("pathlib").Path(key_path), origin), origin)
+    ledger = Ledger(
+        Database(url), load_or_create_signer(__import__("pathlib").Path(key_path), origin), origin
+    )
     fill(ledger, n)
 
 

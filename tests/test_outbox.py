@@ -44,7 +44,9 @@ def test_rows_are_sent_in_order_and_deleted(ctx: Context, redis_url: str) -> Non
     assert relay(ctx, _sender(ctx, url)).sent == 0
 
 
-def test_a_broker_that_is_down_leaves_the_rows_for_the_next_relay(ctx: Context, redis_url: str) -> None:
+def test_a_broker_that_is_down_leaves_the_rows_for_the_next_relay(
+    ctx: Context, redis_url: str
+) -> None:
     _add(ctx, outbox.PROCESS_UPLOAD, "u2")
     _add(ctx, outbox.PROCESS_UPLOAD, "u3")
     nobody = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
@@ -74,7 +76,9 @@ def test_a_claimed_row_is_left_alone_until_its_lease_runs_out(ctx: Context, redi
     assert relay(ctx, _sender(ctx, url)).sent == 1 and len(_queue(url)) == 1
 
 
-def test_the_requests_relay_never_raises_and_pauses_after_a_failure(ctx: Context, redis_url: str) -> None:
+def test_the_requests_relay_never_raises_and_pauses_after_a_failure(
+    ctx: Context, redis_url: str
+) -> None:
     _add(ctx, outbox.PROCESS_UPLOAD, "u5")
     nobody = f"redis://127.0.0.1:{free_port()}/0"
     after_commit = Relay(ctx, _sender(ctx, nobody), pause=60)
@@ -102,8 +106,9 @@ def test_uploads_left_processing_are_queued_again_for_a_starting_worker(
     from tests.fixtures.ingest import put_as_joined
 
     device = create_device(ctx.ledger, "dock-resume").device
-    declared = declare_upload(ctx, device, sha256=clip_1080p.sha256, size=clip_1080p.size,
-                              filename=clip_1080p.path.name)
+    declared = declare_upload(
+        ctx, device, sha256=clip_1080p.sha256, size=clip_1080p.size, filename=clip_1080p.path.name
+    )
     put_as_joined(ctx, declared.upload_id, clip_1080p.path)
     complete_upload(ctx, device, declared.upload_id)
     url = redis_url.rsplit("/", 1)[0] + "/8"

@@ -51,8 +51,11 @@ class World:
         return f"/api/v1/clips/{self.clip_id}{suffix}"
 
     def entries(self, type_: str) -> list[tuple[int, dict]]:
-        return [(i, json.loads(e)) for i, e in self.ctx.ledger.entries_about(f"clip:{self.clip_id}")
-                if json.loads(e)["type"] == type_]
+        return [
+            (i, json.loads(e))
+            for i, e in self.ctx.ledger.entries_about(f"clip:{self.clip_id}")
+            if json.loads(e)["type"] == type_
+        ]
 
     def derivative(self) -> Derivative:
         with self.ctx.db.session() as s:
@@ -76,8 +79,11 @@ def world(tmp_path_factory: pytest.TempPathFactory, clip_mov) -> Iterator[World]
     clip_id = ingest_file(ctx, clip_mov, metadata={"officer_id": "PC1234"})
     with running_api(ctx.settings) as base, httpx.Client(base_url=base, timeout=30) as http:
         force = make_force(ctx, http)
-        r = http.post(f"/api/v1/clips/{clip_id}/redactions", headers=force.as_("eo_brown"),
-                      json={"boxes": [BOX], "mute": [MUTE], "reason": REASON})
+        r = http.post(
+            f"/api/v1/clips/{clip_id}/redactions",
+            headers=force.as_("eo_brown"),
+            json={"boxes": [BOX], "mute": [MUTE], "reason": REASON},
+        )
         assert r.status_code == 202, r.text
         assert r.json() == {"kind": "redaction-1", "state": "queued"}
         made = make_redaction(ctx, clip_id, "redaction-1")  # the worker's job, in-process
@@ -91,27 +97,62 @@ def world(tmp_path_factory: pytest.TempPathFactory, clip_mov) -> Iterator[World]
 def gray_frame(path: Path, at_s: float, width: int, height: int) -> bytes:
     """The frame shown at `at_s`, decoded to 8-bit luma."""
     done = subprocess.run(
-        [media.ffmpeg_binary(), "-v", "error", "-ss", f"{at_s:.3f}", "-i", str(path),
-         "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"],
-        capture_output=True, check=True, timeout=60)
+        [
+            media.ffmpeg_binary(),
+            "-v",
+            "error",
+            "-ss",
+            f"{at_s:.3f}",
+            "-i",
+            str(path),
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
     assert len(done.stdout) == width * height
     return done.stdout
 
 
 def brightest(frame: bytes, width: int, x: int, y: int, w: int, h: int) -> int:
-    return max(max(frame[(y + j) * width + x:(y + j) * width + x + w]) for j in range(h))
+    return max(max(frame[(y + j) * width + x : (y + j) * width + x + w]) for j in range(h))
 
 
 def samples(path: Path) -> array.array:
     """The first audio stream as mono 16-bit samples at 48 kHz."""
     done = subprocess.run(
-        [media.ffmpeg_binary(), "-v", "error", "-i", str(path), "-map", "0:a:0", "-ac", "1",
-         "-ar", "48000", "-f", "s16le", "-"], capture_output=True, check=True, timeout=60)
+        [
+            media.ffmpeg_binary(),
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            "0:a:0",
+            "-ac",
+            "1",
+            "-ar",
+            "48000",
+            "-f",
+            "s16le",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
     return array.array("h", done.stdout)
 
 
 def loudest(pcm: array.array, start_s: float, end_s: float) -> int:
-    return max(abs(v) for v in pcm[int(start_s * 48000):int(end_s * 48000)])
+    return max(abs(v) for v in pcm[int(start_s * 48000) : int(end_s * 48000)])
 
 
 def test_the_box_is_black_during_its_range_and_only_there(world: World) -> None:
@@ -146,8 +187,9 @@ def test_running_the_recipe_again_gives_the_same_bytes(world: World) -> None:
     assert "drawbox=color=black" in graph and "t=fill" in graph and "aeval=" in graph
     original = world.fetch(f"originals/{world.clip_sha256}", "original.mov")
     again = world.work / "again.mp4"
-    argv = media.Recipe(recipe["ffmpeg_version"], tuple(args), recipe["input_sha256"],
-                        recipe["output_sha256"]).argv(original, again)
+    argv = media.Recipe(
+        recipe["ffmpeg_version"], tuple(args), recipe["input_sha256"], recipe["output_sha256"]
+    ).argv(original, again)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert media.sha256_file(again) == d.sha256
@@ -162,8 +204,13 @@ def test_the_ledger_records_the_request_and_the_derivative(world: World) -> None
     assert len(created) == 1
     d = world.derivative()
     assert created[0]["recipe"] == d.recipe and created[0]["sha256"] == d.sha256
-    assert created[0]["redaction"] == {"request_index": req_index, "requested_by": "user:eo_brown",
-                                       "reason": REASON, "boxes": [BOX], "mute": [MUTE]}
+    assert created[0]["redaction"] == {
+        "request_index": req_index,
+        "requested_by": "user:eo_brown",
+        "reason": REASON,
+        "boxes": [BOX],
+        "mute": [MUTE],
+    }
     # The clip's detail lists it with the other derivatives.
     detail = world.http.get(world.url(), headers=world.force.as_("eo_brown")).json()
     listed = {x["kind"]: x for x in detail["derivatives"]}
@@ -180,19 +227,31 @@ def test_a_redaction_plays_like_the_proxy_and_every_viewing_is_recorded(world: W
     r = world.http.get(world.url("/stream"), headers=eo, params={"reason": why, "kind": world.kind})
     assert r.status_code == 200 and r.headers["content-type"] == "video/mp4", r.text
     assert hashlib.sha256(r.content).hexdigest() == d.sha256
-    part = world.http.get(world.url("/stream"), headers={**eo, "Range": "bytes=0-9"},
-                          params={"reason": why, "kind": world.kind})
+    part = world.http.get(
+        world.url("/stream"),
+        headers={**eo, "Range": "bytes=0-9"},
+        params={"reason": why, "kind": world.kind},
+    )
     assert part.status_code == 206 and part.content == r.content[:10]
-    assert world.http.get(world.url("/stream"), headers=eo, params={"reason": why}).status_code == 200
+    assert (
+        world.http.get(world.url("/stream"), headers=eo, params={"reason": why}).status_code == 200
+    )
     views = [e for _, e in world.entries("clip.viewed") if e["actor"] == "user:eo_brown"]
-    assert sorted(e["object"] for e in views) == sorted([d.key, f"derived/{world.clip_id}/proxy.mp4"]), \
-        "one entry per viewing (ranges of it are one), the redaction and the proxy apart"
+    assert sorted(e["object"] for e in views) == sorted(
+        [d.key, f"derived/{world.clip_id}/proxy.mp4"]
+    ), "one entry per viewing (ranges of it are one), the redaction and the proxy apart"
     assert next(e for e in views if e["object"] == d.key)["sha256"] == d.sha256
     for kind, status in (("redaction-9", 404), ("original", 422), ("redaction-0", 422)):
         r = world.http.get(world.url("/stream"), headers=eo, params={"reason": why, "kind": kind})
         assert r.status_code == status, (kind, r.text)
-    assert world.http.get(world.url("/stream"), headers=world.force.as_("adm_black"),
-                          params={"reason": why, "kind": world.kind}).status_code == 403
+    assert (
+        world.http.get(
+            world.url("/stream"),
+            headers=world.force.as_("adm_black"),
+            params={"reason": why, "kind": world.kind},
+        ).status_code
+        == 403
+    )
 
 
 def test_only_evidence_officers_may_redact(world: World) -> None:
@@ -201,8 +260,9 @@ def test_only_evidence_officers_may_redact(world: World) -> None:
         r = world.http.post(world.url("/redactions"), headers=world.force.as_(who), json=body)
         assert r.status_code == 403, (who, r.text)
     assert world.http.post(world.url("/redactions"), json=body).status_code == 401
-    r = world.http.post("/api/v1/clips/no-such-clip/redactions",
-                        headers=world.force.as_("eo_brown"), json=body)
+    r = world.http.post(
+        "/api/v1/clips/no-such-clip/redactions", headers=world.force.as_("eo_brown"), json=body
+    )
     assert r.status_code == 404
 
 
@@ -210,25 +270,46 @@ def test_bad_requests_are_refused_with_clear_text(world: World) -> None:
     eo = world.force.as_("eo_brown")
     before = len(world.entries("redaction.requested"))
     cases = [
-        ({"boxes": [{**BOX, "x": 1100, "w": 200}]}, "x + w = 1300 is beyond the picture's width of 1280"),
+        (
+            {"boxes": [{**BOX, "x": 1100, "w": 200}]},
+            "x + w = 1300 is beyond the picture's width of 1280",
+        ),
         ({"boxes": [{**BOX, "y": 700}]}, "y + h = 901 is beyond the picture's height of 720"),
-        ({"boxes": [{**BOX, "start_ms": 900, "end_ms": 400}]}, "boxes[0]: end_ms (400) must be after start_ms (900)"),
-        ({"boxes": [BOX, {**BOX, "end_ms": 60_000}]}, "boxes[1]: end_ms (60000) is beyond the end of the clip"),
-        ({"mute": [{"start_ms": 100, "end_ms": 100}]}, "mute[0]: end_ms (100) must be after start_ms (100)"),
+        (
+            {"boxes": [{**BOX, "start_ms": 900, "end_ms": 400}]},
+            "boxes[0]: end_ms (400) must be after start_ms (900)",
+        ),
+        (
+            {"boxes": [BOX, {**BOX, "end_ms": 60_000}]},
+            "boxes[1]: end_ms (60000) is beyond the end of the clip",
+        ),
+        (
+            {"mute": [{"start_ms": 100, "end_ms": 100}]},
+            "mute[0]: end_ms (100) must be after start_ms (100)",
+        ),
         ({"boxes": [], "mute": []}, "at least one box"),
         ({"boxes": [BOX], "reason": " ok "}, "needs a reason"),
     ]
     for body, text in cases:
         r = world.http.post(world.url("/redactions"), headers=eo, json={"reason": REASON, **body})
-        assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", body
+        assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", (
+            body
+        )
         assert text in r.json()["detail"], (text, r.json())
-    for body in ({"boxes": [BOX]}, {"boxes": [{**BOX, "x": -1}], "reason": REASON},
-                 {"boxes": [{"x": 1}], "reason": REASON}):
+    for body in (
+        {"boxes": [BOX]},
+        {"boxes": [{**BOX, "x": -1}], "reason": REASON},
+        {"boxes": [{"x": 1}], "reason": REASON},
+    ):
         r = world.http.post(world.url("/redactions"), headers=eo, json=body)
-        assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", body
+        assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", (
+            body
+        )
     assert len(world.entries("redaction.requested")) == before, "nothing recorded for a refusal"
     # A good second request is the clip's second redaction.
-    r = world.http.post(world.url("/redactions"), headers=eo, json={"mute": [MUTE], "reason": REASON})
+    r = world.http.post(
+        world.url("/redactions"), headers=eo, json={"mute": [MUTE], "reason": REASON}
+    )
     assert r.status_code == 202 and r.json()["kind"] == "redaction-2", r.text
 
 
@@ -237,11 +318,17 @@ def test_boxes_are_in_the_picture_as_shown(clip_rotated, tmp_path: Path) -> None
     where the stored frame has no rows, is accepted and blacked out there."""
     box = {"x": 100, "y": 1500, "w": 400, "h": 300, "start_ms": 0, "end_ms": 3000}
     with pytest.raises(InvalidInput, match="width of 1080 px"):
-        media.redact(clip_rotated.path, tmp_path / "x.mp4", boxes=[{**box, "x": 900}], mute=[],
-                     input_sha256=clip_rotated.sha256)
+        media.redact(
+            clip_rotated.path,
+            tmp_path / "x.mp4",
+            boxes=[{**box, "x": 900}],
+            mute=[],
+            input_sha256=clip_rotated.sha256,
+        )
     out = tmp_path / "upright.mp4"
-    recipe = media.redact(clip_rotated.path, out, boxes=[box], mute=[],
-                          input_sha256=clip_rotated.sha256)
+    recipe = media.redact(
+        clip_rotated.path, out, boxes=[box], mute=[], input_sha256=clip_rotated.sha256
+    )
     facts = media.probe(out, decode=False)
     assert (facts.width, facts.height, facts.rotation) == (1080, 1920, 0)
     frame = gray_frame(out, 1.0, 1080, 1920)
@@ -252,14 +339,21 @@ def test_boxes_are_in_the_picture_as_shown(clip_rotated, tmp_path: Path) -> None
 
 def test_a_bundle_carries_redactions_when_asked_and_verifies(world: World) -> None:
     eo = world.force.as_("eo_brown")
-    case = world.http.post("/api/v1/cases", headers=eo, json={"title": "R v Roe", "reference": "URN 7"})
+    case = world.http.post(
+        "/api/v1/cases", headers=eo, json={"title": "R v Roe", "reference": "URN 7"}
+    )
     case_id = case.json()["id"]
-    assert world.http.post(f"/api/v1/cases/{case_id}/items", headers=eo,
-                           json={"clip_ids": [world.clip_id]}).status_code == 200
+    assert (
+        world.http.post(
+            f"/api/v1/cases/{case_id}/items", headers=eo, json={"clip_ids": [world.clip_id]}
+        ).status_code
+        == 200
+    )
     d = world.derivative()
     for asked in (True, False):
-        r = world.http.post(f"/api/v1/cases/{case_id}/bundles", headers=eo,
-                            json={"include_redactions": asked})
+        r = world.http.post(
+            f"/api/v1/cases/{case_id}/bundles", headers=eo, json={"include_redactions": asked}
+        )
         assert r.status_code == 202, r.text
         bundle_id = r.json()["id"]
         assert build_bundle(world.ctx, bundle_id) == "ready"
@@ -277,9 +371,18 @@ def test_a_bundle_carries_redactions_when_asked_and_verifies(world: World) -> No
                 assert not any(n.endswith("proxy.mp4") for n in names), "proxies were not asked for"
             else:
                 assert red["file"] is None and not any("redaction" in n for n in names)
-        result = CliRunner().invoke(cli, [
-            "verify", "bundle", str(path), "--key", world.ctx.ledger.verifier_key,
-            "--bundle-key", str(world.ctx.settings.secrets_dir() / "bundle.pub.pem")])
+        result = CliRunner().invoke(
+            cli,
+            [
+                "verify",
+                "bundle",
+                str(path),
+                "--key",
+                world.ctx.ledger.verifier_key,
+                "--bundle-key",
+                str(world.ctx.settings.secrets_dir() / "bundle.pub.pem"),
+            ],
+        )
         assert result.exit_code == 0, result.output
         if asked:
             assert f"PASS  exhibit {ex['exhibit_ref']} derivative {world.kind}" in result.output

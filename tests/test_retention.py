@@ -23,7 +23,12 @@ from evidence.clips.service import open_footage, set_category
 from evidence.config import RetentionRule
 from evidence.context import Context
 from evidence.errors import (
-    AccessDenied, Conflict, Disposed, InvalidInput, ObjectLocked, WriteOnceViolation,
+    AccessDenied,
+    Conflict,
+    Disposed,
+    InvalidInput,
+    ObjectLocked,
+    WriteOnceViolation,
 )
 from evidence.retention import service as retention
 from evidence.retention.models import Disposal
@@ -56,8 +61,11 @@ def at(moment: dt.datetime) -> None:
 
 def entries(ctx: Context, type_: str, clip_id: str | None = None) -> list[dict]:
     found = [json.loads(e) for _, e in ctx.ledger.entries(0, ctx.ledger.size())]
-    return [e for e in found if e["type"] == type_
-            and (clip_id is None or e["subject"].get("clip") == clip_id)]
+    return [
+        e
+        for e in found
+        if e["type"] == type_ and (clip_id is None or e["subject"].get("clip") == clip_id)
+    ]
 
 
 def clip_row(ctx: Context, clip_id: str) -> Clip:
@@ -75,7 +83,8 @@ def stored_keys(ctx: Context, clip_id: str) -> list[str]:
 
 
 def test_non_evidential_clip_is_disposed_of_on_day_32_with_its_tombstone(
-    ctx: Context, clip_1080p,
+    ctx: Context,
+    clip_1080p,
 ) -> None:
     day0 = clock.now().replace(microsecond=0)
     at(day0)
@@ -104,7 +113,9 @@ def test_non_evidential_clip_is_disposed_of_on_day_32_with_its_tombstone(
     assert clip.state == "disposed" and clip.disposed_at == day0 + 32 * DAY
     [tomb] = entries(ctx, "clip.disposed", clip_id)
     assert tomb["sha256"] == clip_1080p.sha256 and tomb["size"] == clip_1080p.size
-    assert tomb["approved_by"] == "policy:non-evidential" and tomb["actor"] == "policy:non-evidential"
+    assert (
+        tomb["approved_by"] == "policy:non-evidential" and tomb["actor"] == "policy:non-evidential"
+    )
     assert tomb["rule"] == clip.retention_rule and "31-day" in tomb["reason"]
     assert {d["kind"] for d in tomb["derivatives"]} == {"proxy", "thumbnail"}
     # The ledger still proves the clip existed and when it went, and it verifies whole.
@@ -117,7 +128,9 @@ def test_non_evidential_clip_is_disposed_of_on_day_32_with_its_tombstone(
     assert len(entries(ctx, "clip.disposed", clip_id)) == 1
 
 
-def test_a_held_clip_survives_until_the_hold_is_released(ctx: Context, clip_1080p, tmp_path: Path) -> None:
+def test_a_held_clip_survives_until_the_hold_is_released(
+    ctx: Context, clip_1080p, tmp_path: Path
+) -> None:
     day0 = clock.now().replace(microsecond=0)
     at(day0)
     held_id = ingest_file(ctx, clip_1080p)
@@ -125,7 +138,9 @@ def test_a_held_clip_survives_until_the_hold_is_released(ctx: Context, clip_1080
     officer = person(ctx, "eo_brown", "evidence_officer")
     case = create_case(ctx, officer, "R v Doe", "URN 42")
     add_items(ctx, officer, case["id"], [held_id])
-    hold = retention.place_hold(ctx, officer, case_id=case["id"], reason="Crown Court order 17/2026")
+    hold = retention.place_hold(
+        ctx, officer, case_id=case["id"], reason="Crown Court order 17/2026"
+    )
     # Closed, so the exhibit rule no longer keeps it: here the hold alone does.
     close_case(ctx, officer, case["id"], reason="verdict given")
     assert ctx.store.stat(original_key(clip_row(ctx, held_id).sha256)).legal_hold
@@ -148,8 +163,9 @@ def test_a_held_clip_survives_until_the_hold_is_released(ctx: Context, clip_1080
         retention.release_hold(ctx, officer, hold["id"], reason="again")
     assert clip_row(ctx, held_id).state != "disposed", "a release never disposes by itself"
     report = retention.sweep(ctx)
-    assert (report.queued, report.auto_approved, report.disposed) == (1, 0, 0), \
+    assert (report.queued, report.auto_approved, report.disposed) == (1, 0, 0), (
         "a former exhibit is reviewed by a person, never disposed of automatically"
+    )
     [pending] = retention.queue(ctx, officer)
     retention.approve(ctx, officer, pending["id"], reason="case concluded, no appeal")
     assert clip_row(ctx, held_id).state == "disposed"
@@ -187,7 +203,9 @@ def test_a_hold_placed_after_approval_stops_the_disposal(lite: Context, clip_108
     assert retention.sweep(ctx).queued == 0 and clip_row(ctx, clip_id).state != "disposed"
 
 
-def test_evidential_footage_waits_for_an_evidence_officer(ctx: Context, clip_1080p, tmp_path: Path) -> None:
+def test_evidential_footage_waits_for_an_evidence_officer(
+    ctx: Context, clip_1080p, tmp_path: Path
+) -> None:
     day0 = clock.now().replace(microsecond=0)
     at(day0)
     kept_id = ingest_file(ctx, clip_1080p)
@@ -200,7 +218,9 @@ def test_evidential_footage_waits_for_an_evidence_officer(ctx: Context, clip_108
     six_years = day0 + 2192 * DAY
     assert clip.retain_until == six_years and clip.locked_until == six_years, "the lock is extended"
     assert ctx.store.stat(original_key(clip.sha256)).retain_until == six_years
-    assert entries(ctx, "retention.scheduled", kept_id)[-1]["retain_until"] == clock.rfc3339(six_years)
+    assert entries(ctx, "retention.scheduled", kept_id)[-1]["retain_until"] == clock.rfc3339(
+        six_years
+    )
 
     at(six_years + DAY)
     report = retention.sweep(ctx)
@@ -212,10 +232,14 @@ def test_evidential_footage_waits_for_an_evidence_officer(ctx: Context, clip_108
     kept = retention.retain(ctx, officer, queue[kept_id]["id"], reason="appeal pending")
     assert kept["state"] == "retained"
     assert clip_row(ctx, kept_id).retain_until == six_years + DAY + 365 * DAY
-    done = retention.approve(ctx, officer, queue[gone_id]["id"], reason="MoPI review: no further need")
+    done = retention.approve(
+        ctx, officer, queue[gone_id]["id"], reason="MoPI review: no further need"
+    )
     assert done["state"] == "disposed"
     [tomb] = entries(ctx, "clip.disposed", gone_id)
-    assert tomb["approved_by"] == "user:eo_brown" and tomb["reason"] == "MoPI review: no further need"
+    assert (
+        tomb["approved_by"] == "user:eo_brown" and tomb["reason"] == "MoPI review: no further need"
+    )
     assert clip_row(ctx, kept_id).state != "disposed"
     with pytest.raises(Conflict):
         retention.approve(ctx, officer, queue[gone_id]["id"], reason="twice")
@@ -279,11 +303,15 @@ def test_retention_routes_check_access(lite: Context, clip_1080p) -> None:
         assert r.status_code == 403
         r = f.http.post("/api/v1/holds", headers=eo, json={"clip_id": clip_id, "reason": "no"})
         assert r.status_code == 422, "a hold needs a real reason"
-        r = f.http.post("/api/v1/holds", headers=eo, json={"clip_id": clip_id, "case_id": "x",
-                                                           "reason": "both given"})
+        r = f.http.post(
+            "/api/v1/holds",
+            headers=eo,
+            json={"clip_id": clip_id, "case_id": "x", "reason": "both given"},
+        )
         assert r.status_code == 422 and "one clip" in r.json()["detail"]
-        r = f.http.post("/api/v1/holds", headers=eo, json={"clip_id": clip_id,
-                                                           "reason": "court order 9/2026"})
+        r = f.http.post(
+            "/api/v1/holds", headers=eo, json={"clip_id": clip_id, "reason": "court order 9/2026"}
+        )
         assert r.status_code == 201, r.text
         hold_id = r.json()["id"]
         listed = f.http.get("/api/v1/holds", headers=adm).json()["items"]
@@ -294,10 +322,18 @@ def test_retention_routes_check_access(lite: Context, clip_1080p) -> None:
         policy = f.http.get("/api/v1/retention/policy", headers=adm).json()
         assert policy["rules"]["non-evidential"]["keep_days"] == 31
         assert f.http.get("/api/v1/disposals", headers=eo).json() == {"items": []}
-        assert f.http.post("/api/v1/disposals/nope/approve", headers=eo,
-                           json={"reason": "because"}).status_code == 404
-        assert f.http.post("/api/v1/disposals/nope/approve", headers=adm,
-                           json={"reason": "because"}).status_code == 403
+        assert (
+            f.http.post(
+                "/api/v1/disposals/nope/approve", headers=eo, json={"reason": "because"}
+            ).status_code
+            == 404
+        )
+        assert (
+            f.http.post(
+                "/api/v1/disposals/nope/approve", headers=adm, json={"reason": "because"}
+            ).status_code
+            == 403
+        )
         r = f.http.post(f"/api/v1/holds/{hold_id}/release", headers=eo, json={"reason": "done now"})
         assert r.status_code == 204
         detail = f.http.get(f"/api/v1/clips/{clip_id}", headers=eo).json()
@@ -332,8 +368,11 @@ def test_a_hold_reason_is_for_evidence_officers_and_auditors_only(ctx: Context, 
     clip_id = ingest_file(ctx, clip_1080p, metadata={"officer_id": "PC1234"})
     with running_api(ctx.settings) as url:
         f = make_force(ctx, httpx.Client(base_url=url, timeout=30))
-        r = f.http.post("/api/v1/holds", headers=f.as_("eo_brown"),
-                        json={"clip_id": clip_id, "reason": HOLD_WHY})
+        r = f.http.post(
+            "/api/v1/holds",
+            headers=f.as_("eo_brown"),
+            json={"clip_id": clip_id, "reason": HOLD_WHY},
+        )
         assert r.status_code == 201, r.text
         hold_id = r.json()["id"]
 
@@ -353,8 +392,10 @@ def test_a_hold_reason_is_for_evidence_officers_and_auditors_only(ctx: Context, 
         assert [h["id"] for h in officer["holds"]] == [hold_id], "the hold itself is shown"
         assert officer["holds"][0]["reason"] is None and officer["holds"][0]["reason_withheld"]
         assert "reason" not in entry["entry"] and entry["withheld"] == ["reason"]
-        assert "professional standards" not in f.http.get(
-            f"/api/v1/clips/{clip_id}", headers=f.as_("pc_smith")).text
+        assert (
+            "professional standards"
+            not in f.http.get(f"/api/v1/clips/{clip_id}", headers=f.as_("pc_smith")).text
+        )
         # The holds list (admins may read it to run retention) follows the same rule.
         listed = f.http.get("/api/v1/holds", headers=f.as_("adm_black")).json()["items"]
         assert [(h["id"], h["reason"]) for h in listed] == [(hold_id, None)]
@@ -374,8 +415,9 @@ def s3_ctx(s3_server, s3_bucket, tmp_path: Path, sqlite_url: str) -> Context:
     return Context(settings)
 
 
-def test_a_locked_original_refuses_deletion_and_overwrite_on_s3(s3_ctx: Context, s3_server, s3_bucket,
-                                                                 clip_1080p, tmp_path: Path) -> None:
+def test_a_locked_original_refuses_deletion_and_overwrite_on_s3(
+    s3_ctx: Context, s3_server, s3_bucket, clip_1080p, tmp_path: Path
+) -> None:
     ctx = s3_ctx
     clip_id = ingest_file(ctx, distinct_copy(clip_1080p, tmp_path, "s3-lock"))
     clip = clip_row(ctx, clip_id)
@@ -387,8 +429,12 @@ def test_a_locked_original_refuses_deletion_and_overwrite_on_s3(s3_ctx: Context,
     with pytest.raises((WriteOnceViolation, ObjectLocked)):
         ctx.store.put(key, (tmp_path / "other").open("w+b"))
     # Not even a client that bypasses our code can remove the locked version.
-    raw = Minio(s3_server.endpoint.split("://")[1], access_key=s3_server.access_key,
-                secret_key=s3_server.secret_key, secure=False)
+    raw = Minio(
+        s3_server.endpoint.split("://")[1],
+        access_key=s3_server.access_key,
+        secret_key=s3_server.secret_key,
+        secure=False,
+    )
     version = raw.stat_object(s3_bucket, key).version_id
     with pytest.raises(S3Error):
         raw.remove_object(s3_bucket, key, version_id=version)
@@ -407,8 +453,12 @@ def test_holds_and_disposal_on_s3(s3_ctx: Context, clip_1080p, tmp_path: Path) -
     ctx = s3_ctx.__class__(s3_ctx.settings.model_copy(update={"retention_notice_days": 0}))
     day0 = clock.now().replace(microsecond=0)
     old = clock.rfc3339(day0 - 40 * DAY)  # recorded 40 days ago: due already, so no lock
-    held = ingest_file(ctx, distinct_copy(clip_1080p, tmp_path, "s3-held"), metadata={"recorded_at": old})
-    gone = ingest_file(ctx, distinct_copy(clip_1080p, tmp_path, "s3-gone"), metadata={"recorded_at": old})
+    held = ingest_file(
+        ctx, distinct_copy(clip_1080p, tmp_path, "s3-held"), metadata={"recorded_at": old}
+    )
+    gone = ingest_file(
+        ctx, distinct_copy(clip_1080p, tmp_path, "s3-gone"), metadata={"recorded_at": old}
+    )
     officer = person(ctx, "eo_brown", "evidence_officer")
     retention.place_hold(ctx, officer, clip_id=held, reason="Crown Court order 3/2026")
     held_key = original_key(clip_row(ctx, held).sha256)
@@ -436,21 +486,28 @@ def test_settings_reject_a_rule_without_a_period() -> None:
         RetentionRule(keep_days=0)
 
 
-def test_relock_puts_locks_and_holds_back_after_a_restore_on_s3(s3_ctx: Context, clip_1080p,
-                                                                tmp_path: Path) -> None:
+def test_relock_puts_locks_and_holds_back_after_a_restore_on_s3(
+    s3_ctx: Context, clip_1080p, tmp_path: Path
+) -> None:
     """A restore with a copy tool that drops retention (mc mirror) leaves originals unlocked;
     `evidence retention relock` puts back what the database records."""
     ctx = s3_ctx.__class__(s3_ctx.settings.model_copy(update={"retention_notice_days": 0}))
     old = clock.rfc3339(clock.now() - 40 * DAY)  # already due, so ingest sets no lock
-    clip_id = ingest_file(ctx, distinct_copy(clip_1080p, tmp_path, "s3-relock"), metadata={"recorded_at": old})
+    clip_id = ingest_file(
+        ctx, distinct_copy(clip_1080p, tmp_path, "s3-relock"), metadata={"recorded_at": old}
+    )
     key = original_key(clip_row(ctx, clip_id).sha256)
     lapsed = ctx.store.stat(key).retain_until
     assert lapsed is None or lapsed <= clock.now() + dt.timedelta(seconds=2), "at most a moment"
     until = clock.now().replace(microsecond=0) + 30 * DAY
     with ctx.db.write_session() as s:  # the restored database says: locked for 30 more days
         s.get(Clip, clip_id).retain_until = until  # type: ignore[union-attr]
-    retention.place_hold(ctx, person(ctx, "eo_brown", "evidence_officer"), clip_id=clip_id,
-                         reason="preservation notice")
+    retention.place_hold(
+        ctx,
+        person(ctx, "eo_brown", "evidence_officer"),
+        clip_id=clip_id,
+        reason="preservation notice",
+    )
     ctx.store.set_legal_hold(key, False)  # ...and the copy lost the hold flag too
     assert retention.relock_all(ctx) == (1, 1)
     info = ctx.store.stat(key)
@@ -458,8 +515,9 @@ def test_relock_puts_locks_and_holds_back_after_a_restore_on_s3(s3_ctx: Context,
     assert retention.relock_all(ctx) == (1, 1), "idempotent"
 
 
-def test_a_bundle_carries_a_disposed_exhibit_as_its_tombstone(lite: Context, clip_1080p,
-                                                              tmp_path: Path) -> None:
+def test_a_bundle_carries_a_disposed_exhibit_as_its_tombstone(
+    lite: Context, clip_1080p, tmp_path: Path
+) -> None:
     """The court sees that the exhibit existed, its hash, and when and why it was deleted;
     the bundle still verifies with our verifier and with sha256sum."""
     import subprocess
@@ -510,7 +568,9 @@ def test_a_bundle_carries_a_disposed_exhibit_as_its_tombstone(lite: Context, cli
         from evidence.bundles.models import Bundle
 
         failed = s.get(Bundle, early["id"])
-        assert failed is not None and failed.state == "failed" and "Disposed" in (failed.error or "")
+        assert (
+            failed is not None and failed.state == "failed" and "Disposed" in (failed.error or "")
+        )
 
     later = request_bundle(ctx, officer, case["id"])
     assert build_bundle(ctx, later["id"]) == "ready"
@@ -528,17 +588,22 @@ def test_a_bundle_carries_a_disposed_exhibit_as_its_tombstone(lite: Context, cli
     assert by_clip[gone]["sha256"] == clip_row(ctx, gone).sha256
     assert by_clip[kept]["file"] in names and by_clip[kept]["disposed"] is None
     assert sum(n.startswith("media/") for n in names) == 1
-    done = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=tmp_path / "unzipped",
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["sha256sum", "-c", "SHA256SUMS"], cwd=tmp_path / "unzipped", capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout + done.stderr
-    result = CliRunner().invoke(app, ["verify", "bundle", str(path), "--key", ctx.ledger.verifier_key])
+    result = CliRunner().invoke(
+        app, ["verify", "bundle", str(path), "--key", ctx.ledger.verifier_key]
+    )
     assert result.exit_code == 0, result.output
     assert f"PASS  exhibit {by_clip[gone]['exhibit_ref']} disposed" in result.output
     statement = (tmp_path / "unzipped" / "statement" / "continuity.html").read_text()
     assert "disposed of on" in statement
 
 
-def test_an_exhibit_is_never_disposed_of_by_default(ctx: Context, clip_1080p, tmp_path: Path) -> None:
+def test_an_exhibit_is_never_disposed_of_by_default(
+    ctx: Context, clip_1080p, tmp_path: Path
+) -> None:
     """Issue: uncategorised exhibits stayed on the 31-day automatic disposal. An exhibit in an
     open case is kept whatever its category (still there on day 400); a closed case's
     exhibits are rescheduled under their rule with notice and reviewed by a person; reopening
@@ -563,9 +628,14 @@ def test_an_exhibit_is_never_disposed_of_by_default(ctx: Context, clip_1080p, tm
     other = create_case(ctx, officer, "R v Roe", "URN 401")
     add_items(ctx, officer, other["id"], [legacy])
     with ctx.db.write_session() as s:
-        s.execute(update(Clip).where(Clip.id == legacy).values(
-            retention_rule="non-evidential: 31 days, disposed automatically",
-            retain_until=day0 + 31 * DAY))
+        s.execute(
+            update(Clip)
+            .where(Clip.id == legacy)
+            .values(
+                retention_rule="non-evidential: 31 days, disposed automatically",
+                retain_until=day0 + 31 * DAY,
+            )
+        )
 
     at(day0 + 400 * DAY)
     report = retention.sweep(ctx)
@@ -587,8 +657,7 @@ def test_an_exhibit_is_never_disposed_of_by_default(ctx: Context, clip_1080p, tm
     [due] = retention.schedule(ctx, officer, within_days=30)
     assert due["outcome"] == "review by an evidence officer (an exhibit of a closed case)"
     # Shared after closing (an appeal): kept again while the share stands.
-    share = share_case(ctx, officer, case["id"], "cps_green",
-                       clock.now() + dt.timedelta(days=30))
+    share = share_case(ctx, officer, case["id"], "cps_green", clock.now() + dt.timedelta(days=30))
     assert clip_row(ctx, exhibit).retention_rule == retention.EXHIBIT_RULE
     revoke_share(ctx, officer, share["id"])
     assert clip_row(ctx, exhibit).retain_until == day0 + 400 * DAY + notice * DAY

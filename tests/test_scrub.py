@@ -49,27 +49,61 @@ def add_clip(ctx: Context, seed: str, *, state: str = "ready", derivatives: bool
     clip_id = str(uuid.uuid4())
     ctx.store.put_original(BytesIO(data), sha)
     with ctx.db.write_session() as s:
-        s.add(Clip(id=clip_id, sha256=sha, size=len(data), state=state, ingested_at=clock.now(),
-                   filename=f"{seed}.mp4"))
+        s.add(
+            Clip(
+                id=clip_id,
+                sha256=sha,
+                size=len(data),
+                state=state,
+                ingested_at=clock.now(),
+                filename=f"{seed}.mp4",
+            )
+        )
         s.flush()
         if derivatives:
             for kind in ("proxy", "thumbnail"):
                 body = f"{kind} of {seed}".encode() * 100
                 key = f"derived/{clip_id}/{kind}"
                 stored = ctx.store.put(key, BytesIO(body))
-                s.add(Derivative(clip_id=clip_id, kind=kind, key=key, sha256=stored.sha256,
-                                 size=stored.size, recipe={"test": True}, created_at=clock.now()))
-                ctx.ledger.append_in(s, "derivative.created", actor="system:test",
-                                     subject={"clip": clip_id}, kind=kind, key=key,
-                                     sha256=stored.sha256, size=stored.size)
-        ctx.ledger.append_in(s, "clip.ingested", actor="system:test", subject={"clip": clip_id},
-                             sha256=sha, size=len(data), original=original_key(sha))
+                s.add(
+                    Derivative(
+                        clip_id=clip_id,
+                        kind=kind,
+                        key=key,
+                        sha256=stored.sha256,
+                        size=stored.size,
+                        recipe={"test": True},
+                        created_at=clock.now(),
+                    )
+                )
+                ctx.ledger.append_in(
+                    s,
+                    "derivative.created",
+                    actor="system:test",
+                    subject={"clip": clip_id},
+                    kind=kind,
+                    key=key,
+                    sha256=stored.sha256,
+                    size=stored.size,
+                )
+        ctx.ledger.append_in(
+            s,
+            "clip.ingested",
+            actor="system:test",
+            subject={"clip": clip_id},
+            sha256=sha,
+            size=len(data),
+            original=original_key(sha),
+        )
     return clip_id
 
 
 def entries(ctx: Context, type_: str) -> list[dict]:
-    return [e for _, raw in ctx.ledger.entries(0, ctx.ledger.size())
-            if (e := json.loads(raw))["type"] == type_]
+    return [
+        e
+        for _, raw in ctx.ledger.entries(0, ctx.ledger.size())
+        if (e := json.loads(raw))["type"] == type_
+    ]
 
 
 def clip_row(ctx: Context, clip_id: str) -> Clip:
@@ -113,13 +147,16 @@ def test_clean_pass_commits_each_batch_hashes(ctx: Context, fixed_clock) -> None
     assert all(b["actor"] == "system:scrubber" and b["subject"] == {} for b in batches)
     assert all(b["failures"] == 0 for b in batches)
     # An auditor holding the objects recomputes each batch's commitment in key order.
-    keys = sorted([original_key(clip_row(ctx, i).sha256) for i in ids]
-                  + [f"derived/{i}/{k}" for i in ids for k in ("proxy", "thumbnail")])
+    keys = sorted(
+        [original_key(clip_row(ctx, i).sha256) for i in ids]
+        + [f"derived/{i}/{k}" for i in ids for k in ("proxy", "thumbnail")]
+    )
     for n, batch in enumerate(batches):
-        chunk = keys[n * 4:(n + 1) * 4]
+        chunk = keys[n * 4 : (n + 1) * 4]
         assert (batch["first_key"], batch["last_key"]) == (chunk[0], chunk[-1])
         lines = "".join(
-            f"{hashlib.sha256(b''.join(ctx.store.open(k))).hexdigest()}  {k}\n" for k in chunk)
+            f"{hashlib.sha256(b''.join(ctx.store.open(k))).hexdigest()}  {k}\n" for k in chunk
+        )
         assert batch["sums_sha256"] == hashlib.sha256(lines.encode()).hexdigest()
         assert batch["bytes"] == sum(ctx.store.stat(k).size for k in chunk)
     for i in ids:
@@ -135,10 +172,18 @@ def test_ready_bundles_are_scrubbed_and_skipped_clips_are_not(ctx: Context) -> N
     add_clip(ctx, "in flight", state="verifying", derivatives=False)
     with ctx.db.write_session() as s:
         s.get(Clip, gone).state = "disposed"
-        s.add(Disposal(clip_id=approved, state="approved", due_at=clock.now(), rule="test",
-                       created_at=clock.now()))
-        user = User(username="eo", role="evidence_officer", password_hash="x",
-                    created_at=clock.now())
+        s.add(
+            Disposal(
+                clip_id=approved,
+                state="approved",
+                due_at=clock.now(),
+                rule="test",
+                created_at=clock.now(),
+            )
+        )
+        user = User(
+            username="eo", role="evidence_officer", password_hash="x", created_at=clock.now()
+        )
         s.add(user)
         s.flush()
         case = Case(title="t", reference="R1", created_by=user.id, created_at=clock.now())
@@ -146,11 +191,29 @@ def test_ready_bundles_are_scrubbed_and_skipped_clips_are_not(ctx: Context) -> N
         s.flush()
         zipped = b"PK bundle bytes" * 100
         stored = ctx.store.put("bundles/b1.zip", BytesIO(zipped))
-        s.add(Bundle(id="b1", case_id=case.id, requested_by=user.id, state="ready",
-                     key="bundles/b1.zip", tree_size=1, sha256=stored.sha256, size=stored.size,
-                     options={}, created_at=clock.now()))
-        ctx.ledger.append_in(s, "bundle.exported", actor="system:test", subject={"bundle": "b1"},
-                             key="bundles/b1.zip", sha256=stored.sha256, size=stored.size)
+        s.add(
+            Bundle(
+                id="b1",
+                case_id=case.id,
+                requested_by=user.id,
+                state="ready",
+                key="bundles/b1.zip",
+                tree_size=1,
+                sha256=stored.sha256,
+                size=stored.size,
+                options={},
+                created_at=clock.now(),
+            )
+        )
+        ctx.ledger.append_in(
+            s,
+            "bundle.exported",
+            actor="system:test",
+            subject={"bundle": "b1"},
+            key="bundles/b1.zip",
+            sha256=stored.sha256,
+            size=stored.size,
+        )
     # A disposal deletes the objects before its tombstone: their absence is not a failure.
     for clip_id in (gone, approved):
         path = local_file(ctx, original_key(clip_row(ctx, clip_id).sha256))
@@ -163,7 +226,8 @@ def test_ready_bundles_are_scrubbed_and_skipped_clips_are_not(ctx: Context) -> N
     overwrite(local_file(ctx, "bundles/b1.zip"), b"tampered")
     report = scrub(ctx)
     assert [(f.key, f.problem, f.bundle_id) for f in report.failures] == [
-        ("bundles/b1.zip", "mismatch", "b1")]
+        ("bundles/b1.zip", "mismatch", "b1")
+    ]
     (failed,) = entries(ctx, "integrity.failed")
     assert failed["subject"] == {"bundle": "b1"}
     assert failed["actual"] == hashlib.sha256(b"tampered").hexdigest()
@@ -173,8 +237,11 @@ def test_ready_bundles_are_scrubbed_and_skipped_clips_are_not(ctx: Context) -> N
 
 
 def test_corrupted_object_raises_every_alarm_then_restore_clears_it(
-    tmp_path: Path, sqlite_url: str, caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch, fixed_clock,
+    tmp_path: Path,
+    sqlite_url: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    fixed_clock,
 ) -> None:
     ctx = Context(make_settings(tmp_path, sqlite_url))
     clip_id = add_clip(ctx, "victim")
@@ -190,13 +257,20 @@ def test_corrupted_object_raises_every_alarm_then_restore_clears_it(
     with caplog.at_level(logging.ERROR, logger="evidence.scrub"):
         report = scrub(ctx, batch_size=2)
     assert [(f.key, f.problem, f.actual, f.clip_id) for f in report.failures] == [
-        (key, "mismatch", actual, clip_id)]
+        (key, "mismatch", actual, clip_id)
+    ]
     (failed,) = entries(ctx, "integrity.failed")
     assert failed["subject"] == {"clip": clip_id} and failed["actor"] == "system:scrubber"
     assert (failed["key"], failed["expected"], failed["actual"], failed["problem"]) == (
-        key, clip_row(ctx, clip_id).sha256, actual, "mismatch")
+        key,
+        clip_row(ctx, clip_id).sha256,
+        actual,
+        "mismatch",
+    )
     assert sum(b["failures"] for b in entries(ctx, "scrub.batch")) == 1
-    errors = [r for r in caplog.records if r.name == "evidence.scrub" and r.levelno == logging.ERROR]
+    errors = [
+        r for r in caplog.records if r.name == "evidence.scrub" and r.levelno == logging.ERROR
+    ]
     assert len(errors) == 1 and key in errors[0].getMessage() and clip_id in errors[0].getMessage()
     clip = clip_row(ctx, clip_id)
     assert clip.integrity == "failed" and key in clip.integrity_error
@@ -205,10 +279,14 @@ def test_corrupted_object_raises_every_alarm_then_restore_clears_it(
     # The API's clip detail, the UI's clip page and /metrics show it.
     create_user(ctx.ledger, "eo", "evidence_officer", "correct horse battery staple")
     scraper = {"Authorization": "Bearer scrape-me"}  # the monitoring system's token
-    with running_api(ctx.settings.model_copy(update={"metrics_token": SecretStr("scrape-me")})) as url:
+    with running_api(
+        ctx.settings.model_copy(update={"metrics_token": SecretStr("scrape-me")})
+    ) as url:
         http = httpx.Client(base_url=url, timeout=30)
         token = login(http, "eo")
-        d = http.get(f"/api/v1/clips/{clip_id}", headers={"Authorization": f"Bearer {token}"}).json()
+        d = http.get(
+            f"/api/v1/clips/{clip_id}", headers={"Authorization": f"Bearer {token}"}
+        ).json()
         assert d["integrity"]["status"] == "FAILED"
         assert d["integrity"]["scrub"]["status"] == "failed"
         assert key in d["integrity"]["scrub"]["error"]
@@ -224,6 +302,7 @@ def test_corrupted_object_raises_every_alarm_then_restore_clears_it(
         monkeypatch.setenv("EVIDENCE_DATA_DIR", str(ctx.settings.data_dir))
         monkeypatch.setenv("EVIDENCE_DATABASE_URL", sqlite_url)
         from evidence.config import get_settings
+
         get_settings.cache_clear()
         try:
             result = CliRunner().invoke(cli, ["scrub", "--batch-size", "3"])
@@ -247,9 +326,13 @@ def test_corrupted_object_raises_every_alarm_then_restore_clears_it(
         assert restored["subject"] == {"clip": clip_id} and restored["key"] == key
         clip = clip_row(ctx, clip_id)
         assert (clip.integrity, clip.integrity_error) == ("ok", None)
-        assert metric(http.get("/metrics", headers=scraper).text, "evidence_integrity_failures") == 0
+        assert (
+            metric(http.get("/metrics", headers=scraper).text, "evidence_integrity_failures") == 0
+        )
         token = login(http, "eo")  # the clock moved past the first token's expiry
-        d = http.get(f"/api/v1/clips/{clip_id}", headers={"Authorization": f"Bearer {token}"}).json()
+        d = http.get(
+            f"/api/v1/clips/{clip_id}", headers={"Authorization": f"Bearer {token}"}
+        ).json()
         assert d["integrity"]["status"] == "verified" and d["integrity"]["scrub"]["status"] == "ok"
         assert "Stored bytes: verified 2026-11-26 04:00:00 UTC" in ui_clip_page(url, clip_id)
 
@@ -260,9 +343,15 @@ def ui_clip_page(url: str, clip_id: str) -> str:
         form = browser.get("/ui/login").text
         nonce = re.search(r'name="nonce" value="([^"]+)"', form)
         assert nonce, form
-        r = browser.post("/ui/login", data={
-            "username": "eo", "password": "correct horse battery staple", "acknowledge": "yes",
-            "nonce": nonce[1]})
+        r = browser.post(
+            "/ui/login",
+            data={
+                "username": "eo",
+                "password": "correct horse battery staple",
+                "acknowledge": "yes",
+                "nonce": nonce[1],
+            },
+        )
         assert r.status_code == 303, r.text
         page = browser.get(f"/ui/clips/{clip_id}")
         assert page.status_code == 200, page.text
@@ -326,7 +415,10 @@ def test_a_rewritten_database_hash_is_caught_against_the_ledger(ctx: Context) ->
     report = scrub(ctx)
     assert [(f.key, f.problem) for f in report.failures] == [(key, "unvouched")]
     (failed,) = entries(ctx, "integrity.failed")
-    assert failed["problem"] == "unvouched" and failed["expected"] == hashlib.sha256(forged).hexdigest()
+    assert (
+        failed["problem"] == "unvouched"
+        and failed["expected"] == hashlib.sha256(forged).hexdigest()
+    )
     assert "no ledger entry vouches" in clip_row(ctx, clip_id).integrity_error
 
 
@@ -356,8 +448,10 @@ def test_scheduled_cursor_resumes_and_wraps(ctx: Context, fixed_clock) -> None:
     # A run bigger than the store checks each object once, wrapping round to where it began.
     scrub(ctx, cursor="scheduled", max_objects=100)
     last = entries(ctx, "scrub.batch")[-2:]
-    assert [(b["first_key"], b["last_key"]) for b in last] == [(keys[3], keys[4]),
-                                                                (keys[0], keys[2])]
+    assert [(b["first_key"], b["last_key"]) for b in last] == [
+        (keys[3], keys[4]),
+        (keys[0], keys[2]),
+    ]
 
 
 def test_throttle_arithmetic() -> None:
@@ -387,13 +481,17 @@ def test_throttle_arithmetic() -> None:
 def test_sums_lines_are_sha256sum_format() -> None:
     from evidence.scrub import Checked, Target
 
-    results = [Checked(Target("a/b", "0" * 64, "original"), "1" * 64, 3),
-               Checked(Target("a/c", "2" * 64, "original"), None, 0)]
+    results = [
+        Checked(Target("a/b", "0" * 64, "original"), "1" * 64, 3),
+        Checked(Target("a/c", "2" * 64, "original"), None, 0),
+    ]
     assert sums_lines(results) == f"{'1' * 64}  a/b\n"
 
 
 def test_beat_schedules_the_scrub_and_the_task_uses_the_scheduled_cursor(
-    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from evidence.config import get_settings
     from workers import tasks
@@ -414,7 +512,9 @@ def test_beat_schedules_the_scrub_and_the_task_uses_the_scheduled_cursor(
         get_settings.cache_clear()
     assert result == {"checked": 2, "bytes": result["bytes"], "failures": 0}
     with ctx.db.session() as s:
-        assert s.get(ScrubCursor, "scheduled").last_key == entries(ctx, "scrub.batch")[-1]["last_key"]
+        assert (
+            s.get(ScrubCursor, "scheduled").last_key == entries(ctx, "scrub.batch")[-1]["last_key"]
+        )
 
 
 # --- on a real S3 server --------------------------------------------------------------------

@@ -162,49 +162,72 @@ APP = _app_for_inspection()
 ENDPOINTS, OTHER_ROUTES = route_table(APP)
 # Mutating calls after reading ones, deletions last, so no call removes what another needs.
 _ORDER = {"GET": 0, "HEAD": 0, "POST": 1, "PUT": 1, "PATCH": 1, "DELETE": 2}
-GATED = sorted((e for e in ENDPOINTS if e.rule and e.rule.kind != "public"),
-               key=lambda e: (_ORDER.get(e.method, 1), e.path))
+GATED = sorted(
+    (e for e in ENDPOINTS if e.rule and e.rule.kind != "public"),
+    key=lambda e: (_ORDER.get(e.method, 1), e.path),
+)
 
 # Routes anyone may call, each argued for where it is declared (api/gates.py). Making a route
 # public is a security decision: add it here only after reading that argument.
 REVIEWED_PUBLIC = {
-    "GET /healthz", "GET /readyz", "GET /",
+    "GET /healthz",
+    "GET /readyz",
+    "GET /",
     "POST /api/v1/auth/token",
-    "GET /api/v1/ledger/checkpoint", "GET /api/v1/ledger/key",
+    "GET /api/v1/ledger/checkpoint",
+    "GET /api/v1/ledger/key",
     # The force's bundle-signing public keys and their validity periods (api/routes/bundles.py).
-    "GET /api/v1/bundles/key", "GET /api/v1/bundles/keys",
-    "GET /api/v1/objects/{key:path}", "PUT /api/v1/objects/{key:path}",
+    "GET /api/v1/bundles/key",
+    "GET /api/v1/bundles/keys",
+    "GET /api/v1/objects/{key:path}",
+    "PUT /api/v1/objects/{key:path}",
     # The UI's sign-in form (same lock-out and rate limit as the token route), sign-out
     # (CSRF-checked) and its static files (looked up by exact name in a fixed table).
-    "GET /ui/login", "POST /ui/login", "POST /ui/logout", "GET /ui/static/{name}",
+    "GET /ui/login",
+    "POST /ui/login",
+    "POST /ui/logout",
+    "GET /ui/static/{name}",
     # The public keys a court pins, as the two API routes above serve them (api/ui/routes.py).
     "GET /ui/about",
     # Sign-in through the force's IdP: a redirect out (writes nothing) and the way back, which
     # checks the state against this browser's sealed flow cookie before anything else.
-    "GET /ui/login/oidc", "GET /ui/login/oidc/callback",
+    "GET /ui/login/oidc",
+    "GET /ui/login/oidc/callback",
     # Enrolment links: the token in the path (256 random bits, stored hashed, one use,
     # expiring) is the credential; the form also carries the sign-in form's nonce.
-    "POST /api/v1/auth/enrol", "GET /ui/enrol/{token}", "POST /ui/enrol/{token}",
+    "POST /api/v1/auth/enrol",
+    "GET /ui/enrol/{token}",
+    "POST /ui/enrol/{token}",
 }
 
 
 def test_every_route_declares_who_may_call_it() -> None:
-    undeclared = [f"{e}: found {sorted(map(str, rules_of(e.route))) or 'no gate'}"
-                  for e in ENDPOINTS if e.rule is None]
+    undeclared = [
+        f"{e}: found {sorted(map(str, rules_of(e.route))) or 'no gate'}"
+        for e in ENDPOINTS
+        if e.rule is None
+    ]
     assert not undeclared, (
         "routes without exactly one access rule (add Depends(gate('...')), "
-        "Depends(current_device) or Depends(public)):\n  " + "\n  ".join(undeclared))
-    unknown = [f"{e}: {e.rule.action}" for e in ENDPOINTS
-               if e.rule and e.rule.action is not None and e.rule.action not in ACTIONS]
+        "Depends(current_device) or Depends(public)):\n  " + "\n  ".join(undeclared)
+    )
+    unknown = [
+        f"{e}: {e.rule.action}"
+        for e in ENDPOINTS
+        if e.rule and e.rule.action is not None and e.rule.action not in ACTIONS
+    ]
     assert not unknown, "actions missing from evidence.access.ACTIONS:\n  " + "\n  ".join(unknown)
 
 
 def test_the_only_routes_outside_the_table_are_documentation_and_static_files() -> None:
     """A plain Starlette route or a mounted app has no dependencies to declare a gate with."""
     docs = {APP.openapi_url, APP.docs_url, APP.redoc_url, APP.swagger_ui_oauth2_redirect_url}
-    strays = [getattr(r, "path", repr(r)) for r in OTHER_ROUTES
-              if getattr(r, "path", None) not in docs
-              and not (isinstance(r, Mount) and isinstance(r.app, StaticFiles))]
+    strays = [
+        getattr(r, "path", repr(r))
+        for r in OTHER_ROUTES
+        if getattr(r, "path", None) not in docs
+        and not (isinstance(r, Mount) and isinstance(r.app, StaticFiles))
+    ]
     assert not strays, f"routes that bypass the gates (not FastAPI routes): {strays}"
 
 
@@ -218,8 +241,13 @@ def test_public_routes_are_the_reviewed_ones() -> None:
 # ==============================================================================================
 
 # One user per role; pc_smith is the officer whose camera recorded the clip.
-PEOPLE = {"officer": "pc_smith", "evidence_officer": "eo_brown", "cps": "cps_green",
-          "auditor": "aud_white", "admin": "adm_black"}
+PEOPLE = {
+    "officer": "pc_smith",
+    "evidence_officer": "eo_brown",
+    "cps": "cps_green",
+    "auditor": "aud_white",
+    "admin": "adm_black",
+}
 assert set(PEOPLE) == {r.value for r in Role}, "a new role needs a member of the test force"
 CALLERS = ["anonymous", "device", *PEOPLE.values()]
 UI_SESSION_COOKIE = "evidence_ui"
@@ -261,14 +289,22 @@ class World:
         from api.ui.session import UISession, encode_session
 
         with self.ctx.db.session() as s:
-            users = {u.username: u for u in s.scalars(select(User).where(User.username.in_(list(ROLES))))}
+            users = {
+                u.username: u for u in s.scalars(select(User).where(User.username.in_(list(ROLES))))
+            }
         tokens = {name: identity.issue_token(self.ctx, users[name]).access_token for name in ROLES}
         self.force.tokens = tokens
         if self.ui_sessions:
             now = int(clock.now().timestamp())
-            self.ui_sessions = {name: _cookie_credentials(self.ctx, encode_session(
-                self.ctx, UISession(secrets.token_urlsafe(18), now, tokens[name])))
-                for name in PEOPLE.values()}
+            self.ui_sessions = {
+                name: _cookie_credentials(
+                    self.ctx,
+                    encode_session(
+                        self.ctx, UISession(secrets.token_urlsafe(18), now, tokens[name])
+                    ),
+                )
+                for name in PEOPLE.values()
+            }
 
     def credentials(self, caller: str, rule: Rule) -> Credentials:
         """What `caller` presents to a route with `rule`: people use the UI's session cookie
@@ -289,9 +325,16 @@ def ui_sign_in(base: str, ctx: Context, username: str) -> Credentials:
 
     with httpx.Client(base_url=base, timeout=30) as browser:
         browser.get("/ui/login")
-        r = browser.post("/ui/login", data={
-            "username": username, "password": PASSWORD, "acknowledge": "yes",
-            "nonce": browser.cookies.get(LOGIN_COOKIE, ""), "next": ""})
+        r = browser.post(
+            "/ui/login",
+            data={
+                "username": username,
+                "password": PASSWORD,
+                "acknowledge": "yes",
+                "nonce": browser.cookies.get(LOGIN_COOKIE, ""),
+                "next": "",
+            },
+        )
         assert r.status_code == 303 and UI_SESSION_COOKIE in r.cookies, (username, r.status_code)
         cookie = r.cookies[UI_SESSION_COOKIE]
     return _cookie_credentials(ctx, cookie)
@@ -303,16 +346,23 @@ def _cookie_credentials(ctx: Context, cookie: str) -> Credentials:
     from api.ui.session import csrf_token
 
     # The CSRF token is derived from the session, as the pages render it.
-    scope = {"type": "http", "method": "GET", "scheme": "http", "path": "/ui/",
-             "server": ("127.0.0.1", 80), "query_string": b"",
-             "headers": [(b"cookie", f"{UI_SESSION_COOKIE}={cookie}".encode())],
-             "app": SimpleNamespace(state=SimpleNamespace(ctx=ctx))}
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/ui/",
+        "server": ("127.0.0.1", 80),
+        "query_string": b"",
+        "headers": [(b"cookie", f"{UI_SESSION_COOKIE}={cookie}".encode())],
+        "app": SimpleNamespace(state=SimpleNamespace(ctx=ctx)),
+    }
     return Credentials({"Cookie": f"{UI_SESSION_COOKIE}={cookie}"}, csrf_token(Request(scope)))
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-          clip_with_sidecar) -> Iterator[World]:  # type: ignore[no-untyped-def]
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, clip_with_sidecar
+) -> Iterator[World]:  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp(f"security-{request.param}")
     if request.param == "sqlite":
         url = f"sqlite:///{tmp}/evidence.db"
@@ -332,30 +382,54 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         # lawyer is a member of the case holding the clip, the auditor holds a grant on it.
         setup = [
             http.post(f"/api/v1/cases/{case_id}/items", headers=eo, json={"clip_ids": [clip_id]}),
-            http.post(f"/api/v1/cases/{case_id}/members", headers=eo,
-                      json={"username": "cps_green"}),
+            http.post(
+                f"/api/v1/cases/{case_id}/members", headers=eo, json={"username": "cps_green"}
+            ),
             http.post(f"/api/v1/clips/{clip_id}/tags", headers=eo, json={"tag": "INC-1"}),
-            http.post("/api/v1/grants", headers=adm, json={
-                "username": "aud_white", "clip_id": clip_id, "reason": "security tests",
-                "expires_at": _future()}),
+            http.post(
+                "/api/v1/grants",
+                headers=adm,
+                json={
+                    "username": "aud_white",
+                    "clip_id": clip_id,
+                    "reason": "security tests",
+                    "expires_at": _future(),
+                },
+            ),
         ]
         assert all(r.status_code < 300 for r in [case, *setup]), [r.text for r in [case, *setup]]
         assert approve_pending(ctx) == 1  # the grant, by the second administrator
         has_ui = any(e.rule.via == "session" for e in GATED)
         sessions = {name: ui_sign_in(base, ctx, name) for name in PEOPLE.values()} if has_ui else {}
         assert not http.cookies, "the API client must not collect cookies"
-        yield World(request.param, base, http, ctx, force, key, clip_id,
-                    clip_with_sidecar.sha256, docked["id"], case_id, sessions)
+        yield World(
+            request.param,
+            base,
+            http,
+            ctx,
+            force,
+            key,
+            clip_id,
+            clip_with_sidecar.sha256,
+            docked["id"],
+            case_id,
+            sessions,
+        )
 
 
 # ==============================================================================================
 # 2. The authorization matrix
 # ==============================================================================================
 
+
 # Path parameters by name; any other name gets a fresh uuid (no such object: 404 is fine).
 def path_value(world: World, name: str) -> str:
-    known = {"clip_id": world.clip_id, "case_id": world.case_id, "upload_id": world.upload_id,
-             "tag": world.tag}
+    known = {
+        "clip_id": world.clip_id,
+        "case_id": world.case_id,
+        "upload_id": world.upload_id,
+        "tag": world.tag,
+    }
     return known.get(name, str(uuid.uuid4()))
 
 
@@ -363,10 +437,19 @@ def path_value(world: World, name: str) -> str:
 # reasons that have nothing to do with access (an id must exist, a reason must be a known code).
 def named_value(world: World, name: str) -> Any:
     return {
-        "clip_id": world.clip_id, "clip_ids": [world.clip_id], "case_id": world.case_id,
-        "username": "cps_green", "reason": "audit", "category": "evidential",
-        "expires_at": _future(), "sha256": uuid.uuid4().hex * 2,
-        "index": 0, "tree_size": 1, "first": 1, "second": 1, "at": "0:01",
+        "clip_id": world.clip_id,
+        "clip_ids": [world.clip_id],
+        "case_id": world.case_id,
+        "username": "cps_green",
+        "reason": "audit",
+        "category": "evidential",
+        "expires_at": _future(),
+        "sha256": uuid.uuid4().hex * 2,
+        "index": 0,
+        "tree_size": 1,
+        "first": 1,
+        "second": 1,
+        "at": "0:01",
         "action": "enable",  # the UI's enable/disable buttons (users, devices)
     }.get(name)
 
@@ -375,10 +458,18 @@ def named_value(world: World, name: str) -> Any:
 # "METHOD path"; a route missing here gets a body derived from its schema, or none at all.
 def body_override(world: World, endpoint: Endpoint) -> Any:
     return {
-        "POST /api/v1/grants": {"username": "aud_white", "clip_id": world.clip_id,
-                                "reason": "authorization matrix", "expires_at": _future()},
-        "POST /api/v1/uploads": {"sha256": uuid.uuid4().hex * 2, "size": 1,
-                                 "filename": "matrix.mp4", "metadata": {}},
+        "POST /api/v1/grants": {
+            "username": "aud_white",
+            "clip_id": world.clip_id,
+            "reason": "authorization matrix",
+            "expires_at": _future(),
+        },
+        "POST /api/v1/uploads": {
+            "sha256": uuid.uuid4().hex * 2,
+            "size": 1,
+            "filename": "matrix.mp4",
+            "metadata": {},
+        },
     }.get(str(endpoint))
 
 
@@ -406,8 +497,11 @@ def example(world: World, schema: dict[str, Any], name: str = "") -> Any:
         return schema["enum"][0]
     kind = schema.get("type")
     if kind == "object":
-        return {k: example(world, s, k) for k, s in schema.get("properties", {}).items()
-                if k in schema.get("required", [])}
+        return {
+            k: example(world, s, k)
+            for k, s in schema.get("properties", {}).items()
+            if k in schema.get("required", [])
+        }
     if kind == "array":
         return [example(world, schema.get("items", {}))] * max(1, schema.get("minItems", 1))
     if kind in ("integer", "number"):
@@ -448,11 +542,13 @@ def build_call(world: World, endpoint: Endpoint) -> Call:
     """Path parameters from real ids; required query parameters and the body from the OpenAPI
     operation (or, for routes outside the schema such as the UI's, from the declared form
     fields); a route nothing is known about is still called, with an empty body."""
-    path = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: quote(path_value(world, m[1]), safe=""),
-                  endpoint.path)
+    path = re.sub(
+        r"\{(\w+)(:\w+)?\}", lambda m: quote(path_value(world, m[1]), safe=""), endpoint.path
+    )
     call = Call(endpoint.method, path)
-    operation = OPENAPI["paths"].get(re.sub(r":\w+\}", "}", endpoint.path), {}).get(
-        endpoint.method.lower())
+    operation = (
+        OPENAPI["paths"].get(re.sub(r":\w+\}", "}", endpoint.path), {}).get(endpoint.method.lower())
+    )
     if operation is None:  # not in the schema
         for name in declared_form_fields(endpoint.route):
             call.data = call.data or {}
@@ -483,8 +579,14 @@ def send(world: World, call: Call, credentials: Credentials) -> httpx.Response:
     data = call.data
     if data is not None and "csrf" in data:
         data = {**data, "csrf": credentials.csrf or ""}
-    return world.http.request(call.method, call.path, params=call.params, json=call.json,
-                              data=data, headers=credentials.headers)
+    return world.http.request(
+        call.method,
+        call.path,
+        params=call.params,
+        json=call.json,
+        data=data,
+        headers=credentials.headers,
+    )
 
 
 def expectation(rule: Rule, caller: str) -> str:
@@ -542,8 +644,11 @@ def test_authorization_matrix(world: World, endpoint: Endpoint) -> None:
     # A credential meant for the other half opens nothing: the UI's cookie is no credential
     # for the JSON API (so no other site can ride on it), nor a bearer token for the UI.
     if rule.kind == "person" and world.ui_sessions:
-        other = (Credentials(world.headers("eo_brown")) if rule.via == "session"
-                 else world.ui_sessions["eo_brown"])
+        other = (
+            Credentials(world.headers("eo_brown"))
+            if rule.via == "session"
+            else world.ui_sessions["eo_brown"]
+        )
         problem = verdict(rule, "unauthenticated", send(world, call, other))
         if problem:
             what = "bearer token" if rule.via == "session" else "UI cookie"
@@ -555,7 +660,9 @@ def test_authorization_matrix(world: World, endpoint: Endpoint) -> None:
 
 def test_the_matrix_covers_every_role_and_both_kinds_of_gate() -> None:
     """Guards the guard: if the route table were misread the matrix would be empty and pass."""
-    assert {e.rule.kind for e in GATED} == {"person", "device", "monitoring"}, [str(e) for e in GATED]
+    assert {e.rule.kind for e in GATED} == {"person", "device", "monitoring"}, [
+        str(e) for e in GATED
+    ]
     assert len([e for e in GATED if e.path.startswith("/api/")]) >= 20
     assert {ROLES[p][0] for p in PEOPLE.values()} == {r.value for r in Role}
 
@@ -565,22 +672,26 @@ def test_the_matrix_covers_every_role_and_both_kinds_of_gate() -> None:
 # ==============================================================================================
 
 HOSTILE_IDS = [
-    str(uuid.uuid4()),                       # no such object
-    "../../../etc/passwd",                   # traversal, encoded as one path segment
-    "..%2F..%2Fhealthz",                     # traversal, double encoded
+    str(uuid.uuid4()),  # no such object
+    "../../../etc/passwd",  # traversal, encoded as one path segment
+    "..%2F..%2Fhealthz",  # traversal, double encoded
     "%2e%2e%2f%2e%2e%2fkeys",
-    "' OR '1'='1",                           # SQL
+    "' OR '1'='1",  # SQL
     "1; DROP TABLE clips; --",
     "%' OR 1=1 --",
-    "\x00",                                  # NUL: PostgreSQL refuses it in text
+    "\x00",  # NUL: PostgreSQL refuses it in text
     "clip\x00' OR 1=1",
-    "x" * 4000,                              # overlong
+    "x" * 4000,  # overlong
     "\u202e\u0000\U0001f4a9",
 ]
 
-FOOTAGE_ROUTES = ["/api/v1/clips/{id}", "/api/v1/clips/{id}/stream?reason=audit",
-                  "/api/v1/clips/{id}/original?reason=audit", "/api/v1/clips/{id}/thumbnail",
-                  "/api/v1/cases/{id}"]
+FOOTAGE_ROUTES = [
+    "/api/v1/clips/{id}",
+    "/api/v1/clips/{id}/stream?reason=audit",
+    "/api/v1/clips/{id}/original?reason=audit",
+    "/api/v1/clips/{id}/thumbnail",
+    "/api/v1/cases/{id}",
+]
 
 
 def secrets_of(world: World) -> list[str]:
@@ -590,8 +701,9 @@ def secrets_of(world: World) -> list[str]:
     return [world.clip_sha256, "PC1234", "BWV-7781", presign_key]
 
 
-def assert_refused_cleanly(r: httpx.Response, world: World, what: str, *,
-                           content_type: str = PROBLEM_JSON) -> None:
+def assert_refused_cleanly(
+    r: httpx.Response, world: World, what: str, *, content_type: str = PROBLEM_JSON
+) -> None:
     assert 400 <= r.status_code < 500, f"{what}: {r.status_code} {r.text[:300]}"
     assert r.headers["content-type"].startswith(content_type), (what, r.headers["content-type"])
     leaked = [s for s in secrets_of(world) if s in r.text]
@@ -613,8 +725,14 @@ def test_another_officers_clip_is_not_found(world: World) -> None:
         assert r.status_code == 404, f"{method} {path}: {r.status_code} {r.text[:200]}"
         assert_refused_cleanly(r, world, f"{method} {path}")
     # Searching cannot reach it either, whatever the filter or wildcard.
-    for params in ({"officer_id": "PC1234"}, {"q": "%"}, {"q": "_"}, {"tag": world.tag},
-                   {"case_id": world.case_id}, {"q": "' OR '1'='1"}):
+    for params in (
+        {"officer_id": "PC1234"},
+        {"q": "%"},
+        {"q": "_"},
+        {"tag": world.tag},
+        {"case_id": world.case_id},
+        {"q": "' OR '1'='1"},
+    ):
         r = world.http.get("/api/v1/clips", headers=jones, params=params)
         assert r.status_code == 200 and r.json()["items"] == [], (params, r.text[:300])
 
@@ -626,14 +744,18 @@ def test_hostile_ids_are_refused_cleanly(world: World, hostile: str) -> None:
     for route in FOOTAGE_ROUTES:
         path = route.replace("{id}", segment)
         assert_refused_cleanly(world.http.get(path, headers=eo), world, path)
-    for path, body in ((f"/api/v1/clips/{segment}/tags", {"tag": "x"}),
-                       (f"/api/v1/cases/{segment}/items", {"clip_ids": [hostile]}),
-                       (f"/api/v1/cases/{world.case_id}/items", {"clip_ids": [hostile]}),
-                       (f"/api/v1/cases/{world.case_id}/members", {"username": hostile})):
+    for path, body in (
+        (f"/api/v1/clips/{segment}/tags", {"tag": "x"}),
+        (f"/api/v1/cases/{segment}/items", {"clip_ids": [hostile]}),
+        (f"/api/v1/cases/{world.case_id}/items", {"clip_ids": [hostile]}),
+        (f"/api/v1/cases/{world.case_id}/members", {"username": hostile}),
+    ):
         assert_refused_cleanly(world.http.post(path, headers=eo, json=body), world, path)
     device = world.headers("device")
-    for method, path in (("GET", f"/api/v1/uploads/{segment}"),
-                         ("POST", f"/api/v1/uploads/{segment}/complete")):
+    for method, path in (
+        ("GET", f"/api/v1/uploads/{segment}"),
+        ("POST", f"/api/v1/uploads/{segment}/complete"),
+    ):
         assert_refused_cleanly(world.http.request(method, path, headers=device), world, path)
     # As a user name at sign-in (nothing is known about the caller yet).
     r = world.http.post("/api/v1/auth/token", data={"username": hostile, "password": PASSWORD})
@@ -641,23 +763,33 @@ def test_hostile_ids_are_refused_cleanly(world: World, hostile: str) -> None:
     # The UI's pages answer HTML, but the same way: a 4xx, nothing leaked.
     if world.ui_sessions:
         session = world.ui_sessions["eo_brown"].headers
-        for path in (f"/ui/clips/{segment}", f"/ui/cases/{segment}",
-                     f"/ui/clips/{segment}/stream?reason=audit"):
+        for path in (
+            f"/ui/clips/{segment}",
+            f"/ui/cases/{segment}",
+            f"/ui/clips/{segment}/stream?reason=audit",
+        ):
             r = world.http.get(path, headers=session)
             assert 400 <= r.status_code < 500, (path, r.status_code, r.text[:300])
             assert not [s for s in secrets_of(world) if s in r.text], path
     # In query strings too, asked by pc_jones, who can see no clip: any item is a leak.
     jones = world.force.as_("pc_jones")
-    for params in ({"case_id": hostile}, {"tag": hostile}, {"officer_id": hostile},
-                   {"q": hostile[:200]}, {"state": hostile}, {"category": hostile}):
+    for params in (
+        {"case_id": hostile},
+        {"tag": hostile},
+        {"officer_id": hostile},
+        {"q": hostile[:200]},
+        {"state": hostile},
+        {"category": hostile},
+    ):
         r = world.http.get("/api/v1/clips", headers=jones, params=params)
         assert r.status_code < 500, (params, r.text[:300])
         if r.status_code == 200:
             assert r.json()["items"] == [], params
 
 
-def raw_get(world: World, raw_path: str,
-            headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
+def raw_get(
+    world: World, raw_path: str, headers: dict[str, str] | None = None
+) -> tuple[int, str, bytes]:
     """GET with the path sent byte for byte (httpx would resolve `../` before sending)."""
     parts = urlsplit(world.url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
@@ -671,10 +803,12 @@ def raw_get(world: World, raw_path: str,
 
 def test_literal_dot_segments_do_not_reach_other_routes(world: World) -> None:
     eo = world.force.as_("eo_brown")
-    for raw in ("/api/v1/clips/../../../api/v1/audit/access",
-                f"/api/v1/clips/{world.clip_id}/../../ledger/entries",
-                "/api/v1/objects/../../../etc/passwd",
-                "/api/v1/objects/incoming/../../keys/presign.key"):
+    for raw in (
+        "/api/v1/clips/../../../api/v1/audit/access",
+        f"/api/v1/clips/{world.clip_id}/../../ledger/entries",
+        "/api/v1/objects/../../../etc/passwd",
+        "/api/v1/objects/incoming/../../keys/presign.key",
+    ):
         status, ctype, body = raw_get(world, raw, eo)
         assert 400 <= status < 500 and ctype.startswith(PROBLEM_JSON), (raw, status, body[:200])
         assert b'"entries"' not in body and b'"items"' not in body and b"root:" not in body, raw
@@ -685,8 +819,13 @@ def test_object_keys_cannot_leave_the_store_even_when_signed(world: World) -> No
     is refused unsigned, with a signature for another key, and with a genuine signature."""
     store = world.ctx.store
     good = urlsplit(store.presign_get(f"originals/{world.clip_sha256}", dt.timedelta(minutes=5)))
-    for key in ("../keys/presign.key", "%2e%2e/keys/presign.key", "..%2Fkeys%2Fpresign.key",
-                f"originals/{world.clip_sha256}/../../keys/presign.key", "/etc/passwd"):
+    for key in (
+        "../keys/presign.key",
+        "%2e%2e/keys/presign.key",
+        "..%2Fkeys%2Fpresign.key",
+        f"originals/{world.clip_sha256}/../../keys/presign.key",
+        "/etc/passwd",
+    ):
         for query in ("", good.query):  # unsigned; signed for another key
             r = world.http.get(f"/api/v1/objects/{key}?{query}")
             assert_refused_cleanly(r, world, f"GET {key}?{query[:20]}")
@@ -723,9 +862,11 @@ def test_security_headers_on_every_kind_of_response(world: World) -> None:
         "API JSON": world.http.get("/api/v1/me", headers=eo),
         "problem (404)": world.http.get(f"/api/v1/clips/{uuid.uuid4()}", headers=eo),
         "problem (422)": world.http.get("/api/v1/clips", headers=eo, params={"page": 0}),
-        "streamed clip (206)": world.http.get(f"/api/v1/clips/{world.clip_id}/stream",
-                                              headers={**eo, "Range": "bytes=0-99"},
-                                              params={"reason": "audit"}),
+        "streamed clip (206)": world.http.get(
+            f"/api/v1/clips/{world.clip_id}/stream",
+            headers={**eo, "Range": "bytes=0-99"},
+            params={"reason": "audit"},
+        ),
         "healthz": world.http.get("/healthz"),
         "plain text (checkpoint)": world.http.get("/api/v1/ledger/checkpoint"),
         "unauthenticated (401)": world.http.get("/api/v1/clips"),
@@ -741,13 +882,16 @@ def test_every_401_carries_a_challenge(world: World) -> None:
     cases = {
         "no token": world.http.get("/api/v1/me"),
         "garbage token": world.http.get("/api/v1/me", headers={"Authorization": "Bearer nope"}),
-        "device key on a person's route": world.http.get("/api/v1/me",
-                                                         headers=world.headers("device")),
+        "device key on a person's route": world.http.get(
+            "/api/v1/me", headers=world.headers("device")
+        ),
         "no device key": world.http.get(f"/api/v1/uploads/{world.upload_id}"),
-        "unknown device key": world.http.get(f"/api/v1/uploads/{world.upload_id}",
-                                             headers={"Authorization": "Device evd_unknown"}),
-        "person's token on a device route": world.http.get(f"/api/v1/uploads/{world.upload_id}",
-                                                           headers=world.force.as_("eo_brown")),
+        "unknown device key": world.http.get(
+            f"/api/v1/uploads/{world.upload_id}", headers={"Authorization": "Device evd_unknown"}
+        ),
+        "person's token on a device route": world.http.get(
+            f"/api/v1/uploads/{world.upload_id}", headers=world.force.as_("eo_brown")
+        ),
     }
     for what, r in cases.items():
         assert r.status_code == 401, (what, r.status_code, r.text)
@@ -815,19 +959,44 @@ def test_a_token_for_a_disabled_or_deleted_account_is_refused(world: World) -> N
 FUZZ_SEED = os.environ.get("EVIDENCE_FUZZ_SEED", "20250301")
 
 
-def run_schemathesis(world: World, headers: dict[str, str],
-                     workdir: Path) -> subprocess.CompletedProcess[str]:
+def run_schemathesis(
+    world: World, headers: dict[str, str], workdir: Path
+) -> subprocess.CompletedProcess[str]:
     command = [
-        sys.executable, "-m", "schemathesis.cli", "run", f"{world.url}/openapi.json",
-        "--checks", "not_a_server_error", "--phases", "examples,coverage,fuzzing",
-        "--max-examples", "8", "--workers", "1", "--seed", FUZZ_SEED,
-        "--request-timeout", "20", "--suppress-health-check", "all", "--warnings", "off",
-        "--no-color", *[arg for name, value in headers.items()
-                        for arg in ("-H", f"{name}: {value}")],
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        f"{world.url}/openapi.json",
+        "--checks",
+        "not_a_server_error",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--max-examples",
+        "8",
+        "--workers",
+        "1",
+        "--seed",
+        FUZZ_SEED,
+        "--request-timeout",
+        "20",
+        "--suppress-health-check",
+        "all",
+        "--warnings",
+        "off",
+        "--no-color",
+        *[arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")],
     ]
     # In a scratch directory: its crash cache (.schemathesis/) stays out of the repository.
-    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=120,
-                          cwd=workdir, env={**os.environ, "NO_COLOR": "1"})
+    return subprocess.run(
+        command,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=workdir,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
 
 
 @pytest.mark.parametrize("who", ["evidence officer", "anonymous"])
@@ -853,13 +1022,13 @@ def test_metrics_are_for_the_monitoring_token_and_count_refusals_as_one(tmp_path
     """No public signal tells an unknown name from a wrong password, a locked or a disabled
     account: /metrics answers only the scraper's token, and its refusals carry no reason."""
     from pydantic import SecretStr
-
     from sqlalchemy import update as sql_update
 
     url = f"sqlite:///{tmp_path}/e.db"
     upgrade(url)
-    settings = make_settings(tmp_path, url, metrics_token=SecretStr("scraper-secret-1"),
-                             login_max_failures=2)
+    settings = make_settings(
+        tmp_path, url, metrics_token=SecretStr("scraper-secret-1"), login_max_failures=2
+    )
     ctx = Context(settings)
     create_user(ctx.ledger, "pc_real", "officer", PASSWORD, officer_id="PC1")
     create_user(ctx.ledger, "pc_gone", "officer", PASSWORD, officer_id="PC2")
@@ -869,19 +1038,33 @@ def test_metrics_are_for_the_monitoring_token_and_count_refusals_as_one(tmp_path
         http = httpx.Client(base_url=base, timeout=30)
         token = http.post("/api/v1/auth/token", data={"username": "pc_real", "password": PASSWORD})
         person = {"Authorization": f"Bearer {token.json()['access_token']}"}
-        for headers in ({}, person, {"Authorization": "Bearer scraper-secret-2"},
-                        {"Authorization": "Basic c2NyYXBlci1zZWNyZXQtMQ=="}):
+        for headers in (
+            {},
+            person,
+            {"Authorization": "Bearer scraper-secret-2"},
+            {"Authorization": "Basic c2NyYXBlci1zZWNyZXQtMQ=="},
+        ):
             r = http.get("/metrics", headers=headers)
             assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
             assert "evidence_" not in r.text
-        for name, password in (("nobody", PASSWORD), ("pc_real", "wrong"), ("pc_real", "wrong"),
-                               ("pc_real", PASSWORD), ("pc_gone", PASSWORD)):  # unknown, bad, locked, disabled
-            assert http.post("/api/v1/auth/token",
-                             data={"username": name, "password": password}).status_code == 401
+        for name, password in (
+            ("nobody", PASSWORD),
+            ("pc_real", "wrong"),
+            ("pc_real", "wrong"),
+            ("pc_real", PASSWORD),
+            ("pc_gone", PASSWORD),
+        ):  # unknown, bad, locked, disabled
+            assert (
+                http.post(
+                    "/api/v1/auth/token", data={"username": name, "password": password}
+                ).status_code
+                == 401
+            )
         r = http.get("/metrics", headers={"Authorization": "Bearer scraper-secret-1"})
         assert r.status_code == 200
-        refused = [line for line in r.text.splitlines()
-                   if line.startswith("evidence_login_failures_total")]
+        refused = [
+            line for line in r.text.splitlines() if line.startswith("evidence_login_failures_total")
+        ]
         assert len(refused) == 1 and "{" not in refused[0], refused
     # Without a token configured, metrics are not served to anyone.
     with running_api(settings.model_copy(update={"metrics_token": None})) as base:
@@ -890,7 +1073,8 @@ def test_metrics_are_for_the_monitoring_token_and_count_refusals_as_one(tmp_path
 
 
 def test_readiness_says_ok_or_failed_and_keeps_the_details_in_the_log(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A failed check names no host, port, driver or path; the server log does."""
     import logging
 
@@ -901,7 +1085,9 @@ def test_readiness_says_ok_or_failed_and_keeps_the_details_in_the_log(
         r = httpx.get(base + "/readyz")
         assert r.status_code == 200 and r.json()["checks"] == {"database": "ok", "storage": "ok"}
     # A database that cannot be reached: the port is closed.
-    dead = make_settings(tmp_path, f"postgresql+psycopg://evidence:pw@127.0.0.1:{_closed_port()}/evidence")
+    dead = make_settings(
+        tmp_path, f"postgresql+psycopg://evidence:pw@127.0.0.1:{_closed_port()}/evidence"
+    )
     with running_api(dead) as base:
         r = httpx.get(base + "/readyz")
     assert r.status_code == 503
@@ -922,7 +1108,9 @@ def _closed_port() -> int:
     return free_port()
 
 
-def test_a_request_body_beyond_the_limit_is_a_413_before_any_route_parses_it(tmp_path: Path) -> None:
+def test_a_request_body_beyond_the_limit_is_a_413_before_any_route_parses_it(
+    tmp_path: Path,
+) -> None:
     """A device's declaration with a 10 MB sidecar, or any body streamed without a length,
     is refused whole with a problem document, and nothing reaches the permanent ledger.
     A declaration with the largest sidecar a dock sends (1 MiB) still goes through."""
@@ -934,8 +1122,12 @@ def test_a_request_body_beyond_the_limit_is_a_413_before_any_route_parses_it(tmp
     device = {"Authorization": f"Device {key}"}
 
     def declaration(sidecar_bytes: int) -> dict[str, Any]:
-        return {"sha256": "ab" * 32, "size": 10, "filename": "FILE0001.MP4",
-                "metadata": {"note": "x" * sidecar_bytes}}
+        return {
+            "sha256": "ab" * 32,
+            "size": 10,
+            "filename": "FILE0001.MP4",
+            "metadata": {"note": "x" * sidecar_bytes},
+        }
 
     before = ctx.ledger.size()
     with running_api(settings) as base, httpx.Client(base_url=base, timeout=60) as http:
@@ -945,13 +1137,20 @@ def test_a_request_body_beyond_the_limit_is_a_413_before_any_route_parses_it(tmp
         assert str(settings.max_request_bytes) in r.json()["detail"]
 
         def chunks() -> Iterator[bytes]:  # no Content-Length: the limit counts what arrives
-            yield b'{"sha256": "' + b"ab" * 32 + b'", "size": 10, "filename": "a.mp4", "metadata": {"n": "'
+            yield (
+                b'{"sha256": "'
+                + b"ab" * 32
+                + b'", "size": 10, "filename": "a.mp4", "metadata": {"n": "'
+            )
             for _ in range(20):
                 yield b"y" * 1_000_000
             yield b'"}}'
 
-        r = http.post("/api/v1/uploads", headers={**device, "Content-Type": "application/json"},
-                      content=chunks())
+        r = http.post(
+            "/api/v1/uploads",
+            headers={**device, "Content-Type": "application/json"},
+            content=chunks(),
+        )
         assert r.status_code == 413, r.text
         r = http.post("/api/v1/auth/token", data={"username": "x" * 9_000_000, "password": "p"})
         assert r.status_code == 413, r.text

@@ -30,16 +30,24 @@ def shared_world(ctx: Context, clip_with_sidecar, clip_mov):
             process_upload(ctx, done["id"])
             clip_ids.append(done["clip_id"])
         f = make_force(ctx, http)
-        case = http.post("/api/v1/cases", headers=f.as_("eo_brown"),
-                         json={"title": "R v Doe", "reference": "URN 01"}).json()
-        http.post(f"/api/v1/cases/{case['id']}/items", headers=f.as_("eo_brown"),
-                  json={"clip_ids": clip_ids[:1]})
+        case = http.post(
+            "/api/v1/cases",
+            headers=f.as_("eo_brown"),
+            json={"title": "R v Doe", "reference": "URN 01"},
+        ).json()
+        http.post(
+            f"/api/v1/cases/{case['id']}/items",
+            headers=f.as_("eo_brown"),
+            json={"clip_ids": clip_ids[:1]},
+        )
         yield f, ctx, case["id"], clip_ids
 
 
 def cps_sees(f, case_id: str) -> tuple[int, set[str]]:
     status = f.http.get(f"/api/v1/cases/{case_id}", headers=f.as_("cps_green")).status_code
-    clips = {c["id"] for c in f.http.get("/api/v1/clips", headers=f.as_("cps_green")).json()["items"]}
+    clips = {
+        c["id"] for c in f.http.get("/api/v1/clips", headers=f.as_("cps_green")).json()["items"]
+    }
     return status, clips
 
 
@@ -49,8 +57,11 @@ def ledger_types(ctx: Context) -> list[dict]:
 
 def share(f, case_id: str, user: str = "cps_green", days: float = 7, who: str = "eo_brown"):
     expires = (clock.now() + dt.timedelta(days=days)).isoformat()
-    return f.http.post(f"/api/v1/cases/{case_id}/shares", headers=f.as_(who),
-                       json={"username": user, "expires_at": expires})
+    return f.http.post(
+        f"/api/v1/cases/{case_id}/shares",
+        headers=f.as_(who),
+        json={"username": user, "expires_at": expires},
+    )
 
 
 def test_cps_sees_only_the_shared_case_until_it_expires(shared_world) -> None:
@@ -59,8 +70,11 @@ def test_cps_sees_only_the_shared_case_until_it_expires(shared_world) -> None:
     r = share(f, case_id)
     assert r.status_code == 201 and r.json()["active"]
     assert cps_sees(f, case_id) == (200, {clip_ids[0]}), "the case's clip, not the other one"
-    stream = f.http.get(f"/api/v1/clips/{clip_ids[0]}/stream", headers=f.as_("cps_green"),
-                        params={"reason": "charging decision"})
+    stream = f.http.get(
+        f"/api/v1/clips/{clip_ids[0]}/stream",
+        headers=f.as_("cps_green"),
+        params={"reason": "charging decision"},
+    )
     assert stream.status_code == 200
     assert f.http.get(f"/api/v1/clips/{clip_ids[1]}", headers=f.as_("cps_green")).status_code == 404
     entries = ledger_types(ctx)
@@ -88,7 +102,9 @@ def test_revoking_a_share_ends_access_at_once_and_is_recorded(shared_world) -> N
     assert cps_sees(f, case_id) == (404, set())
     revoked = [e for e in ledger_types(ctx) if e["type"] == "share.revoked"]
     assert len(revoked) == 1 and revoked[0]["subject"]["share"] == share_id
-    listed = f.http.get(f"/api/v1/cases/{case_id}/shares", headers=f.as_("eo_brown")).json()["items"]
+    listed = f.http.get(f"/api/v1/cases/{case_id}/shares", headers=f.as_("eo_brown")).json()[
+        "items"
+    ]
     assert listed[0]["revoked_at"] and not listed[0]["active"]
 
 

@@ -29,7 +29,9 @@ from tests.fixtures.tsa import TSA, TSAs
 def _ctx(tmp_path: Path, url: str, server: TSA | None, **extra: object) -> Context:
     if server is None:
         return Context(make_settings(tmp_path, url, **extra))
-    return Context(make_settings(tmp_path, url, tsa_url=server.url, tsa_ca_file=server.ca_pem, **extra))
+    return Context(
+        make_settings(tmp_path, url, tsa_url=server.url, tsa_ca_file=server.ca_pem, **extra)
+    )
 
 
 def _log_something(ctx: Context, n: int = 3) -> None:
@@ -37,14 +39,29 @@ def _log_something(ctx: Context, n: int = 3) -> None:
         ctx.ledger.append("test.event", actor="system:test", subject={"clip": f"c{i}"})
 
 
-def _openssl_verify(tmp_path: Path, data: bytes, token: bytes, ca: Path) -> subprocess.CompletedProcess[str]:
+def _openssl_verify(
+    tmp_path: Path, data: bytes, token: bytes, ca: Path
+) -> subprocess.CompletedProcess[str]:
     """Exactly what a bundle's VERIFY.txt tells an auditor to run."""
     (tmp_path / "checkpoint.txt").write_bytes(data)
     (tmp_path / "checkpoint.tsr").write_bytes(token)
     return subprocess.run(
-        ["openssl", "ts", "-verify", "-data", "checkpoint.txt", "-in", "checkpoint.tsr",
-         "-CAfile", str(ca)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False,
+        [
+            "openssl",
+            "ts",
+            "-verify",
+            "-data",
+            "checkpoint.txt",
+            "-in",
+            "checkpoint.tsr",
+            "-CAfile",
+            str(ca),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
 
 
@@ -65,7 +82,7 @@ def test_checkpoint_is_timestamped_stored_and_logged(
     assert "Evidence Test TSA good" in info.tsa_name
     # Vouched for in the ledger: the entry after the stamped checkpoint names the token.
     assert ctx.ledger.size() == 4
-    (_, raw), = ctx.ledger.entries(3, 4)
+    ((_, raw),) = ctx.ledger.entries(3, 4)
     entry = parse(raw)
     assert entry["type"] == ENTRY_TYPE
     assert entry["subject"] == {"checkpoint": "3"}
@@ -113,7 +130,9 @@ def test_wrong_root_fails(tmp_path: Path, sqlite_url: str, tsa: TSAs) -> None:
         verify_token(token, b"data\n", tsa.other_ca_pem.read_bytes())
     assert _openssl_verify(tmp_path, b"data\n", token, tsa.other_ca_pem).returncode != 0
     # The TSA itself is checked against the configured root: a TSA under another root is refused.
-    wrong_root = _ctx(tmp_path, sqlite_url, None, tsa_url=tsa.good.url, tsa_ca_file=tsa.other_ca_pem)
+    wrong_root = _ctx(
+        tmp_path, sqlite_url, None, tsa_url=tsa.good.url, tsa_ca_file=tsa.other_ca_pem
+    )
     with pytest.raises(TimestampInvalid):
         request_timestamp(wrong_root.settings, b"data\n")
 
@@ -137,16 +156,25 @@ def test_tsa_without_critical_eku_is_refused(tmp_path: Path, sqlite_url: str, ts
     from rfc3161_client import HashAlgorithm, TimestampRequestBuilder
 
     query = TimestampRequestBuilder().data(b"x\n").hash_algorithm(HashAlgorithm.SHA256).build()
-    reply = httpx.post(tsa.bad_eku.url, content=query.as_bytes(),
-                       headers={"Content-Type": "application/timestamp-query"}).content
+    reply = httpx.post(
+        tsa.bad_eku.url,
+        content=query.as_bytes(),
+        headers={"Content-Type": "application/timestamp-query"},
+    ).content
     assert _openssl_verify(tmp_path, b"x\n", reply, tsa.bad_eku.ca_pem).returncode != 0
 
 
 def test_tsa_down_is_a_clear_error_and_stores_nothing(
     tmp_path: Path, sqlite_url: str, tsa: TSAs
 ) -> None:
-    ctx = _ctx(tmp_path, sqlite_url, None, tsa_url=tsa.down_url, tsa_ca_file=tsa.good.ca_pem,
-               tsa_timeout_seconds=2)
+    ctx = _ctx(
+        tmp_path,
+        sqlite_url,
+        None,
+        tsa_url=tsa.down_url,
+        tsa_ca_file=tsa.good.ca_pem,
+        tsa_timeout_seconds=2,
+    )
     _log_something(ctx)
     with pytest.raises(TimestampUnavailable, match="unreachable"):
         timestamp_checkpoint(ctx)
@@ -160,7 +188,9 @@ def test_no_tsa_configured_is_off(tmp_path: Path, sqlite_url: str) -> None:
     assert timestamp_if_grown(ctx) is None
 
 
-def test_scheduler_stamps_only_when_the_log_grew(tmp_path: Path, sqlite_url: str, tsa: TSAs) -> None:
+def test_scheduler_stamps_only_when_the_log_grew(
+    tmp_path: Path, sqlite_url: str, tsa: TSAs
+) -> None:
     ctx = _ctx(tmp_path, sqlite_url, tsa.good)
     assert timestamp_if_grown(ctx) is None  # empty log
     _log_something(ctx, 2)
@@ -204,7 +234,7 @@ def test_entry_is_canonical_json_without_floats(tmp_path: Path, sqlite_url: str,
     ctx = _ctx(tmp_path, sqlite_url, tsa.good)
     _log_something(ctx, 1)
     timestamp_checkpoint(ctx)
-    (_, raw), = ctx.ledger.entries(1, 2)
+    ((_, raw),) = ctx.ledger.entries(1, 2)
     entry = json.loads(raw)
     assert isinstance(entry["tsa_serial"], str)
     assert not any(isinstance(v, float) for v in entry.values())

@@ -42,8 +42,14 @@ except ImportError:  # the browser fixture decides: a failure in CI, a skip else
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--autoplay-policy=no-user-gesture-required",
 ]
 DESKTOP = {"width": 1440, "height": 900}
@@ -75,8 +81,9 @@ class Store:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, clip_with_sidecar, clip_mov,
-          clip_corrupt) -> Iterator[Store]:
+def store(
+    tmp_path_factory: pytest.TempPathFactory, clip_with_sidecar, clip_mov, clip_corrupt
+) -> Iterator[Store]:
     """One force (tests/fixtures/people.py) and three docked, processed clips, served by a
     real uvicorn for the whole module; each test gets its own browser context (cookies)."""
     tmp = tmp_path_factory.mktemp("ui")
@@ -89,7 +96,11 @@ def store(tmp_path_factory: pytest.TempPathFactory, clip_with_sidecar, clip_mov,
         http = httpx.Client(base_url=base, timeout=30)
         dock = Dock(http, key)
         ids = {}
-        for name, clip in (("own", clip_with_sidecar), ("other", clip_mov), ("broken", clip_corrupt)):
+        for name, clip in (
+            ("own", clip_with_sidecar),
+            ("other", clip_mov),
+            ("broken", clip_corrupt),
+        ):
             done = dock.dock(clip)
             process_upload(ctx, done["id"])
             ids[name] = done["clip_id"]
@@ -154,8 +165,11 @@ def listed(page: Page) -> set[str]:
 
 
 def ledger_entries(ctx: Context, type_: str) -> list[dict]:
-    return [e for _, raw in ctx.ledger.entries(0, ctx.ledger.size())
-            if (e := json.loads(raw))["type"] == type_]
+    return [
+        e
+        for _, raw in ctx.ledger.entries(0, ctx.ledger.size())
+        if (e := json.loads(raw))["type"] == type_
+    ]
 
 
 def no_horizontal_overflow(page: Page) -> None:
@@ -173,7 +187,9 @@ def screenshot(page: Page, name: str) -> Path:
 # -- the evidence officer's day ---------------------------------------------------------------
 
 
-def test_evidence_officer_reviews_a_clip_and_finds_the_view_in_custody(store: Store, open_page) -> None:
+def test_evidence_officer_reviews_a_clip_and_finds_the_view_in_custody(
+    store: Store, open_page
+) -> None:
     w = open_page()
     page = w.page
     # Anything under /ui first shows the sign-in page, with the system-use notice.
@@ -207,14 +223,18 @@ def test_evidence_officer_reviews_a_clip_and_finds_the_view_in_custody(store: St
 
     # No footage before a reason: the reason prompt stands where the player will be.
     assert page.locator("video").count() == 0
-    assert not [v for v in ledger_entries(store.ctx, "clip.viewed") if v["actor"] == "user:eo_brown"]
+    assert not [
+        v for v in ledger_entries(store.ctx, "clip.viewed") if v["actor"] == "user:eo_brown"
+    ]
     page.select_option("#reason", "investigation")
     page.fill("#reason-detail", "burglary 42")
     page.get_by_role("button", name="Record reason and play").click()
     video = page.locator("video#video")
     expect(video).to_be_visible()
     assert "reason=investigation%3A+burglary+42" in video.get_attribute("src")
-    page.wait_for_function("() => document.querySelector('#video').currentTime > 0.5", timeout=20_000)
+    page.wait_for_function(
+        "() => document.querySelector('#video').currentTime > 0.5", timeout=20_000
+    )
     assert page.evaluate("document.querySelector('#video').error") is None
 
     # A bookmark at the player's current time.
@@ -239,7 +259,8 @@ def test_evidence_officer_reviews_a_clip_and_finds_the_view_in_custody(store: St
     expect(page.locator("[data-custody=verified]")).to_be_visible()
     viewed = [v for v in ledger_entries(store.ctx, "clip.viewed") if v["actor"] == "user:eo_brown"]
     assert [(v["reason"], v["subject"]["clip"]) for v in viewed] == [
-        ("investigation: burglary 42", store.own)]  # one viewing, one entry
+        ("investigation: burglary 42", store.own)
+    ]  # one viewing, one entry
     page.wait_for_function("() => document.querySelector('#video').readyState >= 2")
     page.evaluate("document.querySelector('#video').pause()")
     path = screenshot(page, "ui-clip-desktop.png")
@@ -287,7 +308,8 @@ def test_evidence_officer_builds_a_case(store: Store, open_page) -> None:
 
 
 def test_a_closed_case_warns_before_its_exhibits_fall_due_and_reopening_keeps_them(
-        store: Store, open_page) -> None:
+    store: Store, open_page
+) -> None:
     """An uncategorised exhibit is kept while its case is open (the page says so); closing the
     case asks for a reason, disposes of nothing and warns when the review falls due; the clip
     page says the same; reopening keeps the exhibits again."""
@@ -325,11 +347,17 @@ def test_a_closed_case_warns_before_its_exhibits_fall_due_and_reopening_keeps_th
     page.get_by_role("button", name="Reopen case").click()
     expect(page.locator("[data-case-state]")).to_have_text("Open")
     expect(row).to_have_attribute("data-retention", "kept")
-    kinds = [e["type"] for e in ledger_entries(store.ctx, "case.closed") + ledger_entries(store.ctx, "case.reopened")]
+    kinds = [
+        e["type"]
+        for e in ledger_entries(store.ctx, "case.closed")
+        + ledger_entries(store.ctx, "case.reopened")
+    ]
     assert kinds == ["case.closed", "case.reopened"]
 
 
-def test_cps_gets_a_court_bundle_through_the_browser(store: Store, open_page, tmp_path: Path) -> None:
+def test_cps_gets_a_court_bundle_through_the_browser(
+    store: Store, open_page, tmp_path: Path
+) -> None:
     """The evidence officer opens a case, renumbers its exhibit, shares it with a CPS lawyer
     and requests a bundle; the worker builds it; the lawyer signs in, finds the case, downloads
     the ZIP (which verifies, and the download is in the ledger); after a revoke it is gone."""
@@ -362,9 +390,16 @@ def test_cps_gets_a_court_bundle_through_the_browser(store: Store, open_page, tm
     row.get_by_role("button", name="Change").click()
     expect(eo.locator(".flash--ok")).to_contain_text("Exhibit EX/1 is now RR/7")
     expect(row.locator("[data-ref]")).to_have_text("RR/7")
-    (edit,) = [e for e in ledger_entries(store.ctx, "exhibit.referenced")
-               if e["subject"]["case"] == case_id]
-    assert (edit["previous_ref"], edit["exhibit_ref"], edit["actor"]) == ("EX/1", "RR/7", "user:eo_brown")
+    (edit,) = [
+        e
+        for e in ledger_entries(store.ctx, "exhibit.referenced")
+        if e["subject"]["case"] == case_id
+    ]
+    assert (edit["previous_ref"], edit["exhibit_ref"], edit["actor"]) == (
+        "EX/1",
+        "RR/7",
+        "user:eo_brown",
+    )
 
     # Shares: only with a CPS user; then with cps_blue until the default day.
     eo.fill("#share-user", "pc_smith")
@@ -385,7 +420,9 @@ def test_cps_gets_a_court_bundle_through_the_browser(store: Store, open_page, tm
     expect(bundle_row).to_contain_text("with redactions")
     bundle_id = bundle_row.get_attribute("data-bundle")
     assert build_bundle(store.ctx, bundle_id) == "ready"
-    expect(eo.locator("tr[data-bundle] button", has_text="Download ZIP")).to_be_visible(timeout=20_000)
+    expect(eo.locator("tr[data-bundle] button", has_text="Download ZIP")).to_be_visible(
+        timeout=20_000
+    )
     expect(eo.locator("tr[data-bundle]")).to_have_attribute("data-state", "ready")
     screenshot(eo, "ui-case-bundles-desktop.png")
     w.assert_no_csp_violations()
@@ -414,15 +451,21 @@ def test_cps_gets_a_court_bundle_through_the_browser(store: Store, open_page, tm
     path = tmp_path / "bundle.zip"
     download.value.save_as(path)
     assert path.read_bytes()[:4] == b"PK\x03\x04"
-    result = CliRunner().invoke(app, ["verify", "bundle", str(path), "--key", store.ctx.ledger.verifier_key])
+    result = CliRunner().invoke(
+        app, ["verify", "bundle", str(path), "--key", store.ctx.ledger.verifier_key]
+    )
     assert result.exit_code == 0 and "PASS  SHA256SUMS" in result.output, result.output
     with zipfile.ZipFile(path) as zf:
         manifest = json.loads(zf.read("manifest.json"))
     assert [e["exhibit_ref"] for e in manifest["exhibits"]] == ["RR/7"]
-    downloads = [e for e in ledger_entries(store.ctx, "bundle.downloaded")
-                 if e["subject"]["bundle"] == bundle_id]
+    downloads = [
+        e
+        for e in ledger_entries(store.ctx, "bundle.downloaded")
+        if e["subject"]["bundle"] == bundle_id
+    ]
     assert [(e["actor"], e["role"], e["reason"]) for e in downloads] == [
-        ("user:cps_blue", "cps", "court preparation: plea hearing 12 Jan")]
+        ("user:cps_blue", "cps", "court preparation: plea hearing 12 Jan")
+    ]
     c.assert_no_csp_violations()
 
     # Revoked: the case, its page and its bundle are gone for the lawyer at once.
@@ -434,8 +477,16 @@ def test_cps_gets_a_court_bundle_through_the_browser(store: Store, open_page, tm
     expect(cps.locator(".empty")).to_contain_text("No cases")
     assert cps.goto(case_url).status == 404
     assert cps.request.get(f"{store.url}/ui/bundles/{bundle_id}/download").status == 404
-    assert len([e for e in ledger_entries(store.ctx, "bundle.downloaded")
-                if e["subject"]["bundle"] == bundle_id]) == 1
+    assert (
+        len(
+            [
+                e
+                for e in ledger_entries(store.ctx, "bundle.downloaded")
+                if e["subject"]["bundle"] == bundle_id
+            ]
+        )
+        == 1
+    )
 
 
 def test_unplayable_clip_is_shown_with_the_ffmpeg_error(store: Store, open_page) -> None:
@@ -466,20 +517,26 @@ def test_a_clip_without_a_recording_time_shows_when_it_was_docked(store: Store, 
     expect(own).to_contain_text("2024-07-03 21:45")
     expect(own).not_to_contain_text("docked")
     page.goto(f"{store.url}/ui/clips?view=grid")
-    expect(page.locator(f'li[data-clip-id="{store.broken}"] .meta')).to_contain_text(f"docked {docked}")
+    expect(page.locator(f'li[data-clip-id="{store.broken}"] .meta')).to_contain_text(
+        f"docked {docked}"
+    )
     page.goto(f"{store.url}/ui/clips/{store.broken}")
     expect(page.locator(".cliphead .facts")).to_contain_text(f"Docked {docked}")
     expect(page.locator(".cliphead .facts")).to_contain_text("no recording time in the clip")
 
 
-def test_on_a_phone_the_player_and_its_reason_come_before_every_form(store: Store, open_page) -> None:
+def test_on_a_phone_the_player_and_its_reason_come_before_every_form(
+    store: Store, open_page
+) -> None:
     """An evidence officer on a phone opens a clip: the player (asking for the viewing
     reason) is the first card, then tags; redaction and retention come after, not before."""
     page = open_page(PHONE).page
     sign_in(page, store.url, "eo_brown")
     page.goto(f"{store.url}/ui/clips/{store.own}")
-    top = {sel: page.locator(sel).bounding_box()["y"]
-           for sel in ("#player", "#tags", "#redact", "#retention")}
+    top = {
+        sel: page.locator(sel).bounding_box()["y"]
+        for sel in ("#player", "#tags", "#redact", "#retention")
+    }
     assert top["#player"] < top["#tags"] < min(top["#redact"], top["#retention"]), top
     no_horizontal_overflow(page)
 
@@ -510,14 +567,20 @@ def test_officer_sees_only_their_own_clip_and_tags_it_on_a_phone(store: Store, o
     # The category sets retention: the recording officer sees it but cannot change it.
     assert page.locator("#category").count() == 0
     expect(page.locator("#tags")).to_contain_text("Not categorised")
-    forged = page.request.post(f"{store.url}/ui/clips/{store.own}/category",
-                               form={"category": "non-evidential",
-                                     "csrf": page.locator("input[name=csrf]").first.get_attribute("value")},
-                               max_redirects=0)
+    forged = page.request.post(
+        f"{store.url}/ui/clips/{store.own}/category",
+        form={
+            "category": "non-evidential",
+            "csrf": page.locator("input[name=csrf]").first.get_attribute("value"),
+        },
+        max_redirects=0,
+    )
     assert forged.status == 403
     page.select_option("#reason", "investigation")
     page.get_by_role("button", name="Record reason and play").click()
-    page.wait_for_function("() => document.querySelector('#video').currentTime > 0.3", timeout=20_000)
+    page.wait_for_function(
+        "() => document.querySelector('#video').currentTime > 0.3", timeout=20_000
+    )
     no_horizontal_overflow(page)
     screenshot(page, "ui-clip-phone.png")
     w.assert_no_csp_violations()
@@ -543,7 +606,8 @@ def _principal(ctx: Context, username: str) -> Any:
 
 
 def test_the_clip_page_shows_others_access_to_auditors_only_and_notes_to_their_side(
-        store: Store, open_page) -> None:
+    store: Store, open_page
+) -> None:
     """The recording officer's page holds no one else's viewing (reason, address) and no CPS
     note; the auditor's holds every viewing; the CPS member's holds only CPS notes."""
     from evidence.cases import service as cases
@@ -554,8 +618,14 @@ def test_the_clip_page_shows_others_access_to_auditors_only_and_notes_to_their_s
     case = cases.create_case(ctx, eo, "R v Roe", "URN 77")
     cases.add_items(ctx, eo, case["id"], [store.own])
     cases.add_member(ctx, eo, case["id"], "cps_green")
-    clips.open_footage(ctx, eo, store.own, "proxy", reason="complaint or misconduct review: "
-                       "PSD file 31", source_ip="10.9.8.7")
+    clips.open_footage(
+        ctx,
+        eo,
+        store.own,
+        "proxy",
+        reason="complaint or misconduct review: PSD file 31",
+        source_ip="10.9.8.7",
+    )
     clips.add_bookmark(ctx, cps, store.own, 200, "privileged: weak identification")
     clips.add_bookmark(ctx, eo, store.own, 300, "force note: ask for CCTV")
 
@@ -579,13 +649,16 @@ def test_the_clip_page_shows_others_access_to_auditors_only_and_notes_to_their_s
 
     page = page_of("aud_white")
     row = page.locator("tr[data-type='clip.viewed'][data-actor='user:eo_brown']").filter(
-        has_text="PSD file 31")
+        has_text="PSD file 31"
+    )
     expect(row).to_have_count(1)
     expect(row).to_contain_text("10.9.8.7")
     assert "privileged: weak identification" not in page.locator("main").inner_text()
 
 
-def test_an_auditor_without_a_grant_sees_a_bundle_but_cannot_take_it(store: Store, open_page) -> None:
+def test_an_auditor_without_a_grant_sees_a_bundle_but_cannot_take_it(
+    store: Store, open_page
+) -> None:
     from evidence.bundles import service as bundles
     from evidence.cases import service as cases
 
@@ -608,7 +681,9 @@ def test_an_auditor_without_a_grant_sees_a_bundle_but_cannot_take_it(store: Stor
     page = open_page().page
     sign_in(page, store.url, "eo_brown")
     page.goto(f"{store.url}/ui/cases/{case['id']}")
-    expect(page.locator(f"tr[data-bundle='{b['id']}']").get_by_role("button", name="Download ZIP")).to_be_visible()
+    expect(
+        page.locator(f"tr[data-bundle='{b['id']}']").get_by_role("button", name="Download ZIP")
+    ).to_be_visible()
 
 
 def test_wrong_password_says_nothing_about_which_part_was_wrong(store: Store, open_page) -> None:
@@ -645,10 +720,12 @@ def test_session_cookie_and_sign_out(store: Store, open_page) -> None:
     assert "/ui/login" in page.url
     assert ledger_entries(store.ctx, "user.logged_out")[-1]["actor"] == "user:eo_brown"
     # The cookie's token is bound to it: a token from the JSON API cannot stand in for it.
-    token = httpx.post(store.url + "/api/v1/auth/token",
-                       data={"username": "eo_brown", "password": PASSWORD}).json()["access_token"]
-    page.context.add_cookies([{"name": "evidence_ui", "value": f"v1.x.0.forged.{token}",
-                               "url": store.url}])
+    token = httpx.post(
+        store.url + "/api/v1/auth/token", data={"username": "eo_brown", "password": PASSWORD}
+    ).json()["access_token"]
+    page.context.add_cookies(
+        [{"name": "evidence_ui", "value": f"v1.x.0.forged.{token}", "url": store.url}]
+    )
     page.goto(store.url + "/ui/clips")
     assert "/ui/login" in page.url
 
@@ -678,19 +755,28 @@ def test_forms_need_this_sessions_csrf_token(store: Store, open_page) -> None:
     url = f"{store.url}/ui/clips/{store.other}/tags"
     forged = page.request.post(url, form={"tag": "forged", "csrf": "nope"}, max_redirects=0)
     assert forged.status == 403
-    cross_site = page.request.post(url, form={"tag": "forged", "csrf": token}, max_redirects=0,
-                                   headers={"Sec-Fetch-Site": "cross-site"})
+    cross_site = page.request.post(
+        url,
+        form={"tag": "forged", "csrf": token},
+        max_redirects=0,
+        headers={"Sec-Fetch-Site": "cross-site"},
+    )
     assert cross_site.status == 403
     ok = page.request.post(url, form={"tag": "INC-1", "csrf": token}, max_redirects=0)
     assert ok.status == 303
-    assert [e["tag"] for e in ledger_entries(store.ctx, "clip.tagged")
-            if e["subject"]["clip"] == store.other] == ["INC-1"]
+    assert [
+        e["tag"]
+        for e in ledger_entries(store.ctx, "clip.tagged")
+        if e["subject"]["clip"] == store.other
+    ] == ["INC-1"]
 
 
 # -- auditors and admins ------------------------------------------------------------------------------
 
 
-def test_auditor_reads_the_access_log_and_plays_nothing_without_a_grant(store: Store, open_page) -> None:
+def test_auditor_reads_the_access_log_and_plays_nothing_without_a_grant(
+    store: Store, open_page
+) -> None:
     page = open_page().page
     sign_in(page, store.url, "aud_white")
     assert listed(page) == {store.own, store.other, store.broken}
@@ -712,7 +798,9 @@ def test_auditor_reads_the_access_log_and_plays_nothing_without_a_grant(store: S
     text = Path(download.value.path()).read_text()
     assert text.startswith("index,time_utc,type,event,actor") and "user:aud_white" in text
     assert "pc_smith" not in text
-    reads = [e for e in ledger_entries(store.ctx, "audit.log_read") if e["actor"] == "user:aud_white"]
+    reads = [
+        e for e in ledger_entries(store.ctx, "audit.log_read") if e["actor"] == "user:aud_white"
+    ]
     assert reads[-1]["export"] is True
     assert reads[-1]["filter"] == {"person": "aud_white", "type": "user.logged_in"}
     page.fill("#f-person", "nobody-at-all")
@@ -760,7 +848,8 @@ def approve_in_ui(page: Page, base: str, username: str, kind: str) -> None:
 
 
 def test_admin_creates_an_officer_who_enrols_is_approved_signs_in_and_is_signed_out_once_disabled(
-        store: Store, open_page) -> None:
+    store: Store, open_page
+) -> None:
     w = open_page()
     admin = w.page
     sign_in(admin, store.url, "adm_black")
@@ -777,7 +866,9 @@ def test_admin_creates_an_officer_who_enrols_is_approved_signs_in_and_is_signed_
     admin.fill("#nu-username", "pc_new")
     admin.fill("#nu-officer", "PC1234")
     admin.get_by_role("button", name="Create user").click()
-    expect(admin.locator("#user-error")).to_have_text("Officer id 'PC1234' already belongs to pc_smith.")
+    expect(admin.locator("#user-error")).to_have_text(
+        "Officer id 'PC1234' already belongs to pc_smith."
+    )
     admin.fill("#nu-officer", "PC9001")
     admin.get_by_role("button", name="Create user").click()
     admin.wait_for_url(re.compile(r"/ui/users/new-link$"))
@@ -815,7 +906,9 @@ def test_admin_creates_an_officer_who_enrols_is_approved_signs_in_and_is_signed_
     sign_in(officer, store.url, "pc_new", NEW_PASSWORD)
     expect(officer.locator("#signin-error")).to_have_text(REFUSED)
     admin.goto(store.url + "/ui/approvals")
-    expect(admin.locator("tr[data-user='pc_new']")).to_contain_text("Another administrator decides: you asked")
+    expect(admin.locator("tr[data-user='pc_new']")).to_contain_text(
+        "Another administrator decides: you asked"
+    )
     assert admin.locator("tr[data-user='pc_new'] button").count() == 0
     second = open_page().page
     sign_in(second, store.url, "adm_grey")
@@ -832,7 +925,9 @@ def test_admin_creates_an_officer_who_enrols_is_approved_signs_in_and_is_signed_
     row.locator("select[name=role]").select_option("evidence_officer")
     row.get_by_role("button", name="Change").click()
     expect(admin.locator(".flash--ok")).to_contain_text("once another administrator approves it")
-    expect(row.locator("[data-pending-role]")).to_have_attribute("data-pending-role", "evidence_officer")
+    expect(row.locator("[data-pending-role]")).to_have_attribute(
+        "data-pending-role", "evidence_officer"
+    )
     officer.goto(store.url + "/ui/clips")
     expect(officer.locator("h1")).to_have_text("My clips")
     approve_in_ui(second, store.url, "pc_new", "role")
@@ -862,9 +957,11 @@ def test_admin_creates_an_officer_who_enrols_is_approved_signs_in_and_is_signed_
         }
         document.body.append(f); f.submit(); }""")
     expect(admin.locator("#row-error")).to_have_text(
-        "You cannot disable yourself or change your own role.")
+        "You cannot disable yourself or change your own role."
+    )
     expect(admin.locator("tr[data-user='adm_black'] [data-status]")).to_have_attribute(
-        "data-status", "active")
+        "data-status", "active"
+    )
 
     admin.goto(store.url + "/ui/users")
     screenshot(admin, "ui-users-desktop.png")
@@ -876,7 +973,9 @@ def test_admin_creates_an_officer_who_enrols_is_approved_signs_in_and_is_signed_
     screenshot(phone, "ui-users-phone.png")
 
 
-def test_a_forced_reset_gives_a_link_and_the_auditor_sees_the_alerts(store: Store, open_page) -> None:
+def test_a_forced_reset_gives_a_link_and_the_auditor_sees_the_alerts(
+    store: Store, open_page
+) -> None:
     create_user(store.ctx.ledger, "cps_reset", "cps", PASSWORD)
     w = open_page()
     admin = w.page
@@ -909,7 +1008,8 @@ def test_a_forced_reset_gives_a_link_and_the_auditor_sees_the_alerts(store: Stor
 
 
 def test_a_user_changes_their_password_and_turns_on_two_factor_with_a_qr_code(
-        store: Store, open_page) -> None:
+    store: Store, open_page
+) -> None:
     from evidence import identity
 
     create_user(store.ctx.ledger, "eo_totp", "evidence_officer", PASSWORD)
@@ -967,7 +1067,8 @@ def test_admin_creates_a_device_and_sees_its_key_once(store: Store, open_page) -
     page.get_by_role("button", name="Create device").click()
     page.wait_for_url(re.compile(r"/ui/devices/new-key$"))
     expect(page.locator("#key-warning")).to_contain_text(
-        "Copy the key now: it will not be shown again.")
+        "Copy the key now: it will not be shown again."
+    )
     key = page.locator("#device-key").inner_text().strip()
     assert authenticate_device(store.ctx.ledger, key).name == "dock-custody-2"
     page.get_by_role("button", name="Copy key").click()
@@ -977,8 +1078,9 @@ def test_admin_creates_a_device_and_sees_its_key_once(store: Store, open_page) -
     page.reload()
     expect(page.locator("h1")).to_have_text("No key to show")
     assert key not in page.content()
-    assert key not in json.dumps([e.decode() for _, e in store.ctx.ledger.entries(
-        0, store.ctx.ledger.size())])
+    assert key not in json.dumps(
+        [e.decode() for _, e in store.ctx.ledger.entries(0, store.ctx.ledger.size())]
+    )
     # Disabled: its key opens nothing from now on.
     page.goto(store.url + "/ui/devices")
     row = page.locator("tr[data-device='dock-custody-2']")
@@ -991,7 +1093,8 @@ def test_admin_creates_a_device_and_sees_its_key_once(store: Store, open_page) -
 
 
 def test_admin_grants_an_auditor_a_clip_which_the_auditor_can_then_play(
-        store: Store, open_page) -> None:
+    store: Store, open_page
+) -> None:
     create_user(store.ctx.ledger, "aud_grey", "auditor", PASSWORD)
     w = open_page()
     admin = w.page
@@ -1010,7 +1113,9 @@ def test_admin_grants_an_auditor_a_clip_which_the_auditor_can_then_play(
     expect(admin.locator("#g-target-id")).to_have_value(store.other)
     admin.fill("#g-ends", (today + dt.timedelta(days=7)).isoformat())
     admin.get_by_role("button", name="Grant access").click()
-    expect(admin.locator(".flash--ok")).to_contain_text("it opens nothing until another administrator approves it")
+    expect(admin.locator(".flash--ok")).to_contain_text(
+        "it opens nothing until another administrator approves it"
+    )
     grant = admin.locator("tr[data-grant]", has_text="aud_grey")
     expect(grant).to_contain_text("Complaint 2024/117")
     expect(grant).to_contain_text((today + dt.timedelta(days=7)).isoformat() + " 00:00")
@@ -1022,7 +1127,9 @@ def test_admin_grants_an_auditor_a_clip_which_the_auditor_can_then_play(
     # Until a second administrator approves, the auditor cannot play it.
     auditor = open_page().page
     sign_in(auditor, store.url, "aud_grey")
-    assert auditor.request.get(f"{store.url}/ui/clips/{store.other}/stream?reason=audit").status == 403
+    assert (
+        auditor.request.get(f"{store.url}/ui/clips/{store.other}/stream?reason=audit").status == 403
+    )
     second = open_page().page
     sign_in(second, store.url, "adm_grey")
     approve_in_ui(second, store.url, "aud_grey", "grant")
@@ -1034,11 +1141,15 @@ def test_admin_grants_an_auditor_a_clip_which_the_auditor_can_then_play(
     src = auditor.locator("video#video").get_attribute("src")
     response = auditor.request.get(store.url + src, headers={"Range": "bytes=0-1023"})
     assert response.status == 206
-    assert auditor.request.get(f"{store.url}/ui/clips/{store.own}/stream?reason=audit").status == 403
+    assert (
+        auditor.request.get(f"{store.url}/ui/clips/{store.own}/stream?reason=audit").status == 403
+    )
 
     # The admin ends the grant early; the auditor's next request is refused.
     admin.goto(store.url + "/ui/grants")
-    admin.locator("tr[data-grant]", has_text="aud_grey").get_by_role("button", name="Revoke").click()
+    admin.locator("tr[data-grant]", has_text="aud_grey").get_by_role(
+        "button", name="Revoke"
+    ).click()
     expect(admin.locator(".flash--ok")).to_contain_text("Grant revoked")
     expect(admin.locator("tr[data-grant]", has_text="aud_grey")).to_have_count(0)
     assert auditor.request.get(store.url + src, headers={"Range": "bytes=0-1023"}).status == 403
@@ -1064,8 +1175,9 @@ def test_every_ui_route_has_a_gate_and_every_post_checks_csrf(tmp_path: Path) ->
         mounted = [(c.original_route, c) for c in iter_route_contexts(app.routes)]
     except ImportError:
         mounted = [(r, r) for r in app.routes]
-    routes = [r for declared, r in mounted
-              if isinstance(declared, APIRoute) and r.path.startswith("/ui")]
+    routes = [
+        r for declared, r in mounted if isinstance(declared, APIRoute) and r.path.startswith("/ui")
+    ]
     assert len(routes) >= 20
 
     def calls(dependant: Any) -> Iterator[Any]:
@@ -1168,12 +1280,18 @@ def test_the_register_in_the_browser_and_the_unattributed_queue(store: Store, op
     eo.get_by_role("button", name="Attribute").click()
     expect(eo.locator(".flash--ok")).to_contain_text("Attribution recorded")
     expect(eo.locator("#attribution [data-officer]")).to_contain_text("PC5678")
-    expect(eo.locator("#attribution [data-attribution-reason]")).to_contain_text("identified herself")
+    expect(eo.locator("#attribution [data-attribution-reason]")).to_contain_text(
+        "identified herself"
+    )
     custody = eo.locator("tr[data-type='clip.attributed']")
     expect(custody).to_contain_text("officer id none")  # the previous attribution, in words
     expect(custody).to_contain_text("officer id PC5678")
     assert "{'" not in custody.inner_text(), "never a raw dict"
-    [entry] = [e for e in ledger_entries(store.ctx, "clip.attributed") if e["subject"]["clip"] == store.other]
+    [entry] = [
+        e
+        for e in ledger_entries(store.ctx, "clip.attributed")
+        if e["subject"]["clip"] == store.other
+    ]
     assert entry["new"]["officer_id"] == "PC5678" and entry["previous"]["officer_id"] is None
     eo.goto(store.url + "/ui/clips/unattributed")
     expect(eo.locator(f"tr[data-clip-id='{store.other}']")).to_have_count(0)

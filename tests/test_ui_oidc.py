@@ -42,9 +42,17 @@ CALLBACK = "/ui/login/oidc/callback"
 
 def idp_settings(tmp: Path, url: str, idp: OidcProvider, mode: str) -> Settings:
     return make_settings(
-        tmp, url, identity_mode=mode, oidc_issuer=idp.issuer, oidc_audience=API_AUDIENCE,
-        oidc_jwks_url=idp.jwks_url, oidc_authorization_url=idp.authorization_url,
-        oidc_token_url=idp.token_url, oidc_client_id=CLIENT_ID, oidc_display_name=IDP_NAME)
+        tmp,
+        url,
+        identity_mode=mode,
+        oidc_issuer=idp.issuer,
+        oidc_audience=API_AUDIENCE,
+        oidc_jwks_url=idp.jwks_url,
+        oidc_authorization_url=idp.authorization_url,
+        oidc_token_url=idp.token_url,
+        oidc_client_id=CLIENT_ID,
+        oidc_display_name=IDP_NAME,
+    )
 
 
 @dataclass
@@ -53,8 +61,9 @@ class Server:
     ctx: Context
 
 
-def _serve(tmp_path_factory: pytest.TempPathFactory, idp: OidcProvider,
-           mode: str) -> Iterator[Server]:
+def _serve(
+    tmp_path_factory: pytest.TempPathFactory, idp: OidcProvider, mode: str
+) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp(f"oidc-{mode}")
     url = f"sqlite:///{tmp}/evidence.db"
     upgrade(url)
@@ -96,8 +105,11 @@ def idp(oidc_idp: OidcProvider) -> OidcProvider:
 
 
 def entries(ctx: Context, type_: str) -> list[dict[str, Any]]:
-    return [e for _, raw in ctx.ledger.entries(0, ctx.ledger.size())
-            if (e := json.loads(raw))["type"] == type_]
+    return [
+        e
+        for _, raw in ctx.ledger.entries(0, ctx.ledger.size())
+        if (e := json.loads(raw))["type"] == type_
+    ]
 
 
 def cookies(page: Page) -> dict[str, dict[str, Any]]:
@@ -119,8 +131,10 @@ def token_claims(cookie_value: str) -> dict[str, Any]:
 
 
 def test_pkce_s256_matches_rfc_7636_appendix_b() -> None:
-    assert identity.pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk") == \
-        "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    assert (
+        identity.pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")
+        == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    )
     verifier = identity.pkce_verifier()
     assert len(verifier) == 43 and identity.pkce_challenge(verifier) == s256(verifier)
     assert identity.pkce_verifier() != verifier
@@ -133,14 +147,21 @@ def test_the_authorization_request_carries_pkce_nonce_state_and_the_redirect_uri
     tmp_path: Path, sqlite_url: str, oidc_idp: OidcProvider
 ) -> None:
     settings = idp_settings(tmp_path, sqlite_url, oidc_idp, "both").model_copy(
-        update={"oidc_scopes": "profile email", "public_url": "https://evidence.force.example/"})
+        update={"oidc_scopes": "profile email", "public_url": "https://evidence.force.example/"}
+    )
     url = identity.oidc_authorization_url(settings, state="S", nonce="N", verifier="v" * 43)
     assert url.startswith(oidc_idp.authorization_url + "?")
     q = dict(parse_qsl(urlsplit(url).query))
-    assert q == {"response_type": "code", "client_id": CLIENT_ID, "scope": "openid profile email",
-                 "redirect_uri": "https://evidence.force.example/ui/login/oidc/callback",
-                 "state": "S", "nonce": "N", "code_challenge": s256("v" * 43),
-                 "code_challenge_method": "S256"}
+    assert q == {
+        "response_type": "code",
+        "client_id": CLIENT_ID,
+        "scope": "openid profile email",
+        "redirect_uri": "https://evidence.force.example/ui/login/oidc/callback",
+        "state": "S",
+        "nonce": "N",
+        "code_challenge": s256("v" * 43),
+        "code_challenge_method": "S256",
+    }
     enabled = identity.oidc_browser_sign_in_enabled
     for missing in ("oidc_authorization_url", "oidc_token_url", "oidc_client_id"):
         assert not enabled(settings.model_copy(update={missing: None}))
@@ -152,11 +173,18 @@ def test_the_id_token_must_be_for_this_client_and_this_sign_in(
 ) -> None:
     ctx = Context(idp_settings(tmp_path, sqlite_url, oidc_idp, "both"))
     t = int(clock.now().timestamp())
-    good = {"iss": oidc_idp.issuer, "aud": CLIENT_ID, "sub": "s", "iat": t, "exp": t + 60,
-            "nonce": "n-1"}
+    good = {
+        "iss": oidc_idp.issuer,
+        "aud": CLIENT_ID,
+        "sub": "s",
+        "iat": t,
+        "exp": t + 60,
+        "nonce": "n-1",
+    }
     assert identity.verify_id_token(ctx, oidc_idp.sign(good), "n-1")["sub"] == "s"
     cases = {
-        "other nonce": ({}, "nonce"), "no nonce": ({"nonce": None}, "nonce"),
+        "other nonce": ({}, "nonce"),
+        "no nonce": ({"nonce": None}, "nonce"),
         "API audience": ({"aud": API_AUDIENCE}, "(?i)audience"),
         "several audiences, no azp": ({"aud": [CLIENT_ID, "other"]}, "azp"),
         "other issuer": ({"iss": "https://evil.example"}, "(?i)issuer"),
@@ -176,8 +204,9 @@ def test_the_code_exchange_needs_the_pkce_verifier(
     settings = idp_settings(tmp_path, sqlite_url, idp, "both")
     idp.redirect_uris.add(identity.oidc_redirect_uri(settings))
     verifier = identity.pkce_verifier()
-    authorize = httpx.get(identity.oidc_authorization_url(settings, state="s", nonce="n",
-                                                          verifier=verifier))
+    authorize = httpx.get(
+        identity.oidc_authorization_url(settings, state="s", nonce="n", verifier=verifier)
+    )
     assert authorize.status_code == 302
     code = dict(parse_qsl(urlsplit(authorize.headers["location"]).query))["code"]
     with pytest.raises(NotAuthenticated, match=r"HTTP 400, invalid_grant"):
@@ -233,8 +262,11 @@ def test_sign_in_with_the_idp_lands_signed_in_with_the_idps_role(
     assert s256(exchange["code_verifier"]) == sent["code_challenge"]
     assert exchange["redirect_uri"] == sent["redirect_uri"]
 
-    (entry,) = [e for e in entries(both.ctx, "user.logged_in")
-                if e["actor"] == "user:dc.ellis@force.example"]
+    (entry,) = [
+        e
+        for e in entries(both.ctx, "user.logged_in")
+        if e["actor"] == "user:dc.ellis@force.example"
+    ]
     assert entry["method"] == "oidc" and entry["source_ip"] == "127.0.0.1"
     (provisioned,) = entries(both.ctx, "user.provisioned")
     assert provisioned["role"] == "evidence_officer" and provisioned["issuer"] == idp.issuer
@@ -253,8 +285,11 @@ def test_sign_in_with_the_idp_lands_signed_in_with_the_idps_role(
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url(re.compile(r"/ui/login$"))
     assert "evidence_ui" not in cookies(page)
-    assert not [e for e in entries(both.ctx, "user.logged_out")
-                if e["actor"] == "user:dc.ellis@force.example"]
+    assert not [
+        e
+        for e in entries(both.ctx, "user.logged_out")
+        if e["actor"] == "user:dc.ellis@force.example"
+    ]
 
 
 def test_the_session_ends_when_the_idps_token_expires(
@@ -282,8 +317,9 @@ def test_the_flow_cookie_is_lax_sealed_and_short_lived(both: Server, idp: OidcPr
         assert http.get("/ui/login/oidc").status_code == 400  # the notice not acknowledged
         r = http.get("/ui/login/oidc", params={"acknowledge": "yes", "next": "/ui/cases"})
     assert r.status_code == 303 and r.headers["location"].startswith(idp.authorization_url + "?")
-    (set_cookie,) = [h for h in r.headers.get_list("set-cookie")
-                     if h.startswith("evidence_ui_oidc=")]
+    (set_cookie,) = [
+        h for h in r.headers.get_list("set-cookie") if h.startswith("evidence_ui_oidc=")
+    ]
     attrs = {a.strip().split("=")[0].lower() for a in set_cookie.split(";")}
     assert {"httponly", "max-age", "path"} <= attrs and "samesite=lax" in set_cookie.lower()
     assert "Max-Age=600" in set_cookie
@@ -331,8 +367,9 @@ def test_a_person_without_a_known_role_is_refused_and_not_provisioned(
     both: Server, idp: OidcProvider, page: Page
 ) -> None:
     size = both.ctx.ledger.size()
-    idp.reset(sub="9f-idp-sheriff", preferred_username="sheriff.x",
-              roles=["offline_access", "sheriff"])
+    idp.reset(
+        sub="9f-idp-sheriff", preferred_username="sheriff.x", roles=["offline_access", "sheriff"]
+    )
     responses: list[int] = []
     page.on("response", lambda r: responses.append(r.status) if CALLBACK in r.url else None)
     click_idp_button(page, both.url)
@@ -349,8 +386,11 @@ def test_in_oidc_only_mode_there_is_no_password_form(
     expect(page.locator("#idp-sign-in")).to_have_text(f"Sign in with {IDP_NAME}")
     assert page.locator("#password").count() == 0
     assert page.locator("form[action='/ui/login']").count() == 0
-    refused = page.request.post(oidc_only.url + "/ui/login", max_redirects=0, form={
-        "username": "eo_local", "password": PASSWORD, "acknowledge": "yes", "nonce": "x"})
+    refused = page.request.post(
+        oidc_only.url + "/ui/login",
+        max_redirects=0,
+        form={"username": "eo_local", "password": PASSWORD, "acknowledge": "yes", "nonce": "x"},
+    )
     assert refused.status == 403 and "Password sign-in is turned off" in refused.text()
     assert not entries(oidc_only.ctx, "user.logged_in")
     # The IdP's way in works, and stays signed in over several pages (no renewal into a

@@ -44,8 +44,15 @@ def test_evidence_officer_requests_a_redaction_from_the_clip_page(world, open_pa
     page.goto(f"{base}/ui/clips/{clip_id}")
     form = page.locator("#redact form")
     # A box past the end of the clip is refused, with the reason, and nothing is recorded.
-    fields = {"x": "100", "y": "80", "w": "320", "h": "240", "box_from": "0", "box_to": "9:00",
-              "reason": "face of a bystander"}
+    fields = {
+        "x": "100",
+        "y": "80",
+        "w": "320",
+        "h": "240",
+        "box_from": "0",
+        "box_to": "9:00",
+        "reason": "face of a bystander",
+    }
 
     def submit(values: dict[str, str]) -> None:
         for name, value in values.items():

@@ -54,8 +54,11 @@ def principal(ctx: Context, username: str) -> Principal:
 
 
 def entries(ctx: Context, type_: str) -> list[dict]:
-    return [e for _, raw in ctx.ledger.entries(0, ctx.ledger.size())
-            if (e := json.loads(raw))["type"] == type_]
+    return [
+        e
+        for _, raw in ctx.ledger.entries(0, ctx.ledger.size())
+        if (e := json.loads(raw))["type"] == type_
+    ]
 
 
 def test_evidence_officer_holds_reviews_and_disposes(world, open_page) -> None:  # noqa: F811
@@ -65,7 +68,8 @@ def test_evidence_officer_holds_reviews_and_disposes(world, open_page) -> None: 
     sign_in(page, base, "eo_brown")
     page.goto(f"{base}/ui/clips/{held}")
     expect(page.locator("[data-retention=due]")).to_contain_text(
-        (clock.now() + dt.timedelta(days=31)).strftime("%Y"))
+        (clock.now() + dt.timedelta(days=31)).strftime("%Y")
+    )
     page.fill("#hold-reason", "Crown Court order 17/2026")
     page.get_by_role("button", name="Place hold").click()
     expect(page.locator(".flash")).to_contain_text("Legal hold placed")
@@ -123,8 +127,9 @@ def test_evidence_officer_holds_reviews_and_disposes(world, open_page) -> None: 
     assert response is not None and response.status == 403
 
 
-def test_an_officer_sees_that_their_clip_is_held_but_not_why(tmp_path: Path, clip_1080p,
-                                                             open_page) -> None:  # noqa: F811
+def test_an_officer_sees_that_their_clip_is_held_but_not_why(
+    tmp_path: Path, clip_1080p, open_page
+) -> None:  # noqa: F811
     """The hold's reason can name an inquiry into the officer who recorded the clip: their
     clip page says it is held, in the retention section and the custody timeline, not why."""
     url = f"sqlite:///{tmp_path}/evidence.db"

@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from evidence.accounts.service import create_user
 from evidence.cli import app
 from evidence.context import Context
 from evidence.ledger import merkle
 from evidence.verify.ledger import ApiSource, DatabaseSource, verify_ledger
 from evidence.verify.report import Report
-from evidence.accounts.service import create_user
 from tests.fixtures.api import running_api
 from tests.fixtures.people import PASSWORD, login
 
@@ -57,14 +57,19 @@ def test_untouched_ledger_verifies(filled: Context) -> None:
 
 
 def test_edited_entry_is_named(filled: Context) -> None:
-    behind_the_back(filled, "UPDATE ledger_entries SET entry = :e WHERE idx = 7",
-                    params={"e": b'{"type":"forged"}'})
+    behind_the_back(
+        filled,
+        "UPDATE ledger_entries SET entry = :e WHERE idx = 7",
+        params={"e": b'{"type":"forged"}'},
+    )
     code, out = run_verify(filled)
     assert code == 1
     assert "entry 7: its bytes do not hash to the stored leaf hash" in out
 
 
-def test_edit_with_every_hash_recomputed_is_pinpointed_by_signed_checkpoints(filled: Context) -> None:
+def test_edit_with_every_hash_recomputed_is_pinpointed_by_signed_checkpoints(
+    filled: Context,
+) -> None:
     """The attacker rewrites entry 11 and recomputes leaf, chain and tree columns after it.
 
     Only the signatures they cannot forge are left to catch it."""
@@ -77,13 +82,17 @@ def test_edit_with_every_hash_recomputed_is_pinpointed_by_signed_checkpoints(fil
         leaf = merkle.leaf_hash(e)
         chain = hashlib.sha256(chain + leaf).digest()
         tree.append(leaf)
-        stmts.append(f"UPDATE ledger_entries SET entry = :e{i}, leaf_hash = :l{i}, "
-                     f"chain_hash = :c{i} WHERE idx = {i}")
+        stmts.append(
+            f"UPDATE ledger_entries SET entry = :e{i}, leaf_hash = :l{i}, "
+            f"chain_hash = :c{i} WHERE idx = {i}"
+        )
         params.update({f"e{i}": e, f"l{i}": leaf, f"c{i}": chain})
     for (level, pos), h in tree.nodes().items():
         if level > 0:
-            stmts.append(f"UPDATE ledger_nodes SET hash = :n{level}_{pos} "
-                         f"WHERE level = {level} AND position = {pos}")
+            stmts.append(
+                f"UPDATE ledger_nodes SET hash = :n{level}_{pos} "
+                f"WHERE level = {level} AND position = {pos}"
+            )
             params[f"n{level}_{pos}"] = h
     behind_the_back(filled, *stmts, params=params)
     code, out = run_verify(filled)
@@ -93,8 +102,9 @@ def test_edit_with_every_hash_recomputed_is_pinpointed_by_signed_checkpoints(fil
 
 
 def test_deleted_entry_is_named(filled: Context) -> None:
-    behind_the_back(filled, "DELETE FROM ledger_refs WHERE idx = 5",
-                    "DELETE FROM ledger_entries WHERE idx = 5")
+    behind_the_back(
+        filled, "DELETE FROM ledger_refs WHERE idx = 5", "DELETE FROM ledger_entries WHERE idx = 5"
+    )
     code, out = run_verify(filled)
     assert code == 1
     assert "entry 5 is missing" in out
@@ -114,8 +124,11 @@ def test_reordered_entries_are_named(filled: Context) -> None:
 
 
 def test_truncated_tail_is_caught_by_the_latest_checkpoint(filled: Context) -> None:
-    behind_the_back(filled, f"DELETE FROM ledger_refs WHERE idx >= {N - 3}",
-                    f"DELETE FROM ledger_entries WHERE idx >= {N - 3}")
+    behind_the_back(
+        filled,
+        f"DELETE FROM ledger_refs WHERE idx >= {N - 3}",
+        f"DELETE FROM ledger_entries WHERE idx >= {N - 3}",
+    )
     code, out = run_verify(filled)
     assert code == 1
     assert f"entry {N - 3} onwards removed" in out
@@ -132,8 +145,8 @@ def test_truncation_with_checkpoints_removed_is_caught_by_a_saved_checkpoint(
         f"DELETE FROM ledger_refs WHERE idx >= {cut}",
         f"DELETE FROM ledger_entries WHERE idx >= {cut}",
         f"DELETE FROM ledger_nodes WHERE position * (1 << level) + (1 << level) > {cut}"
-        if filled.db.dialect == "postgresql" else
-        f"DELETE FROM ledger_nodes WHERE position * (1 << level) + (1 << level) > {cut}",
+        if filled.db.dialect == "postgresql"
+        else f"DELETE FROM ledger_nodes WHERE position * (1 << level) + (1 << level) > {cut}",
         f"DELETE FROM checkpoints WHERE tree_size > {cut}",
     )
     code, out = run_verify(filled)
@@ -174,13 +187,25 @@ def test_verify_over_the_api_matches(filled: Context, tmp_path: Path) -> None:
     with running_api(filled.settings) as url:
         token = auditor_token(filled, url)
         size = filled.ledger.size()
-        report = verify_ledger(ApiSource(url, token), Report(), key=filled.ledger.verifier_key,
-                               saved_checkpoint=saved)
+        report = verify_ledger(
+            ApiSource(url, token), Report(), key=filled.ledger.verifier_key, saved_checkpoint=saved
+        )
         assert report.ok, [c.line() for c in report.checks]
         assert any(c.name == f"consistency 5 -> {size}" and c.ok for c in report.checks)
         (tmp_path / "cp").write_text(saved)
-        result = CliRunner().invoke(app, ["verify", "ledger", "--api", url, "--checkpoint",
-                                          str(tmp_path / "cp"), "--token", token])
+        result = CliRunner().invoke(
+            app,
+            [
+                "verify",
+                "ledger",
+                "--api",
+                url,
+                "--checkpoint",
+                str(tmp_path / "cp"),
+                "--token",
+                token,
+            ],
+        )
         assert result.exit_code == 0, result.output
         assert "verifier key taken from" in result.output
         # Refusals show the server's own words and what to do, not a guess about the network.
@@ -188,8 +213,12 @@ def test_verify_over_the_api_matches(filled: Context, tmp_path: Path) -> None:
 
         for bad_token in (None, "an-expired-or-forged-token"):
             headers = {"Authorization": f"Bearer {bad_token}"} if bad_token else {}
-            said = httpx.get(f"{url}/api/v1/ledger/entries?start=0&end=1", headers=headers).json()["detail"]
-            args = ["verify", "ledger", "--api", url] + (["--token", bad_token] if bad_token else [])
+            said = httpx.get(f"{url}/api/v1/ledger/entries?start=0&end=1", headers=headers).json()[
+                "detail"
+            ]
+            args = ["verify", "ledger", "--api", url] + (
+                ["--token", bad_token] if bad_token else []
+            )
             refused = CliRunner().invoke(app, args)
             assert refused.exit_code == 1 and "HTTP 401" in refused.output
             assert said in refused.output and "sign in again" in refused.output
@@ -199,8 +228,9 @@ def test_verify_over_the_api_matches(filled: Context, tmp_path: Path) -> None:
 def test_api_verify_pinpoints_a_recomputed_edit(filled: Context) -> None:
     rows = filled.ledger.entries(0, N)
     forged = [e if i != 16 else e.replace(b'"n":16', b'"n":61') for i, e in rows]
-    behind_the_back(filled, "UPDATE ledger_entries SET entry = :e WHERE idx = 16",
-                    params={"e": forged[16]})
+    behind_the_back(
+        filled, "UPDATE ledger_entries SET entry = :e WHERE idx = 16", params={"e": forged[16]}
+    )
     with running_api(filled.settings) as url:
         token = auditor_token(filled, url)
         report = verify_ledger(ApiSource(url, token), Report(), key=filled.ledger.verifier_key)

@@ -22,8 +22,12 @@ with work_dir(Path(sys.argv[1])) as d:
 
 
 def _holder(root: Path) -> tuple[subprocess.Popen, Path]:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(root)], stdout=subprocess.PIPE,
-                            text=True, env={**os.environ})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(root)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
     assert proc.stdout is not None
     return proc, Path(proc.stdout.readline().strip())
 

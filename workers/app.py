@@ -66,8 +66,12 @@ def _transport_options(url: str, settings: Settings) -> dict[str, object]:
 
 # Sending from the outbox: a down broker should fail fast (the row stays queued and the next
 # relay tries again), not hold a request for kombu's default retries.
-SEND_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.25,
-                     "interval_max": 0.5}
+SEND_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.25,
+    "interval_max": 0.5,
+}
 
 
 def make_sender(celery: Celery) -> Callable[[str, list[Any]], None]:

@@ -14,11 +14,11 @@ from celery.signals import worker_ready
 from minio.error import ServerError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from workers.app import app
+from evidence import workfiles
 from evidence.config import get_settings
 from evidence.context import Context
-from evidence import workfiles
 from evidence.errors import DiskFull, is_disk_full
+from workers.app import app
 
 log = logging.getLogger(__name__)
 _ctx: Context | None = None
@@ -39,8 +39,14 @@ def context() -> Context:
 # fault clearing; the 20 retries cover about ten minutes, after which the stalled-upload
 # sweep takes over.
 TRANSIENT: tuple[type[BaseException], ...] = (
-    OSError, ConnectionError, TimeoutError, OperationalError, InterfaceError,
-    urllib3.exceptions.HTTPError, ServerError, DiskFull,
+    OSError,
+    ConnectionError,
+    TimeoutError,
+    OperationalError,
+    InterfaceError,
+    urllib3.exceptions.HTTPError,
+    ServerError,
+    DiskFull,
 )
 RETRY_TRANSIENT: dict[str, Any] = {
     "autoretry_for": TRANSIENT,
@@ -116,7 +122,9 @@ def build_bundle(self, bundle_id: str) -> str:  # type: ignore[no-untyped-def]
     """Build one court bundle; safe to run twice (a ready bundle is left as it is)."""
     from evidence.bundles.service import build_bundle as build
 
-    state = build(context(), bundle_id, progress=lambda pct: log.info("bundle %s: %d%%", bundle_id, pct))
+    state = build(
+        context(), bundle_id, progress=lambda pct: log.info("bundle %s: %d%%", bundle_id, pct)
+    )
     log.info("bundle %s: %s", bundle_id, state)
     return state
 
@@ -176,9 +184,13 @@ def retention_sweep() -> dict:
     report = sweep(context())
     if report.queued or report.disposed or report.waiting:
         log.info("retention: %s", report)
-    return {"rescheduled": report.rescheduled, "queued": report.queued,
-            "auto_approved": report.auto_approved, "disposed": report.disposed,
-            "waiting": len(report.waiting)}
+    return {
+        "rescheduled": report.rescheduled,
+        "queued": report.queued,
+        "auto_approved": report.auto_approved,
+        "disposed": report.disposed,
+        "waiting": len(report.waiting),
+    }
 
 
 app.conf.beat_schedule["retention-sweep"] = {
@@ -193,11 +205,15 @@ def scrub_objects() -> dict[str, int]:
     alarm in the ledger, the clip's integrity, the log and /metrics, not as task errors)."""
     from evidence.scrub import scrub
 
-    report = scrub(context(), cursor="scheduled",
-                   max_objects=get_settings().scrub_objects_per_run)
-    log.info("scrubbed %d objects (%d bytes) in %d batches, %d failures%s", report.checked,
-             report.bytes, report.batches, len(report.failures),
-             ", pass finished" if report.finished_pass else "")
+    report = scrub(context(), cursor="scheduled", max_objects=get_settings().scrub_objects_per_run)
+    log.info(
+        "scrubbed %d objects (%d bytes) in %d batches, %d failures%s",
+        report.checked,
+        report.bytes,
+        report.batches,
+        len(report.failures),
+        ", pass finished" if report.finished_pass else "",
+    )
     return {"checked": report.checked, "bytes": report.bytes, "failures": len(report.failures)}
 
 
@@ -237,7 +253,9 @@ def sweep_work_files() -> int:
 
 
 app.conf.beat_schedule["sweep-work-files"] = {
-    "task": "evidence.work.sweep", "schedule": 600.0, "options": {"expires": 600.0},
+    "task": "evidence.work.sweep",
+    "schedule": 600.0,
+    "options": {"expires": 600.0},
 }
 
 

@@ -36,8 +36,12 @@ class ResetBody(BaseModel):
 
 
 def _new_account(new: service.NewAccount) -> dict:
-    return {**new.user, "enrolment_url": new.enrolment_url,
-            "enrolment_expires_at": new.expires_at, "pending_approval": new.pending}
+    return {
+        **new.user,
+        "enrolment_url": new.enrolment_url,
+        "enrolment_expires_at": new.expires_at,
+        "pending_approval": new.pending,
+    }
 
 
 class NewDevice(BaseModel):
@@ -55,67 +59,100 @@ def list_users(request: Request, principal: Principal = Depends(gate("users.mana
 
 
 @router.post("/users", status_code=201)
-def create_user(body: NewUser, request: Request,
-                principal: Principal = Depends(gate("users.manage"))) -> dict:
+def create_user(
+    body: NewUser, request: Request, principal: Principal = Depends(gate("users.manage"))
+) -> dict:
     """The account and its one-time enrolment link (`enrolment_url`, shown once): hand it
     to the person, who chooses their own password. `pending_approval`: the role opens
     footage or administers, so it opens nothing until a second admin approves."""
     ctx = request.app.state.ctx
-    return _new_account(service.invite_user(ctx.ledger, ctx.settings, body.username, body.role,
-                                            officer_id=body.officer_id, by=principal,
-                                            full_name=body.full_name))
+    return _new_account(
+        service.invite_user(
+            ctx.ledger,
+            ctx.settings,
+            body.username,
+            body.role,
+            officer_id=body.officer_id,
+            by=principal,
+            full_name=body.full_name,
+        )
+    )
 
 
 @router.patch("/users/{username}")
-def change_user(username: str, body: UserChange, request: Request,
-                principal: Principal = Depends(gate("users.manage"))) -> dict:
-    return service.set_user_state(request.app.state.ctx.ledger, principal, username,
-                                  disabled=body.disabled, role=body.role)
+def change_user(
+    username: str,
+    body: UserChange,
+    request: Request,
+    principal: Principal = Depends(gate("users.manage")),
+) -> dict:
+    return service.set_user_state(
+        request.app.state.ctx.ledger, principal, username, disabled=body.disabled, role=body.role
+    )
 
 
 @router.post("/users/{username}/unlock")
-def unlock_user(username: str, request: Request,
-                principal: Principal = Depends(gate("users.manage"))) -> dict:
+def unlock_user(
+    username: str, request: Request, principal: Principal = Depends(gate("users.manage"))
+) -> dict:
     return service.unlock_user(request.app.state.ctx.ledger, principal, username)
 
 
 @router.post("/users/{username}/reset")
-def reset_user(username: str, request: Request, body: ResetBody | None = None,
-               principal: Principal = Depends(gate("users.manage"))) -> dict:
+def reset_user(
+    username: str,
+    request: Request,
+    body: ResetBody | None = None,
+    principal: Principal = Depends(gate("users.manage")),
+) -> dict:
     """The old password stops working; the answer's enrolment link lets the person choose
     a new one. `clear_totp` also removes their authenticator (a lost phone)."""
     ctx = request.app.state.ctx
-    return _new_account(service.force_reset(ctx.ledger, ctx.settings, principal, username,
-                                            clear_totp=body.clear_totp if body else False))
+    return _new_account(
+        service.force_reset(
+            ctx.ledger,
+            ctx.settings,
+            principal,
+            username,
+            clear_totp=body.clear_totp if body else False,
+        )
+    )
 
 
 @router.get("/approvals")
-def list_approvals(request: Request,
-                   principal: Principal = Depends(gate("accounts.approve"))) -> dict:
+def list_approvals(
+    request: Request, principal: Principal = Depends(gate("accounts.approve"))
+) -> dict:
     """Changes waiting for a second administrator (`mine`: asked for by the caller, who
     cannot decide them)."""
     return {"items": approvals.list_pending(request.app.state.ctx, principal)}
 
 
 @router.post("/approvals/{request_id}/approve")
-def approve(request_id: str, request: Request,
-            principal: Principal = Depends(gate("accounts.approve"))) -> dict:
+def approve(
+    request_id: str, request: Request, principal: Principal = Depends(gate("accounts.approve"))
+) -> dict:
     return approvals.decide(request.app.state.ctx, principal, request_id, approve=True)
 
 
 @router.post("/approvals/{request_id}/refuse")
-def refuse(request_id: str, request: Request,
-           principal: Principal = Depends(gate("accounts.approve"))) -> dict:
+def refuse(
+    request_id: str, request: Request, principal: Principal = Depends(gate("accounts.approve"))
+) -> dict:
     return approvals.decide(request.app.state.ctx, principal, request_id, approve=False)
 
 
 @router.get("/audit/alerts")
-def list_alerts(request: Request, limit: int = Query(100, ge=1, le=500),
-                before: int | None = Query(None, ge=0, le=MAX_BIGINT),
-                principal: Principal = Depends(gate("audit.read"))) -> dict:
+def list_alerts(
+    request: Request,
+    limit: int = Query(100, ge=1, le=500),
+    before: int | None = Query(None, ge=0, le=MAX_BIGINT),
+    principal: Principal = Depends(gate("audit.read")),
+) -> dict:
     """Every change to accounts, roles, approvals and grants, newest first (ledger entries)."""
-    return {"items": alerts.list_alerts(request.app.state.ctx, principal, limit=limit,
-                                        before=before)}
+    return {
+        "items": alerts.list_alerts(request.app.state.ctx, principal, limit=limit, before=before)
+    }
 
 
 @router.get("/devices")
@@ -124,15 +161,21 @@ def list_devices(request: Request, principal: Principal = Depends(gate("devices.
 
 
 @router.post("/devices", status_code=201)
-def create_device(body: NewDevice, request: Request,
-                  principal: Principal = Depends(gate("devices.manage"))) -> dict:
+def create_device(
+    body: NewDevice, request: Request, principal: Principal = Depends(gate("devices.manage"))
+) -> dict:
     """The key is in this answer once; only its hash is kept."""
-    new = service.create_device(request.app.state.ctx.ledger, body.name, kind=body.kind,
-                                actor=principal.actor)
+    new = service.create_device(
+        request.app.state.ctx.ledger, body.name, kind=body.kind, actor=principal.actor
+    )
     return {"id": new.device.id, "name": new.device.name, "kind": new.device.kind, "key": new.key}
 
 
 @router.patch("/devices/{name}", status_code=204)
-def change_device(name: str, body: DeviceChange, request: Request,
-                  principal: Principal = Depends(gate("devices.manage"))) -> None:
+def change_device(
+    name: str,
+    body: DeviceChange,
+    request: Request,
+    principal: Principal = Depends(gate("devices.manage")),
+) -> None:
     service.set_device_disabled(request.app.state.ctx.ledger, principal, name, body.disabled)

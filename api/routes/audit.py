@@ -25,8 +25,14 @@ def log_filter(
     since: dt.datetime | None = Query(None, alias="from", description="inclusive, ISO 8601"),
     until: dt.datetime | None = Query(None, alias="to", description="exclusive, ISO 8601"),
 ) -> audit.LogFilter:
-    return audit.LogFilter(person=person or None, clip_id=clip or None, case_id=case or None,
-                           entry_type=type or None, since=_utc(since), until=_utc(until))
+    return audit.LogFilter(
+        person=person or None,
+        clip_id=clip or None,
+        case_id=case or None,
+        entry_type=type or None,
+        since=_utc(since),
+        until=_utc(until),
+    )
 
 
 def _utc(t: dt.datetime | None) -> dt.datetime | None:
@@ -38,20 +44,27 @@ def _ip(request: Request) -> str | None:
 
 
 @router.get("/audit/access")
-def access_log(request: Request, f: audit.LogFilter = Depends(log_filter),
-               limit: int = Query(100, ge=1, le=audit.LOG_PAGE_MAX),
-               before: int | None = Query(None, ge=0, le=MAX_BIGINT),
-               principal: Principal = Depends(gate("audit.read"))) -> dict:
+def access_log(
+    request: Request,
+    f: audit.LogFilter = Depends(log_filter),
+    limit: int = Query(100, ge=1, le=audit.LOG_PAGE_MAX),
+    before: int | None = Query(None, ge=0, le=MAX_BIGINT),
+    principal: Principal = Depends(gate("audit.read")),
+) -> dict:
     """Access, sign-in, administrative and retention entries, newest first, filtered; page
     with `before` (the last index of the previous page). Reading it is recorded."""
-    items = audit.access_log(request.app.state.ctx, principal, f, limit=limit, before=before,
-                             source_ip=_ip(request))
+    items = audit.access_log(
+        request.app.state.ctx, principal, f, limit=limit, before=before, source_ip=_ip(request)
+    )
     return {"items": items, "next_before": items[-1]["index"] if len(items) == limit else None}
 
 
 @router.get("/audit/access.csv")
-def access_log_csv(request: Request, f: audit.LogFilter = Depends(log_filter),
-                   principal: Principal = Depends(gate("audit.read"))) -> StreamingResponse:
+def access_log_csv(
+    request: Request,
+    f: audit.LogFilter = Depends(log_filter),
+    principal: Principal = Depends(gate("audit.read")),
+) -> StreamingResponse:
     """The same log as CSV (newest first, at most audit.CSV_MAX_ROWS rows); recorded."""
     lines = audit.access_log_csv(request.app.state.ctx, principal, f, source_ip=_ip(request))
     return csv_download(lines, "access-log.csv")
@@ -66,22 +79,33 @@ class GrantBody(BaseModel):
 
 
 @router.post("/grants", status_code=201)
-def create_grant(body: GrantBody, request: Request,
-                 principal: Principal = Depends(gate("grants.manage"))) -> dict:
+def create_grant(
+    body: GrantBody, request: Request, principal: Principal = Depends(gate("grants.manage"))
+) -> dict:
     expires = body.expires_at if body.expires_at.tzinfo else body.expires_at.replace(tzinfo=dt.UTC)
-    return audit.grant_footage(request.app.state.ctx, principal, username=body.username,
-                               reason=body.reason, expires_at=expires, clip_id=body.clip_id,
-                               case_id=body.case_id)
+    return audit.grant_footage(
+        request.app.state.ctx,
+        principal,
+        username=body.username,
+        reason=body.reason,
+        expires_at=expires,
+        clip_id=body.clip_id,
+        case_id=body.case_id,
+    )
 
 
 @router.delete("/grants/{grant_id}", status_code=204)
-def revoke_grant(grant_id: str, request: Request,
-                 principal: Principal = Depends(gate("grants.manage"))) -> None:
+def revoke_grant(
+    grant_id: str, request: Request, principal: Principal = Depends(gate("grants.manage"))
+) -> None:
     audit.revoke_grant(request.app.state.ctx, principal, grant_id)
 
 
 @router.get("/me")
 def me(principal: Principal = Depends(gate("session.read"))) -> dict:
-    return {"username": principal.username, "role": principal.role.value,
-            "officer_id": principal.officer_id,
-            "may": sorted(a for a, roles in ACTIONS.items() if principal.role in roles)}
+    return {
+        "username": principal.username,
+        "role": principal.role.value,
+        "officer_id": principal.officer_id,
+        "may": sorted(a for a, roles in ACTIONS.items() if principal.role in roles),
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -33,16 +33,23 @@ _PROBLEM = {"content": {"application/problem+json": {}}}
 @router.post(
     "/token",
     response_model=IssuedTokenOut,
-    responses={401: {"description": "invalid credentials or account locked", **_PROBLEM},
-               429: {"description": "too many failed sign-ins from this address", **_PROBLEM}},
+    responses={
+        401: {"description": "invalid credentials or account locked", **_PROBLEM},
+        429: {"description": "too many failed sign-ins from this address", **_PROBLEM},
+    },
 )
 def token(
     request: Request,
     username: Annotated[str, Form(min_length=1, max_length=100)],
     password: Annotated[str, Form(min_length=1, max_length=1024)],
-    totp: Annotated[str | None, Form(
-        max_length=32, description="the 6-digit code, or a one-time recovery code, for "
-                                   "accounts with two-factor sign-in")] = None,
+    totp: Annotated[
+        str | None,
+        Form(
+            max_length=32,
+            description="the 6-digit code, or a one-time recovery code, for "
+            "accounts with two-factor sign-in",
+        ),
+    ] = None,
     grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
     _: None = Depends(public),  # the sign-in form itself: rate-limited and audited
 ) -> JSONResponse:
@@ -67,8 +74,11 @@ def token(
         resp.headers.update(_NO_STORE)
         return resp
     return JSONResponse(
-        {"access_token": issued.access_token, "token_type": issued.token_type,
-         "expires_in": issued.expires_in},
+        {
+            "access_token": issued.access_token,
+            "token_type": issued.token_type,
+            "expires_in": issued.expires_in,
+        },
         headers=_NO_STORE,
     )
 
@@ -111,29 +121,44 @@ class TotpCode(BaseModel):
 
 
 @account_router.post("/password", response_model=IssuedTokenOut)
-def change_password(body: PasswordChange, request: Request,
-                    principal: Principal = Depends(gate("account.manage"))) -> JSONResponse:
+def change_password(
+    body: PasswordChange, request: Request, principal: Principal = Depends(gate("account.manage"))
+) -> JSONResponse:
     """Your own password; the current one is required. Every other token of yours ends;
     the answer is a fresh one."""
-    issued = own.change_password(request.app.state.ctx, principal, body.current_password,
-                                 body.new_password, source_ip=_ip(request))
-    return JSONResponse({"access_token": issued.access_token, "token_type": issued.token_type,
-                         "expires_in": issued.expires_in}, headers=_NO_STORE)
+    issued = own.change_password(
+        request.app.state.ctx,
+        principal,
+        body.current_password,
+        body.new_password,
+        source_ip=_ip(request),
+    )
+    return JSONResponse(
+        {
+            "access_token": issued.access_token,
+            "token_type": issued.token_type,
+            "expires_in": issued.expires_in,
+        },
+        headers=_NO_STORE,
+    )
 
 
 @account_router.post("/totp")
-def start_totp(request: Request,
-               principal: Principal = Depends(gate("account.manage"))) -> JSONResponse:
+def start_totp(
+    request: Request, principal: Principal = Depends(gate("account.manage"))
+) -> JSONResponse:
     """A new authenticator secret, its otpauth:// URI and a QR code (SVG); sign-in is
     unchanged until a code from it is confirmed."""
     started = own.start_totp(request.app.state.ctx, principal)
-    return JSONResponse({"secret": started.secret, "uri": started.uri,
-                         "qr_svg": started.qr_svg}, headers=_NO_STORE)
+    return JSONResponse(
+        {"secret": started.secret, "uri": started.uri, "qr_svg": started.qr_svg}, headers=_NO_STORE
+    )
 
 
 @account_router.post("/totp/confirm")
-def confirm_totp(body: TotpCode, request: Request,
-                 principal: Principal = Depends(gate("account.manage"))) -> JSONResponse:
+def confirm_totp(
+    body: TotpCode, request: Request, principal: Principal = Depends(gate("account.manage"))
+) -> JSONResponse:
     """Turn two-factor sign-in on with a code from the new secret; the answer holds the
     recovery codes, shown this once."""
     codes = own.confirm_totp(request.app.state.ctx, principal, body.code)
@@ -141,8 +166,9 @@ def confirm_totp(body: TotpCode, request: Request,
 
 
 @account_router.post("/recovery-codes")
-def new_recovery_codes(body: TotpCode, request: Request,
-                       principal: Principal = Depends(gate("account.manage"))) -> JSONResponse:
+def new_recovery_codes(
+    body: TotpCode, request: Request, principal: Principal = Depends(gate("account.manage"))
+) -> JSONResponse:
     """Replace your recovery codes (the old ones stop working), given a current code."""
     codes = own.new_recovery_codes(request.app.state.ctx, principal, body.code)
     return JSONResponse({"recovery_codes": codes}, headers=_NO_STORE)

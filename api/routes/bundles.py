@@ -20,17 +20,27 @@ class NewBundle(BaseModel):
 
 
 @router.post("/cases/{case_id}/bundles", status_code=202)
-def request_bundle(case_id: str, request: Request, body: NewBundle | None = None,
-                   principal: Principal = Depends(gate("bundles.request"))) -> JSONResponse:
+def request_bundle(
+    case_id: str,
+    request: Request,
+    body: NewBundle | None = None,
+    principal: Principal = Depends(gate("bundles.request")),
+) -> JSONResponse:
     """202 and a new bundle being built, or 200 and the bundle already made (or being made)
     of the same exhibits and options (`"reused": true`; docs/bundles.md)."""
-    b = service.request_bundle(request.app.state.ctx, principal, case_id,
-                               include_proxies=bool(body and body.include_proxies),
-                               include_redactions=bool(body and body.include_redactions))
+    b = service.request_bundle(
+        request.app.state.ctx,
+        principal,
+        case_id,
+        include_proxies=bool(body and body.include_proxies),
+        include_redactions=bool(body and body.include_redactions),
+    )
     request.app.state.relay_outbox()
-    return JSONResponse({"id": b["id"], "state": b["state"], "reused": b["reused"]},
-                        status_code=200 if b["reused"] else 202,
-                        headers={"Location": f"/api/v1/bundles/{b['id']}"})
+    return JSONResponse(
+        {"id": b["id"], "state": b["state"], "reused": b["reused"]},
+        status_code=200 if b["reused"] else 202,
+        headers={"Location": f"/api/v1/bundles/{b['id']}"},
+    )
 
 
 # Public, like the ledger's key: a court, the defence or anyone holding a bundle must be able
@@ -51,13 +61,18 @@ def signing_keys(request: Request, _: None = Depends(public)) -> dict:
 
 
 @router.get("/bundles/{bundle_id}")
-def bundle_state(bundle_id: str, request: Request,
-                 principal: Principal = Depends(gate("bundles.read"))) -> dict:
+def bundle_state(
+    bundle_id: str, request: Request, principal: Principal = Depends(gate("bundles.read"))
+) -> dict:
     return service.get_bundle(request.app.state.ctx, principal, bundle_id)
 
 
 @router.get("/bundles/{bundle_id}/download")
-async def download(bundle_id: str, request: Request, reason: str | None = None,
-                   principal: Principal = Depends(gate("bundles.read"))) -> Response:
+async def download(
+    bundle_id: str,
+    request: Request,
+    reason: str | None = None,
+    principal: Principal = Depends(gate("bundles.read")),
+) -> Response:
     """The ZIP, with Range; needs a reason (as footage does); one ledger entry per download."""
     return await bundle_response(request, principal, bundle_id, reason)

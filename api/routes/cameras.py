@@ -50,34 +50,57 @@ def list_cameras(request: Request, principal: Principal = Depends(gate("cameras.
 
 
 @router.post("", status_code=201)
-def register_camera(body: NewCamera, request: Request,
-                    principal: Principal = Depends(gate("cameras.manage"))) -> dict:
-    return service.register_camera(_ctx(request), principal, body.serial, make=body.make,
-                                   model=body.model)
+def register_camera(
+    body: NewCamera, request: Request, principal: Principal = Depends(gate("cameras.manage"))
+) -> dict:
+    return service.register_camera(
+        _ctx(request), principal, body.serial, make=body.make, model=body.model
+    )
 
 
 @router.get("/{serial}")
-def camera_detail(serial: str, request: Request,
-                  principal: Principal = Depends(gate("cameras.read"))) -> dict:
+def camera_detail(
+    serial: str, request: Request, principal: Principal = Depends(gate("cameras.read"))
+) -> dict:
     return service.camera_detail(_ctx(request), principal, serial)
 
 
 @router.post("/{serial}/state")
-def set_state(serial: str, body: StateChange, request: Request,
-              principal: Principal = Depends(gate("cameras.manage"))) -> dict:
+def set_state(
+    serial: str,
+    body: StateChange,
+    request: Request,
+    principal: Principal = Depends(gate("cameras.manage")),
+) -> dict:
     return service.set_state(_ctx(request), principal, serial, body.state, body.reason)
 
 
 @router.post("/{serial}/assignments", status_code=201)
-def assign(serial: str, body: NewAssignment, request: Request,
-           principal: Principal = Depends(gate("cameras.manage"))) -> dict:
-    return service.assign(_ctx(request), principal, serial, officer_id=body.officer_id,
-                          kind=body.kind, starts_at=body.starts_at, ends_at=body.ends_at)
+def assign(
+    serial: str,
+    body: NewAssignment,
+    request: Request,
+    principal: Principal = Depends(gate("cameras.manage")),
+) -> dict:
+    return service.assign(
+        _ctx(request),
+        principal,
+        serial,
+        officer_id=body.officer_id,
+        kind=body.kind,
+        starts_at=body.starts_at,
+        ends_at=body.ends_at,
+    )
 
 
 @router.post("/{serial}/assignments/{assignment_id}/end")
-def end_assignment(serial: str, assignment_id: str, request: Request,
-                   body: AssignmentEnd | None = None,
-                   principal: Principal = Depends(gate("cameras.manage"))) -> dict:
-    return service.end_assignment(_ctx(request), principal, serial, assignment_id,
-                                  ends_at=body.ends_at if body else None)
+def end_assignment(
+    serial: str,
+    assignment_id: str,
+    request: Request,
+    body: AssignmentEnd | None = None,
+    principal: Principal = Depends(gate("cameras.manage")),
+) -> dict:
+    return service.end_assignment(
+        _ctx(request), principal, serial, assignment_id, ends_at=body.ends_at if body else None
+    )

@@ -28,8 +28,9 @@ class Member(BaseModel):
 
 
 @router.post("", status_code=201)
-def create_case(body: NewCase, request: Request,
-                principal: Principal = Depends(gate("cases.create"))) -> dict:
+def create_case(
+    body: NewCase, request: Request, principal: Principal = Depends(gate("cases.create"))
+) -> dict:
     return service.create_case(request.app.state.ctx, principal, body.title, body.reference)
 
 
@@ -39,14 +40,19 @@ def list_cases(request: Request, principal: Principal = Depends(gate("cases.read
 
 
 @router.get("/{case_id}")
-def case_detail(case_id: str, request: Request,
-                principal: Principal = Depends(gate("cases.read"))) -> dict:
+def case_detail(
+    case_id: str, request: Request, principal: Principal = Depends(gate("cases.read"))
+) -> dict:
     return service.case_detail(request.app.state.ctx, principal, case_id)
 
 
 @router.post("/{case_id}/items")
-def add_items(case_id: str, body: Items, request: Request,
-              principal: Principal = Depends(gate("cases.manage"))) -> dict:
+def add_items(
+    case_id: str,
+    body: Items,
+    request: Request,
+    principal: Principal = Depends(gate("cases.manage")),
+) -> dict:
     return service.add_items(request.app.state.ctx, principal, case_id, body.clip_ids)
 
 
@@ -55,16 +61,26 @@ class ExhibitRef(BaseModel):
 
 
 @router.patch("/{case_id}/items/{clip_id}")
-def set_exhibit_ref(case_id: str, clip_id: str, body: ExhibitRef, request: Request,
-                    principal: Principal = Depends(gate("cases.manage"))) -> dict:
+def set_exhibit_ref(
+    case_id: str,
+    clip_id: str,
+    body: ExhibitRef,
+    request: Request,
+    principal: Principal = Depends(gate("cases.manage")),
+) -> dict:
     """Change an exhibit's reference (1-32 characters, unique in the case; a ledger entry)."""
-    return service.set_exhibit_ref(request.app.state.ctx, principal, case_id, clip_id,
-                                   body.exhibit_ref)
+    return service.set_exhibit_ref(
+        request.app.state.ctx, principal, case_id, clip_id, body.exhibit_ref
+    )
 
 
 @router.post("/{case_id}/members", status_code=204)
-def add_member(case_id: str, body: Member, request: Request,
-               principal: Principal = Depends(gate("cases.manage"))) -> None:
+def add_member(
+    case_id: str,
+    body: Member,
+    request: Request,
+    principal: Principal = Depends(gate("cases.manage")),
+) -> None:
     service.add_member(request.app.state.ctx, principal, case_id, body.username)
 
 
@@ -73,16 +89,24 @@ class Reason(BaseModel):
 
 
 @router.post("/{case_id}/close")
-def close_case(case_id: str, body: Reason, request: Request,
-               principal: Principal = Depends(gate("cases.manage"))) -> dict:
+def close_case(
+    case_id: str,
+    body: Reason,
+    request: Request,
+    principal: Principal = Depends(gate("cases.manage")),
+) -> dict:
     """Conclude the case: its exhibits are reviewed under their categories' rules, with notice
     (never disposed of at once); `rescheduled` lists the clips whose schedule changed."""
     return service.close_case(request.app.state.ctx, principal, case_id, body.reason)
 
 
 @router.post("/{case_id}/reopen")
-def reopen_case(case_id: str, body: Reason, request: Request,
-                principal: Principal = Depends(gate("cases.manage"))) -> dict:
+def reopen_case(
+    case_id: str,
+    body: Reason,
+    request: Request,
+    principal: Principal = Depends(gate("cases.manage")),
+) -> dict:
     """Work on the case again: its exhibits are kept again and any review stops."""
     return service.reopen_case(request.app.state.ctx, principal, case_id, body.reason)
 
@@ -93,15 +117,21 @@ class NewShare(BaseModel):
 
 
 @router.post("/{case_id}/shares", status_code=201)
-def share_case(case_id: str, body: NewShare, request: Request,
-               principal: Principal = Depends(gate("shares.manage"))) -> dict:
-    return service.share_case(request.app.state.ctx, principal, case_id, body.username,
-                              body.expires_at)
+def share_case(
+    case_id: str,
+    body: NewShare,
+    request: Request,
+    principal: Principal = Depends(gate("shares.manage")),
+) -> dict:
+    return service.share_case(
+        request.app.state.ctx, principal, case_id, body.username, body.expires_at
+    )
 
 
 @router.get("/{case_id}/shares")
-def list_shares(case_id: str, request: Request,
-                principal: Principal = Depends(gate("shares.manage"))) -> dict:
+def list_shares(
+    case_id: str, request: Request, principal: Principal = Depends(gate("shares.manage"))
+) -> dict:
     return {"items": service.shares_of(request.app.state.ctx, principal, case_id)}
 
 
@@ -109,6 +139,7 @@ shares_router = APIRouter(prefix="/api/v1/shares", tags=["cases"])
 
 
 @shares_router.delete("/{share_id}", status_code=204)
-def revoke_share(share_id: str, request: Request,
-                 principal: Principal = Depends(gate("shares.manage"))) -> None:
+def revoke_share(
+    share_id: str, request: Request, principal: Principal = Depends(gate("shares.manage"))
+) -> None:
     service.revoke_share(request.app.state.ctx, principal, share_id)

@@ -41,8 +41,17 @@ def search_clips(
     per_page: int = Query(25, ge=1, le=100),
     principal: Principal = Depends(gate("clips.search")),
 ) -> dict:
-    filters = SearchFilters(officer_id, device_id, _utc(recorded_from), _utc(recorded_to),
-                            case_id, category, tag, q, state)
+    filters = SearchFilters(
+        officer_id,
+        device_id,
+        _utc(recorded_from),
+        _utc(recorded_to),
+        case_id,
+        category,
+        tag,
+        q,
+        state,
+    )
     items, total = service.search(_ctx(request), principal, filters, page=page, per_page=per_page)
     return {"items": items, "total": total, "page": page, "per_page": per_page}
 
@@ -55,39 +64,55 @@ def _utc(t: dt.datetime | None) -> dt.datetime | None:
 
 # Before /clips/{clip_id}, which would otherwise take "unattributed" for a clip id.
 @router.get("/clips/unattributed")
-def unattributed_clips(request: Request, limit: int = Query(25, ge=1, le=100),
-                       offset: int = Query(0, ge=0, le=MAX_BIGINT // 2),
-                       principal: Principal = Depends(gate("clips.attribute"))) -> dict:
+def unattributed_clips(
+    request: Request,
+    limit: int = Query(25, ge=1, le=100),
+    offset: int = Query(0, ge=0, le=MAX_BIGINT // 2),
+    principal: Principal = Depends(gate("clips.attribute")),
+) -> dict:
     """Clips no officer is attributed to: the evidence officers' queue (docs/cameras.md)."""
     items, total = cameras.unattributed_clips(_ctx(request), principal, limit, offset)
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
 @router.get("/clips/{clip_id}")
-def clip_detail(clip_id: str, request: Request,
-                principal: Principal = Depends(gate("clips.read"))) -> dict:
+def clip_detail(
+    clip_id: str, request: Request, principal: Principal = Depends(gate("clips.read"))
+) -> dict:
     return service.detail(_ctx(request), principal, clip_id)
 
 
 @router.get("/clips/{clip_id}/stream")
-async def stream_clip(clip_id: str, request: Request, reason: str | None = None,
-                      kind: str = Query("proxy", pattern=r"^(proxy|redaction-[1-9][0-9]{0,8})$",
-                                        description="proxy, or a redacted copy: redaction-N"),
-                      principal: Principal = Depends(gate("clips.view_footage"))) -> Response:
+async def stream_clip(
+    clip_id: str,
+    request: Request,
+    reason: str | None = None,
+    kind: str = Query(
+        "proxy",
+        pattern=r"^(proxy|redaction-[1-9][0-9]{0,8})$",
+        description="proxy, or a redacted copy: redaction-N",
+    ),
+    principal: Principal = Depends(gate("clips.view_footage")),
+) -> Response:
     """The browser proxy (or a redacted copy), with HTTP Range; needs a reason; audited."""
     return await footage_response(request, principal, clip_id, kind, reason)
 
 
 @router.get("/clips/{clip_id}/original")
-async def download_original(clip_id: str, request: Request, reason: str | None = None,
-                            principal: Principal = Depends(gate("clips.view_footage"))) -> Response:
+async def download_original(
+    clip_id: str,
+    request: Request,
+    reason: str | None = None,
+    principal: Principal = Depends(gate("clips.view_footage")),
+) -> Response:
     """The original bytes as docked; needs a reason; audited."""
     return await footage_response(request, principal, clip_id, "original", reason)
 
 
 @router.get("/clips/{clip_id}/thumbnail")
-async def clip_thumbnail(clip_id: str, request: Request,
-                         principal: Principal = Depends(gate("clips.view_footage"))) -> Response:
+async def clip_thumbnail(
+    clip_id: str, request: Request, principal: Principal = Depends(gate("clips.view_footage"))
+) -> Response:
     return await footage_response(request, principal, clip_id, "thumbnail", None)
 
 
@@ -96,8 +121,12 @@ class CategoryBody(BaseModel):
 
 
 @router.put("/clips/{clip_id}/category", status_code=204)
-def set_category(clip_id: str, body: CategoryBody, request: Request,
-                 principal: Principal = Depends(gate("clips.categorise"))) -> Response:
+def set_category(
+    clip_id: str,
+    body: CategoryBody,
+    request: Request,
+    principal: Principal = Depends(gate("clips.categorise")),
+) -> Response:
     """Evidence officers only: the category sets the clip's retention (docs/retention.md)."""
     service.set_category(_ctx(request), principal, clip_id, body.category)
     return Response(status_code=204)
@@ -108,14 +137,16 @@ class TagBody(BaseModel):
 
 
 @router.post("/clips/{clip_id}/tags")
-def add_tag(clip_id: str, body: TagBody, request: Request,
-            principal: Principal = Depends(gate("clips.tag"))) -> dict:
+def add_tag(
+    clip_id: str, body: TagBody, request: Request, principal: Principal = Depends(gate("clips.tag"))
+) -> dict:
     return {"tags": service.add_tag(_ctx(request), principal, clip_id, body.tag)}
 
 
 @router.delete("/clips/{clip_id}/tags/{tag}", status_code=204)
-def remove_tag(clip_id: str, tag: str, request: Request,
-               principal: Principal = Depends(gate("clips.tag"))) -> Response:
+def remove_tag(
+    clip_id: str, tag: str, request: Request, principal: Principal = Depends(gate("clips.tag"))
+) -> Response:
     service.remove_tag(_ctx(request), principal, clip_id, tag)
     return Response(status_code=204)
 
@@ -126,8 +157,12 @@ class BookmarkBody(BaseModel):
 
 
 @router.post("/clips/{clip_id}/bookmarks", status_code=201)
-def add_bookmark(clip_id: str, body: BookmarkBody, request: Request,
-                 principal: Principal = Depends(gate("clips.bookmark"))) -> dict:
+def add_bookmark(
+    clip_id: str,
+    body: BookmarkBody,
+    request: Request,
+    principal: Principal = Depends(gate("clips.bookmark")),
+) -> dict:
     return service.add_bookmark(_ctx(request), principal, clip_id, body.at_ms, body.note)
 
 
@@ -160,16 +195,28 @@ class RedactionBody(BaseModel):
 
 
 @router.post("/clips/{clip_id}/redactions", status_code=202)
-def request_redaction(clip_id: str, body: RedactionBody, request: Request,
-                      principal: Principal = Depends(gate("clips.redact"))) -> JSONResponse:
+def request_redaction(
+    clip_id: str,
+    body: RedactionBody,
+    request: Request,
+    principal: Principal = Depends(gate("clips.redact")),
+) -> JSONResponse:
     """Black boxes and muted ranges over a copy (the original is never changed); a worker
     makes it, and it then shows in the clip's derivatives as `redaction-N`."""
     r = redactions.request_redaction(
-        _ctx(request), principal, clip_id, [b.model_dump() for b in body.boxes],
-        [m.model_dump() for m in body.mute], body.reason)
+        _ctx(request),
+        principal,
+        clip_id,
+        [b.model_dump() for b in body.boxes],
+        [m.model_dump() for m in body.mute],
+        body.reason,
+    )
     request.app.state.relay_outbox()
-    return JSONResponse({"kind": r["kind"], "state": r["state"]}, status_code=202,
-                        headers={"Location": f"/api/v1/clips/{clip_id}"})
+    return JSONResponse(
+        {"kind": r["kind"], "state": r["state"]},
+        status_code=202,
+        headers={"Location": f"/api/v1/clips/{clip_id}"},
+    )
 
 
 class AttributionBody(BaseModel):
@@ -181,18 +228,28 @@ class AttributionBody(BaseModel):
 
 
 @router.get("/clips/{clip_id}/attribution")
-def attribution_history(clip_id: str, request: Request,
-                        principal: Principal = Depends(gate("clips.read"))) -> dict:
+def attribution_history(
+    clip_id: str, request: Request, principal: Principal = Depends(gate("clips.read"))
+) -> dict:
     """Every attribution of the clip to a camera and an officer, and how it was reached."""
     history = cameras.attribution_history(_ctx(request), principal, clip_id)
     return {"items": [r.as_dict() for r in history]}
 
 
 @router.post("/clips/{clip_id}/attribution")
-def reattribute(clip_id: str, body: AttributionBody, request: Request,
-                principal: Principal = Depends(gate("clips.attribute"))) -> dict:
+def reattribute(
+    clip_id: str,
+    body: AttributionBody,
+    request: Request,
+    principal: Principal = Depends(gate("clips.attribute")),
+) -> dict:
     """Attribute the clip to another camera and/or officer, with a reason (in the ledger)."""
-    record = cameras.reattribute(_ctx(request), principal, clip_id,
-                                 camera_serial=body.camera_serial, officer_id=body.officer_id,
-                                 reason=body.reason)
+    record = cameras.reattribute(
+        _ctx(request),
+        principal,
+        clip_id,
+        camera_serial=body.camera_serial,
+        officer_id=body.officer_id,
+        reason=body.reason,
+    )
     return record.as_dict()

@@ -15,13 +15,12 @@ import shutil
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-
-from api.gates import public
 from fastapi.responses import JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import text
 
+from api.gates import public
 from evidence.context import Context
 from evidence.scrub import integrity_status
 
@@ -41,8 +40,9 @@ def readyz(request: Request, _: None = Depends(public)) -> JSONResponse:
     ctx = request.app.state.ctx
     checks = {"database": _database(ctx), "storage": _storage(ctx)}
     ok = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
-                        status_code=200 if ok else 503)
+    return JSONResponse(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
+    )
 
 
 def _database(ctx: Context) -> str:
@@ -62,9 +62,13 @@ def _storage(ctx: Context) -> str:
         if root is not None:
             free = shutil.disk_usage(root).free
             if free < ctx.settings.storage_min_free_mb * 2**20:
-                log.error("readyz: the object store at %s has %d bytes free (below "
-                          "EVIDENCE_STORAGE_MIN_FREE_MB=%d)", root, free,
-                          ctx.settings.storage_min_free_mb)
+                log.error(
+                    "readyz: the object store at %s has %d bytes free (below "
+                    "EVIDENCE_STORAGE_MIN_FREE_MB=%d)",
+                    root,
+                    free,
+                    ctx.settings.storage_min_free_mb,
+                )
                 return "disk full"
         return "ok"
     except Exception as exc:  # as above
@@ -85,11 +89,18 @@ def monitoring(request: Request) -> None:
     Refused alike whether no token is configured, none was sent or a wrong one was."""
     expected = request.app.state.ctx.settings.metrics_token
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if (expected is None or not expected.get_secret_value() or scheme.lower() != "bearer"
-            or not hmac.compare_digest(given.strip().encode(), expected.get_secret_value().encode())):
-        raise HTTPException(401, "metrics are for the monitoring system: send its token "
-                            "(EVIDENCE_METRICS_TOKEN) as a bearer token",
-                            headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+    if (
+        expected is None
+        or not expected.get_secret_value()
+        or scheme.lower() != "bearer"
+        or not hmac.compare_digest(given.strip().encode(), expected.get_secret_value().encode())
+    ):
+        raise HTTPException(
+            401,
+            "metrics are for the monitoring system: send its token "
+            "(EVIDENCE_METRICS_TOKEN) as a bearer token",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
 
 
 @router.get("/metrics")

@@ -30,8 +30,9 @@ def _b64(h: bytes) -> str:
 
 
 @router.get("/checkpoint", response_class=PlainTextResponse)
-def checkpoint(request: Request, size: int | None = Query(None, ge=1, le=MAX_BIGINT),
-               _: None = Depends(public)) -> str:
+def checkpoint(
+    request: Request, size: int | None = Query(None, ge=1, le=MAX_BIGINT), _: None = Depends(public)
+) -> str:
     # Public: a tree size and a signed root reveal nothing, and anyone holding an old
     # checkpoint (the defence, a court) must be able to check the log only grew.
     """The latest signed checkpoint, or with `size` the earliest one covering that many entries."""
@@ -45,9 +46,12 @@ def key(request: Request, _: None = Depends(public)) -> str:
 
 
 @router.get("/entries")
-def entries(request: Request, start: int = Query(0, ge=0, le=MAX_BIGINT),
-            end: int | None = Query(None, ge=0, le=MAX_BIGINT),
-            _: Principal = Depends(gate("ledger.entries"))) -> dict:
+def entries(
+    request: Request,
+    start: int = Query(0, ge=0, le=MAX_BIGINT),
+    end: int | None = Query(None, ge=0, le=MAX_BIGINT),
+    _: Principal = Depends(gate("ledger.entries")),
+) -> dict:
     end = start + MAX_ENTRIES_PAGE if end is None else end
     if end < start:
         raise ProofError(f"end ({end}) is before start ({start})")
@@ -57,16 +61,22 @@ def entries(request: Request, start: int = Query(0, ge=0, le=MAX_BIGINT),
 
 
 @router.get("/proofs/inclusion")
-def inclusion(request: Request, index: int = Query(..., ge=0, le=MAX_BIGINT),
-              tree_size: int = Query(..., ge=1, le=MAX_BIGINT),
-              _: Principal = Depends(gate("ledger.read"))) -> dict:
+def inclusion(
+    request: Request,
+    index: int = Query(..., ge=0, le=MAX_BIGINT),
+    tree_size: int = Query(..., ge=1, le=MAX_BIGINT),
+    _: Principal = Depends(gate("ledger.read")),
+) -> dict:
     hashes = _ledger(request).inclusion_proof(index, tree_size)
     return {"index": index, "tree_size": tree_size, "hashes": [_b64(h) for h in hashes]}
 
 
 @router.get("/proofs/consistency")
-def consistency(request: Request, first: int = Query(..., ge=1, le=MAX_BIGINT),
-                second: int = Query(..., ge=1, le=MAX_BIGINT),
-                _: Principal = Depends(gate("ledger.read"))) -> dict:
+def consistency(
+    request: Request,
+    first: int = Query(..., ge=1, le=MAX_BIGINT),
+    second: int = Query(..., ge=1, le=MAX_BIGINT),
+    _: Principal = Depends(gate("ledger.read")),
+) -> dict:
     hashes = _ledger(request).consistency_proof(first, second)
     return {"first": first, "second": second, "hashes": [_b64(h) for h in hashes]}

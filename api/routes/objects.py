@@ -70,7 +70,11 @@ async def put_object(
 
 
 async def _put_part(
-    store: LocalStore, key: str, upload_id: str, part_number: int, max_size: int | None,
+    store: LocalStore,
+    key: str,
+    upload_id: str,
+    part_number: int,
+    max_size: int | None,
     request: Request,
 ) -> JSONResponse:
     limit = MAX_PART_SIZE if max_size is None else max_size
@@ -81,8 +85,7 @@ async def _put_part(
     body = cast(BinaryIO, _BodyReader(request.stream()))  # read(n) is all the store calls
     md5 = request.headers.get("content-md5")
     part = await anyio.to_thread.run_sync(
-        lambda: store.put_part(key, upload_id, part_number, body, content_md5=md5,
-                               max_size=limit)
+        lambda: store.put_part(key, upload_id, part_number, body, content_md5=md5, max_size=limit)
     )
     return JSONResponse(
         {"part_number": part.number, "size": part.size, "etag": part.etag},

@@ -33,46 +33,74 @@ def policy(request: Request, principal: Principal = Depends(gate("retention.read
 
 
 @router.get("/retention/schedule")
-def schedule(request: Request, within_days: int = Query(90, ge=0, le=36500),
-             limit: int = Query(500, ge=1, le=5000),
-             principal: Principal = Depends(gate("retention.read"))) -> dict:
+def schedule(
+    request: Request,
+    within_days: int = Query(90, ge=0, le=36500),
+    limit: int = Query(500, ge=1, le=5000),
+    principal: Principal = Depends(gate("retention.read")),
+) -> dict:
     """What falls due for disposal or review within `within_days`, and what happens then."""
-    return {"items": service.schedule(request.app.state.ctx, principal,
-                                      within_days=within_days, limit=limit)}
+    return {
+        "items": service.schedule(
+            request.app.state.ctx, principal, within_days=within_days, limit=limit
+        )
+    }
 
 
 @router.get("/disposals")
-def disposals(request: Request, state: str = Query("pending", max_length=16),
-              principal: Principal = Depends(gate("retention.read"))) -> dict:
+def disposals(
+    request: Request,
+    state: str = Query("pending", max_length=16),
+    principal: Principal = Depends(gate("retention.read")),
+) -> dict:
     return {"items": service.queue(request.app.state.ctx, principal, state=state)}
 
 
 @router.post("/disposals/{disposal_id}/approve")
-def approve(disposal_id: str, body: Decision, request: Request,
-            principal: Principal = Depends(gate("retention.decide"))) -> dict:
+def approve(
+    disposal_id: str,
+    body: Decision,
+    request: Request,
+    principal: Principal = Depends(gate("retention.decide")),
+) -> dict:
     return service.approve(request.app.state.ctx, principal, disposal_id, body.reason)
 
 
 @router.post("/disposals/{disposal_id}/retain")
-def retain(disposal_id: str, body: Decision, request: Request,
-           principal: Principal = Depends(gate("retention.decide"))) -> dict:
+def retain(
+    disposal_id: str,
+    body: Decision,
+    request: Request,
+    principal: Principal = Depends(gate("retention.decide")),
+) -> dict:
     return service.retain(request.app.state.ctx, principal, disposal_id, body.reason)
 
 
 @router.get("/holds")
-def holds(request: Request, active: bool = True,
-          principal: Principal = Depends(gate("retention.read"))) -> dict:
+def holds(
+    request: Request, active: bool = True, principal: Principal = Depends(gate("retention.read"))
+) -> dict:
     return {"items": service.list_holds(request.app.state.ctx, principal, active=active)}
 
 
 @router.post("/holds", status_code=201)
-def place_hold(body: NewHold, request: Request,
-               principal: Principal = Depends(gate("holds.manage"))) -> dict:
-    return service.place_hold(request.app.state.ctx, principal, reason=body.reason,
-                              clip_id=body.clip_id, case_id=body.case_id)
+def place_hold(
+    body: NewHold, request: Request, principal: Principal = Depends(gate("holds.manage"))
+) -> dict:
+    return service.place_hold(
+        request.app.state.ctx,
+        principal,
+        reason=body.reason,
+        clip_id=body.clip_id,
+        case_id=body.case_id,
+    )
 
 
 @router.post("/holds/{hold_id}/release", status_code=204)
-def release_hold(hold_id: str, body: Decision, request: Request,
-                 principal: Principal = Depends(gate("holds.manage"))) -> None:
+def release_hold(
+    hold_id: str,
+    body: Decision,
+    request: Request,
+    principal: Principal = Depends(gate("holds.manage")),
+) -> None:
     service.release_hold(request.app.state.ctx, principal, hold_id, body.reason)

@@ -37,31 +37,46 @@ class Declaration(BaseModel):
 
 
 @router.post("", status_code=201)
-def declare(body: Declaration, request: Request, device: Device = Depends(current_device)) -> JSONResponse:
+def declare(
+    body: Declaration, request: Request, device: Device = Depends(current_device)
+) -> JSONResponse:
     d = service.declare_upload(
-        request.app.state.ctx, device, sha256=body.sha256, size=body.size,
-        filename=body.filename, metadata=body.metadata,
+        request.app.state.ctx,
+        device,
+        sha256=body.sha256,
+        size=body.size,
+        filename=body.filename,
+        metadata=body.metadata,
         source=body.source.model_dump(exclude_none=True) if body.source else None,
     )
     if d.state == UploadState.duplicate:
         # No clip id: knowing a hash is not a right to a clip (docs/ingest.md).
         return JSONResponse({"id": d.upload_id, "state": "exists"})
     return JSONResponse(
-        {"id": d.upload_id, "state": d.state, "part_size": d.part_size,
-         "parts": [p.__dict__ for p in d.parts]},
+        {
+            "id": d.upload_id,
+            "state": d.state,
+            "part_size": d.part_size,
+            "parts": [p.__dict__ for p in d.parts],
+        },
         status_code=201,
     )
 
 
 @router.post("/{upload_id}/complete", status_code=202)
-def complete(upload_id: str, request: Request, device: Device = Depends(current_device)) -> JSONResponse:
+def complete(
+    upload_id: str, request: Request, device: Device = Depends(current_device)
+) -> JSONResponse:
     done = service.complete_upload(request.app.state.ctx, device, upload_id)
     upload = done.upload
     # Also when completing again: work a broker outage held back in the outbox goes now.
     request.app.state.relay_outbox()
     return JSONResponse(
-        {"id": upload.id, "state": upload.state,
-         "clip_id": service.visible_clip_id(request.app.state.ctx, upload)},
+        {
+            "id": upload.id,
+            "state": upload.state,
+            "clip_id": service.visible_clip_id(request.app.state.ctx, upload),
+        },
         status_code=202,
     )
 

@@ -49,49 +49,79 @@ def _when(value: str, what: str) -> dt.datetime | None:
 
 
 @router.get("/cameras")
-def cameras_page(request: Request, principal: Principal = Depends(ui_gate("cameras.read"))) -> Response:
+def cameras_page(
+    request: Request, principal: Principal = Depends(ui_gate("cameras.read"))
+) -> Response:
     return render(request, "cameras.html", cameras=cameras.list_cameras(_ctx(request), principal))
 
 
 @router.post("/cameras")
-def register_camera(request: Request,
-                    serial: Annotated[str, Form(max_length=64)] = "",
-                    make: Annotated[str, Form(max_length=100)] = "",
-                    model: Annotated[str, Form(max_length=100)] = "",
-                    principal: Principal = Depends(ui_gate("cameras.manage")), _: None = CSRF) -> Response:
+def register_camera(
+    request: Request,
+    serial: Annotated[str, Form(max_length=64)] = "",
+    make: Annotated[str, Form(max_length=100)] = "",
+    model: Annotated[str, Form(max_length=100)] = "",
+    principal: Principal = Depends(ui_gate("cameras.manage")),
+    _: None = CSRF,
+) -> Response:
     try:
-        camera = cameras.register_camera(_ctx(request), principal, serial, make=make or None,
-                                         model=model or None)
+        camera = cameras.register_camera(
+            _ctx(request), principal, serial, make=make or None, model=model or None
+        )
     except (InvalidInput, Conflict) as exc:
         return see_other(request, "/ui/cameras#register", error=str(exc))
-    return see_other(request, _camera_url(camera["serial"]), ok=f"Camera {camera['serial']} registered.")
+    return see_other(
+        request, _camera_url(camera["serial"]), ok=f"Camera {camera['serial']} registered."
+    )
 
 
 @router.get("/cameras/{serial}")
-def camera_page(serial: str, request: Request,
-                principal: Principal = Depends(ui_gate("cameras.read"))) -> Response:
-    return render(request, "camera.html", camera=cameras.camera_detail(_ctx(request), principal, serial))
+def camera_page(
+    serial: str, request: Request, principal: Principal = Depends(ui_gate("cameras.read"))
+) -> Response:
+    return render(
+        request, "camera.html", camera=cameras.camera_detail(_ctx(request), principal, serial)
+    )
 
 
 @router.post("/cameras/{serial}/assignments")
-def assign_camera(serial: str, request: Request,
-                  officer_id: Annotated[str, Form(max_length=64)] = "",
-                  kind: Annotated[str, Form(max_length=16)] = "",
-                  starts_at: Annotated[str, Form(max_length=32)] = "",
-                  ends_at: Annotated[str, Form(max_length=32)] = "",
-                  principal: Principal = Depends(ui_gate("cameras.manage")), _: None = CSRF) -> Response:
+def assign_camera(
+    serial: str,
+    request: Request,
+    officer_id: Annotated[str, Form(max_length=64)] = "",
+    kind: Annotated[str, Form(max_length=16)] = "",
+    starts_at: Annotated[str, Form(max_length=32)] = "",
+    ends_at: Annotated[str, Form(max_length=32)] = "",
+    principal: Principal = Depends(ui_gate("cameras.manage")),
+    _: None = CSRF,
+) -> Response:
     try:
-        a = cameras.assign(_ctx(request), principal, serial, officer_id=officer_id, kind=kind,
-                           starts_at=_when(starts_at, "From"), ends_at=_when(ends_at, "To"))
+        a = cameras.assign(
+            _ctx(request),
+            principal,
+            serial,
+            officer_id=officer_id,
+            kind=kind,
+            starts_at=_when(starts_at, "From"),
+            ends_at=_when(ends_at, "To"),
+        )
     except (InvalidInput, Conflict, NotFound) as exc:
         return see_other(request, _camera_url(serial, "#assign"), error=str(exc))
-    return see_other(request, _camera_url(serial, "#assignments"),
-                     ok=f"Assigned to officer {a['officer_id']}: {a['describe']}.")
+    return see_other(
+        request,
+        _camera_url(serial, "#assignments"),
+        ok=f"Assigned to officer {a['officer_id']}: {a['describe']}.",
+    )
 
 
 @router.post("/cameras/{serial}/assignments/{assignment_id}/end")
-def end_assignment(serial: str, assignment_id: str, request: Request,
-                   principal: Principal = Depends(ui_gate("cameras.manage")), _: None = CSRF) -> Response:
+def end_assignment(
+    serial: str,
+    assignment_id: str,
+    request: Request,
+    principal: Principal = Depends(ui_gate("cameras.manage")),
+    _: None = CSRF,
+) -> Response:
     try:
         cameras.end_assignment(_ctx(request), principal, serial, assignment_id)
     except (InvalidInput, Conflict, NotFound) as exc:
@@ -100,10 +130,14 @@ def end_assignment(serial: str, assignment_id: str, request: Request,
 
 
 @router.post("/cameras/{serial}/state")
-def change_state(serial: str, request: Request,
-                 state: Annotated[str, Form(max_length=16)] = "",
-                 reason: Annotated[str, Form(max_length=500)] = "",
-                 principal: Principal = Depends(ui_gate("cameras.manage")), _: None = CSRF) -> Response:
+def change_state(
+    serial: str,
+    request: Request,
+    state: Annotated[str, Form(max_length=16)] = "",
+    reason: Annotated[str, Form(max_length=500)] = "",
+    principal: Principal = Depends(ui_gate("cameras.manage")),
+    _: None = CSRF,
+) -> Response:
     try:
         cameras.set_state(_ctx(request), principal, serial, state, reason)
     except (InvalidInput, Conflict, NotFound) as exc:
@@ -113,24 +147,44 @@ def change_state(serial: str, request: Request,
 
 # Declared before the review UI's /ui/clips/{clip_id}: "unattributed" is not a clip id.
 @router.get("/clips/unattributed")
-def unattributed_page(request: Request, page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-                      principal: Principal = Depends(ui_gate("clips.attribute"))) -> Response:
-    items, total = cameras.unattributed_clips(_ctx(request), principal, limit=PER_PAGE,
-                                              offset=(page - 1) * PER_PAGE)
-    return render(request, "unattributed.html", items=items, total=total, page=page,
-                  pages=max(1, -(-total // PER_PAGE)))
+def unattributed_page(
+    request: Request,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    principal: Principal = Depends(ui_gate("clips.attribute")),
+) -> Response:
+    items, total = cameras.unattributed_clips(
+        _ctx(request), principal, limit=PER_PAGE, offset=(page - 1) * PER_PAGE
+    )
+    return render(
+        request,
+        "unattributed.html",
+        items=items,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // PER_PAGE)),
+    )
 
 
 @router.post("/clips/{clip_id}/attribution")
-def reattribute(clip_id: str, request: Request,
-                officer_id: Annotated[str, Form(max_length=64)] = "",
-                camera_serial: Annotated[str, Form(max_length=64)] = "",
-                reason: Annotated[str, Form(max_length=500)] = "",
-                principal: Principal = Depends(ui_gate("clips.attribute")), _: None = CSRF) -> Response:
+def reattribute(
+    clip_id: str,
+    request: Request,
+    officer_id: Annotated[str, Form(max_length=64)] = "",
+    camera_serial: Annotated[str, Form(max_length=64)] = "",
+    reason: Annotated[str, Form(max_length=500)] = "",
+    principal: Principal = Depends(ui_gate("clips.attribute")),
+    _: None = CSRF,
+) -> Response:
     back = f"/ui/clips/{quote(clip_id, safe='')}#attribution"
     try:
-        cameras.reattribute(_ctx(request), principal, clip_id, officer_id=officer_id.strip() or None,
-                            camera_serial=camera_serial.strip() or None, reason=reason)
+        cameras.reattribute(
+            _ctx(request),
+            principal,
+            clip_id,
+            officer_id=officer_id.strip() or None,
+            camera_serial=camera_serial.strip() or None,
+            reason=reason,
+        )
     except (InvalidInput, Conflict, NotFound) as exc:
         return see_other(request, back, error=str(exc))
     return see_other(request, back, ok="Attribution recorded in the ledger with your reason.")

@@ -52,9 +52,23 @@ STATE_LABELS = {
 
 
 # Entry fields shown as the timeline's "details", in this order; the rest stay in the entry.
-_DETAIL_KEYS = ("reason", "tag", "category", "previous", "note", "at_ms", "exhibit_ref",
-                "previous_ref", "kind", "grantee", "member", "method", "source_ip", "declared_sha256",
-                "actual_sha256")
+_DETAIL_KEYS = (
+    "reason",
+    "tag",
+    "category",
+    "previous",
+    "note",
+    "at_ms",
+    "exhibit_ref",
+    "previous_ref",
+    "kind",
+    "grantee",
+    "member",
+    "method",
+    "source_ip",
+    "declared_sha256",
+    "actual_sha256",
+)
 
 
 # -- filters -----------------------------------------------------------------------------------
@@ -145,8 +159,15 @@ def event_details(entry: dict[str, Any]) -> list[tuple[str, str]]:
             if key == "at_ms":
                 out.append(("at", clock_ms(int(value))))
             elif isinstance(value, dict):  # e.g. a re-attribution's previous and new values
-                out.append((key, ", ".join(f"{k.replace('_', ' ')} {'none' if v is None else v}"
-                                           for k, v in value.items())))
+                out.append(
+                    (
+                        key,
+                        ", ".join(
+                            f"{k.replace('_', ' ')} {'none' if v is None else v}"
+                            for k, v in value.items()
+                        ),
+                    )
+                )
             else:
                 out.append((key.replace("_", " "), str(value)))
     return out
@@ -185,14 +206,27 @@ def static_url(name: str) -> str:
 # -- templates ---------------------------------------------------------------------------------
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
-templates.env.filters.update({
-    "when": when, "duration": duration, "clock_ms": clock_ms, "filesize": filesize,
-    "short": short, "breakable": breakable, "event_label": event_label, "event_details": event_details,
-    "clip_of": clip_of, "sentence": sentence,
-})
-templates.env.globals.update({
-    "static": static_url, "ROLE_LABELS": ROLE_LABELS, "STATE_LABELS": STATE_LABELS,
-})
+templates.env.filters.update(
+    {
+        "when": when,
+        "duration": duration,
+        "clock_ms": clock_ms,
+        "filesize": filesize,
+        "short": short,
+        "breakable": breakable,
+        "event_label": event_label,
+        "event_details": event_details,
+        "clip_of": clip_of,
+        "sentence": sentence,
+    }
+)
+templates.env.globals.update(
+    {
+        "static": static_url,
+        "ROLE_LABELS": ROLE_LABELS,
+        "STATE_LABELS": STATE_LABELS,
+    }
+)
 
 
 def may(principal: Principal | None, action: str) -> bool:
@@ -202,31 +236,45 @@ def may(principal: Principal | None, action: str) -> bool:
 def render(request: Request, name: str, status: int = 200, **context: Any) -> Response:
     principal: Principal | None = getattr(request.state, "principal", None)
     flash = _read_flash(request)
-    context.update({
-        "principal": principal,
-        "may": lambda action: may(principal, action),
-        "csrf": ui_session.csrf_token(request),
-        "flash": flash,
-        "path": request.url.path,
-    })
+    context.update(
+        {
+            "principal": principal,
+            "may": lambda action: may(principal, action),
+            "csrf": ui_session.csrf_token(request),
+            "flash": flash,
+            "path": request.url.path,
+        }
+    )
     response = templates.TemplateResponse(request, name, context, status_code=status)
     if flash is not None:
-        response.delete_cookie(FLASH_COOKIE, path="/ui", httponly=True, samesite="strict",
-                               secure=ui_session.is_https(request))
+        response.delete_cookie(
+            FLASH_COOKIE,
+            path="/ui",
+            httponly=True,
+            samesite="strict",
+            secure=ui_session.is_https(request),
+        )
     return response
 
 
 # -- flash messages (one message carried across a POST-redirect-GET) ---------------------------
 
 
-def see_other(request: Request, url: str, *, ok: str | None = None,
-              error: str | None = None) -> Response:
+def see_other(
+    request: Request, url: str, *, ok: str | None = None, error: str | None = None
+) -> Response:
     response = RedirectResponse(url, status_code=303)
     if ok or error:
         data = json.dumps({"kind": "error" if error else "ok", "text": (error or ok or "")[:500]})
-        response.set_cookie(FLASH_COOKIE, base64.urlsafe_b64encode(data.encode()).decode(),
-                            path="/ui", httponly=True, samesite="strict", max_age=60,
-                            secure=ui_session.is_https(request))
+        response.set_cookie(
+            FLASH_COOKIE,
+            base64.urlsafe_b64encode(data.encode()).decode(),
+            path="/ui",
+            httponly=True,
+            samesite="strict",
+            max_age=60,
+            secure=ui_session.is_https(request),
+        )
     return response
 
 
@@ -236,8 +284,10 @@ def _read_flash(request: Request) -> dict[str, str] | None:
         return None
     try:
         data = json.loads(base64.urlsafe_b64decode(raw.encode()))
-        return {"kind": "error" if data.get("kind") == "error" else "ok",
-                "text": str(data.get("text", ""))[:500]}
+        return {
+            "kind": "error" if data.get("kind") == "error" else "ok",
+            "text": str(data.get("text", ""))[:500],
+        }
     except (ValueError, AttributeError):
         return None
 
@@ -268,7 +318,8 @@ class UIRoute(APIRoute):
                 response = await handler(request)
             except ui_session.LoginRequired as exc:
                 response = RedirectResponse(
-                    ui_session.login_url(exc.next_url, expired=exc.expired), status_code=303)
+                    ui_session.login_url(exc.next_url, expired=exc.expired), status_code=303
+                )
                 if exc.expired:
                     ui_session.end_session(request, response)
                 return response

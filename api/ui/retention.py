@@ -45,24 +45,33 @@ def _back(back: str, fallback: str = PAGE) -> str:
 
 
 @router.get("/retention")
-def retention_page(request: Request, within_days: Annotated[int, Query(ge=0, le=36500)] = 90,
-                   principal: Principal = Depends(ui_gate("retention.read"))) -> Response:
+def retention_page(
+    request: Request,
+    within_days: Annotated[int, Query(ge=0, le=36500)] = 90,
+    principal: Principal = Depends(ui_gate("retention.read")),
+) -> Response:
     ctx = _ctx(request)
     return render(
-        request, "retention.html",
+        request,
+        "retention.html",
         pending=retention.queue(ctx, principal, state="pending"),
         waiting=retention.queue(ctx, principal, state="approved"),
         due=retention.schedule(ctx, principal, within_days=within_days),
         holds=retention.list_holds(ctx, principal),
-        within_days=within_days, notice_days=ctx.settings.retention_notice_days,
+        within_days=within_days,
+        notice_days=ctx.settings.retention_notice_days,
     )
 
 
 @router.post("/retention/disposals/{disposal_id}")
-def decide(disposal_id: str, request: Request,
-           decision: Annotated[str, Form(max_length=16)] = "",
-           reason: Annotated[str, Form(max_length=500)] = "",
-           principal: Principal = Depends(ui_gate("retention.decide")), _: None = CSRF) -> Response:
+def decide(
+    disposal_id: str,
+    request: Request,
+    decision: Annotated[str, Form(max_length=16)] = "",
+    reason: Annotated[str, Form(max_length=500)] = "",
+    principal: Principal = Depends(ui_gate("retention.decide")),
+    _: None = CSRF,
+) -> Response:
     ctx = _ctx(request)
     try:
         if decision == "approve":
@@ -77,33 +86,49 @@ def decide(disposal_id: str, request: Request,
         return see_other(request, PAGE, ok="Disposed of; the tombstone is in the ledger.")
     if done["state"] == "retained":
         return see_other(request, PAGE, ok="Retained for another review period.")
-    return see_other(request, PAGE, error=f"Approved, but not carried out yet: {done['error'] or done['state']}")
+    return see_other(
+        request, PAGE, error=f"Approved, but not carried out yet: {done['error'] or done['state']}"
+    )
 
 
 @router.post("/holds")
-def place_hold(request: Request,
-               clip_id: Annotated[str, Form(max_length=36)] = "",
-               case_id: Annotated[str, Form(max_length=36)] = "",
-               reason: Annotated[str, Form(max_length=500)] = "",
-               back: Annotated[str, Form(max_length=2000)] = "",
-               principal: Principal = Depends(ui_gate("holds.manage")), _: None = CSRF) -> Response:
+def place_hold(
+    request: Request,
+    clip_id: Annotated[str, Form(max_length=36)] = "",
+    case_id: Annotated[str, Form(max_length=36)] = "",
+    reason: Annotated[str, Form(max_length=500)] = "",
+    back: Annotated[str, Form(max_length=2000)] = "",
+    principal: Principal = Depends(ui_gate("holds.manage")),
+    _: None = CSRF,
+) -> Response:
     url = _back(back)
     try:
-        retention.place_hold(_ctx(request), principal, reason=reason,
-                             clip_id=clip_id.strip() or None, case_id=case_id.strip() or None)
+        retention.place_hold(
+            _ctx(request),
+            principal,
+            reason=reason,
+            clip_id=clip_id.strip() or None,
+            case_id=case_id.strip() or None,
+        )
     except (InvalidInput, NotFound) as exc:
         return see_other(request, url, error=str(exc))
     return see_other(request, url, ok="Legal hold placed: nothing it covers will be disposed of.")
 
 
 @router.post("/holds/{hold_id}/release")
-def release_hold(hold_id: str, request: Request,
-                 reason: Annotated[str, Form(max_length=500)] = "",
-                 back: Annotated[str, Form(max_length=2000)] = "",
-                 principal: Principal = Depends(ui_gate("holds.manage")), _: None = CSRF) -> Response:
+def release_hold(
+    hold_id: str,
+    request: Request,
+    reason: Annotated[str, Form(max_length=500)] = "",
+    back: Annotated[str, Form(max_length=2000)] = "",
+    principal: Principal = Depends(ui_gate("holds.manage")),
+    _: None = CSRF,
+) -> Response:
     url = _back(back)
     try:
         retention.release_hold(_ctx(request), principal, hold_id, reason)
     except (InvalidInput, Conflict, NotFound) as exc:
         return see_other(request, url, error=str(exc))
-    return see_other(request, url, ok="Hold released. Clips it covered follow their retention dates again.")
+    return see_other(
+        request, url, ok="Hold released. Clips it covered follow their retention dates again."
+    )

@@ -30,12 +30,18 @@ from evidence.cameras import service as cameras
 from evidence.cases import service as cases
 from evidence.clips import service as clips
 from evidence.clips.service import SearchFilters
-from evidence.retention import service as retention
 from evidence.config import Settings
 from evidence.context import Context
-from evidence.errors import (AccessDenied, Conflict, InvalidInput, NotAuthenticated, NotFound,
-                             TooManyAttempts)
+from evidence.errors import (
+    AccessDenied,
+    Conflict,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    TooManyAttempts,
+)
 from evidence.ledger import catalogue
+from evidence.retention import service as retention
 from evidence.types import MAX_BIGINT
 from evidence.verify.custody import check_custody
 
@@ -63,10 +69,12 @@ def _blank(value: str | None) -> str | None:
 
 
 @router.get("/login")
-def login_page(request: Request,
-               next: Annotated[str | None, Query(max_length=2000)] = None,
-               expired: bool = False,
-               _: None = Depends(public)) -> Response:
+def login_page(
+    request: Request,
+    next: Annotated[str | None, Query(max_length=2000)] = None,
+    expired: bool = False,
+    _: None = Depends(public),
+) -> Response:
     """The sign-in form, below the system-use notice."""
     if ui_session.current_session(request) is not None and not expired:
         try:
@@ -74,19 +82,35 @@ def login_page(request: Request,
             return RedirectResponse(ui_session.safe_next(next) or "/ui/", status_code=303)
         except ui_session.LoginRequired:
             pass
-    return _login_form(request, next=next, notice="Your session has ended: sign in again."
-                       if expired else None)
+    return _login_form(
+        request, next=next, notice="Your session has ended: sign in again." if expired else None
+    )
 
 
-def _login_form(request: Request, *, next: str | None, error: str | None = None,
-                notice: str | None = None, username: str = "", status: int = 200) -> Response:
+def _login_form(
+    request: Request,
+    *,
+    next: str | None,
+    error: str | None = None,
+    notice: str | None = None,
+    username: str = "",
+    status: int = 200,
+) -> Response:
     settings = _ctx(request).settings
     nonce = ui_session.new_login_nonce()
-    response = render(request, "login.html", status=status, next=ui_session.safe_next(next) or "",
-                      error=error, notice=notice, username=username, nonce=nonce,
-                      password_sign_in=settings.identity_mode != "oidc",
-                      idp_sign_in=identity.oidc_browser_sign_in_enabled(settings),
-                      idp_name=settings.oidc_display_name)
+    response = render(
+        request,
+        "login.html",
+        status=status,
+        next=ui_session.safe_next(next) or "",
+        error=error,
+        notice=notice,
+        username=username,
+        nonce=nonce,
+        password_sign_in=settings.identity_mode != "oidc",
+        idp_sign_in=identity.oidc_browser_sign_in_enabled(settings),
+        idp_name=settings.oidc_display_name,
+    )
     csp = _login_csp(settings)
     if csp:
         response.headers["Content-Security-Policy"] = csp
@@ -123,12 +147,16 @@ def login(
 ) -> Response:
     """Checks the password (and code) through `identity.login`, the same path, lock-out and
     rate limit as POST /api/v1/auth/token; on success the token goes into the session cookie."""
+
     def again(error: str, status: int) -> Response:
         return _login_form(request, next=next, error=error, username=username, status=status)
 
     if _ctx(request).settings.identity_mode == "oidc":
-        return again("Password sign-in is turned off here: sign in with "
-                     f"{_ctx(request).settings.oidc_display_name}.", 403)
+        return again(
+            "Password sign-in is turned off here: sign in with "
+            f"{_ctx(request).settings.oidc_display_name}.",
+            403,
+        )
     if not ui_session.login_nonce_ok(request, nonce):
         return again("The sign-in form had expired. Please sign in again.", 400)
     if acknowledge != "yes":
@@ -136,11 +164,14 @@ def login(
     if not username or not password:
         return again(identity.REFUSED.capitalize() + ".", 401)
     try:
-        issued = identity.login(_ctx(request), username, password, totp.strip() or None,
-                                source_ip=_ip(request))
+        issued = identity.login(
+            _ctx(request), username, password, totp.strip() or None, source_ip=_ip(request)
+        )
     except TooManyAttempts as exc:
-        response = again(f"Too many failed sign-ins from this address. Try again in "
-                         f"{exc.retry_after} seconds.", 429)
+        response = again(
+            f"Too many failed sign-ins from this address. Try again in {exc.retry_after} seconds.",
+            429,
+        )
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
     except NotAuthenticated:
@@ -152,23 +183,37 @@ def login(
 
 
 @router.get("/login/oidc")
-def login_oidc(request: Request,
-               next: Annotated[str | None, Query(max_length=2000)] = None,
-               acknowledge: Annotated[str, Query(max_length=10)] = "",
-               _: None = Depends(public)) -> Response:
+def login_oidc(
+    request: Request,
+    next: Annotated[str | None, Query(max_length=2000)] = None,
+    acknowledge: Annotated[str, Query(max_length=10)] = "",
+    _: None = Depends(public),
+) -> Response:
     """Sends the browser to the force's IdP (authorization code flow, PKCE S256). Public: it
     only redirects, writes nothing, and the flow's state, nonce and verifier live in a sealed
     short-lived cookie of this browser."""
     settings = _ctx(request).settings
     if not identity.oidc_browser_sign_in_enabled(settings):
-        return _login_form(request, next=next, status=404,
-                           error="Sign-in through the identity provider is not set up here.")
+        return _login_form(
+            request,
+            next=next,
+            status=404,
+            error="Sign-in through the identity provider is not set up here.",
+        )
     if acknowledge != "yes":
-        return _login_form(request, next=next, status=400,
-                           error="Confirm that you have read the notice above to continue.")
+        return _login_form(
+            request,
+            next=next,
+            status=400,
+            error="Confirm that you have read the notice above to continue.",
+        )
     flow = ui_session.new_oidc_flow(next)
-    response = RedirectResponse(identity.oidc_authorization_url(
-        settings, state=flow.state, nonce=flow.nonce, verifier=flow.verifier), status_code=303)
+    response = RedirectResponse(
+        identity.oidc_authorization_url(
+            settings, state=flow.state, nonce=flow.nonce, verifier=flow.verifier
+        ),
+        status_code=303,
+    )
     ui_session.put_oidc_flow(request, response, flow)
     return response
 
@@ -192,28 +237,35 @@ def login_oidc_callback(
     flow = ui_session.take_oidc_flow(request)
 
     def refused(message: str, status: int) -> Response:
-        response = _login_form(request, next=flow.next if flow else None, error=message,
-                               status=status)
+        response = _login_form(
+            request, next=flow.next if flow else None, error=message, status=status
+        )
         ui_session.clear_oidc_flow(request, response)
         return response
 
     if not identity.oidc_browser_sign_in_enabled(ctx.settings):
         return refused("Sign-in through the identity provider is not set up here.", 404)
     if not ui_session.oidc_state_ok(flow, state):
-        return refused("That sign-in could not be matched to this browser (it expired, was "
-                       "already used, or was started elsewhere). Please try again.", 400)
+        return refused(
+            "That sign-in could not be matched to this browser (it expired, was "
+            "already used, or was started elsewhere). Please try again.",
+            400,
+        )
     assert flow is not None
     if error:
         code_name = error if _IDP_ERROR.match(error) else "an unrecognised error"
-        message = ("You did not allow the sign-in at the identity provider (access_denied)."
-                   if error == "access_denied" else
-                   f"The identity provider did not sign you in ({code_name}).")
+        message = (
+            "You did not allow the sign-in at the identity provider (access_denied)."
+            if error == "access_denied"
+            else f"The identity provider did not sign you in ({code_name})."
+        )
         return refused(message, 401)
     if not code:
         return refused("The identity provider sent no authorization code. Please try again.", 400)
     try:
-        done = identity.oidc_sign_in(ctx, code, verifier=flow.verifier, nonce=flow.nonce,
-                                     source_ip=_ip(request))
+        done = identity.oidc_sign_in(
+            ctx, code, verifier=flow.verifier, nonce=flow.nonce, source_ip=_ip(request)
+        )
     except AccessDenied as exc:
         return refused(f"Signed in at the identity provider, but refused here: {exc}.", 403)
     except (NotAuthenticated, NotFound) as exc:
@@ -253,8 +305,11 @@ def static(name: str, _: None = Depends(public)) -> Response:
     if entry is None:
         raise NotFound(f"no static file {name!r}")
     path, media_type, digest = entry
-    return FileResponse(path, media_type=media_type, headers={
-        "Cache-Control": "public, max-age=31536000, immutable", "ETag": f'"{digest}"'})
+    return FileResponse(
+        path,
+        media_type=media_type,
+        headers={"Cache-Control": "public, max-age=31536000, immutable", "ETag": f'"{digest}"'},
+    )
 
 
 @router.get("/about")
@@ -270,8 +325,12 @@ def about(request: Request, _: None = Depends(public)) -> Response:
     except ui_session.LoginRequired:
         pass
     ctx = _ctx(request)
-    return render(request, "about.html", ledger_key=ctx.ledger.verifier_key,
-                  bundle_keys=bundles.published_keys(ctx))
+    return render(
+        request,
+        "about.html",
+        ledger_key=ctx.ledger.verifier_key,
+        bundle_keys=bundles.published_keys(ctx),
+    )
 
 
 # -- search ------------------------------------------------------------------------------------
@@ -312,20 +371,44 @@ def search_page(
     errors: list[str] = []
     d_from, d_to = _date(date_from, "From", errors), _date(date_to, "To", errors)
     filters = SearchFilters(
-        officer_id=_blank(officer), recorded_from=_midnight(d_from),
+        officer_id=_blank(officer),
+        recorded_from=_midnight(d_from),
         recorded_to=_midnight(d_to, days=1),  # "to" is inclusive: the whole day
-        case_id=_blank(case), category=_blank(category), tag=_blank(tag), text=_blank(q),
+        case_id=_blank(case),
+        category=_blank(category),
+        tag=_blank(tag),
+        text=_blank(q),
         state=_blank(state),
     )
     items, total = clips.search(ctx, principal, filters, page=page, per_page=PER_PAGE)
     open_cases = cases.list_cases(ctx, principal) if principal.role == Role.evidence_officer else []
-    params = {k: v for k, v in {
-        "officer": officer, "from": date_from, "to": date_to, "category": category, "tag": tag,
-        "q": q, "state": state, "case": case}.items() if _blank(v)}
+    params = {
+        k: v
+        for k, v in {
+            "officer": officer,
+            "from": date_from,
+            "to": date_to,
+            "category": category,
+            "tag": tag,
+            "q": q,
+            "state": state,
+            "case": case,
+        }.items()
+        if _blank(v)
+    }
     return render(
-        request, "search.html", items=items, total=total, page=page, per_page=PER_PAGE,
-        pages=max(1, -(-total // PER_PAGE)), params=params, view=view, errors=errors,
-        categories=ctx.settings.categories, cases=open_cases,
+        request,
+        "search.html",
+        items=items,
+        total=total,
+        page=page,
+        per_page=PER_PAGE,
+        pages=max(1, -(-total // PER_PAGE)),
+        params=params,
+        view=view,
+        errors=errors,
+        categories=ctx.settings.categories,
+        cases=open_cases,
         query=lambda **extra: urlencode({**params, "view": view, **extra}),
         thumbnails=principal.role != Role.auditor,  # auditors play footage only with a grant
         filtered=bool(params),
@@ -367,34 +450,51 @@ def clip_page(
     kinds = {d["kind"] for d in clip["derivatives"]}
     history = [r.as_dict() for r in cameras.attribution_history(ctx, principal, clip_id)]
     return render(
-        request, "clip.html", clip=clip, check=check, reasons=ctx.settings.access_reasons,
+        request,
+        "clip.html",
+        clip=clip,
+        check=check,
+        reasons=ctx.settings.access_reasons,
         attributions=history,
-        categories=ctx.settings.categories, may_play=_may_play(ctx, principal, clip_id),
-        has_proxy="proxy" in kinds, has_thumbnail="thumbnail" in kinds,
-        reason=chosen, reason_code=reason or "", reason_detail=detail or "",
+        categories=ctx.settings.categories,
+        may_play=_may_play(ctx, principal, clip_id),
+        has_proxy="proxy" in kinds,
+        has_thumbnail="thumbnail" in kinds,
+        reason=chosen,
+        reason_code=reason or "",
+        reason_detail=detail or "",
         reason_error=reason_error,
-        rejection=next((c["entry"] for c in clip["custody"] if c["type"] == "upload.rejected"), None),
+        rejection=next(
+            (c["entry"] for c in clip["custody"] if c["type"] == "upload.rejected"), None
+        ),
         q_reason=urlencode({"reason": chosen}) if chosen else "",
     )
 
 
 @router.get("/clips/{clip_id}/stream")
-async def stream(clip_id: str, request: Request,
-                 reason: Annotated[str | None, Query(max_length=500)] = None,
-                 principal: Principal = Depends(ui_gate("clips.view_footage"))) -> Response:
+async def stream(
+    clip_id: str,
+    request: Request,
+    reason: Annotated[str | None, Query(max_length=500)] = None,
+    principal: Principal = Depends(ui_gate("clips.view_footage")),
+) -> Response:
     return await footage_response(request, principal, clip_id, "proxy", reason)
 
 
 @router.get("/clips/{clip_id}/original")
-async def original(clip_id: str, request: Request,
-                   reason: Annotated[str | None, Query(max_length=500)] = None,
-                   principal: Principal = Depends(ui_gate("clips.view_footage"))) -> Response:
+async def original(
+    clip_id: str,
+    request: Request,
+    reason: Annotated[str | None, Query(max_length=500)] = None,
+    principal: Principal = Depends(ui_gate("clips.view_footage")),
+) -> Response:
     return await footage_response(request, principal, clip_id, "original", reason)
 
 
 @router.get("/clips/{clip_id}/thumbnail")
-async def thumbnail(clip_id: str, request: Request,
-                    principal: Principal = Depends(ui_gate("clips.view_footage"))) -> Response:
+async def thumbnail(
+    clip_id: str, request: Request, principal: Principal = Depends(ui_gate("clips.view_footage"))
+) -> Response:
     return await footage_response(request, principal, clip_id, "thumbnail", None)
 
 
@@ -407,7 +507,9 @@ def _ms(value: str, what: str) -> int:
     try:
         return _at_ms(value)
     except InvalidInput:
-        raise InvalidInput(f"give the {what} as seconds (83.4) or minutes:seconds (1:23.4)") from None
+        raise InvalidInput(
+            f"give the {what} as seconds (83.4) or minutes:seconds (1:23.4)"
+        ) from None
 
 
 def _whole(value: str, what: str) -> int:
@@ -417,41 +519,66 @@ def _whole(value: str, what: str) -> int:
 
 
 @router.post("/clips/{clip_id}/redactions")
-def request_redaction(clip_id: str, request: Request,
-                      x: Annotated[str, Form(max_length=6)] = "",
-                      y: Annotated[str, Form(max_length=6)] = "",
-                      w: Annotated[str, Form(max_length=6)] = "",
-                      h: Annotated[str, Form(max_length=6)] = "",
-                      box_from: Annotated[str, Form(max_length=20)] = "",
-                      box_to: Annotated[str, Form(max_length=20)] = "",
-                      mute_from: Annotated[str, Form(max_length=20)] = "",
-                      mute_to: Annotated[str, Form(max_length=20)] = "",
-                      reason: Annotated[str, Form(max_length=500)] = "",
-                      principal: Principal = Depends(ui_gate("clips.redact")),
-                      _: None = CSRF) -> Response:
+def request_redaction(
+    clip_id: str,
+    request: Request,
+    x: Annotated[str, Form(max_length=6)] = "",
+    y: Annotated[str, Form(max_length=6)] = "",
+    w: Annotated[str, Form(max_length=6)] = "",
+    h: Annotated[str, Form(max_length=6)] = "",
+    box_from: Annotated[str, Form(max_length=20)] = "",
+    box_to: Annotated[str, Form(max_length=20)] = "",
+    mute_from: Annotated[str, Form(max_length=20)] = "",
+    mute_to: Annotated[str, Form(max_length=20)] = "",
+    reason: Annotated[str, Form(max_length=500)] = "",
+    principal: Principal = Depends(ui_gate("clips.redact")),
+    _: None = CSRF,
+) -> Response:
     """One black box and/or one muted range per request, as the JSON API's
     POST /api/v1/clips/{id}/redactions (which takes many)."""
     to = _clip_url(clip_id, "redact")
     try:
-        boxes = [{"x": _whole(x, "left edge"), "y": _whole(y, "top edge"),
-                  "w": _whole(w, "width"), "h": _whole(h, "height"),
-                  "start_ms": _ms(box_from, "box's start"), "end_ms": _ms(box_to, "box's end")}
-                 ] if any(v.strip() for v in (x, y, w, h)) else []
-        mute = ([{"start_ms": _ms(mute_from, "mute start"), "end_ms": _ms(mute_to, "mute end")}]
-                if mute_from.strip() or mute_to.strip() else [])
+        boxes = (
+            [
+                {
+                    "x": _whole(x, "left edge"),
+                    "y": _whole(y, "top edge"),
+                    "w": _whole(w, "width"),
+                    "h": _whole(h, "height"),
+                    "start_ms": _ms(box_from, "box's start"),
+                    "end_ms": _ms(box_to, "box's end"),
+                }
+            ]
+            if any(v.strip() for v in (x, y, w, h))
+            else []
+        )
+        mute = (
+            [{"start_ms": _ms(mute_from, "mute start"), "end_ms": _ms(mute_to, "mute end")}]
+            if mute_from.strip() or mute_to.strip()
+            else []
+        )
         if not boxes and not mute:
             raise InvalidInput("give a box to black out, a stretch of sound to mute, or both")
         r = redactions.request_redaction(_ctx(request), principal, clip_id, boxes, mute, reason)
     except (InvalidInput, Conflict, NotFound) as exc:
         return see_other(request, to, error=str(exc))
     request.app.state.relay_outbox()
-    return see_other(request, to, ok=f"Redaction requested: {r['kind']} is being made from the "
-                                     "original, which is not changed.")
+    return see_other(
+        request,
+        to,
+        ok=f"Redaction requested: {r['kind']} is being made from the "
+        "original, which is not changed.",
+    )
 
 
 @router.post("/clips/{clip_id}/tags")
-def add_tag(clip_id: str, request: Request, tag: Annotated[str, Form(max_length=64)] = "",
-            principal: Principal = Depends(ui_gate("clips.tag")), _: None = CSRF) -> Response:
+def add_tag(
+    clip_id: str,
+    request: Request,
+    tag: Annotated[str, Form(max_length=64)] = "",
+    principal: Principal = Depends(ui_gate("clips.tag")),
+    _: None = CSRF,
+) -> Response:
     try:
         clips.add_tag(_ctx(request), principal, clip_id, tag)
     except InvalidInput as exc:
@@ -460,8 +587,13 @@ def add_tag(clip_id: str, request: Request, tag: Annotated[str, Form(max_length=
 
 
 @router.post("/clips/{clip_id}/tags/remove")
-def remove_tag(clip_id: str, request: Request, tag: Annotated[str, Form(max_length=64)] = "",
-               principal: Principal = Depends(ui_gate("clips.tag")), _: None = CSRF) -> Response:
+def remove_tag(
+    clip_id: str,
+    request: Request,
+    tag: Annotated[str, Form(max_length=64)] = "",
+    principal: Principal = Depends(ui_gate("clips.tag")),
+    _: None = CSRF,
+) -> Response:
     try:
         clips.remove_tag(_ctx(request), principal, clip_id, tag)
     except NotFound as exc:
@@ -470,10 +602,13 @@ def remove_tag(clip_id: str, request: Request, tag: Annotated[str, Form(max_leng
 
 
 @router.post("/clips/{clip_id}/category")
-def set_category(clip_id: str, request: Request,
-                 category: Annotated[str, Form(max_length=64)] = "",
-                 principal: Principal = Depends(ui_gate("clips.categorise")),
-                 _: None = CSRF) -> Response:
+def set_category(
+    clip_id: str,
+    request: Request,
+    category: Annotated[str, Form(max_length=64)] = "",
+    principal: Principal = Depends(ui_gate("clips.categorise")),
+    _: None = CSRF,
+) -> Response:
     try:
         clips.set_category(_ctx(request), principal, clip_id, category)
     except InvalidInput as exc:
@@ -493,12 +628,15 @@ def _at_ms(value: str) -> int:
 
 
 @router.post("/clips/{clip_id}/bookmarks")
-def add_bookmark(clip_id: str, request: Request,
-                 at: Annotated[str, Form(max_length=20)] = "",
-                 note: Annotated[str, Form(max_length=2000)] = "",
-                 back: Annotated[str, Form(max_length=2000)] = "",
-                 principal: Principal = Depends(ui_gate("clips.bookmark")),
-                 _: None = CSRF) -> Response:
+def add_bookmark(
+    clip_id: str,
+    request: Request,
+    at: Annotated[str, Form(max_length=20)] = "",
+    note: Annotated[str, Form(max_length=2000)] = "",
+    back: Annotated[str, Form(max_length=2000)] = "",
+    principal: Principal = Depends(ui_gate("clips.bookmark")),
+    _: None = CSRF,
+) -> Response:
     # Back to the page it came from, which keeps the chosen reason and so the player.
     back = ui_session.safe_next(back) or ""
     url = back if back.startswith(_clip_url(clip_id)) else _clip_url(clip_id)
@@ -519,11 +657,13 @@ def cases_page(request: Request, principal: Principal = Depends(ui_gate("cases.r
 
 
 @router.post("/cases")
-def create_case(request: Request,
-                title: Annotated[str, Form(max_length=255)] = "",
-                reference: Annotated[str, Form(max_length=100)] = "",
-                principal: Principal = Depends(ui_gate("cases.create")),
-                _: None = CSRF) -> Response:
+def create_case(
+    request: Request,
+    title: Annotated[str, Form(max_length=255)] = "",
+    reference: Annotated[str, Form(max_length=100)] = "",
+    principal: Principal = Depends(ui_gate("cases.create")),
+    _: None = CSRF,
+) -> Response:
     try:
         case = cases.create_case(_ctx(request), principal, title, reference)
     except InvalidInput as exc:
@@ -532,21 +672,33 @@ def create_case(request: Request,
 
 
 @router.get("/cases/{case_id}")
-def case_page(case_id: str, request: Request,
-              principal: Principal = Depends(ui_gate("cases.read"))) -> Response:
+def case_page(
+    case_id: str, request: Request, principal: Principal = Depends(ui_gate("cases.read"))
+) -> Response:
     ctx = _ctx(request)
     case = cases.case_detail(ctx, principal, case_id)
     shares = cases.shares_of(ctx, principal, case_id) if allowed(principal, "shares.manage") else []
     may_read = allowed(principal, "bundles.read")
     court = bundles.bundles_of(ctx, principal, case_id) if may_read else []
-    holds = (retention.list_holds(ctx, principal, case_id=case_id)
-             if allowed(principal, "retention.read") else [])
+    holds = (
+        retention.list_holds(ctx, principal, case_id=case_id)
+        if allowed(principal, "retention.read")
+        else []
+    )
     today = clock.now().date()
-    return render(request, "case.html", case=case, shares=shares, bundles=court, holds=holds,
-                  reasons=ctx.settings.access_reasons, notice_days=ctx.settings.retention_notice_days,
-                  share_min=(today + dt.timedelta(days=1)).isoformat(),
-                  share_max=(today + cases.MAX_SHARE).isoformat(),
-                  share_default=(today + dt.timedelta(days=28)).isoformat())
+    return render(
+        request,
+        "case.html",
+        case=case,
+        shares=shares,
+        bundles=court,
+        holds=holds,
+        reasons=ctx.settings.access_reasons,
+        notice_days=ctx.settings.retention_notice_days,
+        share_min=(today + dt.timedelta(days=1)).isoformat(),
+        share_max=(today + cases.MAX_SHARE).isoformat(),
+        share_default=(today + dt.timedelta(days=28)).isoformat(),
+    )
 
 
 def _case_url(case_id: str, anchor: str = "") -> str:
@@ -554,25 +706,35 @@ def _case_url(case_id: str, anchor: str = "") -> str:
 
 
 @router.post("/cases/{case_id}/items/{clip_id}/ref")
-def set_exhibit_ref(case_id: str, clip_id: str, request: Request,
-                    exhibit_ref: Annotated[str, Form(max_length=100)] = "",
-                    principal: Principal = Depends(ui_gate("cases.manage")),
-                    _: None = CSRF) -> Response:
+def set_exhibit_ref(
+    case_id: str,
+    clip_id: str,
+    request: Request,
+    exhibit_ref: Annotated[str, Form(max_length=100)] = "",
+    principal: Principal = Depends(ui_gate("cases.manage")),
+    _: None = CSRF,
+) -> Response:
     """Change an exhibit's reference (the service checks it and writes the ledger entry)."""
     try:
         done = cases.set_exhibit_ref(_ctx(request), principal, case_id, clip_id, exhibit_ref)
     except (InvalidInput, NotFound, Conflict) as exc:
         return see_other(request, _case_url(case_id, "exhibits"), error=str(exc))
-    return see_other(request, _case_url(case_id, "exhibits"),
-                     ok=f"Exhibit {done['previous_ref']} is now {done['exhibit_ref']}.")
+    return see_other(
+        request,
+        _case_url(case_id, "exhibits"),
+        ok=f"Exhibit {done['previous_ref']} is now {done['exhibit_ref']}.",
+    )
 
 
 @router.post("/cases/{case_id}/shares")
-def share_case(case_id: str, request: Request,
-               username: Annotated[str, Form(max_length=100)] = "",
-               ends: Annotated[str, Form(max_length=20)] = "",
-               principal: Principal = Depends(ui_gate("shares.manage")),
-               _: None = CSRF) -> Response:
+def share_case(
+    case_id: str,
+    request: Request,
+    username: Annotated[str, Form(max_length=100)] = "",
+    ends: Annotated[str, Form(max_length=20)] = "",
+    principal: Principal = Depends(ui_gate("shares.manage")),
+    _: None = CSRF,
+) -> Response:
     """Share the case with a CPS user until 00:00 UTC on the chosen day."""
     to = _case_url(case_id, "shares")
     try:
@@ -583,15 +745,19 @@ def share_case(case_id: str, request: Request,
         share = cases.share_case(_ctx(request), principal, case_id, username.strip(), expires)
     except (InvalidInput, NotFound) as exc:
         return see_other(request, to, error=str(exc))
-    return see_other(request, to, ok=f"Shared with {share['username']} until "
-                     f"{expires:%Y-%m-%d %H:%M} UTC.")
+    return see_other(
+        request, to, ok=f"Shared with {share['username']} until {expires:%Y-%m-%d %H:%M} UTC."
+    )
 
 
 @router.post("/shares/{share_id}/revoke")
-def revoke_share(share_id: str, request: Request,
-                 case_id: Annotated[str, Form(max_length=36)] = "",
-                 principal: Principal = Depends(ui_gate("shares.manage")),
-                 _: None = CSRF) -> Response:
+def revoke_share(
+    share_id: str,
+    request: Request,
+    case_id: Annotated[str, Form(max_length=36)] = "",
+    principal: Principal = Depends(ui_gate("shares.manage")),
+    _: None = CSRF,
+) -> Response:
     to = _case_url(case_id, "shares") if _IDS.fullmatch(case_id) else "/ui/cases"
     try:
         cases.revoke_share(_ctx(request), principal, share_id)
@@ -601,40 +767,56 @@ def revoke_share(share_id: str, request: Request,
 
 
 @router.post("/cases/{case_id}/bundles")
-def request_bundle(case_id: str, request: Request,
-                   include_proxies: Annotated[str, Form(max_length=10)] = "",
-                   include_redactions: Annotated[str, Form(max_length=10)] = "",
-                   principal: Principal = Depends(ui_gate("bundles.request")),
-                   _: None = CSRF) -> Response:
+def request_bundle(
+    case_id: str,
+    request: Request,
+    include_proxies: Annotated[str, Form(max_length=10)] = "",
+    include_redactions: Annotated[str, Form(max_length=10)] = "",
+    principal: Principal = Depends(ui_gate("bundles.request")),
+    _: None = CSRF,
+) -> Response:
     """Queue a court bundle (the worker builds it), as POST /api/v1/cases/{id}/bundles."""
     to = _case_url(case_id, "bundles")
     try:
-        b = bundles.request_bundle(_ctx(request), principal, case_id,
-                                   include_proxies=include_proxies == "yes",
-                                   include_redactions=include_redactions == "yes")
+        b = bundles.request_bundle(
+            _ctx(request),
+            principal,
+            case_id,
+            include_proxies=include_proxies == "yes",
+            include_redactions=include_redactions == "yes",
+        )
     except (InvalidInput, NotFound) as exc:
         return see_other(request, to, error=str(exc))
     request.app.state.relay_outbox()
     if b["reused"]:
-        return see_other(request, to, ok="A court bundle of these same exhibits and options "
-                         f"already exists ({b['state']}): use it, no second copy is made.")
+        return see_other(
+            request,
+            to,
+            ok="A court bundle of these same exhibits and options "
+            f"already exists ({b['state']}): use it, no second copy is made.",
+        )
     return see_other(request, to, ok="Court bundle requested: it is being built.")
 
 
 @router.get("/bundles/{bundle_id}/status")
-def bundle_status(bundle_id: str, request: Request,
-                  principal: Principal = Depends(ui_gate("bundles.read"))) -> Response:
+def bundle_status(
+    bundle_id: str, request: Request, principal: Principal = Depends(ui_gate("bundles.read"))
+) -> Response:
     """State and progress, polled by ui.js while a bundle is being built."""
     b = bundles.get_bundle(_ctx(request), principal, bundle_id)
-    return JSONResponse({"state": b["state"], "progress": b["progress"]},
-                        headers={"Cache-Control": "no-store"})
+    return JSONResponse(
+        {"state": b["state"], "progress": b["progress"]}, headers={"Cache-Control": "no-store"}
+    )
 
 
 @router.get("/bundles/{bundle_id}/download")
-async def bundle_download(bundle_id: str, request: Request,
-                          reason: Annotated[str | None, Query(max_length=100)] = None,
-                          detail: Annotated[str | None, Query(max_length=400)] = None,
-                          principal: Principal = Depends(ui_gate("bundles.read"))) -> Response:
+async def bundle_download(
+    bundle_id: str,
+    request: Request,
+    reason: Annotated[str | None, Query(max_length=100)] = None,
+    detail: Annotated[str | None, Query(max_length=400)] = None,
+    principal: Principal = Depends(ui_gate("bundles.read")),
+) -> Response:
     """The ZIP, through the API's own path: the `bundle.downloaded` ledger entry first, with
     the reason chosen on the case page (code, and details when given)."""
     text = f"{reason}: {detail.strip()}" if reason and detail and detail.strip() else reason
@@ -645,12 +827,14 @@ _IDS = re.compile(r"[0-9A-Za-z-]{8,36}")
 
 
 @router.post("/exhibits")
-def add_exhibits(request: Request,
-                 case_id: Annotated[str, Form(max_length=36)] = "",
-                 clip_ids: Annotated[list[str] | None, Form(max_length=20000)] = None,
-                 back: Annotated[str, Form(max_length=2000)] = "",
-                 principal: Principal = Depends(ui_gate("cases.manage")),
-                 _: None = CSRF) -> Response:
+def add_exhibits(
+    request: Request,
+    case_id: Annotated[str, Form(max_length=36)] = "",
+    clip_ids: Annotated[list[str] | None, Form(max_length=20000)] = None,
+    back: Annotated[str, Form(max_length=2000)] = "",
+    principal: Principal = Depends(ui_gate("cases.manage")),
+    _: None = CSRF,
+) -> Response:
     """Add clips to a case as exhibits: ticked on the search page, or pasted on the case page
     (ids separated by spaces, commas or new lines)."""
     ids = [m for value in clip_ids or [] for m in _IDS.findall(value)]
@@ -668,21 +852,35 @@ def add_exhibits(request: Request,
 
 
 @router.post("/cases/{case_id}/close")
-def close_case(case_id: str, request: Request, reason: Annotated[str, Form(max_length=500)] = "",
-               principal: Principal = Depends(ui_gate("cases.manage")), _: None = CSRF) -> Response:
+def close_case(
+    case_id: str,
+    request: Request,
+    reason: Annotated[str, Form(max_length=500)] = "",
+    principal: Principal = Depends(ui_gate("cases.manage")),
+    _: None = CSRF,
+) -> Response:
     try:
         done = cases.close_case(_ctx(request), principal, case_id, reason)
     except (InvalidInput, Conflict) as exc:
         return see_other(request, _case_url(case_id, "#state"), error=str(exc))
     n = len(done["rescheduled"])
     which = "1 exhibit" if n == 1 else f"{n} exhibits"
-    return see_other(request, _case_url(case_id), ok=f"Case closed. {which} will be reviewed under "
-                     "the rule of its category; nothing was disposed of.")
+    return see_other(
+        request,
+        _case_url(case_id),
+        ok=f"Case closed. {which} will be reviewed under "
+        "the rule of its category; nothing was disposed of.",
+    )
 
 
 @router.post("/cases/{case_id}/reopen")
-def reopen_case(case_id: str, request: Request, reason: Annotated[str, Form(max_length=500)] = "",
-                principal: Principal = Depends(ui_gate("cases.manage")), _: None = CSRF) -> Response:
+def reopen_case(
+    case_id: str,
+    request: Request,
+    reason: Annotated[str, Form(max_length=500)] = "",
+    principal: Principal = Depends(ui_gate("cases.manage")),
+    _: None = CSRF,
+) -> Response:
     try:
         cases.reopen_case(_ctx(request), principal, case_id, reason)
     except (InvalidInput, Conflict) as exc:
@@ -691,10 +889,13 @@ def reopen_case(case_id: str, request: Request, reason: Annotated[str, Form(max_
 
 
 @router.post("/cases/{case_id}/members")
-def add_member(case_id: str, request: Request,
-               username: Annotated[str, Form(max_length=100)] = "",
-               principal: Principal = Depends(ui_gate("cases.manage")),
-               _: None = CSRF) -> Response:
+def add_member(
+    case_id: str,
+    request: Request,
+    username: Annotated[str, Form(max_length=100)] = "",
+    principal: Principal = Depends(ui_gate("cases.manage")),
+    _: None = CSRF,
+) -> Response:
     try:
         cases.add_member(_ctx(request), principal, case_id, username.strip())
     except (InvalidInput, NotFound) as exc:
@@ -705,54 +906,87 @@ def add_member(case_id: str, request: Request,
 # -- auditors (the administrator's pages: api/ui/admin.py) ----------------------------------
 
 
-def _audit_filter(person: str | None, clip: str | None, case: str | None, type_: str | None,
-                  date_from: str | None, date_to: str | None,
-                  ) -> tuple[audit.LogFilter, dict[str, str], list[str]]:
+def _audit_filter(
+    person: str | None,
+    clip: str | None,
+    case: str | None,
+    type_: str | None,
+    date_from: str | None,
+    date_to: str | None,
+) -> tuple[audit.LogFilter, dict[str, str], list[str]]:
     """The access log's filter from the form's fields, the fields to keep in links, errors."""
     errors: list[str] = []
     d_from, d_to = _date(date_from, "From", errors), _date(date_to, "To", errors)
-    f = audit.LogFilter(person=_blank(person), clip_id=_blank(clip), case_id=_blank(case),
-                        entry_type=_blank(type_), since=_midnight(d_from),
-                        until=_midnight(d_to, days=1))  # "to" is inclusive: the whole day
-    params = {k: v for k, v in {"person": person, "clip": clip, "case": case, "type": type_,
-                                "from": date_from, "to": date_to}.items() if v and _blank(v)}
+    f = audit.LogFilter(
+        person=_blank(person),
+        clip_id=_blank(clip),
+        case_id=_blank(case),
+        entry_type=_blank(type_),
+        since=_midnight(d_from),
+        until=_midnight(d_to, days=1),
+    )  # "to" is inclusive: the whole day
+    params = {
+        k: v
+        for k, v in {
+            "person": person,
+            "clip": clip,
+            "case": case,
+            "type": type_,
+            "from": date_from,
+            "to": date_to,
+        }.items()
+        if v and _blank(v)
+    }
     return f, params, errors
 
 
 @router.get("/audit")
-def audit_page(request: Request,
-               before: Annotated[int | None, Query(ge=0, le=MAX_BIGINT)] = None,
-               person: Annotated[str | None, Query(max_length=100)] = None,
-               clip: Annotated[str | None, Query(max_length=36)] = None,
-               case: Annotated[str | None, Query(max_length=36)] = None,
-               type: Annotated[str | None, Query(max_length=64)] = None,
-               date_from: Annotated[str | None, Query(alias="from", max_length=20)] = None,
-               date_to: Annotated[str | None, Query(alias="to", max_length=20)] = None,
-               principal: Principal = Depends(ui_gate("audit.read"))) -> Response:
+def audit_page(
+    request: Request,
+    before: Annotated[int | None, Query(ge=0, le=MAX_BIGINT)] = None,
+    person: Annotated[str | None, Query(max_length=100)] = None,
+    clip: Annotated[str | None, Query(max_length=36)] = None,
+    case: Annotated[str | None, Query(max_length=36)] = None,
+    type: Annotated[str | None, Query(max_length=64)] = None,
+    date_from: Annotated[str | None, Query(alias="from", max_length=20)] = None,
+    date_to: Annotated[str | None, Query(alias="to", max_length=20)] = None,
+    principal: Principal = Depends(ui_gate("audit.read")),
+) -> Response:
     """The access log with its filters; the same filters give the CSV export."""
     f, params, errors = _audit_filter(person, clip, case, type, date_from, date_to)
     items: list[dict] = []
     if not errors:
         try:
-            items = audit.access_log(_ctx(request), principal, f, limit=100, before=before,
-                                     source_ip=_ip(request))
+            items = audit.access_log(
+                _ctx(request), principal, f, limit=100, before=before, source_ip=_ip(request)
+            )
         except (InvalidInput, NotFound) as exc:
             errors.append(str(exc))
     older = items[-1]["index"] if len(items) == 100 else None
-    return render(request, "audit.html", items=items, older=older, before=before, errors=errors,
-                  params=params, types=[(t, catalogue.label(t)) for t in audit.ACCESS_TYPES],
-                  query=lambda **extra: urlencode({**params, **extra}))
+    return render(
+        request,
+        "audit.html",
+        items=items,
+        older=older,
+        before=before,
+        errors=errors,
+        params=params,
+        types=[(t, catalogue.label(t)) for t in audit.ACCESS_TYPES],
+        query=lambda **extra: urlencode({**params, **extra}),
+    )
 
 
 @router.get("/audit.csv")
-def audit_csv(request: Request,
-              person: Annotated[str | None, Query(max_length=100)] = None,
-              clip: Annotated[str | None, Query(max_length=36)] = None,
-              case: Annotated[str | None, Query(max_length=36)] = None,
-              type: Annotated[str | None, Query(max_length=64)] = None,
-              date_from: Annotated[str | None, Query(alias="from", max_length=20)] = None,
-              date_to: Annotated[str | None, Query(alias="to", max_length=20)] = None,
-              principal: Principal = Depends(ui_gate("audit.read"))) -> Response:
+def audit_csv(
+    request: Request,
+    person: Annotated[str | None, Query(max_length=100)] = None,
+    clip: Annotated[str | None, Query(max_length=36)] = None,
+    case: Annotated[str | None, Query(max_length=36)] = None,
+    type: Annotated[str | None, Query(max_length=64)] = None,
+    date_from: Annotated[str | None, Query(alias="from", max_length=20)] = None,
+    date_to: Annotated[str | None, Query(alias="to", max_length=20)] = None,
+    principal: Principal = Depends(ui_gate("audit.read")),
+) -> Response:
     """The filtered access log as CSV, as the API's /api/v1/audit/access.csv (recorded)."""
     f, _, errors = _audit_filter(person, clip, case, type, date_from, date_to)
     if errors:

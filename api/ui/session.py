@@ -114,9 +114,11 @@ def _session_key(ctx: Context) -> bytes:
     if key is None:
         with _key_lock:
             signing = load_or_create_jwt_key(jwt_key_path(ctx.settings))
-            raw = signing.private_bytes(serialization.Encoding.Raw,
-                                        serialization.PrivateFormat.Raw,
-                                        serialization.NoEncryption())
+            raw = signing.private_bytes(
+                serialization.Encoding.Raw,
+                serialization.PrivateFormat.Raw,
+                serialization.NoEncryption(),
+            )
             key = hashlib.sha256(b"evidence-store ui session v1\0" + raw).digest()
             ctx.__dict__["_ui_session_key"] = key
     return key
@@ -155,22 +157,40 @@ def decode_session(ctx: Context, value: str | None) -> UISession | None:
     return UISession(sid, int(since), token)
 
 
-def _set_cookie(response: Response, request: Request, base: str, value: str,
-                max_age: int | None = None, path: str = "/") -> None:
+def _set_cookie(
+    response: Response,
+    request: Request,
+    base: str,
+    value: str,
+    max_age: int | None = None,
+    path: str = "/",
+) -> None:
     response.set_cookie(
-        cookie_name(request, base), value, max_age=max_age, path=path, httponly=True,
-        secure=is_https(request), samesite="strict",
+        cookie_name(request, base),
+        value,
+        max_age=max_age,
+        path=path,
+        httponly=True,
+        secure=is_https(request),
+        samesite="strict",
     )
 
 
 def _clear_cookie(response: Response, request: Request, base: str) -> None:
-    response.delete_cookie(cookie_name(request, base), path="/", httponly=True,
-                           secure=is_https(request), samesite="strict")
+    response.delete_cookie(
+        cookie_name(request, base),
+        path="/",
+        httponly=True,
+        secure=is_https(request),
+        samesite="strict",
+    )
 
 
 def start_session(ctx: Context, request: Request, response: Response, issued: IssuedToken) -> None:
     """After a successful sign-in: a new session id, the token, no more login nonce."""
-    session = UISession(secrets.token_urlsafe(18), int(clock.now().timestamp()), issued.access_token)
+    session = UISession(
+        secrets.token_urlsafe(18), int(clock.now().timestamp()), issued.access_token
+    )
     _set_cookie(response, request, SESSION_COOKIE, encode_session(ctx, session))
     _clear_cookie(response, request, LOGIN_COOKIE)
 
@@ -269,7 +289,9 @@ def _maybe_renew(ctx: Context, request: Request, session: UISession, now: dt.dat
 
 def csrf_token(request: Request) -> str:
     """The token forms carry in this session ("" when signed out)."""
-    session: UISession | None = getattr(request.state, "ui_session", None) or current_session(request)
+    session: UISession | None = getattr(request.state, "ui_session", None) or current_session(
+        request
+    )
     return _mac(request.app.state.ctx, "csrf", session.sid) if session else ""
 
 
@@ -287,8 +309,9 @@ def csrf_protect(request: Request, csrf: str = Form("", max_length=200)) -> None
         raise LoginRequired("/ui/", expired=True)
     expected = _mac(request.app.state.ctx, "csrf", session.sid)
     if not csrf or not hmac.compare_digest(csrf, expected):
-        raise CsrfRefused("the form's security token did not match your session: reload the "
-                          "page and try again")
+        raise CsrfRefused(
+            "the form's security token did not match your session: reload the page and try again"
+        )
 
 
 # -- a secret shown once, carried across a redirect -------------------------------------------
@@ -309,9 +332,15 @@ def put_once(request: Request, response: Response, path: str, data: bytes) -> No
         raise LoginRequired("/ui/", expired=True)
     nonce = secrets.token_bytes(12)
     sealed = AESGCM(_once_key(request.app.state.ctx)).encrypt(nonce, data, session.sid.encode())
-    response.set_cookie(ONCE_COOKIE, base64.urlsafe_b64encode(nonce + sealed).decode(),
-                        max_age=ONCE_SECONDS, path=path, httponly=True,
-                        secure=is_https(request), samesite="strict")
+    response.set_cookie(
+        ONCE_COOKIE,
+        base64.urlsafe_b64encode(nonce + sealed).decode(),
+        max_age=ONCE_SECONDS,
+        path=path,
+        httponly=True,
+        secure=is_https(request),
+        samesite="strict",
+    )
 
 
 def take_once(request: Request) -> bytes | None:
@@ -323,8 +352,9 @@ def take_once(request: Request) -> bytes | None:
         return None
     try:
         blob = base64.urlsafe_b64decode(raw.encode())
-        return AESGCM(_once_key(request.app.state.ctx)).decrypt(blob[:12], blob[12:],
-                                                                 session.sid.encode())
+        return AESGCM(_once_key(request.app.state.ctx)).decrypt(
+            blob[:12], blob[12:], session.sid.encode()
+        )
     except (InvalidTag, ValueError):
         return None
 
@@ -332,8 +362,9 @@ def take_once(request: Request) -> bytes | None:
 def clear_once(request: Request, response: Response, path: str) -> None:
     """Forget what `put_once` carried: once shown, a reload shows nothing."""
     if ONCE_COOKIE in request.cookies:
-        response.delete_cookie(ONCE_COOKIE, path=path, httponly=True, secure=is_https(request),
-                               samesite="strict")
+        response.delete_cookie(
+            ONCE_COOKIE, path=path, httponly=True, secure=is_https(request), samesite="strict"
+        )
 
 
 # -- sign-in through the IdP: the flow's state between the redirect out and the one back ----
@@ -356,9 +387,13 @@ def _oidc_key(ctx: Context) -> bytes:
 
 
 def new_oidc_flow(next_url: str | None) -> OidcFlow:
-    return OidcFlow(state=secrets.token_urlsafe(24), nonce=secrets.token_urlsafe(24),
-                    verifier=pkce_verifier(), next=safe_next(next_url) or "/ui/",
-                    started=int(clock.now().timestamp()))
+    return OidcFlow(
+        state=secrets.token_urlsafe(24),
+        nonce=secrets.token_urlsafe(24),
+        verifier=pkce_verifier(),
+        next=safe_next(next_url) or "/ui/",
+        started=int(clock.now().timestamp()),
+    )
 
 
 def put_oidc_flow(request: Request, response: Response, flow: OidcFlow) -> None:
@@ -370,10 +405,15 @@ def put_oidc_flow(request: Request, response: Response, flow: OidcFlow) -> None:
     payload = json.dumps(flow.__dict__, separators=(",", ":")).encode()
     nonce = secrets.token_bytes(12)
     sealed = AESGCM(_oidc_key(request.app.state.ctx)).encrypt(nonce, payload, OIDC_COOKIE.encode())
-    response.set_cookie(cookie_name(request, OIDC_COOKIE),
-                        base64.urlsafe_b64encode(nonce + sealed).decode(),
-                        max_age=OIDC_FLOW_SECONDS, path="/", httponly=True,
-                        secure=is_https(request), samesite="lax")
+    response.set_cookie(
+        cookie_name(request, OIDC_COOKIE),
+        base64.urlsafe_b64encode(nonce + sealed).decode(),
+        max_age=OIDC_FLOW_SECONDS,
+        path="/",
+        httponly=True,
+        secure=is_https(request),
+        samesite="lax",
+    )
 
 
 def take_oidc_flow(request: Request) -> OidcFlow | None:
@@ -384,8 +424,11 @@ def take_oidc_flow(request: Request) -> OidcFlow | None:
         return None
     try:
         blob = base64.urlsafe_b64decode(raw.encode())
-        data = json.loads(AESGCM(_oidc_key(request.app.state.ctx)).decrypt(
-            blob[:12], blob[12:], OIDC_COOKIE.encode()))
+        data = json.loads(
+            AESGCM(_oidc_key(request.app.state.ctx)).decrypt(
+                blob[:12], blob[12:], OIDC_COOKIE.encode()
+            )
+        )
         flow = OidcFlow(**data)
     except (InvalidTag, ValueError, TypeError):
         return None
@@ -396,14 +439,18 @@ def take_oidc_flow(request: Request) -> OidcFlow | None:
 
 def oidc_state_ok(flow: OidcFlow | None, state: str | None) -> bool:
     """The IdP's `state` is the one this browser's pending sign-in was sent with."""
-    return bool(flow and state) and hmac.compare_digest(
-        flow.state.encode(), (state or "").encode())  # type: ignore[union-attr]
+    return bool(flow and state) and hmac.compare_digest(flow.state.encode(), (state or "").encode())  # type: ignore[union-attr]
 
 
 def clear_oidc_flow(request: Request, response: Response) -> None:
     """A flow is used once: every answer of the callback forgets it."""
-    response.delete_cookie(cookie_name(request, OIDC_COOKIE), path="/", httponly=True,
-                           secure=is_https(request), samesite="lax")
+    response.delete_cookie(
+        cookie_name(request, OIDC_COOKIE),
+        path="/",
+        httponly=True,
+        secure=is_https(request),
+        samesite="lax",
+    )
 
 
 def new_login_nonce() -> str:

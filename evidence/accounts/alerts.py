@@ -18,16 +18,27 @@ from evidence.context import Context
 from evidence.ledger import catalogue
 
 ALERT_TYPES = (
-    "user.created", "user.provisioned", "user.updated", "user.reset", "user.unlocked",
-    "user.enrolment_issued", "user.enrolled", "user.password_changed", "user.totp_enabled",
+    "user.created",
+    "user.provisioned",
+    "user.updated",
+    "user.reset",
+    "user.unlocked",
+    "user.enrolment_issued",
+    "user.enrolled",
+    "user.password_changed",
+    "user.totp_enabled",
     "user.recovery_codes_issued",
-    "approval.requested", "approval.approved", "approval.refused",
-    "grant.created", "grant.revoked",
+    "approval.requested",
+    "approval.approved",
+    "approval.refused",
+    "grant.created",
+    "grant.revoked",
 )
 catalogue.require_listed(ALERT_TYPES)
 
 
-def list_alerts(ctx: Context, principal: Principal, *, limit: int = 100,
-                before: int | None = None) -> list[dict[str, Any]]:
+def list_alerts(
+    ctx: Context, principal: Principal, *, limit: int = 100, before: int | None = None
+) -> list[dict[str, Any]]:
     """Alert entries, newest first; page with `before` (a ledger index)."""
     return newest_entries(ctx, principal, ALERT_TYPES, limit=limit, before=before)

@@ -44,7 +44,13 @@ def needs_approval(role: str) -> bool:
 
 
 def request_in(
-    s: Session, ledger: Ledger, *, kind: str, user: User, by: Principal, role: str | None = None,
+    s: Session,
+    ledger: Ledger,
+    *,
+    kind: str,
+    user: User,
+    by: Principal,
+    role: str | None = None,
     grant: AccessGrant | None = None,
 ) -> AccountRequest:
     """Record a change waiting for a second administrator, inside the caller's transaction.
@@ -52,17 +58,34 @@ def request_in(
     latest one can be approved."""
     assert kind in KINDS
     if kind != "grant":
-        for old in s.scalars(select(AccountRequest).where(
-                AccountRequest.user_id == user.id, AccountRequest.kind == kind,
-                AccountRequest.state == PENDING)):
+        for old in s.scalars(
+            select(AccountRequest).where(
+                AccountRequest.user_id == user.id,
+                AccountRequest.kind == kind,
+                AccountRequest.state == PENDING,
+            )
+        ):
             old.state, old.decided_at = WITHDRAWN, clock.now()
-    req = AccountRequest(kind=kind, user_id=user.id, role=role,
-                         grant_id=grant.id if grant else None, requested_by=by.user_id,
-                         requested_at=clock.now(), state=PENDING)
+    req = AccountRequest(
+        kind=kind,
+        user_id=user.id,
+        role=role,
+        grant_id=grant.id if grant else None,
+        requested_by=by.user_id,
+        requested_at=clock.now(),
+        state=PENDING,
+    )
     s.add(req)
     s.flush()
-    ledger.append_in(s, "approval.requested", actor=by.actor, subject=_subject(req, by.user_id),
-                     kind=kind, username=user.username, role=role)
+    ledger.append_in(
+        s,
+        "approval.requested",
+        actor=by.actor,
+        subject=_subject(req, by.user_id),
+        kind=kind,
+        username=user.username,
+        role=role,
+    )
     return req
 
 
@@ -79,27 +102,44 @@ def list_pending(ctx: Context, principal: Principal) -> list[dict[str, Any]]:
     another admin can approve)."""
     require(principal, "accounts.approve")
     target, asker = aliased(User), aliased(User)
-    q = (select(AccountRequest, target.username, target.officer_id, target.role,
-                asker.username, AccessGrant)
-         .join(target, target.id == AccountRequest.user_id)
-         .outerjoin(asker, asker.id == AccountRequest.requested_by)
-         .outerjoin(AccessGrant, AccessGrant.id == AccountRequest.grant_id)
-         .where(AccountRequest.state == PENDING)
-         .order_by(AccountRequest.requested_at, AccountRequest.id))
+    q = (
+        select(
+            AccountRequest,
+            target.username,
+            target.officer_id,
+            target.role,
+            asker.username,
+            AccessGrant,
+        )
+        .join(target, target.id == AccountRequest.user_id)
+        .outerjoin(asker, asker.id == AccountRequest.requested_by)
+        .outerjoin(AccessGrant, AccessGrant.id == AccountRequest.grant_id)
+        .where(AccountRequest.state == PENDING)
+        .order_by(AccountRequest.requested_at, AccountRequest.id)
+    )
     with ctx.db.session() as s:
         rows = s.execute(q).all()
     out = []
     for req, username, officer_id, current_role, asked_by, grant in rows:
         item: dict[str, Any] = {
-            "id": req.id, "kind": req.kind, "username": username, "officer_id": officer_id,
-            "role": req.role, "current_role": current_role, "requested_by": asked_by,
+            "id": req.id,
+            "kind": req.kind,
+            "username": username,
+            "officer_id": officer_id,
+            "role": req.role,
+            "current_role": current_role,
+            "requested_by": asked_by,
             "requested_at": clock.rfc3339(req.requested_at),
             "mine": req.requested_by == principal.user_id,
             "about_me": req.user_id == principal.user_id,
         }
         if grant is not None:
-            item.update(clip_id=grant.clip_id, case_id=grant.case_id, reason=grant.reason,
-                        expires_at=clock.rfc3339(grant.expires_at))
+            item.update(
+                clip_id=grant.clip_id,
+                case_id=grant.case_id,
+                reason=grant.reason,
+                expires_at=clock.rfc3339(grant.expires_at),
+            )
         out.append(item)
     return out
 
@@ -109,28 +149,39 @@ def decide(ctx: Context, principal: Principal, request_id: str, *, approve: bool
     asked for it or is the account concerned, or the change was already decided."""
     require(principal, "accounts.approve")
     with ctx.db.write_session() as s:
-        req = s.scalar(select(AccountRequest).where(AccountRequest.id == request_id)
-                       .with_for_update())
+        req = s.scalar(
+            select(AccountRequest).where(AccountRequest.id == request_id).with_for_update()
+        )
         if req is None:
             raise NotFound(f"no pending change {request_id}")
         if req.state != PENDING:
             raise Conflict(f"this change was already {req.state}")
         if req.requested_by == principal.user_id:
-            raise Conflict("you asked for this change: another administrator must approve or "
-                           "refuse it")
+            raise Conflict(
+                "you asked for this change: another administrator must approve or refuse it"
+            )
         if req.user_id == principal.user_id:
-            raise Conflict("this change is about your own account: another administrator "
-                           "must decide it")
+            raise Conflict(
+                "this change is about your own account: another administrator must decide it"
+            )
         user = s.get(User, req.user_id)
         assert user is not None
         now = clock.now()
-        req.state, req.decided_by, req.decided_at = (APPROVED if approve else REFUSED,
-                                                     principal.user_id, now)
+        req.state, req.decided_by, req.decided_at = (
+            APPROVED if approve else REFUSED,
+            principal.user_id,
+            now,
+        )
         _apply(s, req, user, principal, approve)
         ctx.ledger.append_in(
-            s, "approval.approved" if approve else "approval.refused", actor=principal.actor,
-            subject=_subject(req, req.requested_by, principal.user_id), kind=req.kind,
-            username=user.username, role=req.role)
+            s,
+            "approval.approved" if approve else "approval.refused",
+            actor=principal.actor,
+            subject=_subject(req, req.requested_by, principal.user_id),
+            kind=req.kind,
+            username=user.username,
+            role=req.role,
+        )
         return {"id": req.id, "kind": req.kind, "state": req.state, "username": user.username}
 
 
@@ -143,9 +194,11 @@ def _apply(s: Session, req: AccountRequest, user: User, by: Principal, approve: 
             # A refused account stays shut: its links are spent and it is disabled, so a
             # later role change cannot bring it back without another request.
             user.disabled = True
-            s.execute(update(Enrolment).where(Enrolment.user_id == user.id,
-                                              Enrolment.used_at.is_(None))
-                      .values(expires_at=now))
+            s.execute(
+                update(Enrolment)
+                .where(Enrolment.user_id == user.id, Enrolment.used_at.is_(None))
+                .values(expires_at=now)
+            )
     elif req.kind == "role":
         if approve:
             if req.role == Role.officer.value and not user.officer_id:
@@ -164,6 +217,10 @@ def _apply(s: Session, req: AccountRequest, user: User, by: Principal, approve: 
 
 def pending_role(s: Session, user_id: str) -> str | None:
     """The role an account is waiting to be given, if any."""
-    return s.scalar(select(AccountRequest.role).where(
-        AccountRequest.user_id == user_id, AccountRequest.kind == "role",
-        AccountRequest.state == PENDING))
+    return s.scalar(
+        select(AccountRequest.role).where(
+            AccountRequest.user_id == user_id,
+            AccountRequest.kind == "role",
+            AccountRequest.state == PENDING,
+        )
+    )

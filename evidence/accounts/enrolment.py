@@ -52,26 +52,54 @@ def enrol_url(settings: Settings, token: str) -> str:
 
 
 def issue_in(
-    s: Session, ledger: Ledger, settings: Settings, user: User, *, purpose: str, actor: str,
+    s: Session,
+    ledger: Ledger,
+    settings: Settings,
+    user: User,
+    *,
+    purpose: str,
+    actor: str,
     created_by: str | None,
 ) -> EnrolmentLink:
     """A new link for `user`, inside the caller's transaction; earlier unused links end."""
     now = clock.now()
-    s.execute(update(Enrolment).where(Enrolment.user_id == user.id, Enrolment.used_at.is_(None),
-                                      Enrolment.expires_at > now).values(expires_at=now))
+    s.execute(
+        update(Enrolment)
+        .where(
+            Enrolment.user_id == user.id, Enrolment.used_at.is_(None), Enrolment.expires_at > now
+        )
+        .values(expires_at=now)
+    )
     token = secrets.token_urlsafe(32)
     expires = now + dt.timedelta(hours=ENROLMENT_HOURS)
-    s.add(Enrolment(user_id=user.id, token_hash=token_hash(token), purpose=purpose,
-                    created_by=created_by, created_at=now, expires_at=expires))
+    s.add(
+        Enrolment(
+            user_id=user.id,
+            token_hash=token_hash(token),
+            purpose=purpose,
+            created_by=created_by,
+            created_at=now,
+            expires_at=expires,
+        )
+    )
     subject: dict[str, str | list[str]] = {"user": [user.id, created_by] if created_by else user.id}
-    ledger.append_in(s, "user.enrolment_issued", actor=actor, subject=subject,
-                     username=user.username, purpose=purpose, expires_at=clock.rfc3339(expires))
+    ledger.append_in(
+        s,
+        "user.enrolment_issued",
+        actor=actor,
+        subject=subject,
+        username=user.username,
+        purpose=purpose,
+        expires_at=clock.rfc3339(expires),
+    )
     return EnrolmentLink(enrol_url(settings, token), token, expires)
 
 
 def _usable(s: Session, token: str, *, lock: bool = False) -> tuple[Enrolment, User]:
-    gone = NotFound("this enrolment link is unknown, already used or expired: ask an "
-                    "administrator for a new one")
+    gone = NotFound(
+        "this enrolment link is unknown, already used or expired: ask an "
+        "administrator for a new one"
+    )
     if not 20 <= len(token) <= 100 or not set(token) <= _TOKEN_CHARS:
         raise gone
     q = select(Enrolment).where(Enrolment.token_hash == token_hash(token))
@@ -89,8 +117,11 @@ def describe(ctx: Context, token: str) -> dict[str, str]:
     """Whose link this is (for the page that asks for the password); NotFound if unusable."""
     with ctx.db.session() as s:
         row, user = _usable(s, token)
-        return {"username": user.username, "purpose": row.purpose,
-                "expires_at": clock.rfc3339(row.expires_at)}
+        return {
+            "username": user.username,
+            "purpose": row.purpose,
+            "expires_at": clock.rfc3339(row.expires_at),
+        }
 
 
 def check_new_password(password: str, *, username: str) -> None:
@@ -119,7 +150,12 @@ def enrol(ctx: Context, token: str, password: str, *, source_ip: str) -> str:
         user.password_hash = hashed
         user.password_changed_at = clock.now()
         user.failed_logins, user.locked_until = 0, None
-        ctx.ledger.append_in(s, "user.enrolled", actor=f"user:{user.username}",
-                             subject={"user": user.id}, purpose=row.purpose,
-                             source_ip=source_ip[:64])
+        ctx.ledger.append_in(
+            s,
+            "user.enrolled",
+            actor=f"user:{user.username}",
+            subject={"user": user.id},
+            purpose=row.purpose,
+            source_ip=source_ip[:64],
+        )
         return user.username

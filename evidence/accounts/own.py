@@ -55,8 +55,10 @@ class TotpStart:
 def _local_user(s, principal: Principal) -> User:  # type: ignore[no-untyped-def]
     user = s.get(User, principal.user_id)
     if user is None or not has_local_password(user):
-        raise InvalidInput("you sign in through the identity provider: manage your password "
-                           "and two-factor sign-in there")
+        raise InvalidInput(
+            "you sign in through the identity provider: manage your password "
+            "and two-factor sign-in there"
+        )
     return user
 
 
@@ -81,16 +83,28 @@ def change_password(
         user = _local_user(s, principal)
         user.password_hash = hashed
         user.password_changed_at = clock.now()
-        ctx.ledger.append_in(s, "user.password_changed", actor=principal.actor,
-                             subject={"user": user.id}, source_ip=source_ip[:64])
+        ctx.ledger.append_in(
+            s,
+            "user.password_changed",
+            actor=principal.actor,
+            subject={"user": user.id},
+            source_ip=source_ip[:64],
+        )
     with ctx.db.session() as s:
         return issue_token(ctx, _local_user(s, principal))
 
 
 def qr_svg(data: str) -> str:
     out = io.BytesIO()
-    segno.make(data, error="m").save(out, kind="svg", scale=5, border=2, xmldecl=False,
-                                     svgns=True, title="Two-factor sign-in QR code")
+    segno.make(data, error="m").save(
+        out,
+        kind="svg",
+        scale=5,
+        border=2,
+        xmldecl=False,
+        svgns=True,
+        title="Two-factor sign-in QR code",
+    )
     return out.getvalue().decode()
 
 
@@ -106,8 +120,9 @@ def start_totp(ctx: Context, principal: Principal) -> TotpStart:
     with ctx.db.write_session() as s:
         user = _local_user(s, principal)
         user.totp_pending = secret
-        ctx.ledger.append_in(s, "user.totp_enrolment_started", actor=principal.actor,
-                             subject={"user": user.id})
+        ctx.ledger.append_in(
+            s, "user.totp_enrolment_started", actor=principal.actor, subject={"user": user.id}
+        )
     uri = totp_uri(secret, principal.username, ctx.settings.jwt_issuer)
     return TotpStart(secret, uri, qr_svg(uri))
 
@@ -134,19 +149,27 @@ def confirm_totp(ctx: Context, principal: Principal, code: str) -> list[str]:
         raise InvalidInput("start setting up two-factor sign-in first")
     step = matching_totp_step(secret, code, clock.now())
     if step is None:
-        raise InvalidInput("that code does not match: check the authenticator app's clock "
-                           "and type the current code")
+        raise InvalidInput(
+            "that code does not match: check the authenticator app's clock "
+            "and type the current code"
+        )
     codes = _new_codes()
     with ctx.db.write_session() as s:
         user = _local_user(s, principal)
         if user.totp_pending != secret:
-            raise InvalidInput("two-factor set-up was started again meanwhile: use the "
-                               "newest QR code")
+            raise InvalidInput(
+                "two-factor set-up was started again meanwhile: use the newest QR code"
+            )
         user.totp_secret, user.totp_pending, user.totp_last_step = secret, None, step
         _store_codes(s, user.id, codes)
-        ctx.ledger.append_in(s, "user.totp_enabled", actor=principal.actor,
-                             subject={"user": user.id}, username=user.username,
-                             recovery_codes=len(codes))
+        ctx.ledger.append_in(
+            s,
+            "user.totp_enabled",
+            actor=principal.actor,
+            subject={"user": user.id},
+            username=user.username,
+            recovery_codes=len(codes),
+        )
     return codes
 
 
@@ -163,27 +186,39 @@ def new_recovery_codes(ctx: Context, principal: Principal, code: str) -> list[st
     codes = _new_codes()
     with ctx.db.write_session() as s:
         _store_codes(s, principal.user_id, codes)
-        ctx.ledger.append_in(s, "user.recovery_codes_issued", actor=principal.actor,
-                             subject={"user": principal.user_id}, recovery_codes=len(codes))
+        ctx.ledger.append_in(
+            s,
+            "user.recovery_codes_issued",
+            actor=principal.actor,
+            subject={"user": principal.user_id},
+            recovery_codes=len(codes),
+        )
     return codes
 
 
 def recovery_codes_left(ctx: Context, principal: Principal) -> int:
     with ctx.db.session() as s:
-        return len(s.scalars(select(RecoveryCode.id).where(
-            RecoveryCode.user_id == principal.user_id, RecoveryCode.used_at.is_(None))).all())
+        return len(
+            s.scalars(
+                select(RecoveryCode.id).where(
+                    RecoveryCode.user_id == principal.user_id, RecoveryCode.used_at.is_(None)
+                )
+            ).all()
+        )
 
 
 def _new_codes() -> list[str]:
     codes = []
     for _ in range(RECOVERY_CODES):
         raw = base64.b32encode(secrets.token_bytes(10)).decode().lower()  # 16 characters
-        codes.append("-".join(raw[i:i + 4] for i in range(0, 16, 4)))
+        codes.append("-".join(raw[i : i + 4] for i in range(0, 16, 4)))
     return codes
 
 
 def _store_codes(s, user_id: str, codes: list[str]) -> None:  # type: ignore[no-untyped-def]
     s.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
     now = clock.now()
-    s.add_all(RecoveryCode(user_id=user_id, code_hash=recovery_code_hash(c), created_at=now)
-              for c in codes)
+    s.add_all(
+        RecoveryCode(user_id=user_id, code_hash=recovery_code_hash(c), created_at=now)
+        for c in codes
+    )

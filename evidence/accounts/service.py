@@ -62,8 +62,10 @@ _OFFICER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
 def _check_officer_id(officer_id: str | None) -> str | None:
     officer_id = (officer_id or "").strip() or None  # "" names nobody
     if officer_id is not None and not _OFFICER_ID.match(officer_id):
-        raise InvalidInput(f"officer id {officer_id!r} is not allowed: use up to 64 letters, "
-                           "digits, '.', '_', '/' or '-'")
+        raise InvalidInput(
+            f"officer id {officer_id!r} is not allowed: use up to 64 letters, "
+            "digits, '.', '_', '/' or '-'"
+        )
     return officer_id
 
 
@@ -84,32 +86,56 @@ def _refuse_taken(s: Session, username: str, officer_id: str | None) -> None:
     if s.scalar(select(User.id).where(User.username == username)):
         raise Conflict(f"user {username!r} already exists")
     if officer_id is not None:
-        holder = s.scalar(select(User.username).where(
-            func.lower(User.officer_id) == officer_id.lower()))
+        holder = s.scalar(
+            select(User.username).where(func.lower(User.officer_id) == officer_id.lower())
+        )
         if holder is not None:
             # Two accounts with one officer id would both see that officer's clips.
             raise Conflict(f"officer id {officer_id!r} already belongs to {holder}")
 
 
-def _add_user(s: Session, ledger: Ledger, user: User, *, actor: str, subject_extra: str | None,
-              **fields: object) -> User:
+def _add_user(
+    s: Session,
+    ledger: Ledger,
+    user: User,
+    *,
+    actor: str,
+    subject_extra: str | None,
+    **fields: object,
+) -> User:
     _refuse_taken(s, user.username, user.officer_id)
     s.add(user)
     try:
         s.flush()
     except IntegrityError:  # another request took the name or officer id meanwhile
-        raise Conflict(f"user {user.username!r} or officer id {user.officer_id!r} was taken "
-                       "at the same moment: try again") from None
+        raise Conflict(
+            f"user {user.username!r} or officer id {user.officer_id!r} was taken "
+            "at the same moment: try again"
+        ) from None
     who = [user.id, subject_extra] if subject_extra else user.id
-    ledger.append_in(s, "user.created", actor=actor, subject={"user": who},
-                     username=user.username, role=user.role, officer_id=user.officer_id,
-                     **({"full_name": user.full_name} if user.full_name else {}), **fields)
+    ledger.append_in(
+        s,
+        "user.created",
+        actor=actor,
+        subject={"user": who},
+        username=user.username,
+        role=user.role,
+        officer_id=user.officer_id,
+        **({"full_name": user.full_name} if user.full_name else {}),
+        **fields,
+    )
     return user
 
 
 def create_user(
-    ledger: Ledger, username: str, role: str, password: str, *,
-    officer_id: str | None = None, actor: str = "system:cli", full_name: str | None = None,
+    ledger: Ledger,
+    username: str,
+    role: str,
+    password: str,
+    *,
+    officer_id: str | None = None,
+    actor: str = "system:cli",
+    full_name: str | None = None,
 ) -> User:
     """An account with a password chosen here, in force at once. Only for the server's own
     operator: `evidence admin create-user` bootstrapping the first admin of an empty store,
@@ -122,9 +148,15 @@ def create_user(
         raise InvalidInput(f"password too short: use at least {MIN_PASSWORD} characters")
     with ledger.db.write_session() as s:
         user = User(
-            username=username, role=role, officer_id=officer_id, full_name=check_full_name(full_name),
-            password_hash=hash_password(password), created_at=clock.now(),
-            disabled=False, failed_logins=0, approved=True,
+            username=username,
+            role=role,
+            officer_id=officer_id,
+            full_name=check_full_name(full_name),
+            password_hash=hash_password(password),
+            created_at=clock.now(),
+            disabled=False,
+            failed_logins=0,
+            approved=True,
         )
         return _add_user(s, ledger, user, actor=actor, subject_extra=None)
 
@@ -138,8 +170,14 @@ class NewAccount:
 
 
 def invite_user(
-    ledger: Ledger, settings: Settings, username: str, role: str, *,
-    officer_id: str | None = None, by: Principal | None = None, full_name: str | None = None,
+    ledger: Ledger,
+    settings: Settings,
+    username: str,
+    role: str,
+    *,
+    officer_id: str | None = None,
+    by: Principal | None = None,
+    full_name: str | None = None,
 ) -> NewAccount:
     """Create an account without a password and issue its enrolment link. Made by an admin
     (`by`), an account whose role opens footage or administers waits for a second admin
@@ -156,19 +194,40 @@ def invite_user(
     pending = by is not None and approvals.needs_approval(role)
     actor = by.actor if by else "system:cli"
     with ledger.db.write_session() as s:
-        user = User(username=username, role=role, officer_id=officer_id,
-                    full_name=check_full_name(full_name),
-                    password_hash=enrolment.UNSET_PASSWORD, created_at=clock.now(),
-                    disabled=False, failed_logins=0, approved=not pending)
-        _add_user(s, ledger, user, actor=actor, subject_extra=by.user_id if by else None,
-                  pending_approval=pending)
+        user = User(
+            username=username,
+            role=role,
+            officer_id=officer_id,
+            full_name=check_full_name(full_name),
+            password_hash=enrolment.UNSET_PASSWORD,
+            created_at=clock.now(),
+            disabled=False,
+            failed_logins=0,
+            approved=not pending,
+        )
+        _add_user(
+            s,
+            ledger,
+            user,
+            actor=actor,
+            subject_extra=by.user_id if by else None,
+            pending_approval=pending,
+        )
         if pending:
             assert by is not None
             approvals.request_in(s, ledger, kind="account", user=user, by=by, role=role)
-        link = enrolment.issue_in(s, ledger, settings, user, purpose="new", actor=actor,
-                                  created_by=by.user_id if by else None)
-        return NewAccount(_user_dict(user, pending_role=None), link.url,
-                          clock.rfc3339(link.expires_at), pending)
+        link = enrolment.issue_in(
+            s,
+            ledger,
+            settings,
+            user,
+            purpose="new",
+            actor=actor,
+            created_by=by.user_id if by else None,
+        )
+        return NewAccount(
+            _user_dict(user, pending_role=None), link.url, clock.rfc3339(link.expires_at), pending
+        )
 
 
 def bootstrap_allowed(ledger: Ledger) -> bool:
@@ -197,7 +256,10 @@ def create_device(
         if s.scalar(select(Device.id).where(Device.name == name)):
             raise Conflict(f"device {name!r} already exists")
         device = Device(
-            name=name, kind=kind, key_hash=hash_device_key(key), created_at=clock.now(),
+            name=name,
+            kind=kind,
+            key_hash=hash_device_key(key),
+            created_at=clock.now(),
             disabled=False,
         )
         s.add(device)
@@ -215,7 +277,9 @@ def authenticate_device(ledger: Ledger, key: str) -> Device:
     with ledger.db.session() as s:
         device = s.scalar(select(Device).where(Device.key_hash == hash_device_key(key)))
     if device is None or device.disabled:
-        raise NotAuthenticated("the device key was refused: check it, or ask an admin to create the device")
+        raise NotAuthenticated(
+            "the device key was refused: check it, or ask an admin to create the device"
+        )
     return device
 
 
@@ -233,8 +297,13 @@ def list_users(ledger: Ledger, principal: Principal) -> list[dict[str, object]]:
 
     with ledger.db.session() as s:
         users = s.scalars(select(User).order_by(User.username)).all()
-        pending = dict(s.execute(select(AccountRequest.user_id, AccountRequest.role).where(
-            AccountRequest.kind == "role", AccountRequest.state == PENDING)).all())
+        pending = dict(
+            s.execute(
+                select(AccountRequest.user_id, AccountRequest.role).where(
+                    AccountRequest.kind == "role", AccountRequest.state == PENDING
+                )
+            ).all()
+        )
     return [_user_dict(u, pending_role=pending.get(u.id)) for u in users]
 
 
@@ -242,16 +311,28 @@ def _user_dict(u: User, *, pending_role: str | None) -> dict[str, object]:
     from evidence.accounts.enrolment import UNSET_PASSWORD
 
     locked = u.locked_until is not None and u.locked_until > clock.now()
-    return {"id": u.id, "username": u.username, "full_name": u.full_name, "role": u.role,
-            "officer_id": u.officer_id,
-            "disabled": u.disabled, "totp": u.totp_secret is not None,
-            "locked_until": u.locked_until.isoformat() if u.locked_until else None,
-            "locked": locked, "approved": bool(u.approved), "pending_role": pending_role,
-            "enrolled": u.password_hash != UNSET_PASSWORD}
+    return {
+        "id": u.id,
+        "username": u.username,
+        "full_name": u.full_name,
+        "role": u.role,
+        "officer_id": u.officer_id,
+        "disabled": u.disabled,
+        "totp": u.totp_secret is not None,
+        "locked_until": u.locked_until.isoformat() if u.locked_until else None,
+        "locked": locked,
+        "approved": bool(u.approved),
+        "pending_role": pending_role,
+        "enrolled": u.password_hash != UNSET_PASSWORD,
+    }
 
 
 def set_user_state(
-    ledger: Ledger, principal: Principal, username: str, *, disabled: bool | None = None,
+    ledger: Ledger,
+    principal: Principal,
+    username: str,
+    *,
+    disabled: bool | None = None,
     role: str | None = None,
 ) -> dict[str, object]:
     """Disable or re-enable a user, or change their role; each change is a ledger entry.
@@ -274,16 +355,23 @@ def set_user_state(
             changes["disabled"] = disabled
         if role is not None and role != user.role and approvals.needs_approval(role):
             if role == Role.officer.value and not user.officer_id:
-                raise InvalidInput(f"{username} has no officer id, which an officer needs: "
-                                   "create an officer account with one")
+                raise InvalidInput(
+                    f"{username} has no officer id, which an officer needs: "
+                    "create an officer account with one"
+                )
             approvals.request_in(s, ledger, kind="role", user=user, by=principal, role=role)
         elif role is not None and role != user.role:
             changes["role"], changes["previous_role"] = role, user.role
             user.role = role
         if changes:
-            ledger.append_in(s, "user.updated", actor=actor,
-                             subject={"user": [user.id, principal.user_id]}, username=username,
-                             **changes)
+            ledger.append_in(
+                s,
+                "user.updated",
+                actor=actor,
+                subject={"user": [user.id, principal.user_id]},
+                username=username,
+                **changes,
+            )
         return _user_dict(user, pending_role=approvals.pending_role(s, user.id))
 
 
@@ -293,8 +381,13 @@ def unlock_user(ledger: Ledger, principal: Principal, username: str) -> dict[str
     with ledger.db.write_session() as s:
         user = _user_for_update(s, username)
         user.failed_logins, user.locked_until = 0, None
-        ledger.append_in(s, "user.unlocked", actor=actor,
-                         subject={"user": [user.id, principal.user_id]}, username=username)
+        ledger.append_in(
+            s,
+            "user.unlocked",
+            actor=actor,
+            subject={"user": [user.id, principal.user_id]},
+            username=username,
+        )
         return _user_dict(user, pending_role=None)
 
 
@@ -306,7 +399,11 @@ def _user_for_update(s: Session, username: str) -> User:
 
 
 def force_reset(
-    ledger: Ledger, settings: Settings, principal: Principal, username: str, *,
+    ledger: Ledger,
+    settings: Settings,
+    principal: Principal,
+    username: str,
+    *,
     clear_totp: bool = False,
 ) -> NewAccount:
     """Make a user choose a new password through an enrolment link: the old password stops
@@ -323,8 +420,9 @@ def force_reset(
         if user.id == principal.user_id:
             raise Conflict("change your own password on your account page instead")
         if user.password_hash.startswith(OIDC_HASH_PREFIX):
-            raise InvalidInput(f"{username} signs in through the identity provider: reset "
-                               "the password there")
+            raise InvalidInput(
+                f"{username} signs in through the identity provider: reset the password there"
+            )
         user.password_hash = enrolment.UNSET_PASSWORD
         user.password_changed_at = clock.now()  # ends every token issued before
         user.failed_logins, user.locked_until = 0, None
@@ -333,16 +431,23 @@ def force_reset(
         pending = approvals.needs_approval(user.role)
         if pending:
             user.approved = False
-        ledger.append_in(s, "user.reset", actor=actor,
-                         subject={"user": [user.id, principal.user_id]}, username=username,
-                         cleared_totp=clear_totp, pending_approval=pending)
+        ledger.append_in(
+            s,
+            "user.reset",
+            actor=actor,
+            subject={"user": [user.id, principal.user_id]},
+            username=username,
+            cleared_totp=clear_totp,
+            pending_approval=pending,
+        )
         if pending:
-            approvals.request_in(s, ledger, kind="account", user=user, by=principal,
-                                 role=user.role)
-        link = enrolment.issue_in(s, ledger, settings, user, purpose="reset", actor=actor,
-                                  created_by=principal.user_id)
-        return NewAccount(_user_dict(user, pending_role=None), link.url,
-                          clock.rfc3339(link.expires_at), pending)
+            approvals.request_in(s, ledger, kind="account", user=user, by=principal, role=user.role)
+        link = enrolment.issue_in(
+            s, ledger, settings, user, purpose="reset", actor=actor, created_by=principal.user_id
+        )
+        return NewAccount(
+            _user_dict(user, pending_role=None), link.url, clock.rfc3339(link.expires_at), pending
+        )
 
 
 def _clear_totp(s: Session, user: User) -> None:
@@ -359,8 +464,16 @@ def list_devices(ledger: Ledger, principal: Principal) -> list[dict[str, object]
     require(principal, "devices.manage")
     with ledger.db.session() as s:
         devices = s.scalars(select(Device).order_by(Device.name)).all()
-    return [{"id": d.id, "name": d.name, "kind": d.kind, "disabled": d.disabled,
-             "created_at": d.created_at.isoformat()} for d in devices]
+    return [
+        {
+            "id": d.id,
+            "name": d.name,
+            "kind": d.kind,
+            "disabled": d.disabled,
+            "created_at": d.created_at.isoformat(),
+        }
+        for d in devices
+    ]
 
 
 def set_device_disabled(ledger: Ledger, principal: Principal, name: str, disabled: bool) -> None:
@@ -371,6 +484,11 @@ def set_device_disabled(ledger: Ledger, principal: Principal, name: str, disable
             raise NotFound(f"no device {name!r}")
         if device.disabled != disabled:
             device.disabled = disabled
-            ledger.append_in(s, "device.updated", actor=principal.actor,
-                             subject={"device": device.id, "user": principal.user_id},
-                             name=name, disabled=disabled)
+            ledger.append_in(
+                s,
+                "device.updated",
+                actor=principal.actor,
+                subject={"device": device.id, "user": principal.user_id},
+                name=name,
+                disabled=disabled,
+            )

@@ -20,9 +20,9 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -46,7 +46,9 @@ def load_or_create_bundle_key(keys_dir: Path) -> Ed25519PrivateKey:
     pub = keys_dir / PUBLIC_NAME
     # Rewritten only when the key file still holds this key: a process that read the old key
     # just before a rotation must not put the old public half back.
-    if (not pub.exists() or pub.read_bytes() != pem) and public_pem(_read_key(path).public_key()) == pem:
+    if (not pub.exists() or pub.read_bytes() != pem) and public_pem(
+        _read_key(path).public_key()
+    ) == pem:
         _write_atomically(pub, pem, mode=0o644)
     _record_current(keys_dir, pem, _made_at(path))
     return key
@@ -61,14 +63,18 @@ def _read_key(path: Path) -> Ed25519PrivateKey:
 
 def public_pem(key: Ed25519PublicKey) -> bytes:
     """SubjectPublicKeyInfo PEM: what `openssl pkeyutl -pubin -inkey` reads."""
-    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def key_id(pem: bytes) -> str:
     """Hex SHA-256 of the DER SubjectPublicKeyInfo: the fingerprint a court compares
     (`openssl pkey -pubin -in KEY.pem -outform DER | sha256sum` gives the same)."""
     key = serialization.load_pem_public_key(pem)
-    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return hashlib.sha256(der).hexdigest()
 
 
@@ -166,8 +172,9 @@ def _record_current(keys_dir: Path, pem: bytes, valid_from: str) -> None:
     for k in keys:
         if k["valid_until"] is None:
             k["valid_until"] = valid_from
-    keys.append({"key_id": kid, "public_pem": pem.decode(), "valid_from": valid_from,
-                 "valid_until": None})
+    keys.append(
+        {"key_id": kid, "public_pem": pem.decode(), "valid_from": valid_from, "valid_until": None}
+    )
     body = json.dumps({"keys": keys}, indent=2, sort_keys=True).encode() + b"\n"
     _write_atomically(keys_dir / HISTORY_NAME, body, mode=0o644)
 
@@ -181,8 +188,9 @@ def _made_at(path: Path) -> str:
 
 
 def _private_pem(key: Ed25519PrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _write_atomically(path: Path, data: bytes, *, mode: int) -> None:

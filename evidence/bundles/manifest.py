@@ -77,8 +77,13 @@ def _b64(b: bytes) -> str:
     return base64.b64encode(b).decode()
 
 
-def plan_bundle(ctx: Context, case_id: str, tree_size: int, include_proxies: bool,
-                include_redactions: bool = False) -> Plan:
+def plan_bundle(
+    ctx: Context,
+    case_id: str,
+    tree_size: int,
+    include_proxies: bool,
+    include_redactions: bool = False,
+) -> Plan:
     """Collect the case, its exhibits and their ledger entries as of `tree_size`.
 
     Derivatives recorded by then are listed (with their recipes) either way; their files are
@@ -94,21 +99,30 @@ def plan_bundle(ctx: Context, case_id: str, tree_size: int, include_proxies: boo
         if case is None:
             raise NotFound(f"no case {case_id}")
         rows = s.execute(
-            select(CaseItem, Clip).join(Clip, Clip.id == CaseItem.clip_id)
-            .where(CaseItem.case_id == case_id).order_by(CaseItem.added_at, CaseItem.id)
+            select(CaseItem, Clip)
+            .join(Clip, Clip.id == CaseItem.clip_id)
+            .where(CaseItem.case_id == case_id)
+            .order_by(CaseItem.added_at, CaseItem.id)
         ).all()
         devices = {d.id: d.name for d in s.scalars(select(Device))}
         # Officers are named in the statement by their account as well as their number.
-        officers = {u.officer_id: u.username for u in s.scalars(
-            select(User).where(User.officer_id.in_([c.officer_id for _, c in rows if c.officer_id]
-                                                   or [""])))}
+        officers = {
+            u.officer_id: u.username
+            for u in s.scalars(
+                select(User).where(
+                    User.officer_id.in_([c.officer_id for _, c in rows if c.officer_id] or [""])
+                )
+            )
+        }
         # Every name each exhibit was docked under (twins included), first docked first.
         docked_names: dict[str, list[tuple[Any, str]]] = {}
         for n in s.scalars(select(ClipName).where(ClipName.clip_id.in_([c.id for _, c in rows]))):
             docked_names.setdefault(n.clip_id, []).append((n.first_docked_at, n.filename))
         derivative_rows = {
-            (d.clip_id, d.kind): d for d in s.scalars(
-                select(Derivative).where(Derivative.clip_id.in_([c.id for _, c in rows])))
+            (d.clip_id, d.kind): d
+            for d in s.scalars(
+                select(Derivative).where(Derivative.clip_id.in_([c.id for _, c in rows]))
+            )
         }
         case_info = {"id": case.id, "title": case.title, "reference": case.reference}
         exhibits_src = [(item, clip) for item, clip in rows]
@@ -143,8 +157,12 @@ def plan_bundle(ctx: Context, case_id: str, tree_size: int, include_proxies: boo
         clip_entries = pinned(f"clip:{clip.id}")
         indices.update(clip_entries)
         disposed = _disposal(clip, ref, clip_entries, parsed)
-        original = MediaFile(f"media/{folder}/original{_ext(clip.filename)}",
-                             f"originals/{clip.sha256}", clip.sha256, clip.size)
+        original = MediaFile(
+            f"media/{folder}/original{_ext(clip.filename)}",
+            f"originals/{clip.sha256}",
+            clip.sha256,
+            clip.size,
+        )
         if disposed is None:
             media.append(original)
         ingested = [i for i in clip_entries if parsed[i]["type"] == "clip.ingested"]
@@ -153,10 +171,18 @@ def plan_bundle(ctx: Context, case_id: str, tree_size: int, include_proxies: boo
             e = parsed[i]
             if e["type"] != "derivative.created":
                 continue
-            d: dict[str, Any] = {"kind": e["kind"], "sha256": e["sha256"], "size": e["size"],
-                                 "recipe": e.get("recipe"), "created_at": e["at"],
-                                 "ledger_index": i, "file": None}
-            if "redaction" in e:  # boxes, mute ranges, reason and who asked (evidence/redactions.py)
+            d: dict[str, Any] = {
+                "kind": e["kind"],
+                "sha256": e["sha256"],
+                "size": e["size"],
+                "recipe": e.get("recipe"),
+                "created_at": e["at"],
+                "ledger_index": i,
+                "file": None,
+            }
+            if (
+                "redaction" in e
+            ):  # boxes, mute ranges, reason and who asked (evidence/redactions.py)
                 d["redaction"] = e["redaction"]
             row = derivative_rows.get((clip.id, e["kind"]))
             wanted = include_redactions if is_redaction(e["kind"]) else include_proxies
@@ -166,43 +192,65 @@ def plan_bundle(ctx: Context, case_id: str, tree_size: int, include_proxies: boo
                 media.append(MediaFile(path, row.key, row.sha256, row.size))
             derivatives.append(d)
         history = attribution_history(clip_entries, parsed)
-        current = history[-1] if history else {
-            "officer": {"id": clip.officer_id, "how": None},
-            "camera": {"serial": clip.camera_serial, "how": None}}
-        exhibits.append({
-            "exhibit_ref": ref,
-            "clip_id": clip.id,
-            "file": None if disposed else original.path,
-            "sha256": clip.sha256,
-            "size": clip.size,
-            "original_filename": clip.filename,
-            # Names docked up to the pin (a twin docked after the request is not in it).
-            "original_filenames": [name for at, name in sorted(docked_names.get(clip.id, []))
-                                   if pinned_at is None or clock.rfc3339(at) <= pinned_at]
-                                  or [clip.filename or clip.id],
-            "officer_id": current["officer"]["id"],
-            "device": {"id": clip.device_id, "name": devices.get(clip.device_id or "")},
-            "camera_serial": current["camera"]["serial"],
-            # Who recorded it and how the store knows, as the pinned ledger entries say, with
-            # every earlier attribution an evidence officer corrected (`attribution_history`).
-            "officer": {**current["officer"], "username": officers.get(current["officer"]["id"])},
-            "camera": current["camera"],
-            "attribution_history": history,
-            "recorded_at": clock.rfc3339(clip.recorded_at) if clip.recorded_at else None,
-            "ingested_at": clock.rfc3339(clip.ingested_at),
-            "state": "disposed" if disposed else clip.state,
-            "disposed": disposed,
-            "media": {"duration_ms": clip.duration_ms, "container": clip.container,
-                      "video_codec": clip.video_codec, "audio_codec": clip.audio_codec,
-                      "width": clip.width, "height": clip.height, "frame_rate": clip.frame_rate},
-            "ingested_entry": ingested[0] if ingested else None,
-            "ledger_entries": clip_entries,
-            "derivatives": derivatives,
-        })
+        current = (
+            history[-1]
+            if history
+            else {
+                "officer": {"id": clip.officer_id, "how": None},
+                "camera": {"serial": clip.camera_serial, "how": None},
+            }
+        )
+        exhibits.append(
+            {
+                "exhibit_ref": ref,
+                "clip_id": clip.id,
+                "file": None if disposed else original.path,
+                "sha256": clip.sha256,
+                "size": clip.size,
+                "original_filename": clip.filename,
+                # Names docked up to the pin (a twin docked after the request is not in it).
+                "original_filenames": [
+                    name
+                    for at, name in sorted(docked_names.get(clip.id, []))
+                    if pinned_at is None or clock.rfc3339(at) <= pinned_at
+                ]
+                or [clip.filename or clip.id],
+                "officer_id": current["officer"]["id"],
+                "device": {"id": clip.device_id, "name": devices.get(clip.device_id or "")},
+                "camera_serial": current["camera"]["serial"],
+                # Who recorded it and how the store knows, as the pinned ledger entries say, with
+                # every earlier attribution an evidence officer corrected (`attribution_history`).
+                "officer": {
+                    **current["officer"],
+                    "username": officers.get(current["officer"]["id"]),
+                },
+                "camera": current["camera"],
+                "attribution_history": history,
+                "recorded_at": clock.rfc3339(clip.recorded_at) if clip.recorded_at else None,
+                "ingested_at": clock.rfc3339(clip.ingested_at),
+                "state": "disposed" if disposed else clip.state,
+                "disposed": disposed,
+                "media": {
+                    "duration_ms": clip.duration_ms,
+                    "container": clip.container,
+                    "video_codec": clip.video_codec,
+                    "audio_codec": clip.audio_codec,
+                    "width": clip.width,
+                    "height": clip.height,
+                    "frame_rate": clip.frame_rate,
+                },
+                "ingested_entry": ingested[0] if ingested else None,
+                "ledger_entries": clip_entries,
+                "derivatives": derivatives,
+            }
+        )
 
     entry_lines = [
-        {"index": i, "entry": _b64(raw[i]),
-         "hashes": [_b64(h) for h in ledger.inclusion_proof(i, tree_size)]}
+        {
+            "index": i,
+            "entry": _b64(raw[i]),
+            "hashes": [_b64(h) for h in ledger.inclusion_proof(i, tree_size)],
+        }
         for i in sorted(indices)
     ]
     manifest: dict[str, Any] = {
@@ -211,12 +259,27 @@ def plan_bundle(ctx: Context, case_id: str, tree_size: int, include_proxies: boo
         # Who asked for this bundle and for whom the case was shared, as the pinned ledger
         # entries say; and the people those entries name (a statement names people).
         "bundle": this_bundle(case_entries, parsed),
-        "people": people_named(ctx, [parsed[i] for i in sorted(indices)], sorted(
-            {ex["officer"]["id"] for ex in exhibits if ex["officer"]["id"]}
-            | {h["officer"]["id"] for ex in exhibits for h in ex["attribution_history"]
-               if h["officer"]["id"]})),
-        "ledger": {"origin": cp.origin, "tree_size": cp.size, "root_hash": _b64(cp.root_hash),
-                   "checkpoint": CHECKPOINT, "key": LEDGER_KEY, "entries": ENTRIES},
+        "people": people_named(
+            ctx,
+            [parsed[i] for i in sorted(indices)],
+            sorted(
+                {ex["officer"]["id"] for ex in exhibits if ex["officer"]["id"]}
+                | {
+                    h["officer"]["id"]
+                    for ex in exhibits
+                    for h in ex["attribution_history"]
+                    if h["officer"]["id"]
+                }
+            ),
+        ),
+        "ledger": {
+            "origin": cp.origin,
+            "tree_size": cp.size,
+            "root_hash": _b64(cp.root_hash),
+            "checkpoint": CHECKPOINT,
+            "key": LEDGER_KEY,
+            "entries": ENTRIES,
+        },
         "exhibits": exhibits,
         "files": [],  # filled by the builder once every other file's bytes are known
     }
@@ -233,24 +296,41 @@ def this_bundle(case_entries: list[int], parsed: dict[int, dict[str, Any]]) -> d
         e = parsed[i]
         share = (e.get("subject") or {}).get("share")
         if e["type"] == "share.created" and isinstance(share, str):
-            shares[share] = {"recipient": e.get("recipient"), "expires_at": e.get("expires_at"),
-                             "shared_by": e.get("actor"), "at": e.get("at"), "ledger_index": i}
+            shares[share] = {
+                "recipient": e.get("recipient"),
+                "expires_at": e.get("expires_at"),
+                "shared_by": e.get("actor"),
+                "at": e.get("at"),
+                "ledger_index": i,
+            }
         elif e["type"] == "share.revoked" and share in shares:
             del shares[share]
-    return {"requested_by": last.get("actor"), "requested_at": last.get("at"),
-            "ledger_index": requests[-1] if requests else None,
-            "shares": [v for v in shares.values() if (v["expires_at"] or "") > (last.get("at") or "")]}
+    return {
+        "requested_by": last.get("actor"),
+        "requested_at": last.get("at"),
+        "ledger_index": requests[-1] if requests else None,
+        "shares": [v for v in shares.values() if (v["expires_at"] or "") > (last.get("at") or "")],
+    }
 
 
-def people_named(ctx: Context, entries: list[dict[str, Any]], officer_ids: list[str]) -> dict[str, Any]:
+def people_named(
+    ctx: Context, entries: list[dict[str, Any]], officer_ids: list[str]
+) -> dict[str, Any]:
     """actor ("user:jbrown") -> {name, role, officer_id} for every person the entries name as
     actor or recipient, and every attributed officer ("officer:4711")."""
     usernames = {e["actor"][5:] for e in entries if str(e.get("actor", "")).startswith("user:")}
     usernames |= {e["recipient"] for e in entries if isinstance(e.get("recipient"), str)}
     with ctx.db.session() as s:
-        users = list(s.scalars(select(User).where(or_(
-            User.username.in_(sorted(usernames) or [""]),
-            User.officer_id.in_(sorted(set(officer_ids)) or [""])))))
+        users = list(
+            s.scalars(
+                select(User).where(
+                    or_(
+                        User.username.in_(sorted(usernames) or [""]),
+                        User.officer_id.in_(sorted(set(officer_ids)) or [""]),
+                    )
+                )
+            )
+        )
     out: dict[str, Any] = {}
     for u in sorted(users, key=lambda u: u.username):
         person = {"name": u.full_name or u.username, "role": u.role, "officer_id": u.officer_id}
@@ -264,7 +344,9 @@ def people_named(ctx: Context, entries: list[dict[str, Any]], officer_ids: list[
 ATTRIBUTION_TYPES = ("clip.ingested", "clip.attributed")
 
 
-def attribution_history(clip_entries: list[int], parsed: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+def attribution_history(
+    clip_entries: list[int], parsed: dict[int, dict[str, Any]]
+) -> list[dict[str, Any]]:
     """The clip's attributions in ledger order: the one made at ingest (`clip.ingested`'s
     `attribution`), then each correction (`clip.attributed`: previous and new values, who
     and why). Each item: ledger_index, at, actor, reason, officer {id, how}, camera {serial,
@@ -276,37 +358,73 @@ def attribution_history(clip_entries: list[int], parsed: dict[int, dict[str, Any
         if e["type"] == "clip.ingested" and isinstance(e.get("attribution"), dict):
             officer = e["attribution"].get("officer") or {}
             camera = e["attribution"].get("camera") or {}
-            out.append({"ledger_index": i, "at": e.get("at"), "actor": e.get("actor"), "reason": None,
-                        "officer": {"id": officer.get("id"), "how": officer.get("how")},
-                        "camera": {"serial": camera.get("serial"), "how": camera.get("how")}})
+            out.append(
+                {
+                    "ledger_index": i,
+                    "at": e.get("at"),
+                    "actor": e.get("actor"),
+                    "reason": None,
+                    "officer": {"id": officer.get("id"), "how": officer.get("how")},
+                    "camera": {"serial": camera.get("serial"), "how": camera.get("how")},
+                }
+            )
         elif e["type"] == "clip.attributed" and isinstance(e.get("new"), dict):
-            before = out[-1] if out else {"officer": {"id": None, "how": None},
-                                          "camera": {"serial": None, "how": None}}
-            change = {"by": e.get("actor"), "at": e.get("at"), "reason": e.get("reason"),
-                      "ledger_index": i}
+            before = (
+                out[-1]
+                if out
+                else {"officer": {"id": None, "how": None}, "camera": {"serial": None, "how": None}}
+            )
+            change = {
+                "by": e.get("actor"),
+                "at": e.get("at"),
+                "reason": e.get("reason"),
+                "ledger_index": i,
+            }
             officer_id, serial = e["new"].get("officer_id"), e["new"].get("camera_serial")
-            officer = (before["officer"] if officer_id == before["officer"]["id"]
-                       else {"id": officer_id, "how": None, "reattributed": change})
-            camera = (before["camera"] if serial == before["camera"]["serial"]
-                      else {"serial": serial, "how": None, "reattributed": change})
-            out.append({"ledger_index": i, "at": e.get("at"), "actor": e.get("actor"),
-                        "reason": e.get("reason"), "officer": officer, "camera": camera})
+            officer = (
+                before["officer"]
+                if officer_id == before["officer"]["id"]
+                else {"id": officer_id, "how": None, "reattributed": change}
+            )
+            camera = (
+                before["camera"]
+                if serial == before["camera"]["serial"]
+                else {"serial": serial, "how": None, "reattributed": change}
+            )
+            out.append(
+                {
+                    "ledger_index": i,
+                    "at": e.get("at"),
+                    "actor": e.get("actor"),
+                    "reason": e.get("reason"),
+                    "officer": officer,
+                    "camera": camera,
+                }
+            )
     return out
 
 
-def _disposal(clip: Clip, ref: str, clip_entries: list[int],
-              parsed: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
+def _disposal(
+    clip: Clip, ref: str, clip_entries: list[int], parsed: dict[int, dict[str, Any]]
+) -> dict[str, Any] | None:
     """The exhibit's tombstone, if the clip was disposed of before the bundle's checkpoint:
     the bundle then carries its record and the tombstone, not its (deleted) bytes."""
     tomb = next((i for i in clip_entries if parsed[i]["type"] == "clip.disposed"), None)
     if tomb is None:
         if clip.state == ClipState.disposed:
-            raise Disposed(f"exhibit {ref} (clip {clip.id}) was disposed of after this bundle "
-                           "was requested, so its bytes are gone; request a new bundle")
+            raise Disposed(
+                f"exhibit {ref} (clip {clip.id}) was disposed of after this bundle "
+                "was requested, so its bytes are gone; request a new bundle"
+            )
         return None
     e = parsed[tomb]
-    return {"at": e["at"], "ledger_index": tomb, "rule": e.get("rule"),
-            "reason": e.get("reason"), "approved_by": e.get("approved_by")}
+    return {
+        "at": e["at"],
+        "ledger_index": tomb,
+        "rule": e.get("rule"),
+        "reason": e.get("reason"),
+        "approved_by": e.get("approved_by"),
+    }
 
 
 REF_TYPES = ("case.exhibit_added", "exhibit.referenced")

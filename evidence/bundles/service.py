@@ -22,10 +22,15 @@ from sqlalchemy.orm import Session
 
 from evidence import audit, clock, outbox
 from evidence.access import (
-    Principal, check_reason, client_address, require, require_case_footage, visible_case,
+    Principal,
+    check_reason,
+    client_address,
+    require,
+    require_case_footage,
+    visible_case,
 )
-from evidence.bundles import manifest as mf
 from evidence.bundles import keys
+from evidence.bundles import manifest as mf
 from evidence.bundles.keys import load_or_create_bundle_key, public_pem
 from evidence.bundles.models import Bundle, BundleState
 from evidence.bundles.statement import render_statement, render_verify_txt
@@ -41,10 +46,18 @@ ProgressFn = Callable[[int], None] | None
 
 
 def bundle_dict(b: Bundle) -> dict[str, Any]:
-    return {"id": b.id, "case_id": b.case_id, "state": b.state, "progress": b.progress,
-            "sha256": b.sha256, "size": b.size, "options": b.options, "error": b.error,
-            "created_at": clock.rfc3339(b.created_at),
-            "finished_at": clock.rfc3339(b.finished_at) if b.finished_at else None}
+    return {
+        "id": b.id,
+        "case_id": b.case_id,
+        "state": b.state,
+        "progress": b.progress,
+        "sha256": b.sha256,
+        "size": b.size,
+        "options": b.options,
+        "error": b.error,
+        "created_at": clock.rfc3339(b.created_at),
+        "finished_at": clock.rfc3339(b.finished_at) if b.finished_at else None,
+    }
 
 
 # A bundle that is queued, being built or ready can stand for a new request; a failed or
@@ -52,8 +65,13 @@ def bundle_dict(b: Bundle) -> dict[str, Any]:
 REUSABLE = (BundleState.queued.value, BundleState.building.value, BundleState.ready.value)
 
 
-def request_bundle(ctx: Context, principal: Principal, case_id: str,
-                   include_proxies: bool = False, include_redactions: bool = False) -> dict[str, Any]:
+def request_bundle(
+    ctx: Context,
+    principal: Principal,
+    case_id: str,
+    include_proxies: bool = False,
+    include_redactions: bool = False,
+) -> dict[str, Any]:
     """Queue a bundle of the case, or hand back the one already made of the same inputs
     (`"reused": true`): ten requests for an unchanged case store one copy of its footage.
     Either way the request is a `bundle.requested` entry naming the bundle it got."""
@@ -68,21 +86,38 @@ def request_bundle(ctx: Context, principal: Principal, case_id: str,
         s.execute(select(Case.id).where(Case.id == case.id).with_for_update())
         inputs = bundle_inputs(s, case, options)
         bundle = s.scalar(
-            select(Bundle).where(Bundle.case_id == case.id, Bundle.inputs_sha256 == inputs,
-                                 Bundle.state.in_(REUSABLE))
-            .order_by(Bundle.created_at.desc(), Bundle.id).limit(1))
+            select(Bundle)
+            .where(
+                Bundle.case_id == case.id,
+                Bundle.inputs_sha256 == inputs,
+                Bundle.state.in_(REUSABLE),
+            )
+            .order_by(Bundle.created_at.desc(), Bundle.id)
+            .limit(1)
+        )
         reused = bundle is not None
         if bundle is None:
-            bundle = Bundle(case_id=case.id, requested_by=principal.user_id,
-                            state=BundleState.queued.value, progress=0, key="", tree_size=0,
-                            options=options, inputs_sha256=inputs, created_at=clock.now())
+            bundle = Bundle(
+                case_id=case.id,
+                requested_by=principal.user_id,
+                state=BundleState.queued.value,
+                progress=0,
+                key="",
+                tree_size=0,
+                options=options,
+                inputs_sha256=inputs,
+                created_at=clock.now(),
+            )
             s.add(bundle)
             s.flush()
             bundle.key = f"bundles/{bundle.id}.zip"
         appended = ctx.ledger.append_in(
-            s, "bundle.requested", actor=principal.actor,
+            s,
+            "bundle.requested",
+            actor=principal.actor,
             subject={"bundle": bundle.id, "case": case.id, "user": principal.user_id},
-            include_proxies=include_proxies, include_redactions=include_redactions,
+            include_proxies=include_proxies,
+            include_redactions=include_redactions,
             **({"reused": True} if reused else {}),
         )
         if not reused:
@@ -98,14 +133,21 @@ def bundle_inputs(s: Session, case: Case, options: dict[str, bool]) -> str:
     call for another copy of the footage (a new exhibit, reference, derivative or disposal does)."""
     exhibits = s.execute(
         select(CaseItem.clip_id, CaseItem.exhibit_ref, Clip.sha256, Clip.state)
-        .join(Clip, Clip.id == CaseItem.clip_id).where(CaseItem.case_id == case.id)
-        .order_by(CaseItem.clip_id)).all()
+        .join(Clip, Clip.id == CaseItem.clip_id)
+        .where(CaseItem.case_id == case.id)
+        .order_by(CaseItem.clip_id)
+    ).all()
     derivatives = s.execute(
         select(Derivative.clip_id, Derivative.kind, Derivative.sha256)
         .where(Derivative.clip_id.in_([e.clip_id for e in exhibits]))
-        .order_by(Derivative.clip_id, Derivative.kind)).all()
-    inputs = {"case": [case.id, case.title, case.reference], "options": options,
-              "exhibits": [list(e) for e in exhibits], "derivatives": [list(d) for d in derivatives]}
+        .order_by(Derivative.clip_id, Derivative.kind)
+    ).all()
+    inputs = {
+        "case": [case.id, case.title, case.reference],
+        "options": options,
+        "exhibits": [list(e) for e in exhibits],
+        "derivatives": [list(d) for d in derivatives],
+    }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
@@ -139,11 +181,20 @@ def build_bundle(ctx: Context, bundle_id: str, progress: ProgressFn = None) -> s
         b.state, b.progress, b.sha256, b.size = BundleState.ready.value, 100, sha256, size
         b.finished_at = clock.now()
         ctx.ledger.append_in(
-            s, "bundle.exported", actor=WORKER,
-            subject={"bundle": b.id, "case": case_id,
-                     "clip": [e["clip_id"] for e in plan.manifest["exhibits"]]},
-            sha256=sha256, size=size, key=key, tree_size=tree_size,
-            manifest_sha256=plan.manifest_sha256, built_at=clock.rfc3339(b.finished_at),
+            s,
+            "bundle.exported",
+            actor=WORKER,
+            subject={
+                "bundle": b.id,
+                "case": case_id,
+                "clip": [e["clip_id"] for e in plan.manifest["exhibits"]],
+            },
+            sha256=sha256,
+            size=size,
+            key=key,
+            tree_size=tree_size,
+            manifest_sha256=plan.manifest_sha256,
+            built_at=clock.rfc3339(b.finished_at),
         )
     if progress:
         progress(100)
@@ -172,16 +223,23 @@ def _work_dir(ctx: Context) -> Path:
     return path
 
 
-def _write_and_store(ctx: Context, bundle_id: str, key: str, plan: mf.Plan,
-                     progress: ProgressFn) -> tuple[str, int]:
+def _write_and_store(
+    ctx: Context, bundle_id: str, key: str, plan: mf.Plan, progress: ProgressFn
+) -> tuple[str, int]:
     # Unique per run: two workers given the same task must not write into one file.
     part = _work_dir(ctx) / f"{bundle_id}.{uuid.uuid4().hex}.zip.part"
     try:
         with open(part, "w+b") as f:
             token = _checkpoint_token(ctx, plan)
-            write_zip(f, plan, load_or_create_bundle_key(ctx.settings.secrets_dir()), ctx.store,
-                      token=token, tsa_ca=_tsa_ca(ctx) if token is not None else None,
-                      on_progress=lambda pct: _report(ctx, bundle_id, pct, progress))
+            write_zip(
+                f,
+                plan,
+                load_or_create_bundle_key(ctx.settings.secrets_dir()),
+                ctx.store,
+                token=token,
+                tsa_ca=_tsa_ca(ctx) if token is not None else None,
+                on_progress=lambda pct: _report(ctx, bundle_id, pct, progress),
+            )
             f.flush()
             os.fsync(f.fileno())
             sha256, size = sha256_file(f)
@@ -235,8 +293,16 @@ def proof_script() -> bytes:
     return (Path(__file__).parent / "verify_proofs.py").read_bytes()
 
 
-def write_zip(f: Any, plan: mf.Plan, key: Ed25519PrivateKey, store: ObjectStore, *, token: bytes | None = None,
-              tsa_ca: bytes | None = None, on_progress: Callable[[int], None] | None = None) -> None:
+def write_zip(
+    f: Any,
+    plan: mf.Plan,
+    key: Ed25519PrivateKey,
+    store: ObjectStore,
+    *,
+    token: bytes | None = None,
+    tsa_ca: bytes | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> None:
     """Every member in a fixed order with fixed timestamps; media streamed, hashes checked."""
     statement_html, statement_pdf = render_statement(plan)
     small: dict[str, bytes] = {
@@ -300,9 +366,15 @@ def rotate_signing_key(ctx: Context, actor: str) -> keys.Rotation:
     """A new bundle key from now on; the old one's validity ends and the rotation is a
     `key.rotated` ledger entry, so the key history is in the tamper-evident log too."""
     rotation = keys.rotate_bundle_key(ctx.settings.secrets_dir())
-    ctx.ledger.append("key.rotated", actor=actor, subject={"key": "bundle"}, key="bundle",
-                      old_key_id=rotation.old_key_id, new_key_id=rotation.new_key_id,
-                      valid_from=rotation.at)
+    ctx.ledger.append(
+        "key.rotated",
+        actor=actor,
+        subject={"key": "bundle"},
+        key="bundle",
+        old_key_id=rotation.old_key_id,
+        new_key_id=rotation.new_key_id,
+        valid_from=rotation.at,
+    )
     return rotation
 
 
@@ -339,15 +411,24 @@ def bundles_of(ctx: Context, principal: Principal, case_id: str) -> list[dict[st
             may_download = True
         except AccessDenied:
             may_download = False
-        rows = s.scalars(select(Bundle).where(Bundle.case_id == case_id)
-                         .order_by(Bundle.created_at.desc(), Bundle.id))
+        rows = s.scalars(
+            select(Bundle)
+            .where(Bundle.case_id == case_id)
+            .order_by(Bundle.created_at.desc(), Bundle.id)
+        )
         return [{**bundle_dict(b), "may_download": may_download} for b in rows]
 
 
-def open_download(ctx: Context, principal: Principal, bundle_id: str,
-                  range_header: str | None = None,
-                  if_range: str | None = None, *, reason: str | None = None,
-                  source_ip: str | None = None) -> tuple[ObjectInfo, tuple[int, int] | None]:
+def open_download(
+    ctx: Context,
+    principal: Principal,
+    bundle_id: str,
+    range_header: str | None = None,
+    if_range: str | None = None,
+    *,
+    reason: str | None = None,
+    source_ip: str | None = None,
+) -> tuple[ObjectInfo, tuple[int, int] | None]:
     """Record the download in the ledger (before any byte leaves), then describe the object
     and the byte range to send (None: all of it).
 
@@ -361,18 +442,26 @@ def open_download(ctx: Context, principal: Principal, bundle_id: str,
     with ctx.db.session() as s:
         require_case_footage(s, principal, b.case_id)
     if b.state == BundleState.disposed:
-        raise Disposed(f"bundle {bundle_id} was deleted when an exhibit in it was disposed of "
-                       "under the retention policy; request a new bundle")
+        raise Disposed(
+            f"bundle {bundle_id} was deleted when an exhibit in it was disposed of "
+            "under the retention policy; request a new bundle"
+        )
     if b.state != BundleState.ready:
         raise InvalidInput(f"bundle {bundle_id} is {b.state}, not ready yet")
     why = check_reason(reason, ctx.settings.access_reasons)  # after access: a 403 says more
     info = ctx.store.stat(b.key)
     span = requested_range(range_header, if_range, info.sha256, info.size)
-    if not audit.recently_recorded(ctx, principal.user_id, "bundle.downloaded", ("bundle", b.id), why):
+    if not audit.recently_recorded(
+        ctx, principal.user_id, "bundle.downloaded", ("bundle", b.id), why
+    ):
         ctx.ledger.append(
-            "bundle.downloaded", actor=principal.actor,
+            "bundle.downloaded",
+            actor=principal.actor,
             subject={"bundle": b.id, "case": b.case_id, "user": principal.user_id},
-            sha256=b.sha256, size=b.size, role=principal.role.value, reason=why,
+            sha256=b.sha256,
+            size=b.size,
+            role=principal.role.value,
+            reason=why,
             source_ip=client_address(source_ip),
         )
     return info, span

@@ -29,15 +29,23 @@ from evidence.bundles.manifest import ACCESS_TYPES, TSA_CA, Plan
 from evidence.ledger import catalogue
 
 UK = ZoneInfo("Europe/London")
-ROLE_NAMES = {"officer": "police officer", "evidence_officer": "evidence officer",
-              "cps": "CPS lawyer", "auditor": "auditor", "admin": "administrator"}
+ROLE_NAMES = {
+    "officer": "police officer",
+    "evidence_officer": "evidence officer",
+    "cps": "CPS lawyer",
+    "auditor": "auditor",
+    "admin": "administrator",
+}
 DECLARATION = (
     "This statement (consisting of {pages} page{s} each signed by me) is true to the best of "
     "my knowledge and belief and I make it knowing that, if it is tendered in evidence, I "
     "shall be liable to prosecution if I have wilfully stated in it anything which I know to "
-    "be false, or do not believe to be true.")
-AUTHORITY = ("Criminal Justice Act 1967, s.9; Magistrates' Courts Act 1980, s.5B; "
-             "Criminal Procedure Rules, r.16.2")
+    "be false, or do not believe to be true."
+)
+AUTHORITY = (
+    "Criminal Justice Act 1967, s.9; Magistrates' Courts Act 1980, s.5B; "
+    "Criminal Procedure Rules, r.16.2"
+)
 
 
 # -- words for times, people and events --------------------------------------------------------
@@ -49,8 +57,7 @@ def uk_time(value: str | None) -> str:
         return "not recorded"
     t = dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UK)
     offset = t.strftime("%z")
-    return (f"{t.day} {t.strftime('%B %Y, %H:%M:%S')} {t.tzname()} "
-            f"(UTC{offset[:3]}:{offset[3:]})")
+    return f"{t.day} {t.strftime('%B %Y, %H:%M:%S')} {t.tzname()} (UTC{offset[:3]}:{offset[3:]})"
 
 
 def person(plan: Plan, actor: str | None) -> str:
@@ -61,9 +68,13 @@ def person(plan: Plan, actor: str | None) -> str:
     if known:
         return f"{known['name']} ({ROLE_NAMES.get(known['role'], known['role'])})"
     kind, _, name = actor.partition(":")
-    return {"device": f"docking station {name}", "system": "the evidence store",
-            "policy": f"the retention policy ({name})", "user": f"user {name}",
-            "officer": f"officer {name}"}.get(kind, actor)
+    return {
+        "device": f"docking station {name}",
+        "system": "the evidence store",
+        "policy": f"the retention policy ({name})",
+        "user": f"user {name}",
+        "officer": f"officer {name}",
+    }.get(kind, actor)
 
 
 def officer_text(plan: Plan, officer: dict[str, Any]) -> str:
@@ -81,18 +92,26 @@ def camera_text(camera: dict[str, Any]) -> str:
 def how_text(plan: Plan, part: dict[str, Any]) -> str:
     change = part.get("reattributed")
     if change:
-        return (f"attributed by {person(plan, change.get('by'))} on {uk_time(change.get('at'))}, "
-                f"reason: \u201c{change.get('reason')}\u201d")
+        return (
+            f"attributed by {person(plan, change.get('by'))} on {uk_time(change.get('at'))}, "
+            f"reason: \u201c{change.get('reason')}\u201d"
+        )
     return str(part.get("how") or "not recorded (docked before the camera register existed)")
 
 
 def attribution_sentence(plan: Plan, officer: dict[str, Any], camera: dict[str, Any]) -> str:
     """Who recorded it on which camera, and how the store established each."""
-    who = (f"Recorded by {officer_text(plan, officer)} (how this was established: "
-           f"{how_text(plan, officer)})." if officer.get("id")
-           else "No officer is attributed to this recording.")
-    on = (f"Camera {camera['serial']} (how this was established: {how_text(plan, camera)})."
-          if camera.get("serial") else "The camera is not identified.")
+    who = (
+        f"Recorded by {officer_text(plan, officer)} (how this was established: "
+        f"{how_text(plan, officer)})."
+        if officer.get("id")
+        else "No officer is attributed to this recording."
+    )
+    on = (
+        f"Camera {camera['serial']} (how this was established: {how_text(plan, camera)})."
+        if camera.get("serial")
+        else "The camera is not identified."
+    )
     return f"{who} {on}"
 
 
@@ -111,13 +130,17 @@ def _detail(e: dict[str, Any], plan: Plan) -> str:
     if e.get("exhibit_ref"):
         bits.append(f"exhibit {e['exhibit_ref']}")
     if e.get("recipient"):
-        bits.append(f"to {person(plan, 'user:' + e['recipient'])}, until {uk_time(e.get('expires_at'))}")
+        bits.append(
+            f"to {person(plan, 'user:' + e['recipient'])}, until {uk_time(e.get('expires_at'))}"
+        )
     if t == "clip.attributed":
         new, old = e.get("new") or {}, e.get("previous") or {}
-        bits.append(f"was {officer_text(plan, {'id': old.get('officer_id')})}, "
-                    f"{camera_text({'serial': old.get('camera_serial')})}; now "
-                    f"{officer_text(plan, {'id': new.get('officer_id')})}, "
-                    f"{camera_text({'serial': new.get('camera_serial')})}")
+        bits.append(
+            f"was {officer_text(plan, {'id': old.get('officer_id')})}, "
+            f"{camera_text({'serial': old.get('camera_serial')})}; now "
+            f"{officer_text(plan, {'id': new.get('officer_id')})}, "
+            f"{camera_text({'serial': new.get('camera_serial')})}"
+        )
     if e.get("role") and t in ACCESS_TYPES:
         bits.append(f"as {ROLE_NAMES.get(e['role'], e['role'])}")
     if e.get("rule"):
@@ -158,9 +181,11 @@ def statement(plan: Plan) -> Statement:
     case, bundle = m["case"], m.get("bundle") or {}
     maker_actor = bundle.get("requested_by")
     known = m.get("people", {}).get(maker_actor or "", {})
-    maker = {"name": known.get("name") or person(plan, maker_actor),
-             "role": ROLE_NAMES.get(known.get("role", ""), known.get("role") or "not recorded"),
-             "number": known.get("officer_id") or "none recorded"}
+    maker = {
+        "name": known.get("name") or person(plan, maker_actor),
+        "role": ROLE_NAMES.get(known.get("role", ""), known.get("role") or "not recorded"),
+        "number": known.get("officer_id") or "none recorded",
+    }
     refs = [ex["exhibit_ref"] for ex in m["exhibits"]]
     as_at = max((e.get("at", "") for e in plan.entries.values()), default="")
     sections = [
@@ -176,17 +201,20 @@ def statement(plan: Plan) -> Statement:
 def _opening(plan: Plan, maker: dict[str, str], refs: list[str]) -> Section:
     m = plan.manifest
     led = m["ledger"]
-    return Section("Statement", [
-        f"I am {maker['name']}, {maker['role']} (collar/staff number {maker['number']}). "
-        f"I produce as exhibits the {len(refs)} item{'s' if len(refs) != 1 else ''} listed "
-        f"below ({', '.join(refs)}) in case {m['case']['reference']}, {m['case']['title']}.",
-        "The facts below about each exhibit, who recorded it, on which camera, and everything "
-        "that happened to it from docking to this bundle, are taken from the evidence store's "
-        f"append-only ledger ({led['origin']}) as it stood at its signed checkpoint of "
-        f"{led['tree_size']} entries. Every entry cited is in this bundle with a proof that it "
-        "is in that ledger; VERIFY.txt says how anyone can check this without the store.",
-        "Times are UK local time with the offset from UTC shown.",
-    ])
+    return Section(
+        "Statement",
+        [
+            f"I am {maker['name']}, {maker['role']} (collar/staff number {maker['number']}). "
+            f"I produce as exhibits the {len(refs)} item{'s' if len(refs) != 1 else ''} listed "
+            f"below ({', '.join(refs)}) in case {m['case']['reference']}, {m['case']['title']}.",
+            "The facts below about each exhibit, who recorded it, on which camera, and everything "
+            "that happened to it from docking to this bundle, are taken from the evidence store's "
+            f"append-only ledger ({led['origin']}) as it stood at its signed checkpoint of "
+            f"{led['tree_size']} entries. Every entry cited is in this bundle with a proof that it "
+            "is in that ledger; VERIFY.txt says how anyone can check this without the store.",
+            "Times are UK local time with the offset from UTC shown.",
+        ],
+    )
 
 
 def _exhibit_list(plan: Plan) -> Section:
@@ -199,14 +227,39 @@ def _exhibit_list(plan: Plan) -> Section:
         what = "Body-worn video" if media.get("video_codec") else "Recording"
         if ex.get("disposed"):
             what += " (disposed of; its record and hash remain)"
-        rows.append([ex["exhibit_ref"], what, ", ".join(names), camera_text(camera).removeprefix("camera "),
-                     officer_text(plan, officer), uk_time(ex.get("recorded_at")) if ex.get("recorded_at")
-                     else f"not in the clip; docked {uk_time(ex['ingested_at'])}",
-                     ex["sha256"], f"{ex['size']:,}"])
-    return Section("Exhibit list", [Table(
-        ["Exhibit", "Description", "Original file name(s) as docked", "Camera", "Recorded by",
-         "Recorded", "SHA-256", "Size (bytes)"], rows,
-        [0.09, 0.09, 0.17, 0.1, 0.14, 0.14, 0.18, 0.09])])
+        rows.append(
+            [
+                ex["exhibit_ref"],
+                what,
+                ", ".join(names),
+                camera_text(camera).removeprefix("camera "),
+                officer_text(plan, officer),
+                uk_time(ex.get("recorded_at"))
+                if ex.get("recorded_at")
+                else f"not in the clip; docked {uk_time(ex['ingested_at'])}",
+                ex["sha256"],
+                f"{ex['size']:,}",
+            ]
+        )
+    return Section(
+        "Exhibit list",
+        [
+            Table(
+                [
+                    "Exhibit",
+                    "Description",
+                    "Original file name(s) as docked",
+                    "Camera",
+                    "Recorded by",
+                    "Recorded",
+                    "SHA-256",
+                    "Size (bytes)",
+                ],
+                rows,
+                [0.09, 0.09, 0.17, 0.1, 0.14, 0.14, 0.18, 0.09],
+            )
+        ],
+    )
 
 
 def _this_bundle(plan: Plan) -> Section:
@@ -214,14 +267,23 @@ def _this_bundle(plan: Plan) -> Section:
     blocks: list[str | Table] = [
         f"This bundle was requested by {person(plan, b.get('requested_by'))} on "
         f"{uk_time(b.get('requested_at'))} and produced by the evidence store from its ledger "
-        "as at that request."]
+        "as at that request."
+    ]
     shares = b.get("shares") or []
     if shares:
-        blocks.append("It is for the case as shared with: " + "; ".join(
-            f"{person(plan, 'user:' + str(sh['recipient']))}, shared by {person(plan, sh['shared_by'])} "
-            f"on {uk_time(sh['at'])}, until {uk_time(sh['expires_at'])}" for sh in shares) + ".")
+        blocks.append(
+            "It is for the case as shared with: "
+            + "; ".join(
+                f"{person(plan, 'user:' + str(sh['recipient']))}, shared by {person(plan, sh['shared_by'])} "
+                f"on {uk_time(sh['at'])}, until {uk_time(sh['expires_at'])}"
+                for sh in shares
+            )
+            + "."
+        )
     else:
-        blocks.append("The case was not shared with anyone outside the force when it was requested.")
+        blocks.append(
+            "The case was not shared with anyone outside the force when it was requested."
+        )
     return Section("This bundle", blocks)
 
 
@@ -235,18 +297,29 @@ def _continuity(plan: Plan, ex: dict[str, Any]) -> Section:
             f"Its footage was disposed of on {uk_time(gone.get('at'))} under the retention policy "
             f"({gone.get('rule') or 'rule not recorded'}), approved by {person(plan, gone.get('approved_by'))}"
             f"{': ' + gone['reason'] if gone.get('reason') else ''}. This bundle carries its record "
-            "and the hash of its bytes, not the bytes.")
+            "and the hash of its bytes, not the bytes."
+        )
     history = ex.get("attribution_history") or []
     for before, after in zip(history, history[1:]):
         blocks.append(
             f"Re-attributed on {uk_time(after['at'])} by {person(plan, after['actor'])}, reason: "
             f"\u201c{after['reason']}\u201d. Before: {officer_text(plan, before['officer'])}, "
-            f"{camera_text(before['camera'])}.")
-    rows = [[uk_time(e.get("at")), catalogue.label(e["type"]), person(plan, e.get("actor")),
-             _detail(e, plan)]
-            for _, e in sorted(((i, plan.entries[i]) for i in ex["ledger_entries"]), key=lambda x: x[0])]
-    blocks.append(Table(["When", "Event", "Who", "Detail"], rows, [0.22, 0.24, 0.22, 0.32],
-                        rows_as_lines=True))
+            f"{camera_text(before['camera'])}."
+        )
+    rows = [
+        [
+            uk_time(e.get("at")),
+            catalogue.label(e["type"]),
+            person(plan, e.get("actor")),
+            _detail(e, plan),
+        ]
+        for _, e in sorted(((i, plan.entries[i]) for i in ex["ledger_entries"]), key=lambda x: x[0])
+    ]
+    blocks.append(
+        Table(
+            ["When", "Event", "Who", "Detail"], rows, [0.22, 0.24, 0.22, 0.32], rows_as_lines=True
+        )
+    )
     if not any(plan.entries[i]["type"] in ACCESS_TYPES for i in ex["ledger_entries"]):
         blocks.append("No one viewed or downloaded this exhibit before this bundle was requested.")
     return Section(f"Exhibit {ex['exhibit_ref']}: continuity", blocks)
@@ -258,20 +331,35 @@ def _appendix(plan: Plan) -> Section:
     blocks: list[str | Table] = [
         f"Ledger {led['origin']}, checkpoint of {led['tree_size']} entries, root hash "
         f"{led['root_hash']} (base64). Each exhibit's ledger entries, by index: "
-        + "; ".join(f"{ex['exhibit_ref']}: {', '.join(map(str, ex['ledger_entries']))}"
-                    for ex in m["exhibits"]) + "."]
+        + "; ".join(
+            f"{ex['exhibit_ref']}: {', '.join(map(str, ex['ledger_entries']))}"
+            for ex in m["exhibits"]
+        )
+        + "."
+    ]
     rows = []
     for ex in m["exhibits"]:
         for d in ex["derivatives"]:
             recipe = d.get("recipe") or {}
-            rows.append([ex["exhibit_ref"], str(d["kind"]), f"{d['sha256']} ({d['size']:,} bytes)",
-                         f"ffmpeg {recipe.get('ffmpeg_version', 'version not recorded')} from "
-                         f"{recipe.get('input_sha256', ex['sha256'])}: "
-                         + " ".join(map(str, recipe.get("args", []))),
-                         str(d.get("file") or "not included in this bundle")])
+            rows.append(
+                [
+                    ex["exhibit_ref"],
+                    str(d["kind"]),
+                    f"{d['sha256']} ({d['size']:,} bytes)",
+                    f"ffmpeg {recipe.get('ffmpeg_version', 'version not recorded')} from "
+                    f"{recipe.get('input_sha256', ex['sha256'])}: "
+                    + " ".join(map(str, recipe.get("args", []))),
+                    str(d.get("file") or "not included in this bundle"),
+                ]
+            )
     if rows:
-        blocks.append(Table(["Exhibit", "Derived copy", "SHA-256", "How it was made", "File"], rows,
-                            [0.09, 0.1, 0.22, 0.44, 0.15]))
+        blocks.append(
+            Table(
+                ["Exhibit", "Derived copy", "SHA-256", "How it was made", "File"],
+                rows,
+                [0.09, 0.1, 0.22, 0.44, 0.15],
+            )
+        )
     else:
         blocks.append("No derived copies were made.")
     return Section("Appendix A: technical detail", blocks)
@@ -289,7 +377,7 @@ def render_statement(plan: Plan) -> tuple[bytes, bytes]:
 def render_html(plan: Plan, pages: int) -> bytes:
     """The statement as HTML; `pages`: the PDF's page count, which its declaration states."""
     st, esc = statement(plan), html.escape
-    head = (f"Case {st.case_ref} · Exhibits {', '.join(st.exhibit_refs)}")
+    head = f"Case {st.case_ref} · Exhibits {', '.join(st.exhibit_refs)}"
     out = [
         "<!doctype html><html lang='en-GB'><head><meta charset='utf-8'>",
         f"<title>Continuity statement: {esc(st.case_ref)}</title>",
@@ -316,13 +404,22 @@ def render_html(plan: Plan, pages: int) -> bytes:
         out.append(f"<h2>{esc(section.title)}</h2>")
         for block in section.blocks:
             if isinstance(block, Table):
-                out.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in block.head) + "</tr>"
-                           + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>"
-                                     for row in block.rows) + "</table>")
+                out.append(
+                    "<table><tr>"
+                    + "".join(f"<th>{esc(h)}</th>" for h in block.head)
+                    + "</tr>"
+                    + "".join(
+                        "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>"
+                        for row in block.rows
+                    )
+                    + "</table>"
+                )
             else:
                 out.append(f"<p>{esc(block)}</p>")
-    out.append("<div class='sig'>Signature: ................................................ "
-               "Date: ....................</div>")
+    out.append(
+        "<div class='sig'>Signature: ................................................ "
+        "Date: ....................</div>"
+    )
     out.append("</body></html>\n")
     return "\n".join(out).encode()
 
@@ -336,8 +433,9 @@ FONT, BOLD = "StatementSans", "StatementSans-Bold"
 def _breakable(text: str) -> str:
     """A hash or key is one long word; in a narrow PDF column it wraps in groups of 16."""
     return " ".join(
-        " ".join(w[i:i + 16] for i in range(0, len(w), 16)) if len(w) > 24 else w
-        for w in text.split(" "))
+        " ".join(w[i : i + 16] for i in range(0, len(w), 16)) if len(w) > 24 else w
+        for w in text.split(" ")
+    )
 
 
 def _fonts() -> None:
@@ -382,41 +480,77 @@ def _pdf(plan: Plan, pages: int | None) -> tuple[bytes, int]:
     st, esc = statement(plan), html.escape
     body = ParagraphStyle("body", fontName=FONT, fontSize=9.5, leading=12.5, spaceAfter=5)
     cell = ParagraphStyle("cell", fontName=FONT, fontSize=7.2, leading=8.8)
-    line = ParagraphStyle("line", fontName=FONT, fontSize=7.8, leading=9.8, leftIndent=10,
-                          firstLineIndent=-10, spaceAfter=2.5)
+    line = ParagraphStyle(
+        "line",
+        fontName=FONT,
+        fontSize=7.8,
+        leading=9.8,
+        leftIndent=10,
+        firstLineIndent=-10,
+        spaceAfter=2.5,
+    )
     h1 = ParagraphStyle("h1", fontName=BOLD, fontSize=15, leading=19, spaceAfter=6)
     h2 = ParagraphStyle("h2", fontName=BOLD, fontSize=11.5, leading=15, spaceBefore=9, spaceAfter=4)
     width = A4[0] - 36 * mm
 
     def table(head: list[str], rows: list[list[str]], widths: list[float]) -> LongTable:
-        t = LongTable([[Paragraph(f"<b>{esc(h)}</b>", cell) for h in head]]
-                      + [[Paragraph(esc(_breakable(c)), cell) for c in row] for row in rows],
-                      colWidths=[w * width for w in widths], repeatRows=1)
-        t.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
-                               ("FONTNAME", (0, 0), (-1, -1), FONT),  # not the unembedded default
-                               ("BACKGROUND", (0, 0), (-1, 0), colors.Color(0.92, 0.92, 0.92)),
-                               ("VALIGN", (0, 0), (-1, -1), "TOP")]))
+        t = LongTable(
+            [[Paragraph(f"<b>{esc(h)}</b>", cell) for h in head]]
+            + [[Paragraph(esc(_breakable(c)), cell) for c in row] for row in rows],
+            colWidths=[w * width for w in widths],
+            repeatRows=1,
+        )
+        t.setStyle(
+            TableStyle(
+                [
+                    ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
+                    ("FONTNAME", (0, 0), (-1, -1), FONT),  # not the unembedded default
+                    ("BACKGROUND", (0, 0), (-1, 0), colors.Color(0.92, 0.92, 0.92)),
+                    ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ]
+            )
+        )
         return t
 
-    signature = Paragraph("Signature: ................................................&nbsp;&nbsp; "
-                          "Date: ....................", body)
+    signature = Paragraph(
+        "Signature: ................................................&nbsp;&nbsp; "
+        "Date: ....................",
+        body,
+    )
     story: list[Any] = [
         Paragraph("Witness statement: exhibit continuity", h1),
         Paragraph(esc(AUTHORITY), body),
-        table(["Statement of", "Role", "Collar/staff number", "Case reference", "As at"],
-              [[st.maker["name"], st.maker["role"], st.maker["number"], st.case_ref,
-                uk_time(st.as_at)]], [0.22, 0.16, 0.16, 0.16, 0.3]),
+        table(
+            ["Statement of", "Role", "Collar/staff number", "Case reference", "As at"],
+            [
+                [
+                    st.maker["name"],
+                    st.maker["role"],
+                    st.maker["number"],
+                    st.case_ref,
+                    uk_time(st.as_at),
+                ]
+            ],
+            [0.22, 0.16, 0.16, 0.16, 0.3],
+        ),
         Spacer(1, 6),
         Paragraph(esc(declaration(pages)), body),
         signature,
     ]
+
     def flowables(section: Section) -> list[Any]:
         out: list[Any] = [Paragraph(esc(section.title), h2)]
         for block in section.blocks:
             if isinstance(block, Table) and block.rows_as_lines:
-                out += [Paragraph(" \u2014 ".join(
-                    f"<b>{esc(c)}</b>" if n == 1 else esc(c) for n, c in enumerate(row) if c), line)
-                    for row in block.rows]
+                out += [
+                    Paragraph(
+                        " \u2014 ".join(
+                            f"<b>{esc(c)}</b>" if n == 1 else esc(c) for n, c in enumerate(row) if c
+                        ),
+                        line,
+                    )
+                    for row in block.rows
+                ]
             elif isinstance(block, Table):
                 out.append(table(block.head, block.rows, block.widths))
             else:
@@ -431,11 +565,21 @@ def _pdf(plan: Plan, pages: int | None) -> tuple[bytes, int]:
     running = f"Case {st.case_ref} · Exhibits {', '.join(st.exhibit_refs)}"
     buf = io.BytesIO()
     doc = _lazy_doc_class()(
-        buf, pagesize=A4, invariant=1, pageCompression=1, leftMargin=18 * mm, rightMargin=18 * mm,
-        topMargin=20 * mm, bottomMargin=20 * mm,
-        title=f"Continuity statement, case {st.case_ref}", author=st.maker["name"],
-        subject=f"Exhibits {', '.join(st.exhibit_refs)}", creator="evidence store",
-        producer="evidence store", keywords=f"continuity statement, {st.case_ref}")
+        buf,
+        pagesize=A4,
+        invariant=1,
+        pageCompression=1,
+        leftMargin=18 * mm,
+        rightMargin=18 * mm,
+        topMargin=20 * mm,
+        bottomMargin=20 * mm,
+        title=f"Continuity statement, case {st.case_ref}",
+        author=st.maker["name"],
+        subject=f"Exhibits {', '.join(st.exhibit_refs)}",
+        creator="evidence store",
+        producer="evidence store",
+        keywords=f"continuity statement, {st.case_ref}",
+    )
     counted: list[int] = []
     doc.build(story, canvasmaker=_page_canvas(running, st.as_at, counted, pages))
     return buf.getvalue(), counted[0]
@@ -495,8 +639,7 @@ def _page_canvas(running: str, as_at: str, counted: list[int], total: int | None
             self.setFont(FONT, 7.5)
             self.drawString(18 * mm, A4[1] - 12 * mm, running)
             self.drawString(18 * mm, 10 * mm, "Signature: ..............................")
-            self.drawRightString(A4[0] - 18 * mm, 10 * mm,
-                                 f"Page {self._number} of {total or '?'}")
+            self.drawRightString(A4[0] - 18 * mm, 10 * mm, f"Page {self._number} of {total or '?'}")
             self.restoreState()
             super().showPage()
 
@@ -547,7 +690,7 @@ coreutils, xxd, OpenSSL 3 and Python 3). Steps 3 and 4 write a few small working
    $ (echo 302a300506032b6570032100 | xxd -r -p; cat ledger-key.raw) > ledger-key.der
    $ openssl pkey -pubin -inform DER -in ledger-key.der -out ledger-key.pem
 
-   ledger/checkpoint.txt is a C2SP signed note: the signed text (origin, tree size {led['tree_size']},
+   ledger/checkpoint.txt is a C2SP signed note: the signed text (origin, tree size {led["tree_size"]},
    root hash) is everything up to and including the newline before the blank line; after the
    blank line, the signature line is "— NAME BASE64", where BASE64 decodes to a 4-byte key
    hash followed by the 64-byte Ed25519 signature. Cut both, then check:
@@ -603,15 +746,21 @@ TSA_WARNING = (
 def _token_steps(has_token: bool, has_tsa_ca: bool) -> tuple[str, str]:
     """Step 4 of VERIFY.txt, and the verifier's --tsa-ca option for step 5."""
     if not has_token:
-        return ("5. No RFC 3161 timestamp token: no TSA was configured when this bundle was made.\n\n", "")
+        return (
+            "5. No RFC 3161 timestamp token: no TSA was configured when this bundle was made.\n\n",
+            "",
+        )
     if has_tsa_ca:
-        return ("5. The checkpoint's RFC 3161 timestamp. ledger/tsa-ca.pem is the certificate chain of the\n"
-                "   timestamping authority (TSA) that issued ledger/checkpoint.tsr:\n\n"
-                "   $ openssl ts -verify -in ledger/checkpoint.tsr -data ledger/checkpoint.txt "
-                f"-CAfile {TSA_CA}\n\n" + TSA_WARNING,
-                " --tsa-ca TSA-ROOT.pem")
-    return ("5. The checkpoint's RFC 3161 timestamp (needs the TSA's root certificate, tsa-ca.pem, from\n"
-            "   the TSA operator's website):\n\n"
-            "   $ openssl ts -verify -in ledger/checkpoint.tsr -data ledger/checkpoint.txt -CAfile tsa-ca.pem\n\n",
-            " --tsa-ca tsa-ca.pem")
-
+        return (
+            "5. The checkpoint's RFC 3161 timestamp. ledger/tsa-ca.pem is the certificate chain of the\n"
+            "   timestamping authority (TSA) that issued ledger/checkpoint.tsr:\n\n"
+            "   $ openssl ts -verify -in ledger/checkpoint.tsr -data ledger/checkpoint.txt "
+            f"-CAfile {TSA_CA}\n\n" + TSA_WARNING,
+            " --tsa-ca TSA-ROOT.pem",
+        )
+    return (
+        "5. The checkpoint's RFC 3161 timestamp (needs the TSA's root certificate, tsa-ca.pem, from\n"
+        "   the TSA operator's website):\n\n"
+        "   $ openssl ts -verify -in ledger/checkpoint.tsr -data ledger/checkpoint.txt -CAfile tsa-ca.pem\n\n",
+        " --tsa-ca tsa-ca.pem",
+    )

@@ -69,7 +69,11 @@ def check_line(line: str, size: int, root: bytes) -> tuple[str, bool, str]:
     proof = [base64.b64decode(h, validate=True) for h in row["hashes"]]
     got = root_from_proof(index, size, leaf_hash(entry), proof)
     if got != root:
-        return f"entry {index}", False, "its proof leads to another root: the entry or its proof was changed"
+        return (
+            f"entry {index}",
+            False,
+            "its proof leads to another root: the entry or its proof was changed",
+        )
     kind = json.loads(entry).get("type", "?")
     return f"entry {index}", True, f"{kind}, included in the checkpoint of {size} entries"
 
@@ -102,11 +106,15 @@ def main(argv: list[str]) -> int:
         print(f"FAIL  {ENTRIES} holds no entries")
         return 1
     if failed:
-        print(f"FAILED: {failed} of {len(lines)} entries are not proven to be in {origin} "
-              f"at size {size}")
+        print(
+            f"FAILED: {failed} of {len(lines)} entries are not proven to be in {origin} "
+            f"at size {size}"
+        )
         return 1
-    print(f"OK: all {len(lines)} entries are included in {origin} at size {size} "
-          f"(root {base64.b64encode(root).decode()})")
+    print(
+        f"OK: all {len(lines)} entries are included in {origin} at size {size} "
+        f"(root {base64.b64encode(root).decode()})"
+    )
     return 0
 
 

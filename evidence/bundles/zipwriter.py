@@ -41,12 +41,18 @@ def add_bytes(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
 
 
 def add_stream(
-    zf: zipfile.ZipFile, name: str, chunks: Iterator[bytes], size: int, sha256: str,
+    zf: zipfile.ZipFile,
+    name: str,
+    chunks: Iterator[bytes],
+    size: int,
+    sha256: str,
     on_bytes: Callable[[int], None] | None = None,
 ) -> None:
     """Copy `chunks` into a STORED member, checking they hash to `sha256` on the way."""
     digest, n = hashlib.sha256(), 0
-    with zf.open(_info(name, zipfile.ZIP_STORED, size), "w", force_zip64=size >= zipfile.ZIP64_LIMIT) as out:
+    with zf.open(
+        _info(name, zipfile.ZIP_STORED, size), "w", force_zip64=size >= zipfile.ZIP64_LIMIT
+    ) as out:
         try:
             for chunk in chunks:
                 digest.update(chunk)
@@ -59,8 +65,10 @@ def add_stream(
             if close:
                 close()
     if n != size or digest.hexdigest() != sha256:
-        raise MediaChanged(f"{name}: stored object has {n} bytes hashing to {digest.hexdigest()}, "
-                           f"the ledger says {size} bytes {sha256}; run evidence scrub")
+        raise MediaChanged(
+            f"{name}: stored object has {n} bytes hashing to {digest.hexdigest()}, "
+            f"the ledger says {size} bytes {sha256}; run evidence scrub"
+        )
 
 
 def sha256_file(f: BinaryIO) -> tuple[str, int]:

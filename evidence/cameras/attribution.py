@@ -19,8 +19,13 @@ from sqlalchemy.orm import Session
 
 from evidence import clock
 from evidence.cameras import rules
-from evidence.cameras.models import (AssignmentKind, Camera, CameraAssignment, CameraState,
-                                     ClipAttribution)
+from evidence.cameras.models import (
+    AssignmentKind,
+    Camera,
+    CameraAssignment,
+    CameraState,
+    ClipAttribution,
+)
 from evidence.clips.models import Clip
 from evidence.ledger.service import Ledger
 
@@ -38,10 +43,14 @@ class Attribution:
     def as_entry(self) -> dict[str, Any]:
         """The `attribution` field of `clip.ingested`: null parts when unknown."""
         return {
-            "camera": ({"serial": self.camera_serial, "how": self.camera_how}
-                       if self.camera_serial else None),
-            "officer": ({"id": self.officer_id, "how": self.officer_how}
-                        if self.officer_id else None),
+            "camera": (
+                {"serial": self.camera_serial, "how": self.camera_how}
+                if self.camera_serial
+                else None
+            ),
+            "officer": (
+                {"id": self.officer_id, "how": self.officer_how} if self.officer_id else None
+            ),
         }
 
 
@@ -55,7 +64,9 @@ def _clean(value: Any, limit: int = MAX_SERIAL) -> str | None:
 
 
 def find_camera(
-    sidecar: dict[str, Any] | None, tags: dict[str, str], source: dict[str, Any] | None,
+    sidecar: dict[str, Any] | None,
+    tags: dict[str, str],
+    source: dict[str, Any] | None,
     filename: str,
 ) -> rules.Found | None:
     """The camera's serial by the first source that names one, in the documented order
@@ -91,15 +102,21 @@ def describe(a: CameraAssignment) -> str:
 def assignment_at(s: Session, serial: str, at: dt.datetime) -> CameraAssignment | None:
     """The assignment of camera `serial` covering `at` (assignments never overlap)."""
     return s.scalar(
-        select(CameraAssignment).where(
-            CameraAssignment.camera_serial == serial, CameraAssignment.starts_at <= at,
+        select(CameraAssignment)
+        .where(
+            CameraAssignment.camera_serial == serial,
+            CameraAssignment.starts_at <= at,
             or_(CameraAssignment.ends_at.is_(None), CameraAssignment.ends_at > at),
-        ).limit(1)
+        )
+        .limit(1)
     )
 
 
 def find_officer(
-    s: Session, serial: str | None, recorded_at: dt.datetime | None, docked_at: dt.datetime,
+    s: Session,
+    serial: str | None,
+    recorded_at: dt.datetime | None,
+    docked_at: dt.datetime,
     sidecar_officer: str | None,
 ) -> tuple[str | None, str | None]:
     """(officer id, how). The register outranks the sidecar: a camera's own idea of its
@@ -131,9 +148,16 @@ def _firmware(sidecar: dict[str, Any] | None, tags: dict[str, str]) -> str | Non
 
 
 def attribute_at_ingest(
-    ledger: Ledger, s: Session, clip: Clip, *, sidecar: dict[str, Any] | None,
-    tags: dict[str, str], source: dict[str, Any] | None, filename: str,
-    docked_at: dt.datetime, actor: str,
+    ledger: Ledger,
+    s: Session,
+    clip: Clip,
+    *,
+    sidecar: dict[str, Any] | None,
+    tags: dict[str, str],
+    source: dict[str, Any] | None,
+    filename: str,
+    docked_at: dt.datetime,
+    actor: str,
 ) -> Attribution:
     """Work out the clip's camera and officer, register an unseen camera, and write the
     clip's columns and its first attribution row, all in the caller's transaction (the one
@@ -148,26 +172,44 @@ def attribute_at_ingest(
     if found is not None:
         _seen(ledger, s, found, clip, _firmware(sidecar, tags), actor)
     officer, officer_how = find_officer(
-        s, serial, clip.recorded_at, docked_at, _clean((sidecar or {}).get("officer_id")))
+        s, serial, clip.recorded_at, docked_at, _clean((sidecar or {}).get("officer_id"))
+    )
     result = Attribution(serial, found.how if found else None, officer, officer_how)
     clip.camera_serial, clip.camera_how = result.camera_serial, result.camera_how
     clip.officer_id, clip.officer_how = result.officer_id, result.officer_how
-    s.add(ClipAttribution(clip_id=clip.id, camera_serial=serial, officer_id=officer,
-                          camera_how=result.camera_how, officer_how=officer_how, actor=actor,
-                          reason=None, at=clock.now()))
+    s.add(
+        ClipAttribution(
+            clip_id=clip.id,
+            camera_serial=serial,
+            officer_id=officer,
+            camera_how=result.camera_how,
+            officer_how=officer_how,
+            actor=actor,
+            reason=None,
+            at=clock.now(),
+        )
+    )
     return result
 
 
-def _seen(ledger: Ledger, s: Session, found: rules.Found, clip: Clip, firmware: str | None,
-          actor: str) -> None:
+def _seen(
+    ledger: Ledger, s: Session, found: rules.Found, clip: Clip, firmware: str | None, actor: str
+) -> None:
     """Keep the register current: an unseen serial registers its camera (so it can be
     assigned); a known one records the firmware it now runs."""
     camera = s.get(Camera, found.serial)
     if camera is None:
         now = clock.now()
-        camera = Camera(serial=found.serial, make=found.make, model=found.model,
-                        firmware=firmware, state=CameraState.in_service.value,
-                        registered_at=now, registered_by=actor, first_seen_at=now)
+        camera = Camera(
+            serial=found.serial,
+            make=found.make,
+            model=found.model,
+            firmware=firmware,
+            state=CameraState.in_service.value,
+            registered_at=now,
+            registered_by=actor,
+            first_seen_at=now,
+        )
         try:
             with s.begin_nested():  # two workers may meet the same new camera at once
                 s.add(camera)
@@ -176,9 +218,16 @@ def _seen(ledger: Ledger, s: Session, found: rules.Found, clip: Clip, firmware: 
         ledger.append_in(
             # The camera's record, not the clip's: the clip's own timeline says how it was
             # attributed in its `clip.ingested` entry.
-            s, "camera.registered", actor=actor, subject={"camera": camera.serial},
-            serial=camera.serial, make=camera.make, model=camera.model, firmware=firmware,
-            how=f"seen in a docked clip: {found.how}", seen_in=clip.id,
+            s,
+            "camera.registered",
+            actor=actor,
+            subject={"camera": camera.serial},
+            serial=camera.serial,
+            make=camera.make,
+            model=camera.model,
+            firmware=firmware,
+            how=f"seen in a docked clip: {found.how}",
+            seen_in=clip.id,
         )
         return
     if firmware and camera.firmware != firmware:

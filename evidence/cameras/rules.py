@@ -34,31 +34,75 @@ class Rule:
 
 
 _I = re.IGNORECASE
-SERIAL_TAG_KEYS = ("serial", "serial_number", "serialnumber", "camera_serial",
-                   "com.apple.quicktime.camera.identifier")
-TEXT_TAG_KEYS = ("comment", "description", "encoder", "com.apple.quicktime.make",
-                 "com.apple.quicktime.model", "make", "model", "title")
+SERIAL_TAG_KEYS = (
+    "serial",
+    "serial_number",
+    "serialnumber",
+    "camera_serial",
+    "com.apple.quicktime.camera.identifier",
+)
+TEXT_TAG_KEYS = (
+    "comment",
+    "description",
+    "encoder",
+    "com.apple.quicktime.make",
+    "com.apple.quicktime.model",
+    "make",
+    "model",
+    "title",
+)
 
 RULES: tuple[Rule, ...] = (
     # Tags first: the camera wrote them into the file itself.
-    Rule("Axon Body 3", Where.tag, re.compile(r"\bAxon Body 3\b\W*(?P<serial>X[0-9A-Z]{8})\b", _I),
-         "Axon", "Body 3", TEXT_TAG_KEYS),
-    Rule("Motorola VB400", Where.tag, re.compile(r"\b(?P<serial>VB400-\d{4,8})\b", _I),
-         "Motorola Solutions", "VB400", TEXT_TAG_KEYS),
+    Rule(
+        "Axon Body 3",
+        Where.tag,
+        re.compile(r"\bAxon Body 3\b\W*(?P<serial>X[0-9A-Z]{8})\b", _I),
+        "Axon",
+        "Body 3",
+        TEXT_TAG_KEYS,
+    ),
+    Rule(
+        "Motorola VB400",
+        Where.tag,
+        re.compile(r"\b(?P<serial>VB400-\d{4,8})\b", _I),
+        "Motorola Solutions",
+        "VB400",
+        TEXT_TAG_KEYS,
+    ),
     # A tag that holds nothing but a serial (serials have a digit: "unknown" is no serial).
-    Rule("serial tag", Where.tag, re.compile(r"^\s*(?P<serial>(?=[A-Z_-]*\d)[A-Z0-9][A-Z0-9_-]{2,63})\s*$", _I),
-         keys=SERIAL_TAG_KEYS),
+    Rule(
+        "serial tag",
+        Where.tag,
+        re.compile(r"^\s*(?P<serial>(?=[A-Z_-]*\d)[A-Z0-9][A-Z0-9_-]{2,63})\s*$", _I),
+        keys=SERIAL_TAG_KEYS,
+    ),
     # "S/N: 12345", "serial=HX-2231" inside free text.
-    Rule("serial in text", Where.tag,
-         re.compile(r"\b(?:serial(?:[ _]?(?:number|no))?|s/n|sn)\b\s*[:=#]?\s*"
-                    r"(?P<serial>(?=[A-Z_-]*\d)[A-Z0-9][A-Z0-9_-]{2,63})", _I),
-         keys=TEXT_TAG_KEYS),
+    Rule(
+        "serial in text",
+        Where.tag,
+        re.compile(
+            r"\b(?:serial(?:[ _]?(?:number|no))?|s/n|sn)\b\s*[:=#]?\s*"
+            r"(?P<serial>(?=[A-Z_-]*\d)[A-Z0-9][A-Z0-9_-]{2,63})",
+            _I,
+        ),
+        keys=TEXT_TAG_KEYS,
+    ),
     # Folder and file naming: what the camera's own storage layout says.
-    Rule("Axon Body 3", Where.path,
-         re.compile(r"(?:^|/)Axon[ _]Body[ _]3/(?P<serial>X[0-9A-Z]{8})/", _I), "Axon", "Body 3"),
-    Rule("Motorola VB400", Where.filename,
-         re.compile(r"^(?P<serial>VB400-\d{4,8})_\d{8}_\d{6}\.", _I),
-         "Motorola Solutions", "VB400"),
+    Rule(
+        "Axon Body 3",
+        Where.path,
+        re.compile(r"(?:^|/)Axon[ _]Body[ _]3/(?P<serial>X[0-9A-Z]{8})/", _I),
+        "Axon",
+        "Body 3",
+    ),
+    Rule(
+        "Motorola VB400",
+        Where.filename,
+        re.compile(r"^(?P<serial>VB400-\d{4,8})_\d{8}_\d{6}\.", _I),
+        "Motorola Solutions",
+        "VB400",
+    ),
     # A force convention for generic cameras (docs/cameras.md): the DCIM folder is named
     # after the camera's asset number, DCIM/100BWC12/ for camera BWC12.
     Rule("DCIM folder", Where.path, re.compile(r"(?:^|/)DCIM/\d{3}(?P<serial>BWC\d{1,8})/", _I)),

@@ -21,8 +21,13 @@ from evidence import clock
 from evidence.access import Principal, ledger_reason, require, visible_clip
 from evidence.accounts.models import User
 from evidence.cameras.attribution import assignment_at, describe
-from evidence.cameras.models import (AssignmentKind, Camera, CameraAssignment, CameraState,
-                                     ClipAttribution)
+from evidence.cameras.models import (
+    AssignmentKind,
+    Camera,
+    CameraAssignment,
+    CameraState,
+    ClipAttribution,
+)
 from evidence.clips.models import Clip, ClipState
 from evidence.context import Context
 from evidence.errors import Conflict, InvalidInput, NotFound
@@ -54,16 +59,18 @@ def check_serial(serial: str) -> str:
     """A serial as the register keys it: upper case, letters, digits and . _ -."""
     text = (serial or "").strip().upper()
     if not _SERIAL.match(text):
-        raise InvalidInput("a camera serial is 1-64 letters, digits, '.', '_' or '-' "
-                           "(as printed on the camera)")
+        raise InvalidInput(
+            "a camera serial is 1-64 letters, digits, '.', '_' or '-' (as printed on the camera)"
+        )
     return text
 
 
 def check_officer_id(officer_id: str) -> str:
     text = (officer_id or "").strip()
     if not _OFFICER.match(text):
-        raise InvalidInput("an officer id (collar number) is 1-64 letters, digits, '.', '_', "
-                           "'/' or '-'")
+        raise InvalidInput(
+            "an officer id (collar number) is 1-64 letters, digits, '.', '_', '/' or '-'"
+        )
     return text
 
 
@@ -86,19 +93,31 @@ def _when(t: dt.datetime | None, what: str) -> dt.datetime | None:
 
 def _camera_dict(c: Camera, holder: CameraAssignment | None) -> dict[str, Any]:
     return {
-        "serial": c.serial, "make": c.make, "model": c.model, "firmware": c.firmware,
-        "state": c.state, "registered_at": _iso(c.registered_at),
-        "registered_by": c.registered_by, "first_seen_at": _iso(c.first_seen_at),
+        "serial": c.serial,
+        "make": c.make,
+        "model": c.model,
+        "firmware": c.firmware,
+        "state": c.state,
+        "registered_at": _iso(c.registered_at),
+        "registered_by": c.registered_by,
+        "first_seen_at": _iso(c.first_seen_at),
         "holder": _assignment_dict(holder) if holder else None,
     }
 
 
 def _assignment_dict(a: CameraAssignment) -> dict[str, Any]:
     return {
-        "id": a.id, "camera_serial": a.camera_serial, "officer_id": a.officer_id,
-        "kind": a.kind, "starts_at": _iso(a.starts_at), "ends_at": _iso(a.ends_at),
-        "created_by": a.created_by, "created_at": _iso(a.created_at),
-        "ended_at": _iso(a.ended_at), "ended_by": a.ended_by, "describe": describe(a),
+        "id": a.id,
+        "camera_serial": a.camera_serial,
+        "officer_id": a.officer_id,
+        "kind": a.kind,
+        "starts_at": _iso(a.starts_at),
+        "ends_at": _iso(a.ends_at),
+        "created_by": a.created_by,
+        "created_at": _iso(a.created_at),
+        "ended_at": _iso(a.ended_at),
+        "ended_by": a.ended_by,
+        "describe": describe(a),
     }
 
 
@@ -112,21 +131,40 @@ def _camera(s: Session, serial: str, *, lock: bool = False) -> Camera:
     return camera
 
 
-def register_camera(ctx: Context, by: Principal | None, serial: str, *,
-                    make: str | None = None, model: str | None = None) -> dict[str, Any]:
+def register_camera(
+    ctx: Context,
+    by: Principal | None,
+    serial: str,
+    *,
+    make: str | None = None,
+    model: str | None = None,
+) -> dict[str, Any]:
     _allow(by, "cameras.manage")
     serial = check_serial(serial)
     make, model = _label(make, "make"), _label(model, "model")
     with ctx.db.write_session() as s:
         if s.get(Camera, serial) is not None:
             raise Conflict(f"camera {serial} is already in the register")
-        camera = Camera(serial=serial, make=make, model=model, state=CameraState.in_service.value,
-                        registered_at=clock.now(), registered_by=_actor(by))
+        camera = Camera(
+            serial=serial,
+            make=make,
+            model=model,
+            state=CameraState.in_service.value,
+            registered_at=clock.now(),
+            registered_by=_actor(by),
+        )
         s.add(camera)
         s.flush()
-        ctx.ledger.append_in(s, "camera.registered", actor=_actor(by),
-                             subject={"camera": serial}, serial=serial, make=make, model=model,
-                             how="registered by hand")
+        ctx.ledger.append_in(
+            s,
+            "camera.registered",
+            actor=_actor(by),
+            subject={"camera": serial},
+            serial=serial,
+            make=make,
+            model=model,
+            how="registered by hand",
+        )
         return _camera_dict(camera, None)
 
 
@@ -144,21 +182,25 @@ def camera_detail(ctx: Context, by: Principal | None, serial: str) -> dict[str, 
     _allow(by, "cameras.read")
     with ctx.db.session() as s:
         camera = _camera(s, serial)
-        history = s.scalars(select(CameraAssignment)
-                            .where(CameraAssignment.camera_serial == camera.serial)
-                            .order_by(CameraAssignment.starts_at)).all()
+        history = s.scalars(
+            select(CameraAssignment)
+            .where(CameraAssignment.camera_serial == camera.serial)
+            .order_by(CameraAssignment.starts_at)
+        ).all()
         counted = select(func.count()).select_from(Clip).where(Clip.camera_serial == camera.serial)
         since = clock.now() - RECENT
         out = _camera_dict(camera, assignment_at(s, camera.serial, clock.now()))
         out["assignments"] = [_assignment_dict(a) for a in history]
         out["clips_total"] = s.scalar(counted) or 0
-        out["clips_last_30_days"] = s.scalar(counted.where(
-            func.coalesce(Clip.recorded_at, Clip.ingested_at) >= since)) or 0
+        out["clips_last_30_days"] = (
+            s.scalar(counted.where(func.coalesce(Clip.recorded_at, Clip.ingested_at) >= since)) or 0
+        )
         return out
 
 
-def set_state(ctx: Context, by: Principal | None, serial: str, state: str,
-              reason: str) -> dict[str, Any]:
+def set_state(
+    ctx: Context, by: Principal | None, serial: str, state: str, reason: str
+) -> dict[str, Any]:
     """In service, lost or retired; the reason goes in the ledger."""
     _allow(by, "cameras.manage")
     try:
@@ -172,25 +214,42 @@ def set_state(ctx: Context, by: Principal | None, serial: str, state: str,
         if old == new:
             raise Conflict(f"camera {camera.serial} is already {new}")
         camera.state = new.value
-        ctx.ledger.append_in(s, "camera.state_changed", actor=_actor(by),
-                             subject={"camera": camera.serial}, state=new.value, previous=old,
-                             reason=why)
+        ctx.ledger.append_in(
+            s,
+            "camera.state_changed",
+            actor=_actor(by),
+            subject={"camera": camera.serial},
+            state=new.value,
+            previous=old,
+            reason=why,
+        )
         return _camera_dict(camera, assignment_at(s, camera.serial, clock.now()))
 
 
-def _overlapping(s: Session, serial: str, starts: dt.datetime,
-                 ends: dt.datetime | None) -> CameraAssignment | None:
-    clauses = [CameraAssignment.camera_serial == serial,
-               or_(CameraAssignment.ends_at.is_(None), CameraAssignment.ends_at > starts)]
+def _overlapping(
+    s: Session, serial: str, starts: dt.datetime, ends: dt.datetime | None
+) -> CameraAssignment | None:
+    clauses = [
+        CameraAssignment.camera_serial == serial,
+        or_(CameraAssignment.ends_at.is_(None), CameraAssignment.ends_at > starts),
+    ]
     if ends is not None:
         clauses.append(CameraAssignment.starts_at < ends)
-    return s.scalar(select(CameraAssignment).where(and_(*clauses))
-                    .order_by(CameraAssignment.starts_at).limit(1))
+    return s.scalar(
+        select(CameraAssignment).where(and_(*clauses)).order_by(CameraAssignment.starts_at).limit(1)
+    )
 
 
-def assign(ctx: Context, by: Principal | None, serial: str, *, officer_id: str, kind: str,
-           starts_at: dt.datetime | None = None,
-           ends_at: dt.datetime | None = None) -> dict[str, Any]:
+def assign(
+    ctx: Context,
+    by: Principal | None,
+    serial: str,
+    *,
+    officer_id: str,
+    kind: str,
+    starts_at: dt.datetime | None = None,
+    ends_at: dt.datetime | None = None,
+) -> dict[str, Any]:
     """Issue a camera to an officer: `personal` (open-ended unless `ends_at`) or a `pool`
     checkout for a shift (`ends_at` required). Refused if it overlaps another assignment of
     the camera: at any moment a camera has at most one wearer."""
@@ -209,28 +268,49 @@ def assign(ctx: Context, by: Principal | None, serial: str, *, officer_id: str, 
     with ctx.db.write_session() as s:
         camera = _camera(s, serial, lock=True)
         if camera.state != CameraState.in_service:
-            raise Conflict(f"camera {camera.serial} is {camera.state}: only a camera in service "
-                           "can be assigned")
+            raise Conflict(
+                f"camera {camera.serial} is {camera.state}: only a camera in service "
+                "can be assigned"
+            )
         clash = _overlapping(s, camera.serial, starts, ends)
         if clash is not None:
             raise Conflict(
                 f"camera {camera.serial} is already assigned to officer {clash.officer_id} then "
                 f"({describe(clash)}; assignment {clash.id}): end that assignment first, or "
-                "choose a time that does not overlap it")
-        a = CameraAssignment(camera_serial=camera.serial, officer_id=officer_id,
-                             kind=kind_.value, starts_at=starts, ends_at=ends,
-                             created_by=_actor(by), created_at=clock.now())
+                "choose a time that does not overlap it"
+            )
+        a = CameraAssignment(
+            camera_serial=camera.serial,
+            officer_id=officer_id,
+            kind=kind_.value,
+            starts_at=starts,
+            ends_at=ends,
+            created_by=_actor(by),
+            created_at=clock.now(),
+        )
         s.add(a)
         s.flush()
-        ctx.ledger.append_in(s, "camera.assigned", actor=_actor(by),
-                             subject={"camera": camera.serial, "assignment": a.id},
-                             officer_id=officer_id, kind=kind_.value, starts_at=_iso(starts),
-                             ends_at=_iso(ends))
+        ctx.ledger.append_in(
+            s,
+            "camera.assigned",
+            actor=_actor(by),
+            subject={"camera": camera.serial, "assignment": a.id},
+            officer_id=officer_id,
+            kind=kind_.value,
+            starts_at=_iso(starts),
+            ends_at=_iso(ends),
+        )
         return _assignment_dict(a)
 
 
-def end_assignment(ctx: Context, by: Principal | None, serial: str, assignment_id: str, *,
-                   ends_at: dt.datetime | None = None) -> dict[str, Any]:
+def end_assignment(
+    ctx: Context,
+    by: Principal | None,
+    serial: str,
+    assignment_id: str,
+    *,
+    ends_at: dt.datetime | None = None,
+) -> dict[str, Any]:
     """Close an open-ended assignment (a personal issue handed back), now or at `ends_at`.
     The row's end is set once; the ledger entry is the record of it."""
     _allow(by, "cameras.manage")
@@ -241,14 +321,22 @@ def end_assignment(ctx: Context, by: Principal | None, serial: str, assignment_i
         if a is None or a.camera_serial != camera.serial:
             raise NotFound(f"camera {camera.serial} has no assignment {assignment_id}")
         if a.ends_at is not None:
-            raise Conflict(f"assignment {a.id} already ends at {_iso(a.ends_at)}: assignments "
-                           "are never rewritten")
+            raise Conflict(
+                f"assignment {a.id} already ends at {_iso(a.ends_at)}: assignments "
+                "are never rewritten"
+            )
         if ends <= a.starts_at:
             raise InvalidInput(f"the assignment started at {_iso(a.starts_at)}: it must end after")
         a.ends_at, a.ended_at, a.ended_by = ends, clock.now(), _actor(by)
-        ctx.ledger.append_in(s, "camera.assignment_ended", actor=_actor(by),
-                             subject={"camera": camera.serial, "assignment": a.id},
-                             officer_id=a.officer_id, kind=a.kind, ends_at=_iso(ends))
+        ctx.ledger.append_in(
+            s,
+            "camera.assignment_ended",
+            actor=_actor(by),
+            subject={"camera": camera.serial, "assignment": a.id},
+            officer_id=a.officer_id,
+            kind=a.kind,
+            ends_at=_iso(ends),
+        )
         return _assignment_dict(a)
 
 
@@ -271,19 +359,29 @@ class AttributionRecord:
         return {**asdict(self), "at": _iso(self.at)}
 
 
-def attribution_history(ctx: Context, principal: Principal, clip_id: str) -> list[AttributionRecord]:
+def attribution_history(
+    ctx: Context, principal: Principal, clip_id: str
+) -> list[AttributionRecord]:
     """Every attribution of the clip, oldest first, for whoever may read the clip."""
     require(principal, "clips.read")
     with ctx.db.session() as s:
         clip = visible_clip(s, principal, clip_id, footage=False)
-        rows = s.scalars(select(ClipAttribution).where(ClipAttribution.clip_id == clip.id)
-                         .order_by(ClipAttribution.at, ClipAttribution.id)).all()
-        return [AttributionRecord(r.at, r.actor, r.camera_serial, r.camera_how, r.officer_id,
-                                  r.officer_how, r.reason) for r in rows]
+        rows = s.scalars(
+            select(ClipAttribution)
+            .where(ClipAttribution.clip_id == clip.id)
+            .order_by(ClipAttribution.at, ClipAttribution.id)
+        ).all()
+        return [
+            AttributionRecord(
+                r.at, r.actor, r.camera_serial, r.camera_how, r.officer_id, r.officer_how, r.reason
+            )
+            for r in rows
+        ]
 
 
-def unattributed_clips(ctx: Context, principal: Principal, limit: int = 25,
-                       offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+def unattributed_clips(
+    ctx: Context, principal: Principal, limit: int = 25, offset: int = 0
+) -> tuple[list[dict[str, Any]], int]:
     """Clips no officer is attributed to (nobody but evidence officers sees them), newest
     docked first, with the total."""
     from evidence.clips.service import summary
@@ -294,9 +392,13 @@ def unattributed_clips(ctx: Context, principal: Principal, limit: int = 25,
     where = and_(Clip.officer_id.is_(None), Clip.state.in_([s.value for s in ATTRIBUTABLE]))
     with ctx.db.session() as s:
         total = s.scalar(select(func.count()).select_from(Clip).where(where)) or 0
-        clips = s.scalars(select(Clip).where(where)
-                          .order_by(Clip.ingested_at.desc(), Clip.id)
-                          .offset(offset).limit(limit)).all()
+        clips = s.scalars(
+            select(Clip)
+            .where(where)
+            .order_by(Clip.ingested_at.desc(), Clip.id)
+            .offset(offset)
+            .limit(limit)
+        ).all()
         items = [{**summary(c, []), "camera_how": c.camera_how} for c in clips]
         return items, total
 
@@ -306,14 +408,21 @@ def _known_officer(s: Session, officer_id: str) -> bool:
     issued a camera to (officers need no account to be recorded as a clip's wearer)."""
     return bool(
         s.scalar(select(User.id).where(User.officer_id == officer_id).limit(1))
-        or s.scalar(select(CameraAssignment.id)
-                    .where(CameraAssignment.officer_id == officer_id).limit(1))
+        or s.scalar(
+            select(CameraAssignment.id).where(CameraAssignment.officer_id == officer_id).limit(1)
+        )
     )
 
 
-def reattribute(ctx: Context, principal: Principal, clip_id: str, *,
-                camera_serial: str | None = None, officer_id: str | None = None,
-                reason: str) -> AttributionRecord:
+def reattribute(
+    ctx: Context,
+    principal: Principal,
+    clip_id: str,
+    *,
+    camera_serial: str | None = None,
+    officer_id: str | None = None,
+    reason: str,
+) -> AttributionRecord:
     """Attribute a clip to another camera and/or officer, with a reason. A new history row
     and a `clip.attributed` entry with the previous and the new values; the fields not given
     stay as they are. Naming an officer opens the clip to them."""
@@ -332,8 +441,10 @@ def reattribute(ctx: Context, principal: Principal, clip_id: str, *,
         if serial is not None and s.get(Camera, serial) is None:
             raise NotFound(f"no camera {serial} in the register: register it first")
         if officer is not None and not _known_officer(s, officer):
-            raise InvalidInput(f"officer {officer} is unknown: no account has that officer id "
-                               "and the camera register never issued them a camera")
+            raise InvalidInput(
+                f"officer {officer} is unknown: no account has that officer id "
+                "and the camera register never issued them a camera"
+            )
         previous = {"camera_serial": clip.camera_serial, "officer_id": clip.officer_id}
         if serial is not None and serial != clip.camera_serial:
             clip.camera_serial, clip.camera_how = serial, how
@@ -342,13 +453,34 @@ def reattribute(ctx: Context, principal: Principal, clip_id: str, *,
         new = {"camera_serial": clip.camera_serial, "officer_id": clip.officer_id}
         if new == previous:
             raise Conflict("the clip is already attributed so: nothing to change")
-        record = AttributionRecord(clock.now(), principal.actor, clip.camera_serial,
-                                   clip.camera_how, clip.officer_id, clip.officer_how, why)
-        s.add(ClipAttribution(clip_id=clip.id, camera_serial=record.camera_serial,
-                              officer_id=record.officer_id, camera_how=record.camera_how,
-                              officer_how=record.officer_how, actor=record.actor,
-                              reason=why, at=record.at))
-        ctx.ledger.append_in(s, "clip.attributed", actor=principal.actor,
-                             subject={"clip": clip.id, "user": principal.user_id},
-                             previous=previous, new=new, reason=why)
+        record = AttributionRecord(
+            clock.now(),
+            principal.actor,
+            clip.camera_serial,
+            clip.camera_how,
+            clip.officer_id,
+            clip.officer_how,
+            why,
+        )
+        s.add(
+            ClipAttribution(
+                clip_id=clip.id,
+                camera_serial=record.camera_serial,
+                officer_id=record.officer_id,
+                camera_how=record.camera_how,
+                officer_how=record.officer_how,
+                actor=record.actor,
+                reason=why,
+                at=record.at,
+            )
+        )
+        ctx.ledger.append_in(
+            s,
+            "clip.attributed",
+            actor=principal.actor,
+            subject={"clip": clip.id, "user": principal.user_id},
+            previous=previous,
+            new=new,
+            reason=why,
+        )
         return record

@@ -10,7 +10,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from evidence import clock
-from evidence.access import Principal, case_filter, ledger_reason, require, visible_case, visible_clip
+from evidence.access import (
+    Principal,
+    case_filter,
+    ledger_reason,
+    require,
+    visible_case,
+    visible_clip,
+)
 from evidence.accounts.models import Role, User
 from evidence.cases.models import Case, CaseItem, CaseMember, Share
 from evidence.clips.models import Clip
@@ -20,10 +27,15 @@ from evidence.retention import service as retention
 
 
 def _case_dict(case: Case, items: int) -> dict[str, Any]:
-    return {"id": case.id, "title": case.title, "reference": case.reference,
-            "created_at": clock.rfc3339(case.created_at), "items": items,
-            "state": "closed" if case.closed_at else "open",
-            "closed_at": clock.rfc3339(case.closed_at) if case.closed_at else None}
+    return {
+        "id": case.id,
+        "title": case.title,
+        "reference": case.reference,
+        "created_at": clock.rfc3339(case.created_at),
+        "items": items,
+        "state": "closed" if case.closed_at else "open",
+        "closed_at": clock.rfc3339(case.closed_at) if case.closed_at else None,
+    }
 
 
 def create_case(ctx: Context, principal: Principal, title: str, reference: str) -> dict[str, Any]:
@@ -32,27 +44,41 @@ def create_case(ctx: Context, principal: Principal, title: str, reference: str) 
     if not 1 <= len(title) <= 255 or not 1 <= len(reference) <= 100:
         raise InvalidInput("a case needs a title (1-255 characters) and a reference (1-100)")
     with ctx.db.write_session() as s:
-        case = Case(title=title, reference=reference, created_by=principal.user_id,
-                    created_at=clock.now())
+        case = Case(
+            title=title, reference=reference, created_by=principal.user_id, created_at=clock.now()
+        )
         s.add(case)
         s.flush()
-        s.add(CaseMember(case_id=case.id, user_id=principal.user_id, added_by=principal.user_id,
-                         added_at=clock.now()))
-        ctx.ledger.append_in(s, "case.created", actor=principal.actor,
-                             subject={"case": case.id, "user": principal.user_id},
-                             title=title, reference=reference)
+        s.add(
+            CaseMember(
+                case_id=case.id,
+                user_id=principal.user_id,
+                added_by=principal.user_id,
+                added_at=clock.now(),
+            )
+        )
+        ctx.ledger.append_in(
+            s,
+            "case.created",
+            actor=principal.actor,
+            subject={"case": case.id, "user": principal.user_id},
+            title=title,
+            reference=reference,
+        )
         return _case_dict(case, 0)
 
 
 def list_cases(ctx: Context, principal: Principal) -> list[dict[str, Any]]:
     require(principal, "cases.read")
     with ctx.db.session() as s:
-        counts = (select(CaseItem.case_id, func.count().label("n")).group_by(CaseItem.case_id)
-                  .subquery())
+        counts = (
+            select(CaseItem.case_id, func.count().label("n")).group_by(CaseItem.case_id).subquery()
+        )
         rows = s.execute(
             select(Case, func.coalesce(counts.c.n, 0))
             .outerjoin(counts, counts.c.case_id == Case.id)
-            .where(case_filter(principal)).order_by(Case.created_at.desc())
+            .where(case_filter(principal))
+            .order_by(Case.created_at.desc())
         ).all()
         return [_case_dict(c, n) for c, n in rows]
 
@@ -64,23 +90,35 @@ def case_detail(ctx: Context, principal: Principal, case_id: str) -> dict[str, A
     with ctx.db.session() as s:
         case = visible_case(s, principal, case_id)
         items = s.execute(
-            select(CaseItem, Clip).join(Clip, Clip.id == CaseItem.clip_id)
-            .where(CaseItem.case_id == case.id).order_by(CaseItem.added_at)
+            select(CaseItem, Clip)
+            .join(Clip, Clip.id == CaseItem.clip_id)
+            .where(CaseItem.case_id == case.id)
+            .order_by(CaseItem.added_at)
         ).all()
         members = s.execute(
-            select(User.username, User.role).join(CaseMember, CaseMember.user_id == User.id)
-            .where(CaseMember.case_id == case.id).order_by(User.username)
+            select(User.username, User.role)
+            .join(CaseMember, CaseMember.user_id == User.id)
+            .where(CaseMember.case_id == case.id)
+            .order_by(User.username)
         ).all()
         out = _case_dict(case, len(items))
         out["exhibits"] = [
-            {"clip_id": clip.id, "exhibit_ref": item.exhibit_ref, "filename": clip.filename,
-             "sha256": clip.sha256, "recorded_at": clock.rfc3339(clip.recorded_at) if clip.recorded_at else None,
-             "docked_at": clock.rfc3339(clip.ingested_at),
-             "officer_id": clip.officer_id, "state": clip.state,
-             # Why it is kept, or when it falls due (the case page warns before it can).
-             "retention": {"rule": clip.retention_rule,
-                           "kept_as_exhibit": clip.retention_rule == retention.EXHIBIT_RULE,
-                           "retain_until": clock.rfc3339(clip.retain_until) if clip.retain_until else None}}
+            {
+                "clip_id": clip.id,
+                "exhibit_ref": item.exhibit_ref,
+                "filename": clip.filename,
+                "sha256": clip.sha256,
+                "recorded_at": clock.rfc3339(clip.recorded_at) if clip.recorded_at else None,
+                "docked_at": clock.rfc3339(clip.ingested_at),
+                "officer_id": clip.officer_id,
+                "state": clip.state,
+                # Why it is kept, or when it falls due (the case page warns before it can).
+                "retention": {
+                    "rule": clip.retention_rule,
+                    "kept_as_exhibit": clip.retention_rule == retention.EXHIBIT_RULE,
+                    "retain_until": clock.rfc3339(clip.retain_until) if clip.retain_until else None,
+                },
+            }
             for item, clip in items
         ]
         out["members"] = [{"username": u, "role": r} for u, r in members]
@@ -92,17 +130,29 @@ def _record_recipient_access(ctx: Context, principal: Principal, case_id: str) -
     with ctx.db.write_session() as s:
         visible_case(s, principal, case_id)
         share = s.scalar(
-            select(Share.id).where(Share.case_id == case_id, Share.user_id == principal.user_id,
-                                   Share.revoked_at.is_(None), Share.expires_at > clock.now())
+            select(Share.id).where(
+                Share.case_id == case_id,
+                Share.user_id == principal.user_id,
+                Share.revoked_at.is_(None),
+                Share.expires_at > clock.now(),
+            )
         )
         ctx.ledger.append_in(
-            s, "case.accessed", actor=principal.actor,
-            subject={"case": case_id, "user": principal.user_id, **({"share": share} if share else {})},
+            s,
+            "case.accessed",
+            actor=principal.actor,
+            subject={
+                "case": case_id,
+                "user": principal.user_id,
+                **({"share": share} if share else {}),
+            },
             role=principal.role.value,
         )
 
 
-def add_items(ctx: Context, principal: Principal, case_id: str, clip_ids: list[str]) -> dict[str, Any]:
+def add_items(
+    ctx: Context, principal: Principal, case_id: str, clip_ids: list[str]
+) -> dict[str, Any]:
     """Add clips as exhibits; each gets the next reference (initials of the officer/number)."""
     require(principal, "cases.manage")
     if not clip_ids or len(clip_ids) > 500:
@@ -112,15 +162,29 @@ def add_items(ctx: Context, principal: Principal, case_id: str, clip_ids: list[s
         added = []
         for clip_id in dict.fromkeys(clip_ids):
             clip = visible_clip(s, principal, clip_id, footage=False)
-            if s.scalar(select(CaseItem.id).where(CaseItem.case_id == case.id, CaseItem.clip_id == clip.id)):
+            if s.scalar(
+                select(CaseItem.id).where(CaseItem.case_id == case.id, CaseItem.clip_id == clip.id)
+            ):
                 continue
             ref = _next_ref(s, case.id, clip.officer_id or "EX")
-            s.add(CaseItem(case_id=case.id, clip_id=clip.id, exhibit_ref=ref,
-                           added_by=principal.user_id, added_at=clock.now()))
+            s.add(
+                CaseItem(
+                    case_id=case.id,
+                    clip_id=clip.id,
+                    exhibit_ref=ref,
+                    added_by=principal.user_id,
+                    added_at=clock.now(),
+                )
+            )
             s.flush()
-            ctx.ledger.append_in(s, "case.exhibit_added", actor=principal.actor,
-                                 subject={"case": case.id, "clip": clip.id, "user": principal.user_id},
-                                 exhibit_ref=ref, sha256=clip.sha256)
+            ctx.ledger.append_in(
+                s,
+                "case.exhibit_added",
+                actor=principal.actor,
+                subject={"case": case.id, "clip": clip.id, "user": principal.user_id},
+                exhibit_ref=ref,
+                sha256=clip.sha256,
+            )
             added.append({"clip_id": clip.id, "exhibit_ref": ref})
         # An exhibit is kept from this moment, whatever its category (evidence/retention).
         changed = retention.reschedule_exhibits(ctx, s, case.id, actor=principal.actor)
@@ -138,10 +202,17 @@ def close_case(ctx: Context, principal: Principal, case_id: str, reason: str) ->
     with ctx.db.write_session() as s:
         case = visible_case(s, principal, case_id)
         if case.closed_at is not None:
-            raise Conflict(f"case {case.reference} was already closed on {clock.rfc3339(case.closed_at)}")
+            raise Conflict(
+                f"case {case.reference} was already closed on {clock.rfc3339(case.closed_at)}"
+            )
         case.closed_at, case.closed_by = clock.now(), principal.user_id
-        ctx.ledger.append_in(s, "case.closed", actor=principal.actor,
-                             subject={"case": case.id, "user": principal.user_id}, reason=reason)
+        ctx.ledger.append_in(
+            s,
+            "case.closed",
+            actor=principal.actor,
+            subject={"case": case.id, "user": principal.user_id},
+            reason=reason,
+        )
         changed = retention.reschedule_exhibits(ctx, s, case.id, actor=principal.actor)
         out = _case_dict(case, 0)
     retention.sync_storage_protection(ctx, changed)
@@ -157,8 +228,13 @@ def reopen_case(ctx: Context, principal: Principal, case_id: str, reason: str) -
         if case.closed_at is None:
             raise Conflict(f"case {case.reference} is open")
         case.closed_at, case.closed_by = None, None
-        ctx.ledger.append_in(s, "case.reopened", actor=principal.actor,
-                             subject={"case": case.id, "user": principal.user_id}, reason=reason)
+        ctx.ledger.append_in(
+            s,
+            "case.reopened",
+            actor=principal.actor,
+            subject={"case": case.id, "user": principal.user_id},
+            reason=reason,
+        )
         changed = retention.reschedule_exhibits(ctx, s, case.id, actor=principal.actor)
         out = _case_dict(case, 0)
     retention.sync_storage_protection(ctx, changed)
@@ -168,8 +244,9 @@ def reopen_case(ctx: Context, principal: Principal, case_id: str, reason: str) -
 def _next_ref(s: Session, case_id: str, prefix: str) -> str:
     """`PREFIX/n` for the next n not already used in the case (refs can be edited)."""
     taken = _refs_in(s, case_id)
-    n = 1 + (s.scalar(select(func.count()).select_from(CaseItem)
-                      .where(CaseItem.case_id == case_id)) or 0)
+    n = 1 + (
+        s.scalar(select(func.count()).select_from(CaseItem).where(CaseItem.case_id == case_id)) or 0
+    )
     while f"{prefix}/{n}".casefold() in taken:
         n += 1
     return f"{prefix}/{n}"
@@ -183,19 +260,22 @@ def _refs_in(s: Session, case_id: str) -> set[str]:
 EXHIBIT_REF = re.compile(r"[A-Za-z0-9/.\- ]{1,32}")
 
 
-def set_exhibit_ref(ctx: Context, principal: Principal, case_id: str, clip_id: str,
-                    exhibit_ref: str) -> dict[str, Any]:
+def set_exhibit_ref(
+    ctx: Context, principal: Principal, case_id: str, clip_id: str, exhibit_ref: str
+) -> dict[str, Any]:
     """Change an exhibit's reference (e.g. JS/1 -> JS/2): unique in the case, recorded in the
     ledger as `exhibit.referenced` (a bundle takes the reference the ledger held at its pin)."""
     require(principal, "cases.manage")
     ref = " ".join((exhibit_ref or "").split())
     if not EXHIBIT_REF.fullmatch(ref):
         raise InvalidInput(
-            "an exhibit reference is 1-32 characters: letters, digits, / - . and spaces")
+            "an exhibit reference is 1-32 characters: letters, digits, / - . and spaces"
+        )
     with ctx.db.write_session() as s:
         case = visible_case(s, principal, case_id)
-        item = s.scalar(select(CaseItem).where(CaseItem.case_id == case.id,
-                                               CaseItem.clip_id == clip_id))
+        item = s.scalar(
+            select(CaseItem).where(CaseItem.case_id == case.id, CaseItem.clip_id == clip_id)
+        )
         if item is None:
             raise NotFound(f"clip {clip_id} is not an exhibit in this case")
         old = item.exhibit_ref
@@ -204,9 +284,14 @@ def set_exhibit_ref(ctx: Context, principal: Principal, case_id: str, clip_id: s
         if ref.casefold() in _refs_in(s, case.id) - {(old or "").casefold()}:
             raise Conflict(f"exhibit reference {ref!r} is already used in this case")
         item.exhibit_ref = ref
-        ctx.ledger.append_in(s, "exhibit.referenced", actor=principal.actor,
-                             subject={"case": case.id, "clip": clip_id, "user": principal.user_id},
-                             exhibit_ref=ref, previous_ref=old)
+        ctx.ledger.append_in(
+            s,
+            "exhibit.referenced",
+            actor=principal.actor,
+            subject={"case": case.id, "clip": clip_id, "user": principal.user_id},
+            exhibit_ref=ref,
+            previous_ref=old,
+        )
         return {"clip_id": clip_id, "exhibit_ref": ref, "previous_ref": old}
 
 
@@ -219,11 +304,19 @@ def add_member(ctx: Context, principal: Principal, case_id: str, username: str) 
             raise NotFound(f"no user {username!r}")
         if s.get(CaseMember, (case.id, user.id)) is not None:
             return
-        s.add(CaseMember(case_id=case.id, user_id=user.id, added_by=principal.user_id,
-                         added_at=clock.now()))
-        ctx.ledger.append_in(s, "case.member_added", actor=principal.actor,
-                             subject={"case": case.id, "user": [user.id, principal.user_id]},
-                             member=username, member_role=user.role)
+        s.add(
+            CaseMember(
+                case_id=case.id, user_id=user.id, added_by=principal.user_id, added_at=clock.now()
+            )
+        )
+        ctx.ledger.append_in(
+            s,
+            "case.member_added",
+            actor=principal.actor,
+            subject={"case": case.id, "user": [user.id, principal.user_id]},
+            member=username,
+            member_role=user.role,
+        )
 
 
 # -- shares: a case opened to a CPS lawyer (or a partner agency's user) until it expires ------
@@ -246,14 +339,23 @@ def share_case(
         user = s.scalar(select(User).where(User.username == username))
         if user is None or user.role not in SHARE_ROLES:
             raise NotFound(f"no CPS user {username!r}: cases are shared with CPS users")
-        share = Share(case_id=case.id, user_id=user.id, expires_at=expires_at,
-                      created_by=principal.user_id, created_at=now)
+        share = Share(
+            case_id=case.id,
+            user_id=user.id,
+            expires_at=expires_at,
+            created_by=principal.user_id,
+            created_at=now,
+        )
         s.add(share)
         s.flush()
         ctx.ledger.append_in(
-            s, "share.created", actor=principal.actor,
+            s,
+            "share.created",
+            actor=principal.actor,
             subject={"share": share.id, "case": case.id, "user": [user.id, principal.user_id]},
-            recipient=username, expires_at=clock.rfc3339(expires_at), reference=case.reference,
+            recipient=username,
+            expires_at=clock.rfc3339(expires_at),
+            reference=case.reference,
         )
         s.flush()
         # Shared footage is kept while it is shared, even from a closed case.
@@ -264,10 +366,14 @@ def share_case(
 
 
 def _share_dict(share: Share, username: str) -> dict[str, Any]:
-    return {"id": share.id, "case_id": share.case_id, "username": username,
-            "expires_at": clock.rfc3339(share.expires_at),
-            "revoked_at": clock.rfc3339(share.revoked_at) if share.revoked_at else None,
-            "active": share.revoked_at is None and share.expires_at > clock.now()}
+    return {
+        "id": share.id,
+        "case_id": share.case_id,
+        "username": username,
+        "expires_at": clock.rfc3339(share.expires_at),
+        "revoked_at": clock.rfc3339(share.revoked_at) if share.revoked_at else None,
+        "active": share.revoked_at is None and share.expires_at > clock.now(),
+    }
 
 
 def revoke_share(ctx: Context, principal: Principal, share_id: str) -> None:
@@ -281,9 +387,14 @@ def revoke_share(ctx: Context, principal: Principal, share_id: str) -> None:
             return
         share.revoked_at = clock.now()
         ctx.ledger.append_in(
-            s, "share.revoked", actor=principal.actor,
-            subject={"share": share.id, "case": share.case_id,
-                     "user": [share.user_id, principal.user_id]},
+            s,
+            "share.revoked",
+            actor=principal.actor,
+            subject={
+                "share": share.id,
+                "case": share.case_id,
+                "user": [share.user_id, principal.user_id],
+            },
         )
         s.flush()
         changed = retention.reschedule_exhibits(ctx, s, share.case_id, actor=principal.actor)
@@ -295,7 +406,9 @@ def shares_of(ctx: Context, principal: Principal, case_id: str) -> list[dict[str
     with ctx.db.session() as s:
         visible_case(s, principal, case_id)
         rows = s.execute(
-            select(Share, User.username).join(User, User.id == Share.user_id)
-            .where(Share.case_id == case_id).order_by(Share.created_at)
+            select(Share, User.username)
+            .join(User, User.id == Share.user_id)
+            .where(Share.case_id == case_id)
+            .order_by(Share.created_at)
         ).all()
         return [_share_dict(share, name) for share, name in rows]

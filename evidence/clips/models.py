@@ -56,10 +56,14 @@ class Clip(Base):
     # date its original is locked until in storage (only ever extended).
     retain_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
     locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    retention_rule: Mapped[str | None] = mapped_column(String(120))  # e.g. "non-evidential: 31 days"
+    retention_rule: Mapped[str | None] = mapped_column(
+        String(120)
+    )  # e.g. "non-evidential: 31 days"
     disposed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # The scrubber's verdict on the stored bytes (evidence/scrub.py).
-    integrity: Mapped[str] = mapped_column(String(16), default="unchecked", server_default="unchecked")
+    integrity: Mapped[str] = mapped_column(
+        String(16), default="unchecked", server_default="unchecked"
+    )
     integrity_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     integrity_error: Mapped[str | None] = mapped_column(Text)
 

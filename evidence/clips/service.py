@@ -18,9 +18,18 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from evidence import audit, clock
-from evidence.access import (Principal, bookmark_filter, check_reason, client_address,
-                             clip_filter, custody_entry_visible, custody_entry_withheld,
-                             require, side, visible_clip)
+from evidence.access import (
+    Principal,
+    bookmark_filter,
+    check_reason,
+    client_address,
+    clip_filter,
+    custody_entry_visible,
+    custody_entry_withheld,
+    require,
+    side,
+    visible_clip,
+)
 from evidence.cameras.models import ClipName
 from evidence.cases.models import CaseItem
 from evidence.clips.models import Bookmark, Clip, ClipTag, Derivative
@@ -73,22 +82,33 @@ def search(
         where.append(Clip.state == f.state)
     if f.text:
         like = f"%{f.text.lower()}%"
-        where.append(or_(
-            func.lower(Clip.filename).like(like), func.lower(Clip.camera_serial).like(like),
-            # Every name the clip was docked under, a byte-identical twin's too.
-            Clip.id.in_(select(ClipName.clip_id).where(func.lower(ClipName.filename).like(like))),
-            Clip.sha256 == f.text.lower(), Clip.id == f.text,
-            Clip.id.in_(select(ClipTag.clip_id).where(func.lower(ClipTag.tag).like(like))),
-            # Only notes the searcher may read: a match would tell what the other side wrote.
-            Clip.id.in_(select(Bookmark.clip_id).where(func.lower(Bookmark.note).like(like),
-                                                       bookmark_filter(principal))),
-        ))
+        where.append(
+            or_(
+                func.lower(Clip.filename).like(like),
+                func.lower(Clip.camera_serial).like(like),
+                # Every name the clip was docked under, a byte-identical twin's too.
+                Clip.id.in_(
+                    select(ClipName.clip_id).where(func.lower(ClipName.filename).like(like))
+                ),
+                Clip.sha256 == f.text.lower(),
+                Clip.id == f.text,
+                Clip.id.in_(select(ClipTag.clip_id).where(func.lower(ClipTag.tag).like(like))),
+                # Only notes the searcher may read: a match would tell what the other side wrote.
+                Clip.id.in_(
+                    select(Bookmark.clip_id).where(
+                        func.lower(Bookmark.note).like(like), bookmark_filter(principal)
+                    )
+                ),
+            )
+        )
     with ctx.db.session() as s:
         total = s.scalar(select(func.count()).select_from(Clip).where(and_(*where))) or 0
         clips = s.scalars(
-            select(Clip).where(and_(*where))
+            select(Clip)
+            .where(and_(*where))
             .order_by(Clip.recorded_at.desc().nulls_last(), Clip.ingested_at.desc())
-            .offset((page - 1) * per_page).limit(per_page)
+            .offset((page - 1) * per_page)
+            .limit(per_page)
         ).all()
         tags = _tags_of(s, [c.id for c in clips])
         return [summary(c, tags.get(c.id, [])) for c in clips], total
@@ -98,7 +118,9 @@ def _tags_of(s: Session, clip_ids: list[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     if clip_ids:
         for clip_id, tag in s.execute(
-            select(ClipTag.clip_id, ClipTag.tag).where(ClipTag.clip_id.in_(clip_ids)).order_by(ClipTag.tag)
+            select(ClipTag.clip_id, ClipTag.tag)
+            .where(ClipTag.clip_id.in_(clip_ids))
+            .order_by(ClipTag.tag)
         ):
             out.setdefault(clip_id, []).append(tag)
     return out
@@ -110,11 +132,21 @@ def _iso(t: dt.datetime | None) -> str | None:
 
 def summary(c: Clip, tags: list[str]) -> dict[str, Any]:
     return {
-        "id": c.id, "filename": c.filename, "state": c.state, "sha256": c.sha256,
-        "size": c.size, "officer_id": c.officer_id, "device_id": c.device_id,
-        "camera_serial": c.camera_serial, "recorded_at": _iso(c.recorded_at),
-        "ingested_at": _iso(c.ingested_at), "category": c.category, "tags": tags,
-        "duration_ms": c.duration_ms, "width": c.width, "height": c.height,
+        "id": c.id,
+        "filename": c.filename,
+        "state": c.state,
+        "sha256": c.sha256,
+        "size": c.size,
+        "officer_id": c.officer_id,
+        "device_id": c.device_id,
+        "camera_serial": c.camera_serial,
+        "recorded_at": _iso(c.recorded_at),
+        "ingested_at": _iso(c.ingested_at),
+        "category": c.category,
+        "tags": tags,
+        "duration_ms": c.duration_ms,
+        "width": c.width,
+        "height": c.height,
         "playable": c.state in ("stored", "ready"),
     }
 
@@ -130,18 +162,25 @@ def detail(ctx: Context, principal: Principal, clip_id: str) -> dict[str, Any]:
         tags = _tags_of(s, [clip.id]).get(clip.id, [])
         derivatives = s.scalars(select(Derivative).where(Derivative.clip_id == clip.id)).all()
         bookmarks = s.scalars(
-            select(Bookmark).where(Bookmark.clip_id == clip.id, bookmark_filter(principal))
+            select(Bookmark)
+            .where(Bookmark.clip_id == clip.id, bookmark_filter(principal))
             .order_by(Bookmark.at_ms)
         ).all()
         rows = s.execute(
             select(LedgerEntry.idx, LedgerEntry.entry, LedgerEntry.leaf_hash)
             .join(LedgerRef, LedgerRef.idx == LedgerEntry.idx)
-            .where(LedgerRef.ref == f"clip:{clip.id}").order_by(LedgerEntry.idx)
+            .where(LedgerRef.ref == f"clip:{clip.id}")
+            .order_by(LedgerEntry.idx)
         ).all()
         out = summary(clip, tags)
         out["retention"] = retention.retention_of(ctx, s, clip, principal)
-        out["names"] = list(s.scalars(select(ClipName.filename).where(ClipName.clip_id == clip.id)
-                                      .order_by(ClipName.first_docked_at, ClipName.filename)))
+        out["names"] = list(
+            s.scalars(
+                select(ClipName.filename)
+                .where(ClipName.clip_id == clip.id)
+                .order_by(ClipName.first_docked_at, ClipName.filename)
+            )
+        )
         out["camera_how"], out["officer_how"] = clip.camera_how, clip.officer_how
     size = ctx.ledger.size()
     custody = [_custody_item(idx, entry, leaf, size) for idx, entry, leaf in rows]
@@ -149,23 +188,39 @@ def detail(ctx: Context, principal: Principal, clip_id: str) -> dict[str, Any]:
     readable = {b.id for b in bookmarks}
     custody = [c for c in custody if custody_entry_visible(principal, c["entry"], readable)]
     custody = [_withhold(c, custody_entry_withheld(principal, c["entry"])) for c in custody]
-    out.update({
-        "container": clip.container, "video_codec": clip.video_codec,
-        "audio_codec": clip.audio_codec, "frame_rate": clip.frame_rate,
-        "rotation": clip.rotation, "gps": clip.gps, "sidecar": clip.sidecar,
-        "media_error": clip.media_error,
-        "original": {"key": original_key(clip.sha256), "sha256": clip.sha256, "size": clip.size},
-        "derivatives": [
-            {"kind": d.kind, "sha256": d.sha256, "size": d.size, "recipe": d.recipe,
-             "created_at": _iso(d.created_at)} for d in derivatives
-        ],
-        "bookmarks": [
-            {"id": b.id, "at_ms": b.at_ms, "note": b.note, "created_at": _iso(b.created_at)}
-            for b in bookmarks
-        ],
-        "integrity": integrity,
-        "custody": custody,
-    })
+    out.update(
+        {
+            "container": clip.container,
+            "video_codec": clip.video_codec,
+            "audio_codec": clip.audio_codec,
+            "frame_rate": clip.frame_rate,
+            "rotation": clip.rotation,
+            "gps": clip.gps,
+            "sidecar": clip.sidecar,
+            "media_error": clip.media_error,
+            "original": {
+                "key": original_key(clip.sha256),
+                "sha256": clip.sha256,
+                "size": clip.size,
+            },
+            "derivatives": [
+                {
+                    "kind": d.kind,
+                    "sha256": d.sha256,
+                    "size": d.size,
+                    "recipe": d.recipe,
+                    "created_at": _iso(d.created_at),
+                }
+                for d in derivatives
+            ],
+            "bookmarks": [
+                {"id": b.id, "at_ms": b.at_ms, "note": b.note, "created_at": _iso(b.created_at)}
+                for b in bookmarks
+            ],
+            "integrity": integrity,
+            "custody": custody,
+        }
+    )
     return out
 
 
@@ -179,8 +234,11 @@ def _withhold(item: dict[str, Any], fields: list[str]) -> dict[str, Any]:
 def _custody_item(index: int, entry: bytes, leaf: bytes, tree_size: int) -> dict[str, Any]:
     data = json.loads(entry)
     return {
-        "index": index, "type": data.get("type"), "at": data.get("at"),
-        "actor": data.get("actor"), "entry": data,
+        "index": index,
+        "type": data.get("type"),
+        "at": data.get("at"),
+        "actor": data.get("actor"),
+        "entry": data,
         "leaf_hash": base64.b64encode(leaf).decode(),
         "leaf_matches": merkle.leaf_hash(entry) == leaf,
         "proof": f"/api/v1/ledger/proofs/inclusion?index={index}&tree_size={tree_size}",
@@ -199,12 +257,16 @@ def _integrity(clip: Clip, custody: list[dict[str, Any]]) -> dict[str, Any]:
         "error": clip.integrity_error,
     }
     if clip.integrity == "failed":
-        return {"status": "FAILED",
-                "detail": f"the stored bytes failed the integrity check: {clip.integrity_error}",
-                "scrub": scrub}
+        return {
+            "status": "FAILED",
+            "detail": f"the stored bytes failed the integrity check: {clip.integrity_error}",
+            "scrub": scrub,
+        }
     detail = (
         "the original's SHA-256 was verified at ingest and is committed in the ledger"
-        if ok else "not yet verified" if not ingested
+        if ok
+        else "not yet verified"
+        if not ingested
         else "the ledger does not vouch for this clip's recorded hash"
     )
     return {
@@ -244,7 +306,12 @@ def _footage_kind(kind: str) -> tuple[str, str]:
 
 
 def open_footage(
-    ctx: Context, principal: Principal, clip_id: str, kind: str, *, reason: str | None,
+    ctx: Context,
+    principal: Principal,
+    clip_id: str,
+    kind: str,
+    *,
+    reason: str | None,
     source_ip: str | None,
 ) -> Footage:
     """Check access, record it in the ledger, and say where the bytes are.
@@ -267,9 +334,14 @@ def open_footage(
     # The proxy and a redaction are two viewings (the object differs); Range requests are one.
     if not audit.recently_recorded(ctx, principal.user_id, entry_type, ("clip", clip_id), why, key):
         ctx.ledger.append(
-            entry_type, actor=principal.actor, subject={"clip": clip_id, "user": principal.user_id},
-            role=principal.role.value, reason=why, source_ip=client_address(source_ip),
-            object=key, sha256=sha256,
+            entry_type,
+            actor=principal.actor,
+            subject={"clip": clip_id, "user": principal.user_id},
+            role=principal.role.value,
+            reason=why,
+            source_ip=client_address(source_ip),
+            object=key,
+            sha256=sha256,
         )
     return Footage(key, info, media_type, filename)
 
@@ -291,16 +363,23 @@ def _footage_key(s: Session, clip: Clip, kind: str) -> tuple[str, str, str]:
 def set_category(ctx: Context, principal: Principal, clip_id: str, category: str) -> None:
     require(principal, "clips.categorise")
     if category not in ctx.settings.categories:
-        raise InvalidInput(f"unknown category {category!r}; choose one of: {', '.join(ctx.settings.categories)}")
+        raise InvalidInput(
+            f"unknown category {category!r}; choose one of: {', '.join(ctx.settings.categories)}"
+        )
     with ctx.db.write_session() as s:
         clip = visible_clip(s, principal, clip_id, footage=False)
         old = clip.category
         if old == category:
             return
         clip.category = category
-        ctx.ledger.append_in(s, "clip.categorised", actor=principal.actor,
-                             subject={"clip": clip.id, "user": principal.user_id},
-                             category=category, previous=old)
+        ctx.ledger.append_in(
+            s,
+            "clip.categorised",
+            actor=principal.actor,
+            subject={"clip": clip.id, "user": principal.user_id},
+            category=category,
+            previous=old,
+        )
         if clip.state in retention.LIVE_STATES:
             retention.schedule_in(ctx, s, clip, actor=principal.actor)
     retention.lock_original(ctx, clip_id)
@@ -310,13 +389,22 @@ def add_tag(ctx: Context, principal: Principal, clip_id: str, tag: str) -> list[
     require(principal, "clips.tag")
     tag = tag.strip()
     if not _TAG.match(tag):
-        raise InvalidInput("a tag is 1-64 letters, digits, spaces or . : / - (e.g. an incident number)")
+        raise InvalidInput(
+            "a tag is 1-64 letters, digits, spaces or . : / - (e.g. an incident number)"
+        )
     with ctx.db.write_session() as s:
         clip = visible_clip(s, principal, clip_id, footage=False)
         if s.get(ClipTag, (clip.id, tag)) is None:
-            s.add(ClipTag(clip_id=clip.id, tag=tag, added_by=principal.user_id, added_at=clock.now()))
-            ctx.ledger.append_in(s, "clip.tagged", actor=principal.actor,
-                                 subject={"clip": clip.id, "user": principal.user_id}, tag=tag)
+            s.add(
+                ClipTag(clip_id=clip.id, tag=tag, added_by=principal.user_id, added_at=clock.now())
+            )
+            ctx.ledger.append_in(
+                s,
+                "clip.tagged",
+                actor=principal.actor,
+                subject={"clip": clip.id, "user": principal.user_id},
+                tag=tag,
+            )
         s.flush()
         return _tags_of(s, [clip.id]).get(clip.id, [])
 
@@ -329,11 +417,18 @@ def remove_tag(ctx: Context, principal: Principal, clip_id: str, tag: str) -> No
         if row is None:
             raise NotFound(f"clip has no tag {tag!r}")
         s.delete(row)
-        ctx.ledger.append_in(s, "clip.untagged", actor=principal.actor,
-                             subject={"clip": clip.id, "user": principal.user_id}, tag=tag)
+        ctx.ledger.append_in(
+            s,
+            "clip.untagged",
+            actor=principal.actor,
+            subject={"clip": clip.id, "user": principal.user_id},
+            tag=tag,
+        )
 
 
-def add_bookmark(ctx: Context, principal: Principal, clip_id: str, at_ms: int, note: str) -> dict[str, Any]:
+def add_bookmark(
+    ctx: Context, principal: Principal, clip_id: str, at_ms: int, note: str
+) -> dict[str, Any]:
     require(principal, "clips.bookmark")
     note = note.strip()
     if not 1 <= len(note) <= 2000 or at_ms < 0:
@@ -342,14 +437,25 @@ def add_bookmark(ctx: Context, principal: Principal, clip_id: str, at_ms: int, n
         clip = visible_clip(s, principal, clip_id, footage=True)
         if clip.duration_ms is not None and at_ms > clip.duration_ms:
             raise InvalidInput(f"the clip is only {clip.duration_ms} ms long")
-        b = Bookmark(clip_id=clip.id, user_id=principal.user_id, at_ms=at_ms, note=note,
-                     created_at=clock.now())
+        b = Bookmark(
+            clip_id=clip.id,
+            user_id=principal.user_id,
+            at_ms=at_ms,
+            note=note,
+            created_at=clock.now(),
+        )
         s.add(b)
         s.flush()
         # The permanent log commits to the note by its hash, not its words: the note is
         # for its author's side only (evidence.access.side), and bundles carry the log.
-        ctx.ledger.append_in(s, "clip.bookmarked", actor=principal.actor,
-                             subject={"clip": clip.id, "user": principal.user_id},
-                             bookmark=b.id, at_ms=at_ms, side=side(principal.role),
-                             note_sha256=hashlib.sha256(note.encode()).hexdigest())
+        ctx.ledger.append_in(
+            s,
+            "clip.bookmarked",
+            actor=principal.actor,
+            subject={"clip": clip.id, "user": principal.user_id},
+            bookmark=b.id,
+            at_ms=at_ms,
+            side=side(principal.role),
+            note_sha256=hashlib.sha256(note.encode()).hexdigest(),
+        )
         return {"id": b.id, "at_ms": at_ms, "note": note, "created_at": _iso(b.created_at)}

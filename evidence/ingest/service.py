@@ -26,18 +26,24 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from evidence import clock, media, outbox, workfiles
-from evidence.retention import service as retention
 from evidence.accounts.models import Device
 from evidence.cameras.attribution import attribute_at_ingest
 from evidence.cameras.models import ClipName
 from evidence.clips.models import Clip, ClipState, Derivative
 from evidence.context import Context
 from evidence.errors import (
-    AccessDenied, Conflict, InvalidInput, NotFound, ObjectNotFound, TooLarge, UploadLimit,
+    AccessDenied,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    ObjectNotFound,
+    TooLarge,
+    UploadLimit,
     UploadNotFound,
 )
 from evidence.ingest.models import Upload, UploadState
 from evidence.ledger.entries import canonical
+from evidence.retention import service as retention
 from evidence.storage import DEFAULT_PART_SIZE, original_key, plan_parts
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -104,8 +110,9 @@ def check_source(source: Any) -> dict[str, str] | None:
         raise InvalidInput("source must be a JSON object: {path, volume_label, volume_uuid}")
     unknown = set(source) - SOURCE_LIMITS.keys()
     if unknown:
-        raise InvalidInput(f"source has unknown keys {sorted(unknown)}: only "
-                           f"{', '.join(SOURCE_LIMITS)}")
+        raise InvalidInput(
+            f"source has unknown keys {sorted(unknown)}: only {', '.join(SOURCE_LIMITS)}"
+        )
     kept = {}
     for key, limit in SOURCE_LIMITS.items():
         value = source.get(key)
@@ -119,8 +126,14 @@ def check_source(source: Any) -> dict[str, str] | None:
 
 
 def declare_upload(
-    ctx: Context, device: Device, *, sha256: str, size: int, filename: str,
-    metadata: dict[str, Any] | None = None, source: dict[str, Any] | None = None,
+    ctx: Context,
+    device: Device,
+    *,
+    sha256: str,
+    size: int,
+    filename: str,
+    metadata: dict[str, Any] | None = None,
+    source: dict[str, Any] | None = None,
 ) -> Declared:
     """A dock declares a clip: it is already stored, or here is where to send it.
 
@@ -139,7 +152,8 @@ def declare_upload(
             return _duplicate(ctx, s, device, clip, sha256, size, filename, source)
         upload = s.scalar(
             select(Upload).where(
-                Upload.device_id == device.id, Upload.sha256 == sha256,
+                Upload.device_id == device.id,
+                Upload.sha256 == sha256,
                 Upload.state == UploadState.pending,
             )
         )
@@ -153,15 +167,22 @@ def declare_upload(
             # so no replay can change the bytes the worker is about to verify.
             upload.multipart_id = ctx.store.create_multipart(upload.incoming_key)
             ctx.ledger.append_in(
-                s, "upload.declared", actor=_device_actor(device),
+                s,
+                "upload.declared",
+                actor=_device_actor(device),
                 subject={"upload": upload.id, "device": device.id},
-                sha256=sha256, size=size, filename=ledger_text(filename, MAX_FILENAME),
-                sidecar=metadata or {}, **({"source": source} if source else {}),
+                sha256=sha256,
+                size=size,
+                filename=ledger_text(filename, MAX_FILENAME),
+                sidecar=metadata or {},
+                **({"source": source} if source else {}),
             )
         else:
             upload.heartbeat_at = clock.now()  # a sign of life: not abandoned
         parts = _part_urls(ctx, upload)
-        return Declared(upload.id, UploadState.pending.value, part_size=upload.part_size, parts=parts)
+        return Declared(
+            upload.id, UploadState.pending.value, part_size=upload.part_size, parts=parts
+        )
 
 
 VOUCHED = frozenset({ClipState.stored, ClipState.ready, ClipState.unplayable, ClipState.disposed})
@@ -172,7 +193,13 @@ the store judged those bytes and let them go under policy; a dock may not bring 
 
 
 def _duplicate(
-    ctx: Context, s: Session, device: Device, clip: Clip, sha256: str, size: int, filename: str,
+    ctx: Context,
+    s: Session,
+    device: Device,
+    clip: Clip,
+    sha256: str,
+    size: int,
+    filename: str,
     source: dict[str, str] | None = None,
 ) -> Declared:
     """These bytes are stored. The device learns that, and nothing else: not the clip's id
@@ -191,9 +218,13 @@ def _duplicate(
     # name it was docked under (ClipName). A row, not a timeline entry, as said above.
     remember_name(s, clip.id, filename, device.id)
     ctx.ledger.append_in(
-        s, "upload.duplicate", actor=_device_actor(device),
+        s,
+        "upload.duplicate",
+        actor=_device_actor(device),
         subject={"upload": upload.id, "device": device.id},
-        sha256=sha256, size=size, filename=ledger_text(filename, MAX_FILENAME),
+        sha256=sha256,
+        size=size,
+        filename=ledger_text(filename, MAX_FILENAME),
     )
     return Declared(upload.id, UploadState.duplicate.value)
 
@@ -204,8 +235,14 @@ def remember_name(s: Session, clip_id: str, filename: str, device_id: str | None
         return
     try:
         with s.begin_nested():  # two docks of one name at once: the first one's row stands
-            s.add(ClipName(clip_id=clip_id, filename=filename, device_id=device_id,
-                           first_docked_at=clock.now()))
+            s.add(
+                ClipName(
+                    clip_id=clip_id,
+                    filename=filename,
+                    device_id=device_id,
+                    first_docked_at=clock.now(),
+                )
+            )
     except IntegrityError:
         pass
 
@@ -260,8 +297,7 @@ def _check_limits(ctx: Context, s: Session, device: Device, size: int) -> None:
     settings = ctx.settings
     if size > settings.upload_max_clip_bytes:
         raise TooLarge(
-            f"a clip may have at most {settings.upload_max_clip_bytes} bytes; "
-            f"{size} were declared"
+            f"a clip may have at most {settings.upload_max_clip_bytes} bytes; {size} were declared"
         )
     count, pending = s.execute(
         select(func.count(), func.coalesce(func.sum(Upload.size), 0)).where(
@@ -281,15 +317,25 @@ def _check_limits(ctx: Context, s: Session, device: Device, size: int) -> None:
 
 
 def _new_upload(
-    device: Device, sha256: str, size: int, filename: str, metadata: dict[str, Any] | None,
+    device: Device,
+    sha256: str,
+    size: int,
+    filename: str,
+    metadata: dict[str, Any] | None,
     state: UploadState,
 ) -> Upload:
     plan = plan_parts(size)
     # With one part the size is not a part size; store the default so re-planning agrees.
     part_size = plan[0].length if len(plan) > 1 else DEFAULT_PART_SIZE
     return Upload(
-        device_id=device.id, sha256=sha256, size=size, filename=filename, sidecar=metadata,
-        state=state.value, part_size=part_size, created_at=clock.now(),
+        device_id=device.id,
+        sha256=sha256,
+        size=size,
+        filename=filename,
+        sidecar=metadata,
+        state=state.value,
+        part_size=part_size,
+        created_at=clock.now(),
     )
 
 
@@ -310,9 +356,13 @@ def _part_urls(ctx: Context, upload: Upload) -> list[PartUrl]:
         upload.multipart_id = ctx.store.create_multipart(key)
         held = {}
     return [
-        PartUrl(n, offset, length,
-                ctx.store.presign_part(key, upload.multipart_id, n, expires, max_size=length),
-                held.get(n) == length)
+        PartUrl(
+            n,
+            offset,
+            length,
+            ctx.store.presign_part(key, upload.multipart_id, n, expires, max_size=length),
+            held.get(n) == length,
+        )
         for n, offset, length in plan
     ]
 
@@ -347,8 +397,13 @@ class UploadStatus:
 
 def upload_status(ctx: Context, device: Device, upload_id: str) -> UploadStatus:
     upload = _own_upload(ctx, device, upload_id)
-    return UploadStatus(upload.id, upload.state, upload_verified(ctx, upload),
-                        visible_clip_id(ctx, upload), upload.error)
+    return UploadStatus(
+        upload.id,
+        upload.state,
+        upload_verified(ctx, upload),
+        visible_clip_id(ctx, upload),
+        upload.error,
+    )
 
 
 def upload_verified(ctx: Context, upload: Upload) -> bool:
@@ -413,9 +468,12 @@ def complete_upload(ctx: Context, device: Device, upload_id: str) -> Completed:
         upload.completed_at = clock.now()
         upload.heartbeat_at = None  # a declaration's sign of life; the worker's from now on
         ctx.ledger.append_in(
-            s, "upload.completed", actor=_device_actor(device),
+            s,
+            "upload.completed",
+            actor=_device_actor(device),
             subject={"upload": upload.id, "clip": clip.id, "device": device.id},
-            sha256=upload.sha256, size=upload.size,
+            sha256=upload.sha256,
+            size=upload.size,
         )
         outbox.add(s, outbox.PROCESS_UPLOAD, upload.id)  # sent after commit, broker up or not
         return Completed(upload, True)
@@ -443,16 +501,24 @@ def _assemble(ctx: Context, upload: Upload) -> None:
             raise Conflict(f"part {n} of {len(plan)} has not arrived: PUT it, then complete again")
         if held[n].size != length:
             raise Conflict(f"part {n} has {held[n].size} bytes, expected {length}: PUT it again")
-    ctx.store.complete_multipart(upload.incoming_key, upload.multipart_id, [held[n] for n, _, _ in plan])
+    ctx.store.complete_multipart(
+        upload.incoming_key, upload.multipart_id, [held[n] for n, _, _ in plan]
+    )
 
 
 def _new_clip(upload: Upload) -> Clip:
     side = upload.sidecar or {}
     return Clip(
-        sha256=upload.sha256, size=upload.size, state=ClipState.verifying.value,
-        filename=upload.filename, device_id=upload.device_id,
-        officer_id=_text(side.get("officer_id")), camera_serial=_text(side.get("camera_serial")),
-        recorded_at=_when(side.get("recorded_at")), ingested_at=clock.now(), sidecar=side or None,
+        sha256=upload.sha256,
+        size=upload.size,
+        state=ClipState.verifying.value,
+        filename=upload.filename,
+        device_id=upload.device_id,
+        officer_id=_text(side.get("officer_id")),
+        camera_serial=_text(side.get("camera_serial")),
+        recorded_at=_when(side.get("recorded_at")),
+        ingested_at=clock.now(),
+        sidecar=side or None,
     )
 
 
@@ -544,7 +610,11 @@ def _local_copy(ctx: Context, upload: Upload, clip: Clip) -> Iterator[tuple[Path
     The bytes are read from incoming/ if they are still there, else from the original
     (a crash after promotion); either way they are hashed again here.
     """
-    key = upload.incoming_key if ctx.store.exists(upload.incoming_key) else original_key(upload.sha256)
+    key = (
+        upload.incoming_key
+        if ctx.store.exists(upload.incoming_key)
+        else original_key(upload.sha256)
+    )
     with local_copy(ctx, key, upload.filename) as copied:
         yield copied
 
@@ -581,9 +651,13 @@ def _reject(ctx: Context, upload: Upload, copy: Path, actual: str) -> str:
         if clip is not None and clip.state == ClipState.verifying and not _others_pending(s, u):
             clip.state = ClipState.rejected.value
         ctx.ledger.append_in(
-            s, "upload.rejected", actor=WORKER,
+            s,
+            "upload.rejected",
+            actor=WORKER,
             subject={"upload": u.id, "clip": u.clip_id, "device": u.device_id},
-            declared_sha256=upload.sha256, actual_sha256=actual, size=upload.size,
+            declared_sha256=upload.sha256,
+            actual_sha256=actual,
+            size=upload.size,
             kept_as=quarantine,
         )
     return UploadState.rejected.value
@@ -592,12 +666,18 @@ def _reject(ctx: Context, upload: Upload, copy: Path, actual: str) -> str:
 def _others_pending(s: Session, upload: Upload) -> bool:
     """Another upload of the same clip still waits to be verified: one liar's bytes must not
     reject the clip while an honest upload of it is in flight."""
-    return s.scalar(
-        select(func.count()).select_from(Upload).where(
-            Upload.clip_id == upload.clip_id, Upload.id != upload.id,
-            Upload.state == UploadState.processing,
+    return (
+        s.scalar(
+            select(func.count())
+            .select_from(Upload)
+            .where(
+                Upload.clip_id == upload.clip_id,
+                Upload.id != upload.id,
+                Upload.state == UploadState.processing,
+            )
         )
-    ) > 0
+        > 0
+    )
 
 
 def _record_ingest(ctx: Context, upload: Upload, facts: media.MediaFacts) -> None:
@@ -623,15 +703,29 @@ def _record_ingest(ctx: Context, upload: Upload, facts: media.MediaFacts) -> Non
             clip.gps = clip.sidecar["gps"]
         remember_name(s, clip.id, upload.filename, upload.device_id)
         attribution = attribute_at_ingest(
-            ctx.ledger, s, clip, sidecar=upload.sidecar, tags=facts.tags, source=upload.source,
-            filename=upload.filename, docked_at=upload.created_at, actor=WORKER)
+            ctx.ledger,
+            s,
+            clip,
+            sidecar=upload.sidecar,
+            tags=facts.tags,
+            source=upload.source,
+            filename=upload.filename,
+            docked_at=upload.created_at,
+            actor=WORKER,
+        )
         ctx.ledger.append_in(
-            s, "clip.ingested", actor=WORKER,
+            s,
+            "clip.ingested",
+            actor=WORKER,
             subject={"clip": clip.id, "upload": upload.id, "device": upload.device_id},
-            sha256=upload.sha256, size=upload.size, original=original_key(upload.sha256),
-            officer_id=clip.officer_id, camera_serial=clip.camera_serial,
+            sha256=upload.sha256,
+            size=upload.size,
+            original=original_key(upload.sha256),
+            officer_id=clip.officer_id,
+            camera_serial=clip.camera_serial,
             recorded_at=clock.rfc3339(clip.recorded_at) if clip.recorded_at else None,
-            media=facts.as_dict(), attribution=attribution.as_entry(),
+            media=facts.as_dict(),
+            attribution=attribution.as_entry(),
         )
         retention.schedule_in(ctx, s, clip, actor=WORKER)
 
@@ -655,7 +749,10 @@ DERIVATIVES: dict[str, tuple[str, Callable[[Path, Path, str, ProgressFn], media.
 
 
 def _make_derivatives(
-    ctx: Context, clip_id: str, src: Path, sha256: str,
+    ctx: Context,
+    clip_id: str,
+    src: Path,
+    sha256: str,
     progress: Callable[[str, float], None] | None,
 ) -> None:
     with ctx.db.session() as s:
@@ -679,21 +776,46 @@ def _make_derivatives(
 
 
 def record_derivative(
-    ctx: Context, clip_id: str, kind: str, key: str, sha256: str, size: int, recipe: media.Recipe,
+    ctx: Context,
+    clip_id: str,
+    kind: str,
+    key: str,
+    sha256: str,
+    size: int,
+    recipe: media.Recipe,
     **extra: Any,
 ) -> None:
     """The derivative row and its ledger entry commit together, exactly once. `extra` goes
     into the entry (a redaction's boxes, mute ranges and reason)."""
     try:
         with ctx.db.write_session() as s:
-            if s.scalar(select(Derivative.id).where(Derivative.clip_id == clip_id, Derivative.kind == kind)):
+            if s.scalar(
+                select(Derivative.id).where(Derivative.clip_id == clip_id, Derivative.kind == kind)
+            ):
                 return
-            s.add(Derivative(clip_id=clip_id, kind=kind, key=key, sha256=sha256, size=size,
-                             recipe=recipe.as_dict(), created_at=clock.now()))
+            s.add(
+                Derivative(
+                    clip_id=clip_id,
+                    kind=kind,
+                    key=key,
+                    sha256=sha256,
+                    size=size,
+                    recipe=recipe.as_dict(),
+                    created_at=clock.now(),
+                )
+            )
             s.flush()
             ctx.ledger.append_in(
-                s, "derivative.created", actor=WORKER, subject={"clip": clip_id},
-                kind=kind, key=key, sha256=sha256, size=size, recipe=recipe.as_dict(), **extra,
+                s,
+                "derivative.created",
+                actor=WORKER,
+                subject={"clip": clip_id},
+                kind=kind,
+                key=key,
+                sha256=sha256,
+                size=size,
+                recipe=recipe.as_dict(),
+                **extra,
             )
     except IntegrityError:
         return  # a concurrent worker recorded it first: exactly one row, one entry
@@ -717,9 +839,11 @@ def stalled_uploads(ctx: Context, older_than: dt.timedelta) -> list[str]:
     cutoff = clock.now() - older_than
     last_sign = func.coalesce(Upload.heartbeat_at, Upload.completed_at)
     with ctx.db.session() as s:
-        return list(s.scalars(
-            select(Upload.id).where(Upload.state == UploadState.processing, last_sign < cutoff)
-        ))
+        return list(
+            s.scalars(
+                select(Upload.id).where(Upload.state == UploadState.processing, last_sign < cutoff)
+            )
+        )
 
 
 def abandon_stale_uploads(ctx: Context, older_than: dt.timedelta | None = None) -> list[str]:
@@ -752,9 +876,13 @@ def abandon_stale_uploads(ctx: Context, older_than: dt.timedelta | None = None) 
             u.state = UploadState.abandoned.value
             u.error = f"no sign of the device for more than {older_than}; declare again"
             ctx.ledger.append_in(
-                s, "upload.abandoned", actor="system:scheduler",
+                s,
+                "upload.abandoned",
+                actor="system:scheduler",
                 subject={"upload": u.id, "device": u.device_id},
-                sha256=u.sha256, size=u.size, declared_at=clock.rfc3339(u.created_at),
+                sha256=u.sha256,
+                size=u.size,
+                declared_at=clock.rfc3339(u.created_at),
             )
         done.append(upload.id)
     return done

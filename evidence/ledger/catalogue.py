@@ -41,81 +41,94 @@ class EntryType:
 
 
 _K = Kind
-CATALOGUE: dict[str, EntryType] = {t.name: t for t in (
-    # -- the bytes: docking, verification, derivation, disposal --------------------------------
-    EntryType("upload.declared", "Declared by the dock (hash, size, file name)", _K.custody),
-    EntryType("upload.duplicate", "Docked again: the same bytes are already stored", _K.custody),
-    EntryType("upload.completed", "Upload completed by the dock", _K.custody),
-    EntryType("upload.rejected", "Upload rejected: the bytes did not match the declared hash", _K.custody),
-    EntryType("upload.abandoned", "Upload abandoned by the dock", _K.custody),
-    EntryType("clip.ingested", "Verified (SHA-256) and stored write-once", _K.custody),
-    EntryType("clip.attributed", "Officer or camera corrected by an evidence officer", _K.custody),
-    EntryType("derivative.created", "Derived copy made", _K.custody),
-    EntryType("redaction.requested", "Redacted copy requested", _K.custody),
-    EntryType("redaction.failed", "Redacted copy could not be made", _K.custody),
-    EntryType("clip.disposed", "Disposed of under the retention policy", _K.custody),
-    EntryType("checkpoint.timestamped", "Ledger checkpoint timestamped by a TSA", _K.custody),
-    # -- looking at or taking footage -----------------------------------------------------------
-    EntryType("clip.viewed", "Viewed", _K.access),
-    EntryType("clip.downloaded", "Original downloaded", _K.access),
-    EntryType("clip.thumbnail_viewed", "Thumbnail shown in a list", _K.access),
-    EntryType("case.accessed", "Case opened by a recipient", _K.access),
-    EntryType("bundle.downloaded", "Court bundle downloaded", _K.access),
-    # -- notes on a clip ------------------------------------------------------------------------
-    EntryType("clip.tagged", "Tag added", _K.annotation),
-    EntryType("clip.untagged", "Tag removed", _K.annotation),
-    EntryType("clip.categorised", "Category set", _K.annotation),
-    EntryType("clip.bookmarked", "Bookmark added", _K.annotation),
-    # -- cases and disclosure -------------------------------------------------------------------
-    EntryType("case.created", "Case opened", _K.case),
-    EntryType("case.exhibit_added", "Added to a case as an exhibit", _K.case),
-    EntryType("exhibit.referenced", "Exhibit reference changed", _K.case),
-    EntryType("case.member_added", "Case member added", _K.case),
-    EntryType("case.closed", "Case closed: exhibits reviewed under their rules", _K.case),
-    EntryType("case.reopened", "Case reopened: exhibits kept again", _K.case),
-    EntryType("share.created", "Shared", _K.case),
-    EntryType("share.revoked", "Share revoked", _K.case),
-    EntryType("bundle.requested", "Court bundle requested", _K.case),
-    EntryType("bundle.exported", "Court bundle produced", _K.case),
-    # -- retention --------------------------------------------------------------------------------
-    EntryType("retention.scheduled", "Retention scheduled", _K.retention),
-    EntryType("disposal.queued", "Due for disposal review", _K.retention),
-    EntryType("disposal.approved", "Disposal approved", _K.retention),
-    EntryType("disposal.retained", "Kept after review", _K.retention),
-    EntryType("disposal.cancelled", "Disposal cancelled", _K.retention),
-    EntryType("hold.placed", "Legal hold placed", _K.retention),
-    EntryType("hold.released", "Legal hold released", _K.retention),
-    # -- signing in -------------------------------------------------------------------------------
-    EntryType("user.logged_in", "Signed in", _K.sign_in),
-    EntryType("user.logged_out", "Signed out", _K.sign_in),
-    EntryType("user.locked_out", "Account locked out after failed sign-ins", _K.sign_in),
-    # -- administration -------------------------------------------------------------------------
-    EntryType("user.created", "Account created", _K.privileged),
-    EntryType("user.provisioned", "Account provisioned from the identity provider", _K.privileged),
-    EntryType("user.updated", "Account changed", _K.privileged),
-    EntryType("user.reset", "Account reset by an administrator", _K.privileged),
-    EntryType("user.unlocked", "Account unlocked", _K.privileged),
-    EntryType("user.enrolment_issued", "Enrolment link issued", _K.privileged),
-    EntryType("user.enrolled", "Enrolment completed", _K.privileged),
-    EntryType("user.password_changed", "Password changed", _K.privileged),
-    EntryType("user.totp_enrolment_started", "Two-factor enrolment started", _K.privileged),
-    EntryType("user.totp_enabled", "Two-factor sign-in turned on", _K.privileged),
-    EntryType("user.recovery_codes_issued", "Recovery codes issued", _K.privileged),
-    EntryType("approval.requested", "Second approval requested", _K.privileged),
-    EntryType("approval.approved", "Approved by a second administrator", _K.privileged),
-    EntryType("approval.refused", "Refused by a second administrator", _K.privileged),
-    EntryType("grant.created", "Footage grant created", _K.privileged),
-    EntryType("grant.revoked", "Footage grant revoked", _K.privileged),
-    EntryType("device.created", "Device registered", _K.privileged),
-    EntryType("device.updated", "Device changed", _K.privileged),
-    EntryType("key.rotated", "Signing key rotated", _K.privileged),
-    EntryType("camera.registered", "Camera registered", _K.privileged),
-    EntryType("camera.state_changed", "Camera state changed", _K.privileged),
-    EntryType("camera.assigned", "Camera assigned to an officer", _K.privileged),
-    EntryType("camera.assignment_ended", "Camera assignment ended", _K.privileged),
-    # -- oversight --------------------------------------------------------------------------------
-    EntryType("audit.log_read", "Audit trail read", _K.oversight),
-)}
+CATALOGUE: dict[str, EntryType] = {
+    t.name: t
+    for t in (
+        # -- the bytes: docking, verification, derivation, disposal --------------------------------
+        EntryType("upload.declared", "Declared by the dock (hash, size, file name)", _K.custody),
+        EntryType(
+            "upload.duplicate", "Docked again: the same bytes are already stored", _K.custody
+        ),
+        EntryType("upload.completed", "Upload completed by the dock", _K.custody),
+        EntryType(
+            "upload.rejected",
+            "Upload rejected: the bytes did not match the declared hash",
+            _K.custody,
+        ),
+        EntryType("upload.abandoned", "Upload abandoned by the dock", _K.custody),
+        EntryType("clip.ingested", "Verified (SHA-256) and stored write-once", _K.custody),
+        EntryType(
+            "clip.attributed", "Officer or camera corrected by an evidence officer", _K.custody
+        ),
+        EntryType("derivative.created", "Derived copy made", _K.custody),
+        EntryType("redaction.requested", "Redacted copy requested", _K.custody),
+        EntryType("redaction.failed", "Redacted copy could not be made", _K.custody),
+        EntryType("clip.disposed", "Disposed of under the retention policy", _K.custody),
+        EntryType("checkpoint.timestamped", "Ledger checkpoint timestamped by a TSA", _K.custody),
+        # -- looking at or taking footage -----------------------------------------------------------
+        EntryType("clip.viewed", "Viewed", _K.access),
+        EntryType("clip.downloaded", "Original downloaded", _K.access),
+        EntryType("clip.thumbnail_viewed", "Thumbnail shown in a list", _K.access),
+        EntryType("case.accessed", "Case opened by a recipient", _K.access),
+        EntryType("bundle.downloaded", "Court bundle downloaded", _K.access),
+        # -- notes on a clip ------------------------------------------------------------------------
+        EntryType("clip.tagged", "Tag added", _K.annotation),
+        EntryType("clip.untagged", "Tag removed", _K.annotation),
+        EntryType("clip.categorised", "Category set", _K.annotation),
+        EntryType("clip.bookmarked", "Bookmark added", _K.annotation),
+        # -- cases and disclosure -------------------------------------------------------------------
+        EntryType("case.created", "Case opened", _K.case),
+        EntryType("case.exhibit_added", "Added to a case as an exhibit", _K.case),
+        EntryType("exhibit.referenced", "Exhibit reference changed", _K.case),
+        EntryType("case.member_added", "Case member added", _K.case),
+        EntryType("case.closed", "Case closed: exhibits reviewed under their rules", _K.case),
+        EntryType("case.reopened", "Case reopened: exhibits kept again", _K.case),
+        EntryType("share.created", "Shared", _K.case),
+        EntryType("share.revoked", "Share revoked", _K.case),
+        EntryType("bundle.requested", "Court bundle requested", _K.case),
+        EntryType("bundle.exported", "Court bundle produced", _K.case),
+        # -- retention --------------------------------------------------------------------------------
+        EntryType("retention.scheduled", "Retention scheduled", _K.retention),
+        EntryType("disposal.queued", "Due for disposal review", _K.retention),
+        EntryType("disposal.approved", "Disposal approved", _K.retention),
+        EntryType("disposal.retained", "Kept after review", _K.retention),
+        EntryType("disposal.cancelled", "Disposal cancelled", _K.retention),
+        EntryType("hold.placed", "Legal hold placed", _K.retention),
+        EntryType("hold.released", "Legal hold released", _K.retention),
+        # -- signing in -------------------------------------------------------------------------------
+        EntryType("user.logged_in", "Signed in", _K.sign_in),
+        EntryType("user.logged_out", "Signed out", _K.sign_in),
+        EntryType("user.locked_out", "Account locked out after failed sign-ins", _K.sign_in),
+        # -- administration -------------------------------------------------------------------------
+        EntryType("user.created", "Account created", _K.privileged),
+        EntryType(
+            "user.provisioned", "Account provisioned from the identity provider", _K.privileged
+        ),
+        EntryType("user.updated", "Account changed", _K.privileged),
+        EntryType("user.reset", "Account reset by an administrator", _K.privileged),
+        EntryType("user.unlocked", "Account unlocked", _K.privileged),
+        EntryType("user.enrolment_issued", "Enrolment link issued", _K.privileged),
+        EntryType("user.enrolled", "Enrolment completed", _K.privileged),
+        EntryType("user.password_changed", "Password changed", _K.privileged),
+        EntryType("user.totp_enrolment_started", "Two-factor enrolment started", _K.privileged),
+        EntryType("user.totp_enabled", "Two-factor sign-in turned on", _K.privileged),
+        EntryType("user.recovery_codes_issued", "Recovery codes issued", _K.privileged),
+        EntryType("approval.requested", "Second approval requested", _K.privileged),
+        EntryType("approval.approved", "Approved by a second administrator", _K.privileged),
+        EntryType("approval.refused", "Refused by a second administrator", _K.privileged),
+        EntryType("grant.created", "Footage grant created", _K.privileged),
+        EntryType("grant.revoked", "Footage grant revoked", _K.privileged),
+        EntryType("device.created", "Device registered", _K.privileged),
+        EntryType("device.updated", "Device changed", _K.privileged),
+        EntryType("key.rotated", "Signing key rotated", _K.privileged),
+        EntryType("camera.registered", "Camera registered", _K.privileged),
+        EntryType("camera.state_changed", "Camera state changed", _K.privileged),
+        EntryType("camera.assigned", "Camera assigned to an officer", _K.privileged),
+        EntryType("camera.assignment_ended", "Camera assignment ended", _K.privileged),
+        # -- oversight --------------------------------------------------------------------------------
+        EntryType("audit.log_read", "Audit trail read", _K.oversight),
+    )
+}
 
 
 def entry_type(name: str) -> EntryType:

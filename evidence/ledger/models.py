@@ -30,9 +30,7 @@ class LedgerRef(Base):
     __tablename__ = "ledger_refs"
 
     ref: Mapped[str] = mapped_column(String(120), primary_key=True)
-    idx: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("ledger_entries.idx"), primary_key=True
-    )
+    idx: Mapped[int] = mapped_column(BigInteger, ForeignKey("ledger_entries.idx"), primary_key=True)
 
 
 class LedgerNode(Base):

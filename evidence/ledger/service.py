@@ -57,9 +57,7 @@ class Ledger:
 
     # -- writing -------------------------------------------------------------------------
 
-    def append(
-        self, type: str, *, actor: str, subject: SubjectIds, **fields: Any
-    ) -> Appended:
+    def append(self, type: str, *, actor: str, subject: SubjectIds, **fields: Any) -> Appended:
         """Append one event in its own transaction; durable when this returns."""
         with self.db.write_session() as s:
             return self.append_in(s, type, actor=actor, subject=subject, **fields)
@@ -87,14 +85,17 @@ class Ledger:
             index = size + len(appended)
             session.add(
                 LedgerEntry(
-                    idx=index, entry=data, leaf_hash=leaf, chain_hash=chain,
-                    type=str(entry["type"]), at=_parse_at(str(entry["at"])),
+                    idx=index,
+                    entry=data,
+                    leaf_hash=leaf,
+                    chain_hash=chain,
+                    type=str(entry["type"]),
+                    at=_parse_at(str(entry["at"])),
                 )
             )
             session.add_all(LedgerRef(ref=r, idx=index) for r in refs_of(entry))
             session.add_all(
-                LedgerNode(level=level, position=pos, hash=h)
-                for level, pos, h in tree.append(leaf)
+                LedgerNode(level=level, position=pos, hash=h) for level, pos, h in tree.append(leaf)
             )
             appended.append(Appended(index, data, leaf, chain))
         new_size = size + len(appended)
@@ -210,9 +211,7 @@ class Ledger:
         return merkle.build_proof(ranges, nodes)
 
     @staticmethod
-    def _nodes(
-        session: Session, wanted: Iterable[tuple[int, int]]
-    ) -> dict[tuple[int, int], bytes]:
+    def _nodes(session: Session, wanted: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         """Fetch perfect nodes in two queries: leaves from entries, the rest from nodes."""
         wanted = list(wanted)
         leaves = [pos for level, pos in wanted if level == 0]
@@ -240,7 +239,9 @@ class Ledger:
                 found[(level, pos)] = h
         missing = [n for n in wanted if n not in found]
         if missing:
-            raise LedgerError(f"ledger tree nodes missing: {missing[:5]}; run evidence verify ledger")
+            raise LedgerError(
+                f"ledger tree nodes missing: {missing[:5]}; run evidence verify ledger"
+            )
         return found
 
 

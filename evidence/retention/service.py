@@ -39,7 +39,13 @@ from sqlalchemy.orm import Session
 
 from evidence import clock
 from evidence.access import (
-    Principal, case_filter, hold_shown, ledger_reason, require, visible_case, visible_clip,
+    Principal,
+    case_filter,
+    hold_shown,
+    ledger_reason,
+    require,
+    visible_case,
+    visible_clip,
 )
 from evidence.bundles.models import Bundle, BundleState
 from evidence.cases.models import Case, CaseItem, Share
@@ -81,7 +87,9 @@ def describe(name: str, rule: RetentionRule) -> str:
 def policy_date(settings: Settings, clip: Clip) -> dt.datetime:
     """When the rule alone makes the clip due: disposal, or review for indefinite rules."""
     _, rule = rule_for(settings, clip.category)
-    days = rule.keep_days if rule.keep_days is not None else (rule.review_days or DEFAULT_RETAIN_DAYS)
+    days = (
+        rule.keep_days if rule.keep_days is not None else (rule.review_days or DEFAULT_RETAIN_DAYS)
+    )
     return (clip.recorded_at or clip.ingested_at) + dt.timedelta(days=days)
 
 
@@ -100,8 +108,10 @@ def schedule_in(ctx: Context, s: Session, clip: Clip, *, actor: str) -> bool:
     else:
         name, rule = rule_for(ctx.settings, clip.category)
         label = describe(name, rule)
-        due = max(policy_date(ctx.settings, clip),
-                  clock.now() + dt.timedelta(days=ctx.settings.retention_notice_days))
+        due = max(
+            policy_date(ctx.settings, clip),
+            clock.now() + dt.timedelta(days=ctx.settings.retention_notice_days),
+        )
         due = _whole_second(due)  # storage keeps lock dates to the millisecond; keep them equal
         if clip.locked_until is not None:
             due = max(due, clip.locked_until)  # storage will refuse to delete it before then
@@ -110,8 +120,13 @@ def schedule_in(ctx: Context, s: Session, clip: Clip, *, actor: str) -> bool:
     previous = clip.retain_until
     clip.retain_until, clip.retention_rule = due, label
     ctx.ledger.append_in(
-        s, "retention.scheduled", actor=actor, subject={"clip": clip.id},
-        sha256=clip.sha256, rule=label, retain_until=clock.rfc3339(due) if due else None,
+        s,
+        "retention.scheduled",
+        actor=actor,
+        subject={"clip": clip.id},
+        sha256=clip.sha256,
+        rule=label,
+        retain_until=clock.rfc3339(due) if due else None,
         previous=clock.rfc3339(previous) if previous else None,
     )
     if due is None or due > clock.now():
@@ -127,10 +142,14 @@ EXHIBIT_RULE = "exhibit: kept while its case is open or shared"
 def _kept_exhibit(clip_id: Any) -> ColumnElement[bool]:
     """SQL: the clip is an exhibit of a case that is open, or closed but still shared."""
     now = clock.now()
-    shared = exists(select(Share.id).where(Share.case_id == Case.id, Share.revoked_at.is_(None),
-                                           Share.expires_at > now))
+    shared = exists(
+        select(Share.id).where(
+            Share.case_id == Case.id, Share.revoked_at.is_(None), Share.expires_at > now
+        )
+    )
     return exists(
-        select(CaseItem.id).join(Case, Case.id == CaseItem.case_id)
+        select(CaseItem.id)
+        .join(Case, Case.id == CaseItem.case_id)
         .where(CaseItem.clip_id == clip_id, or_(Case.closed_at.is_(None), shared))
     )
 
@@ -147,9 +166,12 @@ def reschedule_exhibits(ctx: Context, s: Session, case_id: str, *, actor: str) -
     """After a case is added to, closed or reopened: each exhibit's schedule follows (kept,
     or under its category's rule with notice). Returns the clips whose schedule changed;
     call `sync_storage_protection` with them after the commit."""
-    clips = s.scalars(select(Clip).join(CaseItem, CaseItem.clip_id == Clip.id)
-                      .where(CaseItem.case_id == case_id, Clip.state.in_(LIVE_STATES))
-                      .order_by(Clip.id)).all()
+    clips = s.scalars(
+        select(Clip)
+        .join(CaseItem, CaseItem.clip_id == Clip.id)
+        .where(CaseItem.case_id == case_id, Clip.state.in_(LIVE_STATES))
+        .order_by(Clip.id)
+    ).all()
     return [c.id for c in clips if schedule_in(ctx, s, c, actor=actor)]
 
 
@@ -197,8 +219,11 @@ def relock_all(ctx: Context) -> tuple[int, int]:
     after restoring objects into a new bucket with a tool that does not copy retention
     (docs/backup.md). Returns (locked, held). Never shortens a lock the storage already has."""
     with ctx.db.session() as s:
-        rows = s.execute(select(Clip.id, Clip.sha256, Clip.retain_until)
-                         .where(Clip.state.in_(LIVE_STATES)).order_by(Clip.id)).all()
+        rows = s.execute(
+            select(Clip.id, Clip.sha256, Clip.retain_until)
+            .where(Clip.state.in_(LIVE_STATES))
+            .order_by(Clip.id)
+        ).all()
         held = _held_among(s, [r.id for r in rows])
     locked = 0
     for clip_id, sha, until in rows:
@@ -214,8 +239,9 @@ def relock_all(ctx: Context) -> tuple[int, int]:
     return locked, len(held)
 
 
-def schedule(ctx: Context, principal: Principal, *, within_days: int = 90,
-             limit: int = 500) -> list[dict[str, Any]]:
+def schedule(
+    ctx: Context, principal: Principal, *, within_days: int = 90, limit: int = 500
+) -> list[dict[str, Any]]:
     """What falls due in the next `within_days` days (and anything overdue), soonest first."""
     require(principal, "retention.read")
     return due_within(ctx, within_days=within_days, limit=limit)
@@ -228,21 +254,40 @@ def due_within(ctx: Context, *, within_days: int, limit: int = 500) -> list[dict
     horizon = clock.now() + dt.timedelta(days=within_days)
     with ctx.db.session() as s:
         clips = s.scalars(
-            select(Clip).where(Clip.state.in_(LIVE_STATES), Clip.retain_until <= horizon)
-            .order_by(Clip.retain_until, Clip.id).limit(limit)
+            select(Clip)
+            .where(Clip.state.in_(LIVE_STATES), Clip.retain_until <= horizon)
+            .order_by(Clip.retain_until, Clip.id)
+            .limit(limit)
         ).all()
         held = _held_among(s, [c.id for c in clips])
-        former = set(s.scalars(select(CaseItem.clip_id).where(
-            CaseItem.clip_id.in_([c.id for c in clips]))))
-        open_by_clip = {d.clip_id: d for d in s.scalars(
-            select(Disposal).where(Disposal.clip_id.in_([c.id for c in clips]),
-                                   Disposal.state.in_(OPEN_DISPOSAL_STATES)))}
-        return [_schedule_item(ctx.settings, c, c.id in held, open_by_clip.get(c.id),
-                               former_exhibit=c.id in former) for c in clips]
+        former = set(
+            s.scalars(select(CaseItem.clip_id).where(CaseItem.clip_id.in_([c.id for c in clips])))
+        )
+        open_by_clip = {
+            d.clip_id: d
+            for d in s.scalars(
+                select(Disposal).where(
+                    Disposal.clip_id.in_([c.id for c in clips]),
+                    Disposal.state.in_(OPEN_DISPOSAL_STATES),
+                )
+            )
+        }
+        return [
+            _schedule_item(
+                ctx.settings, c, c.id in held, open_by_clip.get(c.id), former_exhibit=c.id in former
+            )
+            for c in clips
+        ]
 
 
-def _schedule_item(settings: Settings, clip: Clip, held: bool, disposal: Disposal | None, *,
-                   former_exhibit: bool = False) -> dict[str, Any]:
+def _schedule_item(
+    settings: Settings,
+    clip: Clip,
+    held: bool,
+    disposal: Disposal | None,
+    *,
+    former_exhibit: bool = False,
+) -> dict[str, Any]:
     _, rule = rule_for(settings, clip.category)
     if held:
         outcome = "held: kept while the hold stands"
@@ -255,10 +300,14 @@ def _schedule_item(settings: Settings, clip: Clip, held: bool, disposal: Disposa
     else:
         outcome = "disposal after an evidence officer approves"
     return {
-        "clip_id": clip.id, "filename": clip.filename, "category": clip.category,
+        "clip_id": clip.id,
+        "filename": clip.filename,
+        "category": clip.category,
         "recorded_at": clock.rfc3339(clip.recorded_at) if clip.recorded_at else None,
-        "rule": clip.retention_rule, "retain_until": clock.rfc3339(clip.retain_until),
-        "held": held, "outcome": outcome,
+        "rule": clip.retention_rule,
+        "retain_until": clock.rfc3339(clip.retain_until),
+        "held": held,
+        "outcome": outcome,
         "disposal": _disposal_dict(disposal) if disposal else None,
     }
 
@@ -271,8 +320,11 @@ def _active_hold_covers(clip_id: Any) -> ColumnElement[bool]:
     # One level of nesting only (a join, not IN (SELECT ...)): SQL correlates `clip_id` to the
     # outer query's clips row only from the immediately enclosing SELECT.
     return exists(
-        select(Hold.id).outerjoin(CaseItem, CaseItem.case_id == Hold.case_id)
-        .where(Hold.released_at.is_(None), or_(Hold.clip_id == clip_id, CaseItem.clip_id == clip_id))
+        select(Hold.id)
+        .outerjoin(CaseItem, CaseItem.case_id == Hold.case_id)
+        .where(
+            Hold.released_at.is_(None), or_(Hold.clip_id == clip_id, CaseItem.clip_id == clip_id)
+        )
     )
 
 
@@ -283,15 +335,22 @@ def is_held(s: Session, clip_id: str) -> bool:
 def _held_among(s: Session, clip_ids: list[str]) -> set[str]:
     if not clip_ids:
         return set()
-    return set(s.scalars(select(Clip.id).where(Clip.id.in_(clip_ids), _active_hold_covers(Clip.id))))
+    return set(
+        s.scalars(select(Clip.id).where(Clip.id.in_(clip_ids), _active_hold_covers(Clip.id)))
+    )
 
 
 def _clips_covered(s: Session, hold: Hold) -> list[Clip]:
     if hold.clip_id is not None:
         clip = s.get(Clip, hold.clip_id)
         return [clip] if clip is not None else []
-    return list(s.scalars(select(Clip).join(CaseItem, CaseItem.clip_id == Clip.id)
-                          .where(CaseItem.case_id == hold.case_id)))
+    return list(
+        s.scalars(
+            select(Clip)
+            .join(CaseItem, CaseItem.clip_id == Clip.id)
+            .where(CaseItem.case_id == hold.case_id)
+        )
+    )
 
 
 def _set_storage_hold(ctx: Context, clips: list[Clip], on: bool) -> None:
@@ -300,8 +359,14 @@ def _set_storage_hold(ctx: Context, clips: list[Clip], on: bool) -> None:
             ctx.store.set_legal_hold(original_key(clip.sha256), on)
 
 
-def place_hold(ctx: Context, principal: Principal, *, reason: str, clip_id: str | None = None,
-               case_id: str | None = None) -> dict[str, Any]:
+def place_hold(
+    ctx: Context,
+    principal: Principal,
+    *,
+    reason: str,
+    clip_id: str | None = None,
+    case_id: str | None = None,
+) -> dict[str, Any]:
     """Hold a clip, or every clip of a case (now and later), against disposal."""
     require(principal, "holds.manage")
     reason = ledger_reason(reason, "a hold (placing or releasing it)")
@@ -312,8 +377,13 @@ def place_hold(ctx: Context, principal: Principal, *, reason: str, clip_id: str 
             visible_clip(s, principal, clip_id, footage=False)
         else:
             visible_case(s, principal, case_id)  # type: ignore[arg-type]
-        hold = Hold(clip_id=clip_id, case_id=case_id, reason=reason, placed_by=principal.user_id,
-                    placed_at=clock.now())
+        hold = Hold(
+            clip_id=clip_id,
+            case_id=case_id,
+            reason=reason,
+            placed_by=principal.user_id,
+            placed_at=clock.now(),
+        )
         covered = _clips_covered(s, hold)
     # Storage first: if the database write then fails, the original is merely held too long.
     _set_storage_hold(ctx, covered, True)
@@ -321,9 +391,12 @@ def place_hold(ctx: Context, principal: Principal, *, reason: str, clip_id: str 
         s.add(hold)
         s.flush()
         ctx.ledger.append_in(
-            s, "hold.placed", actor=principal.actor,
+            s,
+            "hold.placed",
+            actor=principal.actor,
             subject=_hold_subject(hold, principal),
-            reason=reason, clips=sorted(c.id for c in covered),
+            reason=reason,
+            clips=sorted(c.id for c in covered),
         )
         for clip in covered:
             _cancel_open_disposals(ctx, s, clip.id, actor=principal.actor, why="held")
@@ -340,15 +413,24 @@ def release_hold(ctx: Context, principal: Principal, hold_id: str, reason: str) 
         if hold is None:
             raise NotFound(f"no hold {hold_id}")
         if hold.released_at is not None:
-            raise Conflict(f"hold {hold_id} was already released on {clock.rfc3339(hold.released_at)}")
-        hold.released_at, hold.released_by, hold.release_reason = clock.now(), principal.user_id, reason
+            raise Conflict(
+                f"hold {hold_id} was already released on {clock.rfc3339(hold.released_at)}"
+            )
+        hold.released_at, hold.released_by, hold.release_reason = (
+            clock.now(),
+            principal.user_id,
+            reason,
+        )
         covered = _clips_covered(s, hold)
         s.flush()
         free = [c for c in covered if not is_held(s, c.id) and not is_kept_exhibit(s, c.id)]
         ctx.ledger.append_in(
-            s, "hold.released", actor=principal.actor,
+            s,
+            "hold.released",
+            actor=principal.actor,
             subject=_hold_subject(hold, principal),
-            reason=reason, clips=sorted(c.id for c in covered),
+            reason=reason,
+            clips=sorted(c.id for c in covered),
         )
     _set_storage_hold(ctx, free, False)
 
@@ -358,8 +440,9 @@ def _hold_subject(hold: Hold, principal: Principal) -> dict[str, str]:
     return {k: v for k, v in ids.items() if v}
 
 
-def list_holds(ctx: Context, principal: Principal, *, active: bool = True,
-               case_id: str | None = None) -> list[dict[str, Any]]:
+def list_holds(
+    ctx: Context, principal: Principal, *, active: bool = True, case_id: str | None = None
+) -> list[dict[str, Any]]:
     require(principal, "retention.read")
     with ctx.db.session() as s:
         q = select(Hold).order_by(Hold.placed_at.desc()).limit(1000)
@@ -372,8 +455,12 @@ def list_holds(ctx: Context, principal: Principal, *, active: bool = True,
 
 def _hold_dict(h: Hold) -> dict[str, Any]:
     return {
-        "id": h.id, "clip_id": h.clip_id, "case_id": h.case_id, "reason": h.reason,
-        "placed_by": h.placed_by, "placed_at": clock.rfc3339(h.placed_at),
+        "id": h.id,
+        "clip_id": h.clip_id,
+        "case_id": h.case_id,
+        "reason": h.reason,
+        "placed_by": h.placed_by,
+        "placed_at": clock.rfc3339(h.placed_at),
         "released_at": clock.rfc3339(h.released_at) if h.released_at else None,
         "release_reason": h.release_reason,
     }
@@ -384,10 +471,15 @@ def _hold_dict(h: Hold) -> dict[str, Any]:
 
 def _disposal_dict(d: Disposal) -> dict[str, Any]:
     return {
-        "id": d.id, "clip_id": d.clip_id, "state": d.state, "due_at": clock.rfc3339(d.due_at),
-        "rule": d.rule, "decided_by": d.decided_by,
+        "id": d.id,
+        "clip_id": d.clip_id,
+        "state": d.state,
+        "due_at": clock.rfc3339(d.due_at),
+        "rule": d.rule,
+        "decided_by": d.decided_by,
         "decided_at": clock.rfc3339(d.decided_at) if d.decided_at else None,
-        "reason": d.reason, "disposed_at": clock.rfc3339(d.disposed_at) if d.disposed_at else None,
+        "reason": d.reason,
+        "disposed_at": clock.rfc3339(d.disposed_at) if d.disposed_at else None,
         "error": d.error,
     }
 
@@ -398,21 +490,43 @@ def queue(ctx: Context, principal: Principal, *, state: str = "pending") -> list
         raise InvalidInput(f"state is one of: {', '.join(DisposalState.__members__)}")
     with ctx.db.session() as s:
         rows = s.execute(
-            select(Disposal, Clip).join(Clip, Clip.id == Disposal.clip_id)
-            .where(Disposal.state == state).order_by(Disposal.due_at, Disposal.id).limit(1000)
+            select(Disposal, Clip)
+            .join(Clip, Clip.id == Disposal.clip_id)
+            .where(Disposal.state == state)
+            .order_by(Disposal.due_at, Disposal.id)
+            .limit(1000)
         ).all()
-        return [{**_disposal_dict(d), "filename": c.filename, "category": c.category,
-                 "sha256": c.sha256,
-                 "recorded_at": clock.rfc3339(c.recorded_at) if c.recorded_at else None}
-                for d, c in rows]
+        return [
+            {
+                **_disposal_dict(d),
+                "filename": c.filename,
+                "category": c.category,
+                "sha256": c.sha256,
+                "recorded_at": clock.rfc3339(c.recorded_at) if c.recorded_at else None,
+            }
+            for d, c in rows
+        ]
 
 
 def _cancel_open_disposals(ctx: Context, s: Session, clip_id: str, *, actor: str, why: str) -> None:
-    for d in s.scalars(select(Disposal).where(Disposal.clip_id == clip_id,
-                                              Disposal.state.in_(OPEN_DISPOSAL_STATES))):
-        d.state, d.decided_by, d.decided_at, d.reason = DisposalState.cancelled.value, actor, clock.now(), why
-        ctx.ledger.append_in(s, "disposal.cancelled", actor=actor,
-                             subject={"clip": clip_id, "disposal": d.id}, reason=why)
+    for d in s.scalars(
+        select(Disposal).where(
+            Disposal.clip_id == clip_id, Disposal.state.in_(OPEN_DISPOSAL_STATES)
+        )
+    ):
+        d.state, d.decided_by, d.decided_at, d.reason = (
+            DisposalState.cancelled.value,
+            actor,
+            clock.now(),
+            why,
+        )
+        ctx.ledger.append_in(
+            s,
+            "disposal.cancelled",
+            actor=actor,
+            subject={"clip": clip_id, "disposal": d.id},
+            reason=why,
+        )
 
 
 def _open_disposal(s: Session, disposal_id: str, principal: Principal) -> tuple[Disposal, Clip]:
@@ -434,8 +548,10 @@ def approve(ctx: Context, principal: Principal, disposal_id: str, reason: str) -
         if is_held(s, clip.id):
             raise Conflict(f"clip {clip.id} is under a legal hold; release the hold first")
         if is_kept_exhibit(s, clip.id):
-            raise Conflict(f"clip {clip.id} is an exhibit in an open or shared case; close the "
-                           "case (and end its shares) first")
+            raise Conflict(
+                f"clip {clip.id} is an exhibit in an open or shared case; close the "
+                "case (and end its shares) first"
+            )
         _approve_in(ctx, s, d, actor=principal.actor, reason=reason)
     carry_out(ctx, disposal_id)
     with ctx.db.session() as s:
@@ -449,13 +565,24 @@ def retain(ctx: Context, principal: Principal, disposal_id: str, reason: str) ->
     with ctx.db.write_session() as s:
         d, clip = _open_disposal(s, disposal_id, principal)
         _, rule = rule_for(ctx.settings, clip.category)
-        until = _whole_second(clock.now() + dt.timedelta(days=rule.review_days or DEFAULT_RETAIN_DAYS))
-        d.state, d.decided_by, d.decided_at, d.reason = DisposalState.retained.value, principal.actor, clock.now(), reason
+        until = _whole_second(
+            clock.now() + dt.timedelta(days=rule.review_days or DEFAULT_RETAIN_DAYS)
+        )
+        d.state, d.decided_by, d.decided_at, d.reason = (
+            DisposalState.retained.value,
+            principal.actor,
+            clock.now(),
+            reason,
+        )
         clip.retain_until = until
         ctx.ledger.append_in(
-            s, "disposal.retained", actor=principal.actor,
+            s,
+            "disposal.retained",
+            actor=principal.actor,
             subject={"clip": clip.id, "disposal": d.id, "user": principal.user_id},
-            sha256=clip.sha256, reason=reason, retain_until=clock.rfc3339(until),
+            sha256=clip.sha256,
+            reason=reason,
+            retain_until=clock.rfc3339(until),
         )
         clip_id = clip.id
     lock_original(ctx, clip_id)
@@ -464,9 +591,20 @@ def retain(ctx: Context, principal: Principal, disposal_id: str, reason: str) ->
 
 
 def _approve_in(ctx: Context, s: Session, d: Disposal, *, actor: str, reason: str) -> None:
-    d.state, d.decided_by, d.decided_at, d.reason = DisposalState.approved.value, actor, clock.now(), reason
-    ctx.ledger.append_in(s, "disposal.approved", actor=actor,
-                         subject={"clip": d.clip_id, "disposal": d.id}, reason=reason, rule=d.rule)
+    d.state, d.decided_by, d.decided_at, d.reason = (
+        DisposalState.approved.value,
+        actor,
+        clock.now(),
+        reason,
+    )
+    ctx.ledger.append_in(
+        s,
+        "disposal.approved",
+        actor=actor,
+        subject={"clip": d.clip_id, "disposal": d.id},
+        reason=reason,
+        rule=d.rule,
+    )
 
 
 def carry_out(ctx: Context, disposal_id: str) -> bool:
@@ -484,12 +622,20 @@ def carry_out(ctx: Context, disposal_id: str) -> bool:
         assert clip is not None
         kept = is_kept_exhibit(s, clip.id)
         if is_held(s, clip.id) or kept or (clip.retain_until or clock.now()) > clock.now():
-            why = ("held" if is_held(s, clip.id) else "kept as an exhibit" if kept
-                   else "no longer due: rescheduled")
+            why = (
+                "held"
+                if is_held(s, clip.id)
+                else "kept as an exhibit"
+                if kept
+                else "no longer due: rescheduled"
+            )
             _cancel_open_disposals(ctx, s, clip.id, actor=SYSTEM, why=why)
             return False
-        derivatives = list(s.scalars(select(Derivative).where(Derivative.clip_id == clip.id)
-                                     .order_by(Derivative.kind)))
+        derivatives = list(
+            s.scalars(
+                select(Derivative).where(Derivative.clip_id == clip.id).order_by(Derivative.kind)
+            )
+        )
         bundles = _bundles_holding(s, clip.id)
         keys = [b.key for b in bundles] + [x.key for x in derivatives] + [original_key(clip.sha256)]
     try:
@@ -510,16 +656,22 @@ def _bundles_holding(s: Session, clip_id: str) -> list[Bundle]:
     """Court bundles that may carry the clip's bytes: built (or building) for a case the clip
     is an exhibit of. They are copies of footage the force may no longer keep, so they go
     with it; a bundle built after the disposal carries only the tombstone."""
-    return list(s.scalars(
-        select(Bundle).join(CaseItem, CaseItem.case_id == Bundle.case_id)
-        .where(CaseItem.clip_id == clip_id,
-               Bundle.state.in_((BundleState.ready.value, BundleState.building.value)))
-        .order_by(Bundle.id)
-    ))
+    return list(
+        s.scalars(
+            select(Bundle)
+            .join(CaseItem, CaseItem.case_id == Bundle.case_id)
+            .where(
+                CaseItem.clip_id == clip_id,
+                Bundle.state.in_((BundleState.ready.value, BundleState.building.value)),
+            )
+            .order_by(Bundle.id)
+        )
+    )
 
 
-def _write_tombstone(ctx: Context, disposal_id: str, derivatives: list[Derivative],
-                     bundle_ids: list[str]) -> None:
+def _write_tombstone(
+    ctx: Context, disposal_id: str, derivatives: list[Derivative], bundle_ids: list[str]
+) -> None:
     with ctx.db.write_session() as s:
         d = s.get(Disposal, disposal_id)
         assert d is not None
@@ -529,11 +681,17 @@ def _write_tombstone(ctx: Context, disposal_id: str, derivatives: list[Derivativ
         assert clip is not None
         now = clock.now()
         ctx.ledger.append_in(
-            s, "clip.disposed", actor=d.decided_by or SYSTEM,
+            s,
+            "clip.disposed",
+            actor=d.decided_by or SYSTEM,
             subject={"clip": clip.id, "disposal": d.id},
-            sha256=clip.sha256, size=clip.size, original=original_key(clip.sha256),
+            sha256=clip.sha256,
+            size=clip.size,
+            original=original_key(clip.sha256),
             derivatives=[{"kind": x.kind, "key": x.key, "sha256": x.sha256} for x in derivatives],
-            rule=d.rule, reason=d.reason, approved_by=d.decided_by,
+            rule=d.rule,
+            reason=d.reason,
+            approved_by=d.decided_by,
             approved_at=clock.rfc3339(d.decided_at) if d.decided_at else None,
             recorded_at=clock.rfc3339(clip.recorded_at) if clip.recorded_at else None,
             retain_until=clock.rfc3339(clip.retain_until) if clip.retain_until else None,
@@ -541,7 +699,9 @@ def _write_tombstone(ctx: Context, disposal_id: str, derivatives: list[Derivativ
         )
         for bundle in s.scalars(select(Bundle).where(Bundle.id.in_(bundle_ids))):
             bundle.state = BundleState.disposed.value
-            bundle.error = f"deleted on {clock.rfc3339(now)}: exhibit clip {clip.id} was disposed of"
+            bundle.error = (
+                f"deleted on {clock.rfc3339(now)}: exhibit clip {clip.id} was disposed of"
+            )
         clip.state, clip.disposed_at = ClipState.disposed.value, now
         d.state, d.disposed_at, d.error = DisposalState.disposed.value, now, None
     log.info("clip %s disposed of (%s)", clip.id, d.rule)
@@ -566,8 +726,14 @@ def sweep(ctx: Context, *, batch: int = 500) -> SweepReport:
     queued = _queue_due(ctx, batch)
     report.queued, report.auto_approved = len(queued), sum(1 for _, auto in queued if auto)
     with ctx.db.session() as s:
-        approved = list(s.scalars(select(Disposal.id).where(Disposal.state == DisposalState.approved)
-                                  .order_by(Disposal.due_at).limit(batch)))
+        approved = list(
+            s.scalars(
+                select(Disposal.id)
+                .where(Disposal.state == DisposalState.approved)
+                .order_by(Disposal.due_at)
+                .limit(batch)
+            )
+        )
     for disposal_id in approved:
         if carry_out(ctx, disposal_id):
             report.disposed += 1
@@ -582,10 +748,18 @@ def _apply_exhibit_rule(ctx: Context, batch: int) -> int:
     the last share has ended."""
     with ctx.db.write_session() as s:
         stale = s.scalars(
-            select(Clip).where(Clip.state.in_(LIVE_STATES), or_(
-                and_(_kept_exhibit(Clip.id), Clip.retention_rule.is_distinct_from(EXHIBIT_RULE)),
-                and_(Clip.retention_rule == EXHIBIT_RULE, ~_kept_exhibit(Clip.id))))
-            .order_by(Clip.id).limit(batch)
+            select(Clip)
+            .where(
+                Clip.state.in_(LIVE_STATES),
+                or_(
+                    and_(
+                        _kept_exhibit(Clip.id), Clip.retention_rule.is_distinct_from(EXHIBIT_RULE)
+                    ),
+                    and_(Clip.retention_rule == EXHIBIT_RULE, ~_kept_exhibit(Clip.id)),
+                ),
+            )
+            .order_by(Clip.id)
+            .limit(batch)
         ).all()
         changed = [c.id for c in stale if schedule_in(ctx, s, c, actor=SYSTEM)]
     if changed:
@@ -598,20 +772,34 @@ def _apply_policy_changes(ctx: Context, batch: int) -> int:
     rescheduled, with notice: a policy change never deletes anything at once. Only the
     (category, rule) pairs that went stale are loaded, not every live clip."""
     with ctx.db.session() as s:
-        pairs = s.execute(select(Clip.category, Clip.retention_rule)
-                          .where(Clip.state.in_(LIVE_STATES)).distinct()).all()
-    stale = [(category, rule) for category, rule in pairs
-             if rule != EXHIBIT_RULE and rule != describe(*rule_for(ctx.settings, category))]
+        pairs = s.execute(
+            select(Clip.category, Clip.retention_rule).where(Clip.state.in_(LIVE_STATES)).distinct()
+        ).all()
+    stale = [
+        (category, rule)
+        for category, rule in pairs
+        if rule != EXHIBIT_RULE and rule != describe(*rule_for(ctx.settings, category))
+    ]
     if not stale:
         return 0
     changed: list[str] = []
     with ctx.db.write_session() as s:
         clips = s.scalars(
-            select(Clip).where(Clip.state.in_(LIVE_STATES), or_(*(
-                and_(Clip.category.is_not_distinct_from(category),
-                     Clip.retention_rule.is_not_distinct_from(rule))
-                for category, rule in stale)))
-            .order_by(Clip.id).limit(batch)
+            select(Clip)
+            .where(
+                Clip.state.in_(LIVE_STATES),
+                or_(
+                    *(
+                        and_(
+                            Clip.category.is_not_distinct_from(category),
+                            Clip.retention_rule.is_not_distinct_from(rule),
+                        )
+                        for category, rule in stale
+                    )
+                ),
+            )
+            .order_by(Clip.id)
+            .limit(batch)
         )
         for clip in clips:
             if schedule_in(ctx, s, clip, actor=SYSTEM):
@@ -625,28 +813,57 @@ def _queue_due(ctx: Context, batch: int) -> list[tuple[str, bool]]:
     now = clock.now()
     queued: list[tuple[str, bool]] = []
     with ctx.db.write_session() as s:
-        has_open = exists(select(Disposal.id).where(Disposal.clip_id == Clip.id,
-                                                    Disposal.state.in_(OPEN_DISPOSAL_STATES)))
+        has_open = exists(
+            select(Disposal.id).where(
+                Disposal.clip_id == Clip.id, Disposal.state.in_(OPEN_DISPOSAL_STATES)
+            )
+        )
         due = s.scalars(
-            select(Clip).where(Clip.state.in_(LIVE_STATES), Clip.retain_until <= now,
-                               ~has_open, ~_active_hold_covers(Clip.id), ~_kept_exhibit(Clip.id))
-            .order_by(Clip.retain_until, Clip.id).limit(batch)
+            select(Clip)
+            .where(
+                Clip.state.in_(LIVE_STATES),
+                Clip.retain_until <= now,
+                ~has_open,
+                ~_active_hold_covers(Clip.id),
+                ~_kept_exhibit(Clip.id),
+            )
+            .order_by(Clip.retain_until, Clip.id)
+            .limit(batch)
         ).all()
         for clip in due:
             name, rule = rule_for(ctx.settings, clip.category)
-            d = Disposal(clip_id=clip.id, state=DisposalState.pending.value, due_at=clip.retain_until,
-                         rule=clip.retention_rule or describe(name, rule), created_at=now)
+            d = Disposal(
+                clip_id=clip.id,
+                state=DisposalState.pending.value,
+                due_at=clip.retain_until,
+                rule=clip.retention_rule or describe(name, rule),
+                created_at=now,
+            )
             s.add(d)
             s.flush()
-            ctx.ledger.append_in(s, "disposal.queued", actor=SYSTEM,
-                                 subject={"clip": clip.id, "disposal": d.id},
-                                 sha256=clip.sha256, rule=d.rule, due_at=clock.rfc3339(d.due_at))
+            ctx.ledger.append_in(
+                s,
+                "disposal.queued",
+                actor=SYSTEM,
+                subject={"clip": clip.id, "disposal": d.id},
+                sha256=clip.sha256,
+                rule=d.rule,
+                due_at=clock.rfc3339(d.due_at),
+            )
             # A clip that was ever an exhibit is reviewed by a person, whatever its rule.
-            auto = (rule.auto_dispose and rule.keep_days is not None
-                    and not s.scalar(select(_ever_exhibit(clip.id))))
+            auto = (
+                rule.auto_dispose
+                and rule.keep_days is not None
+                and not s.scalar(select(_ever_exhibit(clip.id)))
+            )
             if auto:
-                _approve_in(ctx, s, d, actor=f"policy:{name}",
-                            reason=f"{name} footage past its {rule.keep_days}-day retention period")
+                _approve_in(
+                    ctx,
+                    s,
+                    d,
+                    actor=f"policy:{name}",
+                    reason=f"{name} footage past its {rule.keep_days}-day retention period",
+                )
             queued.append((clip.id, auto))
     return queued
 
@@ -654,15 +871,27 @@ def _queue_due(ctx: Context, batch: int) -> list[tuple[str, bool]]:
 def retention_of(ctx: Context, s: Session, clip: Clip, principal: Principal) -> dict[str, Any]:
     """What the clip detail page shows `principal` about retention (hold reasons per
     evidence.access.hold_shown)."""
-    d = s.scalar(select(Disposal).where(Disposal.clip_id == clip.id).order_by(Disposal.created_at.desc()).limit(1))
-    holds = s.scalars(select(Hold).where(
-        Hold.released_at.is_(None),
-        or_(Hold.clip_id == clip.id,
-            Hold.case_id.in_(select(CaseItem.case_id).where(CaseItem.clip_id == clip.id))),
-    )).all()
+    d = s.scalar(
+        select(Disposal)
+        .where(Disposal.clip_id == clip.id)
+        .order_by(Disposal.created_at.desc())
+        .limit(1)
+    )
+    holds = s.scalars(
+        select(Hold).where(
+            Hold.released_at.is_(None),
+            or_(
+                Hold.clip_id == clip.id,
+                Hold.case_id.in_(select(CaseItem.case_id).where(CaseItem.clip_id == clip.id)),
+            ),
+        )
+    ).all()
     kept_by = s.execute(
-        select(Case.id, Case.reference, Case.closed_at).join(CaseItem, CaseItem.case_id == Case.id)
-        .where(CaseItem.clip_id == clip.id, case_filter(principal)).order_by(Case.created_at)).all()
+        select(Case.id, Case.reference, Case.closed_at)
+        .join(CaseItem, CaseItem.case_id == Case.id)
+        .where(CaseItem.clip_id == clip.id, case_filter(principal))
+        .order_by(Case.created_at)
+    ).all()
     return {
         "kept_as_exhibit": clip.retention_rule == EXHIBIT_RULE,
         "cases": [{"id": i, "reference": r, "closed": c is not None} for i, r, c in kept_by],

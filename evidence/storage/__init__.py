@@ -217,8 +217,13 @@ class ObjectStore(Protocol):
         ...
 
     def presign_part(
-        self, key: str, upload_id: str, part_number: int, expires: dt.timedelta,
-        *, max_size: int | None = None,
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        expires: dt.timedelta,
+        *,
+        max_size: int | None = None,
     ) -> str:
         """A URL to HTTP PUT the bytes of part `part_number` (1..MAX_PARTS) of the upload.
 
@@ -586,8 +591,9 @@ def _position(digits: str) -> int:
     return _BEYOND_ANY_OBJECT if len(digits) > 19 else int(digits)
 
 
-def requested_range(header: str | None, if_range: str | None, etag: str | None,
-                    size: int) -> tuple[int, int] | None:
+def requested_range(
+    header: str | None, if_range: str | None, etag: str | None, size: int
+) -> tuple[int, int] | None:
     """The byte range a request gets (None: the whole object), after If-Range: the range
     applies only while the client's validator is still this object's strong ETag."""
     if header and if_range and etag and if_range.strip() != f'"{etag}"':

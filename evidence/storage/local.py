@@ -56,7 +56,6 @@ from typing import BinaryIO
 from urllib.parse import quote, urlencode
 
 from evidence import clock
-from evidence.keyfiles import create_once, read_private
 from evidence.config import Settings
 from evidence.errors import (
     AccessDenied,
@@ -69,6 +68,7 @@ from evidence.errors import (
     UploadNotFound,
     WriteOnceViolation,
 )
+from evidence.keyfiles import create_once, read_private
 from evidence.storage import (
     CHUNK,
     MAX_PART_SIZE,
@@ -581,8 +581,13 @@ class LocalStore(StoreBase):
         return f"{self._public_url}{OBJECTS_ROUTE}{quote(key, safe='/')}?{query}"
 
     def presign_part(
-        self, key: str, upload_id: str, part_number: int, expires: dt.timedelta,
-        *, max_size: int | None = None,
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        expires: dt.timedelta,
+        *,
+        max_size: int | None = None,
     ) -> str:
         key = validate_multipart_key(key)
         upload_id = validate_upload_id(upload_id)
@@ -609,7 +614,12 @@ class LocalStore(StoreBase):
         self._check_signature(self._sign(method, key, deadline), signature, deadline)
 
     def verify_presigned_part(
-        self, key: str, upload_id: object, part_number: object, expires: object, signature: object,
+        self,
+        key: str,
+        upload_id: object,
+        part_number: object,
+        expires: object,
+        signature: object,
         size: object = None,
     ) -> tuple[str, int, int | None]:
         """Accept a presigned part PUT or raise AccessDenied; returns (upload id, part number,

@@ -411,8 +411,13 @@ class S3Store(StoreBase):
         return self._presign("GET", key, expires)
 
     def presign_part(
-        self, key: str, upload_id: str, part_number: int, expires: dt.timedelta,
-        *, max_size: int | None = None,
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        expires: dt.timedelta,
+        *,
+        max_size: int | None = None,
     ) -> str:
         # max_size is not enforceable in a presigned URL here (see the Protocol): part sizes
         # are checked against the plan before completing.
@@ -615,9 +620,13 @@ class _Pool(urllib3.PoolManager):
     def __init__(self, endpoint: str):
         timeout = int(dt.timedelta(minutes=5).total_seconds())
         super().__init__(
-            timeout=urllib3.Timeout(connect=timeout, read=timeout), maxsize=10,
-            cert_reqs="CERT_REQUIRED", ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
-            retries=urllib3.Retry(total=5, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+            maxsize=10,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+            retries=urllib3.Retry(
+                total=5, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
+            ),
         )
         self.endpoint = endpoint
 
@@ -630,8 +639,10 @@ class _Pool(urllib3.PoolManager):
 
 def _unreachable(endpoint: str, exc: Exception) -> StorageUnreachable:
     reason = getattr(exc, "reason", None) or exc
-    return StorageUnreachable(f"cannot reach the object store at {endpoint} ({reason}); "
-                              "check EVIDENCE_S3_ENDPOINT and that the S3 server is up")
+    return StorageUnreachable(
+        f"cannot reach the object store at {endpoint} ({reason}); "
+        "check EVIDENCE_S3_ENDPOINT and that the S3 server is up"
+    )
 
 
 @contextmanager
@@ -653,8 +664,10 @@ def _stream(resp) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
     try:
         yield from resp.stream(CHUNK)
     except TransportError as exc:  # the connection broke mid-object
-        raise StorageUnreachable(f"the object store's connection broke while reading ({exc}); "
-                                 "check that the S3 server is up") from exc
+        raise StorageUnreachable(
+            f"the object store's connection broke while reading ({exc}); "
+            "check that the S3 server is up"
+        ) from exc
     finally:
         resp.close()
         resp.release_conn()

@@ -49,8 +49,13 @@ def check_storage(settings: Settings) -> list[Check]:
         return _check_local(settings.resolved_storage_dir())
     if backend == "s3":
         return _check_s3(settings)
-    return [Check("storage backend", False,
-                  f"EVIDENCE_STORAGE_BACKEND must be 'local' or 's3', not {backend!r}")]
+    return [
+        Check(
+            "storage backend",
+            False,
+            f"EVIDENCE_STORAGE_BACKEND must be 'local' or 's3', not {backend!r}",
+        )
+    ]
 
 
 def init_storage(settings: Settings) -> list[Check]:
@@ -110,9 +115,15 @@ def _check_s3(settings: Settings) -> list[Check]:
     except (S3Error, Urllib3Error, OSError, InvalidInput) as exc:
         return [*checks, Check("bucket exists", False, _unreachable(settings, exc))]
     if not exists:
-        return [*checks, Check("bucket exists", False,
-                               f"no bucket {bucket!r} at {settings.s3_endpoint}; "
-                               "create it with `evidence storage init`")]
+        return [
+            *checks,
+            Check(
+                "bucket exists",
+                False,
+                f"no bucket {bucket!r} at {settings.s3_endpoint}; "
+                "create it with `evidence storage init`",
+            ),
+        ]
     checks.append(Check("bucket exists", True, f"{bucket!r} at {settings.s3_endpoint}"))
     try:
         lock, *rest = _object_lock_checks(client, bucket)
@@ -125,8 +136,11 @@ def _check_s3(settings: Settings) -> list[Check]:
 def _lock_mode_check(settings: Settings) -> Check:
     mode = settings.object_lock_mode.upper()
     if mode not in LOCK_MODES:
-        return Check("object lock mode", False,
-                     f"EVIDENCE_OBJECT_LOCK_MODE must be GOVERNANCE or COMPLIANCE, not {mode!r}")
+        return Check(
+            "object lock mode",
+            False,
+            f"EVIDENCE_OBJECT_LOCK_MODE must be GOVERNANCE or COMPLIANCE, not {mode!r}",
+        )
     return Check("object lock mode", True, f"originals are locked in {mode} mode")
 
 
@@ -134,9 +148,12 @@ def _versioning_check(client: Minio, bucket: str) -> Check:
     status = client.get_bucket_versioning(bucket).status
     if status == "Enabled":
         return Check("versioning", True, "Enabled")
-    return Check("versioning", False,
-                 f"{status or 'never enabled'}, not Enabled: every overwrite and delete must keep "
-                 f"the old version; enable it (e.g. `mc version enable ALIAS/{bucket}`)")
+    return Check(
+        "versioning",
+        False,
+        f"{status or 'never enabled'}, not Enabled: every overwrite and delete must keep "
+        f"the old version; enable it (e.g. `mc version enable ALIAS/{bucket}`)",
+    )
 
 
 def _object_lock_checks(client: Minio, bucket: str) -> list[Check]:
@@ -148,15 +165,18 @@ def _object_lock_checks(client: Minio, bucket: str) -> list[Check]:
         raise
     lock = Check("object lock", True, "enabled")
     if config.mode is None:
-        return [lock, Check("no default retention", True,
-                            "the store locks each original itself")]
+        return [lock, Check("no default retention", True, "the store locks each original itself")]
     rule = f"{config.mode} {config.duration} {config.duration_unit}"
-    return [lock, Check(
-        "no default retention", False,
-        f"the bucket locks every new object ({rule}), including staging (tmp/) and dock "
-        "uploads (incoming/) that the store must delete; remove the default rule (e.g. "
-        f"`mc retention clear --default ALIAS/{bucket}`): the store locks originals itself",
-    )]
+    return [
+        lock,
+        Check(
+            "no default retention",
+            False,
+            f"the bucket locks every new object ({rule}), including staging (tmp/) and dock "
+            "uploads (incoming/) that the store must delete; remove the default rule (e.g. "
+            f"`mc retention clear --default ALIAS/{bucket}`): the store locks originals itself",
+        ),
+    ]
 
 
 def _unreachable(settings: Settings, exc: Exception) -> str:
@@ -167,28 +187,44 @@ def _unreachable(settings: Settings, exc: Exception) -> str:
         if exc.code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             what += "; check EVIDENCE_S3_ACCESS_KEY and EVIDENCE_S3_SECRET_KEY"
         return what
-    return (f"cannot reach S3 at {settings.s3_endpoint} ({type(exc).__name__}: {exc}); "
-            "check EVIDENCE_S3_ENDPOINT and that the server is up")
+    return (
+        f"cannot reach S3 at {settings.s3_endpoint} ({type(exc).__name__}: {exc}); "
+        "check EVIDENCE_S3_ENDPOINT and that the server is up"
+    )
 
 
 # --- local -------------------------------------------------------------------------------
 
 
 def _check_local(root: Path) -> list[Check]:
-    enforced = Check("retention enforced", True,
-                     "by the local store itself (write-once files, retention and holds in "
-                     ".meta/); the S3 backend leaves it to the bucket's Object Lock")
+    enforced = Check(
+        "retention enforced",
+        True,
+        "by the local store itself (write-once files, retention and holds in "
+        ".meta/); the S3 backend leaves it to the bucket's Object Lock",
+    )
     if not root.is_dir():
-        return [enforced, Check("directory exists", False,
-                                f"no directory {root}; create it with `evidence storage init`")]
+        return [
+            enforced,
+            Check(
+                "directory exists",
+                False,
+                f"no directory {root}; create it with `evidence storage init`",
+            ),
+        ]
     checks = [enforced, Check("directory exists", True, str(root))]
     try:
         # An unnamed temporary file: proves writes work and leaves nothing behind.
         with tempfile.TemporaryFile(dir=root):
             pass
     except OSError as exc:
-        checks.append(Check("directory writable", False,
-                            f"{root}: {exc.strerror or exc}; give the service user write access"))
+        checks.append(
+            Check(
+                "directory writable",
+                False,
+                f"{root}: {exc.strerror or exc}; give the service user write access",
+            )
+        )
     else:
         checks.append(Check("directory writable", True, str(root)))
     return checks

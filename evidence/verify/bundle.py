@@ -33,8 +33,14 @@ from evidence.verify.report import Report
 CHUNK = 1024 * 1024
 
 
-def verify_bundle(path: Path, report: Report, *, ledger_key: str | None = None,
-                  bundle_key_pem: bytes | None = None, tsa_ca_pem: bytes | None = None) -> Report:
+def verify_bundle(
+    path: Path,
+    report: Report,
+    *,
+    ledger_key: str | None = None,
+    bundle_key_pem: bytes | None = None,
+    tsa_ca_pem: bytes | None = None,
+) -> Report:
     try:
         zf = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as exc:
@@ -84,9 +90,12 @@ def _hash_members(zf: zipfile.ZipFile, report: Report) -> dict[str, tuple[str, i
                     digest.update(chunk)
                     n += len(chunk)
         except DAMAGE as exc:
-            report.add(f"ZIP member {info.filename}", False,
-                       f"damaged in this copy of the bundle ({exc}); obtain the bundle again "
-                       "from its source: nothing in a damaged copy can be relied on")
+            report.add(
+                f"ZIP member {info.filename}",
+                False,
+                f"damaged in this copy of the bundle ({exc}); obtain the bundle again "
+                "from its source: nothing in a damaged copy can be relied on",
+            )
             continue
         out[info.filename] = (digest.hexdigest(), n)
     return out
@@ -108,7 +117,9 @@ def _check_sums(zf: zipfile.ZipFile, hashes: dict[str, tuple[str, int]], report:
         if name not in hashes:
             report.add(f"SHA256SUMS {name}", False, "listed but missing from the bundle")
         elif hashes[name][0] != digest:
-            report.add(f"SHA256SUMS {name}", False, f"hashes to {hashes[name][0]}, listed as {digest}")
+            report.add(
+                f"SHA256SUMS {name}", False, f"hashes to {hashes[name][0]}, listed as {digest}"
+            )
     unlisted = sorted(set(hashes) - set(listed) - {mf.SUMS})
     for name in unlisted:
         report.add(f"SHA256SUMS {name}", False, "in the bundle but not listed")
@@ -148,16 +159,27 @@ def read_pinned_keys(data: bytes) -> list[PublishedKey]:
         try:
             doc = json.loads(text)
             rows = doc["keys"] if isinstance(doc, dict) else doc
-            keys = [PublishedKey(_key_id(str(r["public_pem"]).encode()), r.get("valid_from"),
-                                 r.get("valid_until"), True) for r in rows]
+            keys = [
+                PublishedKey(
+                    _key_id(str(r["public_pem"]).encode()),
+                    r.get("valid_from"),
+                    r.get("valid_until"),
+                    True,
+                )
+                for r in rows
+            ]
         except (ValueError, KeyError, TypeError) as exc:
-            raise PinnedKeysUnreadable(f"the pinned key history is not the force's published "
-                                       f"JSON ({type(exc).__name__}: {exc})") from None
+            raise PinnedKeysUnreadable(
+                f"the pinned key history is not the force's published "
+                f"JSON ({type(exc).__name__}: {exc})"
+            ) from None
     else:
         try:
             keys = [PublishedKey(_key_id(block)) for block in _PEM_BLOCK.findall(data)]
         except ValueError as exc:
-            raise PinnedKeysUnreadable(f"a PEM block in the pinned key file is not a public key ({exc})") from None
+            raise PinnedKeysUnreadable(
+                f"a PEM block in the pinned key file is not a public key ({exc})"
+            ) from None
     if not keys:
         raise PinnedKeysUnreadable("the pinned key file holds no public key (PEM or JSON history)")
     return keys
@@ -170,11 +192,16 @@ def _key_id(pem: bytes) -> str:
     return hashlib.sha256(spki).hexdigest()
 
 
-def _check_signature(zf: zipfile.ZipFile, report: Report,
-                     pinned_pem: bytes | None) -> tuple[dict[str, Any] | None, PublishedKey | None]:
+def _check_signature(
+    zf: zipfile.ZipFile, report: Report, pinned_pem: bytes | None
+) -> tuple[dict[str, Any] | None, PublishedKey | None]:
     data, sig, pem = _read(zf, mf.MANIFEST), _read(zf, mf.SIGNATURE), _read(zf, mf.SIGNING_KEY)
     if data is None or sig is None or pem is None:
-        missing = [n for n, v in ((mf.MANIFEST, data), (mf.SIGNATURE, sig), (mf.SIGNING_KEY, pem)) if v is None]
+        missing = [
+            n
+            for n, v in ((mf.MANIFEST, data), (mf.SIGNATURE, sig), (mf.SIGNING_KEY, pem))
+            if v is None
+        ]
         report.add("manifest signature", False, f"missing {', '.join(missing)}")
         return None, None
     try:
@@ -184,12 +211,17 @@ def _check_signature(zf: zipfile.ZipFile, report: Report,
         key.verify(sig, data)
         report.add("manifest signature", True, f"{mf.MANIFEST} signed by {mf.SIGNING_KEY}")
     except (ValueError, InvalidSignature) as exc:
-        report.add("manifest signature", False, f"{mf.SIGNATURE} does not verify with "
-                   f"{mf.SIGNING_KEY} ({type(exc).__name__})")
+        report.add(
+            "manifest signature",
+            False,
+            f"{mf.SIGNATURE} does not verify with {mf.SIGNING_KEY} ({type(exc).__name__})",
+        )
     matched = _match_pinned(pem, pinned_pem, report) if pinned_pem is not None else None
     if pinned_pem is None:
-        report.note("bundle signing key not pinned: anyone can re-sign a manifest with a key of "
-                    "their own; pass --bundle-key with the force's published key(s)")
+        report.note(
+            "bundle signing key not pinned: anyone can re-sign a manifest with a key of "
+            "their own; pass --bundle-key with the force's published key(s)"
+        )
     try:
         return json.loads(data), matched
     except ValueError as exc:
@@ -212,18 +244,25 @@ def _match_pinned(pem: bytes, pinned: bytes, report: Report) -> PublishedKey | N
         return None
     found = next((k for k in keys if k.key_id == signer), None)
     if found is None:
-        report.add("bundle signing key pinned", False,
-                   f"{mf.SIGNING_KEY} (key id {signer}) is NOT among the {len(keys)} pinned "
-                   "bundle key(s): not a key the force published, unless you pinned only some of "
-                   "them (pin the whole history, GET /api/v1/bundles/keys)")
+        report.add(
+            "bundle signing key pinned",
+            False,
+            f"{mf.SIGNING_KEY} (key id {signer}) is NOT among the {len(keys)} pinned "
+            "bundle key(s): not a key the force published, unless you pinned only some of "
+            "them (pin the whole history, GET /api/v1/bundles/keys)",
+        )
         return None
-    report.add("bundle signing key pinned", True,
-               f"is the published force key {found.key_id}, {found.period()}")
+    report.add(
+        "bundle signing key pinned",
+        True,
+        f"is the published force key {found.key_id}, {found.period()}",
+    )
     return found
 
 
-def _check_validity(key: PublishedKey, manifest: dict[str, Any], entries: dict[int, dict[str, Any]],
-                    report: Report) -> None:
+def _check_validity(
+    key: PublishedKey, manifest: dict[str, Any], entries: dict[int, dict[str, Any]], report: Report
+) -> None:
     """The key must have been in force when the bundle was made. The manifest carries no
     build time (so rebuilding gives the same bytes); what it does carry is the ledger state
     it was pinned at, and the latest included entry's time is when that state was reached:
@@ -234,10 +273,14 @@ def _check_validity(key: PublishedKey, manifest: dict[str, Any], entries: dict[i
     created = manifest.get("created_at")
     if isinstance(created, str):
         ok = (key.valid_from is None or key.valid_from <= created) and (
-            key.valid_until is None or created <= key.valid_until)
-        report.add("bundle key validity", ok,
-                   f"made {created}, " + ("within" if ok else "OUTSIDE") + f" key {key.key_id[:16]}'s "
-                   f"period ({key.period()})")
+            key.valid_until is None or created <= key.valid_until
+        )
+        report.add(
+            "bundle key validity",
+            ok,
+            f"made {created}, " + ("within" if ok else "OUTSIDE") + f" key {key.key_id[:16]}'s "
+            f"period ({key.period()})",
+        )
         return
     times = [e["at"] for e in entries.values() if isinstance(e.get("at"), str)]
     if not times:
@@ -245,10 +288,14 @@ def _check_validity(key: PublishedKey, manifest: dict[str, Any], entries: dict[i
         return
     pinned_at = max(times)  # RFC 3339 UTC with a fixed width: compares as text
     ok = key.valid_until is None or pinned_at <= key.valid_until
-    report.add("bundle key validity", ok,
-               f"the bundle's ledger state is of {pinned_at}, " +
-               ("while" if ok else "AFTER") + f" key {key.key_id[:16]} was in force ({key.period()})"
-               + ("" if ok else ": a retired key signed it"))
+    report.add(
+        "bundle key validity",
+        ok,
+        f"the bundle's ledger state is of {pinned_at}, "
+        + ("while" if ok else "AFTER")
+        + f" key {key.key_id[:16]} was in force ({key.period()})"
+        + ("" if ok else ": a retired key signed it"),
+    )
 
 
 def _spki(pem: bytes) -> bytes | None:
@@ -256,20 +303,28 @@ def _spki(pem: bytes) -> bytes | None:
         key = serialization.load_pem_public_key(pem)
     except ValueError:
         return None
-    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
-def _check_listed_files(manifest: dict[str, Any], hashes: dict[str, tuple[str, int]],
-                        report: Report) -> None:
+def _check_listed_files(
+    manifest: dict[str, Any], hashes: dict[str, tuple[str, int]], report: Report
+) -> None:
     """The manifest lists every other file with its hash: the signature covers them all."""
     bad = 0
     for f in manifest.get("files", []):
         got = hashes.get(f["path"])
         if got != (f["sha256"], f["size"]):
             bad += 1
-            report.add(f"manifest file {f['path']}", False,
-                       "missing" if got is None else f"hashes to {got[0]} ({got[1]} bytes), "
-                       f"manifest says {f['sha256']} ({f['size']} bytes)")
+            report.add(
+                f"manifest file {f['path']}",
+                False,
+                "missing"
+                if got is None
+                else f"hashes to {got[0]} ({got[1]} bytes), "
+                f"manifest says {f['sha256']} ({f['size']} bytes)",
+            )
     listed = {f["path"] for f in manifest.get("files", [])}
     for name in sorted(set(hashes) - listed - {mf.MANIFEST, mf.SIGNATURE, mf.SUMS}):
         bad += 1
@@ -278,13 +333,19 @@ def _check_listed_files(manifest: dict[str, Any], hashes: dict[str, tuple[str, i
         report.add("manifest files", True, f"{len(listed)} files match manifest.json")
 
 
-def _check_checkpoint(zf: zipfile.ZipFile, manifest: dict[str, Any], report: Report,
-                      pinned: str | None) -> Checkpoint | None:
+def _check_checkpoint(
+    zf: zipfile.ZipFile, manifest: dict[str, Any], report: Report, pinned: str | None
+) -> Checkpoint | None:
     vkey = (_read(zf, mf.LEDGER_KEY) or b"").decode(errors="replace").strip()
     note = _read(zf, mf.CHECKPOINT)
     if pinned is not None:
-        report.add("ledger key pinned", vkey == pinned.strip(),
-                   "is the pinned key" if vkey == pinned.strip() else f"{mf.LEDGER_KEY} is NOT the pinned ledger key")
+        report.add(
+            "ledger key pinned",
+            vkey == pinned.strip(),
+            "is the pinned key"
+            if vkey == pinned.strip()
+            else f"{mf.LEDGER_KEY} is NOT the pinned ledger key",
+        )
     else:
         report.note("ledger key not pinned: pass --key with the force's published verifier key")
     if note is None or not vkey:
@@ -297,13 +358,21 @@ def _check_checkpoint(zf: zipfile.ZipFile, manifest: dict[str, Any], report: Rep
         return None
     report.add("checkpoint signature", True, f"tree size {cp.size} signed by {mf.LEDGER_KEY}")
     led = manifest.get("ledger", {})
-    same = led.get("tree_size") == cp.size and led.get("root_hash") == base64.b64encode(cp.root_hash).decode()
-    report.add("manifest names the checkpoint", same,
-               "" if same else "manifest.json's ledger size/root differ from ledger/checkpoint.txt")
+    same = (
+        led.get("tree_size") == cp.size
+        and led.get("root_hash") == base64.b64encode(cp.root_hash).decode()
+    )
+    report.add(
+        "manifest names the checkpoint",
+        same,
+        "" if same else "manifest.json's ledger size/root differ from ledger/checkpoint.txt",
+    )
     return cp
 
 
-def _check_entries(zf: zipfile.ZipFile, cp: Checkpoint, report: Report) -> dict[int, dict[str, Any]]:
+def _check_entries(
+    zf: zipfile.ZipFile, cp: Checkpoint, report: Report
+) -> dict[int, dict[str, Any]]:
     """Each entry's inclusion proof against the checkpoint's root; returns the good ones."""
     good: dict[int, dict[str, Any]] = {}
     data = _read(zf, mf.ENTRIES)
@@ -324,12 +393,18 @@ def _check_entries(zf: zipfile.ZipFile, cp: Checkpoint, report: Report) -> dict[
             what = f"ledger entry {row.get('index', '?')}" if isinstance(row, dict) else f"line {n}"
             report.add(f"inclusion {what}", False, f"{mf.ENTRIES} line {n}: {exc}")
     if not failed:
-        report.add("ledger entries", True, f"{len(good)} entries included in checkpoint of size {cp.size}")
+        report.add(
+            "ledger entries", True, f"{len(good)} entries included in checkpoint of size {cp.size}"
+        )
     return good
 
 
-def _check_exhibits(manifest: dict[str, Any], hashes: dict[str, tuple[str, int]],
-                    entries: dict[int, dict[str, Any]], report: Report) -> None:
+def _check_exhibits(
+    manifest: dict[str, Any],
+    hashes: dict[str, tuple[str, int]],
+    entries: dict[int, dict[str, Any]],
+    report: Report,
+) -> None:
     for ex in manifest.get("exhibits", []):
         ref = ex.get("exhibit_ref", "?")
         if ex.get("disposed"):
@@ -338,26 +413,48 @@ def _check_exhibits(manifest: dict[str, Any], hashes: dict[str, tuple[str, int]]
             _check_media(ex, ref, hashes, report)
             _check_derivative_files(ex, ref, hashes, entries, report)
         vouched = [
-            i for i, e in entries.items()
-            if e.get("type") == "clip.ingested" and e.get("subject", {}).get("clip") == ex["clip_id"]
-            and e.get("sha256") == ex["sha256"] and e.get("size") == ex["size"]
+            i
+            for i, e in entries.items()
+            if e.get("type") == "clip.ingested"
+            and e.get("subject", {}).get("clip") == ex["clip_id"]
+            and e.get("sha256") == ex["sha256"]
+            and e.get("size") == ex["size"]
         ]
-        report.add(f"exhibit {ref} ledger", bool(vouched),
-                   f"clip.ingested entry {vouched[0]} vouches for its sha256" if vouched else
-                   "no included clip.ingested entry vouches for this sha256 and size")
+        report.add(
+            f"exhibit {ref} ledger",
+            bool(vouched),
+            f"clip.ingested entry {vouched[0]} vouches for its sha256"
+            if vouched
+            else "no included clip.ingested entry vouches for this sha256 and size",
+        )
 
 
-def _check_media(ex: dict[str, Any], ref: str, hashes: dict[str, tuple[str, int]],
-                 report: Report) -> None:
+def _check_media(
+    ex: dict[str, Any], ref: str, hashes: dict[str, tuple[str, int]], report: Report
+) -> None:
     got = hashes.get(ex["file"])
     ok = got == (ex["sha256"], ex["size"])
-    report.add(f"exhibit {ref} media", ok, ex["file"] if ok else
-               f"{ex['file']} " + ("is missing" if got is None else
-                                   f"hashes to {got[0]} ({got[1]} bytes), manifest says {ex['sha256']}"))
+    report.add(
+        f"exhibit {ref} media",
+        ok,
+        ex["file"]
+        if ok
+        else f"{ex['file']} "
+        + (
+            "is missing"
+            if got is None
+            else f"hashes to {got[0]} ({got[1]} bytes), manifest says {ex['sha256']}"
+        ),
+    )
 
 
-def _check_derivative_files(ex: dict[str, Any], ref: str, hashes: dict[str, tuple[str, int]],
-                            entries: dict[int, dict[str, Any]], report: Report) -> None:
+def _check_derivative_files(
+    ex: dict[str, Any],
+    ref: str,
+    hashes: dict[str, tuple[str, int]],
+    entries: dict[int, dict[str, Any]],
+    report: Report,
+) -> None:
     """Each derivative carried (proxy, thumbnail, redaction) is the file its included
     `derivative.created` entry vouches for, made from this exhibit's original."""
     for d in ex.get("derivatives") or []:
@@ -366,30 +463,48 @@ def _check_derivative_files(ex: dict[str, Any], ref: str, hashes: dict[str, tupl
         index = d.get("ledger_index")
         e = entries.get(index) if isinstance(index, int) else None
         recipe = (e or {}).get("recipe") or {}
-        ok = (hashes.get(d["file"]) == (d.get("sha256"), d.get("size")) and e is not None
-              and e.get("type") == "derivative.created" and e.get("kind") == d.get("kind")
-              and e.get("subject", {}).get("clip") == ex.get("clip_id")
-              and e.get("sha256") == d.get("sha256") and recipe.get("input_sha256") == ex.get("sha256"))
-        report.add(f"exhibit {ref} derivative {d.get('kind')}", ok,
-                   f"{d['file']}: ledger entry {d.get('ledger_index')} vouches for it, made from "
-                   "the original" if ok else
-                   f"{d['file']} does not match an included derivative.created entry for this "
-                   "exhibit's original (file hash, kind or recipe input differ)")
+        ok = (
+            hashes.get(d["file"]) == (d.get("sha256"), d.get("size"))
+            and e is not None
+            and e.get("type") == "derivative.created"
+            and e.get("kind") == d.get("kind")
+            and e.get("subject", {}).get("clip") == ex.get("clip_id")
+            and e.get("sha256") == d.get("sha256")
+            and recipe.get("input_sha256") == ex.get("sha256")
+        )
+        report.add(
+            f"exhibit {ref} derivative {d.get('kind')}",
+            ok,
+            f"{d['file']}: ledger entry {d.get('ledger_index')} vouches for it, made from "
+            "the original"
+            if ok
+            else f"{d['file']} does not match an included derivative.created entry for this "
+            "exhibit's original (file hash, kind or recipe input differ)",
+        )
 
 
-def _check_disposed(ex: dict[str, Any], ref: str, entries: dict[int, dict[str, Any]],
-                    report: Report) -> None:
+def _check_disposed(
+    ex: dict[str, Any], ref: str, entries: dict[int, dict[str, Any]], report: Report
+) -> None:
     """A disposed exhibit has no media; its tombstone must be in the signed ledger, for this
     clip and these bytes, or the manifest is hiding a missing file."""
     index = ex["disposed"].get("ledger_index")
     e = entries.get(index) if isinstance(index, int) else None
-    ok = (e is not None and e.get("type") == "clip.disposed"
-          and e.get("subject", {}).get("clip") == ex["clip_id"] and e.get("sha256") == ex["sha256"])
-    report.add(f"exhibit {ref} disposed", ok,
-               f"no media: disposed of on {e['at']} ({e.get('rule')}); tombstone entry {index} is in "
-               "the signed ledger" if ok and e else
-               f"the manifest says disposed, but entry {index} is no included clip.disposed "
-               "tombstone for this clip and sha256")
+    ok = (
+        e is not None
+        and e.get("type") == "clip.disposed"
+        and e.get("subject", {}).get("clip") == ex["clip_id"]
+        and e.get("sha256") == ex["sha256"]
+    )
+    report.add(
+        f"exhibit {ref} disposed",
+        ok,
+        f"no media: disposed of on {e['at']} ({e.get('rule')}); tombstone entry {index} is in "
+        "the signed ledger"
+        if ok and e
+        else f"the manifest says disposed, but entry {index} is no included clip.disposed "
+        "tombstone for this clip and sha256",
+    )
 
 
 def _check_token(zf: zipfile.ZipFile, report: Report, tsa_ca_pem: bytes | None) -> None:
@@ -403,18 +518,28 @@ def _check_token(zf: zipfile.ZipFile, report: Report, tsa_ca_pem: bytes | None) 
         return
     bundled = _read(zf, mf.TSA_CA)
     if tsa_ca_pem is None and bundled is None:
-        report.note(f"{mf.TOKEN} present but NOT checked: pass --tsa-ca with the TSA's root certificate")
+        report.note(
+            f"{mf.TOKEN} present but NOT checked: pass --tsa-ca with the TSA's root certificate"
+        )
         return
     if tsa_ca_pem is None:
-        report.note(f"the TSA root came from the bundle ({mf.TSA_CA}), not from you: anyone who "
-                    "can change the bundle can replace it; pass --tsa-ca with the root the TSA "
-                    "operator publishes to check the token independently")
+        report.note(
+            f"the TSA root came from the bundle ({mf.TSA_CA}), not from you: anyone who "
+            "can change the bundle can replace it; pass --tsa-ca with the root the TSA "
+            "operator publishes to check the token independently"
+        )
     elif bundled is not None and bundled != tsa_ca_pem:
-        report.note(f"{mf.TSA_CA} differs from the root given with --tsa-ca (checked against yours)")
+        report.note(
+            f"{mf.TSA_CA} differs from the root given with --tsa-ca (checked against yours)"
+        )
     try:
         info = verify_token(token, _read(zf, mf.CHECKPOINT) or b"", tsa_ca_pem or bundled or b"")
         source = "--tsa-ca" if tsa_ca_pem is not None else mf.TSA_CA
-        report.add("timestamp token", True, f"{mf.CHECKPOINT} existed by {info.gen_time.isoformat()} "
-                   f"({info.tsa_name}; root from {source})")
+        report.add(
+            "timestamp token",
+            True,
+            f"{mf.CHECKPOINT} existed by {info.gen_time.isoformat()} "
+            f"({info.tsa_name}; root from {source})",
+        )
     except EvidenceError as exc:
         report.add("timestamp token", False, f"{mf.TOKEN}: {exc}")

@@ -42,8 +42,9 @@ def check_custody(ctx: Context, custody: list[dict[str, Any]]) -> CustodyCheck:
         checkpoint = open_checkpoint(ledger.latest_checkpoint(), verifier, origin=ledger.origin)
     except (LedgerError, NotFound) as exc:
         return CustodyCheck(error=f"the latest checkpoint could not be verified: {exc}")
-    out = CustodyCheck(checkpoint.size, base64.b64encode(checkpoint.root_hash).decode(),
-                       verifier.name)
+    out = CustodyCheck(
+        checkpoint.size, base64.b64encode(checkpoint.root_hash).decode(), verifier.name
+    )
     for item in custody:
         index = int(item["index"])
         if not item.get("leaf_matches"):
@@ -56,8 +57,13 @@ def check_custody(ctx: Context, custody: list[dict[str, Any]]) -> CustodyCheck:
             continue
         try:
             proof = ledger.inclusion_proof(index, checkpoint.size)
-            merkle.verify_inclusion(base64.b64decode(item["leaf_hash"]), index,
-                                    checkpoint.size, proof, checkpoint.root_hash)
+            merkle.verify_inclusion(
+                base64.b64decode(item["leaf_hash"]),
+                index,
+                checkpoint.size,
+                proof,
+                checkpoint.root_hash,
+            )
         except LedgerError as exc:  # ProofError is a LedgerError
             out.verified[index] = False
             out.why_not[index] = str(exc)

@@ -76,7 +76,8 @@ class ApiSource:
         if resp.status_code >= 400:
             raise EvidenceError(
                 f"the server refused (HTTP {resp.status_code}): {problem_detail(resp)}"
-                + REFUSAL_HINTS.get(resp.status_code, ""))
+                + REFUSAL_HINTS.get(resp.status_code, "")
+            )
         return resp
 
     def verifier_key(self) -> str:
@@ -178,7 +179,11 @@ class DatabaseSource:
 
 
 def verify_ledger(
-    source: LedgerSource, report: Report, *, key: str | None = None, saved_checkpoint: str | None = None
+    source: LedgerSource,
+    report: Report,
+    *,
+    key: str | None = None,
+    saved_checkpoint: str | None = None,
 ) -> Report:
     """Run every check; the report says which passed and names the first bad entry."""
     if key is None:
@@ -233,7 +238,8 @@ def _open_saved(
         return None
     if saved.size > latest.size:
         report.add(
-            "log only grew", False,
+            "log only grew",
+            False,
             f"the saved checkpoint has {saved.size} entries but the log now signs only "
             f"{latest.size}: entries from index {latest.size} were removed",
         )
@@ -254,28 +260,40 @@ def _walk(
     expected = 0
     for row in source.rows(size):
         if row.index != expected:
-            report.add("entries contiguous", False,
-                       f"entry {expected} is missing (the next entry present is {row.index})")
+            report.add(
+                "entries contiguous",
+                False,
+                f"entry {expected} is missing (the next entry present is {row.index})",
+            )
             return None
         leaf = merkle.leaf_hash(row.entry)
         if row.leaf_hash is not None and row.leaf_hash != leaf:
-            report.add("leaf hashes", False,
-                       f"entry {row.index}: its bytes do not hash to the stored leaf hash (altered)")
+            report.add(
+                "leaf hashes",
+                False,
+                f"entry {row.index}: its bytes do not hash to the stored leaf hash (altered)",
+            )
             return None
         chain = chain_hash(chain, leaf)
         if row.chain_hash is not None and row.chain_hash != chain:
-            report.add("hash chain", False,
-                       f"entry {row.index}: chain hash breaks here (entry altered, removed or "
-                       "moved at this index)")
+            report.add(
+                "hash chain",
+                False,
+                f"entry {row.index}: chain hash breaks here (entry altered, removed or "
+                "moved at this index)",
+            )
             return None
         tree.append(leaf)
         expected += 1
         if expected in targets and expected != size:
             _check_root(tree.root(), targets[expected], "saved checkpoint", report)
     if expected < size:
-        report.add("entries present", False,
-                   f"the checkpoint signs {size} entries but only {expected} exist: "
-                   f"entry {expected} onwards removed")
+        report.add(
+            "entries present",
+            False,
+            f"the checkpoint signs {size} entries but only {expected} exist: "
+            f"entry {expected} onwards removed",
+        )
         return None
     report.add("entries", True, f"{expected} entries read, every leaf and chain hash recomputed")
     return _check_root(tree.root(), targets[size], "latest checkpoint", report)
@@ -283,14 +301,20 @@ def _walk(
 
 def _check_root(root: bytes, cp: Checkpoint, what: str, report: Report) -> bool:
     ok = root == cp.root_hash
-    detail = "matches" if ok else (
-        f"recomputed {base64.b64encode(root).decode()} but {what} signs "
-        f"{base64.b64encode(cp.root_hash).decode()}"
+    detail = (
+        "matches"
+        if ok
+        else (
+            f"recomputed {base64.b64encode(root).decode()} but {what} signs "
+            f"{base64.b64encode(cp.root_hash).decode()}"
+        )
     )
     return report.add(f"root at size {cp.size} ({what})", ok, detail)
 
 
-def _pinpoint(source: LedgerSource, verifier: NoteVerifier, latest: Checkpoint, report: Report) -> None:
+def _pinpoint(
+    source: LedgerSource, verifier: NoteVerifier, latest: Checkpoint, report: Report
+) -> None:
     """Binary-search the signed checkpoints for the first entry that no longer matches.
 
     If entry i was altered, every root over more than i entries changes and every root
@@ -319,11 +343,17 @@ def _pinpoint(source: LedgerSource, verifier: NoteVerifier, latest: Checkpoint, 
     report.add("first bad entry", False, f"{where} differs from what was signed")
 
 
-def _check_consistency(source: LedgerSource, saved: Checkpoint, latest: Checkpoint, report: Report) -> None:
+def _check_consistency(
+    source: LedgerSource, saved: Checkpoint, latest: Checkpoint, report: Report
+) -> None:
     try:
         proof = source.consistency_proof(saved.size, latest.size)
         merkle.verify_consistency(saved.size, latest.size, proof, saved.root_hash, latest.root_hash)
     except EvidenceError as exc:
         report.add(f"consistency {saved.size} -> {latest.size}", False, str(exc))
         return
-    report.add(f"consistency {saved.size} -> {latest.size}", True, "the log only grew since the saved checkpoint")
+    report.add(
+        f"consistency {saved.size} -> {latest.size}",
+        True,
+        "the log only grew since the saved checkpoint",
+    )

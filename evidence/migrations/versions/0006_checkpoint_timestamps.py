@@ -3,13 +3,14 @@
 Revision ID: 0006
 Revises: 0005
 """
+
 import sqlalchemy as sa
 from alembic import op
 
 from evidence.types import UTCDateTime
 
-revision = '0006'
-down_revision = '0005'
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
@@ -17,13 +18,14 @@ TABLE = "checkpoint_timestamps"
 
 
 def upgrade() -> None:
-    op.create_table(TABLE,
-    sa.Column('tree_size', sa.BigInteger(), autoincrement=False, nullable=False),
-    sa.Column('token', sa.LargeBinary(), nullable=False),
-    sa.Column('gen_time', UTCDateTime(), nullable=False),
-    sa.Column('tsa', sa.String(length=500), nullable=False),
-    sa.Column('created_at', UTCDateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('tree_size')
+    op.create_table(
+        TABLE,
+        sa.Column("tree_size", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("token", sa.LargeBinary(), nullable=False),
+        sa.Column("gen_time", UTCDateTime(), nullable=False),
+        sa.Column("tsa", sa.String(length=500), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("tree_size"),
     )
     _make_append_only(TABLE)
 
