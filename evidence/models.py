@@ -1,47 +1,61 @@
 """Imports every domain's models so `Base.metadata` (and Alembic) sees all tables."""
 
 from evidence.accounts.models import (
+    AccountRequest,
     Device,
     DeviceKind,
-    Enrolment,  # noqa: F401
+    Enrolment,
+    RecoveryCode,
     RevokedToken,
     Role,
     User,
 )
+from evidence.bundles.models import Bundle, BundleState
+from evidence.cameras.models import Camera, CameraAssignment, ClipAttribution, ClipName
 from evidence.cases.models import AccessGrant, Case, CaseItem, CaseMember, Share
 from evidence.clips.models import Bookmark, Clip, ClipState, ClipTag, Derivative
 from evidence.db import Base
 from evidence.ingest.models import Upload, UploadState
 from evidence.ledger.models import Checkpoint, LedgerEntry, LedgerNode, LedgerRef
+from evidence.outbox import OutboxMessage
+from evidence.retention.models import Disposal, Hold, ScrubCursor
+from evidence.timestamps import CheckpointTimestamp
 
 __all__ = [
     "AccessGrant",
+    "AccountRequest",
     "Base",
     "Bookmark",
-    "RevokedToken",
-    "CaseMember",
-    "ClipTag",
+    "Bundle",
+    "BundleState",
+    "Camera",
+    "CameraAssignment",
     "Case",
     "CaseItem",
+    "CaseMember",
     "Checkpoint",
+    "CheckpointTimestamp",
     "Clip",
+    "ClipAttribution",
+    "ClipName",
     "ClipState",
+    "ClipTag",
     "Derivative",
     "Device",
     "DeviceKind",
+    "Disposal",
+    "Enrolment",
+    "Hold",
     "LedgerEntry",
     "LedgerNode",
     "LedgerRef",
+    "OutboxMessage",
+    "RecoveryCode",
+    "RevokedToken",
     "Role",
+    "ScrubCursor",
     "Share",
     "Upload",
     "UploadState",
     "User",
 ]
-from evidence.bundles.models import Bundle, BundleState  # noqa: E402,F401  (court bundles)
-from evidence.cameras.models import (
-    ClipAttribution,  # noqa: E402,F401
-    )  # the camera register and attribution
-from evidence.outbox import OutboxMessage  # noqa: E402,F401  (work for the workers)
-from evidence.retention.models import Disposal, Hold, ScrubCursor  # noqa: E402,F401  (retention, scrubbing)
-from evidence.timestamps import CheckpointTimestamp  # noqa: E402,F401  (RFC 3161 tokens)
