@@ -36,7 +36,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="Evidence store",
         version=__version__,
-        description="Body-worn video evidence: audited access, tamper-evident ledger, court bundles.",
+        description=(
+            "Body-worn video evidence: audited access, tamper-evident ledger, court bundles."
+        ),
         openapi_url="/openapi.json",
     )
     app.state.ctx = ctx

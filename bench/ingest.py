@@ -1070,7 +1070,8 @@ def render_rss(r: dict[str, Any], t: dict[str, Any] | None) -> str:
             "dock-to-stored through Celery",
             *per(
                 lambda x: (
-                    f"{x['dock_to_stored_s']:.2f} s ({mbps(x['size'], x['dock_to_stored_s']):,.0f} MB/s)"
+                    f"{x['dock_to_stored_s']:.2f} s "
+                    f"({mbps(x['size'], x['dock_to_stored_s']):,.0f} MB/s)"
                 )
             ),
         ],

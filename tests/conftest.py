@@ -18,6 +18,8 @@ pytest_plugins = [
     "tests.fixtures.media",
     "tests.fixtures.redis",
     "tests.fixtures.tsa",
+    "tests.fixtures.browser",
+    "tests.fixtures.fake_ingest",
 ]
 
 

@@ -663,9 +663,9 @@ def test_the_migration_stops_on_shared_officer_ids_and_names_them(
             ):
                 conn.execute(
                     text(
-                        "INSERT INTO users (id, username, role, officer_id, password_hash, disabled,"
-                        " failed_logins, created_at) VALUES (:id, :n, 'officer', :o, 'x', :f, 0,"
-                        " :t)"
+                        "INSERT INTO users (id, username, role, officer_id, password_hash,"
+                        " disabled, failed_logins, created_at)"
+                        " VALUES (:id, :n, 'officer', :o, 'x', :f, 0, :t)"
                     ),
                     {
                         "id": f"u{i}",

@@ -554,7 +554,10 @@ def test_a_bundle_carries_the_checkpoint_timestamp(bundled, tsa, tmp_path: Path)
         listed = {f["path"] for f in json.loads(zf.read(mf.MANIFEST))["files"]}
         assert mf.TSA_CA in listed and f"  {mf.TSA_CA}\n" in zf.read(mf.SUMS).decode()
     verify_txt = (where / "VERIFY.txt").read_text()
-    cmd = "openssl ts -verify -in ledger/checkpoint.tsr -data ledger/checkpoint.txt -CAfile ledger/tsa-ca.pem"
+    cmd = (
+        "openssl ts -verify -in ledger/checkpoint.tsr -data ledger/checkpoint.txt"
+        " -CAfile ledger/tsa-ca.pem"
+    )
     assert cmd in verify_txt
     assert "Do NOT trust ledger/tsa-ca.pem because it is in this bundle" in verify_txt
     assert "TSA operator's website" in verify_txt
@@ -591,7 +594,8 @@ def test_an_exhibit_ref_edited_after_the_request_leaves_the_bundle_as_it_was(
     bundled, tmp_path: Path
 ) -> None:
     """The reference comes from the ledger as pinned, so a rebuild is byte-identical; a bundle
-    requested after the edit shows the new reference. Bad, taken or unauthorised edits are refused."""
+    requested after the edit shows the new reference. Bad, taken or unauthorised edits are
+    refused."""
     f, ctx, case_id, bundle_id, path = bundled
     with zipfile.ZipFile(path) as zf:
         first = zf.read(mf.MANIFEST)

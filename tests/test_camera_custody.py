@@ -26,9 +26,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fixtures.browser import screenshot, sign_in
 from tests.fixtures.media import lavfi_inputs
 from tests.fixtures.services import free_port, missing, wait_until
-from tests.test_ui import browser, open_page, screenshot, sign_in  # noqa: F401  (fixtures)
 
 PERSONAL, POOL = "X6039A1B2", "VB400-0042"
 PC_A, PC_B = "4711", "5822"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.fake_ingest import DEVICE_KEY, FakeIngest, write_clip
 from tests.fixtures.services import missing
-from tests.test_dock import DEVICE_KEY, FakeIngest, server, write_clip  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 SERVER_STACK = (

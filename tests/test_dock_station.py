@@ -37,11 +37,11 @@ from evidence_dock import volumes
 from evidence_dock.agent import Outcome, RetryPolicy
 from tests.conftest import sqlite_only
 from tests.fixtures.api import running_api
+from tests.fixtures.fake_ingest import DEVICE_KEY, FAST, FakeIngest, write_clip
 from tests.fixtures.ingest import Dock
 from tests.fixtures.media import Clip as ClipFile
 from tests.fixtures.services import missing
 from tests.fixtures.store_faults import make_clips
-from tests.test_dock import DEVICE_KEY, FAST, FakeIngest, server, write_clip  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -262,7 +262,7 @@ def test_watch_docks_a_mounted_camera_and_names_it_in_the_report(
         assert watch.stop() == 0, watch.text()
 
 
-# --- clearing the camera ---------------------------------------------------------------------------
+# --- clearing the camera --------------------------------------------------------------------------
 
 
 def test_clear_after_verified_removes_only_what_the_server_vouches_for(
@@ -312,7 +312,7 @@ def test_a_copy_whose_first_is_not_verified_yet_stays_held_until_the_next_run(
     assert len(server.part_puts) == 2, "the bytes were sent once"
 
 
-# --- watch mode ------------------------------------------------------------------------------------
+# --- watch mode -----------------------------------------------------------------------------------
 
 
 class Watch:

@@ -463,7 +463,8 @@ def test_completing_again_hands_over_to_a_worker_only_once(station, clip_1080p: 
 def test_evidence_up_then_dock_a_folder(
     tmp_path: Path, clip_with_sidecar: ClipFile, clip_text: ClipFile
 ) -> None:
-    """What a new user does: `make run` (evidence up) in one terminal, `evidence dock` in another."""
+    """What a new user does: `make run` (evidence up) in one terminal, `evidence dock` in
+    another."""
     import signal
 
     from tests.fixtures.services import free_port, wait_until

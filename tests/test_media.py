@@ -77,7 +77,8 @@ def first_frame_rgb(
     """The first displayed frame, shrunk to a few pixels (ffmpeg applies the display matrix)."""
     raw = subprocess.run(
         [media.ffmpeg_binary(), "-v", "error", "-i", str(path), "-frames:v", "1",
-         "-vf", f"format=rgb24,scale={width}:{height}:flags=area", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+         "-vf", f"format=rgb24,scale={width}:{height}:flags=area",
+         "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
         capture_output=True, check=True, timeout=60,
     ).stdout  # fmt: skip
     pixels = [tuple(raw[i : i + 3]) for i in range(0, len(raw), 3)]
@@ -555,7 +556,9 @@ from evidence import media
 def progress(fraction):
     print(fraction, flush=True)
 
-media.transcode_proxy(Path(sys.argv[1]), Path(sys.argv[2]), input_sha256="0" * 64, progress=progress)
+media.transcode_proxy(
+    Path(sys.argv[1]), Path(sys.argv[2]), input_sha256="0" * 64, progress=progress
+)
 print("done", flush=True)
 """
 

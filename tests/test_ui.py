@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
-import shutil
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,40 +29,17 @@ from evidence.ingest.service import process_upload
 from evidence.migrate import upgrade
 from tests.conftest import make_settings
 from tests.fixtures.api import running_api
+from tests.fixtures.browser import (
+    PHONE,
+    Page,
+    expect,
+    screenshot,
+    sign_in,
+)
 from tests.fixtures.ingest import Dock
 from tests.fixtures.people import PASSWORD, make_force
-from tests.fixtures.services import missing
 
-try:
-    from playwright.sync_api import Page, expect, sync_playwright
-except ImportError:  # the browser fixture decides: a failure in CI, a skip elsewhere
-    sync_playwright = None  # type: ignore[assignment]
-
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
-DESKTOP = {"width": 1440, "height": 900}
-PHONE = {"width": 390, "height": 844}
 REFUSED = "Invalid credentials or account locked."
-
-
-_missing = missing  # a failure in CI, a skip elsewhere (tests/fixtures/services.py)
-
-
-def chromium_path() -> str | None:
-    for candidate in (shutil.which("chromium"), "/usr/bin/chromium"):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    return None
 
 
 # -- the store, the server, the browser -------------------------------------------------------
@@ -108,58 +83,6 @@ def store(
         yield Store(base, ctx, **ids, own_sha256=clip_with_sidecar.sha256)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if sync_playwright is None:
-        _missing("the playwright package is not installed (pip install -e '.[dev]')")
-    path = chromium_path()
-    if path is None:
-        _missing("Debian's chromium is not installed (apt-get install chromium)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-class Watched:
-    """A page plus what its console said (CSP violations show up there)."""
-
-    def __init__(self, page: Page):
-        self.page = page
-        self.console: list[str] = []
-        page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
-        page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
-
-    def assert_no_csp_violations(self) -> None:
-        bad = [m for m in self.console if "Content Security Policy" in m or "pageerror" in m]
-        assert not bad, bad
-
-
-@pytest.fixture
-def open_page(browser: Any) -> Iterator[Any]:
-    contexts = []
-
-    def make(viewport: dict[str, int] = DESKTOP) -> Watched:
-        context = browser.new_context(viewport=viewport, locale="en-GB", timezone_id="UTC")
-        context.set_default_timeout(15_000)
-        contexts.append(context)
-        return Watched(context.new_page())
-
-    yield make
-    for c in contexts:
-        c.close()
-
-
-def sign_in(page: Page, base: str, username: str, password: str = PASSWORD) -> None:
-    page.goto(base + "/ui/login")
-    expect(page.locator("#system-use-notice")).to_be_visible()
-    page.fill("#username", username)
-    page.fill("#password", password)
-    page.check("#acknowledge")
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_load_state()
-
-
 def listed(page: Page) -> set[str]:
     return set(page.locator("[data-clip-id]").evaluate_all("els => els.map(e => e.dataset.clipId)"))
 
@@ -175,13 +98,6 @@ def ledger_entries(ctx: Context, type_: str) -> list[dict]:
 def no_horizontal_overflow(page: Page) -> None:
     width, inner = page.evaluate("[document.scrollingElement.scrollWidth, window.innerWidth]")
     assert width <= inner, f"the page is {width}px wide in a {inner}px viewport"
-
-
-def screenshot(page: Page, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / name
-    page.screenshot(path=str(path), full_page=True)
-    return path
 
 
 # -- the evidence officer's day ---------------------------------------------------------------
@@ -501,8 +417,8 @@ def test_unplayable_clip_is_shown_with_the_ffmpeg_error(store: Store, open_page)
 
 
 def test_a_clip_without_a_recording_time_shows_when_it_was_docked(store: Store, open_page) -> None:
-    """A camera that writes no creation time (the unplayable clip here has none) must not leave a blank:
-    the list, the clip page and the grid say when it was docked instead, and say so."""
+    """A camera that writes no creation time (the unplayable clip here has none) must not leave a
+    blank: the list, the clip page and the grid say when it was docked instead, and say so."""
     ctx = store.ctx
     with ctx.db.session() as s:
         clip = s.get(Clip, store.broken)
@@ -591,7 +507,7 @@ def test_officer_sees_only_their_own_clip_and_tags_it_on_a_phone(store: Store, o
     expect(other.locator(".empty")).to_contain_text("No clips match")
 
 
-# -- signing in and out -----------------------------------------------------------------------------
+# -- signing in and out ----------------------------------------------------------------------------
 
 
 def _principal(ctx: Context, username: str) -> Any:
@@ -771,7 +687,7 @@ def test_forms_need_this_sessions_csrf_token(store: Store, open_page) -> None:
     ] == ["INC-1"]
 
 
-# -- auditors and admins ------------------------------------------------------------------------------
+# -- auditors and admins ---------------------------------------------------------------------------
 
 
 def test_auditor_reads_the_access_log_and_plays_nothing_without_a_grant(
@@ -1155,7 +1071,7 @@ def test_admin_grants_an_auditor_a_clip_which_the_auditor_can_then_play(
     assert auditor.request.get(store.url + src, headers={"Range": "bytes=0-1023"}).status == 403
 
 
-# -- the route table -------------------------------------------------------------------------------------
+# -- the route table -------------------------------------------------------------------------------
 
 
 def test_every_ui_route_has_a_gate_and_every_post_checks_csrf(tmp_path: Path) -> None:

@@ -28,7 +28,6 @@ from evidence.migrate import upgrade
 from tests.conftest import make_settings
 from tests.fixtures.api import running_api
 from tests.fixtures.idp import API_AUDIENCE, CLIENT_ID, OidcProvider, s256, start_idp, stop_idp
-from tests.test_ui import browser, open_page  # noqa: F401  (fixtures)
 
 try:
     from playwright.sync_api import Page, expect

@@ -23,9 +23,9 @@ from evidence.migrate import upgrade
 from evidence.retention import service as retention
 from tests.conftest import make_settings
 from tests.fixtures.api import running_api
+from tests.fixtures.browser import sign_in
 from tests.fixtures.ingest import distinct_copy, ingest_file
 from tests.fixtures.people import make_force
-from tests.test_ui import browser, open_page, sign_in  # noqa: F401  (fixtures and helpers)
 
 try:
     from playwright.sync_api import expect

@@ -6,8 +6,8 @@ object out of it, with HTTP Range (GET). `LocalStore.presign_part` adds `uploadI
 `partNumber` (both covered by the signature), and for ingest `size`, the most bytes the part
 may hold (signed too: a bigger body is refused with 413): such a PUT stores one part of a
 multipart upload and answers its ETag, as S3's UploadPart does. Every PUT checks a
-`Content-MD5` header when one is sent (a mismatch stores nothing). With the S3 backend, presigned URLs point at
-the S3 server itself, so these routes answer 404.
+`Content-MD5` header when one is sent (a mismatch stores nothing). With the S3 backend,
+presigned URLs point at the S3 server itself, so these routes answer 404.
 """
 
 from __future__ import annotations

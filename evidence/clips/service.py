@@ -327,7 +327,8 @@ def open_footage(
         if clip.disposed_at is not None:
             raise Disposed(
                 f"clip {clip_id} was disposed of on {clock.rfc3339(clip.disposed_at)} under the "
-                "retention policy; its bytes are gone. Its record and tombstone remain in the ledger."
+                "retention policy; its bytes are gone. Its record and tombstone remain in the "
+                "ledger."
             )
         key, filename, sha256 = _footage_key(s, clip, kind)
     info = ctx.store.stat(key)

@@ -65,18 +65,18 @@ CATALOGUE: dict[str, EntryType] = {
         EntryType("redaction.failed", "Redacted copy could not be made", _K.custody),
         EntryType("clip.disposed", "Disposed of under the retention policy", _K.custody),
         EntryType("checkpoint.timestamped", "Ledger checkpoint timestamped by a TSA", _K.custody),
-        # -- looking at or taking footage -----------------------------------------------------------
+        # -- looking at or taking footage ----------------------------------------------------------
         EntryType("clip.viewed", "Viewed", _K.access),
         EntryType("clip.downloaded", "Original downloaded", _K.access),
         EntryType("clip.thumbnail_viewed", "Thumbnail shown in a list", _K.access),
         EntryType("case.accessed", "Case opened by a recipient", _K.access),
         EntryType("bundle.downloaded", "Court bundle downloaded", _K.access),
-        # -- notes on a clip ------------------------------------------------------------------------
+        # -- notes on a clip -----------------------------------------------------------------------
         EntryType("clip.tagged", "Tag added", _K.annotation),
         EntryType("clip.untagged", "Tag removed", _K.annotation),
         EntryType("clip.categorised", "Category set", _K.annotation),
         EntryType("clip.bookmarked", "Bookmark added", _K.annotation),
-        # -- cases and disclosure -------------------------------------------------------------------
+        # -- cases and disclosure ------------------------------------------------------------------
         EntryType("case.created", "Case opened", _K.case),
         EntryType("case.exhibit_added", "Added to a case as an exhibit", _K.case),
         EntryType("exhibit.referenced", "Exhibit reference changed", _K.case),
@@ -87,7 +87,7 @@ CATALOGUE: dict[str, EntryType] = {
         EntryType("share.revoked", "Share revoked", _K.case),
         EntryType("bundle.requested", "Court bundle requested", _K.case),
         EntryType("bundle.exported", "Court bundle produced", _K.case),
-        # -- retention --------------------------------------------------------------------------------
+        # -- retention -----------------------------------------------------------------------------
         EntryType("retention.scheduled", "Retention scheduled", _K.retention),
         EntryType("disposal.queued", "Due for disposal review", _K.retention),
         EntryType("disposal.approved", "Disposal approved", _K.retention),
@@ -95,11 +95,11 @@ CATALOGUE: dict[str, EntryType] = {
         EntryType("disposal.cancelled", "Disposal cancelled", _K.retention),
         EntryType("hold.placed", "Legal hold placed", _K.retention),
         EntryType("hold.released", "Legal hold released", _K.retention),
-        # -- signing in -------------------------------------------------------------------------------
+        # -- signing in ----------------------------------------------------------------------------
         EntryType("user.logged_in", "Signed in", _K.sign_in),
         EntryType("user.logged_out", "Signed out", _K.sign_in),
         EntryType("user.locked_out", "Account locked out after failed sign-ins", _K.sign_in),
-        # -- administration -------------------------------------------------------------------------
+        # -- administration ------------------------------------------------------------------------
         EntryType("user.created", "Account created", _K.privileged),
         EntryType(
             "user.provisioned", "Account provisioned from the identity provider", _K.privileged
@@ -125,7 +125,7 @@ CATALOGUE: dict[str, EntryType] = {
         EntryType("camera.state_changed", "Camera state changed", _K.privileged),
         EntryType("camera.assigned", "Camera assigned to an officer", _K.privileged),
         EntryType("camera.assignment_ended", "Camera assignment ended", _K.privileged),
-        # -- oversight --------------------------------------------------------------------------------
+        # -- oversight -----------------------------------------------------------------------------
         EntryType("audit.log_read", "Audit trail read", _K.oversight),
     )
 }

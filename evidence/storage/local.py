@@ -665,7 +665,10 @@ class LocalStore(StoreBase):
         # query cannot turn it into an unbounded one.
         msg = f"evidence-presign-part-v1\nPUT\n{key}\n{deadline}\n{upload_id}\n{part_number}"
         if size is not None:
-            msg = f"evidence-presign-part-v2\nPUT\n{key}\n{deadline}\n{upload_id}\n{part_number}\n{size}"
+            msg = (
+                f"evidence-presign-part-v2\nPUT\n{key}\n{deadline}\n{upload_id}\n"
+                f"{part_number}\n{size}"
+            )
         return hmac.new(self._secret, msg.encode(), hashlib.sha256).hexdigest()
 
     # --- internals ------------------------------------------------------------------------
