@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 
 from evidence import clock
+from evidence.accounts import service as accounts_service
 from evidence.config import Settings
 from evidence.context import Context
 from evidence.migrate import upgrade
@@ -32,6 +34,20 @@ def _dock_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
         mp.delenv("EVIDENCE_DOCK_STATE_DIR", raising=False)
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quick_password_hashes() -> Iterator[None]:
+    """argon2id with its cheapest parameters, in this process only: a test force signs in
+    seven people, which at the production parameters (64 MiB, 3 passes) is two seconds of CPU
+    per test. The algorithm and every code path stay the same; the parameters a store uses
+    are checked in a fresh process (tests/test_identity.py), and the servers tests start as
+    processes (`evidence up`) use them."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(
+            accounts_service, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+        )
         yield
 
 

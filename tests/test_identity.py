@@ -8,6 +8,8 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -881,3 +883,20 @@ def test_an_idp_officer_id_held_by_another_account_is_refused_not_shared(
         identity.principal_from_token(oidc, token)
     with oidc.db.session() as s:
         assert s.scalar(select(User).where(User.officer_id == "4711")).username == "pc_local"
+
+
+def test_a_store_hashes_passwords_with_argon2id_at_the_recommended_parameters() -> None:
+    """In a fresh process, as a store runs (this test process uses cheap parameters: see
+    tests/conftest.py): argon2id, 64 MiB, 3 passes, 4 lanes (RFC 9106's second choice)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from evidence.accounts.service import hash_password as h; print(h('x'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert out.startswith("$argon2id$v=19$m=65536,t=3,p=4$"), out
