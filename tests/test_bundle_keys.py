@@ -18,12 +18,11 @@ from evidence.bundles import manifest as mf
 from evidence.bundles.service import build_bundle
 from evidence.cli import app
 from tests.conftest import sqlite_only
-from tests.test_bundles import _with_sums, bundled, read_all, rewrite, verify  # noqa: F401
-from tests.test_shares import shared_world  # noqa: F401  (used by `bundled`)
+from tests.fixtures.bundles import read_all, rewrite, verify, with_sums
 
 
 @pytest.fixture
-def cli_env(bundled, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
+def cli_env(bundled, monkeypatch: pytest.MonkeyPatch):
     """`evidence admin` pointed at the bundled world's data dir and database."""
     f, ctx, case_id, bundle_id, path = bundled
     monkeypatch.setenv("EVIDENCE_DATA_DIR", str(ctx.settings.data_dir))
@@ -66,7 +65,7 @@ def new_bundle(f, ctx, case_id: str, path: Path) -> Path:
     return path
 
 
-def test_the_published_key_is_the_one_bundles_carry(bundled, tmp_path: Path) -> None:  # noqa: F811
+def test_the_published_key_is_the_one_bundles_carry(bundled, tmp_path: Path) -> None:
     f, ctx, _, _, path = bundled
     anonymous = f.http.get("/api/v1/bundles/key")  # no credentials: a court has no account
     assert anonymous.status_code == 200 and anonymous.headers["content-type"].startswith(
@@ -148,7 +147,7 @@ def test_rotation_keeps_older_bundles_verifiable_against_the_key_of_their_time(
     late = rewrite(
         second,
         tmp_path / "late.zip",
-        _with_sums(
+        with_sums(
             members,
             {mf.SIGNING_KEY: pem, mf.MANIFEST: manifest, mf.SIGNATURE: old_key.sign(manifest)},
         ),
@@ -160,7 +159,7 @@ def test_rotation_keeps_older_bundles_verifiable_against_the_key_of_their_time(
 
 
 @sqlite_only
-def test_a_pinned_key_file_without_a_key_is_named(bundled, tmp_path: Path) -> None:  # noqa: F811
+def test_a_pinned_key_file_without_a_key_is_named(bundled, tmp_path: Path) -> None:
     _, ctx, _, _, path = bundled
     empty = tmp_path / "empty.pem"
     empty.write_text("not a key\n")
@@ -208,7 +207,7 @@ def test_only_the_bundle_key_rotates_from_the_command_line() -> None:
 
 
 @sqlite_only
-def test_a_manifest_creation_time_must_fall_within_the_key_period(bundled, tmp_path: Path) -> None:  # noqa: F811
+def test_a_manifest_creation_time_must_fall_within_the_key_period(bundled, tmp_path: Path) -> None:
     """Today's manifests carry no build time (rebuilds give the same bytes); one that does is
     checked against the matched key's whole validity period, and a time before the key
     existed is named."""
@@ -231,7 +230,7 @@ def test_a_manifest_creation_time_must_fall_within_the_key_period(bundled, tmp_p
         dated = rewrite(
             path,
             tmp_path / "dated.zip",
-            _with_sums(members, {mf.MANIFEST: manifest, mf.SIGNATURE: signer.sign(manifest)}),
+            with_sums(members, {mf.MANIFEST: manifest, mf.SIGNATURE: signer.sign(manifest)}),
         )
         code, out = verify(dated, "--key", ctx.ledger.verifier_key, "--bundle-key", str(served))
         assert verdict in out and (code == 0) == verdict.startswith("PASS"), out

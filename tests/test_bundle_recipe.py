@@ -10,8 +10,7 @@ import subprocess
 from pathlib import Path
 
 from evidence.bundles import manifest as mf
-from tests.test_bundles import bundled, unzip  # noqa: F401  (the fixture)
-from tests.test_shares import shared_world  # noqa: F401  (used by `bundled`)
+from tests.fixtures.bundles import unzip
 
 # No project code: the system's tools only, and no PYTHONPATH.
 PLAIN = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C.UTF-8"}
@@ -30,7 +29,7 @@ def run(command: str, folder: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_every_command_of_verify_txt_passes_with_standard_tools(bundled, tmp_path: Path) -> None:  # noqa: F811
+def test_every_command_of_verify_txt_passes_with_standard_tools(bundled, tmp_path: Path) -> None:
     f, ctx, _, _, path = bundled
     folder = unzip(path, tmp_path / "bundle")
     commands = recipe(folder)
@@ -63,7 +62,7 @@ def test_every_command_of_verify_txt_passes_with_standard_tools(bundled, tmp_pat
 
 def test_the_recipe_catches_a_changed_entry_and_a_changed_checkpoint(
     bundled, tmp_path: Path
-) -> None:  # noqa: F811
+) -> None:
     _, _, _, _, path = bundled
     folder = unzip(path, tmp_path / "bundle")
     commands = recipe(folder)

@@ -11,7 +11,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
@@ -24,80 +23,22 @@ from evidence.context import Context
 from evidence.ledger.note import NoteSigner
 from tests.conftest import sqlite_only
 from tests.fixtures.api import running_api
-from tests.test_shares import share, shared_world  # noqa: F401  (the world: clips, a case, a force)
-
-
-@pytest.fixture
-def bundled(shared_world, tmp_path: Path):  # noqa: F811  (the fixture imported above)
-    """Both clips as exhibits, shared with cps_green, a bundle built and downloaded by CPS."""
-    f, ctx, case_id, clip_ids = shared_world
-    eo, cps = f.as_("eo_brown"), f.as_("cps_green")
-    assert (
-        f.http.post(
-            f"/api/v1/cases/{case_id}/items", headers=eo, json={"clip_ids": clip_ids}
-        ).status_code
-        == 200
-    )
-    assert share(f, case_id).status_code == 201
-    # A view, so the continuity statement has an access to list.
-    assert (
-        f.http.get(
-            f"/api/v1/clips/{clip_ids[0]}/stream",
-            headers=cps,
-            params={"reason": "charging decision"},
-        ).status_code
-        == 200
-    )
-    r = f.http.post(f"/api/v1/cases/{case_id}/bundles", headers=eo, json={"include_proxies": True})
-    assert r.status_code == 202, r.text
-    bundle_id = r.json()["id"]
-    assert r.json()["state"] == "queued"
-    seen: list[int] = []
-    assert build_bundle(ctx, bundle_id, progress=seen.append) == "ready"  # the worker, in-process
-    assert seen[-1] == 100
-    status = f.http.get(f"/api/v1/bundles/{bundle_id}", headers=cps).json()
-    assert status["state"] == "ready" and status["progress"] == 100
-    # Taking a bundle needs a reason, as playing footage does; without one nothing leaves.
-    refused = f.http.get(f"/api/v1/bundles/{bundle_id}/download", headers=cps)
-    assert refused.status_code == 422 and "needs a reason" in refused.json()["detail"]
-    got = f.http.get(f"/api/v1/bundles/{bundle_id}/download", headers=cps, params=TAKE)
-    assert got.status_code == 200 and got.headers["content-type"] == "application/zip"
-    assert hashlib.sha256(got.content).hexdigest() == status["sha256"]
-    path = tmp_path / "bundle.zip"
-    path.write_bytes(got.content)
-    yield f, ctx, case_id, bundle_id, path
-
-
-TAKE = {"reason": "court preparation: first hearing"}
-"""The reason a test gives for taking a bundle (the API asks for one, as for footage)."""
-
-
-def verify(path: Path, *extra: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["verify", "bundle", str(path), *extra])
-    return result.exit_code, result.output
-
-
-def pins(ctx, tmp_path: Path) -> list[str]:
-    """What a court pins: the force's published ledger key and bundle-signing key."""
-    return [
-        "--key",
-        ctx.ledger.verifier_key,
-        "--bundle-key",
-        str(ctx.settings.secrets_dir() / "bundle.pub.pem"),
-    ]
-
-
-def unzip(path: Path, into: Path) -> Path:
-    with zipfile.ZipFile(path) as zf:
-        zf.extractall(into)
-    return into
+from tests.fixtures.bundles import (
+    TAKE,
+    pins,
+    read_all,
+    rewrite,
+    unzip,
+    verify,
+    with_sums,
+)
 
 
 def test_cps_downloads_a_bundle_that_verifies_with_and_without_our_code(
     bundled, tmp_path: Path
 ) -> None:
     f, ctx, case_id, bundle_id, path = bundled
-    code, out = verify(path, *pins(ctx, tmp_path))
+    code, out = verify(path, *pins(ctx))
     assert code == 0, out
     assert "PASS  manifest signature" in out and "PASS  checkpoint signature" in out
     assert "NOTE  no RFC 3161 timestamp token" in out  # no TSA configured in this test
@@ -289,31 +230,8 @@ def test_rebuilding_gives_the_same_bytes(bundled, tmp_path: Path) -> None:
 # -- tampering ----------------------------------------------------------------------------
 
 
-def rewrite(src: Path, dst: Path, changes: dict[str, bytes | None]) -> Path:
-    """Copy a bundle, replacing (bytes) or removing (None) members."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
-        for info in zin.infolist():
-            if info.filename in changes:
-                if changes[info.filename] is not None:
-                    zout.writestr(info, changes[info.filename])
-            else:
-                zout.writestr(info, zin.read(info))
-    return dst
-
-
 def flip(data: bytes, at: int) -> bytes:
     return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
-
-
-def resums(members: dict[str, bytes]) -> bytes:
-    return mf.sha256sums(
-        {n: hashlib.sha256(d).hexdigest() for n, d in members.items() if n != mf.SUMS}
-    )
-
-
-def read_all(path: Path) -> dict[str, bytes]:
-    with zipfile.ZipFile(path) as zf:
-        return {n: zf.read(n) for n in zf.namelist()}
 
 
 def failed(out: str) -> list[str]:
@@ -376,13 +294,13 @@ def test_tampering_is_caught_and_named(bundled, tmp_path: Path) -> None:
         ),
         # Another ledger key: the checkpoint (signed by the real key) no longer verifies.
         "ledger key replaced": (
-            _with_sums(members, {mf.LEDGER_KEY: (other.verifier_key() + "\n").encode()}),
+            with_sums(members, {mf.LEDGER_KEY: (other.verifier_key() + "\n").encode()}),
             ["checkpoint signature"],
         ),
     }
     for name, (changes, expected) in cases.items():
         bad = rewrite(path, tmp_path / f"{name.replace(' ', '-')}.zip", changes)
-        code, out = verify(bad, *pins(ctx, tmp_path))
+        code, out = verify(bad, *pins(ctx))
         assert code != 0, (name, out)
         for what in expected:
             assert any(what in line for line in failed(out)), (name, what, out)
@@ -411,7 +329,7 @@ def test_a_bundle_damaged_in_place_fails_naming_the_member_without_a_traceback(
     data[at] ^= 0xFF
     damaged.write_bytes(bytes(data))
     run = subprocess.run(
-        [sys.executable, "-m", "evidence", "verify", "bundle", str(damaged), *pins(ctx, tmp_path)],
+        [sys.executable, "-m", "evidence", "verify", "bundle", str(damaged), *pins(ctx)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -420,13 +338,7 @@ def test_a_bundle_damaged_in_place_fails_naming_the_member_without_a_traceback(
     assert "Traceback" not in run.stdout + run.stderr
     assert f"FAIL  ZIP member {info.filename}: damaged in this copy" in run.stdout
     assert "obtain the bundle again" in run.stdout
-    assert verify(path, *pins(ctx, tmp_path))[0] == 0, "the undamaged copy still verifies"
-
-
-def _with_sums(members: dict[str, bytes], changes: dict[str, bytes]) -> dict[str, bytes | None]:
-    """Replace members and recompute SHA256SUMS, as a careful forger would."""
-    new = {**members, **changes}
-    return {**changes, mf.SUMS: resums(new)}
+    assert verify(path, *pins(ctx))[0] == 0, "the undamaged copy still verifies"
 
 
 def _resigned(
@@ -443,7 +355,7 @@ def _resigned(
                 f.update(sha256=hashlib.sha256(pem).hexdigest(), size=len(pem))
         manifest = mf.render_manifest(m)
     changes = {mf.SIGNING_KEY: pem, mf.MANIFEST: manifest, mf.SIGNATURE: key.sign(manifest)}
-    return _with_sums(members, changes)
+    return with_sums(members, changes)
 
 
 @sqlite_only
@@ -463,7 +375,7 @@ def test_a_fully_resigned_bundle_is_caught_only_by_the_pinned_bundle_key(
     code, out = verify(forged, "--key", ctx.ledger.verifier_key)
     assert code == 0, out
     assert "NOTE  bundle signing key not pinned" in out
-    code, out = verify(forged, *pins(ctx, tmp_path))
+    code, out = verify(forged, *pins(ctx))
     assert code != 0 and any("bundle signing key pinned" in line for line in failed(out)), out
 
 
@@ -473,7 +385,7 @@ def test_a_replaced_ledger_key_is_caught_by_the_pin(bundled, tmp_path: Path) -> 
     members = read_all(path)
     other = NoteSigner.generate(ctx.settings.ledger_origin).verifier_key()
     bad = rewrite(
-        path, tmp_path / "k.zip", _with_sums(members, {mf.LEDGER_KEY: (other + "\n").encode()})
+        path, tmp_path / "k.zip", with_sums(members, {mf.LEDGER_KEY: (other + "\n").encode()})
     )
     code, out = verify(bad, "--key", ctx.ledger.verifier_key)
     assert code != 0 and any("ledger key pinned" in line for line in failed(out)), out
@@ -539,14 +451,14 @@ def test_a_bundle_carries_the_checkpoint_timestamp(bundled, tsa, tmp_path: Path)
             f"/api/v1/bundles/{bundle_id}/download", headers=f.as_("cps_green"), params=TAKE
         ).content
     )
-    code, out = verify(path, *pins(ctx, tmp_path), "--tsa-ca", str(tsa.good.ca_pem))
+    code, out = verify(path, *pins(ctx), "--tsa-ca", str(tsa.good.ca_pem))
     assert code == 0 and "PASS  timestamp token" in out, out
     # Without --tsa-ca the bundled CA is used, and the report says where the root came from.
-    code, out = verify(path, *pins(ctx, tmp_path))
+    code, out = verify(path, *pins(ctx))
     assert code == 0 and "PASS  timestamp token" in out, out
     assert f"NOTE  the TSA root came from the bundle ({mf.TSA_CA})" in out, out
     # An independently obtained root that did not issue the TSA's certificate: refused.
-    code, out = verify(path, *pins(ctx, tmp_path), "--tsa-ca", str(tsa.other_ca_pem))
+    code, out = verify(path, *pins(ctx), "--tsa-ca", str(tsa.other_ca_pem))
     assert code != 0 and any("timestamp token" in line for line in failed(out)), out
     where = unzip(path, tmp_path / "stamped")
     assert (where / mf.TSA_CA).read_bytes() == tsa.good.ca_pem.read_bytes()
@@ -567,9 +479,9 @@ def test_a_bundle_carries_the_checkpoint_timestamp(bundled, tsa, tmp_path: Path)
     bad = rewrite(
         path,
         tmp_path / "tsr.zip",
-        _with_sums(members, {mf.TOKEN: flip(members[mf.TOKEN], len(members[mf.TOKEN]) - 10)}),
+        with_sums(members, {mf.TOKEN: flip(members[mf.TOKEN], len(members[mf.TOKEN]) - 10)}),
     )
-    code, out = verify(bad, *pins(ctx, tmp_path), "--tsa-ca", str(tsa.good.ca_pem))
+    code, out = verify(bad, *pins(ctx), "--tsa-ca", str(tsa.good.ca_pem))
     assert code != 0 and any("timestamp token" in line for line in failed(out)), out
 
 
@@ -645,7 +557,7 @@ def test_an_exhibit_ref_edited_after_the_request_leaves_the_bundle_as_it_was(
         m = json.loads(zf.read(mf.MANIFEST))
     (edited,) = [e for e in m["exhibits"] if e["clip_id"] == ex["clip_id"]]
     assert edited["exhibit_ref"] == "JS/2" and edited["file"].startswith("media/JS-2/")
-    assert verify(newer, *pins(ctx, tmp_path))[0] == 0
+    assert verify(newer, *pins(ctx))[0] == 0
 
 
 def _grant(f, ctx, clip_id: str | None = None, case_id: str | None = None):  # type: ignore[no-untyped-def]

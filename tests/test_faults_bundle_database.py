@@ -25,7 +25,7 @@ from evidence.cli import app
 from evidence.context import Context
 from evidence.ingest import service as ingest
 from evidence.migrate import upgrade
-from tests.conftest import make_settings
+from tests.fixtures.databases import make_settings
 from tests.fixtures.faults import (
     OUTAGE_SECONDS,
     RECOVERED_WITHIN,

@@ -15,8 +15,8 @@ import pytest
 from evidence.accounts.service import create_device
 from evidence.context import Context
 from evidence.migrate import upgrade
-from tests.conftest import make_settings
 from tests.fixtures.api import running_api
+from tests.fixtures.databases import make_settings
 from tests.fixtures.faults import (
     OUTAGE_SECONDS,
     RECOVERED_WITHIN,

@@ -19,8 +19,9 @@ from evidence.context import Context
 from evidence.errors import DiskFull
 from evidence.ingest.models import Upload
 from evidence.ingest.service import process_upload
-from tests.conftest import make_settings, sqlite_only
+from tests.conftest import sqlite_only
 from tests.fixtures.api import running_api
+from tests.fixtures.databases import make_settings
 from tests.fixtures.faults import (
     RECOVERED_WITHIN,
     assert_nothing_lost,

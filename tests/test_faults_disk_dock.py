@@ -23,7 +23,8 @@ from evidence.config import Settings
 from evidence.context import Context
 from evidence.ledger.models import LedgerEntry
 from evidence.storage import DEFAULT_PART_SIZE, original_key
-from tests.conftest import make_settings, sqlite_only
+from tests.conftest import sqlite_only
+from tests.fixtures.databases import make_settings
 from tests.fixtures.faults import small_disk
 from tests.fixtures.media import Clip as ClipFile
 from tests.fixtures.store_faults import (

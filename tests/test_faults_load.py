@@ -16,7 +16,7 @@ import pytest
 from evidence.accounts.service import create_device
 from evidence.config import Settings
 from evidence.context import Context
-from tests.conftest import make_settings
+from tests.fixtures.databases import make_settings
 from tests.fixtures.store_faults import (
     assert_nothing_lost,
     camera_folder,

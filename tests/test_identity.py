@@ -42,8 +42,8 @@ from evidence.errors import (
     NotAuthenticated,
     TooManyAttempts,
 )
-from tests.conftest import make_settings
 from tests.fixtures.api import running_api
+from tests.fixtures.databases import make_settings
 from tests.fixtures.services import free_port, wait_until
 
 PASSWORD = "correct horse battery staple"

@@ -31,7 +31,7 @@ from tests.fixtures.media import Clip as ClipFile
 def backend_ctx(request: pytest.FixtureRequest, tmp_path: Path, sqlite_url: str) -> Context:
     """The same ingest on both object stores (the database is not what is tested here)."""
     if request.param == "local":
-        from tests.conftest import make_settings
+        from tests.fixtures.databases import make_settings
 
         return Context(make_settings(tmp_path, sqlite_url))
     server = request.getfixturevalue("s3_server")

@@ -71,7 +71,7 @@ def test_every_proof_verifies_against_signed_roots(ctx: Context) -> None:
 
 
 def test_proofs_cost_a_constant_number_of_queries(sqlite_url: str, tmp_path) -> None:
-    from tests.conftest import make_settings
+    from tests.fixtures.databases import make_settings
 
     ctx = Context(make_settings(tmp_path, sqlite_url))
     ledger = ctx.ledger

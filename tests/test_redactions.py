@@ -26,8 +26,8 @@ from evidence.context import Context
 from evidence.errors import InvalidInput
 from evidence.migrate import upgrade
 from evidence.redactions import make_redaction
-from tests.conftest import make_settings
 from tests.fixtures.api import running_api
+from tests.fixtures.databases import make_settings
 from tests.fixtures.ingest import ingest_file
 from tests.fixtures.people import Force, make_force
 

@@ -35,8 +35,8 @@ from evidence.retention.models import Disposal
 from evidence.storage import original_key
 from evidence.verify.ledger import DatabaseSource, verify_ledger
 from evidence.verify.report import Report
-from tests.conftest import make_settings
 from tests.fixtures.api import running_api
+from tests.fixtures.databases import make_settings
 from tests.fixtures.ingest import distinct_copy, ingest_file
 from tests.fixtures.people import make_force
 

@@ -10,29 +10,30 @@ import json
 import httpx
 import pytest
 
-from evidence.accounts.service import create_device
 from evidence.context import Context
-from evidence.ingest.service import process_upload
 from tests.conftest import sqlite_only
-from tests.fixtures.api import running_api
-from tests.fixtures.ingest import Dock
 from tests.fixtures.media import SIDECAR
 from tests.fixtures.people import PASSWORD, Force, approve_pending, make_force
+from tests.fixtures.worlds import WorldCache, dock_clips
 
 
 @pytest.fixture
-def force(ctx: Context, clip_with_sidecar, clip_mov):
-    """Two clips: one recorded by PC1234 (sidecar), one with no officer."""
-    key = create_device(ctx.ledger, "dock-1").key
-    with running_api(ctx.settings) as url:
-        http = httpx.Client(base_url=url, timeout=30)
-        dock = Dock(http, key)
-        ids = {}
-        for name, clip in (("own", clip_with_sidecar), ("other", clip_mov)):
-            done = dock.dock(clip)
-            process_upload(ctx, done["id"])
-            ids[name] = done["clip_id"]
-        yield make_force(ctx, http), ids, ctx
+def force(
+    request: pytest.FixtureRequest,
+    worlds: WorldCache,
+    database_url: str,
+    clip_with_sidecar,
+    clip_mov,
+):
+    """Two clips: one recorded by PC1234 (sidecar), one with no officer; the force signed in."""
+
+    def build(ctx: Context, http: httpx.Client) -> dict[str, str]:
+        ids = dock_clips(ctx, http, {"own": clip_with_sidecar, "other": clip_mov})
+        make_force(ctx, http)
+        return ids
+
+    with worlds.copy(request, "two-clips", database_url, build) as (ctx, f, ids):
+        yield f, ids, ctx
 
 
 def entries(ctx: Context, type_: str) -> list[dict]:

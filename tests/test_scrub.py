@@ -35,8 +35,8 @@ from evidence.context import Context
 from evidence.retention.models import Disposal, ScrubCursor
 from evidence.scrub import MB, Throttle, scrub, sums_lines
 from evidence.storage import original_key
-from tests.conftest import make_settings
 from tests.fixtures.api import running_api
+from tests.fixtures.databases import make_settings
 from tests.fixtures.people import login
 
 T0 = dt.datetime(2026, 11, 26, 3, 0, tzinfo=dt.UTC)

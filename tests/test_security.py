@@ -63,8 +63,8 @@ from evidence.context import Context
 from evidence.errors import InvalidInput
 from evidence.ingest.service import process_upload
 from evidence.migrate import upgrade
-from tests.conftest import make_settings
 from tests.fixtures.api import running_api
+from tests.fixtures.databases import make_settings
 from tests.fixtures.ingest import Dock
 from tests.fixtures.people import PASSWORD, ROLES, Force, approve_pending, make_force
 

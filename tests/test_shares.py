@@ -6,41 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-import httpx
-import pytest
-
 from evidence import clock
-from evidence.accounts.service import create_device
 from evidence.context import Context
-from evidence.ingest.service import process_upload
-from tests.fixtures.api import running_api
-from tests.fixtures.ingest import Dock
-from tests.fixtures.people import make_force
-
-
-@pytest.fixture
-def shared_world(ctx: Context, clip_with_sidecar, clip_mov):
-    key = create_device(ctx.ledger, "dock-1").key
-    with running_api(ctx.settings) as url:
-        http = httpx.Client(base_url=url, timeout=30)
-        dock = Dock(http, key)
-        clip_ids = []
-        for clip in (clip_with_sidecar, clip_mov):
-            done = dock.dock(clip)
-            process_upload(ctx, done["id"])
-            clip_ids.append(done["clip_id"])
-        f = make_force(ctx, http)
-        case = http.post(
-            "/api/v1/cases",
-            headers=f.as_("eo_brown"),
-            json={"title": "R v Doe", "reference": "URN 01"},
-        ).json()
-        http.post(
-            f"/api/v1/cases/{case['id']}/items",
-            headers=f.as_("eo_brown"),
-            json={"clip_ids": clip_ids[:1]},
-        )
-        yield f, ctx, case["id"], clip_ids
+from tests.fixtures.bundles import share
 
 
 def cps_sees(f, case_id: str) -> tuple[int, set[str]]:
@@ -53,15 +21,6 @@ def cps_sees(f, case_id: str) -> tuple[int, set[str]]:
 
 def ledger_types(ctx: Context) -> list[dict]:
     return [json.loads(e) for _, e in ctx.ledger.entries(0, ctx.ledger.size())]
-
-
-def share(f, case_id: str, user: str = "cps_green", days: float = 7, who: str = "eo_brown"):
-    expires = (clock.now() + dt.timedelta(days=days)).isoformat()
-    return f.http.post(
-        f"/api/v1/cases/{case_id}/shares",
-        headers=f.as_(who),
-        json={"username": user, "expires_at": expires},
-    )
 
 
 def test_cps_sees_only_the_shared_case_until_it_expires(shared_world) -> None:

@@ -22,7 +22,7 @@ from evidence.timestamps import (
     token_for,
     verify_token,
 )
-from tests.conftest import make_settings
+from tests.fixtures.databases import make_settings
 from tests.fixtures.tsa import TSA, TSAs
 
 

@@ -27,7 +27,6 @@ from evidence.context import Context
 from evidence.errors import NotAuthenticated
 from evidence.ingest.service import process_upload
 from evidence.migrate import upgrade
-from tests.conftest import make_settings
 from tests.fixtures.api import running_api
 from tests.fixtures.browser import (
     PHONE,
@@ -36,6 +35,7 @@ from tests.fixtures.browser import (
     screenshot,
     sign_in,
 )
+from tests.fixtures.databases import make_settings
 from tests.fixtures.ingest import Dock
 from tests.fixtures.people import PASSWORD, make_force
 

@@ -25,8 +25,8 @@ from evidence.config import Settings
 from evidence.context import Context
 from evidence.errors import InvalidInput, NotAuthenticated
 from evidence.migrate import upgrade
-from tests.conftest import make_settings
 from tests.fixtures.api import running_api
+from tests.fixtures.databases import make_settings
 from tests.fixtures.idp import API_AUDIENCE, CLIENT_ID, OidcProvider, s256, start_idp, stop_idp
 
 try:

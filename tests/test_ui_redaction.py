@@ -13,9 +13,9 @@ import pytest
 from evidence.context import Context
 from evidence.migrate import upgrade
 from evidence.redactions import make_redaction
-from tests.conftest import make_settings
 from tests.fixtures.api import running_api
 from tests.fixtures.browser import sign_in
+from tests.fixtures.databases import make_settings
 from tests.fixtures.ingest import ingest_file
 from tests.fixtures.people import make_force
 

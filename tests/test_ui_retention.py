@@ -21,9 +21,9 @@ from evidence.clips.service import set_category
 from evidence.context import Context
 from evidence.migrate import upgrade
 from evidence.retention import service as retention
-from tests.conftest import make_settings
 from tests.fixtures.api import running_api
 from tests.fixtures.browser import sign_in
+from tests.fixtures.databases import make_settings
 from tests.fixtures.ingest import distinct_copy, ingest_file
 from tests.fixtures.people import make_force
 
