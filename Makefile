@@ -1,10 +1,10 @@
-# The two commands: `make run` (embedded profile) and `make test` (everything).
+# The two commands: `make run` (embedded profile) and `make test` (everything, lint first).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fault test-fast venv system-deps bench clean dock-wheel
+.PHONY: run lint test test-fault test-fast venv system-deps bench clean dock-wheel
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,17 @@ run: $(STAMP)
 system-deps:
 	bash scripts/system-deps.sh
 
+# Style (ruff) and the layer contracts (import-linter, [tool.importlinter] in pyproject.toml:
+# the core imports neither api nor workers, the dock agent stands alone, the offline verifier
+# needs no database or web code). All three run, then the target fails if any failed.
+# `make test` and `make test-fast` run it first, so CI does.
+lint: $(STAMP)
+	@rc=0; \
+	$(BIN)/ruff check . || rc=1; \
+	$(BIN)/ruff format --check . || rc=1; \
+	$(BIN)/lint-imports || rc=1; \
+	exit $$rc
+
 # pytest exits 5 when it collected no tests: that is a failure here, never a pass.
 PYTEST := $(BIN)/python -m pytest
 FAULT_LOG := .pytest-fault.log
@@ -28,7 +39,7 @@ FAULT_LOG := .pytest-fault.log
 # mostly waiting) runs beside the main suite, in a pytest of its own with its own servers,
 # so `make test` takes about as long as the longer of the two. Its output is printed after
 # the main suite's; the target fails if either fails (or collects nothing).
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps lint
 	@rm -f $(FAULT_LOG); \
 	$(PYTEST) -m fault -p no:cacheprovider > $(FAULT_LOG) 2>&1 & fault=$$!; \
 	trap 'kill $$fault 2>/dev/null' INT TERM; \
@@ -48,7 +59,7 @@ test-fault: $(STAMP) system-deps
 	exit $$rc
 
 # For developers: no fault suite, no browser (UI) and no S3 tests; stops at the first failure.
-test-fast: $(STAMP)
+test-fast: $(STAMP) lint
 	$(PYTEST) -x -m "not fault and not s3" -k "not s3" --ignore-glob='tests/test_ui*.py'; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
 	exit $$rc

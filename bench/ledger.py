@@ -46,7 +46,8 @@ from evidence.ledger.entries import canonical  # noqa: E402
 from evidence.ledger.note import NoteSigner  # noqa: E402
 from evidence.ledger.service import Ledger  # noqa: E402
 from evidence.migrate import upgrade  # noqa: E402
-from evidence.verify.ledger import DatabaseSource, verify_ledger  # noqa: E402
+from evidence.verify.ledger import verify_ledger  # noqa: E402
+from evidence.verify.ledger_db import DatabaseSource  # noqa: E402
 from evidence.verify.report import Report  # noqa: E402
 
 try:

@@ -593,7 +593,8 @@ def verify_ledger_cmd(
     """Recompute every leaf, the chain and the root; check signatures and consistency."""
     import httpx
 
-    from evidence.verify.ledger import ApiSource, DatabaseSource, verify_ledger
+    from evidence.verify.ledger import ApiSource, verify_ledger
+    from evidence.verify.ledger_db import DatabaseSource
     from evidence.verify.report import Report
 
     if (api is None) == (db is None):

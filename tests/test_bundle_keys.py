@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner
 
-from evidence.bundles import keys
+from evidence.bundles import keys, layout
 from evidence.bundles import manifest as mf
 from evidence.bundles.service import build_bundle
 from evidence.cli import app
@@ -71,7 +71,7 @@ def test_the_published_key_is_the_one_bundles_carry(bundled, tmp_path: Path) -> 
     assert anonymous.status_code == 200 and anonymous.headers["content-type"].startswith(
         "text/plain"
     )
-    carried = read_all(path)[mf.SIGNING_KEY].decode()
+    carried = read_all(path)[layout.SIGNING_KEY].decode()
     assert anonymous.text == carried
     listed = f.http.get("/api/v1/bundles/keys").json()["keys"]
     assert len(listed) == 1 and listed[0]["public_pem"] == carried
@@ -113,7 +113,7 @@ def test_rotation_keeps_older_bundles_verifiable_against_the_key_of_their_time(
     )
 
     second = new_bundle(f, ctx, case_id, tmp_path / "second.zip")
-    assert read_all(second)[mf.SIGNING_KEY].decode() == current
+    assert read_all(second)[layout.SIGNING_KEY].decode() == current
 
     served = tmp_path / "keys.json"
     served.write_text(f.http.get("/api/v1/bundles/keys").text)
@@ -139,9 +139,9 @@ def test_rotation_keeps_older_bundles_verifiable_against_the_key_of_their_time(
     members = read_all(second)
     old_key = serialization.load_pem_private_key(retired[0].read_bytes(), None)
     pem = old["public_pem"].encode()
-    m = json.loads(members[mf.MANIFEST])
+    m = json.loads(members[layout.MANIFEST])
     for entry in m["files"]:
-        if entry["path"] == mf.SIGNING_KEY:
+        if entry["path"] == layout.SIGNING_KEY:
             entry.update(sha256=hashlib.sha256(pem).hexdigest(), size=len(pem))
     manifest = mf.render_manifest(m)
     late = rewrite(
@@ -149,7 +149,11 @@ def test_rotation_keeps_older_bundles_verifiable_against_the_key_of_their_time(
         tmp_path / "late.zip",
         with_sums(
             members,
-            {mf.SIGNING_KEY: pem, mf.MANIFEST: manifest, mf.SIGNATURE: old_key.sign(manifest)},
+            {
+                layout.SIGNING_KEY: pem,
+                layout.MANIFEST: manifest,
+                layout.SIGNATURE: old_key.sign(manifest),
+            },
         ),
     )
     code, out = verify(late, *ledger, "--bundle-key", str(served))
@@ -224,13 +228,15 @@ def test_a_manifest_creation_time_must_fall_within_the_key_period(bundled, tmp_p
         ),
         (key["valid_from"], f"PASS  bundle key validity: made {key['valid_from']}, within"),
     ):
-        m = json.loads(members[mf.MANIFEST])
+        m = json.loads(members[layout.MANIFEST])
         m["created_at"] = created
         manifest = mf.render_manifest(m)
         dated = rewrite(
             path,
             tmp_path / "dated.zip",
-            with_sums(members, {mf.MANIFEST: manifest, mf.SIGNATURE: signer.sign(manifest)}),
+            with_sums(
+                members, {layout.MANIFEST: manifest, layout.SIGNATURE: signer.sign(manifest)}
+            ),
         )
         code, out = verify(dated, "--key", ctx.ledger.verifier_key, "--bundle-key", str(served))
         assert verdict in out and (code == 0) == verdict.startswith("PASS"), out

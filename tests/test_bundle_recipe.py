@@ -9,7 +9,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from evidence.bundles import manifest as mf
+from evidence.bundles import layout
 from tests.fixtures.bundles import unzip
 
 # No project code: the system's tools only, and no PYTHONPATH.
@@ -55,7 +55,7 @@ def test_every_command_of_verify_txt_passes_with_standard_tools(bundled, tmp_pat
     cut = (folder / "checkpoint.body").read_text()
     assert cut == ctx.ledger.checkpoint_covering(int(cut.split("\n")[1])).split("\n\n")[0] + "\n"
     proofs = outputs["python3 verify_proofs.py"].splitlines()
-    entries = (folder / mf.ENTRIES).read_text().splitlines()
+    entries = (folder / layout.ENTRIES).read_text().splitlines()
     assert len(proofs) == len(entries) + 1 and all(p.startswith("OK") for p in proofs)
     assert proofs[-1].startswith(f"OK: all {len(entries)} entries are included")
 
@@ -66,22 +66,22 @@ def test_the_recipe_catches_a_changed_entry_and_a_changed_checkpoint(
     _, _, _, _, path = bundled
     folder = unzip(path, tmp_path / "bundle")
     commands = recipe(folder)
-    entries = (folder / mf.ENTRIES).read_text().splitlines()
+    entries = (folder / layout.ENTRIES).read_text().splitlines()
     row = json.loads(entries[1])
     entry = json.loads(base64.b64decode(row["entry"]))
     entry["actor"] = "user:someone_else"  # a rewritten history, its old proof kept
     row["entry"] = base64.b64encode(json.dumps(entry).encode()).decode()
     entries[1] = json.dumps(row, sort_keys=True)
-    (folder / mf.ENTRIES).write_text("\n".join(entries) + "\n")
+    (folder / layout.ENTRIES).write_text("\n".join(entries) + "\n")
     done = run("python3 verify_proofs.py", folder)
     assert done.returncode == 1, done.stdout
     assert f"FAIL  entry {row['index']}: its proof leads to another root" in done.stdout
     assert done.stdout.splitlines()[-1].startswith("FAILED: 1 of ")
 
     # A checkpoint claiming another size no longer carries the ledger key's signature.
-    note = (folder / mf.CHECKPOINT).read_text().split("\n")
+    note = (folder / layout.CHECKPOINT).read_text().split("\n")
     note[1] = str(int(note[1]) + 1)
-    (folder / mf.CHECKPOINT).write_text("\n".join(note))
+    (folder / layout.CHECKPOINT).write_text("\n".join(note))
     results = {c: run(c, folder) for c in commands if "checkpoint" in c or "ledger-key" in c}
     check = results[
         "openssl pkeyutl -verify -pubin -inkey ledger-key.pem -rawin -in checkpoint.body "

@@ -14,6 +14,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
+from evidence.bundles import layout
 from evidence.bundles import manifest as mf
 from evidence.bundles.keys import public_pem
 from evidence.bundles.models import Bundle, BundleState
@@ -32,6 +33,7 @@ from tests.fixtures.bundles import (
     verify,
     with_sums,
 )
+from tests.test_verify_offline import verify_alone
 
 
 def test_cps_downloads_a_bundle_that_verifies_with_and_without_our_code(
@@ -44,7 +46,7 @@ def test_cps_downloads_a_bundle_that_verifies_with_and_without_our_code(
     assert "NOTE  no RFC 3161 timestamp token" in out  # no TSA configured in this test
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
-        m = json.loads(zf.read(mf.MANIFEST))
+        m = json.loads(zf.read(layout.MANIFEST))
         for info in zf.infolist():
             if info.filename.startswith("media/"):
                 assert info.compress_type == zipfile.ZIP_STORED, info.filename
@@ -53,13 +55,13 @@ def test_cps_downloads_a_bundle_that_verifies_with_and_without_our_code(
         html = zf.read("statement/continuity.html").decode()
         verify_txt = zf.read("VERIFY.txt").decode()
     for fixed in (
-        mf.MANIFEST,
-        mf.SIGNATURE,
-        mf.SIGNING_KEY,
-        mf.SUMS,
-        mf.CHECKPOINT,
-        mf.LEDGER_KEY,
-        mf.ENTRIES,
+        layout.MANIFEST,
+        layout.SIGNATURE,
+        layout.SIGNING_KEY,
+        layout.SUMS,
+        layout.CHECKPOINT,
+        layout.LEDGER_KEY,
+        layout.ENTRIES,
         "statement/continuity.html",
         "VERIFY.txt",
     ):
@@ -135,7 +137,7 @@ def test_the_continuity_statement_reads_as_a_statement_a_court_accepts(
     where = unzip(path, tmp_path / "unzipped")
     pdf = where / "statement" / "continuity.pdf"
     html = (where / "statement" / "continuity.html").read_text()
-    m = json.loads((where / mf.MANIFEST).read_text())
+    m = json.loads((where / layout.MANIFEST).read_text())
 
     def run(*cmd: str) -> str:
         return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -222,7 +224,7 @@ def test_rebuilding_gives_the_same_bytes(bundled, tmp_path: Path) -> None:
         for chunk in ctx.store.open(f"bundles/{bundle_id}.zip"):
             out.write(chunk)
     with zipfile.ZipFile(path) as a, zipfile.ZipFile(again) as b2:
-        assert a.read(mf.MANIFEST) == b2.read(mf.MANIFEST)
+        assert a.read(layout.MANIFEST) == b2.read(layout.MANIFEST)
     with ctx.db.session() as s:
         assert s.get(Bundle, bundle_id).sha256 == first_sha, "the whole ZIP is reproducible"
 
@@ -242,9 +244,9 @@ def failed(out: str) -> list[str]:
 def test_tampering_is_caught_and_named(bundled, tmp_path: Path) -> None:
     _, ctx, _, _, path = bundled
     members = read_all(path)
-    m = json.loads(members[mf.MANIFEST])
+    m = json.loads(members[layout.MANIFEST])
     ex1, ex2 = m["exhibits"]
-    lines = members[mf.ENTRIES].decode().splitlines()
+    lines = members[layout.ENTRIES].decode().splitlines()
     row = next(json.loads(line) for line in lines if json.loads(line)["hashes"])
     row_tampered = dict(
         row,
@@ -260,7 +262,7 @@ def test_tampering_is_caught_and_named(bundled, tmp_path: Path) -> None:
         ).encode()
         + b"\n"
     )
-    cp = members[mf.CHECKPOINT].decode().split("\n")
+    cp = members[layout.CHECKPOINT].decode().split("\n")
     cp[1] = str(int(cp[1]) + 1)  # claim a bigger tree
     other = NoteSigner.generate(ctx.settings.ledger_origin)
     cases: dict[str, tuple[dict[str, bytes | None], list[str]]] = {
@@ -270,14 +272,17 @@ def test_tampering_is_caught_and_named(bundled, tmp_path: Path) -> None:
         ),
         "manifest byte": (
             {
-                mf.MANIFEST: members[mf.MANIFEST].replace(
+                layout.MANIFEST: members[layout.MANIFEST].replace(
                     b'"exhibit_ref": "', b'"exhibit_ref": "X', 1
                 )
             },
-            ["manifest signature", f"SHA256SUMS {mf.MANIFEST}"],
+            ["manifest signature", f"SHA256SUMS {layout.MANIFEST}"],
         ),
-        "proof hash": ({mf.ENTRIES: entries_tampered}, [f"inclusion ledger entry {row['index']}"]),
-        "checkpoint": ({mf.CHECKPOINT: "\n".join(cp).encode()}, ["checkpoint signature"]),
+        "proof hash": (
+            {layout.ENTRIES: entries_tampered},
+            [f"inclusion ledger entry {row['index']}"],
+        ),
+        "checkpoint": ({layout.CHECKPOINT: "\n".join(cp).encode()}, ["checkpoint signature"]),
         "exhibit removed": (
             {ex2["file"]: None},
             [f"SHA256SUMS {ex2['file']}", f"exhibit {ex2['exhibit_ref']} media"],
@@ -290,11 +295,11 @@ def test_tampering_is_caught_and_named(bundled, tmp_path: Path) -> None:
         # own file list names the key file, and the pinned force key does not match.
         "signing key replaced": (
             _resigned(members, m, rewrite_manifest=False),
-            [f"manifest file {mf.SIGNING_KEY}", "bundle signing key pinned"],
+            [f"manifest file {layout.SIGNING_KEY}", "bundle signing key pinned"],
         ),
         # Another ledger key: the checkpoint (signed by the real key) no longer verifies.
         "ledger key replaced": (
-            with_sums(members, {mf.LEDGER_KEY: (other.verifier_key() + "\n").encode()}),
+            with_sums(members, {layout.LEDGER_KEY: (other.verifier_key() + "\n").encode()}),
             ["checkpoint signature"],
         ),
     }
@@ -347,14 +352,18 @@ def _resigned(
     """Sign with a key of the forger's own; optionally fix manifest.json's file list too."""
     key = Ed25519PrivateKey.generate()
     pem = public_pem(key.public_key())
-    manifest = members[mf.MANIFEST]
+    manifest = members[layout.MANIFEST]
     if rewrite_manifest:
         m = json.loads(manifest)
         for f in m["files"]:
-            if f["path"] == mf.SIGNING_KEY:
+            if f["path"] == layout.SIGNING_KEY:
                 f.update(sha256=hashlib.sha256(pem).hexdigest(), size=len(pem))
         manifest = mf.render_manifest(m)
-    changes = {mf.SIGNING_KEY: pem, mf.MANIFEST: manifest, mf.SIGNATURE: key.sign(manifest)}
+    changes = {
+        layout.SIGNING_KEY: pem,
+        layout.MANIFEST: manifest,
+        layout.SIGNATURE: key.sign(manifest),
+    }
     return with_sums(members, changes)
 
 
@@ -370,7 +379,7 @@ def test_a_fully_resigned_bundle_is_caught_only_by_the_pinned_bundle_key(
     forged = rewrite(
         path,
         tmp_path / "forged.zip",
-        _resigned(members, json.loads(members[mf.MANIFEST]), rewrite_manifest=True),
+        _resigned(members, json.loads(members[layout.MANIFEST]), rewrite_manifest=True),
     )
     code, out = verify(forged, "--key", ctx.ledger.verifier_key)
     assert code == 0, out
@@ -385,7 +394,7 @@ def test_a_replaced_ledger_key_is_caught_by_the_pin(bundled, tmp_path: Path) -> 
     members = read_all(path)
     other = NoteSigner.generate(ctx.settings.ledger_origin).verifier_key()
     bad = rewrite(
-        path, tmp_path / "k.zip", with_sums(members, {mf.LEDGER_KEY: (other + "\n").encode()})
+        path, tmp_path / "k.zip", with_sums(members, {layout.LEDGER_KEY: (other + "\n").encode()})
     )
     code, out = verify(bad, "--key", ctx.ledger.verifier_key)
     assert code != 0 and any("ledger key pinned" in line for line in failed(out)), out
@@ -398,7 +407,7 @@ def test_the_live_log_only_grew_since_the_bundle(bundled, tmp_path: Path) -> Non
     f, ctx, _, _, path = bundled
     saved = tmp_path / "checkpoint.txt"
     with zipfile.ZipFile(path) as zf:
-        saved.write_bytes(zf.read(mf.CHECKPOINT))
+        saved.write_bytes(zf.read(layout.CHECKPOINT))
     size_then = int(saved.read_text().split("\n")[1])
     assert ctx.ledger.size() > size_then, "downloads and the export came after the pin"
     with running_api(ctx.settings) as url:
@@ -453,18 +462,27 @@ def test_a_bundle_carries_the_checkpoint_timestamp(bundled, tsa, tmp_path: Path)
     )
     code, out = verify(path, *pins(ctx), "--tsa-ca", str(tsa.good.ca_pem))
     assert code == 0 and "PASS  timestamp token" in out, out
+    # The same with nothing of the store but the verifier's own modules (a court expert's copy).
+    lines = verify_alone(
+        path,
+        tmp_path / "court",
+        key=ctx.ledger.verifier_key,
+        bundle_key=ctx.settings.secrets_dir() / "bundle.pub.pem",
+        tsa_ca=tsa.good.ca_pem,
+    )
+    assert lines == [line for line in out.splitlines() if line.startswith(("PASS", "FAIL"))]
     # Without --tsa-ca the bundled CA is used, and the report says where the root came from.
     code, out = verify(path, *pins(ctx))
     assert code == 0 and "PASS  timestamp token" in out, out
-    assert f"NOTE  the TSA root came from the bundle ({mf.TSA_CA})" in out, out
+    assert f"NOTE  the TSA root came from the bundle ({layout.TSA_CA})" in out, out
     # An independently obtained root that did not issue the TSA's certificate: refused.
     code, out = verify(path, *pins(ctx), "--tsa-ca", str(tsa.other_ca_pem))
     assert code != 0 and any("timestamp token" in line for line in failed(out)), out
     where = unzip(path, tmp_path / "stamped")
-    assert (where / mf.TSA_CA).read_bytes() == tsa.good.ca_pem.read_bytes()
+    assert (where / layout.TSA_CA).read_bytes() == tsa.good.ca_pem.read_bytes()
     with zipfile.ZipFile(path) as zf:
-        listed = {f["path"] for f in json.loads(zf.read(mf.MANIFEST))["files"]}
-        assert mf.TSA_CA in listed and f"  {mf.TSA_CA}\n" in zf.read(mf.SUMS).decode()
+        listed = {f["path"] for f in json.loads(zf.read(layout.MANIFEST))["files"]}
+        assert layout.TSA_CA in listed and f"  {layout.TSA_CA}\n" in zf.read(layout.SUMS).decode()
     verify_txt = (where / "VERIFY.txt").read_text()
     cmd = (
         "openssl ts -verify -in ledger/checkpoint.tsr -data ledger/checkpoint.txt"
@@ -479,7 +497,9 @@ def test_a_bundle_carries_the_checkpoint_timestamp(bundled, tsa, tmp_path: Path)
     bad = rewrite(
         path,
         tmp_path / "tsr.zip",
-        with_sums(members, {mf.TOKEN: flip(members[mf.TOKEN], len(members[mf.TOKEN]) - 10)}),
+        with_sums(
+            members, {layout.TOKEN: flip(members[layout.TOKEN], len(members[layout.TOKEN]) - 10)}
+        ),
     )
     code, out = verify(bad, *pins(ctx), "--tsa-ca", str(tsa.good.ca_pem))
     assert code != 0 and any("timestamp token" in line for line in failed(out)), out
@@ -498,7 +518,7 @@ def _rebuild(ctx, bundle_id: str, into: Path) -> bytes:
         for chunk in ctx.store.open(f"bundles/{bundle_id}.zip"):
             out.write(chunk)
     with zipfile.ZipFile(into) as zf:
-        return zf.read(mf.MANIFEST)
+        return zf.read(layout.MANIFEST)
 
 
 @sqlite_only
@@ -510,7 +530,7 @@ def test_an_exhibit_ref_edited_after_the_request_leaves_the_bundle_as_it_was(
     refused."""
     f, ctx, case_id, bundle_id, path = bundled
     with zipfile.ZipFile(path) as zf:
-        first = zf.read(mf.MANIFEST)
+        first = zf.read(layout.MANIFEST)
     ex, other = json.loads(first)["exhibits"]
     eo = f.as_("eo_brown")
     url = f"/api/v1/cases/{case_id}/items/{{}}"
@@ -554,7 +574,7 @@ def test_an_exhibit_ref_edited_after_the_request_leaves_the_bundle_as_it_was(
         f.http.get(f"/api/v1/bundles/{new_id}/download", headers=eo, params=TAKE).content
     )
     with zipfile.ZipFile(newer) as zf:
-        m = json.loads(zf.read(mf.MANIFEST))
+        m = json.loads(zf.read(layout.MANIFEST))
     (edited,) = [e for e in m["exhibits"] if e["clip_id"] == ex["clip_id"]]
     assert edited["exhibit_ref"] == "JS/2" and edited["file"].startswith("media/JS-2/")
     assert verify(newer, *pins(ctx))[0] == 0

@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from evidence import media
+from evidence.bundles import layout
 from evidence.bundles import manifest as mf
 from evidence.bundles.service import build_bundle
 from evidence.cli import app as cli
@@ -359,7 +360,7 @@ def test_a_bundle_carries_redactions_when_asked_and_verifies(world: World) -> No
         assert build_bundle(world.ctx, bundle_id) == "ready"
         path = world.fetch(f"bundles/{bundle_id}.zip", f"bundle-{asked}.zip")
         with zipfile.ZipFile(path) as zf:
-            m = json.loads(zf.read(mf.MANIFEST))
+            m = json.loads(zf.read(layout.MANIFEST))
             names = zf.namelist()
             (ex,) = m["exhibits"]
             (red,) = [x for x in ex["derivatives"] if x["kind"] == world.kind]
@@ -367,7 +368,7 @@ def test_a_bundle_carries_redactions_when_asked_and_verifies(world: World) -> No
             if asked:
                 assert red["file"] == f"media/{mf.safe_ref(ex['exhibit_ref'])}/redaction-1.mp4"
                 assert hashlib.sha256(zf.read(red["file"])).hexdigest() == d.sha256 == red["sha256"]
-                assert f"{d.sha256}  {red['file']}\n" in zf.read(mf.SUMS).decode()
+                assert f"{d.sha256}  {red['file']}\n" in zf.read(layout.SUMS).decode()
                 assert not any(n.endswith("proxy.mp4") for n in names), "proxies were not asked for"
             else:
                 assert red["file"] is None and not any("redaction" in n for n in names)

@@ -33,7 +33,8 @@ from evidence.errors import (
 from evidence.retention import service as retention
 from evidence.retention.models import Disposal
 from evidence.storage import original_key
-from evidence.verify.ledger import DatabaseSource, verify_ledger
+from evidence.verify.ledger import verify_ledger
+from evidence.verify.ledger_db import DatabaseSource
 from evidence.verify.report import Report
 from tests.fixtures.api import running_api
 from tests.fixtures.databases import make_settings

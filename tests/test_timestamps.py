@@ -14,13 +14,13 @@ from sqlalchemy.exc import DBAPIError
 from evidence.context import Context
 from evidence.errors import TimestampInvalid, TimestampUnavailable
 from evidence.ledger.entries import parse
+from evidence.ledger.rfc3161 import verify_token
 from evidence.timestamps import (
     ENTRY_TYPE,
     request_timestamp,
     timestamp_checkpoint,
     timestamp_if_grown,
     token_for,
-    verify_token,
 )
 from tests.fixtures.databases import make_settings
 from tests.fixtures.tsa import TSA, TSAs

@@ -14,7 +14,8 @@ from evidence.accounts.service import create_user
 from evidence.cli import app
 from evidence.context import Context
 from evidence.ledger import merkle
-from evidence.verify.ledger import ApiSource, DatabaseSource, verify_ledger
+from evidence.verify.ledger import ApiSource, verify_ledger
+from evidence.verify.ledger_db import DatabaseSource
 from evidence.verify.report import Report
 from tests.fixtures.api import running_api
 from tests.fixtures.people import PASSWORD, login

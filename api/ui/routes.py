@@ -29,6 +29,7 @@ from evidence.bundles import service as bundles
 from evidence.cameras import service as cameras
 from evidence.cases import service as cases
 from evidence.clips import service as clips
+from evidence.clips.custody import check_custody
 from evidence.clips.service import SearchFilters
 from evidence.config import Settings
 from evidence.context import Context
@@ -43,7 +44,6 @@ from evidence.errors import (
 from evidence.ledger import catalogue
 from evidence.retention import service as retention
 from evidence.types import MAX_BIGINT
-from evidence.verify.custody import check_custody
 
 router = APIRouter(prefix="/ui", route_class=UIRoute, include_in_schema=False)
 

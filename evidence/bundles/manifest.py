@@ -18,6 +18,7 @@ from sqlalchemy import or_, select
 
 from evidence import clock
 from evidence.accounts.models import Device, User
+from evidence.bundles.layout import CHECKPOINT, ENTRIES, FORMAT, LEDGER_KEY
 from evidence.cameras.models import ClipName
 from evidence.cases.models import Case, CaseItem
 from evidence.clips.models import Clip, ClipState, Derivative
@@ -26,17 +27,6 @@ from evidence.errors import Disposed, NotFound
 from evidence.ledger import catalogue
 from evidence.ledger.note import NoteVerifier, open_checkpoint
 
-FORMAT = "evidence-store court bundle v1"
-MANIFEST = "manifest.json"
-SIGNATURE = "manifest.json.sig"
-SIGNING_KEY = "signing-key.pem"
-SUMS = "SHA256SUMS"
-CHECKPOINT = "ledger/checkpoint.txt"
-LEDGER_KEY = "ledger/key.txt"
-TOKEN = "ledger/checkpoint.tsr"
-TSA_CA = "ledger/tsa-ca.pem"  # the TSA's CA chain as configured; a court checks it independently
-ENTRIES = "ledger/entries.jsonl"
-PROOF_SCRIPT = "verify_proofs.py"  # standard-library checker of every inclusion proof (VERIFY.txt)
 # Entries that are someone looking at or taking footage: the continuity statement lists them
 # as accesses (everything else is custody: docking, verification, derivation, sharing).
 ACCESS_TYPES = catalogue.ACCESS

@@ -29,7 +29,7 @@ from evidence.access import (
     require_case_footage,
     visible_case,
 )
-from evidence.bundles import keys
+from evidence.bundles import keys, layout
 from evidence.bundles import manifest as mf
 from evidence.bundles.keys import load_or_create_bundle_key, public_pem
 from evidence.bundles.models import Bundle, BundleState
@@ -306,29 +306,29 @@ def write_zip(
     """Every member in a fixed order with fixed timestamps; media streamed, hashes checked."""
     statement_html, statement_pdf = render_statement(plan)
     small: dict[str, bytes] = {
-        mf.SIGNING_KEY: public_pem(key.public_key()),
-        mf.CHECKPOINT: plan.checkpoint.encode(),
-        mf.LEDGER_KEY: (plan.ledger_key + "\n").encode(),
-        mf.ENTRIES: mf.entries_jsonl(plan.entry_lines),
-        "statement/continuity.html": statement_html,
-        "statement/continuity.pdf": statement_pdf,
-        "VERIFY.txt": render_verify_txt(plan, token is not None, tsa_ca is not None),
-        mf.PROOF_SCRIPT: proof_script(),
+        layout.SIGNING_KEY: public_pem(key.public_key()),
+        layout.CHECKPOINT: plan.checkpoint.encode(),
+        layout.LEDGER_KEY: (plan.ledger_key + "\n").encode(),
+        layout.ENTRIES: mf.entries_jsonl(plan.entry_lines),
+        layout.STATEMENT_HTML: statement_html,
+        layout.STATEMENT_PDF: statement_pdf,
+        layout.VERIFY_TXT: render_verify_txt(plan, token is not None, tsa_ca is not None),
+        layout.PROOF_SCRIPT: proof_script(),
     }
     if token is not None:
-        small[mf.TOKEN] = token
+        small[layout.TOKEN] = token
         if tsa_ca is not None:
-            small[mf.TSA_CA] = tsa_ca
+            small[layout.TSA_CA] = tsa_ca
     files = [mf.file_entry(p, d) for p, d in small.items()]
     files += [{"path": m.path, "sha256": m.sha256, "size": m.size} for m in plan.media]
     plan.manifest["files"] = sorted(files, key=lambda e: e["path"])
     manifest = mf.render_manifest(plan.manifest)
-    plan.manifest_sha256 = mf.file_entry(mf.MANIFEST, manifest)["sha256"]
-    small[mf.MANIFEST] = manifest
-    small[mf.SIGNATURE] = key.sign(manifest)
+    plan.manifest_sha256 = mf.file_entry(layout.MANIFEST, manifest)["sha256"]
+    small[layout.MANIFEST] = manifest
+    small[layout.SIGNATURE] = key.sign(manifest)
     hashes = {p: mf.file_entry(p, d)["sha256"] for p, d in small.items()}
     hashes.update({m.path: m.sha256 for m in plan.media})
-    small[mf.SUMS] = mf.sha256sums(hashes)
+    small[layout.SUMS] = mf.sha256sums(hashes)
 
     store_total = sum(m.size for m in plan.media) or 1
     done = [0, -1]
@@ -341,7 +341,13 @@ def write_zip(
             on_progress(pct)
 
     with zipfile.ZipFile(f, "w", allowZip64=True) as zf:
-        for name in (mf.MANIFEST, mf.SIGNATURE, mf.SIGNING_KEY, mf.SUMS, "VERIFY.txt"):
+        for name in (
+            layout.MANIFEST,
+            layout.SIGNATURE,
+            layout.SIGNING_KEY,
+            layout.SUMS,
+            layout.VERIFY_TXT,
+        ):
             add_bytes(zf, name, small.pop(name))
         for name in sorted(small):
             add_bytes(zf, name, small[name])

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from evidence.bundles.manifest import ACCESS_TYPES, TSA_CA, Plan
+from evidence.bundles.layout import TSA_CA
+from evidence.bundles.manifest import ACCESS_TYPES, Plan
 from evidence.ledger import catalogue
 
 UK = ZoneInfo("Europe/London")

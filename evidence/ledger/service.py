@@ -10,7 +10,6 @@ records commit together or not at all.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from evidence import clock
 from evidence.db import Database
 from evidence.errors import LedgerError, NotFound, ProofError
 from evidence.ledger import merkle
+from evidence.ledger.chain import ZERO_CHAIN, chain_hash
 from evidence.ledger.entries import SubjectIds, canonical, make_entry, refs_of
 from evidence.ledger.models import Checkpoint, LedgerEntry, LedgerNode, LedgerRef
 from evidence.ledger.note import Checkpoint as CheckpointBody
@@ -29,12 +29,6 @@ from evidence.ledger.note import NoteSigner, sign_checkpoint
 
 # Any constant works; it only has to be the same for every writer of this database.
 _SEQUENCER_LOCK = 0x65766964656E6365 & 0x7FFFFFFFFFFFFFFF
-ZERO_CHAIN = bytes(32)
-
-
-def chain_hash(previous: bytes, leaf: bytes) -> bytes:
-    """chain[i] = SHA-256(chain[i-1] || leaf[i]), with chain[-1] = 32 zero bytes."""
-    return hashlib.sha256(previous + leaf).digest()
 
 
 @dataclass(frozen=True)

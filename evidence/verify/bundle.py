@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from evidence.bundles import manifest as mf
+from evidence.bundles import layout
 from evidence.errors import EvidenceError
 from evidence.ledger import merkle
 from evidence.ledger.note import Checkpoint, NoteVerifier, open_checkpoint
@@ -102,7 +102,7 @@ def _hash_members(zf: zipfile.ZipFile, report: Report) -> dict[str, tuple[str, i
 
 
 def _check_sums(zf: zipfile.ZipFile, hashes: dict[str, tuple[str, int]], report: Report) -> None:
-    text = _read(zf, mf.SUMS)
+    text = _read(zf, layout.SUMS)
     if text is None:
         report.add("SHA256SUMS", False, "missing")
         return
@@ -120,7 +120,7 @@ def _check_sums(zf: zipfile.ZipFile, hashes: dict[str, tuple[str, int]], report:
             report.add(
                 f"SHA256SUMS {name}", False, f"hashes to {hashes[name][0]}, listed as {digest}"
             )
-    unlisted = sorted(set(hashes) - set(listed) - {mf.SUMS})
+    unlisted = sorted(set(hashes) - set(listed) - {layout.SUMS})
     for name in unlisted:
         report.add(f"SHA256SUMS {name}", False, "in the bundle but not listed")
     bad = [c for c in report.checks if c.name.startswith("SHA256SUMS") and not c.ok]
@@ -195,11 +195,19 @@ def _key_id(pem: bytes) -> str:
 def _check_signature(
     zf: zipfile.ZipFile, report: Report, pinned_pem: bytes | None
 ) -> tuple[dict[str, Any] | None, PublishedKey | None]:
-    data, sig, pem = _read(zf, mf.MANIFEST), _read(zf, mf.SIGNATURE), _read(zf, mf.SIGNING_KEY)
+    data, sig, pem = (
+        _read(zf, layout.MANIFEST),
+        _read(zf, layout.SIGNATURE),
+        _read(zf, layout.SIGNING_KEY),
+    )
     if data is None or sig is None or pem is None:
         missing = [
             n
-            for n, v in ((mf.MANIFEST, data), (mf.SIGNATURE, sig), (mf.SIGNING_KEY, pem))
+            for n, v in (
+                (layout.MANIFEST, data),
+                (layout.SIGNATURE, sig),
+                (layout.SIGNING_KEY, pem),
+            )
             if v is None
         ]
         report.add("manifest signature", False, f"missing {', '.join(missing)}")
@@ -209,12 +217,12 @@ def _check_signature(
         if not isinstance(key, Ed25519PublicKey):
             raise ValueError("not an Ed25519 key")
         key.verify(sig, data)
-        report.add("manifest signature", True, f"{mf.MANIFEST} signed by {mf.SIGNING_KEY}")
+        report.add("manifest signature", True, f"{layout.MANIFEST} signed by {layout.SIGNING_KEY}")
     except (ValueError, InvalidSignature) as exc:
         report.add(
             "manifest signature",
             False,
-            f"{mf.SIGNATURE} does not verify with {mf.SIGNING_KEY} ({type(exc).__name__})",
+            f"{layout.SIGNATURE} does not verify with {layout.SIGNING_KEY} ({type(exc).__name__})",
         )
     matched = _match_pinned(pem, pinned_pem, report) if pinned_pem is not None else None
     if pinned_pem is None:
@@ -240,14 +248,14 @@ def _match_pinned(pem: bytes, pinned: bytes, report: Report) -> PublishedKey | N
     try:
         signer = _key_id(pem)
     except ValueError:
-        report.add("bundle signing key pinned", False, f"{mf.SIGNING_KEY} is not a public key")
+        report.add("bundle signing key pinned", False, f"{layout.SIGNING_KEY} is not a public key")
         return None
     found = next((k for k in keys if k.key_id == signer), None)
     if found is None:
         report.add(
             "bundle signing key pinned",
             False,
-            f"{mf.SIGNING_KEY} (key id {signer}) is NOT among the {len(keys)} pinned "
+            f"{layout.SIGNING_KEY} (key id {signer}) is NOT among the {len(keys)} pinned "
             "bundle key(s): not a key the force published, unless you pinned only some of "
             "them (pin the whole history, GET /api/v1/bundles/keys)",
         )
@@ -326,7 +334,7 @@ def _check_listed_files(
                 f"manifest says {f['sha256']} ({f['size']} bytes)",
             )
     listed = {f["path"] for f in manifest.get("files", [])}
-    for name in sorted(set(hashes) - listed - {mf.MANIFEST, mf.SIGNATURE, mf.SUMS}):
+    for name in sorted(set(hashes) - listed - {layout.MANIFEST, layout.SIGNATURE, layout.SUMS}):
         bad += 1
         report.add(f"manifest file {name}", False, "in the bundle but not in manifest.json")
     if not bad:
@@ -336,27 +344,29 @@ def _check_listed_files(
 def _check_checkpoint(
     zf: zipfile.ZipFile, manifest: dict[str, Any], report: Report, pinned: str | None
 ) -> Checkpoint | None:
-    vkey = (_read(zf, mf.LEDGER_KEY) or b"").decode(errors="replace").strip()
-    note = _read(zf, mf.CHECKPOINT)
+    vkey = (_read(zf, layout.LEDGER_KEY) or b"").decode(errors="replace").strip()
+    note = _read(zf, layout.CHECKPOINT)
     if pinned is not None:
         report.add(
             "ledger key pinned",
             vkey == pinned.strip(),
             "is the pinned key"
             if vkey == pinned.strip()
-            else f"{mf.LEDGER_KEY} is NOT the pinned ledger key",
+            else f"{layout.LEDGER_KEY} is NOT the pinned ledger key",
         )
     else:
         report.note("ledger key not pinned: pass --key with the force's published verifier key")
     if note is None or not vkey:
-        report.add("checkpoint signature", False, f"missing {mf.CHECKPOINT} or {mf.LEDGER_KEY}")
+        report.add(
+            "checkpoint signature", False, f"missing {layout.CHECKPOINT} or {layout.LEDGER_KEY}"
+        )
         return None
     try:
         cp = open_checkpoint(note, NoteVerifier.from_vkey(vkey))
     except EvidenceError as exc:
-        report.add("checkpoint signature", False, f"{mf.CHECKPOINT}: {exc}")
+        report.add("checkpoint signature", False, f"{layout.CHECKPOINT}: {exc}")
         return None
-    report.add("checkpoint signature", True, f"tree size {cp.size} signed by {mf.LEDGER_KEY}")
+    report.add("checkpoint signature", True, f"tree size {cp.size} signed by {layout.LEDGER_KEY}")
     led = manifest.get("ledger", {})
     same = (
         led.get("tree_size") == cp.size
@@ -375,9 +385,9 @@ def _check_entries(
 ) -> dict[int, dict[str, Any]]:
     """Each entry's inclusion proof against the checkpoint's root; returns the good ones."""
     good: dict[int, dict[str, Any]] = {}
-    data = _read(zf, mf.ENTRIES)
+    data = _read(zf, layout.ENTRIES)
     if data is None:
-        report.add("ledger entries", False, f"missing {mf.ENTRIES}")
+        report.add("ledger entries", False, f"missing {layout.ENTRIES}")
         return good
     failed = 0
     for n, line in enumerate(data.decode(errors="replace").splitlines(), 1):
@@ -391,7 +401,7 @@ def _check_entries(
         except (ValueError, KeyError, TypeError, EvidenceError) as exc:
             failed += 1
             what = f"ledger entry {row.get('index', '?')}" if isinstance(row, dict) else f"line {n}"
-            report.add(f"inclusion {what}", False, f"{mf.ENTRIES} line {n}: {exc}")
+            report.add(f"inclusion {what}", False, f"{layout.ENTRIES} line {n}: {exc}")
     if not failed:
         report.add(
             "ledger entries", True, f"{len(good)} entries included in checkpoint of size {cp.size}"
@@ -509,37 +519,40 @@ def _check_disposed(
 
 def _check_token(zf: zipfile.ZipFile, report: Report, tsa_ca_pem: bytes | None) -> None:
     """The checkpoint's RFC 3161 token, checked against the TSA root the caller trusts
-    (--tsa-ca), else against the CA shipped in the bundle, saying so."""
-    from evidence.timestamps import verify_token
+    (--tsa-ca), else against the CA shipped in the bundle, saying so. rfc3161-client is
+    imported here, only for a bundle that carries a token."""
+    from evidence.ledger.rfc3161 import verify_token
 
-    token = _read(zf, mf.TOKEN)
+    token = _read(zf, layout.TOKEN)
     if token is None:
         report.note("no RFC 3161 timestamp token in the bundle (no TSA was configured)")
         return
-    bundled = _read(zf, mf.TSA_CA)
+    bundled = _read(zf, layout.TSA_CA)
     if tsa_ca_pem is None and bundled is None:
         report.note(
-            f"{mf.TOKEN} present but NOT checked: pass --tsa-ca with the TSA's root certificate"
+            f"{layout.TOKEN} present but NOT checked: pass --tsa-ca with the TSA's root certificate"
         )
         return
     if tsa_ca_pem is None:
         report.note(
-            f"the TSA root came from the bundle ({mf.TSA_CA}), not from you: anyone who "
+            f"the TSA root came from the bundle ({layout.TSA_CA}), not from you: anyone who "
             "can change the bundle can replace it; pass --tsa-ca with the root the TSA "
             "operator publishes to check the token independently"
         )
     elif bundled is not None and bundled != tsa_ca_pem:
         report.note(
-            f"{mf.TSA_CA} differs from the root given with --tsa-ca (checked against yours)"
+            f"{layout.TSA_CA} differs from the root given with --tsa-ca (checked against yours)"
         )
     try:
-        info = verify_token(token, _read(zf, mf.CHECKPOINT) or b"", tsa_ca_pem or bundled or b"")
-        source = "--tsa-ca" if tsa_ca_pem is not None else mf.TSA_CA
+        info = verify_token(
+            token, _read(zf, layout.CHECKPOINT) or b"", tsa_ca_pem or bundled or b""
+        )
+        source = "--tsa-ca" if tsa_ca_pem is not None else layout.TSA_CA
         report.add(
             "timestamp token",
             True,
-            f"{mf.CHECKPOINT} existed by {info.gen_time.isoformat()} "
+            f"{layout.CHECKPOINT} existed by {info.gen_time.isoformat()} "
             f"({info.tsa_name}; root from {source})",
         )
     except EvidenceError as exc:
-        report.add("timestamp token", False, f"{mf.TOKEN}: {exc}")
+        report.add("timestamp token", False, f"{layout.TOKEN}: {exc}")

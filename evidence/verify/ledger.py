@@ -4,6 +4,11 @@ The source is either the HTTP API (what anyone outside can see) or the database 
 (what an auditor with access to a backup can see, including the stored leaf and chain
 columns). Either way the verifier trusts only the verifier key and, when given, a
 checkpoint the auditor saved earlier.
+
+Offline by construction: this module imports no database or web code. The API source
+imports httpx when it is opened; the database source lives apart, in
+evidence.verify.ledger_db (SQLAlchemy), imported only by whoever reads a database
+(tests/test_verify_offline.py, and the contracts in pyproject.toml's [tool.importlinter]).
 """
 
 from __future__ import annotations
@@ -11,16 +16,16 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
-
-import httpx
-from sqlalchemy import create_engine, text
+from typing import TYPE_CHECKING, Protocol
 
 from evidence.errors import EvidenceError, NotFound
 from evidence.ledger import merkle
+from evidence.ledger.chain import ZERO_CHAIN, chain_hash
 from evidence.ledger.note import Checkpoint, NoteVerifier, open_checkpoint
-from evidence.ledger.service import ZERO_CHAIN, chain_hash
 from evidence.verify.report import Report
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,8 @@ class ApiSource:
     PAGE = 1000
 
     def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0):
+        import httpx
+
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.description = base_url
         self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
@@ -105,77 +112,6 @@ class ApiSource:
     def consistency_proof(self, first: int, second: int) -> list[bytes]:
         body = self._get("proofs/consistency", first=first, second=second).json()
         return [base64.b64decode(h) for h in body["hashes"]]
-
-
-class DatabaseSource:
-    """Reads the tables directly, read-only, without the application's code paths."""
-
-    def __init__(self, url: str, verifier_key: str | None):
-        if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-        self.description = url.split("@")[-1]
-        self._engine = create_engine(url)
-        self._key = verifier_key
-
-    def verifier_key(self) -> str:
-        if not self._key:
-            raise EvidenceError("verifying a database needs the verifier key: pass --key")
-        return self._key
-
-    def latest_checkpoint(self) -> str:
-        return self._one("SELECT note FROM checkpoints ORDER BY tree_size DESC LIMIT 1", {})
-
-    def checkpoint_covering(self, size: int) -> str | None:
-        try:
-            return self._one(
-                "SELECT note FROM checkpoints WHERE tree_size >= :n ORDER BY tree_size LIMIT 1",
-                {"n": size},
-            )
-        except NotFound:
-            return None
-
-    def _one(self, sql: str, params: dict[str, int]) -> str:
-        with self._engine.connect() as conn:
-            note = conn.execute(text(sql), params).scalar()
-        if note is None:
-            raise NotFound("no signed checkpoint in the database")
-        return str(note)
-
-    def rows(self, end: int) -> Iterator[Row]:
-        sql = text(
-            "SELECT idx, entry, leaf_hash, chain_hash FROM ledger_entries "
-            "WHERE idx < :end ORDER BY idx"
-        )
-        with self._engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=5000).execute(
-                sql, {"end": end}
-            )
-            for idx, entry, leaf, chain in result:
-                yield Row(int(idx), bytes(entry), bytes(leaf), bytes(chain))
-
-    def consistency_proof(self, first: int, second: int) -> list[bytes]:
-        # The database holds the nodes; the proof is rebuilt from them like the API does.
-        ranges = merkle.consistency_proof_ranges(first, second)
-        wanted = merkle.nodes_needed(ranges)
-        nodes: dict[tuple[int, int], bytes] = {}
-        with self._engine.connect() as conn:
-            for level, pos in wanted:
-                if level == 0:
-                    h = conn.execute(
-                        text("SELECT leaf_hash FROM ledger_entries WHERE idx = :i"), {"i": pos}
-                    ).scalar()
-                else:
-                    h = conn.execute(
-                        text("SELECT hash FROM ledger_nodes WHERE level = :l AND position = :p"),
-                        {"l": level, "p": pos},
-                    ).scalar()
-                if h is None:
-                    raise NotFound(f"tree node ({level}, {pos}) is missing from the database")
-                nodes[(level, pos)] = bytes(h)
-        return merkle.build_proof(ranges, nodes)
-
-    def close(self) -> None:
-        self._engine.dispose()
 
 
 def verify_ledger(

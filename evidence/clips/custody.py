@@ -7,6 +7,9 @@ its RFC 9162 inclusion proof, fetched from the ledger service, must lead to the 
 the latest signed checkpoint, whose Ed25519 signature is checked first with the log's own
 verifier key. Nothing here trusts the browser; the page shows the result and the checkpoint
 it was checked against, so a reader can repeat the check offline (docs/ledger.md).
+
+An online check (it reads the store's ledger through a Context), so it lives beside the
+clips rather than in evidence.verify, whose modules run offline.
 """
 
 from __future__ import annotations
