@@ -33,7 +33,7 @@ from tests.fixtures.bundles import (
     verify,
     with_sums,
 )
-from tests.test_verify_offline import verify_alone
+from tests.fixtures.verifier import verify_alone
 
 
 def test_cps_downloads_a_bundle_that_verifies_with_and_without_our_code(
