@@ -63,6 +63,17 @@ def evidence(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.fixture(autouse=True)
+def _stop_gpg_agents(tmp_path: Path) -> Iterator[None]:
+    """gpg starts an agent per home directory that outlives the command; stop each one this
+    test started, so that no test leaves a process behind."""
+    yield
+    for home in tmp_path.rglob("gnupg"):
+        subprocess.run(
+            ["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, timeout=30
+        )
+
+
 def gpg_env(root: Path) -> dict[str, str]:
     home = root / "gnupg"
     home.mkdir(mode=0o700, exist_ok=True)
