@@ -60,3 +60,14 @@ def _system_clock() -> Iterator[None]:
 # tests of SQL-bearing behaviour (access rules, queries, the ledger) run on both.
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 postgres_only = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the Ceph gateway is marked `s3`, whether it asks for it by fixture
+    or by parameter, so that `-m "not s3"` leaves out every one of them."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params.values() if callspec else ()
+        if "s3_server" in names or any(p == "s3" for p in params):
+            item.add_marker(pytest.mark.s3)

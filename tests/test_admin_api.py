@@ -20,6 +20,8 @@ from evidence.errors import AccessDenied, Conflict, InvalidInput
 from tests.fixtures.api import running_api
 from tests.fixtures.people import PASSWORD, login, make_force
 
+pytestmark = pytest.mark.e2e  # a running store: see docs/testing.md
+
 
 @pytest.fixture
 def admin(ctx: Context):

@@ -39,6 +39,8 @@ from tests.fixtures.ingest import Dock, distinct_copy, put_as_joined
 from tests.fixtures.media import Clip as ClipFile
 from tests.fixtures.people import make_force
 
+pytestmark = pytest.mark.e2e  # a running store: see docs/testing.md
+
 # -- the vendor rules, one by one ----------------------------------------------------------------
 
 

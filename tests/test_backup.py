@@ -30,6 +30,8 @@ from tests.fixtures.api import running_api
 from tests.fixtures.ingest import Dock
 from tests.fixtures.media import Clip as ClipFile
 
+pytestmark = pytest.mark.e2e  # a running store: see docs/testing.md
+
 PASSPHRASE = "drill passphrase kept somewhere else"
 
 

@@ -20,6 +20,8 @@ from evidence.cli import app
 from tests.conftest import sqlite_only
 from tests.fixtures.bundles import read_all, rewrite, verify, with_sums
 
+pytestmark = pytest.mark.e2e  # a running store: see docs/testing.md
+
 
 @pytest.fixture
 def cli_env(bundled, monkeypatch: pytest.MonkeyPatch):

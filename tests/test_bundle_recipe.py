@@ -9,8 +9,12 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from evidence.bundles import layout
 from tests.fixtures.bundles import unzip
+
+pytestmark = pytest.mark.e2e  # a running store: see docs/testing.md
 
 # No project code: the system's tools only, and no PYTHONPATH.
 PLAIN = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C.UTF-8"}

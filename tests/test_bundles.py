@@ -11,6 +11,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
@@ -34,6 +35,8 @@ from tests.fixtures.bundles import (
     with_sums,
 )
 from tests.fixtures.verifier import verify_alone
+
+pytestmark = pytest.mark.e2e  # a running store: see docs/testing.md
 
 
 def test_cps_downloads_a_bundle_that_verifies_with_and_without_our_code(

@@ -30,6 +30,8 @@ from tests.fixtures.browser import screenshot, sign_in
 from tests.fixtures.media import lavfi_inputs
 from tests.fixtures.services import free_port, missing, wait_until
 
+pytestmark = pytest.mark.e2e  # a running store: see docs/testing.md
+
 PERSONAL, POOL = "X6039A1B2", "VB400-0042"
 PC_A, PC_B = "4711", "5822"
 SHIFT = ("2026-12-01T07:00:00Z", "2026-12-01T19:00:00Z")

@@ -20,6 +20,8 @@ from evidence.config import Settings, get_settings
 from evidence.storage.setup import check_storage, failures, init_storage
 from tests.fixtures.s3 import S3Server
 
+pytestmark = pytest.mark.e2e  # a running store: see docs/testing.md
+
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
 

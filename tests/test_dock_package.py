@@ -37,7 +37,7 @@ OFFLINE = (
     "Network is unreachable",
 )
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 
 def _run(

@@ -43,6 +43,8 @@ from tests.fixtures.media import Clip as ClipFile
 from tests.fixtures.services import missing
 from tests.fixtures.store_faults import make_clips
 
+pytestmark = pytest.mark.e2e  # a running store: see docs/testing.md
+
 REPO = Path(__file__).resolve().parents[1]
 
 

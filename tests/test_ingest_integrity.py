@@ -20,6 +20,8 @@ from tests.fixtures.api import running_api
 from tests.fixtures.ingest import Dock
 from tests.fixtures.media import Clip as ClipFile
 
+pytestmark = pytest.mark.e2e  # a running store: see docs/testing.md
+
 
 @pytest.fixture
 def two_docks(ctx: Context):

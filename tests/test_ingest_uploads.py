@@ -26,6 +26,8 @@ from tests.fixtures.api import running_api
 from tests.fixtures.ingest import Dock
 from tests.fixtures.media import Clip as ClipFile
 
+pytestmark = pytest.mark.e2e  # a running store: see docs/testing.md
+
 
 @pytest.fixture(params=["local", "s3"])
 def backend_ctx(request: pytest.FixtureRequest, tmp_path: Path, sqlite_url: str) -> Context:

@@ -32,6 +32,8 @@ from tests.fixtures.databases import make_settings
 from tests.fixtures.ingest import ingest_file
 from tests.fixtures.people import Force, make_force
 
+pytestmark = pytest.mark.e2e  # a running store: see docs/testing.md
+
 # clip_mov: 1280x720 at 30000/1001, 2 s, a 440 Hz tone throughout.
 BOX = {"x": 101, "y": 81, "w": 301, "h": 201, "start_ms": 500, "end_ms": 1500}
 MUTE = {"start_ms": 500, "end_ms": 1200}

@@ -41,6 +41,8 @@ from tests.fixtures.databases import make_settings
 from tests.fixtures.ingest import distinct_copy, ingest_file
 from tests.fixtures.people import make_force
 
+pytestmark = pytest.mark.e2e  # a running store: see docs/testing.md
+
 DAY = dt.timedelta(days=1)
 
 

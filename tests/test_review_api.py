@@ -16,6 +16,8 @@ from tests.fixtures.media import SIDECAR
 from tests.fixtures.people import PASSWORD, Force, approve_pending, make_force
 from tests.fixtures.worlds import WorldCache, dock_clips
 
+pytestmark = pytest.mark.e2e  # a running store: see docs/testing.md
+
 
 @pytest.fixture
 def force(

@@ -68,6 +68,8 @@ from tests.fixtures.databases import make_settings
 from tests.fixtures.ingest import Dock
 from tests.fixtures.people import PASSWORD, ROLES, Force, approve_pending, make_force
 
+pytestmark = pytest.mark.e2e  # a running store: see docs/testing.md
+
 PROBLEM_JSON = "application/problem+json"
 
 # ==============================================================================================

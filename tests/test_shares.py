@@ -6,9 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import pytest
+
 from evidence import clock
 from evidence.context import Context
 from tests.fixtures.bundles import share
+
+pytestmark = pytest.mark.e2e  # a running store: see docs/testing.md
 
 
 def cps_sees(f, case_id: str) -> tuple[int, set[str]]:

@@ -543,36 +543,32 @@ def test_delete_refuses_when_an_older_version_is_locked(store: ObjectStore, ns: 
             store.delete(key)
 
 
-def test_compliance_mode(request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    for backend in BACKENDS:
-        overrides: dict[str, object] = {"object_lock_mode": "COMPLIANCE"}
-        if backend == "s3":
-            # COMPLIANCE objects can never be deleted: use a bucket abandoned with the cluster.
-            overrides["bucket"] = request.getfixturevalue("s3_bucket") + "-compliance"
-        store = make_store(backend, request, tmp_path / backend, **overrides)
-        data = unique_bytes()
-        obj = store.put_original(io.BytesIO(data), sha(data), retain_until=later(86400))
-        assert store.stat(obj.key).retention_mode == "COMPLIANCE"
-        with pytest.raises(ObjectLocked):
-            store.delete(obj.key)
-        with pytest.raises(ObjectLocked):
-            store.set_retention(obj.key, later(3600))
-        store.set_retention(obj.key, later(2 * 86400))
-        assert store.stat(obj.key).retention_mode == "COMPLIANCE"
-        if isinstance(store, S3Store):  # the server itself refuses, even with bypass
-            errors = list(
-                store.client.remove_objects(
-                    store.bucket,
-                    [
-                        DeleteObject(
-                            obj.key, store.client.stat_object(store.bucket, obj.key).version_id
-                        )
-                    ],
-                    bypass_governance_mode=True,
-                )
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_compliance_mode(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    overrides: dict[str, object] = {"object_lock_mode": "COMPLIANCE"}
+    if backend == "s3":
+        # COMPLIANCE objects can never be deleted: use a bucket abandoned with the cluster.
+        overrides["bucket"] = request.getfixturevalue("s3_bucket") + "-compliance"
+    store = make_store(backend, request, tmp_path / backend, **overrides)
+    data = unique_bytes()
+    obj = store.put_original(io.BytesIO(data), sha(data), retain_until=later(86400))
+    assert store.stat(obj.key).retention_mode == "COMPLIANCE"
+    with pytest.raises(ObjectLocked):
+        store.delete(obj.key)
+    with pytest.raises(ObjectLocked):
+        store.set_retention(obj.key, later(3600))
+    store.set_retention(obj.key, later(2 * 86400))
+    assert store.stat(obj.key).retention_mode == "COMPLIANCE"
+    if isinstance(store, S3Store):  # the server itself refuses, even with bypass
+        errors = list(
+            store.client.remove_objects(
+                store.bucket,
+                [DeleteObject(obj.key, store.client.stat_object(store.bucket, obj.key).version_id)],
+                bypass_governance_mode=True,
             )
-            assert errors and errors[0].code == "AccessDenied"
-        assert read_all(store, obj.key) == data
+        )
+        assert errors and errors[0].code == "AccessDenied"
+    assert read_all(store, obj.key) == data
 
 
 # --- listing ------------------------------------------------------------------------------
@@ -1148,6 +1144,7 @@ def test_local_part_url_holds_its_signed_size(
     assert staging_leftovers(store) == []
 
 
+@pytest.mark.s3
 def test_s3_presigned_urls_use_the_public_endpoint(
     request: pytest.FixtureRequest, tmp_path: Path, ns: str
 ) -> None:
@@ -1208,6 +1205,7 @@ def test_local_store_recovers_a_lost_metadata_record(
     assert info.sha256 == sha(data) and info.retain_until is not None
 
 
+@pytest.mark.s3
 def test_objects_route_is_404_for_s3(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     s3 = make_store("s3", request, tmp_path)
     live: LiveServer = request.getfixturevalue("live")
@@ -1217,6 +1215,7 @@ def test_objects_route_is_404_for_s3(request: pytest.FixtureRequest, tmp_path: P
     assert r.headers["content-type"] == "application/problem+json"
 
 
+@pytest.mark.s3
 def test_s3_server_enforces_governance_retention_and_hold(
     request: pytest.FixtureRequest, tmp_path: Path, ns: str
 ) -> None:
@@ -1236,6 +1235,7 @@ def test_s3_server_enforces_governance_retention_and_hold(
     assert store.stat(f"{ns}/ret").retention_mode == GOVERNANCE
 
 
+@pytest.mark.s3
 def test_s3_multipart_copy_path_for_big_objects(
     request: pytest.FixtureRequest, tmp_path: Path, ns: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1255,6 +1255,7 @@ def test_s3_multipart_copy_path_for_big_objects(
         store.put(f"{ns}/big", io.BytesIO(b"other"), write_once=True)
 
 
+@pytest.mark.s3
 def test_s3_bucket_without_object_lock_is_refused(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

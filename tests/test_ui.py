@@ -39,6 +39,8 @@ from tests.fixtures.databases import make_settings
 from tests.fixtures.ingest import Dock
 from tests.fixtures.people import PASSWORD, make_force
 
+pytestmark = pytest.mark.e2e  # a running store: see docs/testing.md
+
 REFUSED = "Invalid credentials or account locked."
 
 

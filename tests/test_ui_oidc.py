@@ -29,6 +29,8 @@ from tests.fixtures.api import running_api
 from tests.fixtures.databases import make_settings
 from tests.fixtures.idp import API_AUDIENCE, CLIENT_ID, OidcProvider, s256, start_idp, stop_idp
 
+pytestmark = pytest.mark.e2e  # a running store: see docs/testing.md
+
 try:
     from playwright.sync_api import Page, expect
 except ImportError:  # the browser fixture skips (or fails in CI)

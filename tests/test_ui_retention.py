@@ -27,6 +27,8 @@ from tests.fixtures.databases import make_settings
 from tests.fixtures.ingest import distinct_copy, ingest_file
 from tests.fixtures.people import make_force
 
+pytestmark = pytest.mark.e2e  # a running store: see docs/testing.md
+
 try:
     from playwright.sync_api import expect
 except ImportError:  # the browser fixture reports it
