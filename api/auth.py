@@ -10,7 +10,7 @@ from evidence.access import Principal
 from evidence.accounts.models import Device
 from evidence.accounts.service import authenticate_device
 from evidence.errors import NotAuthenticated
-from evidence.identity import principal_from_token
+from evidence.identity.signin import principal_from_token
 
 TOKEN_URL = "/api/v1/auth/token"
 # Declares the bearer scheme in the OpenAPI document (the docs' "Authorize" button, and

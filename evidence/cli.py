@@ -254,7 +254,7 @@ def cameras() -> None:
 @admin.command("enable-totp")
 def enable_totp(name: str) -> None:
     """Give a user a new TOTP secret (two-factor sign-in); the secret is printed once."""
-    from evidence.identity import set_totp
+    from evidence.identity.totp import set_totp
 
     try:
         enrolment = set_totp(_context(), name)

@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     upload_max_pending_bytes_per_device: int = Field(default=2 * 1024**4, ge=1)
     upload_abandon_hours: int = Field(default=72, ge=1)
 
-    # Identity (evidence/identity.py). "local": users with passwords here get short-lived
+    # Identity (evidence/identity/). "local": users with passwords here get short-lived
     # JWTs; "oidc": only bearer tokens from the force's identity provider; "both".
     identity_mode: Literal["local", "oidc", "both"] = "local"
     jwt_ttl_seconds: int = Field(default=900, ge=60, le=86400)

@@ -10,13 +10,14 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from evidence import audit, clock, identity
+from evidence import audit, clock
 from evidence.access import Principal
 from evidence.accounts import enrolment, service
 from evidence.accounts.models import Enrolment, Role, User
 from evidence.accounts.service import create_user
 from evidence.context import Context
 from evidence.errors import AccessDenied, Conflict, InvalidInput
+from evidence.identity.tokens import issue_token
 from tests.fixtures.api import running_api
 from tests.fixtures.people import PASSWORD, login, make_force
 
@@ -154,7 +155,7 @@ def test_a_footage_account_opens_nothing_until_a_second_admin_approves(admin, cl
     # The token a pending account might hold opens nothing either.
     with ctx.db.session() as s:
         user = s.scalar(select(User).where(User.username == "eo_new"))
-    early = identity.issue_token(ctx, user).access_token
+    early = issue_token(ctx, user).access_token
     assert (
         f.http.get("/api/v1/clips", headers={"Authorization": f"Bearer {early}"}).status_code == 401
     )

@@ -54,13 +54,15 @@ from api.app import create_app
 from api.auth import current_device, current_principal
 from api.gates import public
 from api.routes.health import monitoring
-from evidence import clock, identity
+from evidence import clock
 from evidence.access import ACTIONS
 from evidence.accounts.models import Role, User
 from evidence.accounts.service import create_device, create_user
 from evidence.config import Settings
 from evidence.context import Context
 from evidence.errors import InvalidInput
+from evidence.identity.signin import login
+from evidence.identity.tokens import issue_token
 from evidence.ingest.service import process_upload
 from evidence.migrate import upgrade
 from tests.conftest import make_settings
@@ -292,7 +294,7 @@ class World:
             users = {
                 u.username: u for u in s.scalars(select(User).where(User.username.in_(list(ROLES))))
             }
-        tokens = {name: identity.issue_token(self.ctx, users[name]).access_token for name in ROLES}
+        tokens = {name: issue_token(self.ctx, users[name]).access_token for name in ROLES}
         self.force.tokens = tokens
         if self.ui_sessions:
             now = int(clock.now().timestamp())
@@ -907,7 +909,7 @@ def test_every_401_carries_a_challenge(world: World) -> None:
 
 
 def _user_token(world: World, username: str) -> str:
-    issued = identity.login(world.ctx, username, PASSWORD, None, source_ip="198.51.100.9")
+    issued = login(world.ctx, username, PASSWORD, None, source_ip="198.51.100.9")
     return issued.access_token
 
 
@@ -925,7 +927,7 @@ def test_an_expired_token_is_refused(world: World) -> None:
     issued_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=ttl + 120)
     clock.set_clock(lambda: issued_at)
     try:
-        token = identity.issue_token(world.ctx, user).access_token
+        token = issue_token(world.ctx, user).access_token
     finally:
         clock.set_clock(None)
     assert "expired" in _refused(world, token).json()["detail"]

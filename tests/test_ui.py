@@ -1010,7 +1010,7 @@ def test_a_forced_reset_gives_a_link_and_the_auditor_sees_the_alerts(
 def test_a_user_changes_their_password_and_turns_on_two_factor_with_a_qr_code(
     store: Store, open_page
 ) -> None:
-    from evidence import identity
+    from evidence.identity.totp import totp_code, totp_step
 
     create_user(store.ctx.ledger, "eo_totp", "evidence_officer", PASSWORD)
     w = open_page()
@@ -1035,7 +1035,7 @@ def test_a_user_changes_their_password_and_turns_on_two_factor_with_a_qr_code(
     assert qr.get_attribute("src").startswith("data:image/svg+xml;base64,")
     assert page.evaluate("document.querySelector('#totp-qr').naturalWidth") > 0  # it renders
     secret = page.locator("#totp-secret").inner_text().strip()
-    page.fill("#totp-code", identity.totp_code(secret, identity.totp_step(dt.datetime.now(dt.UTC))))
+    page.fill("#totp-code", totp_code(secret, totp_step(dt.datetime.now(dt.UTC))))
     page.get_by_role("button", name="Turn on two-factor sign-in").click()
     page.wait_for_url(re.compile(r"/ui/account/recovery-codes$"))
     codes = page.locator("#recovery-codes li").all_inner_texts()

@@ -412,7 +412,7 @@ def force_reset(
     approval, because whoever opens the link is not known to be its owner. With
     `clear_totp` the authenticator and recovery codes are removed as well (a lost phone)."""
     from evidence.accounts import approvals, enrolment
-    from evidence.identity import OIDC_HASH_PREFIX
+    from evidence.identity.oidc import OIDC_HASH_PREFIX
 
     actor = _admin_actor(principal)
     with ledger.db.write_session() as s:
