@@ -397,7 +397,7 @@ def _start_worker_group():  # type: ignore[no-untyped-def]
 def _term_with_parent():  # type: ignore[no-untyped-def]
     import signal
 
-    from evidence.media import _libc_prctl
+    from evidence.media.runner import _libc_prctl
 
     prctl = _libc_prctl()  # resolved here, in the parent: the child only makes the call
     if prctl is None:

@@ -11,7 +11,6 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from evidence import media
 from evidence.accounts.service import create_device, create_user
 from evidence.clips.models import Clip, Derivative
 from evidence.config import Settings
@@ -19,6 +18,7 @@ from evidence.context import Context
 from evidence.errors import DiskFull
 from evidence.ingest.models import Upload
 from evidence.ingest.service import process_upload
+from evidence.media.derivatives import transcode_proxy
 from tests.conftest import make_settings, sqlite_only
 from tests.fixtures.api import running_api
 from tests.fixtures.faults import (
@@ -41,7 +41,7 @@ def test_ffmpeg_out_of_space_is_disk_full_and_leaves_no_partial_file(
 ) -> None:
     with small_disk(tmp_path / "full", 64 * 1024) as disk:
         with pytest.raises(DiskFull) as raised:
-            media.transcode_proxy(
+            transcode_proxy(
                 clip_1080p.path, disk.path / "proxy.mp4", input_sha256=clip_1080p.sha256
             )
         assert "disk is full" in str(raised.value) and "libx264" not in str(raised.value)

@@ -20,7 +20,7 @@ from evidence.clips.models import Clip, ClipState, Derivative
 from evidence.context import Context
 from evidence.ingest.models import Upload
 from evidence.ingest.service import process_upload
-from evidence.media import probe
+from evidence.media.probe import probe
 from evidence.storage import original_key
 from tests.conftest import postgres_only, sqlite_only
 from tests.fixtures.api import running_api

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from evidence import clock, media, outbox, workfiles
+from evidence import clock, outbox, workfiles
 from evidence.accounts.models import Device
 from evidence.cameras.attribution import attribute_at_ingest
 from evidence.cameras.models import ClipName
@@ -43,6 +43,8 @@ from evidence.errors import (
 )
 from evidence.ingest.models import Upload, UploadState
 from evidence.ledger.entries import canonical
+from evidence.media.derivatives import Recipe, make_thumbnail, transcode_proxy
+from evidence.media.probe import MediaFacts, probe
 from evidence.retention import service as retention
 from evidence.storage import DEFAULT_PART_SIZE, original_key, plan_parts
 
@@ -570,7 +572,7 @@ def process_upload(
         # that lied about this hash) is the clip these bytes prove: promote them.
         if clip.state in (ClipState.verifying, ClipState.rejected):
             ctx.store.promote(upload.incoming_key, upload.sha256)
-            facts = media.probe(path)
+            facts = probe(path)
             _record_ingest(ctx, upload, facts)
         else:
             # Stored already by another upload of the same bytes: keep no second copy, but
@@ -680,7 +682,7 @@ def _others_pending(s: Session, upload: Upload) -> bool:
     )
 
 
-def _record_ingest(ctx: Context, upload: Upload, facts: media.MediaFacts) -> None:
+def _record_ingest(ctx: Context, upload: Upload, facts: MediaFacts) -> None:
     with ctx.db.write_session() as s:
         clip = s.get(Clip, upload.clip_id)
         assert clip is not None
@@ -733,16 +735,16 @@ def _record_ingest(ctx: Context, upload: Upload, facts: media.MediaFacts) -> Non
 ProgressFn = Callable[[float], None] | None
 
 
-def _proxy(src: Path, out: Path, sha256: str, progress: ProgressFn) -> media.Recipe:
-    return media.transcode_proxy(src, out, input_sha256=sha256, progress=progress)
+def _proxy(src: Path, out: Path, sha256: str, progress: ProgressFn) -> Recipe:
+    return transcode_proxy(src, out, input_sha256=sha256, progress=progress)
 
 
-def _thumbnail(src: Path, out: Path, sha256: str, progress: ProgressFn) -> media.Recipe:
-    return media.make_thumbnail(src, out, input_sha256=sha256)
+def _thumbnail(src: Path, out: Path, sha256: str, progress: ProgressFn) -> Recipe:
+    return make_thumbnail(src, out, input_sha256=sha256)
 
 
 # kind: (file name under derived/{clip_id}/, how to make it)
-DERIVATIVES: dict[str, tuple[str, Callable[[Path, Path, str, ProgressFn], media.Recipe]]] = {
+DERIVATIVES: dict[str, tuple[str, Callable[[Path, Path, str, ProgressFn], Recipe]]] = {
     "proxy": ("proxy.mp4", _proxy),
     "thumbnail": ("thumbnail.jpg", _thumbnail),
 }
@@ -782,7 +784,7 @@ def record_derivative(
     key: str,
     sha256: str,
     size: int,
-    recipe: media.Recipe,
+    recipe: Recipe,
     **extra: Any,
 ) -> None:
     """The derivative row and its ledger entry commit together, exactly once. `extra` goes
