@@ -22,10 +22,11 @@ from sqlalchemy.orm import Session
 
 from evidence import outbox
 from evidence.access import Principal, require, visible_clip
+from evidence.clips.derivatives import record_derivative
 from evidence.clips.models import Clip, ClipState, Derivative
 from evidence.context import Context
 from evidence.errors import Conflict, Disposed, HashMismatch, InvalidInput, MediaError, NotFound
-from evidence.ingest.service import WORKER, local_copy, record_derivative
+from evidence.ingest.service import WORKER, local_copy
 from evidence.ledger.models import LedgerEntry, LedgerRef
 from evidence.media.redaction import check_redaction, display_size, redact
 from evidence.storage import original_key

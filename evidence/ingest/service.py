@@ -29,6 +29,7 @@ from evidence import clock, outbox, workfiles
 from evidence.accounts.models import Device
 from evidence.cameras.attribution import attribute_at_ingest
 from evidence.cameras.models import ClipName
+from evidence.clips.derivatives import record_derivative
 from evidence.clips.models import Clip, ClipState, Derivative
 from evidence.context import Context
 from evidence.errors import (
@@ -775,52 +776,6 @@ def _make_derivatives(
             # the recipe is deterministic, and may not replace what the ledger vouches for.
             stored = ctx.store.put(key, f, expected_sha256=recipe.output_sha256, write_once=True)
         record_derivative(ctx, clip_id, kind, key, stored.sha256, stored.size, recipe)
-
-
-def record_derivative(
-    ctx: Context,
-    clip_id: str,
-    kind: str,
-    key: str,
-    sha256: str,
-    size: int,
-    recipe: Recipe,
-    **extra: Any,
-) -> None:
-    """The derivative row and its ledger entry commit together, exactly once. `extra` goes
-    into the entry (a redaction's boxes, mute ranges and reason)."""
-    try:
-        with ctx.db.write_session() as s:
-            if s.scalar(
-                select(Derivative.id).where(Derivative.clip_id == clip_id, Derivative.kind == kind)
-            ):
-                return
-            s.add(
-                Derivative(
-                    clip_id=clip_id,
-                    kind=kind,
-                    key=key,
-                    sha256=sha256,
-                    size=size,
-                    recipe=recipe.as_dict(),
-                    created_at=clock.now(),
-                )
-            )
-            s.flush()
-            ctx.ledger.append_in(
-                s,
-                "derivative.created",
-                actor=WORKER,
-                subject={"clip": clip_id},
-                kind=kind,
-                key=key,
-                sha256=sha256,
-                size=size,
-                recipe=recipe.as_dict(),
-                **extra,
-            )
-    except IntegrityError:
-        return  # a concurrent worker recorded it first: exactly one row, one entry
 
 
 def _finish(ctx: Context, upload_id: str) -> None:
