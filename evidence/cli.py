@@ -650,8 +650,8 @@ def scrub(
 ) -> None:
     """Re-hash every stored object against its recorded SHA-256; exit 1 if any failed."""
     from evidence.errors import StorageUnreachable
-    from evidence.scrub import RESTORE_HINT, Failure, ScrubReport
-    from evidence.scrub import scrub as run_scrub
+    from evidence.scrub.service import RESTORE_HINT, Failure, ScrubReport
+    from evidence.scrub.service import scrub as run_scrub
 
     def progress(report: ScrubReport, failures: list[Failure]) -> None:
         for f in failures:

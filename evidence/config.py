@@ -164,7 +164,7 @@ class Settings(BaseSettings):
     retention_notice_days: int = Field(default=7, ge=0)
     retention_sweep_seconds: int = Field(default=3600, ge=60)
 
-    # Scrubbing (evidence/scrub.py): the scheduler re-hashes this many objects per run, in
+    # Scrubbing (evidence/scrub/service.py): the scheduler re-hashes this many objects per run, in
     # batches (one ledger entry per batch), at most this fast, so playback is not starved.
     scrub_interval_seconds: int = Field(default=3600, ge=60)
     scrub_objects_per_run: int = Field(default=500, ge=1)

@@ -16,10 +16,16 @@ from evidence.cases.models import AccessGrant, Case, CaseItem, CaseMember, Share
 from evidence.clips.models import Bookmark, Clip, ClipState, ClipTag, Derivative
 from evidence.db import Base
 from evidence.ingest.models import Upload, UploadState
-from evidence.ledger.models import Checkpoint, LedgerEntry, LedgerNode, LedgerRef
+from evidence.ledger.models import (
+    Checkpoint,
+    CheckpointTimestamp,
+    LedgerEntry,
+    LedgerNode,
+    LedgerRef,
+)
 from evidence.outbox import OutboxMessage
-from evidence.retention.models import Disposal, Hold, ScrubCursor
-from evidence.timestamps import CheckpointTimestamp
+from evidence.retention.models import Disposal, Hold
+from evidence.scrub.models import ScrubCursor
 
 __all__ = [
     "AccessGrant",

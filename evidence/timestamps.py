@@ -35,17 +35,15 @@ from rfc3161_client import (
     VerifierBuilder,
     decode_timestamp_response,
 )
-from sqlalchemy import BigInteger, LargeBinary, String, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
 from evidence import clock
 from evidence.config import Settings
 from evidence.context import Context
-from evidence.db import Base
 from evidence.errors import InvalidInput, NotFound, TimestampInvalid, TimestampUnavailable
-from evidence.ledger.models import Checkpoint, LedgerEntry
-from evidence.types import UTCDateTime
+from evidence.ledger.models import Checkpoint, CheckpointTimestamp, LedgerEntry
 
 ENTRY_TYPE = "checkpoint.timestamped"
 ACTOR = "system:timestamps"
@@ -53,22 +51,6 @@ QUERY_TYPE = "application/timestamp-query"
 REPLY_TYPE = "application/timestamp-reply"
 _SHA256_OID = x509.ObjectIdentifier("2.16.840.1.101.3.4.2.1")
 _MAX_REPLY = 1 << 20  # a reply is a few KiB; refuse to buffer a runaway body
-
-
-class CheckpointTimestamp(Base):
-    """One TSA reply over one signed checkpoint. Append-only (triggers refuse UPDATE/DELETE).
-
-    One row per tree size: a second request for the same size returns the stored token, so
-    a task run twice does not ask the TSA twice.
-    """
-
-    __tablename__ = "checkpoint_timestamps"
-
-    tree_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    token: Mapped[bytes] = mapped_column(LargeBinary)  # DER TimeStampResp
-    gen_time: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    tsa: Mapped[str] = mapped_column(String(500))  # the URL it came from
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 @dataclass(frozen=True)

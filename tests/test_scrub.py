@@ -32,8 +32,9 @@ from evidence.cases.models import Case
 from evidence.cli import app as cli
 from evidence.clips.models import Clip, Derivative
 from evidence.context import Context
-from evidence.retention.models import Disposal, ScrubCursor
-from evidence.scrub import MB, Throttle, scrub, sums_lines
+from evidence.retention.models import Disposal
+from evidence.scrub.models import ScrubCursor
+from evidence.scrub.service import MB, Throttle, scrub, sums_lines
 from evidence.storage import original_key
 from tests.conftest import make_settings
 from tests.fixtures.api import running_api
@@ -479,7 +480,7 @@ def test_throttle_arithmetic() -> None:
 
 
 def test_sums_lines_are_sha256sum_format() -> None:
-    from evidence.scrub import Checked, Target
+    from evidence.scrub.service import Checked, Target
 
     results = [
         Checked(Target("a/b", "0" * 64, "original"), "1" * 64, 3),
