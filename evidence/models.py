@@ -17,11 +17,11 @@ from evidence.clips.models import Bookmark, Clip, ClipState, ClipTag, Derivative
 from evidence.db import Base
 from evidence.ingest.models import Upload, UploadState
 from evidence.ledger.models import (
-    Checkpoint,
     CheckpointTimestamp,
     LedgerEntry,
     LedgerNode,
     LedgerRef,
+    SignedCheckpoint,
 )
 from evidence.outbox import OutboxMessage
 from evidence.retention.models import Disposal, Hold
@@ -39,7 +39,6 @@ __all__ = [
     "Case",
     "CaseItem",
     "CaseMember",
-    "Checkpoint",
     "CheckpointTimestamp",
     "Clip",
     "ClipAttribution",
@@ -61,6 +60,7 @@ __all__ = [
     "Role",
     "ScrubCursor",
     "Share",
+    "SignedCheckpoint",
     "Upload",
     "UploadState",
     "User",

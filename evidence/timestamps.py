@@ -43,7 +43,7 @@ from evidence import clock
 from evidence.config import Settings
 from evidence.context import Context
 from evidence.errors import InvalidInput, NotFound, TimestampInvalid, TimestampUnavailable
-from evidence.ledger.models import Checkpoint, CheckpointTimestamp, LedgerEntry
+from evidence.ledger.models import CheckpointTimestamp, LedgerEntry, SignedCheckpoint
 
 ENTRY_TYPE = "checkpoint.timestamped"
 ACTOR = "system:timestamps"
@@ -290,11 +290,11 @@ def token_for(ctx: Context, tree_size: int) -> bytes | None:
 
 def _checkpoint_note(ctx: Context, tree_size: int | None) -> tuple[int, str]:
     with ctx.db.session() as s:
-        q = select(Checkpoint.tree_size, Checkpoint.note)
+        q = select(SignedCheckpoint.tree_size, SignedCheckpoint.note)
         q = (
-            q.where(Checkpoint.tree_size == tree_size)
+            q.where(SignedCheckpoint.tree_size == tree_size)
             if tree_size is not None
-            else q.order_by(Checkpoint.tree_size.desc()).limit(1)
+            else q.order_by(SignedCheckpoint.tree_size.desc()).limit(1)
         )
         row = s.execute(q).first()
     if row is None:

@@ -64,7 +64,7 @@ class PartUrl:
 
 
 @dataclass(frozen=True)
-class Declared:
+class DeclaredUpload:
     upload_id: str
     state: str
     clip_id: str | None = None
@@ -137,7 +137,7 @@ def declare_upload(
     filename: str,
     metadata: dict[str, Any] | None = None,
     source: dict[str, Any] | None = None,
-) -> Declared:
+) -> DeclaredUpload:
     """A dock declares a clip: it is already stored, or here is where to send it.
 
     Declaring again from the same device while an upload is pending returns that upload
@@ -183,7 +183,7 @@ def declare_upload(
         else:
             upload.heartbeat_at = clock.now()  # a sign of life: not abandoned
         parts = _part_urls(ctx, upload)
-        return Declared(
+        return DeclaredUpload(
             upload.id, UploadState.pending.value, part_size=upload.part_size, parts=parts
         )
 
@@ -204,7 +204,7 @@ def _duplicate(
     size: int,
     filename: str,
     source: dict[str, str] | None = None,
-) -> Declared:
+) -> DeclaredUpload:
     """These bytes are stored. The device learns that, and nothing else: not the clip's id
     (knowing a hash must not open a clip) and it writes nothing into the clip's timeline.
     The entry goes to the device's and the upload's own record, as a claim, not a fact."""
@@ -229,7 +229,7 @@ def _duplicate(
         size=size,
         filename=ledger_text(filename, MAX_FILENAME),
     )
-    return Declared(upload.id, UploadState.duplicate.value)
+    return DeclaredUpload(upload.id, UploadState.duplicate.value)
 
 
 def remember_name(s: Session, clip_id: str, filename: str, device_id: str | None) -> None:

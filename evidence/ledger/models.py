@@ -47,7 +47,7 @@ class LedgerNode(Base):
     hash: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 
-class Checkpoint(Base):
+class SignedCheckpoint(Base):
     """A signed tree head (C2SP checkpoint in a signed note), one per append."""
 
     __tablename__ = "checkpoints"
