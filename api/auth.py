@@ -27,7 +27,7 @@ def current_device(request: Request) -> Device:
             raise NotAuthenticated(
                 "this route is for docking devices: send `Authorization: Device <key>`"
             )
-        return authenticate_device(request.app.state.ctx.ledger, key.strip())
+        return authenticate_device(request.app.state.ctx, key.strip())
     except NotAuthenticated as exc:
         raise HTTPException(
             401, str(exc), headers={"WWW-Authenticate": 'Device realm="evidence"'}

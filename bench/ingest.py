@@ -429,7 +429,7 @@ class Store:
             public_url=self.url,
         )
         self.ctx = Context(self.settings)
-        self.key = create_device(self.ctx.ledger, f"bench-dock-{name}").key
+        self.key = create_device(self.ctx, None, f"bench-dock-{name}").key
         self.api: Proc | None = None
 
     def env(self, **extra: str) -> dict[str, str]:

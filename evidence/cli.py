@@ -86,19 +86,15 @@ def create_user(
 
     ctx = _context()
     try:
-        if role == "admin" and bootstrap_allowed(ctx.ledger):
+        if role == "admin" and bootstrap_allowed(ctx):
             if sys.stdin.isatty():
                 password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
             else:
                 password = sys.stdin.readline().rstrip("\n")
-            user = create(
-                ctx.ledger, name, role, password, officer_id=officer_id, full_name=full_name
-            )
+            user = create(ctx, name, role, password, officer_id=officer_id, full_name=full_name)
             typer.echo(f"created the first administrator {user.username} id {user.id}")
             return
-        new = invite_user(
-            ctx.ledger, ctx.settings, name, role, officer_id=officer_id, full_name=full_name
-        )
+        new = invite_user(ctx, None, name, role, officer_id=officer_id, full_name=full_name)
     except EvidenceError as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"created user {name} ({new.user['role']}) id {new.user['id']}")
@@ -157,7 +153,7 @@ def create_device(
     from evidence.accounts.service import create_device as create
 
     try:
-        new = create(_context().ledger, name, kind=kind)
+        new = create(_context(), None, name, kind=kind)
     except EvidenceError as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"created {new.device.kind} {new.device.name} id {new.device.id}")

@@ -214,7 +214,7 @@ def test_a_refused_account_stays_shut(admin) -> None:
     assert r2.status_code == 404
     (fake,) = [
         u
-        for u in service.list_users(ctx.ledger, _principal(ctx, "adm_grey"))
+        for u in service.list_users(ctx, _principal(ctx, "adm_grey"))
         if u["username"] == "pc_fake"
     ]
     assert fake["disabled"] and not fake["approved"]
@@ -233,7 +233,7 @@ def test_officer_ids_are_unique(admin) -> None:
         assert r.status_code == 409, r.text
         assert "already belongs to pc_smith" in r.json()["detail"]
     with pytest.raises(Conflict):
-        create_user(ctx.ledger, "pc_twin", "officer", PASSWORD, officer_id="PC1234")
+        create_user(ctx, "pc_twin", "officer", PASSWORD, officer_id="PC1234")
     # The database holds the line too, whatever path a row comes by.
     with pytest.raises(IntegrityError), ctx.db.write_session() as s:
         s.add(
@@ -386,9 +386,9 @@ def test_grants_in_force_are_listed_and_only_auditors_receive_them(admin) -> Non
         "/api/v1/cases", headers=f.as_("eo_brown"), json={"title": "R v Roe", "reference": "U7"}
     ).json()
     assert audit.grantees(ctx, adm) == ["aud_white"]
-    create_user(ctx.ledger, "aud_gone", "auditor", PASSWORD)
+    create_user(ctx, "aud_gone", "auditor", PASSWORD)
     assert audit.grantees(ctx, adm) == ["aud_gone", "aud_white"]
-    service.set_user_state(ctx.ledger, adm, "aud_gone", disabled=True)
+    service.set_user_state(ctx, adm, "aud_gone", disabled=True)
     assert audit.grantees(ctx, adm) == ["aud_white"]  # a disabled auditor is not offered
 
     now = clock.now()
@@ -454,10 +454,10 @@ def test_the_user_list_says_whether_a_lock_out_is_still_in_force(admin) -> None:
     until = clock.now() + dt.timedelta(minutes=15)
     with ctx.db.write_session() as s:
         s.execute(update(User).where(User.username == "pc_jones").values(locked_until=until))
-    (jones,) = [u for u in service.list_users(ctx.ledger, adm) if u["username"] == "pc_jones"]
+    (jones,) = [u for u in service.list_users(ctx, adm) if u["username"] == "pc_jones"]
     assert jones["locked"] is True and jones["locked_until"]
     clock.set_clock(lambda: until + dt.timedelta(seconds=1))
-    (jones,) = [u for u in service.list_users(ctx.ledger, adm) if u["username"] == "pc_jones"]
+    (jones,) = [u for u in service.list_users(ctx, adm) if u["username"] == "pc_jones"]
     assert jones["locked"] is False
 
 
@@ -470,7 +470,7 @@ def test_a_footage_grant_opens_nothing_until_a_second_admin_approves(
     from tests.fixtures.ingest import Dock
 
     f, ctx = admin
-    docked = Dock(f.http, create_device(ctx.ledger, "dock-g").key).dock(clip_with_sidecar)
+    docked = Dock(f.http, create_device(ctx, None, "dock-g").key).dock(clip_with_sidecar)
     process_upload(ctx, docked["id"])
     clip = docked["clip_id"]
     stream = f"/api/v1/clips/{clip}/stream"

@@ -87,7 +87,7 @@ def add_user(
     role: str = "evidence_officer",
     officer_id: str | None = None,
 ) -> User:
-    return create_user(ctx.ledger, name, role, PASSWORD, officer_id=officer_id)
+    return create_user(ctx, name, role, PASSWORD, officer_id=officer_id)
 
 
 def entries(ctx: Context, type_: str) -> list[dict[str, Any]]:

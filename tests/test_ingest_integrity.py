@@ -23,8 +23,8 @@ from tests.fixtures.media import Clip as ClipFile
 
 @pytest.fixture
 def two_docks(ctx: Context):
-    honest = create_device(ctx.ledger, "dock-honest").key
-    liar = create_device(ctx.ledger, "dock-liar").key
+    honest = create_device(ctx, None, "dock-honest").key
+    liar = create_device(ctx, None, "dock-liar").key
     with running_api(ctx.settings) as url:
         http = httpx.Client(base_url=url, timeout=30)
         yield Dock(http, honest), Dock(http, liar), ctx

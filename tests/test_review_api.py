@@ -23,7 +23,7 @@ from tests.fixtures.people import PASSWORD, Force, approve_pending, make_force
 @pytest.fixture
 def force(ctx: Context, clip_with_sidecar, clip_mov):
     """Two clips: one recorded by PC1234 (sidecar), one with no officer."""
-    key = create_device(ctx.ledger, "dock-1").key
+    key = create_device(ctx, None, "dock-1").key
     with running_api(ctx.settings) as url:
         http = httpx.Client(base_url=url, timeout=30)
         dock = Dock(http, key)

@@ -278,7 +278,7 @@ def test_corrupted_object_raises_every_alarm_then_restore_clears_it(
     assert "docs/backup.md" in clip.integrity_error
 
     # The API's clip detail, the UI's clip page and /metrics show it.
-    create_user(ctx.ledger, "eo", "evidence_officer", "correct horse battery staple")
+    create_user(ctx, "eo", "evidence_officer", "correct horse battery staple")
     scraper = {"Authorization": "Bearer scrape-me"}  # the monitoring system's token
     with running_api(
         ctx.settings.model_copy(update={"metrics_token": SecretStr("scrape-me")})

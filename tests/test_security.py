@@ -372,7 +372,7 @@ def world(
         url = request.getfixturevalue("postgres_server").create_database()
     upgrade(url)
     ctx = Context(make_settings(tmp, url))
-    key = create_device(ctx.ledger, "dock-1").key
+    key = create_device(ctx, None, "dock-1").key
     with running_api(ctx.settings) as base, httpx.Client(base_url=base, timeout=30) as http:
         docked = Dock(http, key).dock(clip_with_sidecar)
         process_upload(ctx, docked["id"])
@@ -935,7 +935,7 @@ def test_an_expired_token_is_refused(world: World) -> None:
 
 def test_a_token_for_a_disabled_or_deleted_account_is_refused(world: World) -> None:
     for name in ("pc_leaver", "pc_gone"):
-        create_user(world.ctx.ledger, name, "evidence_officer", PASSWORD)
+        create_user(world.ctx, name, "evidence_officer", PASSWORD)
     leaver, gone = _user_token(world, "pc_leaver"), _user_token(world, "pc_gone")
     r = world.http.get("/api/v1/clips", headers={"Authorization": f"Bearer {leaver}"})
     assert r.status_code == 200, r.text  # the tokens work...
@@ -1032,8 +1032,8 @@ def test_metrics_are_for_the_monitoring_token_and_count_refusals_as_one(tmp_path
         tmp_path, url, metrics_token=SecretStr("scraper-secret-1"), login_max_failures=2
     )
     ctx = Context(settings)
-    create_user(ctx.ledger, "pc_real", "officer", PASSWORD, officer_id="PC1")
-    create_user(ctx.ledger, "pc_gone", "officer", PASSWORD, officer_id="PC2")
+    create_user(ctx, "pc_real", "officer", PASSWORD, officer_id="PC1")
+    create_user(ctx, "pc_gone", "officer", PASSWORD, officer_id="PC2")
     with ctx.db.write_session() as s:
         s.execute(sql_update(User).where(User.username == "pc_gone").values(disabled=True))
     with running_api(settings) as base:
@@ -1120,7 +1120,7 @@ def test_a_request_body_beyond_the_limit_is_a_413_before_any_route_parses_it(
     upgrade(url)
     settings = make_settings(tmp_path, url)
     ctx = Context(settings)
-    key = create_device(ctx.ledger, "dock-big").key
+    key = create_device(ctx, None, "dock-big").key
     device = {"Authorization": f"Device {key}"}
 
     def declaration(sidecar_bytes: int) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from tests.fixtures.people import make_force
 
 @pytest.fixture
 def shared_world(ctx: Context, clip_with_sidecar, clip_mov):
-    key = create_device(ctx.ledger, "dock-1").key
+    key = create_device(ctx, None, "dock-1").key
     with running_api(ctx.settings) as url:
         http = httpx.Client(base_url=url, timeout=30)
         dock = Dock(http, key)

@@ -78,7 +78,7 @@ def _serve(
     upgrade(url)
     settings = idp_settings(tmp, url, idp, mode)
     ctx = Context(settings)
-    create_user(ctx.ledger, "eo_local", "evidence_officer", PASSWORD)
+    create_user(ctx, "eo_local", "evidence_officer", PASSWORD)
     with running_api(settings) as base:
         idp.redirect_uris.add(base + CALLBACK)
         yield Server(base, ctx)
