@@ -10,7 +10,7 @@ from evidence.access import Principal
 from evidence.accounts.models import Device
 from evidence.accounts.service import authenticate_device
 from evidence.errors import NotAuthenticated
-from evidence.identity import principal_from_token
+from evidence.identity.signin import principal_from_token
 
 TOKEN_URL = "/api/v1/auth/token"
 # Declares the bearer scheme in the OpenAPI document (the docs' "Authorize" button, and
@@ -27,7 +27,7 @@ def current_device(request: Request) -> Device:
             raise NotAuthenticated(
                 "this route is for docking devices: send `Authorization: Device <key>`"
             )
-        return authenticate_device(request.app.state.ctx.ledger, key.strip())
+        return authenticate_device(request.app.state.ctx, key.strip())
     except NotAuthenticated as exc:
         raise HTTPException(
             401, str(exc), headers={"WWW-Authenticate": 'Device realm="evidence"'}

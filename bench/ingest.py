@@ -19,9 +19,10 @@ run as its baseline, so read the ratios, not the absolute numbers, on a noisy ma
    main process and the pool process that runs the task) and summed as PSS (shared pages
    counted once), with wait4's figure as a cross-check.
 3. Transcode: a real 1080p30 H.264/AAC clip (lavfi testsrc2 + sine, the test fixtures' recipe)
-   through `media.transcode_proxy` against the bare ffmpeg command with the same arguments
-   (`media.proxy_args`, bound as the derivative's recipe would be), alternated (bare first,
-   then each pair reversed), both ffmpegs in this process's session (same scheduler group).
+   through `transcode_proxy` (evidence/media/derivatives.py) against the bare ffmpeg command
+   with the same arguments (`proxy_args`, bound as the derivative's recipe would be),
+   alternated (bare first, then each pair reversed), both ffmpegs in this process's session
+   (same scheduler group).
 
     .venv/bin/python bench/ingest.py --quick   # 64 MiB / 256+64 MiB / 10 s clip: smoke run
     .venv/bin/python bench/ingest.py           # 1 GiB / 2 GiB+256 MiB / 60 s clip: the figures
@@ -60,13 +61,18 @@ sys.path.insert(0, str(ROOT))  # `evidence` and `tests.fixtures` without an inst
 
 import httpx
 
-from evidence import media
+import evidence
 from evidence.accounts.service import create_device
 from evidence.clips.models import Clip
 from evidence.config import Settings
 from evidence.context import Context
+from evidence.ingest import service as ingest_service
 from evidence.ingest.models import Upload
 from evidence.ingest.service import process_upload
+from evidence.media import derivatives, runner
+from evidence.media.derivatives import Recipe, proxy_args, transcode_proxy
+from evidence.media.probe import probe
+from evidence.media.runner import ffmpeg_binary, ffmpeg_version, sha256_file
 from evidence.migrate import upgrade
 from evidence.storage import original_key
 from tests.fixtures.media import lavfi_inputs
@@ -423,7 +429,7 @@ class Store:
             public_url=self.url,
         )
         self.ctx = Context(self.settings)
-        self.key = create_device(self.ctx.ledger, f"bench-dock-{name}").key
+        self.key = create_device(self.ctx, None, f"bench-dock-{name}").key
         self.api: Proc | None = None
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -635,10 +641,10 @@ def baseline(clip: Path, tmp: Path, pause: float) -> dict[str, Any]:
 
 def worker_in_process(store: Store, upload_id: str) -> dict[str, Any]:
     """`process_upload` as the worker task calls it, timed per phase by wrapping the two
-    calls that split it (store.promote, media.probe); nothing else is changed."""
+    calls that split it (store.promote, the ingest service's probe); nothing else is changed."""
     ctx = store.ctx
     marks: dict[str, float] = {}
-    real_promote, real_probe = ctx.store.promote, media.probe
+    real_promote, real_probe = ctx.store.promote, ingest_service.probe
 
     def timing(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -651,14 +657,14 @@ def worker_in_process(store: Store, upload_id: str) -> dict[str, Any]:
         return wrapper
 
     ctx.store.promote = timing("promote", real_promote)  # type: ignore[method-assign]
-    media.probe = timing("probe", real_probe)
+    ingest_service.probe = timing("probe", real_probe)
     try:
         t0 = time.perf_counter()
         state = process_upload(ctx, upload_id)
         total = time.perf_counter() - t0
     finally:
         del ctx.store.promote
-        media.probe = real_probe
+        ingest_service.probe = real_probe
     if state != "stored" or "promote_start" not in marks:
         raise BenchError(f"process_upload({upload_id}) ended {state!r} without promoting")
     copy = marks["promote_start"] - t0
@@ -829,7 +835,7 @@ def _role(p: dict[str, Any]) -> str:
 def make_source_clip(path: Path, seconds: int) -> float:
     """The fixtures' 1080p recipe (tests/fixtures/media.py clip_1080p), `seconds` long."""
     argv = [
-        media.ffmpeg_binary(), "-hide_banner", "-nostdin", "-v", "error", "-y",
+        ffmpeg_binary(), "-hide_banner", "-nostdin", "-v", "error", "-y",
         *lavfi_inputs("1920x1080", "30", seconds),
         "-map", "0:v", "-map", "1:a",
         "-c:v", "libx264", "-preset", "veryfast", "-crf", "26", "-g", "30",
@@ -852,10 +858,12 @@ def run_bare(argv: list[str]) -> dict[str, Any]:
     return {"s": seconds, "maxrss_kb": proc.maxrss_kb}
 
 
-def run_wrapped(src: Path, dst: Path, sha256: str) -> tuple[dict[str, Any], media.Recipe]:
-    """media.transcode_proxy, with its two extra steps timed (probe, sha256 of the output)."""
+def run_wrapped(src: Path, dst: Path, sha256: str) -> tuple[dict[str, Any], Recipe]:
+    """transcode_proxy, with its two extra steps timed (probe, sha256 of the output)."""
     spent = {"probe": 0.0, "sha256_file": 0.0}
-    real = {name: getattr(media, name) for name in spent}
+    # Where transcode_proxy looks each one up: the probe in derivatives, the hash in runner.
+    owner = {"probe": derivatives, "sha256_file": runner}
+    real = {name: getattr(owner[name], name) for name in spent}
 
     def timing(name: str) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -868,14 +876,14 @@ def run_wrapped(src: Path, dst: Path, sha256: str) -> tuple[dict[str, Any], medi
         return wrapper
 
     for name in spent:
-        setattr(media, name, timing(name))
+        setattr(owner[name], name, timing(name))
     try:
         t = time.perf_counter()
-        recipe = media.transcode_proxy(src, dst, input_sha256=sha256)
+        recipe = transcode_proxy(src, dst, input_sha256=sha256)
         seconds = time.perf_counter() - t
     finally:
         for name, fn in real.items():
-            setattr(media, name, fn)
+            setattr(owner[name], name, fn)
     return {
         "s": seconds,
         "probe_s": spent["probe"],
@@ -892,7 +900,7 @@ def bench_transcode(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "(lavfi testsrc2 + sine, libx264 veryfast crf 26)"
     )
     encode_s = make_source_clip(src, args.clip_seconds)
-    facts = media.probe(src, decode=False)
+    facts = probe(src, decode=False)
     if (facts.width, facts.height, facts.video_codec, facts.audio_codec) != (
         1920,
         1080,
@@ -900,11 +908,11 @@ def bench_transcode(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "aac",
     ):
         raise BenchError(f"the source clip is not 1080p H.264/AAC: {facts}")
-    sha = media.sha256_file(src)
-    version = media.ffmpeg_version()  # cached per process, as in a long-running worker
-    args_template = media.proxy_args(has_audio=True)
+    sha = sha256_file(src)
+    version = ffmpeg_version()  # cached per process, as in a long-running worker
+    args_template = proxy_args(has_audio=True)
     bare_dst, wrapped_dst = work / "bare.mp4", work / "proxy.mp4"
-    bare_argv = media.Recipe(version, tuple(args_template), sha, "").argv(src, bare_dst)
+    bare_argv = Recipe(version, tuple(args_template), sha, "").argv(src, bare_dst)
     bare, wrapped, outputs = [], [], set()
     recipe = None
     for r in range(args.transcode_repeats):
@@ -914,7 +922,7 @@ def bench_transcode(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             if which == "bare":
                 bare_dst.unlink(missing_ok=True)
                 bare.append(run_bare(bare_argv))
-                outputs.add(("bare", media.sha256_file(bare_dst)))
+                outputs.add(("bare", sha256_file(bare_dst)))
             else:
                 wrapped_dst.unlink(missing_ok=True)
                 run, recipe = run_wrapped(src, wrapped_dst, sha)
@@ -922,7 +930,7 @@ def bench_transcode(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 outputs.add(("wrapped", recipe.output_sha256))
             log(f"  {(bare if which == 'bare' else wrapped)[-1]['s']:.2f} s")
     assert recipe is not None
-    proxy = media.probe(wrapped_dst, decode=False)
+    proxy = probe(wrapped_dst, decode=False)
     return {
         "clip_seconds": args.clip_seconds,
         "source_bytes": src.stat().st_size,
@@ -1106,7 +1114,7 @@ def render_transcode(x: dict[str, Any]) -> str:
     runs = lambda rs: ", ".join(f"{r['s']:.2f}" for r in rs)
     rows = [
         ["bare ffmpeg, proxy_args bound", fs(bare), f"{secs / bare:.1f}x", runs(x["bare"])],
-        ["media.transcode_proxy", fs(wrapped), f"{secs / wrapped:.1f}x", runs(x["wrapped"])],
+        ["transcode_proxy", fs(wrapped), f"{secs / wrapped:.1f}x", runs(x["wrapped"])],
         [
             "  of which probe (ffprobe, decode=False)",
             fs(med([r["probe_s"] for r in x["wrapped"]])),
@@ -1188,7 +1196,7 @@ def _code_version() -> dict[str, Any]:
     status = git("status", "--porcelain", "--untracked-files=no")
     return {
         "root": str(ROOT),
-        "evidence": media.__file__,
+        "evidence": evidence.__file__,
         "commit": git("rev-parse", "HEAD"),
         "local_changes": bool(status) if status is not None else None,
     }

@@ -61,7 +61,7 @@ from evidence.context import Context
 from evidence.ledger.entries import make_entry
 from evidence.ledger.models import LedgerEntry
 from evidence.migrate import upgrade
-from evidence.scrub import BATCH, scrub
+from evidence.scrub.service import BATCH, scrub
 from evidence.storage import CHUNK, original_key
 
 MiB, KiB, MB = 1024 * 1024, 1024, 1_000_000

@@ -86,19 +86,15 @@ def create_user(
 
     ctx = _context()
     try:
-        if role == "admin" and bootstrap_allowed(ctx.ledger):
+        if role == "admin" and bootstrap_allowed(ctx):
             if sys.stdin.isatty():
                 password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
             else:
                 password = sys.stdin.readline().rstrip("\n")
-            user = create(
-                ctx.ledger, name, role, password, officer_id=officer_id, full_name=full_name
-            )
+            user = create(ctx, name, role, password, officer_id=officer_id, full_name=full_name)
             typer.echo(f"created the first administrator {user.username} id {user.id}")
             return
-        new = invite_user(
-            ctx.ledger, ctx.settings, name, role, officer_id=officer_id, full_name=full_name
-        )
+        new = invite_user(ctx, None, name, role, officer_id=officer_id, full_name=full_name)
     except EvidenceError as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"created user {name} ({new.user['role']}) id {new.user['id']}")
@@ -157,7 +153,7 @@ def create_device(
     from evidence.accounts.service import create_device as create
 
     try:
-        new = create(_context().ledger, name, kind=kind)
+        new = create(_context(), None, name, kind=kind)
     except EvidenceError as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"created {new.device.kind} {new.device.name} id {new.device.id}")
@@ -254,7 +250,7 @@ def cameras() -> None:
 @admin.command("enable-totp")
 def enable_totp(name: str) -> None:
     """Give a user a new TOTP secret (two-factor sign-in); the secret is printed once."""
-    from evidence.identity import set_totp
+    from evidence.identity.totp import set_totp
 
     try:
         enrolment = set_totp(_context(), name)
@@ -397,7 +393,7 @@ def _start_worker_group():  # type: ignore[no-untyped-def]
 def _term_with_parent():  # type: ignore[no-untyped-def]
     import signal
 
-    from evidence.media import _libc_prctl
+    from evidence.media.runner import _libc_prctl
 
     prctl = _libc_prctl()  # resolved here, in the parent: the child only makes the call
     if prctl is None:
@@ -484,7 +480,9 @@ def dock(
         typer.Option(
             envvar="EVIDENCE_DEVICE_KEY",
             show_envvar=True,
-            help="this dock's key (prefer the environment variable: arguments show in process lists)",
+            help=(
+                "this dock's key (prefer the environment variable: arguments show in process lists)"
+            ),
         ),
     ] = "",
     jobs: Annotated[int, typer.Option(min=1, max=32, help="clips uploaded in parallel")] = 2,
@@ -651,8 +649,8 @@ def scrub(
 ) -> None:
     """Re-hash every stored object against its recorded SHA-256; exit 1 if any failed."""
     from evidence.errors import StorageUnreachable
-    from evidence.scrub import RESTORE_HINT, Failure, ScrubReport
-    from evidence.scrub import scrub as run_scrub
+    from evidence.scrub.service import RESTORE_HINT, Failure, ScrubReport
+    from evidence.scrub.service import scrub as run_scrub
 
     def progress(report: ScrubReport, failures: list[Failure]) -> None:
         for f in failures:

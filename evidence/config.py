@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     upload_max_pending_bytes_per_device: int = Field(default=2 * 1024**4, ge=1)
     upload_abandon_hours: int = Field(default=72, ge=1)
 
-    # Identity (evidence/identity.py). "local": users with passwords here get short-lived
+    # Identity (evidence/identity/). "local": users with passwords here get short-lived
     # JWTs; "oidc": only bearer tokens from the force's identity provider; "both".
     identity_mode: Literal["local", "oidc", "both"] = "local"
     jwt_ttl_seconds: int = Field(default=900, ge=60, le=86400)
@@ -164,7 +164,7 @@ class Settings(BaseSettings):
     retention_notice_days: int = Field(default=7, ge=0)
     retention_sweep_seconds: int = Field(default=3600, ge=60)
 
-    # Scrubbing (evidence/scrub.py): the scheduler re-hashes this many objects per run, in
+    # Scrubbing (evidence/scrub/service.py): the scheduler re-hashes this many objects per run, in
     # batches (one ledger entry per batch), at most this fast, so playback is not starved.
     scrub_interval_seconds: int = Field(default=3600, ge=60)
     scrub_objects_per_run: int = Field(default=500, ge=1)

@@ -16,10 +16,16 @@ from evidence.cases.models import AccessGrant, Case, CaseItem, CaseMember, Share
 from evidence.clips.models import Bookmark, Clip, ClipState, ClipTag, Derivative
 from evidence.db import Base
 from evidence.ingest.models import Upload, UploadState
-from evidence.ledger.models import Checkpoint, LedgerEntry, LedgerNode, LedgerRef
+from evidence.ledger.models import (
+    CheckpointTimestamp,
+    LedgerEntry,
+    LedgerNode,
+    LedgerRef,
+    SignedCheckpoint,
+)
 from evidence.outbox import OutboxMessage
-from evidence.retention.models import Disposal, Hold, ScrubCursor
-from evidence.timestamps import CheckpointTimestamp
+from evidence.retention.models import Disposal, Hold
+from evidence.scrub.models import ScrubCursor
 
 __all__ = [
     "AccessGrant",
@@ -33,7 +39,6 @@ __all__ = [
     "Case",
     "CaseItem",
     "CaseMember",
-    "Checkpoint",
     "CheckpointTimestamp",
     "Clip",
     "ClipAttribution",
@@ -55,6 +60,7 @@ __all__ = [
     "Role",
     "ScrubCursor",
     "Share",
+    "SignedCheckpoint",
     "Upload",
     "UploadState",
     "User",

@@ -20,13 +20,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from evidence import media, outbox
+from evidence import outbox
 from evidence.access import Principal, require, visible_clip
+from evidence.clips.derivatives import record_derivative
 from evidence.clips.models import Clip, ClipState, Derivative
 from evidence.context import Context
 from evidence.errors import Conflict, Disposed, HashMismatch, InvalidInput, MediaError, NotFound
-from evidence.ingest.service import WORKER, local_copy, record_derivative
+from evidence.ingest.service import WORKER, local_copy
 from evidence.ledger.models import LedgerEntry, LedgerRef
+from evidence.media.redaction import check_redaction, display_size, redact
 from evidence.storage import original_key
 
 REQUESTED = "redaction.requested"
@@ -54,8 +56,8 @@ def request_redaction(
     with ctx.db.write_session() as s:
         clip = visible_clip(s, principal, clip_id, footage=True)
         _check_redactable(clip)
-        width, height = media.display_size(clip.width or 0, clip.height or 0, clip.rotation or 0)
-        checked_boxes, checked_mute = media.check_redaction(
+        width, height = display_size(clip.width or 0, clip.height or 0, clip.rotation or 0)
+        checked_boxes, checked_mute = check_redaction(
             boxes,
             mute,
             width=width,
@@ -167,7 +169,7 @@ def make_redaction(
                     actual=actual,
                 )
             out = path.parent / f"{kind}.mp4"
-            recipe = media.redact(
+            recipe = redact(
                 path,
                 out,
                 boxes=request["boxes"],

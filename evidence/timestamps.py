@@ -26,40 +26,22 @@ from pathlib import Path
 
 import httpx
 from rfc3161_client import HashAlgorithm, TimestampRequestBuilder
-from sqlalchemy import BigInteger, LargeBinary, String, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
 from evidence import clock
 from evidence.config import Settings
 from evidence.context import Context
-from evidence.db import Base
 from evidence.errors import InvalidInput, NotFound, TimestampInvalid, TimestampUnavailable
-from evidence.ledger.models import Checkpoint, LedgerEntry
+from evidence.ledger.models import CheckpointTimestamp, LedgerEntry, SignedCheckpoint
 from evidence.ledger.rfc3161 import TimestampInfo, check_response, decode_response, verify_token
-from evidence.types import UTCDateTime
 
 ENTRY_TYPE = "checkpoint.timestamped"
 ACTOR = "system:timestamps"
 QUERY_TYPE = "application/timestamp-query"
 REPLY_TYPE = "application/timestamp-reply"
 _MAX_REPLY = 1 << 20  # a reply is a few KiB; refuse to buffer a runaway body
-
-
-class CheckpointTimestamp(Base):
-    """One TSA reply over one signed checkpoint. Append-only (triggers refuse UPDATE/DELETE).
-
-    One row per tree size: a second request for the same size returns the stored token, so
-    a task run twice does not ask the TSA twice.
-    """
-
-    __tablename__ = "checkpoint_timestamps"
-
-    tree_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    token: Mapped[bytes] = mapped_column(LargeBinary)  # DER TimeStampResp
-    gen_time: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    tsa: Mapped[str] = mapped_column(String(500))  # the URL it came from
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 @dataclass(frozen=True)
@@ -196,11 +178,11 @@ def token_for(ctx: Context, tree_size: int) -> bytes | None:
 
 def _checkpoint_note(ctx: Context, tree_size: int | None) -> tuple[int, str]:
     with ctx.db.session() as s:
-        q = select(Checkpoint.tree_size, Checkpoint.note)
+        q = select(SignedCheckpoint.tree_size, SignedCheckpoint.note)
         q = (
-            q.where(Checkpoint.tree_size == tree_size)
+            q.where(SignedCheckpoint.tree_size == tree_size)
             if tree_size is not None
-            else q.order_by(Checkpoint.tree_size.desc()).limit(1)
+            else q.order_by(SignedCheckpoint.tree_size.desc()).limit(1)
         )
         row = s.execute(q).first()
     if row is None:

@@ -230,7 +230,7 @@ class Phase(str, enum.Enum):
 
 
 @dataclass
-class ClipState:
+class ClipRecord:
     """What the agent remembers about one clip, valid only for the file's (size, mtime_ns)."""
 
     path: str
@@ -254,7 +254,7 @@ class ClipState:
         return json.dumps(data, indent=1, sort_keys=True).encode() + b"\n"
 
     @classmethod
-    def from_json(cls, raw: bytes) -> ClipState:
+    def from_json(cls, raw: bytes) -> ClipRecord:
         data = json.loads(raw)
         data["phase"] = Phase(data["phase"])
         names = {f.name for f in dataclasses.fields(cls)}
@@ -334,16 +334,16 @@ class StateDir:
     def file_for(self, rel: str) -> Path:
         return self.dir / (hashlib.sha256(rel.encode()).hexdigest()[:40] + ".json")
 
-    def load(self, rel: str) -> ClipState | None:
+    def load(self, rel: str) -> ClipRecord | None:
         try:
-            state = ClipState.from_json(self.file_for(rel).read_bytes())
+            state = ClipRecord.from_json(self.file_for(rel).read_bytes())
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError):
             return None  # unreadable state only costs a re-hash; the server dedups the rest
         return state if state.path == rel and state.version == STATE_VERSION else None
 
-    def save(self, state: ClipState) -> None:
+    def save(self, state: ClipRecord) -> None:
         write_atomic(self.file_for(state.path), state.to_json())
 
     def forget(self, rel: str) -> None:
@@ -859,7 +859,7 @@ class ClipUpload:
     def say(self, text: str) -> None:
         self.progress.line(f"{self.rel}: {text}")
 
-    def _hash(self, before: os.stat_result) -> ClipState:
+    def _hash(self, before: os.stat_result) -> ClipRecord:
         if before.st_size >= 64 * CHUNK:
             self.say(f"hashing {human_bytes(before.st_size)}")
         sha256 = sha256_file(self.path, self._hashed)
@@ -869,7 +869,7 @@ class ClipUpload:
                 "the file changed while it was being hashed (still being written?); "
                 "dock it again when the camera has finished"
             )
-        state = ClipState(
+        state = ClipRecord(
             path=self.rel,
             size=before.st_size,
             mtime_ns=before.st_mtime_ns,
@@ -879,7 +879,7 @@ class ClipUpload:
         self.states.save(state)
         return state
 
-    def _upload(self, state: ClipState, metadata: dict[str, Any]) -> ClipResult:
+    def _upload(self, state: ClipRecord, metadata: dict[str, Any]) -> ClipResult:
         declared = self._declare(state, metadata)
         if isinstance(declared, ClipResult):
             return declared
@@ -910,7 +910,7 @@ class ClipUpload:
             if isinstance(declared, ClipResult):
                 return declared
 
-    def _declare(self, state: ClipState, metadata: dict[str, Any]) -> Declared | ClipResult:
+    def _declare(self, state: ClipRecord, metadata: dict[str, Any]) -> Declared | ClipResult:
         declared = self.api.declare(
             state.sha256,
             state.size,
@@ -972,14 +972,14 @@ class ClipUpload:
         self.sent += n
         self.progress.add_sent(n)
 
-    def _check_unchanged(self, state: ClipState) -> None:
+    def _check_unchanged(self, state: ClipRecord) -> None:
         st = self.path.stat()
         if not state.matches(st):
             raise DockError(
                 "the file changed during the upload; run the dock again to send it afresh"
             )
 
-    def _try_complete(self, state: ClipState, upload_id: str, *, quiet: bool) -> ClipResult | None:
+    def _try_complete(self, state: ClipRecord, upload_id: str, *, quiet: bool) -> ClipResult | None:
         state.phase, state.upload_id = Phase.COMPLETING, upload_id
         self.states.save(state)
         response = self.api.complete(upload_id)
@@ -1026,7 +1026,7 @@ class ClipUpload:
                 raise DockError("interrupted; run again to resume")
             delay = min(delay * 2, 5.0)
 
-    def _verdict(self, state: ClipState, upload_id: str, data: dict[str, Any]) -> ClipResult:
+    def _verdict(self, state: ClipRecord, upload_id: str, data: dict[str, Any]) -> ClipResult:
         answer = str(data.get("state"))
         if answer in ("rejected", "failed"):
             self._rejected(upload_id, answer, data)
@@ -1050,7 +1050,7 @@ class ClipUpload:
             "hash and send it afresh"
         )
 
-    def _mark_done(self, state: ClipState, upload_id: str, clip_id: Any, answer: str) -> None:
+    def _mark_done(self, state: ClipRecord, upload_id: str, clip_id: Any, answer: str) -> None:
         state.phase, state.upload_id, state.answer = Phase.DONE, upload_id, answer
         state.clip_id = None if clip_id is None else str(clip_id)
         state.done_at = rfc3339(now())

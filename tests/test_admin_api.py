@@ -10,13 +10,14 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from evidence import audit, clock, identity
+from evidence import audit, clock
 from evidence.access import Principal
 from evidence.accounts import enrolment, service
 from evidence.accounts.models import Enrolment, Role, User
 from evidence.accounts.service import create_user
 from evidence.context import Context
 from evidence.errors import AccessDenied, Conflict, InvalidInput
+from evidence.identity.tokens import issue_token
 from tests.fixtures.api import running_api
 from tests.fixtures.people import PASSWORD, login, make_force
 
@@ -156,7 +157,7 @@ def test_a_footage_account_opens_nothing_until_a_second_admin_approves(admin, cl
     # The token a pending account might hold opens nothing either.
     with ctx.db.session() as s:
         user = s.scalar(select(User).where(User.username == "eo_new"))
-    early = identity.issue_token(ctx, user).access_token
+    early = issue_token(ctx, user).access_token
     assert (
         f.http.get("/api/v1/clips", headers={"Authorization": f"Bearer {early}"}).status_code == 401
     )
@@ -215,7 +216,7 @@ def test_a_refused_account_stays_shut(admin) -> None:
     assert r2.status_code == 404
     (fake,) = [
         u
-        for u in service.list_users(ctx.ledger, _principal(ctx, "adm_grey"))
+        for u in service.list_users(ctx, _principal(ctx, "adm_grey"))
         if u["username"] == "pc_fake"
     ]
     assert fake["disabled"] and not fake["approved"]
@@ -234,7 +235,7 @@ def test_officer_ids_are_unique(admin) -> None:
         assert r.status_code == 409, r.text
         assert "already belongs to pc_smith" in r.json()["detail"]
     with pytest.raises(Conflict):
-        create_user(ctx.ledger, "pc_twin", "officer", PASSWORD, officer_id="PC1234")
+        create_user(ctx, "pc_twin", "officer", PASSWORD, officer_id="PC1234")
     # The database holds the line too, whatever path a row comes by.
     with pytest.raises(IntegrityError), ctx.db.write_session() as s:
         s.add(
@@ -387,9 +388,9 @@ def test_grants_in_force_are_listed_and_only_auditors_receive_them(admin) -> Non
         "/api/v1/cases", headers=f.as_("eo_brown"), json={"title": "R v Roe", "reference": "U7"}
     ).json()
     assert audit.grantees(ctx, adm) == ["aud_white"]
-    create_user(ctx.ledger, "aud_gone", "auditor", PASSWORD)
+    create_user(ctx, "aud_gone", "auditor", PASSWORD)
     assert audit.grantees(ctx, adm) == ["aud_gone", "aud_white"]
-    service.set_user_state(ctx.ledger, adm, "aud_gone", disabled=True)
+    service.set_user_state(ctx, adm, "aud_gone", disabled=True)
     assert audit.grantees(ctx, adm) == ["aud_white"]  # a disabled auditor is not offered
 
     now = clock.now()
@@ -455,10 +456,10 @@ def test_the_user_list_says_whether_a_lock_out_is_still_in_force(admin) -> None:
     until = clock.now() + dt.timedelta(minutes=15)
     with ctx.db.write_session() as s:
         s.execute(update(User).where(User.username == "pc_jones").values(locked_until=until))
-    (jones,) = [u for u in service.list_users(ctx.ledger, adm) if u["username"] == "pc_jones"]
+    (jones,) = [u for u in service.list_users(ctx, adm) if u["username"] == "pc_jones"]
     assert jones["locked"] is True and jones["locked_until"]
     clock.set_clock(lambda: until + dt.timedelta(seconds=1))
-    (jones,) = [u for u in service.list_users(ctx.ledger, adm) if u["username"] == "pc_jones"]
+    (jones,) = [u for u in service.list_users(ctx, adm) if u["username"] == "pc_jones"]
     assert jones["locked"] is False
 
 
@@ -471,7 +472,7 @@ def test_a_footage_grant_opens_nothing_until_a_second_admin_approves(
     from tests.fixtures.ingest import Dock
 
     f, ctx = admin
-    docked = Dock(f.http, create_device(ctx.ledger, "dock-g").key).dock(clip_with_sidecar)
+    docked = Dock(f.http, create_device(ctx, None, "dock-g").key).dock(clip_with_sidecar)
     process_upload(ctx, docked["id"])
     clip = docked["clip_id"]
     stream = f"/api/v1/clips/{clip}/stream"

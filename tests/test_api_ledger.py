@@ -28,7 +28,7 @@ def api(ctx: Context):
 def authorise(http: httpx.Client, ctx: Context, role: str = "auditor") -> None:
     """Entries and proofs are for auditors (and evidence officers); add the user after the
     ledger was filled so the entry counts above stay as they are."""
-    create_user(ctx.ledger, f"u_{role}", role, PASSWORD)
+    create_user(ctx, f"u_{role}", role, PASSWORD)
     http.headers["Authorization"] = f"Bearer {login(http, f'u_{role}')}"
 
 

@@ -158,7 +158,7 @@ def _ids(f, user: str, **params) -> set[str]:  # type: ignore[no-untyped-def]
 def test_a_docked_camera_folder_is_attributed_by_the_register(
     ctx: Context, camera_folder: CameraFolder, tmp_path: Path
 ) -> None:
-    key = create_device(ctx.ledger, "dock-station-7").key
+    key = create_device(ctx, None, "dock-station-7").key
     with running_api(ctx.settings) as url, httpx.Client(base_url=url, timeout=30) as http:
         f = make_force(ctx, http)
         eo = f.as_("eo_brown")
@@ -394,7 +394,7 @@ def test_the_declared_source_is_bounded_text_with_known_keys_only() -> None:
 
 
 def _dock_with_source(ctx: Context, clip: ClipFile, source: dict[str, str]) -> Clip:
-    device = create_device(ctx.ledger, f"dock-{new_id()[:8]}").device
+    device = create_device(ctx, None, f"dock-{new_id()[:8]}").device
     declared = declare_upload(
         ctx, device, sha256=clip.sha256, size=clip.size, filename=clip.path.name, source=source
     )

@@ -135,8 +135,8 @@ def drill(tmp_path: Path, clip_mov: ClipFile) -> Iterator[Drill]:
     settings = Settings(data_dir=site / "var", database_url=url, storage_backend="local")
     upgrade(url)
     ctx = Context(settings)
-    key = create_device(ctx.ledger, "dock-1").key
-    create_user(ctx.ledger, "audrey", "auditor", "correct horse battery staple")
+    key = create_device(ctx, None, "dock-1").key
+    create_user(ctx, "audrey", "auditor", "correct horse battery staple")
     with running_api(settings) as api:
         http = httpx.Client(base_url=api, timeout=30)
         done = Dock(http, key).dock(clip_mov)
@@ -209,7 +209,7 @@ def test_a_database_older_than_the_saved_checkpoint_fails_verification(drill: Dr
     url = db_url(site)
     ctx = Context(Settings(data_dir=site / "var", database_url=url, storage_backend="local"))
     for n in range(3):
-        create_user(ctx.ledger, f"late{n}", "officer", "correct horse battery staple")
+        create_user(ctx, f"late{n}", "officer", "correct horse battery staple")
     size = ctx.ledger.size()
     (site / "newer-checkpoint.txt").write_text(ctx.ledger.latest_checkpoint())
     # The disk dies; the only backup is the older one.
@@ -233,7 +233,7 @@ def test_postgres_dump_and_restore_proves_the_ledger(tmp_path: Path, postgres_se
     settings = Settings(data_dir=tmp_path / "var", database_url=source, storage_backend="local")
     ctx = Context(settings)
     for n in range(3):
-        create_user(ctx.ledger, f"user{n}", "officer", "correct horse battery staple")
+        create_user(ctx, f"user{n}", "officer", "correct horse battery staple")
     (tmp_path / "saved-checkpoint.txt").write_text(ctx.ledger.latest_checkpoint())
     plain = source.replace("+psycopg", "")
     sh("mkdir -p backup", tmp_path)

@@ -80,12 +80,12 @@ def dock_cli(root: Path, api: str, *extra: str, key: str = DEVICE_KEY) -> subpro
     )
 
 
-def states(root: Path) -> dict[str, dock.ClipState]:
+def states(root: Path) -> dict[str, dock.ClipRecord]:
     """The agent's records of the clips under `root`, from its state directory on the dock
     (tests/conftest.py points XDG_STATE_HOME at a directory of the test session)."""
     result = {}
     for f in dock.state_dir_for(root).dir.glob("*.json"):
-        state = dock.ClipState.from_json(f.read_bytes())
+        state = dock.ClipRecord.from_json(f.read_bytes())
         result[state.path] = state
     return result
 
@@ -423,7 +423,7 @@ def test_expired_part_url_is_refreshed(server: FakeIngest, tmp_path: Path) -> No
 def test_state_files_are_written_atomically(tmp_path: Path) -> None:
     states_dir = StateDir(tmp_path / "state")
     states_dir.ensure()
-    state = dock.ClipState(path="a/b.mp4", size=1, mtime_ns=2, sha256="0" * 64, hashed_at="t")
+    state = dock.ClipRecord(path="a/b.mp4", size=1, mtime_ns=2, sha256="0" * 64, hashed_at="t")
     states_dir.save(state)
     assert states_dir.load("a/b.mp4") == state
     assert [p.name for p in states_dir.dir.iterdir()] == [states_dir.file_for("a/b.mp4").name]

@@ -603,7 +603,7 @@ def test_byte_identical_clips_in_one_run_are_stored_once_and_reported(
     """Copies of one clip on one camera, docked with the default --jobs: the first is sent,
     the others wait for its verdict and are then answered `exists` (before, the second got
     the first's pending upload and failed with "HTTP 404: no multipart upload")."""
-    key = create_device(ctx.ledger, "dock-twins").key
+    key = create_device(ctx, None, "dock-twins").key
     # Over one 8 MiB part: the copies' part PUTs overlap the first's completion, as on a camera.
     twin, other = make_clips(
         tmp_path / "clips", 2, tag="twin", size="1280x720", seconds=12, lossless=True
@@ -652,7 +652,7 @@ def test_completing_one_upload_twice_at_once_answers_its_state_both_times(
     lost, while the first is still joining the parts): both are answered with the upload's
     state, never a 404 for the multipart upload the other one has just joined. The race is
     narrow, so it is run for several uploads."""
-    key = create_device(ctx.ledger, "dock-complete-twice").key
+    key = create_device(ctx, None, "dock-complete-twice").key
     clips = make_clips(
         tmp_path / "clips", 4, tag="race", size="1280x720", seconds=12, lossless=True
     )

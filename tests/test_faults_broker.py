@@ -43,7 +43,7 @@ def test_redis_stopped_during_ingest_loses_nothing_and_work_resumes_by_itself(
     tmp_path: Path,
 ) -> None:
     ctx.settings = ctx.settings.model_copy(update={"broker_url": restartable_redis.url})
-    key = create_device(ctx.ledger, "dock-redis-fault").key
+    key = create_device(ctx, None, "dock-redis-fault").key
     with (
         running_api(ctx.settings) as api,
         running_worker(ctx.settings, log=tmp_path / "worker.log"),
@@ -92,7 +92,7 @@ def test_completing_while_the_broker_is_down_answers_202_and_completing_again_se
     import redis
 
     ctx.settings = ctx.settings.model_copy(update={"broker_url": restartable_redis.url})
-    key = create_device(ctx.ledger, "dock-redis-202").key
+    key = create_device(ctx, None, "dock-redis-202").key
     with running_api(ctx.settings) as api:
         dock = Dock(httpx.Client(base_url=api, timeout=30), key)
         declared = dock.declare(clip_1080p).json()

@@ -66,7 +66,7 @@ def test_a_bundle_of_200_clips_streams_in_bounded_memory_and_shows_progress(
 ) -> None:
     # ~200 kB each: 200 of them are 40 MB of footage, far more than the build may hold.
     clips = make_clips(tmp_path / "clips", LARGE, tag="bundle", size="320x240", lossless=True)
-    device = create_device(ctx.ledger, "dock-bundle")
+    device = create_device(ctx, None, "dock-bundle")
     started = time.monotonic()
     with monkeypatch.context() as m:
         # Proxies and thumbnails are not in this bundle: seeding skips making them, which
@@ -76,7 +76,7 @@ def test_a_bundle_of_200_clips_streams_in_bounded_memory_and_shows_progress(
         with ThreadPoolExecutor(4) as pool:
             clip_ids = list(pool.map(lambda c: ingest_file(ctx, c, device=device.device), clips))
     print(f"\nseeded {LARGE} clips in {time.monotonic() - started:.0f} s")
-    user = create_user(ctx.ledger, "eo_bundles", "evidence_officer", "a long enough password")
+    user = create_user(ctx, "eo_bundles", "evidence_officer", "a long enough password")
     eo = Principal(user.id, user.username, Role.evidence_officer)
 
     _, small_peak, _ = _bundle(ctx, eo, clip_ids[:SMALL], "small")

@@ -86,12 +86,12 @@ def test_postgres_restarted_during_a_bundle_build_ends_ready_by_itself(
         seconds=SECONDS_PER_CLIP,
         lossless=True,
     )
-    device = create_device(ctx.ledger, "dock-pg-bundle").device
+    device = create_device(ctx, None, "dock-pg-bundle").device
     with monkeypatch.context() as m:
         m.setattr(ingest, "DERIVATIVES", {})  # a bundle of originals: no proxies to make
         clip_ids = [ingest_file(ctx, c, device=device) for c in clips]
     assert max(c.size for c in clips) < 8 * 1024 * 1024, "ingest_file sends one part"
-    user = create_user(ctx.ledger, "eo_pg_bundle", "evidence_officer", "a long enough password")
+    user = create_user(ctx, "eo_pg_bundle", "evidence_officer", "a long enough password")
     eo = Principal(user.id, user.username, Role.evidence_officer)
     case = create_case(ctx, eo, "Restart", "URN restart")
     add_items(ctx, eo, case["id"], clip_ids)

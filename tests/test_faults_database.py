@@ -81,7 +81,7 @@ def test_postgres_restarted_during_ingest_loses_nothing_and_work_resumes_by_itse
     upgrade(url)
     settings = make_settings(tmp_path, url, broker_url=restartable_redis.url)
     ctx = Context(settings)
-    key = create_device(ctx.ledger, "dock-pg-fault").key
+    key = create_device(ctx, None, "dock-pg-fault").key
     with running_api(settings) as api, running_worker(settings, log=tmp_path / "worker.log"):
         dock = Dock(httpx.Client(base_url=api, timeout=30), key)
         dock.dock(eight_second_clip)

@@ -11,7 +11,6 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from evidence import media
 from evidence.accounts.service import create_device, create_user
 from evidence.clips.models import Clip, Derivative
 from evidence.config import Settings
@@ -19,6 +18,7 @@ from evidence.context import Context
 from evidence.errors import DiskFull
 from evidence.ingest.models import Upload
 from evidence.ingest.service import process_upload
+from evidence.media.derivatives import transcode_proxy
 from tests.conftest import sqlite_only
 from tests.fixtures.api import running_api
 from tests.fixtures.databases import make_settings
@@ -42,7 +42,7 @@ def test_ffmpeg_out_of_space_is_disk_full_and_leaves_no_partial_file(
 ) -> None:
     with small_disk(tmp_path / "full", 64 * 1024) as disk:
         with pytest.raises(DiskFull) as raised:
-            media.transcode_proxy(
+            transcode_proxy(
                 clip_1080p.path, disk.path / "proxy.mp4", input_sha256=clip_1080p.sha256
             )
         assert "disk is full" in str(raised.value) and "libx264" not in str(raised.value)
@@ -54,7 +54,7 @@ def test_a_worker_out_of_disk_retries_and_finishes_when_space_returns(
     ctx: Context, clip_1080p: ClipFile, tmp_path: Path
 ) -> None:
     """The worker's work directory has room for the clip's copy but not for its proxy."""
-    key = create_device(ctx.ledger, "dock-full").key
+    key = create_device(ctx, None, "dock-full").key
     log = tmp_path / "worker.log"
     with (
         small_disk(ctx.settings.data_dir / "work", clip_1080p.size + 16 * 1024) as disk,
@@ -89,8 +89,8 @@ def test_a_full_object_store_answers_507_and_signing_in_still_works(
     with small_disk(tmp_path / "objects", 256 * 1024) as disk:
         settings: Settings = make_settings(tmp_path, database_url, storage_dir=disk.path)
         ctx = Context(settings)
-        key = create_device(ctx.ledger, "dock-507").key
-        create_user(ctx.ledger, "auditor1", "auditor", "a long enough password")
+        key = create_device(ctx, None, "dock-507").key
+        create_user(ctx, "auditor1", "auditor", "a long enough password")
         with running_api(settings) as api:
             dock = Dock(httpx.Client(base_url=api, timeout=30), key)
             declared = dock.declare(clip_1080p).json()
@@ -125,7 +125,7 @@ def test_signing_in_with_the_databases_own_disk_full_is_a_clear_507_never_unreco
         url = f"sqlite:///{disk.path}/evidence.db"
         upgrade(url)
         ctx = Context(make_settings(disk.path, url))
-        create_user(ctx.ledger, "auditor1", "auditor", "a long enough password")
+        create_user(ctx, "auditor1", "auditor", "a long enough password")
         form = {"username": "auditor1", "password": "a long enough password"}
         with running_api(ctx.settings) as api:
             assert httpx.post(f"{api}/api/v1/auth/token", data=form).status_code == 200

@@ -78,7 +78,7 @@ def _full_disk(tmp_path: Path, database_url: str, disk: Path) -> FullDisk:
     so that part 1 of the big clip fits and part 2 does not."""
     settings = make_settings(tmp_path, database_url, storage_dir=disk / "objects")
     ctx = Context(settings)
-    key = create_device(ctx.ledger, "dock-disk").key
+    key = create_device(ctx, None, "dock-disk").key
     (big,) = make_clips(tmp_path / "big", 1, tag="big", size="1280x720", seconds=12, lossless=True)
     assert big.size > DEFAULT_PART_SIZE + 2 * MiB, "the clip must need two parts"
     (small,) = make_clips(tmp_path / "small", 1, tag="small")

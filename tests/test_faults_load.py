@@ -57,7 +57,7 @@ def test_ten_docks_at_once_store_every_clip_once(
         camera_folder(tmp_path / f"camera{i}", clips[i * CLIPS_PER_DOCK : (i + 1) * CLIPS_PER_DOCK])
         for i in range(DOCKS)
     ]
-    keys = [create_device(ctx.ledger, f"dock-station-{i}").key for i in range(DOCKS)]
+    keys = [create_device(ctx, None, f"dock-station-{i}").key for i in range(DOCKS)]
 
     with running_store(settings, tmp_path / "logs", workers=1, concurrency=2) as server:
         timings = [tmp_path / f"timings{i}.json" for i in range(DOCKS)]

@@ -103,7 +103,7 @@ def test_s3_down_during_ingest_loses_nothing(
 ) -> None:
     ctx = Context(settings)
     ctx.store  # noqa: B018  (creates the bucket)
-    key = create_device(ctx.ledger, "dock-s3-outage").key
+    key = create_device(ctx, None, "dock-s3-outage").key
     camera = camera_folder(tmp_path / "camera", make_clips(tmp_path / "clips", CLIPS, tag="s3"))
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_")},
@@ -144,7 +144,7 @@ def test_s3_down_during_a_scrub_is_reported_and_a_rerun_completes(
 ) -> None:
     ctx = Context(settings)
     ctx.store  # noqa: B018  (creates the bucket)
-    key = create_device(ctx.ledger, "dock-s3-scrub").key
+    key = create_device(ctx, None, "dock-s3-scrub").key
     camera = camera_folder(tmp_path / "camera", make_clips(tmp_path / "clips", 5, tag="scrub"))
     with running_store(settings, tmp_path / "logs", concurrency=2) as server:
         assert dock(camera, server.url, key).returncode == 0

@@ -30,7 +30,7 @@ from typer.testing import CliRunner
 
 from api import problems
 from api.auth import current_principal
-from evidence import clock, identity
+from evidence import clock
 from evidence.access import Principal
 from evidence.accounts.models import Role, User
 from evidence.accounts.service import check_password, create_user
@@ -42,6 +42,12 @@ from evidence.errors import (
     NotAuthenticated,
     TooManyAttempts,
 )
+from evidence.identity import signin
+from evidence.identity.lockout import REFUSED, FailureWindow
+from evidence.identity.signin import login, principal_from_token
+from evidence.identity.state import jwt_key_path, load_or_create_jwt_key
+from evidence.identity.tokens import revoke_token
+from evidence.identity.totp import RECOVERY_CODE, claim_totp_step, set_totp, totp_code, totp_step
 from tests.fixtures.api import running_api
 from tests.fixtures.databases import make_settings
 from tests.fixtures.services import free_port, wait_until
@@ -83,7 +89,7 @@ def add_user(
     role: str = "evidence_officer",
     officer_id: str | None = None,
 ) -> User:
-    return create_user(ctx.ledger, name, role, PASSWORD, officer_id=officer_id)
+    return create_user(ctx, name, role, PASSWORD, officer_id=officer_id)
 
 
 def entries(ctx: Context, type_: str) -> list[dict[str, Any]]:
@@ -98,7 +104,7 @@ def set_user(ctx: Context, name: str, **values: Any) -> None:
 
 def refused(ctx: Context, token: str) -> str:
     with pytest.raises(NotAuthenticated) as err:
-        identity.principal_from_token(ctx, token)
+        principal_from_token(ctx, token)
     return str(err.value).lower()
 
 
@@ -128,7 +134,7 @@ def local_claims(ctx: Context, user: User, **over: Any) -> dict[str, Any]:
 
 
 def our_key(ctx: Context) -> Ed25519PrivateKey:
-    return identity.load_or_create_jwt_key(identity.jwt_key_path(ctx.settings))
+    return load_or_create_jwt_key(jwt_key_path(ctx.settings))
 
 
 # -- TOTP ----------------------------------------------------------------------------------------
@@ -145,8 +151,8 @@ def our_key(ctx: Context) -> Ed25519PrivateKey:
 )
 def test_totp_matches_the_rfc_6238_sha1_vectors(t: int, code: str) -> None:
     secret = base64.b32encode(b"12345678901234567890").decode()
-    assert identity.totp_code(secret, t // 30, digits=8) == code
-    assert identity.totp_code(secret, t // 30) == code[-6:]
+    assert totp_code(secret, t // 30, digits=8) == code
+    assert totp_code(secret, t // 30) == code[-6:]
 
 
 # -- local sign-in and our tokens ----------------------------------------------------------------
@@ -154,14 +160,14 @@ def test_totp_matches_the_rfc_6238_sha1_vectors(t: int, code: str) -> None:
 
 def test_login_issues_a_short_lived_eddsa_token_and_audits_it(local: Context) -> None:
     user = add_user(local, "pc_smith", "officer", officer_id="PC1234")
-    issued = identity.login(local, "pc_smith", PASSWORD, None, source_ip=IP)
+    issued = login(local, "pc_smith", PASSWORD, None, source_ip=IP)
     assert issued.token_type == "bearer" and issued.expires_in == 900
     header = jwt.get_unverified_header(issued.access_token)
     claims = jwt.decode(issued.access_token, options={"verify_signature": False})
     assert header["alg"] == "EdDSA"
     assert claims["exp"] - claims["iat"] == 900 and claims["sub"] == user.id
     assert "role" not in claims and "roles" not in claims  # the role is read from the database
-    assert identity.principal_from_token(local, issued.access_token) == Principal(
+    assert principal_from_token(local, issued.access_token) == Principal(
         user.id, "pc_smith", Role.officer, "PC1234"
     )
     (entry,) = entries(local, "user.logged_in")
@@ -169,15 +175,15 @@ def test_login_issues_a_short_lived_eddsa_token_and_audits_it(local: Context) ->
     assert entry["method"] == "password" and entry["subject"] == {"user": user.id}
     raw = json.dumps(entry)
     assert PASSWORD not in raw and issued.access_token not in raw
-    key_file = identity.jwt_key_path(local.settings)
+    key_file = jwt_key_path(local.settings)
     assert key_file.stat().st_mode & 0o777 == 0o600
 
 
 def test_the_role_and_account_state_come_from_the_database_not_the_token(local: Context) -> None:
     add_user(local, "eo_brown")
-    token = identity.login(local, "eo_brown", PASSWORD, None, source_ip=IP).access_token
+    token = login(local, "eo_brown", PASSWORD, None, source_ip=IP).access_token
     set_user(local, "eo_brown", role="auditor")
-    assert identity.principal_from_token(local, token).role == Role.auditor
+    assert principal_from_token(local, token).role == Role.auditor
     set_user(local, "eo_brown", locked_until=START + dt.timedelta(minutes=5))
     assert "disabled, locked or gone" in refused(local, token)
     set_user(local, "eo_brown", locked_until=None, disabled=True)
@@ -186,9 +192,9 @@ def test_the_role_and_account_state_come_from_the_database_not_the_token(local: 
 
 def test_an_expired_or_not_yet_valid_token_is_refused(local: Context, now: FakeClock) -> None:
     user = add_user(local)
-    token = identity.login(local, "eo_brown", PASSWORD, None, source_ip=IP).access_token
+    token = login(local, "eo_brown", PASSWORD, None, source_ip=IP).access_token
     now.advance(899)
-    identity.principal_from_token(local, token)
+    principal_from_token(local, token)
     now.advance(1)
     assert "expired" in refused(local, token)
     early = jwt.encode(
@@ -204,13 +210,13 @@ def test_forged_and_tampered_tokens_are_refused(local: Context) -> None:
     other = add_user(local, "adm_black", "admin")
     forged = jwt.encode(local_claims(local, other), Ed25519PrivateKey.generate(), algorithm="EdDSA")
     assert "signature verification failed" in refused(local, forged)
-    good = identity.login(local, "eo_brown", PASSWORD, None, source_ip=IP).access_token
+    good = login(local, "eo_brown", PASSWORD, None, source_ip=IP).access_token
     head, payload, sig = good.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
     claims["sub"] = other.id  # become the admin, keeping the evidence officer's signature
     tampered = f"{head}.{b64url(json.dumps(claims).encode())}.{sig}"
     assert "signature verification failed" in refused(local, tampered)
-    assert identity.principal_from_token(local, good).user_id == user.id
+    assert principal_from_token(local, good).user_id == user.id
 
 
 def test_wrong_audience_issuer_or_missing_claims_are_refused(local: Context) -> None:
@@ -255,8 +261,8 @@ def test_unknown_user_wrong_password_and_disabled_look_the_same(
     add_user(local, "gone_user")
     set_user(local, "gone_user", disabled=True)
     calls: list[str] = []
-    real = identity.check_password
-    monkeypatch.setattr(identity, "check_password", lambda h, p: calls.append(h) or real(h, p))  # type: ignore[func-returns-value]
+    real = signin.check_password
+    monkeypatch.setattr(signin, "check_password", lambda h, p: calls.append(h) or real(h, p))  # type: ignore[func-returns-value]
     messages = []
     for name, password in [
         ("nobody", PASSWORD),
@@ -264,9 +270,9 @@ def test_unknown_user_wrong_password_and_disabled_look_the_same(
         ("gone_user", PASSWORD),
     ]:
         with pytest.raises(NotAuthenticated) as err:
-            identity.login(local, name, password, None, source_ip=IP)
+            login(local, name, password, None, source_ip=IP)
         messages.append(str(err.value))
-    assert messages == [identity.REFUSED] * 3
+    assert messages == [REFUSED] * 3
     # argon2 ran for each, an unknown name included, so timing does not tell them apart
     assert len(calls) == 3 and all(h.startswith("$argon2id$") for h in calls)
     assert entries(local, "user.logged_in") == []
@@ -280,17 +286,17 @@ def test_lock_out_after_repeated_failures_is_audited_and_ends(ctx: Context) -> N
     size = ctx.ledger.size()
     for _ in range(ctx.settings.login_max_failures):
         with pytest.raises(NotAuthenticated):
-            identity.login(ctx, "eo_brown", "not the password", None, source_ip=IP)
+            login(ctx, "eo_brown", "not the password", None, source_ip=IP)
     (locked,) = entries(ctx, "user.locked_out")
     assert ctx.ledger.size() == size + 1  # one entry per lock-out, none per failed attempt
     assert locked["source_ip"] == IP and locked["subject"] == {"user": user.id}
     assert locked["failures"] == 5 and locked["locked_until"].startswith("2025-03-01T12:15:15")
     with pytest.raises(NotAuthenticated) as err:  # the right password, but locked
-        identity.login(ctx, "eo_brown", PASSWORD, None, source_ip=IP)
-    assert str(err.value) == identity.REFUSED
+        login(ctx, "eo_brown", PASSWORD, None, source_ip=IP)
+    assert str(err.value) == REFUSED
     now.advance(ctx.settings.login_lockout_seconds)
-    token = identity.login(ctx, "eo_brown", PASSWORD, None, source_ip=IP).access_token
-    assert identity.principal_from_token(ctx, token).username == "eo_brown"
+    token = login(ctx, "eo_brown", PASSWORD, None, source_ip=IP).access_token
+    assert principal_from_token(ctx, token).username == "eo_brown"
     with ctx.db.session() as s:
         row = s.scalars(select(User).where(User.username == "eo_brown")).one()
     assert row.failed_logins == 0 and row.locked_until is None
@@ -301,30 +307,30 @@ def test_a_success_resets_the_failure_count(local: Context) -> None:
     for _ in range(3):
         for _ in range(local.settings.login_max_failures - 1):
             with pytest.raises(NotAuthenticated):
-                identity.login(local, "eo_brown", "not the password", None, source_ip=IP)
-        identity.login(local, "eo_brown", PASSWORD, None, source_ip=IP)
+                login(local, "eo_brown", "not the password", None, source_ip=IP)
+        login(local, "eo_brown", PASSWORD, None, source_ip=IP)
     assert entries(local, "user.locked_out") == []
 
 
 def test_totp_is_required_checked_and_not_replayable(local: Context, now: FakeClock) -> None:
     add_user(local)
-    enrolment = identity.set_totp(local, "eo_brown")
+    enrolment = set_totp(local, "eo_brown")
     assert enrolment.uri.startswith("otpauth://totp/evidence-store:eo_brown?secret=")
     assert f"secret={enrolment.secret}" in enrolment.uri and "period=30" in enrolment.uri
     (enabled,) = entries(local, "user.totp_enabled")
     assert enrolment.secret not in json.dumps(enabled)
-    step = identity.totp_step(now.t)
+    step = totp_step(now.t)
 
     def attempt(code: str | None) -> bool:
         try:
-            identity.login(local, "eo_brown", PASSWORD, code, source_ip=IP)
+            login(local, "eo_brown", PASSWORD, code, source_ip=IP)
             return True
         except NotAuthenticated as exc:
-            assert str(exc) == identity.REFUSED
+            assert str(exc) == REFUSED
             return False
 
     def code(offset: int) -> str:
-        return identity.totp_code(enrolment.secret, step + offset)
+        return totp_code(enrolment.secret, step + offset)
 
     wrong = f"{(int(code(0)) + 1) % 10**6:06d}"
     assert [attempt(None), attempt(wrong), attempt(code(-2))] == [False, False, False]
@@ -373,7 +379,7 @@ def test_password_sign_in_is_off_in_oidc_mode(tmp_path: Path, sqlite_url: str) -
     )
     add_user(ctx)
     with pytest.raises(NotAuthenticated, match="identity provider"):
-        identity.login(ctx, "eo_brown", PASSWORD, None, source_ip=IP)
+        login(ctx, "eo_brown", PASSWORD, None, source_ip=IP)
 
 
 # -- the token route over real HTTP --------------------------------------------------------------
@@ -396,7 +402,7 @@ def test_token_route_issues_tokens_and_refuses_alike(local: Context) -> None:
     assert set(body) == {"access_token", "token_type", "expires_in"}
     assert body["token_type"] == "bearer" and body["expires_in"] == 900
     assert ok.headers["cache-control"] == "no-store"
-    assert identity.principal_from_token(local, body["access_token"]).user_id == user.id
+    assert principal_from_token(local, body["access_token"]).user_id == user.id
     for r in bad:
         assert r.status_code == 401
         assert r.headers["content-type"] == "application/problem+json"
@@ -427,9 +433,9 @@ def test_sign_out_ends_the_token_not_just_the_session(local: Context) -> None:
         if json.loads(e)["type"] == "user.logged_out"
     ]
     assert entry["actor"] == "user:pc_smith"
-    identity.revoke_token(local, first["Authorization"][7:], source_ip="x")  # idempotent
+    revoke_token(local, first["Authorization"][7:], source_ip="x")  # idempotent
     with pytest.raises(NotAuthenticated, match="sign-out"):
-        identity.principal_from_token(local, first["Authorization"][7:])
+        principal_from_token(local, first["Authorization"][7:])
 
 
 def test_token_route_rate_limits_failing_addresses(
@@ -482,7 +488,7 @@ def probe_api(ctx: Context) -> Iterator[httpx.Client]:
 
 def test_current_principal_answers_401_with_a_bearer_challenge(local: Context) -> None:
     add_user(local)
-    token = identity.login(local, "eo_brown", PASSWORD, None, source_ip=IP).access_token
+    token = login(local, "eo_brown", PASSWORD, None, source_ip=IP).access_token
     with probe_api(local) as http:
         ok = http.get("/whoami", headers={"Authorization": f"Bearer {token}"})
         missing = http.get("/whoami")
@@ -588,7 +594,7 @@ def oidc(tmp_path: Path, database_url: str, idp: IdentityProvider, now: FakeCloc
 def test_an_idp_token_gives_a_principal_and_provisions_the_user_once(
     oidc: Context, idp: IdentityProvider
 ) -> None:
-    principal = identity.principal_from_token(oidc, idp.token())
+    principal = principal_from_token(oidc, idp.token())
     assert principal.role == Role.evidence_officer  # the first claim value that is our role
     assert principal.username == "j.smith@force.example" and principal.officer_id == "4711"
     with oidc.db.session() as s:
@@ -599,18 +605,18 @@ def test_an_idp_token_gives_a_principal_and_provisions_the_user_once(
     assert entry["subject"] == {"user": user.id} and entry["issuer"] == IDP
     assert entry["idp_subject"] == "f3c1a9e0-idp-subject" and entry["role"] == "evidence_officer"
     size = oidc.ledger.size()
-    again = identity.principal_from_token(oidc, idp.token(alg="ES256", kid="ec-1"))
+    again = principal_from_token(oidc, idp.token(alg="ES256", kid="ec-1"))
     assert again == principal and oidc.ledger.size() == size  # seen before: no new entry
     assert idp.requests == 1  # the JWKS is cached
     with pytest.raises(NotAuthenticated):  # and it cannot sign in with a password
-        identity.login(oidc, principal.username, "", None, source_ip=IP)
+        login(oidc, principal.username, "", None, source_ip=IP)
 
 
 def test_a_role_change_at_the_idp_is_followed_and_audited(
     oidc: Context, idp: IdentityProvider
 ) -> None:
-    identity.principal_from_token(oidc, idp.token())
-    p = identity.principal_from_token(oidc, idp.token(roles="cps", officer_id=None))
+    principal_from_token(oidc, idp.token())
+    p = principal_from_token(oidc, idp.token(roles="cps", officer_id=None))
     assert p.role == Role.cps and p.officer_id is None
     (entry,) = entries(oidc, "user.updated")
     assert entry["role"] == "cps" and entry["officer_id"] is None
@@ -621,7 +627,7 @@ def test_nested_role_claims_are_read(
 ) -> None:
     ctx = Context(oidc_settings(tmp_path, sqlite_url, idp, oidc_role_claim="realm_access.roles"))
     token = idp.token(roles=None, realm_access={"roles": ["uma_authorization", "auditor"]})
-    assert identity.principal_from_token(ctx, token).role == Role.auditor
+    assert principal_from_token(ctx, token).role == Role.auditor
 
 
 def test_bad_idp_tokens_are_refused(oidc: Context, idp: IdentityProvider, now: FakeClock) -> None:
@@ -658,7 +664,7 @@ def test_bad_idp_tokens_are_refused(oidc: Context, idp: IdentityProvider, now: F
     }
     for name, (token, message) in cases.items():
         assert message in refused(oidc, token), name
-    assert identity.principal_from_token(oidc, idp.token(exp=t - 29)).role == Role.evidence_officer
+    assert principal_from_token(oidc, idp.token(exp=t - 29)).role == Role.evidence_officer
     assert entries(oidc, "user.provisioned")[0]["username"] == "j.smith@force.example"
 
 
@@ -667,7 +673,7 @@ def test_an_idp_token_without_a_known_role_is_403(
 ) -> None:
     ctx = Context(oidc_settings(tmp_path, sqlite_url, idp))
     with pytest.raises(AccessDenied, match="no role the evidence store knows"):
-        identity.principal_from_token(ctx, idp.token(roles=["offline_access", "sheriff"]))
+        principal_from_token(ctx, idp.token(roles=["offline_access", "sheriff"]))
     assert entries(ctx, "user.provisioned") == []  # not provisioned without a role
     with probe_api(ctx) as http:
         r = http.get("/whoami", headers={"Authorization": f"Bearer {idp.token(roles=[])}"})
@@ -681,10 +687,10 @@ def test_an_idp_name_held_by_a_local_user_is_not_taken_over(
 ) -> None:
     add_user(oidc, "adm_black", "admin")
     with pytest.raises(AccessDenied, match="already belongs to another account"):
-        identity.principal_from_token(oidc, idp.token(preferred_username="adm_black"))
-    identity.principal_from_token(oidc, idp.token())
+        principal_from_token(oidc, idp.token(preferred_username="adm_black"))
+    principal_from_token(oidc, idp.token())
     with pytest.raises(AccessDenied, match="already belongs"):  # same name, another person
-        identity.principal_from_token(oidc, idp.token(sub="someone-else"))
+        principal_from_token(oidc, idp.token(sub="someone-else"))
 
 
 def test_idp_tokens_are_refused_in_local_mode_and_local_ones_in_oidc_mode(
@@ -693,7 +699,7 @@ def test_idp_tokens_are_refused_in_local_mode_and_local_ones_in_oidc_mode(
     local_ctx = Context(make_settings(tmp_path, sqlite_url))
     assert "issuer is not trusted" in refused(local_ctx, idp.token())
     add_user(local_ctx)
-    token = identity.login(local_ctx, "eo_brown", PASSWORD, None, source_ip=IP).access_token
+    token = login(local_ctx, "eo_brown", PASSWORD, None, source_ip=IP).access_token
     oidc_only = Context(
         oidc_settings(tmp_path, sqlite_url, idp).model_copy(update={"identity_mode": "oidc"})
     )
@@ -707,11 +713,11 @@ def test_symmetric_or_no_algorithms_for_the_idp_are_a_configuration_error(
 ) -> None:
     ctx = Context(oidc_settings(tmp_path, sqlite_url, idp, oidc_algorithms=algorithms))
     with pytest.raises(EvidenceError, match="asymmetric"):
-        identity.principal_from_token(ctx, idp.token())
+        principal_from_token(ctx, idp.token())
 
 
 def test_rate_limit_window_forgets_old_failures() -> None:
-    window = identity.FailureWindow(limit=2, window=60)
+    window = FailureWindow(limit=2, window=60)
     for s in (0, 30):
         window.record("a", START + dt.timedelta(seconds=s))
     assert window.retry_after("a", START + dt.timedelta(seconds=31)) == 29
@@ -725,12 +731,12 @@ def test_too_many_attempts_is_raised_by_login(
     ctx = Context(make_settings(tmp_path, sqlite_url, login_rate_limit=2))
     for _ in range(2):
         with pytest.raises(NotAuthenticated):
-            identity.login(ctx, "nobody", "x", None, source_ip=IP)
+            login(ctx, "nobody", "x", None, source_ip=IP)
     with pytest.raises(TooManyAttempts) as err:
-        identity.login(ctx, "nobody", "x", None, source_ip=IP)
+        login(ctx, "nobody", "x", None, source_ip=IP)
     assert err.value.retry_after == ctx.settings.login_rate_window_seconds
     with pytest.raises(NotAuthenticated):  # another address is not affected
-        identity.login(ctx, "nobody", "x", None, source_ip="198.51.100.1")
+        login(ctx, "nobody", "x", None, source_ip="198.51.100.1")
 
 
 # -- a person's own account (evidence/accounts/own.py) ---------------------------------------
@@ -748,7 +754,7 @@ def test_a_user_changes_their_own_password_and_their_other_sessions_end(ctx: Con
     clock.set_clock(FakeClock(START))
     add_user(ctx)
     me = _me(ctx)
-    other_session = identity.login(ctx, "eo_brown", PASSWORD, None, source_ip=IP).access_token
+    other_session = login(ctx, "eo_brown", PASSWORD, None, source_ip=IP).access_token
     with pytest.raises(InvalidInput, match="current password is not right"):
         own.change_password(ctx, me, "a wrong guess", "a brand new passphrase", source_ip=IP)
     with ctx.db.session() as s:  # a wrong current password counts like a failed sign-in
@@ -756,12 +762,12 @@ def test_a_user_changes_their_own_password_and_their_other_sessions_end(ctx: Con
     with pytest.raises(InvalidInput, match="too short"):
         own.change_password(ctx, me, PASSWORD, "short", source_ip=IP)
     fresh = own.change_password(ctx, me, PASSWORD, "a brand new passphrase", source_ip=IP)
-    assert identity.principal_from_token(ctx, fresh.access_token).username == "eo_brown"
+    assert principal_from_token(ctx, fresh.access_token).username == "eo_brown"
     with pytest.raises(NotAuthenticated, match="password was changed"):
-        identity.principal_from_token(ctx, other_session)
+        principal_from_token(ctx, other_session)
     with pytest.raises(NotAuthenticated):
-        identity.login(ctx, "eo_brown", PASSWORD, None, source_ip=IP)
-    identity.login(ctx, "eo_brown", "a brand new passphrase", None, source_ip=IP)
+        login(ctx, "eo_brown", PASSWORD, None, source_ip=IP)
+    login(ctx, "eo_brown", "a brand new passphrase", None, source_ip=IP)
     (changed,) = entries(ctx, "user.password_changed")
     assert changed["source_ip"] == IP and "passphrase" not in json.dumps(changed)
 
@@ -777,38 +783,34 @@ def test_totp_self_enrolment_with_a_qr_code_and_one_time_recovery_codes(ctx: Con
     assert started.uri.startswith("otpauth://totp/evidence-store:eo_brown?secret=" + started.secret)
     assert started.qr_svg.startswith("<svg") and "<script" not in started.qr_svg
     # Nothing changes until a code from the new secret is confirmed.
-    identity.login(ctx, "eo_brown", PASSWORD, None, source_ip=IP)
+    login(ctx, "eo_brown", PASSWORD, None, source_ip=IP)
     with pytest.raises(InvalidInput, match="does not match"):
         own.confirm_totp(
             ctx,
             me,
-            "000000"
-            if identity.totp_code(started.secret, identity.totp_step(now.t)) != "000000"
-            else "111111",
+            "000000" if totp_code(started.secret, totp_step(now.t)) != "000000" else "111111",
         )
-    step = identity.totp_step(now.t)
-    codes = own.confirm_totp(ctx, me, identity.totp_code(started.secret, step))
+    step = totp_step(now.t)
+    codes = own.confirm_totp(ctx, me, totp_code(started.secret, step))
     assert len(codes) == 10 and len(set(codes)) == 10
-    assert all(identity.RECOVERY_CODE.match(c) for c in codes)
+    assert all(RECOVERY_CODE.match(c) for c in codes)
     # The confirming code is spent; a password alone no longer signs in.
     with pytest.raises(NotAuthenticated):
-        identity.login(
-            ctx, "eo_brown", PASSWORD, identity.totp_code(started.secret, step), source_ip=IP
-        )
+        login(ctx, "eo_brown", PASSWORD, totp_code(started.secret, step), source_ip=IP)
     with pytest.raises(NotAuthenticated):
-        identity.login(ctx, "eo_brown", PASSWORD, None, source_ip=IP)
+        login(ctx, "eo_brown", PASSWORD, None, source_ip=IP)
     # A recovery code stands in for a code, once.
-    identity.login(ctx, "eo_brown", PASSWORD, codes[0].upper(), source_ip=IP)
+    login(ctx, "eo_brown", PASSWORD, codes[0].upper(), source_ip=IP)
     with pytest.raises(NotAuthenticated):
-        identity.login(ctx, "eo_brown", PASSWORD, codes[0], source_ip=IP)
+        login(ctx, "eo_brown", PASSWORD, codes[0], source_ip=IP)
     assert entries(ctx, "user.logged_in")[-1]["method"] == "password+recovery_code"
     assert own.recovery_codes_left(ctx, me) == 9
     # Replaced all at once with a current code; the old ones stop working.
     now.advance(30)
-    fresh = own.new_recovery_codes(ctx, me, identity.totp_code(started.secret, step + 1))
+    fresh = own.new_recovery_codes(ctx, me, totp_code(started.secret, step + 1))
     with pytest.raises(NotAuthenticated):
-        identity.login(ctx, "eo_brown", PASSWORD, codes[1], source_ip=IP)
-    identity.login(ctx, "eo_brown", PASSWORD, fresh[0], source_ip=IP)
+        login(ctx, "eo_brown", PASSWORD, codes[1], source_ip=IP)
+    login(ctx, "eo_brown", PASSWORD, fresh[0], source_ip=IP)
     from evidence.accounts.models import RecoveryCode
 
     with ctx.db.session() as s:  # only hashes are kept; the ledger has none of it
@@ -830,22 +832,20 @@ def test_lock_out_and_totp_replay_hold_across_api_processes(
     first = Context(make_settings(tmp_path, database_url))
     second = Context(make_settings(tmp_path, database_url))
     add_user(first)
-    secret = identity.set_totp(first, "eo_brown").secret
-    code = identity.totp_code(secret, identity.totp_step(now.t))
-    identity.login(first, "eo_brown", PASSWORD, code, source_ip=IP)
+    secret = set_totp(first, "eo_brown").secret
+    code = totp_code(secret, totp_step(now.t))
+    login(first, "eo_brown", PASSWORD, code, source_ip=IP)
     with pytest.raises(NotAuthenticated):
-        identity.login(second, "eo_brown", PASSWORD, code, source_ip=IP)  # replayed elsewhere
+        login(second, "eo_brown", PASSWORD, code, source_ip=IP)  # replayed elsewhere
     # Failures alternate between the processes; the account locks at the limit all the same.
     for i in range(first.settings.login_max_failures):
         with pytest.raises(NotAuthenticated):
-            identity.login(
-                (first, second)[i % 2], "eo_brown", "wrong", None, source_ip=f"198.51.100.{i}"
-            )
+            login((first, second)[i % 2], "eo_brown", "wrong", None, source_ip=f"198.51.100.{i}")
     now.advance(30)
-    good = identity.totp_code(secret, identity.totp_step(now.t))
+    good = totp_code(secret, totp_step(now.t))
     for ctx in (first, second):
         with pytest.raises(NotAuthenticated):
-            identity.login(ctx, "eo_brown", PASSWORD, good, source_ip=IP)
+            login(ctx, "eo_brown", PASSWORD, good, source_ip=IP)
     assert len(entries(first, "user.locked_out")) == 1
 
 
@@ -856,13 +856,13 @@ def test_two_processes_racing_with_one_code_let_exactly_one_in(
     clock.set_clock(now)
     contexts = [Context(make_settings(tmp_path, database_url)) for _ in range(2)]
     user = add_user(contexts[0])
-    step = identity.totp_step(now.t)
+    step = totp_step(now.t)
     results: list[bool] = []
     barrier = threading.Barrier(4)
 
     def claim(ctx: Context) -> None:
         barrier.wait()
-        results.append(identity.claim_totp_step(ctx, user.id, step))
+        results.append(claim_totp_step(ctx, user.id, step))
 
     threads = [threading.Thread(target=claim, args=(contexts[i % 2],)) for i in range(4)]
     for t in threads:
@@ -880,7 +880,7 @@ def test_an_idp_officer_id_held_by_another_account_is_refused_not_shared(
     add_user(oidc, "pc_local", "officer", officer_id="4711")
     token = idp.token()
     with pytest.raises(AccessDenied, match="officer id .4711."):
-        identity.principal_from_token(oidc, token)
+        principal_from_token(oidc, token)
     with oidc.db.session() as s:
         assert s.scalar(select(User).where(User.officer_id == "4711")).username == "pc_local"
 

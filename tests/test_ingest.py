@@ -20,7 +20,7 @@ from evidence.clips.models import Clip, ClipState, Derivative
 from evidence.context import Context
 from evidence.ingest.models import Upload
 from evidence.ingest.service import process_upload
-from evidence.media import probe
+from evidence.media.probe import probe
 from evidence.storage import original_key
 from tests.conftest import postgres_only, sqlite_only
 from tests.fixtures.api import running_api
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.e2e  # a running store: see docs/testing.md
 
 @pytest.fixture
 def station(ctx: Context):
-    key = create_device(ctx.ledger, "dock-station-1").key
+    key = create_device(ctx, None, "dock-station-1").key
     with running_api(ctx.settings) as url:
         http = httpx.Client(base_url=url, timeout=30)
         ctx.settings = ctx.settings.model_copy(update={"public_url": url})
@@ -169,7 +169,7 @@ def test_device_authentication_and_ownership(station, clip_1080p: ClipFile) -> N
     r = http.post("/api/v1/uploads", json=body, headers={"Authorization": "Device evd_wrong"})
     assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json"
     declared = dock.declare(clip_1080p).json()
-    other = Dock(http, create_device(ctx.ledger, "dock-station-2").key)
+    other = Dock(http, create_device(ctx, None, "dock-station-2").key)
     assert other.complete(declared["id"]).status_code == 403
     assert http.get(f"/api/v1/uploads/{declared['id']}", headers=other.headers).status_code == 403
     bad = http.post("/api/v1/uploads", headers=dock.headers, json={**body, "sha256": "x" * 64})
@@ -238,7 +238,7 @@ def _start_worker(ctx: Context, broker: str | None, name: str) -> subprocess.Pop
 @postgres_only
 def test_two_workers_on_redis_share_the_queue(ctx: Context, redis_url: str, good_clips) -> None:
     ctx.settings = ctx.settings.model_copy(update={"broker_url": redis_url})
-    key = create_device(ctx.ledger, "dock-redis").key
+    key = create_device(ctx, None, "dock-redis").key
     workers = [_start_worker(ctx, redis_url, f"w{i}@%h") for i in (1, 2)]
     try:
         with running_api(ctx.settings) as url:
@@ -367,7 +367,7 @@ def test_a_worker_killed_mid_transcode_leaves_nothing_half_done(
         "EVIDENCE_BROKER_VISIBILITY_TIMEOUT": "3",
     }
     argv = [sys.executable, "-m", "evidence", "worker", "--concurrency=1"]
-    key = create_device(ctx.ledger, "dock-kill").key
+    key = create_device(ctx, None, "dock-kill").key
     with running_api(ctx.settings) as url:
         dock = Dock(httpx.Client(base_url=url, timeout=30), key)
         victim = subprocess.Popen(
@@ -672,7 +672,7 @@ def test_production_profile_s3_and_postgres_with_multipart(
     upgrade(url)
     settings = s3_server.settings(s3_bucket, tmp_path / "var", database_url=url)
     ctx = Context(settings)
-    key = create_device(ctx.ledger, "dock-s3").key
+    key = create_device(ctx, None, "dock-s3").key
     camera = tmp_path / "DCIM"
     camera.mkdir()
     big = camera / "BIG_0001.mp4"

@@ -25,8 +25,8 @@ pytestmark = pytest.mark.e2e  # a running store: see docs/testing.md
 
 @pytest.fixture
 def two_docks(ctx: Context):
-    honest = create_device(ctx.ledger, "dock-honest").key
-    liar = create_device(ctx.ledger, "dock-liar").key
+    honest = create_device(ctx, None, "dock-honest").key
+    liar = create_device(ctx, None, "dock-liar").key
     with running_api(ctx.settings) as url:
         http = httpx.Client(base_url=url, timeout=30)
         yield Dock(http, honest), Dock(http, liar), ctx

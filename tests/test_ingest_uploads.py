@@ -44,7 +44,7 @@ def backend_ctx(request: pytest.FixtureRequest, tmp_path: Path, sqlite_url: str)
 @pytest.fixture
 def station(backend_ctx: Context):
     ctx = backend_ctx
-    key = create_device(ctx.ledger, "dock-bounds").key
+    key = create_device(ctx, None, "dock-bounds").key
     with running_api(ctx.settings) as url:
         ctx.settings = ctx.settings.model_copy(update={"public_url": url})
         yield Dock(httpx.Client(base_url=url, timeout=60), key), ctx
@@ -126,7 +126,7 @@ def test_a_device_declares_within_bounds(station) -> None:
 def test_crash_between_joining_the_parts_and_recording_it_can_be_declared_again(
     ctx: Context, clip_1080p: ClipFile
 ) -> None:
-    key = create_device(ctx.ledger, "dock-crash").key
+    key = create_device(ctx, None, "dock-crash").key
     with running_api(ctx.settings) as url:
         dock = Dock(httpx.Client(base_url=url, timeout=30), key)
         declared = dock.declare(clip_1080p).json()
@@ -150,7 +150,7 @@ def test_a_device_may_have_only_so_much_pending(ctx: Context) -> None:
     ctx.settings = ctx.settings.model_copy(
         update={"upload_max_pending_per_device": 2, "upload_max_pending_bytes_per_device": 10_000}
     )
-    key = create_device(ctx.ledger, "dock-greedy").key
+    key = create_device(ctx, None, "dock-greedy").key
     with running_api(ctx.settings) as url:
         dock = Dock(httpx.Client(base_url=url, timeout=30), key)
         assert _declare(dock, "1" * 64, 100).status_code == 201
@@ -160,12 +160,12 @@ def test_a_device_may_have_only_so_much_pending(ctx: Context) -> None:
         assert _declare(dock, "3" * 64, 100).status_code == 201
         too_many = _declare(dock, "4" * 64, 100)
         assert too_many.status_code == 409 and "uploads pending" in too_many.json()["detail"]
-        other = Dock(dock.http, create_device(ctx.ledger, "dock-modest").key)
+        other = Dock(dock.http, create_device(ctx, None, "dock-modest").key)
         assert _declare(other, "4" * 64, 100).status_code == 201, "the limit is per device"
 
 
 def test_abandoned_uploads_are_aborted_and_recorded(ctx: Context, big_file: ClipFile) -> None:
-    key = create_device(ctx.ledger, "dock-gone").key
+    key = create_device(ctx, None, "dock-gone").key
     with running_api(ctx.settings) as url:
         dock = Dock(httpx.Client(base_url=url, timeout=60), key)
         declared = dock.declare(big_file).json()
@@ -219,7 +219,7 @@ def test_a_declarations_sign_of_life_does_not_make_a_completed_upload_look_stall
     from evidence.ingest.service import stalled_uploads
 
     start = clock.now()
-    key = create_device(ctx.ledger, "dock-slow").key
+    key = create_device(ctx, None, "dock-slow").key
     with running_api(ctx.settings) as url:
         dock = Dock(httpx.Client(base_url=url, timeout=30), key)
         first = dock.declare(clip_1080p).json()

@@ -19,9 +19,18 @@ import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
-from evidence import media
 from evidence.errors import EvidenceError, MediaError
-from evidence.media import MediaFacts, Recipe
+from evidence.media import derivatives
+from evidence.media import probe as probing
+from evidence.media.derivatives import THUMBNAIL_WIDTH, Recipe, make_thumbnail, transcode_proxy
+from evidence.media.probe import (
+    MediaFacts,
+    _rate_from_decimal,
+    parse_datetime,
+    parse_iso6709,
+    probe,
+)
+from evidence.media.runner import ffmpeg_binary, ffmpeg_version, ffprobe_binary, sha256_file
 from tests.fixtures.media import (
     DURATION_S,
     MOV_LOCATION,
@@ -76,7 +85,7 @@ def first_frame_rgb(
 ) -> list[list[tuple[int, int, int]]]:
     """The first displayed frame, shrunk to a few pixels (ffmpeg applies the display matrix)."""
     raw = subprocess.run(
-        [media.ffmpeg_binary(), "-v", "error", "-i", str(path), "-frames:v", "1",
+        [ffmpeg_binary(), "-v", "error", "-i", str(path), "-frames:v", "1",
          "-vf", f"format=rgb24,scale={width}:{height}:flags=area",
          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
         capture_output=True, check=True, timeout=60,
@@ -101,11 +110,11 @@ def partials(directory: Path) -> list[Path]:
 
 
 def test_ffmpeg_and_ffprobe_found_and_versioned() -> None:
-    assert Path(media.ffmpeg_binary()).is_file()
-    assert media.ffprobe_binary() is not None, "Debian's ffmpeg package ships ffprobe"
-    version = media.ffmpeg_version()
+    assert Path(ffmpeg_binary()).is_file()
+    assert ffprobe_binary() is not None, "Debian's ffmpeg package ships ffprobe"
+    version = ffmpeg_version()
     assert version and " " not in version
-    assert version == media.ffmpeg_version()  # cached, same answer
+    assert version == ffmpeg_version()  # cached, same answer
 
 
 def test_env_overrides_are_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,11 +122,11 @@ def test_env_overrides_are_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
     bundled = imageio_ffmpeg.get_ffmpeg_exe()
     monkeypatch.setenv("EVIDENCE_FFMPEG", bundled)
     monkeypatch.setenv("EVIDENCE_FFPROBE", "")
-    assert media.ffmpeg_binary() == bundled
-    assert media.ffprobe_binary() is None  # "" forces the `ffmpeg -i` fallback
-    assert media.ffmpeg_version()  # the bundled build's own version
+    assert ffmpeg_binary() == bundled
+    assert ffprobe_binary() is None  # "" forces the `ffmpeg -i` fallback
+    assert ffmpeg_version()  # the bundled build's own version
     monkeypatch.setenv("EVIDENCE_FFPROBE", "/usr/bin/ffprobe")
-    assert media.ffprobe_binary() == "/usr/bin/ffprobe"
+    assert ffprobe_binary() == "/usr/bin/ffprobe"
 
 
 def test_required_encoders_exist() -> None:
@@ -129,7 +138,7 @@ def test_required_encoders_exist() -> None:
 
 
 def test_probe_1080p(clip_1080p: Clip) -> None:
-    facts = media.probe(clip_1080p.path)
+    facts = probe(clip_1080p.path)
     assert facts.playable and facts.error is None
     assert "mp4" in (facts.container or "")
     assert facts.video_codec == "h264" and facts.audio_codec == "aac"
@@ -142,7 +151,7 @@ def test_probe_1080p(clip_1080p: Clip) -> None:
 
 
 def test_probe_rotated_reports_display_matrix(clip_rotated: Clip) -> None:
-    facts = media.probe(clip_rotated.path)
+    facts = probe(clip_rotated.path)
     assert facts.playable
     assert facts.rotation == 90
     assert (facts.width, facts.height) == (1920, 1080)  # as stored; rotation says how to show
@@ -150,11 +159,11 @@ def test_probe_rotated_reports_display_matrix(clip_rotated: Clip) -> None:
 
 def test_probe_hevc(clip_hevc: Clip | None) -> None:
     if clip_hevc is None:
-        reason = f"this ffmpeg ({media.ffmpeg_version()}) lists no libx265 encoder"
+        reason = f"this ffmpeg ({ffmpeg_version()}) lists no libx265 encoder"
         if os.environ.get("CI"):
             pytest.fail(f"{reason}; CI must cover HEVC: install Debian's ffmpeg")
         pytest.skip(reason)
-    facts = media.probe(clip_hevc.path)
+    facts = probe(clip_hevc.path)
     assert facts.playable, facts.error
     assert facts.video_codec == "hevc" and facts.audio_codec == "aac"
     assert (facts.width, facts.height) == (640, 360)
@@ -163,7 +172,7 @@ def test_probe_hevc(clip_hevc: Clip | None) -> None:
 
 
 def test_probe_mov_with_apple_keys(clip_mov: Clip) -> None:
-    facts = media.probe(clip_mov.path)
+    facts = probe(clip_mov.path)
     assert facts.playable, facts.error
     assert facts.tags["major_brand"] == "qt  "
     assert facts.video_codec == "h264" and facts.audio_codec == "pcm_s16le"
@@ -178,7 +187,7 @@ def test_probe_mov_with_apple_keys(clip_mov: Clip) -> None:
 
 
 def test_probe_creation_time_and_gps(clip_tagged: Clip) -> None:
-    facts = media.probe(clip_tagged.path)
+    facts = probe(clip_tagged.path)
     assert facts.playable
     assert facts.creation_time == dt.datetime.fromisoformat(TAGGED_CREATION_TIME)
     assert facts.creation_time.tzinfo is not None  # type: ignore[union-attr]
@@ -194,13 +203,13 @@ def test_sidecar_clip_is_distinct_and_has_sidecar(
     assert clip_with_sidecar.sha256 != clip_1080p.sha256
     assert clip_with_sidecar.sidecar == SIDECAR
     assert json.loads(json.dumps(clip_with_sidecar.sidecar)) == SIDECAR
-    facts = media.probe(clip_with_sidecar.path)
+    facts = probe(clip_with_sidecar.path)
     assert facts.playable and facts.creation_time is None and facts.gps is None
 
 
 def test_as_dict_is_canonical_json_without_floats(good_clips: dict[str, Clip]) -> None:
     for name, clip in good_clips.items():
-        as_dict = media.probe(clip.path, decode=False).as_dict()
+        as_dict = probe(clip.path, decode=False).as_dict()
         assert_no_floats(as_dict)
         assert json.loads(rfc8785.dumps(as_dict)) == as_dict, name
 
@@ -209,7 +218,7 @@ def test_clip_fixture_hashes_are_right(
     good_clips: dict[str, Clip], bad_clips: dict[str, Clip]
 ) -> None:
     for clip in [*good_clips.values(), *bad_clips.values()]:
-        assert media.sha256_file(clip.path) == clip.sha256
+        assert sha256_file(clip.path) == clip.sha256
         assert clip.path.stat().st_size == clip.size
 
 
@@ -219,7 +228,7 @@ def test_clip_fixture_hashes_are_right(
 @pytest.mark.parametrize("name", ["truncated", "truncated-faststart", "corrupt", "empty", "text"])
 def test_bad_input_is_unplayable_with_ffmpegs_error(name: str, bad_clips: dict[str, Clip]) -> None:
     clip = bad_clips[name]
-    facts = media.probe(clip.path)  # must not raise
+    facts = probe(clip.path)  # must not raise
     assert facts.playable is False
     assert facts.error and facts.error.strip()
     assert str(clip.path.parent) not in facts.error  # no machine paths in the ledger
@@ -228,36 +237,36 @@ def test_bad_input_is_unplayable_with_ffmpegs_error(name: str, bad_clips: dict[s
 
 
 def test_truncated_with_moov_at_end_fails_to_open(clip_truncated: Clip) -> None:
-    facts = media.probe(clip_truncated.path)
+    facts = probe(clip_truncated.path)
     assert "moov atom not found" in (facts.error or "")
     assert facts.video_codec is None
 
 
 def test_truncated_faststart_probes_but_decode_catches_it(clip_truncated_faststart: Clip) -> None:
-    metadata_only = media.probe(clip_truncated_faststart.path, decode=False)
+    metadata_only = probe(clip_truncated_faststart.path, decode=False)
     assert metadata_only.playable and metadata_only.video_codec == "h264"  # it looks fine...
-    facts = media.probe(clip_truncated_faststart.path)
+    facts = probe(clip_truncated_faststart.path)
     assert not facts.playable  # ...until it is decoded
     assert "partial file" in (facts.error or "") or "truncated" in (facts.error or "")
 
 
 def test_corrupt_probes_but_decode_catches_it(clip_corrupt: Clip) -> None:
-    assert media.probe(clip_corrupt.path, decode=False).playable
-    facts = media.probe(clip_corrupt.path)
+    assert probe(clip_corrupt.path, decode=False).playable
+    facts = probe(clip_corrupt.path)
     assert not facts.playable
     assert facts.video_codec == "h264" and facts.width == 1920  # what could be read is kept
 
 
 def test_missing_file_is_a_caller_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        media.probe(tmp_path / "nope.mp4")
+        probe(tmp_path / "nope.mp4")
 
 
 def test_decode_timeout_is_reported_not_raised(
     clip_1080p: Clip, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(media, "DECODE_LIMIT", (0.05, 0.0, 0.0))
-    facts = media.probe(clip_1080p.path)
+    monkeypatch.setattr(probing, "DECODE_LIMIT", (0.05, 0.0, 0.0))
+    facts = probe(clip_1080p.path)
     assert not facts.playable and "timed out" in (facts.error or "")
 
 
@@ -275,14 +284,14 @@ def no_ffprobe(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 
 @pytest.fixture(scope="module")
 def ffprobe_facts(good_clips: dict[str, Clip]) -> dict[str, MediaFacts]:
-    return {name: media.probe(clip.path, decode=False) for name, clip in good_clips.items()}
+    return {name: probe(clip.path, decode=False) for name, clip in good_clips.items()}
 
 
 def test_fallback_probe_matches_ffprobe(
     no_ffprobe: str, good_clips: dict[str, Clip], ffprobe_facts: dict[str, MediaFacts]
 ) -> None:
     for name, clip in good_clips.items():
-        fallback, reference = media.probe(clip.path, decode=False), ffprobe_facts[name]
+        fallback, reference = probe(clip.path, decode=False), ffprobe_facts[name]
         assert fallback.playable, (name, fallback.error)
         for key in ("container", "video_codec", "audio_codec", "width", "height", "frame_rate",
                     "rotation", "creation_time", "gps"):  # fmt: skip
@@ -294,9 +303,9 @@ def test_fallback_probe_matches_ffprobe(
 def test_fallback_probe_decode_check(
     no_ffprobe: str, clip_rotated: Clip, bad_clips: dict[str, Clip]
 ) -> None:
-    assert media.probe(clip_rotated.path).playable
+    assert probe(clip_rotated.path).playable
     for name, clip in bad_clips.items():
-        facts = media.probe(clip.path)
+        facts = probe(clip.path)
         assert not facts.playable and facts.error, name
         assert str(clip.path.parent) not in facts.error, name
 
@@ -322,7 +331,7 @@ def test_fallback_probe_decode_check(
     ],
 )
 def test_parse_iso6709(text: str, expected: dict[str, str] | None) -> None:
-    assert media.parse_iso6709(text) == expected
+    assert parse_iso6709(text) == expected
 
 
 @given(
@@ -331,7 +340,7 @@ def test_parse_iso6709(text: str, expected: dict[str, str] | None) -> None:
 )
 def test_parse_iso6709_round_trips_decimal_degrees(lat: Decimal, lon: Decimal) -> None:
     text = f"{'+' if lat >= 0 else '-'}{abs(lat):07.4f}{'+' if lon >= 0 else '-'}{abs(lon):08.4f}/"
-    point = media.parse_iso6709(text)
+    point = parse_iso6709(text)
     assert point is not None
     assert Decimal(point["lat"]) == lat and Decimal(point["lon"]) == lon
 
@@ -349,7 +358,7 @@ def test_parse_iso6709_round_trips_decimal_degrees(lat: Decimal, lon: Decimal) -
     ],
 )
 def test_rate_from_ffmpeg_print(printed: str, rational: str) -> None:
-    assert media._rate_from_decimal(printed) == rational
+    assert _rate_from_decimal(printed) == rational
 
 
 @pytest.mark.parametrize(
@@ -362,7 +371,7 @@ def test_rate_from_ffmpeg_print(printed: str, rational: str) -> None:
     ],
 )
 def test_parse_datetime(text: str, expected: dt.datetime | None) -> None:
-    assert media.parse_datetime(text) == expected
+    assert parse_datetime(text) == expected
 
 
 def test_media_error_is_an_evidence_error() -> None:
@@ -381,7 +390,7 @@ def proxy_1080p(
     dst = tmp_path_factory.mktemp("proxy") / "proxy.mp4"
     fractions: list[float] = []
     started = time.monotonic()
-    recipe = media.transcode_proxy(
+    recipe = transcode_proxy(
         clip_1080p.path, dst, input_sha256=clip_1080p.sha256, progress=fractions.append
     )
     return dst, recipe, fractions, time.monotonic() - started
@@ -391,7 +400,7 @@ def test_proxy_is_h264_aac_720p_faststart(
     proxy_1080p: tuple[Path, Recipe, list[float], float],
 ) -> None:
     dst, recipe, _, seconds = proxy_1080p
-    facts = media.probe(dst)
+    facts = probe(dst)
     assert facts.playable, facts.error
     assert facts.video_codec == "h264" and facts.audio_codec == "aac"
     assert (facts.width, facts.height) == (1280, 720)
@@ -399,7 +408,7 @@ def test_proxy_is_h264_aac_720p_faststart(
     assert abs(facts.duration_ms - DURATION_S * 1000) <= 2 * one_frame_ms("30/1")  # type: ignore[operator]
     boxes = top_level_boxes(dst)
     assert boxes.index("moov") < boxes.index("mdat"), boxes  # +faststart
-    assert recipe.output_sha256 == media.sha256_file(dst)
+    assert recipe.output_sha256 == sha256_file(dst)
     assert not partials(dst.parent)
     print(f"proxy of the 1080p clip: {seconds:.2f} s")
 
@@ -411,7 +420,7 @@ def test_proxy_recipe_is_machine_independent(
     as_dict = recipe.as_dict()
     assert_no_floats(as_dict)
     assert json.loads(rfc8785.dumps(as_dict)) == as_dict
-    assert as_dict["ffmpeg_version"] == media.ffmpeg_version()
+    assert as_dict["ffmpeg_version"] == ffmpeg_version()
     assert as_dict["input_sha256"] == clip_1080p.sha256
     args = as_dict["args"]
     assert args[0] == "ffmpeg"
@@ -419,7 +428,7 @@ def test_proxy_recipe_is_machine_independent(
     machine_paths = [
         str(clip_1080p.path.parent),
         str(dst.parent),
-        media.ffmpeg_binary(),
+        ffmpeg_binary(),
         "/tmp",
         "/usr",
     ]
@@ -436,11 +445,11 @@ def test_proxy_recipe_reproduces_the_proxy(
         a.replace("{input}", str(clip_1080p.path)).replace("{output}", str(again))
         for a in recipe.args
     ]
-    argv[0] = media.ffmpeg_binary()
+    argv[0] = ffmpeg_binary()
     subprocess.run(argv, check=True, capture_output=True, timeout=300)
-    assert media.probe(again).playable
+    assert probe(again).playable
     # Same ffmpeg, same args, same bytes: libx264 is deterministic and no tags are written.
-    assert media.sha256_file(again) == recipe.output_sha256
+    assert sha256_file(again) == recipe.output_sha256
 
 
 def test_progress_grows_and_ends_at_one(
@@ -457,8 +466,8 @@ def test_proxy_of_rotated_clip_is_upright(
     clip_rotated: Clip, clip_1080p: Clip, tmp_path: Path
 ) -> None:
     dst = tmp_path / "proxy.mp4"
-    media.transcode_proxy(clip_rotated.path, dst, input_sha256=clip_rotated.sha256)
-    facts = media.probe(dst)
+    transcode_proxy(clip_rotated.path, dst, input_sha256=clip_rotated.sha256)
+    facts = probe(dst)
     assert facts.playable
     assert (facts.width, facts.height) == (720, 1280)  # portrait, pixels turned
     assert facts.rotation == 0  # nothing left for a player to turn
@@ -477,9 +486,9 @@ def test_proxy_of_other_codecs(name: str, good_clips: dict[str, Clip], tmp_path:
         pytest.skip("no libx265 on this machine (see test_probe_hevc)")
     clip = good_clips[name]
     dst = tmp_path / "proxy.mp4"
-    media.transcode_proxy(clip.path, dst, input_sha256=clip.sha256)
-    facts = media.probe(dst)
-    source = media.probe(clip.path, decode=False)
+    transcode_proxy(clip.path, dst, input_sha256=clip.sha256)
+    facts = probe(dst)
+    source = probe(clip.path, decode=False)
     assert facts.playable and facts.video_codec == "h264" and facts.audio_codec == "aac"
     assert facts.frame_rate == source.frame_rate
     assert facts.height <= 720 and facts.width <= source.width  # type: ignore[operator]
@@ -489,13 +498,13 @@ def test_proxy_of_other_codecs(name: str, good_clips: dict[str, Clip], tmp_path:
 def test_proxy_without_audio(tmp_path: Path) -> None:
     src = tmp_path / "silent.mp4"
     subprocess.run(
-        [media.ffmpeg_binary(), "-v", "error", *lavfi_inputs("321x241", "25", 1, audio=False),
+        [ffmpeg_binary(), "-v", "error", *lavfi_inputs("321x241", "25", 1, audio=False),
          "-c:v", "libx264", "-preset", "ultrafast", str(src)],
         check=True, timeout=60,
     )  # fmt: skip
     dst = tmp_path / "proxy.mp4"
-    recipe = media.transcode_proxy(src, dst, input_sha256="0" * 64)
-    facts = media.probe(dst)
+    recipe = transcode_proxy(src, dst, input_sha256="0" * 64)
+    facts = probe(dst)
     assert facts.playable and facts.audio_codec is None
     assert (facts.width, facts.height) == (320, 240)  # odd sizes made even, never upscaled
     assert "aac" not in recipe.args
@@ -507,7 +516,7 @@ def test_proxy_of_bad_input_raises_and_writes_nothing(
 ) -> None:
     dst = tmp_path / "proxy.mp4"
     with pytest.raises(MediaError) as caught:
-        media.transcode_proxy(bad_clips[name].path, dst, input_sha256=bad_clips[name].sha256)
+        transcode_proxy(bad_clips[name].path, dst, input_sha256=bad_clips[name].sha256)
     assert "What to do" in str(caught.value)
     assert not dst.exists() and not partials(tmp_path)
 
@@ -515,10 +524,10 @@ def test_proxy_of_bad_input_raises_and_writes_nothing(
 def test_proxy_failure_keeps_ffmpegs_stderr(
     clip_1080p: Clip, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(media, "PROXY_PRESET", "no-such-preset")
+    monkeypatch.setattr(derivatives, "PROXY_PRESET", "no-such-preset")
     dst = tmp_path / "proxy.mp4"
     with pytest.raises(MediaError) as caught:
-        media.transcode_proxy(clip_1080p.path, dst, input_sha256=clip_1080p.sha256)
+        transcode_proxy(clip_1080p.path, dst, input_sha256=clip_1080p.sha256)
     assert "no-such-preset" in caught.value.stderr
     assert str(tmp_path) not in str(caught.value)
     assert not dst.exists() and not partials(tmp_path)
@@ -527,36 +536,36 @@ def test_proxy_failure_keeps_ffmpegs_stderr(
 def test_transcode_timeout_raises_and_leaves_nothing(
     clip_1080p: Clip, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(media, "TRANSCODE_LIMIT", (0.3, 0.0, 0.0))
+    monkeypatch.setattr(derivatives, "TRANSCODE_LIMIT", (0.3, 0.0, 0.0))
     dst = tmp_path / "proxy.mp4"
     with pytest.raises(MediaError, match="timed out"):
-        media.transcode_proxy(clip_1080p.path, dst, input_sha256=clip_1080p.sha256)
+        transcode_proxy(clip_1080p.path, dst, input_sha256=clip_1080p.sha256)
     assert not dst.exists() and not partials(tmp_path)
 
 
 def test_rerun_replaces_dst_with_the_same_bytes(tmp_path: Path) -> None:
     src = tmp_path / "small.mp4"
     subprocess.run(
-        [media.ffmpeg_binary(), "-v", "error", *lavfi_inputs("426x240", "30", 1),
+        [ffmpeg_binary(), "-v", "error", *lavfi_inputs("426x240", "30", 1),
          "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", str(src)],
         check=True, timeout=60,
     )  # fmt: skip
     dst = tmp_path / "proxy.mp4"
-    first = media.transcode_proxy(src, dst, input_sha256="1" * 64)
-    second = media.transcode_proxy(src, dst, input_sha256="1" * 64)
-    assert first == second and media.sha256_file(dst) == first.output_sha256
-    assert (media.probe(dst).width, media.probe(dst).height) == (426, 240)
+    first = transcode_proxy(src, dst, input_sha256="1" * 64)
+    second = transcode_proxy(src, dst, input_sha256="1" * 64)
+    assert first == second and sha256_file(dst) == first.output_sha256
+    assert (probe(dst).width, probe(dst).height) == (426, 240)
 
 
 KILL_SCRIPT = """
 import sys
 from pathlib import Path
-from evidence import media
+from evidence.media.derivatives import transcode_proxy
 
 def progress(fraction):
     print(fraction, flush=True)
 
-media.transcode_proxy(
+transcode_proxy(
     Path(sys.argv[1]), Path(sys.argv[2]), input_sha256="0" * 64, progress=progress
 )
 print("done", flush=True)
@@ -598,8 +607,8 @@ def test_killed_transcode_leaves_no_dst(clip_1080p: Clip, tmp_path: Path) -> Non
     assert not dst.exists()
     assert partials(dst.parent)  # the dead worker's temporary file, never renamed
     # The redelivered task sweeps it away and completes.
-    recipe = media.transcode_proxy(clip_1080p.path, dst, input_sha256=clip_1080p.sha256)
-    assert dst.exists() and media.sha256_file(dst) == recipe.output_sha256
+    recipe = transcode_proxy(clip_1080p.path, dst, input_sha256=clip_1080p.sha256)
+    assert dst.exists() and sha256_file(dst) == recipe.output_sha256
     assert not partials(dst.parent)
 
 
@@ -608,12 +617,12 @@ def test_killed_transcode_leaves_no_dst(clip_1080p: Clip, tmp_path: Path) -> Non
 
 def test_thumbnail_is_a_jpeg_of_the_right_width(clip_1080p: Clip, tmp_path: Path) -> None:
     dst = tmp_path / "thumb.jpg"
-    recipe = media.make_thumbnail(clip_1080p.path, dst, input_sha256=clip_1080p.sha256)
+    recipe = make_thumbnail(clip_1080p.path, dst, input_sha256=clip_1080p.sha256)
     assert dst.read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG SOI + marker
-    facts = media.probe(dst, decode=False)
+    facts = probe(dst, decode=False)
     assert facts.video_codec == "mjpeg"
-    assert (facts.width, facts.height) == (media.THUMBNAIL_WIDTH, 180)
-    assert recipe.output_sha256 == media.sha256_file(dst)
+    assert (facts.width, facts.height) == (THUMBNAIL_WIDTH, 180)
+    assert recipe.output_sha256 == sha256_file(dst)
     assert recipe.args[0] == "ffmpeg" and "{input}" in recipe.args and "{output}" in recipe.args
     assert "0.300" in recipe.args  # 10% into a 3 s clip
     assert not partials(tmp_path)
@@ -621,22 +630,22 @@ def test_thumbnail_is_a_jpeg_of_the_right_width(clip_1080p: Clip, tmp_path: Path
 
 def test_thumbnail_of_rotated_clip_is_upright(clip_rotated: Clip, tmp_path: Path) -> None:
     dst = tmp_path / "thumb.jpg"
-    media.make_thumbnail(clip_rotated.path, dst, input_sha256=clip_rotated.sha256, at_ms=1000)
-    facts = media.probe(dst, decode=False)
-    assert facts.width == media.THUMBNAIL_WIDTH and facts.height > facts.width  # type: ignore[operator]
+    make_thumbnail(clip_rotated.path, dst, input_sha256=clip_rotated.sha256, at_ms=1000)
+    facts = probe(dst, decode=False)
+    assert facts.width == THUMBNAIL_WIDTH and facts.height > facts.width  # type: ignore[operator]
 
 
 def test_thumbnail_of_bad_input_raises(clip_text: Clip, tmp_path: Path) -> None:
     dst = tmp_path / "thumb.jpg"
     with pytest.raises(MediaError):
-        media.make_thumbnail(clip_text.path, dst, input_sha256=clip_text.sha256)
+        make_thumbnail(clip_text.path, dst, input_sha256=clip_text.sha256)
     assert not dst.exists() and not partials(tmp_path)
 
 
 def test_thumbnail_past_the_end_raises(clip_1080p: Clip, tmp_path: Path) -> None:
     dst = tmp_path / "thumb.jpg"
     with pytest.raises(MediaError):
-        media.make_thumbnail(clip_1080p.path, dst, input_sha256=clip_1080p.sha256, at_ms=60_000)
+        make_thumbnail(clip_1080p.path, dst, input_sha256=clip_1080p.sha256, at_ms=60_000)
     assert not dst.exists() and not partials(tmp_path)
 
 

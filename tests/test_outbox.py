@@ -105,7 +105,7 @@ def test_uploads_left_processing_are_queued_again_for_a_starting_worker(
     from evidence.outbox import resume_unfinished_uploads
     from tests.fixtures.ingest import put_as_joined
 
-    device = create_device(ctx.ledger, "dock-resume").device
+    device = create_device(ctx, None, "dock-resume").device
     declared = declare_upload(
         ctx, device, sha256=clip_1080p.sha256, size=clip_1080p.size, filename=clip_1080p.path.name
     )

@@ -17,7 +17,6 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from evidence import media
 from evidence.bundles import layout
 from evidence.bundles import manifest as mf
 from evidence.bundles.service import build_bundle
@@ -25,6 +24,10 @@ from evidence.cli import app as cli
 from evidence.clips.models import Derivative
 from evidence.context import Context
 from evidence.errors import InvalidInput
+from evidence.media.derivatives import Recipe
+from evidence.media.probe import probe
+from evidence.media.redaction import redact
+from evidence.media.runner import ffmpeg_binary, ffmpeg_version, sha256_file
 from evidence.migrate import upgrade
 from evidence.redactions import make_redaction
 from tests.fixtures.api import running_api
@@ -101,7 +104,7 @@ def gray_frame(path: Path, at_s: float, width: int, height: int) -> bytes:
     """The frame shown at `at_s`, decoded to 8-bit luma."""
     done = subprocess.run(
         [
-            media.ffmpeg_binary(),
+            ffmpeg_binary(),
             "-v",
             "error",
             "-ss",
@@ -132,7 +135,7 @@ def samples(path: Path) -> array.array:
     """The first audio stream as mono 16-bit samples at 48 kHz."""
     done = subprocess.run(
         [
-            media.ffmpeg_binary(),
+            ffmpeg_binary(),
             "-v",
             "error",
             "-i",
@@ -160,7 +163,7 @@ def loudest(pcm: array.array, start_s: float, end_s: float) -> int:
 
 def test_the_box_is_black_during_its_range_and_only_there(world: World) -> None:
     path = world.fetch(world.derivative().key, "redaction.mp4")
-    facts = media.probe(path)
+    facts = probe(path)
     assert facts.playable and (facts.width, facts.height) == (1280, 720), "full size, not a proxy"
     assert (facts.video_codec, facts.audio_codec) == ("h264", "aac")
     box = (BOX["x"], BOX["y"], BOX["w"], BOX["h"])
@@ -182,7 +185,7 @@ def test_running_the_recipe_again_gives_the_same_bytes(world: World) -> None:
     d = world.derivative()
     recipe = d.recipe
     assert recipe["input_sha256"] == world.clip_sha256 and recipe["output_sha256"] == d.sha256
-    assert recipe["ffmpeg_version"] == media.ffmpeg_version()
+    assert recipe["ffmpeg_version"] == ffmpeg_version()
     args = recipe["args"]
     assert args[0] == "ffmpeg" and "{input}" in args and "{output}" in args
     assert not any(str(world.work) in a for a in args), "no machine path in the recipe"
@@ -190,12 +193,12 @@ def test_running_the_recipe_again_gives_the_same_bytes(world: World) -> None:
     assert "drawbox=color=black" in graph and "t=fill" in graph and "aeval=" in graph
     original = world.fetch(f"originals/{world.clip_sha256}", "original.mov")
     again = world.work / "again.mp4"
-    argv = media.Recipe(
+    argv = Recipe(
         recipe["ffmpeg_version"], tuple(args), recipe["input_sha256"], recipe["output_sha256"]
     ).argv(original, again)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
-    assert media.sha256_file(again) == d.sha256
+    assert sha256_file(again) == d.sha256
 
 
 def test_the_ledger_records_the_request_and_the_derivative(world: World) -> None:
@@ -321,7 +324,7 @@ def test_boxes_are_in_the_picture_as_shown(clip_rotated, tmp_path: Path) -> None
     where the stored frame has no rows, is accepted and blacked out there."""
     box = {"x": 100, "y": 1500, "w": 400, "h": 300, "start_ms": 0, "end_ms": 3000}
     with pytest.raises(InvalidInput, match="width of 1080 px"):
-        media.redact(
+        redact(
             clip_rotated.path,
             tmp_path / "x.mp4",
             boxes=[{**box, "x": 900}],
@@ -329,15 +332,13 @@ def test_boxes_are_in_the_picture_as_shown(clip_rotated, tmp_path: Path) -> None
             input_sha256=clip_rotated.sha256,
         )
     out = tmp_path / "upright.mp4"
-    recipe = media.redact(
-        clip_rotated.path, out, boxes=[box], mute=[], input_sha256=clip_rotated.sha256
-    )
-    facts = media.probe(out, decode=False)
+    recipe = redact(clip_rotated.path, out, boxes=[box], mute=[], input_sha256=clip_rotated.sha256)
+    facts = probe(out, decode=False)
     assert (facts.width, facts.height, facts.rotation) == (1080, 1920, 0)
     frame = gray_frame(out, 1.0, 1080, 1920)
     assert brightest(frame, 1080, 100, 1500, 400, 300) <= 24
     assert brightest(frame, 1080, 100, 600, 400, 300) > 100
-    assert recipe.output_sha256 == media.sha256_file(out)
+    assert recipe.output_sha256 == sha256_file(out)
 
 
 def test_a_bundle_carries_redactions_when_asked_and_verifies(world: World) -> None:

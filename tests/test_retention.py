@@ -54,7 +54,7 @@ def lite(tmp_path: Path, sqlite_url: str) -> Context:
 
 
 def person(ctx: Context, name: str, role: str) -> Principal:
-    user = create_user(ctx.ledger, name, role, "correct horse battery staple")
+    user = create_user(ctx, name, role, "correct horse battery staple")
     return Principal(user.id, user.username, Role(user.role), user.officer_id)
 
 

@@ -32,8 +32,9 @@ from evidence.cases.models import Case
 from evidence.cli import app as cli
 from evidence.clips.models import Clip, Derivative
 from evidence.context import Context
-from evidence.retention.models import Disposal, ScrubCursor
-from evidence.scrub import MB, Throttle, scrub, sums_lines
+from evidence.retention.models import Disposal
+from evidence.scrub.models import ScrubCursor
+from evidence.scrub.service import MB, Throttle, scrub, sums_lines
 from evidence.storage import original_key
 from tests.fixtures.api import running_api
 from tests.fixtures.databases import make_settings
@@ -277,7 +278,7 @@ def test_corrupted_object_raises_every_alarm_then_restore_clears_it(
     assert "docs/backup.md" in clip.integrity_error
 
     # The API's clip detail, the UI's clip page and /metrics show it.
-    create_user(ctx.ledger, "eo", "evidence_officer", "correct horse battery staple")
+    create_user(ctx, "eo", "evidence_officer", "correct horse battery staple")
     scraper = {"Authorization": "Bearer scrape-me"}  # the monitoring system's token
     with running_api(
         ctx.settings.model_copy(update={"metrics_token": SecretStr("scrape-me")})
@@ -479,7 +480,7 @@ def test_throttle_arithmetic() -> None:
 
 
 def test_sums_lines_are_sha256sum_format() -> None:
-    from evidence.scrub import Checked, Target
+    from evidence.scrub.service import Checked, Target
 
     results = [
         Checked(Target("a/b", "0" * 64, "original"), "1" * 64, 3),

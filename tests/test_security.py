@@ -54,13 +54,15 @@ from api.app import create_app
 from api.auth import current_device, current_principal
 from api.gates import public
 from api.routes.health import monitoring
-from evidence import clock, identity
+from evidence import clock
 from evidence.access import ACTIONS
 from evidence.accounts.models import Role, User
 from evidence.accounts.service import create_device, create_user
 from evidence.config import Settings
 from evidence.context import Context
 from evidence.errors import InvalidInput
+from evidence.identity.signin import login
+from evidence.identity.tokens import issue_token
 from evidence.ingest.service import process_upload
 from evidence.migrate import upgrade
 from tests.fixtures.api import running_api
@@ -294,7 +296,7 @@ class World:
             users = {
                 u.username: u for u in s.scalars(select(User).where(User.username.in_(list(ROLES))))
             }
-        tokens = {name: identity.issue_token(self.ctx, users[name]).access_token for name in ROLES}
+        tokens = {name: issue_token(self.ctx, users[name]).access_token for name in ROLES}
         self.force.tokens = tokens
         if self.ui_sessions:
             now = int(clock.now().timestamp())
@@ -372,7 +374,7 @@ def world(
         url = request.getfixturevalue("postgres_server").create_database()
     upgrade(url)
     ctx = Context(make_settings(tmp, url))
-    key = create_device(ctx.ledger, "dock-1").key
+    key = create_device(ctx, None, "dock-1").key
     with running_api(ctx.settings) as base, httpx.Client(base_url=base, timeout=30) as http:
         docked = Dock(http, key).dock(clip_with_sidecar)
         process_upload(ctx, docked["id"])
@@ -909,7 +911,7 @@ def test_every_401_carries_a_challenge(world: World) -> None:
 
 
 def _user_token(world: World, username: str) -> str:
-    issued = identity.login(world.ctx, username, PASSWORD, None, source_ip="198.51.100.9")
+    issued = login(world.ctx, username, PASSWORD, None, source_ip="198.51.100.9")
     return issued.access_token
 
 
@@ -927,7 +929,7 @@ def test_an_expired_token_is_refused(world: World) -> None:
     issued_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=ttl + 120)
     clock.set_clock(lambda: issued_at)
     try:
-        token = identity.issue_token(world.ctx, user).access_token
+        token = issue_token(world.ctx, user).access_token
     finally:
         clock.set_clock(None)
     assert "expired" in _refused(world, token).json()["detail"]
@@ -935,7 +937,7 @@ def test_an_expired_token_is_refused(world: World) -> None:
 
 def test_a_token_for_a_disabled_or_deleted_account_is_refused(world: World) -> None:
     for name in ("pc_leaver", "pc_gone"):
-        create_user(world.ctx.ledger, name, "evidence_officer", PASSWORD)
+        create_user(world.ctx, name, "evidence_officer", PASSWORD)
     leaver, gone = _user_token(world, "pc_leaver"), _user_token(world, "pc_gone")
     r = world.http.get("/api/v1/clips", headers={"Authorization": f"Bearer {leaver}"})
     assert r.status_code == 200, r.text  # the tokens work...
@@ -1032,8 +1034,8 @@ def test_metrics_are_for_the_monitoring_token_and_count_refusals_as_one(tmp_path
         tmp_path, url, metrics_token=SecretStr("scraper-secret-1"), login_max_failures=2
     )
     ctx = Context(settings)
-    create_user(ctx.ledger, "pc_real", "officer", PASSWORD, officer_id="PC1")
-    create_user(ctx.ledger, "pc_gone", "officer", PASSWORD, officer_id="PC2")
+    create_user(ctx, "pc_real", "officer", PASSWORD, officer_id="PC1")
+    create_user(ctx, "pc_gone", "officer", PASSWORD, officer_id="PC2")
     with ctx.db.write_session() as s:
         s.execute(sql_update(User).where(User.username == "pc_gone").values(disabled=True))
     with running_api(settings) as base:
@@ -1120,7 +1122,7 @@ def test_a_request_body_beyond_the_limit_is_a_413_before_any_route_parses_it(
     upgrade(url)
     settings = make_settings(tmp_path, url)
     ctx = Context(settings)
-    key = create_device(ctx.ledger, "dock-big").key
+    key = create_device(ctx, None, "dock-big").key
     device = {"Authorization": f"Device {key}"}
 
     def declaration(sidecar_bytes: int) -> dict[str, Any]:

@@ -68,7 +68,7 @@ def store(
     upgrade(url)
     settings = make_settings(tmp, url)
     ctx = Context(settings)
-    key = create_device(ctx.ledger, "dock-1").key
+    key = create_device(ctx, None, "dock-1").key
     with running_api(settings) as base:
         http = httpx.Client(base_url=base, timeout=30)
         dock = Dock(http, key)
@@ -284,7 +284,7 @@ def test_cps_gets_a_court_bundle_through_the_browser(
     from evidence.bundles.service import build_bundle
     from evidence.cli import app
 
-    create_user(store.ctx.ledger, "cps_blue", "cps", PASSWORD)
+    create_user(store.ctx, "cps_blue", "cps", PASSWORD)
     w = open_page()
     eo = w.page
     sign_in(eo, store.url, "eo_brown")
@@ -894,7 +894,7 @@ def test_admin_creates_an_officer_who_enrols_is_approved_signs_in_and_is_signed_
 def test_a_forced_reset_gives_a_link_and_the_auditor_sees_the_alerts(
     store: Store, open_page
 ) -> None:
-    create_user(store.ctx.ledger, "cps_reset", "cps", PASSWORD)
+    create_user(store.ctx, "cps_reset", "cps", PASSWORD)
     w = open_page()
     admin = w.page
     sign_in(admin, store.url, "adm_black")
@@ -928,9 +928,9 @@ def test_a_forced_reset_gives_a_link_and_the_auditor_sees_the_alerts(
 def test_a_user_changes_their_password_and_turns_on_two_factor_with_a_qr_code(
     store: Store, open_page
 ) -> None:
-    from evidence import identity
+    from evidence.identity.totp import totp_code, totp_step
 
-    create_user(store.ctx.ledger, "eo_totp", "evidence_officer", PASSWORD)
+    create_user(store.ctx, "eo_totp", "evidence_officer", PASSWORD)
     w = open_page()
     page = w.page
     sign_in(page, store.url, "eo_totp")
@@ -953,7 +953,7 @@ def test_a_user_changes_their_password_and_turns_on_two_factor_with_a_qr_code(
     assert qr.get_attribute("src").startswith("data:image/svg+xml;base64,")
     assert page.evaluate("document.querySelector('#totp-qr').naturalWidth") > 0  # it renders
     secret = page.locator("#totp-secret").inner_text().strip()
-    page.fill("#totp-code", identity.totp_code(secret, identity.totp_step(dt.datetime.now(dt.UTC))))
+    page.fill("#totp-code", totp_code(secret, totp_step(dt.datetime.now(dt.UTC))))
     page.get_by_role("button", name="Turn on two-factor sign-in").click()
     page.wait_for_url(re.compile(r"/ui/account/recovery-codes$"))
     codes = page.locator("#recovery-codes li").all_inner_texts()
@@ -988,7 +988,7 @@ def test_admin_creates_a_device_and_sees_its_key_once(store: Store, open_page) -
         "Copy the key now: it will not be shown again."
     )
     key = page.locator("#device-key").inner_text().strip()
-    assert authenticate_device(store.ctx.ledger, key).name == "dock-custody-2"
+    assert authenticate_device(store.ctx, key).name == "dock-custody-2"
     page.get_by_role("button", name="Copy key").click()
     assert page.evaluate("navigator.clipboard.readText()") == key
     screenshot(page, "ui-device-key-desktop.png")
@@ -1006,14 +1006,14 @@ def test_admin_creates_a_device_and_sees_its_key_once(store: Store, open_page) -
     expect(page.locator(".flash--ok")).to_contain_text("Device dock-custody-2 disabled")
     expect(row.locator("[data-status]")).to_have_attribute("data-status", "disabled")
     with pytest.raises(NotAuthenticated):
-        authenticate_device(store.ctx.ledger, key)
+        authenticate_device(store.ctx, key)
     w.assert_no_csp_violations()
 
 
 def test_admin_grants_an_auditor_a_clip_which_the_auditor_can_then_play(
     store: Store, open_page
 ) -> None:
-    create_user(store.ctx.ledger, "aud_grey", "auditor", PASSWORD)
+    create_user(store.ctx, "aud_grey", "auditor", PASSWORD)
     w = open_page()
     admin = w.page
     sign_in(admin, store.url, "adm_black")

@@ -19,11 +19,20 @@ import jwt
 import pytest
 from pydantic import SecretStr
 
-from evidence import clock, identity
+from evidence import clock
 from evidence.accounts.service import create_user
 from evidence.config import Settings
 from evidence.context import Context
 from evidence.errors import InvalidInput, NotAuthenticated
+from evidence.identity.oidc import (
+    oidc_authorization_url,
+    oidc_browser_sign_in_enabled,
+    oidc_exchange_code,
+    oidc_redirect_uri,
+    pkce_challenge,
+    pkce_verifier,
+    verify_id_token,
+)
 from evidence.migrate import upgrade
 from tests.fixtures.api import running_api
 from tests.fixtures.databases import make_settings
@@ -70,7 +79,7 @@ def _serve(
     upgrade(url)
     settings = idp_settings(tmp, url, idp, mode)
     ctx = Context(settings)
-    create_user(ctx.ledger, "eo_local", "evidence_officer", PASSWORD)
+    create_user(ctx, "eo_local", "evidence_officer", PASSWORD)
     with running_api(settings) as base:
         idp.redirect_uris.add(base + CALLBACK)
         yield Server(base, ctx)
@@ -133,15 +142,15 @@ def token_claims(cookie_value: str) -> dict[str, Any]:
 
 def test_pkce_s256_matches_rfc_7636_appendix_b() -> None:
     assert (
-        identity.pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")
+        pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk")
         == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
     )
-    verifier = identity.pkce_verifier()
-    assert len(verifier) == 43 and identity.pkce_challenge(verifier) == s256(verifier)
-    assert identity.pkce_verifier() != verifier
+    verifier = pkce_verifier()
+    assert len(verifier) == 43 and pkce_challenge(verifier) == s256(verifier)
+    assert pkce_verifier() != verifier
     for bad in ("too-short", "x" * 129, "a" * 42 + "+"):
         with pytest.raises(InvalidInput):
-            identity.pkce_challenge(bad)
+            pkce_challenge(bad)
 
 
 def test_the_authorization_request_carries_pkce_nonce_state_and_the_redirect_uri(
@@ -150,7 +159,7 @@ def test_the_authorization_request_carries_pkce_nonce_state_and_the_redirect_uri
     settings = idp_settings(tmp_path, sqlite_url, oidc_idp, "both").model_copy(
         update={"oidc_scopes": "profile email", "public_url": "https://evidence.force.example/"}
     )
-    url = identity.oidc_authorization_url(settings, state="S", nonce="N", verifier="v" * 43)
+    url = oidc_authorization_url(settings, state="S", nonce="N", verifier="v" * 43)
     assert url.startswith(oidc_idp.authorization_url + "?")
     q = dict(parse_qsl(urlsplit(url).query))
     assert q == {
@@ -163,7 +172,7 @@ def test_the_authorization_request_carries_pkce_nonce_state_and_the_redirect_uri
         "code_challenge": s256("v" * 43),
         "code_challenge_method": "S256",
     }
-    enabled = identity.oidc_browser_sign_in_enabled
+    enabled = oidc_browser_sign_in_enabled
     for missing in ("oidc_authorization_url", "oidc_token_url", "oidc_client_id"):
         assert not enabled(settings.model_copy(update={missing: None}))
     assert not enabled(settings.model_copy(update={"identity_mode": "local"}))
@@ -182,7 +191,7 @@ def test_the_id_token_must_be_for_this_client_and_this_sign_in(
         "exp": t + 60,
         "nonce": "n-1",
     }
-    assert identity.verify_id_token(ctx, oidc_idp.sign(good), "n-1")["sub"] == "s"
+    assert verify_id_token(ctx, oidc_idp.sign(good), "n-1")["sub"] == "s"
     cases = {
         "other nonce": ({}, "nonce"),
         "no nonce": ({"nonce": None}, "nonce"),
@@ -194,7 +203,7 @@ def test_the_id_token_must_be_for_this_client_and_this_sign_in(
     for name, (over, message) in cases.items():
         token = oidc_idp.sign({**good, **over})
         with pytest.raises(NotAuthenticated, match=message):
-            identity.verify_id_token(ctx, token, "n-2" if name == "other nonce" else "n-1")
+            verify_id_token(ctx, token, "n-2" if name == "other nonce" else "n-1")
 
 
 def test_the_code_exchange_needs_the_pkce_verifier(
@@ -203,18 +212,16 @@ def test_the_code_exchange_needs_the_pkce_verifier(
     """The harness's IdP is strict (a wrong verifier, a replayed code: invalid_grant), and the
     store reports its refusal without echoing its words."""
     settings = idp_settings(tmp_path, sqlite_url, idp, "both")
-    idp.redirect_uris.add(identity.oidc_redirect_uri(settings))
-    verifier = identity.pkce_verifier()
-    authorize = httpx.get(
-        identity.oidc_authorization_url(settings, state="s", nonce="n", verifier=verifier)
-    )
+    idp.redirect_uris.add(oidc_redirect_uri(settings))
+    verifier = pkce_verifier()
+    authorize = httpx.get(oidc_authorization_url(settings, state="s", nonce="n", verifier=verifier))
     assert authorize.status_code == 302
     code = dict(parse_qsl(urlsplit(authorize.headers["location"]).query))["code"]
     with pytest.raises(NotAuthenticated, match=r"HTTP 400, invalid_grant"):
-        identity.oidc_exchange_code(settings, code, identity.pkce_verifier())
+        oidc_exchange_code(settings, code, pkce_verifier())
     assert idp.token_requests[-1]["code_verifier"] != verifier
     with pytest.raises(NotAuthenticated, match="invalid_grant"):  # the code is used up
-        identity.oidc_exchange_code(settings, code, verifier)
+        oidc_exchange_code(settings, code, verifier)
 
 
 def test_a_confidential_client_sends_its_secret(
@@ -223,16 +230,16 @@ def test_a_confidential_client_sends_its_secret(
     idp.client_secret = "s3cret"
     public = idp_settings(tmp_path, sqlite_url, idp, "both")
     confidential = public.model_copy(update={"oidc_client_secret": SecretStr("s3cret")})
-    idp.redirect_uris.add(identity.oidc_redirect_uri(public))
+    idp.redirect_uris.add(oidc_redirect_uri(public))
 
     def code_for(settings: Settings, verifier: str) -> str:
-        url = identity.oidc_authorization_url(settings, state="s", nonce="n", verifier=verifier)
+        url = oidc_authorization_url(settings, state="s", nonce="n", verifier=verifier)
         return dict(parse_qsl(urlsplit(httpx.get(url).headers["location"]).query))["code"]
 
-    verifier = identity.pkce_verifier()
+    verifier = pkce_verifier()
     with pytest.raises(NotAuthenticated, match=r"HTTP 401, invalid_client"):
-        identity.oidc_exchange_code(public, code_for(public, verifier), verifier)
-    body = identity.oidc_exchange_code(confidential, code_for(confidential, verifier), verifier)
+        oidc_exchange_code(public, code_for(public, verifier), verifier)
+    body = oidc_exchange_code(confidential, code_for(confidential, verifier), verifier)
     assert set(body) >= {"access_token", "id_token"}
     assert "s3cret" not in repr(confidential)  # a SecretStr: never in logs or reprs
 

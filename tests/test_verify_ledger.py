@@ -177,7 +177,7 @@ def test_wrong_key_fails(filled: Context) -> None:
 
 
 def auditor_token(ctx: Context, url: str) -> str:
-    create_user(ctx.ledger, "auditor1", "auditor", PASSWORD)
+    create_user(ctx, "auditor1", "auditor", PASSWORD)
     import httpx
 
     return login(httpx.Client(base_url=url), "auditor1")

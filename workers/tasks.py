@@ -203,7 +203,7 @@ app.conf.beat_schedule["retention-sweep"] = {
 def scrub_objects() -> dict[str, int]:
     """Re-hash the next slice of stored objects (run by the scheduler; failures raise the
     alarm in the ledger, the clip's integrity, the log and /metrics, not as task errors)."""
-    from evidence.scrub import scrub
+    from evidence.scrub.service import scrub
 
     report = scrub(context(), cursor="scheduled", max_objects=get_settings().scrub_objects_per_run)
     log.info(

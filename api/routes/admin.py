@@ -55,7 +55,7 @@ class DeviceChange(BaseModel):
 
 @router.get("/users")
 def list_users(request: Request, principal: Principal = Depends(gate("users.manage"))) -> dict:
-    return {"items": service.list_users(request.app.state.ctx.ledger, principal)}
+    return {"items": service.list_users(request.app.state.ctx, principal)}
 
 
 @router.post("/users", status_code=201)
@@ -68,12 +68,11 @@ def create_user(
     ctx = request.app.state.ctx
     return _new_account(
         service.invite_user(
-            ctx.ledger,
-            ctx.settings,
+            ctx,
+            principal,
             body.username,
             body.role,
             officer_id=body.officer_id,
-            by=principal,
             full_name=body.full_name,
         )
     )
@@ -87,7 +86,7 @@ def change_user(
     principal: Principal = Depends(gate("users.manage")),
 ) -> dict:
     return service.set_user_state(
-        request.app.state.ctx.ledger, principal, username, disabled=body.disabled, role=body.role
+        request.app.state.ctx, principal, username, disabled=body.disabled, role=body.role
     )
 
 
@@ -95,7 +94,7 @@ def change_user(
 def unlock_user(
     username: str, request: Request, principal: Principal = Depends(gate("users.manage"))
 ) -> dict:
-    return service.unlock_user(request.app.state.ctx.ledger, principal, username)
+    return service.unlock_user(request.app.state.ctx, principal, username)
 
 
 @router.post("/users/{username}/reset")
@@ -110,8 +109,7 @@ def reset_user(
     ctx = request.app.state.ctx
     return _new_account(
         service.force_reset(
-            ctx.ledger,
-            ctx.settings,
+            ctx,
             principal,
             username,
             clear_totp=body.clear_totp if body else False,
@@ -157,7 +155,7 @@ def list_alerts(
 
 @router.get("/devices")
 def list_devices(request: Request, principal: Principal = Depends(gate("devices.manage"))) -> dict:
-    return {"items": service.list_devices(request.app.state.ctx.ledger, principal)}
+    return {"items": service.list_devices(request.app.state.ctx, principal)}
 
 
 @router.post("/devices", status_code=201)
@@ -165,9 +163,7 @@ def create_device(
     body: NewDevice, request: Request, principal: Principal = Depends(gate("devices.manage"))
 ) -> dict:
     """The key is in this answer once; only its hash is kept."""
-    new = service.create_device(
-        request.app.state.ctx.ledger, body.name, kind=body.kind, actor=principal.actor
-    )
+    new = service.create_device(request.app.state.ctx, principal, body.name, kind=body.kind)
     return {"id": new.device.id, "name": new.device.name, "kind": new.device.kind, "key": new.key}
 
 
@@ -178,4 +174,4 @@ def change_device(
     request: Request,
     principal: Principal = Depends(gate("devices.manage")),
 ) -> None:
-    service.set_device_disabled(request.app.state.ctx.ledger, principal, name, body.disabled)
+    service.set_device_disabled(request.app.state.ctx, principal, name, body.disabled)

@@ -1,4 +1,4 @@
-"""Signing in: the OAuth2 password grant for local users (evidence/identity.py)."""
+"""Signing in: the OAuth2 password grant for local users (evidence/identity/signin.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pydantic import BaseModel, Field
 
 from api.gates import gate, public
 from api.problems import problem
-from evidence import identity
 from evidence.access import Principal
 from evidence.accounts import enrolment, own
 from evidence.errors import NotAuthenticated, TooManyAttempts
+from evidence.identity import signin, tokens
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
@@ -62,7 +62,7 @@ def token(
     # --forwarded-allow-ips so this is the client rather than the proxy.
     source_ip = request.client.host if request.client else "unknown"
     try:
-        issued = identity.login(
+        issued = signin.login(
             request.app.state.ctx, username, password, totp or None, source_ip=source_ip
         )
     except TooManyAttempts as exc:
@@ -89,7 +89,7 @@ def logout(request: Request, _: Principal = Depends(gate("session.read"))) -> No
     records the sign-out). Tokens from the force's identity provider are ended there."""
     token = request.headers.get("authorization", "").partition(" ")[2].strip()
     source_ip = request.client.host if request.client else "unknown"
-    identity.revoke_token(request.app.state.ctx, token, source_ip=source_ip)
+    tokens.revoke_token(request.app.state.ctx, token, source_ip=source_ip)
 
 
 def _ip(request: Request) -> str:

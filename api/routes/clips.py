@@ -15,7 +15,7 @@ from evidence.access import REASON_MAX, Principal
 from evidence.cameras import service as cameras
 from evidence.clips import service
 from evidence.clips.service import SearchFilters
-from evidence.media import MAX_MUTE_RANGES, MAX_REDACTION_BOXES
+from evidence.media.redaction import MAX_MUTE_RANGES, MAX_REDACTION_BOXES
 from evidence.types import MAX_BIGINT
 
 router = APIRouter(prefix="/api/v1", tags=["clips"])

@@ -22,7 +22,7 @@ from sqlalchemy import text
 
 from api.gates import public
 from evidence.context import Context
-from evidence.scrub import integrity_status
+from evidence.scrub.service import integrity_status
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from evidence.accounts.models import User
 from evidence.accounts.service import MIN_PASSWORD
 from evidence.context import Context
 from evidence.errors import InvalidInput, NotFound
-from evidence.identity import OIDC_HASH_PREFIX
+from evidence.identity.oidc import OIDC_HASH_PREFIX
 
 router = APIRouter(prefix="/ui", route_class=UIRoute, include_in_schema=False)
 

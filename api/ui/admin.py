@@ -68,7 +68,7 @@ def _users_page(
         request,
         "users.html",
         status=status,
-        users=accounts.list_users(_ctx(request).ledger, principal),
+        users=accounts.list_users(_ctx(request), principal),
         roles=[r.value for r in Role],
         needs_approval=approvals.NEEDS_APPROVAL,
         error=error,
@@ -100,12 +100,11 @@ def create_user(
     username, officer_id = username.strip(), officer_id.strip()
     try:
         new = accounts.invite_user(
-            ctx.ledger,
-            ctx.settings,
+            ctx,
+            principal,
             username,
             role,
             officer_id=officer_id or None,
-            by=principal,
             full_name=full_name or None,
         )
     except (InvalidInput, Conflict) as exc:
@@ -152,7 +151,7 @@ def unlock_user(
     _: None = CSRF,
 ) -> Response:
     try:
-        accounts.unlock_user(_ctx(request).ledger, principal, username)
+        accounts.unlock_user(_ctx(request), principal, username)
     except NotFound as exc:
         return _users_page(request, principal, status=exc.status, error=str(exc))
     return see_other(request, _users_url(f"user-{username}"), ok=f"{username} unlocked.")
@@ -168,9 +167,7 @@ def reset_user(
 ) -> Response:
     ctx = _ctx(request)
     try:
-        new = accounts.force_reset(
-            ctx.ledger, ctx.settings, principal, username, clear_totp=clear_totp == "yes"
-        )
+        new = accounts.force_reset(ctx, principal, username, clear_totp=clear_totp == "yes")
     except (InvalidInput, Conflict) as exc:
         return _users_page(request, principal, status=exc.status, row_error=(username, str(exc)))
     return _show_link(request, new, "reset")
@@ -185,9 +182,7 @@ def _change_user(
     role: str | None = None,
 ) -> Response:
     try:
-        accounts.set_user_state(
-            _ctx(request).ledger, principal, username, disabled=disabled, role=role
-        )
+        accounts.set_user_state(_ctx(request), principal, username, disabled=disabled, role=role)
     except (InvalidInput, Conflict) as exc:
         return _users_page(request, principal, status=exc.status, row_error=(username, str(exc)))
     if disabled is not None:
@@ -239,7 +234,7 @@ def _devices_page(
         request,
         "devices.html",
         status=status,
-        devices=accounts.list_devices(_ctx(request).ledger, principal),
+        devices=accounts.list_devices(_ctx(request), principal),
         kinds=[k.value for k in DeviceKind],
         error=error,
         form=form or {},
@@ -263,7 +258,7 @@ def create_device(
 ) -> Response:
     name = name.strip()
     try:
-        new = accounts.create_device(_ctx(request).ledger, name, kind=kind, actor=principal.actor)
+        new = accounts.create_device(_ctx(request), principal, name, kind=kind)
     except (InvalidInput, Conflict) as exc:
         return _devices_page(
             request, principal, status=exc.status, error=str(exc), form={"name": name, "kind": kind}
@@ -294,7 +289,7 @@ def change_device_state(
     _: None = CSRF,
 ) -> Response:
     disabled = action == "disable"
-    accounts.set_device_disabled(_ctx(request).ledger, principal, name, disabled)
+    accounts.set_device_disabled(_ctx(request), principal, name, disabled)
     done = "disabled: its key is refused from now on" if disabled else "enabled"
     return see_other(request, f"/ui/devices#device-{quote(name)}", ok=f"Device {name} {done}.")
 

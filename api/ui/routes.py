@@ -22,7 +22,7 @@ from api.streaming import bundle_response, csv_download, footage_response
 from api.ui import session as ui_session
 from api.ui.render import STATIC, UIRoute, render, see_other
 from api.ui.session import csrf_protect
-from evidence import audit, clock, identity, redactions
+from evidence import audit, clock, redactions
 from evidence.access import Principal, allowed, check_reason, visible_clip
 from evidence.accounts.models import Role
 from evidence.bundles import service as bundles
@@ -41,6 +41,7 @@ from evidence.errors import (
     NotFound,
     TooManyAttempts,
 )
+from evidence.identity import lockout, oidc, signin, tokens
 from evidence.ledger import catalogue
 from evidence.retention import service as retention
 from evidence.types import MAX_BIGINT
@@ -108,7 +109,7 @@ def _login_form(
         username=username,
         nonce=nonce,
         password_sign_in=settings.identity_mode != "oidc",
-        idp_sign_in=identity.oidc_browser_sign_in_enabled(settings),
+        idp_sign_in=oidc.oidc_browser_sign_in_enabled(settings),
         idp_name=settings.oidc_display_name,
     )
     csp = _login_csp(settings)
@@ -125,7 +126,7 @@ def _login_csp(settings: Settings) -> str | None:
     """The sign-in page's policy when it has the IdP button: `form-action` also names the
     IdP's origin, because browsers apply form-action to the redirect that follows a form
     (GET /ui/login/oidc answers 303 to the IdP). Every other page keeps `form-action 'self'`."""
-    if not identity.oidc_browser_sign_in_enabled(settings):
+    if not oidc.oidc_browser_sign_in_enabled(settings):
         return None
     url = urlsplit(str(settings.oidc_authorization_url))
     origin = f"{url.scheme}://{url.netloc}"
@@ -143,9 +144,9 @@ def login(
     acknowledge: Annotated[str, Form(max_length=10)] = "",
     nonce: Annotated[str, Form(max_length=200)] = "",
     next: Annotated[str, Form(max_length=2000)] = "",
-    _: None = Depends(public),  # the sign-in form: rate-limited and audited by identity.login
+    _: None = Depends(public),  # the sign-in form: rate-limited and audited by signin.login
 ) -> Response:
-    """Checks the password (and code) through `identity.login`, the same path, lock-out and
+    """Checks the password (and code) through `signin.login`, the same path, lock-out and
     rate limit as POST /api/v1/auth/token; on success the token goes into the session cookie."""
 
     def again(error: str, status: int) -> Response:
@@ -162,9 +163,9 @@ def login(
     if acknowledge != "yes":
         return again("Confirm that you have read the notice above to continue.", 400)
     if not username or not password:
-        return again(identity.REFUSED.capitalize() + ".", 401)
+        return again(lockout.REFUSED.capitalize() + ".", 401)
     try:
-        issued = identity.login(
+        issued = signin.login(
             _ctx(request), username, password, totp.strip() or None, source_ip=_ip(request)
         )
     except TooManyAttempts as exc:
@@ -176,7 +177,7 @@ def login(
         return response
     except NotAuthenticated:
         # One message for every refusal: never which part was wrong.
-        return again(identity.REFUSED.capitalize() + ".", 401)
+        return again(lockout.REFUSED.capitalize() + ".", 401)
     response = RedirectResponse(ui_session.safe_next(next) or "/ui/", status_code=303)
     ui_session.start_session(_ctx(request), request, response, issued)
     return response
@@ -193,7 +194,7 @@ def login_oidc(
     only redirects, writes nothing, and the flow's state, nonce and verifier live in a sealed
     short-lived cookie of this browser."""
     settings = _ctx(request).settings
-    if not identity.oidc_browser_sign_in_enabled(settings):
+    if not oidc.oidc_browser_sign_in_enabled(settings):
         return _login_form(
             request,
             next=next,
@@ -209,7 +210,7 @@ def login_oidc(
         )
     flow = ui_session.new_oidc_flow(next)
     response = RedirectResponse(
-        identity.oidc_authorization_url(
+        oidc.oidc_authorization_url(
             settings, state=flow.state, nonce=flow.nonce, verifier=flow.verifier
         ),
         status_code=303,
@@ -243,7 +244,7 @@ def login_oidc_callback(
         ui_session.clear_oidc_flow(request, response)
         return response
 
-    if not identity.oidc_browser_sign_in_enabled(ctx.settings):
+    if not oidc.oidc_browser_sign_in_enabled(ctx.settings):
         return refused("Sign-in through the identity provider is not set up here.", 404)
     if not ui_session.oidc_state_ok(flow, state):
         return refused(
@@ -263,7 +264,7 @@ def login_oidc_callback(
     if not code:
         return refused("The identity provider sent no authorization code. Please try again.", 400)
     try:
-        done = identity.oidc_sign_in(
+        done = oidc.oidc_sign_in(
             ctx, code, verifier=flow.verifier, nonce=flow.nonce, source_ip=_ip(request)
         )
     except AccessDenied as exc:
@@ -284,7 +285,7 @@ def logout(request: Request, _: None = Depends(public), __: None = CSRF) -> Resp
     session = ui_session.current_session(request)
     if session is not None:
         try:
-            identity.revoke_token(_ctx(request), session.token, source_ip=_ip(request))
+            tokens.revoke_token(_ctx(request), session.token, source_ip=_ip(request))
         except (NotAuthenticated, InvalidInput):
             pass  # not a token we issued: nothing to end here
     response = RedirectResponse("/ui/login", status_code=303)

@@ -1,7 +1,7 @@
 """The UI's cookie session: sign-in, who is calling, CSRF.
 
 A browser cannot be trusted to keep a bearer token in script-readable storage, so the UI
-keeps the same short-lived access token the JSON API issues (`evidence.identity.login`, the
+keeps the same short-lived access token the JSON API issues (`evidence.identity.signin.login`, the
 same lock-out and rate-limit path) in one cookie:
 
     evidence_ui = v1.<sid>.<since>.<mac>.<access token>
@@ -16,7 +16,7 @@ same lock-out and rate-limit path) in one cookie:
   (`principal_from_token`: signature, audience, expiry, and the user's role, enabled flag
   and lock re-read from the database).
 - Sliding renewal (local tokens only): when less than half the token's lifetime is left,
-  the next request gets a fresh token (`identity.issue_token`) in a new cookie, so the idle
+  the next request gets a fresh token (`identity.tokens.issue_token`) in a new cookie, so the idle
   timeout is the token lifetime (EVIDENCE_JWT_TTL_SECONDS) while activity, including playing
   a clip, keeps the session alive; never beyond MAX_SESSION after sign-in.
 
@@ -59,15 +59,10 @@ from evidence.access import Principal
 from evidence.accounts.models import User
 from evidence.context import Context
 from evidence.errors import AccessDenied, NotAuthenticated
-from evidence.identity import (
-    IssuedToken,
-    is_local_token,
-    issue_token,
-    jwt_key_path,
-    load_or_create_jwt_key,
-    pkce_verifier,
-    principal_from_token,
-)
+from evidence.identity.oidc import pkce_verifier
+from evidence.identity.signin import principal_from_token
+from evidence.identity.state import jwt_key_path, load_or_create_jwt_key
+from evidence.identity.tokens import IssuedToken, is_local_token, issue_token
 
 SESSION_COOKIE = "evidence_ui"
 LOGIN_COOKIE = "evidence_ui_login"

@@ -30,12 +30,11 @@ from evidence.access import Principal, require
 from evidence.accounts.models import RecoveryCode, User
 from evidence.context import Context
 from evidence.errors import InvalidInput
-from evidence.identity import (
-    IssuedToken,
+from evidence.identity.oidc import has_local_password
+from evidence.identity.signin import count_wrong_password
+from evidence.identity.tokens import IssuedToken, issue_token
+from evidence.identity.totp import (
     claim_totp_step,
-    count_wrong_password,
-    has_local_password,
-    issue_token,
     matching_totp_step,
     new_totp_secret,
     recovery_code_hash,

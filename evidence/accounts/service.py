@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from evidence import clock
 from evidence.access import Principal, require
 from evidence.accounts.models import AccountRequest, Device, DeviceKind, Role, User
-from evidence.config import Settings
+from evidence.context import Context
 from evidence.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
 from evidence.ledger.service import Ledger
 
@@ -128,7 +128,7 @@ def _add_user(
 
 
 def create_user(
-    ledger: Ledger,
+    ctx: Context,
     username: str,
     role: str,
     password: str,
@@ -146,7 +146,7 @@ def create_user(
     officer_id = _check_officer_id(officer_id)
     if len(password) < MIN_PASSWORD:
         raise InvalidInput(f"password too short: use at least {MIN_PASSWORD} characters")
-    with ledger.db.write_session() as s:
+    with ctx.db.write_session() as s:
         user = User(
             username=username,
             role=role,
@@ -158,7 +158,7 @@ def create_user(
             failed_logins=0,
             approved=True,
         )
-        return _add_user(s, ledger, user, actor=actor, subject_extra=None)
+        return _add_user(s, ctx.ledger, user, actor=actor, subject_extra=None)
 
 
 @dataclass(frozen=True)
@@ -170,13 +170,12 @@ class NewAccount:
 
 
 def invite_user(
-    ledger: Ledger,
-    settings: Settings,
+    ctx: Context,
+    by: Principal | None,
     username: str,
     role: str,
     *,
     officer_id: str | None = None,
-    by: Principal | None = None,
     full_name: str | None = None,
 ) -> NewAccount:
     """Create an account without a password and issue its enrolment link. Made by an admin
@@ -193,7 +192,7 @@ def invite_user(
     officer_id = _check_officer_id(officer_id)
     pending = by is not None and approvals.needs_approval(role)
     actor = by.actor if by else "system:cli"
-    with ledger.db.write_session() as s:
+    with ctx.db.write_session() as s:
         user = User(
             username=username,
             role=role,
@@ -207,7 +206,7 @@ def invite_user(
         )
         _add_user(
             s,
-            ledger,
+            ctx.ledger,
             user,
             actor=actor,
             subject_extra=by.user_id if by else None,
@@ -215,11 +214,11 @@ def invite_user(
         )
         if pending:
             assert by is not None
-            approvals.request_in(s, ledger, kind="account", user=user, by=by, role=role)
+            approvals.request_in(s, ctx.ledger, kind="account", user=user, by=by, role=role)
         link = enrolment.issue_in(
             s,
-            ledger,
-            settings,
+            ctx.ledger,
+            ctx.settings,
             user,
             purpose="new",
             actor=actor,
@@ -230,10 +229,10 @@ def invite_user(
         )
 
 
-def bootstrap_allowed(ledger: Ledger) -> bool:
+def bootstrap_allowed(ctx: Context) -> bool:
     """True on an empty store (no account at all): the one moment the operator may set a
     password directly, for the first administrator."""
-    with ledger.db.session() as s:
+    with ctx.db.session() as s:
         return s.scalar(select(func.count()).select_from(User)) == 0
 
 
@@ -244,15 +243,20 @@ class NewDevice:
 
 
 def create_device(
-    ledger: Ledger, name: str, *, kind: str = DeviceKind.dock.value, actor: str = "system:cli"
+    ctx: Context, by: Principal | None, name: str, *, kind: str = DeviceKind.dock.value
 ) -> NewDevice:
+    """A device and its key. Made by an admin (`by`) through the API or UI, or by the
+    server's operator (`by` None, the CLI)."""
+    if by is not None:
+        require(by, "devices.manage")
+    actor = by.actor if by else "system:cli"
     _check_name(name, "device")
     try:
         kind = DeviceKind(kind).value
     except ValueError:
         raise InvalidInput(f"unknown device kind {kind!r}; choose dock or camera") from None
     key = DEVICE_KEY_PREFIX + secrets.token_urlsafe(32)
-    with ledger.db.write_session() as s:
+    with ctx.db.write_session() as s:
         if s.scalar(select(Device.id).where(Device.name == name)):
             raise Conflict(f"device {name!r} already exists")
         device = Device(
@@ -264,17 +268,17 @@ def create_device(
         )
         s.add(device)
         s.flush()
-        ledger.append_in(
+        ctx.ledger.append_in(
             s, "device.created", actor=actor, subject={"device": device.id}, name=name, kind=kind
         )
     return NewDevice(device, key)
 
 
-def authenticate_device(ledger: Ledger, key: str) -> Device:
+def authenticate_device(ctx: Context, key: str) -> Device:
     """The enabled device holding `key`, or NotAuthenticated."""
     if not key.startswith(DEVICE_KEY_PREFIX):
         raise NotAuthenticated("not a device key: send `Authorization: Device <key>`")
-    with ledger.db.session() as s:
+    with ctx.db.session() as s:
         device = s.scalar(select(Device).where(Device.key_hash == hash_device_key(key)))
     if device is None or device.disabled:
         raise NotAuthenticated(
@@ -291,11 +295,11 @@ def _admin_actor(principal: Principal) -> str:
     return principal.actor
 
 
-def list_users(ledger: Ledger, principal: Principal) -> list[dict[str, object]]:
+def list_users(ctx: Context, principal: Principal) -> list[dict[str, object]]:
     _admin_actor(principal)
     from evidence.accounts.approvals import PENDING
 
-    with ledger.db.session() as s:
+    with ctx.db.session() as s:
         users = s.scalars(select(User).order_by(User.username)).all()
         pending = dict(
             s.execute(
@@ -328,7 +332,7 @@ def _user_dict(u: User, *, pending_role: str | None) -> dict[str, object]:
 
 
 def set_user_state(
-    ledger: Ledger,
+    ctx: Context,
     principal: Principal,
     username: str,
     *,
@@ -343,7 +347,7 @@ def set_user_state(
     actor = _admin_actor(principal)
     if role is not None:
         role = _check_role(role)
-    with ledger.db.write_session() as s:
+    with ctx.db.write_session() as s:
         user = s.scalar(select(User).where(User.username == username))
         if user is None:
             raise NotFound(f"no user {username!r}")
@@ -359,12 +363,12 @@ def set_user_state(
                     f"{username} has no officer id, which an officer needs: "
                     "create an officer account with one"
                 )
-            approvals.request_in(s, ledger, kind="role", user=user, by=principal, role=role)
+            approvals.request_in(s, ctx.ledger, kind="role", user=user, by=principal, role=role)
         elif role is not None and role != user.role:
             changes["role"], changes["previous_role"] = role, user.role
             user.role = role
         if changes:
-            ledger.append_in(
+            ctx.ledger.append_in(
                 s,
                 "user.updated",
                 actor=actor,
@@ -375,13 +379,13 @@ def set_user_state(
         return _user_dict(user, pending_role=approvals.pending_role(s, user.id))
 
 
-def unlock_user(ledger: Ledger, principal: Principal, username: str) -> dict[str, object]:
+def unlock_user(ctx: Context, principal: Principal, username: str) -> dict[str, object]:
     """End a lock-out (after failed sign-ins) before it runs out."""
     actor = _admin_actor(principal)
-    with ledger.db.write_session() as s:
+    with ctx.db.write_session() as s:
         user = _user_for_update(s, username)
         user.failed_logins, user.locked_until = 0, None
-        ledger.append_in(
+        ctx.ledger.append_in(
             s,
             "user.unlocked",
             actor=actor,
@@ -399,8 +403,7 @@ def _user_for_update(s: Session, username: str) -> User:
 
 
 def force_reset(
-    ledger: Ledger,
-    settings: Settings,
+    ctx: Context,
     principal: Principal,
     username: str,
     *,
@@ -412,10 +415,10 @@ def force_reset(
     approval, because whoever opens the link is not known to be its owner. With
     `clear_totp` the authenticator and recovery codes are removed as well (a lost phone)."""
     from evidence.accounts import approvals, enrolment
-    from evidence.identity import OIDC_HASH_PREFIX
+    from evidence.identity.oidc import OIDC_HASH_PREFIX
 
     actor = _admin_actor(principal)
-    with ledger.db.write_session() as s:
+    with ctx.db.write_session() as s:
         user = _user_for_update(s, username)
         if user.id == principal.user_id:
             raise Conflict("change your own password on your account page instead")
@@ -431,7 +434,7 @@ def force_reset(
         pending = approvals.needs_approval(user.role)
         if pending:
             user.approved = False
-        ledger.append_in(
+        ctx.ledger.append_in(
             s,
             "user.reset",
             actor=actor,
@@ -441,9 +444,17 @@ def force_reset(
             pending_approval=pending,
         )
         if pending:
-            approvals.request_in(s, ledger, kind="account", user=user, by=principal, role=user.role)
+            approvals.request_in(
+                s, ctx.ledger, kind="account", user=user, by=principal, role=user.role
+            )
         link = enrolment.issue_in(
-            s, ledger, settings, user, purpose="reset", actor=actor, created_by=principal.user_id
+            s,
+            ctx.ledger,
+            ctx.settings,
+            user,
+            purpose="reset",
+            actor=actor,
+            created_by=principal.user_id,
         )
         return NewAccount(
             _user_dict(user, pending_role=None), link.url, clock.rfc3339(link.expires_at), pending
@@ -460,9 +471,9 @@ def _clear_totp(s: Session, user: User) -> None:
     s.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
 
 
-def list_devices(ledger: Ledger, principal: Principal) -> list[dict[str, object]]:
+def list_devices(ctx: Context, principal: Principal) -> list[dict[str, object]]:
     require(principal, "devices.manage")
-    with ledger.db.session() as s:
+    with ctx.db.session() as s:
         devices = s.scalars(select(Device).order_by(Device.name)).all()
     return [
         {
@@ -476,15 +487,15 @@ def list_devices(ledger: Ledger, principal: Principal) -> list[dict[str, object]
     ]
 
 
-def set_device_disabled(ledger: Ledger, principal: Principal, name: str, disabled: bool) -> None:
+def set_device_disabled(ctx: Context, principal: Principal, name: str, disabled: bool) -> None:
     require(principal, "devices.manage")
-    with ledger.db.write_session() as s:
+    with ctx.db.write_session() as s:
         device = s.scalar(select(Device).where(Device.name == name))
         if device is None:
             raise NotFound(f"no device {name!r}")
         if device.disabled != disabled:
             device.disabled = disabled
-            ledger.append_in(
+            ctx.ledger.append_in(
                 s,
                 "device.updated",
                 actor=principal.actor,

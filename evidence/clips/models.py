@@ -60,7 +60,7 @@ class Clip(Base):
         String(120)
     )  # e.g. "non-evidential: 31 days"
     disposed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    # The scrubber's verdict on the stored bytes (evidence/scrub.py).
+    # The scrubber's verdict on the stored bytes (evidence/scrub/service.py).
     integrity: Mapped[str] = mapped_column(
         String(16), default="unchecked", server_default="unchecked"
     )

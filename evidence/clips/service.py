@@ -249,8 +249,8 @@ def _integrity(clip: Clip, custody: list[dict[str, Any]]) -> dict[str, Any]:
     ingested = [c for c in custody if c["type"] == "clip.ingested"]
     vouched = bool(ingested) and ingested[0]["entry"].get("sha256") == clip.sha256
     ok = vouched and all(c["leaf_matches"] for c in custody)
-    # The scrubber's verdict on the stored bytes (evidence/scrub.py): a stored object that no
-    # longer hashes right, or is gone, outranks what the ledger says about the hash.
+    # The scrubber's verdict on the stored bytes (evidence/scrub/service.py): a stored object
+    # that no longer hashes right, or is gone, outranks what the ledger says about the hash.
     scrub = {
         "status": clip.integrity,  # "unchecked", "ok" or "failed"
         "checked_at": _iso(clip.integrity_checked_at),

@@ -25,10 +25,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from evidence import clock, media, outbox, workfiles
+from evidence import clock, outbox, workfiles
 from evidence.accounts.models import Device
 from evidence.cameras.attribution import attribute_at_ingest
 from evidence.cameras.models import ClipName
+from evidence.clips.derivatives import record_derivative
 from evidence.clips.models import Clip, ClipState, Derivative
 from evidence.context import Context
 from evidence.errors import (
@@ -43,6 +44,8 @@ from evidence.errors import (
 )
 from evidence.ingest.models import Upload, UploadState
 from evidence.ledger.entries import canonical
+from evidence.media.derivatives import Recipe, make_thumbnail, transcode_proxy
+from evidence.media.probe import MediaFacts, probe
 from evidence.retention import service as retention
 from evidence.storage import DEFAULT_PART_SIZE, original_key, plan_parts
 
@@ -61,7 +64,7 @@ class PartUrl:
 
 
 @dataclass(frozen=True)
-class Declared:
+class DeclaredUpload:
     upload_id: str
     state: str
     clip_id: str | None = None
@@ -134,7 +137,7 @@ def declare_upload(
     filename: str,
     metadata: dict[str, Any] | None = None,
     source: dict[str, Any] | None = None,
-) -> Declared:
+) -> DeclaredUpload:
     """A dock declares a clip: it is already stored, or here is where to send it.
 
     Declaring again from the same device while an upload is pending returns that upload
@@ -180,7 +183,7 @@ def declare_upload(
         else:
             upload.heartbeat_at = clock.now()  # a sign of life: not abandoned
         parts = _part_urls(ctx, upload)
-        return Declared(
+        return DeclaredUpload(
             upload.id, UploadState.pending.value, part_size=upload.part_size, parts=parts
         )
 
@@ -201,7 +204,7 @@ def _duplicate(
     size: int,
     filename: str,
     source: dict[str, str] | None = None,
-) -> Declared:
+) -> DeclaredUpload:
     """These bytes are stored. The device learns that, and nothing else: not the clip's id
     (knowing a hash must not open a clip) and it writes nothing into the clip's timeline.
     The entry goes to the device's and the upload's own record, as a claim, not a fact."""
@@ -226,7 +229,7 @@ def _duplicate(
         size=size,
         filename=ledger_text(filename, MAX_FILENAME),
     )
-    return Declared(upload.id, UploadState.duplicate.value)
+    return DeclaredUpload(upload.id, UploadState.duplicate.value)
 
 
 def remember_name(s: Session, clip_id: str, filename: str, device_id: str | None) -> None:
@@ -570,7 +573,7 @@ def process_upload(
         # that lied about this hash) is the clip these bytes prove: promote them.
         if clip.state in (ClipState.verifying, ClipState.rejected):
             ctx.store.promote(upload.incoming_key, upload.sha256)
-            facts = media.probe(path)
+            facts = probe(path)
             _record_ingest(ctx, upload, facts)
         else:
             # Stored already by another upload of the same bytes: keep no second copy, but
@@ -680,7 +683,7 @@ def _others_pending(s: Session, upload: Upload) -> bool:
     )
 
 
-def _record_ingest(ctx: Context, upload: Upload, facts: media.MediaFacts) -> None:
+def _record_ingest(ctx: Context, upload: Upload, facts: MediaFacts) -> None:
     with ctx.db.write_session() as s:
         clip = s.get(Clip, upload.clip_id)
         assert clip is not None
@@ -733,16 +736,16 @@ def _record_ingest(ctx: Context, upload: Upload, facts: media.MediaFacts) -> Non
 ProgressFn = Callable[[float], None] | None
 
 
-def _proxy(src: Path, out: Path, sha256: str, progress: ProgressFn) -> media.Recipe:
-    return media.transcode_proxy(src, out, input_sha256=sha256, progress=progress)
+def _proxy(src: Path, out: Path, sha256: str, progress: ProgressFn) -> Recipe:
+    return transcode_proxy(src, out, input_sha256=sha256, progress=progress)
 
 
-def _thumbnail(src: Path, out: Path, sha256: str, progress: ProgressFn) -> media.Recipe:
-    return media.make_thumbnail(src, out, input_sha256=sha256)
+def _thumbnail(src: Path, out: Path, sha256: str, progress: ProgressFn) -> Recipe:
+    return make_thumbnail(src, out, input_sha256=sha256)
 
 
 # kind: (file name under derived/{clip_id}/, how to make it)
-DERIVATIVES: dict[str, tuple[str, Callable[[Path, Path, str, ProgressFn], media.Recipe]]] = {
+DERIVATIVES: dict[str, tuple[str, Callable[[Path, Path, str, ProgressFn], Recipe]]] = {
     "proxy": ("proxy.mp4", _proxy),
     "thumbnail": ("thumbnail.jpg", _thumbnail),
 }
@@ -773,52 +776,6 @@ def _make_derivatives(
             # the recipe is deterministic, and may not replace what the ledger vouches for.
             stored = ctx.store.put(key, f, expected_sha256=recipe.output_sha256, write_once=True)
         record_derivative(ctx, clip_id, kind, key, stored.sha256, stored.size, recipe)
-
-
-def record_derivative(
-    ctx: Context,
-    clip_id: str,
-    kind: str,
-    key: str,
-    sha256: str,
-    size: int,
-    recipe: media.Recipe,
-    **extra: Any,
-) -> None:
-    """The derivative row and its ledger entry commit together, exactly once. `extra` goes
-    into the entry (a redaction's boxes, mute ranges and reason)."""
-    try:
-        with ctx.db.write_session() as s:
-            if s.scalar(
-                select(Derivative.id).where(Derivative.clip_id == clip_id, Derivative.kind == kind)
-            ):
-                return
-            s.add(
-                Derivative(
-                    clip_id=clip_id,
-                    kind=kind,
-                    key=key,
-                    sha256=sha256,
-                    size=size,
-                    recipe=recipe.as_dict(),
-                    created_at=clock.now(),
-                )
-            )
-            s.flush()
-            ctx.ledger.append_in(
-                s,
-                "derivative.created",
-                actor=WORKER,
-                subject={"clip": clip_id},
-                kind=kind,
-                key=key,
-                sha256=sha256,
-                size=size,
-                recipe=recipe.as_dict(),
-                **extra,
-            )
-    except IntegrityError:
-        return  # a concurrent worker recorded it first: exactly one row, one entry
 
 
 def _finish(ctx: Context, upload_id: str) -> None:

@@ -47,7 +47,7 @@ class LedgerNode(Base):
     hash: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 
-class Checkpoint(Base):
+class SignedCheckpoint(Base):
     """A signed tree head (C2SP checkpoint in a signed note), one per append."""
 
     __tablename__ = "checkpoints"
@@ -55,4 +55,21 @@ class Checkpoint(Base):
     tree_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class CheckpointTimestamp(Base):
+    """One TSA reply over one signed checkpoint (RFC 3161, evidence/timestamps.py asks for
+    and checks them). Append-only (triggers refuse UPDATE/DELETE).
+
+    One row per tree size: a second request for the same size returns the stored token, so
+    a task run twice does not ask the TSA twice.
+    """
+
+    __tablename__ = "checkpoint_timestamps"
+
+    tree_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    token: Mapped[bytes] = mapped_column(LargeBinary)  # DER TimeStampResp
+    gen_time: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    tsa: Mapped[str] = mapped_column(String(500))  # the URL it came from
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

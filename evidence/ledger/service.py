@@ -23,9 +23,8 @@ from evidence.errors import LedgerError, NotFound, ProofError
 from evidence.ledger import merkle
 from evidence.ledger.chain import ZERO_CHAIN, chain_hash
 from evidence.ledger.entries import SubjectIds, canonical, make_entry, refs_of
-from evidence.ledger.models import Checkpoint, LedgerEntry, LedgerNode, LedgerRef
-from evidence.ledger.note import Checkpoint as CheckpointBody
-from evidence.ledger.note import NoteSigner, sign_checkpoint
+from evidence.ledger.models import LedgerEntry, LedgerNode, LedgerRef, SignedCheckpoint
+from evidence.ledger.note import Checkpoint, NoteSigner, sign_checkpoint
 
 # Any constant works; it only has to be the same for every writer of this database.
 _SEQUENCER_LOCK = 0x65766964656E6365 & 0x7FFFFFFFFFFFFFFF
@@ -94,9 +93,9 @@ class Ledger:
             appended.append(Appended(index, data, leaf, chain))
         new_size = size + len(appended)
         root = tree.root()
-        note = sign_checkpoint(CheckpointBody(self.origin, new_size, root), self.signer)
+        note = sign_checkpoint(Checkpoint(self.origin, new_size, root), self.signer)
         session.add(
-            Checkpoint(tree_size=new_size, root_hash=root, note=note, created_at=clock.now())
+            SignedCheckpoint(tree_size=new_size, root_hash=root, note=note, created_at=clock.now())
         )
         session.flush()
         return appended
@@ -156,7 +155,9 @@ class Ledger:
 
     def latest_checkpoint(self) -> str:
         with self.db.session() as s:
-            note = s.scalar(select(Checkpoint.note).order_by(Checkpoint.tree_size.desc()).limit(1))
+            note = s.scalar(
+                select(SignedCheckpoint.note).order_by(SignedCheckpoint.tree_size.desc()).limit(1)
+            )
         if note is None:
             raise NotFound("the ledger is empty: no checkpoint has been signed yet")
         return note
@@ -165,9 +166,9 @@ class Ledger:
         """The earliest signed checkpoint whose tree holds at least `size` entries."""
         with self.db.session() as s:
             note = s.scalar(
-                select(Checkpoint.note)
-                .where(Checkpoint.tree_size >= size)
-                .order_by(Checkpoint.tree_size)
+                select(SignedCheckpoint.note)
+                .where(SignedCheckpoint.tree_size >= size)
+                .order_by(SignedCheckpoint.tree_size)
                 .limit(1)
             )
         if note is None:

@@ -54,14 +54,3 @@ class Disposal(Base):
     reason: Mapped[str | None] = mapped_column(String(500))
     disposed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)  # why carrying it out failed (e.g. locked)
-
-
-class ScrubCursor(Base):
-    """Where the scheduled scrubber stopped: the next run carries on after `last_key`."""
-
-    __tablename__ = "scrub_cursor"
-
-    name: Mapped[str] = mapped_column(String(32), primary_key=True)
-    last_key: Mapped[str] = mapped_column(String(1024), default="")
-    pass_started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

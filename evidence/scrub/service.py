@@ -42,7 +42,8 @@ from evidence.context import Context
 from evidence.errors import ObjectNotFound
 from evidence.ledger.entries import make_entry
 from evidence.ledger.models import LedgerEntry, LedgerRef
-from evidence.retention.models import Disposal, DisposalState, ScrubCursor
+from evidence.retention.models import Disposal, DisposalState
+from evidence.scrub.models import ScrubCursor
 from evidence.storage import ORIGINALS_PREFIX, ObjectStore
 
 log = logging.getLogger("evidence.scrub")
