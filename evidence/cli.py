@@ -290,10 +290,11 @@ def worker(
 ) -> None:
     """Run a Celery worker alone (production: as many as you like, on many machines)."""
     _context()
-    from workers.app import QUEUE
-    from workers.tasks import app as celery
+    from evidence.queue import QUEUE
+    from workers.app import make_celery
 
     settings = get_settings()
+    celery = make_celery(settings)  # this process's one app; it registers the tasks at start
     argv = [
         "worker",
         "--loglevel=INFO",

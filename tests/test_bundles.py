@@ -514,11 +514,13 @@ def test_the_live_log_only_grew_since_the_bundle(bundled, tmp_path: Path) -> Non
     assert f"consistency {size_then} -> " in result.output
 
 
-def test_the_worker_task_is_registered_under_the_name_the_api_sends() -> None:
-    import workers.tasks  # noqa: F401  (registers the tasks)
-    from workers.app import app as celery
+def test_the_worker_task_is_registered_under_the_name_the_api_sends(tmp_path: Path) -> None:
+    import workers.tasks  # noqa: F401  (registers the tasks, as the worker does at start)
+    from evidence import queue
+    from evidence.config import Settings
+    from workers.app import make_celery
 
-    assert "evidence.bundles.build" in celery.tasks
+    assert queue.BUILD_BUNDLE in make_celery(Settings(data_dir=tmp_path)).tasks
 
 
 @sqlite_only

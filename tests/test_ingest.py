@@ -15,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from evidence import queue
 from evidence.accounts.service import create_device
 from evidence.clips.models import Clip, ClipState, Derivative
 from evidence.context import Context
@@ -214,7 +215,7 @@ def test_a_worker_process_on_the_embedded_broker_processes_completed_uploads(
         out, _ = worker.communicate(timeout=60)
     with ctx.db.session() as s:
         assert s.get(Clip, done["clip_id"]).state == ClipState.ready
-    assert b"evidence.ingest.process_upload" in out
+    assert queue.PROCESS_UPLOAD.encode() in out
 
 
 def _start_worker(ctx: Context, broker: str | None, name: str) -> subprocess.Popen:
@@ -256,7 +257,7 @@ def test_two_workers_on_redis_share_the_queue(ctx: Context, redis_url: str, good
         for w in workers:
             w.terminate()
             outs.append(w.communicate(timeout=60)[0])
-    assert all(b"evidence.ingest.process_upload" in out for out in outs), "both workers took tasks"
+    assert all(queue.PROCESS_UPLOAD.encode() in out for out in outs), "both workers took tasks"
     for u in uploads:
         with ctx.db.session() as s:
             clip_id = s.get(Upload, u).clip_id
