@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT))  # `evidence` and `tests.fixtures` without an inst
 
 import httpx
 
-from evidence import media
+from evidence import media, queue
 from evidence.accounts.service import create_device
 from evidence.clips.models import Clip
 from evidence.config import Settings
@@ -439,7 +439,7 @@ class Store:
         log(f"{self.name}: starting `evidence serve` on {self.url}")
         self.api = Proc(
             "evidence serve",
-            [PY, "-m", "evidence", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            [PY, "-m", "cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
             env=self.env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -729,13 +729,13 @@ def bench_throughput(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 
 FINAL_STATES = ("stored", "rejected", "failed")
-_TASK_DONE = re.compile(r"Task evidence\.ingest\.process_upload\[[^\]]+\] succeeded in ([\d.]+)s")
+_TASK_DONE = re.compile(rf"Task {re.escape(queue.PROCESS_UPLOAD)}\[[^\]]+\] succeeded in ([\d.]+)s")
 
 
 def start_worker(store: Store, tag: str) -> tuple[Proc, TreeSampler]:
     proc = Proc(
         "evidence worker",
-        [PY, "-m", "evidence", "worker", "--concurrency=1", "--hostname", f"bench-{tag}@%h"],
+        [PY, "-m", "cli", "worker", "--concurrency=1", "--hostname", f"bench-{tag}@%h"],
         env=store.env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

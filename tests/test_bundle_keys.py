@@ -13,10 +13,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner
 
+from cli.main import app
 from evidence.bundles import keys
 from evidence.bundles import manifest as mf
 from evidence.bundles.service import build_bundle
-from evidence.cli import app
 from tests.conftest import sqlite_only
 from tests.test_bundles import _with_sums, bundled, read_all, rewrite, verify  # noqa: F401
 from tests.test_shares import shared_world  # noqa: F401  (used by `bundled`)

@@ -15,11 +15,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
+from cli.main import app
 from evidence.bundles import manifest as mf
 from evidence.bundles.keys import public_pem
 from evidence.bundles.models import Bundle, BundleState
 from evidence.bundles.service import build_bundle
-from evidence.cli import app
 from evidence.context import Context
 from evidence.ledger.note import NoteSigner
 from tests.conftest import sqlite_only
@@ -411,7 +411,7 @@ def test_a_bundle_damaged_in_place_fails_naming_the_member_without_a_traceback(
     data[at] ^= 0xFF
     damaged.write_bytes(bytes(data))
     run = subprocess.run(
-        [sys.executable, "-m", "evidence", "verify", "bundle", str(damaged), *pins(ctx, tmp_path)],
+        [sys.executable, "-m", "cli", "verify", "bundle", str(damaged), *pins(ctx, tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from evidence import queue
 from evidence.access import Principal
 from evidence.accounts.models import Role
@@ -22,7 +23,6 @@ from evidence.accounts.service import create_device, create_user
 from evidence.bundles import service as bundles
 from evidence.bundles.models import Bundle
 from evidence.cases.service import add_items, create_case
-from evidence.cli import app
 from evidence.context import Context
 from evidence.ingest import service as ingest
 from evidence.migrate import upgrade

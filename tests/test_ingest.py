@@ -193,7 +193,7 @@ def test_a_worker_process_on_the_embedded_broker_processes_completed_uploads(
         "EVIDENCE_DATABASE_URL": ctx.db.url,
     }
     worker = subprocess.Popen(
-        [sys.executable, "-m", "evidence", "worker", "--concurrency=1"],
+        [sys.executable, "-m", "cli", "worker", "--concurrency=1"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -227,7 +227,7 @@ def _start_worker(ctx: Context, broker: str | None, name: str) -> subprocess.Pop
     if broker:
         env["EVIDENCE_BROKER_URL"] = broker
     return subprocess.Popen(
-        [sys.executable, "-m", "evidence", "worker", "--concurrency=1", "--hostname", name],
+        [sys.executable, "-m", "cli", "worker", "--concurrency=1", "--hostname", name],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -365,7 +365,7 @@ def test_a_worker_killed_mid_transcode_leaves_nothing_half_done(
         "EVIDENCE_BROKER_URL": broker,
         "EVIDENCE_BROKER_VISIBILITY_TIMEOUT": "3",
     }
-    argv = [sys.executable, "-m", "evidence", "worker", "--concurrency=1"]
+    argv = [sys.executable, "-m", "cli", "worker", "--concurrency=1"]
     key = create_device(ctx.ledger, "dock-kill").key
     with running_api(ctx.settings) as url:
         dock = Dock(httpx.Client(base_url=url, timeout=30), key)
@@ -473,7 +473,7 @@ def test_evidence_up_then_dock_a_folder(
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_")}
     env["EVIDENCE_DATA_DIR"] = str(tmp_path / "var")
     up = subprocess.Popen(
-        [sys.executable, "-m", "evidence", "up", "--port", str(port)],
+        [sys.executable, "-m", "cli", "up", "--port", str(port)],
         env=env,
         start_new_session=True,
         stdout=subprocess.PIPE,
@@ -482,7 +482,7 @@ def test_evidence_up_then_dock_a_folder(
     try:
         wait_until(lambda: _healthy(port), 60, "evidence up")
         made = subprocess.run(
-            [sys.executable, "-m", "evidence", "admin", "create-device", "dock-a"],
+            [sys.executable, "-m", "cli", "admin", "create-device", "dock-a"],
             env=env,
             capture_output=True,
             text=True,
@@ -524,7 +524,7 @@ def test_evidence_up_then_dock_a_folder(
         # The first account of an empty store is an admin with a password; every other
         # person chooses their own through the enrolment link the CLI prints.
         subprocess.run(
-            [sys.executable, "-m", "evidence", "admin", "create-user", "admin1", "--role", "admin"],
+            [sys.executable, "-m", "cli", "admin", "create-user", "admin1", "--role", "admin"],
             env=env,
             input="an admin's password\n",
             capture_output=True,
@@ -615,7 +615,7 @@ def _cps_downloads_a_bundle_built_by_the_embedded_worker(
     path.write_bytes(got.content)
     key = (tmp_path / "var" / "keys" / "ledger.pub").read_text().strip()
     checked = subprocess.run(
-        [sys.executable, "-m", "evidence", "verify", "bundle", str(path), "--key", key],
+        [sys.executable, "-m", "cli", "verify", "bundle", str(path), "--key", key],
         capture_output=True,
         text=True,
     )
@@ -632,7 +632,7 @@ def _cli_user_token(env: dict[str, str], api: str, name: str, role: str) -> str:
     """What an operator and a new user do: `evidence admin create-user` prints an enrolment
     link, the user opens it to choose a password, then signs in."""
     invited = subprocess.run(
-        [sys.executable, "-m", "evidence", "admin", "create-user", name, "--role", role],
+        [sys.executable, "-m", "cli", "admin", "create-user", name, "--role", role],
         env=env,
         capture_output=True,
         text=True,

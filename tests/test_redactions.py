@@ -17,10 +17,10 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app as cli
 from evidence import media
 from evidence.bundles import manifest as mf
 from evidence.bundles.service import build_bundle
-from evidence.cli import app as cli
 from evidence.clips.models import Derivative
 from evidence.context import Context
 from evidence.errors import InvalidInput

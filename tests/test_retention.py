@@ -529,8 +529,8 @@ def test_a_bundle_carries_a_disposed_exhibit_as_its_tombstone(
 
     from typer.testing import CliRunner
 
+    from cli.main import app
     from evidence.bundles.service import build_bundle, request_bundle
-    from evidence.cli import app
 
     ctx = lite
     day0 = clock.now().replace(microsecond=0)

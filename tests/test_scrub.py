@@ -24,12 +24,12 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from cli.main import app as cli
 from evidence import clock
 from evidence.accounts.models import User
 from evidence.accounts.service import create_user
 from evidence.bundles.models import Bundle
 from evidence.cases.models import Case
-from evidence.cli import app as cli
 from evidence.clips.models import Clip, Derivative
 from evidence.context import Context
 from evidence.retention.models import Disposal, ScrubCursor

@@ -389,7 +389,7 @@ def _start_worker_group():  # type: ignore[no-untyped-def]
     import subprocess
 
     return subprocess.Popen(
-        [sys.executable, "-m", "evidence", "worker", "--concurrency=1", "--beat"],
+        [sys.executable, "-m", "cli", "worker", "--concurrency=1", "--beat"],
         start_new_session=True,
         preexec_fn=_term_with_parent(),  # noqa: PLW1509
     )
