@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli.main import WORKER_STOP_GRACE_SECONDS
+from cli.processes import WORKER_STOP_GRACE_SECONDS
 from tests.fixtures.media import Clip as ClipFile
 from tests.fixtures.media import lavfi_inputs
 from tests.fixtures.services import free_port, wait_until

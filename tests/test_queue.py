@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-MODULES = ["evidence.queue", "workers.app", "workers.beat", "workers.tasks", "api.app"]
+MODULES = ["evidence.queue", "workers.app", "workers.beat", "workers.tasks", "api.app", "cli.main"]
 
 
 @pytest.mark.parametrize("module", MODULES)
