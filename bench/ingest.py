@@ -514,7 +514,7 @@ def run_dock(store: Store, clip_dir: Path, size: int) -> DockRun:
         [
             PY,
             "-m",
-            "evidence",
+            "cli",
             "dock",
             str(clip_dir),
             "--api",

@@ -201,7 +201,7 @@ def test_a_docked_camera_folder_is_attributed_by_the_register(
             [
                 sys.executable,
                 "-m",
-                "evidence",
+                "cli",
                 "dock",
                 str(camera_folder.root),
                 "--api",

@@ -217,7 +217,7 @@ def test_a_read_only_multi_vendor_card_is_docked_attributed_seen_and_stated(
             [
                 sys.executable,
                 "-m",
-                "evidence",
+                "cli",
                 "dock",
                 "--watch",
                 str(root),

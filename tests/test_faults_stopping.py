@@ -158,7 +158,7 @@ def _dock_one(env: dict[str, str], port: int, clip: ClipFile, camera: Path, devi
         [
             sys.executable,
             "-m",
-            "evidence",
+            "cli",
             "dock",
             str(camera),
             "--api",

@@ -281,7 +281,7 @@ def test_evidence_dock_on_a_folder_gives_verified_originals_and_proxies(
     args = [
         sys.executable,
         "-m",
-        "evidence",
+        "cli",
         "dock",
         str(camera),
         "--api",
@@ -497,7 +497,7 @@ def test_evidence_up_then_dock_a_folder(
             [
                 sys.executable,
                 "-m",
-                "evidence",
+                "cli",
                 "dock",
                 str(camera),
                 "--api",
@@ -536,7 +536,7 @@ def test_evidence_up_then_dock_a_folder(
             [
                 sys.executable,
                 "-m",
-                "evidence",
+                "cli",
                 "verify",
                 "ledger",
                 "--api",
@@ -683,7 +683,7 @@ def test_production_profile_s3_and_postgres_with_multipart(
             [
                 sys.executable,
                 "-m",
-                "evidence",
+                "cli",
                 "dock",
                 str(camera),
                 "--api",
