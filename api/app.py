@@ -76,7 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _outbox_relay(ctx: Context, settings: Settings) -> Relay:
-    """Relay outbox rows to the workers' queue after a request's commit (never raises)."""
+    """Relay outbox rows to the workers' queue after a request's commit (never raises).
+    The API process's one Celery app, built here: it sends tasks by name and runs none."""
     from workers.app import make_celery, make_sender
 
     return Relay(ctx, make_sender(make_celery(settings)))

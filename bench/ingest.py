@@ -62,6 +62,7 @@ sys.path.insert(0, str(ROOT))  # `evidence` and `tests.fixtures` without an inst
 import httpx
 
 import evidence
+from evidence import queue
 from evidence.accounts.service import create_device
 from evidence.clips.models import Clip
 from evidence.config import Settings
@@ -445,7 +446,7 @@ class Store:
         log(f"{self.name}: starting `evidence serve` on {self.url}")
         self.api = Proc(
             "evidence serve",
-            [PY, "-m", "evidence", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            [PY, "-m", "cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
             env=self.env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -520,7 +521,7 @@ def run_dock(store: Store, clip_dir: Path, size: int) -> DockRun:
         [
             PY,
             "-m",
-            "evidence",
+            "cli",
             "dock",
             str(clip_dir),
             "--api",
@@ -735,13 +736,13 @@ def bench_throughput(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 
 FINAL_STATES = ("stored", "rejected", "failed")
-_TASK_DONE = re.compile(r"Task evidence\.ingest\.process_upload\[[^\]]+\] succeeded in ([\d.]+)s")
+_TASK_DONE = re.compile(rf"Task {re.escape(queue.PROCESS_UPLOAD)}\[[^\]]+\] succeeded in ([\d.]+)s")
 
 
 def start_worker(store: Store, tag: str) -> tuple[Proc, TreeSampler]:
     proc = Proc(
         "evidence worker",
-        [PY, "-m", "evidence", "worker", "--concurrency=1", "--hostname", f"bench-{tag}@%h"],
+        [PY, "-m", "cli", "worker", "--concurrency=1", "--hostname", f"bench-{tag}@%h"],
         env=store.env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

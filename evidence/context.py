@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from evidence.config import Settings
 from evidence.db import Database, get_database
@@ -18,6 +18,12 @@ if TYPE_CHECKING:
 @dataclass
 class Context:
     settings: Settings
+    # State that sign-in keeps per context, that is per app or test (each has its own): made
+    # on first use by its owner, never passed in, never copied to another context.
+    # evidence.identity's: the rate-limit window, TOTP memory, token key and JWKS cache.
+    identity_state: Any = field(default=None, init=False, repr=False, compare=False)
+    # api.ui.session's: the HMAC key of UI sessions and CSRF tokens.
+    ui_session_key: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @cached_property
     def db(self) -> Database:

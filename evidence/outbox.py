@@ -12,8 +12,9 @@ relays (the API and the scheduler) do not both send it; if a relay dies after se
 before deleting, the row is sent again after the lease: tasks are idempotent, so
 at-least-once is enough.
 
-This module names the tasks but runs none: the caller gives the relay a `send` function
-(the API and the workers build one from their Celery app).
+A row holds a task's name (evidence/queue.py) and its arguments; this module runs no task
+and knows no broker: the caller gives the relay a `send` function (the API and the scheduler
+build theirs from their process's Celery app, workers/app.py).
 """
 
 from __future__ import annotations
@@ -29,17 +30,12 @@ from typing import Any
 from sqlalchemy import JSON, Integer, String, delete, or_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from evidence import clock
+from evidence import clock, queue
 from evidence.context import Context
 from evidence.db import Base
 from evidence.types import UTCDateTime
 
 log = logging.getLogger(__name__)
-
-# Task names (the workers register these; the API and services only name them).
-PROCESS_UPLOAD = "evidence.ingest.process_upload"
-BUILD_BUNDLE = "evidence.bundles.build"
-REDACT = "evidence.media.redact"
 
 LEASE = dt.timedelta(seconds=15)  # a claimed row unsent after this is sent again
 BATCH = 100
@@ -62,7 +58,8 @@ class OutboxMessage(Base):
 
 
 def add(s: Session, task: str, *args: str) -> None:
-    """Queue `task(*args)` in the caller's transaction: it is sent only if that commits."""
+    """Queue `task(*args)` in the caller's transaction: it is sent only if that commits.
+    `task` is one of evidence.queue.OUTBOX_TASKS."""
     s.add(OutboxMessage(task=task, args=list(args), created_at=clock.now(), attempts=0))
 
 
@@ -172,5 +169,5 @@ def resume_unfinished_uploads(ctx: Context) -> int:
     ids = stalled_uploads(ctx, dt.timedelta(0))
     with ctx.db.write_session() as s:
         for upload_id in ids:
-            add(s, PROCESS_UPLOAD, upload_id)
+            add(s, queue.PROCESS_UPLOAD, upload_id)
     return len(ids)

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from evidence import outbox
+from evidence import outbox, queue
 from evidence.access import Principal, require, visible_clip
 from evidence.clips.derivatives import record_derivative
 from evidence.clips.models import Clip, ClipState, Derivative
@@ -81,7 +81,7 @@ def request_redaction(
             role=principal.role.value,
             frame={"width": width, "height": height},
         )
-        outbox.add(s, outbox.REDACT, clip.id, kind)
+        outbox.add(s, queue.MAKE_REDACTION, clip.id, kind)
     return {"clip_id": clip_id, "kind": kind, "state": "queued", "ledger_index": appended.index}
 
 

@@ -16,11 +16,11 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from cli.main import app
 from evidence.accounts.service import create_device
 from evidence.cameras import rules
 from evidence.cameras.attribution import find_camera
 from evidence.cameras.models import Camera
-from evidence.cli import app
 from evidence.clips.models import Clip
 from evidence.context import Context
 from evidence.errors import InvalidInput
@@ -203,7 +203,7 @@ def test_a_docked_camera_folder_is_attributed_by_the_register(
             [
                 sys.executable,
                 "-m",
-                "evidence",
+                "cli",
                 "dock",
                 str(camera_folder.root),
                 "--api",

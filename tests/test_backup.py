@@ -55,7 +55,7 @@ def evidence(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_")}
     env["EVIDENCE_DATA_DIR"] = str(cwd / "var")
     return subprocess.run(
-        [sys.executable, "-m", "evidence", *args],
+        [sys.executable, "-m", "cli", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -13,10 +13,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner
 
+from cli.main import app
 from evidence.bundles import keys, layout
 from evidence.bundles import manifest as mf
 from evidence.bundles.service import build_bundle
-from evidence.cli import app
 from tests.conftest import sqlite_only
 from tests.fixtures.bundles import read_all, rewrite, verify, with_sums
 

@@ -15,12 +15,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
+from cli.main import app
 from evidence.bundles import layout
 from evidence.bundles import manifest as mf
 from evidence.bundles.keys import public_pem
 from evidence.bundles.models import Bundle, BundleState
 from evidence.bundles.service import build_bundle
-from evidence.cli import app
 from evidence.context import Context
 from evidence.ledger.note import NoteSigner
 from tests.conftest import sqlite_only
@@ -337,7 +337,7 @@ def test_a_bundle_damaged_in_place_fails_naming_the_member_without_a_traceback(
     data[at] ^= 0xFF
     damaged.write_bytes(bytes(data))
     run = subprocess.run(
-        [sys.executable, "-m", "evidence", "verify", "bundle", str(damaged), *pins(ctx)],
+        [sys.executable, "-m", "cli", "verify", "bundle", str(damaged), *pins(ctx)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -438,11 +438,13 @@ def test_the_live_log_only_grew_since_the_bundle(bundled, tmp_path: Path) -> Non
     assert f"consistency {size_then} -> " in result.output
 
 
-def test_the_worker_task_is_registered_under_the_name_the_api_sends() -> None:
-    import workers.tasks  # noqa: F401  (registers the tasks)
-    from workers.app import app as celery
+def test_the_worker_task_is_registered_under_the_name_the_api_sends(tmp_path: Path) -> None:
+    import workers.tasks  # noqa: F401  (registers the tasks, as the worker does at start)
+    from evidence import queue
+    from evidence.config import Settings
+    from workers.app import make_celery
 
-    assert "evidence.bundles.build" in celery.tasks
+    assert queue.BUILD_BUNDLE in make_celery(Settings(data_dir=tmp_path)).tasks
 
 
 @sqlite_only

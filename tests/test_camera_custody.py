@@ -114,7 +114,7 @@ class Store:
 
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
         done = subprocess.run(
-            [sys.executable, "-m", "evidence", *args],
+            [sys.executable, "-m", "cli", *args],
             env=self.env,
             input=stdin,
             capture_output=True,
@@ -172,7 +172,7 @@ def test_a_read_only_multi_vendor_card_is_docked_attributed_seen_and_stated(
     image_before = _sha256(image)
     store = Store(tmp_path)
     up = subprocess.Popen(
-        [sys.executable, "-m", "evidence", "up", "--port", str(store.port)],
+        [sys.executable, "-m", "cli", "up", "--port", str(store.port)],
         env=store.env,
         start_new_session=True,
         stdout=subprocess.PIPE,
@@ -219,7 +219,7 @@ def test_a_read_only_multi_vendor_card_is_docked_attributed_seen_and_stated(
             [
                 sys.executable,
                 "-m",
-                "evidence",
+                "cli",
                 "dock",
                 "--watch",
                 str(root),
@@ -302,7 +302,7 @@ def test_a_read_only_multi_vendor_card_is_docked_attributed_seen_and_stated(
 
         # The ledger verifies, as anyone can check it.
         verify = subprocess.run(
-            [sys.executable, "-m", "evidence", "verify", "ledger", "--api", store.api],
+            [sys.executable, "-m", "cli", "verify", "ledger", "--api", store.api],
             env={**store.env, "EVIDENCE_TOKEN": auditor["Authorization"].split()[1]},
             capture_output=True,
             text=True,

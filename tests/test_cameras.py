@@ -10,8 +10,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from evidence.cameras import service
-from evidence.cli import app
 from evidence.context import Context
 from evidence.errors import Conflict, InvalidInput, NotFound
 from tests.fixtures.api import running_api

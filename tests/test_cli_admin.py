@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from cli.main import app
 from evidence.accounts.models import Device, User
 from evidence.accounts.service import check_password, hash_device_key
-from evidence.cli import app
 from evidence.context import Context
 
 
@@ -122,7 +122,7 @@ def test_create_device_prints_key_once_on_last_line(env: Context) -> None:
 def test_console_script_runs_as_a_process(env: Context) -> None:
     """The installed entry point, not just the Typer object, creates a device."""
     proc = subprocess.run(
-        [sys.executable, "-m", "evidence", "admin", "create-device", "dock-2"],
+        [sys.executable, "-m", "cli", "admin", "create-device", "dock-2"],
         capture_output=True,
         text=True,
         env={**os.environ},

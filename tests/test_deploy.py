@@ -15,7 +15,7 @@ from minio import Minio
 from minio.objectlockconfig import DAYS, GOVERNANCE, ObjectLockConfig
 from typer.testing import CliRunner
 
-from evidence.cli import app
+from cli.main import app
 from evidence.config import Settings, get_settings
 from evidence.storage.setup import check_storage, failures, init_storage
 from tests.fixtures.s3 import S3Server

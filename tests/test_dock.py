@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from evidence import dock
-from evidence.cli import app
 from evidence.dock import Outcome, RetryPolicy, StateDir, find_clips, read_sidecar
 from tests.fixtures.fake_ingest import (
     DEVICE_KEY,
@@ -71,7 +71,7 @@ def run_dock(root: Path, fake: FakeIngest, **kwargs: Any) -> tuple[dock.Summary,
 def dock_cli(root: Path, api: str, *extra: str, key: str = DEVICE_KEY) -> subprocess.Popen[str]:
     env = {**os.environ, "EVIDENCE_DEVICE_KEY": key}
     return subprocess.Popen(
-        [sys.executable, "-m", "evidence", "dock", str(root), "--api", api, *extra],
+        [sys.executable, "-m", "cli", "dock", str(root), "--api", api, *extra],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

@@ -21,6 +21,7 @@ SERVER_STACK = (
     "evidence",
     "api",
     "workers",
+    "cli",
     "sqlalchemy",
     "fastapi",
     "celery",

@@ -450,9 +450,7 @@ def test_watch_stopped_mid_file_exits_0_and_the_next_start_resumes(
     root = tmp_path / "bwv"
     data = write_clip(root / "cam1/big.mp4", 400_000)
     server.part_delay = 1.0
-    watch = Watch(
-        root, server, tmp_path / "state", "--jobs", "1", command=("-m", "evidence", "dock")
-    )
+    watch = Watch(root, server, tmp_path / "state", "--jobs", "1", command=("-m", "cli", "dock"))
     assert server.first_part.wait(30), watch.text()
     assert watch.stop(signal.SIGINT) == 0, watch.text()
     assert "SIGINT: stopping after the current file" in watch.text()
@@ -512,7 +510,7 @@ def test_watch_clearing_a_camera_lists_each_removal_and_leaves_it_done(
 # --- the CLIs -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [("-m", "evidence_dock"), ("-m", "evidence", "dock")])
+@pytest.mark.parametrize("command", [("-m", "evidence_dock"), ("-m", "cli", "dock")])
 def test_bad_arguments_exit_2_with_a_message(command: tuple[str, ...], tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "EVIDENCE_DEVICE_KEY": "k"}
     env.pop("EVIDENCE_API_URL", None)

@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
+from evidence import queue
 from evidence.access import Principal
 from evidence.accounts.models import Role
 from evidence.accounts.service import create_device, create_user
 from evidence.bundles import service as bundles
 from evidence.bundles.models import Bundle
 from evidence.cases.service import add_items, create_case
-from evidence.cli import app
 from evidence.context import Context
 from evidence.ingest import service as ingest
 from evidence.migrate import upgrade
@@ -115,7 +116,7 @@ def test_postgres_restarted_during_a_bundle_build_ends_ready_by_itself(
     retried = [
         line
         for line in log.read_text(errors="replace").splitlines()
-        if "evidence.bundles.build" in line and "retry" in line
+        if queue.BUILD_BUNDLE in line and "retry" in line
     ]
     assert retried and "OperationalError" in retried[0], "the build in hand met the outage"
     with ctx.db.session() as s:

@@ -114,7 +114,7 @@ def test_s3_down_during_ingest_loses_nothing(
     # attempts must fail and be retried, not dropped until the stalled-upload sweep.
     with running_store(settings, tmp_path / "logs", workers=0) as server:
         docking = subprocess.Popen(
-            [sys.executable, "-m", "evidence", "dock", str(camera), "--api", server.url],
+            [sys.executable, "-m", "cli", "dock", str(camera), "--api", server.url],
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,
@@ -151,7 +151,7 @@ def test_s3_down_during_a_scrub_is_reported_and_a_rerun_completes(
         wait_processed(ctx, 5, 240, extra=lambda: server.log("worker0")[-4000:])
 
     env = process_env(settings)
-    argv = [sys.executable, "-m", "evidence", "scrub", "--batch-size", "1"]
+    argv = [sys.executable, "-m", "cli", "scrub", "--batch-size", "1"]
     # Slowed to 20 kB/s so the outage falls in the middle of the pass.
     scrubbing = subprocess.Popen(
         [*argv, "--rate", "0.02"],

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from evidence.cli import WORKER_STOP_GRACE_SECONDS
+from cli.processes import WORKER_STOP_GRACE_SECONDS
 from tests.fixtures.media import Clip as ClipFile
 from tests.fixtures.media import lavfi_inputs
 from tests.fixtures.services import free_port, wait_until
@@ -72,7 +72,7 @@ def evidence_up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int, dict[st
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_")}
     env["EVIDENCE_DATA_DIR"] = str(tmp_path / "var")
     up = subprocess.Popen(
-        [sys.executable, "-m", "evidence", "up", "--port", str(port)],
+        [sys.executable, "-m", "cli", "up", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -146,7 +146,7 @@ def _dock_one(env: dict[str, str], port: int, clip: ClipFile, camera: Path, devi
     """A new dock device docks a camera folder holding `clip` into the `evidence up` on `port`;
     the dock ends once the server has verified it (the review copies are still being made)."""
     made = subprocess.run(
-        [sys.executable, "-m", "evidence", "admin", "create-device", device],
+        [sys.executable, "-m", "cli", "admin", "create-device", device],
         env=env,
         capture_output=True,
         text=True,
@@ -158,7 +158,7 @@ def _dock_one(env: dict[str, str], port: int, clip: ClipFile, camera: Path, devi
         [
             sys.executable,
             "-m",
-            "evidence",
+            "cli",
             "dock",
             str(camera),
             "--api",
@@ -210,7 +210,7 @@ def test_evidence_up_killed_mid_transcode_finishes_the_clip_when_started_again(
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_")}
     env["EVIDENCE_DATA_DIR"] = str(tmp_path / "var")
-    argv = [sys.executable, "-m", "evidence", "up", "--port", str(port)]
+    argv = [sys.executable, "-m", "cli", "up", "--port", str(port)]
     started: set[int] = set()
     first = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     again = None

@@ -345,7 +345,7 @@ def test_totp_is_required_checked_and_not_replayable(local: Context, now: FakeCl
 def test_enable_totp_cli_prints_the_secret_once(
     local: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from evidence.cli import app
+    from cli.main import app
     from evidence.config import get_settings
 
     add_user(local)

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from evidence import queue
 from evidence.accounts.service import create_device
 from evidence.clips.models import Clip, ClipState, Derivative
 from evidence.context import Context
@@ -194,7 +195,7 @@ def test_a_worker_process_on_the_embedded_broker_processes_completed_uploads(
         "EVIDENCE_DATABASE_URL": ctx.db.url,
     }
     worker = subprocess.Popen(
-        [sys.executable, "-m", "evidence", "worker", "--concurrency=1"],
+        [sys.executable, "-m", "cli", "worker", "--concurrency=1"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -216,7 +217,7 @@ def test_a_worker_process_on_the_embedded_broker_processes_completed_uploads(
         out, _ = worker.communicate(timeout=60)
     with ctx.db.session() as s:
         assert s.get(Clip, done["clip_id"]).state == ClipState.ready
-    assert b"evidence.ingest.process_upload" in out
+    assert queue.PROCESS_UPLOAD.encode() in out
 
 
 def _start_worker(ctx: Context, broker: str | None, name: str) -> subprocess.Popen:
@@ -228,7 +229,7 @@ def _start_worker(ctx: Context, broker: str | None, name: str) -> subprocess.Pop
     if broker:
         env["EVIDENCE_BROKER_URL"] = broker
     return subprocess.Popen(
-        [sys.executable, "-m", "evidence", "worker", "--concurrency=1", "--hostname", name],
+        [sys.executable, "-m", "cli", "worker", "--concurrency=1", "--hostname", name],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -258,7 +259,7 @@ def test_two_workers_on_redis_share_the_queue(ctx: Context, redis_url: str, good
         for w in workers:
             w.terminate()
             outs.append(w.communicate(timeout=60)[0])
-    assert all(b"evidence.ingest.process_upload" in out for out in outs), "both workers took tasks"
+    assert all(queue.PROCESS_UPLOAD.encode() in out for out in outs), "both workers took tasks"
     for u in uploads:
         with ctx.db.session() as s:
             clip_id = s.get(Upload, u).clip_id
@@ -282,7 +283,7 @@ def test_evidence_dock_on_a_folder_gives_verified_originals_and_proxies(
     args = [
         sys.executable,
         "-m",
-        "evidence",
+        "cli",
         "dock",
         str(camera),
         "--api",
@@ -366,7 +367,7 @@ def test_a_worker_killed_mid_transcode_leaves_nothing_half_done(
         "EVIDENCE_BROKER_URL": broker,
         "EVIDENCE_BROKER_VISIBILITY_TIMEOUT": "3",
     }
-    argv = [sys.executable, "-m", "evidence", "worker", "--concurrency=1"]
+    argv = [sys.executable, "-m", "cli", "worker", "--concurrency=1"]
     key = create_device(ctx, None, "dock-kill").key
     with running_api(ctx.settings) as url:
         dock = Dock(httpx.Client(base_url=url, timeout=30), key)
@@ -475,7 +476,7 @@ def test_evidence_up_then_dock_a_folder(
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_")}
     env["EVIDENCE_DATA_DIR"] = str(tmp_path / "var")
     up = subprocess.Popen(
-        [sys.executable, "-m", "evidence", "up", "--port", str(port)],
+        [sys.executable, "-m", "cli", "up", "--port", str(port)],
         env=env,
         start_new_session=True,
         stdout=subprocess.PIPE,
@@ -484,7 +485,7 @@ def test_evidence_up_then_dock_a_folder(
     try:
         wait_until(lambda: _healthy(port), 60, "evidence up")
         made = subprocess.run(
-            [sys.executable, "-m", "evidence", "admin", "create-device", "dock-a"],
+            [sys.executable, "-m", "cli", "admin", "create-device", "dock-a"],
             env=env,
             capture_output=True,
             text=True,
@@ -499,7 +500,7 @@ def test_evidence_up_then_dock_a_folder(
             [
                 sys.executable,
                 "-m",
-                "evidence",
+                "cli",
                 "dock",
                 str(camera),
                 "--api",
@@ -526,7 +527,7 @@ def test_evidence_up_then_dock_a_folder(
         # The first account of an empty store is an admin with a password; every other
         # person chooses their own through the enrolment link the CLI prints.
         subprocess.run(
-            [sys.executable, "-m", "evidence", "admin", "create-user", "admin1", "--role", "admin"],
+            [sys.executable, "-m", "cli", "admin", "create-user", "admin1", "--role", "admin"],
             env=env,
             input="an admin's password\n",
             capture_output=True,
@@ -538,7 +539,7 @@ def test_evidence_up_then_dock_a_folder(
             [
                 sys.executable,
                 "-m",
-                "evidence",
+                "cli",
                 "verify",
                 "ledger",
                 "--api",
@@ -617,7 +618,7 @@ def _cps_downloads_a_bundle_built_by_the_embedded_worker(
     path.write_bytes(got.content)
     key = (tmp_path / "var" / "keys" / "ledger.pub").read_text().strip()
     checked = subprocess.run(
-        [sys.executable, "-m", "evidence", "verify", "bundle", str(path), "--key", key],
+        [sys.executable, "-m", "cli", "verify", "bundle", str(path), "--key", key],
         capture_output=True,
         text=True,
     )
@@ -634,7 +635,7 @@ def _cli_user_token(env: dict[str, str], api: str, name: str, role: str) -> str:
     """What an operator and a new user do: `evidence admin create-user` prints an enrolment
     link, the user opens it to choose a password, then signs in."""
     invited = subprocess.run(
-        [sys.executable, "-m", "evidence", "admin", "create-user", name, "--role", role],
+        [sys.executable, "-m", "cli", "admin", "create-user", name, "--role", role],
         env=env,
         capture_output=True,
         text=True,
@@ -685,7 +686,7 @@ def test_production_profile_s3_and_postgres_with_multipart(
             [
                 sys.executable,
                 "-m",
-                "evidence",
+                "cli",
                 "dock",
                 str(camera),
                 "--api",

@@ -206,11 +206,16 @@ def test_an_empty_clip_is_one_empty_part(station, clip_empty: ClipFile) -> None:
     assert ctx.store.stat(original_key(clip_empty.sha256)).size == 0
 
 
-def test_the_scheduler_runs_the_abandoned_upload_sweep() -> None:
+def test_the_scheduler_runs_the_abandoned_upload_sweep(tmp_path: Path) -> None:
+    from evidence import queue
+    from evidence.config import Settings
     from workers import tasks
+    from workers.app import make_celery
 
-    entry = tasks.app.conf.beat_schedule["abandon-stale-uploads"]
-    assert entry["task"] == "evidence.ingest.abandon_stale" == tasks.abandon_stale.name
+    celery = make_celery(Settings(data_dir=tmp_path))
+    entry = celery.conf.beat_schedule["abandon-stale-uploads"]
+    assert entry["task"] == queue.ABANDON_STALE_UPLOADS == tasks.abandon_stale_uploads.name
+    assert entry["task"] in celery.tasks
 
 
 def test_a_declarations_sign_of_life_does_not_make_a_completed_upload_look_stalled(

@@ -9,11 +9,13 @@ import datetime as dt
 import redis
 from sqlalchemy import select
 
-from evidence import clock, outbox
+from evidence import clock, outbox, queue
+from evidence.config import Settings
 from evidence.context import Context
 from evidence.outbox import OutboxMessage, Relay, pending, relay
+from evidence.queue import QUEUE
 from tests.fixtures.services import free_port
-from workers.app import QUEUE, make_celery, make_sender
+from workers.app import make_celery, make_sender
 
 
 def _sender(ctx: Context, url: str):  # type: ignore[no-untyped-def]
@@ -32,9 +34,9 @@ def _add(ctx: Context, task: str, *args: str) -> None:
 def test_rows_are_sent_in_order_and_deleted(ctx: Context, redis_url: str) -> None:
     url = redis_url.rsplit("/", 1)[0] + "/5"
     redis.Redis.from_url(url).delete(QUEUE)
-    _add(ctx, outbox.PROCESS_UPLOAD, "u1")
-    _add(ctx, outbox.BUILD_BUNDLE, "b1")
-    _add(ctx, outbox.REDACT, "c1", "redaction-1")
+    _add(ctx, queue.PROCESS_UPLOAD, "u1")
+    _add(ctx, queue.BUILD_BUNDLE, "b1")
+    _add(ctx, queue.MAKE_REDACTION, "c1", "redaction-1")
     done = relay(ctx, _sender(ctx, url))
     assert (done.sent, done.failed, pending(ctx)) == (3, 0, 0)
     queued = _queue(url)
@@ -47,8 +49,8 @@ def test_rows_are_sent_in_order_and_deleted(ctx: Context, redis_url: str) -> Non
 def test_a_broker_that_is_down_leaves_the_rows_for_the_next_relay(
     ctx: Context, redis_url: str
 ) -> None:
-    _add(ctx, outbox.PROCESS_UPLOAD, "u2")
-    _add(ctx, outbox.PROCESS_UPLOAD, "u3")
+    _add(ctx, queue.PROCESS_UPLOAD, "u2")
+    _add(ctx, queue.PROCESS_UPLOAD, "u3")
     nobody = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     done = relay(ctx, _sender(ctx, nobody))
     assert (done.sent, done.failed) == (0, 2) and "Error" in (done.error or "")
@@ -66,7 +68,7 @@ def test_a_broker_that_is_down_leaves_the_rows_for_the_next_relay(
 def test_a_claimed_row_is_left_alone_until_its_lease_runs_out(ctx: Context, redis_url: str) -> None:
     url = redis_url.rsplit("/", 1)[0] + "/7"
     redis.Redis.from_url(url).delete(QUEUE)
-    _add(ctx, outbox.PROCESS_UPLOAD, "u4")
+    _add(ctx, queue.PROCESS_UPLOAD, "u4")
     now = clock.now()
     with ctx.db.write_session() as s:  # another relay claimed it and died before deleting
         s.scalars(select(OutboxMessage)).one().claimed_until = now + outbox.LEASE
@@ -79,7 +81,7 @@ def test_a_claimed_row_is_left_alone_until_its_lease_runs_out(ctx: Context, redi
 def test_the_requests_relay_never_raises_and_pauses_after_a_failure(
     ctx: Context, redis_url: str
 ) -> None:
-    _add(ctx, outbox.PROCESS_UPLOAD, "u5")
+    _add(ctx, queue.PROCESS_UPLOAD, "u5")
     nobody = f"redis://127.0.0.1:{free_port()}/0"
     after_commit = Relay(ctx, _sender(ctx, nobody), pause=60)
     first = after_commit()
@@ -88,13 +90,19 @@ def test_the_requests_relay_never_raises_and_pauses_after_a_failure(
     assert pending(ctx) == 1
 
 
-def test_every_task_the_outbox_names_is_registered_by_the_workers() -> None:
-    import workers.tasks  # noqa: F401  (registers the tasks)
-    from workers.app import app as celery
+def test_every_task_named_is_registered_by_the_workers_and_every_schedule_names_one(
+    tmp_path,
+) -> None:
+    import workers.tasks  # noqa: F401  (registers the tasks, as the worker does at start)
 
-    for name in (outbox.PROCESS_UPLOAD, outbox.BUILD_BUNDLE, outbox.REDACT):
-        assert name in celery.tasks, name
+    celery = make_celery(Settings(data_dir=tmp_path))
+    registered = {name for name in celery.tasks if not name.startswith("celery.")}
+    assert registered == set(queue.TASKS)
+    assert set(queue.OUTBOX_TASKS) <= registered
+    scheduled = {entry["task"] for entry in celery.conf.beat_schedule.values()}
+    assert scheduled == set(queue.SCHEDULED_TASKS)
     assert celery.conf.beat_scheduler == "workers.beat:Scheduler"  # which relays the outbox
+    assert celery.conf.task_default_queue == QUEUE
 
 
 def test_uploads_left_processing_are_queued_again_for_a_starting_worker(

@@ -17,10 +17,10 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app as cli
 from evidence.bundles import layout
 from evidence.bundles import manifest as mf
 from evidence.bundles.service import build_bundle
-from evidence.cli import app as cli
 from evidence.clips.models import Derivative
 from evidence.context import Context
 from evidence.errors import InvalidInput
@@ -392,8 +392,10 @@ def test_a_bundle_carries_redactions_when_asked_and_verifies(world: World) -> No
             assert f"PASS  exhibit {ex['exhibit_ref']} derivative {world.kind}" in result.output
 
 
-def test_the_worker_task_is_registered_under_the_name_the_api_sends() -> None:
-    import workers.tasks  # noqa: F401  (registers the tasks)
-    from workers.app import app as celery
+def test_the_worker_task_is_registered_under_the_name_the_api_sends(tmp_path: Path) -> None:
+    import workers.tasks  # noqa: F401  (registers the tasks, as the worker does at start)
+    from evidence import queue
+    from evidence.config import Settings
+    from workers.app import make_celery
 
-    assert "evidence.media.redact" in celery.tasks
+    assert queue.MAKE_REDACTION in make_celery(Settings(data_dir=tmp_path)).tasks

@@ -474,11 +474,15 @@ def test_holds_and_disposal_on_s3(s3_ctx: Context, clip_1080p, tmp_path: Path) -
     assert clip_row(ctx, held).state != "disposed" and ctx.store.exists(held_key)
 
 
-def test_the_scheduler_runs_the_sweep() -> None:
-    from workers.tasks import app
+def test_the_scheduler_runs_the_sweep(tmp_path: Path) -> None:
+    import workers.tasks  # noqa: F401  (registers the tasks, as the worker does at start)
+    from evidence import queue
+    from workers.app import make_celery
 
+    app = make_celery(make_settings(tmp_path, "sqlite://", retention_sweep_seconds=900))
     entry = app.conf.beat_schedule["retention-sweep"]
-    assert entry["task"] == "evidence.retention.sweep" and entry["task"] in app.tasks
+    assert entry["task"] == queue.RETENTION_SWEEP and entry["task"] in app.tasks
+    assert entry["schedule"] == 900.0
 
 
 def test_settings_reject_a_rule_without_a_period() -> None:
@@ -528,8 +532,8 @@ def test_a_bundle_carries_a_disposed_exhibit_as_its_tombstone(
 
     from typer.testing import CliRunner
 
+    from cli.main import app
     from evidence.bundles.service import build_bundle, request_bundle
-    from evidence.cli import app
 
     ctx = lite
     day0 = clock.now().replace(microsecond=0)

@@ -24,12 +24,12 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from cli.main import app as cli
 from evidence import clock
 from evidence.accounts.models import User
 from evidence.accounts.service import create_user
 from evidence.bundles.models import Bundle
 from evidence.cases.models import Case
-from evidence.cli import app as cli
 from evidence.clips.models import Clip, Derivative
 from evidence.context import Context
 from evidence.retention.models import Disposal
@@ -494,12 +494,15 @@ def test_beat_schedules_the_scrub_and_the_task_uses_the_scheduled_cursor(
     sqlite_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from evidence import queue
     from evidence.config import get_settings
     from workers import tasks
+    from workers.app import make_celery
 
-    entry = tasks.app.conf.beat_schedule["scrub-objects"]
-    assert entry["task"] == "evidence.scrub.run" and entry["schedule"] == 3600.0
     ctx = Context(make_settings(tmp_path, sqlite_url))
+    entry = make_celery(ctx.settings).conf.beat_schedule["scrub-objects"]
+    assert entry["task"] == queue.SCRUB and entry["schedule"] == 3600.0
+    assert entry["options"] == {"expires": 3600.0}
     for n in range(3):
         add_clip(ctx, f"task-{n}", derivatives=False)
     monkeypatch.setenv("EVIDENCE_DATA_DIR", str(ctx.settings.data_dir))
@@ -508,7 +511,8 @@ def test_beat_schedules_the_scrub_and_the_task_uses_the_scheduled_cursor(
     monkeypatch.setattr(tasks, "_ctx", None)
     get_settings.cache_clear()
     try:
-        result = tasks.app.tasks["evidence.scrub.run"].apply().get()
+        result = tasks.scrub.apply().get()
+        assert tasks.scrub.name == queue.SCRUB
     finally:
         get_settings.cache_clear()
     assert result == {"checked": 2, "bytes": result["bytes"], "failures": 0}

@@ -281,8 +281,8 @@ def test_cps_gets_a_court_bundle_through_the_browser(
     the ZIP (which verifies, and the download is in the ledger); after a revoke it is gone."""
     from typer.testing import CliRunner
 
+    from cli.main import app
     from evidence.bundles.service import build_bundle
-    from evidence.cli import app
 
     create_user(store.ctx, "cps_blue", "cps", PASSWORD)
     w = open_page()

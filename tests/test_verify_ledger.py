@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from cli.main import app
 from evidence.accounts.service import create_user
-from evidence.cli import app
 from evidence.context import Context
 from evidence.ledger import merkle
 from evidence.verify.ledger import ApiSource, verify_ledger

@@ -1,4 +1,10 @@
-"""The Celery application, configured from EVIDENCE_* settings.
+"""The Celery application, built from EVIDENCE_* settings by `make_celery`.
+
+Each process builds it once, in its composition root: the worker process in the `evidence
+worker` command (cli/), the API process in `api.app.create_app` (it only sends, by name,
+through the outbox relay). Importing this module builds nothing and touches no file. The
+queue and task names are evidence/queue.py; the tasks, workers/tasks.py; the schedule,
+workers/beat.py.
 
 Tasks are acknowledged late and re-queued if the worker dies, so a task may run twice:
 every service they call is idempotent. One task at a time per worker process
@@ -12,9 +18,9 @@ from typing import Any
 
 from celery import Celery
 
-from evidence.config import Settings, get_settings
-
-QUEUE = "evidence"
+from evidence.config import Settings
+from evidence.queue import QUEUE
+from workers.beat import beat_schedule
 
 
 def broker_url(settings: Settings) -> str:
@@ -24,9 +30,10 @@ def broker_url(settings: Settings) -> str:
     return f"sqla+sqlite:///{settings.data_dir.resolve()}/broker.db"
 
 
-def make_celery(settings: Settings | None = None) -> Celery:
-    settings = settings or get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+def make_celery(settings: Settings) -> Celery:
+    """The app for this process. The worker's registers the tasks when it starts (`include`:
+    workers/tasks.py); a sender's needs none, it sends by name."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # the embedded broker's file is there
     url = broker_url(settings)
     app = Celery("evidence", broker=url, include=["workers.tasks"])
     app.conf.update(
@@ -41,6 +48,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
         broker_transport_options=_transport_options(url, settings),
         beat_scheduler="workers.beat:Scheduler",  # also relays the outbox
+        beat_schedule=beat_schedule(settings),
     )
     return app
 
@@ -81,6 +89,3 @@ def make_sender(celery: Celery) -> Callable[[str, list[Any]], None]:
         celery.send_task(task, args=args, retry=True, retry_policy=SEND_RETRY_POLICY)
 
     return send
-
-
-app = make_celery()

@@ -1,4 +1,5 @@
-"""The scheduler, which also relays the outbox.
+"""The scheduler: its schedule (`beat_schedule`, every periodic task in one place), and the
+relay of the outbox it runs besides.
 
 The outbox (evidence/outbox.py) holds work the API could not hand to the broker. Relaying it
 here, every few seconds, rather than as a periodic task has two reasons: a periodic task
@@ -14,12 +15,43 @@ from typing import Any
 
 from celery.beat import PersistentScheduler
 
-from evidence.config import get_settings
+from evidence import queue
+from evidence.config import Settings, get_settings
 from evidence.context import Context
 from evidence.outbox import Relay
 
 # The longest a task waits in the outbox after the broker comes back.
 OUTBOX_RELAY_SECONDS = 5.0
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Every periodic task, by entry name (the names key the scheduler's saved state in
+    beat-schedule, so they stay as they are). workers.app.make_celery sets it."""
+    scrub_every = float(settings.scrub_interval_seconds)
+    return {
+        "requeue-stalled-uploads": {"task": queue.REQUEUE_STALLED_UPLOADS, "schedule": 300.0},
+        "abandon-stale-uploads": {"task": queue.ABANDON_STALE_UPLOADS, "schedule": 3600.0},
+        "timestamp-checkpoint": {
+            "task": queue.TIMESTAMP_IF_GROWN,
+            "schedule": float(settings.tsa_interval_seconds),
+        },
+        "retention-sweep": {
+            "task": queue.RETENTION_SWEEP,
+            "schedule": float(settings.retention_sweep_seconds),
+        },
+        "scrub-objects": {
+            "task": queue.SCRUB,
+            "schedule": scrub_every,
+            # A run still queued when the next is due is dropped: two runs would scrub the
+            # same slice.
+            "options": {"expires": scrub_every},
+        },
+        "sweep-work-files": {
+            "task": queue.SWEEP_WORK_FILES,
+            "schedule": 600.0,
+            "options": {"expires": 600.0},
+        },
+    }
 
 
 class Scheduler(PersistentScheduler):

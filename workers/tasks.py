@@ -1,4 +1,11 @@
-"""Thin tasks: parse, call one `evidence` service, return."""
+"""Thin tasks: parse, call one `evidence` service, return.
+
+Each is named after the service function it calls and registered under its name in
+evidence/queue.py (the strings queued messages carry). They are shared tasks: this module
+builds no Celery app; the worker's, made by workers.app.make_celery in the `evidence worker`
+command, imports this module when it starts and so registers them. What the scheduler runs,
+and how often, is workers/beat.py.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +17,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import urllib3.exceptions
+from celery import shared_task
 from celery.signals import worker_ready
 from minio.error import ServerError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from evidence import workfiles
+from evidence import queue, workfiles
 from evidence.config import get_settings
 from evidence.context import Context
 from evidence.errors import DiskFull, is_disk_full
-from workers.app import app
 
 log = logging.getLogger(__name__)
 _ctx: Context | None = None
@@ -78,8 +85,8 @@ def disk_full_named(fn: F) -> F:
     return run  # type: ignore[return-value]
 
 
-@app.task(
-    name="evidence.ingest.process_upload",
+@shared_task(
+    name=queue.PROCESS_UPLOAD,
     bind=True,
     **RETRY_TRANSIENT,
 )
@@ -100,8 +107,8 @@ def process_upload(self, upload_id: str) -> str:  # type: ignore[no-untyped-def]
     return state
 
 
-@app.task(name="evidence.ingest.requeue_stalled")
-def requeue_stalled(older_than_seconds: int = 600) -> int:
+@shared_task(name=queue.REQUEUE_STALLED_UPLOADS)
+def requeue_stalled_uploads(older_than_seconds: int = 600) -> int:
     """Re-enqueue uploads whose processing task was lost (run by the scheduler)."""
     from evidence.ingest.service import stalled_uploads
 
@@ -111,8 +118,8 @@ def requeue_stalled(older_than_seconds: int = 600) -> int:
     return len(ids)
 
 
-@app.task(
-    name="evidence.bundles.build",
+@shared_task(
+    name=queue.BUILD_BUNDLE,
     bind=True,
     acks_late=True,  # a worker that dies mid-build leaves the message for another
     **RETRY_TRANSIENT,
@@ -129,25 +136,19 @@ def build_bundle(self, bundle_id: str) -> str:  # type: ignore[no-untyped-def]
     return state
 
 
-@app.task(name="evidence.ingest.abandon_stale")
-def abandon_stale() -> int:
+@shared_task(name=queue.ABANDON_STALE_UPLOADS)
+def abandon_stale_uploads() -> int:
     """Abort pending uploads no device has shown interest in for a long time (scheduled)."""
-    from evidence.ingest.service import abandon_stale_uploads
+    from evidence.ingest.service import abandon_stale_uploads as abandon
 
-    ids = abandon_stale_uploads(context())
+    ids = abandon(context())
     if ids:
         log.info("abandoned %d stale pending uploads", len(ids))
     return len(ids)
 
 
-app.conf.beat_schedule = {
-    "requeue-stalled-uploads": {"task": "evidence.ingest.requeue_stalled", "schedule": 300.0},
-    "abandon-stale-uploads": {"task": "evidence.ingest.abandon_stale", "schedule": 3600.0},
-}
-
-
-@app.task(
-    name="evidence.ledger.timestamp_checkpoint",
+@shared_task(
+    name=queue.TIMESTAMP_IF_GROWN,
     # A TSA outage is worth retrying; a reply that does not verify is not (it is logged
     # and the next scheduled run tries again).
     autoretry_for=(OSError, ConnectionError, TimeoutError),
@@ -155,13 +156,13 @@ app.conf.beat_schedule = {
     retry_backoff_max=600,
     max_retries=5,
 )
-def timestamp_checkpoint() -> int | None:
+def timestamp_if_grown() -> int | None:
     """RFC 3161-timestamp the latest checkpoint if the log grew (run by the scheduler)."""
     from evidence.errors import TimestampUnavailable
-    from evidence.timestamps import timestamp_if_grown
+    from evidence.timestamps import timestamp_if_grown as timestamp
 
     try:
-        stamp = timestamp_if_grown(context())
+        stamp = timestamp(context())
     except TimestampUnavailable as e:
         raise ConnectionError(str(e)) from e  # retried with backoff
     if stamp is None:
@@ -170,13 +171,7 @@ def timestamp_checkpoint() -> int | None:
     return stamp.tree_size
 
 
-app.conf.beat_schedule["timestamp-checkpoint"] = {
-    "task": "evidence.ledger.timestamp_checkpoint",
-    "schedule": float(get_settings().tsa_interval_seconds),
-}
-
-
-@app.task(name="evidence.retention.sweep")
+@shared_task(name=queue.RETENTION_SWEEP)
 def retention_sweep() -> dict:
     """Apply policy changes, queue clips that fell due, carry out approved disposals."""
     from evidence.retention.service import sweep
@@ -193,19 +188,15 @@ def retention_sweep() -> dict:
     }
 
 
-app.conf.beat_schedule["retention-sweep"] = {
-    "task": "evidence.retention.sweep",
-    "schedule": float(get_settings().retention_sweep_seconds),
-}
-
-
-@app.task(name="evidence.scrub.run")
-def scrub_objects() -> dict[str, int]:
+@shared_task(name=queue.SCRUB)
+def scrub() -> dict[str, int]:
     """Re-hash the next slice of stored objects (run by the scheduler; failures raise the
     alarm in the ledger, the clip's integrity, the log and /metrics, not as task errors)."""
-    from evidence.scrub.service import scrub
+    from evidence.scrub.service import scrub as run_scrub
 
-    report = scrub(context(), cursor="scheduled", max_objects=get_settings().scrub_objects_per_run)
+    report = run_scrub(
+        context(), cursor="scheduled", max_objects=get_settings().scrub_objects_per_run
+    )
     log.info(
         "scrubbed %d objects (%d bytes) in %d batches, %d failures%s",
         report.checked,
@@ -217,27 +208,19 @@ def scrub_objects() -> dict[str, int]:
     return {"checked": report.checked, "bytes": report.bytes, "failures": len(report.failures)}
 
 
-app.conf.beat_schedule["scrub-objects"] = {
-    "task": "evidence.scrub.run",
-    "schedule": float(get_settings().scrub_interval_seconds),
-    # A run still queued when the next is due is dropped: two runs would scrub the same slice.
-    "options": {"expires": float(get_settings().scrub_interval_seconds)},
-}
-
-
-@app.task(
-    name="evidence.media.redact",
+@shared_task(
+    name=queue.MAKE_REDACTION,
     bind=True,
     acks_late=True,  # a worker that dies mid-encode leaves the message for another
     **RETRY_TRANSIENT,
 )
 @disk_full_named
-def redact(self, clip_id: str, kind: str) -> str:  # type: ignore[no-untyped-def]
+def make_redaction(self, clip_id: str, kind: str) -> str:  # type: ignore[no-untyped-def]
     """Make one requested redaction (parameters read from its `redaction.requested` entry);
     safe to run twice (a redaction already recorded is left as it is)."""
-    from evidence.redactions import make_redaction
+    from evidence.redactions import make_redaction as make
 
-    done = make_redaction(context(), clip_id, kind)
+    done = make(context(), clip_id, kind)
     log.info("clip %s: %s %s", clip_id, kind, done["state"])
     return str(done["state"])
 
@@ -246,17 +229,10 @@ def _work_root() -> Path:
     return get_settings().data_dir / "work"
 
 
-@app.task(name="evidence.work.sweep")
+@shared_task(name=queue.SWEEP_WORK_FILES)
 def sweep_work_files() -> int:
     """Remove work directories of killed workers (also done when a worker starts)."""
     return workfiles.sweep(_work_root())
-
-
-app.conf.beat_schedule["sweep-work-files"] = {
-    "task": "evidence.work.sweep",
-    "schedule": 600.0,
-    "options": {"expires": 600.0},
-}
 
 
 @worker_ready.connect

@@ -105,7 +105,7 @@ _key_lock = threading.Lock()
 def _session_key(ctx: Context) -> bytes:
     """An HMAC key derived from the token signing key: every API replica already shares that
     key, so sessions and CSRF tokens work behind a load balancer with no new secret."""
-    key = ctx.__dict__.get("_ui_session_key")
+    key = ctx.ui_session_key
     if key is None:
         with _key_lock:
             signing = load_or_create_jwt_key(jwt_key_path(ctx.settings))
@@ -115,7 +115,7 @@ def _session_key(ctx: Context) -> bytes:
                 serialization.NoEncryption(),
             )
             key = hashlib.sha256(b"evidence-store ui session v1\0" + raw).digest()
-            ctx.__dict__["_ui_session_key"] = key
+            ctx.ui_session_key = key
     return key
 
 

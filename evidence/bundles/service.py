@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from evidence import audit, clock, outbox
+from evidence import audit, clock, outbox, queue
 from evidence.access import (
     Principal,
     check_reason,
@@ -122,7 +122,7 @@ def request_bundle(
         )
         if not reused:
             bundle.tree_size = appended.index + 1  # pinned: the log as it stands with this request
-            outbox.add(s, outbox.BUILD_BUNDLE, bundle.id)
+            outbox.add(s, queue.BUILD_BUNDLE, bundle.id)
         return {**bundle_dict(bundle), "reused": reused}
 
 

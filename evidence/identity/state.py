@@ -67,11 +67,11 @@ _state_lock = threading.Lock()
 def _state(ctx: Context) -> _State:
     # Kept on the context (which the accounts/identity code does not own) so each context,
     # that is each app or test, has its own rate-limit window, TOTP memory and JWKS cache.
-    state = ctx.__dict__.get("_identity_state")
+    state = ctx.identity_state
     if state is not None:
         return state
     with _state_lock:
-        state = ctx.__dict__.get("_identity_state")
+        state = ctx.identity_state
         if state is None:
             check_identity_settings(ctx.settings)
             key = load_or_create_jwt_key(jwt_key_path(ctx.settings))
@@ -83,7 +83,7 @@ def _state(ctx: Context) -> _State:
                 signing_key=key,
                 key_id=_key_id(key.public_key()),
             )
-            ctx.__dict__["_identity_state"] = state
+            ctx.identity_state = state
     return state
 
 

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from evidence import clock, outbox, workfiles
+from evidence import clock, outbox, queue, workfiles
 from evidence.accounts.models import Device
 from evidence.cameras.attribution import attribute_at_ingest
 from evidence.cameras.models import ClipName
@@ -478,7 +478,7 @@ def complete_upload(ctx: Context, device: Device, upload_id: str) -> Completed:
             sha256=upload.sha256,
             size=upload.size,
         )
-        outbox.add(s, outbox.PROCESS_UPLOAD, upload.id)  # sent after commit, broker up or not
+        outbox.add(s, queue.PROCESS_UPLOAD, upload.id)  # sent after commit, broker up or not
         return Completed(upload, True)
 
 

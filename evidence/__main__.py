@@ -1,3 +1,0 @@
-from evidence.cli import app
-
-app(prog_name="evidence")
