@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from fastapi import HTTPException, Request, Security
-from fastapi.security import OAuth2PasswordBearer
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 
 from evidence.access import Principal
 from evidence.accounts.models import Device
@@ -16,9 +16,19 @@ TOKEN_URL = "/api/v1/auth/token"
 # Declares the bearer scheme in the OpenAPI document (the docs' "Authorize" button, and
 # schemathesis); `current_principal` reads the header itself.
 _bearer_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
+# Declares the device scheme the same way: the ingest routes show that they take
+# `Authorization: Device <key>`, not a person's token. OpenAPI has no custom HTTP scheme a
+# client would honour, so it is stated as an API key in the Authorization header, with the
+# value's form in its description; `current_device` reads and checks the header itself.
+_device_scheme = APIKeyHeader(
+    name="Authorization",
+    scheme_name="Device",
+    description="A docking device's key, sent as `Authorization: Device <key>` (docs/ingest.md).",
+    auto_error=False,
+)
 
 
-def current_device(request: Request) -> Device:
+def current_device(request: Request, _declared: str | None = Security(_device_scheme)) -> Device:
     """The calling device, or 401 with `WWW-Authenticate: Device` (a 401 must name the scheme
     it wants, RFC 9110 §11.6.1): a device may only create, read and complete uploads."""
     scheme, _, key = request.headers.get("authorization", "").partition(" ")

@@ -126,3 +126,26 @@ def test_health_readiness_metrics_openapi(api) -> None:
         "/api/v1/ledger/proofs/consistency",
     ):
         assert route in paths
+
+
+def test_the_openapi_document_names_how_each_caller_authenticates(api) -> None:
+    """Docking devices (`Authorization: Device <key>`) and people (bearer tokens) are both
+    declared, and each ingest route asks for the device scheme, never a person's token."""
+    http, _ = api
+    doc = http.get("/openapi.json").json()
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["Device"]["type"] == "apiKey" and schemes["Device"]["in"] == "header"
+    assert (
+        schemes["Device"]["name"] == "Authorization"
+        and "Device <key>" in (schemes["Device"]["description"])
+    )
+    ingest = [
+        op
+        for path, ops in doc["paths"].items()
+        if path.startswith("/api/v1/uploads")
+        for op in ops.values()
+    ]
+    assert len(ingest) >= 3
+    assert all(op.get("security") == [{"Device": []}] for op in ingest), ingest
+    cases = doc["paths"]["/api/v1/cases"]["get"]
+    assert cases.get("security") == [{"OAuth2PasswordBearer": []}]
