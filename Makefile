@@ -35,7 +35,7 @@ lint: $(STAMP)
 PYTEST := $(BIN)/python -m pytest
 # The main suite's coverage must not fall below this (per cent of lines, counted in the test
 # process only: see docs/testing.md). Raise it when coverage rises; never lower it to pass.
-COVERAGE_FLOOR := 60
+COVERAGE_FLOOR := 88
 COVERAGE := --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR)
 FAULT_LOG := .pytest-fault.log
 
