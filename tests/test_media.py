@@ -41,6 +41,7 @@ from tests.fixtures.media import (
     encoders,
     lavfi_inputs,
 )
+from tests.fixtures.services import missing
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -159,10 +160,7 @@ def test_probe_rotated_reports_display_matrix(clip_rotated: Clip) -> None:
 
 def test_probe_hevc(clip_hevc: Clip | None) -> None:
     if clip_hevc is None:
-        reason = f"this ffmpeg ({ffmpeg_version()}) lists no libx265 encoder"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must cover HEVC: install Debian's ffmpeg")
-        pytest.skip(reason)
+        missing(f"this ffmpeg ({ffmpeg_version()}) lists no libx265 encoder (Debian's has one)")
     facts = probe(clip_hevc.path)
     assert facts.playable, facts.error
     assert facts.video_codec == "hevc" and facts.audio_codec == "aac"
@@ -481,9 +479,7 @@ def test_proxy_of_rotated_clip_is_upright(
 @pytest.mark.parametrize("name", ["hevc", "mov"])
 def test_proxy_of_other_codecs(name: str, good_clips: dict[str, Clip], tmp_path: Path) -> None:
     if name not in good_clips:
-        if os.environ.get("CI"):
-            pytest.fail("no libx265 encoder: CI must cover HEVC; install Debian's ffmpeg")
-        pytest.skip("no libx265 on this machine (see test_probe_hevc)")
+        missing("no libx265 encoder on this machine (see test_probe_hevc)")
     clip = good_clips[name]
     dst = tmp_path / "proxy.mp4"
     transcode_proxy(clip.path, dst, input_sha256=clip.sha256)

@@ -36,12 +36,12 @@ from evidence.bundles.models import Bundle, BundleState
 from evidence.bundles.statement import render_statement, render_verify_txt
 from evidence.bundles.zipwriter import add_bytes, add_stream, sha256_file
 from evidence.cases.models import Case, CaseItem
+from evidence.clips.derivatives import WORKER
 from evidence.clips.models import Clip, Derivative
 from evidence.context import Context
 from evidence.errors import AccessDenied, Disposed, InvalidInput, NotFound
 from evidence.storage import ObjectInfo, ObjectStore, requested_range
 
-WORKER = "system:worker"
 ProgressFn = Callable[[int], None] | None
 
 

@@ -18,7 +18,7 @@ from evidence.clips.models import Derivative
 from evidence.context import Context
 from evidence.media.derivatives import Recipe
 
-WORKER = "system:worker"  # derivatives are made by workers: the entry's actor
+WORKER = "system:worker"  # the actor of the entries workers write (derivatives, bundles, ingest)
 
 
 def record_derivative(

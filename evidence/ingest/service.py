@@ -29,7 +29,7 @@ from evidence import clock, outbox, queue, workfiles
 from evidence.accounts.models import Device
 from evidence.cameras.attribution import attribute_at_ingest
 from evidence.cameras.models import ClipName
-from evidence.clips.derivatives import record_derivative
+from evidence.clips.derivatives import WORKER, record_derivative
 from evidence.clips.models import Clip, ClipState, Derivative
 from evidence.context import Context
 from evidence.errors import (
@@ -51,7 +51,6 @@ from evidence.storage import DEFAULT_PART_SIZE, original_key, plan_parts
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_FILENAME = 255
-WORKER = "system:worker"
 
 
 @dataclass(frozen=True)
