@@ -115,6 +115,7 @@ class Settings(BaseSettings):
     oidc_role_claim: str = "roles"  # a list or a string; a dotted path reaches nested claims
     oidc_username_claim: str = "preferred_username"
     oidc_officer_id_claim: str = "officer_id"
+    oidc_name_claim: str = "name"  # the person's full name, printed in statements
     oidc_leeway_seconds: int = Field(default=30, ge=0, le=300)  # clock skew with the IdP
     oidc_jwks_cache_seconds: int = Field(default=300, ge=1)
     # Browser sign-in through the IdP (the UI's authorization code flow with PKCE, see

@@ -622,6 +622,22 @@ def test_a_role_change_at_the_idp_is_followed_and_audited(
     assert entry["role"] == "cps" and entry["officer_id"] is None
 
 
+def test_the_idp_name_becomes_the_full_name_that_documents_print(
+    oidc: Context, idp: IdentityProvider
+) -> None:
+    p = principal_from_token(oidc, idp.token(name="Jane  Smith"))
+    with oidc.db.session() as s:
+        assert s.get(User, p.user_id).full_name == "Jane Smith"  # type: ignore[union-attr]
+    assert entries(oidc, "user.provisioned")[0]["full_name"] == "Jane Smith"
+    principal_from_token(oidc, idp.token(name="Jane Smith-Jones"))  # a change at the IdP
+    assert entries(oidc, "user.updated")[-1]["full_name"] == "Jane Smith-Jones"
+    size = oidc.ledger.size()
+    principal_from_token(oidc, idp.token(name="x" * 500))  # no usable name: left out, no refusal
+    with oidc.db.session() as s:
+        assert s.get(User, p.user_id).full_name is None  # type: ignore[union-attr]
+    assert oidc.ledger.size() == size + 1 and len(str(entries(oidc, "user.updated")[-1])) < 500
+
+
 def test_nested_role_claims_are_read(
     tmp_path: Path, sqlite_url: str, idp: IdentityProvider, now: FakeClock
 ) -> None:

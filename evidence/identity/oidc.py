@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from evidence import clock
 from evidence.access import Principal
 from evidence.accounts.models import Role, User
+from evidence.accounts.service import check_full_name
 from evidence.config import Settings
 from evidence.context import Context
 from evidence.errors import AccessDenied, InvalidInput, NotAuthenticated, NotFound
@@ -100,12 +101,28 @@ def _oidc_principal(ctx: Context, state: _State, token: str) -> Principal:
         )
     officer = claims.get(settings.oidc_officer_id_claim)
     officer_id = str(officer) if isinstance(officer, (str, int)) and str(officer) else None
+    full_name = _full_name(claims, settings.oidc_name_claim)
     user = _provisioned_user(
-        ctx, str(claims["iss"]), str(claims["sub"]), username, role, officer_id
+        ctx, str(claims["iss"]), str(claims["sub"]), username, role, officer_id, full_name
     )
     if user.disabled:
         raise AccessDenied("this account has been disabled in the evidence store: ask an admin")
     return Principal(user.id, user.username, role, user.officer_id)
+
+
+def _full_name(claims: dict[str, Any], claim: str) -> str | None:
+    """The person's name for documents (statements name people, not login ids). A name the
+    IdP sends that is no usable name (not text, too long, control characters) is left out
+    rather than refusing the sign-in: the account then shows its user name, as a local one
+    without a full name does."""
+    value = _claim(claims, claim)
+    if not isinstance(value, str):
+        return None
+    try:
+        return check_full_name(value)
+    except InvalidInput:
+        log.warning("the identity provider's %r claim is no usable full name: ignored", claim)
+        return None
 
 
 def _claim(claims: dict[str, Any], name: str) -> Any:
@@ -141,10 +158,16 @@ def oidc_password_hash(issuer: str, subject: str) -> str:
 
 
 def _provisioned_user(
-    ctx: Context, issuer: str, subject: str, username: str, role: Role, officer_id: str | None
+    ctx: Context,
+    issuer: str,
+    subject: str,
+    username: str,
+    role: Role,
+    officer_id: str | None,
+    full_name: str | None,
 ) -> User:
     """The User row for this IdP identity: made on first sight, kept in step with the IdP's
-    role and officer id (each change a ledger entry). A name already held by a local user
+    role, officer id and name (each change a ledger entry). A name already held by a local user
     or another IdP subject is refused, never merged: that would hand over their identity."""
     marker = oidc_password_hash(issuer, subject)
     with ctx.db.session() as s:
@@ -152,12 +175,14 @@ def _provisioned_user(
     if (
         user is not None
         and user.password_hash == marker
-        and (user.role == role.value and user.officer_id == officer_id)
+        and (user.role, user.officer_id, user.full_name) == (role.value, officer_id, full_name)
     ):
         return user  # the usual case: no write
     for attempt in (1, 2):
         try:
-            return _write_provisioned(ctx, marker, issuer, subject, username, role, officer_id)
+            return _write_provisioned(
+                ctx, marker, issuer, subject, username, role, officer_id, full_name
+            )
         except IntegrityError:
             if attempt == 2:  # two first requests raced to create the row; re-read once
                 raise
@@ -172,6 +197,7 @@ def _write_provisioned(
     username: str,
     role: Role,
     officer_id: str | None,
+    full_name: str | None,
 ) -> User:
     with ctx.db.write_session() as s:
         user = s.scalar(select(User).where(User.username == username).with_for_update())
@@ -193,6 +219,7 @@ def _write_provisioned(
                 username=username,
                 role=role.value,
                 officer_id=officer_id,
+                full_name=full_name,
                 password_hash=marker,
                 created_at=clock.now(),
                 disabled=False,
@@ -208,6 +235,7 @@ def _write_provisioned(
                 username=username,
                 role=role.value,
                 officer_id=officer_id,
+                **({"full_name": full_name} if full_name else {}),
                 issuer=issuer,
                 idp_subject=subject,
             )
@@ -222,6 +250,8 @@ def _write_provisioned(
             changes["role"] = role.value
         if user.officer_id != officer_id:
             changes["officer_id"] = officer_id
+        if user.full_name != full_name:
+            changes["full_name"] = full_name
         if changes:
             for k, v in changes.items():
                 setattr(user, k, v)
