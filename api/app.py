@@ -18,6 +18,7 @@ from api.routes import (
     retention,
     uploads,
 )
+from api.schemas.problems import document_problems
 from api.security import BodyLimit, ClientAddress, SecurityHeaders
 from api.ui import account as ui_account
 from api.ui import admin as ui_admin
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         openapi_url="/openapi.json",
     )
+    app.openapi = document_problems(app)  # type: ignore[method-assign]
     app.state.ctx = ctx
     app.state.store = ctx.store  # opened now: a wrong S3 setting fails at start, not mid-request
     problems.install(app)

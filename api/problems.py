@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi.exceptions import RequestValidationError, ResponseValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -72,6 +72,20 @@ def install(app: FastAPI) -> None:
         )
         resp.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return resp
+
+    @app.exception_handler(ResponseValidationError)
+    async def _answer_off_schema(req: Request, exc: ResponseValidationError) -> JSONResponse:
+        # An answer that is not its documented model (api/schemas): a field the schema does
+        # not declare, or one missing. A fault of the store, and nothing of it is sent.
+        log.error(
+            "%s %s: the answer does not match its schema (api/schemas): %s",
+            req.method,
+            req.url.path,
+            # Where and what, not the values: the answer may hold what the caller may see
+            # and the log may not (an enrolment link, a device key).
+            [(e.get("loc"), e.get("msg")) for e in exc.errors()],
+        )
+        return problem(500, "Internal error", "The server could not complete the request.")
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_req: Request, exc: RequestValidationError) -> JSONResponse:

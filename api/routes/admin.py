@@ -8,6 +8,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.gates import gate
+from api.schemas import accounts as out
+from api.schemas.audit import AlertsOut
+from api.schemas.problems import CHANGE, ONE_OBJECT, SIGNED_IN, problems
 from evidence.access import Principal
 from evidence.accounts import alerts, approvals, service
 from evidence.types import MAX_BIGINT
@@ -53,12 +56,14 @@ class DeviceChange(BaseModel):
     disabled: bool
 
 
-@router.get("/users")
+@router.get("/users", response_model=out.UserListOut, responses=SIGNED_IN)
 def list_users(request: Request, principal: Principal = Depends(gate("users.manage"))) -> dict:
     return {"items": service.list_users(request.app.state.ctx, principal)}
 
 
-@router.post("/users", status_code=201)
+@router.post(
+    "/users", status_code=201, response_model=out.NewAccountOut, responses=SIGNED_IN | problems(409)
+)
 def create_user(
     body: NewUser, request: Request, principal: Principal = Depends(gate("users.manage"))
 ) -> dict:
@@ -78,7 +83,7 @@ def create_user(
     )
 
 
-@router.patch("/users/{username}")
+@router.patch("/users/{username}", response_model=out.UserOut, responses=CHANGE)
 def change_user(
     username: str,
     body: UserChange,
@@ -90,14 +95,14 @@ def change_user(
     )
 
 
-@router.post("/users/{username}/unlock")
+@router.post("/users/{username}/unlock", response_model=out.UserOut, responses=ONE_OBJECT)
 def unlock_user(
     username: str, request: Request, principal: Principal = Depends(gate("users.manage"))
 ) -> dict:
     return service.unlock_user(request.app.state.ctx, principal, username)
 
 
-@router.post("/users/{username}/reset")
+@router.post("/users/{username}/reset", response_model=out.NewAccountOut, responses=CHANGE)
 def reset_user(
     username: str,
     request: Request,
@@ -117,7 +122,12 @@ def reset_user(
     )
 
 
-@router.get("/approvals")
+@router.get(
+    "/approvals",
+    response_model=out.ApprovalListOut,
+    response_model_exclude_unset=True,  # a grant's four fields: for grants only
+    responses=SIGNED_IN,
+)
 def list_approvals(
     request: Request, principal: Principal = Depends(gate("accounts.approve"))
 ) -> dict:
@@ -126,21 +136,21 @@ def list_approvals(
     return {"items": approvals.list_pending(request.app.state.ctx, principal)}
 
 
-@router.post("/approvals/{request_id}/approve")
+@router.post("/approvals/{request_id}/approve", response_model=out.DecisionOut, responses=CHANGE)
 def approve(
     request_id: str, request: Request, principal: Principal = Depends(gate("accounts.approve"))
 ) -> dict:
     return approvals.decide(request.app.state.ctx, principal, request_id, approve=True)
 
 
-@router.post("/approvals/{request_id}/refuse")
+@router.post("/approvals/{request_id}/refuse", response_model=out.DecisionOut, responses=CHANGE)
 def refuse(
     request_id: str, request: Request, principal: Principal = Depends(gate("accounts.approve"))
 ) -> dict:
     return approvals.decide(request.app.state.ctx, principal, request_id, approve=False)
 
 
-@router.get("/audit/alerts")
+@router.get("/audit/alerts", response_model=AlertsOut, responses=SIGNED_IN)
 def list_alerts(
     request: Request,
     limit: int = Query(100, ge=1, le=500),
@@ -153,12 +163,17 @@ def list_alerts(
     }
 
 
-@router.get("/devices")
+@router.get("/devices", response_model=out.DeviceListOut, responses=SIGNED_IN)
 def list_devices(request: Request, principal: Principal = Depends(gate("devices.manage"))) -> dict:
     return {"items": service.list_devices(request.app.state.ctx, principal)}
 
 
-@router.post("/devices", status_code=201)
+@router.post(
+    "/devices",
+    status_code=201,
+    response_model=out.NewDeviceOut,
+    responses=SIGNED_IN | problems(409),
+)
 def create_device(
     body: NewDevice, request: Request, principal: Principal = Depends(gate("devices.manage"))
 ) -> dict:
@@ -167,7 +182,7 @@ def create_device(
     return {"id": new.device.id, "name": new.device.name, "kind": new.device.kind, "key": new.key}
 
 
-@router.patch("/devices/{name}", status_code=204)
+@router.patch("/devices/{name}", status_code=204, responses=ONE_OBJECT)
 def change_device(
     name: str,
     body: DeviceChange,

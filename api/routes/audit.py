@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from api.gates import gate
+from api.schemas import audit as out
+from api.schemas import not_json
+from api.schemas.problems import CHANGE, ONE_OBJECT, SIGNED_IN
 from api.streaming import csv_download
 from evidence import audit
 from evidence.access import ACTIONS, Principal
@@ -43,7 +46,7 @@ def _ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-@router.get("/audit/access")
+@router.get("/audit/access", response_model=out.AccessLogOut, responses=SIGNED_IN)
 def access_log(
     request: Request,
     f: audit.LogFilter = Depends(log_filter),
@@ -59,7 +62,11 @@ def access_log(
     return {"items": items, "next_before": items[-1]["index"] if len(items) == limit else None}
 
 
-@router.get("/audit/access.csv")
+@router.get(
+    "/audit/access.csv",
+    response_class=Response,
+    responses=not_json("the access log as CSV", "text/csv") | SIGNED_IN,
+)
 def access_log_csv(
     request: Request,
     f: audit.LogFilter = Depends(log_filter),
@@ -78,7 +85,7 @@ class GrantBody(BaseModel):
     case_id: str | None = None
 
 
-@router.post("/grants", status_code=201)
+@router.post("/grants", status_code=201, response_model=out.GrantOut, responses=ONE_OBJECT)
 def create_grant(
     body: GrantBody, request: Request, principal: Principal = Depends(gate("grants.manage"))
 ) -> dict:
@@ -94,14 +101,14 @@ def create_grant(
     )
 
 
-@router.delete("/grants/{grant_id}", status_code=204)
+@router.delete("/grants/{grant_id}", status_code=204, responses=CHANGE)
 def revoke_grant(
     grant_id: str, request: Request, principal: Principal = Depends(gate("grants.manage"))
 ) -> None:
     audit.revoke_grant(request.app.state.ctx, principal, grant_id)
 
 
-@router.get("/me")
+@router.get("/me", response_model=out.MeOut, responses=SIGNED_IN)
 def me(principal: Principal = Depends(gate("session.read"))) -> dict:
     return {
         "username": principal.username,

@@ -10,6 +10,8 @@ from pydantic import BaseModel, Field
 
 from api.gates import gate, public
 from api.problems import problem
+from api.schemas import auth as out
+from api.schemas.problems import SIGNED_IN, problems
 from evidence.access import Principal
 from evidence.accounts import enrolment, own
 from evidence.errors import NotAuthenticated, TooManyAttempts
@@ -21,22 +23,12 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-class IssuedTokenOut(BaseModel):
-    access_token: str
-    token_type: str = "bearer"
-    expires_in: int
-
-
-_PROBLEM = {"content": {"application/problem+json": {}}}
-
-
 @router.post(
     "/token",
-    response_model=IssuedTokenOut,
-    responses={
-        401: {"description": "invalid credentials or account locked", **_PROBLEM},
-        429: {"description": "too many failed sign-ins from this address", **_PROBLEM},
-    },
+    response_model=out.IssuedTokenOut,
+    # Every refusal is the same 401, whatever was wrong (the answer also carries
+    # `error: invalid_grant`, RFC 6749 §5.2).
+    responses=problems(401, 422, 429, 503),
 )
 def token(
     request: Request,
@@ -83,7 +75,7 @@ def token(
     )
 
 
-@router.post("/logout", status_code=204)
+@router.post("/logout", status_code=204, responses=SIGNED_IN)
 def logout(request: Request, _: Principal = Depends(gate("session.read"))) -> None:
     """End the bearer token this request carries: it is refused from now on (a ledger entry
     records the sign-out). Tokens from the force's identity provider are ended there."""
@@ -101,7 +93,7 @@ class EnrolBody(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
 
 
-@router.post("/enrol", status_code=204)
+@router.post("/enrol", status_code=204, responses=problems(404, 422, 503))
 def enrol(body: EnrolBody, request: Request, _: None = Depends(public)) -> None:
     """Use a one-time enrolment link's token to choose your own password. Public: the token
     (256 random bits, stored hashed, used once, expiring) is the credential."""
@@ -120,7 +112,7 @@ class TotpCode(BaseModel):
     code: str = Field(min_length=1, max_length=32)
 
 
-@account_router.post("/password", response_model=IssuedTokenOut)
+@account_router.post("/password", response_model=out.IssuedTokenOut, responses=SIGNED_IN)
 def change_password(
     body: PasswordChange, request: Request, principal: Principal = Depends(gate("account.manage"))
 ) -> JSONResponse:
@@ -143,7 +135,7 @@ def change_password(
     )
 
 
-@account_router.post("/totp")
+@account_router.post("/totp", response_model=out.TotpStartedOut, responses=SIGNED_IN)
 def start_totp(
     request: Request, principal: Principal = Depends(gate("account.manage"))
 ) -> JSONResponse:
@@ -155,7 +147,7 @@ def start_totp(
     )
 
 
-@account_router.post("/totp/confirm")
+@account_router.post("/totp/confirm", response_model=out.RecoveryCodesOut, responses=SIGNED_IN)
 def confirm_totp(
     body: TotpCode, request: Request, principal: Principal = Depends(gate("account.manage"))
 ) -> JSONResponse:
@@ -165,7 +157,7 @@ def confirm_totp(
     return JSONResponse({"recovery_codes": codes}, headers=_NO_STORE)
 
 
-@account_router.post("/recovery-codes")
+@account_router.post("/recovery-codes", response_model=out.RecoveryCodesOut, responses=SIGNED_IN)
 def new_recovery_codes(
     body: TotpCode, request: Request, principal: Principal = Depends(gate("account.manage"))
 ) -> JSONResponse:

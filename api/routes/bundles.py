@@ -7,6 +7,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
 from api.gates import gate, public
+from api.schemas import bundles as out
+from api.schemas import not_json
+from api.schemas.problems import CHANGE, FOOTAGE, ONE_OBJECT, PUBLIC
 from api.streaming import bundle_response
 from evidence.access import Principal
 from evidence.bundles import service
@@ -19,7 +22,15 @@ class NewBundle(BaseModel):
     include_redactions: bool = False  # each exhibit's redaction-N copies (docs/media.md)
 
 
-@router.post("/cases/{case_id}/bundles", status_code=202)
+@router.post(
+    "/cases/{case_id}/bundles",
+    status_code=202,
+    response_model=out.BundleRequestedOut,
+    responses={
+        200: {"model": out.BundleRequestedOut, "description": "the same bundle, reused"},
+        **CHANGE,
+    },
+)
 def request_bundle(
     case_id: str,
     request: Request,
@@ -47,27 +58,32 @@ def request_bundle(
 # to fetch the force's bundle-signing keys without an account. They are public keys and
 # their validity periods: nothing about cases, footage or people.
 # Declared before /bundles/{bundle_id}, which would otherwise take "key" for an id.
-@router.get("/bundles/key", response_class=PlainTextResponse)
+@router.get("/bundles/key", response_class=PlainTextResponse, responses=PUBLIC)
 def signing_key(request: Request, _: None = Depends(public)) -> str:
     """The bundle-signing public key in force now (PEM, as signing-key.pem in a bundle)."""
     return service.signing_key_pem(request.app.state.ctx)
 
 
-@router.get("/bundles/keys")
+@router.get("/bundles/keys", response_model=out.BundleKeysOut, responses=PUBLIC)
 def signing_keys(request: Request, _: None = Depends(public)) -> dict:
     """Every bundle key the force has used: key_id (hex SHA-256 of the DER public key),
     public_pem, valid_from, valid_until (null: in force). `--bundle-key` accepts this JSON."""
     return {"keys": service.published_keys(request.app.state.ctx)}
 
 
-@router.get("/bundles/{bundle_id}")
+@router.get("/bundles/{bundle_id}", response_model=out.BundleOut, responses=ONE_OBJECT)
 def bundle_state(
     bundle_id: str, request: Request, principal: Principal = Depends(gate("bundles.read"))
 ) -> dict:
     return service.get_bundle(request.app.state.ctx, principal, bundle_id)
 
 
-@router.get("/bundles/{bundle_id}/download")
+@router.get(
+    "/bundles/{bundle_id}/download",
+    response_class=Response,
+    responses=not_json("the bundle's ZIP, whole or the range asked for", "application/zip")
+    | FOOTAGE,
+)
 async def download(
     bundle_id: str,
     request: Request,

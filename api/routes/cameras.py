@@ -8,6 +8,8 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.gates import gate
+from api.schemas import cameras as out
+from api.schemas.problems import CHANGE, ONE_OBJECT, SIGNED_IN, problems
 from evidence.access import REASON_MAX, Principal
 from evidence.cameras import service
 
@@ -44,12 +46,12 @@ class AssignmentEnd(BaseModel):
     ends_at: dt.datetime | None = Field(None, description="default: now")
 
 
-@router.get("")
+@router.get("", response_model=out.CameraListOut, responses=SIGNED_IN)
 def list_cameras(request: Request, principal: Principal = Depends(gate("cameras.read"))) -> dict:
     return {"items": service.list_cameras(_ctx(request), principal)}
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, response_model=out.CameraOut, responses=SIGNED_IN | problems(409))
 def register_camera(
     body: NewCamera, request: Request, principal: Principal = Depends(gate("cameras.manage"))
 ) -> dict:
@@ -58,14 +60,14 @@ def register_camera(
     )
 
 
-@router.get("/{serial}")
+@router.get("/{serial}", response_model=out.CameraDetailOut, responses=ONE_OBJECT)
 def camera_detail(
     serial: str, request: Request, principal: Principal = Depends(gate("cameras.read"))
 ) -> dict:
     return service.camera_detail(_ctx(request), principal, serial)
 
 
-@router.post("/{serial}/state")
+@router.post("/{serial}/state", response_model=out.CameraOut, responses=CHANGE)
 def set_state(
     serial: str,
     body: StateChange,
@@ -75,7 +77,9 @@ def set_state(
     return service.set_state(_ctx(request), principal, serial, body.state, body.reason)
 
 
-@router.post("/{serial}/assignments", status_code=201)
+@router.post(
+    "/{serial}/assignments", status_code=201, response_model=out.AssignmentOut, responses=CHANGE
+)
 def assign(
     serial: str,
     body: NewAssignment,
@@ -93,7 +97,9 @@ def assign(
     )
 
 
-@router.post("/{serial}/assignments/{assignment_id}/end")
+@router.post(
+    "/{serial}/assignments/{assignment_id}/end", response_model=out.AssignmentOut, responses=CHANGE
+)
 def end_assignment(
     serial: str,
     assignment_id: str,

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from api.gates import gate
+from api.schemas import cases as out
+from api.schemas.problems import CHANGE, ONE_OBJECT, SIGNED_IN
 from evidence.access import Principal
 from evidence.cases import service
 
@@ -27,26 +29,26 @@ class Member(BaseModel):
     username: str = Field(min_length=1, max_length=100)
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, response_model=out.CaseOut, responses=SIGNED_IN)
 def create_case(
     body: NewCase, request: Request, principal: Principal = Depends(gate("cases.create"))
 ) -> dict:
     return service.create_case(request.app.state.ctx, principal, body.title, body.reference)
 
 
-@router.get("")
+@router.get("", response_model=out.CaseListOut, responses=SIGNED_IN)
 def list_cases(request: Request, principal: Principal = Depends(gate("cases.read"))) -> dict:
     return {"items": service.list_cases(request.app.state.ctx, principal)}
 
 
-@router.get("/{case_id}")
+@router.get("/{case_id}", response_model=out.CaseDetailOut, responses=ONE_OBJECT)
 def case_detail(
     case_id: str, request: Request, principal: Principal = Depends(gate("cases.read"))
 ) -> dict:
     return service.case_detail(request.app.state.ctx, principal, case_id)
 
 
-@router.post("/{case_id}/items")
+@router.post("/{case_id}/items", response_model=out.ItemsAddedOut, responses=ONE_OBJECT)
 def add_items(
     case_id: str,
     body: Items,
@@ -60,7 +62,7 @@ class ExhibitRef(BaseModel):
     exhibit_ref: str = Field(min_length=1, max_length=100)
 
 
-@router.patch("/{case_id}/items/{clip_id}")
+@router.patch("/{case_id}/items/{clip_id}", response_model=out.ExhibitRefOut, responses=CHANGE)
 def set_exhibit_ref(
     case_id: str,
     clip_id: str,
@@ -74,7 +76,7 @@ def set_exhibit_ref(
     )
 
 
-@router.post("/{case_id}/members", status_code=204)
+@router.post("/{case_id}/members", status_code=204, responses=CHANGE)
 def add_member(
     case_id: str,
     body: Member,
@@ -88,7 +90,7 @@ class Reason(BaseModel):
     reason: str = Field(min_length=3, max_length=500)
 
 
-@router.post("/{case_id}/close")
+@router.post("/{case_id}/close", response_model=out.CaseStateOut, responses=CHANGE)
 def close_case(
     case_id: str,
     body: Reason,
@@ -100,7 +102,7 @@ def close_case(
     return service.close_case(request.app.state.ctx, principal, case_id, body.reason)
 
 
-@router.post("/{case_id}/reopen")
+@router.post("/{case_id}/reopen", response_model=out.CaseStateOut, responses=CHANGE)
 def reopen_case(
     case_id: str,
     body: Reason,
@@ -116,7 +118,9 @@ class NewShare(BaseModel):
     expires_at: dt.datetime
 
 
-@router.post("/{case_id}/shares", status_code=201)
+@router.post(
+    "/{case_id}/shares", status_code=201, response_model=out.ShareOut, responses=ONE_OBJECT
+)
 def share_case(
     case_id: str,
     body: NewShare,
@@ -128,7 +132,7 @@ def share_case(
     )
 
 
-@router.get("/{case_id}/shares")
+@router.get("/{case_id}/shares", response_model=out.ShareListOut, responses=ONE_OBJECT)
 def list_shares(
     case_id: str, request: Request, principal: Principal = Depends(gate("shares.manage"))
 ) -> dict:
@@ -138,7 +142,7 @@ def list_shares(
 shares_router = APIRouter(prefix="/api/v1/shares", tags=["cases"])
 
 
-@shares_router.delete("/{share_id}", status_code=204)
+@shares_router.delete("/{share_id}", status_code=204, responses=CHANGE)
 def revoke_share(
     share_id: str, request: Request, principal: Principal = Depends(gate("shares.manage"))
 ) -> None:

@@ -9,6 +9,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.gates import gate
+from api.schemas import clips as out
+from api.schemas import not_json
+from api.schemas.problems import CHANGE, FOOTAGE, ONE_OBJECT, SIGNED_IN, problems
 from api.streaming import footage_response
 from evidence import redactions
 from evidence.access import REASON_MAX, Principal
@@ -25,7 +28,7 @@ def _ctx(request: Request):  # type: ignore[no-untyped-def]
     return request.app.state.ctx
 
 
-@router.get("/clips")
+@router.get("/clips", response_model=out.ClipPageOut, responses=SIGNED_IN)
 def search_clips(
     request: Request,
     officer_id: str | None = None,
@@ -63,7 +66,7 @@ def _utc(t: dt.datetime | None) -> dt.datetime | None:
 
 
 # Before /clips/{clip_id}, which would otherwise take "unattributed" for a clip id.
-@router.get("/clips/unattributed")
+@router.get("/clips/unattributed", response_model=out.UnattributedPageOut, responses=SIGNED_IN)
 def unattributed_clips(
     request: Request,
     limit: int = Query(25, ge=1, le=100),
@@ -75,14 +78,23 @@ def unattributed_clips(
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
-@router.get("/clips/{clip_id}")
+@router.get(
+    "/clips/{clip_id}",
+    response_model=out.ClipDetailOut,
+    response_model_exclude_unset=True,  # `withheld`, `reason_withheld`: only when so
+    responses=ONE_OBJECT,
+)
 def clip_detail(
     clip_id: str, request: Request, principal: Principal = Depends(gate("clips.read"))
 ) -> dict:
     return service.detail(_ctx(request), principal, clip_id)
 
 
-@router.get("/clips/{clip_id}/stream")
+@router.get(
+    "/clips/{clip_id}/stream",
+    response_class=Response,
+    responses=not_json("the video, whole or the range asked for", "video/mp4") | FOOTAGE,
+)
 async def stream_clip(
     clip_id: str,
     request: Request,
@@ -98,7 +110,11 @@ async def stream_clip(
     return await footage_response(request, principal, clip_id, kind, reason)
 
 
-@router.get("/clips/{clip_id}/original")
+@router.get(
+    "/clips/{clip_id}/original",
+    response_class=Response,
+    responses=not_json("the original bytes as docked", "application/octet-stream") | FOOTAGE,
+)
 async def download_original(
     clip_id: str,
     request: Request,
@@ -109,7 +125,11 @@ async def download_original(
     return await footage_response(request, principal, clip_id, "original", reason)
 
 
-@router.get("/clips/{clip_id}/thumbnail")
+@router.get(
+    "/clips/{clip_id}/thumbnail",
+    response_class=Response,
+    responses=not_json("the thumbnail", "image/jpeg") | FOOTAGE,
+)
 async def clip_thumbnail(
     clip_id: str, request: Request, principal: Principal = Depends(gate("clips.view_footage"))
 ) -> Response:
@@ -120,7 +140,7 @@ class CategoryBody(BaseModel):
     category: str = Field(min_length=1, max_length=64)
 
 
-@router.put("/clips/{clip_id}/category", status_code=204)
+@router.put("/clips/{clip_id}/category", status_code=204, responses=ONE_OBJECT)
 def set_category(
     clip_id: str,
     body: CategoryBody,
@@ -136,14 +156,14 @@ class TagBody(BaseModel):
     tag: str = Field(min_length=1, max_length=64)
 
 
-@router.post("/clips/{clip_id}/tags")
+@router.post("/clips/{clip_id}/tags", response_model=out.TagsOut, responses=ONE_OBJECT)
 def add_tag(
     clip_id: str, body: TagBody, request: Request, principal: Principal = Depends(gate("clips.tag"))
 ) -> dict:
     return {"tags": service.add_tag(_ctx(request), principal, clip_id, body.tag)}
 
 
-@router.delete("/clips/{clip_id}/tags/{tag}", status_code=204)
+@router.delete("/clips/{clip_id}/tags/{tag}", status_code=204, responses=ONE_OBJECT)
 def remove_tag(
     clip_id: str, tag: str, request: Request, principal: Principal = Depends(gate("clips.tag"))
 ) -> Response:
@@ -156,7 +176,12 @@ class BookmarkBody(BaseModel):
     note: str = Field(min_length=1, max_length=2000)
 
 
-@router.post("/clips/{clip_id}/bookmarks", status_code=201)
+@router.post(
+    "/clips/{clip_id}/bookmarks",
+    status_code=201,
+    response_model=out.BookmarkOut,
+    responses=ONE_OBJECT,
+)
 def add_bookmark(
     clip_id: str,
     body: BookmarkBody,
@@ -166,7 +191,7 @@ def add_bookmark(
     return service.add_bookmark(_ctx(request), principal, clip_id, body.at_ms, body.note)
 
 
-@router.get("/categories")
+@router.get("/categories", response_model=out.CategoriesOut, responses=SIGNED_IN)
 def categories(request: Request, principal: Principal = Depends(gate("clips.search"))) -> dict:
     ctx = _ctx(request)
     return {"categories": ctx.settings.categories, "reasons": ctx.settings.access_reasons}
@@ -194,7 +219,12 @@ class RedactionBody(BaseModel):
     reason: str = Field(min_length=1, max_length=500)
 
 
-@router.post("/clips/{clip_id}/redactions", status_code=202)
+@router.post(
+    "/clips/{clip_id}/redactions",
+    status_code=202,
+    response_model=out.RedactionRequestedOut,
+    responses=CHANGE | problems(410),
+)
 def request_redaction(
     clip_id: str,
     body: RedactionBody,
@@ -227,7 +257,9 @@ class AttributionBody(BaseModel):
     reason: str = Field(min_length=1, max_length=REASON_MAX)
 
 
-@router.get("/clips/{clip_id}/attribution")
+@router.get(
+    "/clips/{clip_id}/attribution", response_model=out.AttributionHistoryOut, responses=ONE_OBJECT
+)
 def attribution_history(
     clip_id: str, request: Request, principal: Principal = Depends(gate("clips.read"))
 ) -> dict:
@@ -236,7 +268,7 @@ def attribution_history(
     return {"items": [r.as_dict() for r in history]}
 
 
-@router.post("/clips/{clip_id}/attribution")
+@router.post("/clips/{clip_id}/attribution", response_model=out.AttributionOut, responses=CHANGE)
 def reattribute(
     clip_id: str,
     body: AttributionBody,

@@ -21,6 +21,9 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import text
 
 from api.gates import public
+from api.schemas import not_json
+from api.schemas.health import HealthOut, ReadyOut
+from api.schemas.problems import problems
 from evidence.context import Context
 from evidence.scrub.service import integrity_status
 
@@ -28,12 +31,16 @@ router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=HealthOut)
 def healthz(_: None = Depends(public)) -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=ReadyOut,
+    responses={503: {"model": ReadyOut, "description": "not ready: the checks say which"}},
+)
 def readyz(request: Request, _: None = Depends(public)) -> JSONResponse:
     """Ready when the database answers and the object store is reachable and has room:
     `{"database": "ok"|"failed", "storage": "ok"|"failed"|"disk full"}`."""
@@ -103,7 +110,11 @@ def monitoring(request: Request) -> None:
         )
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses=not_json("Prometheus metrics", CONTENT_TYPE_LATEST) | problems(401),
+)
 def metrics(request: Request, _: None = Depends(monitoring)) -> Response:
     # The scrubber runs in a worker process, so its gauges are read from the database at
     # scrape time; a registry per scrape binds them to this app's store.

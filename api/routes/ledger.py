@@ -12,6 +12,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from api.gates import gate, public
+from api.schemas import ledger as out
+from api.schemas.problems import PUBLIC, SIGNED_IN, problems
 from evidence.access import Principal
 from evidence.errors import ProofError
 from evidence.ledger.service import Ledger
@@ -29,7 +31,9 @@ def _b64(h: bytes) -> str:
     return base64.b64encode(h).decode()
 
 
-@router.get("/checkpoint", response_class=PlainTextResponse)
+@router.get(
+    "/checkpoint", response_class=PlainTextResponse, responses=PUBLIC | problems(400, 404, 422)
+)
 def checkpoint(
     request: Request, size: int | None = Query(None, ge=1, le=MAX_BIGINT), _: None = Depends(public)
 ) -> str:
@@ -45,7 +49,7 @@ def key(request: Request, _: None = Depends(public)) -> str:
     return _ledger(request).verifier_key + "\n"
 
 
-@router.get("/entries")
+@router.get("/entries", response_model=out.EntriesOut, responses=SIGNED_IN | problems(400))
 def entries(
     request: Request,
     start: int = Query(0, ge=0, le=MAX_BIGINT),
@@ -60,7 +64,9 @@ def entries(
     return {"entries": [{"index": i, "entry": _b64(e)} for i, e in rows]}
 
 
-@router.get("/proofs/inclusion")
+@router.get(
+    "/proofs/inclusion", response_model=out.InclusionProofOut, responses=SIGNED_IN | problems(400)
+)
 def inclusion(
     request: Request,
     index: int = Query(..., ge=0, le=MAX_BIGINT),
@@ -71,7 +77,11 @@ def inclusion(
     return {"index": index, "tree_size": tree_size, "hashes": [_b64(h) for h in hashes]}
 
 
-@router.get("/proofs/consistency")
+@router.get(
+    "/proofs/consistency",
+    response_model=out.ConsistencyProofOut,
+    responses=SIGNED_IN | problems(400),
+)
 def consistency(
     request: Request,
     first: int = Query(..., ge=1, le=MAX_BIGINT),

@@ -23,6 +23,9 @@ from fastapi.responses import JSONResponse, Response
 
 from api.deps import store as get_store
 from api.gates import public
+from api.schemas import not_json
+from api.schemas.objects import StoredObjectOut, StoredPartOut
+from api.schemas.problems import problems
 from api.streaming import ranged_response
 from evidence.errors import AccessDenied, NotFound, TooLarge
 from evidence.storage import MAX_PART_SIZE
@@ -38,7 +41,11 @@ def _local_store(request: Request) -> LocalStore:
     return store
 
 
-@router.put("/api/v1/objects/{key:path}")
+@router.put(
+    "/api/v1/objects/{key:path}",
+    response_model=StoredObjectOut | StoredPartOut,  # a whole object, or a part of an upload
+    responses=problems(403, 404, 409, 413, 422, 507),
+)
 async def put_object(
     key: str,
     request: Request,
@@ -93,7 +100,12 @@ async def _put_part(
     )
 
 
-@router.get("/api/v1/objects/{key:path}")
+@router.get(
+    "/api/v1/objects/{key:path}",
+    response_class=Response,
+    responses=not_json("the object, whole or the range asked for", "application/octet-stream")
+    | problems(403, 404, 416, 422),
+)
 async def get_object(
     key: str,
     request: Request,

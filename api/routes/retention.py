@@ -6,6 +6,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from api.gates import gate
+from api.schemas import retention as out
+from api.schemas.problems import CHANGE, ONE_OBJECT, SIGNED_IN
 from evidence.access import Principal
 from evidence.retention import service
 
@@ -22,7 +24,7 @@ class NewHold(BaseModel):
     reason: str = Field(min_length=3, max_length=500)
 
 
-@router.get("/retention/policy")
+@router.get("/retention/policy", response_model=out.PolicyOut, responses=SIGNED_IN)
 def policy(request: Request, principal: Principal = Depends(gate("retention.read"))) -> dict:
     settings = request.app.state.ctx.settings
     return {
@@ -32,7 +34,7 @@ def policy(request: Request, principal: Principal = Depends(gate("retention.read
     }
 
 
-@router.get("/retention/schedule")
+@router.get("/retention/schedule", response_model=out.ScheduleOut, responses=SIGNED_IN)
 def schedule(
     request: Request,
     within_days: int = Query(90, ge=0, le=36500),
@@ -47,7 +49,7 @@ def schedule(
     }
 
 
-@router.get("/disposals")
+@router.get("/disposals", response_model=out.DisposalQueueOut, responses=SIGNED_IN)
 def disposals(
     request: Request,
     state: str = Query("pending", max_length=16),
@@ -56,7 +58,7 @@ def disposals(
     return {"items": service.queue(request.app.state.ctx, principal, state=state)}
 
 
-@router.post("/disposals/{disposal_id}/approve")
+@router.post("/disposals/{disposal_id}/approve", response_model=out.DisposalOut, responses=CHANGE)
 def approve(
     disposal_id: str,
     body: Decision,
@@ -66,7 +68,7 @@ def approve(
     return service.approve(request.app.state.ctx, principal, disposal_id, body.reason)
 
 
-@router.post("/disposals/{disposal_id}/retain")
+@router.post("/disposals/{disposal_id}/retain", response_model=out.DisposalOut, responses=CHANGE)
 def retain(
     disposal_id: str,
     body: Decision,
@@ -76,14 +78,19 @@ def retain(
     return service.retain(request.app.state.ctx, principal, disposal_id, body.reason)
 
 
-@router.get("/holds")
+@router.get(
+    "/holds",
+    response_model=out.HoldListOut,
+    response_model_exclude_unset=True,  # `reason_withheld`: only when so
+    responses=SIGNED_IN,
+)
 def holds(
     request: Request, active: bool = True, principal: Principal = Depends(gate("retention.read"))
 ) -> dict:
     return {"items": service.list_holds(request.app.state.ctx, principal, active=active)}
 
 
-@router.post("/holds", status_code=201)
+@router.post("/holds", status_code=201, response_model=out.HoldOut, responses=ONE_OBJECT)
 def place_hold(
     body: NewHold, request: Request, principal: Principal = Depends(gate("holds.manage"))
 ) -> dict:
@@ -96,7 +103,7 @@ def place_hold(
     )
 
 
-@router.post("/holds/{hold_id}/release", status_code=204)
+@router.post("/holds/{hold_id}/release", status_code=204, responses=CHANGE)
 def release_hold(
     hold_id: str,
     body: Decision,

@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import current_device
+from api.schemas import uploads as out
+from api.schemas.problems import problems
 from evidence.accounts.models import Device
 from evidence.ingest import service
 from evidence.ingest.models import UploadState
@@ -36,7 +38,15 @@ class Declaration(BaseModel):
     source: Source | None = None
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    response_model=out.UploadDeclaredOut,
+    responses={
+        200: {"model": out.UploadExistsOut, "description": "the store has these bytes already"},
+        **problems(401, 409, 413, 422, 503, 507),
+    },
+)
 def declare(
     body: Declaration, request: Request, device: Device = Depends(current_device)
 ) -> JSONResponse:
@@ -63,7 +73,12 @@ def declare(
     )
 
 
-@router.post("/{upload_id}/complete", status_code=202)
+@router.post(
+    "/{upload_id}/complete",
+    status_code=202,
+    response_model=out.UploadCompletedOut,
+    responses=problems(401, 404, 409, 422, 503),
+)
 def complete(
     upload_id: str, request: Request, device: Device = Depends(current_device)
 ) -> JSONResponse:
@@ -81,6 +96,8 @@ def complete(
     )
 
 
-@router.get("/{upload_id}")
+@router.get(
+    "/{upload_id}", response_model=out.UploadStatusOut, responses=problems(401, 404, 422, 503)
+)
 def status(upload_id: str, request: Request, device: Device = Depends(current_device)) -> dict:
     return dataclasses.asdict(service.upload_status(request.app.state.ctx, device, upload_id))
