@@ -1,0 +1,77 @@
+"""Free-text search of clips through an index on each engine (docs/search.md).
+
+What is searched: a clip's file name and camera serial, every name it was docked under,
+its tags, and the bookmark notes the searcher's side may read (evidence.access.side); an
+exact SHA-256 or clip id finds that clip too. Matching is by substring, any case.
+
+- SQLite: the FTS5 table `clip_search_text` (trigram tokenizer), written by triggers
+  (migration 0015) whenever those rows change;
+- PostgreSQL: `ILIKE '%text%'` on the same columns, each with a pg_trgm GIN index.
+
+Trigrams need three characters: shorter text could use no index and is refused.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, Select, column, or_, select, table, union
+from sqlalchemy.orm import InstrumentedAttribute
+
+from evidence.access import Principal, note_authors
+from evidence.cameras.models import ClipName
+from evidence.clips.models import Bookmark, Clip, ClipTag
+from evidence.db import SEARCH_TABLE
+from evidence.errors import InvalidInput
+
+MIN_CHARS = 3
+MAX_CHARS = 200
+
+_fts = table(SEARCH_TABLE, column("clip_id"), column("author"), column("body"))
+
+
+def check_text(text: str) -> str:
+    text = text.strip()
+    if len(text) < MIN_CHARS:
+        raise InvalidInput(
+            f"search text needs at least {MIN_CHARS} characters (the index matches runs of "
+            "three); for a tag or an officer use their own filters"
+        )
+    if len(text) > MAX_CHARS:
+        raise InvalidInput(f"search text is at most {MAX_CHARS} characters")
+    return text
+
+
+def text_match(dialect: str, principal: Principal, text: str) -> ColumnElement[bool]:
+    """A WHERE clause on Clip: the clips whose searchable text contains `text`."""
+    text = check_text(text)
+    exact = [
+        select(Clip.id).where(Clip.sha256 == text.lower()),
+        select(Clip.id).where(Clip.id == text),
+    ]
+    found = _sqlite(principal, text) if dialect == "sqlite" else _postgres(principal, text)
+    return Clip.id.in_(union(*found, *exact))
+
+
+def _sqlite(principal: Principal, text: str) -> list[Select]:
+    phrase = '"' + text.replace('"', '""') + '"'  # one FTS5 phrase: no query syntax
+    readable = or_(_fts.c.author.is_(None), _fts.c.author.in_(note_authors(principal)))
+    return [select(_fts.c.clip_id).where(_fts.c.body.match(phrase), readable)]
+
+
+def _postgres(principal: Principal, text: str) -> list[Select]:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = f"%{escaped}%"
+
+    def has(col: InstrumentedAttribute[str] | InstrumentedAttribute[str | None]):  # type: ignore[no-untyped-def]
+        return col.ilike(pattern, escape="\\")
+
+    return [
+        select(Clip.id).where(has(Clip.filename)),
+        select(Clip.id).where(has(Clip.camera_serial)),
+        # Every name the clip was docked under, a byte-identical twin's too.
+        select(ClipName.clip_id).where(has(ClipName.filename)),
+        select(ClipTag.clip_id).where(has(ClipTag.tag)),
+        # Only notes the searcher may read: a match would tell what the other side wrote.
+        select(Bookmark.clip_id).where(
+            has(Bookmark.note), Bookmark.user_id.in_(note_authors(principal))
+        ),
+    ]
