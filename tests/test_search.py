@@ -161,6 +161,8 @@ def test_free_text_needs_three_characters_and_says_so(ctx: Context) -> None:
     for short in ("ab", " x ", "%"):
         with pytest.raises(InvalidInput, match="at least 3 characters"):
             service.search(ctx, eo, SearchFilters(text=short))
+    with pytest.raises(InvalidInput, match="control characters"):
+        service.search(ctx, eo, SearchFilters(text="clip\x00' OR 1=1"))
 
 
 def test_an_officer_sees_their_own_clips_and_their_cases_only(ctx: Context) -> None:

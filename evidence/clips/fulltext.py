@@ -1,8 +1,8 @@
 """Free-text search of clips through an index on each engine (docs/search.md).
 
 What is searched: a clip's file name and camera serial, every name it was docked under,
-its tags, and the bookmark notes the searcher's side may read (evidence.access.side); an
-exact SHA-256 or clip id finds that clip too. Matching is by substring, any case.
+its tags, and the bookmark notes the searcher's side may read (evidence.access.side), by
+substring in any case. A whole SHA-256 or clip id is looked up instead: it finds that clip.
 
 - SQLite: the FTS5 table `clip_search_text` (trigram tokenizer), written by triggers
   (migration 0015) whenever those rows change;
@@ -13,6 +13,8 @@ Trigrams need three characters: shorter text could use no index and is refused.
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import ColumnElement, Select, column, or_, select, table, union
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -22,6 +24,8 @@ from evidence.clips.models import Bookmark, Clip, ClipTag
 from evidence.db import SEARCH_TABLE
 from evidence.errors import InvalidInput
 
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 MIN_CHARS = 3
 MAX_CHARS = 200
 
@@ -37,18 +41,23 @@ def check_text(text: str) -> str:
         )
     if len(text) > MAX_CHARS:
         raise InvalidInput(f"search text is at most {MAX_CHARS} characters")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        # No searchable text holds one, and FTS5 cannot take a NUL in a phrase.
+        raise InvalidInput("search text cannot hold control characters: type the words only")
     return text
 
 
 def text_match(dialect: str, principal: Principal, text: str) -> ColumnElement[bool]:
     """A WHERE clause on Clip: the clips whose searchable text contains `text`."""
     text = check_text(text)
-    exact = [
-        select(Clip.id).where(Clip.sha256 == text.lower()),
-        select(Clip.id).where(Clip.id == text),
-    ]
+    # A whole SHA-256 or clip id is looked up, not searched for: 60 trigrams, each in many
+    # texts, would make the slowest text search of all for what one index entry answers.
+    if _SHA256.fullmatch(text):
+        return Clip.sha256 == text.lower()
+    if _UUID.fullmatch(text):
+        return Clip.id == text.lower()
     found = _sqlite(principal, text) if dialect == "sqlite" else _postgres(principal, text)
-    return Clip.id.in_(union(*found, *exact))
+    return Clip.id.in_(found[0] if len(found) == 1 else union(*found))
 
 
 def _sqlite(principal: Principal, text: str) -> list[Select]:

@@ -92,23 +92,25 @@ def _groups(before: Cursor | None) -> list[tuple[ColumnElement[bool], tuple]]:
     return [(after, dated_order), (undated, undated_order)]
 
 
-def _ids_query(
+def _page_query(
     parts: Sequence[ColumnElement[bool]],
     where: Sequence[ColumnElement[bool]],
     group: ColumnElement[bool],
     order: tuple,
     n: int,
 ) -> Select:
+    """The next n clips of one group: one query, each part of the rule its own branch."""
+    if len(parts) == 1:
+        return select(Clip).where(parts[0], group, *where).order_by(*order).limit(n)
     branches = [
         select(Clip.id, Clip.recorded_at).where(part, group, *where).order_by(*order).limit(n)
         for part in parts
     ]
-    if len(branches) == 1:
-        return branches[0]
+    # UNION (not ALL): a clip in two parts (an officer's own clip in their case) once.
     merged = union(*(select(*b.subquery().c) for b in branches)).subquery()
     dated = len(order) == 2
     by = (merged.c.recorded_at.desc(), merged.c.id.desc()) if dated else (merged.c.id.desc(),)
-    return select(merged.c.id, merged.c.recorded_at).order_by(*by).limit(n)
+    return select(Clip).join(merged, merged.c.id == Clip.id).order_by(*by).limit(n)
 
 
 def newest_first(
@@ -123,25 +125,29 @@ def newest_first(
     check_limit(limit)
     if not parts:
         return Page([], None)
-    rows: list[tuple[str, dt.datetime | None]] = []
+    clips: list[Clip] = []
     for group, order in _groups(before):
-        want = limit + 1 - len(rows)
+        want = limit + 1 - len(clips)
         if want <= 0:
             break
-        rows += [(r[0], r[1]) for r in s.execute(_ids_query(parts, where, group, order, want))]
-    more = len(rows) > limit
-    rows = rows[:limit]
-    found = {c.id: c for c in s.scalars(select(Clip).where(Clip.id.in_([r[0] for r in rows])))}
-    clips = [found[clip_id] for clip_id, _ in rows]
-    last = rows[-1] if rows and more else None
-    return Page(clips, Cursor(last[1], last[0]).encode() if last else None)
+        clips += s.scalars(_page_query(parts, where, group, order, want)).all()
+    more = len(clips) > limit
+    clips = clips[:limit]
+    last = clips[-1] if clips and more else None
+    return Page(clips, Cursor(last.recorded_at, last.id).encode() if last else None)
 
 
 def count_capped(
     s: Session, parts: Sequence[ColumnElement[bool]], where: Sequence[ColumnElement[bool]]
 ) -> int:
-    """How many clips match, counting no further than COUNT_CAP + 1 (shown as "1,000+")."""
+    """How many clips match, counting no further than COUNT_CAP + 1 (shown as "1,000+");
+    each part of the rule its own branch, as for a page."""
     if not parts:
         return 0
-    capped = select(Clip.id).where(or_(*parts), *where).limit(COUNT_CAP + 1).subquery()
-    return s.scalar(select(func.count()).select_from(capped)) or 0
+    n = COUNT_CAP + 1
+    branches = [select(Clip.id).where(part, *where).limit(n) for part in parts]
+    if len(branches) == 1:
+        counted = branches[0].subquery()
+    else:
+        counted = union(*(select(*b.subquery().c) for b in branches)).subquery()
+    return min(s.scalar(select(func.count()).select_from(counted)) or 0, n)
