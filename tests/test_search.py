@@ -17,7 +17,7 @@ from evidence.accounts.service import create_user
 from evidence.cameras.models import ClipName
 from evidence.cases import service as cases
 from evidence.cases.models import CaseItem
-from evidence.clips import service
+from evidence.clips import fulltext, service
 from evidence.clips.models import Bookmark, Clip
 from evidence.clips.paging import COUNT_CAP
 from evidence.clips.service import SearchFilters
@@ -90,9 +90,13 @@ def walk(ctx: Context, who: Principal, limit: int, **filters) -> list[str]:
     raise AssertionError("paging did not end")
 
 
+# Text few clips hold is looked up by the matching ids, text many hold (more than FEW) is
+# tested clip by clip on PostgreSQL: FEW = 0 takes every search here down the second path.
+@pytest.mark.parametrize("few", [fulltext.FEW, 0], ids=["few matches", "many matches"])
 def test_free_text_finds_by_file_name_docked_name_tag_note_and_camera_serial(
-    ctx: Context,
+    ctx: Context, few: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(fulltext, "FEW", few)
     eo = person(ctx, "eo", "evidence_officer")
     cps = person(ctx, "cps", "cps")
     by_name = add_clip(ctx, filename="AXON_20260301_Burglary.MP4", serial="X6039A1B2")

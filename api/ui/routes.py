@@ -30,7 +30,6 @@ from evidence.cameras import service as cameras
 from evidence.cases import service as cases
 from evidence.clips import service as clips
 from evidence.clips.custody import check_custody
-from evidence.clips.paging import COUNT_CAP
 from evidence.clips.service import SearchFilters
 from evidence.config import Settings
 from evidence.context import Context
@@ -383,10 +382,10 @@ def search_page(
         state=_blank(state),
     )
     try:
-        found = clips.search(ctx, principal, filters, before=before, limit=PER_PAGE, count=True)
+        found = clips.search(ctx, principal, filters, before=before, limit=PER_PAGE)
     except InvalidInput as exc:  # e.g. two characters of free text: say so over the form
         errors.append(str(exc))
-        found = clips.ClipPage([], None, 0)
+        found = clips.ClipPage([], None)
     open_cases = cases.list_cases(ctx, principal) if principal.role == Role.evidence_officer else []
     params = {
         k: v
@@ -406,8 +405,6 @@ def search_page(
         request,
         "search.html",
         items=found.items,
-        count=found.count,
-        count_cap=COUNT_CAP,
         before=before,
         next_before=found.next_before,
         params=params,

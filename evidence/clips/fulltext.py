@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import ColumnElement, Select, column, or_, select, table, union
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy import ColumnElement, Select, column, exists, false, or_, select, table, union
+from sqlalchemy.orm import Session
 
 from evidence.access import Principal, note_authors
 from evidence.cameras.models import ClipName
@@ -27,6 +27,8 @@ from evidence.errors import InvalidInput
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 MIN_CHARS = 3
+# Up to this many matching clips a search works from their ids (text_match).
+FEW = 5000
 MAX_CHARS = 200
 
 _fts = table(SEARCH_TABLE, column("clip_id"), column("author"), column("body"))
@@ -47,8 +49,16 @@ def check_text(text: str) -> str:
     return text
 
 
-def text_match(dialect: str, principal: Principal, text: str) -> ColumnElement[bool]:
-    """A WHERE clause on Clip: the clips whose searchable text contains `text`."""
+def text_match(s: Session, principal: Principal, text: str) -> ColumnElement[bool]:
+    """A WHERE clause on Clip: the clips whose searchable text contains `text`.
+
+    The index is asked first for up to FEW + 1 matching clips. Text that few clips hold
+    (nearly every search) becomes those clips' ids, so each page and the count look them up
+    instead of searching again. Text that many hold ("INC", a camera maker) would make a set
+    of a fifth of the store to sort; on PostgreSQL it becomes a test of each clip instead,
+    which a page makes along the newest-first index until it has its 25. SQLite keeps the
+    set (its FTS5 table cannot be asked about one clip cheaply): see docs/search.md.
+    """
     text = check_text(text)
     # A whole SHA-256 or clip id is looked up, not searched for: 60 trigrams, each in many
     # texts, would make the slowest text search of all for what one index entry answers.
@@ -56,8 +66,15 @@ def text_match(dialect: str, principal: Principal, text: str) -> ColumnElement[b
         return Clip.sha256 == text.lower()
     if _UUID.fullmatch(text):
         return Clip.id == text.lower()
-    found = _sqlite(principal, text) if dialect == "sqlite" else _postgres(principal, text)
-    return Clip.id.in_(found[0] if len(found) == 1 else union(*found))
+    sqlite = s.get_bind().dialect.name == "sqlite"
+    sources = _sqlite(principal, text) if sqlite else _postgres(principal, text)
+    matching = sources[0] if len(sources) == 1 else union(*sources)
+    few = list(s.scalars(select(matching.subquery().c[0]).limit(FEW + 1)))
+    if len(few) <= FEW:
+        return Clip.id.in_(few) if few else false()
+    if sqlite:
+        return Clip.id.in_(matching)
+    return _postgres_per_clip(principal, text)
 
 
 def _sqlite(principal: Principal, text: str) -> list[Select]:
@@ -66,21 +83,36 @@ def _sqlite(principal: Principal, text: str) -> list[Select]:
     return [select(_fts.c.clip_id).where(_fts.c.body.match(phrase), readable)]
 
 
+def _pattern(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def _postgres(principal: Principal, text: str) -> list[Select]:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    pattern = f"%{escaped}%"
-
-    def has(col: InstrumentedAttribute[str] | InstrumentedAttribute[str | None]):  # type: ignore[no-untyped-def]
-        return col.ilike(pattern, escape="\\")
-
+    pattern = _pattern(text)
     return [
-        select(Clip.id).where(has(Clip.filename)),
-        select(Clip.id).where(has(Clip.camera_serial)),
+        select(Clip.id).where(Clip.filename.ilike(pattern, escape="\\")),
+        select(Clip.id).where(Clip.camera_serial.ilike(pattern, escape="\\")),
         # Every name the clip was docked under, a byte-identical twin's too.
-        select(ClipName.clip_id).where(has(ClipName.filename)),
-        select(ClipTag.clip_id).where(has(ClipTag.tag)),
+        select(ClipName.clip_id).where(ClipName.filename.ilike(pattern, escape="\\")),
+        select(ClipTag.clip_id).where(ClipTag.tag.ilike(pattern, escape="\\")),
         # Only notes the searcher may read: a match would tell what the other side wrote.
         select(Bookmark.clip_id).where(
-            has(Bookmark.note), Bookmark.user_id.in_(note_authors(principal))
+            Bookmark.note.ilike(pattern, escape="\\"), Bookmark.user_id.in_(note_authors(principal))
         ),
     ]
+
+
+def _postgres_per_clip(principal: Principal, text: str) -> ColumnElement[bool]:
+    """The same test as `_postgres`, asked of each clip (by its primary keys' indexes)."""
+    pattern = _pattern(text)
+    return or_(
+        Clip.filename.ilike(pattern, escape="\\"),
+        Clip.camera_serial.ilike(pattern, escape="\\"),
+        exists().where(ClipName.clip_id == Clip.id, ClipName.filename.ilike(pattern, escape="\\")),
+        exists().where(ClipTag.clip_id == Clip.id, ClipTag.tag.ilike(pattern, escape="\\")),
+        exists().where(
+            Bookmark.clip_id == Clip.id,
+            Bookmark.note.ilike(pattern, escape="\\"),
+            Bookmark.user_id.in_(note_authors(principal)),
+        ),
+    )

@@ -99,10 +99,10 @@ def search(
         where.append(Clip.id.in_(select(ClipTag.clip_id).where(ClipTag.tag == f.tag)))
     if f.state:
         where.append(Clip.state == f.state)
-    if f.text:
-        where.append(fulltext.text_match(ctx.db.dialect, principal, f.text))
     parts = clip_filter_parts(principal, footage=False)
     with ctx.db.session() as s:
+        if f.text:
+            where.append(fulltext.text_match(s, principal, f.text))
         page = paging.newest_first(s, parts, where, before=cursor, limit=limit)
         total = paging.count_capped(s, parts, where) if count else None
         tags = _tags_of(s, [c.id for c in page.clips])
