@@ -55,9 +55,9 @@ def text_match(s: Session, principal: Principal, text: str) -> ColumnElement[boo
     The index is asked first for up to FEW + 1 matching clips. Text that few clips hold
     (nearly every search) becomes those clips' ids, so each page and the count look them up
     instead of searching again. Text that many hold ("INC", a camera maker) would make a set
-    of a fifth of the store to sort; on PostgreSQL it becomes a test of each clip instead,
-    which a page makes along the newest-first index until it has its 25. SQLite keeps the
-    set (its FTS5 table cannot be asked about one clip cheaply): see docs/search.md.
+    of a fifth of the store to sort; it becomes a test of each clip instead (LIKE on its own
+    rows, found by their primary keys), which a page makes along the newest-first index, or
+    along a narrower filter's, until it has its 25 (docs/search.md).
     """
     text = check_text(text)
     # A whole SHA-256 or clip id is looked up, not searched for: 60 trigrams, each in many
@@ -72,9 +72,7 @@ def text_match(s: Session, principal: Principal, text: str) -> ColumnElement[boo
     few = list(s.scalars(select(matching.subquery().c[0]).limit(FEW + 1)))
     if len(few) <= FEW:
         return Clip.id.in_(few) if few else false()
-    if sqlite:
-        return Clip.id.in_(matching)
-    return _postgres_per_clip(principal, text)
+    return _per_clip(principal, text)
 
 
 def _sqlite(principal: Principal, text: str) -> list[Select]:
@@ -102,8 +100,9 @@ def _postgres(principal: Principal, text: str) -> list[Select]:
     ]
 
 
-def _postgres_per_clip(principal: Principal, text: str) -> ColumnElement[bool]:
-    """The same test as `_postgres`, asked of each clip (by its primary keys' indexes)."""
+def _per_clip(principal: Principal, text: str) -> ColumnElement[bool]:
+    """The same test as the index's, asked of one clip at a time (on SQLite ILIKE is
+    `lower(x) LIKE lower(y)`: the same match, any case)."""
     pattern = _pattern(text)
     return or_(
         Clip.filename.ilike(pattern, escape="\\"),

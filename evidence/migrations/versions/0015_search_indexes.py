@@ -11,8 +11,8 @@ step; on PostgreSQL pg_trgm GIN indexes on the same columns, which the planner k
 itself. Neither is an ORM model: `evidence.db.described_by_models` keeps them out of the
 comparison of models and migrations.
 
-Sorting and paging: newest recorded first, then by id, so `(recorded_at, id)` and, for the
-officer's own clips, `(officer_id, recorded_at, id)` replace the single-column indexes.
+Sorting and paging: newest recorded first, then by id, so `(recorded_at, id)` and
+`(officer_id | state | category, recorded_at, id)` replace the single-column indexes.
 """
 
 from alembic import op
@@ -21,6 +21,10 @@ revision = "0015"
 down_revision = "0014"
 branch_labels = None
 depends_on = None
+
+# Filters whose single-column index becomes (column, recorded_at, id): the filtered list's
+# pages come off it in order. recorded_at's own becomes (recorded_at, id).
+SORTED_BY = ("officer_id", "state", "category")
 
 # (table, column) pairs searched as free text on PostgreSQL, each with a trigram GIN index.
 TRIGRAM_COLUMNS = (
@@ -111,9 +115,10 @@ def _trigger_names() -> list[tuple[str, str]]:
 
 def upgrade() -> None:
     op.drop_index("ix_clips_recorded_at", table_name="clips")
-    op.drop_index("ix_clips_officer_id", table_name="clips")
     op.create_index("ix_clips_recorded_at_id", "clips", ["recorded_at", "id"])
-    op.create_index("ix_clips_officer_recorded_at_id", "clips", ["officer_id", "recorded_at", "id"])
+    for column in SORTED_BY:
+        op.drop_index(f"ix_clips_{column}", table_name="clips")
+        op.create_index(f"ix_clips_{column}_recorded_at_id", "clips", [column, "recorded_at", "id"])
     if op.get_bind().dialect.name == "sqlite":
         op.execute(
             "CREATE VIRTUAL TABLE clip_search_text USING fts5("
@@ -141,7 +146,8 @@ def downgrade() -> None:
     else:
         for table, column in TRIGRAM_COLUMNS:
             op.execute(f"DROP INDEX ix_trgm_{table}_{column}")
-    op.drop_index("ix_clips_officer_recorded_at_id", table_name="clips")
+    for column in SORTED_BY:
+        op.drop_index(f"ix_clips_{column}_recorded_at_id", table_name="clips")
+        op.create_index(f"ix_clips_{column}", "clips", [column])
     op.drop_index("ix_clips_recorded_at_id", table_name="clips")
-    op.create_index("ix_clips_officer_id", "clips", ["officer_id"])
     op.create_index("ix_clips_recorded_at", "clips", ["recorded_at"])
