@@ -229,3 +229,74 @@ def test_a_cursor_it_did_not_give_out_is_refused_and_the_count_is_capped(ctx: Co
     assert COUNT_CAP == 1000  # the UI prints "1,000+" beyond it
     add_clip(ctx)
     assert service.search(ctx, eo, SearchFilters(), count=True).count == 1
+
+
+def test_the_api_and_the_ui_page_by_cursor(ctx: Context) -> None:
+    """Over HTTP: GET /api/v1/clips and /clips/unattributed answer items and next_before; the
+    UI's lists link "Older →" and "← Newest", and say why two characters find nothing."""
+    import re
+
+    import httpx
+
+    from api.ui.session import LOGIN_COOKIE
+    from tests.fixtures.api import running_api
+    from tests.fixtures.people import make_force
+
+    mine = [
+        add_clip(ctx, officer="PC1234", recorded_at=START + dt.timedelta(hours=i))
+        for i in range(30)
+    ]
+    waiting = [add_clip(ctx, officer=None) for _ in range(3)]
+    with running_api(ctx.settings) as url, httpx.Client(base_url=url, timeout=30) as http:
+        f = make_force(ctx, http)
+        ids, before = [], None
+        while True:
+            params = {"limit": 7, **({"before": before} if before else {})}
+            r = http.get("/api/v1/clips", headers=f.as_("pc_smith"), params=params)
+            assert r.status_code == 200, r.text
+            ids += [c["id"] for c in r.json()["items"]]
+            before = r.json()["next_before"]
+            if before is None:
+                break
+        assert ids == mine[::-1]  # newest first, each once
+        short = http.get("/api/v1/clips", headers=f.as_("eo_brown"), params={"q": "ab"})
+        assert short.status_code == 400 and "at least 3 characters" in short.json()["detail"]
+        bad = http.get("/api/v1/clips", headers=f.as_("eo_brown"), params={"before": "x"})
+        assert bad.status_code == 400 and "next_before" in bad.json()["detail"]
+        assert (
+            http.get("/api/v1/clips", headers=f.as_("eo_brown"), params={"limit": 101}).status_code
+            == 422
+        )
+        queue = http.get(
+            "/api/v1/clips/unattributed", headers=f.as_("eo_brown"), params={"limit": 2}
+        )
+        rest = http.get(
+            "/api/v1/clips/unattributed",
+            headers=f.as_("eo_brown"),
+            params={"limit": 2, "before": queue.json()["next_before"]},
+        )
+        assert {c["id"] for c in queue.json()["items"] + rest.json()["items"]} == set(waiting)
+        assert rest.json()["next_before"] is None
+
+        with httpx.Client(base_url=url, timeout=30) as browser:
+            browser.get("/ui/login")
+            signed = browser.post(
+                "/ui/login",
+                data={
+                    "username": "pc_smith",
+                    "password": PASSWORD,
+                    "acknowledge": "yes",
+                    "nonce": browser.cookies.get(LOGIN_COOKIE, ""),
+                    "next": "",
+                },
+            )
+            assert signed.status_code == 303
+            first = browser.get("/ui/clips").text
+            assert first.count("data-clip-id=") >= 24 and "Older →" in first
+            older = re.search(r'href="(/ui/clips\?[^"]*before=[^"]+)" rel="next"', first)
+            assert older is not None
+            second = browser.get(older.group(1).replace("&amp;", "&")).text
+            assert "← Newest" in second and 'rel="next"' not in second
+            listed = set(re.findall(r'data-clip-id="([^"]+)"', first + second))
+            assert listed == set(mine)
+            assert "at least 3 characters" in browser.get("/ui/clips", params={"q": "ab"}).text

@@ -34,10 +34,17 @@ MAX_CHARS = 200
 _fts = table(SEARCH_TABLE, column("clip_id"), column("author"), column("body"))
 
 
+class SearchTextTooShort(InvalidInput):
+    """Free text the indexes cannot look up: a request to fix, 400."""
+
+    status = 400
+    title = "Search text too short"
+
+
 def check_text(text: str) -> str:
     text = text.strip()
     if len(text) < MIN_CHARS:
-        raise InvalidInput(
+        raise SearchTextTooShort(
             f"search text needs at least {MIN_CHARS} characters (the index matches runs of "
             "three); for a tag or an officer use their own filters"
         )

@@ -35,6 +35,13 @@ DEFAULT_LIMIT = 25
 COUNT_CAP = 1000
 
 
+class UnknownCursor(InvalidInput):
+    """A `before` this list did not give out (edited, or from another list): 400."""
+
+    status = 400
+    title = "Unknown page cursor"
+
+
 @dataclass(frozen=True)
 class Cursor:
     """Where a page ends: its last clip's recording time (None: not recorded) and id."""
@@ -58,7 +65,7 @@ class Cursor:
             if when is not None and when.tzinfo is None:
                 raise ValueError("no time zone")
         except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
-            raise InvalidInput(
+            raise UnknownCursor(
                 "before is not a cursor this list gave out: use a page's next_before as it "
                 "is, or leave before out to start from the newest clips"
             ) from exc
