@@ -60,8 +60,8 @@ class SearchFilters:
 @dataclass(frozen=True)
 class ClipPage:
     """One page of a clip list (evidence/clips/paging.py): its clips' summaries, the cursor
-    of the next (older) page or None at the end, and, when asked for, how many clips match,
-    counted up to paging.COUNT_CAP + 1 (more is shown as "1,000+")."""
+    of the next (older) page or None at the end, and, where the list counts (the unattributed
+    queue), how many clips match, counted up to paging.COUNT_CAP + 1 ("1,000+")."""
 
     items: list[dict[str, Any]]
     next_before: str | None
@@ -75,10 +75,9 @@ def search(
     *,
     before: str | None = None,
     limit: int = paging.DEFAULT_LIMIT,
-    count: bool = False,
 ) -> ClipPage:
     """The clips `principal` may see that match `f`, newest recorded first, one page after
-    the cursor `before` (docs/search.md)."""
+    the cursor `before` (docs/search.md). No count: counting every match is the slow part."""
     require(principal, "clips.search")
     paging.check_limit(limit)
     cursor = paging.Cursor.decode(before) if before else None
@@ -104,10 +103,9 @@ def search(
         if f.text:
             where.append(fulltext.text_match(s, principal, f.text))
         page = paging.newest_first(s, parts, where, before=cursor, limit=limit)
-        total = paging.count_capped(s, parts, where) if count else None
         tags = _tags_of(s, [c.id for c in page.clips])
         items = [summary(c, tags.get(c.id, [])) for c in page.clips]
-        return ClipPage(items, page.next_before, total)
+        return ClipPage(items, page.next_before)
 
 
 def _tags_of(s: Session, clip_ids: list[str]) -> dict[str, list[str]]:
