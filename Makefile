@@ -70,9 +70,13 @@ test-fast: $(STAMP) lint
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
 	exit $$rc
 
+# SEARCH_ROWS: clips the search benchmark loads on each engine (10^6 takes minutes).
+SEARCH_ROWS ?= 1000000
+
 bench: $(STAMP)
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/scrub.py
+	$(BIN)/python bench/search.py --rows $(SEARCH_ROWS)
 
 # The docking agent alone, as a wheel a docking PC installs without the server's dependencies
 # (docs/dock.md): deploy/dock-package/pyproject.toml and a copy of evidence_dock, built apart

@@ -141,20 +141,29 @@ def _clips_in(cases: Select[tuple[str]]) -> ColumnElement[bool]:
     return Clip.id.in_(select(CaseItem.clip_id).where(CaseItem.case_id.in_(cases)))
 
 
-def clip_filter(principal: Principal, *, footage: bool) -> ColumnElement[bool]:
-    """A WHERE clause selecting the clips `principal` may see (`footage`: may play)."""
+def clip_filter_parts(principal: Principal, *, footage: bool) -> list[ColumnElement[bool]]:
+    """The clips `principal` may see (`footage`: may play), as conditions whose OR is the rule
+    (none: nothing). A list sorted and paged runs each part as its own query and merges them
+    (evidence/clips/paging.py): "own clips OR clips of my cases" in one WHERE makes the planner
+    scan, while each part alone walks an index (docs/search.md)."""
     role = principal.role
     member = _clips_in(_member_cases_of(principal))
     if role == Role.evidence_officer:
-        return true()
+        return [true()]
     if role == Role.officer:
-        own = Clip.officer_id == principal.officer_id if principal.officer_id else false()
-        return or_(own, member)
+        own = [Clip.officer_id == principal.officer_id] if principal.officer_id else []
+        return [*own, member]
     if role == Role.cps:
-        return or_(_clips_in(_active_shares_of(principal)), member)
+        return [_clips_in(_active_shares_of(principal)), member]
     if role == Role.auditor:
-        return true() if not footage else Clip.id.in_(_granted_clips_of(principal))
-    return false()  # admin: manages the system, sees no footage
+        return [true()] if not footage else [Clip.id.in_(_granted_clips_of(principal))]
+    return []  # admin: manages the system, sees no footage
+
+
+def clip_filter(principal: Principal, *, footage: bool) -> ColumnElement[bool]:
+    """A WHERE clause selecting the clips `principal` may see (`footage`: may play)."""
+    parts = clip_filter_parts(principal, footage=footage)
+    return or_(*parts) if parts else false()
 
 
 def case_filter(principal: Principal) -> ColumnElement[bool]:
@@ -243,11 +252,15 @@ def side(role: Role | str) -> str:
     return "cps" if Role(role) == Role.cps else "force"
 
 
+def note_authors(principal: Principal) -> Select[tuple[str]]:
+    """The users whose bookmark notes `principal` may read: those of their side."""
+    cps = User.role == Role.cps.value
+    return select(User.id).where(cps if side(principal.role) == "cps" else ~cps)
+
+
 def bookmark_filter(principal: Principal) -> ColumnElement[bool]:
     """A WHERE clause on Bookmark: the bookmarks whose notes `principal` may read (their side's)."""
-    cps = User.role == Role.cps.value
-    authors = select(User.id).where(cps if side(principal.role) == "cps" else ~cps)
-    return Bookmark.user_id.in_(authors)
+    return Bookmark.user_id.in_(note_authors(principal))
 
 
 def custody_entry_visible(principal: Principal, entry: dict[str, Any], bookmarks: set[str]) -> bool:

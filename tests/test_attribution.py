@@ -272,9 +272,8 @@ def test_a_docked_camera_folder_is_attributed_by_the_register(
         assert _ids(f, "pc_jones") == {vb400.id}
         # The rest wait in the evidence officers' queue.
         queue = _ok(http.get("/api/v1/clips/unattributed", headers=eo))
-        assert {c["id"] for c in queue["items"]} == {tagged.id, anonymous.id} and queue[
-            "total"
-        ] == 2
+        assert {c["id"] for c in queue["items"]} == {tagged.id, anonymous.id}
+        assert queue["next_before"] is None  # the whole queue on one page
         assert http.get("/api/v1/clips/unattributed", headers=f.as_("pc_smith")).status_code == 403
 
         # An evidence officer attributes the anonymous clip, with a reason.
@@ -292,7 +291,8 @@ def test_a_docked_camera_folder_is_attributed_by_the_register(
         done = _ok(http.post(path, headers=eo, json={"officer_id": "PC1234", "reason": reason}))
         assert done["officer_id"] == "PC1234" and done["reason"] == reason
         assert _ids(f, "pc_smith") == {axon.id, anonymous.id}
-        assert _ok(http.get("/api/v1/clips/unattributed", headers=eo))["total"] == 1
+        queue = _ok(http.get("/api/v1/clips/unattributed", headers=eo))
+        assert {c["id"] for c in queue["items"]} == {tagged.id}
         history = _ok(http.get(path, headers=f.as_("pc_smith")))["items"]
         assert [(h["actor"], h["officer_id"], h["officer_how"], h["reason"]) for h in history] == [
             ("system:worker", None, None, None),

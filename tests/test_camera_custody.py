@@ -242,7 +242,7 @@ def test_a_read_only_multi_vendor_card_is_docked_attributed_seen_and_stated(
         )
 
         def clips() -> list[dict]:
-            return store.get("/api/v1/clips", eo, per_page="50").json()["items"]
+            return store.get("/api/v1/clips", eo, limit="50").json()["items"]
 
         wait_until(
             lambda: len([c for c in clips() if c["state"] in ("ready", "stored")]) == 3,

@@ -75,8 +75,12 @@ def test_search_filters(force) -> None:
     }
     f.http.post(f"/api/v1/clips/{ids['other']}/tags", headers=f.as_(eo), json={"tag": "INC-42"})
     assert search_ids(f, eo, tag="INC-42") == {ids["other"]}
-    page = f.http.get("/api/v1/clips", headers=f.as_(eo), params={"per_page": 1, "page": 2}).json()
-    assert page["total"] == 2 and len(page["items"]) == 1
+    first = f.http.get("/api/v1/clips", headers=f.as_(eo), params={"limit": 1}).json()
+    assert len(first["items"]) == 1 and first["next_before"]
+    params = {"limit": 1, "before": first["next_before"]}
+    second = f.http.get("/api/v1/clips", headers=f.as_(eo), params=params).json()
+    assert len(second["items"]) == 1 and second["next_before"] is None
+    assert {first["items"][0]["id"], second["items"][0]["id"]} == {ids["own"], ids["other"]}
 
 
 @sqlite_only

@@ -731,8 +731,8 @@ def test_another_officers_clip_is_not_found(world: World) -> None:
     # Searching cannot reach it either, whatever the filter or wildcard.
     for params in (
         {"officer_id": "PC1234"},
-        {"q": "%"},
-        {"q": "_"},
+        {"q": "%%%"},
+        {"q": "___"},
         {"tag": world.tag},
         {"case_id": world.case_id},
         {"q": "' OR '1'='1"},

@@ -38,12 +38,14 @@ def search_clips(
     case_id: str | None = None,
     category: str | None = None,
     tag: str | None = None,
-    q: str | None = Query(None, max_length=200),
+    q: str | None = Query(None, max_length=200, description="3 characters or more"),
     state: str | None = None,
-    page: int = Query(1, ge=1, le=MAX_BIGINT // 100),  # the row offset must fit too
-    per_page: int = Query(25, ge=1, le=100),
+    limit: int = Query(25, ge=1, le=100),
+    before: str | None = Query(None, max_length=200, description="a page's next_before"),
     principal: Principal = Depends(gate("clips.search")),
 ) -> dict:
+    """Newest recorded first, a page at a time: the next page is `before=` the previous
+    page's `next_before` (null on the last page; docs/search.md)."""
     filters = SearchFilters(
         officer_id,
         device_id,
@@ -55,8 +57,8 @@ def search_clips(
         q,
         state,
     )
-    items, total = service.search(_ctx(request), principal, filters, page=page, per_page=per_page)
-    return {"items": items, "total": total, "page": page, "per_page": per_page}
+    page = service.search(_ctx(request), principal, filters, before=before, limit=limit)
+    return {"items": page.items, "next_before": page.next_before}
 
 
 def _utc(t: dt.datetime | None) -> dt.datetime | None:
@@ -70,12 +72,13 @@ def _utc(t: dt.datetime | None) -> dt.datetime | None:
 def unattributed_clips(
     request: Request,
     limit: int = Query(25, ge=1, le=100),
-    offset: int = Query(0, ge=0, le=MAX_BIGINT // 2),
+    before: str | None = Query(None, max_length=200, description="a page's next_before"),
     principal: Principal = Depends(gate("clips.attribute")),
 ) -> dict:
-    """Clips no officer is attributed to: the evidence officers' queue (docs/cameras.md)."""
-    items, total = cameras.unattributed_clips(_ctx(request), principal, limit, offset)
-    return {"items": items, "total": total, "limit": limit, "offset": offset}
+    """Clips no officer is attributed to: the evidence officers' queue (docs/cameras.md),
+    paged as GET /clips is."""
+    page = cameras.unattributed_clips(_ctx(request), principal, before=before, limit=limit)
+    return {"items": page.items, "next_before": page.next_before}
 
 
 @router.get(

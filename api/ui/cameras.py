@@ -20,6 +20,7 @@ from api.ui.render import UIRoute, render, see_other
 from api.ui.session import csrf_protect
 from evidence.access import Principal
 from evidence.cameras import service as cameras
+from evidence.clips.paging import COUNT_CAP
 from evidence.context import Context
 from evidence.errors import Conflict, InvalidInput, NotFound
 
@@ -149,19 +150,20 @@ def change_state(
 @router.get("/clips/unattributed")
 def unattributed_page(
     request: Request,
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    before: Annotated[str | None, Query(max_length=200)] = None,
     principal: Principal = Depends(ui_gate("clips.attribute")),
 ) -> Response:
-    items, total = cameras.unattributed_clips(
-        _ctx(request), principal, limit=PER_PAGE, offset=(page - 1) * PER_PAGE
+    found = cameras.unattributed_clips(
+        _ctx(request), principal, before=before, limit=PER_PAGE, count=True
     )
     return render(
         request,
         "unattributed.html",
-        items=items,
-        total=total,
-        page=page,
-        pages=max(1, -(-total // PER_PAGE)),
+        items=found.items,
+        count=found.count,
+        count_cap=COUNT_CAP,
+        before=before,
+        next_before=found.next_before,
     )
 
 

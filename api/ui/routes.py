@@ -365,7 +365,7 @@ def search_page(
     state: Annotated[str | None, Query(max_length=16)] = None,
     case: Annotated[str | None, Query(max_length=36)] = None,
     view: Annotated[str, Query(pattern="^(list|grid)$")] = "list",
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    before: Annotated[str | None, Query(max_length=200)] = None,
     principal: Principal = Depends(ui_gate("clips.search")),
 ) -> Response:
     ctx = _ctx(request)
@@ -381,7 +381,11 @@ def search_page(
         text=_blank(q),
         state=_blank(state),
     )
-    items, total = clips.search(ctx, principal, filters, page=page, per_page=PER_PAGE)
+    try:
+        found = clips.search(ctx, principal, filters, before=before, limit=PER_PAGE)
+    except InvalidInput as exc:  # e.g. two characters of free text: say so over the form
+        errors.append(str(exc))
+        found = clips.ClipPage([], None)
     open_cases = cases.list_cases(ctx, principal) if principal.role == Role.evidence_officer else []
     params = {
         k: v
@@ -400,17 +404,17 @@ def search_page(
     return render(
         request,
         "search.html",
-        items=items,
-        total=total,
-        page=page,
-        per_page=PER_PAGE,
-        pages=max(1, -(-total // PER_PAGE)),
+        items=found.items,
+        before=before,
+        next_before=found.next_before,
         params=params,
         view=view,
         errors=errors,
         categories=ctx.settings.categories,
         cases=open_cases,
-        query=lambda **extra: urlencode({**params, "view": view, **extra}),
+        query=lambda **extra: urlencode(
+            {k: v for k, v in {**params, "view": view, **extra}.items() if v is not None}
+        ),
         thumbnails=principal.role != Role.auditor,  # auditors play footage only with a grant
         filtered=bool(params),
     )

@@ -28,13 +28,14 @@ from evidence.cameras.models import (
     CameraState,
     ClipAttribution,
 )
+from evidence.clips import paging
 from evidence.clips.models import Clip, ClipState
+from evidence.clips.service import ClipPage, summary
 from evidence.context import Context
 from evidence.errors import Conflict, InvalidInput, NotFound
 from evidence.ingest.service import ledger_text
 
 CLI_ACTOR = "system:cli"
-MAX_PAGE = 100
 RECENT = dt.timedelta(days=30)
 _SERIAL = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,63}$")
 _OFFICER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
@@ -380,27 +381,25 @@ def attribution_history(
 
 
 def unattributed_clips(
-    ctx: Context, principal: Principal, limit: int = 25, offset: int = 0
-) -> tuple[list[dict[str, Any]], int]:
+    ctx: Context,
+    principal: Principal,
+    *,
+    before: str | None = None,
+    limit: int = paging.DEFAULT_LIMIT,
+    count: bool = False,
+) -> ClipPage:
     """Clips no officer is attributed to (nobody but evidence officers sees them), newest
-    docked first, with the total."""
-    from evidence.clips.service import summary
-
+    recorded first, one page after the cursor `before` (evidence/clips/paging.py)."""
     require(principal, "clips.attribute")
-    if not 1 <= limit <= MAX_PAGE or offset < 0:
-        raise InvalidInput(f"limit is 1 to {MAX_PAGE} and offset 0 or more")
-    where = and_(Clip.officer_id.is_(None), Clip.state.in_([s.value for s in ATTRIBUTABLE]))
+    paging.check_limit(limit)
+    cursor = paging.Cursor.decode(before) if before else None
+    parts = [Clip.officer_id.is_(None)]  # on (officer_id, recorded_at, id): in order
+    where = [Clip.state.in_([s.value for s in ATTRIBUTABLE])]
     with ctx.db.session() as s:
-        total = s.scalar(select(func.count()).select_from(Clip).where(where)) or 0
-        clips = s.scalars(
-            select(Clip)
-            .where(where)
-            .order_by(Clip.ingested_at.desc(), Clip.id)
-            .offset(offset)
-            .limit(limit)
-        ).all()
-        items = [{**summary(c, []), "camera_how": c.camera_how} for c in clips]
-        return items, total
+        page = paging.newest_first(s, parts, where, before=cursor, limit=limit)
+        total = paging.count_capped(s, parts, where) if count else None
+        items = [{**summary(c, []), "camera_how": c.camera_how} for c in page.clips]
+        return ClipPage(items, page.next_before, total)
 
 
 def _known_officer(s: Session, officer_id: str) -> bool:

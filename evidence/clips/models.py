@@ -4,7 +4,16 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from evidence.db import Base
@@ -23,23 +32,31 @@ class ClipState(enum.StrEnum):
 
 class Clip(Base):
     __tablename__ = "clips"
+    # Lists are newest recorded first, then by id, paged by a cursor on both (docs/search.md):
+    # these indexes give each page in order without sorting or counting the rest.
+    __table_args__ = (
+        Index("ix_clips_recorded_at_id", "recorded_at", "id"),
+        Index("ix_clips_officer_id_recorded_at_id", "officer_id", "recorded_at", "id"),
+        Index("ix_clips_state_recorded_at_id", "state", "recorded_at", "id"),
+        Index("ix_clips_category_recorded_at_id", "category", "recorded_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     # The same bytes docked twice are one clip: the original's hash is unique.
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     size: Mapped[int] = mapped_column(BigInteger)
-    state: Mapped[str] = mapped_column(String(16), index=True)
+    state: Mapped[str] = mapped_column(String(16))
     filename: Mapped[str | None] = mapped_column(String(255))
-    officer_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    officer_id: Mapped[str | None] = mapped_column(String(64))
     device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id"), index=True)
     camera_serial: Mapped[str | None] = mapped_column(String(64))
     # How the current camera and officer were worked out (evidence/cameras/attribution.py);
     # the history of attributions is in clip_attributions.
     camera_how: Mapped[str | None] = mapped_column(Text)
     officer_how: Mapped[str | None] = mapped_column(Text)
-    recorded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    recorded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     ingested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    category: Mapped[str | None] = mapped_column(String(64), index=True)
+    category: Mapped[str | None] = mapped_column(String(64))
     # Media facts from ffprobe; rationals stay strings ("30000/1001") so nothing is rounded.
     duration_ms: Mapped[int | None] = mapped_column(BigInteger)
     container: Mapped[str | None] = mapped_column(String(64))

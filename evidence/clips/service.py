@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from evidence import audit, clock
@@ -23,7 +23,7 @@ from evidence.access import (
     bookmark_filter,
     check_reason,
     client_address,
-    clip_filter,
+    clip_filter_parts,
     custody_entry_visible,
     custody_entry_withheld,
     require,
@@ -32,6 +32,7 @@ from evidence.access import (
 )
 from evidence.cameras.models import ClipName
 from evidence.cases.models import CaseItem
+from evidence.clips import fulltext, paging
 from evidence.clips.models import Bookmark, Clip, ClipTag, Derivative
 from evidence.context import Context
 from evidence.errors import Disposed, InvalidInput, NotFound
@@ -40,7 +41,6 @@ from evidence.ledger.models import LedgerEntry, LedgerRef
 from evidence.retention import service as retention
 from evidence.storage import ObjectInfo, original_key
 
-MAX_PAGE = 100
 _TAG = re.compile(r"^[\w][\w .:/-]{0,63}$")
 
 
@@ -57,13 +57,31 @@ class SearchFilters:
     state: str | None = None
 
 
+@dataclass(frozen=True)
+class ClipPage:
+    """One page of a clip list (evidence/clips/paging.py): its clips' summaries, the cursor
+    of the next (older) page or None at the end, and, where the list counts (the unattributed
+    queue), how many clips match, counted up to paging.COUNT_CAP + 1 ("1,000+")."""
+
+    items: list[dict[str, Any]]
+    next_before: str | None
+    count: int | None = None
+
+
 def search(
-    ctx: Context, principal: Principal, f: SearchFilters, *, page: int = 1, per_page: int = 25
-) -> tuple[list[dict[str, Any]], int]:
+    ctx: Context,
+    principal: Principal,
+    f: SearchFilters,
+    *,
+    before: str | None = None,
+    limit: int = paging.DEFAULT_LIMIT,
+) -> ClipPage:
+    """The clips `principal` may see that match `f`, newest recorded first, one page after
+    the cursor `before` (docs/search.md). No count: counting every match is the slow part."""
     require(principal, "clips.search")
-    if page < 1 or not 1 <= per_page <= MAX_PAGE:
-        raise InvalidInput(f"page starts at 1 and per_page is 1 to {MAX_PAGE}")
-    where = [clip_filter(principal, footage=False)]
+    paging.check_limit(limit)
+    cursor = paging.Cursor.decode(before) if before else None
+    where: list[ColumnElement[bool]] = []
     if f.officer_id:
         where.append(Clip.officer_id == f.officer_id)
     if f.device_id:
@@ -80,38 +98,14 @@ def search(
         where.append(Clip.id.in_(select(ClipTag.clip_id).where(ClipTag.tag == f.tag)))
     if f.state:
         where.append(Clip.state == f.state)
-    if f.text:
-        like = f"%{f.text.lower()}%"
-        where.append(
-            or_(
-                func.lower(Clip.filename).like(like),
-                func.lower(Clip.camera_serial).like(like),
-                # Every name the clip was docked under, a byte-identical twin's too.
-                Clip.id.in_(
-                    select(ClipName.clip_id).where(func.lower(ClipName.filename).like(like))
-                ),
-                Clip.sha256 == f.text.lower(),
-                Clip.id == f.text,
-                Clip.id.in_(select(ClipTag.clip_id).where(func.lower(ClipTag.tag).like(like))),
-                # Only notes the searcher may read: a match would tell what the other side wrote.
-                Clip.id.in_(
-                    select(Bookmark.clip_id).where(
-                        func.lower(Bookmark.note).like(like), bookmark_filter(principal)
-                    )
-                ),
-            )
-        )
+    parts = clip_filter_parts(principal, footage=False)
     with ctx.db.session() as s:
-        total = s.scalar(select(func.count()).select_from(Clip).where(and_(*where))) or 0
-        clips = s.scalars(
-            select(Clip)
-            .where(and_(*where))
-            .order_by(Clip.recorded_at.desc().nulls_last(), Clip.ingested_at.desc())
-            .offset((page - 1) * per_page)
-            .limit(per_page)
-        ).all()
-        tags = _tags_of(s, [c.id for c in clips])
-        return [summary(c, tags.get(c.id, [])) for c in clips], total
+        if f.text:
+            where.append(fulltext.text_match(s, principal, f.text))
+        page = paging.newest_first(s, parts, where, before=cursor, limit=limit)
+        tags = _tags_of(s, [c.id for c in page.clips])
+        items = [summary(c, tags.get(c.id, [])) for c in page.clips]
+        return ClipPage(items, page.next_before)
 
 
 def _tags_of(s: Session, clip_ids: list[str]) -> dict[str, list[str]]:

@@ -3,7 +3,7 @@
 from alembic import context
 
 import evidence.models  # noqa: F401  (registers every table)
-from evidence.db import Base, make_engine
+from evidence.db import Base, described_by_models, make_engine
 
 config = context.config
 target_metadata = Base.metadata
@@ -15,6 +15,7 @@ def run_migrations_offline() -> None:
         target_metadata=target_metadata,
         literal_binds=True,
         render_as_batch=True,
+        include_object=described_by_models,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -34,7 +35,12 @@ def run_migrations_online() -> None:
 
 
 def _run(connection) -> None:  # type: ignore[no-untyped-def]
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=True,
+        include_object=described_by_models,
+    )
     with context.begin_transaction():
         context.run_migrations()
 
