@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, text
@@ -47,6 +48,15 @@ _SEQUENCER_LOCK = 0x65766964656E6365 & 0x7FFFFFFFFFFFFFFF
 _NODES_PER_QUERY = 4000
 
 _LAST_ENTRY = text("SELECT idx, chain_hash FROM ledger_entries ORDER BY idx DESC LIMIT 1")
+_PG_LOCK = "SELECT pg_advisory_xact_lock(%s)"
+_PG_LAST_ENTRY = "SELECT idx, chain_hash FROM ledger_entries ORDER BY idx DESC LIMIT 1"
+_PG_INSERTS = (
+    "INSERT INTO ledger_entries (idx, entry, leaf_hash, chain_hash, type, at)"
+    " VALUES (%s, %s, %s, %s, %s, %s)",
+    "INSERT INTO ledger_refs (ref, idx) VALUES (%s, %s)",
+    "INSERT INTO ledger_nodes (level, position, hash) VALUES (%s, %s, %s)",
+    "INSERT INTO checkpoints (tree_size, root_hash, note, created_at) VALUES (%s, %s, %s, %s)",
+)
 
 # PostgreSQL: one fixed text for every proof, so that psycopg prepares it on a connection
 # after a few uses (prepare_threshold) and later proofs skip parsing and planning.
@@ -94,26 +104,45 @@ class _GroupCommit:
     """Leader/follower batching of standalone appends within one process.
 
     A caller queues its entry; if no batch is being written it becomes the leader, takes
-    the whole queue and writes it with `write_batch` (one transaction); the others wait
-    for that commit. Entries queued meanwhile form the next batch, so the batch grows with
-    the number of concurrent writers and one caller alone pays no wait.
+    the queue and writes it with `write_batch` (one transaction); the others wait for that
+    commit. Entries queued meanwhile form the next batch.
+
+    The callers of one batch all return together and most append again at once, so a new
+    leader that finds fewer entries queued than its predecessor wrote waits up to
+    `gather_s` for them (PostgreSQL's commit_delay, for the same reason): otherwise the
+    batches alternate between one entry and the rest, and the log pays twice the commits.
+    A lone caller has a predecessor batch of one and never waits.
     """
 
-    def __init__(self, write_batch: Callable[[list[dict[str, Any]]], list[Appended]]):
+    def __init__(
+        self,
+        write_batch: Callable[[list[dict[str, Any]]], list[Appended]],
+        gather_s: float = 0.002,
+    ):
         self._write_batch = write_batch
+        self._gather_s = gather_s
         self._cond = threading.Condition()
         self._queue: list[_Pending] = []
         self._writing = False
+        self._last_batch = 1
 
     def submit(self, entry: dict[str, Any]) -> Appended:
         mine = _Pending(entry)
         with self._cond:
             self._queue.append(mine)
+            self._cond.notify_all()  # a gathering leader counts the queue again
             while self._writing and not mine.done:
                 self._cond.wait()
             if not mine.done:
                 self._writing = True
+                deadline = time.monotonic() + self._gather_s
+                while len(self._queue) < self._last_batch:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
                 batch, self._queue = self._queue, []
+                self._last_batch = len(batch)
         if not mine.done:
             self._lead(batch)
         if mine.error is not None:
@@ -180,77 +209,69 @@ class Ledger:
         """Append entry objects in order, then sign one checkpoint for the new size."""
         if not entries:
             return []
-        self._take_sequencer(session)
         head = self._current_head(session)
         tree = head.tree()
         chain = head.chain
         appended: list[Appended] = []
-        entry_rows: list[dict[str, Any]] = []
-        ref_rows: list[dict[str, Any]] = []
-        node_rows: list[dict[str, Any]] = []
+        rows = _Rows()
         for entry in entries:
             data = canonical(entry)
             leaf = merkle.leaf_hash(data)
             chain = chain_hash(chain, leaf)
             index = head.size + len(appended)
-            entry_rows.append(
-                {
-                    "idx": index,
-                    "entry": data,
-                    "leaf_hash": leaf,
-                    "chain_hash": chain,
-                    "type": str(entry["type"]),
-                    "at": _parse_at(str(entry["at"])),
-                }
+            rows.entries.append(
+                (index, data, leaf, chain, str(entry["type"]), _parse_at(str(entry["at"])))
             )
-            ref_rows.extend({"ref": r, "idx": index} for r in refs_of(entry))
-            node_rows.extend(
-                {"level": level, "position": pos, "hash": h} for level, pos, h in tree.append(leaf)
-            )
+            rows.refs.extend((r, index) for r in refs_of(entry))
+            rows.nodes.extend(tree.append(leaf))
             appended.append(Appended(index, data, leaf, chain))
         root = tree.root()
         note = sign_checkpoint(Checkpoint(self.origin, tree.size, root), self.signer)
-        # Entries first: refs point at them. Core executemany, no ORM unit of work.
-        session.execute(insert(LedgerEntry), entry_rows)
-        if ref_rows:
-            session.execute(insert(LedgerRef), ref_rows)
-        if node_rows:
-            session.execute(insert(LedgerNode), node_rows)
-        session.execute(
-            insert(SignedCheckpoint),
-            [{"tree_size": tree.size, "root_hash": root, "note": note, "created_at": clock.now()}],
-        )
+        rows.checkpoint = (tree.size, root, note, clock.now())
+        if self.db.dialect == "postgresql":
+            _insert_pipelined(session, rows)
+        else:
+            _insert_core(session, rows)
         self._head_cache = _Head(tree.size, chain, tuple(tree.frontier()))
         return appended
 
-    def _take_sequencer(self, session: Session) -> None:
-        if self.db.dialect == "postgresql":
-            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SEQUENCER_LOCK})
-        elif self.db.dialect == "sqlite":
-            # The write session began with BEGIN IMMEDIATE, so it already holds the lock;
-            # this makes sure the first statement has run and the lock is really taken.
-            session.execute(text("SELECT 1"))
-        else:
-            raise LedgerError(f"no sequencer for database dialect {self.db.dialect}")
-
     def _current_head(self, session: Session) -> _Head:
-        """The head, from memory when the database's last entry is the one remembered.
+        """Take the sequencer, then the head: from memory if the last entry is the one known.
 
-        Called holding the sequencer lock, in a statement after the lock was granted (on
-        PostgreSQL a new snapshot), so the last entry read here is the committed one. The
-        chain hash commits to every entry before it, so an equal (index, chain hash) means
-        the whole log is the one the cached frontier was computed over.
+        The last entry is read in a statement after the lock was granted (on PostgreSQL a
+        new snapshot), so it is the committed one. Its chain hash commits to every entry
+        before it, so an equal (index, chain hash) means the whole log is the one the
+        cached frontier was computed over; anything else (another process appended, a
+        caller's transaction rolled back) reads the head again from the tables.
         """
-        last = session.execute(_LAST_ENTRY).first()
+        last = self._lock_and_read_last(session)
         cached = self._head_cache
         if last is None:
             head = _Head(0, ZERO_CHAIN, ())
-        elif cached is not None and cached.size == last.idx + 1 and cached.chain == last.chain_hash:
+        elif cached is not None and cached.size == last[0] + 1 and cached.chain == last[1]:
             return cached
         else:
-            head = self._read_head(session, last.idx + 1, bytes(last.chain_hash))
+            head = self._read_head(session, last[0] + 1, last[1])
         self._head_cache = head
         return head
+
+    def _lock_and_read_last(self, session: Session) -> tuple[int, bytes] | None:
+        if self.db.dialect == "postgresql":
+            # One round trip: the lock, then (its own statement, so a snapshot taken
+            # after the lock is granted) the last entry.
+            dbapi = _driver_connection(session)
+            with dbapi.pipeline() as pipeline:
+                dbapi.execute(_PG_LOCK, (_SEQUENCER_LOCK,))
+                cursor = dbapi.execute(_PG_LAST_ENTRY)
+                pipeline.sync()
+                row = cursor.fetchone()
+        elif self.db.dialect == "sqlite":
+            # The write session began with BEGIN IMMEDIATE, so this first statement runs
+            # holding the database write lock: the sequencer.
+            row = session.execute(_LAST_ENTRY).first()
+        else:
+            raise LedgerError(f"no sequencer for database dialect {self.db.dialect}")
+        return None if row is None else (int(row[0]), bytes(row[1]))
 
     def _read_head(self, session: Session, size: int, chain: bytes) -> _Head:
         subtrees = merkle.perfect_subtrees(0, size)
@@ -355,6 +376,50 @@ class Ledger:
                     raise
         current = self.size()
         raise ProofError(f"tree size {size} is larger than the log ({current} entries)")
+
+
+@dataclass
+class _Rows:
+    """The rows one append writes, as tuples in each table's column order."""
+
+    entries: list[tuple[int, bytes, bytes, bytes, str, dt.datetime]] = field(default_factory=list)
+    refs: list[tuple[str, int]] = field(default_factory=list)
+    nodes: list[tuple[int, int, bytes]] = field(default_factory=list)
+    checkpoint: tuple[int, bytes, str, dt.datetime] | None = None
+
+    def per_table(self) -> list[list[tuple[Any, ...]]]:
+        """Entries first (refs point at them), then refs, nodes and the checkpoint."""
+        assert self.checkpoint is not None
+        return [self.entries, self.refs, self.nodes, [self.checkpoint]]
+
+
+def _driver_connection(session: Session) -> Any:
+    dbapi = session.connection().connection.dbapi_connection
+    if dbapi is None:
+        raise LedgerError("the database connection closed during an append; try again")
+    return dbapi
+
+
+def _insert_pipelined(session: Session, rows: _Rows) -> None:
+    """PostgreSQL: every row of the append in one psycopg pipeline, one round trip.
+
+    In the caller's transaction (the session's connection); nothing is committed here.
+    """
+    dbapi = _driver_connection(session)
+    with dbapi.pipeline(), dbapi.cursor() as cursor:
+        for sql, params in zip(_PG_INSERTS, rows.per_table(), strict=True):
+            if params:
+                cursor.executemany(sql, params)
+
+
+def _insert_core(session: Session, rows: _Rows) -> None:
+    """SQLite: Core executemany inserts (the column types store datetimes as SQLite does)."""
+    conn = session.connection()
+    tables = (LedgerEntry, LedgerRef, LedgerNode, SignedCheckpoint)
+    for model, params in zip(tables, rows.per_table(), strict=True):
+        if params:
+            columns = [c.name for c in model.__table__.columns]
+            conn.execute(insert(model.__table__), [dict(zip(columns, p)) for p in params])
 
 
 class _MissingNodes(LedgerError):
