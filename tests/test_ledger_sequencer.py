@@ -6,10 +6,12 @@ and the roots recomputed from the stored entries (evidence.verify over the datab
 
 from __future__ import annotations
 
+import base64
 import threading
 
 import pytest
 
+from evidence.clips.custody import check_custody
 from evidence.context import Context
 from evidence.db import Database
 from evidence.errors import ProofError
@@ -117,3 +119,23 @@ def test_batch_proofs_equal_single_proofs(ctx: Context) -> None:
         ledger.inclusion_proofs([3], 46)
     with pytest.raises(ProofError, match="not in a tree of size 10"):
         ledger.inclusion_proofs([3, 10], 10)
+
+
+def test_the_clip_pages_custody_check_verifies_every_entry_from_one_batch(ctx: Context) -> None:
+    append(ctx.ledger, 20)
+    rows = ctx.ledger.entries(0, 20)
+    custody = [
+        {
+            "index": i,
+            "leaf_hash": base64.b64encode(merkle.leaf_hash(e)).decode(),
+            "leaf_matches": True,
+        }
+        for i, e in rows
+        if i % 3 == 0
+    ]
+    # A leaf hash the page got wrong is named, and only that entry fails.
+    custody[2]["leaf_hash"] = base64.b64encode(bytes(32)).decode()
+    check = check_custody(ctx, custody)
+    assert check.error is None and check.tree_size == 20
+    assert check.verified == {i: i != 6 for i in range(0, 20, 3)}
+    assert "does not lead to the root" in check.why_not[6]
