@@ -44,7 +44,7 @@ from evidence.db import Database  # noqa: E402
 from evidence.ledger import merkle  # noqa: E402
 from evidence.ledger.entries import canonical  # noqa: E402
 from evidence.ledger.note import NoteSigner  # noqa: E402
-from evidence.ledger.service import Ledger  # noqa: E402
+from evidence.ledger.service import Ledger, _fetch_nodes  # noqa: E402
 from evidence.migrate import upgrade  # noqa: E402
 from evidence.verify.ledger import verify_ledger  # noqa: E402
 from evidence.verify.ledger_db import DatabaseSource  # noqa: E402
@@ -90,7 +90,7 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def latency(xs: list[float]) -> dict[str, float]:
-    return {"median_s": median(xs), "p95_s": pct(xs, 95), "n": len(xs)}
+    return {"median_s": median(xs), "p95_s": pct(xs, 95), "p99_s": pct(xs, 99), "n": len(xs)}
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -166,6 +166,47 @@ def raw_pg_commits(url: str, n: int, repeats: int) -> float:
                 con.execute("INSERT INTO t (v) VALUES (%s)", (f"row {i}",))  # autocommit
 
         return median([n / timed(run) for _ in range(repeats)])
+
+
+def raw_pg_concurrent_commits(url: str, n: int, writers: int, repeats: int) -> float:
+    """Rows/s of `writers` threads, each on its own connection committing one row at a time.
+
+    What PostgreSQL itself does for many writers (its WAL flush commits them in groups):
+    the baseline for the ledger's multi-writer appends.
+    """
+    dsn = url.replace("+psycopg", "")
+    with psycopg.connect(dsn, autocommit=True) as con:
+        con.execute("CREATE TABLE IF NOT EXISTS tw (id serial PRIMARY KEY, v text)")
+    per = n // writers
+
+    def run() -> None:
+        def one(k: int) -> None:
+            with psycopg.connect(dsn, autocommit=True) as con:
+                for i in range(per):
+                    con.execute("INSERT INTO tw (v) VALUES (%s)", (f"row {k}.{i}",))
+
+        pool = [threading.Thread(target=one, args=(k,)) for k in range(writers)]
+        for th in pool:
+            th.start()
+        for th in pool:
+            th.join()
+
+    return median([per * writers / timed(run) for _ in range(repeats)])
+
+
+def read_and_hash(url: str, size: int) -> float:
+    """Entries/s of reading every row as the verifier does and hashing each entry once.
+
+    The verifier's floor: the same reads, one sha256 per entry where it does three.
+    """
+    source = DatabaseSource(url, None)
+    try:
+        t = time.perf_counter()
+        for row in source.rows(size):
+            hashlib.sha256(b"\x00" + row.entry).digest()
+        return size / (time.perf_counter() - t)
+    finally:
+        source.close()
 
 
 # -- the ledger on one database ---------------------------------------------------------------
@@ -280,6 +321,21 @@ def proof_latencies(
     }
 
 
+def proof_sql_latency(db: Database, size: int, samples: int, seed: int) -> dict[str, float]:
+    """The floor under an inclusion proof: its one node query on an open connection.
+
+    The same statement Ledger.inclusion_proof runs (the nodes, and the last leaf that
+    proves the size), without the pool checkout and the proof building around it.
+    """
+    rng = random.Random(seed)
+    lat = []
+    with db.engine.connect() as conn:
+        for index in (rng.randrange(size) for _ in range(samples)):
+            wanted = merkle.nodes_needed(merkle.inclusion_proof_ranges(index, size))
+            lat.append(timed(lambda w=wanted: _fetch_nodes(conn, db.dialect, [*w, (0, size - 1)])))
+    return latency(lat)
+
+
 def db_bytes(db: Database, sqlite_file: Path | None) -> int:
     if sqlite_file is not None:
         return sum(p.stat().st_size for p in sqlite_file.parent.glob(sqlite_file.name + "*"))
@@ -297,9 +353,10 @@ def bench_backend(
     try:
         for threads in (1, args.threads):
             runs = []
+            n = args.appends if threads == 1 else args.appends * 4  # as the raw baseline
             for r in range(args.repeats):
-                log(f"{name}: {args.appends} single appends, {threads} thread(s), run {r + 1}")
-                runs.append(single_appends(ledger, args.appends, threads))
+                log(f"{name}: {n} single appends, {threads} thread(s), run {r + 1}")
+                runs.append(single_appends(ledger, n, threads))
             out[f"append_{threads}_thread_per_s"] = {"median": median(runs), "runs": runs}
         log(f"{name}: batched append_entries, 5 x 1000 per transaction")
         runs = batched_appends(db, ledger, 1000, 5)
@@ -324,10 +381,17 @@ def bench_backend(
             raise SystemExit(f"{name}: ledger root differs from the in-memory reference tree")
 
         log(f"{name}: full verify of {args.size:,} entries (DatabaseSource + verify_ledger)")
-        seconds, report = full_verify(url, ledger.verifier_key)
+        # Alternate the baseline and the verify so that both see the same machine load.
+        floors, runs = [], []
+        for _ in range(args.verify_repeats):
+            floors.append(read_and_hash(url, args.size))
+            seconds, report = full_verify(url, ledger.verifier_key)
+            runs.append(args.size / seconds)
+        out["read_and_hash_per_s"] = median(floors)
         out["verify"] = {
-            "seconds": seconds,
-            "entries_per_s": args.size / seconds,
+            "seconds": args.size / median(runs),
+            "entries_per_s": median(runs),
+            "runs": runs,
             "ok": report.ok,
             "checks": [c.line() for c in report.checks],
         }
@@ -337,6 +401,7 @@ def bench_backend(
         log(f"{name}: root() and proof latencies at size {args.size:,}")
         out["root"] = latency([timed(lambda: ledger.root(args.size)) for _ in range(20)])
         out.update(proof_latencies(ledger, ref, args.size, args.proofs, seed=1))
+        out["proof_sql"] = proof_sql_latency(db, args.size, args.proofs, seed=1)
 
         log(f"{name}: 20 single appends on the {args.size:,}-entry ledger")
         lat = []
@@ -489,6 +554,63 @@ def fmt_lat(d: dict) -> str:
     return f"{one(d['median_s'])} / {one(d['p95_s'])}"
 
 
+def fmt_s(s: float) -> str:
+    return f"{s * 1e6:,.0f} µs" if s < 1e-3 else f"{s * 1e3:,.2f} ms"
+
+
+def goals(res: dict) -> str:
+    """Issue 14's ledger goals: each measure, its baseline from this run, the ratio."""
+    b, t, size = res["baselines"], res["args"]["threads"], res["args"]["size"]
+    rows: list[list[str]] = []
+
+    def row(goal: str, ours: str, base: str, ratio: str, met: bool) -> None:
+        rows.append([goal, ours, base, ratio, "yes" if met else "NO"])
+
+    pm, sq, pg = res.get("pymerkle"), res.get("sqlite"), res.get("postgresql")
+    if pm and sq:
+        ours, base = sq["append_1_thread_per_s"]["median"], pm["sqlite_single_append_per_s"]
+        row(
+            "durable append (SQLite) >= 1x pymerkle SqliteTree append_entry",
+            fmt_rate(ours),
+            fmt_rate(base),
+            f"{ours / base:.2f}x",
+            ours >= base,
+        )
+    if pg and "raw_concurrent_commit_per_s" in b:
+        ours, base = pg[f"append_{t}_thread_per_s"]["median"], b["raw_concurrent_commit_per_s"]
+        row(
+            f"{t} writers (PostgreSQL) >= 0.8x raw insert+commit, >= 3,000/s",
+            fmt_rate(ours),
+            f"{fmt_rate(base)} raw, {t} writers",
+            f"{ours / base:.2f}x",
+            ours >= 0.8 * base and ours >= 3000,
+        )
+    for name, r in (("SQLite", sq), ("PostgreSQL", pg)):
+        if not r:
+            continue
+        p99, floor = r["inclusion_proof"]["p99_s"], r["proof_sql"]["p99_s"]
+        row(
+            f"inclusion proof p99 at {size:,} ({name}) <= 5 ms",
+            fmt_s(p99),
+            f"{fmt_s(floor)} its query alone",
+            f"{p99 / floor:.1f}x the query",
+            p99 <= 5e-3,
+        )
+        rate, floor_rate = r["verify"]["entries_per_s"], r["read_and_hash_per_s"]
+        row(
+            f"full verify ({name}) >= 100,000/s",
+            fmt_rate(rate),
+            f"{fmt_rate(floor_rate)} read + 1 sha256",
+            f"{rate / floor_rate:.2f}x",
+            rate >= 100_000,
+        )
+    return table(
+        "Issue 14 goals (ratios against baselines measured in this run)",
+        ["goal", "ledger", "baseline", "ratio", "met"],
+        rows,
+    )
+
+
 def table(title: str, header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
@@ -519,6 +641,14 @@ def render(res: dict) -> str:
                 ["sha256, 250 B (a leaf hash)", fmt_rate(b["sha256_per_s"]["entry_250B"])],
                 ["rfc8785 canonical JSON of one entry", fmt_rate(b["canonical_per_s"])],
                 *[[f"raw insert+commit, {k}", fmt_rate(v)] for k, v in raw.items() if v],
+                *[
+                    [
+                        f"raw insert+commit, postgresql, {res['args']['threads']} writers",
+                        fmt_rate(v),
+                    ]
+                    for v in [b.get("raw_concurrent_commit_per_s")]
+                    if v
+                ],
             ],
         )
     )
@@ -565,6 +695,7 @@ def render(res: dict) -> str:
             *per(lambda r: fmt_lat(r["append_latency_at_size"])),
         ],
     ]
+    parts.append(goals(res))
     parts.append(
         table(
             f"Ledger (medians of {res['args']['repeats']} runs for appends; "
@@ -636,10 +767,11 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1_000_000, help="entries in the big ledger")
     ap.add_argument("--quick", action="store_true", help="smoke run: --size 20000")
     ap.add_argument("--appends", type=int, default=500, help="single durable appends per run")
-    ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=8, help="concurrent writers")
     ap.add_argument("--repeats", type=int, default=3, help="runs of the cheap measurements")
     ap.add_argument("--batch", type=int, default=10_000, help="entries per build transaction")
-    ap.add_argument("--proofs", type=int, default=200, help="random indices for proof latency")
+    ap.add_argument("--proofs", type=int, default=500, help="random indices for proof latency")
+    ap.add_argument("--verify-repeats", type=int, default=2, help="full verifies (and floors)")
     ap.add_argument("--no-postgres", action="store_true")
     ap.add_argument("--no-pymerkle", action="store_true")
     args = ap.parse_args()
@@ -682,6 +814,10 @@ def main() -> None:
                 raw_url = server.create_database()
                 res["baselines"]["raw_commit_per_s"]["postgresql"] = raw_pg_commits(
                     raw_url, args.appends, args.repeats
+                )
+                log(f"baseline: raw insert+commit, {args.threads} writers on PostgreSQL")
+                res["baselines"]["raw_concurrent_commit_per_s"] = raw_pg_concurrent_commits(
+                    raw_url, args.appends * 4, args.threads, args.repeats
                 )
                 res["postgresql"] = bench_backend(
                     "postgresql", lambda tag: server.create_database(), args, ref

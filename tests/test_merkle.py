@@ -477,6 +477,27 @@ def test_compact_range_reports_completed_nodes() -> None:
     assert got == [[], [(1, 0)], [], [(1, 1), (2, 0)], [], [(1, 2)], [], [(1, 3), (2, 1), (3, 0)]]
 
 
+def test_compact_range_extend_folds_like_append() -> None:
+    # The verifier's batch fold, from every starting size to every batch length up to 40.
+    leaves = [leaf_hash(bytes([i])) for i in range(80)]
+    for start in range(40):
+        for count in (0, 1, 2, 3, 7, 8, 40):
+            one, many = CompactRange(), CompactRange()
+            for h in leaves[:start]:
+                one.append(h)
+                many.append(h)
+            for h in leaves[start : start + count]:
+                one.append(h)
+            many.extend(leaves[start : start + count])
+            assert (many.size, many.frontier(), many.root()) == (
+                one.size,
+                one.frontier(),
+                one.root(),
+            )
+    with pytest.raises(LedgerError):
+        CompactRange().extend([leaves[0], b"short"])
+
+
 # -- an independent implementation --------------------------------------------------------------
 
 

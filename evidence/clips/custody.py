@@ -48,6 +48,14 @@ def check_custody(ctx: Context, custody: list[dict[str, Any]]) -> CustodyCheck:
     out = CustodyCheck(
         checkpoint.size, base64.b64encode(checkpoint.root_hash).decode(), verifier.name
     )
+    # One batch of proofs for every entry the checkpoint covers (one query, shared nodes).
+    covered = [int(i["index"]) for i in custody if int(i["index"]) < checkpoint.size]
+    proofs: dict[int, list[bytes]] = {}
+    unread = ""
+    try:
+        proofs = ledger.inclusion_proofs(covered, checkpoint.size)
+    except LedgerError as exc:  # each entry then says why it is not verified
+        unread = str(exc)
     for item in custody:
         index = int(item["index"])
         if not item.get("leaf_matches"):
@@ -58,13 +66,16 @@ def check_custody(ctx: Context, custody: list[dict[str, Any]]) -> CustodyCheck:
             out.verified[index] = False
             out.why_not[index] = "appended after the latest checkpoint: reload to check it"
             continue
+        if index not in proofs:
+            out.verified[index] = False
+            out.why_not[index] = unread
+            continue
         try:
-            proof = ledger.inclusion_proof(index, checkpoint.size)
             merkle.verify_inclusion(
                 base64.b64decode(item["leaf_hash"]),
                 index,
                 checkpoint.size,
-                proof,
+                proofs[index],
                 checkpoint.root_hash,
             )
         except LedgerError as exc:  # ProofError is a LedgerError

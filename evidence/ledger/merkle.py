@@ -390,6 +390,24 @@ class CompactRange:
         self._size = size + 1
         return completed
 
+    def extend(self, leaf_hashes: Iterable[bytes]) -> None:
+        """Append many leaf hashes, keeping no completed nodes: a verifier's fast path.
+
+        The same binary-counter fold as `append`, without building its list of completed
+        nodes for each leaf (a full verify folds a million leaves).
+        """
+        hashes, size, sha256 = self._hashes, self._size, hashlib.sha256
+        for leaf in leaf_hashes:
+            if len(leaf) != HASH_SIZE:
+                raise LedgerError(f"leaf hash must be {HASH_SIZE} bytes")
+            acc, carry = bytes(leaf), size
+            while carry & 1:
+                acc = sha256(_NODE_PREFIX + hashes.pop() + acc).digest()
+                carry >>= 1
+            hashes.append(acc)
+            size += 1
+        self._size = size
+
     def root(self) -> bytes:
         """MTH(D[0:size]); EMPTY_ROOT for the empty tree."""
         if not self._hashes:
