@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from api.schemas import Out
 from api.schemas.retention import ClipRetentionOut
 
@@ -36,9 +38,9 @@ class ClipPageOut(Out):
     """GET /clips: one page of the clips the caller may see, newest recording first."""
 
     items: list[ClipSummaryOut]
-    total: int
-    page: int
-    per_page: int
+    next_before: str | None = Field(
+        description="the cursor of the next (older) page; null on the last"
+    )
 
 
 class UnattributedClipOut(ClipSummaryOut):
@@ -49,9 +51,9 @@ class UnattributedPageOut(Out):
     """GET /clips/unattributed: the evidence officers' queue, newest docked first."""
 
     items: list[UnattributedClipOut]
-    total: int
-    limit: int
-    offset: int
+    next_before: str | None = Field(
+        description="the cursor of the next (older) page; null on the last"
+    )
 
 
 class OriginalOut(Out):
