@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import ColumnElement, Select, column, exists, false, or_, select, table, union
+from sqlalchemy import ColumnElement, Select, column, exists, false, or_, select, table, union_all
 from sqlalchemy.orm import Session
 
 from evidence.access import Principal, note_authors
@@ -75,10 +75,12 @@ def text_match(s: Session, principal: Principal, text: str) -> ColumnElement[boo
         return Clip.id == text.lower()
     sqlite = s.get_bind().dialect.name == "sqlite"
     sources = _sqlite(principal, text) if sqlite else _postgres(principal, text)
-    matching = sources[0] if len(sources) == 1 else union(*sources)
-    few = list(s.scalars(select(matching.subquery().c[0]).limit(FEW + 1)))
-    if len(few) <= FEW:
-        return Clip.id.in_(few) if few else false()
+    # UNION ALL, deduplicated here: it streams and stops at the limit, where UNION would
+    # collect and sort every match first (a fifth of the store for "INC").
+    matching = sources[0] if len(sources) == 1 else union_all(*sources)
+    rows = list(s.scalars(select(matching.subquery().c[0]).limit(FEW + 1)))
+    if len(rows) <= FEW:
+        return Clip.id.in_(sorted(set(rows))) if rows else false()
     return _per_clip(principal, text)
 
 
