@@ -60,7 +60,7 @@ def text_match(s: Session, principal: Principal, text: str) -> ColumnElement[boo
     """A WHERE clause on Clip: the clips whose searchable text contains `text`.
 
     The index is asked first for up to FEW + 1 matching clips. Text that few clips hold
-    (nearly every search) becomes those clips' ids, so each page and the count look them up
+    (nearly every search) becomes those clips' ids, so the page looks them up
     instead of searching again. Text that many hold ("INC", a camera maker) would make a set
     of a fifth of the store to sort; it becomes a test of each clip instead (LIKE on its own
     rows, found by their primary keys), which a page makes along the newest-first index, or
