@@ -15,7 +15,21 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import ColumnElement, Select, column, exists, false, or_, select, table, union_all
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Select,
+    String,
+    bindparam,
+    column,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+    table,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from evidence.access import Principal, note_authors
@@ -80,8 +94,18 @@ def text_match(s: Session, principal: Principal, text: str) -> ColumnElement[boo
     matching = sources[0] if len(sources) == 1 else union_all(*sources)
     rows = list(s.scalars(select(matching.subquery().c[0]).limit(FEW + 1)))
     if len(rows) <= FEW:
-        return Clip.id.in_(sorted(set(rows))) if rows else false()
+        return _one_of(sorted(set(rows)), sqlite=sqlite) if rows else false()
     return _per_clip(principal, text)
+
+
+def _one_of(ids: list[str], *, sqlite: bool) -> ColumnElement[bool]:
+    """Clip.id among `ids`. PostgreSQL reads a long IN list as a filter to test rows against
+    and walks the newest-first index through the whole store to fill a page (1.7 s at 10^6
+    for 1,300 matches); from unnest() of an array it looks the clips up by id instead."""
+    if sqlite:
+        return Clip.id.in_(ids)
+    array = bindparam("matched_ids", ids, type_=ARRAY(String), unique=True)
+    return Clip.id.in_(select(func.unnest(array)))
 
 
 def _sqlite(principal: Principal, text: str) -> list[Select]:
