@@ -425,7 +425,8 @@ def main() -> None:
                 ctx = context_for(tmp / "pg", server.create_database())
                 res["postgresql"] = bench_engine(ctx, args)
                 ctx.db.dispose()
-    out = ROOT / "bench" / "results" / f"search-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    out = ROOT / "bench" / "results" / f"search-{args.engine}-{stamp}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(res, indent=1, default=str))
     log(f"figures in {out.relative_to(ROOT)}")
