@@ -3,8 +3,8 @@ with the `Recipe` that made it.
 
 * The proxy is a remux of the original (its H.264 and AAC streams copied into an MP4 with
   moov first) when a browser already plays them, else a transcode (`proxy_plan` decides from
-  the probe; docs/media.md says why). A remux runs at the speed of the disk, a transcode at
-  a few times real time on two cores.
+  the probe; docs/media.md says why). bench/proxy.py, 60 s of 1080p on two cores: the remux
+  0.63 s, the transcode 52 s.
 
 * A Recipe records the argv with `ffmpeg` for the binary and `{input}` / `{output}` for the
   paths, so anyone with the same ffmpeg can re-run it; the output is deterministic for the
