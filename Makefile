@@ -77,6 +77,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/scrub.py
 	$(BIN)/python bench/search.py --rows $(SEARCH_ROWS)
+	$(BIN)/python bench/proxy.py
+	$(BIN)/python bench/workers.py
 
 # The docking agent alone, as a wheel a docking PC installs without the server's dependencies
 # (docs/dock.md): deploy/dock-package/pyproject.toml and a copy of evidence_dock, built apart

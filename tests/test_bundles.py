@@ -167,7 +167,9 @@ def test_the_continuity_statement_reads_as_a_statement_a_court_accepts(
         "the CPS view, by name"
     )
     assert "(UTC+00:00)" in flat or "(UTC+01:00)" in flat, "UK time with its offset"
-    assert "ffmpeg" in flat.split("Appendix A: technical detail")[-1]
+    appendix = flat.split("Appendix A: technical detail")[-1]
+    assert "ffmpeg" in appendix
+    assert "remux (H.264 High yuv420p" in appendix, "how each proxy was made, and why"
     for bad in ("None", "{'", '{"', "user:", "clip.viewed"):
         assert bad not in flat, bad
         assert bad not in html.split("</style>")[1], bad

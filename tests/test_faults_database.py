@@ -59,6 +59,10 @@ def eight_second_clip(tmp_path_factory: pytest.TempPathFactory) -> ClipFile:
             "libx264",
             "-preset",
             "ultrafast",
+            # 4:2:2 (High 4:2:2), which browsers do not decode: its proxy is a transcode
+            # (seconds long, so there is time to fault it), not a remux (docs/media.md).
+            "-pix_fmt",
+            "yuv422p",
             "-c:a",
             "aac",
             "-shortest",

@@ -22,7 +22,14 @@ from hypothesis import strategies as st
 from evidence.errors import EvidenceError, MediaError
 from evidence.media import derivatives
 from evidence.media import probe as probing
-from evidence.media.derivatives import THUMBNAIL_WIDTH, Recipe, make_thumbnail, transcode_proxy
+from evidence.media.derivatives import (
+    THUMBNAIL_WIDTH,
+    Recipe,
+    make_proxy,
+    make_thumbnail,
+    proxy_plan,
+    transcode_proxy,
+)
 from evidence.media.probe import (
     MediaFacts,
     _rate_from_decimal,
@@ -292,7 +299,8 @@ def test_fallback_probe_matches_ffprobe(
         fallback, reference = probe(clip.path, decode=False), ffprobe_facts[name]
         assert fallback.playable, (name, fallback.error)
         for key in ("container", "video_codec", "audio_codec", "width", "height", "frame_rate",
-                    "rotation", "creation_time", "gps"):  # fmt: skip
+                    "rotation", "creation_time", "gps", "video_profile", "pixel_format",
+                    "field_order", "audio_profile"):  # fmt: skip
             assert getattr(fallback, key) == getattr(reference, key), (name, key)
         # `ffmpeg -i` prints the duration to 10 ms.
         assert abs(fallback.duration_ms - reference.duration_ms) <= 10, name  # type: ignore[operator]
@@ -378,13 +386,146 @@ def test_media_error_is_an_evidence_error() -> None:
     assert "moov atom not found" in str(err) and "keep the original" in str(err)
 
 
-# --- proxy -------------------------------------------------------------------------------
+def test_probe_names_what_decides_remux_or_transcode(
+    clip_1080p: Clip, clip_mov: Clip, unremuxable_clips: dict[str, Clip]
+) -> None:
+    facts = probe(clip_1080p.path, decode=False)
+    assert (facts.video_profile, facts.pixel_format, facts.field_order) == (
+        "High",
+        "yuv420p",
+        "progressive",
+    )
+    assert facts.audio_profile == "LC"
+    assert probe(clip_mov.path, decode=False).audio_profile is None  # PCM has no profile
+    c422 = probe(unremuxable_clips["422"].path, decode=False)
+    assert (c422.video_profile, c422.pixel_format) == ("High 4:2:2", "yuv422p")
+    assert probe(unremuxable_clips["interlaced"].path, decode=False).field_order == "tt"
+
+
+# --- proxy: remux or transcode -------------------------------------------------------------
+
+
+def packet_hashes(path: Path) -> list[str]:
+    """SHA-256 of each stream's packets as stored: equal for a stream copied unchanged."""
+    out = subprocess.run(
+        [ffmpeg_binary(), "-v", "error", "-i", str(path), "-map", "0", "-c", "copy",
+         "-f", "streamhash", "-hash", "sha256", "-"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    return out.split()
+
+
+@pytest.fixture(scope="module")
+def remuxed(clip_tagged: Clip, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Recipe]:
+    """The proxy of a 1080p H.264 High/AAC-LC clip with a creation time and a location."""
+    dst = tmp_path_factory.mktemp("remux") / "proxy.mp4"
+    return dst, make_proxy(clip_tagged.path, dst, input_sha256=clip_tagged.sha256)
+
+
+def test_a_clip_browsers_play_is_remuxed_with_the_same_streams_moov_first(
+    remuxed: tuple[Path, Recipe], clip_tagged: Clip
+) -> None:
+    dst, recipe = remuxed
+    assert recipe.method == "remux" and recipe.as_dict()["method"] == "remux"
+    assert recipe.reason and "H.264 High yuv420p progressive 1920x1080" in recipe.reason
+    assert "copy" in recipe.args and "libx264" not in recipe.args and "+faststart" in recipe.args
+    facts, source = probe(dst), probe(clip_tagged.path)
+    assert facts.playable, facts.error
+    for key in ("video_codec", "audio_codec", "width", "height", "frame_rate", "video_profile",
+                "pixel_format", "field_order", "audio_profile"):  # fmt: skip
+        assert getattr(facts, key) == getattr(source, key), key
+    assert abs(facts.duration_ms - source.duration_ms) <= one_frame_ms("30/1")  # type: ignore[operator]
+    assert packet_hashes(dst) == packet_hashes(clip_tagged.path), "the streams, unchanged"
+    boxes = top_level_boxes(dst)
+    assert boxes.index("moov") < boxes.index("mdat"), boxes  # +faststart
+    original = top_level_boxes(clip_tagged.path)
+    assert original.index("moov") > original.index("mdat"), "moved to the front, as it had to be"
+    # The viewing copy drops the original's tags: no creation time, no location.
+    assert facts.gps is None and facts.creation_time is None and source.gps is not None
+    assert recipe.output_sha256 == sha256_file(dst) and not partials(dst.parent)
+
+
+def test_the_remux_recipe_reproduces_the_proxy(
+    remuxed: tuple[Path, Recipe], clip_tagged: Clip, tmp_path: Path
+) -> None:
+    _, recipe = remuxed
+    again = tmp_path / "again.mp4"
+    subprocess.run(recipe.argv(clip_tagged.path, again), check=True, capture_output=True)
+    assert sha256_file(again) == recipe.output_sha256
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "reason"),
+    [
+        ("1080p", "remux", "H.264 High yuv420p progressive 1920x1080 with AAC LC"),
+        ("sidecar", "remux", "with AAC LC"),
+        ("silent", "remux", "with no audio"),
+        ("rotated", "transcode", "rotation 90"),
+        ("mov", "transcode", "audio codec pcm_s16le"),
+        ("hevc", "transcode", "video codec hevc"),
+        ("422", "transcode", "H.264 profile High 4:2:2"),
+        ("interlaced", "transcode", "field order tt"),
+        ("1440p", "transcode", "picture 2560x1440"),
+    ],
+)
+def test_the_proxy_is_a_remux_only_where_browsers_play_the_original(
+    name: str,
+    method: str,
+    reason: str,
+    good_clips: dict[str, Clip],
+    unremuxable_clips: dict[str, Clip],
+    clip_silent: Clip,
+    tmp_path: Path,
+) -> None:
+    clips = {**good_clips, **unremuxable_clips, "silent": clip_silent}
+    if name not in clips:
+        missing("no libx265 encoder on this machine (see test_probe_hevc)")
+    clip = clips[name]
+    dst = tmp_path / "proxy.mp4"
+    recipe = make_proxy(clip.path, dst, input_sha256=clip.sha256)
+    assert (recipe.method, reason in (recipe.reason or "")) == (method, True), recipe.reason
+    facts, source = probe(dst), probe(clip.path, decode=False)
+    assert facts.playable and facts.video_codec == "h264", facts.error
+    assert facts.pixel_format == "yuv420p" and facts.field_order == "progressive"
+    assert facts.audio_codec == ("aac" if source.audio_codec else None)
+    if method == "remux":
+        assert (facts.width, facts.height) == (source.width, source.height)
+    else:
+        assert max(facts.width, facts.height) <= 1280 and facts.rotation == 0  # type: ignore[type-var]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"container": "matroska,webm"}, "container matroska,webm"),
+        ({"video_profile": "High 10", "pixel_format": "yuv420p10le"}, "profile High 10"),
+        ({"pixel_format": "yuv444p"}, "pixel format yuv444p"),
+        ({"field_order": None}, "field order None"),
+        ({"width": 1080, "height": 1920}, None),  # portrait 1080p is still 1080p
+        ({"width": 3840, "height": 2160}, "picture 3840x2160"),
+        ({"audio_codec": "mp3", "audio_profile": None}, "audio codec mp3"),
+        ({"audio_profile": "Main"}, "AAC profile Main"),
+        ({"audio_profile": "HE-AAC"}, None),
+        ({"pixel_format": "yuvj420p"}, None),  # full-range 4:2:0, as many cameras write
+    ],
+)
+def test_proxy_plan_reads_the_probe(
+    clip_1080p: Clip, change: dict[str, Any], reason: str | None
+) -> None:
+    from dataclasses import replace
+
+    plan = proxy_plan(replace(probe(clip_1080p.path, decode=False), **change))
+    if reason is None:
+        assert plan.method == "remux", plan
+    else:
+        assert plan.method == "transcode" and reason in plan.reason, plan
 
 
 @pytest.fixture(scope="module")
 def proxy_1080p(
     clip_1080p: Clip, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, Recipe, list[float], float]:
+    """The transcoded proxy of the 1080p clip (asked for: make_proxy would remux it)."""
     dst = tmp_path_factory.mktemp("proxy") / "proxy.mp4"
     fractions: list[float] = []
     started = time.monotonic()
@@ -398,6 +539,7 @@ def test_proxy_is_h264_aac_720p_faststart(
     proxy_1080p: tuple[Path, Recipe, list[float], float],
 ) -> None:
     dst, recipe, _, seconds = proxy_1080p
+    assert recipe.method == "transcode" and recipe.reason
     facts = probe(dst)
     assert facts.playable, facts.error
     assert facts.video_codec == "h264" and facts.audio_codec == "aac"

@@ -342,12 +342,18 @@ def _appendix(plan: Plan) -> Section:
     for ex in m["exhibits"]:
         for d in ex["derivatives"]:
             recipe = d.get("recipe") or {}
+            # A proxy's recipe says whether the picture was copied or re-encoded, and why.
+            method = (
+                f"{recipe['method']} ({recipe.get('reason') or 'no reason recorded'}): "
+                if "method" in recipe
+                else ""
+            )
             rows.append(
                 [
                     ex["exhibit_ref"],
                     str(d["kind"]),
                     f"{d['sha256']} ({d['size']:,} bytes)",
-                    f"ffmpeg {recipe.get('ffmpeg_version', 'version not recorded')} from "
+                    f"{method}ffmpeg {recipe.get('ffmpeg_version', 'version not recorded')} from "
                     f"{recipe.get('input_sha256', ex['sha256'])}: "
                     + " ".join(map(str, recipe.get("args", []))),
                     str(d.get("file") or "not included in this bundle"),

@@ -44,7 +44,7 @@ from evidence.errors import (
 )
 from evidence.ingest.models import Upload, UploadState
 from evidence.ledger.entries import canonical
-from evidence.media.derivatives import Recipe, make_thumbnail, transcode_proxy
+from evidence.media.derivatives import Recipe, make_proxy, make_thumbnail
 from evidence.media.probe import MediaFacts, probe
 from evidence.retention import service as retention
 from evidence.storage import DEFAULT_PART_SIZE, original_key, plan_parts
@@ -736,7 +736,7 @@ ProgressFn = Callable[[float], None] | None
 
 
 def _proxy(src: Path, out: Path, sha256: str, progress: ProgressFn) -> Recipe:
-    return transcode_proxy(src, out, input_sha256=sha256, progress=progress)
+    return make_proxy(src, out, input_sha256=sha256, progress=progress)
 
 
 def _thumbnail(src: Path, out: Path, sha256: str, progress: ProgressFn) -> Recipe:

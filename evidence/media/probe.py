@@ -65,6 +65,12 @@ class MediaFacts:
     creation_time: dt.datetime | None = None  # timezone-aware
     gps: dict[str, str] | None = None  # {"lat", "lon"[, "alt"]}: decimal strings
     tags: dict[str, str] = field(default_factory=dict)  # the container's own tags
+    # What decides whether a browser plays the original as it is (a remuxed proxy) or needs
+    # a transcode (evidence/media/derivatives.py, proxy_plan): ffprobe's own names.
+    video_profile: str | None = None  # "High", "Main", "Constrained Baseline", "High 4:2:2"
+    pixel_format: str | None = None  # "yuv420p", "yuvj420p", "yuv422p", "yuv420p10le"
+    field_order: str | None = None  # "progressive", or interlaced: "tt", "bb", "tb", "bt"
+    audio_profile: str | None = None  # "LC", "HE-AAC", ...
     playable: bool = False
     error: str | None = None
 
@@ -82,6 +88,10 @@ class MediaFacts:
             "creation_time": _rfc3339(self.creation_time) if self.creation_time else None,
             "gps": dict(self.gps) if self.gps else None,
             "tags": dict(self.tags),
+            "video_profile": self.video_profile,
+            "pixel_format": self.pixel_format,
+            "field_order": self.field_order,
+            "audio_profile": self.audio_profile,
             "playable": self.playable,
             "error": self.error,
         }
@@ -148,6 +158,18 @@ def _parse_ffprobe_json(stdout: str) -> dict[str, Any] | None:
 _INPUT_RE = re.compile(r"^Input #0, (.+), from '")
 _DURATION_RE = re.compile(r"^\s+Duration: (?:(\d+):(\d\d):(\d\d)\.(\d\d)|N/A)")
 _STREAM_RE = re.compile(r"^\s+Stream #0:\d+\S*: (Video|Audio|Subtitle|Data|Attachment): (\w+)")
+# After the codec: "(High)" is the profile, "(avc1 / 0x31637661)" the tag (it has a slash).
+_PROFILE_RE = re.compile(r"(?:Video|Audio): \w+ \(([^/()]+)\)")
+# The video's pixel format and its details: "..., yuv420p(tv, bt709, progressive), 1920x1080".
+_PIXEL_RE = re.compile(r"Video: [^,]*, (\w+)(?:\((.*?)\))?")
+# How `ffmpeg -i` prints a field order, and ffprobe's name for it.
+_FIELD_ORDERS = {
+    "top coded first": "tb",
+    "bottom coded first": "bt",
+    "top first": "tt",
+    "bottom first": "bb",
+    "progressive": "progressive",
+}
 _SIZE_RE = re.compile(r", (\d{2,5})x(\d{2,5})\b")
 _FPS_RE = re.compile(r", ([\d.]+k?) (fps|tbr)\b")
 _ROTATION_RE = re.compile(r"display ?matrix: rotation of (-?[\d.]+) degrees", re.IGNORECASE)
@@ -198,7 +220,15 @@ def _parse_ffmpeg_dump(lines: list[str]) -> dict[str, Any] | None:
 
 def _stream_from_dump(kind: str, codec: str, line: str) -> dict[str, Any]:
     stream: dict[str, Any] = {"codec_type": kind, "codec_name": codec}
+    if (profile := _PROFILE_RE.search(line)) is not None:
+        stream["profile"] = profile.group(1)
     if kind == "video":
+        if (pixel := _PIXEL_RE.search(line)) is not None:
+            stream["pix_fmt"], details = pixel.group(1), pixel.group(2) or ""
+            for printed, name in _FIELD_ORDERS.items():  # the longer names first
+                if printed in details:
+                    stream["field_order"] = name
+                    break
         if (size := _SIZE_RE.search(line)) is not None:
             stream["width"], stream["height"] = int(size.group(1)), int(size.group(2))
         rates = {unit: value for value, unit in _FPS_RE.findall(line)}
@@ -241,7 +271,16 @@ def _facts_from_raw(raw: dict[str, Any]) -> MediaFacts:
         creation_time=_creation_time(tags, video_tags),
         gps=_gps(tags, video_tags),
         tags=tags,
+        video_profile=_text_or_none((video or {}).get("profile")),
+        pixel_format=_text_or_none((video or {}).get("pix_fmt")),
+        field_order=_text_or_none((video or {}).get("field_order")),
+        audio_profile=_text_or_none((audio or {}).get("profile")),
     )
+
+
+def _text_or_none(value: Any) -> str | None:
+    # ffprobe says "unknown" where a stream does not say; that is no fact.
+    return str(value) if value not in (None, "", "unknown") else None
 
 
 def _first(streams: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
