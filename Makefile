@@ -73,7 +73,7 @@ test-fast: $(STAMP) lint
 bench: $(STAMP)
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/scrub.py
-	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/serve.py --accel
 
 # The docking agent alone, as a wheel a docking PC installs without the server's dependencies
 # (docs/dock.md): deploy/dock-package/pyproject.toml and a copy of evidence_dock, built apart

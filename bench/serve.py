@@ -100,8 +100,8 @@ NGINX_CONF = """
 {user}
 worker_processes {procs};
 daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
+pid {tmp}/nginx-{name}.pid;
+error_log {tmp}/nginx-{name}-error.log warn;
 events {{ worker_connections 256; }}
 http {{
     access_log off;
@@ -115,10 +115,20 @@ http {{
     types {{ video/mp4 mp4; }}
     server {{
         listen 127.0.0.1:{port};
-        root {root};
+{body}
     }}
 }}
 """
+STATIC = "        root {root};"
+# nginx in front of the API (docs/media.md): the API checks the token, nginx sends the file.
+ACCEL = """
+        location /_footage/ {{ internal; alias {root}/; }}
+        location / {{
+            proxy_pass http://127.0.0.1:{upstream};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }}"""
 
 
 @dataclass
@@ -127,10 +137,12 @@ class Server:
     proc: subprocess.Popen[bytes]
     port: int
     path: str
+    behind: Server | None = None  # the API behind nginx (X-Accel-Redirect)
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the server's processes have used so far."""
-        total, todo = 0.0, [self.proc.pid]
+        total = self.behind.cpu_seconds() if self.behind else 0.0
+        todo = [self.proc.pid]
         while todo:
             pid = todo.pop()
             try:
@@ -143,6 +155,8 @@ class Server:
         return total
 
     def stop(self) -> None:
+        if self.behind:
+            self.behind.stop()
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=15)
@@ -158,25 +172,37 @@ def nginx_binary() -> str:
     return found
 
 
-def start_nginx(tmp: Path, root: Path, procs: int) -> Server:
+def start_nginx(
+    tmp: Path, root: Path, procs: int, behind: Server | None = None, path: str = "/" + KEY
+) -> Server:
+    """nginx serving the store's files (`behind` None), or in front of the API `behind`."""
     port = free_port()
-    conf = tmp / "nginx.conf"
+    name = "accel" if behind else "static"
+    conf = tmp / f"nginx-{name}.conf"
     # The store's directory is private (0700): nginx's workers read it as its owner, as a
     # deployment's nginx reads the store it serves with X-Accel-Redirect.
     user = f"user {pwd.getpwuid(os.getuid()).pw_name};" if os.geteuid() == 0 else ""
-    conf.write_text(NGINX_CONF.format(user=user, procs=procs, tmp=tmp, port=port, root=root))
+    body = ACCEL.format(root=root, upstream=behind.port) if behind else STATIC.format(root=root)
+    conf.write_text(
+        NGINX_CONF.format(user=user, procs=procs, tmp=tmp, name=name, port=port, body=body)
+    )
     proc = subprocess.Popen(
         [nginx_binary(), "-c", str(conf), "-p", str(tmp), "-e", "stderr"],
         stdout=subprocess.DEVNULL,
-        stderr=(tmp / "nginx-stderr.log").open("wb"),
+        stderr=(tmp / f"nginx-{name}-stderr.log").open("wb"),
     )
-    return Server("nginx", proc, port, "/" + KEY)
+    if behind:
+        return Server("nginx + viewing (accel)", proc, port, path, behind)
+    return Server("nginx", proc, port, path)
 
 
-def start_uvicorn(data_dir: Path, procs: int, http: str, loop: str, token: str) -> Server:
+def start_uvicorn(
+    data_dir: Path, procs: int, http: str, loop: str, token: str, accel: str | None = None
+) -> Server:
     port = free_port()
     env = {
         **os.environ,
+        **({"EVIDENCE_VIEWING_ACCEL_REDIRECT": accel} if accel else {}),
         "EVIDENCE_DATA_DIR": str(data_dir),
         "EVIDENCE_STORAGE_BACKEND": "local",
         "EVIDENCE_PUBLIC_URL": f"http://127.0.0.1:{port}",
@@ -315,6 +341,11 @@ def main() -> None:
     p.add_argument("--http", default="auto", help="uvicorn's --http: auto, h11, httptools")
     p.add_argument("--loop", default="auto", help="uvicorn's --loop: auto, asyncio, uvloop")
     p.add_argument("--quick", action="store_true", help="2 rounds of 2 s")
+    p.add_argument(
+        "--accel",
+        action="store_true",
+        help="also nginx in front of the API, serving with X-Accel-Redirect",
+    )
     args = p.parse_args()
     if args.quick:
         args.rounds, args.seconds = 2, 2.0
@@ -347,8 +378,13 @@ def main() -> None:
         log(f"{args.mib} MiB object; {args.clients} clients; {args.procs} process(es) each")
         servers: list[Server] = []
         try:
-            servers.append(start_nginx(tmp, settings.resolved_storage_dir(), args.procs))
+            root = settings.resolved_storage_dir()
+            servers.append(start_nginx(tmp, root, args.procs))
             servers.append(start_uvicorn(data_dir, args.procs, args.http, args.loop, token))
+            if args.accel:
+                api = start_uvicorn(data_dir, args.procs, args.http, args.loop, token, "/_footage/")
+                wait_for(api)
+                servers.append(start_nginx(tmp, root, args.procs, api, ROUTE + token))
             for s in servers:
                 wait_for(s)
                 check_bytes(s, data)
@@ -392,28 +428,29 @@ class _Bytes:
 
 
 def report(results: dict[str, Any], names: list[str]) -> None:
-    base, view = names
-    med: dict[tuple[str, int], float] = {}
-    cpu: dict[tuple[str, int], float] = {}
-    for span in (MiB, 64 * KiB):
+    base = names[0]
+    summary: dict[str, Any] = {}
+    for span, what, unit in ((MiB, "1 MiB", "MB/s"), (64 * KiB, "64 KiB", "req/s")):
+        figures: dict[str, Any] = {}
         for name in names:
             rows = [r for r in results["runs"] if r["server"] == name and r["span"] == span]
-            med[(name, span)] = statistics.median(r["rps"] for r in rows)
-            cpu[(name, span)] = statistics.median(r["cpu_us_per_request"] for r in rows)
-    mb_base, mb_view = med[(base, MiB)] * MiB / MB, med[(view, MiB)] * MiB / MB
-    rq_base, rq_view = med[(base, 64 * KiB)], med[(view, 64 * KiB)]
-    summary = {
-        "1MiB_MBps": {base: mb_base, view: mb_view, "ratio": mb_view / mb_base},
-        "64KiB_rps": {base: rq_base, view: rq_view, "ratio": rq_view / rq_base},
-    }
+            rps = statistics.median(r["rps"] for r in rows)
+            figures[name] = {
+                unit: rps * span / MB if unit == "MB/s" else rps,
+                "cpu_us_per_request": statistics.median(r["cpu_us_per_request"] for r in rows),
+            }
+        for name in names:
+            figures[name]["ratio"] = figures[name][unit] / figures[base][unit]
+        summary[f"{what} ranges, {unit}"] = figures
     results["summary"] = summary
-    print(f"{'':<24}{base:>14}{view:>30}{'ratio':>10}")
-    print(f"{'MB/s, 1 MiB ranges':<24}{mb_base:>14.1f}{mb_view:>30.1f}{mb_view / mb_base:>10.3f}")
-    print(f"{'req/s, 64 KiB ranges':<24}{rq_base:>14.0f}{rq_view:>30.0f}{rq_view / rq_base:>10.3f}")
-    for span, what in ((MiB, "1 MiB"), (64 * KiB, "64 KiB")):
-        c_base, c_view = cpu[(base, span)], cpu[(view, span)]
-        summary[f"{what.replace(' ', '')}_cpu_us_per_request"] = {base: c_base, view: c_view}
-        print(f"{'server CPU us/req, ' + what:<24}{c_base:>14.0f}{c_view:>30.0f}")
+    for title, figures in summary.items():
+        print(title)
+        for name, f in figures.items():
+            value = next(v for k, v in f.items() if k in ("MB/s", "req/s"))
+            print(
+                f"  {name:<30}{value:>10.1f}   ratio {f['ratio']:6.3f}"
+                f"   server CPU {f['cpu_us_per_request']:6.0f} us/request"
+            )
     print(f"load average before/after: {results['loadavg_before']} / {results['loadavg_after']}")
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
