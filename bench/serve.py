@@ -14,6 +14,9 @@ seeded random bytes. The same file is served
   viewing key as `POST .../viewings` signs it. Opening the viewing (the policy and the one
   ledger entry) happens once per viewing, so it is not part of what is measured here.
 
+With --accel (as `make bench` runs it), a third: nginx in front of the API, which checks the
+token and hands the file back with X-Accel-Redirect (docs/media.md), as a deployment may.
+
 Each server gets the same number of processes (--procs: nginx workers, uvicorn workers).
 --clients connections (keep-alive, one request at a time each, as a player or a download
 manager sends them) ask for random ranges for --seconds per run:
@@ -28,7 +31,11 @@ machine, so both servers share the cores with it. Every run is checked: each res
     .venv/bin/python bench/serve.py --quick    # 2 rounds of 2 s: smoke run
     .venv/bin/python bench/serve.py            # 3 rounds of 5 s: the figures
 
-Prints a table (medians of the rounds) with the ratios; raw figures go to
+Prints the medians of the rounds with the ratios to nginx, and each server's CPU time per
+request (user + system of its processes: what the load of a shared machine changes least,
+while the rates swing with it). When the client's own CPU is what limits nginx (64 KiB
+ranges on a small machine), the rate ratio flatters the API; the CPU ratio does not. Raw
+figures go to
 bench/results/serve-<timestamp>.json (git-ignored). MB = 10^6 bytes.
 """
 

@@ -144,6 +144,21 @@ def test_the_viewing_key_is_made_once_and_private(served) -> None:
     assert Context(ctx.settings).viewing_key == ctx.viewing_key
 
 
+def test_behind_nginx_the_file_is_handed_over_with_x_accel_redirect(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, NO_DATABASE, viewing_accel_redirect="/_footage")
+    ctx = Context(settings)
+    ctx.store.put("derivatives/c1/proxy.mp4", io.BytesIO(BYTES))
+    with running_api(settings) as base, httpx.Client(base_url=base) as http:
+        r = http.get(ROUTE + sign(ctx.viewing_key, _grant()), headers={"Range": "bytes=0-9"})
+        assert r.status_code == 200 and r.content == b""
+        assert r.headers["x-accel-redirect"] == "/_footage/derivatives/c1/proxy.mp4"
+        assert r.headers["etag"] == f'"{hashlib.sha256(BYTES).hexdigest()}"'
+        assert r.headers["cache-control"] == "private, no-store"
+        # The token is checked before anything is handed to nginx.
+        bad = http.get(ROUTE + sign(b"k" * 32, _grant()))
+        assert bad.status_code == 403 and "x-accel-redirect" not in bad.headers
+
+
 @pytest.mark.s3
 def test_on_s3_a_viewing_redirects_to_a_presigned_url(
     s3_server, s3_bucket: str, tmp_path: Path
