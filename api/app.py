@@ -25,6 +25,7 @@ from api.ui import admin as ui_admin
 from api.ui import cameras as ui_cameras
 from api.ui import retention as ui_retention
 from api.ui import routes as ui
+from api.viewing import ViewingServer
 from evidence import __version__
 from evidence.config import Settings, get_settings
 from evidence.context import Context
@@ -49,6 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     app.add_middleware(ClientAddress)  # before any route reads request.client
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)  # before any route parses one
+    # Outermost: a viewing's Range requests are answered from its signed URL before any other
+    # middleware, session or query runs (api/viewing.py).
+    app.add_middleware(ViewingServer, ctx=ctx)
     app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(auth.account_router)  # your own password and two-factor sign-in

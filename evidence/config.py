@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     broker_visibility_timeout: int = Field(default=3600, ge=1)
 
     presign_expiry_seconds: int = Field(default=3600, ge=60)
+    # With nginx in front of the API and the local store: the internal location (e.g.
+    # "/_footage/", an alias of the storage directory) viewing URLs hand their ranges to with
+    # X-Accel-Redirect. Unset: the API serves the bytes itself (docs/media.md, "Viewings").
+    viewing_accel_redirect: str | None = None
 
     # What one device may declare (evidence/ingest): a clip's size, and how much it may have
     # pending (declared, not completed) at once. Pending uploads with no sign of life (a

@@ -37,6 +37,13 @@ class Context:
         return Ledger(self.db, signer, self.settings.ledger_origin)
 
     @cached_property
+    def viewing_key(self) -> bytes:
+        """The HMAC key of viewing URLs (evidence/viewings.py), made on first use."""
+        from evidence.viewings import load_or_create_key
+
+        return load_or_create_key(self.settings.secrets_dir())
+
+    @cached_property
     def store(self) -> ObjectStore:
         from evidence.storage import open_store
 

@@ -25,6 +25,7 @@ have pdffonts || need+=(poppler-utils)
 have pdftoppm || need+=(poppler-utils)
 have mkfs.ext4 || need+=(e2fsprogs)  # read-only camera cards in the dock tests
 have systemd-analyze || need+=(systemd)  # checks the docking PC's unit file
+have nginx || [ -x /usr/sbin/nginx ] || need+=(nginx-light)  # bench/serve.py's baseline
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

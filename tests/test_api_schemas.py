@@ -195,6 +195,15 @@ def test_real_answers_match_their_documented_models(bundled) -> None:  # type: i
         json={"at_ms": 0, "note": "arrival"},
     )
     api.call("GET", "/api/v1/clips/{clip_id}/attribution", "eo_brown", clip_id=clip_id)
+    viewing = api.call(
+        "POST",
+        "/api/v1/clips/{clip_id}/viewings",
+        "eo_brown",
+        status=201,
+        clip_id=clip_id,
+        json={"kind": "proxy", "reason": "investigation: schema check"},
+    )
+    assert viewing["url"].startswith("/api/v1/viewings/")
     hold = api.call(
         "POST",
         "/api/v1/holds",
@@ -227,6 +236,15 @@ def test_real_answers_match_their_documented_models(bundled) -> None:  # type: i
         json={"include_proxies": True},
     )
     assert again == {"id": bundle_id, "state": "ready", "reused": True}
+    download = api.call(
+        "POST",
+        "/api/v1/bundles/{bundle_id}/viewings",
+        "cps_green",
+        status=201,
+        bundle_id=bundle_id,
+        json={"reason": "court preparation: schema check"},
+    )
+    assert download["media_type"] == "application/zip"
 
     # Retention, the camera register.
     api.call("GET", "/api/v1/retention/policy", "eo_brown")

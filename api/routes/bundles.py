@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.gates import gate, public
 from api.schemas import bundles as out
 from api.schemas import not_json
+from api.schemas import viewings as viewing_out
 from api.schemas.problems import CHANGE, FOOTAGE, ONE_OBJECT, PUBLIC
 from api.streaming import bundle_response
-from evidence.access import Principal
+from evidence import viewings
+from evidence.access import REASON_MAX, Principal
 from evidence.bundles import service
 
 router = APIRouter(prefix="/api/v1", tags=["bundles"])
@@ -76,6 +78,31 @@ def bundle_state(
     bundle_id: str, request: Request, principal: Principal = Depends(gate("bundles.read"))
 ) -> dict:
     return service.get_bundle(request.app.state.ctx, principal, bundle_id)
+
+
+class ViewingBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=REASON_MAX)
+
+
+@router.post(
+    "/bundles/{bundle_id}/viewings",
+    status_code=201,
+    response_model=viewing_out.ViewingOut,
+    responses=FOOTAGE,
+)
+def open_viewing(
+    bundle_id: str,
+    body: ViewingBody,
+    request: Request,
+    principal: Principal = Depends(gate("bundles.read")),
+) -> JSONResponse:
+    """Open a download: access checked and the one `bundle.downloaded` entry written now,
+    then a URL, good for 15 minutes, that serves the ZIP with Range (resumable)."""
+    source_ip = request.client.host if request.client else None
+    v = viewings.open_bundle_viewing(
+        request.app.state.ctx, principal, bundle_id, reason=body.reason, source_ip=source_ip
+    )
+    return JSONResponse(v.as_dict(), status_code=201, headers={"Location": v.url})
 
 
 @router.get(

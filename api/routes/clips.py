@@ -11,9 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.gates import gate
 from api.schemas import clips as out
 from api.schemas import not_json
+from api.schemas import viewings as viewing_out
 from api.schemas.problems import CHANGE, FOOTAGE, ONE_OBJECT, SIGNED_IN, problems
 from api.streaming import footage_response
-from evidence import redactions
+from evidence import redactions, viewings
 from evidence.access import REASON_MAX, Principal
 from evidence.cameras import service as cameras
 from evidence.clips import service
@@ -111,6 +112,37 @@ async def stream_clip(
 ) -> Response:
     """The browser proxy (or a redacted copy), with HTTP Range; needs a reason; audited."""
     return await footage_response(request, principal, clip_id, kind, reason)
+
+
+class ViewingBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: str = Field(
+        "proxy",
+        pattern=r"^(proxy|original|redaction-[1-9][0-9]{0,8})$",
+        description="proxy, original, or a redacted copy: redaction-N",
+    )
+    reason: str = Field(min_length=1, max_length=REASON_MAX)
+
+
+@router.post(
+    "/clips/{clip_id}/viewings",
+    status_code=201,
+    response_model=viewing_out.ViewingOut,
+    responses=FOOTAGE,
+)
+def open_viewing(
+    clip_id: str,
+    body: ViewingBody,
+    request: Request,
+    principal: Principal = Depends(gate("clips.view_footage")),
+) -> JSONResponse:
+    """Open a viewing: access checked and one ledger entry written now, then a URL, good for
+    15 minutes, that serves the bytes with Range (docs/media.md, "Viewings")."""
+    source_ip = request.client.host if request.client else None
+    v = viewings.open_clip_viewing(
+        _ctx(request), principal, clip_id, body.kind, reason=body.reason, source_ip=source_ip
+    )
+    return JSONResponse(v.as_dict(), status_code=201, headers={"Location": v.url})
 
 
 @router.get(

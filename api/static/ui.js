@@ -27,7 +27,24 @@
       const started = video.play();
       if (started && started.catch) started.catch(() => {});
     }
+    // The player is sent to a viewing URL that serves for 15 minutes (evidence/viewings.py);
+    // a longer review outlives it. On an error, open a new viewing at the same place (the
+    // page's own stream address checks access again), at most once a minute; then say so.
+    const source = video.getAttribute("src");
+    let renewedAt = 0;
     video.addEventListener("error", () => {
+      if (source && Date.now() - renewedAt > 60000) {
+        renewedAt = Date.now();
+        const at = video.currentTime;
+        const playing = !video.paused;
+        video.src = source;
+        video.currentTime = at;
+        if (playing) {
+          const again = video.play();
+          if (again && again.catch) again.catch(() => {});
+        }
+        return;
+      }
       const box = document.createElement("p");
       box.className = "flash flash--error";
       box.setAttribute("role", "alert");

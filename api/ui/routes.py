@@ -18,11 +18,11 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 
 from api.gates import public, ui_gate
 from api.security import CSP
-from api.streaming import bundle_response, csv_download, footage_response
+from api.streaming import csv_download, footage_response
 from api.ui import session as ui_session
 from api.ui.render import STATIC, UIRoute, render, see_other
 from api.ui.session import csrf_protect
-from evidence import audit, clock, redactions
+from evidence import audit, clock, redactions, viewings
 from evidence.access import Principal, allowed, check_reason, visible_clip
 from evidence.accounts.models import Role
 from evidence.bundles import service as bundles
@@ -477,23 +477,35 @@ def clip_page(
 
 
 @router.get("/clips/{clip_id}/stream")
-async def stream(
+def stream(
     clip_id: str,
     request: Request,
     reason: Annotated[str | None, Query(max_length=500)] = None,
     principal: Principal = Depends(ui_gate("clips.view_footage")),
 ) -> Response:
-    return await footage_response(request, principal, clip_id, "proxy", reason)
+    """Opens a viewing (access, the ledger entry) and sends the player to its URL, where
+    its Range requests are served without a query each (evidence/viewings.py)."""
+    return _to_viewing(request, principal, clip_id, "proxy", reason)
 
 
 @router.get("/clips/{clip_id}/original")
-async def original(
+def original(
     clip_id: str,
     request: Request,
     reason: Annotated[str | None, Query(max_length=500)] = None,
     principal: Principal = Depends(ui_gate("clips.view_footage")),
 ) -> Response:
-    return await footage_response(request, principal, clip_id, "original", reason)
+    return _to_viewing(request, principal, clip_id, "original", reason)
+
+
+def _to_viewing(
+    request: Request, principal: Principal, clip_id: str, kind: str, reason: str | None
+) -> Response:
+    source_ip = request.client.host if request.client else None
+    v = viewings.open_clip_viewing(
+        _ctx(request), principal, clip_id, kind, reason=reason, source_ip=source_ip
+    )
+    return RedirectResponse(v.url, status_code=307, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/clips/{clip_id}/thumbnail")
@@ -815,7 +827,7 @@ def bundle_status(
 
 
 @router.get("/bundles/{bundle_id}/download")
-async def bundle_download(
+def bundle_download(
     bundle_id: str,
     request: Request,
     reason: Annotated[str | None, Query(max_length=100)] = None,
@@ -825,7 +837,11 @@ async def bundle_download(
     """The ZIP, through the API's own path: the `bundle.downloaded` ledger entry first, with
     the reason chosen on the case page (code, and details when given)."""
     text = f"{reason}: {detail.strip()}" if reason and detail and detail.strip() else reason
-    return await bundle_response(request, principal, bundle_id, text)
+    source_ip = request.client.host if request.client else None
+    v = viewings.open_bundle_viewing(
+        _ctx(request), principal, bundle_id, reason=text, source_ip=source_ip
+    )
+    return RedirectResponse(v.url, status_code=307, headers={"Cache-Control": "no-store"})
 
 
 _IDS = re.compile(r"[0-9A-Za-z-]{8,36}")

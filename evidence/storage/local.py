@@ -486,6 +486,11 @@ class LocalStore(StoreBase):
             raise
         return _read_chunks(f, stop - begin)
 
+    def object_path(self, key: str) -> Path:
+        """The file holding `key`'s bytes, for a server that reads them itself (a viewing's
+        Range requests, api/viewing.py, or nginx behind X-Accel-Redirect). Read only."""
+        return self._path(key)
+
     def stat(self, key: str) -> ObjectInfo:
         key = validate_key(key)
         meta = self._load(key)
