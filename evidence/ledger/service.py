@@ -90,10 +90,36 @@ class _Head:
         return merkle.CompactRange.from_frontier(self.size, self.frontier)
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """An entry made ready to append: everything that does not depend on the head.
+
+    Made before the sequencer is taken (for `append`, by the caller's own thread while a
+    batch is being written), so that the lock is held only for what needs the head.
+    """
+
+    data: bytes
+    leaf: bytes
+    refs: list[str]
+    type: str
+    at: dt.datetime
+
+    @classmethod
+    def of(cls, entry: Mapping[str, Any]) -> _Prepared:
+        data = canonical(entry)
+        return cls(
+            data,
+            merkle.leaf_hash(data),
+            refs_of(entry),
+            str(entry["type"]),
+            _parse_at(str(entry["at"])),
+        )
+
+
 class _Pending:
     """One `append` waiting for its group's commit."""
 
-    def __init__(self, entry: dict[str, Any]):
+    def __init__(self, entry: _Prepared):
         self.entry = entry
         self.done = False
         self.result: Appended | None = None
@@ -116,7 +142,7 @@ class _GroupCommit:
 
     def __init__(
         self,
-        write_batch: Callable[[list[dict[str, Any]]], list[Appended]],
+        write_batch: Callable[[list[_Prepared]], list[Appended]],
         gather_s: float = 0.002,
     ):
         self._write_batch = write_batch
@@ -126,7 +152,7 @@ class _GroupCommit:
         self._writing = False
         self._last_batch = 1
 
-    def submit(self, entry: dict[str, Any]) -> Appended:
+    def submit(self, entry: _Prepared) -> Appended:
         mine = _Pending(entry)
         with self._cond:
             self._queue.append(mine)
@@ -190,11 +216,11 @@ class Ledger:
         commit); if that transaction fails, every call in it raises.
         """
         entry = make_entry(type, actor=actor, subject=subject, **fields)
-        return self._group.submit(entry)
+        return self._group.submit(_Prepared.of(entry))
 
-    def _append_batch(self, entries: list[dict[str, Any]]) -> list[Appended]:
+    def _append_batch(self, entries: list[_Prepared]) -> list[Appended]:
         with self.db.write_session() as s:
-            return self.append_entries(s, entries)
+            return self._append_prepared(s, entries)
 
     def append_in(
         self, session: Session, type: str, *, actor: str, subject: SubjectIds, **fields: Any
@@ -207,6 +233,9 @@ class Ledger:
         self, session: Session, entries: Sequence[Mapping[str, Any]]
     ) -> list[Appended]:
         """Append entry objects in order, then sign one checkpoint for the new size."""
+        return self._append_prepared(session, [_Prepared.of(e) for e in entries])
+
+    def _append_prepared(self, session: Session, entries: list[_Prepared]) -> list[Appended]:
         if not entries:
             return []
         head = self._current_head(session)
@@ -215,16 +244,12 @@ class Ledger:
         appended: list[Appended] = []
         rows = _Rows()
         for entry in entries:
-            data = canonical(entry)
-            leaf = merkle.leaf_hash(data)
-            chain = chain_hash(chain, leaf)
+            chain = chain_hash(chain, entry.leaf)
             index = head.size + len(appended)
-            rows.entries.append(
-                (index, data, leaf, chain, str(entry["type"]), _parse_at(str(entry["at"])))
-            )
-            rows.refs.extend((r, index) for r in refs_of(entry))
-            rows.nodes.extend(tree.append(leaf))
-            appended.append(Appended(index, data, leaf, chain))
+            rows.entries.append((index, entry.data, entry.leaf, chain, entry.type, entry.at))
+            rows.refs.extend((r, index) for r in entry.refs)
+            rows.nodes.extend(tree.append(entry.leaf))
+            appended.append(Appended(index, entry.data, entry.leaf, chain))
         root = tree.root()
         note = sign_checkpoint(Checkpoint(self.origin, tree.size, root), self.signer)
         rows.checkpoint = (tree.size, root, note, clock.now())
