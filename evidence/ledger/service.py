@@ -117,13 +117,20 @@ class _Prepared:
 
 
 class _Pending:
-    """One `append` waiting for its group's commit."""
+    """One `append` waiting for its group's commit, or for its turn to lead the next."""
 
     def __init__(self, entry: _Prepared):
         self.entry = entry
-        self.done = False
+        self.lead = False  # set before `woken` when this caller is to write the next batch
+        self.woken = threading.Event()
         self.result: Appended | None = None
         self.error: BaseException | None = None
+
+    def outcome(self) -> Appended:
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
 
 
 class _GroupCommit:
@@ -131,9 +138,10 @@ class _GroupCommit:
 
     A caller queues its entry; if no batch is being written it becomes the leader, takes
     the queue and writes it with `write_batch` (one transaction); the others wait for that
-    commit. Entries queued meanwhile form the next batch.
+    commit, each on its own event, so a commit wakes each of its callers once and nobody
+    else. Entries queued meanwhile form the next batch, led by the first of them.
 
-    The callers of one batch all return together and most append again at once, so a new
+    The callers of one batch all return together and most append again at once, so a
     leader that finds fewer entries queued than its predecessor wrote waits up to
     `gather_s` for them (PostgreSQL's commit_delay, for the same reason): otherwise the
     batches alternate between one entry and the rest, and the log pays twice the commits.
@@ -147,7 +155,7 @@ class _GroupCommit:
     ):
         self._write_batch = write_batch
         self._gather_s = gather_s
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # only a gathering leader waits on it
         self._queue: list[_Pending] = []
         self._writing = False
         self._last_batch = 1
@@ -156,27 +164,25 @@ class _GroupCommit:
         mine = _Pending(entry)
         with self._cond:
             self._queue.append(mine)
-            self._cond.notify_all()  # a gathering leader counts the queue again
-            while self._writing and not mine.done:
-                self._cond.wait()
-            if not mine.done:
-                self._writing = True
-                deadline = time.monotonic() + self._gather_s
-                while len(self._queue) < self._last_batch:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._cond.wait(left)
-                batch, self._queue = self._queue, []
-                self._last_batch = len(batch)
-        if not mine.done:
-            self._lead(batch)
-        if mine.error is not None:
-            raise mine.error
-        assert mine.result is not None
-        return mine.result
+            mine.lead = not self._writing
+            self._writing = True
+            self._cond.notify()  # a gathering leader counts the queue again
+        if not mine.lead:
+            mine.woken.wait()
+        if mine.lead:
+            self._lead()
+        return mine.outcome()
 
-    def _lead(self, batch: list[_Pending]) -> None:
+    def _lead(self) -> None:
+        with self._cond:
+            deadline = time.monotonic() + self._gather_s
+            while len(self._queue) < self._last_batch:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            batch, self._queue = self._queue, []
+            self._last_batch = len(batch)
         try:
             results = self._write_batch([p.entry for p in batch])
         except BaseException as exc:  # every caller in the batch learns its append failed
@@ -187,10 +193,16 @@ class _GroupCommit:
                 p.result = r
         finally:
             with self._cond:
-                for p in batch:
-                    p.done = True
-                self._writing = False
-                self._cond.notify_all()
+                successor = self._queue[0] if self._queue else None
+                if successor is None:
+                    self._writing = False
+                else:
+                    successor.lead = True
+            for p in batch:
+                p.lead = False
+                p.woken.set()
+            if successor is not None:
+                successor.woken.set()
 
 
 class Ledger:
