@@ -8,7 +8,8 @@ not absolute numbers, on a noisy machine. Medians are over repeats where a repea
     python bench/ledger.py --quick      # 20,000 entries, about a minute: smoke run
     python bench/ledger.py              # 1,000,000 entries: the figures (~11 min, 2 cores)
 
-Prints a table, progress goes to stderr, and the raw figures go to
+Prints the baselines, issue 14's goals (each beside its baseline from this run, the ratio,
+and whether it is met), then the full tables; progress goes to stderr, the raw figures to
 bench/results/ledger-<timestamp>.json (git-ignored).
 """
 

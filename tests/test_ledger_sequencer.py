@@ -16,8 +16,9 @@ from evidence.context import Context
 from evidence.db import Database
 from evidence.errors import ProofError
 from evidence.ledger import merkle
+from evidence.ledger.entries import make_entry
 from evidence.ledger.note import NoteVerifier, open_checkpoint
-from evidence.ledger.service import Appended, Ledger
+from evidence.ledger.service import Appended, Ledger, _GroupCommit, _Prepared
 from evidence.verify.ledger import verify_ledger
 from evidence.verify.ledger_db import DatabaseSource
 from evidence.verify.report import Report
@@ -139,3 +140,46 @@ def test_the_clip_pages_custody_check_verifies_every_entry_from_one_batch(ctx: C
     assert check.error is None and check.tree_size == 20
     assert check.verified == {i: i != 6 for i in range(0, 20, 3)}
     assert "does not lead to the root" in check.why_not[6]
+
+
+def test_a_failed_group_commit_fails_every_caller_in_it_and_only_them() -> None:
+    # The batching itself, with a writer that holds the first batch until five more callers
+    # have queued behind it, then fails the second batch.
+    release, batches = threading.Event(), []
+
+    def write_batch(items: list[_Prepared]) -> list[Appended]:
+        batches.append(len(items))
+        if len(batches) == 1:
+            assert release.wait(30)
+        elif len(batches) == 2:
+            raise RuntimeError("the database went away mid-commit")
+        return [Appended(i, item.data, item.leaf, item.leaf) for i, item in enumerate(items)]
+
+    group = _GroupCommit(write_batch)
+    outcome: dict[str, object] = {}
+
+    def caller(name: str) -> None:
+        entry = make_entry("t", actor="system:test", subject={"clip": name})
+        try:
+            outcome[name] = group.submit(_Prepared.of(entry))
+        except RuntimeError as exc:
+            outcome[name] = exc
+
+    first = threading.Thread(target=caller, args=("first",))
+    first.start()
+    while not batches:
+        threading.Event().wait(0.01)
+    rest = [threading.Thread(target=caller, args=(f"c{k}",)) for k in range(5)]
+    for t in rest:
+        t.start()
+    threading.Event().wait(0.3)  # they queue behind the batch being written
+    release.set()
+    for t in [first, *rest]:
+        t.join(30)
+    assert batches[:2] == [1, 5]
+    assert isinstance(outcome["first"], Appended)
+    errors = [outcome[f"c{k}"] for k in range(5)]
+    assert all(isinstance(e, RuntimeError) and "went away" in str(e) for e in errors)
+    # The group recovers: the next caller writes its own batch.
+    caller("after")
+    assert isinstance(outcome["after"], Appended) and batches[-1] == 1

@@ -90,14 +90,47 @@ class _Head:
         return merkle.CompactRange.from_frontier(self.size, self.frontier)
 
 
-class _Pending:
-    """One `append` waiting for its group's commit."""
+@dataclass(frozen=True)
+class _Prepared:
+    """An entry made ready to append: everything that does not depend on the head.
 
-    def __init__(self, entry: dict[str, Any]):
+    Made before the sequencer is taken (for `append`, by the caller's own thread while a
+    batch is being written), so that the lock is held only for what needs the head.
+    """
+
+    data: bytes
+    leaf: bytes
+    refs: list[str]
+    type: str
+    at: dt.datetime
+
+    @classmethod
+    def of(cls, entry: Mapping[str, Any]) -> _Prepared:
+        data = canonical(entry)
+        return cls(
+            data,
+            merkle.leaf_hash(data),
+            refs_of(entry),
+            str(entry["type"]),
+            _parse_at(str(entry["at"])),
+        )
+
+
+class _Pending:
+    """One `append` waiting for its group's commit, or for its turn to lead the next."""
+
+    def __init__(self, entry: _Prepared):
         self.entry = entry
-        self.done = False
+        self.lead = False  # set before `woken` when this caller is to write the next batch
+        self.woken = threading.Event()
         self.result: Appended | None = None
         self.error: BaseException | None = None
+
+    def outcome(self) -> Appended:
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
 
 
 class _GroupCommit:
@@ -105,9 +138,10 @@ class _GroupCommit:
 
     A caller queues its entry; if no batch is being written it becomes the leader, takes
     the queue and writes it with `write_batch` (one transaction); the others wait for that
-    commit. Entries queued meanwhile form the next batch.
+    commit, each on its own event, so a commit wakes each of its callers once and nobody
+    else. Entries queued meanwhile form the next batch, led by the first of them.
 
-    The callers of one batch all return together and most append again at once, so a new
+    The callers of one batch all return together and most append again at once, so a
     leader that finds fewer entries queued than its predecessor wrote waits up to
     `gather_s` for them (PostgreSQL's commit_delay, for the same reason): otherwise the
     batches alternate between one entry and the rest, and the log pays twice the commits.
@@ -116,41 +150,39 @@ class _GroupCommit:
 
     def __init__(
         self,
-        write_batch: Callable[[list[dict[str, Any]]], list[Appended]],
+        write_batch: Callable[[list[_Prepared]], list[Appended]],
         gather_s: float = 0.002,
     ):
         self._write_batch = write_batch
         self._gather_s = gather_s
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # only a gathering leader waits on it
         self._queue: list[_Pending] = []
         self._writing = False
         self._last_batch = 1
 
-    def submit(self, entry: dict[str, Any]) -> Appended:
+    def submit(self, entry: _Prepared) -> Appended:
         mine = _Pending(entry)
         with self._cond:
             self._queue.append(mine)
-            self._cond.notify_all()  # a gathering leader counts the queue again
-            while self._writing and not mine.done:
-                self._cond.wait()
-            if not mine.done:
-                self._writing = True
-                deadline = time.monotonic() + self._gather_s
-                while len(self._queue) < self._last_batch:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._cond.wait(left)
-                batch, self._queue = self._queue, []
-                self._last_batch = len(batch)
-        if not mine.done:
-            self._lead(batch)
-        if mine.error is not None:
-            raise mine.error
-        assert mine.result is not None
-        return mine.result
+            mine.lead = not self._writing
+            self._writing = True
+            self._cond.notify()  # a gathering leader counts the queue again
+        if not mine.lead:
+            mine.woken.wait()
+        if mine.lead:
+            self._lead()
+        return mine.outcome()
 
-    def _lead(self, batch: list[_Pending]) -> None:
+    def _lead(self) -> None:
+        with self._cond:
+            deadline = time.monotonic() + self._gather_s
+            while len(self._queue) < self._last_batch:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            batch, self._queue = self._queue, []
+            self._last_batch = len(batch)
         try:
             results = self._write_batch([p.entry for p in batch])
         except BaseException as exc:  # every caller in the batch learns its append failed
@@ -161,10 +193,16 @@ class _GroupCommit:
                 p.result = r
         finally:
             with self._cond:
-                for p in batch:
-                    p.done = True
-                self._writing = False
-                self._cond.notify_all()
+                successor = self._queue[0] if self._queue else None
+                if successor is None:
+                    self._writing = False
+                else:
+                    successor.lead = True
+            for p in batch:
+                p.lead = False
+                p.woken.set()
+            if successor is not None:
+                successor.woken.set()
 
 
 class Ledger:
@@ -176,6 +214,13 @@ class Ledger:
         # `_current_head`, so it may run ahead of a transaction that later rolls back.
         self._head_cache: _Head | None = None
         self._group = _GroupCommit(self._append_batch)
+        # Proofs read committed, immutable rows with one statement: on PostgreSQL they run
+        # in autocommit, which saves the BEGIN and the ROLLBACK round trips around it.
+        self._reader = (
+            db.engine.execution_options(isolation_level="AUTOCOMMIT")
+            if db.dialect == "postgresql"
+            else db.engine
+        )
 
     @property
     def verifier_key(self) -> str:
@@ -190,11 +235,11 @@ class Ledger:
         commit); if that transaction fails, every call in it raises.
         """
         entry = make_entry(type, actor=actor, subject=subject, **fields)
-        return self._group.submit(entry)
+        return self._group.submit(_Prepared.of(entry))
 
-    def _append_batch(self, entries: list[dict[str, Any]]) -> list[Appended]:
+    def _append_batch(self, entries: list[_Prepared]) -> list[Appended]:
         with self.db.write_session() as s:
-            return self.append_entries(s, entries)
+            return self._append_prepared(s, entries)
 
     def append_in(
         self, session: Session, type: str, *, actor: str, subject: SubjectIds, **fields: Any
@@ -207,6 +252,9 @@ class Ledger:
         self, session: Session, entries: Sequence[Mapping[str, Any]]
     ) -> list[Appended]:
         """Append entry objects in order, then sign one checkpoint for the new size."""
+        return self._append_prepared(session, [_Prepared.of(e) for e in entries])
+
+    def _append_prepared(self, session: Session, entries: list[_Prepared]) -> list[Appended]:
         if not entries:
             return []
         head = self._current_head(session)
@@ -215,16 +263,12 @@ class Ledger:
         appended: list[Appended] = []
         rows = _Rows()
         for entry in entries:
-            data = canonical(entry)
-            leaf = merkle.leaf_hash(data)
-            chain = chain_hash(chain, leaf)
+            chain = chain_hash(chain, entry.leaf)
             index = head.size + len(appended)
-            rows.entries.append(
-                (index, data, leaf, chain, str(entry["type"]), _parse_at(str(entry["at"])))
-            )
-            rows.refs.extend((r, index) for r in refs_of(entry))
-            rows.nodes.extend(tree.append(leaf))
-            appended.append(Appended(index, data, leaf, chain))
+            rows.entries.append((index, entry.data, entry.leaf, chain, entry.type, entry.at))
+            rows.refs.extend((r, index) for r in entry.refs)
+            rows.nodes.extend(tree.append(entry.leaf))
+            appended.append(Appended(index, entry.data, entry.leaf, chain))
         root = tree.root()
         note = sign_checkpoint(Checkpoint(self.origin, tree.size, root), self.signer)
         rows.checkpoint = (tree.size, root, note, clock.now())
@@ -368,7 +412,7 @@ class Ledger:
         entries exactly when it is there, so the size check costs no query of its own.
         """
         last_leaf = (0, size - 1)
-        with self.db.engine.connect() as conn:
+        with self._reader.connect() as conn:
             try:
                 return _fetch_nodes(conn, self.db.dialect, [*wanted, last_leaf])
             except _MissingNodes as exc:
