@@ -122,27 +122,38 @@ def _check(
 
 class _BodyReader:
     """A blocking `read(n)` over the request's async body stream, for use in a worker thread
-    started by anyio (it hops back to the event loop for each chunk)."""
+    started by anyio.
+
+    Each read hops back to the event loop once and gathers there as many of the server's
+    chunks (tens of KiB each) as it needs: one hop per MiB rather than one per chunk, which
+    is what the thread hand-over costs (bench/ingest.py).
+    """
 
     def __init__(self, chunks: AsyncIterator[bytes]):
         self._chunks = chunks
-        self._buffer = bytearray()
+        self._rest = b""  # what the last read gathered beyond what it returned
         self._done = False
 
-    async def _next(self) -> bytes | None:
-        try:
-            return await self._chunks.__anext__()
-        except StopAsyncIteration:
-            return None
+    async def _gather(self, want: int) -> list[bytes]:
+        got = [self._rest] if self._rest else []
+        have = len(self._rest)
+        self._rest = b""
+        while have < want and not self._done:
+            try:
+                chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                self._done = True
+                break
+            got.append(chunk)
+            have += len(chunk)
+        return got
 
     def read(self, n: int = -1) -> bytes:
         want = n if n is not None and n > 0 else 1024 * 1024
-        while len(self._buffer) < want and not self._done:
-            chunk = anyio.from_thread.run(self._next)
-            if chunk is None:
-                self._done = True
-            else:
-                self._buffer += chunk
-        out = bytes(self._buffer[:want])
-        del self._buffer[:want]
-        return out
+        if self._done and not self._rest:
+            return b""
+        got = anyio.from_thread.run(self._gather, want)
+        data = got[0] if len(got) == 1 else b"".join(got)
+        if len(data) > want:
+            data, self._rest = data[:want], data[want:]
+        return data

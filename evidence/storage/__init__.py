@@ -35,6 +35,7 @@ import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple, Protocol, runtime_checkable
 
 from evidence import clock
@@ -176,6 +177,13 @@ class ObjectStore(Protocol):
 
     def stat(self, key: str) -> ObjectInfo:
         """The current object's size, recorded sha256, retention and hold, or ObjectNotFound."""
+        ...
+
+    def local_file(self, key: str) -> Path | None:
+        """The file holding `key`'s bytes when the store is a directory on this machine (read
+        it, never write it), else None (S3: the bytes must be fetched). ObjectNotFound if
+        there is no such object. Lets a worker hash, probe and transcode an object in place
+        instead of copying GiBs first."""
         ...
 
     def exists(self, key: str) -> bool: ...

@@ -496,6 +496,12 @@ class LocalStore(StoreBase):
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def local_file(self, key: str) -> Path:
+        path = self._path(key)
+        if not path.is_file():
+            raise ObjectNotFound(f"no object {key}")
+        return path
+
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Objects whose key starts with `prefix`, in key order (as S3 lists them)."""
         prefix = validate_prefix(prefix)

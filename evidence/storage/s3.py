@@ -347,6 +347,10 @@ class S3Store(StoreBase):
     def exists(self, key: str) -> bool:
         return self._head(validate_key(key)) is not None
 
+    def local_file(self, key: str) -> None:
+        """S3 objects are not files here: a worker fetches them (and hashes on the way)."""
+        return None
+
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         prefix = validate_prefix(prefix)
         for obj in self.client.list_objects(self.bucket, prefix=prefix, recursive=True):
