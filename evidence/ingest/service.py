@@ -49,7 +49,7 @@ from evidence.media.derivatives import Recipe, make_thumbnail, transcode_proxy
 from evidence.media.probe import MediaFacts, probe
 from evidence.media.runner import sha256_file
 from evidence.retention import service as retention
-from evidence.storage import DEFAULT_PART_SIZE, original_key, plan_parts
+from evidence.storage import DEFAULT_PART_SIZE, Fetched, original_key, plan_parts
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_FILENAME = 255
@@ -364,7 +364,11 @@ def _part_urls(ctx: Context, upload: Upload) -> list[PartUrl]:
             n,
             offset,
             length,
-            ctx.store.presign_part(key, upload.multipart_id, n, expires, max_size=length),
+            # The offset lets the local store write the part where it belongs in the clip:
+            # completing then installs the file as it is instead of joining a copy.
+            ctx.store.presign_part(
+                key, upload.multipart_id, n, expires, max_size=length, offset=offset
+            ),
             held.get(n) == length,
         )
         for n, offset, length in plan
@@ -575,7 +579,7 @@ def process_upload(
         # that lied about this hash) is the clip these bytes prove: promote them.
         if clip.state in (ClipState.verifying, ClipState.rejected):
             if not verified.promoted:
-                ctx.store.promote(upload.incoming_key, upload.sha256)
+                ctx.store.promote(upload.incoming_key, upload.sha256, fetched=verified.fetched)
             path = ctx.store.local_file(original_key(upload.sha256)) or verified.path
             facts = probe(path)
             _record_ingest(ctx, upload, facts)
@@ -600,6 +604,7 @@ class _Verified:
     path: Path
     actual: str
     promoted: bool
+    fetched: Fetched | None = None  # what was downloaded and hashed (S3): promote copies it
 
 
 def _verify(ctx: Context, upload: Upload, clip: Clip, work: Path) -> _Verified:
@@ -616,7 +621,9 @@ def _verify(ctx: Context, upload: Upload, clip: Clip, work: Path) -> _Verified:
     in_place = ctx.store.local_file(key)
     if in_place is None:
         path = work / f"clip{Path(upload.filename or '').suffix[:10]}"
-        return _Verified(path, _fetch(ctx, key, path), promoted=False)
+        fetched = ctx.store.fetch(key, path)
+        pinned = fetched if incoming else None  # the original's is no version of incoming's
+        return _Verified(path, fetched.sha256, promoted=False, fetched=pinned)
     if not incoming:  # a crash after promotion: the store hashed it when it promoted it
         recorded = ctx.store.stat(key).sha256
         return _Verified(in_place, recorded or sha256_file(in_place), promoted=True)
@@ -628,16 +635,6 @@ def _verify(ctx: Context, upload: Upload, clip: Clip, work: Path) -> _Verified:
         return _Verified(in_place, e.actual, promoted=False)
     original = ctx.store.local_file(original_key(upload.sha256))
     return _Verified(original or in_place, upload.sha256, promoted=True)
-
-
-def _fetch(ctx: Context, key: str, path: Path) -> str:
-    """Copy a stored object to `path`, hashing it on the way: its SHA-256."""
-    digest = hashlib.sha256()
-    with path.open("wb") as out:
-        for chunk in ctx.store.open(key):
-            digest.update(chunk)
-            out.write(chunk)
-    return digest.hexdigest()
 
 
 class _Heartbeat:
@@ -665,7 +662,7 @@ def local_copy(ctx: Context, key: str, filename: str | None) -> Iterator[tuple[P
     The caller compares the hash with what the ledger vouches for before using the file."""
     with workfiles.work_dir(ctx.settings.data_dir / "work") as tmp:  # swept if we are killed
         path = tmp / f"clip{Path(filename or '').suffix[:10]}"
-        yield path, _fetch(ctx, key, path)
+        yield path, ctx.store.fetch(key, path).sha256
 
 
 def _reject(ctx: Context, upload: Upload, copy: Path, actual: str) -> str:
