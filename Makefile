@@ -73,6 +73,7 @@ test-fast: $(STAMP) lint
 bench: $(STAMP)
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/scrub.py
+	nice $(BIN)/python bench/ingest.py
 
 # The docking agent alone, as a wheel a docking PC installs without the server's dependencies
 # (docs/dock.md): deploy/dock-package/pyproject.toml and a copy of evidence_dock, built apart

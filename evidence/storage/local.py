@@ -36,6 +36,7 @@ from __future__ import annotations
 import base64
 import binascii
 import builtins
+import contextlib
 import datetime as dt
 import errno
 import fcntl
@@ -436,7 +437,13 @@ class LocalStore(StoreBase):
         (updir / name).unlink(missing_ok=True)
         if previous is not None and previous[2] is None:
             previous[1].unlink(missing_ok=True)
-        etag, size = _write_at(stream, updir / _IN_PLACE, offset, limit)
+        data = updir / _IN_PLACE
+        if not data.exists():
+            # Its name made durable before any record names bytes in it (records are).
+            with contextlib.suppress(FileExistsError):  # another part's writer was first
+                _write_new(data, b"")
+            _fsync_dir(updir)
+        etag, size = _write_at(stream, data, offset, limit)
         _check_content_md5(content_md5, etag)
         record = {"size": size, "etag": etag, "data": _IN_PLACE, "offset": offset}
         self._write_atomic(updir / name, json.dumps(record).encode())
@@ -1078,7 +1085,7 @@ def _write_at(stream: BinaryIO, path: Path, offset: int, limit: int) -> tuple[st
     (MD5 hex = its ETag, size). More than `limit` bytes is refused (TooLarge)."""
     md5 = hashlib.md5(usedforsecurity=False)
     size = 0
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     try:
         while chunk := stream.read(CHUNK):
             if size + len(chunk) > limit:
