@@ -37,6 +37,7 @@ import base64
 import binascii
 import builtins
 import contextlib
+import ctypes
 import datetime as dt
 import errno
 import fcntl
@@ -444,7 +445,11 @@ class LocalStore(StoreBase):
                 _write_new(data, b"")
             _fsync_dir(updir)
         etag, size = _write_at(stream, data, offset, limit)
-        _check_content_md5(content_md5, etag)
+        try:
+            _check_content_md5(content_md5, etag)
+        except HashMismatch:
+            _discard(data, offset, size)
+            raise
         record = {"size": size, "etag": etag, "data": _IN_PLACE, "offset": offset}
         self._write_atomic(updir / name, json.dumps(record).encode())
         return PartInfo(number, size, etag)
@@ -1097,9 +1102,42 @@ def _write_at(stream: BinaryIO, path: Path, offset: int, limit: int) -> tuple[st
                 size += written
                 view = view[written:]
         os.fdatasync(fd)
+    except BaseException:
+        _punch_hole(fd, offset, size)
+        raise
     finally:
         os.close(fd)
     return md5.hexdigest(), size
+
+
+def _discard(path: Path, offset: int, length: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        _punch_hole(fd, offset, length)
+    finally:
+        os.close(fd)
+
+
+_FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
+
+
+def _punch_hole(fd: int, offset: int, length: int) -> None:
+    """Give back the disk space of a refused part's bytes (fallocate(2) PUNCH_HOLE): a part
+    that met a full disk must not keep the disk full for everyone else (a worker recording
+    another clip, say). Best effort: a filesystem without it keeps the bytes until the
+    upload is completed or aborted."""
+    if length <= 0:
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.fallocate(
+            fd,
+            _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE,
+            ctypes.c_int64(offset),
+            ctypes.c_int64(length),
+        )
+    except (OSError, AttributeError):
+        pass
 
 
 def _fsync_file(path: Path) -> None:
