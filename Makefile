@@ -80,6 +80,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/proxy.py
 	$(BIN)/python bench/workers.py
 	$(BIN)/python bench/serve.py --accel
+	nice $(BIN)/python bench/ingest.py
 
 # The docking agent alone, as a wheel a docking PC installs without the server's dependencies
 # (docs/dock.md): deploy/dock-package/pyproject.toml and a copy of evidence_dock, built apart

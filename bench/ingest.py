@@ -8,8 +8,10 @@ run as its baseline, so read the ratios, not the absolute numbers, on a noisy ma
    through `evidence dock` (a subprocess) to `evidence serve` (a subprocess, local object
    store, presigned part PUTs through the API), then through the worker's service
    `process_upload` (in this process, timed per phase) until the upload is `stored`.
-   Baseline on the same file in the same run: `openssl dgst -sha256` plus `cp`. Every step
-   that writes GiBs starts after a short pause (`--settle`, see settle()): on this VM a
+   Baseline on the same file in the same run: `openssl dgst -sha256` plus `cp`. Part
+   `throughput-s3` does the same on the S3 profile: a Ceph RADOS Gateway started for the run
+   (the tests' `ceph_gateway`, deploy/dev/ceph-up.sh), the dock's parts going straight to it.
+   Every step that writes GiBs starts after a short pause (`--settle`, see settle()): on this VM a
    user-space write into memory the guest has not just freed costs ~2 s/GiB, which the
    table shows next to the baseline (`dd bs=1M`, settled and right after a delete).
 2. Peak RSS of the dock agent and of a Celery worker (`evidence worker --concurrency=1` on the
@@ -77,6 +79,7 @@ from evidence.media.runner import ffmpeg_binary, ffmpeg_version, sha256_file
 from evidence.migrate import upgrade
 from evidence.storage import original_key
 from tests.fixtures.media import lavfi_inputs
+from tests.fixtures.s3 import S3Server, ceph_gateway
 
 MiB = 1024 * 1024
 MB = 1_000_000
@@ -411,11 +414,12 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 class Store:
-    """One embedded-profile store in `root`: SQLite, local object store, one dock device,
-    and `evidence serve` as a subprocess."""
+    """One store in `root`: SQLite, the local object store (or a bucket on `s3`, a Ceph RADOS
+    Gateway), one dock device, and `evidence serve` as a subprocess."""
 
-    def __init__(self, root: Path, name: str):
+    def __init__(self, root: Path, name: str, s3: S3Server | None = None):
         self.name = name
+        self.s3 = s3
         self.dir = root / name
         self.data_dir = self.dir / "var"
         self.data_dir.mkdir(parents=True)
@@ -423,11 +427,16 @@ class Store:
         self.url = f"http://127.0.0.1:{self.port}"
         self.db_url = f"sqlite:///{self.data_dir}/evidence.db"
         upgrade(self.db_url)
-        self.settings = Settings(
-            data_dir=self.data_dir,
-            database_url=self.db_url,
-            storage_backend="local",
-            public_url=self.url,
+        self.bucket = f"bench-{name}-{os.getpid()}"
+        self.settings = (
+            s3.settings(self.bucket, self.data_dir, database_url=self.db_url, public_url=self.url)
+            if s3
+            else Settings(
+                data_dir=self.data_dir,
+                database_url=self.db_url,
+                storage_backend="local",
+                public_url=self.url,
+            )
         )
         self.ctx = Context(self.settings)
         self.key = create_device(self.ctx, None, f"bench-dock-{name}").key
@@ -438,7 +447,17 @@ class Store:
             EVIDENCE_DATA_DIR=str(self.data_dir),
             EVIDENCE_DATABASE_URL=self.db_url,
             EVIDENCE_PUBLIC_URL=self.url,
-            EVIDENCE_STORAGE_BACKEND="local",
+            EVIDENCE_STORAGE_BACKEND="s3" if self.s3 else "local",
+            **(
+                {
+                    "EVIDENCE_S3_ENDPOINT": self.s3.endpoint,
+                    "EVIDENCE_S3_ACCESS_KEY": self.s3.access_key,
+                    "EVIDENCE_S3_SECRET_KEY": self.s3.secret_key,
+                    "EVIDENCE_S3_BUCKET": self.bucket,
+                }
+                if self.s3
+                else {}
+            ),
             **extra,
         )
 
@@ -681,12 +700,14 @@ def worker_in_process(store: Store, upload_id: str) -> dict[str, Any]:
     }
 
 
-def bench_throughput(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+def bench_throughput(
+    args: argparse.Namespace, tmp: Path, s3: S3Server | None = None
+) -> dict[str, Any]:
     size = args.size_mib * MiB
-    store = Store(tmp, "throughput")
+    store = Store(tmp, "throughput-s3" if s3 else "throughput", s3)
     try:
         store.start_api()
-        clip_dir = tmp / "camera-throughput"
+        clip_dir = tmp / f"camera-{store.name}"
         clip_dir.mkdir()
         clip = clip_dir / CLIP_NAME
         log(f"throughput: writing {args.size_mib} MiB of random bytes to {clip.name}")
@@ -723,6 +744,7 @@ def bench_throughput(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 f"{base['openssl_s'] + base['cp_s']:.2f} s; clip is {clip_state}"
             )
         return {
+            "backend": "s3" if s3 else "local",
             "size": size,
             "generate_s": gen_s,
             "runs": runs,
@@ -1014,21 +1036,22 @@ def render_throughput(t: dict[str, Any]) -> str:
         row("  hash (SHA-256) + declare", d("hash_declare_s")),
         row(f"  PUT {parts} parts + complete", d("upload_complete_s"), ratio=True),
         row(
-            "    of which complete (server joins parts)",
+            "    of which complete (installs / joins parts)",
             d("complete_s"),
             note="API log: last PUT -> complete",
         ),
         row("  summary + exit", d("exit_s"), rate=False),
         row("worker process_upload (in-process)", w("total_s"), ratio=True),
-        row("  stream incoming -> work copy + SHA-256", w("copy_hash_s")),
-        row("  promote (link, re-hash, install)", w("promote_s")),
+        row("  fetch: download + SHA-256 (S3 only)", w("copy_hash_s")),
+        row("  promote (local: pin + SHA-256; S3: copy)", w("promote_s")),
         row("  probe (ffprobe: unplayable)", w("probe_s"), rate=False),
         row("  ledger + database", w("rest_s"), rate=False),
         row("dock-to-stored (dock + worker)", total, ratio=True),
     ]
+    where = "S3 (Ceph RGW)" if t.get("backend") == "s3" else "local object store"
     title = (
-        f"1. Dock-to-stored throughput, {size // MiB} MiB clip of random bytes named .mp4 "
-        f"(unplayable: probed, no transcode); median of {len(runs)} run(s)"
+        f"1. Dock-to-stored throughput, {where}, {size // MiB} MiB clip of random bytes named "
+        f".mp4 (unplayable: probed, no transcode); median of {len(runs)} run(s)"
     )
     return table(title, ["measure", "time", "MB/s", "x baseline time", "note"], rows)
 
@@ -1163,6 +1186,8 @@ def render(res: dict[str, Any]) -> str:
     ]
     if "throughput" in res:
         parts.append(render_throughput(res["throughput"]))
+    if "throughput_s3" in res:
+        parts.append(render_throughput(res["throughput_s3"]))
     if "rss" in res:
         parts.append(render_rss(res["rss"], res.get("throughput")))
     if "transcode" in res:
@@ -1207,6 +1232,9 @@ def _terminate(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")  # unwinds through every cleanup below
 
 
+PARTS = ("throughput", "throughput-s3", "rss", "transcode")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size-mib", type=int, default=1024, help="throughput clip size")
@@ -1227,7 +1255,9 @@ def main() -> int:
         help="seconds to pause before each GiB-writing step (see settle())",
     )
     ap.add_argument(
-        "--only", default="throughput,rss,transcode", help="comma-separated parts to run"
+        "--only",
+        default=",".join(PARTS),
+        help="comma-separated parts to run: " + ", ".join(PARTS),
     )
     ap.add_argument(
         "--quick", action="store_true", help="smoke run: 64 MiB, RSS at 256 and 64 MiB, a 10 s clip"
@@ -1240,8 +1270,8 @@ def main() -> int:
         if getattr(args, name) < 64:  # the agent prints its "hashing" line from 64 MiB
             ap.error(f"--{name.replace('_', '-')} must be at least 64")
     only = {p.strip() for p in args.only.split(",") if p.strip()}
-    if not only <= {"throughput", "rss", "transcode"}:
-        ap.error(f"--only: unknown part(s) {sorted(only - {'throughput', 'rss', 'transcode'})}")
+    if not only <= set(PARTS):
+        ap.error(f"--only: unknown part(s) {sorted(only - set(PARTS))}")
     dropped = sorted(k for k in os.environ if k.startswith("EVIDENCE_"))
     for k in dropped:  # this run's stores are its own; no production settings leak in
         del os.environ[k]
@@ -1264,6 +1294,10 @@ def main() -> int:
         try:
             if "throughput" in only:
                 res["throughput"] = bench_throughput(args, tmp)
+            if "throughput-s3" in only:
+                log("throughput-s3: starting a Ceph RADOS Gateway (deploy/dev/ceph-up.sh)")
+                with ceph_gateway() as s3:
+                    res["throughput_s3"] = bench_throughput(args, tmp, s3)
             if "rss" in only:
                 res["rss"] = bench_rss(args, tmp)
             if "transcode" in only:

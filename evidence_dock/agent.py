@@ -515,6 +515,8 @@ class Declared:
 
 # Generous: joining a 100 GiB clip's parts takes minutes on a slow disk.
 COMPLETE_TIMEOUT = 1800.0
+PART_STREAMS = 3
+"""Parts of one clip sent at once (each on its own connection)."""
 
 
 class Api:
@@ -824,6 +826,7 @@ class ClipUpload:
         self.progress = progress
         self.cancelled = cancelled
         self.sent = 0
+        self._sent_lock = threading.Lock()
         self._last_409 = ""  # the server's words naming the missing part
 
     def run(self) -> ClipResult:
@@ -946,20 +949,38 @@ class ClipUpload:
         elif todo:
             plural = "s" if len(todo) != 1 else ""
             self.say(f"uploading {human_bytes(total)} in {len(todo)} part{plural}")
-        for part in todo:
-            if self.cancelled.is_set():
-                raise DockError("interrupted; run again to resume")
-            response = self.api.put_part(self.path, part, self._count)
-            if response.status_code == 403:
-                raise _UrlRefused(
-                    f"part {part.number}: the object store refused the presigned URL "
-                    f"(HTTP 403: {_problem(response)})"
-                )
-            if not 200 <= response.status_code < 300:
-                raise DockError(
-                    f"part {part.number}: the object store answered HTTP "
-                    f"{response.status_code}: {_problem(response)}"
-                )
+        # PART_STREAMS parts in flight at once: one stream leaves the server (and S3) idle
+        # between a part's last byte and the next part's first. After a failure no further
+        # part starts; the first failure, in part order, is the one reported.
+        failed = threading.Event()
+
+        def send(part: Part) -> None:
+            if failed.is_set():
+                return
+            try:
+                self._send_part(part)
+            except BaseException:
+                failed.set()
+                raise
+
+        with ThreadPoolExecutor(PART_STREAMS, thread_name_prefix="dock-part") as pool:
+            for future in [pool.submit(send, part) for part in todo]:
+                future.result()
+
+    def _send_part(self, part: Part) -> None:
+        if self.cancelled.is_set():
+            raise DockError("interrupted; run again to resume")
+        response = self.api.put_part(self.path, part, self._count)
+        if response.status_code == 403:
+            raise _UrlRefused(
+                f"part {part.number}: the object store refused the presigned URL "
+                f"(HTTP 403: {_problem(response)})"
+            )
+        if not 200 <= response.status_code < 300:
+            raise DockError(
+                f"part {part.number}: the object store answered HTTP "
+                f"{response.status_code}: {_problem(response)}"
+            )
 
     def _hashed(self, n: int) -> None:
         if self.cancelled.is_set():
@@ -969,7 +990,8 @@ class ClipUpload:
     def _count(self, n: int) -> None:
         if n > 0 and self.cancelled.is_set():
             raise DockError("interrupted; run again to resume")  # aborts this part's request
-        self.sent += n
+        with self._sent_lock:  # parts are sent from several threads (PART_STREAMS)
+            self.sent += n
         self.progress.add_sent(n)
 
     def _check_unchanged(self, state: ClipRecord) -> None:
@@ -1233,7 +1255,8 @@ def run(
     started = time.monotonic()
     cancelled = cancelled if cancelled is not None else threading.Event()
     timeout = httpx.Timeout(60.0, connect=10.0)
-    limits = httpx.Limits(max_connections=jobs + 2, max_keepalive_connections=jobs + 2)
+    connections = jobs * PART_STREAMS + 2
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     with httpx.Client(timeout=timeout, limits=limits, follow_redirects=False) as client:
         api = Api(base, device_key, client, retry, cancelled)
         api.notice = lambda text: print(text, file=out, flush=True)

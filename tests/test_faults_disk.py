@@ -53,11 +53,12 @@ def test_ffmpeg_out_of_space_is_disk_full_and_leaves_no_partial_file(
 def test_a_worker_out_of_disk_retries_and_finishes_when_space_returns(
     ctx: Context, clip_1080p: ClipFile, tmp_path: Path
 ) -> None:
-    """The worker's work directory has room for the clip's copy but not for its proxy."""
+    """The worker's work directory has no room for the proxy. (The original itself is read
+    in place from the local store, never copied there: docs/ingest.md.)"""
     key = create_device(ctx, None, "dock-full").key
     log = tmp_path / "worker.log"
     with (
-        small_disk(ctx.settings.data_dir / "work", clip_1080p.size + 16 * 1024) as disk,
+        small_disk(ctx.settings.data_dir / "work", 16 * 1024) as disk,
         running_api(ctx.settings) as api,
         running_worker(ctx.settings, beat=False, log=log),
     ):

@@ -412,6 +412,41 @@ def test_promote_copies_the_verified_bytes_not_a_later_upload(
     assert read_all(store, src) == newer
 
 
+def test_fetch_hashes_a_work_copy_and_promote_takes_that_version(
+    store: ObjectStore, ns: str, tmp_path: Path
+) -> None:
+    """A worker fetches once (copy + SHA-256) and promotes what it fetched. Replaced in
+    between, S3 still promotes exactly the fetched version (by id, not read again) and keeps
+    the newer upload; the local store hashes through its pin and refuses bytes that changed.
+    Either way no byte becomes an original that its worker did not hash."""
+    fetched_bytes, newer = unique_bytes(2 * MiB + 3), unique_bytes(77)
+    src = f"incoming/{ns}"
+    store.put(src, io.BytesIO(fetched_bytes))
+    copy = tmp_path / "work-copy"
+    fetched = store.fetch(src, copy)
+    assert (fetched.key, fetched.sha256, fetched.size) == (
+        src,
+        sha(fetched_bytes),
+        copy.stat().st_size,
+    )
+    assert copy.read_bytes() == fetched_bytes
+    with pytest.raises(FileExistsError):  # a work file is never overwritten
+        store.fetch(src, copy)
+    with pytest.raises(ObjectNotFound):
+        store.fetch(f"{src}-missing", tmp_path / "none")
+
+    store.put(src, io.BytesIO(newer))  # a new upload to the same key after the fetch
+    if isinstance(store, S3Store):
+        result = store.promote(src, fetched.sha256, fetched=fetched)
+        assert read_all(store, result.key) == fetched_bytes
+        assert read_all(store, src) == newer
+    else:
+        with pytest.raises(HashMismatch):
+            store.promote(src, fetched.sha256, fetched=fetched)
+        assert read_all(store, src) == newer
+        assert not store.exists(f"originals/{fetched.sha256}")
+
+
 # --- ranged reads -------------------------------------------------------------------------
 
 
@@ -1141,6 +1176,59 @@ def test_local_part_url_holds_its_signed_size(
     assert httpx.put(bigger, content=b"x" * 10, timeout=30).status_code == 403
     assert httpx.put(url, content=b"x" * 1000, timeout=30).status_code == 200
     assert [p.size for p in store.list_parts(key, upload_id)] == [1000]
+    assert staging_leftovers(store) == []
+
+
+def test_local_parts_sent_with_an_offset_are_written_in_place_and_installed_without_a_copy(
+    request: pytest.FixtureRequest, tmp_path: Path, ns: str
+) -> None:
+    """Ingest's part URLs carry the part's offset (signed): its bytes go straight to their
+    place in the object-to-be, so completing installs that very file (same inode) instead of
+    joining a copy. A part refused on its Content-MD5 is missing, not half-counted."""
+    store = make_store("local", request, tmp_path)
+    assert isinstance(store, LocalStore)
+    key = f"incoming/{ns}"
+    upload_id = store.create_multipart(key)
+    size = MIN_PART_SIZE * 2 + 1234
+    data = random.Random(ns).randbytes(size)
+    plan = plan_parts(size, MIN_PART_SIZE)
+    minute = dt.timedelta(minutes=1)
+
+    def url(n: int, offset: int, length: int) -> httpx.URL:
+        return httpx.URL(
+            store.presign_part(key, upload_id, n, minute, max_size=length, offset=offset)
+        )
+
+    def put(u: httpx.URL, body: bytes, md5_of: bytes | None = None) -> httpx.Response:
+        md5 = base64.b64encode(hashlib.md5(md5_of if md5_of is not None else body).digest())
+        return httpx.put(u, content=body, headers={"Content-MD5": md5.decode()}, timeout=30)
+
+    first = url(*plan[0])
+    assert first.params["offset"] == "0"
+    for tampered in (first.copy_set_param("offset", "5"), first.copy_remove_param("offset")):
+        assert put(tampered, data[: plan[0].length]).status_code == 403
+    with pytest.raises(InvalidInput):  # an unbounded part could overrun the next one
+        store.presign_part(key, upload_id, 1, minute, offset=0)
+
+    for n, offset, length in reversed(plan):  # any order: each goes to its own place
+        assert put(url(n, offset, length), data[offset : offset + length]).status_code == 200
+    n, offset, length = plan[1]
+    damaged = put(url(n, offset, length), b"x" * length, md5_of=data[offset : offset + length])
+    assert damaged.status_code == 422  # HashMismatch: the body is not what was sent
+    assert [p.number for p in store.list_parts(key, upload_id)] == [1, 3], "2 is missing now"
+    assert put(url(n, offset, length), data[offset : offset + length]).status_code == 200
+
+    written = os.stat(store.root / ".multipart" / upload_id / "object").st_ino
+    info = store.complete_multipart(key, upload_id)
+    assert (info.size, info.sha256) == (size, None), "installed as written, not hashed"
+    assert os.stat(store.root / key).st_ino == written, "the same file: no join copy"
+    assert sha256_chunks(store.open(key)) == (sha(data), size)
+    assert store.stat(key).sha256 is None  # unknown until someone hashes it (promote does)
+    late = put(url(*plan[0]), data[: plan[0].length])
+    assert late.status_code == 404, "a URL replayed after completion writes nothing"
+    assert sha256_chunks(store.open(key)) == (sha(data), size)
+    promoted = store.promote(key, sha(data))
+    assert (promoted.sha256, promoted.size) == (sha(data), size)
     assert staging_leftovers(store) == []
 
 

@@ -4,9 +4,10 @@
 these routes check the signature first, then stream the body into the store (PUT) or the
 object out of it, with HTTP Range (GET). `LocalStore.presign_part` adds `uploadId` and
 `partNumber` (both covered by the signature), and for ingest `size`, the most bytes the part
-may hold (signed too: a bigger body is refused with 413): such a PUT stores one part of a
-multipart upload and answers its ETag, as S3's UploadPart does. Every PUT checks a
-`Content-MD5` header when one is sent (a mismatch stores nothing). With the S3 backend,
+may hold (signed too: a bigger body is refused with 413) and `offset`, where the part goes
+in the object (signed: its bytes are written there, so completing copies nothing): such a PUT
+stores one part of a multipart upload and answers its ETag, as S3's UploadPart does. Every
+PUT checks a `Content-MD5` header when one is sent (a mismatch stores nothing). With the S3 backend,
 presigned URLs point at the S3 server itself, so these routes answer 404.
 """
 
@@ -55,16 +56,17 @@ async def put_object(
     upload_id: str | None = Query(None, alias="uploadId"),
     part_number: str | None = Query(None, alias="partNumber"),
     size: str | None = None,
+    offset: str | None = None,
     _: None = Depends(public),  # the URL's own signature is the access check
 ) -> JSONResponse:
     store = _local_store(request)
     if upload_id is not None or part_number is not None:
         if method != "PUT":
             raise AccessDenied("not a valid presigned part URL")
-        upload, number, max_size = store.verify_presigned_part(
-            key, upload_id, part_number, expires, signature, size
+        upload, number, max_size, at = store.verify_presigned_part(
+            key, upload_id, part_number, expires, signature, size, offset
         )
-        return await _put_part(store, key, upload, number, max_size, request)
+        return await _put_part(store, key, upload, number, max_size, at, request)
     _check(store, key, "PUT", method, expires, signature)
     body = _BodyReader(request.stream())
     # The store is synchronous (file I/O, fsync): run it in a worker thread that pulls the
@@ -82,6 +84,7 @@ async def _put_part(
     upload_id: str,
     part_number: int,
     max_size: int | None,
+    offset: int | None,
     request: Request,
 ) -> JSONResponse:
     limit = MAX_PART_SIZE if max_size is None else max_size
@@ -92,7 +95,9 @@ async def _put_part(
     body = cast(BinaryIO, _BodyReader(request.stream()))  # read(n) is all the store calls
     md5 = request.headers.get("content-md5")
     part = await anyio.to_thread.run_sync(
-        lambda: store.put_part(key, upload_id, part_number, body, content_md5=md5, max_size=limit)
+        lambda: store.put_part(
+            key, upload_id, part_number, body, content_md5=md5, max_size=limit, offset=offset
+        )
     )
     return JSONResponse(
         {"part_number": part.number, "size": part.size, "etag": part.etag},
@@ -134,27 +139,38 @@ def _check(
 
 class _BodyReader:
     """A blocking `read(n)` over the request's async body stream, for use in a worker thread
-    started by anyio (it hops back to the event loop for each chunk)."""
+    started by anyio.
+
+    Each read hops back to the event loop once and gathers there as many of the server's
+    chunks (tens of KiB each) as it needs: one hop per MiB rather than one per chunk, which
+    is what the thread hand-over costs (bench/ingest.py).
+    """
 
     def __init__(self, chunks: AsyncIterator[bytes]):
         self._chunks = chunks
-        self._buffer = bytearray()
+        self._rest = b""  # what the last read gathered beyond what it returned
         self._done = False
 
-    async def _next(self) -> bytes | None:
-        try:
-            return await self._chunks.__anext__()
-        except StopAsyncIteration:
-            return None
+    async def _gather(self, want: int) -> list[bytes]:
+        got = [self._rest] if self._rest else []
+        have = len(self._rest)
+        self._rest = b""
+        while have < want and not self._done:
+            try:
+                chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                self._done = True
+                break
+            got.append(chunk)
+            have += len(chunk)
+        return got
 
     def read(self, n: int = -1) -> bytes:
         want = n if n is not None and n > 0 else 1024 * 1024
-        while len(self._buffer) < want and not self._done:
-            chunk = anyio.from_thread.run(self._next)
-            if chunk is None:
-                self._done = True
-            else:
-                self._buffer += chunk
-        out = bytes(self._buffer[:want])
-        del self._buffer[:want]
-        return out
+        if self._done and not self._rest:
+            return b""
+        got = anyio.from_thread.run(self._gather, want)
+        data = got[0] if len(got) == 1 else b"".join(got)
+        if len(data) > want:
+            data, self._rest = data[:want], data[want:]
+        return data

@@ -35,6 +35,7 @@ from evidence.context import Context
 from evidence.errors import (
     AccessDenied,
     Conflict,
+    HashMismatch,
     InvalidInput,
     NotFound,
     ObjectNotFound,
@@ -46,8 +47,9 @@ from evidence.ingest.models import Upload, UploadState
 from evidence.ledger.entries import canonical
 from evidence.media.derivatives import Recipe, make_proxy, make_thumbnail
 from evidence.media.probe import MediaFacts, probe
+from evidence.media.runner import sha256_file
 from evidence.retention import service as retention
-from evidence.storage import DEFAULT_PART_SIZE, original_key, plan_parts
+from evidence.storage import DEFAULT_PART_SIZE, Fetched, original_key, plan_parts
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_FILENAME = 255
@@ -362,7 +364,11 @@ def _part_urls(ctx: Context, upload: Upload) -> list[PartUrl]:
             n,
             offset,
             length,
-            ctx.store.presign_part(key, upload.multipart_id, n, expires, max_size=length),
+            # The offset lets the local store write the part where it belongs in the clip:
+            # completing then installs the file as it is instead of joining a copy.
+            ctx.store.presign_part(
+                key, upload.multipart_id, n, expires, max_size=length, offset=offset
+            ),
             held.get(n) == length,
         )
         for n, offset, length in plan
@@ -565,25 +571,70 @@ def process_upload(
         if progress:
             progress(kind, fraction)
 
-    with _local_copy(ctx, upload, clip) as (path, actual):
-        if actual != upload.sha256:
-            return _reject(ctx, upload, path, actual)
+    with workfiles.work_dir(ctx.settings.data_dir / "work") as work:  # swept if we are killed
+        verified = _verify(ctx, upload, clip, work)
+        if verified.actual != upload.sha256:
+            return _reject(ctx, upload, verified.path, verified.actual)
         # Verified on this upload's own bytes. A clip another upload left rejected (a device
         # that lied about this hash) is the clip these bytes prove: promote them.
         if clip.state in (ClipState.verifying, ClipState.rejected):
-            ctx.store.promote(upload.incoming_key, upload.sha256)
+            if not verified.promoted:
+                ctx.store.promote(upload.incoming_key, upload.sha256, fetched=verified.fetched)
+            path = ctx.store.local_file(original_key(upload.sha256)) or verified.path
             facts = probe(path)
             _record_ingest(ctx, upload, facts)
         else:
             # Stored already by another upload of the same bytes: keep no second copy, but
             # keep the name these verified bytes were docked under.
             ctx.store.delete(upload.incoming_key)
+            path = ctx.store.local_file(original_key(upload.sha256)) or verified.path
             with ctx.db.write_session() as s:
                 remember_name(s, upload.clip_id, upload.filename, upload.device_id)  # type: ignore[arg-type]
         retention.lock_original(ctx, upload.clip_id)  # type: ignore[arg-type]
-        _make_derivatives(ctx, upload.clip_id, path, upload.sha256, report)  # type: ignore[arg-type]
+        _make_derivatives(ctx, upload.clip_id, path, work, upload.sha256, report)  # type: ignore[arg-type]
     _finish(ctx, upload.id)
     return UploadState.stored.value
+
+
+@dataclass(frozen=True)
+class _Verified:
+    """An upload's bytes, hashed by the worker's side: where to read them, what they hash
+    to, and whether they are already the promoted original."""
+
+    path: Path
+    actual: str
+    promoted: bool
+    fetched: Fetched | None = None  # what was downloaded and hashed (S3): promote copies it
+
+
+def _verify(ctx: Context, upload: Upload, clip: Clip, work: Path) -> _Verified:
+    """Hash the upload's bytes once, reading them where they are.
+
+    On a local store the bytes never left our control: the store's own promote hashes the
+    incoming file (pinned by a hard link) and moves it, and probe and ffmpeg read the
+    original in place: one read, no copy. On S3 the dock's bytes went straight to the
+    bucket, so they are fetched into `work` and hashed on the way. Either way the hash is
+    this worker's, over these bytes: never the dock's word for them.
+    """
+    incoming = ctx.store.exists(upload.incoming_key)
+    key = upload.incoming_key if incoming else original_key(upload.sha256)
+    in_place = ctx.store.local_file(key)
+    if in_place is None:
+        path = work / f"clip{Path(upload.filename or '').suffix[:10]}"
+        fetched = ctx.store.fetch(key, path)
+        pinned = fetched if incoming else None  # the original's is no version of incoming's
+        return _Verified(path, fetched.sha256, promoted=False, fetched=pinned)
+    if not incoming:  # a crash after promotion: the store hashed it when it promoted it
+        recorded = ctx.store.stat(key).sha256
+        return _Verified(in_place, recorded or sha256_file(in_place), promoted=True)
+    if clip.state not in (ClipState.verifying, ClipState.rejected):
+        return _Verified(in_place, sha256_file(in_place), promoted=False)
+    try:
+        ctx.store.promote(upload.incoming_key, upload.sha256)
+    except HashMismatch as e:
+        return _Verified(in_place, e.actual, promoted=False)
+    original = ctx.store.local_file(original_key(upload.sha256))
+    return _Verified(original or in_place, upload.sha256, promoted=True)
 
 
 class _Heartbeat:
@@ -606,33 +657,12 @@ class _Heartbeat:
 
 
 @contextmanager
-def _local_copy(ctx: Context, upload: Upload, clip: Clip) -> Iterator[tuple[Path, str]]:
-    """Stream the bytes to a temporary file while hashing them: one pass serves both.
-
-    The bytes are read from incoming/ if they are still there, else from the original
-    (a crash after promotion); either way they are hashed again here.
-    """
-    key = (
-        upload.incoming_key
-        if ctx.store.exists(upload.incoming_key)
-        else original_key(upload.sha256)
-    )
-    with local_copy(ctx, key, upload.filename) as copied:
-        yield copied
-
-
-@contextmanager
 def local_copy(ctx: Context, key: str, filename: str | None) -> Iterator[tuple[Path, str]]:
     """A stored object in a temporary work file, hashed while it is copied: (path, sha256).
     The caller compares the hash with what the ledger vouches for before using the file."""
     with workfiles.work_dir(ctx.settings.data_dir / "work") as tmp:  # swept if we are killed
         path = tmp / f"clip{Path(filename or '').suffix[:10]}"
-        digest = hashlib.sha256()
-        with path.open("wb") as out:
-            for chunk in ctx.store.open(key):
-                digest.update(chunk)
-                out.write(chunk)
-        yield path, digest.hexdigest()
+        yield path, ctx.store.fetch(key, path).sha256
 
 
 def _reject(ctx: Context, upload: Upload, copy: Path, actual: str) -> str:
@@ -754,9 +784,12 @@ def _make_derivatives(
     ctx: Context,
     clip_id: str,
     src: Path,
+    work: Path,
     sha256: str,
     progress: Callable[[str, float], None] | None,
 ) -> None:
+    """Make the review copies of `src` (read only: it may be the stored original itself)
+    in the work directory `work`, and store them."""
     with ctx.db.session() as s:
         clip = s.get(Clip, clip_id)
         assert clip is not None
@@ -766,7 +799,7 @@ def _make_derivatives(
     for kind, (name, make) in DERIVATIVES.items():
         if kind in done:
             continue
-        out = src.parent / name
+        out = work / name
         report = (lambda f, k=kind: progress(k, f)) if progress else None
         recipe = make(src, out, sha256, report)
         key = f"derived/{clip_id}/{name}"

@@ -35,6 +35,7 @@ import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple, Protocol, runtime_checkable
 
 from evidence import clock
@@ -106,6 +107,17 @@ class ObjectInfo:
 
 
 @dataclass(frozen=True)
+class Fetched:
+    """An object copied to a local file by `fetch`, hashed on the way: which version of it
+    (S3's version id; None on the local store) and what those bytes hash to."""
+
+    key: str
+    sha256: str
+    size: int
+    version: str | None
+
+
+@dataclass(frozen=True)
 class PartInfo:
     """One part of a multipart upload as the storage holds it. `etag` is the part's MD5 in hex
     on both backends (S3's ETag for unencrypted parts), so a client can compare it with the
@@ -158,14 +170,28 @@ class ObjectStore(Protocol):
         ...
 
     def promote(
-        self, src_key: str, sha256: str, *, retain_until: dt.datetime | None = None
+        self,
+        src_key: str,
+        sha256: str,
+        *,
+        retain_until: dt.datetime | None = None,
+        fetched: Fetched | None = None,
     ) -> StoredObject:
         """Move `src_key` to `originals/{sha256}` server-side and remove the source.
 
         The source is pinned (S3 version id / local hard link) and re-hashed before the
         move: HashMismatch leaves everything in place. A no-op when the original exists,
         also when repeated after the source is gone. A locked source is refused.
+
+        `fetched`: what this process's `fetch` of `src_key` read and hashed. On S3 that
+        version (immutable, by id) is the one promoted, and the hash is not read again; the
+        local store always hashes through its pin (it reads no more than fetch would have).
         """
+        ...
+
+    def fetch(self, key: str, dest: Path) -> Fetched:
+        """Copy the object's current version to the new file `dest`, hashing on the way:
+        one read serves both a worker's work copy and its verification."""
         ...
 
     def open(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
@@ -176,6 +202,13 @@ class ObjectStore(Protocol):
 
     def stat(self, key: str) -> ObjectInfo:
         """The current object's size, recorded sha256, retention and hold, or ObjectNotFound."""
+        ...
+
+    def local_file(self, key: str) -> Path | None:
+        """The file holding `key`'s bytes when the store is a directory on this machine (read
+        it, never write it), else None (S3: the bytes must be fetched). ObjectNotFound if
+        there is no such object. Lets a worker hash, probe and transcode an object in place
+        instead of copying GiBs first."""
         ...
 
     def exists(self, key: str) -> bool: ...
@@ -224,6 +257,7 @@ class ObjectStore(Protocol):
         expires: dt.timedelta,
         *,
         max_size: int | None = None,
+        offset: int | None = None,
     ) -> str:
         """A URL to HTTP PUT the bytes of part `part_number` (1..MAX_PARTS) of the upload.
 
@@ -235,6 +269,10 @@ class ObjectStore(Protocol):
         `max_size`: the local store signs it into the URL and refuses a bigger body (413).
         An S3 presigned PUT cannot cap its body, so there the caller checks the sizes
         `list_parts` reports before completing (the ingest service does).
+
+        `offset` (with `max_size`): the part's place in the object. The local store signs it
+        and writes the part's bytes there, so completing installs them without a join copy;
+        S3 joins server-side and ignores it.
         """
         ...
 
@@ -256,9 +294,11 @@ class ObjectStore(Protocol):
         stays open (send the part, complete again). A key that became write-once or locked
         since the upload began is refused as a plain put would be (the upload stays open).
 
-        Returns the new object's state. Its `sha256` is known on the local store (hashed
-        while joining) but None on S3 (the server joins the parts; knowing the digest would
-        mean reading everything back): uploads go to `incoming/`, which is re-hashed anyway.
+        Returns the new object's state. Its `sha256` is known on the local store when it
+        joined the parts by copying (hashed on the way), None when their bytes were written
+        in place (parts sent to URLs with an offset) and on S3 (the server joins the parts;
+        knowing the digest would mean reading everything back): uploads go to `incoming/`,
+        which is re-hashed anyway.
         """
         ...
 
@@ -268,7 +308,21 @@ class ObjectStore(Protocol):
 
 
 class StoreBase:
-    """What both backends share: `put_original`, defined once in terms of `put`."""
+    """What both backends share: `put_original` and `fetch`, defined once in terms of `put`
+    and `open`."""
+
+    def open(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        raise NotImplementedError
+
+    def fetch(self, key: str, dest: Path) -> Fetched:
+        digest = hashlib.sha256()
+        size = 0
+        with dest.open("xb") as out:
+            for chunk in self.open(key):
+                digest.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+        return Fetched(key, digest.hexdigest(), size, None)
 
     def put(
         self,
@@ -626,6 +680,7 @@ __all__ = [
     "MIN_PART_SIZE",
     "HashingReader",
     "ObjectInfo",
+    "Fetched",
     "ObjectStore",
     "PartInfo",
     "PlannedPart",

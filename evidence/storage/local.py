@@ -36,6 +36,8 @@ from __future__ import annotations
 import base64
 import binascii
 import builtins
+import contextlib
+import ctypes
 import datetime as dt
 import errno
 import fcntl
@@ -71,7 +73,9 @@ from evidence.errors import (
 from evidence.keyfiles import create_once, read_private
 from evidence.storage import (
     CHUNK,
+    MAX_OBJECT_SIZE,
     MAX_PART_SIZE,
+    Fetched,
     HashingReader,
     ObjectInfo,
     PartInfo,
@@ -97,8 +101,12 @@ _LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
 _UPLOAD_RECORD = "upload"
 _LOCAL_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")  # what create_multipart issues (uuid4 hex)
 _PART_RECORD = re.compile(r"\d{5}")
+_IN_PLACE = "object"  # parts sent with an offset are written here, the object-to-be
+_WRITING = "writing"  # flock'ed shared by in-place part writers, exclusive by completion
+_SEALED = "sealed"  # completion has begun: no part may be written any more
 _PART_NUMBER_PARAM = re.compile(r"[1-9]\d{0,4}")  # canonical decimal, as presign_part writes it
 _SIZE_PARAM = re.compile(r"0|[1-9]\d{0,10}")
+_OFFSET_PARAM = re.compile(r"0|[1-9]\d{0,12}")  # below 5 TiB, S3's largest object
 
 
 @dataclass
@@ -191,7 +199,12 @@ class LocalStore(StoreBase):
             staged.unlink(missing_ok=True)
 
     def promote(
-        self, src_key: str, sha256: str, *, retain_until: dt.datetime | None = None
+        self,
+        src_key: str,
+        sha256: str,
+        *,
+        retain_until: dt.datetime | None = None,
+        fetched: Fetched | None = None,  # not needed: the pin below is hashed in place
     ) -> StoredObject:
         """Move verified bytes (e.g. `incoming/{id}`) to `originals/{sha256}`.
 
@@ -242,18 +255,19 @@ class LocalStore(StoreBase):
         self,
         staged: Path,
         key: str,
-        sha: str,
+        sha: str | None,
         size: int,
         write_once: bool,
         retain_until: dt.datetime | None,
     ) -> StoredObject:
-        """Put verified staged bytes at `key`, honouring write-once and locks."""
+        """Put verified staged bytes at `key`, honouring write-once and locks. `sha` None:
+        bytes adopted unhashed (a multipart upload's in-place parts); never write-once."""
         path = self._path(key)
         with self._locked():
             current = self._load(key, need_sha=True)
             if current is not None:
                 if write_once or current.write_once:
-                    if current.sha256 != sha:
+                    if current.sha256 != (sha or _hash_file(staged)[0]):
                         raise WriteOnceViolation(
                             f"{key} already holds different bytes (sha256 {current.sha256})"
                         )
@@ -281,7 +295,7 @@ class LocalStore(StoreBase):
                 retention_mode=self._lock_mode if retain_until else None,
             )
             self._write_meta(key, meta)
-        return StoredObject(key, sha, size)
+        return StoredObject(key, sha or "", size)
 
     def _extend(self, key: str, meta: _Meta, until: dt.datetime | None) -> None:
         """Idempotent re-puts may lengthen retention (never shorten); also repairs a record
@@ -337,19 +351,27 @@ class LocalStore(StoreBase):
         *,
         content_md5: str | None = None,
         max_size: int = MAX_PART_SIZE,
+        offset: int | None = None,
     ) -> PartInfo:
         """Store one part (the body of a presigned part PUT), replacing an earlier one.
 
         `content_md5` is the request's Content-MD5 header: a body that does not match it is
         refused (HashMismatch), as S3 refuses it (BadDigest). A body longer than `max_size`
         (the URL's signed size) is refused (TooLarge) as soon as it is, keeping nothing.
+        `offset` (signed into the URL by presign_part): the part's place in the object; its
+        bytes are then written there, into the file completing will install, not joined.
         """
         key = validate_multipart_key(key)
         number = validate_part_number(part_number)
+        limit = min(max_size, MAX_PART_SIZE)
+        if offset is not None:
+            return self._put_part_in_place(
+                key, upload_id, number, stream, offset, limit, content_md5
+            )
         self._upload_dir(key, upload_id)  # fail before reading a body nobody will keep
         staged = self._staging_path()
         try:
-            etag, size = _spool_part(stream, staged, min(max_size, MAX_PART_SIZE))
+            etag, size = _spool_part(stream, staged, limit)
             _check_content_md5(content_md5, etag)
             with self._upload_locked(key, upload_id) as updir:
                 self._install_part(updir, number, staged, etag, size)
@@ -366,13 +388,76 @@ class LocalStore(StoreBase):
         previous = _read_part_record(updir / name)
         record = {"size": size, "etag": etag, "data": data.name}
         self._write_atomic(updir / name, json.dumps(record).encode())
-        if previous is not None and previous[1] != data:
+        if previous is not None and previous[1] != data and previous[2] is None:
             previous[1].unlink(missing_ok=True)
+
+    def _put_part_in_place(
+        self,
+        key: str,
+        upload_id: str,
+        number: int,
+        stream: BinaryIO,
+        offset: int,
+        limit: int,
+        content_md5: str | None,
+    ) -> PartInfo:
+        """Write part `number` straight into the upload's object file at `offset`: no join
+        copy at completion (on ext4 that copy costs a second write of the whole clip).
+
+        The part's record is dropped before its bytes are overwritten and written again only
+        once they are all in, fsync'ed and match Content-MD5: a half-sent or refused part is
+        simply missing, never counted. One writer per part at a time (its own flock), and
+        every writer holds the upload's write lock shared, which completion takes exclusive
+        after sealing the upload: nothing writes into an object once it is being installed.
+        """
+        updir = self._upload_dir(key, upload_id)
+        name = f"{number:05d}"
+        gone = UploadNotFound(f"no multipart upload {upload_id} for {key}")
+        try:
+            with _flocked(updir / _WRITING, fcntl.LOCK_SH), _flocked(updir / f"{name}.lock"):
+                # Completed (or being completed) or aborted while this request waited.
+                if (updir / _SEALED).exists() or not (updir / _UPLOAD_RECORD).exists():
+                    raise gone
+                return self._write_part(updir, name, number, stream, offset, limit, content_md5)
+        except (FileNotFoundError, NotADirectoryError):
+            raise gone from None  # aborted while the part was being written
+
+    def _write_part(
+        self,
+        updir: Path,
+        name: str,
+        number: int,
+        stream: BinaryIO,
+        offset: int,
+        limit: int,
+        content_md5: str | None,
+    ) -> PartInfo:
+        """The body of _put_part_in_place; the caller holds the part's lock."""
+        # Dropped before its bytes are overwritten: the record never vouches for a mix.
+        previous = _read_part_record(updir / name)
+        (updir / name).unlink(missing_ok=True)
+        if previous is not None and previous[2] is None:
+            previous[1].unlink(missing_ok=True)
+        data = updir / _IN_PLACE
+        if not data.exists():
+            # Its name made durable before any record names bytes in it (records are).
+            with contextlib.suppress(FileExistsError):  # another part's writer was first
+                _write_new(data, b"")
+            _fsync_dir(updir)
+        etag, size = _write_at(stream, data, offset, limit)
+        try:
+            _check_content_md5(content_md5, etag)
+        except HashMismatch:
+            _discard(data, offset, size)
+            raise
+        record = {"size": size, "etag": etag, "data": _IN_PLACE, "offset": offset}
+        self._write_atomic(updir / name, json.dumps(record).encode())
+        return PartInfo(number, size, etag)
 
     def list_parts(self, key: str, upload_id: str) -> builtins.list[PartInfo]:
         key = validate_multipart_key(key)
         with self._upload_locked(key, upload_id) as updir:
-            return [part for part, _ in _held_parts(updir)]
+            return [part for part, _, _ in _held_parts(updir)]
 
     def complete_multipart(
         self, key: str, upload_id: str, parts: Sequence[PartInfo] | None = None
@@ -384,19 +469,53 @@ class LocalStore(StoreBase):
         """
         key = validate_multipart_key(key)
         with self._upload_locked(key, upload_id) as updir:
-            held = _held_parts(updir)
-            chosen = select_parts([part for part, _ in held], parts)
-            with self._locked():  # learn about a write-once/locked key before joining GiBs
-                self._check_replaceable(key)
-            files = {part.number: path for part, path in held}
-            staged = self._staging_path()
+            # Sealed, then every in-place writer waited for: no byte changes from here on.
+            (updir / _SEALED).touch()
             try:
-                sha, size = _join([files[part.number] for part in chosen], staged)
-                self._install(staged, key, sha, size, False, None)
-            finally:
-                staged.unlink(missing_ok=True)
+                with _flocked(updir / _WRITING):
+                    pass
+                held = _held_parts(updir)
+                chosen = select_parts([part for part, _, _ in held], parts)
+                with self._locked():  # learn about a write-once/locked key before joining GiBs
+                    self._check_replaceable(key)
+                where = {part.number: (path, offset) for part, path, offset in held}
+                sources = [(where[p.number][0], where[p.number][1], p.size) for p in chosen]
+                sha, size = self._join_or_adopt(key, updir, sources)
+            except BaseException:
+                (updir / _SEALED).unlink(missing_ok=True)  # the upload stays open
+                raise
             self._drop_upload(updir)
         return ObjectInfo(key, size, sha, retain_until=None, retention_mode=None, legal_hold=False)
+
+    def _join_or_adopt(
+        self, key: str, updir: Path, sources: builtins.list[tuple[Path, int | None, int]]
+    ) -> tuple[str | None, int]:
+        """Install the chosen parts at `key`: (sha256 or None, size).
+
+        Parts written in place that tile the object from byte 0 are adopted: their file is
+        installed as it is, unhashed (the worker's promote hashes it anyway). Anything else
+        is joined into a new file, hashed on the way.
+        """
+        expected = 0
+        for path, offset, length in sources:
+            if path.name != _IN_PLACE or offset != expected:
+                break
+            expected += length
+        else:
+            data = updir / _IN_PLACE
+            if not sources or not data.exists():
+                data.touch()
+            os.truncate(data, expected)  # a longer part sent earlier may have left a tail
+            _fsync_file(data)
+            self._install(data, key, None, expected, False, None)
+            return None, expected
+        staged = self._staging_path()
+        try:
+            sha, size = _join(sources, staged)
+            self._install(staged, key, sha, size, False, None)
+        finally:
+            staged.unlink(missing_ok=True)
+        return sha, size
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
         key = validate_multipart_key(key)
@@ -501,6 +620,12 @@ class LocalStore(StoreBase):
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def local_file(self, key: str) -> Path:
+        path = self._path(key)
+        if not path.is_file():
+            raise ObjectNotFound(f"no object {key}")
+        return path
+
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Objects whose key starts with `prefix`, in key order (as S3 lists them)."""
         prefix = validate_prefix(prefix)
@@ -593,13 +718,18 @@ class LocalStore(StoreBase):
         expires: dt.timedelta,
         *,
         max_size: int | None = None,
+        offset: int | None = None,
     ) -> str:
         key = validate_multipart_key(key)
         upload_id = validate_upload_id(upload_id)
         number = validate_part_number(part_number)
         deadline = int((clock.now() + validate_expiry(expires)).timestamp())
         size = None if max_size is None else str(_validate_max_size(max_size))
-        signature = self._sign_part(key, upload_id, str(number), deadline, size)
+        if offset is not None and size is None:
+            # Unbounded, a part written in place could run into the next part's bytes.
+            raise InvalidInput("a part URL with an offset must also bound the part's size")
+        at = None if offset is None else str(_validate_offset(offset))
+        signature = self._sign_part(key, upload_id, str(number), deadline, size, at)
         params: dict[str, object] = {
             "method": "PUT",
             "uploadId": upload_id,
@@ -608,6 +738,8 @@ class LocalStore(StoreBase):
         }
         if size is not None:
             params["size"] = size
+        if at is not None:
+            params["offset"] = at
         params["signature"] = signature
         return f"{self._public_url}{OBJECTS_ROUTE}{quote(key, safe='/')}?{urlencode(params)}"
 
@@ -626,9 +758,11 @@ class LocalStore(StoreBase):
         expires: object,
         signature: object,
         size: object = None,
-    ) -> tuple[str, int, int | None]:
+        offset: object = None,
+    ) -> tuple[str, int, int | None, int | None]:
         """Accept a presigned part PUT or raise AccessDenied; returns (upload id, part number,
-        the most bytes the part may hold, or None when the URL set no bound).
+        the most bytes the part may hold or None when the URL set no bound, the part's offset
+        in the object or None when the URL gave none).
 
         Only the exact strings presign_part writes are accepted, so that the signed message
         (fields separated by newlines) can be read one way only.
@@ -639,12 +773,18 @@ class LocalStore(StoreBase):
             and isinstance(part_number, str)
             and _PART_NUMBER_PARAM.fullmatch(part_number)
             and (size is None or (isinstance(size, str) and _SIZE_PARAM.fullmatch(size)))
+            and (offset is None or (size is not None and _is_offset(offset)))
         ):
             raise AccessDenied("not a valid presigned part URL")
         deadline = _deadline(expires)
-        expected = self._sign_part(key, upload_id, part_number, deadline, size)
+        expected = self._sign_part(key, upload_id, part_number, deadline, size, offset)
         self._check_signature(expected, signature, deadline)
-        return upload_id, int(part_number), None if size is None else int(size)
+        return (
+            upload_id,
+            int(part_number),
+            None if size is None else int(size),
+            None if offset is None else int(offset),
+        )
 
     @staticmethod
     def _check_signature(expected: str, signature: object, deadline: int) -> None:
@@ -662,7 +802,13 @@ class LocalStore(StoreBase):
         return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()
 
     def _sign_part(
-        self, key: str, upload_id: str, part_number: str, deadline: int, size: str | None = None
+        self,
+        key: str,
+        upload_id: str,
+        part_number: str,
+        deadline: int,
+        size: str | None = None,
+        offset: str | None = None,
     ) -> str:
         # Its own prefix: a plain PUT URL's signature can never pass as a part URL's (or the
         # reverse), and upload id and part number are covered: part 3's URL is not part 4's.
@@ -673,6 +819,11 @@ class LocalStore(StoreBase):
             msg = (
                 f"evidence-presign-part-v2\nPUT\n{key}\n{deadline}\n{upload_id}\n"
                 f"{part_number}\n{size}"
+            )
+        if offset is not None:  # v3: where the part goes, so that dropping it is refused too
+            msg = (
+                f"evidence-presign-part-v3\nPUT\n{key}\n{deadline}\n{upload_id}\n"
+                f"{part_number}\n{size}\n{offset}"
             )
         return hmac.new(self._secret, msg.encode(), hashlib.sha256).hexdigest()
 
@@ -813,6 +964,16 @@ def _validate_max_size(size: int) -> int:
     return size
 
 
+def _is_offset(offset: object) -> bool:
+    return isinstance(offset, str) and _OFFSET_PARAM.fullmatch(offset) is not None
+
+
+def _validate_offset(offset: int) -> int:
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < MAX_OBJECT_SIZE:
+        raise InvalidInput(f"a part's offset must be 0..{MAX_OBJECT_SIZE - 1}, not {offset!r}")
+    return offset
+
+
 def _deadline(expires: object) -> int:
     try:
         return int(str(expires))
@@ -884,17 +1045,20 @@ def _check_content_md5(header: str | None, md5_hex: str) -> None:
         )
 
 
-def _read_part_record(record: Path) -> tuple[PartInfo, Path] | None:
-    """A part's record: (its PartInfo, the file holding its bytes), or None if absent."""
+def _read_part_record(record: Path) -> tuple[PartInfo, Path, int | None] | None:
+    """A part's record: (its PartInfo, the file holding its bytes, where in that file they
+    start: None for a file of its own), or None if absent."""
     try:
         d = json.loads(record.read_bytes())
     except FileNotFoundError:
         return None
     number = int(record.name)
-    return PartInfo(number, int(d["size"]), str(d["etag"])), record.with_name(d["data"])
+    part = PartInfo(number, int(d["size"]), str(d["etag"]))
+    offset = d.get("offset")
+    return part, record.with_name(d["data"]), None if offset is None else int(offset)
 
 
-def _held_parts(updir: Path) -> list[tuple[PartInfo, Path]]:
+def _held_parts(updir: Path) -> list[tuple[PartInfo, Path, int | None]]:
     """Every part an upload holds, by number. Caller holds the upload's lock."""
     held = []
     for name in sorted(os.listdir(updir)):
@@ -905,21 +1069,103 @@ def _held_parts(updir: Path) -> list[tuple[PartInfo, Path]]:
     return held
 
 
-def _join(paths: Sequence[Path], staged: Path) -> tuple[str, int]:
-    """Concatenate `paths` into a new file `staged`, CHUNK by CHUNK; (SHA-256 hex, size)."""
+def _join(sources: Sequence[tuple[Path, int | None, int]], staged: Path) -> tuple[str, int]:
+    """Concatenate (file, offset, length) pieces into a new file `staged`, CHUNK by CHUNK;
+    (SHA-256 hex, size)."""
     h = hashlib.sha256()
     size = 0
     fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "wb") as out:
-        for path in paths:
+        for path, offset, length in sources:
             with open(path, "rb") as part:
-                while chunk := part.read(CHUNK):
+                part.seek(offset or 0)
+                remaining = length
+                while remaining > 0 and (chunk := part.read(min(CHUNK, remaining))):
+                    remaining -= len(chunk)
                     h.update(chunk)
                     size += len(chunk)
                     out.write(chunk)
         out.flush()
         os.fsync(out.fileno())
     return h.hexdigest(), size
+
+
+def _write_at(stream: BinaryIO, path: Path, offset: int, limit: int) -> tuple[str, int]:
+    """Write a part's bytes into `path` from `offset`, CHUNK by CHUNK, and fdatasync them;
+    (MD5 hex = its ETag, size). More than `limit` bytes is refused (TooLarge)."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    size = 0
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        while chunk := stream.read(CHUNK):
+            if size + len(chunk) > limit:
+                raise TooLarge(f"this part may hold at most {limit} bytes")
+            md5.update(chunk)
+            view = memoryview(chunk)
+            while view:
+                written = os.pwrite(fd, view, offset + size)
+                size += written
+                view = view[written:]
+        os.fdatasync(fd)
+    except BaseException:
+        _punch_hole(fd, offset, size)
+        raise
+    finally:
+        os.close(fd)
+    return md5.hexdigest(), size
+
+
+def _discard(path: Path, offset: int, length: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        _punch_hole(fd, offset, length)
+    finally:
+        os.close(fd)
+
+
+_FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
+
+
+def _punch_hole(fd: int, offset: int, length: int) -> None:
+    """Give back the disk space of a refused part's bytes (fallocate(2) PUNCH_HOLE): a part
+    that met a full disk must not keep the disk full for everyone else (a worker recording
+    another clip, say). Best effort: a filesystem without it keeps the bytes until the
+    upload is completed or aborted."""
+    if length <= 0:
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.fallocate(
+            fd,
+            _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE,
+            ctypes.c_int64(offset),
+            ctypes.c_int64(length),
+        )
+    except (OSError, AttributeError):
+        pass
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _flocked(path: Path, mode: int = fcntl.LOCK_EX) -> Iterator[None]:
+    """Hold flock(2) `mode` on `path` (created if missing). A fresh open file description
+    each time, so it also keeps this process's own threads apart."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except (FileNotFoundError, NotADirectoryError):  # the upload's directory is gone
+        raise UploadNotFound(f"no multipart upload at {path.parent.name}") from None
+    try:
+        fcntl.flock(fd, mode)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _hash_file(path: Path) -> tuple[str, int]:

@@ -35,6 +35,7 @@ import re
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
@@ -64,6 +65,7 @@ from evidence.errors import (
 from evidence.storage import (
     CHUNK,
     TMP_PREFIX,
+    Fetched,
     HashingReader,
     ObjectInfo,
     PartInfo,
@@ -173,7 +175,12 @@ class S3Store(StoreBase):
             self._purge(staged)
 
     def promote(
-        self, src_key: str, sha256: str, *, retain_until: dt.datetime | None = None
+        self,
+        src_key: str,
+        sha256: str,
+        *,
+        retain_until: dt.datetime | None = None,
+        fetched: Fetched | None = None,
     ) -> StoredObject:
         """Move verified bytes (e.g. `incoming/{id}`) to `originals/{sha256}`.
 
@@ -190,8 +197,13 @@ class S3Store(StoreBase):
             return self._already_promoted(src, key, sha, retain_until)
         if _info(src, head).locked():
             raise ObjectLocked(f"{src} is under retention or legal hold; it cannot be moved")
-        version = head.version_id
-        actual, size = self._hash_version(src, version)
+        if fetched is not None and fetched.key == src and fetched.version is not None:
+            # This process read and hashed exactly that version (ids are immutable): the
+            # worker's one download is the verification; no second read of GiBs.
+            version, actual, size = fetched.version, fetched.sha256, fetched.size
+        else:
+            version = head.version_id
+            actual, size = self._hash_version(src, version)
         if actual != sha:
             raise HashMismatch(
                 f"{src}: bytes hash to {actual}, expected {sha}; not promoted",
@@ -347,6 +359,28 @@ class S3Store(StoreBase):
     def exists(self, key: str) -> bool:
         return self._head(validate_key(key)) is not None
 
+    def fetch(self, key: str, dest: Path) -> Fetched:
+        """The current version, pinned by id before it is read: what `promote(fetched=)`
+        then copies is exactly the bytes hashed here."""
+        key = validate_key(key)
+        head = self._head(key)
+        if head is None:
+            raise ObjectNotFound(f"no object {key}")
+        with _mapped(key):
+            resp = self.client.get_object(self.bucket, key, version_id=head.version_id)
+        digest = hashlib.sha256()
+        size = 0
+        with dest.open("xb") as out:
+            for chunk in _stream(resp):
+                digest.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+        return Fetched(key, digest.hexdigest(), size, head.version_id)
+
+    def local_file(self, key: str) -> None:
+        """S3 objects are not files here: a worker fetches them (and hashes on the way)."""
+        return None
+
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         prefix = validate_prefix(prefix)
         for obj in self.client.list_objects(self.bucket, prefix=prefix, recursive=True):
@@ -418,9 +452,10 @@ class S3Store(StoreBase):
         expires: dt.timedelta,
         *,
         max_size: int | None = None,
+        offset: int | None = None,
     ) -> str:
         # max_size is not enforceable in a presigned URL here (see the Protocol): part sizes
-        # are checked against the plan before completing.
+        # are checked against the plan before completing. S3 joins parts itself: no offset.
         # SigV4 signs the whole query string, so the URL is good for this part of this
         # upload only (checked: a changed partNumber or uploadId gets 403 from RGW).
         query: DictType = {
