@@ -33,7 +33,7 @@ import datetime as dt
 import hashlib
 import itertools
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple, Protocol, runtime_checkable
@@ -307,6 +307,18 @@ class ObjectStore(Protocol):
         ...
 
 
+def write_hashing(chunks: Iterable[bytes], dest: Path) -> tuple[str, int]:
+    """Write `chunks` to the new file `dest`, hashing on the way: (sha256 hex, size)."""
+    digest = hashlib.sha256()
+    size = 0
+    with dest.open("xb") as out:
+        for chunk in chunks:
+            digest.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
+    return digest.hexdigest(), size
+
+
 class StoreBase:
     """What both backends share: `put_original` and `fetch`, defined once in terms of `put`
     and `open`."""
@@ -315,14 +327,8 @@ class StoreBase:
         raise NotImplementedError
 
     def fetch(self, key: str, dest: Path) -> Fetched:
-        digest = hashlib.sha256()
-        size = 0
-        with dest.open("xb") as out:
-            for chunk in self.open(key):
-                digest.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
-        return Fetched(key, digest.hexdigest(), size, None)
+        sha256, size = write_hashing(self.open(key), dest)
+        return Fetched(key, sha256, size, None)
 
     def put(
         self,

@@ -82,6 +82,7 @@ from evidence.storage import (
     validate_retain_until,
     validate_sha256,
     validate_upload_id,
+    write_hashing,
 )
 
 PART_SIZE = 16 * 1024 * 1024
@@ -368,14 +369,8 @@ class S3Store(StoreBase):
             raise ObjectNotFound(f"no object {key}")
         with _mapped(key):
             resp = self.client.get_object(self.bucket, key, version_id=head.version_id)
-        digest = hashlib.sha256()
-        size = 0
-        with dest.open("xb") as out:
-            for chunk in _stream(resp):
-                digest.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
-        return Fetched(key, digest.hexdigest(), size, head.version_id)
+        sha256, size = write_hashing(_stream(resp), dest)
+        return Fetched(key, sha256, size, head.version_id)
 
     def local_file(self, key: str) -> None:
         """S3 objects are not files here: a worker fetches them (and hashes on the way)."""
