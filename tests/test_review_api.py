@@ -7,44 +7,19 @@ import datetime as dt
 import hashlib
 import json
 
-import httpx
 import pytest
 
-from evidence.context import Context
 from tests.conftest import sqlite_only
 from tests.fixtures.media import SIDECAR
-from tests.fixtures.people import PASSWORD, Force, approve_pending, make_force
-from tests.fixtures.worlds import WorldCache, dock_clips
+from tests.fixtures.people import PASSWORD, Force, approve_pending
+from tests.fixtures.worlds import ledger_entries
 
 pytestmark = pytest.mark.e2e  # a running store: see docs/testing.md
 
 
 @pytest.fixture
-def force(
-    request: pytest.FixtureRequest,
-    worlds: WorldCache,
-    database_url: str,
-    clip_with_sidecar,
-    clip_mov,
-):
-    """Two clips: one recorded by PC1234 (sidecar), one with no officer; the force signed in."""
-
-    def build(ctx: Context, http: httpx.Client) -> dict[str, str]:
-        ids = dock_clips(ctx, http, {"own": clip_with_sidecar, "other": clip_mov})
-        make_force(ctx, http)
-        return ids
-
-    with worlds.copy(request, "two-clips", database_url, build) as (ctx, f, ids):
-        yield f, ids, ctx
-
-
-def entries(ctx: Context, type_: str) -> list[dict]:
-    out = []
-    for _, raw in ctx.ledger.entries(0, ctx.ledger.size()):
-        e = json.loads(raw)
-        if e["type"] == type_:
-            out.append(e)
-    return out
+def force(two_clip_force):  # type: ignore[no-untyped-def]
+    return two_clip_force
 
 
 def search_ids(f: Force, user: str, **params) -> set[str]:
@@ -89,7 +64,7 @@ def test_playing_needs_a_reason_and_is_audited_once_per_viewing(force) -> None:
     url = f"/api/v1/clips/{ids['own']}/stream"
     r = f.http.get(url, headers=f.as_("pc_smith"))
     assert r.status_code == 422 and "reason" in r.json()["detail"]
-    assert entries(ctx, "clip.viewed") == []
+    assert ledger_entries(ctx, "clip.viewed") == []
     headers = {**f.as_("pc_smith"), "Range": "bytes=0-99"}
     r = f.http.get(url, headers=headers, params={"reason": "investigation: burglary 42"})
     assert r.status_code == 206 and len(r.content) == 100
@@ -102,7 +77,7 @@ def test_playing_needs_a_reason_and_is_audited_once_per_viewing(force) -> None:
         params={"reason": "investigation: burglary 42"},
     )
     assert r2.status_code == 206 and len(r2.content) == 10
-    (viewed,) = entries(ctx, "clip.viewed")
+    (viewed,) = ledger_entries(ctx, "clip.viewed")
     assert viewed["actor"] == "user:pc_smith" and viewed["reason"] == "investigation: burglary 42"
     assert viewed["subject"]["clip"] == ids["own"] and viewed["source_ip"] == "127.0.0.1"
     # If-Range with a stale validator gets the whole proxy, not a range of something else.
@@ -125,7 +100,7 @@ def test_original_download_is_the_docked_bytes_and_audited(force, clip_with_side
     assert r.status_code == 200
     assert hashlib.sha256(r.content).hexdigest() == clip_with_sidecar.sha256
     assert "attachment" in r.headers["content-disposition"]
-    (d,) = entries(ctx, "clip.downloaded")
+    (d,) = ledger_entries(ctx, "clip.downloaded")
     assert d["sha256"] == clip_with_sidecar.sha256 and d["reason"] == "disclosure"
 
 
@@ -150,11 +125,11 @@ def test_auditor_plays_footage_only_with_an_explicit_grant(force) -> None:
     assert f.http.get(url, headers=f.as_("aud_white"), params=params).status_code == 403
     assert approve_pending(ctx) == 1
     assert f.http.get(url, headers=f.as_("aud_white"), params=params).status_code == 200
-    assert entries(ctx, "grant.created")[0]["grantee"] == "aud_white"
+    assert ledger_entries(ctx, "grant.created")[0]["grantee"] == "aud_white"
     # Admins manage, they do not watch.
     assert f.http.get(url, headers=f.as_("adm_black"), params=params).status_code == 403
     # A grant can be ended early; the auditor is refused again at once.
-    grant_id = entries(ctx, "grant.created")[0]["subject"]["grant"]
+    grant_id = ledger_entries(ctx, "grant.created")[0]["subject"]["grant"]
     assert (
         f.http.delete(f"/api/v1/grants/{grant_id}", headers=f.as_("aud_white")).status_code == 403
     )
@@ -165,7 +140,7 @@ def test_auditor_plays_footage_only_with_an_explicit_grant(force) -> None:
     assert (
         f.http.delete(f"/api/v1/grants/{grant_id}", headers=f.as_("adm_black")).status_code == 409
     )
-    assert entries(ctx, "grant.revoked")[0]["actor"] == "user:adm_black"
+    assert ledger_entries(ctx, "grant.revoked")[0]["actor"] == "user:adm_black"
 
 
 @sqlite_only
@@ -227,9 +202,9 @@ def test_tags_categories_bookmarks_are_recorded(force) -> None:
     assert [
         e["type"]
         for e in (
-            entries(ctx, "clip.categorised")
-            + entries(ctx, "clip.tagged")
-            + entries(ctx, "clip.bookmarked")
+            ledger_entries(ctx, "clip.categorised")
+            + ledger_entries(ctx, "clip.tagged")
+            + ledger_entries(ctx, "clip.bookmarked")
         )
     ] == ["clip.categorised", "clip.tagged", "clip.bookmarked"]
 
@@ -471,7 +446,7 @@ def test_access_records_are_for_auditors_and_notes_for_their_side(force) -> None
     assert search_ids(f, "cps_green", q="ask CCTV") == set()
     # The permanent log commits to a note by its hash, never its words; whole entries (every
     # reason and address) are the auditors' to read.
-    for e in entries(ctx, "clip.bookmarked"):
+    for e in ledger_entries(ctx, "clip.bookmarked"):
         assert "note" not in e and len(e["note_sha256"]) == 64 and e["side"] in ("cps", "force")
     assert f.http.get("/api/v1/ledger/entries", headers=eo).status_code == 403
     assert f.http.get("/api/v1/ledger/entries", headers=f.as_("aud_white")).status_code == 200
@@ -492,7 +467,7 @@ def test_a_forged_forwarded_address_is_not_written_into_the_ledger(force) -> Non
             headers={**f.as_("eo_brown"), "Range": "bytes=0-0", "X-Forwarded-For": forwarded},
         )
         assert r.status_code == 206, r.text
-        assert entries(ctx, "clip.viewed")[-1]["source_ip"] == kept
+        assert ledger_entries(ctx, "clip.viewed")[-1]["source_ip"] == kept
     # The same holds for every route that records an address, e.g. signing in.
     r = f.http.post(
         "/api/v1/auth/token",
@@ -500,4 +475,4 @@ def test_a_forged_forwarded_address_is_not_written_into_the_ledger(force) -> Non
         headers={"X-Forwarded-For": "y" * 10_000},
     )
     assert r.status_code == 200, r.text
-    assert entries(ctx, "user.logged_in")[-1]["source_ip"] == "invalid"
+    assert ledger_entries(ctx, "user.logged_in")[-1]["source_ip"] == "invalid"

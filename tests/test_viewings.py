@@ -26,8 +26,8 @@ from evidence.context import Context
 from evidence.viewings import LIFETIME, ROUTE, Grant, sign
 from tests.fixtures.api import running_api
 from tests.fixtures.databases import make_settings
-from tests.fixtures.people import PASSWORD, make_force
-from tests.fixtures.worlds import WorldCache, dock_clips
+from tests.fixtures.people import PASSWORD
+from tests.fixtures.worlds import ledger_entries
 
 BYTES = bytes(range(256)) * 4096 + b"tail"  # 1 MiB and 4 bytes: more than one read chunk
 
@@ -178,30 +178,8 @@ def test_on_s3_a_viewing_redirects_to_a_presigned_url(
 
 
 @pytest.fixture
-def force(
-    request: pytest.FixtureRequest,
-    worlds: WorldCache,
-    database_url: str,
-    clip_with_sidecar,
-    clip_mov,
-):
-    """Two clips: one recorded by PC1234 (sidecar), one with no officer; the force signed in."""
-
-    def build(ctx: Context, http: httpx.Client) -> dict[str, str]:
-        ids = dock_clips(ctx, http, {"own": clip_with_sidecar, "other": clip_mov})
-        make_force(ctx, http)
-        return ids
-
-    with worlds.copy(request, "two-clips", database_url, build) as (ctx, f, ids):
-        yield f, ids, ctx
-
-
-def _entries(ctx: Context, type_: str) -> list[dict]:
-    return [
-        e
-        for e in (json.loads(raw) for _, raw in ctx.ledger.entries(0, ctx.ledger.size()))
-        if e["type"] == type_
-    ]
+def force(two_clip_force):  # type: ignore[no-untyped-def]
+    return two_clip_force
 
 
 @pytest.mark.e2e
@@ -215,7 +193,7 @@ def test_one_ledger_entry_for_a_viewing_and_its_many_ranges(force) -> None:
     assert opened.status_code == 201, opened.text
     v = opened.json()
     assert opened.headers["location"] == v["url"] and v["media_type"] == "video/mp4"
-    (viewed,) = _entries(ctx, "clip.viewed")
+    (viewed,) = ledger_entries(ctx, "clip.viewed")
     assert viewed["actor"] == "user:pc_smith" and viewed["reason"] == "investigation: burglary 42"
     assert viewed["subject"]["clip"] == ids["own"] and viewed["sha256"] == v["sha256"]
     size, got = v["size"], b""
@@ -224,7 +202,7 @@ def test_one_ledger_entry_for_a_viewing_and_its_many_ranges(force) -> None:
         assert r.status_code == 206
         got += r.content
     assert hashlib.sha256(got).hexdigest() == v["sha256"] and len(got) == size
-    assert len(_entries(ctx, "clip.viewed")) == 1  # the viewing, not its Range requests
+    assert len(ledger_entries(ctx, "clip.viewed")) == 1  # the viewing, not its Range requests
     # The original is another viewing and another entry, a named download.
     r = f.http.post(
         f"/api/v1/clips/{ids['own']}/viewings",
@@ -234,7 +212,7 @@ def test_one_ledger_entry_for_a_viewing_and_its_many_ranges(force) -> None:
     assert r.status_code == 201
     got = f.http.get(r.json()["url"])
     assert "attachment" in got.headers["content-disposition"]
-    (d,) = _entries(ctx, "clip.downloaded")
+    (d,) = ledger_entries(ctx, "clip.downloaded")
     assert d["sha256"] == hashlib.sha256(got.content).hexdigest() == r.json()["sha256"]
 
 
@@ -251,7 +229,7 @@ def test_a_viewing_needs_rights_and_a_reason(force) -> None:
     assert r.status_code == 422 and "reason" in r.json()["detail"]
     r = f.http.post(url, headers=f.as_("eo_brown"), json={**reason, "kind": "thumbnail"})
     assert r.status_code == 422
-    assert _entries(ctx, "clip.viewed") == []
+    assert ledger_entries(ctx, "clip.viewed") == []
 
 
 @pytest.mark.e2e
@@ -275,7 +253,7 @@ def test_the_ui_player_is_sent_to_a_viewing(force) -> None:
     assert r.status_code == 307 and r.headers["location"].startswith(ROUTE)
     r = ui.get(r.headers["location"], headers={"Range": "bytes=0-99"})
     assert r.status_code == 206 and len(r.content) == 100
-    assert len(_entries(ctx, "clip.viewed")) == 1
+    assert len(ledger_entries(ctx, "clip.viewed")) == 1
     ui.close()
 
 
