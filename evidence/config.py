@@ -185,6 +185,23 @@ class Settings(BaseSettings):
     # signs their size). A dock's declaration with the largest sidecar it sends fits easily.
     max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
 
+    # E-mail notifications (evidence/notifications.py, docs/notifications.md): off unless
+    # `smtp_host` is set. "starttls" upgrades a plain connection (port 587), "tls" speaks TLS
+    # from the start (port 465), "none" only for a relay on the same host or network.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_from: str = "evidence-store@localhost"
+    smtp_username: str | None = None
+    # The password from the environment, or from a file (a container secret); the file wins.
+    smtp_password: SecretStr | None = None
+    smtp_password_file: Path | None = None
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    # How often a message a server turned away for now (4xx, no connection) is tried again.
+    smtp_max_retries: int = Field(default=8, ge=0, le=50)
+    # Links in messages start here (the address people open in a browser); default public_url.
+    notify_public_url: str | None = None
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
@@ -195,6 +212,14 @@ class Settings(BaseSettings):
 
     def resolved_ledger_key_path(self) -> Path:
         return (self.ledger_key_path or self.data_dir / "keys" / "ledger.key").resolve()
+
+    def resolved_smtp_password(self) -> str | None:
+        if self.smtp_password_file is not None:
+            return Path(self.smtp_password_file).read_text().strip()
+        return self.smtp_password.get_secret_value() if self.smtp_password else None
+
+    def resolved_notify_public_url(self) -> str:
+        return (self.notify_public_url or self.public_url).rstrip("/")
 
     def secrets_dir(self) -> Path:
         return (self.data_dir / "keys").resolve()

@@ -23,6 +23,7 @@ from evidence.ledger.models import (
     LedgerRef,
     SignedCheckpoint,
 )
+from evidence.notifications import Notification
 from evidence.outbox import OutboxMessage
 from evidence.retention.models import Disposal, Hold
 from evidence.scrub.models import ScrubCursor
@@ -54,6 +55,7 @@ __all__ = [
     "LedgerEntry",
     "LedgerNode",
     "LedgerRef",
+    "Notification",
     "OutboxMessage",
     "RecoveryCode",
     "RevokedToken",

@@ -239,3 +239,21 @@ def sweep_work_files() -> int:
 def _sweep_at_start(**_: Any) -> None:
     # Files only, no database: safe in the parent before it forks more children.
     workfiles.sweep(_work_root())
+
+
+@shared_task(name=queue.SEND_NOTIFICATION, bind=True, acks_late=True, max_retries=None)
+def send_notification(self, notification_id: str) -> str:  # type: ignore[no-untyped-def]
+    """E-mail one queued notification. A server that cannot take it now is tried again with
+    backoff (1 s, 2 s, 4 s ... capped at 10 minutes); after the last retry, or at once on a
+    permanent refusal, the notification is marked failed (logged, counted on /metrics). The
+    event it tells of committed long before: nothing here can undo or hold it up."""
+    from evidence import notifications
+
+    ctx = context()
+    try:
+        return notifications.send(ctx, notification_id)
+    except notifications.TemporaryFailure as exc:
+        if self.request.retries >= ctx.settings.smtp_max_retries:
+            return notifications.give_up(ctx, notification_id, str(exc))
+        log.info("notification %s: %s; trying again", notification_id, exc)
+        raise self.retry(exc=exc, countdown=min(600, 2**self.request.retries)) from None

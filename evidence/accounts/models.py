@@ -30,6 +30,8 @@ class User(Base):
     # The person's name as documents name them ("PC Jane Brown"): a continuity statement
     # names people, not login ids. Optional: an account made without one reads as its login.
     full_name: Mapped[str | None] = mapped_column(String(100))
+    # Where notifications go (evidence/notifications.py); optional: no address, no e-mail.
+    email: Mapped[str | None] = mapped_column(String(254))
     password_hash: Mapped[str] = mapped_column(String(255))
     totp_secret: Mapped[str | None] = mapped_column(String(64))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)

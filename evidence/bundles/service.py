@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from evidence import audit, clock, outbox, queue
+from evidence import audit, clock, notifications, outbox, queue
 from evidence.access import (
     Principal,
     check_reason,
@@ -196,6 +196,10 @@ def build_bundle(ctx: Context, bundle_id: str, progress: ProgressFn = None) -> s
             manifest_sha256=plan.manifest_sha256,
             built_at=clock.rfc3339(b.finished_at),
         )
+        if b.requested_by:  # whoever asked for it is told by e-mail, if the store sends any
+            notifications.notify_in(
+                s, ctx.settings, notifications.BUNDLE_READY, b.requested_by, case_id=case_id
+            )
     if progress:
         progress(100)
     return BundleState.ready.value

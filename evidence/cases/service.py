@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from evidence import clock
+from evidence import clock, notifications
 from evidence.access import (
     Principal,
     case_filter,
@@ -358,6 +358,15 @@ def share_case(
             reference=case.reference,
         )
         s.flush()
+        # The recipient is told by e-mail, if the store sends any (queued with the share).
+        notifications.notify_in(
+            s,
+            ctx.settings,
+            notifications.SHARE_CREATED,
+            user.id,
+            case_id=case.id,
+            detail=f"{expires_at.astimezone(dt.UTC):%d %B %Y %H:%M} UTC",
+        )
         # Shared footage is kept while it is shared, even from a closed case.
         changed = retention.reschedule_exhibits(ctx, s, case.id, actor=principal.actor)
         out = _share_dict(share, username)

@@ -84,6 +84,7 @@ CATALOGUE: dict[str, EntryType] = {
         EntryType("case.closed", "Case closed: exhibits reviewed under their rules", _K.case),
         EntryType("case.reopened", "Case reopened: exhibits kept again", _K.case),
         EntryType("share.created", "Shared", _K.case),
+        EntryType("notification.sent", "Notified by e-mail", _K.case),
         EntryType("share.revoked", "Share revoked", _K.case),
         EntryType("bundle.requested", "Court bundle requested", _K.case),
         EntryType("bundle.exported", "Court bundle produced", _K.case),
