@@ -55,6 +55,27 @@ def create_user(
     typer.echo(new.enrolment_url)
 
 
+@app.command("set-email")
+def set_email(
+    name: str,
+    address: Annotated[
+        Optional[str], typer.Argument(help="the address; leave out to remove it")
+    ] = None,
+) -> None:
+    """Set where a user's e-mail notifications go (docs/notifications.md), or remove it."""
+    from evidence.accounts.service import set_email as set_address
+
+    try:
+        user = set_address(context(), None, name, address)
+    except EvidenceError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(
+        f"{name}: notifications go to {user['email']}"
+        if user["email"]
+        else f"{name}: no e-mail address, no notifications"
+    )
+
+
 @app.command("rotate-key")
 def rotate_key(
     which: Annotated[str, typer.Argument(help="which key: bundle (the bundle-signing key)")],

@@ -34,6 +34,10 @@ class UserChange(BaseModel):
     role: str | None = Field(None, max_length=32)
 
 
+class EmailBody(BaseModel):
+    email: str | None = Field(None, max_length=254, description="none or empty: no e-mail")
+
+
 class ResetBody(BaseModel):
     clear_totp: bool = False
 
@@ -93,6 +97,17 @@ def change_user(
     return service.set_user_state(
         request.app.state.ctx, principal, username, disabled=body.disabled, role=body.role
     )
+
+
+@router.put("/users/{username}/email", response_model=out.UserOut, responses=CHANGE)
+def set_email(
+    username: str,
+    body: EmailBody,
+    request: Request,
+    principal: Principal = Depends(gate("users.manage")),
+) -> dict:
+    """Where the person's notifications go (a case shared with them, a bundle ready)."""
+    return service.set_email(request.app.state.ctx, principal, username, body.email)
 
 
 @router.post("/users/{username}/unlock", response_model=out.UserOut, responses=ONE_OBJECT)

@@ -9,6 +9,7 @@ class UserOut(Out):
     id: str
     username: str
     full_name: str | None
+    email: str | None  # where notifications go (docs/notifications.md)
     role: str
     officer_id: str | None
     disabled: bool

@@ -219,6 +219,23 @@ def change_user_role(
     return _change_user(request, principal, username, role=role)
 
 
+@router.post("/users/{username}/email")
+def change_user_email(
+    username: str,
+    request: Request,
+    email: Annotated[str, Form(max_length=254)] = "",
+    principal: Principal = Depends(ui_gate("users.manage")),
+    _: None = CSRF,
+) -> Response:
+    """Where the person's notifications go; empty removes the address."""
+    try:
+        user = accounts.set_email(_ctx(request), principal, username, email)
+    except (InvalidInput, Conflict) as exc:
+        return _users_page(request, principal, status=exc.status, row_error=(username, str(exc)))
+    done = f"is notified at {user['email']}" if user["email"] else "has no e-mail address"
+    return see_other(request, _users_url(f"user-{username}"), ok=f"{username} {done}.")
+
+
 # -- devices -------------------------------------------------------------------------------------
 
 

@@ -82,6 +82,23 @@ def check_full_name(full_name: str | None) -> str | None:
     return name
 
 
+MAX_EMAIL = 254  # RFC 5321's limit on an address
+_EMAIL = re.compile(
+    r"^[^@\s\"(),:;<>\[\\\]]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
+)
+
+
+def check_email(email: str | None) -> str | None:
+    """Where a person's notifications go: a plain address (no display name, no spaces or
+    line breaks, so it cannot smuggle a header), or none."""
+    address = (email or "").strip()
+    if not address:
+        return None
+    if len(address) > MAX_EMAIL or not _EMAIL.match(address):
+        raise InvalidInput(f"{address[:MAX_EMAIL]!r} is not an e-mail address (name@example.org)")
+    return address
+
+
 def _refuse_taken(s: Session, username: str, officer_id: str | None) -> None:
     if s.scalar(select(User.id).where(User.username == username)):
         raise Conflict(f"user {username!r} already exists")
@@ -319,6 +336,7 @@ def _user_dict(u: User, *, pending_role: str | None) -> dict[str, object]:
         "id": u.id,
         "username": u.username,
         "full_name": u.full_name,
+        "email": u.email,
         "role": u.role,
         "officer_id": u.officer_id,
         "disabled": u.disabled,
@@ -375,6 +393,31 @@ def set_user_state(
                 subject={"user": [user.id, principal.user_id]},
                 username=username,
                 **changes,
+            )
+        return _user_dict(user, pending_role=approvals.pending_role(s, user.id))
+
+
+def set_email(
+    ctx: Context, by: Principal | None, username: str, email: str | None
+) -> dict[str, object]:
+    """Set or clear (None, "") where a user's notifications go. By an admin (`by`), or by the
+    server's operator (`by` None, the CLI). The ledger records that the address changed,
+    never the address itself."""
+    from evidence.accounts import approvals
+
+    actor = _admin_actor(by) if by is not None else "system:cli"
+    address = check_email(email)
+    with ctx.db.write_session() as s:
+        user = _user_for_update(s, username)
+        if user.email != address:
+            user.email = address
+            ctx.ledger.append_in(
+                s,
+                "user.updated",
+                actor=actor,
+                subject={"user": [user.id, by.user_id] if by else user.id},
+                username=username,
+                email_set=address is not None,
             )
         return _user_dict(user, pending_role=approvals.pending_role(s, user.id))
 
