@@ -24,6 +24,7 @@ from api.gates import public
 from api.schemas import not_json
 from api.schemas.health import HealthOut, ReadyOut
 from api.schemas.problems import problems
+from evidence import notifications
 from evidence.context import Context
 from evidence.scrub.service import integrity_status
 
@@ -141,6 +142,12 @@ class _IntegrityCollector:
             "evidence_scrub_last_batch_timestamp_seconds",
             "Unix time of the latest scrub.batch ledger entry (0: never scrubbed)",
             value=status.last_batch_at or 0.0,
+        )
+        yield GaugeMetricFamily(
+            "evidence_notifications_failed",
+            "E-mail notifications never delivered (refused, or retries exhausted): "
+            "docs/notifications.md",
+            value=notifications.failed_count(self.ctx),
         )
 
 
