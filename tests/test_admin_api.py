@@ -725,3 +725,27 @@ def test_the_enrolment_form_needs_its_own_nonce_so_another_site_cannot_post_it(a
         assert good.status_code == 303
     login(f.http, "cps_x", "cps x own password")
     assert f.http.get(path).status_code == 404
+
+
+def test_an_admin_sets_where_notifications_go(admin) -> None:
+    """An address for notifications, set and removed by an admin; only admins may, only a
+    plain address is taken, and the ledger says it changed without holding it."""
+    f, ctx = admin
+    url = "/api/v1/users/cps_green/email"
+    r = f.http.put(url, headers=f.as_("adm_black"), json={"email": "priya.green@cps.example"})
+    assert r.status_code == 200 and r.json()["email"] == "priya.green@cps.example"
+    listed = f.http.get("/api/v1/users", headers=f.as_("adm_black")).json()["items"]
+    assert {u["username"]: u["email"] for u in listed}["cps_green"] == "priya.green@cps.example"
+    header = f.http.put(
+        url, headers=f.as_("adm_black"), json={"email": "p@cps.example\r\nBcc: x@example.org"}
+    )
+    assert header.status_code == 422
+    assert f.http.put(url, headers=f.as_("eo_brown"), json={"email": "x@y.org"}).status_code == 403
+    assert f.http.put(url, headers=f.as_("adm_black"), json={"email": None}).json()["email"] is None
+    changes = [
+        json.loads(e)
+        for _, e in ctx.ledger.entries(0, ctx.ledger.size())
+        if json.loads(e)["type"] == "user.updated"
+    ]
+    assert [e["email_set"] for e in changes] == [True, False]
+    assert "cps.example" not in json.dumps(changes)

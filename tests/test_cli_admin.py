@@ -144,3 +144,20 @@ def test_commands_on_an_unmigrated_database_say_what_to_do(tmp_path, monkeypatch
         get_settings.cache_clear()
     assert result.exit_code == 1
     assert "has no schema yet" in result.output and "evidence db upgrade" in result.output
+
+
+def test_the_operator_sets_and_removes_an_email_address(env: Context) -> None:
+    runner = CliRunner()
+    runner.invoke(app, ["admin", "create-user", "cps_lee", "--role", "cps"])
+    done = runner.invoke(app, ["admin", "set-email", "cps_lee", "lee@cps.example"])
+    assert done.exit_code == 0 and "lee@cps.example" in done.output
+    with env.db.session() as s:
+        assert s.scalars(select(User.email).where(User.username == "cps_lee")).one() == (
+            "lee@cps.example"
+        )
+    bad = runner.invoke(app, ["admin", "set-email", "cps_lee", "Lee <lee@cps.example>"])
+    assert bad.exit_code != 0 and "not an e-mail address" in bad.output
+    cleared = runner.invoke(app, ["admin", "set-email", "cps_lee"])
+    assert cleared.exit_code == 0 and "no e-mail address" in cleared.output
+    with env.db.session() as s:
+        assert s.scalars(select(User.email).where(User.username == "cps_lee")).one() is None
