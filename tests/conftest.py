@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.fixtures.databases",
     "tests.fixtures.worlds",
     "tests.fixtures.bundles",
+    "tests.fixtures.smtp",
 ]
 
 

@@ -472,10 +472,10 @@ def test_completing_again_hands_over_to_a_worker_only_once(station, clip_1080p: 
 
 
 def test_evidence_up_then_dock_a_folder(
-    tmp_path: Path, clip_with_sidecar: ClipFile, clip_text: ClipFile
+    tmp_path: Path, clip_with_sidecar: ClipFile, clip_text: ClipFile, smtp
 ) -> None:
     """What a new user does: `make run` (evidence up) in one terminal, `evidence dock` in
-    another."""
+    another. With an SMTP server configured, the share and the ready bundle are e-mailed."""
     import signal
 
     from tests.fixtures.services import free_port, wait_until
@@ -483,6 +483,12 @@ def test_evidence_up_then_dock_a_folder(
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVIDENCE_")}
     env["EVIDENCE_DATA_DIR"] = str(tmp_path / "var")
+    inbox, smtp_port = smtp
+    env |= {
+        "EVIDENCE_SMTP_HOST": "127.0.0.1",
+        "EVIDENCE_SMTP_PORT": str(smtp_port),
+        "EVIDENCE_SMTP_SECURITY": "none",
+    }
     up = subprocess.Popen(
         [sys.executable, "-m", "cli", "up", "--port", str(port)],
         env=env,
@@ -559,6 +565,11 @@ def test_evidence_up_then_dock_a_folder(
         )
         assert verify.returncode == 0, verify.stdout
         _cps_downloads_a_bundle_built_by_the_embedded_worker(env, port, ctx, tmp_path)
+        # The embedded worker and scheduler send the notifications through the same broker.
+        wait_until(lambda: len(inbox.messages) == 2, 60, "the share's and the bundle's e-mails")
+        sent = sorted((to, msg["Subject"]) for to, msg in inbox.messages)
+        assert [to for to, _ in sent] == [["cps1@cps.example"], ["eo1@force.example"]]
+        assert "shared with you" in sent[0][1] and "bundle is ready" in sent[1][1]
     finally:
         os.killpg(up.pid, signal.SIGTERM)
         out, _ = up.communicate(timeout=60)
@@ -583,8 +594,14 @@ def _cps_downloads_a_bundle_built_by_the_embedded_worker(
 
     api = f"http://127.0.0.1:{port}"
     tokens = {}
-    for name, role in (("eo1", "evidence_officer"), ("cps1", "cps")):
+    for name, role, email in (
+        ("eo1", "evidence_officer", "eo1@force.example"),
+        ("cps1", "cps", "cps1@cps.example"),
+    ):
         tokens[name] = {"Authorization": "Bearer " + _cli_user_token(env, api, name, role)}
+        subprocess.run(
+            [sys.executable, "-m", "cli", "admin", "set-email", name, email], env=env, check=True
+        )
     eo, cps = tokens["eo1"], tokens["cps1"]
     with ctx.db.session() as s:
         ready = s.scalar(select(Clip.id).where(Clip.state == "ready"))

@@ -8,14 +8,10 @@ task (run in this process, its retries too), smtplib, the server."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from email import message_from_bytes
-from email.message import Message
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from evidence import clock, notifications, outbox, queue
@@ -28,35 +24,9 @@ from evidence.notifications import Notification
 from tests.fixtures.databases import make_settings
 from tests.fixtures.people import PASSWORD, principal
 from tests.fixtures.services import free_port
+from tests.fixtures.smtp import Inbox
 from tests.fixtures.worlds import ledger_entries
 from workers import tasks
-
-
-class Inbox:
-    """An SMTP server's message handler: keeps what it accepts, or answers `refuse`."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], Message]] = []
-        self.refused = 0
-        self.refuse: str | None = None
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.refuse:
-            self.refused += 1
-            return self.refuse
-        self.messages.append((list(envelope.rcpt_tos), message_from_bytes(envelope.content)))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox, port = Inbox(), free_port()
-    server = Controller(inbox, hostname="127.0.0.1", port=port)
-    server.start()
-    try:
-        yield inbox, port
-    finally:
-        server.stop()
 
 
 def _smtp_settings(port: int) -> dict[str, object]:
