@@ -754,6 +754,23 @@ def test_admin_manages_and_sees_no_footage(store: Store, open_page) -> None:
     assert response is not None and response.status == 403
 
 
+def test_admin_sets_and_removes_where_a_persons_notifications_go(store: Store, open_page) -> None:
+    page = open_page().page
+    sign_in(page, store.url, "adm_black")
+    page.wait_for_url(re.compile(r"/ui/users$"))
+    row = page.locator("tr[data-user='cps_green']")
+    row.locator("input[name=email]").fill("priya.green@cps.example")
+    row.get_by_role("button", name="Save").click()
+    expect(page.locator(".flash--ok")).to_have_text(
+        "cps_green is notified at priya.green@cps.example."
+    )
+    expect(row.locator("input[name=email]")).to_have_value("priya.green@cps.example")
+    row.locator("input[name=email]").fill("")
+    row.get_by_role("button", name="Save").click()
+    expect(page.locator(".flash--ok")).to_have_text("cps_green has no e-mail address.")
+    expect(row.locator("input[name=email]")).to_have_value("")
+
+
 NEW_PASSWORD = "a new officer's passphrase"
 
 
