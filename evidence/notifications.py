@@ -88,10 +88,16 @@ def _sees_case(s: Session, user: User, case_id: str) -> bool:
 
 
 def _message(
-    s: Session, settings: Settings, kind: str, user: User, case_id: str | None, detail: str | None
+    s: Session,
+    settings: Settings,
+    kind: str,
+    user: User,
+    case_id: str | None,
+    detail: str | None,
+    path: str | None,
 ) -> tuple[str, str]:
     base = settings.resolved_notify_public_url()
-    link = f"{base}/ui/cases/{case_id}" if case_id else f"{base}/ui/"
+    link = base + (path or (f"/ui/cases/{case_id}" if case_id else "/ui/"))
     reference = None
     if case_id is not None and _sees_case(s, user, case_id):
         reference = s.scalar(select(Case.reference).where(Case.id == case_id))
@@ -124,20 +130,24 @@ def notify_in(
     *,
     case_id: str | None = None,
     detail: str | None = None,
+    path: str | None = None,
 ) -> str | None:
     """Queue a notification to `user_id` in the caller's transaction (it is sent only if that
     commits). `case_id` is the case it is about, if any (the link opens it; its reference is
     named only if the recipient may see the case); `detail` is a short fact the kind prints
-    (a share's expiry). Returns the notification's id, or None when nothing is queued: no
+    (a share's expiry); `path` is the page the link opens instead (under /ui/, e.g. a
+    submission's). Returns the notification's id, or None when nothing is queued: no
     SMTP server configured, no such user, a disabled account or one without an address."""
     if kind not in KINDS:
         raise ValueError(f"unknown notification kind {kind!r}")
+    if path is not None and (not path.startswith("/ui/") or any(c.isspace() for c in path)):
+        raise ValueError(f"a notification links to a page under /ui/, not {path!r}")
     if not enabled(settings):
         return None
     user = s.get(User, user_id)
     if user is None or user.disabled or not user.email:
         return None
-    subject, body = _message(s, settings, kind, user, case_id, detail)
+    subject, body = _message(s, settings, kind, user, case_id, detail, path)
     row = Notification(
         kind=kind,
         user_id=user.id,
@@ -179,7 +189,7 @@ def send(ctx: Context, notification_id: str) -> str:
     except TemporaryFailure as exc:
         _record_error(ctx, notification_id, str(exc))
         raise
-    except (smtplib.SMTPException, ValueError) as exc:
+    except (smtplib.SMTPException, ssl.SSLCertVerificationError, ValueError) as exc:
         return _finish(ctx, notification_id, FAILED, f"refused: {exc}")
     return _finish(ctx, notification_id, SENT, None, kind=kind, user_id=user_id)
 
@@ -215,7 +225,9 @@ def _deliver(settings: Settings, msg: EmailMessage) -> None:
         if 400 <= exc.smtp_code < 500:
             raise TemporaryFailure(f"{exc.smtp_code} {exc.smtp_error!r}") from exc
         raise
-    except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError) as exc:
+    except ssl.SSLCertVerificationError:
+        raise  # the server is not who it claims to be: trying again will not change that
+    except (smtplib.SMTPServerDisconnected, OSError) as exc:  # no connection, a timeout
         raise TemporaryFailure(f"{type(exc).__name__}: {exc}") from exc
 
 

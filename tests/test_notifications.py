@@ -231,3 +231,36 @@ def test_settings_read_the_smtp_password_from_a_file(tmp_path: Path) -> None:
     assert Settings(smtp_password_file=secret).resolved_smtp_password() == "s3cret"
     assert Settings(smtp_password="env-pw").resolved_smtp_password() == "env-pw"
     assert Settings().resolved_smtp_password() is None
+
+
+def test_a_submission_notice_links_where_asked_and_names_no_case_its_reader_cannot_see(
+    tmp_path: Path, sqlite_url: str, smtp: tuple[Inbox, int], worker
+) -> None:
+    """The call other features make: `notify_in` in the event's transaction. A case the
+    recipient may not see is not named; the link goes to the page the caller gives."""
+    inbox, port = smtp
+    ctx = _context(tmp_path, sqlite_url, **_smtp_settings(port))
+    _people(ctx)
+    case = create_case(ctx, principal(ctx, "eo_brown"), "R v Roe", "URN 77")  # not shared
+    cps = principal(ctx, "cps_green").user_id
+    with ctx.db.write_session() as s:
+        with pytest.raises(ValueError):
+            notifications.notify_in(s, ctx.settings, "unknown.kind", cps)
+        with pytest.raises(ValueError):
+            notifications.notify_in(
+                s, ctx.settings, notifications.SUBMISSION_RECEIVED, cps, path="https://x.example/"
+            )
+        queued = notifications.notify_in(
+            s,
+            ctx.settings,
+            notifications.SUBMISSION_RECEIVED,
+            cps,
+            case_id=case["id"],
+            path="/ui/submissions/s-1",
+        )
+    assert queued is not None and worker(ctx) == 1
+    [(to, msg)] = inbox.messages
+    body = msg.get_payload(decode=True).decode()
+    assert to == ["priya.green@cps.example"]
+    assert "https://evidence.force.example/ui/submissions/s-1" in body.splitlines()
+    assert "URN 77" not in msg["Subject"] + body and "R v Roe" not in body

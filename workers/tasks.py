@@ -241,7 +241,18 @@ def _sweep_at_start(**_: Any) -> None:
     workfiles.sweep(_work_root())
 
 
-@shared_task(name=queue.SEND_NOTIFICATION, bind=True, acks_late=True, max_retries=None)
+@shared_task(
+    name=queue.SEND_NOTIFICATION,
+    bind=True,
+    acks_late=True,
+    # A database that is restarting: the message stays queued, the task tries again (as
+    # many times as the other tasks); SMTP's retries are counted below (smtp_max_retries).
+    max_retries=20,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=1,
+    retry_backoff_max=30,
+    retry_jitter=True,
+)
 def send_notification(self, notification_id: str) -> str:  # type: ignore[no-untyped-def]
     """E-mail one queued notification. A server that cannot take it now is tried again with
     backoff (1 s, 2 s, 4 s ... capped at 10 minutes); after the last retry, or at once on a
@@ -256,4 +267,8 @@ def send_notification(self, notification_id: str) -> str:  # type: ignore[no-unt
         if self.request.retries >= ctx.settings.smtp_max_retries:
             return notifications.give_up(ctx, notification_id, str(exc))
         log.info("notification %s: %s; trying again", notification_id, exc)
-        raise self.retry(exc=exc, countdown=min(600, 2**self.request.retries)) from None
+        raise self.retry(
+            exc=exc,
+            countdown=min(600, 2**self.request.retries),
+            max_retries=ctx.settings.smtp_max_retries,
+        ) from None
