@@ -26,6 +26,7 @@ from evidence.ledger.models import (
 from evidence.outbox import OutboxMessage
 from evidence.retention.models import Disposal, Hold
 from evidence.scrub.models import ScrubCursor
+from evidence.submissions.models import FileState, Invitation, SubmissionFile
 
 __all__ = [
     "AccessGrant",
@@ -50,7 +51,9 @@ __all__ = [
     "DeviceKind",
     "Disposal",
     "Enrolment",
+    "FileState",
     "Hold",
+    "Invitation",
     "LedgerEntry",
     "LedgerNode",
     "LedgerRef",
@@ -61,6 +64,7 @@ __all__ = [
     "ScrubCursor",
     "Share",
     "SignedCheckpoint",
+    "SubmissionFile",
     "Upload",
     "UploadState",
     "User",
