@@ -51,8 +51,8 @@ def world_at(tmp_path: Path, database_url: str, **overrides: Any) -> Iterator[Wo
     ctx = Context(settings)
     with running_api(settings) as base:
         ctx.settings = ctx.settings.model_copy(update={"public_url": base})
-        http = httpx.Client(base_url=base, timeout=30)
-        yield World(ctx, http, make_force(ctx, http))
+        with httpx.Client(base_url=base, timeout=30) as http:
+            yield World(ctx, http, make_force(ctx, http))
 
 
 @pytest.fixture
@@ -294,6 +294,23 @@ def test_expired_and_used_links_answer_410_with_a_human_message(world: World) ->
     assert page.status_code == 410 and "already sent through this link" in page.text.lower()
     assert w.http.get(f"/submit/{used}/receipt").status_code == 200
 
+    withdrawn = invite(w)
+    sent = send(w, withdrawn, "a.png", PNG)
+    [row] = w.http.get("/api/v1/submissions/invitations", headers=w.force.as_("eo_brown")).json()[
+        "items"
+    ][:1]
+    r = w.http.post(
+        f"/api/v1/submissions/invitations/{row['id']}/withdraw",
+        json={"reason": "sent to the wrong number"},
+        headers=w.force.as_("eo_brown"),
+    )
+    assert r.status_code == 200 and r.json()["state"] == "withdrawn"
+    page = w.http.get(f"/submit/{withdrawn}")
+    assert page.status_code == 410 and "withdrawn" in page.text
+    [entry] = entries(w.ctx, "submission.withdrawn")
+    assert entry["reason"] == "sent to the wrong number"
+    assert w.ctx.store.exists(f"quarantine/public/{sent['id']}"), "what arrived stays"
+
 
 def test_guessing_links_is_slowed_down_per_address(tmp_path: Path, sqlite_url: str) -> None:
     for w in world_at(tmp_path, sqlite_url, submission_bad_tokens_per_address=3):
@@ -311,8 +328,9 @@ def test_guessing_links_is_slowed_down_per_address(tmp_path: Path, sqlite_url: s
 def test_each_link_and_address_has_a_rate_limit(tmp_path: Path, sqlite_url: str) -> None:
     for w in world_at(tmp_path, sqlite_url, submission_rate_per_link=5):
         token, other = invite(w), invite(w)
-        answers = [w.http.get(api(token)).status_code for _ in range(6)]
-        assert answers == [200] * 5 + [429]
+        answers = [w.http.get(api(token)) for _ in range(6)]
+        assert [a.status_code for a in answers] == [200] * 5 + [429]
+        assert int(answers[-1].headers["retry-after"]) > 0
         assert w.http.get(api(other)).status_code == 200, "another link is not affected"
 
 

@@ -53,7 +53,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     settings = make_settings(tmp, url, submission_chunk_bytes=CHUNK)
     ctx = Context(settings)
     with running_api(settings) as base:
-        make_force(ctx, httpx.Client(base_url=base, timeout=30))
+        with httpx.Client(base_url=base, timeout=30) as http:
+            make_force(ctx, http)
         yield Store(base, ctx)
 
 

@@ -100,6 +100,18 @@ def list_invitations(
     return {"items": service.list_invitations(_ctx(request), principal)}
 
 
+@router.post(
+    "/invitations/{invitation_id}/withdraw", response_model=out.InvitationOut, responses=CHANGE
+)
+def withdraw_invitation(
+    invitation_id: str,
+    body: Decision,
+    request: Request,
+    principal: Principal = Depends(gate("submissions.invite")),
+) -> dict:
+    return service.withdraw_invitation(_ctx(request), principal, invitation_id, reason=body.reason)
+
+
 @router.get("/queue", response_model=out.ReviewQueueOut, responses=SIGNED_IN)
 def review_queue(
     request: Request, principal: Principal = Depends(gate("submissions.review"))

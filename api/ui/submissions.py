@@ -148,6 +148,21 @@ def create_invitation(
     )
 
 
+@router.post("/ui/submissions/invitations/{invitation_id}/withdraw")
+def withdraw_invitation(
+    invitation_id: str,
+    request: Request,
+    reason: Annotated[str, Form(max_length=500)] = "",
+    principal: Principal = Depends(ui_gate("submissions.invite")),
+    _: None = CSRF,
+) -> Response:
+    try:
+        service.withdraw_invitation(_ctx(request), principal, invitation_id, reason=reason)
+    except (InvalidInput, NotFound) as exc:
+        return see_other(request, PAGE, error=str(exc))
+    return see_other(request, PAGE, ok="Link withdrawn: it no longer opens.")
+
+
 @router.post("/ui/submissions/files/{file_id}")
 def decide(
     file_id: str,

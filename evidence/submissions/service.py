@@ -247,6 +247,29 @@ def list_invitations(ctx: Context, principal: Principal, limit: int = 100) -> li
         return [_invitation_view(i) for i in rows]
 
 
+def withdraw_invitation(
+    ctx: Context, principal: Principal, invitation_id: str, *, reason: str
+) -> dict[str, Any]:
+    """End a link before its time (handed to the wrong person, no longer needed): it answers
+    410 from now on. Files that arrived through it stay, for review."""
+    require(principal, "submissions.invite")
+    why = ledger_reason(reason, "withdrawing an invitation")
+    with ctx.db.write_session() as s:
+        invitation = s.get(Invitation, invitation_id)
+        if invitation is None:
+            raise NotFound(f"no invitation {invitation_id}")
+        if invitation.revoked_at is None and invitation.used_at is None:
+            invitation.revoked_at = clock.now()
+            ctx.ledger.append_in(
+                s,
+                "submission.withdrawn",
+                actor=principal.actor,
+                subject={"invitation": invitation.id},
+                reason=why,
+            )
+        return _invitation_view(invitation)
+
+
 def _invitation_view(i: Invitation) -> dict[str, Any]:
     now = clock.now()
     state = (
