@@ -17,7 +17,7 @@ import io
 import json
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +27,15 @@ from sqlalchemy.orm import Session
 from evidence import clock, outbox, queue, workfiles
 from evidence.access import Principal, ledger_reason, require
 from evidence.cases.models import Case
-from evidence.clips.derivatives import WORKER
-from evidence.clips.models import Clip, ClipState
+from evidence.clips.derivatives import WORKER, record_derivative
+from evidence.clips.models import Clip, ClipState, Derivative
 from evidence.context import Context
 from evidence.errors import (
     Conflict,
     HashMismatch,
     InvalidInput,
     LinkGone,
+    MediaError,
     NotFound,
     TooLarge,
     TooManyAttempts,
@@ -42,6 +43,7 @@ from evidence.errors import (
 )
 from evidence.identity.lockout import FailureWindow
 from evidence.ingest.service import DERIVATIVES, derive, ledger_text
+from evidence.media.derivatives import make_thumbnail
 from evidence.media.probe import MediaFacts, probe
 from evidence.retention import service as retention
 from evidence.storage import original_key
@@ -799,10 +801,15 @@ def process_accepted(ctx: Context, clip_id: str) -> str:
             path = work / f"original{Path(name or '').suffix[:10]}"
             if ctx.store.fetch(key, path).sha256 != sha256:
                 raise HashMismatch(f"the original of clip {clip_id} does not hash to {sha256}")
+        kind = _kind_of(ctx, clip_id)
         facts = probe(path)
+        if kind != "video" and facts.playable:  # a photo decodes as one frame: no video
+            facts = replace(facts, playable=False, error=f"a {kind} submission: nothing to play")
         _record_probe(ctx, clip_id, facts)
         retention.lock_original(ctx, clip_id)
         derive(ctx, clip_id, path, work, sha256)
+        if kind == "image":
+            _photo_thumbnail(ctx, clip_id, path, work, sha256)
     with ctx.db.write_session() as s:
         clip = s.get(Clip, clip_id)
         assert clip is not None
@@ -810,6 +817,33 @@ def process_accepted(ctx: Context, clip_id: str) -> str:
         if clip.state == ClipState.stored and kinds >= set(DERIVATIVES):
             clip.state = ClipState.ready.value
         return clip.state
+
+
+def _kind_of(ctx: Context, clip_id: str) -> str:
+    with ctx.db.session() as s:
+        kind = s.scalar(select(SubmissionFile.kind).where(SubmissionFile.clip_id == clip_id))
+    return kind or "video"
+
+
+def _photo_thumbnail(ctx: Context, clip_id: str, src: Path, work: Path, sha256: str) -> None:
+    """A photo's thumbnail, where ffmpeg reads the format (JPEG, PNG; not every HEIC): the
+    clip list and the review show it as they show a video's. Without one, nothing is lost."""
+    with ctx.db.session() as s:
+        if s.scalar(
+            select(Derivative.id).where(
+                Derivative.clip_id == clip_id, Derivative.kind == "thumbnail"
+            )
+        ):
+            return
+    out = work / "thumbnail.jpg"
+    try:
+        recipe = make_thumbnail(src, out, input_sha256=sha256, at_ms=0)
+    except MediaError:
+        return
+    key = f"derived/{clip_id}/thumbnail.jpg"
+    with out.open("rb") as f:
+        stored = ctx.store.put(key, f, expected_sha256=recipe.output_sha256, write_once=True)
+    record_derivative(ctx, clip_id, "thumbnail", key, stored.sha256, stored.size, recipe)
 
 
 def _record_probe(ctx: Context, clip_id: str, facts: MediaFacts) -> None:
