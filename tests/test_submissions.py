@@ -399,6 +399,8 @@ def test_an_accepted_photo_is_kept_with_a_thumbnail_and_can_be_an_exhibit(
         clip = s.get(Clip, clip_id)
         assert clip is not None and "image submission" in (clip.media_error or "")
         assert {d.kind for d in clip.derivatives} == {"thumbnail"}
+    unattributed = w.http.get("/api/v1/clips/unattributed", headers=eo).json()["items"]
+    assert clip_id not in {c["id"] for c in unattributed}, "no camera, no officer to find"
     thumb = w.http.get(f"/api/v1/clips/{clip_id}/thumbnail", headers=eo)
     assert thumb.status_code == 200 and thumb.content[:3] == b"\xff\xd8\xff"
     added = w.http.post(

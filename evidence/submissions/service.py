@@ -28,7 +28,7 @@ from evidence import clock, outbox, queue, workfiles
 from evidence.access import Principal, ledger_reason, require
 from evidence.cases.models import Case
 from evidence.clips.derivatives import WORKER, record_derivative
-from evidence.clips.models import Clip, ClipState, Derivative
+from evidence.clips.models import PUBLIC_SUBMISSION, Clip, ClipState, Derivative
 from evidence.context import Context
 from evidence.errors import (
     Conflict,
@@ -51,7 +51,7 @@ from evidence.submissions.models import FileState, Invitation, SubmissionFile
 from evidence.submissions.sniff import ALLOWED, SNIFF_BYTES, sniff
 
 SUBMIT_PATH = "/submit/"
-PUBLIC_CATEGORY = "public submission"
+PUBLIC_CATEGORY = PUBLIC_SUBMISSION
 CONTACT_LIMITS = {"name": 120, "phone": 40, "email": 254}
 REFERENCE_MAX = 64
 DESCRIPTION_MAX = 2000
