@@ -108,6 +108,7 @@ def test_a_member_of_the_public_sends_two_files_from_a_phone_through_a_dropped_c
         else:
             route.abort("internetdisconnected")
 
+    screenshot(page, "submission-page-phone.png")
     page.route("**/chunks/*", flaky)
     page.set_input_files("#files", files)
     page.fill("#description", "Filmed from the bus stop at 22:10")
@@ -161,6 +162,7 @@ def test_a_member_of_the_public_sends_two_files_from_a_phone_through_a_dropped_c
     page = officer.page
     page.goto(store.url + "/ui/submissions")
     expect(page.locator("[data-submission-file]")).to_have_count(2)
+    screenshot(page, "submissions-queue.png")
     video_row = page.locator(f"[data-filename='{video.name}']")
     video_row.locator("input[name=reason]").fill("shows the assault")
     video_row.get_by_role("button", name="Accept").click()
