@@ -178,8 +178,8 @@ class Settings(BaseSettings):
     submission_chunk_bytes: int = Field(default=1024 * 1024, ge=1024, le=8 * 1024 * 1024)
     submission_rejected_keep_days: int = Field(default=90, ge=1)
     submission_rate_window_seconds: int = Field(default=600, ge=1)
-    submission_rate_per_link: int = Field(default=3000, ge=1)
-    submission_rate_per_address: int = Field(default=6000, ge=1)
+    submission_rate_per_link: int = Field(default=10000, ge=1)
+    submission_rate_per_address: int = Field(default=20000, ge=1)
     submission_bad_tokens_per_address: int = Field(default=20, ge=1)
 
     # Scrubbing (evidence/scrub/service.py): the scheduler re-hashes this many objects per run, in

@@ -26,6 +26,13 @@
     if (raw) { init.body = body; init.headers["Content-Type"] = "application/octet-stream"; }
     else if (body !== undefined) { init.body = JSON.stringify(body); init.headers["Content-Type"] = "application/json"; }
     var r = await fetch(api + path, init);  // throws when the connection drops
+    for (var waited = 0; r.status === 429 && waited < 5; waited++) {
+      // Rate limited: wait as long as the server says, then ask again.
+      var seconds = parseInt(r.headers.get("Retry-After"), 10) || 5;
+      say("Waiting " + seconds + " s before sending more…");
+      await sleep(seconds * 1000);
+      r = await fetch(api + path, init);
+    }
     var data = null;
     try { data = await r.json(); } catch (e) { data = null; }
     if (!r.ok) throw new Problem(r.status, (data && data.detail) || r.statusText);
