@@ -241,6 +241,15 @@ def test_an_interrupted_file_resumes_from_the_chunks_the_server_holds(world: Wor
     assert again["sha256"] == done["sha256"], "completing again changes nothing"
     assert len(entries(w.ctx, "submission.file_received")) == 1
 
+    # A file left half-sent does not hold the submission back: it goes without it.
+    half = add(w, token, "half.pdf", PDF)
+    assert put(w, token, half, 0, PDF).status_code == 200
+    receipt = w.http.post(api(token) + "/finish", json={"description": "done"}).json()
+    assert [f["filename"] for f in receipt["files"]] == ["clip.png"]
+    [refused] = entries(w.ctx, "submission.file_refused")
+    assert refused["filename"] == "half.pdf" and "not completed" in refused["reason"]
+    assert list(w.ctx.store.list(f"incoming/public/{half['id']}/")) == []
+
 
 def test_limits_types_and_a_bad_file_that_loses_nothing_else(world: World) -> None:
     w = world

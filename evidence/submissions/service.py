@@ -567,15 +567,19 @@ def finish(ctx: Context, token: str, source: Source, *, description: str) -> Rec
     text = ledger_text((description or "").strip(), DESCRIPTION_MAX)
     if len(description or "") > DESCRIPTION_MAX:
         raise InvalidInput(f"a description is at most {DESCRIPTION_MAX} characters")
-    with ctx.db.write_session() as s:
+    with ctx.db.session() as s:
         invitation = _open(s, ctx, token, source)
         files = _files(s, invitation)
-        waiting = [f.filename for f in files if f.state == FileState.receiving]
-        if waiting:
-            raise Conflict(f"still sending: {', '.join(waiting)}; wait for them to finish")
-        received = [f for f in files if f.state == FileState.received]
-        if not received:
+        if not any(f.state == FileState.received for f in files):
             raise Conflict("no file has arrived yet: add at least one")
+    # A file left half-sent (not chosen again after a dropped connection) does not hold the
+    # others back: it is refused, its chunks dropped, and the submission goes without it.
+    for f in files:
+        if f.state == FileState.receiving:
+            _refuse(ctx, invitation, f.id, source, "not completed before the files were sent")
+    with ctx.db.write_session() as s:
+        invitation = _open(s, ctx, token, source)
+        received = [f for f in _files(s, invitation) if f.state == FileState.received]
         invitation.used_at = clock.now()
         invitation.description = text
         invitation.user_agent = source.user_agent
