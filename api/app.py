@@ -16,6 +16,7 @@ from api.routes import (
     health,
     ledger,
     retention,
+    submissions,
     uploads,
 )
 from api.schemas.problems import document_problems
@@ -25,6 +26,7 @@ from api.ui import admin as ui_admin
 from api.ui import cameras as ui_cameras
 from api.ui import retention as ui_retention
 from api.ui import routes as ui
+from api.ui import submissions as ui_submissions
 from api.viewing import ViewingServer
 from evidence import __version__
 from evidence.config import Settings, get_settings
@@ -74,6 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(bundles.router)  # court bundles (docs/bundles.md)
     app.include_router(retention.router)  # retention, holds, disposals (docs/retention.md)
     app.include_router(cameras.router)  # the camera register (docs/cameras.md)
+    app.include_router(submissions.router)  # footage from the public (docs/public-submissions.md)
+    app.include_router(submissions.public_router)  # the public link's own routes
+    app.include_router(ui_submissions.router)  # the public pages and the review queue
     if settings.storage_backend == "local":
         from api.routes import objects
 

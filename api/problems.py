@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from evidence.errors import DiskFull, EvidenceError, is_disk_full
+from evidence.errors import DiskFull, EvidenceError, TooManyAttempts, is_disk_full
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -27,7 +27,10 @@ def problem(status: int, title: str, detail: str = "", **extra: object) -> JSONR
 def install(app: FastAPI) -> None:
     @app.exception_handler(EvidenceError)
     async def _evidence_error(_req: Request, exc: EvidenceError) -> JSONResponse:
-        return problem(exc.status, exc.title, str(exc))
+        resp = problem(exc.status, exc.title, str(exc))
+        if isinstance(exc, TooManyAttempts):  # a rate limit says when to come back
+            resp.headers["Retry-After"] = str(exc.retry_after)
+        return resp
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_req: Request, exc: StarletteHTTPException) -> JSONResponse:

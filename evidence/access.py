@@ -92,6 +92,10 @@ ACTIONS: dict[str, frozenset[Role]] = {
     # an officer sees, so keeping it is the evidence officers' and admins' job.
     "cameras.read": frozenset({R.admin, R.evidence_officer, R.auditor}),
     "cameras.manage": frozenset({R.admin, R.evidence_officer}),
+    # Public submissions (docs/public-submissions.md): inviting a member of the public to send
+    # footage, and deciding what they sent (quarantined until then), are evidence officers' work.
+    "submissions.invite": frozenset({R.evidence_officer}),
+    "submissions.review": frozenset({R.evidence_officer}),
     # Naming the officer of a clip opens it to them: an evidence officer's call, with a reason.
     "clips.attribute": frozenset({R.evidence_officer}),
 }

@@ -169,6 +169,19 @@ class Settings(BaseSettings):
     retention_notice_days: int = Field(default=7, ge=0)
     retention_sweep_seconds: int = Field(default=3600, ge=60)
 
+    # Public submissions (docs/public-submissions.md): an invitation's defaults and bounds,
+    # the chunk size the browser sends, how long a rejected file is kept, and the requests a
+    # link or a source address may make per `submission_rate_window_seconds`.
+    submission_expiry_days: int = Field(default=3, ge=1, le=30)
+    submission_max_files: int = Field(default=10, ge=1, le=100)
+    submission_max_bytes: int = Field(default=4 * 1024**3, ge=1024)
+    submission_chunk_bytes: int = Field(default=1024 * 1024, ge=1024, le=8 * 1024 * 1024)
+    submission_rejected_keep_days: int = Field(default=90, ge=1)
+    submission_rate_window_seconds: int = Field(default=600, ge=1)
+    submission_rate_per_link: int = Field(default=10000, ge=1)
+    submission_rate_per_address: int = Field(default=20000, ge=1)
+    submission_bad_tokens_per_address: int = Field(default=20, ge=1)
+
     # Scrubbing (evidence/scrub/service.py): the scheduler re-hashes this many objects per run, in
     # batches (one ledger entry per batch), at most this fast, so playback is not starved.
     scrub_interval_seconds: int = Field(default=3600, ge=60)

@@ -22,6 +22,8 @@ class Context:
     # on first use by its owner, never passed in, never copied to another context.
     # evidence.identity's: the rate-limit window, TOTP memory, token key and JWKS cache.
     identity_state: Any = field(default=None, init=False, repr=False, compare=False)
+    # evidence.submissions': the public links' rate-limit windows.
+    submission_limits: Any = field(default=None, init=False, repr=False, compare=False)
     # api.ui.session's: the HMAC key of UI sessions and CSRF tokens.
     ui_session_key: bytes | None = field(default=None, init=False, repr=False, compare=False)
 

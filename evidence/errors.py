@@ -101,6 +101,20 @@ class Disposed(EvidenceError):
     title = "Disposed of"
 
 
+class LinkGone(EvidenceError):
+    """A public link that worked once and no longer does: expired, used or withdrawn."""
+
+    status = 410
+    title = "Link no longer valid"
+
+
+class UnsupportedFile(EvidenceError):
+    """A file whose bytes are not of a kind that is accepted (sniffed, not its name)."""
+
+    status = 415
+    title = "Unsupported file"
+
+
 class LedgerError(EvidenceError):
     title = "Ledger error"
 

@@ -27,6 +27,7 @@ from evidence.notifications import Notification
 from evidence.outbox import OutboxMessage
 from evidence.retention.models import Disposal, Hold
 from evidence.scrub.models import ScrubCursor
+from evidence.submissions.models import FileState, Invitation, SubmissionFile
 
 __all__ = [
     "AccessGrant",
@@ -51,7 +52,9 @@ __all__ = [
     "DeviceKind",
     "Disposal",
     "Enrolment",
+    "FileState",
     "Hold",
+    "Invitation",
     "LedgerEntry",
     "LedgerNode",
     "LedgerRef",
@@ -63,6 +66,7 @@ __all__ = [
     "ScrubCursor",
     "Share",
     "SignedCheckpoint",
+    "SubmissionFile",
     "Upload",
     "UploadState",
     "User",

@@ -19,6 +19,7 @@ PROCESS_UPLOAD = "evidence.ingest.process_upload"  # (upload_id)
 BUILD_BUNDLE = "evidence.bundles.build"  # (bundle_id)
 MAKE_REDACTION = "evidence.media.redact"  # (clip_id, kind)
 SEND_NOTIFICATION = "evidence.notifications.send"  # (notification_id)
+PROCESS_SUBMISSION = "evidence.submissions.process_accepted"  # (clip_id)
 
 # Sent by the scheduler (workers/beat.py: beat_schedule), without arguments.
 REQUEUE_STALLED_UPLOADS = "evidence.ingest.requeue_stalled"
@@ -28,7 +29,13 @@ RETENTION_SWEEP = "evidence.retention.sweep"
 SCRUB = "evidence.scrub.run"
 SWEEP_WORK_FILES = "evidence.work.sweep"
 
-OUTBOX_TASKS = (PROCESS_UPLOAD, BUILD_BUNDLE, MAKE_REDACTION, SEND_NOTIFICATION)
+OUTBOX_TASKS = (
+    PROCESS_UPLOAD,
+    BUILD_BUNDLE,
+    MAKE_REDACTION,
+    SEND_NOTIFICATION,
+    PROCESS_SUBMISSION,
+)
 SCHEDULED_TASKS = (
     REQUEUE_STALLED_UPLOADS,
     ABANDON_STALE_UPLOADS,

@@ -264,3 +264,30 @@ def test_a_submission_notice_links_where_asked_and_names_no_case_its_reader_cann
     assert to == ["priya.green@cps.example"]
     assert "https://evidence.force.example/ui/submissions/s-1" in body.splitlines()
     assert "URN 77" not in msg["Subject"] + body and "R v Roe" not in body
+
+
+def test_a_finished_public_submission_tells_the_officer_who_sent_the_link(
+    tmp_path: Path, sqlite_url: str, smtp: tuple[Inbox, int], worker
+) -> None:
+    """The member of the public presses Send: the evidence officer who created the invitation
+    gets one message pointing at the review queue, and nothing of what was sent."""
+    from evidence.submissions import service as submissions
+
+    inbox, port = smtp
+    ctx = _context(tmp_path, sqlite_url, **_smtp_settings(port))
+    _people(ctx)
+    eo = principal(ctx, "eo_brown")
+    link = submissions.create_invitation(ctx, eo, reference="INC-2041")
+    source = submissions.Source.of("192.0.2.7", "a phone")
+    photo = b"\xff\xd8\xff\xe0" + bytes(2000)  # a JPEG's magic; the type is sniffed
+    f = submissions.add_file(ctx, link.token, source, filename="porch.jpg", size=len(photo))
+    submissions.put_chunk(ctx, link.token, source, f.id, 0, photo)
+    submissions.complete_file(ctx, link.token, source, f.id)
+    assert worker(ctx) == 0  # a file arriving is not yet a submission
+    submissions.finish(ctx, link.token, source, description="The porch camera, 9pm")
+    assert worker(ctx) == 1
+    [(to, msg)] = inbox.messages
+    body = msg.get_payload(decode=True).decode()
+    assert to == ["sam.brown@force.example"]
+    assert "https://evidence.force.example/ui/submissions" in body.splitlines()
+    assert "porch" not in (msg["Subject"] + body).lower()

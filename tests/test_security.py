@@ -202,6 +202,18 @@ REVIEWED_PUBLIC = {
     "POST /api/v1/auth/enrol",
     "GET /ui/enrol/{token}",
     "POST /ui/enrol/{token}",
+    # Public submission links (api/routes/submissions.py, api/ui/submissions.py): the token in
+    # the path (256 random bits, stored hashed, expiring, one use) is the credential; every
+    # request counts against the link's and the address's rate limits, unknown tokens
+    # against the address's guessing limit; what arrives is quarantined until reviewed.
+    "GET /api/v1/public/submissions/{token}",
+    "POST /api/v1/public/submissions/{token}/files",
+    "PUT /api/v1/public/submissions/{token}/files/{file_id}/chunks/{number}",
+    "POST /api/v1/public/submissions/{token}/files/{file_id}/complete",
+    "POST /api/v1/public/submissions/{token}/finish",
+    "GET /api/v1/public/submissions/{token}/receipt",
+    "GET /submit/{token}",
+    "GET /submit/{token}/receipt",
 }
 
 

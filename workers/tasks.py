@@ -175,11 +175,16 @@ def timestamp_if_grown() -> int | None:
 def retention_sweep() -> dict:
     """Apply policy changes, queue clips that fell due, carry out approved disposals."""
     from evidence.retention.service import sweep
+    from evidence.submissions.service import dispose_rejected
 
     report = sweep(context())
     if report.queued or report.disposed or report.waiting:
         log.info("retention: %s", report)
+    rejected = dispose_rejected(context())  # rejected public submissions past their rule
+    if rejected:
+        log.info("retention: %d rejected public submissions disposed of", len(rejected))
     return {
+        "rejected_submissions_disposed": len(rejected),
         "rescheduled": report.rescheduled,
         "queued": report.queued,
         "auto_approved": report.auto_approved,
@@ -223,6 +228,22 @@ def make_redaction(self, clip_id: str, kind: str) -> str:  # type: ignore[no-unt
     done = make(context(), clip_id, kind)
     log.info("clip %s: %s %s", clip_id, kind, done["state"])
     return str(done["state"])
+
+
+@shared_task(
+    name=queue.PROCESS_SUBMISSION,
+    bind=True,
+    acks_late=True,
+    **RETRY_TRANSIENT,
+)
+@disk_full_named
+def process_submission(self, clip_id: str) -> str:  # type: ignore[no-untyped-def]
+    """Probe, proxy and thumbnail of an accepted public submission; safe to run twice."""
+    from evidence.submissions.service import process_accepted
+
+    state = process_accepted(context(), clip_id)
+    log.info("public submission clip %s: %s", clip_id, state)
+    return state
 
 
 def _work_root() -> Path:

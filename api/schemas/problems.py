@@ -41,9 +41,10 @@ _MEANING = {
     403: "the caller's role or access does not allow this",
     404: "no such object that the caller can see",
     409: "the object's state does not allow this now",
-    410: "the clip was disposed of under the retention policy: its record remains, its "
-    "bytes are gone",
+    410: "gone: a clip disposed of under the retention policy (its record remains, its "
+    "bytes are gone), or a public submission link that expired, was used or was withdrawn",
     413: "the request body is too large",
+    415: "the file's bytes are not of a kind that is accepted (sniffed, not its name)",
     416: "the byte range cannot be served",
     422: "the request did not validate, or a value in it is refused: `detail` says which",
     429: "too many attempts: retry after the Retry-After header's seconds",

@@ -29,7 +29,7 @@ from evidence.cameras.models import (
     ClipAttribution,
 )
 from evidence.clips import paging
-from evidence.clips.models import Clip, ClipState
+from evidence.clips.models import PUBLIC_SUBMISSION, Clip, ClipState
 from evidence.clips.service import ClipPage, summary
 from evidence.context import Context
 from evidence.errors import Conflict, InvalidInput, NotFound
@@ -394,7 +394,11 @@ def unattributed_clips(
     paging.check_limit(limit)
     cursor = paging.Cursor.decode(before) if before else None
     parts = [Clip.officer_id.is_(None)]  # on (officer_id, recorded_at, id): in order
-    where = [Clip.state.in_([s.value for s in ATTRIBUTABLE])]
+    where = [
+        Clip.state.in_([s.value for s in ATTRIBUTABLE]),
+        # From the public, not from a camera: there is no officer to find.
+        Clip.category.is_distinct_from(PUBLIC_SUBMISSION),
+    ]
     with ctx.db.session() as s:
         page = paging.newest_first(s, parts, where, before=cursor, limit=limit)
         total = paging.count_capped(s, parts, where) if count else None

@@ -30,6 +30,11 @@ class ClipState(enum.StrEnum):
     disposed = "disposed"  # deleted under retention policy; the ledger keeps its tombstone
 
 
+PUBLIC_SUBMISSION = "public submission"
+"""The category of a clip a member of the public sent and an evidence officer accepted
+(docs/public-submissions.md): no camera recorded it, so no officer is attributed to it."""
+
+
 class Clip(Base):
     __tablename__ = "clips"
     # Lists are newest recorded first, then by id, paged by a cursor on both (docs/search.md):

@@ -810,6 +810,12 @@ def _make_derivatives(
         record_derivative(ctx, clip_id, kind, key, stored.sha256, stored.size, recipe)
 
 
+def derive(ctx: Context, clip_id: str, src: Path, work: Path, sha256: str) -> None:
+    """Proxy and thumbnail of a stored, playable clip whose original is `src` (read only),
+    made in `work`: what every clip gets, however it arrived (evidence/submissions too)."""
+    _make_derivatives(ctx, clip_id, src, work, sha256, None)
+
+
 def _finish(ctx: Context, upload_id: str) -> None:
     with ctx.db.write_session() as s:
         upload = s.get(Upload, upload_id)

@@ -10,7 +10,7 @@ from alembic import op
 from evidence.types import UTCDateTime
 
 revision = "0018"
-down_revision = "0015"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
