@@ -234,6 +234,33 @@ def test_every_k8s_container_runs_a_real_cli_command() -> None:
     assert beats[0]["spec"]["replicas"] == 1 and beats[0]["spec"]["strategy"]["type"] == "Recreate"
 
 
+def test_the_compose_s3_server_is_ceph_rgw_with_the_stores_own_user() -> None:
+    services = _compose()["services"]
+    assert not [n for n, s in services.items() if "minio" in str(s.get("image", "")).lower()]
+    s3 = services["s3"]
+    assert s3["image"].startswith("quay.io/ceph/ceph:v")
+    mounts = dict(reversed(v.split(":")[:2]) for v in s3["volumes"] if v.startswith("./"))
+    assert s3["entrypoint"][0] in mounts
+    for inside, outside in mounts.items():
+        assert (DEPLOY / outside).is_file(), outside
+    # rgw-single-node.sh runs ceph-up.sh and ceph-down.sh from its own directory.
+    entry_dir = s3["entrypoint"][0].rsplit("/", 1)[0]
+    assert {f"{entry_dir}/ceph-up.sh", f"{entry_dir}/ceph-down.sh"} <= set(mounts)
+    # Its S3 user is made from the keys the store itself reads, and init waits for it.
+    fields = {f"EVIDENCE_{name.upper()}" for name in Settings.model_fields}
+    env = s3["environment"]
+    for var, setting in (
+        ("RGW_ACCESS_KEY", "EVIDENCE_S3_ACCESS_KEY"),
+        ("RGW_SECRET_KEY", "EVIDENCE_S3_SECRET_KEY"),
+    ):
+        assert env[var].startswith("${" + setting + ":?") and setting in fields
+    assert services["init"]["depends_on"]["s3"] == {"condition": "service_healthy"}
+    example = (DEPLOY / "evidence.env.example").read_text()
+    (endpoint,) = re.findall(r"^EVIDENCE_S3_ENDPOINT=(.*)$", example, flags=re.MULTILINE)
+    assert endpoint == f"http://s3:{env['RGW_PORT']}"
+    assert f"{env['RGW_PORT']}:{env['RGW_PORT']}" in s3["ports"]
+
+
 def test_every_env_example_variable_is_a_setting() -> None:
     text = (DEPLOY / "evidence.env.example").read_text()
     names = re.findall(r"^#?\s*(EVIDENCE_[A-Z0-9_]+)=", text, flags=re.MULTILINE)
