@@ -329,6 +329,6 @@ def test_the_dockerfile_installs_ffmpeg_and_runs_as_a_user() -> None:
     assert re.search(r"apt-get install .*ffmpeg", text, flags=re.DOTALL)
     assert re.search(r"^USER (?!root)\S+", text, flags=re.MULTILINE)
     assert 'ENTRYPOINT ["evidence"]' in text
-    assert re.search(r"^RUN pip install \.( |$)", text, flags=re.MULTILINE), (
-        "the package, no extras"
+    assert re.search(r"^RUN pip install --no-deps --no-build-isolation \.( |$)", text, re.M), (
+        "the package, no extras, nothing but the locked dependencies"
     )
