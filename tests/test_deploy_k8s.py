@@ -167,6 +167,47 @@ def test_the_namespace_enforces_restricted_and_everything_is_in_it() -> None:
             assert doc["metadata"].get("namespace") == NAMESPACE, f"{name}: {doc['kind']}"
 
 
+def _not_restricted(where: str, pod: dict[str, Any]) -> list[str]:
+    """What in a pod spec breaks the restricted Pod Security Standard or the store's own
+    rules (requests and limits, sized emptyDirs); empty when nothing does."""
+    bad = []
+    security = pod.get("securityContext", {})
+    if security.get("runAsNonRoot") is not True or security.get("runAsUser", 1) == 0:
+        bad.append(f"{where}: the pod may run as root")
+    if security.get("seccompProfile") != {"type": "RuntimeDefault"}:
+        bad.append(f"{where}: no RuntimeDefault seccomp profile")
+    if pod.get("hostNetwork") or pod.get("hostPID") or pod.get("hostIPC"):
+        bad.append(f"{where}: shares a host namespace")
+    if pod.get("automountServiceAccountToken") is not False:
+        bad.append(f"{where}: mounts a service account token")
+    for c in _containers(pod):
+        at = f"{where}: {c['name']}"
+        sc = c.get("securityContext", {})
+        if sc.get("allowPrivilegeEscalation") is not False:
+            bad.append(f"{at}: privilege escalation allowed")
+        if sc.get("readOnlyRootFilesystem") is not True:
+            bad.append(f"{at}: writable root filesystem")
+        if sc.get("capabilities") != {"drop": ["ALL"]}:
+            bad.append(f"{at}: capabilities not all dropped")
+        if (
+            sc.get("runAsNonRoot", True) is not True
+            or sc.get("privileged")
+            or (sc.get("runAsUser", 1) == 0)
+        ):
+            bad.append(f"{at}: may run as root or privileged")
+        if sc.get("seccompProfile", {"type": "RuntimeDefault"}) != {"type": "RuntimeDefault"}:
+            bad.append(f"{at}: seccomp profile overridden")
+        for bound in ("requests", "limits"):
+            if not {"cpu", "memory"} <= set(c.get("resources", {}).get(bound, {})):
+                bad.append(f"{at}: no CPU and memory {bound}")
+    for volume in pod.get("volumes", []):
+        if "hostPath" in volume:
+            bad.append(f"{where}: hostPath volume {volume['name']}")
+        if "emptyDir" in volume and not volume["emptyDir"].get("sizeLimit"):
+            bad.append(f"{where}: emptyDir {volume['name']} without a sizeLimit")
+    return bad
+
+
 def test_every_pod_meets_the_restricted_pod_security_standard() -> None:
     pods = _pods()
     assert {w for w, _ in pods} >= {
@@ -175,29 +216,27 @@ def test_every_pod_meets_the_restricted_pod_security_standard() -> None:
         "Deployment/evidence-beat",
         "Job/evidence-migrate",
     }
-    for where, pod in pods:
-        security = pod["securityContext"]
-        assert security["runAsNonRoot"] is True, where
-        assert security.get("runAsUser", 1) != 0, where
-        assert security["seccompProfile"] == {"type": "RuntimeDefault"}, where
-        assert not pod.get("hostNetwork") and not pod.get("hostPID"), where
-        assert pod.get("automountServiceAccountToken") is False, where
-        for c in _containers(pod):
-            at = f"{where}: {c['name']}"
-            sc = c["securityContext"]
-            assert sc["allowPrivilegeEscalation"] is False, at
-            assert sc["readOnlyRootFilesystem"] is True, at
-            assert sc["capabilities"] == {"drop": ["ALL"]}, at
-            assert sc.get("runAsNonRoot", True) is True and not sc.get("privileged"), at
-            assert sc.get("seccompProfile", {"type": "RuntimeDefault"}) == {
-                "type": "RuntimeDefault"
-            }, at
-            for bound in ("requests", "limits"):
-                assert {"cpu", "memory"} <= set(c["resources"][bound]), f"{at}: {bound}"
-        for volume in pod.get("volumes", []):
-            assert "hostPath" not in volume, where
-            if "emptyDir" in volume:
-                assert volume["emptyDir"].get("sizeLimit"), f"{where}: {volume['name']}"
+    assert [problem for where, pod in pods for problem in _not_restricted(where, pod)] == []
+
+
+@pytest.mark.parametrize(
+    "breach",
+    [
+        lambda pod: pod["securityContext"].pop("runAsNonRoot"),
+        lambda pod: pod["securityContext"].update(seccompProfile={"type": "Unconfined"}),
+        lambda pod: pod["initContainers"][0]["securityContext"].pop("capabilities"),
+        lambda pod: pod["containers"][0]["securityContext"].update(readOnlyRootFilesystem=False),
+        lambda pod: pod["containers"][0]["securityContext"].update(allowPrivilegeEscalation=True),
+        lambda pod: pod["containers"][0]["securityContext"].update(runAsUser=0),
+        lambda pod: pod["containers"][0]["resources"].pop("limits"),
+        lambda pod: pod["volumes"][-1]["emptyDir"].pop("sizeLimit"),
+    ],
+)
+def test_a_pod_that_breaks_the_standard_is_caught(breach: Any) -> None:
+    pod = yaml.safe_load(yaml.safe_dump(_named("Deployment", "evidence-api")))["spec"]["template"]
+    assert _not_restricted("api", pod["spec"]) == []
+    breach(pod["spec"])
+    assert _not_restricted("api", pod["spec"]) != []
 
 
 def test_exactly_one_scheduler_with_one_replica_and_recreate() -> None:
