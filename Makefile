@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run lint test test-fault test-fast venv system-deps bench clean dock-wheel
+.PHONY: run lint test test-fault test-fast venv system-deps bench clean dock-wheel lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -94,6 +94,15 @@ dock-wheel:
 	cp -R evidence_dock $(DOCK_BUILD)/
 	find $(DOCK_BUILD) -name __pycache__ -prune -exec rm -rf {} +
 	$(DOCK_PYTHON) -m pip wheel -q --no-deps -w $(DOCK_DIST) $(DOCK_BUILD)
+
+# The production image's exact dependencies, with their hashes (deploy/Dockerfile installs
+# from it with --require-hashes): every platform, Python 3.11. Run after changing
+# pyproject.toml's dependencies and commit the result; tests/test_deploy_lock.py fails while
+# the lock no longer satisfies pyproject.toml.
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml deploy/build-requirements.in --universal \
+		--python-version 3.11 --generate-hashes --custom-compile-command "make lock" \
+		--quiet -o deploy/requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis $(FAULT_LOG) build/dock-package

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from cli.common import context, echo_bundle_key, fail
+from evidence.config import get_settings
 from evidence.errors import EvidenceError
 
 app = typer.Typer(help="Users, devices and the camera register.", no_args_is_help=True)
@@ -222,3 +223,34 @@ def enable_totp(name: str) -> None:
     )
     typer.echo(f"secret: {enrolment.secret}")
     typer.echo(enrolment.uri)
+
+
+@app.command("init-keys")
+def init_keys(
+    namespace: Annotated[str, typer.Option(help="the Kubernetes namespace of the command")] = (
+        "evidence"
+    ),
+) -> None:
+    """Make every signing key the store needs (ledger, sign-in tokens, viewing links, bundles)
+    in EVIDENCE_DATA_DIR/keys, keeping any that exist, and print the `kubectl create secret`
+    command that loads them into the cluster (docs/deploy.md, "Secrets"). Needs no database.
+    Run it once, on a trusted machine; back the directory up, encrypted (docs/backup.md)."""
+    import shlex
+
+    from evidence.bundles.keys import load_or_create_bundle_key
+    from evidence.identity.state import jwt_key_path, load_or_create_jwt_key
+    from evidence.ledger.keys import load_or_create_signer
+    from evidence.viewings import load_or_create_key
+
+    settings = get_settings()
+    keys = settings.secrets_dir()
+    load_or_create_signer(settings.resolved_ledger_key_path(), settings.ledger_origin)
+    load_or_create_jwt_key(jwt_key_path(settings))
+    load_or_create_key(keys)
+    load_or_create_bundle_key(keys)
+    files = sorted(p for p in keys.iterdir() if p.is_file() and not p.name.startswith("."))
+    typer.echo(f"keys in {keys}: {', '.join(p.name for p in files)}", err=True)
+    typer.echo("load them into the cluster (once; never apply a Secret file over them):", err=True)
+    words = ["kubectl", "-n", namespace, "create", "secret", "generic", "evidence-keys"]
+    words += [f"--from-file={p.name}={p}" for p in files]
+    typer.echo(" ".join(shlex.quote(w) for w in words))

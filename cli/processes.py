@@ -53,6 +53,31 @@ def worker(
     celery.worker_main(argv)
 
 
+def ping_worker(
+    hostname: Annotated[
+        Optional[str], typer.Option(help="the worker's node name (default: celery@this host)")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the answer")] = 5.0,
+) -> None:
+    """Ask a running worker, through the broker, whether it answers (a container's liveness
+    probe: exit 0 if it did, 1 if not). The scheduler's worker answers too."""
+    import socket
+
+    from workers.app import make_celery
+
+    node = hostname or f"celery@{socket.gethostname()}"
+    celery = make_celery(get_settings())
+    try:
+        replies = celery.control.ping(destination=[node], timeout=timeout)
+    except Exception as exc:  # a broker that does not answer is a failed probe, not a crash
+        typer.echo(f"{node}: no answer: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if not any(node in reply for reply in replies):
+        typer.echo(f"{node}: no answer within {timeout:g} s", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{node}: pong")
+
+
 def up(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,

@@ -33,6 +33,26 @@ def db_upgrade() -> None:
     typer.echo(f"database at head: {url.split('@')[-1]}")
 
 
+@db_app.command("grant-app-role")
+def db_grant_app_role(
+    role: Annotated[str, typer.Argument(help="the role the API and workers connect as")],
+) -> None:
+    """Give the application's PostgreSQL role its rights (rows only: no DDL, append-only
+    ledger tables), connected as the owner that ran `evidence db upgrade`. Run it after
+    every upgrade (docs/deploy.md, "Database roles")."""
+    from evidence.db_roles import grant_app_role
+
+    url = get_settings().resolved_database_url()
+    try:
+        grants = grant_app_role(url, role)
+    except EvidenceError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(
+        f"{role}: rows of {len(grants.read_write)} tables; read and append only on "
+        f"{', '.join(grants.append_only)}; no DDL"
+    )
+
+
 def _human(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":

@@ -149,6 +149,33 @@ class _IntegrityCollector:
             "docs/notifications.md",
             value=notifications.failed_count(self.ctx),
         )
+        waiting = _queue_length(self.ctx)
+        if waiting is not None:
+            yield GaugeMetricFamily(
+                "evidence_queue_length",
+                "Tasks waiting in the Redis queue for a worker (the backlog KEDA scales on)",
+                value=waiting,
+            )
+
+
+def _queue_length(ctx: Context) -> int | None:
+    """The length of the task queue's Redis list; None (no gauge) with another broker or when
+    Redis does not answer within two seconds (logged), so a scrape never hangs on it."""
+    url = ctx.settings.broker_url or ""
+    if not url.startswith(("redis://", "rediss://")):
+        return None
+    import redis
+
+    from evidence.queue import QUEUE
+
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        return int(client.llen(QUEUE))
+    except redis.RedisError:
+        log.warning("metrics: the broker did not answer; evidence_queue_length left out")
+        return None
+    finally:
+        client.close()
 
 
 @router.get("/", include_in_schema=False)

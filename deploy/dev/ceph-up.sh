@@ -9,6 +9,7 @@
 # Environment (all optional):
 #   CEPH_DIR        working directory, wiped and recreated  (default: /tmp/evidence-ceph)
 #   RGW_PORT        S3 port                                  (default: 7480)
+#   RGW_BIND        address radosgw listens on               (default: 127.0.0.1)
 #   MON_V2_PORT     monitor msgr2 port                       (default: 3300)
 #   MON_V1_PORT     monitor legacy port                      (default: 6789)
 #   OSD_STORE       memstore | bluestore (on disk in CEPH_DIR) (default: memstore)
@@ -23,6 +24,7 @@ set -euo pipefail
 DIR=${CEPH_DIR:-/tmp/evidence-ceph}
 STORE=${OSD_STORE:-memstore}
 RGW_PORT=${RGW_PORT:-7480}
+RGW_BIND=${RGW_BIND:-127.0.0.1}
 MON_V2=${MON_V2_PORT:-3300}
 MON_V1=${MON_V1_PORT:-6789}
 MEMSTORE_BYTES=${MEMSTORE_BYTES:-4294967296}
@@ -139,7 +141,7 @@ bluestore_block_size = 10737418240
 bluestore_fsck_on_mount = false
 osd_memory_target = 1073741824
 [$RGW_NAME]
-rgw_frontends = beast endpoint=127.0.0.1:$RGW_PORT
+rgw_frontends = beast endpoint=$RGW_BIND:$RGW_PORT
 rgw_data = $DIR/rgw
 EOF
 
