@@ -8,7 +8,10 @@ Apart from evidence.verify.ledger so that the verifier itself needs no SQLAlchem
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 from sqlalchemy import create_engine, text
 
@@ -59,31 +62,63 @@ class DatabaseSource:
         """Entries in index order, read through the driver's cursor a batch at a time.
 
         Keyset pages (`idx > last`) rather than one streamed result: each page is one
-        primary-key range read, and no server-side cursor stays open while hashing.
+        primary-key range read, and no server-side cursor stays open while hashing. The next
+        page is read in a thread of its own while the verifier hashes this one (the driver
+        waits on the database without the GIL), so the database's work and the hashing
+        overlap instead of taking turns. At most two pages are held.
         """
         mark = "?" if self._engine.dialect.name == "sqlite" else "%s"
         sql = (
             "SELECT idx, entry, leaf_hash, chain_hash FROM ledger_entries"
             f" WHERE idx >= {mark} AND idx < {mark} ORDER BY idx LIMIT {self.BATCH}"
         )
-        with self._engine.connect() as conn:
-            dbapi = conn.connection.dbapi_connection
-            if dbapi is None:
-                raise EvidenceError("the database connection closed while reading the ledger")
-            # psycopg: binary results hand bytea over as bytes, without hex decoding.
-            cursor = dbapi.cursor(binary=True) if mark == "%s" else dbapi.cursor()
+        pages: queue.Queue[list[Any] | BaseException | None] = queue.Queue(1)
+        stop = threading.Event()
+
+        def offer(item: list[Any] | BaseException | None) -> bool:
+            while not stop.is_set():
+                try:
+                    pages.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def read() -> None:
             try:
-                start = 0
-                while start < end:
-                    cursor.execute(sql, (start, end))
-                    batch = cursor.fetchall()
-                    if not batch:
-                        return
-                    # Both drivers return BLOB / bytea as bytes: the rows are Rows as read.
-                    yield from map(Row._make, batch)
-                    start = batch[-1][0] + 1
-            finally:
-                cursor.close()
+                with self._engine.connect() as conn:
+                    dbapi = conn.connection.dbapi_connection
+                    if dbapi is None:
+                        raise EvidenceError(
+                            "the database connection closed while reading the ledger"
+                        )
+                    # psycopg: binary results hand bytea over as bytes, without hex decoding.
+                    cursor = dbapi.cursor(binary=True) if mark == "%s" else dbapi.cursor()
+                    try:
+                        start = 0
+                        while start < end:
+                            cursor.execute(sql, (start, end))
+                            batch = cursor.fetchall()
+                            if not batch or not offer(batch):
+                                break
+                            start = batch[-1][0] + 1
+                    finally:
+                        cursor.close()
+                offer(None)
+            except BaseException as exc:  # handed to the verifier's thread
+                offer(exc)
+
+        reader = threading.Thread(target=read, name="ledger rows", daemon=True)
+        reader.start()
+        try:
+            while (page := pages.get()) is not None:
+                if isinstance(page, BaseException):
+                    raise page
+                # Both drivers return BLOB / bytea as bytes: the rows are Rows as read.
+                yield from map(Row._make, page)
+        finally:
+            stop.set()
+            reader.join()
 
     def consistency_proof(self, first: int, second: int) -> list[bytes]:
         # The database holds the nodes; the proof is rebuilt from them like the API does.
