@@ -81,6 +81,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/workers.py
 	$(BIN)/python bench/serve.py --accel
 	nice $(BIN)/python bench/ingest.py
+	nice $(BIN)/python bench/bundle.py
 
 # The docking agent alone, as a wheel a docking PC installs without the server's dependencies
 # (docs/dock.md): deploy/dock-package/pyproject.toml and a copy of evidence_dock, built apart

@@ -256,6 +256,52 @@ def test_empty_object(store: ObjectStore, ns: str) -> None:
         read_all(store, f"{ns}/empty", 0, 0)
 
 
+# --- writing: objects produced as they are written (a court bundle's ZIP) ------------------
+
+
+def test_writing_installs_the_bytes_only_when_the_block_ends(store: ObjectStore, ns: str) -> None:
+    size = PART_SIZE + 3 * MiB + 7  # more than one S3 part, not a multiple of anything
+    source = PatternStream(size, ns)
+    with store.writing(f"{ns}/zip") as out:
+        out.write(source.read(MiB))
+        assert not store.exists(f"{ns}/zip")  # nothing at the key while it is being written
+        while chunk := source.read(CHUNK):
+            out.write(chunk)
+        assert out.tell() == size
+    want = pattern_sha256(size, ns)
+    assert (out.sha256, out.size) == (want, size)
+    info = store.stat(f"{ns}/zip")
+    assert (info.sha256, info.size) == (want, size)  # the recorded hash is the stored bytes'
+    assert sha256_chunks(store.open(f"{ns}/zip")) == (want, size)
+    assert staging_leftovers(store) == []
+
+
+def test_a_writing_block_that_fails_leaves_nothing_and_keeps_what_was_there(
+    store: ObjectStore, ns: str
+) -> None:
+    store.put(f"{ns}/zip", io.BytesIO(b"the complete earlier object"))
+    source = PatternStream(PART_SIZE + MiB, ns)
+    with pytest.raises(OSError, match="half-way"), store.writing(f"{ns}/zip") as out:
+        while chunk := source.read(CHUNK):
+            out.write(chunk)
+        raise OSError("the producer failed half-way")
+    assert read_all(store, f"{ns}/zip") == b"the complete earlier object"
+    with pytest.raises(OSError), store.writing(f"{ns}/new") as out:
+        out.write(b"half an object")
+        raise OSError("again")
+    assert not store.exists(f"{ns}/new")
+    assert leftovers(store, f"{ns}/new") == []
+    assert staging_leftovers(store) == []
+
+
+def test_writing_refuses_a_write_once_key_and_leaves_it(store: ObjectStore, ns: str) -> None:
+    store.put(f"{ns}/wo", io.BytesIO(b"abc"), write_once=True)
+    with pytest.raises(WriteOnceViolation), store.writing(f"{ns}/wo") as out:
+        out.write(b"xyz")
+    assert read_all(store, f"{ns}/wo") == b"abc"
+    assert staging_leftovers(store) == []
+
+
 # --- expected hash, write-once, originals -------------------------------------------------
 
 

@@ -243,3 +243,25 @@ def test_database_source_reads_rows_in_index_order(filled: Context) -> None:
     source = DatabaseSource(filled.db.url, filled.ledger.verifier_key)
     assert [r.index for r in source.rows(N)] == list(range(N))
     source.close()
+
+
+@pytest.mark.parametrize("readers", [1, 3])
+def test_database_source_pages_read_ahead_give_the_same_rows_and_catch_the_same_gap(
+    filled: Context, monkeypatch: pytest.MonkeyPatch, readers: int
+) -> None:
+    """Pages of 3 rows read ahead by 1 or 3 threads: every row once, in index order; a
+    missing entry is still named, and stopping at it ends the readers (no hang)."""
+    monkeypatch.setattr(DatabaseSource, "BATCH", 3)
+    monkeypatch.setattr(DatabaseSource, "READERS", readers)
+    source = DatabaseSource(filled.db.url, filled.ledger.verifier_key)
+    rows = list(source.rows(N))
+    assert [r.index for r in rows] == list(range(N))
+    assert [r.entry for r in rows] == [e for _, e in filled.ledger.entries(0, N)]
+    assert [r.index for r in source.rows(7)] == list(range(7))  # a last page cut short
+    source.close()
+    behind_the_back(
+        filled, "DELETE FROM ledger_refs WHERE idx = 5", "DELETE FROM ledger_entries WHERE idx = 5"
+    )
+    code, out = run_verify(filled)
+    assert code == 1
+    assert "entry 5 is missing" in out

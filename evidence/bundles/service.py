@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +32,7 @@ from evidence.bundles import manifest as mf
 from evidence.bundles.keys import load_or_create_bundle_key, public_pem
 from evidence.bundles.models import Bundle, BundleState
 from evidence.bundles.statement import render_statement, render_verify_txt
-from evidence.bundles.zipwriter import add_bytes, add_stream, sha256_file
+from evidence.bundles.zipwriter import add_bytes, add_stream
 from evidence.cases.models import Case, CaseItem
 from evidence.clips.derivatives import WORKER
 from evidence.clips.models import Clip, Derivative
@@ -221,38 +219,27 @@ def _set(ctx: Context, bundle_id: str, **values: Any) -> None:
                 setattr(b, k, v)
 
 
-def _work_dir(ctx: Context) -> Path:
-    path = (ctx.settings.data_dir / "work" / "bundles").resolve()
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
-
-
 def _write_and_store(
     ctx: Context, bundle_id: str, key: str, plan: mf.Plan, progress: ProgressFn
 ) -> tuple[str, int]:
-    # Unique per run: two workers given the same task must not write into one file.
-    part = _work_dir(ctx) / f"{bundle_id}.{uuid.uuid4().hex}.zip.part"
-    try:
-        with open(part, "w+b") as f:
-            token = _checkpoint_token(ctx, plan)
-            write_zip(
-                f,
-                plan,
-                load_or_create_bundle_key(ctx.settings.secrets_dir()),
-                ctx.store,
-                token=token,
-                tsa_ca=_tsa_ca(ctx) if token is not None else None,
-                on_progress=lambda pct: _report(ctx, bundle_id, pct, progress),
-            )
-            f.flush()
-            os.fsync(f.fileno())
-            sha256, size = sha256_file(f)
-            if ctx.store.exists(key) and ctx.store.stat(key).sha256 == sha256:
-                return sha256, size  # a repeated build of the same bytes: already stored
-            ctx.store.put(key, f, expected_sha256=sha256)
-        return sha256, size
-    finally:
-        part.unlink(missing_ok=True)
+    """Write the ZIP straight into its place in the store (`store.writing`): each original
+    and proxy read once and hashed as it is copied, the ZIP's own SHA-256 computed as it is
+    written, no temporary copy to hash or upload again. Nothing appears at `key` unless the
+    whole ZIP was written; a rebuild replaces it with the same bytes."""
+    token = _checkpoint_token(ctx, plan)
+    tsa_ca = _tsa_ca(ctx) if token is not None else None
+    signing_key = load_or_create_bundle_key(ctx.settings.secrets_dir())
+    with ctx.store.writing(key) as out:
+        write_zip(
+            out,
+            plan,
+            signing_key,
+            ctx.store,
+            token=token,
+            tsa_ca=tsa_ca,
+            on_progress=lambda pct: _report(ctx, bundle_id, pct, progress),
+        )
+    return out.sha256, out.size
 
 
 def _report(ctx: Context, bundle_id: str, pct: int, progress: ProgressFn) -> None:

@@ -1,11 +1,13 @@
 """Writing the bundle ZIP in chunks: memory stays flat whatever the clip sizes.
 
-How it streams: the ZIP is written to a temporary file in `{data_dir}/work/bundles/`,
-each media member copied from the object store chunk by chunk (STORED, not deflated:
-video does not compress and a court's tools read stored members fastest), then the
-finished file is streamed into the object store with `store.put`. A temporary file rather
-than a pipe because ZIP needs to seek back to write each member's local header, and
-because a failed put can be retried without re-reading every clip.
+How it streams: the ZIP is written straight into its place in the object store
+(`store.writing`), each media member copied from the store chunk by chunk (STORED, not
+deflated: video does not compress and a court's tools read stored members fastest) and
+hashed on the way, so every original and proxy is read once. The writer cannot seek, so
+each member's CRC and sizes follow its data (a data descriptor, ZIP flag bit 3) instead of
+being patched into its header afterwards: every byte is final once written, which is what
+lets the ZIP's own SHA-256 be computed on the way and the bytes go to S3 as a multipart
+upload without a local copy.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import zipfile
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
 
 from evidence.errors import EvidenceError
 
@@ -69,13 +70,3 @@ def add_stream(
             f"{name}: stored object has {n} bytes hashing to {digest.hexdigest()}, "
             f"the ledger says {size} bytes {sha256}; run evidence scrub"
         )
-
-
-def sha256_file(f: BinaryIO) -> tuple[str, int]:
-    f.seek(0)
-    digest, n = hashlib.sha256(), 0
-    while chunk := f.read(CHUNK):
-        digest.update(chunk)
-        n += len(chunk)
-    f.seek(0)
-    return digest.hexdigest(), n

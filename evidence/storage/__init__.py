@@ -24,6 +24,9 @@ Rules both backends follow:
   numbered 1..MAX_PARTS, a re-sent part replaces the previous one, `list_parts` reports what
   the storage really holds, `complete_multipart` joins parts 1..N without gaps, every part but
   the last at least MIN_PART_SIZE (`select_parts`, shared by both backends).
+- `writing(key)` takes bytes as the caller produces them (a court bundle's ZIP) and installs
+  them at `key` only when the block ends without an error; the key never shows half an
+  object, and the writer hashes what passed through it on the way.
 """
 
 from __future__ import annotations
@@ -32,8 +35,11 @@ import builtins
 import datetime as dt
 import hashlib
 import itertools
+import queue
 import re
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple, Protocol, runtime_checkable
@@ -167,6 +173,16 @@ class ObjectStore(Protocol):
         self, stream: BinaryIO, sha256: str, *, retain_until: dt.datetime | None = None
     ) -> StoredObject:
         """`put("originals/{sha256}", expected_sha256=sha256, write_once=True)`."""
+        ...
+
+    def writing(self, key: str) -> AbstractContextManager[ObjectWriter]:
+        """A forward-only writer whose bytes become the (plain, replaceable) object `key`
+        when the `with` block ends without an error; on an error nothing appears at `key` and
+        nothing staged is left behind. The bytes go to their final place as they are written
+        (local: a staging file beside the objects, renamed in; S3: a multipart upload, one
+        part in memory), so a producer such as the bundle builder never needs a copy of its
+        own. After the block, the writer's `sha256`/`size` are what was stored.
+        """
         ...
 
     def promote(
@@ -319,9 +335,136 @@ def write_hashing(chunks: Iterable[bytes], dest: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+class ObjectWriter:
+    """What `writing` hands out: write() bytes in order, hashed (SHA-256) and counted on the
+    way; tell() is the count. No seek: a ZIP written here uses data descriptors instead of
+    going back to patch headers, so every byte is final the moment it is written."""
+
+    def __init__(self, out: Callable[[bytes], object]):
+        self._out = out
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        n = len(data)
+        if n:
+            self._hash.update(data)
+            self._out(data)
+            self.size += n
+        return n
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        pass
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+
+class _Aborted(Exception):
+    """The producer of a `writing` block failed: the upload must not complete."""
+
+
+_END, _ABORT = object(), object()
+
+
+class _ChunkPipe:
+    """Chunks handed from a writing thread to a reading one (`StoreBase.writing`): a bounded
+    queue, so memory holds a few chunks whatever the object's size. read() serves the reader
+    (minio's uploader) as a file would; an abort makes it raise instead of ending, so a failed
+    producer can never complete an upload that looks whole."""
+
+    DEPTH = 4
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[object] = queue.Queue(self.DEPTH)
+        self._buf = memoryview(b"")
+        self._done = False
+        self.reader_gone = threading.Event()
+
+    def send(self, data: bytes) -> None:
+        self._put(bytes(data))
+
+    def finish(self) -> None:
+        self._put(_END)
+
+    def abort(self) -> None:
+        self._put(_ABORT)
+
+    def _put(self, item: object) -> None:
+        while True:
+            if self.reader_gone.is_set():
+                if item is _END or item is _ABORT:
+                    return
+                raise BrokenPipeError("the store stopped reading this object")
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def read(self, n: int = -1) -> bytes:
+        want = CHUNK if n is None or n < 0 else n
+        out = bytearray()
+        while len(out) < want:
+            if not self._buf:
+                if self._done:
+                    break
+                item = self._queue.get()
+                if item is _ABORT:
+                    raise _Aborted("the writer failed; the upload is abandoned")
+                if item is _END:
+                    self._done = True
+                    break
+                assert isinstance(item, bytes)
+                self._buf = memoryview(item)
+            take = self._buf[: want - len(out)]
+            out += take
+            self._buf = self._buf[len(take) :]
+        return bytes(out)
+
+
 class StoreBase:
-    """What both backends share: `put_original` and `fetch`, defined once in terms of `put`
-    and `open`."""
+    """What both backends share: `put_original`, `fetch` and `writing`, defined once in terms
+    of `put` and `open` (the local store has its own `writing`)."""
+
+    @contextmanager
+    def writing(self, key: str) -> Iterator[ObjectWriter]:
+        """`put` in a thread of its own, reading what the caller writes through a bounded
+        pipe: the bytes are uploaded as they are produced, never spooled to a file."""
+        validate_key(key)
+        pipe = _ChunkPipe()
+        outcome: dict[str, object] = {}
+
+        def upload() -> None:
+            try:
+                outcome["stored"] = self.put(key, pipe)  # type: ignore[arg-type]
+            except BaseException as exc:  # handed to the caller's thread below
+                outcome["error"] = exc
+            finally:
+                pipe.reader_gone.set()
+
+        thread = threading.Thread(target=upload, name=f"writing {key}", daemon=True)
+        thread.start()
+        writer = ObjectWriter(pipe.send)
+        try:
+            yield writer
+        except BaseException:
+            pipe.abort()
+            thread.join()
+            raise
+        pipe.finish()
+        thread.join()
+        error = outcome.get("error")
+        if isinstance(error, BaseException):
+            raise error
+        stored = outcome["stored"]
+        assert isinstance(stored, StoredObject)
+        if (stored.sha256, stored.size) != (writer.sha256, writer.size):
+            raise RuntimeError(f"{key}: the store received other bytes than were written")
 
     def open(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         raise NotImplementedError

@@ -78,6 +78,7 @@ from evidence.storage import (
     Fetched,
     HashingReader,
     ObjectInfo,
+    ObjectWriter,
     PartInfo,
     StoreBase,
     StoredObject,
@@ -195,6 +196,26 @@ class LocalStore(StoreBase):
                     actual=sha,
                 )
             return self._install(staged, key, sha, size, write_once, retain_until)
+        finally:
+            staged.unlink(missing_ok=True)
+
+    @contextmanager
+    def writing(self, key: str) -> Iterator[ObjectWriter]:
+        """Bytes written straight into a staging file beside the objects (same filesystem),
+        hashed on the way, then fsync'ed and renamed to `key`: one write of every byte, no
+        copy. An error in the block removes the staging file and leaves `key` as it was."""
+        key = validate_key(key)
+        with self._locked():
+            self._check_replaceable(key)  # refuse now, not after writing a GiB
+        staged = self._staging_path()
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                writer = ObjectWriter(f.write)
+                yield writer
+                f.flush()
+                os.fsync(f.fileno())
+            self._install(staged, key, writer.sha256, writer.size, False, None)
         finally:
             staged.unlink(missing_ok=True)
 
