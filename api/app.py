@@ -15,6 +15,7 @@ from api.routes import (
     clips,
     health,
     ledger,
+    organisations,
     retention,
     uploads,
 )
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cases.shares_router)
     app.include_router(audit.router)
     app.include_router(admin.router)
+    app.include_router(organisations.router)  # who evidence is disclosed to
     app.include_router(ui_cameras.router)  # the camera register; before ui: /ui/clips/unattributed
     app.include_router(ui.router)  # the review UI under /ui (docs/ui.md)
     app.include_router(ui_admin.router)  # its administrator's pages

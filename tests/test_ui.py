@@ -321,9 +321,13 @@ def test_cps_gets_a_court_bundle_through_the_browser(
 
     # Shares: only with a CPS user; then with cps_blue until the default day.
     eo.fill("#share-user", "pc_smith")
+    eo.fill("#share-purpose", "charging decision")
+    eo.fill("#share-basis", "CPIA 1996")
     eo.get_by_role("button", name="Share case").click()
-    expect(eo.locator(".flash--error")).to_contain_text("no CPS user 'pc_smith'")
+    expect(eo.locator(".flash--error")).to_contain_text("no recipient 'pc_smith'")
     eo.fill("#share-user", "cps_blue")
+    eo.fill("#share-purpose", "charging decision")
+    eo.fill("#share-basis", "CPIA 1996")
     eo.get_by_role("button", name="Share case").click()
     expect(eo.locator(".flash--ok")).to_contain_text("Shared with cps_blue until")
     expect(eo.locator("li[data-user='cps_blue']")).to_have_attribute("data-active", "true")

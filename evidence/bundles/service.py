@@ -25,6 +25,7 @@ from evidence.access import (
     Principal,
     check_reason,
     client_address,
+    recipient_context,
     require,
     require_case_footage,
     visible_case,
@@ -447,6 +448,7 @@ def open_download(
     b = _readable(ctx, principal, bundle_id)
     with ctx.db.session() as s:
         require_case_footage(s, principal, b.case_id)
+        via = recipient_context(s, principal, case_id=b.case_id)
     if b.state == BundleState.disposed:
         raise Disposed(
             f"bundle {bundle_id} was deleted when an exhibit in it was disposed of "
@@ -463,11 +465,17 @@ def open_download(
         ctx.ledger.append(
             "bundle.downloaded",
             actor=principal.actor,
-            subject={"bundle": b.id, "case": b.case_id, "user": principal.user_id},
+            subject={
+                "bundle": b.id,
+                "case": b.case_id,
+                "user": principal.user_id,
+                **({"share": via["share"]} if via else {}),
+            },
             sha256=b.sha256,
             size=b.size,
             role=principal.role.value,
             reason=why,
             source_ip=client_address(source_ip),
+            **({"organisation": via["organisation"], "purpose": via["purpose"]} if via else {}),
         )
     return info, span

@@ -34,6 +34,7 @@ ROLE_NAMES = {
     "officer": "police officer",
     "evidence_officer": "evidence officer",
     "cps": "CPS lawyer",
+    "external": "external recipient",
     "auditor": "auditor",
     "admin": "administrator",
 }

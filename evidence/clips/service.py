@@ -26,7 +26,9 @@ from evidence.access import (
     clip_filter_parts,
     custody_entry_visible,
     custody_entry_withheld,
+    recipient_context,
     require,
+    shared_redacted_only,
     side,
     visible_clip,
 )
@@ -317,7 +319,13 @@ def open_footage(
     entry_type, media_type = _footage_kind(kind)
     why = "browsing" if kind == "thumbnail" else check_reason(reason, ctx.settings.access_reasons)
     with ctx.db.session() as s:
-        clip = visible_clip(s, principal, clip_id, footage=True)
+        # A recipient given the exhibit as redacted only may have a redacted copy, nothing
+        # else made from the original (its proxy and thumbnail show what was redacted).
+        redacted_only = kind.startswith("redaction-") and shared_redacted_only(
+            s, principal, clip_id
+        )
+        clip = visible_clip(s, principal, clip_id, footage=not redacted_only)
+        via = recipient_context(s, principal, clip_id=clip_id)
         if clip.disposed_at is not None:
             raise Disposed(
                 f"clip {clip_id} was disposed of on {clock.rfc3339(clip.disposed_at)} under the "
@@ -331,12 +339,17 @@ def open_footage(
         ctx.ledger.append(
             entry_type,
             actor=principal.actor,
-            subject={"clip": clip_id, "user": principal.user_id},
+            subject={
+                "clip": clip_id,
+                "user": principal.user_id,
+                **({"share": via["share"]} if via else {}),
+            },
             role=principal.role.value,
             reason=why,
             source_ip=client_address(source_ip),
             object=key,
             sha256=sha256,
+            **({"organisation": via["organisation"], "purpose": via["purpose"]} if via else {}),
         )
     return Footage(key, info, media_type, filename)
 
