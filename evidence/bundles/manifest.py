@@ -279,6 +279,7 @@ def this_bundle(case_entries: list[int], parsed: dict[int, dict[str, Any]]) -> d
     requests = [i for i in case_entries if parsed[i]["type"] == "bundle.requested"]
     last = parsed[requests[-1]] if requests else {}
     shares: dict[str, dict[str, Any]] = {}
+    disclosures: dict[str, dict[str, Any]] = {}
     for i in case_entries:
         e = parsed[i]
         share = (e.get("subject") or {}).get("share")
@@ -289,15 +290,36 @@ def this_bundle(case_entries: list[int], parsed: dict[int, dict[str, Any]]) -> d
                 "shared_by": e.get("actor"),
                 "at": e.get("at"),
                 "ledger_index": i,
+                **({"organisation": e["organisation"]} if e.get("organisation") else {}),
+            }
+            disclosures[share] = {
+                **shares[share],
+                **{k: e[k] for k in DISCLOSURE_FIELDS if e.get(k) is not None},
             }
         elif e["type"] == "share.revoked" and share in shares:
             del shares[share]
+        if e["type"] == "share.revoked" and share in disclosures:
+            disclosures[share]["revoked_at"] = e.get("at")
     return {
         "requested_by": last.get("actor"),
         "requested_at": last.get("at"),
         "ledger_index": requests[-1] if requests else None,
         "shares": [v for v in shares.values() if (v["expires_at"] or "") > (last.get("at") or "")],
+        # Every disclosure up to the pin, ended or not: to whom each exhibit went, and when.
+        **({"disclosures": list(disclosures.values())} if disclosures else {}),
     }
+
+
+# What a `share.created` entry says of a disclosure beyond its recipient and dates (entries
+# from before organisations and purposes have none of these).
+DISCLOSURE_FIELDS = (
+    "organisation",
+    "organisation_kind",
+    "purpose",
+    "legal_basis",
+    "exhibits",
+    "redacted_only",
+)
 
 
 def people_named(
