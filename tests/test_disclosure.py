@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from evidence.bundles.service import build_bundle, bundles_of
 from evidence.context import Context
 from evidence.identity.totp import totp_code, totp_step
 from evidence.redactions import make_redaction
-from tests.fixtures.bundles import TAKE
+from tests.fixtures.bundles import TAKE, pins, read_all, verify
 from tests.fixtures.people import PASSWORD, login, principal
 
 pytestmark = pytest.mark.e2e  # a running store: see docs/testing.md
@@ -144,7 +145,9 @@ def defence(shared_world):  # type: ignore[no-untyped-def]
     return f, ctx, case_id, clip_ids, kind, firm
 
 
-def test_a_defence_recipient_needs_totp_and_gets_the_redacted_copy_only(defence) -> None:
+def test_a_defence_recipient_needs_totp_and_gets_the_redacted_copy_only(
+    defence, tmp_path: Path
+) -> None:
     f, ctx, case_id, clip_ids, kind, firm = defence
     share = disclose(f, case_id, organisation_id=firm, redacted_only=[clip_ids[0]])
     assert share.status_code == 201, share.text
@@ -195,6 +198,40 @@ def test_a_defence_recipient_needs_totp_and_gets_the_redacted_copy_only(defence)
     )
     got = f.http.get(f"/api/v1/bundles/{b.json()['id']}/download", headers=me, params=TAKE)
     assert got.status_code == 403
+    # A bundle made for their share: the redacted copy in place of the withheld original,
+    # verified as any bundle is, and the original's bytes nowhere in it.
+    mine = f.http.post(
+        f"/api/v1/cases/{case_id}/bundles",
+        headers=f.as_("eo_brown"),
+        json={"share_id": share.json()["id"]},
+    )
+    assert mine.status_code == 202, mine.text
+    assert build_bundle(ctx, mine.json()["id"]) == "ready"
+    taken = f.http.get(f"/api/v1/bundles/{mine.json()['id']}/download", headers=me, params=TAKE)
+    assert taken.status_code == 200, taken.text
+    path = tmp_path / "defence.zip"
+    path.write_bytes(taken.content)
+    code, report = verify(path, *pins(ctx))
+    assert code == 0, report
+    members = read_all(path)
+    manifest = json.loads(members["manifest.json"])
+    [withheld] = [x for x in manifest["exhibits"] if x["clip_id"] == clip_ids[0]]
+    assert withheld["file"] is None and withheld["withheld"]
+    carried = [d["file"] for d in withheld["derivatives"] if d["file"]]
+    assert carried and all(kind in name for name in carried), "its redacted copy, nothing else"
+    original = ctx.store.open(f"originals/{withheld['sha256']}")
+    head = next(iter(original))[:4096]
+    assert not any(head in data for data in members.values()), "no original bytes"
+    statement = members["statement/continuity.html"].decode()
+    assert "Doe &amp; Co Solicitors (defence firm, all its members)" in statement
+    assert "defence case preparation" in statement and "CPIA 1996 s.3" in statement
+    assert "as its redacted copy only" in statement
+    assert "carries the redacted copy and the original" in statement
+    # Another recipient's share bundle is not theirs.
+    cps = f.http.get(
+        f"/api/v1/bundles/{mine.json()['id']}/download", headers=f.as_("cps_green"), params=TAKE
+    )
+    assert cps.status_code in (403, 404)
     # The other exhibit was disclosed whole.
     assert (
         f.http.get(f"/api/v1/clips/{clip_ids[1]}/original", headers=me, params=WHY).status_code

@@ -229,6 +229,8 @@ def _exhibit_list(plan: Plan) -> Section:
         what = "Body-worn video" if media.get("video_codec") else "Recording"
         if ex.get("disposed"):
             what += " (disposed of; its record and hash remain)"
+        elif ex.get("withheld"):
+            what += " (original withheld: redacted copy only)"
         rows.append(
             [
                 ex["exhibit_ref"],
@@ -308,6 +310,12 @@ def _continuity(plan: Plan, ex: dict[str, Any]) -> Section:
             f"({gone.get('rule') or 'rule not recorded'}), approved by {person(plan, gone.get('approved_by'))}"
             f"{': ' + gone['reason'] if gone.get('reason') else ''}. This bundle carries its record "
             "and the hash of its bytes, not the bytes."
+        )
+    if ex.get("withheld"):
+        blocks.append(
+            "This bundle was made for a recipient to whom this exhibit was disclosed as its "
+            "redacted copy only: it carries the redacted copy and the original's record and "
+            "hash, not the original."
         )
     history = ex.get("attribution_history") or []
     for before, after in zip(history, history[1:]):
