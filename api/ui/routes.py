@@ -484,11 +484,13 @@ def stream(
     clip_id: str,
     request: Request,
     reason: Annotated[str | None, Query(max_length=500)] = None,
+    kind: Annotated[str, Query(pattern=r"^(proxy|redaction-[1-9][0-9]{0,8})$")] = "proxy",
     principal: Principal = Depends(ui_gate("clips.view_footage")),
 ) -> Response:
     """Opens a viewing (access, the ledger entry) and sends the player to its URL, where
-    its Range requests are served without a query each (evidence/viewings.py)."""
-    return _to_viewing(request, principal, clip_id, "proxy", reason)
+    its Range requests are served without a query each (evidence/viewings.py); `kind`: the
+    proxy or a redacted copy (all a recipient of a redacted-only exhibit may play)."""
+    return _to_viewing(request, principal, clip_id, kind, reason)
 
 
 @router.get("/clips/{clip_id}/original")
@@ -812,10 +814,12 @@ def request_bundle(
     request: Request,
     include_proxies: Annotated[str, Form(max_length=10)] = "",
     include_redactions: Annotated[str, Form(max_length=10)] = "",
+    share_id: Annotated[str, Form(max_length=36)] = "",
     principal: Principal = Depends(ui_gate("bundles.request")),
     _: None = CSRF,
 ) -> Response:
-    """Queue a court bundle (the worker builds it), as POST /api/v1/cases/{id}/bundles."""
+    """Queue a court bundle (the worker builds it), as POST /api/v1/cases/{id}/bundles;
+    with a share chosen, the bundle for that share's recipient (docs/disclosure.md)."""
     to = _case_url(case_id, "bundles")
     try:
         b = bundles.request_bundle(
@@ -824,6 +828,7 @@ def request_bundle(
             case_id,
             include_proxies=include_proxies == "yes",
             include_redactions=include_redactions == "yes",
+            share_id=share_id.strip() or None,
         )
     except (InvalidInput, NotFound) as exc:
         return see_other(request, to, error=str(exc))
