@@ -27,7 +27,16 @@ from sqlalchemy.orm import Session
 
 from evidence import clock
 from evidence.accounts.models import Organisation, Role, User
-from evidence.cases.models import AccessGrant, Case, CaseItem, CaseMember, Share, ShareExhibit
+from evidence.cases.models import (
+    WATERMARK_PREFIX,
+    AccessGrant,
+    Case,
+    CaseItem,
+    CaseMember,
+    Share,
+    ShareExhibit,
+    watermark_kind,
+)
 from evidence.clips.models import Bookmark, Clip
 from evidence.errors import AccessDenied, InvalidInput, NotFound, SecondFactorRequired
 
@@ -194,6 +203,28 @@ def shared_redacted_only(session: Session, principal: Principal, clip_id: str) -
         )
         is not None
     )
+
+
+def recipient_copy(session: Session, principal: Principal, clip_id: str, kind: str) -> bool:
+    """Whether `kind` is a copy a recipient may play without the original: a redacted copy
+    of an exhibit given to them as redacted only, or their own share's watermarked copy.
+    A watermarked copy of someone else's share is refused to any recipient (it names them)."""
+    if principal.role not in RECIPIENT_ROLES:
+        return False
+    if kind.startswith(WATERMARK_PREFIX):
+        mine = {watermark_kind(i) for i in session.scalars(active_shares_of(principal))}
+        if kind not in mine:
+            raise AccessDenied("this watermarked copy was made for another recipient")
+        return True
+    return kind.startswith("redaction-") and shared_redacted_only(session, principal, clip_id)
+
+
+def derivative_visible(session: Session, principal: Principal, kind: str) -> bool:
+    """Whether a clip's record lists a derivative to `principal`: a share's watermarked copy
+    names its recipient, so other recipients do not see it (the force does)."""
+    if principal.role not in RECIPIENT_ROLES or not kind.startswith(WATERMARK_PREFIX):
+        return True
+    return kind in {watermark_kind(i) for i in session.scalars(active_shares_of(principal))}
 
 
 def recipient_context(
@@ -403,7 +434,9 @@ def custody_entry_visible(principal: Principal, entry: dict[str, Any], bookmarks
     """Whether a ledger entry about a clip shows in its custody timeline for `principal`;
     `bookmarks`: the ids of the clip's bookmarks they may read (`bookmark_filter`)."""
     kind = entry.get("type")
-    if principal.role == Role.external and kind not in EXTERNAL_TIMELINE_TYPES:
+    if principal.role == Role.external and (
+        kind not in EXTERNAL_TIMELINE_TYPES or entry.get("watermark")
+    ):  # a watermarked copy's entry names its recipient
         # Who else the clip went to, tags and categories, other people's notes and reasons:
         # the force's business, not the recipient's.
         return False

@@ -18,6 +18,7 @@ QUEUE = "evidence"  # the one queue every worker consumes (`evidence worker --qu
 PROCESS_UPLOAD = "evidence.ingest.process_upload"  # (upload_id)
 BUILD_BUNDLE = "evidence.bundles.build"  # (bundle_id)
 MAKE_REDACTION = "evidence.media.redact"  # (clip_id, kind)
+MAKE_WATERMARKS = "evidence.media.watermark_share"  # (share_id)
 
 # Sent by the scheduler (workers/beat.py: beat_schedule), without arguments.
 REQUEUE_STALLED_UPLOADS = "evidence.ingest.requeue_stalled"
@@ -27,7 +28,7 @@ RETENTION_SWEEP = "evidence.retention.sweep"
 SCRUB = "evidence.scrub.run"
 SWEEP_WORK_FILES = "evidence.work.sweep"
 
-OUTBOX_TASKS = (PROCESS_UPLOAD, BUILD_BUNDLE, MAKE_REDACTION)
+OUTBOX_TASKS = (PROCESS_UPLOAD, BUILD_BUNDLE, MAKE_REDACTION, MAKE_WATERMARKS)
 SCHEDULED_TASKS = (
     REQUEUE_STALLED_UPLOADS,
     ABANDON_STALE_UPLOADS,

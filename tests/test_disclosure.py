@@ -333,3 +333,70 @@ def test_shares_check_their_recipient_and_bound_their_text(defence) -> None:
         json={"name": "Any Firm", "kind": "pirates"},
     )
     assert bad.status_code == 422 and "defence_firm" in bad.json()["detail"]
+
+
+def test_a_watermarked_copy_names_the_recipient_is_reproducible_and_theirs_alone(
+    defence, tmp_path: Path
+) -> None:
+    from evidence.cases.models import watermark_kind
+    from evidence.cases.watermarks import make_watermarks
+    from evidence.media.derivatives import Recipe
+    from evidence.media.runner import ffmpeg_binary, sha256_file
+
+    f, ctx, case_id, clip_ids, kind, firm = defence
+    council = organisation(f, "Borough Council", "local_authority")
+    external(ctx, f, "la_brown", council)
+    share = disclose(f, case_id, organisation_id=firm, redacted_only=[clip_ids[0]], watermark=True)
+    assert share.status_code == 201 and share.json()["watermark"] is True
+    other = disclose(f, case_id, organisation_id=council)
+    assert other.status_code == 201
+    made = make_watermarks(ctx, share.json()["id"])  # the worker's job, in-process
+    assert {m["clip_id"] for m in made} == set(clip_ids)
+    assert make_watermarks(ctx, share.json()["id"]) == [], "made once"
+    wm = watermark_kind(share.json()["id"])
+
+    # The entry: the recipe, the text naming the firm and the share, the input and the font.
+    created = [e for e in entries(ctx, "derivative.created") if e["kind"] == wm]
+    assert len(created) == 2
+    by_clip = {e["subject"]["clip"]: e for e in created}
+    red = by_clip[clip_ids[0]]
+    assert red["watermark"]["made_from"] == kind, "the redacted copy, never the original"
+    assert by_clip[clip_ids[1]]["watermark"]["made_from"] == "original"
+    assert "Doe & Co Solicitors" in red["watermark"]["text"]
+    assert share.json()["id"][:8] in red["watermark"]["text"]
+    assert any("drawtext" in a and "DejaVuSans-Bold.ttf" in a for a in red["recipe"]["args"])
+    with ctx.db.session() as s:
+        from evidence.clips.models import Derivative
+
+        source = s.query(Derivative).filter_by(clip_id=clip_ids[0], kind=kind).one()
+    assert red["recipe"]["input_sha256"] == source.sha256
+
+    # Reproducible: the recipe run again on the redacted copy makes the same bytes.
+    src = tmp_path / "input.mp4"
+    with src.open("wb") as out:
+        for chunk in ctx.store.open(source.key):
+            out.write(chunk)
+    again = tmp_path / "again.mp4"
+    recipe = Recipe(
+        **{k: v for k, v in red["recipe"].items() if k != "args"}, args=tuple(red["recipe"]["args"])
+    )
+    import subprocess
+
+    subprocess.run(recipe.argv(src, again, ffmpeg_binary()), check=True, capture_output=True)
+    assert sha256_file(again) == red["sha256"] != source.sha256
+
+    # Theirs alone: the firm plays it; the council may not, nor sees its entry.
+    enrol_totp(f, "def_grey")
+    enrol_totp(f, "la_brown")
+    params = {**WHY, "kind": wm}
+    mine = f.http.get(
+        f"/api/v1/clips/{clip_ids[0]}/stream", headers=f.as_("def_grey"), params=params
+    )
+    assert mine.status_code == 200 and mine.content
+    theirs = f.http.get(
+        f"/api/v1/clips/{clip_ids[1]}/stream", headers=f.as_("la_brown"), params=params
+    )
+    assert theirs.status_code == 403
+    detail = f.http.get(f"/api/v1/clips/{clip_ids[1]}", headers=f.as_("la_brown"))
+    at = detail.text.find("Doe &")
+    assert detail.status_code == 200 and at < 0, detail.text[max(0, at - 600) : at + 100]

@@ -225,6 +225,22 @@ def make_redaction(self, clip_id: str, kind: str) -> str:  # type: ignore[no-unt
     return str(done["state"])
 
 
+@shared_task(
+    name=queue.MAKE_WATERMARKS,
+    bind=True,
+    acks_late=True,  # a worker that dies mid-encode leaves the message for another
+    **RETRY_TRANSIENT,
+)
+@disk_full_named
+def make_watermarks(self, share_id: str) -> int:  # type: ignore[no-untyped-def]
+    """Make a share's watermarked copies; safe to run twice (copies made are left alone)."""
+    from evidence.cases.watermarks import make_watermarks as make
+
+    made = make(context(), share_id)
+    log.info("share %s: %d watermarked copies made", share_id, len(made))
+    return len(made)
+
+
 def _work_root() -> Path:
     return get_settings().data_dir / "work"
 

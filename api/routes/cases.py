@@ -124,6 +124,7 @@ class NewShare(BaseModel):
     legal_basis: str = Field(min_length=3, max_length=shares.MAX_TEXT)
     clip_ids: list[str] | None = Field(None, max_length=shares.MAX_EXHIBITS)
     redacted_only: list[str] = Field(default_factory=list, max_length=shares.MAX_EXHIBITS)
+    watermark: bool = False  # also a copy of each exhibit naming the recipient and the share
 
 
 @router.post(
@@ -146,6 +147,7 @@ def share_case(
         organisation_id=body.organisation_id,
         clip_ids=body.clip_ids,
         redacted_only=body.redacted_only,
+        watermark=body.watermark,
     )
 
 

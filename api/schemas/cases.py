@@ -84,6 +84,7 @@ class ShareOut(Out):
     purpose: str
     legal_basis: str
     whole_case: bool
+    watermark: bool  # each exhibit also as a copy naming the recipient and the share
     clip_ids: list[str] | None  # the chosen exhibits; None: the whole case
     redacted_only: list[str]  # exhibits given as their redacted copy only
     expires_at: str

@@ -484,7 +484,9 @@ def stream(
     clip_id: str,
     request: Request,
     reason: Annotated[str | None, Query(max_length=500)] = None,
-    kind: Annotated[str, Query(pattern=r"^(proxy|redaction-[1-9][0-9]{0,8})$")] = "proxy",
+    kind: Annotated[
+        str, Query(pattern=r"^(proxy|redaction-[1-9][0-9]{0,8}|watermark-[0-9a-f]{20})$")
+    ] = "proxy",
     principal: Principal = Depends(ui_gate("clips.view_footage")),
 ) -> Response:
     """Opens a viewing (access, the ledger entry) and sends the player to its URL, where
@@ -763,6 +765,7 @@ def share_case(
     scope: Annotated[str, Form(max_length=10)] = "case",
     exhibit: Annotated[list[str], Form(max_length=disclosure.MAX_EXHIBITS)] = [],  # noqa: B006
     redacted: Annotated[list[str], Form(max_length=disclosure.MAX_EXHIBITS)] = [],  # noqa: B006
+    watermark: Annotated[str, Form(max_length=10)] = "",
     principal: Principal = Depends(ui_gate("shares.manage")),
     _: None = CSRF,
 ) -> Response:
@@ -785,6 +788,7 @@ def share_case(
             organisation_id=organisation_id.strip() or None,
             clip_ids=exhibit if scope == "exhibits" else None,
             redacted_only=redacted,
+            watermark=watermark == "yes",
         )
     except (InvalidInput, NotFound) as exc:
         return see_other(request, to, error=str(exc))

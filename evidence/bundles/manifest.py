@@ -211,6 +211,8 @@ def plan_bundle(
                 d["redaction"] = e["redaction"]
             row = derivative_rows.get((clip.id, e["kind"]))
             wanted = include_redactions if is_redaction(e["kind"]) else include_proxies
+            if e.get("watermark"):  # a recipient's copy: listed, never carried in a bundle
+                wanted = False
             if withheld:  # the redacted copies stand for it; a proxy would show what was hidden
                 wanted = is_redaction(e["kind"])
             if wanted and disposed is None and row is not None and row.sha256 == e["sha256"]:

@@ -51,10 +51,21 @@ class Share(Base):
     legal_basis: Mapped[str] = mapped_column(String(200))
     # True: every exhibit of the case (also those added later); False: the share_exhibits rows.
     whole_case: Mapped[bool] = mapped_column(Boolean, default=True)
+    # True: each exhibit also gets a copy with the recipient and the share drawn on it
+    # (evidence/cases/watermarks.py).
+    watermark: Mapped[bool] = mapped_column(Boolean, default=False)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+WATERMARK_PREFIX = "watermark-"
+
+
+def watermark_kind(share_id: str) -> str:
+    """The derivative kind of a share's watermarked copies (fits the 32-character column)."""
+    return WATERMARK_PREFIX + share_id.replace("-", "")[:20]
 
 
 class ShareExhibit(Base):

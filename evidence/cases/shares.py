@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from evidence import clock
+from evidence import clock, outbox, queue
 from evidence.access import (
     RECIPIENT_ROLES,
     Principal,
@@ -98,6 +98,7 @@ def share_case(
     organisation_id: str | None = None,
     clip_ids: list[str] | None = None,
     redacted_only: list[str] | None = None,
+    watermark: bool = False,
 ) -> dict[str, Any]:
     """Disclose the case (`clip_ids` None) or the chosen exhibits to a person or an
     organisation; `redacted_only`: exhibits whose original stays out of the recipient's reach."""
@@ -116,6 +117,7 @@ def share_case(
             purpose=purpose,
             legal_basis=legal_basis,
             whole_case=not chosen,
+            watermark=watermark,
             expires_at=expires_at,
             created_by=principal.user_id,
             created_at=now,
@@ -146,10 +148,13 @@ def share_case(
             legal_basis=legal_basis,
             exhibits=chosen or "all",
             redacted_only=redacted,
+            watermark=watermark,
             expires_at=clock.rfc3339(expires_at),
             reference=case.reference,
         )
         s.flush()
+        if watermark:  # the worker makes the copies, after this commits
+            outbox.add(s, queue.MAKE_WATERMARKS, share.id)
         # Shared footage is kept while it is shared, even from a closed case.
         changed = retention.reschedule_exhibits(ctx, s, case.id, actor=principal.actor)
         out = _share_dict(s, share)
@@ -175,6 +180,7 @@ def _share_dict(s: Session, share: Share) -> dict[str, Any]:
         "purpose": share.purpose,
         "legal_basis": share.legal_basis,
         "whole_case": share.whole_case,
+        "watermark": share.watermark,
         "clip_ids": None if share.whole_case else sorted(c for c, _ in rows),
         "redacted_only": sorted(c for c, r in rows if r),
         "expires_at": clock.rfc3339(share.expires_at),

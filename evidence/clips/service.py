@@ -26,9 +26,10 @@ from evidence.access import (
     clip_filter_parts,
     custody_entry_visible,
     custody_entry_withheld,
+    derivative_visible,
     recipient_context,
+    recipient_copy,
     require,
-    shared_redacted_only,
     side,
     visible_clip,
 )
@@ -156,7 +157,11 @@ def detail(ctx: Context, principal: Principal, clip_id: str) -> dict[str, Any]:
     with ctx.db.session() as s:
         clip = visible_clip(s, principal, clip_id, footage=False)
         tags = _tags_of(s, [clip.id]).get(clip.id, [])
-        derivatives = s.scalars(select(Derivative).where(Derivative.clip_id == clip.id)).all()
+        derivatives = [
+            d
+            for d in s.scalars(select(Derivative).where(Derivative.clip_id == clip.id))
+            if derivative_visible(s, principal, d.kind)
+        ]
         bookmarks = s.scalars(
             select(Bookmark)
             .where(Bookmark.clip_id == clip.id, bookmark_filter(principal))
@@ -291,13 +296,17 @@ FOOTAGE_KINDS = {
 # A redacted copy (evidence/redactions.py) plays like the proxy and is recorded like it, as
 # `clip.viewed`; the entry's `object` names which one was played.
 REDACTION_KIND = re.compile(r"^redaction-[1-9][0-9]{0,8}$")
+WATERMARK_KIND = re.compile(r"^watermark-[0-9a-f]{20}$")
 
 
 def _footage_kind(kind: str) -> tuple[str, str]:
-    if REDACTION_KIND.match(kind):
+    if REDACTION_KIND.match(kind) or WATERMARK_KIND.match(kind):
         return FOOTAGE_KINDS["proxy"]
     if kind not in FOOTAGE_KINDS:
-        raise InvalidInput(f"no footage kind {kind!r}: proxy, original, thumbnail or redaction-N")
+        raise InvalidInput(
+            f"no footage kind {kind!r}: proxy, original, thumbnail, redaction-N or a "
+            "share's watermark-…"
+        )
     return FOOTAGE_KINDS[kind]
 
 
@@ -321,10 +330,9 @@ def open_footage(
     with ctx.db.session() as s:
         # A recipient given the exhibit as redacted only may have a redacted copy, nothing
         # else made from the original (its proxy and thumbnail show what was redacted).
-        redacted_only = kind.startswith("redaction-") and shared_redacted_only(
-            s, principal, clip_id
+        clip = visible_clip(
+            s, principal, clip_id, footage=not recipient_copy(s, principal, clip_id, kind)
         )
-        clip = visible_clip(s, principal, clip_id, footage=not redacted_only)
         via = recipient_context(s, principal, clip_id=clip_id)
         if clip.disposed_at is not None:
             raise Disposed(

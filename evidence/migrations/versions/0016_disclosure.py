@@ -43,6 +43,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("purpose", sa.String(length=200), nullable=True))
         batch.add_column(sa.Column("legal_basis", sa.String(length=200), nullable=True))
         batch.add_column(sa.Column("whole_case", sa.Boolean(), nullable=True))
+        batch.add_column(sa.Column("watermark", sa.Boolean(), nullable=True))
         batch.create_index("ix_shares_organisation_id", ["organisation_id"], unique=False)
         batch.create_foreign_key(
             "fk_shares_organisation_id_organisations", "organisations", ["organisation_id"], ["id"]
@@ -52,13 +53,17 @@ def upgrade() -> None:
         sa.column("purpose", sa.String),
         sa.column("legal_basis", sa.String),
         sa.column("whole_case", sa.Boolean),
+        sa.column("watermark", sa.Boolean),
     )
-    op.execute(shares.update().values(purpose=BEFORE, legal_basis=BEFORE, whole_case=True))
+    op.execute(
+        shares.update().values(purpose=BEFORE, legal_basis=BEFORE, whole_case=True, watermark=False)
+    )
     with op.batch_alter_table("shares") as batch:
         batch.alter_column("user_id", existing_type=sa.String(length=36), nullable=True)
         batch.alter_column("purpose", existing_type=sa.String(length=200), nullable=False)
         batch.alter_column("legal_basis", existing_type=sa.String(length=200), nullable=False)
         batch.alter_column("whole_case", existing_type=sa.Boolean(), nullable=False)
+        batch.alter_column("watermark", existing_type=sa.Boolean(), nullable=False)
     op.create_table(
         "share_exhibits",
         sa.Column("share_id", sa.String(length=36), nullable=False),
@@ -80,6 +85,7 @@ def downgrade() -> None:
         batch.drop_constraint("fk_shares_organisation_id_organisations", type_="foreignkey")
         batch.drop_index("ix_shares_organisation_id")
         batch.alter_column("user_id", existing_type=sa.String(length=36), nullable=False)
+        batch.drop_column("watermark")
         batch.drop_column("whole_case")
         batch.drop_column("legal_basis")
         batch.drop_column("purpose")
