@@ -1,8 +1,8 @@
 """Disclosure to the defence in a real browser (docs/disclosure.md): an evidence officer shares
-a case with a defence firm, one exhibit as its redacted copy only, and asks for a bundle for
-that share; the firm's lawyer is told to set up TOTP, does, signs in with a code, downloads
-the bundle (which `evidence verify bundle` accepts) and cannot reach the original; the ledger
-verifies afterwards."""
+a case with a defence firm, one exhibit as its redacted copy only, watermarked with the firm's
+name, and asks for a bundle for that share; the firm's lawyer is told to set up TOTP, does,
+signs in with a code, downloads the bundle (which `evidence verify bundle` accepts), plays the
+redacted and watermarked copies and cannot reach the original; the ledger verifies after."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ from cli.main import app
 from evidence.accounts import organisations
 from evidence.accounts.service import create_user
 from evidence.bundles.service import build_bundle
+from evidence.cases.models import watermark_kind
 from evidence.cases.service import add_items, create_case
+from evidence.cases.watermarks import make_watermarks
 from evidence.context import Context
 from evidence.identity.totp import totp_code, totp_step
 from evidence.migrate import upgrade
@@ -88,6 +90,7 @@ def test_a_defence_lawyer_signs_in_with_totp_and_takes_a_redacted_bundle(
     eo.fill("#share-purpose", "defence case preparation")
     eo.fill("#share-basis", "CPIA 1996 s.3 initial disclosure")
     eo.locator(f"[data-share-exhibit='{world['redacted']}'] input[name=redacted]").check()
+    eo.check("#share-watermark")
     eo.get_by_role("button", name="Share case").click()
     expect(eo.locator(".flash--ok")).to_contain_text(f"Shared with {FIRM} until")
     row = eo.locator(f"li[data-organisation='{FIRM}']")
@@ -99,6 +102,8 @@ def test_a_defence_lawyer_signs_in_with_totp_and_takes_a_redacted_bundle(
     expect(eo.locator(".flash--ok")).to_contain_text("Court bundle requested")
     bundle_id = eo.locator("tr[data-bundle]").first.get_attribute("data-bundle")
     assert bundle_id and build_bundle(ctx, bundle_id) == "ready"
+    share_id = row.get_attribute("data-share")
+    assert share_id and len(make_watermarks(ctx, share_id)) == 2  # the worker, in-process
     w.assert_no_csp_violations()
 
     # The defence lawyer, password only: told to set up two-factor sign-in, shown nothing.
@@ -167,6 +172,11 @@ def test_a_defence_lawyer_signs_in_with_totp_and_takes_a_redacted_bundle(
         f"{base}/ui/clips/{world['redacted']}/stream?{why}&kind={world['kind']}", max_redirects=0
     )
     assert red.status in (302, 303, 307), red.status
+    marked = again.request.get(
+        f"{base}/ui/clips/{world['redacted']}/stream?{why}&kind={watermark_kind(share_id)}",
+        max_redirects=0,
+    )
+    assert marked.status in (302, 303, 307), marked.status
     d.assert_no_csp_violations()
 
     # The ledger verifies, and records the share, the views and the download through it.
