@@ -298,7 +298,9 @@ def test_wrong_organisation_revoked_and_expired_shares_open_nothing(defence) -> 
     one = disclose(f, case_id, username="def_blue", clip_ids=[clip_ids[1]], days=1)
     assert one.status_code == 201, one.text
     case = f.http.get(f"/api/v1/cases/{case_id}", headers=f.as_("def_blue")).json()
-    assert [x["clip_id"] for x in case["exhibits"]] == [clip_ids[1]]
+    assert [x["clip_id"] for x in case["exhibits"]] == [clip_ids[1]] and case["items"] == 1
+    listed = f.http.get("/api/v1/cases", headers=f.as_("def_blue")).json()["items"]
+    assert [(c["id"], c["items"]) for c in listed] == [(case_id, 1)], "no count of the rest"
     assert f.http.get(f"/api/v1/clips/{clip_ids[0]}", headers=f.as_("def_blue")).status_code == 404
     # Expired: two days on, nothing.
     later(2 * 86400)

@@ -73,8 +73,13 @@ def create_case(ctx: Context, principal: Principal, title: str, reference: str) 
 def list_cases(ctx: Context, principal: Principal) -> list[dict[str, Any]]:
     require(principal, "cases.read")
     with ctx.db.session() as s:
+        # Only the exhibits they may see: a recipient of chosen exhibits learns of no others.
         counts = (
-            select(CaseItem.case_id, func.count().label("n")).group_by(CaseItem.case_id).subquery()
+            select(CaseItem.case_id, func.count().label("n"))
+            .join(Clip, Clip.id == CaseItem.clip_id)
+            .where(clip_filter(principal, footage=False))
+            .group_by(CaseItem.case_id)
+            .subquery()
         )
         rows = s.execute(
             select(Case, func.coalesce(counts.c.n, 0))
