@@ -15,6 +15,7 @@ from api.routes import (
     clips,
     health,
     ledger,
+    organisations,
     retention,
     submissions,
     uploads,
@@ -24,6 +25,7 @@ from api.security import BodyLimit, ClientAddress, SecurityHeaders
 from api.ui import account as ui_account
 from api.ui import admin as ui_admin
 from api.ui import cameras as ui_cameras
+from api.ui import organisations as ui_organisations
 from api.ui import retention as ui_retention
 from api.ui import routes as ui
 from api.ui import submissions as ui_submissions
@@ -65,9 +67,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cases.shares_router)
     app.include_router(audit.router)
     app.include_router(admin.router)
+    app.include_router(organisations.router)  # who evidence is disclosed to
     app.include_router(ui_cameras.router)  # the camera register; before ui: /ui/clips/unattributed
     app.include_router(ui.router)  # the review UI under /ui (docs/ui.md)
     app.include_router(ui_admin.router)  # its administrator's pages
+    app.include_router(ui_organisations.router)  # who evidence is disclosed to
     app.include_router(ui_account.router)  # your own account; enrolment links
     app.include_router(ui_retention.router)  # retention queue, schedule, holds
     # Work for the workers is in the outbox with the change that asks for it (evidence/outbox.py);

@@ -1,4 +1,4 @@
-"""`evidence admin`: users, devices, the bundle key and the camera register."""
+"""`evidence admin`: users, devices, organisations, the bundle key and the camera register."""
 
 from __future__ import annotations
 
@@ -118,6 +118,41 @@ def create_device(
     typer.echo(f"created {new.device.kind} {new.device.name} id {new.device.id}")
     typer.echo("device key (shown once, store it on the dock now):", err=True)
     typer.echo(new.key)
+
+
+@app.command("create-organisation")
+def create_organisation(
+    name: str,
+    kind: Annotated[
+        str,
+        typer.Option(help="cps, police_force, local_authority, other_agency or defence_firm"),
+    ],
+) -> None:
+    """Add an organisation evidence may be disclosed to (docs/disclosure.md)."""
+    from evidence.accounts import organisations
+
+    try:
+        org = organisations.create_organisation(context(), None, name, kind)
+    except EvidenceError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"created organisation {org['name']} ({org['kind']}) id {org['id']}")
+
+
+@app.command("set-organisation")
+def set_organisation(
+    username: str,
+    organisation_id: Annotated[
+        Optional[str], typer.Argument(help="the organisation's id; leave out for none")
+    ] = None,
+) -> None:
+    """Put a person in an organisation: every share with it reaches them from now on."""
+    from evidence.accounts import organisations
+
+    try:
+        organisations.set_member(context(), None, username, organisation_id)
+    except EvidenceError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"{username}: organisation {organisation_id or 'none'}")
 
 
 @app.command("register-camera")

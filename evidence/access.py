@@ -2,7 +2,10 @@
 
 - officers see the clips their camera recorded (clip.officer_id == their officer id);
 - evidence officers see the force's clips and manage cases;
-- CPS and partner users see only what was shared with them, until the share expires;
+- CPS and external users (partner agencies, defence) see only what was shared with them or
+  their organisation, until the share expires; an exhibit shared as "redacted only" opens
+  its redacted copy to them, never the original; an external user sees nothing unless they
+  signed in with a TOTP code (docs/disclosure.md);
 - auditors read the ledger and all access records, footage only with an explicit grant;
 - admins manage users, devices and policy and see no footage;
 - a case's members see its clips.
@@ -23,10 +26,19 @@ from sqlalchemy import ColumnElement, Select, false, or_, select, true
 from sqlalchemy.orm import Session
 
 from evidence import clock
-from evidence.accounts.models import Role, User
-from evidence.cases.models import AccessGrant, Case, CaseItem, CaseMember, Share
+from evidence.accounts.models import Organisation, Role, User
+from evidence.cases.models import (
+    WATERMARK_PREFIX,
+    AccessGrant,
+    Case,
+    CaseItem,
+    CaseMember,
+    Share,
+    ShareExhibit,
+    watermark_kind,
+)
 from evidence.clips.models import Bookmark, Clip
-from evidence.errors import AccessDenied, InvalidInput, NotFound
+from evidence.errors import AccessDenied, InvalidInput, NotFound, SecondFactorRequired
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,9 @@ class Principal:
     username: str
     role: Role
     officer_id: str | None = None
+    # Whether this sign-in used a second factor (a TOTP or recovery code): an external
+    # recipient without one sees nothing.
+    second_factor: bool = False
 
     @property
     def actor(self) -> str:
@@ -49,10 +64,12 @@ class Principal:
 # matrix test walks the app's routes and fails on any route without a rule.
 
 R = Role
+# The people evidence is disclosed to: they see what a share gives them, nothing else.
+RECIPIENT_ROLES = frozenset({R.cps, R.external})
 ACTIONS: dict[str, frozenset[Role]] = {
-    "clips.search": frozenset({R.officer, R.evidence_officer, R.cps, R.auditor}),
-    "clips.read": frozenset({R.officer, R.evidence_officer, R.cps, R.auditor}),
-    "clips.view_footage": frozenset({R.officer, R.evidence_officer, R.cps, R.auditor}),
+    "clips.search": frozenset({R.officer, R.evidence_officer, R.cps, R.external, R.auditor}),
+    "clips.read": frozenset({R.officer, R.evidence_officer, R.cps, R.external, R.auditor}),
+    "clips.view_footage": frozenset({R.officer, R.evidence_officer, R.cps, R.external, R.auditor}),
     "clips.tag": frozenset({R.officer, R.evidence_officer}),
     # The category decides retention (e.g. non-evidential: disposed of automatically), so it
     # is the evidence officers' call, never the recording officer's about their own footage.
@@ -62,7 +79,7 @@ ACTIONS: dict[str, frozenset[Role]] = {
         {R.evidence_officer}
     ),  # black boxes / muting (evidence/redactions.py)
     "cases.create": frozenset({R.evidence_officer}),
-    "cases.read": frozenset({R.evidence_officer, R.cps, R.auditor, R.officer}),
+    "cases.read": frozenset({R.evidence_officer, R.cps, R.external, R.auditor, R.officer}),
     "cases.manage": frozenset({R.evidence_officer}),
     "shares.manage": frozenset({R.evidence_officer}),
     # Proofs and checkpoints: anyone who checks the custody of what they work on.
@@ -73,6 +90,10 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "audit.read": frozenset({R.auditor}),
     "grants.manage": frozenset({R.admin}),
     "users.manage": frozenset({R.admin}),
+    # Who evidence may be disclosed to (docs/disclosure.md); the evidence officers read the
+    # list to choose a recipient.
+    "organisations.manage": frozenset({R.admin}),
+    "organisations.read": frozenset({R.admin, R.evidence_officer, R.auditor}),
     # The second person of the two-person rule (evidence/accounts/approvals.py): another
     # admin, never the one who asked.
     "accounts.approve": frozenset({R.admin}),
@@ -82,7 +103,7 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "session.read": frozenset(R),
     "bundles.request": frozenset({R.evidence_officer}),
     # CPS: only bundles of cases visible to them (an active share), checked per bundle.
-    "bundles.read": frozenset({R.evidence_officer, R.cps, R.auditor}),
+    "bundles.read": frozenset({R.evidence_officer, R.cps, R.external, R.auditor}),
     # Retention: the schedule and queue are open to those who answer for it; deciding a
     # disposal and placing holds are the evidence officers' (the policy is the admin's config).
     "retention.read": frozenset({R.evidence_officer, R.admin, R.auditor}),
@@ -105,19 +126,133 @@ def allowed(principal: Principal, action: str) -> bool:
     return principal.role in ACTIONS[action]
 
 
+# What an external recipient may do before a second factor: see who they are and set one up.
+WITHOUT_SECOND_FACTOR = frozenset({"account.manage", "session.read"})
+
+
+def needs_second_factor(principal: Principal) -> bool:
+    """An external recipient signed in without a TOTP code: they see nothing until they do."""
+    return principal.role == Role.external and not principal.second_factor
+
+
 def require(principal: Principal, action: str) -> None:
     if not allowed(principal, action):
         raise AccessDenied(f"a {principal.role.value} may not {action.replace('.', ' ')}")
+    if action not in WITHOUT_SECOND_FACTOR and needs_second_factor(principal):
+        raise SecondFactorRequired(
+            "disclosed evidence opens only after signing in with a TOTP code: set up "
+            "two-factor sign-in on your account page (/ui/account), sign out, and sign in "
+            "again with a code from your authenticator"
+        )
 
 
 # -- which objects (the row-level rules, as SQL so lists and counts obey them too) ----------
 
 
-def _active_shares_of(principal: Principal) -> Select[tuple[str]]:
+def active_shares_of(principal: Principal) -> Select[tuple[str]]:
+    """The ids of the shares open to `principal`: made with them or with their organisation,
+    neither revoked nor expired."""
     now = clock.now()
-    return select(Share.case_id).where(
-        Share.user_id == principal.user_id, Share.revoked_at.is_(None), Share.expires_at > now
+    their_org = select(User.organisation_id).where(
+        User.id == principal.user_id, User.organisation_id.is_not(None)
     )
+    return select(Share.id).where(
+        or_(Share.user_id == principal.user_id, Share.organisation_id.in_(their_org)),
+        Share.revoked_at.is_(None),
+        Share.expires_at > now,
+    )
+
+
+def _shared_cases_of(principal: Principal) -> Select[tuple[str]]:
+    return select(Share.case_id).where(Share.id.in_(active_shares_of(principal)))
+
+
+def _shared_clips_of(principal: Principal, *, originals: bool) -> Select[tuple[str]]:
+    """The clips open to a recipient through their shares: a whole-case share's exhibits and
+    a share's chosen ones. `originals`: only those some share gives as the original, i.e.
+    not marked redacted-only in it."""
+    active = active_shares_of(principal)
+    marked = select(ShareExhibit.clip_id).where(
+        ShareExhibit.share_id == Share.id, ShareExhibit.clip_id == CaseItem.clip_id
+    )
+    if originals:
+        marked = marked.where(ShareExhibit.redacted_only.is_(True))
+    whole = (
+        select(CaseItem.clip_id)
+        .join(Share, Share.case_id == CaseItem.case_id)
+        .where(Share.id.in_(active), Share.whole_case.is_(True))
+    )
+    if originals:
+        whole = whole.where(~marked.exists())
+    chosen = select(ShareExhibit.clip_id).where(ShareExhibit.share_id.in_(active))
+    if originals:
+        chosen = chosen.where(ShareExhibit.redacted_only.is_(False))
+    return whole.union(chosen)  # type: ignore[return-value]
+
+
+def shared_redacted_only(session: Session, principal: Principal, clip_id: str) -> bool:
+    """Whether `principal` is a recipient who may have the clip's redacted copy but not its
+    original (every share giving them the clip marks it redacted-only)."""
+    if principal.role not in RECIPIENT_ROLES:
+        return False
+    if session.scalar(
+        select(Clip.id).where(Clip.id == clip_id, clip_filter(principal, footage=True))
+    ):
+        return False
+    return (
+        session.scalar(
+            select(Clip.id).where(
+                Clip.id == clip_id, Clip.id.in_(_shared_clips_of(principal, originals=False))
+            )
+        )
+        is not None
+    )
+
+
+def recipient_copy(session: Session, principal: Principal, clip_id: str, kind: str) -> bool:
+    """Whether `kind` is a copy a recipient may play without the original: a redacted copy
+    of an exhibit given to them as redacted only, or their own share's watermarked copy.
+    A watermarked copy of someone else's share is refused to any recipient (it names them)."""
+    if principal.role not in RECIPIENT_ROLES:
+        return False
+    if kind.startswith(WATERMARK_PREFIX):
+        mine = {watermark_kind(i) for i in session.scalars(active_shares_of(principal))}
+        if kind not in mine:
+            raise AccessDenied("this watermarked copy was made for another recipient")
+        return True
+    return kind.startswith("redaction-") and shared_redacted_only(session, principal, clip_id)
+
+
+def derivative_visible(session: Session, principal: Principal, kind: str) -> bool:
+    """Whether a clip's record lists a derivative to `principal`: a share's watermarked copy
+    names its recipient, so other recipients do not see it (the force does)."""
+    if principal.role not in RECIPIENT_ROLES or not kind.startswith(WATERMARK_PREFIX):
+        return True
+    return kind in {watermark_kind(i) for i in session.scalars(active_shares_of(principal))}
+
+
+def recipient_context(
+    s: Session, principal: Principal, *, case_id: str | None = None, clip_id: str | None = None
+) -> dict[str, Any]:
+    """What a recipient's access entry says about the share it came through: the share, its
+    organisation and purpose (the oldest active one, if several). Empty for anyone else."""
+    if principal.role not in RECIPIENT_ROLES:
+        return {}
+    q = select(Share).where(Share.id.in_(active_shares_of(principal)))
+    if case_id is not None:
+        q = q.where(Share.case_id == case_id)
+    if clip_id is not None:
+        cases = select(CaseItem.case_id).where(CaseItem.clip_id == clip_id)
+        q = q.where(Share.case_id.in_(cases))
+    share = s.scalar(q.order_by(Share.created_at, Share.id).limit(1))
+    if share is None:
+        return {}
+    org = s.get(Organisation, share.organisation_id) if share.organisation_id else None
+    return {
+        "share": share.id,
+        "organisation": org.name if org else None,
+        "purpose": share.purpose,
+    }
 
 
 def _member_cases_of(principal: Principal) -> Select[tuple[str]]:
@@ -157,8 +292,10 @@ def clip_filter_parts(principal: Principal, *, footage: bool) -> list[ColumnElem
     if role == Role.officer:
         own = [Clip.officer_id == principal.officer_id] if principal.officer_id else []
         return [*own, member]
-    if role == Role.cps:
-        return [_clips_in(_active_shares_of(principal)), member]
+    if needs_second_factor(principal):
+        return []
+    if role in RECIPIENT_ROLES:
+        return [Clip.id.in_(_shared_clips_of(principal, originals=footage)), member]
     if role == Role.auditor:
         return [true()] if not footage else [Clip.id.in_(_granted_clips_of(principal))]
     return []  # admin: manages the system, sees no footage
@@ -175,8 +312,10 @@ def case_filter(principal: Principal) -> ColumnElement[bool]:
     member = Case.id.in_(_member_cases_of(principal))
     if role in (Role.evidence_officer, Role.auditor):
         return true()
-    if role == Role.cps:
-        return or_(Case.id.in_(_active_shares_of(principal)), member)
+    if needs_second_factor(principal):
+        return false()
+    if role in RECIPIENT_ROLES:
+        return or_(Case.id.in_(_shared_cases_of(principal)), member)
     if role == Role.officer:
         return member
     return false()
@@ -200,6 +339,11 @@ def visible_clip(session: Session, principal: Principal, clip_id: str, *, footag
         )
         is None
     ):
+        if principal.role in RECIPIENT_ROLES:
+            raise AccessDenied(
+                "this exhibit was disclosed to you as its redacted copy only: the original "
+                "is not open to you"
+            )
         raise AccessDenied("playing this clip needs an explicit grant for your role")
     return clip
 
@@ -245,21 +389,44 @@ ACCESS_RECORD_TYPES = frozenset(
 )
 
 
+# What an external recipient's custody timeline shows: how the clip was stored and derived
+# (its continuity), and their own looking at it.
+EXTERNAL_TIMELINE_TYPES = frozenset(
+    {
+        "upload.declared",
+        "upload.completed",
+        "clip.ingested",
+        "derivative.created",
+        "clip.disposed",
+        "checkpoint.timestamped",
+        "clip.viewed",
+        "clip.downloaded",
+    }
+)
+
+
 def sees_access_records(principal: Principal) -> bool:
     return principal.role == Role.auditor
 
 
 def side(role: Role | str) -> str:
-    """Whose notes a person shares: the prosecutor's ("cps") or the force's ("force": officers,
-    evidence officers, auditors, admins). A CPS note on a clip can be privileged legal advice
-    and a force note can be an unshared line of inquiry: neither side reads the other's."""
-    return "cps" if Role(role) == Role.cps else "force"
+    """Whose notes a person shares: the prosecutor's ("cps"), the force's ("force": officers,
+    evidence officers, auditors, admins) or, for an external recipient, their own
+    ("external"). A CPS note on a clip can be privileged legal advice and a force note can be
+    an unshared line of inquiry: no side reads another's."""
+    r = Role(role)
+    return "cps" if r == Role.cps else "external" if r == Role.external else "force"
 
 
 def note_authors(principal: Principal) -> Select[tuple[str]]:
-    """The users whose bookmark notes `principal` may read: those of their side."""
+    """The users whose bookmark notes `principal` may read: those of their side (an external
+    recipient: only their own; the defence never reads the force's or the CPS's notes)."""
+    kind = side(principal.role)
+    if kind == "external":
+        return select(User.id).where(User.id == principal.user_id)
     cps = User.role == Role.cps.value
-    return select(User.id).where(cps if side(principal.role) == "cps" else ~cps)
+    force = User.role.not_in([Role.cps.value, Role.external.value])
+    return select(User.id).where(cps if kind == "cps" else force)
 
 
 def bookmark_filter(principal: Principal) -> ColumnElement[bool]:
@@ -271,6 +438,12 @@ def custody_entry_visible(principal: Principal, entry: dict[str, Any], bookmarks
     """Whether a ledger entry about a clip shows in its custody timeline for `principal`;
     `bookmarks`: the ids of the clip's bookmarks they may read (`bookmark_filter`)."""
     kind = entry.get("type")
+    if principal.role == Role.external and (
+        kind not in EXTERNAL_TIMELINE_TYPES or entry.get("watermark")
+    ):  # a watermarked copy's entry names its recipient
+        # Who else the clip went to, tags and categories, other people's notes and reasons:
+        # the force's business, not the recipient's.
+        return False
     if kind in ACCESS_RECORD_TYPES and not sees_access_records(principal):
         users = entry.get("subject", {}).get("user")
         own = principal.user_id in (users if isinstance(users, list) else [users])

@@ -32,6 +32,12 @@ class AccessDenied(EvidenceError):
     title = "Access denied"
 
 
+class SecondFactorRequired(AccessDenied):
+    """An external recipient signed in without a TOTP code: disclosed evidence stays shut."""
+
+    title = "Two-factor sign-in required"
+
+
 class TooLarge(EvidenceError):
     """A body or a declaration beyond what was allowed (a part bigger than its URL's size)."""
 

@@ -5,6 +5,8 @@ from evidence.accounts.models import (
     Device,
     DeviceKind,
     Enrolment,
+    Organisation,
+    OrganisationKind,
     RecoveryCode,
     RevokedToken,
     Role,
@@ -12,7 +14,7 @@ from evidence.accounts.models import (
 )
 from evidence.bundles.models import Bundle, BundleState
 from evidence.cameras.models import Camera, CameraAssignment, ClipAttribution, ClipName
-from evidence.cases.models import AccessGrant, Case, CaseItem, CaseMember, Share
+from evidence.cases.models import AccessGrant, Case, CaseItem, CaseMember, Share, ShareExhibit
 from evidence.clips.models import Bookmark, Clip, ClipState, ClipTag, Derivative
 from evidence.db import Base
 from evidence.ingest.models import Upload, UploadState
@@ -65,6 +67,9 @@ __all__ = [
     "Role",
     "ScrubCursor",
     "Share",
+    "ShareExhibit",
+    "Organisation",
+    "OrganisationKind",
     "SignedCheckpoint",
     "SubmissionFile",
     "Upload",

@@ -20,6 +20,7 @@ BUILD_BUNDLE = "evidence.bundles.build"  # (bundle_id)
 MAKE_REDACTION = "evidence.media.redact"  # (clip_id, kind)
 SEND_NOTIFICATION = "evidence.notifications.send"  # (notification_id)
 PROCESS_SUBMISSION = "evidence.submissions.process_accepted"  # (clip_id)
+MAKE_WATERMARKS = "evidence.media.watermark_share"  # (share_id)
 
 # Sent by the scheduler (workers/beat.py: beat_schedule), without arguments.
 REQUEUE_STALLED_UPLOADS = "evidence.ingest.requeue_stalled"
@@ -35,6 +36,7 @@ OUTBOX_TASKS = (
     MAKE_REDACTION,
     SEND_NOTIFICATION,
     PROCESS_SUBMISSION,
+    MAKE_WATERMARKS,
 )
 SCHEDULED_TASKS = (
     REQUEUE_STALLED_UPLOADS,

@@ -18,6 +18,8 @@ have ceph-authtool || need+=(ceph-common)
 have uuidgen || need+=(uuid-runtime)
 have chromium || need+=(chromium)
 have openssl || need+=(openssl)
+# The watermarked copies' font (evidence/media/watermark.py).
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ] || need+=(fonts-dejavu-core)
 have sqlite3 || need+=(sqlite3)
 have curl || need+=(curl)
 have pdftotext || need+=(poppler-utils)  # the statement PDF's text, fonts and a PNG of it

@@ -223,6 +223,21 @@ def test_real_answers_match_their_documented_models(bundled) -> None:  # type: i
     assert api.call("GET", "/api/v1/cases", "eo_brown")["items"][0]["id"] == case_id
     assert api.call("GET", "/api/v1/cases/{case_id}", "cps_green", case_id=case_id)["exhibits"]
     api.call("GET", "/api/v1/cases/{case_id}/shares", "eo_brown", case_id=case_id)
+    org = api.call(
+        "POST",
+        "/api/v1/organisations",
+        "adm_black",
+        status=201,
+        json={"name": "Doe & Co Solicitors", "kind": "defence_firm"},
+    )
+    api.call(
+        "PUT",
+        "/api/v1/users/{username}/organisation",
+        "adm_black",
+        username="cps_green",
+        json={"organisation_id": org["id"]},
+    )
+    assert api.call("GET", "/api/v1/organisations", "eo_brown")["items"][0]["members"] == 1
     assert (
         api.call("GET", "/api/v1/bundles/{bundle_id}", "cps_green", bundle_id=bundle_id)["state"]
         == "ready"

@@ -161,3 +161,28 @@ def test_the_operator_sets_and_removes_an_email_address(env: Context) -> None:
     assert cleared.exit_code == 0 and "no e-mail address" in cleared.output
     with env.db.session() as s:
         assert s.scalars(select(User.email).where(User.username == "cps_lee")).one() is None
+
+
+def test_the_operator_adds_an_organisation_and_its_member(env: Context) -> None:
+    from evidence.accounts.models import Organisation
+    from evidence.accounts.service import create_user
+
+    runner = CliRunner()
+    create_user(env, "def_grey", "external", "correct horse battery")
+    made = runner.invoke(
+        app, ["admin", "create-organisation", "Doe & Co", "--kind", "defence_firm"]
+    )
+    assert made.exit_code == 0, made.output
+    with env.db.session() as s:
+        org = s.scalars(select(Organisation)).one()
+    assert (org.name, org.kind) == ("Doe & Co", "defence_firm")
+    bad = runner.invoke(app, ["admin", "create-organisation", "Roe", "--kind", "pirates"])
+    assert bad.exit_code != 0 and "defence_firm" in bad.output
+    moved = runner.invoke(app, ["admin", "set-organisation", "def_grey", org.id])
+    assert moved.exit_code == 0, moved.output
+    with env.db.session() as s:
+        assert s.scalars(select(User.organisation_id).where(User.username == "def_grey")).one()
+    types = [
+        json.loads(raw)["type"] for _, raw in env.ledger.entries_about(f"organisation:{org.id}")
+    ]
+    assert types == ["organisation.created", "user.organisation_set"]

@@ -619,7 +619,12 @@ def _cps_downloads_a_bundle_built_by_the_embedded_worker(
         httpx.post(
             f"{api}/api/v1/cases/{case['id']}/shares",
             headers=eo,
-            json={"username": "cps1", "expires_at": until},
+            json={
+                "username": "cps1",
+                "expires_at": until,
+                "purpose": "charging decision",
+                "legal_basis": "CPIA 1996",
+            },
         ).status_code
         == 201
     )

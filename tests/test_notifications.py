@@ -16,7 +16,8 @@ from sqlalchemy import select
 
 from evidence import clock, notifications, outbox, queue
 from evidence.accounts.service import create_user, set_email
-from evidence.cases.service import create_case, share_case
+from evidence.cases.service import create_case
+from evidence.cases.shares import share_case
 from evidence.config import Settings
 from evidence.context import Context
 from evidence.errors import InvalidInput
@@ -75,7 +76,15 @@ def _share(ctx: Context) -> tuple[str, dict[str, Any]]:
     eo = principal(ctx, "eo_brown")
     case = create_case(ctx, eo, "R v Doe", "URN 01")
     expires = clock.now() + dt.timedelta(days=7)
-    return case["id"], share_case(ctx, eo, case["id"], "cps_green", expires)
+    return case["id"], share_case(
+        ctx,
+        eo,
+        case["id"],
+        username="cps_green",
+        expires_at=expires,
+        purpose="Charging decision",
+        legal_basis="CPIA 1996 disclosure to the prosecutor",
+    )
 
 
 def _rows(ctx: Context) -> list[Notification]:
@@ -291,3 +300,32 @@ def test_a_finished_public_submission_tells_the_officer_who_sent_the_link(
     assert to == ["sam.brown@force.example"]
     assert "https://evidence.force.example/ui/submissions" in body.splitlines()
     assert "porch" not in (msg["Subject"] + body).lower()
+
+
+def test_a_share_with_an_organisation_tells_each_member_with_an_address(
+    tmp_path: Path, sqlite_url: str, smtp: tuple[Inbox, int], worker
+) -> None:
+    from evidence.accounts.organisations import create_organisation, set_member
+
+    inbox, port = smtp
+    ctx = _context(tmp_path, sqlite_url, **_smtp_settings(port))
+    _people(ctx)
+    firm = create_organisation(ctx, None, "Doe & Co", "defence_firm")
+    for name, email in (("def_grey", "grey@doe.example"), ("def_kay", None)):
+        create_user(ctx, name, "external", PASSWORD)
+        set_member(ctx, None, name, firm["id"])
+        if email:
+            set_email(ctx, None, name, email)
+    eo = principal(ctx, "eo_brown")
+    case = create_case(ctx, eo, "R v Doe", "URN 02")
+    share_case(
+        ctx,
+        eo,
+        case["id"],
+        organisation_id=firm["id"],
+        expires_at=clock.now() + dt.timedelta(days=7),
+        purpose="Initial disclosure",
+        legal_basis="CPIA 1996 s.3",
+    )
+    assert worker(ctx) == 1  # def_kay has no address: nothing is queued for them
+    assert [to for to, _ in inbox.messages] == [["grey@doe.example"]]

@@ -617,7 +617,8 @@ def test_an_exhibit_is_never_disposed_of_by_default(
     stops that; a closed case that is still shared keeps them; old rows are fixed by a sweep."""
     from sqlalchemy import update
 
-    from evidence.cases.service import reopen_case, revoke_share, share_case
+    from evidence.cases.service import reopen_case
+    from evidence.cases.shares import revoke_share, share_case
 
     day0 = clock.now().replace(microsecond=0)
     at(day0)
@@ -664,7 +665,15 @@ def test_an_exhibit_is_never_disposed_of_by_default(
     [due] = retention.schedule(ctx, officer, within_days=30)
     assert due["outcome"] == "review by an evidence officer (an exhibit of a closed case)"
     # Shared after closing (an appeal): kept again while the share stands.
-    share = share_case(ctx, officer, case["id"], "cps_green", clock.now() + dt.timedelta(days=30))
+    share = share_case(
+        ctx,
+        officer,
+        case["id"],
+        username="cps_green",
+        expires_at=clock.now() + dt.timedelta(days=30),
+        purpose="appeal against conviction",
+        legal_basis="CPIA 1996 s.7A continuing duty",
+    )
     assert clip_row(ctx, exhibit).retention_rule == retention.EXHIBIT_RULE
     revoke_share(ctx, officer, share["id"])
     assert clip_row(ctx, exhibit).retain_until == day0 + 400 * DAY + notice * DAY

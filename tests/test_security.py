@@ -55,7 +55,7 @@ from api.auth import current_device, current_principal
 from api.gates import public
 from api.routes.health import monitoring
 from evidence import clock
-from evidence.access import ACTIONS
+from evidence.access import ACTIONS, WITHOUT_SECOND_FACTOR
 from evidence.accounts.models import Role, User
 from evidence.accounts.service import create_device, create_user
 from evidence.config import Settings
@@ -69,6 +69,7 @@ from tests.fixtures.api import running_api
 from tests.fixtures.databases import make_settings
 from tests.fixtures.ingest import Dock
 from tests.fixtures.people import PASSWORD, ROLES, Force, approve_pending, make_force
+from tests.fixtures.people import login as http_login
 
 pytestmark = pytest.mark.e2e  # a running store: see docs/testing.md
 
@@ -263,7 +264,12 @@ PEOPLE = {
     "cps": "cps_green",
     "auditor": "aud_white",
     "admin": "adm_black",
+    # Signed in with a password only (no TOTP): every route but their own account's and
+    # session's refuses them (docs/disclosure.md); tests/test_disclosure.py has them with it.
+    "external": "ext_grey",
 }
+# Every caller's role: the test force's, and the external recipient made for this module.
+ROLE_OF = {**{name: role for name, (role, _) in ROLES.items()}, "ext_grey": "external"}
 assert set(PEOPLE) == {r.value for r in Role}, "a new role needs a member of the test force"
 CALLERS = ["anonymous", "device", *PEOPLE.values()]
 UI_SESSION_COOKIE = "evidence_ui"
@@ -306,9 +312,10 @@ class World:
 
         with self.ctx.db.session() as s:
             users = {
-                u.username: u for u in s.scalars(select(User).where(User.username.in_(list(ROLES))))
+                u.username: u
+                for u in s.scalars(select(User).where(User.username.in_(list(ROLE_OF))))
             }
-        tokens = {name: issue_token(self.ctx, users[name]).access_token for name in ROLES}
+        tokens = {name: issue_token(self.ctx, users[name]).access_token for name in ROLE_OF}
         self.force.tokens = tokens
         if self.ui_sessions:
             now = int(clock.now().timestamp())
@@ -391,6 +398,8 @@ def world(
         docked = Dock(http, key).dock(clip_with_sidecar)
         process_upload(ctx, docked["id"])
         force = make_force(ctx, http)
+        create_user(ctx, "ext_grey", "external", PASSWORD)
+        force.tokens["ext_grey"] = http_login(http, "ext_grey")
         eo, adm = force.as_("eo_brown"), force.as_("adm_black")
         case = http.post("/api/v1/cases", headers=eo, json={"title": "R v Doe", "reference": "U1"})
         case_id, clip_id = case.json()["id"], docked["clip_id"]
@@ -613,7 +622,9 @@ def expectation(rule: Rule, caller: str) -> str:
         return "allowed" if caller == "device" else "unauthenticated"
     if caller == "device":
         return "unauthenticated"
-    role = Role(ROLES[caller][0])
+    role = Role(ROLE_OF[caller])
+    if role == Role.external and rule.action not in WITHOUT_SECOND_FACTOR:
+        return "forbidden"  # no TOTP at sign-in: nothing disclosed opens
     return "allowed" if role in ACTIONS[rule.action] else "forbidden"  # type: ignore[index]
 
 
@@ -680,7 +691,7 @@ def test_the_matrix_covers_every_role_and_both_kinds_of_gate() -> None:
         str(e) for e in GATED
     ]
     assert len([e for e in GATED if e.path.startswith("/api/")]) >= 20
-    assert {ROLES[p][0] for p in PEOPLE.values()} == {r.value for r in Role}
+    assert {ROLE_OF[p] for p in PEOPLE.values()} == {r.value for r in Role}
 
 
 # ==============================================================================================

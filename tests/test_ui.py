@@ -321,9 +321,13 @@ def test_cps_gets_a_court_bundle_through_the_browser(
 
     # Shares: only with a CPS user; then with cps_blue until the default day.
     eo.fill("#share-user", "pc_smith")
+    eo.fill("#share-purpose", "charging decision")
+    eo.fill("#share-basis", "CPIA 1996")
     eo.get_by_role("button", name="Share case").click()
-    expect(eo.locator(".flash--error")).to_contain_text("no CPS user 'pc_smith'")
+    expect(eo.locator(".flash--error")).to_contain_text("no recipient 'pc_smith'")
     eo.fill("#share-user", "cps_blue")
+    eo.fill("#share-purpose", "charging decision")
+    eo.fill("#share-basis", "CPIA 1996")
     eo.get_by_role("button", name="Share case").click()
     expect(eo.locator(".flash--ok")).to_contain_text("Shared with cps_blue until")
     expect(eo.locator("li[data-user='cps_blue']")).to_have_attribute("data-active", "true")
@@ -739,7 +743,34 @@ def test_admin_manages_and_sees_no_footage(store: Store, open_page) -> None:
     page = open_page().page
     sign_in(page, store.url, "adm_black")
     page.wait_for_url(re.compile(r"/ui/users$"))
-    assert nav_links(page) == ["Cameras", "Retention", "Users", "Devices", "Grants", "Approvals"]
+    assert nav_links(page) == [
+        "Cameras",
+        "Retention",
+        "Users",
+        "Devices",
+        "Organisations",
+        "Grants",
+        "Approvals",
+    ]
+    # Organisations: who evidence is disclosed to, and who belongs to each (docs/disclosure.md).
+    page.get_by_role("link", name="Organisations").click()
+    page.fill("#no-name", "Doe & Co Solicitors")
+    page.select_option("#no-kind", "defence_firm")
+    page.get_by_role("button", name="Add organisation").click()
+    expect(page.locator(".flash--ok")).to_contain_text("Organisation Doe & Co Solicitors added")
+    page.select_option("#om-user", "cps_green")
+    page.select_option("#om-org", label="Doe & Co Solicitors")
+    page.get_by_role("button", name="Set organisation").click()
+    expect(page.locator("tr[data-organisation='Doe & Co Solicitors'] [data-members]")).to_have_text(
+        "1"
+    )
+    page.select_option("#om-user", "cps_green")
+    page.select_option("#om-org", label="None")
+    page.get_by_role("button", name="Set organisation").click()
+    expect(page.locator("tr[data-organisation='Doe & Co Solicitors'] [data-members]")).to_have_text(
+        "0"
+    )
+    page.goto(store.url + "/ui/users")
     expect(page.locator("main")).to_contain_text("administrators see no footage")
     response = page.goto(store.url + "/ui/clips")
     assert response is not None and response.status == 403

@@ -246,6 +246,22 @@ def process_submission(self, clip_id: str) -> str:  # type: ignore[no-untyped-de
     return state
 
 
+@shared_task(
+    name=queue.MAKE_WATERMARKS,
+    bind=True,
+    acks_late=True,  # a worker that dies mid-encode leaves the message for another
+    **RETRY_TRANSIENT,
+)
+@disk_full_named
+def make_watermarks(self, share_id: str) -> int:  # type: ignore[no-untyped-def]
+    """Make a share's watermarked copies; safe to run twice (copies made are left alone)."""
+    from evidence.cases.watermarks import make_watermarks as make
+
+    made = make(context(), share_id)
+    log.info("share %s: %d watermarked copies made", share_id, len(made))
+    return len(made)
+
+
 def _work_root() -> Path:
     return get_settings().data_dir / "work"
 

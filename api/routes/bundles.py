@@ -22,6 +22,9 @@ router = APIRouter(prefix="/api/v1", tags=["bundles"])
 class NewBundle(BaseModel):
     include_proxies: bool = False
     include_redactions: bool = False  # each exhibit's redaction-N copies (docs/media.md)
+    # A bundle for one share's recipient: its exhibits only, redacted copies in place of the
+    # originals it withholds (docs/disclosure.md).
+    share_id: str | None = Field(None, min_length=1, max_length=36)
 
 
 @router.post(
@@ -47,6 +50,7 @@ def request_bundle(
         case_id,
         include_proxies=bool(body and body.include_proxies),
         include_redactions=bool(body and body.include_redactions),
+        share_id=body.share_id if body else None,
     )
     request.app.state.relay_outbox()
     return JSONResponse(

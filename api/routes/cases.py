@@ -11,7 +11,7 @@ from api.gates import gate
 from api.schemas import cases as out
 from api.schemas.problems import CHANGE, ONE_OBJECT, SIGNED_IN
 from evidence.access import Principal
-from evidence.cases import service
+from evidence.cases import service, shares
 
 router = APIRouter(prefix="/api/v1/cases", tags=["cases"])
 
@@ -114,8 +114,17 @@ def reopen_case(
 
 
 class NewShare(BaseModel):
-    username: str = Field(min_length=1, max_length=100)
+    """To one person (`username`) or one organisation (`organisation_id`); the whole case,
+    or the exhibits in `clip_ids`; `redacted_only`: exhibits given as their redacted copy."""
+
+    username: str | None = Field(None, min_length=1, max_length=100)
+    organisation_id: str | None = Field(None, min_length=1, max_length=36)
     expires_at: dt.datetime
+    purpose: str = Field(min_length=3, max_length=shares.MAX_TEXT)
+    legal_basis: str = Field(min_length=3, max_length=shares.MAX_TEXT)
+    clip_ids: list[str] | None = Field(None, max_length=shares.MAX_EXHIBITS)
+    redacted_only: list[str] = Field(default_factory=list, max_length=shares.MAX_EXHIBITS)
+    watermark: bool = False  # also a copy of each exhibit naming the recipient and the share
 
 
 @router.post(
@@ -127,8 +136,18 @@ def share_case(
     request: Request,
     principal: Principal = Depends(gate("shares.manage")),
 ) -> dict:
-    return service.share_case(
-        request.app.state.ctx, principal, case_id, body.username, body.expires_at
+    return shares.share_case(
+        request.app.state.ctx,
+        principal,
+        case_id,
+        expires_at=body.expires_at,
+        purpose=body.purpose,
+        legal_basis=body.legal_basis,
+        username=body.username,
+        organisation_id=body.organisation_id,
+        clip_ids=body.clip_ids,
+        redacted_only=body.redacted_only,
+        watermark=body.watermark,
     )
 
 
@@ -136,7 +155,7 @@ def share_case(
 def list_shares(
     case_id: str, request: Request, principal: Principal = Depends(gate("shares.manage"))
 ) -> dict:
-    return {"items": service.shares_of(request.app.state.ctx, principal, case_id)}
+    return {"items": shares.shares_of(request.app.state.ctx, principal, case_id)}
 
 
 shares_router = APIRouter(prefix="/api/v1/shares", tags=["cases"])
@@ -146,4 +165,4 @@ shares_router = APIRouter(prefix="/api/v1/shares", tags=["cases"])
 def revoke_share(
     share_id: str, request: Request, principal: Principal = Depends(gate("shares.manage"))
 ) -> None:
-    service.revoke_share(request.app.state.ctx, principal, share_id)
+    shares.revoke_share(request.app.state.ctx, principal, share_id)

@@ -105,8 +105,8 @@ async def stream_clip(
     reason: str | None = None,
     kind: str = Query(
         "proxy",
-        pattern=r"^(proxy|redaction-[1-9][0-9]{0,8})$",
-        description="proxy, or a redacted copy: redaction-N",
+        pattern=r"^(proxy|redaction-[1-9][0-9]{0,8}|watermark-[0-9a-f]{20})$",
+        description="proxy, a redacted copy: redaction-N, or a share's watermarked copy",
     ),
     principal: Principal = Depends(gate("clips.view_footage")),
 ) -> Response:
@@ -118,7 +118,7 @@ class ViewingBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: str = Field(
         "proxy",
-        pattern=r"^(proxy|original|redaction-[1-9][0-9]{0,8})$",
+        pattern=r"^(proxy|original|redaction-[1-9][0-9]{0,8}|watermark-[0-9a-f]{20})$",
         description="proxy, original, or a redacted copy: redaction-N",
     )
     reason: str = Field(min_length=1, max_length=REASON_MAX)

@@ -19,6 +19,7 @@ class UserOut(Out):
     approved: bool
     pending_role: str | None  # a role change waiting for a second administrator
     enrolled: bool  # has chosen a password
+    organisation_id: str | None  # the organisation they belong to (docs/disclosure.md)
 
 
 class UserListOut(Out):

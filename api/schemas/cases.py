@@ -35,6 +35,8 @@ class ExhibitOut(Out):
     docked_at: str
     officer_id: str | None
     state: str
+    # False: disclosed to this recipient as its redacted copy only (docs/disclosure.md).
+    original_available: bool
     retention: ExhibitRetentionOut
 
 
@@ -71,9 +73,20 @@ class CaseStateOut(CaseOut):
 
 
 class ShareOut(Out):
+    """A disclosure (evidence/cases/shares.py): to one person or to an organisation."""
+
     id: str
     case_id: str
-    username: str
+    username: str | None
+    organisation_id: str | None
+    organisation: str | None
+    organisation_kind: str | None
+    purpose: str
+    legal_basis: str
+    whole_case: bool
+    watermark: bool  # each exhibit also as a copy naming the recipient and the share
+    clip_ids: list[str] | None  # the chosen exhibits; None: the whole case
+    redacted_only: list[str]  # exhibits given as their redacted copy only
     expires_at: str
     revoked_at: str | None
     active: bool

@@ -36,6 +36,7 @@ ROLE_LABELS = {
     "officer": "Officer",
     "evidence_officer": "Evidence officer",
     "cps": "CPS",
+    "external": "External recipient",
     "auditor": "Auditor",
     "admin": "Administrator",
 }

@@ -24,10 +24,12 @@ from api.ui.render import STATIC, UIRoute, render, see_other
 from api.ui.session import csrf_protect
 from evidence import audit, clock, redactions, viewings
 from evidence.access import Principal, allowed, check_reason, visible_clip
+from evidence.accounts import organisations
 from evidence.accounts.models import Role
 from evidence.bundles import service as bundles
 from evidence.cameras import service as cameras
 from evidence.cases import service as cases
+from evidence.cases import shares as disclosure
 from evidence.clips import service as clips
 from evidence.clips.custody import check_custody
 from evidence.clips.service import SearchFilters
@@ -295,7 +297,8 @@ def logout(request: Request, _: None = Depends(public), __: None = CSRF) -> Resp
 
 @router.get("/")
 def home(principal: Principal = Depends(ui_gate("session.read"))) -> Response:
-    landing = {Role.admin: "/ui/users", Role.cps: "/ui/cases"}  # CPS: the cases shared with them
+    # Recipients land on the cases shared with them.
+    landing = {Role.admin: "/ui/users", Role.cps: "/ui/cases", Role.external: "/ui/cases"}
     return RedirectResponse(landing.get(principal.role, "/ui/clips"), status_code=303)
 
 
@@ -481,11 +484,15 @@ def stream(
     clip_id: str,
     request: Request,
     reason: Annotated[str | None, Query(max_length=500)] = None,
+    kind: Annotated[
+        str, Query(pattern=r"^(proxy|redaction-[1-9][0-9]{0,8}|watermark-[0-9a-f]{20})$")
+    ] = "proxy",
     principal: Principal = Depends(ui_gate("clips.view_footage")),
 ) -> Response:
     """Opens a viewing (access, the ledger entry) and sends the player to its URL, where
-    its Range requests are served without a query each (evidence/viewings.py)."""
-    return _to_viewing(request, principal, clip_id, "proxy", reason)
+    its Range requests are served without a query each (evidence/viewings.py); `kind`: the
+    proxy or a redacted copy (all a recipient of a redacted-only exhibit may play)."""
+    return _to_viewing(request, principal, clip_id, kind, reason)
 
 
 @router.get("/clips/{clip_id}/original")
@@ -694,7 +701,9 @@ def case_page(
 ) -> Response:
     ctx = _ctx(request)
     case = cases.case_detail(ctx, principal, case_id)
-    shares = cases.shares_of(ctx, principal, case_id) if allowed(principal, "shares.manage") else []
+    manages = allowed(principal, "shares.manage")
+    shares = disclosure.shares_of(ctx, principal, case_id) if manages else []
+    orgs = organisations.list_organisations(ctx, principal) if manages else []
     may_read = allowed(principal, "bundles.read")
     court = bundles.bundles_of(ctx, principal, case_id) if may_read else []
     holds = (
@@ -708,12 +717,13 @@ def case_page(
         "case.html",
         case=case,
         shares=shares,
+        organisations=orgs,
         bundles=court,
         holds=holds,
         reasons=ctx.settings.access_reasons,
         notice_days=ctx.settings.retention_notice_days,
         share_min=(today + dt.timedelta(days=1)).isoformat(),
-        share_max=(today + cases.MAX_SHARE).isoformat(),
+        share_max=(today + disclosure.MAX_SHARE).isoformat(),
         share_default=(today + dt.timedelta(days=28)).isoformat(),
     )
 
@@ -748,23 +758,42 @@ def share_case(
     case_id: str,
     request: Request,
     username: Annotated[str, Form(max_length=100)] = "",
+    organisation_id: Annotated[str, Form(max_length=36)] = "",
     ends: Annotated[str, Form(max_length=20)] = "",
+    purpose: Annotated[str, Form(max_length=disclosure.MAX_TEXT)] = "",
+    legal_basis: Annotated[str, Form(max_length=disclosure.MAX_TEXT)] = "",
+    scope: Annotated[str, Form(max_length=10)] = "case",
+    exhibit: Annotated[list[str], Form(max_length=disclosure.MAX_EXHIBITS)] = [],  # noqa: B006
+    redacted: Annotated[list[str], Form(max_length=disclosure.MAX_EXHIBITS)] = [],  # noqa: B006
+    watermark: Annotated[str, Form(max_length=10)] = "",
     principal: Principal = Depends(ui_gate("shares.manage")),
     _: None = CSRF,
 ) -> Response:
-    """Share the case with a CPS user until 00:00 UTC on the chosen day."""
+    """Disclose the case (or the ticked exhibits) to a person or an organisation until
+    00:00 UTC on the chosen day; ticked "redacted only" exhibits go as their redacted copy."""
     to = _case_url(case_id, "shares")
     try:
         expires = dt.datetime.combine(dt.date.fromisoformat(ends.strip()), dt.time(), dt.UTC)
     except ValueError:
         return see_other(request, to, error="Choose the day the share ends (YYYY-MM-DD).")
     try:
-        share = cases.share_case(_ctx(request), principal, case_id, username.strip(), expires)
+        share = disclosure.share_case(
+            _ctx(request),
+            principal,
+            case_id,
+            expires_at=expires,
+            purpose=purpose,
+            legal_basis=legal_basis,
+            username=username.strip() or None,
+            organisation_id=organisation_id.strip() or None,
+            clip_ids=exhibit if scope == "exhibits" else None,
+            redacted_only=redacted,
+            watermark=watermark == "yes",
+        )
     except (InvalidInput, NotFound) as exc:
         return see_other(request, to, error=str(exc))
-    return see_other(
-        request, to, ok=f"Shared with {share['username']} until {expires:%Y-%m-%d %H:%M} UTC."
-    )
+    recipient = share["username"] or share["organisation"]
+    return see_other(request, to, ok=f"Shared with {recipient} until {expires:%Y-%m-%d %H:%M} UTC.")
 
 
 @router.post("/shares/{share_id}/revoke")
@@ -777,7 +806,7 @@ def revoke_share(
 ) -> Response:
     to = _case_url(case_id, "shares") if _IDS.fullmatch(case_id) else "/ui/cases"
     try:
-        cases.revoke_share(_ctx(request), principal, share_id)
+        disclosure.revoke_share(_ctx(request), principal, share_id)
     except NotFound as exc:
         return see_other(request, to, error=str(exc))
     return see_other(request, to, ok="Share revoked: the recipient no longer sees this case.")
@@ -789,10 +818,12 @@ def request_bundle(
     request: Request,
     include_proxies: Annotated[str, Form(max_length=10)] = "",
     include_redactions: Annotated[str, Form(max_length=10)] = "",
+    share_id: Annotated[str, Form(max_length=36)] = "",
     principal: Principal = Depends(ui_gate("bundles.request")),
     _: None = CSRF,
 ) -> Response:
-    """Queue a court bundle (the worker builds it), as POST /api/v1/cases/{id}/bundles."""
+    """Queue a court bundle (the worker builds it), as POST /api/v1/cases/{id}/bundles;
+    with a share chosen, the bundle for that share's recipient (docs/disclosure.md)."""
     to = _case_url(case_id, "bundles")
     try:
         b = bundles.request_bundle(
@@ -801,6 +832,7 @@ def request_bundle(
             case_id,
             include_proxies=include_proxies == "yes",
             include_redactions=include_redactions == "yes",
+            share_id=share_id.strip() or None,
         )
     except (InvalidInput, NotFound) as exc:
         return see_other(request, to, error=str(exc))

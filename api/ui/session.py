@@ -274,7 +274,8 @@ def _maybe_renew(ctx: Context, request: Request, session: UISession, now: dt.dat
         user = s.get(User, principal.user_id)
     if user is None:
         return
-    renewed = UISession(session.sid, session.since, issue_token(ctx, user).access_token)
+    token = issue_token(ctx, user, second_factor=principal.second_factor)
+    renewed = UISession(session.sid, session.since, token.access_token)
     request.state.ui_session = renewed
     request.state.ui_renewed_cookie = encode_session(ctx, renewed)
 

@@ -23,6 +23,7 @@ ALERT_TYPES = (
     "user.updated",
     "user.reset",
     "user.unlocked",
+    "user.organisation_set",  # opens to them whatever is disclosed to the organisation
     "user.enrolment_issued",
     "user.enrolled",
     "user.password_changed",

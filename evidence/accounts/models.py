@@ -16,6 +16,31 @@ class Role(enum.StrEnum):
     cps = "cps"
     auditor = "auditor"
     admin = "admin"
+    # A partner agency's or defence firm's person: sees only what was disclosed to them or
+    # their organisation, and only after signing in with a TOTP code (docs/disclosure.md).
+    external = "external"
+
+
+class OrganisationKind(enum.StrEnum):
+    cps = "cps"
+    police_force = "police_force"
+    local_authority = "local_authority"
+    other_agency = "other_agency"
+    defence_firm = "defence_firm"
+
+
+class Organisation(Base):
+    """Someone evidence is disclosed to: the CPS, another force, a council, a defence firm."""
+
+    __tablename__ = "organisations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    # Who made it: a user id (not a foreign key: users point at organisations) or None for
+    # the server's operator; the ledger's `organisation.created` entry names them too.
+    created_by: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class User(Base):
@@ -47,6 +72,8 @@ class User(Base):
     # A secret being enrolled: it becomes totp_secret once a code from it is confirmed.
     totp_pending: Mapped[str | None] = mapped_column(String(64))
     password_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The organisation the person works for; a share with it reaches its members.
+    organisation_id: Mapped[str | None] = mapped_column(ForeignKey("organisations.id"), index=True)
 
 
 class AccountRequest(Base):

@@ -90,7 +90,7 @@ def change_password(
             source_ip=source_ip[:64],
         )
     with ctx.db.session() as s:
-        return issue_token(ctx, _local_user(s, principal))
+        return issue_token(ctx, _local_user(s, principal), second_factor=principal.second_factor)
 
 
 def qr_svg(data: str) -> str:

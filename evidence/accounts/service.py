@@ -346,6 +346,7 @@ def _user_dict(u: User, *, pending_role: str | None) -> dict[str, object]:
         "approved": bool(u.approved),
         "pending_role": pending_role,
         "enrolled": u.password_hash != UNSET_PASSWORD,
+        "organisation_id": u.organisation_id,
     }
 
 

@@ -20,7 +20,7 @@ from evidence import clock
 from evidence.accounts.models import Device, User
 from evidence.bundles.layout import CHECKPOINT, ENTRIES, FORMAT, LEDGER_KEY
 from evidence.cameras.models import ClipName
-from evidence.cases.models import Case, CaseItem
+from evidence.cases.models import Case, CaseItem, Share, ShareExhibit
 from evidence.clips.models import Clip, ClipState, Derivative
 from evidence.context import Context
 from evidence.errors import Disposed, NotFound
@@ -67,18 +67,49 @@ def _b64(b: bytes) -> str:
     return base64.b64encode(b).decode()
 
 
+@dataclass(frozen=True)
+class ShareScope:
+    """What a bundle made for one share carries: its exhibits (None: the whole case), and
+    those whose original stays out (the recipient has their redacted copies only)."""
+
+    share_id: str
+    clip_ids: frozenset[str] | None
+    withheld: frozenset[str]
+
+
+def share_scope(s: Any, share_id: str) -> ShareScope:
+    share = s.get(Share, share_id)
+    if share is None:
+        raise NotFound(f"no share {share_id}")
+    rows = s.execute(
+        select(ShareExhibit.clip_id, ShareExhibit.redacted_only).where(
+            ShareExhibit.share_id == share_id
+        )
+    ).all()
+    return ShareScope(
+        share_id,
+        None if share.whole_case else frozenset(c for c, _ in rows),
+        frozenset(c for c, r in rows if r),
+    )
+
+
+WITHHELD = "disclosed to the share's recipient as its redacted copy only"
+
+
 def plan_bundle(
     ctx: Context,
     case_id: str,
     tree_size: int,
     include_proxies: bool,
     include_redactions: bool = False,
+    share_id: str | None = None,
 ) -> Plan:
     """Collect the case, its exhibits and their ledger entries as of `tree_size`.
 
     Derivatives recorded by then are listed (with their recipes) either way; their files are
     carried when asked: proxies and thumbnails with `include_proxies`, `redaction-N` copies
-    with `include_redactions`."""
+    with `include_redactions`. With `share_id`, only that share's exhibits, and for each one
+    it gives as redacted only, its redacted copies instead of the original (and no proxy)."""
     ledger = ctx.ledger
     checkpoint = ledger.checkpoint_covering(tree_size)
     cp = open_checkpoint(checkpoint, NoteVerifier.from_vkey(ledger.verifier_key))
@@ -88,6 +119,7 @@ def plan_bundle(
         case = s.get(Case, case_id)
         if case is None:
             raise NotFound(f"no case {case_id}")
+        scope = share_scope(s, share_id) if share_id else None
         rows = s.execute(
             select(CaseItem, Clip)
             .join(Clip, Clip.id == CaseItem.clip_id)
@@ -139,6 +171,9 @@ def plan_bundle(
     for _item, clip in exhibits_src:
         if clip.id not in refs:
             continue  # added to the case after the bundle was requested
+        if scope is not None and scope.clip_ids is not None and clip.id not in scope.clip_ids:
+            continue  # not in the share this bundle is for
+        withheld = scope is not None and clip.id in scope.withheld
         ref = refs[clip.id] or f"EX/{len(exhibits) + 1}"
         folder = safe_ref(ref)
         while folder in used:  # two refs that differ only in punctuation
@@ -153,7 +188,7 @@ def plan_bundle(
             clip.sha256,
             clip.size,
         )
-        if disposed is None:
+        if disposed is None and not withheld:
             media.append(original)
         ingested = [i for i in clip_entries if parsed[i]["type"] == "clip.ingested"]
         derivatives = []
@@ -176,6 +211,10 @@ def plan_bundle(
                 d["redaction"] = e["redaction"]
             row = derivative_rows.get((clip.id, e["kind"]))
             wanted = include_redactions if is_redaction(e["kind"]) else include_proxies
+            if e.get("watermark"):  # a recipient's copy: listed, never carried in a bundle
+                wanted = False
+            if withheld:  # the redacted copies stand for it; a proxy would show what was hidden
+                wanted = is_redaction(e["kind"])
             if wanted and disposed is None and row is not None and row.sha256 == e["sha256"]:
                 path = f"media/{folder}/{safe_ref(e['kind'])}{_kind_ext(e['kind'])}"
                 d["file"] = path
@@ -194,7 +233,7 @@ def plan_bundle(
             {
                 "exhibit_ref": ref,
                 "clip_id": clip.id,
-                "file": None if disposed else original.path,
+                "file": None if disposed or withheld else original.path,
                 "sha256": clip.sha256,
                 "size": clip.size,
                 "original_filename": clip.filename,
@@ -220,6 +259,7 @@ def plan_bundle(
                 "ingested_at": clock.rfc3339(clip.ingested_at),
                 "state": "disposed" if disposed else clip.state,
                 "disposed": disposed,
+                **({"withheld": {"reason": WITHHELD}} if withheld else {}),
                 "media": {
                     "duration_ms": clip.duration_ms,
                     "container": clip.container,
@@ -245,7 +285,10 @@ def plan_bundle(
         "case": case_info,
         # Who asked for this bundle and for whom the case was shared, as the pinned ledger
         # entries say; and the people those entries name (a statement names people).
-        "bundle": this_bundle(case_entries, parsed),
+        "bundle": {
+            **this_bundle(case_entries, parsed),
+            **({"for_share": scope.share_id} if scope else {}),
+        },
         "people": people_named(
             ctx,
             [parsed[i] for i in sorted(indices)],
@@ -279,6 +322,7 @@ def this_bundle(case_entries: list[int], parsed: dict[int, dict[str, Any]]) -> d
     requests = [i for i in case_entries if parsed[i]["type"] == "bundle.requested"]
     last = parsed[requests[-1]] if requests else {}
     shares: dict[str, dict[str, Any]] = {}
+    disclosures: dict[str, dict[str, Any]] = {}
     for i in case_entries:
         e = parsed[i]
         share = (e.get("subject") or {}).get("share")
@@ -289,15 +333,36 @@ def this_bundle(case_entries: list[int], parsed: dict[int, dict[str, Any]]) -> d
                 "shared_by": e.get("actor"),
                 "at": e.get("at"),
                 "ledger_index": i,
+                **({"organisation": e["organisation"]} if e.get("organisation") else {}),
+            }
+            disclosures[share] = {
+                **shares[share],
+                **{k: e[k] for k in DISCLOSURE_FIELDS if e.get(k) is not None},
             }
         elif e["type"] == "share.revoked" and share in shares:
             del shares[share]
+        if e["type"] == "share.revoked" and share in disclosures:
+            disclosures[share]["revoked_at"] = e.get("at")
     return {
         "requested_by": last.get("actor"),
         "requested_at": last.get("at"),
         "ledger_index": requests[-1] if requests else None,
         "shares": [v for v in shares.values() if (v["expires_at"] or "") > (last.get("at") or "")],
+        # Every disclosure up to the pin, ended or not: to whom each exhibit went, and when.
+        **({"disclosures": list(disclosures.values())} if disclosures else {}),
     }
+
+
+# What a `share.created` entry says of a disclosure beyond its recipient and dates (entries
+# from before organisations and purposes have none of these).
+DISCLOSURE_FIELDS = (
+    "organisation",
+    "organisation_kind",
+    "purpose",
+    "legal_basis",
+    "exhibits",
+    "redacted_only",
+)
 
 
 def people_named(

@@ -20,9 +20,12 @@ from sqlalchemy.orm import Session
 
 from evidence import audit, clock, notifications, outbox, queue
 from evidence.access import (
+    RECIPIENT_ROLES,
     Principal,
+    active_shares_of,
     check_reason,
     client_address,
+    recipient_context,
     require,
     require_case_footage,
     visible_case,
@@ -33,7 +36,7 @@ from evidence.bundles.keys import load_or_create_bundle_key, public_pem
 from evidence.bundles.models import Bundle, BundleState
 from evidence.bundles.statement import render_statement, render_verify_txt
 from evidence.bundles.zipwriter import add_bytes, add_stream
-from evidence.cases.models import Case, CaseItem
+from evidence.cases.models import Case, CaseItem, Share
 from evidence.clips.derivatives import WORKER
 from evidence.clips.models import Clip, Derivative
 from evidence.context import Context
@@ -69,14 +72,27 @@ def request_bundle(
     case_id: str,
     include_proxies: bool = False,
     include_redactions: bool = False,
+    share_id: str | None = None,
 ) -> dict[str, Any]:
     """Queue a bundle of the case, or hand back the one already made of the same inputs
     (`"reused": true`): ten requests for an unchanged case store one copy of its footage.
-    Either way the request is a `bundle.requested` entry naming the bundle it got."""
+    Either way the request is a `bundle.requested` entry naming the bundle it got.
+    `share_id`: a bundle for that share's recipient (its exhibits; redacted copies in place
+    of the originals it withholds; docs/disclosure.md)."""
     require(principal, "bundles.request")
-    options = {"include_proxies": include_proxies, "include_redactions": include_redactions}
+    options: dict[str, Any] = {
+        "include_proxies": include_proxies,
+        "include_redactions": include_redactions,
+    }
     with ctx.db.write_session() as s:
         case = visible_case(s, principal, case_id)
+        if share_id is not None:
+            share = s.get(Share, share_id)
+            if share is None or share.case_id != case.id:
+                raise NotFound(f"no share {share_id} of this case")
+            if share.revoked_at is not None or share.expires_at <= clock.now():
+                raise InvalidInput(f"share {share_id} has ended: a bundle is for a live share")
+            options["share"] = share_id
         if not s.scalar(select(CaseItem.id).where(CaseItem.case_id == case.id).limit(1)):
             raise InvalidInput("the case has no exhibits to bundle")
         # One request per case at a time decides between reuse and a new bundle (PostgreSQL:
@@ -113,9 +129,15 @@ def request_bundle(
             s,
             "bundle.requested",
             actor=principal.actor,
-            subject={"bundle": bundle.id, "case": case.id, "user": principal.user_id},
+            subject={
+                "bundle": bundle.id,
+                "case": case.id,
+                "user": principal.user_id,
+                **({"share": share_id} if share_id else {}),
+            },
             include_proxies=include_proxies,
             include_redactions=include_redactions,
+            **({"share": share_id} if share_id else {}),
             **({"reused": True} if reused else {}),
         )
         if not reused:
@@ -161,8 +183,11 @@ def build_bundle(ctx: Context, bundle_id: str, progress: ProgressFn = None) -> s
         case_id, tree_size, key = b.case_id, b.tree_size, b.key
         include_proxies = bool((b.options or {}).get("include_proxies"))
         include_redactions = bool((b.options or {}).get("include_redactions"))
+        share_id = (b.options or {}).get("share")
     try:
-        plan = mf.plan_bundle(ctx, case_id, tree_size, include_proxies, include_redactions)
+        plan = mf.plan_bundle(
+            ctx, case_id, tree_size, include_proxies, include_redactions, share_id=share_id
+        )
         sha256, size = _write_and_store(ctx, bundle_id, key, plan, progress)
     except Exception as exc:
         _fail(ctx, bundle_id, f"{type(exc).__name__}: {exc}")
@@ -403,17 +428,35 @@ def bundles_of(ctx: Context, principal: Principal, case_id: str) -> list[dict[st
     require(principal, "bundles.read")
     with ctx.db.session() as s:
         visible_case(s, principal, case_id)
-        try:
-            require_case_footage(s, principal, case_id)
-            may_download = True
-        except AccessDenied:
-            may_download = False
         rows = s.scalars(
             select(Bundle)
             .where(Bundle.case_id == case_id)
             .order_by(Bundle.created_at.desc(), Bundle.id)
-        )
-        return [{**bundle_dict(b), "may_download": may_download} for b in rows]
+        ).all()
+        return [{**bundle_dict(b), "may_download": _may_take(s, principal, b)} for b in rows]
+
+
+def _may_take(s: Session, principal: Principal, b: Bundle) -> bool:
+    try:
+        require_bundle_footage(s, principal, b)
+    except AccessDenied:
+        return False
+    return True
+
+
+def require_bundle_footage(s: Session, principal: Principal, b: Bundle) -> None:
+    """A bundle made for a share is its recipient's (it carries only what they were given);
+    any other bundle, like any other taking of footage, needs every exhibit's original."""
+    share_id = (b.options or {}).get("share")
+    if share_id and principal.role in RECIPIENT_ROLES:
+        if s.scalar(
+            select(Share.id)
+            .where(Share.id == share_id)
+            .where(Share.id.in_(active_shares_of(principal)))
+        ):
+            return
+        raise AccessDenied("this bundle was made for another recipient's share")
+    require_case_footage(s, principal, b.case_id)
 
 
 def open_download(
@@ -437,7 +480,8 @@ def open_download(
     """
     b = _readable(ctx, principal, bundle_id)
     with ctx.db.session() as s:
-        require_case_footage(s, principal, b.case_id)
+        require_bundle_footage(s, principal, b)
+        via = recipient_context(s, principal, case_id=b.case_id)
     if b.state == BundleState.disposed:
         raise Disposed(
             f"bundle {bundle_id} was deleted when an exhibit in it was disposed of "
@@ -454,11 +498,17 @@ def open_download(
         ctx.ledger.append(
             "bundle.downloaded",
             actor=principal.actor,
-            subject={"bundle": b.id, "case": b.case_id, "user": principal.user_id},
+            subject={
+                "bundle": b.id,
+                "case": b.case_id,
+                "user": principal.user_id,
+                **({"share": via["share"]} if via else {}),
+            },
             sha256=b.sha256,
             size=b.size,
             role=principal.role.value,
             reason=why,
             source_ip=client_address(source_ip),
+            **({"organisation": via["organisation"], "purpose": via["purpose"]} if via else {}),
         )
     return info, span

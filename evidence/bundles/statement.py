@@ -34,6 +34,7 @@ ROLE_NAMES = {
     "officer": "police officer",
     "evidence_officer": "evidence officer",
     "cps": "CPS lawyer",
+    "external": "external recipient",
     "auditor": "auditor",
     "admin": "administrator",
 }
@@ -228,6 +229,8 @@ def _exhibit_list(plan: Plan) -> Section:
         what = "Body-worn video" if media.get("video_codec") else "Recording"
         if ex.get("disposed"):
             what += " (disposed of; its record and hash remain)"
+        elif ex.get("withheld"):
+            what += " (original withheld: redacted copy only)"
         rows.append(
             [
                 ex["exhibit_ref"],
@@ -275,7 +278,7 @@ def _this_bundle(plan: Plan) -> Section:
         blocks.append(
             "It is for the case as shared with: "
             + "; ".join(
-                f"{person(plan, 'user:' + str(sh['recipient']))}, shared by {person(plan, sh['shared_by'])} "
+                f"{_recipient(plan, sh)}, shared by {person(plan, sh['shared_by'])} "
                 f"on {uk_time(sh['at'])}, until {uk_time(sh['expires_at'])}"
                 for sh in shares
             )
@@ -286,6 +289,14 @@ def _this_bundle(plan: Plan) -> Section:
             "The case was not shared with anyone outside the force when it was requested."
         )
     return Section("This bundle", blocks)
+
+
+def _recipient(plan: Plan, share: dict[str, Any]) -> str:
+    """A share's recipient: the person, or (an organisation's share) the organisation."""
+    if share.get("recipient"):
+        return person(plan, "user:" + str(share["recipient"]))
+    org = share.get("organisation")
+    return f"the members of {org}" if org else "not recorded"
 
 
 def _continuity(plan: Plan, ex: dict[str, Any]) -> Section:
@@ -299,6 +310,12 @@ def _continuity(plan: Plan, ex: dict[str, Any]) -> Section:
             f"({gone.get('rule') or 'rule not recorded'}), approved by {person(plan, gone.get('approved_by'))}"
             f"{': ' + gone['reason'] if gone.get('reason') else ''}. This bundle carries its record "
             "and the hash of its bytes, not the bytes."
+        )
+    if ex.get("withheld"):
+        blocks.append(
+            "This bundle was made for a recipient to whom this exhibit was disclosed as its "
+            "redacted copy only: it carries the redacted copy and the original's record and "
+            "hash, not the original."
         )
     history = ex.get("attribution_history") or []
     for before, after in zip(history, history[1:]):
@@ -323,7 +340,46 @@ def _continuity(plan: Plan, ex: dict[str, Any]) -> Section:
     )
     if not any(plan.entries[i]["type"] in ACCESS_TYPES for i in ex["ledger_entries"]):
         blocks.append("No one viewed or downloaded this exhibit before this bundle was requested.")
+    blocks.append(disclosure_sentence(plan, ex))
     return Section(f"Exhibit {ex['exhibit_ref']}: continuity", blocks)
+
+
+ORGANISATION_KINDS = {
+    "cps": "Crown Prosecution Service",
+    "police_force": "police force",
+    "local_authority": "local authority",
+    "other_agency": "agency",
+    "defence_firm": "defence firm",
+}
+
+
+def disclosure_sentence(plan: Plan, ex: dict[str, Any]) -> str:
+    """To whom the exhibit was disclosed and when, as the pinned ledger's shares say."""
+    told = []
+    for d in (plan.manifest.get("bundle") or {}).get("disclosures") or []:
+        exhibits = d.get("exhibits", "all")
+        if exhibits != "all" and ex["clip_id"] not in exhibits:
+            continue
+        if d.get("organisation"):
+            kind = ORGANISATION_KINDS.get(d.get("organisation_kind") or "", "organisation")
+            who = f"{d['organisation']} ({kind}, all its members)"
+        else:
+            who = person(plan, "user:" + str(d.get("recipient")))
+        text = f"to {who} by {person(plan, d.get('shared_by'))} on {uk_time(d.get('at'))}"
+        if d.get("purpose"):
+            text += f", for \u201c{d['purpose']}\u201d under \u201c{d.get('legal_basis')}\u201d"
+        if ex["clip_id"] in (d.get("redacted_only") or []):
+            text += ", as its redacted copy only"
+        ended = d.get("revoked_at")
+        text += (
+            f", until revoked on {uk_time(ended)}"
+            if ended
+            else f", until {uk_time(d.get('expires_at'))}"
+        )
+        told.append(text)
+    if not told:
+        return "It was not disclosed outside the force before this bundle was requested."
+    return "It was disclosed " + "; and ".join(told) + "."
 
 
 def _appendix(plan: Plan) -> Section:

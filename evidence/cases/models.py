@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from evidence.db import Base
@@ -37,15 +37,46 @@ class CaseItem(Base):
 
 
 class Share(Base):
+    """A disclosure: a case, or chosen exhibits of it, opened to one person or to every member
+    of an organisation, for a purpose and on a legal basis, until it expires or is revoked."""
+
     __tablename__ = "shares"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    # Exactly one of the two: a person, or an organisation (all its members).
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"), index=True)
+    organisation_id: Mapped[str | None] = mapped_column(ForeignKey("organisations.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(200))
+    legal_basis: Mapped[str] = mapped_column(String(200))
+    # True: every exhibit of the case (also those added later); False: the share_exhibits rows.
+    whole_case: Mapped[bool] = mapped_column(Boolean, default=True)
+    # True: each exhibit also gets a copy with the recipient and the share drawn on it
+    # (evidence/cases/watermarks.py).
+    watermark: Mapped[bool] = mapped_column(Boolean, default=False)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+WATERMARK_PREFIX = "watermark-"
+
+
+def watermark_kind(share_id: str) -> str:
+    """The derivative kind of a share's watermarked copies (fits the 32-character column)."""
+    return WATERMARK_PREFIX + share_id.replace("-", "")[:20]
+
+
+class ShareExhibit(Base):
+    """An exhibit chosen for a share, or (whole-case shares too) one given as redacted only."""
+
+    __tablename__ = "share_exhibits"
+
+    share_id: Mapped[str] = mapped_column(ForeignKey("shares.id"), primary_key=True)
+    clip_id: Mapped[str] = mapped_column(ForeignKey("clips.id"), primary_key=True, index=True)
+    # The recipient gets the redacted copy only: the original is out of their reach.
+    redacted_only: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class CaseMember(Base):

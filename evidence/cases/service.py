@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from evidence import clock, notifications
+from evidence import clock
 from evidence.access import (
+    RECIPIENT_ROLES,
     Principal,
     case_filter,
+    clip_filter,
     ledger_reason,
+    recipient_context,
     require,
     visible_case,
     visible_clip,
 )
 from evidence.accounts.models import Role, User
-from evidence.cases.models import Case, CaseItem, CaseMember, Share
+from evidence.cases.models import Case, CaseItem, CaseMember
 from evidence.clips.models import Clip
 from evidence.context import Context
 from evidence.errors import Conflict, InvalidInput, NotFound
@@ -71,8 +73,13 @@ def create_case(ctx: Context, principal: Principal, title: str, reference: str) 
 def list_cases(ctx: Context, principal: Principal) -> list[dict[str, Any]]:
     require(principal, "cases.read")
     with ctx.db.session() as s:
+        # Only the exhibits they may see: a recipient of chosen exhibits learns of no others.
         counts = (
-            select(CaseItem.case_id, func.count().label("n")).group_by(CaseItem.case_id).subquery()
+            select(CaseItem.case_id, func.count().label("n"))
+            .join(Clip, Clip.id == CaseItem.clip_id)
+            .where(clip_filter(principal, footage=False))
+            .group_by(CaseItem.case_id)
+            .subquery()
         )
         rows = s.execute(
             select(Case, func.coalesce(counts.c.n, 0))
@@ -85,16 +92,25 @@ def list_cases(ctx: Context, principal: Principal) -> list[dict[str, Any]]:
 
 def case_detail(ctx: Context, principal: Principal, case_id: str) -> dict[str, Any]:
     require(principal, "cases.read")
-    if principal.role == Role.cps:
+    recipient = principal.role in RECIPIENT_ROLES
+    if recipient:
         _record_recipient_access(ctx, principal, case_id)
     with ctx.db.session() as s:
         case = visible_case(s, principal, case_id)
+        # A recipient of chosen exhibits sees those, not the rest of the case.
         items = s.execute(
             select(CaseItem, Clip)
             .join(Clip, Clip.id == CaseItem.clip_id)
-            .where(CaseItem.case_id == case.id)
+            .where(CaseItem.case_id == case.id, clip_filter(principal, footage=False))
             .order_by(CaseItem.added_at)
         ).all()
+        originals = set(
+            s.scalars(
+                select(CaseItem.clip_id)
+                .join(Clip, Clip.id == CaseItem.clip_id)
+                .where(CaseItem.case_id == case.id, clip_filter(principal, footage=True))
+            )
+        )
         members = s.execute(
             select(User.username, User.role)
             .join(CaseMember, CaseMember.user_id == User.id)
@@ -112,6 +128,8 @@ def case_detail(ctx: Context, principal: Principal, case_id: str) -> dict[str, A
                 "docked_at": clock.rfc3339(clip.ingested_at),
                 "officer_id": clip.officer_id,
                 "state": clip.state,
+                # False: the recipient has the redacted copy only (docs/disclosure.md).
+                "original_available": clip.id in originals,
                 # Why it is kept, or when it falls due (the case page warns before it can).
                 "retention": {
                     "rule": clip.retention_rule,
@@ -121,7 +139,12 @@ def case_detail(ctx: Context, principal: Principal, case_id: str) -> dict[str, A
             }
             for item, clip in items
         ]
-        out["members"] = [{"username": u, "role": r} for u, r in members]
+        # The force's people working on the case are not an outside recipient's business.
+        out["members"] = (
+            []
+            if principal.role == Role.external
+            else [{"username": u, "role": r} for u, r in members]
+        )
         return out
 
 
@@ -129,14 +152,8 @@ def _record_recipient_access(ctx: Context, principal: Principal, case_id: str) -
     """A share recipient opening the case is recorded, like any access to evidence."""
     with ctx.db.write_session() as s:
         visible_case(s, principal, case_id)
-        share = s.scalar(
-            select(Share.id).where(
-                Share.case_id == case_id,
-                Share.user_id == principal.user_id,
-                Share.revoked_at.is_(None),
-                Share.expires_at > clock.now(),
-            )
-        )
+        via = recipient_context(s, principal, case_id=case_id)
+        share = via.pop("share", None)
         ctx.ledger.append_in(
             s,
             "case.accessed",
@@ -147,6 +164,7 @@ def _record_recipient_access(ctx: Context, principal: Principal, case_id: str) -
                 **({"share": share} if share else {}),
             },
             role=principal.role.value,
+            **via,
         )
 
 
@@ -317,107 +335,3 @@ def add_member(ctx: Context, principal: Principal, case_id: str, username: str) 
             member=username,
             member_role=user.role,
         )
-
-
-# -- shares: a case opened to a CPS lawyer (or a partner agency's user) until it expires ------
-
-MAX_SHARE = dt.timedelta(days=366)
-SHARE_ROLES = (Role.cps.value,)
-
-
-def share_case(
-    ctx: Context, principal: Principal, case_id: str, username: str, expires_at: dt.datetime
-) -> dict[str, Any]:
-    require(principal, "shares.manage")
-    now = clock.now()
-    if expires_at.tzinfo is None:
-        raise InvalidInput("expires_at needs a timezone (e.g. 2027-01-31T17:00:00Z)")
-    if not now < expires_at <= now + MAX_SHARE:
-        raise InvalidInput("a share expires in the future, within a year")
-    with ctx.db.write_session() as s:
-        case = visible_case(s, principal, case_id)
-        user = s.scalar(select(User).where(User.username == username))
-        if user is None or user.role not in SHARE_ROLES:
-            raise NotFound(f"no CPS user {username!r}: cases are shared with CPS users")
-        share = Share(
-            case_id=case.id,
-            user_id=user.id,
-            expires_at=expires_at,
-            created_by=principal.user_id,
-            created_at=now,
-        )
-        s.add(share)
-        s.flush()
-        ctx.ledger.append_in(
-            s,
-            "share.created",
-            actor=principal.actor,
-            subject={"share": share.id, "case": case.id, "user": [user.id, principal.user_id]},
-            recipient=username,
-            expires_at=clock.rfc3339(expires_at),
-            reference=case.reference,
-        )
-        s.flush()
-        # The recipient is told by e-mail, if the store sends any (queued with the share).
-        notifications.notify_in(
-            s,
-            ctx.settings,
-            notifications.SHARE_CREATED,
-            user.id,
-            case_id=case.id,
-            detail=f"{expires_at.astimezone(dt.UTC):%d %B %Y %H:%M} UTC",
-        )
-        # Shared footage is kept while it is shared, even from a closed case.
-        changed = retention.reschedule_exhibits(ctx, s, case.id, actor=principal.actor)
-        out = _share_dict(share, username)
-    retention.sync_storage_protection(ctx, changed)
-    return out
-
-
-def _share_dict(share: Share, username: str) -> dict[str, Any]:
-    return {
-        "id": share.id,
-        "case_id": share.case_id,
-        "username": username,
-        "expires_at": clock.rfc3339(share.expires_at),
-        "revoked_at": clock.rfc3339(share.revoked_at) if share.revoked_at else None,
-        "active": share.revoked_at is None and share.expires_at > clock.now(),
-    }
-
-
-def revoke_share(ctx: Context, principal: Principal, share_id: str) -> None:
-    require(principal, "shares.manage")
-    with ctx.db.write_session() as s:
-        share = s.get(Share, share_id)
-        if share is None:
-            raise NotFound(f"no share {share_id}")
-        visible_case(s, principal, share.case_id)
-        if share.revoked_at is not None:
-            return
-        share.revoked_at = clock.now()
-        ctx.ledger.append_in(
-            s,
-            "share.revoked",
-            actor=principal.actor,
-            subject={
-                "share": share.id,
-                "case": share.case_id,
-                "user": [share.user_id, principal.user_id],
-            },
-        )
-        s.flush()
-        changed = retention.reschedule_exhibits(ctx, s, share.case_id, actor=principal.actor)
-    retention.sync_storage_protection(ctx, changed)
-
-
-def shares_of(ctx: Context, principal: Principal, case_id: str) -> list[dict[str, Any]]:
-    require(principal, "shares.manage")
-    with ctx.db.session() as s:
-        visible_case(s, principal, case_id)
-        rows = s.execute(
-            select(Share, User.username)
-            .join(User, User.id == Share.user_id)
-            .where(Share.case_id == case_id)
-            .order_by(Share.created_at)
-        ).all()
-        return [_share_dict(share, name) for share, name in rows]

@@ -26,6 +26,9 @@ from evidence.access import (
     clip_filter_parts,
     custody_entry_visible,
     custody_entry_withheld,
+    derivative_visible,
+    recipient_context,
+    recipient_copy,
     require,
     side,
     visible_clip,
@@ -154,7 +157,11 @@ def detail(ctx: Context, principal: Principal, clip_id: str) -> dict[str, Any]:
     with ctx.db.session() as s:
         clip = visible_clip(s, principal, clip_id, footage=False)
         tags = _tags_of(s, [clip.id]).get(clip.id, [])
-        derivatives = s.scalars(select(Derivative).where(Derivative.clip_id == clip.id)).all()
+        derivatives = [
+            d
+            for d in s.scalars(select(Derivative).where(Derivative.clip_id == clip.id))
+            if derivative_visible(s, principal, d.kind)
+        ]
         bookmarks = s.scalars(
             select(Bookmark)
             .where(Bookmark.clip_id == clip.id, bookmark_filter(principal))
@@ -289,13 +296,17 @@ FOOTAGE_KINDS = {
 # A redacted copy (evidence/redactions.py) plays like the proxy and is recorded like it, as
 # `clip.viewed`; the entry's `object` names which one was played.
 REDACTION_KIND = re.compile(r"^redaction-[1-9][0-9]{0,8}$")
+WATERMARK_KIND = re.compile(r"^watermark-[0-9a-f]{20}$")
 
 
 def _footage_kind(kind: str) -> tuple[str, str]:
-    if REDACTION_KIND.match(kind):
+    if REDACTION_KIND.match(kind) or WATERMARK_KIND.match(kind):
         return FOOTAGE_KINDS["proxy"]
     if kind not in FOOTAGE_KINDS:
-        raise InvalidInput(f"no footage kind {kind!r}: proxy, original, thumbnail or redaction-N")
+        raise InvalidInput(
+            f"no footage kind {kind!r}: proxy, original, thumbnail, redaction-N or a "
+            "share's watermark-…"
+        )
     return FOOTAGE_KINDS[kind]
 
 
@@ -317,7 +328,12 @@ def open_footage(
     entry_type, media_type = _footage_kind(kind)
     why = "browsing" if kind == "thumbnail" else check_reason(reason, ctx.settings.access_reasons)
     with ctx.db.session() as s:
-        clip = visible_clip(s, principal, clip_id, footage=True)
+        # A recipient given the exhibit as redacted only may have a redacted copy, nothing
+        # else made from the original (its proxy and thumbnail show what was redacted).
+        clip = visible_clip(
+            s, principal, clip_id, footage=not recipient_copy(s, principal, clip_id, kind)
+        )
+        via = recipient_context(s, principal, clip_id=clip_id)
         if clip.disposed_at is not None:
             raise Disposed(
                 f"clip {clip_id} was disposed of on {clock.rfc3339(clip.disposed_at)} under the "
@@ -331,12 +347,17 @@ def open_footage(
         ctx.ledger.append(
             entry_type,
             actor=principal.actor,
-            subject={"clip": clip_id, "user": principal.user_id},
+            subject={
+                "clip": clip_id,
+                "user": principal.user_id,
+                **({"share": via["share"]} if via else {}),
+            },
             role=principal.role.value,
             reason=why,
             source_ip=client_address(source_ip),
             object=key,
             sha256=sha256,
+            **({"organisation": via["organisation"], "purpose": via["purpose"]} if via else {}),
         )
     return Footage(key, info, media_type, filename)
 

@@ -109,7 +109,7 @@ def login(
         )
     _record_success(ctx, user.id, source_ip, method)
     LOGINS.labels(method).inc()
-    return issue_token(ctx, user)
+    return issue_token(ctx, user, second_factor=method != "password")
 
 
 def count_wrong_password(ctx: Context, user_id: str, source_ip: str) -> None:

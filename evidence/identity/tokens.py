@@ -46,8 +46,9 @@ def password_version(user: User) -> int:
     return 0 if changed is None else int(changed.timestamp() * 1000)
 
 
-def issue_token(ctx: Context, user: User) -> IssuedToken:
-    """A JWT naming `user`; it carries no role: that is read from the database each time."""
+def issue_token(ctx: Context, user: User, *, second_factor: bool = False) -> IssuedToken:
+    """A JWT naming `user`; it carries no role: that is read from the database each time.
+    `second_factor`: the sign-in used a TOTP or recovery code (claim `amr`, RFC 8176)."""
     state = _state(ctx)
     settings = ctx.settings
     now = int(clock.now().timestamp())
@@ -63,6 +64,7 @@ def issue_token(ctx: Context, user: User) -> IssuedToken:
     }
     if user.password_changed_at is not None:
         claims["pwv"] = password_version(user)
+    claims["amr"] = ["pwd", "otp"] if second_factor else ["pwd"]
     token = jwt.encode(
         claims, state.signing_key, algorithm=LOCAL_ALGORITHM, headers={"kid": state.key_id}
     )
@@ -101,7 +103,9 @@ def _local_principal(ctx: Context, state: _State, token: str) -> Principal:
         raise NotAuthenticated(
             "the password was changed since this token was issued: sign in again"
         )
-    return Principal(user.id, user.username, Role(user.role), user.officer_id)
+    amr = claims.get("amr")
+    second = isinstance(amr, list) and "otp" in amr and user.totp_secret is not None
+    return Principal(user.id, user.username, Role(user.role), user.officer_id, second_factor=second)
 
 
 def revoke_token(ctx: Context, token: str, *, source_ip: str) -> None:

@@ -108,6 +108,8 @@ CATALOGUE: dict[str, EntryType] = {
         EntryType("user.updated", "Account changed", _K.privileged),
         EntryType("user.reset", "Account reset by an administrator", _K.privileged),
         EntryType("user.unlocked", "Account unlocked", _K.privileged),
+        EntryType("organisation.created", "Organisation added", _K.privileged),
+        EntryType("user.organisation_set", "Account's organisation changed", _K.privileged),
         EntryType("user.enrolment_issued", "Enrolment link issued", _K.privileged),
         EntryType("user.enrolled", "Enrolment completed", _K.privileged),
         EntryType("user.password_changed", "Password changed", _K.privileged),

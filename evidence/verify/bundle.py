@@ -419,6 +419,18 @@ def _check_exhibits(
         ref = ex.get("exhibit_ref", "?")
         if ex.get("disposed"):
             _check_disposed(ex, ref, entries, report)
+        elif ex.get("withheld"):
+            # Made for a share that gives this exhibit as its redacted copy only: no original,
+            # and each redacted copy carried is the one its ledger entry vouches for.
+            carried = ex.get("file") is not None
+            report.add(
+                f"exhibit {ref} original withheld",
+                not carried,
+                f"not in this bundle: {ex['withheld'].get('reason')}"
+                if not carried
+                else "the manifest says withheld, but names an original file",
+            )
+            _check_derivative_files(ex, ref, hashes, entries, report)
         else:
             _check_media(ex, ref, hashes, report)
             _check_derivative_files(ex, ref, hashes, entries, report)
