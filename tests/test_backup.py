@@ -127,9 +127,13 @@ def wipe(site: Path, url: str) -> None:
     assert not (site / "var").exists()
 
 
-@pytest.fixture
-def drill(tmp_path: Path, clip_mov: ClipFile) -> Iterator[Drill]:
-    site = tmp_path / "site"
+@pytest.fixture(scope="module")
+def drill_made(tmp_path_factory: pytest.TempPathFactory, clip_mov: ClipFile) -> Drill:
+    """The drill up to its backup, made once for the module: a clip ingested and processed,
+    the checkpoint saved, the backup taken with the documented commands. Each test works on
+    its own copy (`drill`), so what one test wipes or alters no other test sees."""
+    root = tmp_path_factory.mktemp("drill")
+    site = root / "site"
     site.mkdir()
     url = db_url(site)
     settings = Settings(data_dir=site / "var", database_url=url, storage_backend="local")
@@ -145,6 +149,7 @@ def drill(tmp_path: Path, clip_mov: ClipFile) -> Iterator[Drill]:
         checkpoint = http.get("/api/v1/ledger/checkpoint")
         assert checkpoint.status_code == 200
         (site / "saved-checkpoint.txt").write_text(checkpoint.text)
+        http.close()
     derived = sorted(
         str(p.relative_to(site / "var" / "objects"))
         for p in (site / "var" / "objects" / "derived").rglob("*")
@@ -152,8 +157,24 @@ def drill(tmp_path: Path, clip_mov: ClipFile) -> Iterator[Drill]:
     )
     assert len(derived) == 2  # proxy and thumbnail
     back_up(site)
-    yield Drill(site, clip_mov.sha256, done["clip_id"], derived)
+    # Closed before any copy is taken: the copies are of a database nobody has open.
     database_for(url).dispose()
+    database_for.cache_clear()
+    subprocess.run(
+        ["gpgconf", "--homedir", str(root / "gnupg"), "--kill", "all"],
+        capture_output=True,
+        timeout=30,
+    )
+    return Drill(site, clip_mov.sha256, done["clip_id"], derived)
+
+
+@pytest.fixture
+def drill(tmp_path: Path, drill_made: Drill) -> Iterator[Drill]:
+    """A private copy of the drill's site (var/, backup/, the saved checkpoint)."""
+    site = tmp_path / "site"
+    shutil.copytree(drill_made.site, site, symlinks=True)
+    yield Drill(site, drill_made.clip_sha256, drill_made.clip_id, drill_made.derived)
+    database_for(db_url(site)).dispose()
     database_for.cache_clear()
 
 
