@@ -65,6 +65,15 @@ CATALOGUE: dict[str, EntryType] = {
         EntryType("redaction.failed", "Redacted copy could not be made", _K.custody),
         EntryType("clip.disposed", "Disposed of under the retention policy", _K.custody),
         EntryType("checkpoint.timestamped", "Ledger checkpoint timestamped by a TSA", _K.custody),
+        # -- footage from the public (evidence/submissions) -----------------------------------------
+        EntryType("submission.invited", "Upload link sent to a member of the public", _K.case),
+        EntryType("submission.withdrawn", "Upload link withdrawn", _K.case),
+        EntryType("submission.file_received", "File received from the public, hashed", _K.custody),
+        EntryType("submission.file_refused", "File from the public refused", _K.custody),
+        EntryType("submission.submitted", "Submitted by a member of the public", _K.custody),
+        EntryType("submission.accepted", "Public submission accepted as evidence", _K.custody),
+        EntryType("submission.rejected", "Public submission rejected", _K.custody),
+        EntryType("submission.disposed", "Rejected public submission disposed of", _K.retention),
         # -- looking at or taking footage ----------------------------------------------------------
         EntryType("clip.viewed", "Viewed", _K.access),
         EntryType("clip.downloaded", "Original downloaded", _K.access),
