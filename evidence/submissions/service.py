@@ -41,10 +41,10 @@ from evidence.errors import (
     TooManyAttempts,
     UnsupportedFile,
 )
-from evidence.identity.lockout import FailureWindow
 from evidence.ingest.service import DERIVATIVES, derive, ledger_text
 from evidence.media.derivatives import make_thumbnail
 from evidence.media.probe import MediaFacts, probe
+from evidence.ratelimit import AttemptWindow, window_for
 from evidence.retention import service as retention
 from evidence.storage import original_key
 from evidence.submissions.models import FileState, Invitation, SubmissionFile
@@ -85,9 +85,9 @@ def _actor(invitation: Invitation) -> str:
 
 @dataclass
 class _Limits:
-    links: FailureWindow
-    addresses: FailureWindow
-    bad_tokens: FailureWindow
+    links: AttemptWindow
+    addresses: AttemptWindow
+    bad_tokens: AttemptWindow
 
 
 def _limits(ctx: Context) -> _Limits:
@@ -95,14 +95,14 @@ def _limits(ctx: Context) -> _Limits:
         s = ctx.settings
         window = s.submission_rate_window_seconds
         ctx.submission_limits = _Limits(
-            FailureWindow(s.submission_rate_per_link, window),
-            FailureWindow(s.submission_rate_per_address, window),
-            FailureWindow(s.submission_bad_tokens_per_address, window),
+            window_for(s, "submission-link", s.submission_rate_per_link, window),
+            window_for(s, "submission-address", s.submission_rate_per_address, window),
+            window_for(s, "submission-bad-token", s.submission_bad_tokens_per_address, window),
         )
     return ctx.submission_limits
 
 
-def _slow_down(window: FailureWindow, key: str, what: str) -> None:
+def _slow_down(window: AttemptWindow, key: str, what: str) -> None:
     now = clock.now()
     wait = window.retry_after(key, now)
     if wait:
