@@ -40,12 +40,15 @@ REDIS_TIMEOUT = 2.0
 KEY_PREFIX = "evidence:attempts"
 
 # INCR and, on the first attempt of a window, EXPIRE: one script, so both or neither.
+# Returns the count and the seconds left in the window.
 _COUNT = """
 local n = redis.call('INCR', KEYS[1])
-if n == 1 or redis.call('TTL', KEYS[1]) < 0 then
+local ttl = redis.call('TTL', KEYS[1])
+if n == 1 or ttl < 0 then
   redis.call('EXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
 end
-return n
+return {n, ttl}
 """
 
 
@@ -61,6 +64,11 @@ class AttemptWindow(Protocol):
 
     def record(self, key: str, at: dt.datetime) -> None:
         """Count one attempt by `key` at `at`."""
+        ...
+
+    def hit(self, key: str, at: dt.datetime) -> int:
+        """Count one attempt by `key` if it is within the limit, in one step (two replicas
+        cannot both take the last place); seconds to wait, 0 when it was let through."""
         ...
 
 
@@ -93,6 +101,18 @@ class FailureWindow:
             times.append(now)
             if len(self._times) > self.max_addresses:
                 self._prune(now)
+
+    def hit(self, key: str, at: dt.datetime) -> int:
+        now = at.timestamp()
+        with self._lock:
+            times = self._times.setdefault(key, deque())
+            self._expire(times, now)
+            if len(times) >= self.limit:
+                return max(1, math.ceil(times[0] + self.window - now))
+            times.append(now)
+            if len(self._times) > self.max_addresses:
+                self._prune(now)
+            return 0
 
     def _expire(self, times: deque[float], now: float) -> None:
         while times and times[0] <= now - self.window:
@@ -134,10 +154,18 @@ class RedisWindow:
         return max(1, int(ttl)) if ttl and int(ttl) > 0 else self.window
 
     def record(self, key: str, at: dt.datetime) -> None:
+        self._counted(key)
+
+    def hit(self, key: str, at: dt.datetime) -> int:
+        count, ttl = self._counted(key)
+        return 0 if count <= self.limit else max(1, ttl)
+
+    def _counted(self, key: str) -> tuple[int, int]:
         try:
-            self._count(keys=[self._key(key)], args=[self.window])
+            count, ttl = self._count(keys=[self._key(key)], args=[self.window])
         except redis.RedisError as e:
             raise _unavailable(self.name, e) from e
+        return int(count), int(ttl)
 
 
 def _unavailable(name: str, error: Exception) -> RateLimitUnavailable:

@@ -6,7 +6,10 @@ down, sign-in is refused with 503, never let through uncounted."""
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from evidence import clock
 from evidence.accounts.service import create_user
@@ -74,6 +78,29 @@ def test_the_counters_go_to_redis_only_when_one_is_configured(tmp_path: Path) ->
     assert isinstance(window_for(broker, "sign-in", 5, 60), RedisWindow)
     own = broker.model_copy(update={"rate_limit_url": "redis://127.0.0.1:2/1"})
     assert rate_limit_url(own) == "redis://127.0.0.1:2/1"
+
+
+def test_two_replicas_hitting_at_once_let_exactly_the_limit_through(redis_url: str) -> None:
+    """Counted and checked in one Lua step: however the hits of two processes interleave,
+    no more than the limit get through."""
+    name = f"race-{uuid.uuid4().hex}"
+    replicas = [
+        RedisWindow(redis.Redis.from_url(redis_url), name, limit=37, window=600) for _ in range(2)
+    ]
+    now = clock.now()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        waits = list(pool.map(lambda i: replicas[i % 2].hit("link", now), range(100)))
+    assert sum(1 for w in waits if w == 0) == 37
+    assert all(0 < w <= 600 for w in waits if w)
+    assert replicas[0].retry_after("link", now) > 0 and replicas[1].retry_after("link", now) > 0
+
+
+def test_the_in_memory_window_counts_and_checks_in_one_step() -> None:
+    window = FailureWindow(limit=3, window=60)
+    now = clock.now()
+    assert [window.hit("a", now) for _ in range(4)] == [0, 0, 0, 60]
+    assert window.hit("b", now) == 0, "another key has its own count"
+    assert window.hit("a", now + dt.timedelta(seconds=61)) == 0, "the window moved on"
 
 
 def test_a_totp_code_used_at_one_replica_is_refused_at_the_other(
@@ -162,8 +189,11 @@ def test_sign_in_with_redis_down_is_refused_with_503_not_let_through(
                 problem = answer.json()
                 assert problem["title"] == "Rate limit store unavailable"
                 assert "Redis" in problem["detail"]
-        # The public links fail closed as well.
+        # The public links fail closed as well; the public's page says so in plain words.
         assert r.a.get("/api/v1/public/submissions/" + "x" * 43).status_code == 503
+        page = r.b.get("/submit/" + "x" * 43)
+        assert page.status_code == 503 and "try this link again" in page.text
+        assert "Redis" not in page.text
         # Back again: the count survived (append-only file), so the address is still limited.
         restartable_redis.start()
         assert sign_in(r.b) == 429

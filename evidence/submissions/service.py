@@ -103,11 +103,9 @@ def _limits(ctx: Context) -> _Limits:
 
 
 def _slow_down(window: AttemptWindow, key: str, what: str) -> None:
-    now = clock.now()
-    wait = window.retry_after(key, now)
+    wait = window.hit(key, clock.now())  # counted and checked in one step, on every replica
     if wait:
         raise TooManyAttempts(f"too many requests {what}: try again in {wait} s", retry_after=wait)
-    window.record(key, now)
 
 
 def _open(
