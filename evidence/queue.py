@@ -28,7 +28,7 @@ TIMESTAMP_IF_GROWN = "evidence.ledger.timestamp_checkpoint"
 RETENTION_SWEEP = "evidence.retention.sweep"
 SCRUB = "evidence.scrub.run"
 SWEEP_WORK_FILES = "evidence.work.sweep"
-REQUEUE_LOST_WORK = "evidence.recovery.requeue_lost"  # bundles and redactions
+REQUEUE_LOST_WORK = "evidence.recovery.requeue_lost"  # bundles, redactions, submissions, e-mail
 
 OUTBOX_TASKS = (
     PROCESS_UPLOAD,

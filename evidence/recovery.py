@@ -11,7 +11,10 @@ every few minutes:
   (its own scheduled task, requeue_stalled_uploads);
 - a bundle still queued or building: evidence.bundles.service.stalled_bundles;
 - a redaction requested, neither made nor recorded as failed:
-  evidence.redactions.lost_redactions.
+  evidence.redactions.lost_redactions;
+- an accepted public submission whose clip is still verifying:
+  evidence.submissions.service.unprocessed_submissions;
+- a notification still queued: evidence.notifications.unsent_notifications.
 
 Work that already has a row waiting in the outbox is left to it (the broker is down, and
 the relay will send it when the broker is back). Every task is idempotent, so a job that was
@@ -29,7 +32,9 @@ from sqlalchemy import select
 from evidence import outbox, queue
 from evidence.bundles.service import stalled_bundles
 from evidence.context import Context
+from evidence.notifications import unsent_notifications
 from evidence.redactions import lost_redactions
+from evidence.submissions.service import unprocessed_submissions
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +43,11 @@ log = logging.getLogger(__name__)
 class Requeued:
     bundles: list[str]
     redactions: list[tuple[str, str]]  # (clip id, kind)
+    submissions: list[str]  # clip ids
+    notifications: list[str]
+
+    def __len__(self) -> int:
+        return sum(map(len, (self.bundles, self.redactions, self.submissions, self.notifications)))
 
 
 def _waiting(ctx: Context) -> set[tuple[str, tuple[str, ...]]]:
@@ -47,22 +57,35 @@ def _waiting(ctx: Context) -> set[tuple[str, tuple[str, ...]]]:
 
 
 def requeue_lost_work(ctx: Context, older_than: dt.timedelta) -> Requeued:
-    """Queue again, through the outbox, the bundles and redactions whose task was lost
-    (`older_than`: how long work may wait or run before it counts as lost)."""
+    """Queue again, through the outbox, the work whose task was lost (`older_than`: how long
+    work may wait or run before it counts as lost)."""
     waiting = _waiting(ctx)
-    bundles = [
-        b for b in stalled_bundles(ctx, older_than) if (queue.BUILD_BUNDLE, (b,)) not in waiting
-    ]
-    redactions = [
-        r for r in lost_redactions(ctx, older_than) if (queue.MAKE_REDACTION, r) not in waiting
-    ]
+
+    def lost(task: str, owed: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+        return [args for args in owed if (task, args) not in waiting]
+
+    found = {
+        queue.BUILD_BUNDLE: lost(
+            queue.BUILD_BUNDLE, [(b,) for b in stalled_bundles(ctx, older_than)]
+        ),
+        queue.MAKE_REDACTION: lost(queue.MAKE_REDACTION, lost_redactions(ctx, older_than)),
+        queue.PROCESS_SUBMISSION: lost(
+            queue.PROCESS_SUBMISSION, [(c,) for c in unprocessed_submissions(ctx, older_than)]
+        ),
+        queue.SEND_NOTIFICATION: lost(
+            queue.SEND_NOTIFICATION, [(n,) for n in unsent_notifications(ctx, older_than)]
+        ),
+    }
     with ctx.db.write_session() as s:
-        for bundle_id in bundles:
-            outbox.add(s, queue.BUILD_BUNDLE, bundle_id)
-        for clip_id, kind in redactions:
-            outbox.add(s, queue.MAKE_REDACTION, clip_id, kind)
-    for bundle_id in bundles:
-        log.warning("bundle %s: its build was lost; queued again", bundle_id)
-    for clip_id, kind in redactions:
-        log.warning("redaction %s of clip %s: its task was lost; queued again", kind, clip_id)
-    return Requeued(bundles, redactions)
+        for task, owed in found.items():
+            for args in owed:
+                outbox.add(s, task, *args)
+    for task, owed in found.items():
+        for args in owed:
+            log.warning("%s%s: its task was lost; queued again", task, list(args))
+    return Requeued(
+        bundles=[b for (b,) in found[queue.BUILD_BUNDLE]],
+        redactions=[(c, k) for (c, k) in found[queue.MAKE_REDACTION]],
+        submissions=[c for (c,) in found[queue.PROCESS_SUBMISSION]],
+        notifications=[n for (n,) in found[queue.SEND_NOTIFICATION]],
+    )

@@ -1,17 +1,21 @@
 """The scheduler's sweep for lost work (evidence/recovery.py), on both databases: a bundle
-whose task was lost after the relay sent it, a bundle whose worker died mid-build and a
-redaction whose task was lost are each queued again through the outbox once they are old
+whose task was lost after the relay sent it, a bundle whose worker died mid-build, and a
+redaction, an accepted public submission and an e-mail whose task was lost are each queued
+again through the outbox once they are old
 enough, and the second delivery finishes the work; work done, or still waiting in the
 outbox, is left alone."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
-from evidence import clock, outbox, queue
+from evidence import clock, notifications, outbox, queue
+from evidence.accounts.models import User
 from evidence.accounts.service import create_user
 from evidence.bundles.models import Bundle, BundleState
 from evidence.bundles.service import build_bundle, request_bundle
@@ -20,6 +24,8 @@ from evidence.context import Context
 from evidence.outbox import OutboxMessage, relay
 from evidence.recovery import requeue_lost_work
 from evidence.redactions import make_redaction, request_redaction
+from evidence.submissions import service as submissions
+from evidence.submissions.service import Source
 from tests.fixtures.ingest import ingest_file
 from tests.fixtures.people import PASSWORD, principal
 
@@ -123,3 +129,47 @@ def test_a_redaction_whose_task_was_lost_is_queued_again(
     assert relay(ctx, lambda task, args: make_redaction(ctx, *args)).sent == 1
     assert requeue_lost_work(ctx, AN_HOUR).redactions == [], "made: nothing owed"
     assert outbox.pending(ctx) == 0
+
+
+def test_an_accepted_submission_whose_processing_was_lost_is_queued_again(
+    ctx: Context,
+    officer,  # type: ignore[no-untyped-def]
+) -> None:
+    source = Source.of("198.51.100.4", "test")
+    link = submissions.create_invitation(ctx, officer, reference="INC-7")
+    png = b"\x89PNG\r\n\x1a\n" + os.urandom(1000)
+    f = submissions.add_file(ctx, link.token, source, filename="door.png", size=len(png))
+    submissions.put_chunk(ctx, link.token, source, f.id, 0, png)
+    submissions.complete_file(ctx, link.token, source, f.id)
+    submissions.finish(ctx, link.token, source, description="the front door")
+    relay(ctx, lose)  # whatever finishing handed over (an e-mail) is not this test's
+    clip = submissions.accept(ctx, officer, f.id, reason="shows the door at the time")["clip_id"]
+    assert waiting(ctx) == [(queue.PROCESS_SUBMISSION, [clip])]
+    assert relay(ctx, lose).sent == 1
+    assert requeue_lost_work(ctx, AN_HOUR).submissions == []
+    later(2)
+    assert requeue_lost_work(ctx, AN_HOUR).submissions == [clip]
+    assert relay(ctx, lambda task, args: submissions.process_accepted(ctx, *args)).sent == 1
+    assert requeue_lost_work(ctx, AN_HOUR).submissions == [], "processed: nothing owed"
+
+
+def test_a_notification_whose_task_was_lost_is_queued_again(
+    ctx: Context,
+    officer,  # type: ignore[no-untyped-def]
+) -> None:
+    ctx.settings = ctx.settings.model_copy(update={"smtp_host": "127.0.0.1"})
+    with ctx.db.write_session() as s:
+        s.execute(update(User).where(User.id == officer.user_id).values(email="eo@force.example"))
+    with ctx.db.write_session() as s:
+        sent = notifications.notify_in(
+            s, ctx.settings, notifications.SUBMISSION_RECEIVED, officer.user_id
+        )
+    assert sent is not None and waiting(ctx) == [(queue.SEND_NOTIFICATION, [sent])]
+    assert relay(ctx, lose).sent == 1
+    assert requeue_lost_work(ctx, AN_HOUR).notifications == []
+    later(2)
+    assert requeue_lost_work(ctx, AN_HOUR).notifications == [sent]
+    assert requeue_lost_work(ctx, AN_HOUR).notifications == [], "already waiting in the outbox"
+    relay(ctx, lambda task, args: notifications.give_up(ctx, args[0], "no mail server here"))
+    later(4)
+    assert len(requeue_lost_work(ctx, AN_HOUR)) == 0, "failed for good: not sent again"

@@ -120,13 +120,12 @@ def requeue_stalled_uploads(older_than_seconds: int = 600) -> int:
 
 @shared_task(name=queue.REQUEUE_LOST_WORK)
 def requeue_lost_work(older_than_seconds: int = 3600) -> int:
-    """Queue again, through the outbox, bundles and redactions whose task was lost (run by
-    the scheduler; evidence/recovery.py). An hour: a build or redaction still running after
-    that is rare, and one merely slow is only done twice."""
+    """Queue again, through the outbox, bundles, redactions, accepted submissions and
+    notifications whose task was lost (run by the scheduler; evidence/recovery.py). An hour:
+    a job still running after that is rare, and one merely slow is only done twice."""
     from evidence.recovery import requeue_lost_work as requeue
 
-    done = requeue(context(), dt.timedelta(seconds=older_than_seconds))
-    return len(done.bundles) + len(done.redactions)
+    return len(requeue(context(), dt.timedelta(seconds=older_than_seconds)))
 
 
 @shared_task(

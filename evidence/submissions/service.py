@@ -887,3 +887,23 @@ def _record_probe(ctx: Context, clip_id: str, facts: MediaFacts) -> None:
             media=facts.as_dict(),
         )
         retention.schedule_in(ctx, s, clip, actor=WORKER)
+
+
+def unprocessed_submissions(ctx: Context, older_than: dt.timedelta) -> list[str]:
+    """Clips of public submissions accepted `older_than` ago and still verifying: their
+    processing task was lost. The scheduler's sweep (evidence/recovery.py) queues them
+    again; `process_accepted` leaves a clip past verifying as it is."""
+    cutoff = clock.now() - older_than
+    with ctx.db.session() as s:
+        return list(
+            s.scalars(
+                select(Clip.id)
+                .join(SubmissionFile, SubmissionFile.clip_id == Clip.id)
+                .where(
+                    Clip.state == "verifying",
+                    SubmissionFile.state == FileState.accepted,
+                    SubmissionFile.decided_at < cutoff,
+                )
+                .distinct()
+            )
+        )
