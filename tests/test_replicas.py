@@ -7,6 +7,7 @@ down, sign-in is refused with 503, never let through uncounted."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -189,6 +190,13 @@ def test_sign_in_with_redis_down_is_refused_with_503_not_let_through(
                 problem = answer.json()
                 assert problem["title"] == "Rate limit store unavailable"
                 assert "Redis" in problem["detail"]
+        # The browser's sign-in form too, in plain words.
+        form = r.a.get("/ui/login")
+        found = re.search(r'name="nonce" value="([^"]+)"', form.text)
+        assert found is not None, form.text
+        fields = {"username": "eo_brown", "password": PASSWORD, "acknowledge": "yes"}
+        page = r.a.post("/ui/login", data={**fields, "nonce": found.group(1)})
+        assert page.status_code == 503 and "Sign-in is unavailable" in page.text
         # The public links fail closed as well; the public's page says so in plain words.
         assert r.a.get("/api/v1/public/submissions/" + "x" * 43).status_code == 503
         page = r.b.get("/submit/" + "x" * 43)
