@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     # worker that died mid-task (kill -9, power loss) does not lose it.
     broker_visibility_timeout: int = Field(default=3600, ge=1)
 
+    # Where the API replicas share their attempt counters (the sign-in and public-submission
+    # rate limits, evidence/ratelimit.py). Unset: the broker's URL when that is Redis, else
+    # each process counts in its own memory (right for the embedded profile's one process).
+    rate_limit_url: str | None = None
+
     presign_expiry_seconds: int = Field(default=3600, ge=60)
     # With nginx in front of the API and the local store: the internal location (e.g.
     # "/_footage/", an alias of the storage directory) viewing URLs hand their ranges to with

@@ -182,6 +182,14 @@ class TooManyAttempts(EvidenceError):
         self.retry_after = retry_after
 
 
+class RateLimitUnavailable(EvidenceError):
+    """The shared attempt counters (Redis, evidence/ratelimit.py) cannot be reached: the
+    request is refused rather than let through uncounted (HTTP 503)."""
+
+    status = 503
+    title = "Rate limit store unavailable"
+
+
 class TimestampInvalid(EvidenceError):
     """An RFC 3161 timestamp token did not verify: wrong data, untrusted or unfit TSA
     certificate, bad signature, wrong nonce, or a reply that was not granted."""

@@ -282,3 +282,18 @@ def failed_count(ctx: Context) -> int:
             )
             or 0
         )
+
+
+def unsent_notifications(ctx: Context, older_than: dt.timedelta) -> list[str]:
+    """Notifications still queued `older_than` after they were made: their task was lost.
+    The scheduler's sweep (evidence/recovery.py) queues them again; sending skips a message
+    that is no longer queued, so a slow one is not sent twice by this."""
+    cutoff = clock.now() - older_than
+    with ctx.db.session() as s:
+        return list(
+            s.scalars(
+                select(Notification.id).where(
+                    Notification.state == QUEUED, Notification.created_at < cutoff
+                )
+            )
+        )

@@ -29,6 +29,7 @@ TIMESTAMP_IF_GROWN = "evidence.ledger.timestamp_checkpoint"
 RETENTION_SWEEP = "evidence.retention.sweep"
 SCRUB = "evidence.scrub.run"
 SWEEP_WORK_FILES = "evidence.work.sweep"
+REQUEUE_LOST_WORK = "evidence.recovery.requeue_lost"  # bundles, redactions, submissions, e-mail
 
 OUTBOX_TASKS = (
     PROCESS_UPLOAD,
@@ -45,5 +46,6 @@ SCHEDULED_TASKS = (
     RETENTION_SWEEP,
     SCRUB,
     SWEEP_WORK_FILES,
+    REQUEUE_LOST_WORK,
 )
 TASKS = OUTBOX_TASKS + SCHEDULED_TASKS  # every task the workers register

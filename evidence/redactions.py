@@ -13,6 +13,7 @@ it twice does nothing twice: the kind is unique per clip.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from evidence import outbox, queue
+from evidence import clock, outbox, queue
 from evidence.access import Principal, require, visible_clip
 from evidence.clips.derivatives import record_derivative
 from evidence.clips.models import Clip, ClipState, Derivative
@@ -228,3 +229,44 @@ def _existing(ctx: Context, clip_id: str, kind: str) -> dict[str, Any] | None:
             "sha256": d.sha256,
             "size": d.size,
         }
+
+
+def lost_redactions(
+    ctx: Context, older_than: dt.timedelta, within: dt.timedelta = dt.timedelta(days=30)
+) -> list[tuple[str, str]]:
+    """(clip id, kind) of redactions requested between `within` and `older_than` ago that
+    were neither made nor recorded as failed: their task was lost. The scheduler's sweep
+    (evidence/recovery.py) queues them again; making one is idempotent (write-once bytes,
+    one derivative row). A failure that was recorded (`redaction.failed`) is final: the
+    officer asks again."""
+    now = clock.now()
+    with ctx.db.session() as s:
+        requests = s.execute(
+            select(LedgerEntry.idx, LedgerEntry.entry).where(
+                LedgerEntry.type == REQUESTED,
+                LedgerEntry.at < now - older_than,
+                LedgerEntry.at >= now - within,
+            )
+        ).all()
+        failed = {
+            json.loads(raw).get("request_index")
+            for raw in s.scalars(
+                select(LedgerEntry.entry).where(
+                    LedgerEntry.type == FAILED, LedgerEntry.at >= now - within
+                )
+            )
+        }
+        lost = []
+        for idx, raw in requests:
+            entry = json.loads(raw)
+            clip_id, kind = entry["subject"]["clip"], entry["kind"]
+            if idx in failed:
+                continue
+            made = s.scalar(
+                select(Derivative.key).where(Derivative.clip_id == clip_id, Derivative.kind == kind)
+            )
+            clip = s.get(Clip, clip_id)
+            playable = clip is not None and clip.disposed_at is None
+            if made is None and playable and clip.state in (ClipState.stored, ClipState.ready):
+                lost.append((clip_id, kind))
+        return lost

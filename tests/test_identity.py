@@ -43,11 +43,12 @@ from evidence.errors import (
     TooManyAttempts,
 )
 from evidence.identity import signin
-from evidence.identity.lockout import REFUSED, FailureWindow
+from evidence.identity.lockout import REFUSED
 from evidence.identity.signin import login, principal_from_token
 from evidence.identity.state import jwt_key_path, load_or_create_jwt_key
 from evidence.identity.tokens import revoke_token
 from evidence.identity.totp import RECOVERY_CODE, claim_totp_step, set_totp, totp_code, totp_step
+from evidence.ratelimit import FailureWindow
 from tests.fixtures.api import running_api
 from tests.fixtures.databases import make_settings
 from tests.fixtures.services import free_port, wait_until

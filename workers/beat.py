@@ -46,6 +46,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             # same slice.
             "options": {"expires": scrub_every},
         },
+        "requeue-lost-work": {"task": queue.REQUEUE_LOST_WORK, "schedule": 600.0},
         "sweep-work-files": {
             "task": queue.SWEEP_WORK_FILES,
             "schedule": 600.0,

@@ -118,6 +118,16 @@ def requeue_stalled_uploads(older_than_seconds: int = 600) -> int:
     return len(ids)
 
 
+@shared_task(name=queue.REQUEUE_LOST_WORK)
+def requeue_lost_work(older_than_seconds: int = 3600) -> int:
+    """Queue again, through the outbox, bundles, redactions, accepted submissions and
+    notifications whose task was lost (run by the scheduler; evidence/recovery.py). An hour:
+    a job still running after that is rare, and one merely slow is only done twice."""
+    from evidence.recovery import requeue_lost_work as requeue
+
+    return len(requeue(context(), dt.timedelta(seconds=older_than_seconds)))
+
+
 @shared_task(
     name=queue.BUILD_BUNDLE,
     bind=True,

@@ -41,6 +41,7 @@ from evidence.errors import (
     InvalidInput,
     NotAuthenticated,
     NotFound,
+    RateLimitUnavailable,
     TooManyAttempts,
 )
 from evidence.identity import lockout, oidc, signin, tokens
@@ -180,6 +181,11 @@ def login(
     except NotAuthenticated:
         # One message for every refusal: never which part was wrong.
         return again(lockout.REFUSED.capitalize() + ".", 401)
+    except RateLimitUnavailable:
+        # Failing closed: no sign-in while failed attempts cannot be counted.
+        response = again("Sign-in is unavailable for a moment. Please try again in a minute.", 503)
+        response.headers["Retry-After"] = "30"
+        return response
     response = RedirectResponse(ui_session.safe_next(next) or "/ui/", status_code=303)
     ui_session.start_session(_ctx(request), request, response, issued)
     return response

@@ -25,7 +25,15 @@ from api.ui.render import UIRoute, render, see_other, templates
 from api.ui.session import csrf_protect
 from evidence.access import Principal
 from evidence.context import Context
-from evidence.errors import Conflict, InvalidInput, LinkGone, NotFound, TooLarge, TooManyAttempts
+from evidence.errors import (
+    Conflict,
+    InvalidInput,
+    LinkGone,
+    NotFound,
+    RateLimitUnavailable,
+    TooLarge,
+    TooManyAttempts,
+)
 from evidence.submissions import service
 
 router = APIRouter(route_class=UIRoute, include_in_schema=False)
@@ -64,9 +72,13 @@ def _unusable(request: Request, exc: Exception) -> Response:
         410: "This link can no longer be used",
         404: "This link does not work",
         429: "Please wait a moment",
+        503: "Please try again shortly",
     }
+    detail = str(exc)
+    if isinstance(exc, RateLimitUnavailable):  # the operator's words stay in the server log
+        detail = "The service is busy for a moment. Please try this link again in a minute."
     return _public_page(
-        request, "submit_gone.html", status, title=titles.get(status, "Error"), detail=str(exc)
+        request, "submit_gone.html", status, title=titles.get(status, "Error"), detail=detail
     )
 
 
@@ -74,7 +86,7 @@ def _unusable(request: Request, exc: Exception) -> Response:
 def submit_page(token: str, request: Request, _: None = Depends(public)) -> Response:
     try:
         link = service.describe_link(_ctx(request), token, source_of(request))
-    except (LinkGone, NotFound, TooManyAttempts) as exc:
+    except (LinkGone, NotFound, TooManyAttempts, RateLimitUnavailable) as exc:
         return _unusable(request, exc)
     return _public_page(request, "submit.html", link=link, token=token)
 
@@ -83,7 +95,7 @@ def submit_page(token: str, request: Request, _: None = Depends(public)) -> Resp
 def receipt_page(token: str, request: Request, _: None = Depends(public)) -> Response:
     try:
         done = service.receipt(_ctx(request), token, source_of(request))
-    except (LinkGone, NotFound, TooManyAttempts, Conflict) as exc:
+    except (LinkGone, NotFound, TooManyAttempts, RateLimitUnavailable, Conflict) as exc:
         return _unusable(request, exc)
     return _public_page(request, "submit_receipt.html", receipt=done)
 

@@ -7,6 +7,7 @@ The build time goes into the `bundle.exported` ledger entry, never into the bund
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import zipfile
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from evidence import audit, clock, notifications, outbox, queue
@@ -512,3 +513,21 @@ def open_download(
             **({"organisation": via["organisation"], "purpose": via["purpose"]} if via else {}),
         )
     return info, span
+
+
+def stalled_bundles(ctx: Context, older_than: dt.timedelta) -> list[str]:
+    """Bundles queued or building for longer than `older_than`: their task was lost (the
+    outbox row gone without a delivery, or a worker that died mid-build on a broker that
+    does not redeliver). The scheduler's sweep (evidence/recovery.py) queues them again;
+    building is idempotent, so a bundle that was merely slow is only built twice."""
+    cutoff = clock.now() - older_than
+    last_sign = func.coalesce(Bundle.started_at, Bundle.created_at)
+    with ctx.db.session() as s:
+        return list(
+            s.scalars(
+                select(Bundle.id).where(
+                    Bundle.state.in_((BundleState.queued, BundleState.building)),
+                    last_sign < cutoff,
+                )
+            )
+        )

@@ -12,21 +12,19 @@ sign-in leaves behind (Prometheus counts, the server log, ledger entries).
   (evidence/identity/signin.py). A locked account therefore gets 401, not 429: a 429 would
   confirm that the name exists (only real accounts lock). 429 + Retry-After is the
   per-address rate limit.
-- Rate limit: failed sign-ins per source address in a sliding window, in this process's
-  memory (`login_rate_limit` per `login_rate_window_seconds`). Only failures count, so a
-  station of officers behind one NAT address can all sign in at shift change. With several
-  API replicas each keeps its own window: rate-limit the token endpoint at the proxy too.
-  The lock-out counter is in the database (`users.failed_logins`), so it holds behind any
-  number of API processes.
+- Rate limit: failed sign-ins per source address within a window (`login_rate_limit` per
+  `login_rate_window_seconds`), counted in Redis when one is configured, so every API
+  replica counts against one limit, else in this process's memory (evidence/ratelimit.py).
+  Only failures count, so a station of officers behind one NAT address can all sign in at
+  shift change. If Redis cannot be reached the sign-in is refused with 503, never let
+  through uncounted. The lock-out counter is in the database (`users.failed_logins`), so it
+  holds behind any number of API processes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
-import threading
-from collections import deque
 from typing import TYPE_CHECKING, NoReturn
 
 from prometheus_client import Counter
@@ -57,55 +55,6 @@ LOGIN_RATE_LIMITED = Counter(
     "evidence_login_rate_limited_total", "Sign-ins refused because the address failed too often"
 )
 LOGINS = Counter("evidence_logins_total", "Successful sign-ins, by method", ["method"])
-
-
-# -- per-address failures: a sliding window in memory -----------------------------------------
-
-
-class FailureWindow:
-    """Failed sign-ins per source address within the last `window` seconds.
-
-    One process's memory: several API replicas each count their own share, so put a rate
-    limit on the token endpoint at the reverse proxy as well in production.
-    """
-
-    def __init__(self, limit: int, window: int, max_addresses: int = 100_000):
-        self.limit = limit
-        self.window = window
-        self.max_addresses = max_addresses  # bounded, so spoofed address floods cannot grow it
-        self._times: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def retry_after(self, address: str, at: dt.datetime) -> int:
-        """Seconds until `address` may try again; 0 when it may now."""
-        now = at.timestamp()
-        with self._lock:
-            times = self._times.get(address)
-            if times is None:
-                return 0
-            self._expire(times, now)
-            if len(times) < self.limit:
-                return 0
-            return max(1, math.ceil(times[0] + self.window - now))
-
-    def record(self, address: str, at: dt.datetime) -> None:
-        now = at.timestamp()
-        with self._lock:
-            times = self._times.setdefault(address, deque())
-            self._expire(times, now)
-            times.append(now)
-            if len(self._times) > self.max_addresses:
-                self._prune(now)
-
-    def _expire(self, times: deque[float], now: float) -> None:
-        while times and times[0] <= now - self.window:
-            times.popleft()
-
-    def _prune(self, now: float) -> None:
-        for address in [a for a, t in self._times.items() if not t or t[-1] <= now - self.window]:
-            del self._times[address]
-        while len(self._times) > self.max_addresses:  # still too many: forget the oldest
-            del self._times[next(iter(self._times))]
 
 
 def _is_locked(user: User, at: dt.datetime) -> bool:

@@ -1,5 +1,6 @@
 """What each context keeps for identity: the key local tokens are signed with, the
-per-address failure window (evidence/identity/lockout.py) and the IdP's key cache; and the
+per-address failure window (evidence/identity/lockout.py; in Redis or in memory,
+evidence/ratelimit.py) and the IdP's key cache; and the
 check that refuses settings which would make token checking unsafe.
 
 The local signing key is Ed25519 (`{data_dir}/keys/jwt.key`, 0600, made on first use).
@@ -21,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from evidence.config import Settings
 from evidence.context import Context
 from evidence.errors import EvidenceError, InvalidInput
-from evidence.identity.lockout import FailureWindow
 from evidence.keyfiles import create_once, read_private
+from evidence.ratelimit import AttemptWindow, window_for
 
 # What an IdP may sign with. Symmetric (HS*) and "none" are never allowed: with HS* the
 # IdP's public key would become an HMAC secret (the classic key-confusion forgery).
@@ -37,7 +38,7 @@ ASYMMETRIC_ALGORITHMS = frozenset(
 @dataclass
 class _State:
     settings: Settings
-    failures: FailureWindow
+    failures: AttemptWindow
     signing_key: Ed25519PrivateKey
     key_id: str
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -77,8 +78,11 @@ def _state(ctx: Context) -> _State:
             key = load_or_create_jwt_key(jwt_key_path(ctx.settings))
             state = _State(
                 settings=ctx.settings,
-                failures=FailureWindow(
-                    ctx.settings.login_rate_limit, ctx.settings.login_rate_window_seconds
+                failures=window_for(
+                    ctx.settings,
+                    "sign-in",
+                    ctx.settings.login_rate_limit,
+                    ctx.settings.login_rate_window_seconds,
                 ),
                 signing_key=key,
                 key_id=_key_id(key.public_key()),

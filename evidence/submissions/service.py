@@ -41,10 +41,10 @@ from evidence.errors import (
     TooManyAttempts,
     UnsupportedFile,
 )
-from evidence.identity.lockout import FailureWindow
 from evidence.ingest.service import DERIVATIVES, derive, ledger_text
 from evidence.media.derivatives import make_thumbnail
 from evidence.media.probe import MediaFacts, probe
+from evidence.ratelimit import AttemptWindow, window_for
 from evidence.retention import service as retention
 from evidence.storage import original_key
 from evidence.submissions.models import FileState, Invitation, SubmissionFile
@@ -85,9 +85,9 @@ def _actor(invitation: Invitation) -> str:
 
 @dataclass
 class _Limits:
-    links: FailureWindow
-    addresses: FailureWindow
-    bad_tokens: FailureWindow
+    links: AttemptWindow
+    addresses: AttemptWindow
+    bad_tokens: AttemptWindow
 
 
 def _limits(ctx: Context) -> _Limits:
@@ -95,19 +95,17 @@ def _limits(ctx: Context) -> _Limits:
         s = ctx.settings
         window = s.submission_rate_window_seconds
         ctx.submission_limits = _Limits(
-            FailureWindow(s.submission_rate_per_link, window),
-            FailureWindow(s.submission_rate_per_address, window),
-            FailureWindow(s.submission_bad_tokens_per_address, window),
+            window_for(s, "submission-link", s.submission_rate_per_link, window),
+            window_for(s, "submission-address", s.submission_rate_per_address, window),
+            window_for(s, "submission-bad-token", s.submission_bad_tokens_per_address, window),
         )
     return ctx.submission_limits
 
 
-def _slow_down(window: FailureWindow, key: str, what: str) -> None:
-    now = clock.now()
-    wait = window.retry_after(key, now)
+def _slow_down(window: AttemptWindow, key: str, what: str) -> None:
+    wait = window.hit(key, clock.now())  # counted and checked in one step, on every replica
     if wait:
         raise TooManyAttempts(f"too many requests {what}: try again in {wait} s", retry_after=wait)
-    window.record(key, now)
 
 
 def _open(
@@ -889,3 +887,23 @@ def _record_probe(ctx: Context, clip_id: str, facts: MediaFacts) -> None:
             media=facts.as_dict(),
         )
         retention.schedule_in(ctx, s, clip, actor=WORKER)
+
+
+def unprocessed_submissions(ctx: Context, older_than: dt.timedelta) -> list[str]:
+    """Clips of public submissions accepted `older_than` ago and still verifying: their
+    processing task was lost. The scheduler's sweep (evidence/recovery.py) queues them
+    again; `process_accepted` leaves a clip past verifying as it is."""
+    cutoff = clock.now() - older_than
+    with ctx.db.session() as s:
+        return list(
+            s.scalars(
+                select(Clip.id)
+                .join(SubmissionFile, SubmissionFile.clip_id == Clip.id)
+                .where(
+                    Clip.state == "verifying",
+                    SubmissionFile.state == FileState.accepted,
+                    SubmissionFile.decided_at < cutoff,
+                )
+                .distinct()
+            )
+        )
