@@ -65,7 +65,7 @@ CATALOGUE: dict[str, EntryType] = {
         EntryType("redaction.failed", "Redacted copy could not be made", _K.custody),
         EntryType("clip.disposed", "Disposed of under the retention policy", _K.custody),
         EntryType("checkpoint.timestamped", "Ledger checkpoint timestamped by a TSA", _K.custody),
-        # -- footage from the public (evidence/submissions) -----------------------------------------
+        # -- footage from the public (evidence/submissions) ----------------------------------------
         EntryType("submission.invited", "Upload link sent to a member of the public", _K.case),
         EntryType("submission.withdrawn", "Upload link withdrawn", _K.case),
         EntryType("submission.file_received", "File received from the public, hashed", _K.custody),
