@@ -37,7 +37,8 @@ from tests.fixtures.bundles import TAKE, share
 from tests.fixtures.people import make_force
 from tests.fixtures.services import free_port, wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.s3]
+# (Not `postgres`: that marker is for fault tests that stop their PostgreSQL.)
+pytestmark = [pytest.mark.e2e, pytest.mark.s3]
 
 READY = 240  # seconds any one wait may take on a loaded machine (a failure, not a measure)
 
