@@ -29,10 +29,20 @@ def worker(
     ] = 0,
     beat: Annotated[bool, typer.Option(help="also run the scheduler in this process")] = False,
     hostname: Annotated[Optional[str], typer.Option(help="worker node name, e.g. w1@%h")] = None,
+    queues: Annotated[
+        str,
+        typer.Option(help="queues to consume, comma-separated (ingest,media,bundles,maintenance)"),
+    ] = "all",
 ) -> None:
-    """Run a Celery worker alone (production: as many as you like, on many machines)."""
+    """Run a Celery worker alone (production: as many as you like, on many machines, each on
+    the queues given; by default every queue)."""
+    from evidence.queue import parse_queues
+
+    try:
+        consumed = parse_queues(queues)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--queues") from None
     context()
-    from evidence.queue import QUEUE
     from workers.app import make_celery
 
     settings = get_settings()
@@ -40,7 +50,7 @@ def worker(
     argv = [
         "worker",
         "--loglevel=INFO",
-        f"--queues={QUEUE}",
+        f"--queues={','.join(consumed)}",
         "--without-gossip",
         "--without-mingle",
     ]

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from evidence.config import Settings
-from evidence.queue import QUEUE
+from evidence.queue import BUNDLES, INGEST, QUEUES
 from workers.app import make_celery
 
 RULES = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "alerts.yaml"
@@ -75,16 +75,19 @@ def test_the_queue_gauge_counts_the_tasks_waiting_in_redis(
         metrics_token=SecretStr("scrape-me"),
     )
     client = redis.Redis.from_url(redis_url)
-    client.delete(QUEUE)
+    client.delete(*QUEUES)
     sender = make_celery(settings)
     for _ in range(3):
-        sender.send_task("evidence.test.nobody_runs_this", queue=QUEUE)
+        sender.send_task("evidence.test.nobody_runs_this", queue=INGEST)
+    sender.send_task("evidence.test.nobody_runs_this", queue=BUNDLES)
     try:
         text = _served(settings)
-        (value,) = re.findall(r"^evidence_queue_length (\S+)$", text, re.M)
-        assert float(value) == 3.0
+        lengths = dict(re.findall(r'^evidence_queue_length\{queue="(\w+)"\} (\S+)$', text, re.M))
+        assert {q: float(n) for q, n in lengths.items()} == {
+            q: {INGEST: 3.0, BUNDLES: 1.0}.get(q, 0.0) for q in QUEUES
+        }
     finally:
-        client.delete(QUEUE)
+        client.delete(*QUEUES)
         client.close()
     # A broker that does not answer: the gauge is left out, the scrape still answers.
     down = settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"})

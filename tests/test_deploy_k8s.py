@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from evidence.config import Settings, get_settings
-from evidence.queue import QUEUE
+from evidence.queue import QUEUES, ROUTES, parse_queues
 from tests.test_deploy import _check_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,7 +212,8 @@ def test_every_pod_meets_the_restricted_pod_security_standard() -> None:
     pods = _pods()
     assert {w for w, _ in pods} >= {
         "Deployment/evidence-api",
-        "Deployment/evidence-worker",
+        "Deployment/evidence-worker-ingest",
+        "Deployment/evidence-worker-media",
         "Deployment/evidence-beat",
         "Job/evidence-migrate",
     }
@@ -363,8 +364,29 @@ def test_the_migration_job_runs_as_the_owner_and_grants_the_app_role() -> None:
             assert "evidence-db-owner" not in yaml.safe_dump(pod), where
 
 
-def test_worker_concurrency_comes_from_the_pods_cpu_limit() -> None:
-    worker = _named("Deployment", "evidence-worker")
+def _workers() -> list[dict[str, Any]]:
+    return [d for d in _of("Deployment") if d["metadata"]["name"].startswith("evidence-worker-")]
+
+
+def _consumed(deployment: dict[str, Any]) -> tuple[str, ...]:
+    (c,) = deployment["spec"]["template"]["spec"]["containers"]
+    return parse_queues(c["args"][c["args"].index("--queues") + 1])
+
+
+def test_every_queue_has_workers_and_no_worker_mixes_bundles_with_ingest() -> None:
+    """Each queue (evidence/queue.py) is consumed by exactly one worker Deployment, and a
+    bundle build never takes a process an upload is waiting for."""
+    consumed = [q for d in _workers() for q in _consumed(d)]
+    assert sorted(consumed) == sorted(QUEUES)
+    for d in _workers():
+        assert not {"ingest", "bundles"} <= set(_consumed(d)), d["metadata"]["name"]
+    beat = _named("Deployment", "evidence-beat")
+    assert _consumed(beat) == ("maintenance",), "the scheduler's worker takes no transcode"
+
+
+@pytest.mark.parametrize("name", ["evidence-worker-ingest", "evidence-worker-media"])
+def test_worker_concurrency_comes_from_the_pods_cpu_limit(name: str) -> None:
+    worker = _named("Deployment", name)
     (c,) = worker["spec"]["template"]["spec"]["containers"]
     (var,) = re.findall(r"^\$\((\w+)\)$", c["args"][c["args"].index("--concurrency") + 1])
     field = {e["name"]: e for e in c["env"]}[var]["valueFrom"]["resourceFieldRef"]
@@ -375,13 +397,17 @@ def test_worker_concurrency_comes_from_the_pods_cpu_limit() -> None:
     assert volumes[work]["emptyDir"]["sizeLimit"]
 
 
-def test_keda_scales_the_workers_on_the_queue_the_code_uses() -> None:
-    (scaled,) = _of("ScaledObject")
-    assert scaled["spec"]["scaleTargetRef"]["name"] == "evidence-worker"
-    (trigger,) = scaled["spec"]["triggers"]
-    assert trigger["type"] == "redis" and trigger["metadata"]["listName"] == QUEUE
-    auth = _named("TriggerAuthentication", trigger["authenticationRef"]["name"])
-    assert auth["spec"]["secretTargetRef"][0]["parameter"] == "password"
+def test_keda_scales_each_worker_deployment_on_the_queues_it_consumes() -> None:
+    scaled = {s["spec"]["scaleTargetRef"]["name"]: s for s in _of("ScaledObject")}
+    assert set(scaled) == {d["metadata"]["name"] for d in _workers()}
+    for d in _workers():
+        triggers = scaled[d["metadata"]["name"]]["spec"]["triggers"]
+        assert {t["type"] for t in triggers} == {"redis"}
+        assert sorted(t["metadata"]["listName"] for t in triggers) == sorted(_consumed(d))
+        for t in triggers:
+            auth = _named("TriggerAuthentication", t["authenticationRef"]["name"])
+            assert auth["spec"]["secretTargetRef"][0]["parameter"] == "password"
+    assert set(ROUTES.values()) == set(QUEUES)
 
 
 def test_probes_and_commands_exist(tmp_path: Path) -> None:
@@ -411,7 +437,11 @@ def test_probes_and_commands_exist(tmp_path: Path) -> None:
 def test_every_disruption_budget_selects_a_deployment() -> None:
     budgets = _of("PodDisruptionBudget")
     labels = [d["spec"]["template"]["metadata"]["labels"] for d in _of("Deployment")]
-    assert {b["metadata"]["name"] for b in budgets} == {"evidence-api", "evidence-worker"}
+    assert {b["metadata"]["name"] for b in budgets} == {
+        "evidence-api",
+        "evidence-worker-ingest",
+        "evidence-worker-media",
+    }
     for budget in budgets:
         wanted = budget["spec"]["selector"]["matchLabels"]
         assert any(wanted.items() <= lab.items() for lab in labels), budget["metadata"]["name"]

@@ -15,7 +15,7 @@ from evidence.accounts.service import create_device
 from evidence.context import Context
 from evidence.ingest.models import Upload
 from evidence.outbox import pending
-from evidence.queue import QUEUE
+from evidence.queue import INGEST
 from tests.conftest import postgres_only
 from tests.fixtures.api import running_api
 from tests.fixtures.faults import (
@@ -107,5 +107,5 @@ def test_completing_while_the_broker_is_down_answers_202_and_completing_again_se
         time.sleep(5.5)  # the API leaves a broker that just failed alone for a few seconds
         again = dock.complete(declared["id"])
         assert again.status_code == 202 and pending(ctx) == 0
-    queued = redis.Redis.from_url(restartable_redis.url).lrange(QUEUE, 0, -1)
+    queued = redis.Redis.from_url(restartable_redis.url).lrange(INGEST, 0, -1)
     assert len(queued) == 1 and declared["id"].encode() in queued[0]

@@ -13,7 +13,7 @@ from evidence import clock, outbox, queue
 from evidence.config import Settings
 from evidence.context import Context
 from evidence.outbox import OutboxMessage, Relay, pending, relay
-from evidence.queue import QUEUE
+from evidence.queue import BUNDLES, INGEST, MEDIA, QUEUES, ROUTES
 from tests.fixtures.services import free_port
 from workers.app import make_celery, make_sender
 
@@ -22,8 +22,8 @@ def _sender(ctx: Context, url: str):  # type: ignore[no-untyped-def]
     return make_sender(make_celery(ctx.settings.model_copy(update={"broker_url": url})))
 
 
-def _queue(url: str) -> list[bytes]:
-    return redis.Redis.from_url(url).lrange(QUEUE, 0, -1)
+def _queue(url: str, name: str = INGEST) -> list[bytes]:
+    return redis.Redis.from_url(url).lrange(name, 0, -1)
 
 
 def _add(ctx: Context, task: str, *args: str) -> None:
@@ -31,18 +31,19 @@ def _add(ctx: Context, task: str, *args: str) -> None:
         outbox.add(s, task, *args)
 
 
-def test_rows_are_sent_in_order_and_deleted(ctx: Context, redis_url: str) -> None:
+def test_rows_are_sent_to_their_queues_and_deleted(ctx: Context, redis_url: str) -> None:
     url = redis_url.rsplit("/", 1)[0] + "/5"
-    redis.Redis.from_url(url).delete(QUEUE)
+    redis.Redis.from_url(url).delete(*QUEUES)
     _add(ctx, queue.PROCESS_UPLOAD, "u1")
     _add(ctx, queue.BUILD_BUNDLE, "b1")
     _add(ctx, queue.MAKE_REDACTION, "c1", "redaction-1")
     done = relay(ctx, _sender(ctx, url))
     assert (done.sent, done.failed, pending(ctx)) == (3, 0, 0)
-    queued = _queue(url)
-    # LPUSH: the newest is first.
-    assert [b"u1" in m for m in reversed(queued)] == [True, False, False]
-    assert b"redaction-1" in queued[0]
+    # Each task on its queue (evidence/queue.py: ROUTES), none anywhere else.
+    queued = {name: _queue(url, name) for name in QUEUES}
+    assert {name: len(m) for name, m in queued.items() if m} == {INGEST: 1, BUNDLES: 1, MEDIA: 1}
+    assert b"u1" in queued[INGEST][0] and b"b1" in queued[BUNDLES][0]
+    assert b"redaction-1" in queued[MEDIA][0]
     assert relay(ctx, _sender(ctx, url)).sent == 0
 
 
@@ -60,14 +61,14 @@ def test_a_broker_that_is_down_leaves_the_rows_for_the_next_relay(
     assert rows[0].last_error and len(rows[0].last_error) <= outbox.MAX_ERROR
 
     url = redis_url.rsplit("/", 1)[0] + "/6"
-    redis.Redis.from_url(url).delete(QUEUE)
+    redis.Redis.from_url(url).delete(*QUEUES)
     assert relay(ctx, _sender(ctx, url)).sent == 2
     assert pending(ctx) == 0 and len(_queue(url)) == 2
 
 
 def test_a_claimed_row_is_left_alone_until_its_lease_runs_out(ctx: Context, redis_url: str) -> None:
     url = redis_url.rsplit("/", 1)[0] + "/7"
-    redis.Redis.from_url(url).delete(QUEUE)
+    redis.Redis.from_url(url).delete(*QUEUES)
     _add(ctx, queue.PROCESS_UPLOAD, "u4")
     now = clock.now()
     with ctx.db.write_session() as s:  # another relay claimed it and died before deleting
@@ -102,7 +103,10 @@ def test_every_task_named_is_registered_by_the_workers_and_every_schedule_names_
     scheduled = {entry["task"] for entry in celery.conf.beat_schedule.values()}
     assert scheduled == set(queue.SCHEDULED_TASKS)
     assert celery.conf.beat_scheduler == "workers.beat:Scheduler"  # which relays the outbox
-    assert celery.conf.task_default_queue == QUEUE
+    # Every task is routed to one of the queues, by the one table.
+    assert set(ROUTES) == set(queue.TASKS) and set(ROUTES.values()) == set(QUEUES)
+    for task in queue.TASKS:
+        assert celery.amqp.router.route({}, task)["queue"].name == ROUTES[task]
 
 
 def test_uploads_left_processing_are_queued_again_for_a_starting_worker(
@@ -120,7 +124,7 @@ def test_uploads_left_processing_are_queued_again_for_a_starting_worker(
     put_as_joined(ctx, declared.upload_id, clip_1080p.path)
     complete_upload(ctx, device, declared.upload_id)
     url = redis_url.rsplit("/", 1)[0] + "/8"
-    redis.Redis.from_url(url).delete(QUEUE)
+    redis.Redis.from_url(url).delete(*QUEUES)
     assert relay(ctx, _sender(ctx, url)).sent == 1  # the hand-over at complete
 
     assert resume_unfinished_uploads(ctx) == 1  # its worker died: queued again

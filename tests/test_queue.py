@@ -22,3 +22,15 @@ def test_importing_creates_no_file(tmp_path: Path, module: str) -> None:
         [sys.executable, "-c", f"import {module}"], cwd=tmp_path, env=env, check=True, timeout=120
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_worker_consumes_the_queues_it_is_given_and_refuses_an_unknown_one() -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from evidence.queue import LEGACY_QUEUE, QUEUES, parse_queues
+
+    assert parse_queues("ingest, maintenance") == ("ingest", "maintenance")
+    assert parse_queues("all") == parse_queues("") == (*QUEUES, LEGACY_QUEUE)
+    refused = CliRunner().invoke(app, ["worker", "--queues", "ingest,medai"])
+    assert refused.exit_code == 2 and "medai" in refused.output

@@ -3,8 +3,8 @@
 Each process builds it once, in its composition root: the worker process in the `evidence
 worker` command (cli/), the API process in `api.app.create_app` (it only sends, by name,
 through the outbox relay). Importing this module builds nothing and touches no file. The
-queue and task names are evidence/queue.py; the tasks, workers/tasks.py; the schedule,
-workers/beat.py.
+queue and task names, and which queue each task goes to, are evidence/queue.py; the tasks,
+workers/tasks.py; the schedule, workers/beat.py.
 
 Tasks are acknowledged late and re-queued if the worker dies, so a task may run twice:
 every service they call is idempotent. One task at a time per worker process
@@ -19,7 +19,7 @@ from typing import Any
 from celery import Celery
 
 from evidence.config import Settings
-from evidence.queue import QUEUE
+from evidence.queue import INGEST, ROUTES
 from workers.beat import beat_schedule
 
 
@@ -37,7 +37,10 @@ def make_celery(settings: Settings) -> Celery:
     url = broker_url(settings)
     app = Celery("evidence", broker=url, include=["workers.tasks"])
     app.conf.update(
-        task_default_queue=QUEUE,
+        # Each task to its queue (evidence/queue.py: ROUTES); the scheduler's and the outbox's
+        # sends by name are routed by the same table.
+        task_routes={task: {"queue": queue} for task, queue in ROUTES.items()},
+        task_default_queue=INGEST,  # every task is routed; this is for none of them
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,

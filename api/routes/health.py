@@ -149,28 +149,35 @@ class _IntegrityCollector:
             "docs/notifications.md",
             value=notifications.failed_count(self.ctx),
         )
-        waiting = _queue_length(self.ctx)
+        waiting = _queue_lengths(self.ctx)
         if waiting is not None:
-            yield GaugeMetricFamily(
+            gauge = GaugeMetricFamily(
                 "evidence_queue_length",
-                "Tasks waiting in the Redis queue for a worker (the backlog KEDA scales on)",
-                value=waiting,
+                "Tasks waiting in a Redis queue for a worker (the backlog KEDA scales on)",
+                labels=["queue"],
             )
+            for name, length in waiting.items():
+                gauge.add_metric([name], length)
+            yield gauge
 
 
-def _queue_length(ctx: Context) -> int | None:
-    """The length of the task queue's Redis list; None (no gauge) with another broker or when
-    Redis does not answer within two seconds (logged), so a scrape never hangs on it."""
+def _queue_lengths(ctx: Context) -> dict[str, int] | None:
+    """The length of each task queue's Redis list, by queue; None (no gauge) with another
+    broker or when Redis does not answer within two seconds (logged), so a scrape never
+    hangs on it."""
     url = ctx.settings.broker_url or ""
     if not url.startswith(("redis://", "rediss://")):
         return None
     import redis
 
-    from evidence.queue import QUEUE
+    from evidence.queue import QUEUES
 
     client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
     try:
-        return int(client.llen(QUEUE))
+        with client.pipeline(transaction=False) as pipe:
+            for name in QUEUES:
+                pipe.llen(name)
+            return {name: int(n) for name, n in zip(QUEUES, pipe.execute(), strict=True)}
     except redis.RedisError:
         log.warning("metrics: the broker did not answer; evidence_queue_length left out")
         return None
