@@ -225,6 +225,52 @@ def recipient_copy(session: Session, principal: Principal, clip_id: str, kind: s
     return kind.startswith("redaction-") and shared_redacted_only(session, principal, clip_id)
 
 
+@dataclass(frozen=True)
+class CopyToPlay:
+    """The copy of a clip a person's player opens: `kind` for the stream and the viewing,
+    `label` saying which copy it is (None for the force's usual review copy), and whether the
+    original may be downloaded beside it."""
+
+    kind: str | None  # None: nothing to play yet (e.g. no redacted copy made)
+    label: str | None
+    original: bool
+
+
+def copy_to_play(
+    session: Session, principal: Principal, clip_id: str, kinds: set[str]
+) -> CopyToPlay:
+    """Which copy of the clip `principal` plays, of the derivatives `kinds` it has: for a
+    recipient, their share's watermarked copy if one of their shares asks for it, else the
+    latest redacted copy if the exhibit is theirs as redacted only (never the original), else
+    the proxy; for anyone else the proxy. Assumes they may read the clip."""
+    redacted_only = shared_redacted_only(session, principal, clip_id)
+    if principal.role in RECIPIENT_ROLES:
+        shares = session.scalars(
+            select(Share)
+            .where(Share.id.in_(active_shares_of(principal)), Share.watermark.is_(True))
+            .order_by(Share.created_at, Share.id)
+        )
+        for share in shares:
+            if watermark_kind(share.id) in kinds:
+                who = (
+                    session.get(Organisation, share.organisation_id)
+                    if share.organisation_id
+                    else None
+                )
+                person = session.get(User, share.user_id) if share.user_id else None
+                name = who.name if who else (person.full_name or person.username) if person else ""
+                return CopyToPlay(
+                    watermark_kind(share.id), f"Watermarked for {name}", not redacted_only
+                )
+    if redacted_only:
+        redactions = sorted(
+            (k for k in kinds if re.fullmatch(r"redaction-[1-9][0-9]*", k)),
+            key=lambda k: int(k.split("-")[1]),
+        )
+        return CopyToPlay(redactions[-1] if redactions else None, "Redacted copy", False)
+    return CopyToPlay("proxy" if "proxy" in kinds else None, None, True)
+
+
 def derivative_visible(session: Session, principal: Principal, kind: str) -> bool:
     """Whether a clip's record lists a derivative to `principal`: a share's watermarked copy
     names its recipient, so other recipients do not see it (the force does)."""
