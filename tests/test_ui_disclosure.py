@@ -181,6 +181,10 @@ def test_a_defence_lawyer_signs_in_with_totp_and_takes_a_redacted_bundle(
     expect(again.locator(f"[data-copy='{world['kind']}']")).to_have_text("Redacted copy")
     expect(again.locator("#video")).to_have_attribute("data-kind", world["kind"])
     expect(again.get_by_role("link", name="Download original")).to_have_count(0)
+    # Its timeline shows the redacted copy's entry without the force's reason or who asked.
+    expect(again.locator("[data-withheld='redaction.reason']")).to_have_count(1)
+    expect(again.locator("main")).not_to_contain_text("a bystander's face")
+    expect(again.locator("main")).not_to_contain_text("eo_brown")
     # Once the share's watermarked copies are made, that is the copy the page plays.
     assert len(make_watermarks(ctx, share_id)) == 2  # the worker, in-process
     wm = watermark_kind(share_id)
