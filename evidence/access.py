@@ -82,8 +82,10 @@ ACTIONS: dict[str, frozenset[Role]] = {
     "cases.read": frozenset({R.evidence_officer, R.cps, R.external, R.auditor, R.officer}),
     "cases.manage": frozenset({R.evidence_officer}),
     "shares.manage": frozenset({R.evidence_officer}),
-    # Proofs and checkpoints: anyone who checks the custody of what they work on.
-    "ledger.read": frozenset({R.auditor, R.evidence_officer}),
+    # Proofs and checkpoints: anyone who checks the custody of what they work on, recipients
+    # too (a proof is hashes only; it lets them check an entry whose free text the policy
+    # withholds from them by its leaf hash, `custody_entry_withheld`).
+    "ledger.read": frozenset({R.auditor, R.evidence_officer, R.cps, R.external}),
     # Whole entries, i.e. every access record with its reason and source address and every
     # record of every case: the auditors' (an inquiry may be about an evidence officer).
     "ledger.entries": frozenset({R.auditor}),
@@ -221,6 +223,52 @@ def recipient_copy(session: Session, principal: Principal, clip_id: str, kind: s
             raise AccessDenied("this watermarked copy was made for another recipient")
         return True
     return kind.startswith("redaction-") and shared_redacted_only(session, principal, clip_id)
+
+
+@dataclass(frozen=True)
+class CopyToPlay:
+    """The copy of a clip a person's player opens: `kind` for the stream and the viewing,
+    `label` saying which copy it is (None for the force's usual review copy), and whether the
+    original may be downloaded beside it."""
+
+    kind: str | None  # None: nothing to play yet (e.g. no redacted copy made)
+    label: str | None
+    original: bool
+
+
+def copy_to_play(
+    session: Session, principal: Principal, clip_id: str, kinds: set[str]
+) -> CopyToPlay:
+    """Which copy of the clip `principal` plays, of the derivatives `kinds` it has: for a
+    recipient, their share's watermarked copy if one of their shares asks for it, else the
+    latest redacted copy if the exhibit is theirs as redacted only (never the original), else
+    the proxy; for anyone else the proxy. Assumes they may read the clip."""
+    redacted_only = shared_redacted_only(session, principal, clip_id)
+    if principal.role in RECIPIENT_ROLES:
+        shares = session.scalars(
+            select(Share)
+            .where(Share.id.in_(active_shares_of(principal)), Share.watermark.is_(True))
+            .order_by(Share.created_at, Share.id)
+        )
+        for share in shares:
+            if watermark_kind(share.id) in kinds:
+                who = (
+                    session.get(Organisation, share.organisation_id)
+                    if share.organisation_id
+                    else None
+                )
+                person = session.get(User, share.user_id) if share.user_id else None
+                name = who.name if who else (person.full_name or person.username) if person else ""
+                return CopyToPlay(
+                    watermark_kind(share.id), f"Watermarked for {name}", not redacted_only
+                )
+    if redacted_only:
+        redactions = sorted(
+            (k for k in kinds if re.fullmatch(r"redaction-[1-9][0-9]*", k)),
+            key=lambda k: int(k.split("-")[1]),
+        )
+        return CopyToPlay(redactions[-1] if redactions else None, "Redacted copy", False)
+    return CopyToPlay("proxy" if "proxy" in kinds else None, None, True)
 
 
 def derivative_visible(session: Session, principal: Principal, kind: str) -> bool:
@@ -472,12 +520,79 @@ def hold_shown(principal: Principal, hold: dict[str, Any]) -> dict[str, Any]:
     return {**hold, **dict.fromkeys(HOLD_REASON_FIELDS), "reason_withheld": True}
 
 
+# Free text the force's staff write into entries about a clip (a redaction's reason, a
+# viewing's reason, a disposal's reason, a re-attribution's reason, notes, descriptions) and
+# who asked for what: the force's business, not a recipient's. A recipient reads the facts
+# they check custody with (type, time, hashes, keys, sizes, recipes, index, leaf hash, proof),
+# and the free text of their own entries. Looked for at the top of an entry and one level down
+# (e.g. `redaction.reason`), except in the recipe, which ffmpeg's plan writes, not a person.
+RECIPIENT_WITHHELD_KEYS = frozenset(
+    {
+        "reason",
+        "release_reason",
+        "note",
+        "notes",
+        "description",
+        "detail",
+        "details",
+        "comment",
+        "requested_by",
+        "approved_by",
+    }
+)
+MACHINE_WRITTEN = frozenset({"recipe"})
+
+
+def _force_free_text(entry: dict[str, Any]) -> list[str]:
+    out = []
+    for key, value in entry.items():
+        if key in RECIPIENT_WITHHELD_KEYS:
+            out.append(key)
+        elif isinstance(value, dict) and key not in MACHINE_WRITTEN:
+            out.extend(f"{key}.{k}" for k in value if k in RECIPIENT_WITHHELD_KEYS)
+    return out
+
+
+def disposal_shown(principal: Principal, disposal: dict[str, Any]) -> dict[str, Any]:
+    """A clip's disposal as `principal` may read it: a recipient reads that and when it was
+    disposed of and under which rule, not the reason given nor (external) who decided."""
+    if principal.role not in RECIPIENT_ROLES:
+        return disposal
+    who = {"decided_by": None} if principal.role == Role.external else {}
+    return {**disposal, "reason": None, **who}
+
+
 def custody_entry_withheld(principal: Principal, entry: dict[str, Any]) -> list[str]:
-    """The fields of a custody-timeline entry `principal` may not read (the timeline shows the
-    entry without them, and says so; its leaf hash still covers the whole entry)."""
+    """The fields of a custody-timeline entry `principal` may not read, as paths (`reason`,
+    `redaction.reason`): the timeline shows the entry without them, and says so. Its leaf hash
+    still covers the whole entry, so the reader checks it by that hash and its inclusion proof
+    (docs/disclosure.md, "What a recipient reads of the ledger")."""
+    actor = entry.get("actor")
+    if principal.role in RECIPIENT_ROLES and actor != principal.actor:
+        # An external recipient is not told who at the force did what, either.
+        person = principal.role == Role.external and str(actor).startswith("user:")
+        return [*(["actor"] if person else []), *_force_free_text(entry)]
     if entry.get("type") in HOLD_ENTRY_TYPES and not sees_hold_reasons(principal):
         return [k for k in HOLD_REASON_FIELDS if k in entry]
     return []
+
+
+def without(entry: dict[str, Any], paths: list[str]) -> dict[str, Any]:
+    """`entry` less the fields at `paths` (`custody_entry_withheld`'s answer)."""
+    out = dict(entry)
+    for path in paths:
+        key, _, sub = path.partition(".")
+        if not sub:
+            out.pop(key, None)
+        elif isinstance(out.get(key), dict):
+            out[key] = {k: v for k, v in out[key].items() if k != sub}
+    return out
+
+
+def attribution_reason_shown(principal: Principal) -> bool:
+    """Whether `principal` reads why an evidence officer re-attributed a clip (free text of
+    the force's): not a recipient."""
+    return principal.role not in RECIPIENT_ROLES
 
 
 def check_reason(reason: str | None, reasons: tuple[str, ...] | list[str]) -> str:

@@ -402,3 +402,102 @@ def test_a_watermarked_copy_names_the_recipient_is_reproducible_and_theirs_alone
     detail = f.http.get(f"/api/v1/clips/{clip_ids[1]}", headers=f.as_("la_brown"))
     at = detail.text.find("Doe &")
     assert detail.status_code == 200 and at < 0, detail.text[max(0, at - 600) : at + 100]
+
+
+REDACTION_REASON = "a bystander's face, not relevant"  # `redact` above
+
+
+def _free_text(entry: dict[str, Any]) -> list[str]:
+    """Any field of a ledger entry as a recipient got it that holds the force's free text or
+    names who asked (the recipe is ffmpeg's plan, not a person's words)."""
+    from evidence.access import RECIPIENT_WITHHELD_KEYS
+
+    found = [k for k in entry if k in RECIPIENT_WITHHELD_KEYS]
+    for key, value in entry.items():
+        if isinstance(value, dict) and key != "recipe":
+            found += [f"{key}.{k}" for k in value if k in RECIPIENT_WITHHELD_KEYS]
+    return found
+
+
+@pytest.mark.parametrize("who", ["def_grey", "cps_green"])
+def test_a_recipient_reads_no_force_free_text_and_still_verifies_each_entry(
+    defence, who: str
+) -> None:
+    """A redacted copy's entry carries the redaction's reason and who asked for it: a
+    recipient (external or CPS) gets the entry without them, says so, and checks it by its
+    leaf hash and inclusion proof against the signed checkpoint."""
+    import base64
+
+    from evidence.ledger import merkle
+    from evidence.ledger.note import NoteVerifier, open_checkpoint
+
+    f, ctx, case_id, clip_ids, kind, firm = defence
+    if who == "def_grey":
+        assert disclose(f, case_id, organisation_id=firm).status_code == 201
+        enrol_totp(f, "def_grey")
+    else:
+        assert disclose(f, case_id, username="cps_green").status_code == 201
+    me = f.as_(who)
+    # Something of theirs in the timeline too: their own viewing keeps its reason.
+    assert (
+        f.http.get(f"/api/v1/clips/{clip_ids[0]}/stream", headers=me, params=WHY).status_code == 200
+    )
+    detail = f.http.get(f"/api/v1/clips/{clip_ids[0]}", headers=me)
+    assert detail.status_code == 200, detail.text
+    assert REDACTION_REASON not in detail.text and SECRET_REASON not in detail.text
+    custody = detail.json()["custody"]
+    made = [c for c in custody if c["type"] == "derivative.created" and c["entry"]["kind"] == kind]
+    assert made, "the redacted copy's entry is in their timeline"
+    entry = made[0]
+    assert {"redaction.reason", "redaction.requested_by"} <= set(entry["withheld"])
+    assert entry["entry"]["sha256"] and entry["entry"]["redaction"]["boxes"], "facts kept"
+    for item in custody:
+        if item["entry"].get("actor") != f"user:{who}":
+            assert _free_text(item["entry"]) == [], item
+    own = [c for c in custody if c["type"] == "clip.viewed" and c["actor"] == f"user:{who}"]
+    assert own and own[0]["entry"]["reason"] == WHY["reason"], "their own reason is theirs"
+    # The force still reads the whole entry.
+    force = f.http.get(f"/api/v1/clips/{clip_ids[0]}", headers=f.as_("eo_brown")).json()
+    assert REDACTION_REASON in json.dumps(force["custody"])
+
+    # Verifiable with what they got: the leaf hash (it covers the whole entry, so it is not
+    # the hash of the shortened one) and its inclusion proof up to the signed checkpoint.
+    key = f.http.get("/api/v1/ledger/key").text.strip()
+    cp = open_checkpoint(f.http.get("/api/v1/ledger/checkpoint").text, NoteVerifier.from_vkey(key))
+    assert entry["index"] < cp.size
+    proof = f.http.get(
+        "/api/v1/ledger/proofs/inclusion",
+        headers=me,
+        params={"index": entry["index"], "tree_size": cp.size},
+    )
+    assert proof.status_code == 200, proof.text
+    leaf = base64.b64decode(entry["leaf_hash"])
+    merkle.verify_inclusion(
+        leaf,
+        entry["index"],
+        cp.size,
+        [base64.b64decode(h) for h in proof.json()["hashes"]],
+        cp.root_hash,
+    )
+    shortened = json.dumps(entry["entry"], separators=(",", ":")).encode()
+    assert merkle.leaf_hash(shortened) != leaf, "the leaf hash is the full entry's"
+
+
+def test_a_recipient_reads_no_reason_for_a_re_attribution(defence) -> None:
+    """Why an evidence officer re-attributed a clip is the force's free text."""
+    f, ctx, case_id, clip_ids, _, firm = defence
+    secret = "complaint under review against the first officer"
+    r = f.http.post(
+        f"/api/v1/clips/{clip_ids[1]}/attribution",
+        headers=f.as_("eo_brown"),
+        json={"officer_id": "PC5678", "reason": secret},
+    )
+    assert r.status_code == 200, r.text
+    assert disclose(f, case_id, organisation_id=firm).status_code == 201
+    enrol_totp(f, "def_grey")
+    for path in ("", "/attribution"):
+        got = f.http.get(f"/api/v1/clips/{clip_ids[1]}{path}", headers=f.as_("def_grey"))
+        assert got.status_code == 200, got.text
+        assert secret not in got.text
+    history = f.http.get(f"/api/v1/clips/{clip_ids[1]}/attribution", headers=f.as_("eo_brown"))
+    assert secret in history.text

@@ -13,6 +13,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
@@ -75,6 +76,17 @@ def world(tmp_path: Path, clip_1080p, clip_mov) -> Iterator[dict[str, Any]]:
         }
 
 
+def played_kind(page, url: str) -> str:  # type: ignore[no-untyped-def]
+    """Open the clip page at `url` and return the kind of the copy its player asked for (the
+    stream request the video element makes, answered by a redirect to a viewing)."""
+    with page.expect_response(lambda r: "/stream?" in r.url) as answer:
+        page.goto(url)
+    response = answer.value
+    assert response.status == 307, (response.url, response.status)
+    kinds = parse_qs(urlparse(response.url).query).get("kind", ["proxy"])
+    return kinds[0]
+
+
 def test_a_defence_lawyer_signs_in_with_totp_and_takes_a_redacted_bundle(
     world, open_page, tmp_path: Path
 ) -> None:
@@ -103,7 +115,7 @@ def test_a_defence_lawyer_signs_in_with_totp_and_takes_a_redacted_bundle(
     bundle_id = eo.locator("tr[data-bundle]").first.get_attribute("data-bundle")
     assert bundle_id and build_bundle(ctx, bundle_id) == "ready"
     share_id = row.get_attribute("data-share")
-    assert share_id and len(make_watermarks(ctx, share_id)) == 2  # the worker, in-process
+    assert share_id  # its watermarked copies are made below, after the redacted copy is seen
     w.assert_no_csp_violations()
 
     # The defence lawyer, password only: told to set up two-factor sign-in, shown nothing.
@@ -160,8 +172,40 @@ def test_a_defence_lawyer_signs_in_with_totp_and_takes_a_redacted_bundle(
     [held] = [x for x in manifest["exhibits"] if x["clip_id"] == world["redacted"]]
     assert held["file"] is None and not any(n.endswith("original.mov") for n in names)
 
-    # The original and its proxy are out of reach; the redacted copy plays.
+    # The clip page plays the copy the share gives them: the redacted copy (no watermarked
+    # one made yet), labelled, and offers no download of the original.
     why = "reason=disclosure%3A+defence+review"
+    page_url = f"{base}/ui/clips/{world['redacted']}?reason=disclosure&detail=defence+review"
+    played = played_kind(again, page_url)
+    assert played == world["kind"], played
+    expect(again.locator(f"[data-copy='{world['kind']}']")).to_have_text("Redacted copy")
+    expect(again.locator("#video")).to_have_attribute("data-kind", world["kind"])
+    expect(again.get_by_role("link", name="Download original")).to_have_count(0)
+    # Its timeline shows the redacted copy's entry without the force's reason or who asked.
+    expect(again.locator("[data-withheld='redaction.reason']")).to_have_count(1)
+    expect(again.locator("main")).not_to_contain_text("a bystander's face")
+    expect(again.locator("main")).not_to_contain_text("eo_brown")
+    # Once the share's watermarked copies are made, that is the copy the page plays.
+    assert len(make_watermarks(ctx, share_id)) == 2  # the worker, in-process
+    wm = watermark_kind(share_id)
+    assert played_kind(again, page_url) == wm
+    expect(again.locator(f"[data-copy='{wm}']")).to_have_text(f"Watermarked for {FIRM}")
+    expect(again.get_by_role("link", name="Download original")).to_have_count(0)
+    screenshot(again, "ui-disclosure-watermarked-player.png")
+    # The exhibit given whole: its watermarked copy, and the original may be downloaded.
+    whole_url = f"{base}/ui/clips/{world['whole']}?reason=disclosure&detail=defence+review"
+    assert played_kind(again, whole_url) == wm
+    expect(again.locator(f"[data-copy='{wm}']")).to_have_text(f"Watermarked for {FIRM}")
+    expect(again.get_by_role("link", name="Download original")).to_have_count(1)
+    viewed = [
+        json.loads(e)
+        for _, e in ctx.ledger.entries(0, ctx.ledger.size())
+        if json.loads(e)["type"] == "clip.viewed" and json.loads(e)["actor"] == "user:def_grey"
+    ]
+    objects = {e["object"].rsplit("/", 1)[-1] for e in viewed}
+    assert {world["kind"], wm} <= objects and "proxy" not in objects, objects
+
+    # The original and its proxy are out of reach by any address.
     for path_ in (
         f"/ui/clips/{world['redacted']}/original?{why}",
         f"/ui/clips/{world['redacted']}/stream?{why}",

@@ -23,7 +23,7 @@ from api.ui import session as ui_session
 from api.ui.render import STATIC, UIRoute, render, see_other
 from api.ui.session import csrf_protect
 from evidence import audit, clock, redactions, viewings
-from evidence.access import Principal, allowed, check_reason, visible_clip
+from evidence.access import Principal, allowed, check_reason, copy_to_play, visible_clip
 from evidence.accounts import organisations
 from evidence.accounts.models import Role
 from evidence.bundles import service as bundles
@@ -462,6 +462,11 @@ def clip_page(
         except InvalidInput as exc:
             reason_error = str(exc)
     kinds = {d["kind"] for d in clip["derivatives"]}
+    with ctx.db.session() as s:  # which copy the player opens: the policy's answer
+        play = copy_to_play(s, principal, clip_id, kinds)
+    may_play = _may_play(ctx, principal, clip_id) or (
+        not play.original and allowed(principal, "clips.view_footage")
+    )
     history = [r.as_dict() for r in cameras.attribution_history(ctx, principal, clip_id)]
     return render(
         request,
@@ -471,9 +476,10 @@ def clip_page(
         reasons=ctx.settings.access_reasons,
         attributions=history,
         categories=ctx.settings.categories,
-        may_play=_may_play(ctx, principal, clip_id),
-        has_proxy="proxy" in kinds,
-        has_thumbnail="thumbnail" in kinds,
+        may_play=may_play,
+        play=play,
+        has_copy=play.kind is not None,
+        has_thumbnail="thumbnail" in kinds and play.original,
         reason=chosen,
         reason_code=reason or "",
         reason_detail=detail or "",

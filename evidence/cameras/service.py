@@ -18,7 +18,13 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from evidence import clock
-from evidence.access import Principal, ledger_reason, require, visible_clip
+from evidence.access import (
+    Principal,
+    attribution_reason_shown,
+    ledger_reason,
+    require,
+    visible_clip,
+)
 from evidence.accounts.models import User
 from evidence.cameras.attribution import assignment_at, describe
 from evidence.cameras.models import (
@@ -372,9 +378,16 @@ def attribution_history(
             .where(ClipAttribution.clip_id == clip.id)
             .order_by(ClipAttribution.at, ClipAttribution.id)
         ).all()
+        shown = attribution_reason_shown(principal)
         return [
             AttributionRecord(
-                r.at, r.actor, r.camera_serial, r.camera_how, r.officer_id, r.officer_how, r.reason
+                r.at,
+                r.actor,
+                r.camera_serial,
+                r.camera_how,
+                r.officer_id,
+                r.officer_how,
+                r.reason if shown else None,
             )
             for r in rows
         ]

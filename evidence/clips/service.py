@@ -32,6 +32,7 @@ from evidence.access import (
     require,
     side,
     visible_clip,
+    without,
 )
 from evidence.cameras.models import ClipName
 from evidence.cases.models import CaseItem
@@ -228,8 +229,10 @@ def detail(ctx: Context, principal: Principal, clip_id: str) -> dict[str, Any]:
 def _withhold(item: dict[str, Any], fields: list[str]) -> dict[str, Any]:
     if not fields:
         return item
-    entry = {k: v for k, v in item["entry"].items() if k not in fields}
-    return {**item, "entry": entry, "withheld": fields}
+    out = {**item, "entry": without(item["entry"], fields), "withheld": fields}
+    if "actor" in fields:  # the person is withheld too, not only their words
+        out["actor"] = None
+    return out
 
 
 def _custody_item(index: int, entry: bytes, leaf: bytes, tree_size: int) -> dict[str, Any]:

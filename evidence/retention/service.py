@@ -41,6 +41,7 @@ from evidence import clock
 from evidence.access import (
     Principal,
     case_filter,
+    disposal_shown,
     hold_shown,
     ledger_reason,
     require,
@@ -900,5 +901,5 @@ def retention_of(ctx: Context, s: Session, clip: Clip, principal: Principal) -> 
         "locked_until": clock.rfc3339(clip.locked_until) if clip.locked_until else None,
         "disposed_at": clock.rfc3339(clip.disposed_at) if clip.disposed_at else None,
         "holds": [hold_shown(principal, _hold_dict(h)) for h in holds],
-        "disposal": _disposal_dict(d) if d else None,
+        "disposal": disposal_shown(principal, _disposal_dict(d)) if d else None,
     }
