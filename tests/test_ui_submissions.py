@@ -188,5 +188,8 @@ def test_a_member_of_the_public_sends_two_files_from_a_phone_through_a_dropped_c
         assert s.query(Clip).count() == 1, "the rejected photo is no clip"
     page.goto(store.url + "/ui/clips")
     expect(page.locator(f"[data-clip-id='{clip_id}']")).to_have_count(1)
+    # Its page shows the category it has, not the menu's first choice.
+    page.goto(store.url + f"/ui/clips/{clip_id}")
+    expect(page.locator("#category")).to_have_value("public submission")
     source = DatabaseSource(ctx.settings.resolved_database_url(), ctx.ledger.verifier_key)
     assert verify_ledger(source, Report(), key=ctx.ledger.verifier_key).ok
